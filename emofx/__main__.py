@@ -1,0 +1,5 @@
+import sys
+
+from emofx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""Trained models on disk: parameters, architecture, classes and provenance in one directory.
+
+A checkpoint directory holds ``params.msgpack`` (Flax serialisation) and ``model.json``
+(model config, class names, preprocessing, split indices, library versions). A loaded
+model predicts exactly as the saved one did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import flax
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from emofx.model import EmotionCNN, ModelConfig, init_params
+
+CHECKPOINT_DIR = "checkpoint"
+PARAMS_FILE = "params.msgpack"
+MODEL_FILE = "model.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the requested model."""
+
+
+def library_versions() -> dict[str, str]:
+    import optax
+
+    from emofx import __version__
+
+    return {
+        "emofx": __version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A trained :class:`EmotionCNN`: its config, parameters and class names."""
+
+    config: ModelConfig
+    params: Any
+    classes: tuple[str, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def module(self, activation=None) -> EmotionCNN:
+        """The Flax module, optionally with another activation (e.g. a guided ReLU)."""
+        return EmotionCNN(self.config) if activation is None else EmotionCNN(self.config, activation=activation)
+
+    def logits(self, images: jax.Array | np.ndarray) -> jax.Array:
+        """Logits for images in [0, 1] (B, H, W); uint8 images are scaled by 1/255."""
+        return _logits(self.config, self.params, as_unit_float(images))
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Class probabilities (N, C) for uint8 or [0, 1] images, computed in batches."""
+        out = [np.asarray(jax.nn.softmax(self.logits(images[i:i + batch_size])))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        return self.predict_proba(images, batch_size).argmax(axis=1)
+
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Write the checkpoint into ``directory`` (created); returns it."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "model_config": self.config.to_dict(),
+            "classes": list(self.classes),
+            "preprocessing": {
+                "scale": "uint8 / 255",
+                "pixel_mean": self.config.pixel_mean,
+                "pixel_std": self.config.pixel_std,
+                "input_size": self.config.input_size,
+            },
+            "versions": library_versions(),
+            **self.info,
+            **(extra or {}),
+        }
+        _atomic_write(directory / PARAMS_FILE, flax.serialization.to_bytes(jax.device_get(self.params)))
+        _atomic_write(directory / MODEL_FILE, json.dumps(payload, indent=2, default=_json_default).encode())
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        expect_config: ModelConfig | None = None,
+        expect_classes: Sequence[str] | None = None,
+    ) -> "TrainedModel":
+        """Read a checkpoint (a run directory or its ``checkpoint/`` folder).
+
+        ``expect_config`` / ``expect_classes`` make a mismatch with another architecture or
+        class set a clear :class:`CheckpointError` rather than a shape error later.
+        """
+        directory = resolve_checkpoint_dir(directory)
+        payload = json.loads((directory / MODEL_FILE).read_text())
+        config = ModelConfig.from_dict(payload["model_config"])
+        classes = tuple(payload["classes"])
+        if expect_config is not None and expect_config.architecture() != config.architecture():
+            raise CheckpointError(
+                f"checkpoint {directory} has architecture {config.architecture()}, "
+                f"not the requested {expect_config.architecture()}"
+            )
+        if expect_classes is not None and tuple(expect_classes) != classes:
+            raise CheckpointError(
+                f"checkpoint {directory} was trained on classes {list(classes)}, not {list(expect_classes)}"
+            )
+        template = init_params(config, 0)
+        try:
+            params = flax.serialization.from_bytes(template, (directory / PARAMS_FILE).read_bytes())
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{directory / PARAMS_FILE} does not fit its model.json ({err})") from err
+        info = {k: v for k, v in payload.items() if k not in ("model_config", "classes")}
+        return cls(config=config, params=params, classes=classes, info=info)
+
+
+def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """The folder holding model.json: ``directory`` itself or its ``checkpoint/`` child."""
+    directory = Path(directory)
+    for candidate in (directory, directory / CHECKPOINT_DIR):
+        if (candidate / MODEL_FILE).exists() and (candidate / PARAMS_FILE).exists():
+            return candidate
+    raise CheckpointError(
+        f"no emofx checkpoint in {directory} (expected {MODEL_FILE} and {PARAMS_FILE}, "
+        f"there or in {CHECKPOINT_DIR}/); train one with `emofx train`"
+    )
+
+
+def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
+    """uint8 images to float32 in [0, 1]; float images are passed through."""
+    if getattr(images, "dtype", None) == np.uint8:
+        return jnp.asarray(images, jnp.float32) / 255.0
+    return jnp.asarray(images, jnp.float32)
+
+
+_logits = jax.jit(lambda config, params, x: EmotionCNN(config).apply({"params": params}, x), static_argnums=0)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")

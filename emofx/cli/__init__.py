@@ -1,0 +1,74 @@
+"""The ``emofx`` command line: one module per command under :mod:`emofx.cli`.
+
+Each command module has a docstring (its --help description), ``add_arguments(parser)``
+and ``run(args) -> int``; its one-line help lives in :data:`COMMANDS`. Commands are imported lazily so ``emofx --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+COMMANDS: dict[str, str] = {
+    "prepare": "turn a face collection into an emofx dataset (.npz)",
+    "merge": "combine several datasets into one",
+    "info": "summarise a dataset",
+    "train": "train the paper's CNN on a dataset",
+    "evaluate": "evaluate a trained run on any dataset (shared classes)",
+    "quickstart": "the main job on synthetic cultures: train, evaluate, tables",
+    "saliency": "saliency maps of a trained run (guided backprop, ...)",
+    "modify": "modify emotions by gradient ascent on the image",
+    "compare": "compare two cultures' runs: accuracy, features, representations",
+    "batch": "run a notebook for every parameter combination with papermill",
+    "figures": "regenerate the paper's figures and tables from recorded runs",
+}
+
+# Errors that mean "the user's input was wrong": reported in one line, exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError)
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"emofx.cli.{name}")
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emofx",
+        description="Facial emotion representations across cultures (Yousefi et al.), in JAX.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name in COMMANDS:
+        if wanted == name:
+            module = _command_module(name)
+            cmd = sub.add_parser(name, help=COMMANDS[name], description=module.__doc__)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_run=module.run)
+        else:
+            sub.add_parser(name, help=COMMANDS[name], add_help=False)
+    return parser
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"emofx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"emofx {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

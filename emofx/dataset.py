@@ -1,0 +1,335 @@
+"""The dataset type: grayscale faces with emotion, culture, subject and provenance.
+
+A :class:`FaceDataset` is the currency of emofx: loaders produce it, splits index it,
+training consumes it. It round-trips through one ``.npz`` file and converts to a
+pandas DataFrame with one row per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.emotions import EMOTIONS, canonicalize_all, ordered_classes
+
+FORMAT_TAG = "emofx-dataset"
+FORMAT_VERSION = 1
+_PER_IMAGE_TEXT = ("culture", "subject", "path", "split")
+
+
+class DatasetError(ValueError):
+    """A dataset file or dataset contents are not usable."""
+
+
+@dataclass(frozen=True, eq=False)
+class FaceDataset:
+    """Grayscale face images with labels and per-image metadata.
+
+    Attributes:
+        images: uint8 array (N, H, W).
+        labels: int32 array (N,), indices into ``classes``.
+        classes: canonical emotion names, in canonical order.
+        culture, subject, path, split: per-image strings ("" when unknown).
+        extras: optional per-image arrays whose first axis is N
+            (e.g. ``votes`` (N, 10), ``agreement`` (N,), ``region_masks`` (N, R, H, W)).
+        meta: JSON-serialisable facts about the whole set (e.g. ``vote_names``,
+            ``region_names``, ``source``, ``format``).
+        skipped: inputs that were not turned into images, as ``{"path", "reason"}``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    culture: np.ndarray
+    subject: np.ndarray
+    path: np.ndarray
+    split: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    skipped: tuple[dict[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        images = np.asarray(self.images)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DatasetError(
+                f"images must be uint8 of shape (N, H, W); got {images.dtype} {images.shape}"
+            )
+        n = len(images)
+        labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        if len(labels) != n:
+            raise DatasetError(f"{len(labels)} labels for {n} images")
+        classes = tuple(self.classes)
+        unknown = [c for c in classes if c not in EMOTIONS]
+        if unknown:
+            raise DatasetError(f"classes {unknown} are not canonical emotions {EMOTIONS}")
+        if n and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise DatasetError(f"labels must lie in [0, {len(classes)}); got {labels.min()}..{labels.max()}")
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "classes", classes)
+        for name in _PER_IMAGE_TEXT:
+            value = getattr(self, name)
+            arr = np.full(n, "", dtype=object) if value is None else np.asarray(value, dtype=object)
+            if arr.shape != (n,):
+                raise DatasetError(f"{name} must have one entry per image ({n}); got shape {arr.shape}")
+            object.__setattr__(self, name, np.array([str(v) for v in arr], dtype=str) if n else np.zeros(0, dtype=str))
+        for key, value in self.extras.items():
+            if len(value) != n:
+                raise DatasetError(f"extra {key!r} has {len(value)} rows for {n} images")
+        object.__setattr__(self, "skipped", tuple(dict(s) for s in self.skipped))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_label_names(
+        cls,
+        images: np.ndarray,
+        label_names: Sequence[str],
+        *,
+        culture: Sequence[str] | str = "",
+        subject: Sequence[str] | None = None,
+        path: Sequence[str] | None = None,
+        split: Sequence[str] | None = None,
+        extras: dict[str, np.ndarray] | None = None,
+        meta: dict[str, Any] | None = None,
+        skipped: Sequence[dict[str, str]] = (),
+    ) -> "FaceDataset":
+        """Build a dataset from emotion names (aliases allowed); classes are those present."""
+        names = canonicalize_all(label_names)
+        classes = ordered_classes(names)
+        index = {c: i for i, c in enumerate(classes)}
+        n = len(names)
+        if isinstance(culture, str):
+            culture = [culture] * n
+        return cls(
+            images=np.asarray(images, dtype=np.uint8).reshape(n, *np.asarray(images).shape[1:]),
+            labels=np.array([index[c] for c in names], dtype=np.int32),
+            classes=classes,
+            culture=np.asarray(culture, dtype=object),
+            subject=np.asarray(subject if subject is not None else [""] * n, dtype=object),
+            path=np.asarray(path if path is not None else [""] * n, dtype=object),
+            split=np.asarray(split if split is not None else [""] * n, dtype=object),
+            extras=dict(extras or {}),
+            meta=dict(meta or {}),
+            skipped=tuple(skipped),
+        )
+
+    # ------------------------------------------------------------------ basic facts
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def label_names(self) -> np.ndarray:
+        """The canonical emotion name of every image."""
+        return np.asarray(self.classes, dtype=str)[self.labels] if len(self) else np.zeros(0, dtype=str)
+
+    @property
+    def has_subjects(self) -> bool:
+        return bool(len(self)) and bool(np.all(self.subject != ""))
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("region_names", ()))
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, in class order."""
+        values = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(v) for c, v in zip(self.classes, values)}
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``emofx info`` prints)."""
+        cultures, culture_counts = np.unique(self.culture, return_counts=True)
+        out: dict[str, Any] = {
+            "n": len(self),
+            "classes": list(self.classes),
+            "counts": self.counts(),
+            "cultures": {str(c): int(k) for c, k in zip(cultures, culture_counts)},
+            "subjects": int(len(set(self.subject) - {""})),
+            "image_shape": list(self.image_shape),
+            "extras": sorted(self.extras),
+            "skipped": list(self.skipped),
+        }
+        if np.any(self.split != ""):
+            names, split_counts = np.unique(self.split, return_counts=True)
+            out["splits"] = {str(s): int(k) for s, k in zip(names, split_counts)}
+        for key in ("source", "format"):
+            if key in self.meta:
+                out[key] = self.meta[key]
+        return out
+
+    # ------------------------------------------------------------------ views
+    def subset(self, indices: np.ndarray | Sequence[int]) -> "FaceDataset":
+        """The images at ``indices`` (a boolean mask or integer indices); classes unchanged."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return replace(
+            self,
+            images=self.images[idx],
+            labels=self.labels[idx],
+            culture=self.culture[idx],
+            subject=self.subject[idx],
+            path=self.path[idx],
+            split=self.split[idx],
+            extras={k: v[idx] for k, v in self.extras.items()},
+        )
+
+    def restrict_classes(self, classes: Sequence[str]) -> "FaceDataset":
+        """Keep only images of ``classes`` and relabel so that ``classes`` is the class list."""
+        wanted = ordered_classes(classes)
+        missing = [c for c in wanted if c not in self.classes]
+        if missing:
+            raise DatasetError(f"classes {missing} are not in this dataset (it has {list(self.classes)})")
+        keep = np.isin(self.label_names, wanted)
+        sub = self.subset(keep)
+        index = {c: i for i, c in enumerate(wanted)}
+        return replace(sub, labels=np.array([index[c] for c in sub.label_names], dtype=np.int32), classes=wanted)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per image: index, emotion, label, culture, subject, path, split and scalar extras."""
+        frame = pd.DataFrame(
+            {
+                "emotion": self.label_names,
+                "label": self.labels,
+                "culture": self.culture,
+                "subject": self.subject,
+                "path": self.path,
+                "split": self.split,
+            }
+        )
+        for key, value in self.extras.items():
+            if value.ndim == 1:
+                frame[key] = value
+            elif value.ndim == 2 and key == "votes" and "vote_names" in self.meta:
+                for j, name in enumerate(self.meta["vote_names"]):
+                    frame[f"votes_{name}"] = value[:, j]
+            elif value.ndim == 2:
+                for j in range(value.shape[1]):
+                    frame[f"{key}_{j}"] = value[:, j]
+        frame.index.name = "image"
+        return frame
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the dataset to one compressed ``.npz``; refuses to overwrite unless asked."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {
+            "format": FORMAT_TAG,
+            "version": FORMAT_VERSION,
+            "classes": list(self.classes),
+            "meta": self.meta,
+            "skipped": list(self.skipped),
+            "extras": sorted(self.extras),
+        }
+        arrays = {
+            "images": self.images,
+            "labels": self.labels,
+            **{name: getattr(self, name).astype(str) for name in _PER_IMAGE_TEXT},
+            **{f"extra__{k}": v for k, v in self.extras.items()},
+        }
+        tmp = path.with_name(path.name + ".partial.npz")
+        np.savez_compressed(tmp, __emofx__=np.array(json.dumps(header)), **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FaceDataset":
+        """Read a dataset written by :meth:`save`, with a clear error for anything else."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"dataset file {path} does not exist; create one with `emofx prepare`")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "__emofx__" not in data.files:
+                    raise DatasetError(
+                        f"{path} is not an emofx dataset (no emofx header); create one with `emofx prepare`"
+                    )
+                header = json.loads(str(data["__emofx__"]))
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as err:
+            if isinstance(err, DatasetError):
+                raise
+            raise DatasetError(f"{path} is not a readable emofx dataset ({err}); create one with `emofx prepare`") from err
+        if header.get("format") != FORMAT_TAG:
+            raise DatasetError(f"{path} is not an emofx dataset (format {header.get('format')!r})")
+        return cls(
+            images=arrays["images"],
+            labels=arrays["labels"],
+            classes=tuple(header["classes"]),
+            culture=arrays["culture"],
+            subject=arrays["subject"],
+            path=arrays["path"],
+            split=arrays["split"],
+            extras={k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")},
+            meta=header.get("meta", {}),
+            skipped=tuple(header.get("skipped", ())),
+        )
+
+
+def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> FaceDataset:
+    """Concatenate datasets, uniting class sets and keeping each image's culture, subject and source.
+
+    Images of different sizes are an error unless ``resize`` gives the common side length.
+    Extras are kept only when every dataset has them with matching trailing shapes.
+    """
+    if not datasets:
+        raise DatasetError("merge needs at least one dataset")
+    if resize is not None:
+        datasets = [resize_dataset(d, resize) for d in datasets]
+    shapes = {d.image_shape for d in datasets}
+    if len(shapes) > 1:
+        raise DatasetError(f"cannot merge images of different sizes {sorted(shapes)}; pass resize (CLI: --size)")
+    names = np.concatenate([d.label_names for d in datasets])
+    common = set.intersection(*(set(d.extras) for d in datasets))
+    extras = {}
+    for key in sorted(common):
+        parts = [d.extras[key] for d in datasets]
+        if len({p.shape[1:] for p in parts}) == 1:
+            extras[key] = np.concatenate(parts)
+    meta: dict[str, Any] = {"merged_from": [d.meta.get("source", "") for d in datasets]}
+    for key in ("vote_names", "region_names"):
+        values = {json.dumps(d.meta.get(key)) for d in datasets}
+        if len(values) == 1 and datasets[0].meta.get(key) is not None:
+            meta[key] = datasets[0].meta[key]
+    return FaceDataset.from_label_names(
+        np.concatenate([d.images for d in datasets]),
+        list(names),
+        culture=list(np.concatenate([d.culture for d in datasets])),
+        subject=list(np.concatenate([d.subject for d in datasets])),
+        path=list(np.concatenate([d.path for d in datasets])),
+        split=list(np.concatenate([d.split for d in datasets])),
+        extras=extras,
+        meta=meta,
+        skipped=[s for d in datasets for s in d.skipped],
+    )
+
+
+def resize_dataset(dataset: FaceDataset, size: int) -> FaceDataset:
+    """Resize every image (and region mask) to ``size`` x ``size`` with area interpolation."""
+    import cv2
+
+    if dataset.image_shape == (size, size):
+        return dataset
+    images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in dataset.images]) \
+        if len(dataset) else np.zeros((0, size, size), np.uint8)
+    extras = dict(dataset.extras)
+    if "region_masks" in extras:
+        masks = extras["region_masks"].astype(np.uint8)
+        extras["region_masks"] = np.stack(
+            [[cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in ms] for ms in masks]
+        ).astype(bool)
+    return replace(dataset, images=images, extras=extras)

@@ -1,0 +1,135 @@
+"""The paper's CNN: three 5x5 conv layers (64/128/256) with ReLU and 2x2 max pooling,
+a 300-unit dense layer with dropout, and a softmax output (Yousefi et al., Fig. 2;
+reference: safooray/EmotionClassificationCNN, Model.py).
+
+The model takes images in [0, 1] and standardises them with the training set's pixel
+mean and std (fixed in :class:`ModelConfig`), so saliency and emotion modification work
+directly in pixel space. The activation is a module attribute so that guided
+backpropagation can swap in a guided ReLU without patching anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from emofx import ops
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and input standardisation of :class:`EmotionCNN`."""
+
+    num_classes: int
+    input_size: int = 48
+    widths: tuple[int, ...] = (64, 128, 256)
+    kernel_size: int = 5
+    dense_units: int = 300
+    dropout: float = 0.5
+    conv_bias: bool = True
+    pixel_mean: float = 0.5
+    pixel_std: float = 0.25
+    conv_impl: str = "lax"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.input_size % (2 ** len(self.widths)):
+            raise ValueError(
+                f"input_size {self.input_size} must be divisible by {2 ** len(self.widths)} "
+                f"({len(self.widths)} 2x2 poolings)"
+            )
+        if self.num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes; got {self.num_classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return cls(**{**data, "widths": tuple(data["widths"])})
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide parameter shapes (what a checkpoint must match)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k in ("num_classes", "input_size", "widths", "kernel_size", "dense_units", "conv_bias")}
+
+
+class Conv(nn.Module):
+    """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.ops.conv2d_same`."""
+
+    features: int
+    kernel_size: int
+    use_bias: bool
+    impl: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+        y = ops.conv2d_same(x, kernel, self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class EmotionCNN(nn.Module):
+    """The paper's emotion classifier; returns logits (softmax is applied by the loss)."""
+
+    config: ModelConfig
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.convs = [
+            Conv(w, cfg.kernel_size, cfg.conv_bias, cfg.conv_impl, name=f"conv{i + 1}")
+            for i, w in enumerate(cfg.widths)
+        ]
+        self.dense = nn.Dense(cfg.dense_units, name="dense")
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Dense(cfg.num_classes, name="output")
+
+    def standardise(self, images: jax.Array) -> jax.Array:
+        """[0, 1] images (B, H, W) or (B, H, W, 1) to standardised NHWC float32."""
+        x = jnp.asarray(images, jnp.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        return (x - self.config.pixel_mean) / self.config.pixel_std
+
+    def conv_features(self, images: jax.Array) -> jax.Array:
+        """Output of the last conv layer after its activation, before pooling (for Grad-CAM, filters)."""
+        x = self.standardise(images)
+        for i, conv in enumerate(self.convs):
+            x = self.activation(conv(x))
+            if i < len(self.convs) - 1:
+                x = ops.max_pool_2x2(x)
+        return x
+
+    def classify_features(self, features: jax.Array, train: bool = False) -> jax.Array:
+        """Logits from last-conv features: pool, flatten, dense + activation + dropout, output."""
+        return self.output(self.dropout(self.penultimate_from_features(features), deterministic=not train))
+
+    def penultimate_from_features(self, features: jax.Array) -> jax.Array:
+        x = ops.max_pool_2x2(features)
+        return self.activation(self.dense(x.reshape(x.shape[0], -1)))
+
+    def penultimate(self, images: jax.Array) -> jax.Array:
+        """The 300-unit representation (after activation, without dropout): for CKA."""
+        return self.penultimate_from_features(self.conv_features(images))
+
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        return self.classify_features(self.conv_features(images), train=train)
+
+
+def init_params(config: ModelConfig, seed: int | jax.Array) -> Any:
+    """Initial parameters for ``config`` from an integer seed or PRNG key."""
+    key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    dummy = jnp.zeros((1, config.input_size, config.input_size), jnp.float32)
+    return EmotionCNN(config).init(key, dummy)["params"]
+
+
+def count_params(params: Any) -> int:
+    return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,23 @@
+"""Where emofx finds the shared real datasets and keeps its caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "EMOFX_DATA"
+CACHE_ENV = "EMOFX_CACHE"
+
+
+def shared_data_root() -> Path:
+    """The real datasets: ``$EMOFX_DATA`` if set, else ``../shared/data`` beside the project root."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser().resolve()
+    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+
+
+def cache_root() -> Path:
+    """Cache for prepared faces: ``$EMOFX_CACHE`` if set, else ``~/.cache/emofx``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path.home() / ".cache" / "emofx"
