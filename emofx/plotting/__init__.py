@@ -1,0 +1,29 @@
+"""Figures for people: one module per family of figures.
+
+- :mod:`emofx.plotting.tables`: confusion-matrix heatmaps and misclassification bars.
+- :mod:`emofx.plotting.curves`: learning curves (the paper's Figure 4).
+- :mod:`emofx.plotting.saliency`: saliency maps for viewing, overlays, Figure 5-6 grids, Figure 7 panels.
+- :mod:`emofx.plotting.comparison`: culture-comparison figures (H1/H2, transfer, CKA).
+
+All functions return a matplotlib Figure and never call ``plt.show``; use :func:`save_figure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+
+def save_figure(fig, path: str | Path, formats: Iterable[str] = ("png",), dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the written paths."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        written.append(target)
+    plt.close(fig)
+    return written
