@@ -1,0 +1,317 @@
+"""Calibrated statistics for comparing two groups (cultures): permutation tests, bootstrap
+confidence intervals, multiple-comparison corrections, effect sizes and linear CKA.
+
+Everything here is pure numpy, vectorised over trailing "feature" axes (regions, pixels,
+categories) so that many tests share one set of permutations, and every random choice comes
+from an explicit ``seed``. Group arrays have the unit of analysis (trials, images, models) on
+axis 0; which unit is appropriate is the caller's decision and should be reported with the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from math import comb
+from typing import Literal
+
+import numpy as np
+
+Alternative = Literal["two-sided", "greater", "less"]
+Statistic = Literal["mean_diff", "welch_t"]
+
+_CHUNK = 256  # permutations per matrix product: bounds memory for pixel-wise tests
+_TOLERANCE = 1e-12  # permuted statistics this close to the observed one count as "as extreme"
+
+
+class StatsInputError(ValueError):
+    """Inputs to a statistical function are unusable (too few units, mismatched shapes)."""
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """Result of a two-group permutation test, per feature.
+
+    Attributes:
+        statistic: observed statistic (group a minus group b), feature-shaped.
+        p_value: permutation p-value per feature (uncorrected).
+        p_fwer: single-step max-statistic p-value (Westfall & Young), which controls the
+            family-wise error over all features; meaningful when features share a scale
+            (use ``statistic="welch_t"`` for pixels or regions of different variance).
+        n_permutations: group assignments evaluated, the observed one included.
+        exact: True when every assignment was enumerated (the p-value is then exact).
+    """
+
+    statistic: np.ndarray
+    p_value: np.ndarray
+    p_fwer: np.ndarray
+    n_permutations: int
+    exact: bool
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """A percentile bootstrap interval for a difference of means (group a minus group b)."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    n_boot: int
+
+
+# ---------------------------------------------------------------- permutation machinery
+def group_assignments(n_a: int, n_b: int, n_permutations: int, seed: int) -> tuple[np.ndarray, bool]:
+    """Boolean matrix (M, n_a + n_b): row m marks the units put in group a by assignment m.
+
+    Row 0 is always the observed assignment (the first ``n_a`` units). When the number of
+    distinct splits C(n_a + n_b, n_a) is at most ``n_permutations + 1`` every split is
+    enumerated (exact test; 5 vs 5 trials gives 252); otherwise ``n_permutations`` random
+    assignments follow the observed one, which gives the usual +1 correction
+    p = (1 + #{T_perm >= T_obs}) / (1 + M).
+    """
+    if n_a < 1 or n_b < 1:
+        raise StatsInputError(f"each group needs at least one unit; got {n_a} and {n_b}")
+    n = n_a + n_b
+    observed = np.zeros(n, dtype=bool)
+    observed[:n_a] = True
+    if comb(n, n_a) <= n_permutations + 1:
+        rows = np.zeros((comb(n, n_a), n), dtype=bool)
+        for m, members in enumerate(itertools.combinations(range(n), n_a)):
+            rows[m, list(members)] = True
+        return rows, True
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.broadcast_to(observed, (n_permutations, n)).copy(), axis=1)
+    return np.vstack([observed, shuffled]), False
+
+
+def _as_groups(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim == 0 or b.ndim == 0 or a.shape[1:] != b.shape[1:]:
+        raise StatsInputError(
+            f"groups must be arrays (units, ...) with the same feature shape; got {a.shape} and {b.shape}"
+        )
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise StatsInputError("groups contain NaN or infinite values; drop or impute them before testing")
+    return a, b
+
+
+def _group_statistics(
+    assign: np.ndarray, pooled: np.ndarray, pooled_sq: np.ndarray, n_a: int, statistic: Statistic
+) -> np.ndarray:
+    """The statistic for every assignment row: (m, F)."""
+    n_b = pooled.shape[0] - n_a
+    weights = assign.astype(np.float64)
+    sum_a = weights @ pooled
+    sum_b = pooled.sum(axis=0) - sum_a
+    diff = sum_a / n_a - sum_b / n_b
+    if statistic == "mean_diff":
+        return diff
+    if n_a < 2 or n_b < 2:
+        raise StatsInputError("the Welch t statistic needs at least 2 units per group")
+    sq_a = weights @ pooled_sq
+    sq_b = pooled_sq.sum(axis=0) - sq_a
+    var_a = np.maximum(sq_a - sum_a**2 / n_a, 0.0) / (n_a - 1)
+    var_b = np.maximum(sq_b - sum_b**2 / n_b, 0.0) / (n_b - 1)
+    se = np.sqrt(var_a / n_a + var_b / n_b)
+    return np.divide(diff, se, out=np.zeros_like(diff), where=se > 0)
+
+
+def _extremeness(values: np.ndarray, alternative: Alternative) -> np.ndarray:
+    if alternative == "two-sided":
+        return np.abs(values)
+    if alternative == "greater":
+        return values
+    if alternative == "less":
+        return -values
+    raise StatsInputError(f"alternative must be 'two-sided', 'greater' or 'less'; got {alternative!r}")
+
+
+def permutation_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    statistic: Statistic = "mean_diff",
+    alternative: Alternative = "two-sided",
+    n_permutations: int = 9999,
+    seed: int = 0,
+) -> PermutationTest:
+    """Permutation test of equal means between groups ``a`` (n_a, ...) and ``b`` (n_b, ...).
+
+    Units (axis 0) are reassigned between groups; every trailing feature is tested with the
+    same assignments, which also yields the max-statistic FWER-adjusted p-values.
+    """
+    if statistic not in ("mean_diff", "welch_t"):
+        raise StatsInputError(f"statistic must be 'mean_diff' or 'welch_t'; got {statistic!r}")
+    a, b = _as_groups(a, b)
+    feature_shape = a.shape[1:]
+    pooled = np.concatenate([a, b]).reshape(len(a) + len(b), -1)
+    pooled_sq = pooled**2
+    assign, exact = group_assignments(len(a), len(b), n_permutations, seed)
+    observed = _group_statistics(assign[:1], pooled, pooled_sq, len(a), statistic)[0]
+    observed_extreme = _extremeness(observed, alternative)
+    as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
+    max_as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
+    for start in range(0, len(assign), _CHUNK):
+        stats = _extremeness(
+            _group_statistics(assign[start:start + _CHUNK], pooled, pooled_sq, len(a), statistic), alternative
+        )
+        as_extreme += (stats >= observed_extreme - _TOLERANCE).sum(axis=0)
+        row_max = stats.max(axis=1, keepdims=True)
+        max_as_extreme += (row_max >= observed_extreme - _TOLERANCE).sum(axis=0)
+    total = len(assign)
+    return PermutationTest(
+        statistic=observed.reshape(feature_shape),
+        p_value=(as_extreme / total).reshape(feature_shape),
+        p_fwer=(max_as_extreme / total).reshape(feature_shape),
+        n_permutations=total,
+        exact=exact,
+    )
+
+
+def distribution_test(
+    a: np.ndarray, b: np.ndarray, *, n_permutations: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """Do two groups' categorical distributions differ? Returns (total variation distance, p).
+
+    ``a`` (n_a, K) and ``b`` (n_b, K) hold one distribution over K categories per unit (a
+    one-hot row for a single observation, or the category shares of one model's filters).
+    The statistic is the total variation distance between the groups' mean distributions;
+    units are permuted between groups, so the test is calibrated for whatever the unit is.
+    """
+    a, b = _as_groups(a, b)
+    if a.ndim != 2:
+        raise StatsInputError(f"distributions must be (units, categories); got {a.shape}")
+    pooled = np.concatenate([a, b])
+    assign, _ = group_assignments(len(a), len(b), n_permutations, seed)
+    distances = np.concatenate([
+        0.5 * np.abs(_group_statistics(assign[s:s + _CHUNK], pooled, pooled, len(a), "mean_diff")).sum(axis=1)
+        for s in range(0, len(assign), _CHUNK)
+    ])
+    return float(distances[0]), float(np.mean(distances >= distances[0] - _TOLERANCE))
+
+
+# ---------------------------------------------------------------- bootstrap
+def bootstrap_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    strata_a: np.ndarray | None = None,
+    strata_b: np.ndarray | None = None,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapInterval:
+    """Percentile bootstrap CI of mean(a) - mean(b), resampling units within strata.
+
+    Stratifying (e.g. by trial and class) keeps every stratum's size, so a resampled mean
+    weights strata exactly as the observed one does; groups are resampled independently.
+    """
+    if not 0 < confidence < 1:
+        raise StatsInputError(f"confidence must lie in (0, 1); got {confidence}")
+    means = []
+    for offset, (values, strata) in enumerate(((a, strata_a), (b, strata_b))):
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.size == 0:
+            raise StatsInputError("each group needs at least one unit to bootstrap")
+        strata = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
+        if strata.shape != values.shape:
+            raise StatsInputError(f"strata must have one entry per unit ({len(values)}); got {strata.shape}")
+        means.append(_stratified_bootstrap_means(values, strata, n_boot, np.random.default_rng([seed, offset])))
+    diffs = means[0] - means[1]
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    estimate = float(np.mean(a) - np.mean(b))
+    return BootstrapInterval(estimate, float(low), float(high), confidence, n_boot)
+
+
+def _stratified_bootstrap_means(values: np.ndarray, strata: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    totals = np.zeros(n_boot)
+    for stratum in np.unique(strata):
+        members = values[strata == stratum]
+        draws = rng.integers(0, len(members), size=(n_boot, len(members)))
+        totals += members[draws].sum(axis=1)
+    return totals / len(values)
+
+
+# ---------------------------------------------------------------- multiple comparisons
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (FWER); NaNs are ignored and stay NaN."""
+    return _adjust(p_values, _holm_sorted)
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg step-up adjusted p-values (FDR); NaNs are ignored and stay NaN."""
+    return _adjust(p_values, _bh_sorted)
+
+
+def adjust(p_values: np.ndarray, method: Literal["holm", "bh"]) -> np.ndarray:
+    """Adjusted p-values by name: ``"holm"`` (FWER) or ``"bh"`` (FDR)."""
+    methods = {"holm": holm, "bh": benjamini_hochberg}
+    if method not in methods:
+        raise StatsInputError(f"correction must be one of {sorted(methods)}; got {method!r}")
+    return methods[method](p_values)
+
+
+def _adjust(p_values: np.ndarray, sorted_adjust) -> np.ndarray:
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    valid = ~np.isnan(p)
+    if np.any((p[valid] < 0) | (p[valid] > 1)):
+        raise StatsInputError("p-values must lie in [0, 1]")
+    flat = p[valid]
+    order = np.argsort(flat, kind="stable")
+    adjusted = np.empty_like(flat)
+    adjusted[order] = np.minimum(sorted_adjust(flat[order]), 1.0)
+    out[valid] = adjusted
+    return out
+
+
+def _holm_sorted(p: np.ndarray) -> np.ndarray:
+    m = len(p)
+    return np.maximum.accumulate((m - np.arange(m)) * p)
+
+
+def _bh_sorted(p: np.ndarray) -> np.ndarray:
+    m = len(p)
+    return np.minimum.accumulate((m / np.arange(1, m + 1) * p)[::-1])[::-1]
+
+
+# ---------------------------------------------------------------- effect sizes
+def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(mean(a) - mean(b)) / pooled SD along axis 0; NaN where both groups are constant and equal."""
+    a, b = _as_groups(a, b)
+    n_a, n_b = len(a), len(b)
+    if n_a + n_b < 3:
+        raise StatsInputError("an effect size needs at least 3 units in total")
+    pooled_var = ((n_a - 1) * a.var(axis=0, ddof=1 if n_a > 1 else 0)
+                  + (n_b - 1) * b.var(axis=0, ddof=1 if n_b > 1 else 0)) / (n_a + n_b - 2)
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return diff / np.sqrt(pooled_var)
+
+
+def hedges_g(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's d with the small-sample bias correction J = 1 - 3 / (4 (n_a + n_b) - 9)."""
+    n = len(a) + len(b)
+    return cohens_d(a, b) * (1 - 3 / (4 * n - 9))
+
+
+# ---------------------------------------------------------------- representations
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear centered kernel alignment (Kornblith et al. 2019) of two representations.
+
+    ``x`` (n, p) and ``y`` (n, q) are activations of the same n inputs. CKA is 1 for
+    identical representations and invariant to orthogonal transforms and isotropic scaling.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise StatsInputError(f"CKA needs (n, p) and (n, q) activations of the same inputs; got {x.shape}, {y.shape}")
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    norm_x = np.linalg.norm(x.T @ x)
+    norm_y = np.linalg.norm(y.T @ y)
+    if norm_x == 0 or norm_y == 0:
+        raise StatsInputError("CKA is undefined for a constant representation (every input maps to the same vector)")
+    return float(np.linalg.norm(y.T @ x) ** 2 / (norm_x * norm_y))

@@ -1,0 +1,146 @@
+"""Known-answer tests for emofx.stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from emofx import stats
+
+
+def test_exact_enumeration_for_five_versus_five():
+    assign, exact = stats.group_assignments(5, 5, n_permutations=9999, seed=0)
+    assert exact and assign.shape == (252, 10)
+    assert assign[0, :5].all() and not assign[0, 5:].any()
+    assert (assign.sum(axis=1) == 5).all()
+    assert len({row.tobytes() for row in assign}) == 252
+
+
+def test_identical_groups_have_p_near_one():
+    values = np.arange(5.0)
+    result = stats.permutation_test(values, values.copy())
+    assert result.exact and result.statistic == 0
+    assert result.p_value == pytest.approx(1.0)
+
+
+def test_clearly_different_groups_reach_the_smallest_exact_p():
+    result = stats.permutation_test(np.arange(5.0) + 100, np.arange(5.0))
+    # only the observed split and its mirror image are as extreme: 2 / 252
+    assert result.p_value == pytest.approx(2 / 252)
+    assert result.statistic == pytest.approx(100.0)
+    one_sided = stats.permutation_test(np.arange(5.0) + 100, np.arange(5.0), alternative="greater")
+    assert one_sided.p_value == pytest.approx(1 / 252)
+
+
+def test_monte_carlo_p_uses_the_plus_one_correction_and_is_seeded():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(3, 1, 40), rng.normal(0, 1, 40)
+    first = stats.permutation_test(a, b, n_permutations=999, seed=3)
+    again = stats.permutation_test(a, b, n_permutations=999, seed=3)
+    assert not first.exact and first.n_permutations == 1000
+    assert first.p_value == pytest.approx(1 / 1000)  # nothing beats the observed split
+    assert first.p_value == again.p_value
+
+
+def test_permutation_p_agrees_with_t_test_under_normality():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.4, 1, 60), rng.normal(0, 1, 60)
+    ours = stats.permutation_test(a, b, n_permutations=19999, seed=0).p_value
+    reference = scipy_stats.ttest_ind(a, b).pvalue
+    assert ours == pytest.approx(reference, abs=0.02)
+
+
+def test_null_p_values_are_uniform():
+    rng = np.random.default_rng(3)
+    p = stats.permutation_test(rng.normal(size=(8, 400)), rng.normal(size=(8, 400)), n_permutations=999).p_value
+    assert p.shape == (400,)
+    assert np.mean(p < 0.05) == pytest.approx(0.05, abs=0.03)
+    assert np.mean(p < 0.5) == pytest.approx(0.5, abs=0.08)
+
+
+def test_max_statistic_controls_family_wise_error_and_finds_a_planted_pixel():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(20, 8, 8)), rng.normal(size=(20, 8, 8))
+    a[:, 2, 3] += 3.0
+    result = stats.permutation_test(a, b, statistic="welch_t", n_permutations=999, seed=0)
+    assert result.p_fwer.shape == (8, 8)
+    assert result.p_fwer[2, 3] < 0.01
+    others = np.delete(result.p_fwer.reshape(-1), 2 * 8 + 3)
+    assert others.min() > 0.05
+    assert (result.p_fwer >= result.p_value - 1e-12).all()
+
+
+def test_welch_statistic_matches_scipy():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(1, 1, 7), rng.normal(0, 3, 9)
+    result = stats.permutation_test(a, b, statistic="welch_t", n_permutations=10)
+    assert result.statistic == pytest.approx(scipy_stats.ttest_ind(a, b, equal_var=False).statistic)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(stats.StatsInputError, match="same feature shape"):
+        stats.permutation_test(np.zeros((3, 2)), np.zeros((3, 4)))
+    with pytest.raises(stats.StatsInputError, match="NaN"):
+        stats.permutation_test(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
+    with pytest.raises(stats.StatsInputError, match="at least one unit"):
+        stats.permutation_test(np.zeros(0), np.zeros(3))
+
+
+def test_holm_and_bh_against_hand_computed_values():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(stats.holm(p), [0.03, 0.06, 0.06, 0.02])
+    # BH: sorted p * 4 / rank -> 0.02, 0.02, 0.04, 0.04 (then running minimum from the top)
+    np.testing.assert_allclose(stats.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(stats.adjust([0.5, np.nan, 0.9], "holm"), [1.0, np.nan, 1.0])  # monotone
+    with pytest.raises(stats.StatsInputError, match="correction"):
+        stats.adjust(p, "bonferroni")
+
+
+def test_effect_sizes():
+    a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 3.0, 5.0])
+    assert stats.cohens_d(a, b) == pytest.approx(0.5)  # pooled SD 2
+    assert stats.hedges_g(a, b) == pytest.approx(0.5 * (1 - 3 / 15))
+    np.testing.assert_allclose(stats.cohens_d(np.ones((4, 2)), np.zeros((4, 2))), [np.inf, np.inf])
+
+
+def test_distribution_test():
+    eyes, mouth = np.eye(3)[[0] * 10], np.eye(3)[[2] * 10]
+    distance, p = stats.distribution_test(eyes, mouth, n_permutations=999)
+    assert distance == pytest.approx(1.0) and p < 0.01
+    rng = np.random.default_rng(6)
+    same = np.eye(3)[rng.integers(0, 3, 60)]
+    distance, p = stats.distribution_test(same[:30], same[30:], n_permutations=999)
+    assert p > 0.05
+
+
+def test_bootstrap_interval_covers_the_truth():
+    rng = np.random.default_rng(7)
+    covered = 0
+    for seed in range(40):
+        a, b = rng.normal(1.0, 1, 80), rng.normal(0.0, 1, 60)
+        ci = stats.bootstrap_difference(a, b, n_boot=500, seed=seed)
+        covered += ci.low <= 1.0 <= ci.high
+        assert ci.low < ci.estimate < ci.high
+    assert covered >= 34  # nominal 95% of 40 = 38
+
+
+def test_stratified_bootstrap_keeps_strata_fixed():
+    a = np.array([0.0] * 10 + [1.0] * 10)
+    strata = np.array([0] * 10 + [1] * 10)
+    ci = stats.bootstrap_difference(a, np.zeros(5), strata_a=strata, n_boot=200)
+    assert ci.low == ci.high == pytest.approx(0.5)  # each stratum is constant
+
+
+def test_linear_cka_known_cases():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(50, 10))
+    q, _ = np.linalg.qr(rng.normal(size=(10, 10)))
+    assert stats.linear_cka(x, x) == pytest.approx(1.0)
+    assert stats.linear_cka(x, 3.5 * x @ q) == pytest.approx(1.0)
+    assert stats.linear_cka(x, x + 7.0) == pytest.approx(1.0)
+    independent = stats.linear_cka(x, rng.normal(size=(50, 10)))
+    assert 0 < independent < 0.5
+    with pytest.raises(stats.StatsInputError, match="constant"):
+        stats.linear_cka(x, np.ones((50, 3)))
