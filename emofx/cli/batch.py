@@ -1,0 +1,73 @@
+"""Run a notebook for every combination of parameter values with papermill.
+
+Either one sweep on the command line:
+
+    emofx batch notebooks/02_train_culture.ipynb --experiment demo -p culture eyes mouth -p seed 0 1
+
+or every sweep of an experiment file, in order:
+
+    emofx batch --config experiments/synthetic_cultures.yaml
+
+Each run goes to RUNS_DIR/EXPERIMENT/NOTEBOOK/PARAMETER-SET/ (the executed notebook, its
+results/ and status.json). Completed runs with the same parameters are skipped; interrupted,
+failed or changed ones are redone. Exit status 1 when any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emofx.batch import BatchError, Experiment, Sweep, load_experiment, parse_value, run_experiment
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", nargs="?", type=Path, help="the notebook to run (omit with --config)")
+    parser.add_argument("--config", type=Path, help="an experiment YAML file (see experiments/)")
+    parser.add_argument("--experiment", help="experiment name: the folder under --runs-dir")
+    parser.add_argument("-p", "--param", nargs="+", action="append", default=[], metavar=("KEY", "VALUES"),
+                        help="a parameter and the values to sweep (read as YAML: 3, 0.5, true, '[a, b]')")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a parameter with one fixed value (not part of the run names)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK",
+                        help="with --config: run only these notebooks' sweeps (stems, e.g. 02_train_culture)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where experiments live (default papermill_runs, or the config's runs_dir)")
+    parser.add_argument("--workers", type=int, default=1, help="runs executed in parallel (process pool)")
+    parser.add_argument("--force", action="store_true", help="redo completed runs too")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel to execute with (default python3)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def experiment_from_args(args: argparse.Namespace) -> Experiment:
+    """The experiment the command line describes (a config file or one sweep)."""
+    if args.config is not None:
+        if args.notebook is not None or args.param or args.set or args.experiment:
+            raise BatchError("give either --config or NOTEBOOK with --experiment/-p/--set, not both")
+        return load_experiment(args.config, runs_dir=args.runs_dir)
+    if args.notebook is None or not args.experiment:
+        raise BatchError("give NOTEBOOK and --experiment NAME (or --config FILE)")
+    if args.only:
+        raise BatchError("--only goes with --config")
+    grid = {}
+    for key, *values in args.param:
+        if not values:
+            raise BatchError(f"-p {key} needs at least one value")
+        if key in grid:
+            raise BatchError(f"-p {key} given twice; list all its values after one -p")
+        grid[key] = [parse_value(v) for v in values]
+    fixed = {key: parse_value(value) for key, value in args.set}
+    return Experiment(args.experiment, (Sweep(args.notebook, grid, fixed),), args.runs_dir or Path("papermill_runs"))
+
+
+def run(args: argparse.Namespace) -> int:
+    experiment = experiment_from_args(args)
+    summaries = run_experiment(
+        experiment, only=args.only, workers=args.workers, force=args.force, kernel_name=args.kernel,
+        cell_timeout=args.timeout, progress=not args.no_progress,
+    )
+    for summary in summaries:
+        print(summary.describe())
+    print(f"runs in {experiment.directory}")
+    return 1 if any(summary.failed for summary in summaries) else 0
