@@ -11,6 +11,7 @@ backpropagation can swap in a guided ReLU without patching anything.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -127,6 +128,12 @@ class EmotionCNN(nn.Module):
 def init_params(config: ModelConfig, seed: int | jax.Array) -> Any:
     """Initial parameters for ``config`` from an integer seed or PRNG key."""
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    return _init_params(config, key)
+
+
+@partial(jax.jit, static_argnums=0)
+def _init_params(config: ModelConfig, key: jax.Array) -> Any:
+    # Compiled once per config: eager initialisation compiles every random op separately.
     dummy = jnp.zeros((1, config.input_size, config.input_size), jnp.float32)
     return EmotionCNN(config).init(key, dummy)["params"]
 
