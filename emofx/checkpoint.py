@@ -89,8 +89,8 @@ class TrainedModel:
             **self.info,
             **(extra or {}),
         }
-        _atomic_write(directory / PARAMS_FILE, flax.serialization.to_bytes(jax.device_get(self.params)))
-        _atomic_write(directory / MODEL_FILE, json.dumps(payload, indent=2, default=_json_default).encode())
+        atomic_write(directory / PARAMS_FILE, flax.serialization.to_bytes(jax.device_get(self.params)))
+        atomic_write(directory / MODEL_FILE, json.dumps(payload, indent=2, default=_json_default).encode())
         return directory
 
     @classmethod
@@ -150,7 +150,8 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
 _logits = jax.jit(lambda config, params, x: EmotionCNN(config).apply({"params": params}, x), static_argnums=0)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".partial")
     tmp.write_bytes(data)
     os.replace(tmp, path)
