@@ -52,19 +52,19 @@ ACTIONS: dict[str, str] = {
 # Full-intensity displacement of each emotion from neutral (FACS-inspired, exaggerated for 48 px).
 EXPRESSIONS: dict[str, dict[str, float]] = {
     "neutral": {},
-    "happy": {"lid_raise": 0.55, "eye_open": -0.15, "brow_raise": 0.015,
-              "corner_lift": 0.13, "stretch": 0.25, "mouth_open": 0.03},
-    "surprised": {"eye_open": 0.85, "brow_raise": 0.10,
-                  "mouth_open": 0.20, "stretch": -0.35},
-    "sad": {"eye_open": -0.25, "brow_inner": 0.09, "brow_raise": -0.02,
-            "corner_lift": -0.11, "stretch": -0.08},
-    "angry": {"eye_open": 0.25, "brow_raise": -0.06, "brow_inner": -0.04, "brow_knit": 0.07,
-              "press": 0.6, "stretch": -0.25, "corner_lift": -0.03},
-    "afraid": {"eye_open": 0.6, "brow_raise": 0.08, "brow_inner": 0.04, "brow_knit": 0.05,
-               "stretch": 0.38, "mouth_open": 0.07, "corner_lift": -0.05},
-    "disgusted": {"eye_open": -0.45, "brow_raise": -0.05, "brow_knit": 0.03, "wrinkle": 1.0,
-                  "upper_lip": 0.08, "corner_lift": -0.04, "mouth_open": 0.02},
-    "contempt": {"eye_open": -0.1, "smirk": 0.09},
+    "happy": {"lid_raise": 0.6, "eye_open": -0.15, "brow_raise": 0.02,
+              "corner_lift": 0.18, "stretch": 0.3, "mouth_open": 0.04},
+    "surprised": {"eye_open": 1.0, "brow_raise": 0.14,
+                  "mouth_open": 0.26, "stretch": -0.4},
+    "sad": {"eye_open": -0.3, "brow_inner": 0.13, "brow_raise": -0.03,
+            "corner_lift": -0.15, "stretch": -0.1},
+    "angry": {"eye_open": 0.3, "brow_raise": -0.08, "brow_inner": -0.06, "brow_knit": 0.09,
+              "press": 0.8, "stretch": -0.3, "corner_lift": -0.04},
+    "afraid": {"eye_open": 0.7, "brow_raise": 0.11, "brow_inner": 0.06, "brow_knit": 0.07,
+               "stretch": 0.45, "mouth_open": 0.1, "corner_lift": -0.07},
+    "disgusted": {"eye_open": -0.5, "brow_raise": -0.07, "brow_knit": 0.04, "wrinkle": 1.0,
+                  "upper_lip": 0.11, "corner_lift": -0.06, "mouth_open": 0.03},
+    "contempt": {"eye_open": -0.1, "smirk": 0.13},
 }
 
 
@@ -112,10 +112,10 @@ def make_synthetic(
     size: int = 48,
     culture: str | None = None,
     classes: Sequence[str] | None = None,
-    intensity: tuple[float, float] = (0.6, 1.0),
+    intensity: tuple[float, float] = (0.7, 1.0),
     *,
     images_per_subject_class: int = 5,
-    noise: tuple[float, float] = (0.01, 0.04),
+    noise: tuple[float, float] = (0.01, 0.03),
     max_rotation: float = 8.0,
 ) -> FaceDataset:
     """Generate ``n_per_class`` faces of each class in one dialect, reproducibly from ``seed``.
@@ -215,11 +215,11 @@ def _draw_identities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Per-subject face shape, feature placement and tones (image half-width units)."""
     u = lambda a, b: rng.uniform(a, b, n)  # noqa: E731 - local shorthand
     return {
-        "head_a": u(0.70, 0.80), "head_b": u(0.92, 1.05), "head_y": u(0.02, 0.10),
-        "eye_x": u(0.30, 0.36), "eye_y": u(-0.21, -0.15), "eye_w": u(0.12, 0.15), "eye_h": u(0.060, 0.072),
-        "brow_gap": u(0.19, 0.22), "brow_len": u(0.15, 0.19), "brow_t": u(0.045, 0.06),
+        "head_a": u(0.76, 0.86), "head_b": u(0.98, 1.10), "head_y": u(0.04, 0.12),
+        "eye_x": u(0.31, 0.37), "eye_y": u(-0.22, -0.16), "eye_w": u(0.14, 0.17), "eye_h": u(0.068, 0.080),
+        "brow_gap": u(0.20, 0.23), "brow_len": u(0.16, 0.20), "brow_t": u(0.055, 0.07),
         "brow_tilt": u(-0.02, 0.02), "nose_y": u(0.17, 0.23), "nose_w": u(0.06, 0.08),
-        "mouth_y": u(0.44, 0.52), "mouth_w": u(0.22, 0.26), "lip_t": u(0.035, 0.045),
+        "mouth_y": u(0.46, 0.54), "mouth_w": u(0.25, 0.29), "lip_t": u(0.04, 0.05),
         "skin": u(0.50, 0.85), "brow_ink": u(0.15, 0.35), "lip_ink": u(0.40, 0.60),
         "background": u(0.05, 0.45),
     }
