@@ -1,0 +1,124 @@
+"""Facial regions: ground truth on synthetic faces, the eye-cascade method on real crops, the template."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emofx.dataset import FaceDataset
+from emofx.regions import (LANDMARK_NAMES, REGION_NAMES, RegionError, face_regions, regions_from_eyes,
+                           template_eyes)
+from emofx.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic("universal", n_per_class=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def kdef_crops(shared_dataset):
+    """Eight KDEF faces (different actors and expressions) cropped to 48x48 by emofx.faces."""
+    from emofx.faces import FaceOptions, face_from_bytes
+
+    files = sorted(shared_dataset("kdef/frontal").glob("*.JPG"))[::123][:8]
+    faces = [face_from_bytes(f.read_bytes(), FaceOptions(size=48))[0] for f in files]
+    assert all(face is not None for face in faces)
+    return FaceDataset.from_label_names(np.stack(faces), [f.name[4:6] for f in files])
+
+
+def _assert_partition(maps, n, shape):
+    assert maps.masks.shape == (n, len(REGION_NAMES), *shape) and maps.masks.dtype == bool
+    assert np.all(maps.masks.sum(axis=1) == 1)  # every pixel in exactly one region
+    assert maps.landmarks.shape == (n, len(LANDMARK_NAMES), 2)
+    assert maps.region_names == REGION_NAMES == ("eyes", "brows", "nose", "mouth", "rest")
+
+
+def test_truth_uses_the_synthetic_masks_and_places_landmarks_on_them(synthetic):
+    maps = face_regions(synthetic)  # auto -> truth
+    assert maps.method == "truth" and set(maps.image_method) == {"truth"}
+    _assert_partition(maps, len(synthetic), (48, 48))
+    truth = synthetic.extras["region_masks"]
+    for k, name in enumerate(synthetic.region_names):
+        assert np.array_equal(maps.region(name), truth[:, k])
+    lm = {name: maps.landmarks[:, i] for i, name in enumerate(LANDMARK_NAMES)}
+    assert np.all(lm["left_eye"][:, 0] < lm["right_eye"][:, 0])
+    eye_y = (lm["left_eye"][:, 1] + lm["right_eye"][:, 1]) / 2
+    assert np.all(eye_y < lm["nose_tip"][:, 1]) and np.all(lm["nose_tip"][:, 1] < lm["mouth_centre"][:, 1])
+    for i in range(len(synthetic)):
+        for corner in ("mouth_left", "mouth_right"):
+            x, y = np.round(lm[corner][i]).astype(int)
+            assert maps.region("mouth")[i, y, x]
+        x, y = np.round(lm["left_eye"][i]).astype(int)
+        assert maps.region("eyes")[i, y, x]
+    # Mouth width from the corners: afraid (stretched) wider than surprised (rounded).
+    width = lm["mouth_right"][:, 0] - lm["mouth_left"][:, 0]
+    afraid, surprised = (synthetic.classes.index(c) for c in ("afraid", "surprised"))
+    assert width[synthetic.labels == afraid].mean() > 1.5 * width[synthetic.labels == surprised].mean()
+
+
+def test_template_scales_with_the_image_and_is_the_same_for_every_face(synthetic):
+    maps = face_regions(synthetic, "template")
+    assert maps.method == "template" and set(maps.image_method) == {"template"}
+    _assert_partition(maps, len(synthetic), (48, 48))
+    assert np.all(maps.masks == maps.masks[:1])
+    assert np.allclose(maps.landmarks[:, :2], template_eyes(48, 48))
+    assert np.allclose(template_eyes(96, 96), (template_eyes(48, 48) + 0.5) * 2 - 0.5)
+    # On synthetic faces the template overlaps the true regions far better than chance.
+    truth = face_regions(synthetic, "truth")
+    for name in ("eyes", "mouth"):
+        t, m = truth.region(name), maps.region(name)
+        assert (t & m).sum() / t.sum() > 0.5, name
+
+
+def test_regions_follow_the_eye_axis():
+    """A face tilted by 30 degrees: the mouth lies along the rotated down direction."""
+    angle = np.deg2rad(30)
+    along = np.array([np.cos(angle), np.sin(angle)])
+    mid, d = np.array([48.0, 40.0]), 30.0
+    eyes = np.stack([mid - along * d / 2, mid + along * d / 2])[None]
+    masks, landmarks = regions_from_eyes(eyes, 128, 128)
+    down = np.array([-along[1], along[0]])
+    assert np.allclose(landmarks[0, LANDMARK_NAMES.index("mouth_centre")], mid + 1.02 * d * down, atol=1e-3)
+    ys, xs = np.nonzero(masks[0, REGION_NAMES.index("mouth")])
+    assert np.allclose([xs.mean(), ys.mean()], mid + 1.02 * d * down, atol=1.0)
+    assert np.all(masks.sum(axis=1) == 1)
+
+
+@pytest.mark.shared_data
+def test_eye_cascade_on_real_crops(kdef_crops):
+    maps = face_regions(kdef_crops)  # auto -> eyes for data without ground truth
+    assert maps.method == "eyes"
+    _assert_partition(maps, len(kdef_crops), (48, 48))
+    found = maps.image_method == "eyes"
+    assert found.sum() >= 6, maps.image_method
+    eyes = maps.landmarks[found][:, :2]
+    distance = eyes[:, 1, 0] - eyes[:, 0, 0]
+    assert np.all((distance > 10) & (distance < 24))  # a 48-px crop's eyes are ~16 px apart
+    assert np.all(np.abs(eyes - template_eyes(48, 48)) < 6)  # near the mean face, but found per image
+    assert not np.allclose(eyes, template_eyes(48, 48), atol=0.25)
+    # Eyes are darker than the cheeks below them.
+    for image, (left, right) in zip(kdef_crops.images[found], eyes):
+        for x, y in (left, right):
+            xi, yi = int(round(x)), int(round(y))
+            assert image[yi - 1:yi + 2, xi - 1:xi + 2].mean() < image[yi + 7:yi + 10, xi - 1:xi + 2].mean()
+    frame = maps.to_frame()
+    assert list(frame["region_method"]) == list(maps.image_method)
+    assert maps.info()["image_methods"].get("eyes") == int(found.sum())
+
+
+def test_faces_without_visible_eyes_fall_back_to_the_template():
+    blank = FaceDataset.from_label_names(np.full((2, 48, 48), 128, np.uint8), ["happy", "sad"])
+    maps = face_regions(blank, "eyes")
+    assert maps.method == "eyes" and list(maps.image_method) == ["template", "template"]
+    assert np.allclose(maps.landmarks[:, :2], template_eyes(48, 48))
+
+
+def test_bad_requests(synthetic):
+    with pytest.raises(RegionError, match="unknown region method"):
+        face_regions(synthetic, "landmarks68")
+    plain = FaceDataset.from_label_names(synthetic.images[:2], ["happy", "sad"])
+    with pytest.raises(RegionError, match="no ground-truth region masks"):
+        face_regions(plain, "truth")
+    with pytest.raises(RegionError, match="unknown region"):
+        face_regions(synthetic).region("ears")
