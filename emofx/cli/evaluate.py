@@ -1,0 +1,57 @@
+"""Evaluate a trained run on any emofx dataset, on the classes the model and the data share.
+
+With --data, every image of that dataset whose class the model knows is scored (this is how
+cross-culture transfer is measured); the classes dropped on either side are named. Without
+--data, the run's own test images are scored again from the dataset recorded in the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
+    parser.add_argument("--data", metavar="OTHER.npz", help="dataset to evaluate on (default: the run's test images)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to this CSV")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emofx.dataset import FaceDataset
+    from emofx.evaluation import evaluate
+    from emofx.runs import load_run
+
+    recorded = load_run(args.run)
+    if args.data:
+        dataset, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
+    else:
+        path = recorded.metrics.get("data", {}).get("path")
+        if not path:
+            raise FileNotFoundError(f"{args.run} does not record its dataset's path; pass --data")
+        dataset, source = FaceDataset.load(path).subset(recorded.split.test), f"{path} (the run's test images)"
+    evaluation = evaluate(recorded.model, dataset)
+    if args.predictions:
+        target = Path(args.predictions)
+        if target.exists():
+            raise FileExistsError(f"{target} already exists; choose another --predictions file")
+        evaluation.predictions_frame().to_csv(target)
+    summary = {"run": str(recorded.directory), "data": source, **evaluation.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{recorded.directory} on {source}")
+    print(f"accuracy {evaluation.accuracy:.4f}  balanced accuracy {evaluation.balanced_accuracy:.4f}  "
+          f"macro F1 {evaluation.macro_f1:.4f}  ({evaluation.n} images)")
+    if evaluation.dropped_model_classes:
+        print(f"model classes absent from the data (not predicted): {', '.join(evaluation.dropped_model_classes)}")
+    if evaluation.dropped_data_classes:
+        dropped = ", ".join(f"{c} ({n} images)" for c, n in evaluation.dropped_data_classes.items())
+        print(f"data classes the model does not know (left out): {dropped}")
+    print("\nconfusion (rows true, columns predicted):")
+    print(evaluation.confusion().to_string())
+    print("\n% misclassified:")
+    print(evaluation.per_class_error().round(1).to_string())
+    return 0

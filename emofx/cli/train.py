@@ -1,0 +1,92 @@
+"""Train the paper's CNN on an emofx dataset and record the run in a directory.
+
+Splits the dataset (seeded by --seed and --trial), trains with SGD + momentum and
+augmentation, keeps the parameters with the best validation error, evaluates them on the
+test part, and writes RUN_DIR/metrics.json, history.csv, split.json and checkpoint/.
+Ctrl-C stops training early and still records the best model so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emofx.splits import SPLIT_KINDS
+from emofx.training import TrainConfig
+
+EXIT_NAN = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("data", metavar="DATA.npz", help="an emofx dataset (from `emofx prepare`)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="directory for the run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
+    parser.add_argument("--trial", type=int, default=0,
+                        help="trial number: another trial gives another split and initialisation (default 0)")
+    parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
+                        help="how to split: subject-independent, random, the dataset's predefined split, "
+                             "or k-fold with --trial as the test fold (default auto: subject when subjects are known)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
+                        help=f"initial learning rate (default {defaults.learning_rate}, x{defaults.lr_decay} per epoch)")
+    parser.add_argument("--patience", type=int, default=defaults.patience,
+                        help=f"stop after this many validations without improvement; 0 never (default {defaults.patience})")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                        help="validate every this many steps (default 0: once per epoch)")
+    parser.add_argument("--rotation", type=float, default=defaults.rotation_degrees,
+                        help=f"largest random rotation in degrees (default {defaults.rotation_degrees})")
+    parser.add_argument("--no-augment", action="store_true", help="train without flips and rotations")
+    parser.add_argument("--soft-targets", action="store_true",
+                        help="train on the normalised vote distributions (datasets with votes, e.g. FER+)")
+    parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights "
+                        "(the output layer is replaced when the class sets differ)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    # Smaller networks for tests and quick experiments (not the paper's architecture).
+    parser.add_argument("--widths", type=_int_tuple, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 64,128,256; got {text!r}")
+
+
+def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int):
+    """The architecture to train: the paper's, unless widths or dense units are given."""
+    from emofx.model import ModelConfig
+
+    overrides = {k: v for k, v in (("widths", widths), ("dense_units", dense_units)) if v is not None}
+    return ModelConfig(num_classes=num_classes, **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from emofx.dataset import FaceDataset
+    from emofx.runs import train_run
+
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+        eval_every=args.eval_every, flip=not args.no_augment,
+        rotation_degrees=0.0 if args.no_augment else args.rotation, soft_targets=args.soft_targets, seed=args.seed,
+    )
+    dataset = FaceDataset.load(args.data)
+    model = model_template(args.widths, args.dense_units, len(dataset.classes))
+    run_, result = train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
+                             model_config=model, init_from=args.init_from, data_path=args.data,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    m = run_.metrics
+    for note in result.notes:
+        print(f"note: {note}")
+    print(result.stop_message)
+    print(f"test accuracy {m['test_accuracy']:.4f} (balanced {m['balanced_accuracy']:.4f}, macro F1 "
+          f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
+          f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s -> {run_.directory}")
+    if result.stop_reason == "nan_loss":
+        print(f"emofx train: {result.stop_message}", file=sys.stderr)
+        return EXIT_NAN
+    return EXIT_INTERRUPTED if result.stop_reason == "interrupted" else 0

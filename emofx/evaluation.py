@@ -1,0 +1,210 @@
+"""Evaluating classifiers: metrics, confusion matrices and misclassification rates as DataFrames.
+
+A model can be evaluated on any dataset: only the classes that model and data share are
+scored (probabilities renormalised over them) and the dropped classes are named; this is
+how cross-culture transfer is measured. Trials aggregate the way the paper reports them:
+confusion counts averaged over trials (Tables 2-3) and per-class misclassification
+percentages (Table 4), each with the standard deviation across trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.checkpoint import TrainedModel
+from emofx.dataset import FaceDataset
+from emofx.emotions import shared_classes
+
+TOTAL = "total"
+
+
+class EvaluationError(ValueError):
+    """A model cannot be evaluated on the given data."""
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Predictions of a model on labelled images, over the classes it was scored on.
+
+    Attributes:
+        classes: the scored classes (shared by model and data), in canonical order.
+        labels: true class index per image (N,), into ``classes``.
+        probabilities: (N, C) probabilities over ``classes``.
+        dropped_model_classes: model classes absent from the data (their probability mass removed).
+        dropped_data_classes: data classes the model does not know -> number of images left out.
+    """
+
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    dropped_model_classes: tuple[str, ...] = ()
+    dropped_data_classes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1) if len(self.labels) else np.zeros(0, int)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.labels))
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.predictions == self.labels)) if self.n else float("nan")
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes that have test images."""
+        recall = self._recall()
+        return float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan")
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that occur in the truth or the predictions."""
+        counts = self.confusion(totals=False).to_numpy()
+        tp, support, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+        present = (support + predicted) > 0
+        f1 = 2 * tp / np.maximum(support + predicted, 1)
+        return float(f1[present].mean()) if present.any() else float("nan")
+
+    def _recall(self) -> np.ndarray:
+        counts = self.confusion(totals=False).to_numpy()
+        support = counts.sum(axis=1)
+        return np.where(support > 0, np.diag(counts) / np.maximum(support, 1), np.nan)
+
+    def confusion(self, totals: bool = True) -> pd.DataFrame:
+        """Counts with rows = true class, columns = predicted class (plus a ``total`` row and column)."""
+        return confusion_counts(self.labels, self.predictions, self.classes, totals=totals)
+
+    def per_class_error(self) -> pd.Series:
+        """% of each class's images misclassified, and the overall % as ``total`` (the paper's Table 4)."""
+        values = 100.0 * (1.0 - self._recall())
+        return pd.Series([*values, 100.0 * (1.0 - self.accuracy)], index=[*self.classes, TOTAL],
+                         name="misclassified_percent")
+
+    def predictions_frame(self) -> pd.DataFrame:
+        """One row per image: true and predicted emotion, then the probability of each class."""
+        names = np.asarray(self.classes)
+        frame = pd.DataFrame({"true": names[self.labels], "predicted": names[self.predictions]})
+        for j, c in enumerate(self.classes):
+            frame[f"p_{c}"] = self.probabilities[:, j]
+        frame.index.name = "image"
+        return frame
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready metrics (what metrics.json and ``emofx evaluate --json`` report)."""
+        return {
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
+            "n": self.n,
+            "classes": list(self.classes),
+            "confusion": self.confusion(totals=False).to_numpy().tolist(),
+            "per_class_error": {k: _json_float(v) for k, v in self.per_class_error().items()},
+            "dropped_model_classes": list(self.dropped_model_classes),
+            "dropped_data_classes": dict(self.dropped_data_classes),
+        }
+
+
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str],
+                     totals: bool = True) -> pd.DataFrame:
+    """Confusion counts as a DataFrame (rows true, columns predicted), optionally with totals."""
+    k = len(classes)
+    counts = np.bincount(np.asarray(labels) * k + np.asarray(predictions), minlength=k * k).reshape(k, k)
+    frame = pd.DataFrame(counts, index=pd.Index(classes, name="true"), columns=pd.Index(classes, name="predicted"))
+    return with_totals(frame) if totals else frame
+
+
+def with_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``total`` column (row sums) and a ``total`` row (column sums)."""
+    out = frame.copy()
+    out[TOTAL] = out.sum(axis=1)
+    out.loc[TOTAL] = out.sum(axis=0)
+    return out
+
+
+def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> Evaluation:
+    """An :class:`Evaluation` from true labels and predicted probabilities over ``classes``."""
+    labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, np.float64)
+    if probabilities.shape != (len(labels), len(classes)):
+        raise EvaluationError(f"probabilities have shape {probabilities.shape}; expected {(len(labels), len(classes))}")
+    return Evaluation(tuple(classes), labels, probabilities)
+
+
+def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512) -> Evaluation:
+    """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped."""
+    side = model.config.input_size
+    if dataset.image_shape != (side, side):
+        h, w = dataset.image_shape
+        raise EvaluationError(f"dataset images are {h}x{w} but the model takes {side}x{side}; "
+                              f"prepare the dataset with --size {side}")
+    scored = shared_classes(model.classes, dataset.classes)
+    if not scored:
+        raise EvaluationError(f"the model's classes {list(model.classes)} and the dataset's classes "
+                              f"{list(dataset.classes)} share no class: nothing to evaluate")
+    counts = dataset.counts()
+    dropped_data = {c: counts[c] for c in dataset.classes if c not in scored}
+    data = dataset.restrict_classes(scored) if dropped_data else dataset
+    probabilities = model.predict_proba(data.images, batch_size)
+    columns = [model.classes.index(c) for c in scored]
+    kept = probabilities[:, columns]
+    kept = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-30)
+    return Evaluation(
+        classes=scored,
+        labels=data.labels,
+        probabilities=kept,
+        dropped_model_classes=tuple(c for c in model.classes if c not in scored),
+        dropped_data_classes=dropped_data,
+    )
+
+
+# ---------------------------------------------------------------------------- over trials
+
+
+def aggregate_confusions(confusions: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and std (across trials) of confusion tables with the same rows and columns."""
+    if not confusions:
+        raise EvaluationError("no confusion matrices to aggregate")
+    first = confusions[0]
+    for other in confusions[1:]:
+        if not (other.index.equals(first.index) and other.columns.equals(first.columns)):
+            raise EvaluationError(f"cannot average confusion matrices over different classes: "
+                                  f"{list(first.index)} vs {list(other.index)}")
+    stack = np.stack([c.to_numpy(dtype=float) for c in confusions])
+    std = stack.std(axis=0, ddof=1) if len(stack) > 1 else np.zeros_like(stack[0])
+    return (pd.DataFrame(stack.mean(axis=0), index=first.index, columns=first.columns),
+            pd.DataFrame(std, index=first.index, columns=first.columns))
+
+
+def misclassification_table(groups: Mapping[str, Sequence[Evaluation]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class and total misclassification % per group (e.g. culture): mean and std over trials.
+
+    Rows are the groups, columns the classes (union, canonical order as first seen) plus ``total``.
+    """
+    means, stds = {}, {}
+    for name, evaluations in groups.items():
+        table = pd.DataFrame([e.per_class_error() for e in evaluations])
+        means[name] = table.mean(axis=0)
+        stds[name] = table.std(axis=0, ddof=1) if len(table) > 1 else table.iloc[0] * 0.0
+    mean, std = pd.DataFrame(means).T, pd.DataFrame(stds).T
+    columns = [c for c in mean.columns if c != TOTAL] + [TOTAL]
+    mean.index.name = std.index.name = "group"
+    return mean[columns], std[columns]
+
+
+def metrics_table(groups: Mapping[str, Sequence[Evaluation]]) -> pd.DataFrame:
+    """Tidy metrics: one row per (group, trial) with accuracy, balanced accuracy, macro F1 and n."""
+    rows = [
+        {"group": name, "trial": trial, "accuracy": e.accuracy, "balanced_accuracy": e.balanced_accuracy,
+         "macro_f1": e.macro_f1, "n": e.n}
+        for name, evaluations in groups.items() for trial, e in enumerate(evaluations)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _json_float(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)

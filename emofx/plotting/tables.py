@@ -1,0 +1,60 @@
+"""Confusion-matrix and misclassification heatmaps (the paper's Tables 2-4 as figures).
+
+Inputs are the DataFrames of :mod:`emofx.evaluation` (means, optionally with the std across
+trials); ``total`` rows and columns are left out of the colour scale but kept in the labels.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from emofx.evaluation import TOTAL
+
+
+def _annotations(mean: pd.DataFrame, std: pd.DataFrame | None, fmt: str) -> np.ndarray:
+    if std is None:
+        return np.vectorize(lambda m: format(m, fmt))(mean.to_numpy())
+    return np.vectorize(lambda m, s: f"{m:{fmt}}\n±{s:{fmt}}")(mean.to_numpy(), std.to_numpy())
+
+
+def _without_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(index=TOTAL, columns=TOTAL, errors="ignore")
+
+
+def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, title: str = "",
+                      fmt: str = ".1f", ax: plt.Axes | None = None) -> plt.Figure:
+    """Heatmap of (mean) confusion counts, rows true and columns predicted, annotated mean ± std.
+
+    Row totals are appended to the row labels; the colour encodes the share of each true class.
+    """
+    counts = _without_totals(mean)
+    spread = _without_totals(std) if std is not None else None
+    shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.0 + 0.9 * len(counts.columns),
+                                                                            0.8 + 0.75 * len(counts)))
+    sns.heatmap(shares, annot=_annotations(counts, spread, fmt), fmt="", cmap="Blues", vmin=0, vmax=1,
+                cbar_kws={"label": "share of true class"}, ax=ax, annot_kws={"fontsize": 8})
+    ax.set_yticklabels([f"{c} ({n:{fmt}})" for c, n in zip(counts.index, counts.sum(axis=1))], rotation=0)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (images)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def misclassification_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *,
+                              title: str = "% misclassified", ax: plt.Axes | None = None) -> plt.Figure:
+    """Heatmap of per-class misclassification % (rows: groups such as cultures; last column: total)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.5 + 0.9 * len(mean.columns),
+                                                                            1.0 + 0.6 * len(mean)))
+    sns.heatmap(mean.astype(float), annot=_annotations(mean.astype(float), None if std is None else std.astype(float), ".1f"),
+                fmt="", cmap="Reds", vmin=0, vmax=100, cbar_kws={"label": "% misclassified"}, ax=ax,
+                annot_kws={"fontsize": 8})
+    ax.set_xlabel("class")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

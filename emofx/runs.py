@@ -1,0 +1,264 @@
+"""Runs: one training run end to end (split, fit, test evaluation) recorded in a directory.
+
+A run directory holds::
+
+    metrics.json    test metrics, split sizes, best step, timing, configs, data fingerprint
+    history.csv     step, epoch, lr, train_loss, train_error, val_error, val_loss
+    split.json      the train/val/test indices into the dataset
+    checkpoint/     the best-validation model (see :class:`emofx.checkpoint.TrainedModel`)
+
+A directory that already holds a *different* run is never overwritten unless asked;
+re-running the very same run (same data, split, seed, trial and configs) is allowed.
+:func:`load_run` and :func:`load_runs` read runs back for comparisons, notebooks and figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.checkpoint import CHECKPOINT_DIR, TrainedModel, atomic_write, library_versions
+from emofx.dataset import FaceDataset
+from emofx.evaluation import evaluate, with_totals
+from emofx.model import ModelConfig
+from emofx.splits import Split, make_split
+from emofx.training import TrainConfig, TrainResult, TrainingError, fit
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+SPLIT_FILE = "split.json"
+RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR)
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete, or would overwrite another run."""
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A recorded run: its directory, metrics, history and split; the model loads on first use."""
+
+    directory: Path
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    split: Split
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.metrics["classes"])
+
+    @cached_property
+    def model(self) -> TrainedModel:
+        """The best-validation model (read from ``checkpoint/`` on first access)."""
+        return TrainedModel.load(self.directory, expect_classes=self.classes)
+
+    def confusion(self, totals: bool = True) -> pd.DataFrame:
+        """Test confusion counts (rows true, columns predicted)."""
+        counts = pd.DataFrame(self.metrics["confusion"], index=pd.Index(self.classes, name="true"),
+                              columns=pd.Index(self.classes, name="predicted"))
+        return with_totals(counts) if totals else counts
+
+    def per_class_error(self) -> pd.Series:
+        """Test misclassification % per class and ``total``."""
+        return pd.Series(self.metrics["per_class_error"], name="misclassified_percent", dtype=float)
+
+    def dataset(self) -> FaceDataset:
+        """The dataset the run was trained on (from the path recorded in metrics.json)."""
+        return FaceDataset.load(self.metrics["data"]["path"])
+
+
+# ---------------------------------------------------------------------------- identity and safety
+
+
+def dataset_fingerprint(dataset: FaceDataset) -> str:
+    """A content hash of the images, labels and classes (identifies the data of a run)."""
+    digest = hashlib.sha256()
+    for part in (dataset.images, dataset.labels, np.asarray(dataset.classes, dtype=str)):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_identity(dataset: FaceDataset, split_kind: str, seed: int, trial: int, train_config: TrainConfig,
+                 model_config: ModelConfig, init_from: str | None) -> dict[str, Any]:
+    """What makes two runs the same run (and so safe to write over each other)."""
+    return {
+        "data": dataset_fingerprint(dataset),
+        "split": split_kind,
+        "seed": int(seed),
+        "trial": int(trial),
+        "train_config": train_config.to_dict(),
+        "model": {k: v for k, v in model_config.architecture().items() if k != "num_classes"},
+        "init_from": init_from,
+    }
+
+
+def check_run_directory(directory: str | os.PathLike, identity: dict[str, Any], overwrite: bool = False) -> Path:
+    """Refuse (before any training) a directory holding another run or unrelated files, unless ``overwrite``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunError(f"{directory} exists and is not a directory; choose another --out")
+    if not directory.exists() or overwrite or not any(directory.iterdir()):
+        return directory
+    metrics_path = directory / METRICS_FILE
+    if not metrics_path.exists():
+        raise RunError(f"{directory} already holds files that are not an emofx run; choose another --out "
+                       "or pass --overwrite")
+    try:
+        existing = json.loads(metrics_path.read_text()).get("identity")
+    except json.JSONDecodeError:
+        existing = None
+    if existing != json.loads(json.dumps(identity)):
+        raise RunError(f"{directory} already holds a different run; choose another --out or pass --overwrite "
+                       "to replace it")
+    return directory
+
+
+# ---------------------------------------------------------------------------- training a run
+
+
+def train_run(
+    dataset: FaceDataset,
+    directory: str | os.PathLike,
+    *,
+    split_kind: str = "auto",
+    trial: int = 0,
+    train_config: TrainConfig = TrainConfig(),
+    model_config: ModelConfig | None = None,
+    init_from: str | os.PathLike | None = None,
+    data_path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Run, TrainResult]:
+    """Split ``dataset``, train, evaluate on the test part and record everything in ``directory``.
+
+    Randomness flows from ``train_config.seed`` and ``trial``: the split is ``make_split(dataset,
+    split_kind, seed=seed, trial=trial)`` and training uses the same pair, so it gives the same
+    numbers twice and another trial gives another split. Returns the run and the training
+    result (whose ``stop_reason`` tells whether training completed).
+    """
+    seed = train_config.seed
+    model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
+    init_path = str(Path(init_from).resolve()) if init_from is not None else None
+    identity = run_identity(dataset, split_kind, seed, trial, train_config, model_config, init_path)
+    directory = check_run_directory(directory, identity, overwrite)
+
+    split = make_split(dataset, kind=split_kind, seed=seed, trial=trial)
+    if len(split.test) == 0:
+        raise TrainingError(f"the {split_kind!r} split of this dataset has no test images; use another --split")
+    initial = TrainedModel.load(init_from) if init_from is not None else None
+    result = fit(dataset.subset(split.train), dataset.subset(split.val), train_config, model_config,
+                 trial=trial, init_from=initial, progress=progress)
+    evaluation = evaluate(result.model, dataset.subset(split.test))
+    metrics = {
+        "test_accuracy": evaluation.accuracy,
+        "balanced_accuracy": evaluation.balanced_accuracy,
+        "macro_f1": evaluation.macro_f1,
+        "classes": list(evaluation.classes),
+        "confusion": evaluation.confusion(totals=False).to_numpy().tolist(),
+        "per_class_error": evaluation.summary()["per_class_error"],
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "best_step": result.best_step,
+        "best_val_error": result.best_val_error,
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "stop_message": result.stop_message,
+        "notes": list(result.notes),
+        "seconds": result.seconds,
+        "train_step_seconds": result.step_seconds,
+        "seed": int(seed),
+        "trial": int(trial),
+        "split": split.kind,
+        "culture": _cultures(dataset),
+        "data": {"path": str(Path(data_path).resolve()) if data_path else None, "n": len(dataset),
+                 "fingerprint": identity["data"], "classes": list(dataset.classes)},
+        "init_from": init_path,
+        "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
+        "versions": library_versions(),
+        "identity": identity,
+    }
+    run = write_run(directory, result.model, metrics, result.history, split)
+    return run, result
+
+
+def _cultures(dataset: FaceDataset) -> str:
+    names = sorted(set(dataset.culture) - {""})
+    return "+".join(names)
+
+
+def write_run(directory: str | os.PathLike, model: TrainedModel, metrics: dict[str, Any],
+              history: pd.DataFrame, split: Split) -> Run:
+    """Write the four parts of a run directory (each file atomically); returns the :class:`Run`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / CHECKPOINT_DIR, extra={"split": split.to_dict()})
+    atomic_write(directory / SPLIT_FILE, json.dumps(split.to_dict()).encode())
+    atomic_write(directory / HISTORY_FILE, history.to_csv(index=False).encode())
+    atomic_write(directory / METRICS_FILE, json.dumps(metrics, indent=2).encode())
+    return Run(directory=directory, metrics=json.loads(json.dumps(metrics)), history=history, split=split)
+
+
+# ---------------------------------------------------------------------------- reading runs
+
+
+def load_run(directory: str | os.PathLike) -> Run:
+    """Read one run directory (metrics.json, history.csv, split.json; the model on demand)."""
+    directory = Path(directory)
+    missing = [name for name in (METRICS_FILE, HISTORY_FILE, SPLIT_FILE) if not (directory / name).exists()]
+    if missing:
+        raise RunError(f"{directory} is not a complete emofx run (missing {', '.join(missing)}); "
+                       "create one with `emofx train`")
+    try:
+        metrics = json.loads((directory / METRICS_FILE).read_text())
+        split = Split.from_dict(json.loads((directory / SPLIT_FILE).read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise RunError(f"{directory} holds a corrupt run file ({err})") from err
+    return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
+
+
+def find_runs(parent: str | os.PathLike) -> list[Path]:
+    """Every run directory at or below ``parent`` (those holding metrics.json), sorted by path."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{parent} is not a directory of runs")
+    return sorted(p.parent for p in parent.rglob(METRICS_FILE))
+
+
+def load_runs(parent: str | os.PathLike) -> list[Run]:
+    """All runs at or below ``parent``, sorted by path (an empty list when there are none)."""
+    return [load_run(d) for d in find_runs(parent)]
+
+
+SCALAR_METRICS = ("culture", "split", "seed", "trial", "test_accuracy", "balanced_accuracy", "macro_f1",
+                  "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds")
+
+
+def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A tidy table of runs: one row each, with its directory, data fingerprint and scalar metrics.
+
+    ``runs`` may be a parent directory (read with :func:`load_runs`); ``run`` is the directory
+    relative to ``relative_to`` (default: that parent) for readable grouping.
+    """
+    if isinstance(runs, (str, os.PathLike)):
+        relative_to = runs if relative_to is None else relative_to
+        runs = load_runs(runs)
+    rows = []
+    for run in runs:
+        name = str(run.directory.relative_to(relative_to)) if relative_to is not None else str(run.directory)
+        row = {"run": name, "directory": str(run.directory), "data": run.metrics.get("data", {}).get("fingerprint")}
+        row.update({key: run.metrics.get(key) for key in SCALAR_METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "directory", "data", *SCALAR_METRICS])

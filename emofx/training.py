@@ -1,0 +1,467 @@
+"""Training the paper's CNN: SGD with momentum, exponential decay, augmentation, best checkpoint.
+
+The numeric core is pure and compiled: the training set lives on the device, and a chunk of
+``eval_every`` steps (by default one epoch) runs as one ``lax.scan`` that samples each batch
+from a PRNG key, augments it and updates the parameters, with the state's buffers donated.
+Python only runs between chunks: validation (itself one compiled, batched function),
+keeping the best parameters, early stopping, the NaN check, history and the progress bar.
+
+Reference hyper-parameters (safooray/EmotionClassificationCNN): learning rate 0.05 decayed
+x0.999 per epoch (staircase), momentum 0.9, L2 5e-4 on the dense layers, batch 64.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emofx.augment import AugmentConfig, augment
+from emofx.checkpoint import CheckpointError, TrainedModel, as_unit_float
+from emofx.dataset import FaceDataset
+from emofx.emotions import ALIASES
+from emofx.model import EmotionCNN, ModelConfig, init_params
+
+DENSE_LAYERS = ("dense", "output")
+HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
+
+
+class TrainingError(ValueError):
+    """The data or configuration cannot be trained on (reported to the user in one line)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, augmentation, validation schedule, stopping and seed.
+
+    ``eval_every`` is in steps (0: once per epoch); ``patience`` counts validations without
+    improvement before stopping early (0: never). ``soft_targets`` trains on the normalised
+    vote distributions in ``dataset.extras["votes"]`` instead of the hard labels.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    lr_decay: float = 0.999
+    weight_decay: float = 5e-4
+    flip: bool = True
+    rotation_degrees: float = 5.0
+    eval_every: int = 0
+    patience: int = 10
+    soft_targets: bool = False
+    seed: int = 0
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise TrainingError(f"{name} must be at least 1; got {value}")
+        if not self.learning_rate > 0:
+            raise TrainingError(f"learning_rate must be positive; got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise TrainingError(f"lr_decay must lie in (0, 1]; got {self.lr_decay}")
+        if self.eval_every < 0 or self.patience < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise TrainingError(
+                "eval_every, patience and weight_decay must be >= 0 and momentum in [0, 1); "
+                f"got {self.eval_every}, {self.patience}, {self.weight_decay}, {self.momentum}"
+            )
+        AugmentConfig(self.flip, self.rotation_degrees)  # validates rotation_degrees
+
+    @property
+    def augmentation(self) -> AugmentConfig:
+        return AugmentConfig(flip=self.flip, rotation_degrees=self.rotation_degrees)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Everything the compiled training step depends on (the key of its compilation cache)."""
+
+    learning_rate: float
+    momentum: float
+    lr_decay: float
+    weight_decay: float
+    augmentation: AugmentConfig
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
+        return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
+                   config.augmentation, int(steps_per_epoch))
+
+
+class TrainState(NamedTuple):
+    """The training state threaded through the compiled step: step counter, parameters, optimiser."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+# ---------------------------------------------------------------------------- optimisation
+
+
+def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:
+    """lr * decay ** floor(step / steps_per_epoch): the reference's per-epoch staircase decay."""
+    return optax.exponential_decay(
+        step_config.learning_rate, transition_steps=step_config.steps_per_epoch,
+        decay_rate=step_config.lr_decay, staircase=True,
+    )
+
+
+def make_optimizer(step_config: StepConfig) -> optax.GradientTransformation:
+    """SGD with momentum and L2 weight decay on the dense layers' kernels only."""
+
+    def dense_kernels(params: Any) -> Any:
+        return {layer: {name: layer in DENSE_LAYERS and name == "kernel" for name in sub}
+                for layer, sub in params.items()}
+
+    return optax.chain(
+        optax.add_decayed_weights(step_config.weight_decay, mask=dense_kernels),
+        optax.sgd(learning_rate_schedule(step_config), momentum=step_config.momentum),
+    )
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean cross-entropy against targets: class indices (B,) or distributions (B, C)."""
+    if targets.ndim == 1:
+        targets = jax.nn.one_hot(targets, logits.shape[-1])
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+
+
+def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1) -> TrainState:
+    """The state at step 0 for ``params`` (see :func:`emofx.model.init_params`)."""
+    optimizer = make_optimizer(StepConfig.of(train_config, steps_per_epoch))
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+
+
+# ---------------------------------------------------------------------------- compiled step
+
+
+def pixel_free(model_config: ModelConfig) -> ModelConfig:
+    """``model_config`` with identity standardisation: compiled training code takes the training
+    set's pixel statistics as arguments, so that trials on different data share one program."""
+    return replace(model_config, pixel_mean=0.0, pixel_std=1.0)
+
+
+def pixel_stats(model_config: ModelConfig) -> jax.Array:
+    return jnp.asarray([model_config.pixel_mean, model_config.pixel_std], jnp.float32)
+
+
+def _standardise(images: jax.Array, stats: jax.Array) -> jax.Array:
+    # The same arithmetic as EmotionCNN.standardise with the statistics in the config.
+    return (images - stats[0]) / stats[1]
+
+
+def _train_step(model_config: ModelConfig, step_config: StepConfig, state: TrainState, images: jax.Array,
+                targets: jax.Array, key: jax.Array, stats: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on a batch: augment, standardise, forward with dropout, backward, update."""
+    augment_key, dropout_key = jax.random.split(key)
+    x = _standardise(augment(augment_key, as_unit_float(images), step_config.augmentation), stats)
+    module = EmotionCNN(pixel_free(model_config))
+
+    def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+        logits = module.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
+        return cross_entropy(logits, targets), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = make_optimizer(step_config).update(grads, state.opt_state, state.params)
+    truth = targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
+    error = jnp.mean(jnp.argmax(logits, axis=-1) != truth)
+    return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), {"loss": loss, "error": error}
+
+
+@lru_cache(maxsize=16)
+def make_train_step(model_config: ModelConfig, train_config: TrainConfig, steps_per_epoch: int = 1) -> Callable:
+    """A compiled ``step(state, images, labels, key) -> (state, {"loss", "error"})`` over one batch.
+
+    ``images`` are uint8 or [0, 1] floats (B, H, W); ``labels`` class indices (B,) or target
+    distributions (B, C). The state's buffers are donated. Build the state with :func:`init_state`.
+    """
+    step_config, stats = StepConfig.of(train_config, steps_per_epoch), pixel_stats(model_config)
+    return jax.jit(lambda state, images, labels, key: _train_step(model_config, step_config, state, images, labels,
+                                                                  key, stats), donate_argnums=0)
+
+
+def epoch_order(key: jax.Array, epoch: jax.Array, n: int, length: int) -> jax.Array:
+    """A fresh permutation of ``n`` images for ``epoch``, wrapped around to ``length`` entries."""
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return jnp.resize(order, (length,))
+
+
+@lru_cache(maxsize=16)
+def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
+    spe = step_config.steps_per_epoch
+
+    def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array):
+        n = images.shape[0]
+        order_key, step_key = jax.random.split(key)
+        new_order = lambda epoch: epoch_order(order_key, epoch, n, spe * batch_size)  # noqa: E731
+
+        def body(carry, _):
+            state, order = carry
+            epoch, position = state.step // spe, state.step % spe
+            order = jax.lax.cond(position == 0, lambda: new_order(epoch), lambda: order)
+            batch = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+            state, metrics = _train_step(model_config, step_config, state, images[batch], targets[batch],
+                                         jax.random.fold_in(step_key, state.step), stats)
+            return (state, order), metrics
+
+        (state, _), metrics = jax.lax.scan(body, (state, new_order(state.step // spe)), None, length=n_steps)
+        return state, metrics
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps_per_epoch: int,
+                     n_steps: int) -> Callable:
+    """A compiled ``chunk(state, images, targets, key, stats) -> (state, metrics)`` of ``n_steps`` steps.
+
+    ``images`` (N, H, W) uint8 and ``targets`` (N, C) are the whole training set on the device;
+    each epoch visits a fresh permutation of it (from ``key`` and the epoch number), the last
+    batch topped up from the start of that permutation. ``stats`` is :func:`pixel_stats` of the
+    model; ``metrics`` holds per-step arrays. One compiled program serves every dataset of
+    the same size whatever its pixel statistics.
+    """
+    return _compiled_chunk(pixel_free(model_config), StepConfig.of(train_config, steps_per_epoch),
+                           train_config.batch_size, int(n_steps))
+
+
+@lru_cache(maxsize=16)
+def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
+    module = EmotionCNN(model_config)
+
+    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n = images.shape[0]
+        n_batches = -(-n // batch_size)
+        pad = n_batches * batch_size - n
+        valid = jnp.arange(n + pad) < n
+        x = jnp.pad(images, ((0, pad), (0, 0), (0, 0))).reshape(n_batches, batch_size, *images.shape[1:])
+        t = jnp.pad(targets, ((0, pad), (0, 0))).reshape(n_batches, batch_size, -1)
+
+        def one(batch):
+            logits = module.apply({"params": params}, _standardise(as_unit_float(batch[0]), stats))
+            wrong = jnp.argmax(logits, -1) != jnp.argmax(batch[1], -1)
+            nll = -jnp.sum(batch[1] * jax.nn.log_softmax(logits), axis=-1)
+            return wrong, nll
+
+        wrong, nll = jax.lax.map(one, (x, t))
+        wrong, nll = wrong.reshape(-1), nll.reshape(-1)
+        return jnp.sum(wrong * valid) / n, jnp.sum(jnp.where(valid, nll, 0.0)) / n
+
+    return jax.jit(evaluate)
+
+
+def make_evaluator(model_config: ModelConfig, batch_size: int = 256) -> Callable:
+    """A compiled ``evaluate(params, images, targets, stats) -> (error rate, mean loss)``, in batches
+    of ``batch_size`` (the last one padded and masked); ``stats`` as for :func:`make_train_chunk`."""
+    return _compiled_evaluator(pixel_free(model_config), batch_size)
+
+
+# ---------------------------------------------------------------------------- data preparation
+
+
+def training_targets(dataset: FaceDataset, soft: bool = False) -> np.ndarray:
+    """(N, C) float32 targets: one-hot labels, or the normalised vote distributions over the classes.
+
+    Votes come from ``dataset.extras["votes"]`` with column names in ``meta["vote_names"]``;
+    columns that are not among the dataset's classes are ignored, and an image with no vote for
+    any class falls back to its hard label.
+    """
+    one_hot = np.eye(len(dataset.classes), dtype=np.float32)[dataset.labels]
+    if not soft:
+        return one_hot
+    votes, names = dataset.extras.get("votes"), dataset.meta.get("vote_names")
+    if votes is None or names is None:
+        raise TrainingError("soft targets need vote counts (extras['votes'] and meta['vote_names']); "
+                            "this dataset has none: train without --soft-targets")
+    column = {ALIASES.get(str(name).lower()): j for j, name in enumerate(names)}
+    missing = [c for c in dataset.classes if c not in column]
+    if missing:
+        raise TrainingError(f"the votes have no column for classes {missing} (vote columns: {list(names)})")
+    chosen = np.asarray(votes, np.float32)[:, [column[c] for c in dataset.classes]]
+    total = chosen.sum(axis=1, keepdims=True)
+    return np.where(total > 0, chosen / np.maximum(total, 1e-12), one_hot).astype(np.float32)
+
+
+def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the [0, 1] pixel values (the model's standardisation)."""
+    x = np.asarray(images, np.float64) / 255.0
+    return float(x.mean()), float(max(x.std(), 1e-3))
+
+
+def check_trainable(train_set: FaceDataset, val_set: FaceDataset) -> None:
+    """Clear errors for data that cannot be trained on, before any time is spent."""
+    h, w = train_set.image_shape
+    if h != w:
+        raise TrainingError(f"images are {h}x{w}; the CNN needs square images (prepare with --size 48)")
+    counts = train_set.counts()
+    scarce = {c: k for c, k in counts.items() if k < 2}
+    if scarce:
+        raise TrainingError(
+            f"the training part has fewer than 2 images of classes {scarce}; use more data, another split, "
+            "or drop those classes"
+        )
+    if len(val_set) == 0:
+        raise TrainingError("the validation part is empty; the best checkpoint is chosen on validation data")
+    if val_set.classes != train_set.classes:
+        raise TrainingError(f"validation classes {list(val_set.classes)} differ from training classes {list(train_set.classes)}")
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training: the best-validation model and how training went.
+
+    ``stop_reason`` is one of ``completed``, ``early_stopping``, ``nan_loss``, ``interrupted``
+    and ``stop_message`` says it in a sentence; ``notes`` are other messages for the user (e.g.
+    a replaced output layer). ``step_seconds`` is the time spent inside compiled training
+    chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside).
+    """
+
+    model: TrainedModel
+    history: pd.DataFrame
+    best_step: int
+    best_val_error: float
+    steps: int
+    stop_reason: str
+    stop_message: str
+    notes: tuple[str, ...]
+    seconds: float
+    step_seconds: float
+
+
+def initial_params(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
+                   classes: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """Fresh parameters, or ``init_from``'s weights (a fresh output layer when the class sets differ)."""
+    params = init_params(model_config, key)
+    if init_from is None:
+        return params, []
+    mine, theirs = model_config.architecture(), init_from.config.architecture()
+    mine.pop("num_classes"), theirs.pop("num_classes")
+    if mine != theirs:
+        raise CheckpointError(f"--init-from model has architecture {theirs}, but this training uses {mine}")
+    if tuple(init_from.classes) == classes:
+        return jax.tree.map(jnp.asarray, init_from.params), []
+    merged = {**jax.tree.map(jnp.asarray, init_from.params), "output": params["output"]}
+    return merged, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
+                    "the output layer was replaced by a freshly initialised one"]
+
+
+def fit(
+    train_set: FaceDataset,
+    val_set: FaceDataset,
+    config: TrainConfig = TrainConfig(),
+    model: ModelConfig | None = None,
+    *,
+    trial: int = 0,
+    init_from: TrainedModel | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on ``train_set``, validating on ``val_set``; returns the best-validation model.
+
+    ``model`` gives the architecture (widths, dense units, ...); the class count, input size
+    and pixel statistics are taken from ``train_set``. Randomness flows from
+    ``(config.seed, trial)``. Ctrl-C stops training and still returns the best model.
+    """
+    started = time.perf_counter()
+    check_trainable(train_set, val_set)
+    mean, std = pixel_statistics(train_set.images)
+    model_config = replace(model or ModelConfig(num_classes=len(train_set.classes)),
+                           num_classes=len(train_set.classes), input_size=train_set.image_shape[0],
+                           pixel_mean=mean, pixel_std=std)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), trial)
+    init_key, data_key = jax.random.split(key)
+    params, notes = initial_params(model_config, init_key, init_from, train_set.classes)
+
+    spe = math.ceil(len(train_set) / config.batch_size)
+    total_steps = config.epochs * spe
+    eval_every = config.eval_every or spe
+    state = init_state(params, config, spe)
+    schedule = learning_rate_schedule(StepConfig.of(config, spe))
+    images = jax.device_put(train_set.images)
+    targets = jax.device_put(training_targets(train_set, config.soft_targets))
+    val_images = jax.device_put(val_set.images)
+    val_targets = jax.device_put(training_targets(val_set, config.soft_targets))
+    stats = pixel_stats(model_config)
+    evaluate = make_evaluator(model_config, config.eval_batch_size)
+
+    val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats))
+    rows = [dict(step=0, epoch=0.0, lr=float(schedule(0)), train_loss=np.nan, train_error=np.nan,
+                 val_error=val_error, val_loss=val_loss)]
+    best = dict(params=jax.tree.map(jnp.copy, state.params), step=0, error=val_error, loss=val_loss)
+    stop_reason, since_best, step, step_seconds = "completed", 0, 0, 0.0
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, leave=False)
+    try:
+        while step < total_steps:
+            n_steps = min(eval_every, total_steps - step)
+            chunk = make_train_chunk(model_config, config, spe, n_steps)
+            tick = time.perf_counter()
+            state, metrics = chunk(state, images, targets, data_key, stats)
+            losses, errors = (np.asarray(m) for m in jax.device_get((metrics["loss"], metrics["error"])))
+            step_seconds += time.perf_counter() - tick
+            bar.update(n_steps)
+            if not np.all(np.isfinite(losses)):
+                first_bad = int(np.argmin(np.isfinite(losses)))
+                stop_reason, step = "nan_loss", step + first_bad + 1
+                break
+            step += n_steps
+            val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats))
+            rows.append(dict(step=step, epoch=step / spe, lr=float(schedule(step - 1)),
+                             train_loss=float(losses.mean()), train_error=float(errors.mean()),
+                             val_error=val_error, val_loss=val_loss))
+            bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
+            if (val_error, val_loss) < (best["error"], best["loss"]):
+                best = dict(params=jax.tree.map(jnp.copy, state.params), step=step, error=val_error, loss=val_loss)
+                since_best = 0
+            else:
+                since_best += 1
+            if config.patience and since_best >= config.patience:
+                stop_reason = "early_stopping"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+    finally:
+        bar.close()
+
+    kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
+    stop_message = {
+        "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
+        "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; {kept}",
+        "nan_loss": f"the training loss became NaN at step {step} (is the learning rate {config.learning_rate} "
+                    f"too high?): stopped; {kept}",
+        "interrupted": f"interrupted at step {step}; {kept}",
+    }[stop_reason]
+    trained = TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=train_set.classes,
+                           info={"train_config": config.to_dict(), "trial": trial, "best_step": best["step"]})
+    return TrainResult(
+        model=trained,
+        history=pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)),
+        best_step=int(best["step"]),
+        best_val_error=float(best["error"]),
+        steps=step,
+        stop_reason=stop_reason,
+        stop_message=stop_message,
+        notes=tuple(notes),
+        seconds=time.perf_counter() - started,
+        step_seconds=step_seconds,
+    )
