@@ -161,7 +161,7 @@ class FaceDataset:
         if np.any(self.split != ""):
             names, split_counts = np.unique(self.split, return_counts=True)
             out["splits"] = {str(s): int(k) for s, k in zip(names, split_counts)}
-        for key in ("source", "format"):
+        for key in ("source", "format", "dropped", "duplicates"):
             if key in self.meta:
                 out[key] = self.meta[key]
         return out

@@ -1,0 +1,42 @@
+"""Combine several datasets into one, keeping each image's culture, subject and source.
+
+    emofx merge kdef.npz taiwanese.npz --out pooled.npz
+    emofx merge east_a.npz east_b.npz --out east.npz --culture "East Asian"
+    emofx merge fer2013.npz kdef96.npz --out mixed.npz --size 48
+
+Class sets are united. Images of different sizes are an error unless --size resizes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from emofx.cli.prepare import summary
+from emofx.dataset import FaceDataset, merge
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("datasets", nargs="+", type=Path, help="dataset files (.npz) to combine")
+    parser.add_argument("--out", required=True, type=Path, help="the merged dataset file (.npz)")
+    parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first")
+    parser.add_argument("--culture", help="give every merged image this culture (e.g. two sets as one culture)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".npz":
+        raise ValueError(f"--out {args.out} must end in .npz")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.out.resolve() in {p.resolve() for p in args.datasets}:
+        raise ValueError(f"--out {args.out} is one of the inputs; write the merged set to a new file")
+    merged = merge([FaceDataset.load(p) for p in args.datasets], resize=args.size)
+    if args.culture is not None:
+        merged = replace(merged, culture=np.full(len(merged), args.culture, dtype=object))
+    merged.save(args.out, overwrite=args.overwrite)
+    print(summary(merged, args.out))
+    return 0

@@ -1,0 +1,142 @@
+"""Face extraction: decoding every image mode, detection, cropping, the disk cache."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emofx import faces
+from emofx.faces import (
+    AS_IS, CENTER_CROP, DETECTED, FaceOptions, ImageReadError, center_square, crop_square, decode_gray,
+    extract_faces, face_from_bytes,
+)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def kdef_photo(shared_dataset) -> bytes:
+    return (shared_dataset("kdef/frontal") / "AF01HAS.JPG").read_bytes()
+
+
+# ---------------------------------------------------------------------------- decoding
+def test_16_bit_images_are_rescaled_not_clipped():
+    values = np.array([[0, 257 * 128], [65535, 257 * 10]], dtype=np.uint16)
+    gray = decode_gray(encode(Image.fromarray(values), "PNG"))
+    assert gray.dtype == np.uint8
+    np.testing.assert_array_equal(gray, [[0, 128], [255, 10]])
+
+
+def test_palette_rgba_and_cmyk_images_become_gray():
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: luma 0.299 * 255 = 76
+    palette = Image.fromarray(rgb).convert("P")
+    assert np.all(decode_gray(encode(palette, "PNG")) == 76)
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black over white
+    assert np.all(decode_gray(encode(Image.fromarray(rgba, "RGBA"), "PNG")) == 255)
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    gray = decode_gray(encode(cmyk, "JPEG"))
+    assert gray.shape == (4, 4) and abs(int(gray.mean()) - 76) <= 3
+
+
+def test_truncated_and_non_image_bytes_raise_clear_errors():
+    jpeg = encode(Image.fromarray(np.full((64, 64), 128, np.uint8)), "JPEG")
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_gray(jpeg[: len(jpeg) // 2])
+    with pytest.raises(ImageReadError, match="not an image"):
+        decode_gray(b"emotion,pixels\n0,1 2 3\n")
+
+
+# ---------------------------------------------------------------------------- cropping
+def test_crop_square_pads_past_the_border_and_keeps_the_box_centre():
+    gray = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    crop = crop_square(gray, (0, 0, 4, 4), margin=0.5)  # centre (2, 2), half side 4 -> rows -2..6
+    assert crop.shape == (8, 8)
+    np.testing.assert_array_equal(crop[2:, 2:], gray[:6, :6])
+    np.testing.assert_array_equal(crop[0, 2:], gray[0, :6])  # replicated edge
+    assert center_square(np.zeros((30, 20))).shape == (20, 20)
+
+
+def test_a_real_photo_gives_a_detected_face(kdef_photo):
+    face, method = face_from_bytes(kdef_photo, FaceOptions(size=48))
+    assert method == DETECTED and face.shape == (48, 48) and face.dtype == np.uint8
+    big, _ = face_from_bytes(kdef_photo, FaceOptions(size=96))
+    assert big.shape == (96, 96)
+
+
+def test_no_face_is_skipped_unless_the_centre_crop_is_asked_for():
+    blank = encode(Image.fromarray(np.full((120, 160), 90, np.uint8)), "PNG")
+    face, reason = face_from_bytes(blank, FaceOptions())
+    assert face is None and "no face found" in reason
+    face, method = face_from_bytes(blank, FaceOptions(center_crop_fallback=True))
+    assert method == CENTER_CROP and face.shape == (48, 48)
+    face, method = face_from_bytes(blank, FaceOptions(detect=False, size=32))
+    assert method == AS_IS and face.shape == (32, 32)
+
+
+@pytest.mark.parametrize("bad", [dict(size=4), dict(margin=-0.1), dict(scale_factor=1.0), dict(min_face_fraction=0)])
+def test_face_options_are_validated(bad):
+    with pytest.raises(ValueError):
+        FaceOptions(**bad)
+
+
+# ---------------------------------------------------------------------------- many files and the cache
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)), "PNG")
+    (folder / "a.png").write_bytes(good)
+    (folder / "b.png").write_bytes(good)  # same bytes as a.png
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    return [folder / n for n in ("a.png", "b.png", "broken.jpg", "empty.png", "missing.png")]
+
+
+def test_extract_faces_reports_every_unusable_file(files):
+    batch = extract_faces(files, FaceOptions(detect=False))
+    assert batch.images.shape == (2, 48, 48)
+    assert list(batch.kept) == [0, 1]
+    assert batch.content_hash[0] == batch.content_hash[1] != 0
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in batch.skipped}
+    assert set(reasons) == {"broken.jpg", "empty.png", "missing.png"}
+    assert "not an image" in reasons["broken.jpg"] or "unreadable" in reasons["broken.jpg"]
+    assert "empty file" in reasons["empty.png"]
+    assert "cannot read file" in reasons["missing.png"]
+
+
+def test_the_cache_is_reused_until_a_file_or_option_changes(files, monkeypatch):
+    first = extract_faces(files, FaceOptions(detect=False))
+    calls = []
+    original = faces._face_from_file
+    monkeypatch.setattr(faces, "_face_from_file", lambda p, o: calls.append(p) or original(p, o))
+    again = extract_faces(files, FaceOptions(detect=False))
+    assert calls == []  # served from the cache
+    np.testing.assert_array_equal(again.images, first.images)
+    assert again.skipped == first.skipped
+    extract_faces(files, FaceOptions(detect=False, size=32))
+    assert len(calls) == len(files)  # new options: recomputed
+    os.utime(files[0], ns=(1, 1))
+    extract_faces(files, FaceOptions(detect=False))
+    assert len(calls) == 2 * len(files)  # a changed file: recomputed
+
+
+def test_a_damaged_cache_entry_is_recomputed(files):
+    first = extract_faces(files, FaceOptions(detect=False))
+    (entry,) = (faces.cache_root() / "faces").glob("*.npz")
+    entry.write_bytes(b"garbage")
+    again = extract_faces(files, FaceOptions(detect=False))
+    np.testing.assert_array_equal(again.images, first.images)
