@@ -1,0 +1,294 @@
+"""Every loader on small slices of the real data and on small files written here, plus bad inputs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+from PIL import Image
+
+from emofx.emotions import UnknownEmotionError
+from emofx.loaders import (
+    FERPLUS_VOTE_COLUMNS, FORMATS, KDEF_EXPRESSIONS, NO_MAJORITY, SourceError, ferplus_majority, load, load_fer2013_csv, load_ferplus,
+    load_folder, load_kdef, load_manifest, load_mat, load_taiwanese,
+)
+
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def fer_files(shared_dataset):
+    """Two training and one test image per FER2013 class (real files, read only)."""
+    root = shared_dataset("fer2013")
+    return {c: sorted((root / "train" / c).iterdir())[:2] + sorted((root / "test" / c).iterdir())[:1]
+            for c in FER_CLASSES}
+
+
+def fer_layout(tmp_path, fer_files):
+    """A small copy of the Kaggle layout: train/<class>/ and test/<class>/."""
+    root = tmp_path / "fer"
+    for cls, files in fer_files.items():
+        for f in files:
+            target = root / f.parent.parent.name / cls / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(f)
+    return root
+
+
+# ---------------------------------------------------------------------------- folder
+def test_folder_reads_the_fer2013_layout_with_splits_from_file_names(tmp_path, fer_files):
+    data = load_folder(fer_layout(tmp_path, fer_files))
+    assert len(data) == 21 and data.image_shape == (48, 48)
+    assert data.classes == ("angry", "disgusted", "afraid", "happy", "sad", "surprised", "neutral")
+    assert data.counts() == {c: 3 for c in data.classes}
+    expected_splits = sorted(f.name.split("_")[0] for files in fer_files.values() for f in files)
+    assert sorted(data.split) == expected_splits
+    assert data.meta["faces"] == {"as_is": 21}  # small squares: no detection
+    source = fer_files["angry"][0]
+    (index,) = [i for i, p in enumerate(data.path) if p.endswith(source.name)]
+    np.testing.assert_array_equal(data.images[index], np.asarray(Image.open(source)))
+    assert data.skipped == ()
+
+
+def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
+    root = tmp_path / "mine"
+    for split in ("a", "b"):
+        (root / split / "happy").mkdir(parents=True)
+        shutil.copy(fer_files["happy"][0], root / split / "happy" / "x.jpg")  # same bytes twice
+    shutil.copy(fer_files["sad"][0], root / "a" / "happy" / "y.jpg")
+    (root / "a" / "happy" / "notes.txt").write_text("not an image")
+    (root / "a" / "happy" / "cut.jpg").write_bytes(fer_files["sad"][1].read_bytes()[:300])
+    (root / "a" / "sad").mkdir()  # class folder without images
+    shutil.copy(fer_files["sad"][2], root / "stray.jpg")
+    data = load_folder(root)
+    assert len(data) == 3 and set(data.split) == {"a", "b"}
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in data.skipped}
+    assert reasons["notes.txt"].startswith("not an image file")
+    assert "truncated" in reasons["cut.jpg"]
+    assert reasons["sad"] == "class folder has no images"
+    assert "not inside a class folder" in reasons["stray.jpg"]
+    assert data.meta["duplicates"]["files"] == 1
+    assert data.extras["content_hash"][0] == data.extras["content_hash"][2]
+    with pytest.raises(SourceError, match="strict"):
+        load_folder(root, strict=True)
+
+
+def test_folder_errors_name_the_problem(tmp_path, fer_files):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_folder(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no class folders"):
+        load_folder(tmp_path / "empty")
+    (tmp_path / "odd" / "grumpy").mkdir(parents=True)
+    shutil.copy(fer_files["angry"][0], tmp_path / "odd" / "grumpy" / "a.jpg")
+    with pytest.raises(UnknownEmotionError, match=r"grumpy.*accepted names"):
+        load_folder(tmp_path / "odd")
+
+
+def test_folder_of_photos_detects_faces(tmp_path, shared_dataset):
+    kdef = shared_dataset("kdef/frontal")
+    for code, cls in (("HA", "happy"), ("SA", "sad")):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for actor in ("F01", "M02"):
+            (tmp_path / "photos" / cls / f"{actor}.jpg").symlink_to(kdef / f"A{actor}{code}S.JPG")
+    data = load_folder(tmp_path / "photos", size=32)
+    assert data.meta["faces"] == {"detected": 4} and data.image_shape == (32, 32)
+
+
+# ---------------------------------------------------------------------------- FER2013 csv and FER+
+def pixels_text(path) -> str:
+    return " ".join(map(str, np.asarray(Image.open(path)).reshape(-1)))
+
+
+@pytest.fixture
+def fer_csv(tmp_path, fer_files):
+    files = [fer_files[c][0] for c in FER_CLASSES]
+    codes = [0, 1, 2, 3, 6, 4, 5]  # FER2013 codes of FER_CLASSES
+    frame = pd.DataFrame({"emotion": codes, "pixels": [pixels_text(f) for f in files],
+                          "Usage": ["Training"] * 5 + ["PublicTest", "PrivateTest"]})
+    frame.loc[len(frame)] = [3, "1 2 3", "Training"]  # wrong length
+    path = tmp_path / "fer2013.csv"
+    frame.to_csv(path, index=False)
+    return path, files
+
+
+def test_fer2013_csv_reads_codes_pixels_and_usage(fer_csv):
+    path, files = fer_csv
+    data = load_fer2013_csv(path)
+    assert len(data) == 7 and data.counts() == {c: 1 for c in data.classes}
+    np.testing.assert_array_equal(data.images[3], np.asarray(Image.open(files[3])))
+    assert list(data.label_names[:4]) == ["angry", "disgusted", "afraid", "happy"]
+    assert list(data.split[-2:]) == ["PublicTest", "PrivateTest"]
+    assert data.skipped == ({"path": f"{path}#7", "reason": "row 7: pixels has 3 values; expected 2304 (48x48)"},)
+    assert load_fer2013_csv(path, size=96).image_shape == (96, 96)
+    with pytest.raises(SourceError, match="pixels has 3 values"):
+        load_fer2013_csv(path, strict=True)
+
+
+def test_fer2013_csv_missing_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("label,image\n1,2\n")
+    with pytest.raises(SourceError, match=r"lacks column\(s\) \['emotion', 'pixels'\]"):
+        load_fer2013_csv(path)
+
+
+def test_ferplus_majority_rule():
+    votes = np.array([
+        [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],  # single vote dropped; 4 of 9 is no majority
+        [6, 0, 1, 1, 0, 0, 0, 0, 2, 0],  # 6 of 8 -> neutral
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # only single votes: no majority
+        [0, 0, 0, 0, 0, 0, 0, 3, 1, 0],  # contempt
+    ])
+    assert list(ferplus_majority(votes)) == [NO_MAJORITY, 0, 9, NO_MAJORITY, 7]
+
+
+def test_ferplus_joined_by_row_order_to_a_fer2013_csv(tmp_path, fer_csv, shared_dataset):
+    path, _ = fer_csv
+    votes = pd.read_csv(shared_dataset("ferplus") / "fer2013new.csv", nrows=8)
+    votes.to_csv(tmp_path / "fer2013new.csv", index=False)
+    data = load_ferplus(tmp_path, images=path)
+    winners = ferplus_majority(votes[list(FERPLUS_VOTE_COLUMNS)].to_numpy())
+    usable = [r for r in range(7) if 0 <= winners[r] < 8]  # row 7 of the csv has bad pixels
+    assert list(data.extras["ferplus_row"]) == usable
+    np.testing.assert_array_equal(data.extras["votes"], votes[list(FERPLUS_VOTE_COLUMNS)].to_numpy()[usable])
+    assert data.meta["dropped"]["total"] == int(np.sum((winners < 0) | (winners >= 8)))
+    assert data.meta["vote_names"][:2] == ["neutral", "happy"]
+
+
+def test_ferplus_joined_through_the_mapping(tmp_path, shared_dataset):
+    shared = shared_dataset("ferplus")
+    votes = pd.read_csv(shared / "fer2013new.csv", nrows=40)
+    votes.to_csv(tmp_path / "fer2013new.csv", index=False)
+    mapping = pd.read_csv(shared / "ferplus_to_fer2013.csv")
+    mapping[mapping.row < 40].to_csv(tmp_path / "ferplus_to_fer2013.csv", index=False)
+    data = load_ferplus(tmp_path, images=shared_dataset("fer2013"))
+    winners = ferplus_majority(votes[list(FERPLUS_VOTE_COLUMNS)].to_numpy())
+    kept = [r for r in range(40) if 0 <= winners[r] < 8]
+    assert list(data.extras["ferplus_row"]) == kept
+    assert data.meta["dropped"]["total"] == 40 - len(kept)
+    names = dict(zip(mapping.row, mapping.fer2013_file))
+    assert data.path[0].endswith(names[kept[0]])
+    assert set(data.split) <= {"Training", "PublicTest", "PrivateTest"}
+    with pytest.raises(FileNotFoundError, match="mapping"):
+        load_ferplus(tmp_path, images=shared_dataset("fer2013"), mapping=tmp_path / "none.csv")
+
+
+# ---------------------------------------------------------------------------- KDEF and Taiwanese
+def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
+    kdef = shared_dataset("kdef/frontal")
+    data = load_kdef(kdef, limit=14)
+    assert len(data) == 14 and data.culture[0] == "Swedish"
+    names = [p.split("/")[-1] for p in data.path]
+    assert list(data.subject) == [n[1:4] for n in names]
+    assert list(data.label_names) == [KDEF_EXPRESSIONS[n[4:6]] for n in names]
+    assert len(set(data.label_names)) >= 5 and len(set(data.subject)) >= 5  # spread over the sorted files
+    folder = tmp_path / "kdef"
+    folder.mkdir()
+    (folder / "AM05HAS.JPG").symlink_to(kdef / "AM05HAS.JPG")
+    (folder / "AM05HAHL.JPG").symlink_to(kdef / "AM05HAS.JPG")  # a half-left view: excluded by default
+    (folder / "holiday.jpg").symlink_to(kdef / "AM05SAS.JPG")
+    small = load_kdef(folder, culture="Nordic")
+    assert list(small.subject) == ["M05"] and list(small.label_names) == ["happy"]
+    assert small.meta["other_angles_ignored"] == 1 and small.culture[0] == "Nordic"
+    assert small.skipped[0]["reason"].startswith("file name does not follow the KDEF code")
+    assert len(load_kdef(folder, angles=("S", "HL"))) == 2
+    with pytest.raises(ValueError, match="unknown KDEF angle"):
+        load_kdef(folder, angles=("XX",))
+
+
+def test_taiwanese_codes_ratings_and_no_face(tmp_path, shared_dataset):
+    shared = shared_dataset("taiwanese")
+    folder = tmp_path / "tw"
+    (folder / "faces").mkdir(parents=True)
+    names = ["0111b02.jpg", "0121c01.jpg", "1201002.jpg", "1111d05.jpg", "3031g10.jpg"]
+    for name in names:
+        (folder / "faces" / name).symlink_to(shared / "faces_256x256" / name)
+    (folder / "Image_info.xls").symlink_to(shared / "Image_info.xls")
+    data = load_taiwanese(folder)
+    assert list(data.subject) == ["01", "01", "12", "30"]
+    assert list(data.label_names) == ["happy", "sad", "neutral", "surprised"]
+    assert data.skipped[0]["path"].endswith("1111d05.jpg") and "no face found" in data.skipped[0]["reason"]
+    ratings, agreement = data.extras["ratings"], data.extras["agreement"]
+    assert ratings.shape == (4, 6) and data.meta["unrated"] == 0
+    assert agreement[0] == ratings[0, 0] and agreement[1] == ratings[1, 1]  # happy, sad columns
+    assert np.isnan(agreement[2])  # neutral was not a rating option
+    np.testing.assert_allclose(ratings.sum(axis=1), 1.0, atol=0.03)
+    kept = load_taiwanese(folder, center_crop_fallback=True, ratings=False)
+    assert len(kept) == 5 and kept.meta["faces"] == {"center_crop": 1, "detected": 4}
+    assert "ratings" not in kept.extras
+
+
+# ---------------------------------------------------------------------------- .mat and manifest round trips
+def test_mat_round_trip(tmp_path, fer_files):
+    images = np.stack([np.asarray(Image.open(fer_files[c][0])) for c in FER_CLASSES])
+    labels = np.array([1, 2, 3, 4, 7, 5, -1])  # 1-based TFD order; -1 unlabelled
+    subjects = np.array(["s1", "s2", "s3", "s4", "s5", "s6", "s7"], dtype=object)
+    path = tmp_path / "faces.mat"
+    scipy.io.savemat(path, {"images": images, "labels": labels.reshape(-1, 1), "subjects": subjects})
+    data = load_mat(path, culture="Canadian")
+    assert len(data) == 6 and list(data.subject) == ["s1", "s2", "s3", "s4", "s5", "s6"]
+    assert list(data.label_names) == ["angry", "disgusted", "afraid", "happy", "neutral", "sad"]
+    np.testing.assert_array_equal(data.images, images[:6])
+    assert "unlabelled" in data.skipped[0]["reason"]
+    # H x W x N floats in [0, 1] with text labels
+    scipy.io.savemat(path, {"images": np.transpose(images / 255.0, (1, 2, 0)),
+                            "labels": np.array(["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+                                               dtype=object)})
+    floats = load_mat(path)
+    assert len(floats) == 7 and floats.label_names[-1] == "surprised"
+    assert np.abs(floats.images.astype(int) - images).max() <= 1
+    scipy.io.savemat(path, {"pictures": images})
+    with pytest.raises(SourceError, match=r"lacks variable\(s\) \['images', 'labels'\]"):
+        load_mat(path)
+
+
+def test_manifest_round_trip(tmp_path, fer_files):
+    rows = []
+    for i, cls in enumerate(FER_CLASSES):
+        target = tmp_path / "imgs" / f"{i}.png"
+        target.parent.mkdir(exist_ok=True)
+        Image.open(fer_files[cls][0]).save(target)
+        rows.append({"path": f"imgs/{i}.png", "emotion": cls, "culture": "Korean" if i % 2 else "",
+                     "subject": f"p{i % 3}", "split": "train" if i < 5 else "test"})
+    rows.append({"path": "imgs/missing.png", "emotion": "happy", "culture": "", "subject": "", "split": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "faces.csv", index=False)
+    data = load_manifest(tmp_path / "faces.csv", culture="American")
+    assert len(data) == 7
+    assert list(data.culture[:3]) == ["American", "Korean", "American"]
+    assert list(data.subject[:4]) == ["p0", "p1", "p2", "p0"] and list(data.split[-2:]) == ["test", "test"]
+    np.testing.assert_array_equal(data.images[0], np.asarray(Image.open(fer_files["angry"][0])))
+    assert "file not found" in data.skipped[0]["reason"]
+    pd.DataFrame({"path": ["imgs/0.png"], "emotion": ["grumpy"]}).to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(UnknownEmotionError, match=r"odd.csv.*grumpy.*accepted names"):
+        load_manifest(tmp_path / "odd.csv")
+    pd.DataFrame({"file": ["imgs/0.png"]}).to_csv(tmp_path / "nocols.csv", index=False)
+    with pytest.raises(SourceError, match=r"lacks column"):
+        load_manifest(tmp_path / "nocols.csv")
+
+
+# ---------------------------------------------------------------------------- registry and synthetic
+def test_registry_and_option_checks(tmp_path):
+    assert set(FORMATS) == {"folder", "fer2013-csv", "ferplus", "kdef", "taiwanese", "mat", "manifest", "synthetic"}
+    with pytest.raises(ValueError, match="unknown format 'jpeg'"):
+        load(tmp_path, "jpeg")
+    with pytest.raises(ValueError, match=r"does not take option\(s\) \['dialect'\]"):
+        load(tmp_path, "kdef", dialect="eyes")
+
+
+def test_synthetic_through_the_registry():
+    pytest.importorskip("emofx.synthetic")
+    data = load("synthetic", "synthetic", dialect="eyes", n_per_class=3, seed=1)
+    assert len(data) == 3 * len(data.classes) and "region_masks" in data.extras
+    again = load("synthetic", "synthetic", dialect="eyes", n_per_class=3, seed=1)
+    np.testing.assert_array_equal(again.images, data.images)
+    with pytest.raises(ValueError, match="source 'synthetic'"):
+        load("faces/", "synthetic")
