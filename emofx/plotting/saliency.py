@@ -1,0 +1,106 @@
+"""Saliency for people: maps normalised for viewing, overlays, the Figure 5-6 grid, the Figure 7 panel."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from emofx.modification import ModificationResult
+
+MAP_MODES = ("abs", "signed")
+
+
+def viewable_maps(maps: np.ndarray, mode: str = "abs", percentile: float = 99.0) -> np.ndarray:
+    """Each map scaled by its ``percentile`` of absolute values and clipped: ``abs`` gives
+    |map| in [0, 1]; ``signed`` keeps the sign in [-1, 1] (for a diverging colormap)."""
+    if mode not in MAP_MODES:
+        raise ValueError(f"map mode must be one of {MAP_MODES}; got {mode!r}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must lie in (0, 100]; got {percentile}")
+    maps = np.asarray(maps, np.float32)
+    flat = np.abs(maps).reshape(len(maps), -1)
+    scale = np.percentile(flat, percentile, axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
+    scaled = maps / np.where(scale > 0, scale, 1.0)
+    return np.clip(np.abs(scaled), 0, 1) if mode == "abs" else np.clip(scaled, -1, 1)
+
+
+def show_map(ax, saliency: np.ndarray, image: np.ndarray | None = None, mode: str = "abs",
+             percentile: float = 99.0, alpha: float = 0.6) -> None:
+    """Draw one map on ``ax``, over the grayscale ``image`` when given (an overlay)."""
+    view = viewable_maps(saliency[None], mode, percentile)[0]
+    if image is not None:
+        ax.imshow(image, cmap="gray")
+        # Transparent where the map is weak, so the face shows through.
+        ax.imshow(view, cmap="inferno" if mode == "abs" else "RdBu_r", vmin=0 if mode == "abs" else -1, vmax=1,
+                  alpha=alpha * np.abs(view))
+    else:
+        ax.imshow(view, cmap="gray" if mode == "abs" else "RdBu_r", vmin=0 if mode == "abs" else -1, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def pick_examples(labels: np.ndarray, n_classes: int, per_class: int, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``per_class`` random indices of each class (a list indexed by class)."""
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in range(n_classes)]
+
+
+def saliency_grid(
+    images: np.ndarray, maps: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
+    culture: str = "", method: str = "guided backpropagation", per_class: int = 6, seed: int = 0,
+    overlay: bool = False, mode: str = "abs",
+):
+    """Figures 5-6: rows = emotions, columns = random example faces of that emotion, each
+    showing its map (or the map over the face with ``overlay``); the title names the culture."""
+    examples = [(c, idx) for c, idx in enumerate(pick_examples(np.asarray(labels), len(classes), per_class, seed))
+                if len(idx)]
+    if not examples:
+        raise ValueError("no images to show in the saliency grid")
+    cols = max(len(idx) for _, idx in examples)
+    fig, axes = plt.subplots(len(examples), cols, figsize=(1.3 * cols + 0.8, 1.3 * len(examples) + 0.6),
+                             squeeze=False)
+    for row, (c, idx) in enumerate(examples):
+        for col in range(cols):
+            ax = axes[row, col]
+            if col < len(idx):
+                show_map(ax, maps[idx[col]], images[idx[col]] if overlay else None, mode)
+            else:
+                ax.axis("off")
+        axes[row, 0].set_ylabel(classes[c])
+    who = f"{culture} faces" if culture else "faces"
+    fig.suptitle(f"Salient features in {who}: {method} from each image's class node")
+    fig.tight_layout()
+    return fig
+
+
+def modification_panel(
+    result: ModificationResult, images: Sequence[int] | None = None, n_intermediate: int = 3,
+    source_names: Sequence[str] | None = None,
+):
+    """Figure 7: per row one image, columns original, ``n_intermediate`` steps and the result,
+    each titled with the target class's probability. ``source_names`` (one per image in
+    ``result``, e.g. the original emotions) label the rows."""
+    n_steps = len(result.images) - 1
+    rows = list(range(result.images.shape[1])) if images is None else list(images)
+    if not rows:
+        raise ValueError("no images to show in the modification panel")
+    columns = sorted({0, n_steps, *np.linspace(0, n_steps, n_intermediate + 2).round().astype(int)})
+    target_probability = result.target_probability()
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.5 * len(columns), 1.7 * len(rows) + 0.4),
+                             squeeze=False)
+    for r, image in enumerate(rows):
+        target = result.classes[result.targets[image]]
+        for c, step in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(result.images[step, image], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            name = "original" if step == 0 else ("result" if step == n_steps else f"step {step}")
+            ax.set_title(f"{name}\nP({target})={target_probability[step, image]:.2f}", fontsize=8)
+        source = f"{source_names[image]} -> " if source_names is not None else "-> "
+        axes[r, 0].set_ylabel(f"{source}{target}", fontsize=8)
+    fig.suptitle("Emotion modification by gradient ascent")
+    fig.tight_layout()
+    return fig

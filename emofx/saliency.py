@@ -1,0 +1,330 @@
+"""Attribution maps: where in the face a trained model looks to decide the emotion.
+
+Every method has one calling convention, in the spirit of PAIR-code/saliency::
+
+    maps = method(model, images, targets, **options)   # images (B, H, W) in [0, 1]
+
+returning a (B, H, W) map per image for the class index in ``targets``. The compiled
+cores take the frozen :class:`~emofx.model.ModelConfig` as a static argument and the
+parameters as a pytree, so one compilation serves a whole run (and randomised copies of
+it). :func:`attribute` is the front door: it converts uint8 images, batches (padding the
+last batch so nothing recompiles), dispatches by method name and returns numpy.
+
+Methods (``METHODS``): ``gradient`` (vanilla gradient of the class probability, the
+paper's section 2.2; ``score="logit"`` for the logit), ``guided`` (guided backpropagation,
+the paper's Figures 5-6), ``smoothgrad``, ``integrated-gradients``, ``gradcam`` and
+``occlusion``. Target classes come from :func:`resolve_targets`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emofx.checkpoint import TrainedModel, as_unit_float
+from emofx.emotions import UnknownEmotionError, canonical_emotion
+from emofx.model import EmotionCNN, ModelConfig
+
+SCORES = ("probability", "logit", "log-probability")
+TARGET_KINDS = ("label", "predicted")
+
+
+# ---------------------------------------------------------------------------- guided ReLU
+@jax.custom_vjp
+def guided_relu(x: jax.Array) -> jax.Array:
+    """ReLU whose backward pass lets gradient through only where the forward input and the
+    incoming gradient are both positive (Springenberg et al. 2015; the reference's "GuidedRelu")."""
+    return jnp.maximum(x, 0.0)
+
+
+def _guided_relu_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.maximum(x, 0.0), x
+
+
+def _guided_relu_backward(x: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
+    return (jnp.where((x > 0) & (grad > 0), grad, 0.0),)
+
+
+guided_relu.defvjp(_guided_relu_forward, _guided_relu_backward)
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "guided": guided_relu}
+
+
+# ---------------------------------------------------------------------------- targets
+def resolve_targets(
+    model: TrainedModel,
+    images: np.ndarray,
+    target: str | int | Sequence[int] | np.ndarray,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class indices (N,) for ``target``: ``"label"`` (each image's own class, the paper's
+    choice; needs ``labels`` in the model's class order), ``"predicted"``, an emotion name
+    (any alias) or class index for all images, or an explicit index per image."""
+    n = len(images)
+    num_classes = len(model.classes)
+    if isinstance(target, str):
+        if target == "label":
+            if labels is None:
+                raise ValueError("target 'label' needs the images' labels; pass labels= or choose 'predicted'")
+            indices = np.asarray(labels, dtype=np.int32)
+        elif target == "predicted":
+            indices = model.predict(images).astype(np.int32)
+        else:
+            try:
+                name = canonical_emotion(target)
+            except UnknownEmotionError as err:
+                raise ValueError(f"target {target!r} is neither {' nor '.join(TARGET_KINDS)} nor an emotion: {err}") from None
+            if name not in model.classes:
+                raise ValueError(f"target {name!r} is not a class of this model; its classes are {list(model.classes)}")
+            indices = np.full(n, model.classes.index(name), np.int32)
+    else:
+        indices = np.broadcast_to(np.asarray(target, dtype=np.int32), (n,)).copy()
+    if indices.shape != (n,):
+        raise ValueError(f"need one target per image ({n}); got shape {indices.shape}")
+    if n and (indices.min() < 0 or indices.max() >= num_classes):
+        raise ValueError(f"target indices must lie in [0, {num_classes}); got {indices.min()}..{indices.max()}")
+    return indices
+
+
+# ---------------------------------------------------------------------------- scores
+def select_score(logits: jax.Array, targets: jax.Array, score: str) -> jax.Array:
+    """The scalar per image that a map explains: the target's probability, logit or log-probability."""
+    if score == "probability":
+        values = jax.nn.softmax(logits)
+    elif score == "logit":
+        values = logits
+    elif score == "log-probability":
+        values = jax.nn.log_softmax(logits)
+    else:
+        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+    return jnp.take_along_axis(values, targets[:, None], axis=1)[:, 0]
+
+
+def class_scores(
+    config: ModelConfig, params: Any, images: jax.Array, targets: jax.Array,
+    activation: str = "relu", score: str = "probability",
+) -> jax.Array:
+    """Per-image score (B,) of the target class."""
+    logits = EmotionCNN(config, activation=ACTIVATIONS[activation]).apply({"params": params}, images)
+    return select_score(logits, targets, score)
+
+
+def _input_gradient(config, params, images, targets, activation, score) -> jax.Array:
+    # Images do not interact in the model, so the gradient of the batch sum is per-image.
+    return jax.grad(lambda x: class_scores(config, params, x, targets, activation, score).sum())(images)
+
+
+# ---------------------------------------------------------------------------- compiled cores
+@partial(jax.jit, static_argnames=("config", "activation", "score"))
+def _gradient_core(config, params, images, targets, activation, score):
+    return _input_gradient(config, params, images, targets, activation, score)
+
+
+@partial(jax.jit, static_argnames=("config", "activation", "score", "n_samples"))
+def _smoothgrad_core(config, params, images, targets, image_keys, noise_level, activation, score, n_samples):
+    spread = noise_level * (images.max(axis=(1, 2)) - images.min(axis=(1, 2)))
+    noise = jax.vmap(lambda k: jax.random.normal(k, (n_samples, *images.shape[1:])))(image_keys)
+    noise = jnp.moveaxis(noise, 1, 0) * spread[None, :, None, None]
+
+    def accumulate(total, eps):
+        return total + _input_gradient(config, params, images + eps, targets, activation, score), None
+
+    total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), noise)
+    return total / n_samples
+
+
+@partial(jax.jit, static_argnames=("config", "activation", "score", "steps"))
+def _integrated_gradients_core(config, params, images, targets, baseline, activation, score, steps):
+    alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps  # midpoint rule
+
+    def accumulate(total, alpha):
+        point = baseline + alpha * (images - baseline)
+        return total + _input_gradient(config, params, point, targets, activation, score), None
+
+    total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), alphas)
+    return (images - baseline) * total / steps
+
+
+@partial(jax.jit, static_argnames=("config", "score"))
+def _gradcam_core(config, params, images, targets, score):
+    module = EmotionCNN(config)
+    variables = {"params": params}
+    features = module.apply(variables, images, method=EmotionCNN.conv_features)
+
+    def target_score(f):
+        logits = module.apply(variables, f, method=EmotionCNN.classify_features)
+        return select_score(logits, targets, score).sum()
+
+    weights = jax.grad(target_score)(features).mean(axis=(1, 2))
+    cam = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", features, weights))
+    return jax.image.resize(cam, images.shape, method="bilinear")
+
+
+@partial(jax.jit, static_argnames=("config", "score"))
+def _occlusion_core(config, params, images, targets, patches, fill, score):
+    reference = class_scores(config, params, images, targets, "relu", score)
+
+    def drop(patch):
+        occluded = jnp.where(patch[None], fill, images)
+        return reference - class_scores(config, params, occluded, targets, "relu", score)
+
+    drops = jax.lax.map(drop, patches)  # (P, B)
+    coverage = patches.sum(axis=0)
+    return jnp.einsum("pb,phw->bhw", drops, patches.astype(jnp.float32)) / jnp.maximum(coverage, 1)
+
+
+# ---------------------------------------------------------------------------- public methods
+def _check_score(score: str) -> None:
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+
+
+def vanilla_gradient(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
+    """d score / d image: the paper's map (section 2.2) with ``score="probability"``."""
+    _check_score(score)
+    return _gradient_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), "relu", score)
+
+
+def guided_backprop(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
+    """The gradient through guided ReLUs (the paper's Figures 5-6: from the class's softmax node)."""
+    _check_score(score)
+    return _gradient_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), "guided", score)
+
+
+def smoothgrad(
+    model: TrainedModel, images, targets, score: str = "probability", base: str = "gradient",
+    n_samples: int = 25, noise_level: float = 0.15, seed: int = 0, first_index: int = 0,
+) -> jax.Array:
+    """Mean gradient over ``n_samples`` noisy copies (Smilkov et al. 2017); noise std is
+    ``noise_level`` x the image's value range. ``base`` is ``gradient`` or ``guided``. The
+    noise of image i depends only on (``seed``, ``first_index + i``), not on batching."""
+    _check_score(score)
+    if base not in ("gradient", "guided"):
+        raise ValueError(f"smoothgrad base must be 'gradient' or 'guided'; got {base!r}")
+    if n_samples < 1:
+        raise ValueError(f"smoothgrad needs n_samples >= 1; got {n_samples}")
+    images = as_unit_float(images)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), first_index + jnp.arange(len(images)))
+    activation = "guided" if base == "guided" else "relu"
+    return _smoothgrad_core(model.config, model.params, images, jnp.asarray(targets), keys,
+                            jnp.float32(noise_level), activation, score, int(n_samples))
+
+
+def integrated_gradients(
+    model: TrainedModel, images, targets, score: str = "probability",
+    baseline: float | np.ndarray = 0.0, steps: int = 64,
+) -> jax.Array:
+    """(x - baseline) times the mean gradient along the straight path (Sundararajan et al. 2017),
+    midpoint rule with ``steps`` points; ``baseline`` is a value or an (H, W) / (B, H, W) image.
+    Completeness (the maps sum to score(x) - score(baseline)) is checked by :func:`completeness`."""
+    _check_score(score)
+    if steps < 1:
+        raise ValueError(f"integrated gradients needs steps >= 1; got {steps}")
+    images = as_unit_float(images)
+    base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
+    return _integrated_gradients_core(model.config, model.params, images, jnp.asarray(targets), base,
+                                      "relu", score, int(steps))
+
+
+def gradcam(model: TrainedModel, images, targets, score: str = "logit") -> jax.Array:
+    """Grad-CAM (Selvaraju et al. 2017) on the last convolution, upsampled bilinearly to the image."""
+    _check_score(score)
+    return _gradcam_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), score)
+
+
+def occlusion_patches(size: int, patch: int, stride: int) -> np.ndarray:
+    """Boolean (P, size, size) squares of side ``patch`` every ``stride`` pixels, covering every pixel."""
+    if not 1 <= patch <= size or stride < 1:
+        raise ValueError(f"occlusion needs 1 <= patch <= image size ({size}) and stride >= 1; got {patch}, {stride}")
+    starts = sorted(set(range(0, size - patch + 1, stride)) | {size - patch})
+    masks = np.zeros((len(starts) ** 2, size, size), bool)
+    for k, (r, c) in enumerate((r, c) for r in starts for c in starts):
+        masks[k, r:r + patch, c:c + patch] = True
+    return masks
+
+
+def occlusion(
+    model: TrainedModel, images, targets, score: str = "probability",
+    patch: int = 8, stride: int = 4, fill: float = 0.5,
+) -> jax.Array:
+    """Drop of the score when a ``patch`` square is set to ``fill``, averaged over the squares
+    covering each pixel (Zeiler & Fergus 2014)."""
+    _check_score(score)
+    images = as_unit_float(images)
+    patches = jnp.asarray(occlusion_patches(images.shape[1], patch, stride))
+    return _occlusion_core(model.config, model.params, images, jnp.asarray(targets), patches,
+                           jnp.float32(fill), score)
+
+
+METHODS: dict[str, Callable[..., jax.Array]] = {
+    "gradient": vanilla_gradient,
+    "guided": guided_backprop,
+    "smoothgrad": smoothgrad,
+    "integrated-gradients": integrated_gradients,
+    "gradcam": gradcam,
+    "occlusion": occlusion,
+}
+
+
+# ---------------------------------------------------------------------------- front door
+def attribute(
+    model: TrainedModel, images: np.ndarray, targets: np.ndarray, method: str = "guided",
+    batch_size: int = 64, progress: bool = False, **options: Any,
+) -> np.ndarray:
+    """Maps (N, H, W) float32 of ``method`` for uint8 or [0, 1] images and class indices ``targets``.
+
+    Images go through in batches of ``batch_size`` (the last one padded, so every batch
+    reuses one compilation); ``options`` are the method's keyword arguments.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+    images = np.asarray(images)
+    targets = np.asarray(targets, dtype=np.int32)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W); got {images.shape}")
+    if targets.shape != (len(images),):
+        raise ValueError(f"need one target per image ({len(images)}); got shape {targets.shape}")
+    n = len(images)
+    if n == 0:
+        return np.zeros(images.shape, np.float32)
+    size = min(batch_size, n)
+    out = []
+    for start in tqdm(range(0, n, size), desc=f"saliency ({method})", disable=not progress, leave=False):
+        batch, batch_targets = images[start:start + size], targets[start:start + size]
+        pad = size - len(batch)
+        if pad:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
+            batch_targets = np.concatenate([batch_targets, np.repeat(batch_targets[-1:], pad)])
+        extra = {"first_index": start} if method == "smoothgrad" else {}
+        maps = METHODS[method](model, batch, batch_targets, **options, **extra)
+        out.append(np.asarray(maps, np.float32)[: size - pad])
+    return np.concatenate(out)
+
+
+def completeness(
+    model: TrainedModel, images: np.ndarray, targets: np.ndarray, maps: np.ndarray,
+    baseline: float | np.ndarray = 0.0, score: str = "probability",
+) -> pd.DataFrame:
+    """Integrated Gradients' completeness per image: ``attribution_sum`` against
+    ``score_difference`` = score(image) - score(baseline), and their ``relative_error``."""
+    images = as_unit_float(images)
+    base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
+    targets = jnp.asarray(targets, jnp.int32)
+    at_image = np.asarray(class_scores(model.config, model.params, images, targets, score=score))
+    at_baseline = np.asarray(class_scores(model.config, model.params, base, targets, score=score))
+    difference = at_image - at_baseline
+    total = np.asarray(maps, np.float64).reshape(len(difference), -1).sum(axis=1)
+    frame = pd.DataFrame({
+        "attribution_sum": total,
+        "score_difference": difference,
+        "relative_error": np.abs(total - difference) / np.maximum(np.abs(difference), 1e-12),
+    })
+    frame.index.name = "image"
+    return frame

@@ -1,0 +1,131 @@
+"""Attribution methods on a tiny randomly initialised model: guided ReLU, shapes, completeness, batching."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from emofx import saliency
+from emofx.checkpoint import TrainedModel
+from emofx.model import ModelConfig, init_params
+
+CLASSES = ("angry", "afraid", "happy", "sad")
+FAST_OPTIONS = {
+    "smoothgrad": {"n_samples": 3},
+    "integrated-gradients": {"steps": 8},
+    "occlusion": {"patch": 12, "stride": 12},
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    config = ModelConfig(num_classes=len(CLASSES), input_size=16, widths=(4, 8), dense_units=16)
+    return TrainedModel(config, init_params(config, 3), CLASSES)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+
+
+def test_guided_relu_matches_hand_computed_case():
+    x = jnp.array([-1.0, 2.0, 3.0, 0.5, 0.0])
+    upstream = jnp.array([1.0, -1.0, 2.0, 0.0, 4.0])
+    out, pullback = jax.vjp(saliency.guided_relu, x)
+    np.testing.assert_array_equal(out, [0.0, 2.0, 3.0, 0.5, 0.0])
+    # Only where x > 0 and the incoming gradient > 0: positions 2 (x=3, g=2).
+    np.testing.assert_array_equal(pullback(upstream)[0], [0.0, 0.0, 2.0, 0.0, 0.0])
+    # A plain ReLU lets the negative gradient at x=2 through.
+    np.testing.assert_array_equal(jax.vjp(jax.nn.relu, x)[1](upstream)[0], [0.0, -1.0, 2.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("method", list(saliency.METHODS))
+def test_every_method_gives_finite_maps_of_image_shape(model, images, method):
+    targets = np.array([0, 1, 2, 3, 0])
+    maps = saliency.attribute(model, images, targets, method, batch_size=2, **FAST_OPTIONS.get(method, {}))
+    assert maps.shape == images.shape and maps.dtype == np.float32
+    assert np.all(np.isfinite(maps))
+    assert np.abs(maps).max() > 0
+
+
+def test_gradient_is_the_directional_derivative_of_the_probability(model, images):
+    targets = np.array([2] * len(images))
+    grads = saliency.attribute(model, images, targets, "gradient")
+    direction = np.random.default_rng(1).normal(size=images.shape).astype(np.float32)
+    h = 1e-4
+    plus = saliency.class_scores(model.config, model.params, jnp.asarray(images + h * direction), jnp.asarray(targets))
+    minus = saliency.class_scores(model.config, model.params, jnp.asarray(images - h * direction), jnp.asarray(targets))
+    numeric = (np.asarray(plus) - np.asarray(minus)) / (2 * h)
+    analytic = (grads * direction).sum(axis=(1, 2))
+    np.testing.assert_allclose(analytic, numeric, rtol=0.05, atol=1e-6)
+
+
+def test_guided_maps_differ_from_vanilla_gradient(model, images):
+    targets = np.zeros(len(images), np.int32)
+    vanilla = saliency.attribute(model, images, targets, "gradient", score="logit")
+    guided = saliency.attribute(model, images, targets, "guided", score="logit")
+    assert not np.allclose(vanilla, guided)
+
+
+def test_integrated_gradients_completeness(model, images):
+    targets = np.array([0, 1, 2, 3, 0])
+    maps = saliency.attribute(model, images, targets, "integrated-gradients", steps=64, baseline=0.0)
+    report = saliency.completeness(model, images, targets, maps, baseline=0.0)
+    assert list(report.columns) == ["attribution_sum", "score_difference", "relative_error"]
+    assert report["relative_error"].max() < 0.05
+
+
+def test_gradcam_is_non_negative(model, images):
+    maps = saliency.attribute(model, images, np.zeros(len(images), np.int32), "gradcam")
+    assert maps.min() >= 0
+
+
+def test_batching_does_not_change_maps(model, images):
+    targets = np.array([0, 1, 2, 3, 0])
+    for method, options in (("gradient", {}), ("smoothgrad", {"n_samples": 2, "seed": 4})):
+        whole = saliency.attribute(model, images, targets, method, batch_size=8, **options)
+        pieces = saliency.attribute(model, images, targets, method, batch_size=2, **options)
+        np.testing.assert_allclose(whole, pieces, rtol=1e-5, atol=1e-9)
+
+
+def test_smoothgrad_noise_follows_the_seed(model, images):
+    targets = np.zeros(len(images), np.int32)
+    a = saliency.attribute(model, images, targets, "smoothgrad", n_samples=2, seed=1)
+    b = saliency.attribute(model, images, targets, "smoothgrad", n_samples=2, seed=1)
+    c = saliency.attribute(model, images, targets, "smoothgrad", n_samples=2, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_occlusion_patches_cover_every_pixel():
+    patches = saliency.occlusion_patches(16, patch=6, stride=4)
+    assert patches.shape[1:] == (16, 16)
+    assert patches.any(axis=0).all()
+    assert set(patches.sum(axis=(1, 2))) == {36}
+
+
+def test_resolve_targets(model, images):
+    labels = np.array([3, 2, 1, 0, 3])
+    np.testing.assert_array_equal(saliency.resolve_targets(model, images, "label", labels), labels)
+    np.testing.assert_array_equal(saliency.resolve_targets(model, images, "predicted"), model.predict(images))
+    np.testing.assert_array_equal(saliency.resolve_targets(model, images, "Happiness"), [2] * 5)
+    np.testing.assert_array_equal(saliency.resolve_targets(model, images, 1), [1] * 5)
+    with pytest.raises(ValueError, match="needs the images' labels"):
+        saliency.resolve_targets(model, images, "label")
+    with pytest.raises(ValueError, match="not a class of this model"):
+        saliency.resolve_targets(model, images, "disgusted")
+    with pytest.raises(ValueError, match="neither label nor predicted"):
+        saliency.resolve_targets(model, images, "bored")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
+        saliency.resolve_targets(model, images, 7)
+
+
+def test_bad_requests_are_clear_errors(model, images):
+    with pytest.raises(ValueError, match="unknown saliency method 'lime'"):
+        saliency.attribute(model, images, np.zeros(5, np.int32), "lime")
+    with pytest.raises(ValueError, match="unknown score"):
+        saliency.attribute(model, images, np.zeros(5, np.int32), "gradient", score="odds")
+    with pytest.raises(ValueError, match="one target per image"):
+        saliency.attribute(model, images, np.zeros(3, np.int32), "gradient")

@@ -1,0 +1,127 @@
+"""Sanity checks and region scores: randomisation, deletion/insertion, pointing game, mass ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emofx.checkpoint import TrainedModel
+from emofx.dataset import FaceDataset
+from emofx.model import ModelConfig, init_params
+from emofx import saliency_metrics as metrics
+
+CLASSES = ("angry", "happy", "sad")
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    config = ModelConfig(num_classes=len(CLASSES), input_size=16, widths=(4, 8), dense_units=16)
+    return TrainedModel(config, init_params(config, 5), CLASSES)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+
+
+def test_randomisation_order_is_top_down(model):
+    assert metrics.randomisation_order(model.params) == ["output", "dense", "conv2", "conv1"]
+
+
+def test_randomise_layers_replaces_only_those_layers(model):
+    changed = metrics.randomise_layers(model, ["output", "dense"], seed=11)
+    assert not np.allclose(changed.params["output"]["kernel"], model.params["output"]["kernel"])
+    assert not np.allclose(changed.params["dense"]["kernel"], model.params["dense"]["kernel"])
+    np.testing.assert_array_equal(changed.params["conv1"]["kernel"], model.params["conv1"]["kernel"])
+    with pytest.raises(ValueError, match="not in the model"):
+        metrics.randomise_layers(model, ["conv9"], seed=1)
+
+
+def test_rank_correlation_is_spearman():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(3, 5, 5)), rng.normal(size=(3, 5, 5))
+    b[0] = a[0] ** 3  # monotone: rank correlation 1
+    expected = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)]
+    np.testing.assert_allclose(metrics.rank_correlation(a, b), expected)
+    assert metrics.rank_correlation(a, b)[0] == pytest.approx(1.0)
+
+
+def test_cascading_randomisation_frame(model, images):
+    targets = np.array([0, 1, 2, 0])
+    frame = metrics.cascading_randomisation(model, images, targets, methods=("gradient", "guided"), seed=9)
+    assert list(frame.columns) == ["method", "step", "layer", "image", "spearman_abs", "spearman"]
+    assert len(frame) == 2 * 5 * len(images)  # 2 methods x (trained + 4 layers) x images
+    trained = frame[frame["step"] == 0]
+    np.testing.assert_allclose(trained[["spearman_abs", "spearman"]], 1.0)
+    per_step = frame.groupby(["method", "step"])["layer"].first()
+    assert list(per_step["gradient"]) == ["none", "output", "dense", "conv2", "conv1"]
+    # Once every layer is re-initialised the vanilla gradient no longer matches the trained model's.
+    fully = frame[(frame["method"] == "gradient") & (frame["step"] == 4)]
+    assert fully["spearman"].abs().mean() < 0.5
+
+
+def test_deletion_and_insertion_curves(model, images):
+    targets = np.array([0, 1, 2, 0])
+    maps = np.random.default_rng(3).random(images.shape)
+    curves = metrics.deletion_insertion_curves(model, images, targets, maps, steps=4)
+    assert set(curves["curve"]) == {"deletion", "insertion"}
+    assert len(curves) == 2 * 5 * len(images)
+    start = curves[(curves["curve"] == "deletion") & (curves["fraction"] == 0)]["score"].to_numpy()
+    end = curves[(curves["curve"] == "insertion") & (curves["fraction"] == 1)]["score"].to_numpy()
+    np.testing.assert_allclose(start, end, rtol=1e-5)  # both are the untouched image
+    auc = metrics.curve_auc(curves)
+    assert len(auc) == 2 * len(images)
+    assert auc["auc"].between(0, 1).all()
+
+
+def test_baseline_images():
+    images = np.ones((1, 4, 4), np.float32)
+    blank = metrics.baseline_images(images, 0.0)
+    assert blank.max() == 0
+    blurred = metrics.baseline_images(images, "blur")
+    np.testing.assert_allclose(blurred, 1.0)
+    with pytest.raises(ValueError, match="'blur'"):
+        metrics.baseline_images(images, "noise")
+
+
+def test_region_scores_hand_computed():
+    maps = np.zeros((3, 4, 4))
+    masks = np.zeros((3, 4, 4), bool)
+    masks[:, :2, :2] = True  # area share 1/4
+    maps[0, 0, 0] = 3.0  # all mass inside, max inside
+    maps[1, 3, 3] = -2.0  # all mass outside (absolute values count)
+    maps[1, 0, 1] = 1.0
+    maps[2] = 1.0  # uniform: ratio 1
+    scores = metrics.region_scores(maps, masks, correct=[True, True, False])
+    np.testing.assert_array_equal(scores["hit"], [True, False, True])
+    np.testing.assert_allclose(scores["mass_share"], [1.0, 1 / 3, 0.25])
+    np.testing.assert_allclose(scores["mass_ratio"], [4.0, 4 / 3, 1.0])
+    summary = metrics.summarise_region_scores(scores)
+    assert summary["pointing_game"] == 0.5  # only correctly classified images count
+    assert summary["mass_ratio"] == pytest.approx((4 + 4 / 3 + 1) / 3)
+    assert summary["n_correct"] == 2 and summary["n_images"] == 3
+
+
+def _masked_dataset(meta: dict) -> FaceDataset:
+    masks = np.zeros((2, 4, 6, 6), bool)
+    masks[:, 0, 0, :] = True  # eyes
+    masks[:, 1, 1, :] = True  # brows
+    masks[:, 3, 5, :] = True  # mouth
+    return FaceDataset.from_label_names(
+        np.zeros((2, 6, 6), np.uint8), ["happy", "sad"], extras={"region_masks": masks},
+        meta={"region_names": ["eyes", "brows", "nose", "mouth"], **meta},
+    )
+
+
+def test_signal_regions_follow_the_dialect():
+    eyes = _masked_dataset({"dialect": "eyes"})
+    assert metrics.signal_regions(eyes) == ("eyes", "brows")
+    np.testing.assert_array_equal(metrics.signal_region_masks(eyes)[0].any(axis=1), [1, 1, 0, 0, 0, 0])
+    mouth = _masked_dataset({"dialect": "mouth"})
+    np.testing.assert_array_equal(metrics.signal_region_masks(mouth)[1].any(axis=1), [0, 0, 0, 0, 0, 1])
+    explicit = _masked_dataset({"dialect": "eyes", "signal_regions": ["mouth"]})
+    assert metrics.signal_regions(explicit) == ("mouth",)
+    with pytest.raises(ValueError, match="cannot tell which regions"):
+        metrics.signal_regions(_masked_dataset({}))
