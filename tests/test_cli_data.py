@@ -1,0 +1,114 @@
+"""End to end: emofx prepare, merge and info on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emofx.cli import main
+from emofx.dataset import FaceDataset
+
+FER_CLASSES = ("angry", "happy", "surprise")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fer_folder(tmp_path, shared_dataset):
+    """Two FER2013 training images per class for three classes, as symlinks."""
+    shared = shared_dataset("fer2013")
+    root = tmp_path / "fer"
+    for cls in FER_CLASSES:
+        (root / "train" / cls).mkdir(parents=True)
+        for f in sorted((shared / "train" / cls).iterdir())[:2]:
+            (root / "train" / cls / f.name).symlink_to(f)
+    return root
+
+
+def info_json(path, capsys) -> dict:
+    assert main(["info", str(path), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # exactly one JSON object
+
+
+def test_prepare_then_info(tmp_path, fer_folder, capsys):
+    out = tmp_path / "fer.npz"
+    assert main(["prepare", str(fer_folder), "--format", "folder", "--out", str(out), "--culture", "web",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 images 48x48, 3 classes" in printed and "skipped: 0" in printed
+    info = info_json(out, capsys)
+    assert info["n"] == 6 and info["counts"] == {"angry": 2, "happy": 2, "surprised": 2}
+    assert info["cultures"] == {"web": 6} and info["splits"] == {"Training": 6} and info["format"] == "folder"
+    assert main(["info", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "images    6 of 48x48 pixels" in table and "surprised" in table
+
+
+def test_prepare_refuses_to_overwrite_or_write_into_the_source(tmp_path, fer_folder, capsys):
+    out = tmp_path / "fer.npz"
+    args = ["prepare", str(fer_folder), "--format", "folder", "--no-progress", "--out"]
+    assert main(args + [str(out)]) == 0
+    before = out.read_bytes()
+    assert main(args + [str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(args + [str(out), "--overwrite", "--size", "32"]) == 0
+    assert FaceDataset.load(out).image_shape == (32, 32)
+    assert main(args + [str(fer_folder / "inside.npz")]) == 2
+    assert "inside the source" in capsys.readouterr().err
+    assert not (fer_folder / "inside.npz").exists()
+
+
+def test_prepare_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "nowhere"), "--format", "kdef", "--out", str(tmp_path / "k.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emofx prepare: error: KDEF folder") and "does not exist" in err and len(err.splitlines()) == 1
+    assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
+                 "--margin", "0.2"]) == 2
+    assert "--margin does not apply to --format synthetic" in capsys.readouterr().err
+
+
+def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):
+    out = tmp_path / "kdef.npz"
+    assert main(["prepare", str(shared_dataset("kdef/frontal")), "--format", "kdef", "--out", str(out),
+                 "--limit", "7", "--no-progress"]) == 0
+    assert "7 images 48x48" in capsys.readouterr().out
+    info = info_json(out, capsys)
+    assert info["n"] == 7 and info["cultures"] == {"Swedish": 7} and info["subjects"] >= 2
+
+
+def test_prepare_synthetic_is_reproducible(tmp_path, capsys):
+    pytest.importorskip("emofx.synthetic")
+    outs = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for out in outs:
+        assert main(["prepare", "synthetic", "--format", "synthetic", "--dialect", "eyes", "--n-per-class", "4",
+                     "--seed", "3", "--out", str(out)]) == 0
+    a, b = (FaceDataset.load(o) for o in outs)
+    assert a.counts() == {c: 4 for c in a.classes} and "region_masks" in a.extras
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.extras["region_masks"], b.extras["region_masks"])
+
+
+def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    main(["prepare", str(fer_folder), "--format", "folder", "--out", str(first), "--culture", "X", "--no-progress"])
+    main(["prepare", str(fer_folder), "--format", "folder", "--out", str(second), "--culture", "Y", "--size", "32",
+          "--no-progress"])
+    capsys.readouterr()
+    merged = tmp_path / "ab.npz"
+    assert main(["merge", str(first), str(second), "--out", str(merged)]) == 2
+    assert "different sizes" in capsys.readouterr().err and not merged.exists()
+    assert main(["merge", str(first), str(second), "--out", str(merged), "--size", "48"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    info = info_json(merged, capsys)
+    assert info["n"] == 12 and info["cultures"] == {"X": 6, "Y": 6} and info["image_shape"] == [48, 48]
+    pooled = tmp_path / "pooled.npz"
+    assert main(["merge", str(first), str(second), "--out", str(pooled), "--size", "32", "--culture", "XY"]) == 0
+    capsys.readouterr()
+    assert info_json(pooled, capsys)["cultures"] == {"XY": 12}
+    assert main(["merge", str(first), "--out", str(first), "--overwrite"]) == 2

@@ -1,0 +1,103 @@
+"""FaceDataset: construction, .npz round trip, DataFrame view, merging and resizing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emofx.dataset import DatasetError, FaceDataset, merge, resize_dataset
+from emofx.emotions import UnknownEmotionError, canonical_emotion, ordered_classes
+
+
+def tiny(n: int = 6, size: int = 8, culture: str = "A", names=("happy", "sad", "NE")) -> FaceDataset:
+    rng = np.random.default_rng(n + size)
+    labels = [names[i % len(names)] for i in range(n)]
+    return FaceDataset.from_label_names(
+        rng.integers(0, 256, (n, size, size), dtype=np.uint8), labels, culture=culture,
+        subject=[f"{culture}{i % 2}" for i in range(n)], path=[f"/x/{culture}{i}.png" for i in range(n)],
+        split=["train", "test"] * (n // 2),
+        extras={"votes": rng.integers(0, 10, (n, 10)).astype(np.int16), "agreement": rng.random(n)},
+        meta={"vote_names": [f"v{j}" for j in range(10)], "source": "/x", "format": "folder"},
+        skipped=[{"path": "/x/bad.png", "reason": "truncated"}],
+    )
+
+
+def test_aliases_and_class_order():
+    assert canonical_emotion("FEAR") == canonical_emotion("af") == "afraid"
+    assert ordered_classes(["NE", "happiness", "anger"]) == ("angry", "happy", "neutral")
+    with pytest.raises(UnknownEmotionError, match=r"\['bored'\].*accepted names"):
+        ordered_classes(["bored", "happy"])
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    data = tiny()
+    assert data.classes == ("happy", "sad", "neutral")
+    path = data.save(tmp_path / "d.npz")
+    back = FaceDataset.load(path)
+    np.testing.assert_array_equal(back.images, data.images)
+    np.testing.assert_array_equal(back.labels, data.labels)
+    for name in ("culture", "subject", "path", "split"):
+        assert list(getattr(back, name)) == list(getattr(data, name))
+    np.testing.assert_array_equal(back.extras["votes"], data.extras["votes"])
+    assert back.meta == data.meta and back.skipped == data.skipped and back.classes == data.classes
+
+
+def test_save_refuses_to_overwrite_and_load_rejects_foreign_files(tmp_path):
+    data = tiny()
+    data.save(tmp_path / "d.npz")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        data.save(tmp_path / "d.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DatasetError, match="not an emofx dataset"):
+        FaceDataset.load(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(DatasetError, match="not a readable emofx dataset"):
+        FaceDataset.load(tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError, match="emofx prepare"):
+        FaceDataset.load(tmp_path / "none.npz")
+
+
+def test_info_is_json_ready_and_counts_right():
+    info = json.loads(json.dumps(tiny().info()))
+    assert info["n"] == 6 and info["counts"] == {"happy": 2, "sad": 2, "neutral": 2}
+    assert info["cultures"] == {"A": 6} and info["subjects"] == 2 and info["image_shape"] == [8, 8]
+    assert info["splits"] == {"test": 3, "train": 3} and info["skipped"][0]["reason"] == "truncated"
+
+
+def test_frame_has_one_row_per_image_with_named_votes():
+    frame = tiny().to_frame()
+    assert len(frame) == 6 and list(frame["emotion"][:3]) == ["happy", "sad", "neutral"]
+    assert "votes_v0" in frame and "agreement" in frame
+
+
+def test_subset_and_restrict_classes():
+    data = tiny()
+    happy_sad = data.restrict_classes(["sad", "happy"])
+    assert happy_sad.classes == ("happy", "sad") and len(happy_sad) == 4
+    assert list(happy_sad.label_names) == ["happy", "sad", "happy", "sad"]
+    assert len(data.subset(data.split == "train")) == 3
+    with pytest.raises(DatasetError, match="not in this dataset"):
+        data.restrict_classes(["angry"])
+
+
+def test_merge_unites_classes_and_needs_one_size():
+    a, b = tiny(culture="A"), tiny(culture="B", names=("angry", "happy"))
+    merged = merge([a, b])
+    assert merged.classes == ("angry", "happy", "sad", "neutral")
+    assert merged.info()["cultures"] == {"A": 6, "B": 6}
+    assert list(merged.path[-1:]) == ["/x/B5.png"] and len(merged.skipped) == 2
+    assert merged.meta["vote_names"] == a.meta["vote_names"] and merged.extras["votes"].shape == (12, 10)
+    big = tiny(size=16, culture="C")
+    with pytest.raises(DatasetError, match="different sizes"):
+        merge([a, big])
+    assert merge([a, big], resize=12).image_shape == (12, 12)
+    assert resize_dataset(big, 8).images.shape == (6, 8, 8)
+
+
+def test_bad_construction_is_an_error():
+    with pytest.raises(DatasetError, match="uint8"):
+        FaceDataset.from_label_names(np.zeros((2, 4)), ["happy", "sad"])
+    with pytest.raises(DatasetError, match="extra 'votes'"):
+        FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"], extras={"votes": np.zeros(3)})
