@@ -20,7 +20,7 @@ Alternative = Literal["two-sided", "greater", "less"]
 Statistic = Literal["mean_diff", "welch_t"]
 
 _CHUNK = 256  # permutations per matrix product: bounds memory for pixel-wise tests
-_TOLERANCE = 1e-12  # permuted statistics this close to the observed one count as "as extreme"
+_TOLERANCE = 1e-9  # relative: permuted statistics this close to the observed one count as "as extreme"
 
 
 class StatsInputError(ValueError):
@@ -114,7 +114,8 @@ def _group_statistics(
     var_a = np.maximum(sq_a - sum_a**2 / n_a, 0.0) / (n_a - 1)
     var_b = np.maximum(sq_b - sum_b**2 / n_b, 0.0) / (n_b - 1)
     se = np.sqrt(var_a / n_a + var_b / n_b)
-    return np.divide(diff, se, out=np.zeros_like(diff), where=se > 0)
+    # constant groups: a difference with no spread is infinitely extreme, no difference is 0
+    return np.divide(diff, se, out=np.sign(diff) * np.where(diff != 0, np.inf, 0.0), where=se > 0)
 
 
 def _extremeness(values: np.ndarray, alternative: Alternative) -> np.ndarray:
@@ -149,16 +150,16 @@ def permutation_test(
     pooled_sq = pooled**2
     assign, exact = group_assignments(len(a), len(b), n_permutations, seed)
     observed = _group_statistics(assign[:1], pooled, pooled_sq, len(a), statistic)[0]
-    observed_extreme = _extremeness(observed, alternative)
+    threshold = _extremeness(observed, alternative)
+    threshold = threshold - _TOLERANCE * np.maximum(1.0, np.abs(np.nan_to_num(threshold, posinf=0.0, neginf=0.0)))
     as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
     max_as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
     for start in range(0, len(assign), _CHUNK):
         stats = _extremeness(
             _group_statistics(assign[start:start + _CHUNK], pooled, pooled_sq, len(a), statistic), alternative
         )
-        as_extreme += (stats >= observed_extreme - _TOLERANCE).sum(axis=0)
-        row_max = stats.max(axis=1, keepdims=True)
-        max_as_extreme += (row_max >= observed_extreme - _TOLERANCE).sum(axis=0)
+        as_extreme += (stats >= threshold).sum(axis=0)
+        max_as_extreme += (stats.max(axis=1, keepdims=True) >= threshold).sum(axis=0)
     total = len(assign)
     return PermutationTest(
         statistic=observed.reshape(feature_shape),
@@ -188,7 +189,7 @@ def distribution_test(
         0.5 * np.abs(_group_statistics(assign[s:s + _CHUNK], pooled, pooled, len(a), "mean_diff")).sum(axis=1)
         for s in range(0, len(assign), _CHUNK)
     ])
-    return float(distances[0]), float(np.mean(distances >= distances[0] - _TOLERANCE))
+    return float(distances[0]), float(np.mean(distances >= distances[0] * (1 - _TOLERANCE) - _TOLERANCE))
 
 
 # ---------------------------------------------------------------- bootstrap

@@ -144,3 +144,11 @@ def test_linear_cka_known_cases():
     assert 0 < independent < 0.5
     with pytest.raises(stats.StatsInputError, match="constant"):
         stats.linear_cka(x, np.ones((50, 3)))
+
+
+def test_welch_t_of_constant_groups_is_infinitely_extreme():
+    result = stats.permutation_test(np.zeros(5), np.ones(5), statistic="welch_t")
+    assert result.statistic == -np.inf
+    assert result.p_value == pytest.approx(2 / 252)
+    same = stats.permutation_test(np.ones(5), np.ones(5), statistic="welch_t")
+    assert same.statistic == 0 and same.p_value == pytest.approx(1.0)

@@ -1,0 +1,69 @@
+"""Compare two cultures' trained runs: accuracy (H1), saliency regions, landmark proximity,
+pixel-wise maps, filters (H2) and representations (CKA), with calibrated tests.
+
+RUNS_A and RUNS_B are directories holding each culture's trial runs (made by `emofx train`);
+--data-a/--data-b are the datasets those runs were trained on. OUT receives summary.json,
+one CSV per table and the figures. Accuracy is tested with trials as the unit (permutation)
+and given a confidence interval over test images (bootstrap); see `emofx.comparison`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from emofx.comparison import CORRECTIONS, UNITS, CompareConfig, CultureRuns, compare
+from emofx.dataset import FaceDataset
+from emofx.regions import METHODS as REGION_METHODS
+from emofx.regions import face_regions
+from emofx.saliency import METHODS as SALIENCY_METHODS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs_a", type=Path, help="directory of culture A's trial runs")
+    parser.add_argument("runs_b", type=Path, help="directory of culture B's trial runs")
+    parser.add_argument("--data-a", type=Path, required=True, help="dataset (.npz) culture A's runs were trained on")
+    parser.add_argument("--data-b", type=Path, required=True, help="dataset (.npz) culture B's runs were trained on")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (summary.json, CSVs, PNGs)")
+    parser.add_argument("--name-a", help="culture A's name (default: the dataset's culture)")
+    parser.add_argument("--name-b", help="culture B's name (default: the dataset's culture)")
+    parser.add_argument("--saliency", default="guided", choices=list(SALIENCY_METHODS), help="attribution method")
+    parser.add_argument("--regions", default="auto", choices=list(REGION_METHODS),
+                        help="facial regions: ground truth on synthetic data, else eye detection (auto)")
+    parser.add_argument("--unit", default="trials", choices=list(UNITS), help="unit of the saliency tests")
+    parser.add_argument("--correction", default="maxT", choices=list(CORRECTIONS),
+                        help="multiple-comparison correction (maxT needs --unit trials)")
+    parser.add_argument("--permutations", type=int, default=9999, help="Monte-Carlo permutations when not exact")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the accuracy CI")
+    parser.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstrap and probe images")
+    parser.add_argument("--no-figures", action="store_true", help="write tables and summary only")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing comparison in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    summary_path = args.out / "summary.json"
+    if summary_path.exists() and not args.overwrite:
+        raise FileExistsError(f"{summary_path} already exists; choose another --out or pass --overwrite")
+    for flag, value in (("--permutations", args.permutations), ("--bootstrap", args.bootstrap)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1; got {value}")
+    config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,
+                           n_permutations=args.permutations, n_boot=args.bootstrap, seed=args.seed)
+    cultures = []
+    for runs_dir, data_path, name in ((args.runs_a, args.data_a, args.name_a), (args.runs_b, args.data_b, args.name_b)):
+        dataset = FaceDataset.load(data_path)
+        cultures.append((CultureRuns.load(runs_dir, dataset, name), face_regions(dataset, args.regions, progress=True)))
+    (a, regions_a), (b, regions_b) = cultures
+    if a.name == b.name:
+        raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")
+    result = compare(a, b, regions_a, regions_b, config)
+    result.save(args.out, figures=not args.no_figures)
+    accuracy = result.accuracy
+    print(json.dumps({
+        "cultures": [a.name, b.name],
+        "accuracy": {k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high")},
+        "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
+        "out": str(args.out),
+    }, indent=2))
+    return 0

@@ -1,0 +1,122 @@
+"""Culture-comparison figures: accuracy by culture, region-share differences, the pixel-wise
+difference map, the transfer matrix and CKA.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display
+backend needed), so they can be saved from scripts and the CLI as well as shown in notebooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from emofx.plotting import save_figure
+
+if TYPE_CHECKING:
+    from emofx.comparison import Comparison
+
+
+def _significance_mark(p: float) -> str:
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy") -> Figure:
+    """Per-trial accuracy of each culture on its own test images, and the difference with its CI."""
+    own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
+    fig = Figure(figsize=(7.5, 3.5))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    sns.stripplot(data=own, x="train_culture", y=metric, ax=left, size=7, jitter=0.08, color="0.3")
+    sns.pointplot(data=own, x="train_culture", y=metric, ax=left, errorbar=None, color="C3", markers="_",
+                  markersize=30, linestyle="none")
+    left.set(xlabel="culture", ylabel=metric.replace("_", " "), title="per trial (dots) and mean (bar)")
+    right.errorbar([0], [test["diff"]], yerr=[[test["diff"] - test["ci_low"]], [test["ci_high"] - test["diff"]]],
+                   fmt="o", color="C0", capsize=6)
+    right.axhline(0, color="0.5", lw=0.8, ls="--")
+    right.set(xticks=[0], xticklabels=["a - b"], xlim=(-1, 1), ylabel="difference",
+              title=f"p = {test['p_value']:.3g} (trials)\nCI: test images")
+    fig.tight_layout()
+    return fig
+
+
+def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
+    """Emotion x region heatmap of the saliency-share difference (a minus b); * p_adj < .05, ** < .01."""
+    diff = region_tests.pivot(index="emotion", columns="region", values="diff")
+    marks = region_tests.assign(mark=region_tests["p_adjusted"].map(_significance_mark)).pivot(
+        index="emotion", columns="region", values="mark")
+    regions = list(dict.fromkeys(region_tests["region"]))
+    diff, marks = diff[regions], marks[regions]
+    labels = np.array([[f"{v:+.3f}{m}" for v, m in zip(dr, mr)] for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
+    limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
+    fig = Figure(figsize=(1.3 * len(regions) + 2, 0.5 * len(diff) + 1.5))
+    ax = fig.subplots()
+    sns.heatmap(diff, annot=labels, fmt="", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,
+                cbar_kws={"label": "share difference (a - b)"})
+    correction = region_tests["correction"].iloc[0] if "correction" in region_tests else ""
+    ax.set_title(f"saliency mass share, a - b ({region_tests['unit'].iloc[0]} as unit; {correction}: * < .05, ** < .01)")
+    fig.tight_layout()
+    return fig
+
+
+def pixel_difference_map(pixel: dict[str, np.ndarray], names: tuple[str, str] = ("a", "b"),
+                         alpha: float = 0.05) -> Figure:
+    """Mean saliency of each culture and their difference, outlining pixels with FWER p < ``alpha``."""
+    fig = Figure(figsize=(10, 3.4))
+    axes = fig.subplots(1, 3)
+    for ax, key, name in zip(axes[:2], ("mean_a", "mean_b"), names):
+        image = ax.imshow(pixel[key], cmap="magma")
+        ax.set_title(f"mean saliency: {name}")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    limit = float(np.abs(pixel["difference"]).max()) or 1.0
+    image = axes[2].imshow(pixel["difference"], cmap="RdBu_r", vmin=-limit, vmax=limit)
+    significant = pixel["p_fwer"] < alpha
+    if significant.any():
+        axes[2].contour(significant.astype(float), levels=[0.5], colors="k", linewidths=1)
+    axes[2].set_title(f"{names[0]} - {names[1]} (outline: FWER p < {alpha})")
+    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def transfer_heatmap(transfer: pd.DataFrame, metric: str = "accuracy") -> Figure:
+    """Train culture x test culture mean accuracy over trials (the in-group advantage)."""
+    matrix = transfer.pivot_table(index="train_culture", columns="test_culture", values=metric, aggfunc="mean")
+    fig = Figure(figsize=(1.6 * len(matrix.columns) + 2, 1.2 * len(matrix) + 1.2))
+    ax = fig.subplots()
+    sns.heatmap(matrix, annot=True, fmt=".3f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"label": metric})
+    ax.set(xlabel="test culture", ylabel="train culture", title="cross-culture transfer (shared classes)")
+    fig.tight_layout()
+    return fig
+
+
+def cka_bars(cka: pd.DataFrame) -> Figure:
+    """Mean linear CKA between cultures and within each culture (between trials), with every pair."""
+    order = [k for k in ("within_a", "within_b", "between") if k in set(cka["kind"])]
+    fig = Figure(figsize=(4.5, 3.5))
+    ax = fig.subplots()
+    sns.barplot(data=cka, x="kind", y="cka", order=order, ax=ax, errorbar=None, color="C0", alpha=0.6)
+    sns.stripplot(data=cka, x="kind", y="cka", order=order, ax=ax, color="0.2", size=4)
+    ax.set(ylim=(0, 1), xlabel="", ylabel="linear CKA (penultimate layer)", title="representational similarity")
+    fig.tight_layout()
+    return fig
+
+
+def save_comparison_figures(comparison: "Comparison", out: str | Path) -> list[Path]:
+    """Every comparison figure as a PNG in ``out``; returns the written paths."""
+    out = Path(out)
+    tables = comparison.tables
+    names = (comparison.culture_a, comparison.culture_b)
+    figures = {
+        "accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], comparison.accuracy),
+        "region_differences": region_difference_heatmap(tables["region_tests"]),
+        "pixel_difference": pixel_difference_map(comparison.pixel, names),
+        "transfer_matrix": transfer_heatmap(tables["transfer"]),
+        "cka": cka_bars(tables["cka"]),
+    }
+    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]

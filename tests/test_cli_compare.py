@@ -1,0 +1,107 @@
+"""End to end: tiny trained runs of two synthetic cultures, compared through the API and `emofx compare`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emofx import comparison as cmp
+from emofx.cli import main
+from emofx.dataset import FaceDataset
+from emofx.model import ModelConfig
+from emofx.regions import face_regions
+from emofx.runs import train_run
+from emofx.synthetic import make_synthetic
+from emofx.training import TrainConfig
+
+QUICK = cmp.CompareConfig(n_permutations=99, n_boot=100, cka_images=16, filter_top_k=5, progress=False)
+TRIALS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Two cultures (eyes and mouth dialects), 2 tiny trained runs each, on disk like `emofx train` makes them."""
+    root = tmp_path_factory.mktemp("compare")
+    model = ModelConfig(num_classes=2, widths=(4, 8, 8), dense_units=8)
+    train = TrainConfig(epochs=2, batch_size=16, flip=False, rotation_degrees=0.0)
+    paths = {}
+    for name, dialect in (("a", "eyes"), ("b", "mouth")):
+        dataset = make_synthetic(dialect, n_per_class=12, seed=1, size=16, culture=name, classes=("happy", "surprised"))
+        data_path = dataset.save(root / f"{name}.npz")
+        for trial in range(TRIALS):
+            train_run(dataset, root / name / f"trial{trial}", split_kind="random", trial=trial, train_config=train,
+                      model_config=model, data_path=data_path, progress=False)
+        paths[name] = (root / name, data_path)
+    return paths
+
+
+def test_compare_api_on_tiny_runs(tiny_runs):
+    loaded = []
+    for name in ("a", "b"):
+        dataset = FaceDataset.load(tiny_runs[name][1])
+        loaded.append((cmp.CultureRuns.load(tiny_runs[name][0], dataset), face_regions(dataset)))
+    (a, regions_a), (b, regions_b) = loaded
+    assert (a.name, b.name, a.n_trials) == ("a", "b", TRIALS)
+    result = cmp.compare(a, b, regions_a, regions_b, QUICK)
+    summary = result.summary()
+    accuracy = summary["accuracy"]
+    assert accuracy["diff"] == pytest.approx(accuracy["culture_a"] - accuracy["culture_b"])
+    assert accuracy["ci_low"] <= accuracy["diff"] <= accuracy["ci_high"]
+    assert accuracy["p_value"] >= 1 / 6 - 1e-9  # 2 vs 2 trials: 6 exact splits
+    regions = list(regions_a.region_names)
+    assert len(summary["region_tests"]) == len(regions) * len(a.dataset.classes)
+    assert {t["unit"] for t in summary["region_tests"]} == {"trials"}
+    shares = result.tables["saliency_measures"][regions].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0, atol=1e-5)  # disjoint masks covering the image
+    transfer = result.tables["transfer"]
+    assert set(zip(transfer.train_culture, transfer.test_culture)) == {(x, y) for x in "ab" for y in "ab"}
+    filters = result.tables["filters"]
+    assert set(filters["region"]) <= set(regions) | {"dead"}
+    assert len(filters) == 2 * TRIALS * 8
+    assert summary["cka"]["within_a"] is not None and 0 <= summary["cka"]["between"] <= 1 + 1e-9
+    assert result.pixel["difference"].shape == (16, 16)
+
+
+def test_culture_runs_reject_another_dataset(tiny_runs):
+    other = make_synthetic("eyes", n_per_class=5, seed=1, size=16, classes=("happy", "surprised"))
+    with pytest.raises(cmp.ComparisonError, match="pass the dataset"):
+        cmp.CultureRuns.load(tiny_runs["a"][0], other)
+
+
+def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+            "--data-b", str(tiny_runs["b"][1]), "--out", str(out), "--permutations", "99", "--bootstrap", "50"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["accuracy"]) >= {"culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high"}
+    assert set(summary["region_tests"][0]) >= {"emotion", "region", "diff", "effect_size", "p_value", "p_adjusted"}
+    assert set(summary["cka"]) == {"between", "within_a", "within_b"}
+    for name in ("trial_metrics", "region_tests", "transfer", "cka", "filters", "saliency_measures"):
+        assert (out / f"{name}.csv").stat().st_size > 0
+    for name in ("accuracy_by_culture", "region_differences", "pixel_difference", "transfer_matrix", "cka"):
+        assert (out / f"{name}.png").stat().st_size > 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"]["p_value"] == summary["accuracy"]["p_value"]
+
+    before = (out / "summary.json").read_text()
+    assert main(argv) == 2  # never overwrites silently
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == before
+
+
+def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):
+    missing = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tmp_path / "nope.npz"),
+               "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o")]
+    assert main(missing) == 2
+    assert "nope.npz" in capsys.readouterr().err
+    same = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["a"][0]), "--data-a", str(tiny_runs["a"][1]),
+            "--data-b", str(tiny_runs["a"][1]), "--out", str(tmp_path / "o2")]
+    assert main(same) == 2
+    assert "--name-a" in capsys.readouterr().err
+    images_max_t = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+                    "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o3"), "--unit", "images"]
+    assert main(images_max_t) == 2
+    assert "maxT" in capsys.readouterr().err

@@ -1,0 +1,121 @@
+"""emofx.comparison on synthetic arrays (no training) and on tiny trained runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx import comparison as cmp
+from emofx.regions import face_regions
+from emofx.splits import make_split
+from emofx.synthetic import make_synthetic
+
+QUICK = cmp.CompareConfig(n_permutations=499, n_boot=200, cka_images=20, filter_top_k=5, progress=False)
+
+
+def test_region_shares_and_normalisation():
+    masks = np.zeros((2, 2, 4, 4), bool)
+    masks[:, 0, :2] = True
+    masks[:, 1, 2:] = True
+    maps = np.zeros((2, 4, 4))
+    maps[0, 0, 0] = -3.0  # all mass (absolute) in region 0
+    shares = cmp.region_shares(maps, masks)
+    np.testing.assert_allclose(shares[0], [1.0, 0.0])
+    np.testing.assert_allclose(shares[1], [0.5, 0.5])  # an empty map is spread uniformly
+    np.testing.assert_allclose(cmp.normalised_saliency(maps).sum(axis=(1, 2)), 1.0)
+
+
+def test_landmark_distance():
+    maps = np.zeros((2, 10, 10))
+    maps[:, 2, 7] = 1.0  # the single most salient pixel: x=7, y=2
+    landmarks = np.array([[[7.0, 2.0], [0.0, 0.0]], [[np.nan, np.nan], [7.0, 6.0]]])
+    distance = cmp.landmark_distance(maps, landmarks, top_fraction=0.01)
+    np.testing.assert_allclose(distance, [0.0, 4.0])
+    assert np.isnan(cmp.landmark_distance(maps[:1], np.full((1, 2, 2), np.nan), 0.01)[0])
+
+
+def _measures(shift: float, n_trials: int = 5, images: int = 6, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for culture, offset in (("A", shift), ("B", 0.0)):
+        for trial in range(n_trials):
+            for image in range(images):
+                for emotion in ("happy", "sad"):
+                    eyes = 0.3 + (offset if emotion == "happy" else 0.0) + rng.normal(0, 0.02)
+                    rows.append({"culture": culture, "trial": trial, "image": image + (100 if culture == "B" else 0),
+                                 "emotion": emotion, "eyes": eyes, "mouth": 0.4 + rng.normal(0, 0.02)})
+    return pd.DataFrame(rows)
+
+
+def test_measure_tests_find_a_planted_region_with_trials_as_unit():
+    table = cmp.measure_tests(_measures(0.2), "A", "B", ["eyes", "mouth"], QUICK)
+    assert set(table.columns) >= {"emotion", "region", "diff", "effect_size", "p_value", "p_adjusted", "unit"}
+    planted = table[(table.emotion == "happy") & (table.region == "eyes")].iloc[0]
+    assert planted["diff"] == pytest.approx(0.2, abs=0.01)
+    assert planted["p_adjusted"] == pytest.approx(2 / 252)  # exact max-T over 252 trial splits
+    assert planted["unit"] == "trials" and planted["n_a"] == 5 and planted["exact"]
+    others = table.drop(planted.name)
+    assert (others["p_adjusted"] > 0.05).all()
+
+
+def test_measure_tests_images_unit_with_holm():
+    config = cmp.CompareConfig(unit="images", correction="holm", n_permutations=499, progress=False)
+    table = cmp.measure_tests(_measures(0.0), "A", "B", ["eyes", "mouth"], config)
+    assert (table["unit"] == "images").all() and (table["n_a"] == 6).all()
+    assert (table["p_adjusted"] >= table["p_value"]).all()
+    assert table["p_adjusted"].min() > 0.05
+
+
+def test_config_rejects_max_t_with_images():
+    with pytest.raises(cmp.ComparisonError, match="maxT"):
+        cmp.CompareConfig(unit="images")
+    with pytest.raises(cmp.ComparisonError, match="unit"):
+        cmp.CompareConfig(unit="pixels")
+
+
+def _predictions(culture: str, accuracy_by_trial: list[float], n: int = 20) -> pd.DataFrame:
+    rows = []
+    for trial, accuracy in enumerate(accuracy_by_trial):
+        n_correct = int(round(accuracy * n))
+        for image in range(n):
+            emotion = "happy" if image % 2 else "sad"
+            correct = image < n_correct
+            rows.append({"train_culture": culture, "test_culture": culture, "trial": trial, "image": image,
+                         "emotion": emotion, "predicted": emotion if correct else "angry"})
+    frame = pd.DataFrame(rows)
+    frame["correct"] = (frame["emotion"] == frame["predicted"]).astype(float)
+    return frame
+
+
+def test_accuracy_test_states_units_and_finds_a_difference():
+    a = _predictions("A", [0.9, 0.95, 0.9, 0.85, 0.9])
+    b = _predictions("B", [0.5, 0.55, 0.5, 0.45, 0.5])
+    result = cmp.accuracy_test(a, b, QUICK)
+    assert result["diff"] == pytest.approx(0.4)
+    assert result["p_value"] == pytest.approx(2 / 252)
+    assert result["ci_low"] < 0.4 < result["ci_high"] and result["ci_low"] > 0.25
+    assert "trials" in result["p_unit"] and "test images" in result["ci_unit"]
+    same = cmp.accuracy_test(a, a.assign(train_culture="B", test_culture="B"), QUICK)
+    assert same["p_value"] == pytest.approx(1.0) and same["ci_low"] <= 0 <= same["ci_high"]
+
+
+def test_balanced_accuracy_weights_reproduce_the_metric():
+    frame = _predictions("A", [0.7, 0.6])
+    weighted = cmp.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")
+    per_trial = cmp.trial_metrics(frame)["balanced_accuracy"].mean()
+    assert weighted["culture_a"] == pytest.approx(per_trial)
+    values = frame["correct"].to_numpy() * cmp._metric_weights(frame, "balanced_accuracy")
+    assert values.mean() == pytest.approx(per_trial)
+
+
+def test_matched_training_equalises_per_class_counts():
+    big = make_synthetic("universal", n_per_class=24, seed=1, size=16, classes=("happy", "sad"), culture="big")
+    small = make_synthetic("universal", n_per_class=8, seed=2, size=16, classes=("happy", "sad"), culture="small")
+    splits = [[make_split(d, "random", seed=0, trial=t) for t in range(2)] for d in (big, small)]
+    chosen = cmp.matched_training((big, small), splits, seed=0)
+    for trial in range(2):
+        counts = [np.bincount(d.labels[c[trial]]) for d, c in zip((big, small), chosen)]
+        np.testing.assert_array_equal(counts[0], counts[1])
+        assert counts[0].min() == counts[0].max()
+        assert set(chosen[0][trial]) <= set(splits[0][trial].train)
