@@ -242,7 +242,7 @@ def extract_faces(
     OpenCV and Pillow release the GIL while decoding and detecting, so threads use the cores
     without the start-up cost of processes.
     """
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     key = _cache_key(paths, options)
     cached = _read_cache(key) if use_cache else None
     if cached is not None:

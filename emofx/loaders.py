@@ -136,8 +136,8 @@ def _looks_cropped(files: Sequence[Path]) -> bool:
         try:
             with Image.open(path) as image:
                 width, height = image.size
-        except Exception:  # unreadable files are reported later, by extraction
-            continue
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # unreadable files are reported later, by extraction
         if width != height or width > _CROPPED_MAX_SIDE:
             return False
     return True
@@ -158,7 +158,7 @@ def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool)
 
 
 def _duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
-    """Groups of files with identical bytes (first file first), as a JSON-ready report."""
+    """Files with identical bytes: how many repeat another, in how many groups, a few examples."""
     groups: dict[int, list[str]] = defaultdict(list)
     for path, digest in zip(paths, hashes):
         if digest:
