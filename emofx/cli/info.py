@@ -17,6 +17,7 @@ from emofx.dataset import FaceDataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("dataset", type=Path, help="a dataset file written by emofx prepare or merge")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 

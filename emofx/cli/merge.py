@@ -20,6 +20,7 @@ from emofx.dataset import FaceDataset, merge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("datasets", nargs="+", type=Path, help="dataset files (.npz) to combine")
     parser.add_argument("--out", required=True, type=Path, help="the merged dataset file (.npz)")
     parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first")

@@ -29,6 +29,7 @@ _COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("source", help="folder, file, or the word 'synthetic'")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="source format")
     parser.add_argument("--out", required=True, type=Path, help="the dataset file to write (.npz)")
