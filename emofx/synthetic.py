@@ -79,9 +79,6 @@ class Dialect:
     def gain(self, emotion: str, region: str) -> float:
         return float(self.gains.get(emotion, {}).get(region, 1.0))
 
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        return {e: {r: self.gain(e, r) for r in REGIONS} for e in EMOTIONS}
-
 
 def _uniform_gains(region_gain: Mapping[str, float]) -> Mapping[str, Mapping[str, float]]:
     """The same region gains for every emotion."""
@@ -195,7 +192,7 @@ def make_synthetic(
             "n_per_class": n_per_class,
             "intensity": [lo, hi],
             "region_names": list(REGIONS),
-            "region_gains": {e: style.to_dict()[e] for e in wanted},
+            "region_gains": {e: {r: style.gain(e, r) for r in REGIONS} for e in wanted},
             "generator_version": GENERATOR_VERSION,
         },
     )
@@ -299,7 +296,7 @@ def _render(p: dict[str, np.ndarray], actions: np.ndarray, size: int, noise_rng:
 
     # Mouth: a band between the upper and lower lip curves, dark inside when open.
     half_w = p["mouth_w"] * (1.0 + act["stretch"])
-    t = (x - 0.0) / half_w
+    t = x / half_w
     bulge = np.clip(1.0 - t**2, 0.0, None)
     centre = p["mouth_y"] - act["corner_lift"] * t**2 - act["smirk"] * t * np.abs(t)
     upper = centre - (0.5 * act["mouth_open"] + act["upper_lip"]) * bulge
