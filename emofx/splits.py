@@ -6,7 +6,8 @@ Kinds:
 - ``subject``: subject-independent, no subject in two parts, stratified as far as the
   subjects allow (the default for ``auto`` whenever every image has a subject id).
 - ``kfold``: k-fold cross-validation; trial = index of the test fold, a validation part is
-  carved from the other folds; folds are grouped by subject when subjects are known.
+  carved from the other folds; folds are grouped by subject when every image has one and there
+  are more subjects than folds (``Split.grouped`` records which).
 - ``predefined``: the source's own split column (FER2013 Training/PublicTest/PrivateTest, or
   train/val/test); when the source has no validation part it is carved from training.
 
