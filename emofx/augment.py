@@ -48,9 +48,9 @@ def rotate(images: jax.Array, degrees: jax.Array) -> jax.Array:
     def one(image: jax.Array, angle: jax.Array) -> jax.Array:
         theta = jnp.deg2rad(angle)
         cos, sin = jnp.cos(theta), jnp.sin(theta)
-        # Inverse mapping: where in the source does each output pixel come from.
-        src_rows = cy + cos * (rows - cy) - sin * (cols - cx)
-        src_cols = cx + sin * (rows - cy) + cos * (cols - cx)
+        # Inverse mapping (where each output pixel comes from); positive angles turn anticlockwise.
+        src_rows = cy + cos * (rows - cy) + sin * (cols - cx)
+        src_cols = cx - sin * (rows - cy) + cos * (cols - cx)
         return map_coordinates(image, [src_rows, src_cols], order=1, mode="nearest")
 
     return jax.vmap(one)(images, jnp.asarray(degrees, jnp.float32))

@@ -1,0 +1,63 @@
+"""The paper's CNN: architecture sizes and the checkpoint round trip."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from emofx.checkpoint import CheckpointError, TrainedModel
+from emofx.model import EmotionCNN, ModelConfig, init_params
+
+TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32, pixel_mean=0.4, pixel_std=0.2)
+
+
+def _shapes(config: ModelConfig):
+    return jax.eval_shape(lambda: init_params(config, 0))
+
+
+def _count(tree) -> int:
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+def test_parameter_count_matches_reference_architecture():
+    # conv 5x5: 1->64, 64->128, 128->256 (with biases); dense 6*6*256 -> 300; output 300 -> 7.
+    assert _count(_shapes(ModelConfig(num_classes=7))) == 3_793_255
+    assert _count(_shapes(ModelConfig(num_classes=7, conv_bias=False))) == 3_793_255 - (64 + 128 + 256)
+    assert _count(_shapes(ModelConfig(num_classes=7, input_size=96))) == 3_793_255 + (12 * 12 - 6 * 6) * 256 * 300
+
+
+def test_layer_shapes_and_output_shape():
+    config = ModelConfig(num_classes=7)
+    shapes = _shapes(config)
+    assert shapes["conv1"]["kernel"].shape == (5, 5, 1, 64)
+    assert shapes["conv3"]["kernel"].shape == (5, 5, 128, 256)
+    assert shapes["dense"]["kernel"].shape == (6 * 6 * 256, 300)
+    logits = jax.eval_shape(lambda p, x: EmotionCNN(config).apply({"params": p}, x), shapes,
+                            jax.ShapeDtypeStruct((5, 48, 48), jnp.float32))
+    assert logits.shape == (5, 7)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> TrainedModel:
+    return TrainedModel(config=TINY, params=init_params(TINY, 3), classes=("angry", "happy", "sad"))
+
+
+def test_checkpoint_round_trip_predicts_identically(tiny_model, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    tiny_model.save(tmp_path / "ckpt", extra={"split": {"train": [0, 1]}})
+    loaded = TrainedModel.load(tmp_path / "ckpt")
+    assert loaded.config == TINY and loaded.classes == tiny_model.classes
+    assert loaded.info["split"] == {"train": [0, 1]}
+    np.testing.assert_array_equal(loaded.predict_proba(images), tiny_model.predict_proba(images))
+
+
+def test_checkpoint_refuses_other_architecture_or_classes(tiny_model, tmp_path):
+    tiny_model.save(tmp_path)
+    with pytest.raises(CheckpointError, match="architecture"):
+        TrainedModel.load(tmp_path, expect_config=ModelConfig(num_classes=3))
+    with pytest.raises(CheckpointError, match="classes"):
+        TrainedModel.load(tmp_path, expect_classes=("angry", "sad"))
+    with pytest.raises(CheckpointError, match="no emofx checkpoint"):
+        TrainedModel.load(tmp_path / "missing")

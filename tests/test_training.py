@@ -1,0 +1,167 @@
+"""Training: the compiled step and loop, best-validation checkpoint, stopping rules, reproducibility."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import emofx.training as training
+from emofx.checkpoint import CheckpointError, TrainedModel
+from emofx.dataset import FaceDataset
+from emofx.evaluation import evaluate
+from emofx.model import ModelConfig, init_params
+from emofx.synthetic import make_synthetic
+from emofx.training import (StepConfig, TrainConfig, TrainingError, check_trainable, cross_entropy, fit,
+                            init_state, initial_params, learning_rate_schedule, make_optimizer, make_train_step,
+                            pixel_statistics, training_targets)
+
+TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32)
+CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0)
+
+
+@pytest.fixture(scope="module")
+def parts() -> tuple[FaceDataset, FaceDataset]:
+    data = make_synthetic("universal", n_per_class=16, seed=0, classes=("happy", "sad", "surprised"))
+    order = np.random.default_rng(0).permutation(len(data))
+    return data.subset(order[:32]), data.subset(order[32:])
+
+
+@pytest.fixture(scope="module")
+def result(parts):
+    return fit(*parts, CONFIG, TINY, progress=False)
+
+
+def test_history_records_every_validation_and_the_best_is_kept(result, parts):
+    history = result.history
+    assert list(history.columns) == ["step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss"]
+    assert history["step"].tolist() == [0, 2, 4, 6]  # 32 images / batch 16 = 2 steps per epoch
+    assert history["epoch"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert np.isnan(history.loc[0, "train_loss"]) and np.all(np.isfinite(history["train_loss"][1:]))
+    assert result.best_val_error == history["val_error"].min()
+    assert result.best_step in history.loc[history["val_error"] == history["val_error"].min(), "step"].tolist()
+    assert result.stop_reason == "completed" and result.steps == 6
+    # The model standardises with the training part's pixel statistics ...
+    assert (result.model.config.pixel_mean, result.model.config.pixel_std) == pixel_statistics(parts[0].images)
+    # ... and predicts exactly what the compiled validation measured for the kept parameters.
+    assert 1.0 - evaluate(result.model, parts[1]).accuracy == pytest.approx(result.best_val_error, abs=1e-6)
+
+
+def test_same_seed_and_trial_reproduce_exactly_and_another_trial_differs(result, parts):
+    again = fit(*parts, CONFIG, TINY, progress=False)
+    pd.testing.assert_frame_equal(again.history, result.history)
+    for a, b in zip(jax.tree_util.tree_leaves(again.model.params), jax.tree_util.tree_leaves(result.model.params)):
+        np.testing.assert_array_equal(a, b)
+    other = fit(*parts, CONFIG, TINY, trial=1, progress=False)
+    assert not np.allclose(other.history["val_loss"], result.history["val_loss"])
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_parameters(parts):
+    diverging = fit(*parts, replace(CONFIG, learning_rate=1e7), TINY, progress=False)
+    assert diverging.stop_reason == "nan_loss"
+    assert f"became NaN or infinite at step {diverging.steps}" in diverging.stop_message
+    assert diverging.best_step < diverging.steps < 3 * 2
+    assert f"kept the best checkpoint from step {diverging.best_step}" in diverging.stop_message
+    assert all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(diverging.model.params))
+    assert np.all(np.isfinite(diverging.model.predict_proba(parts[1].images)))
+
+
+def test_interrupt_returns_the_best_model_so_far(parts, monkeypatch):
+    real, calls = training.make_train_chunk, []
+
+    def interrupting(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "make_train_chunk", interrupting)
+    stopped = fit(*parts, CONFIG, TINY, progress=False)
+    assert stopped.stop_reason == "interrupted" and stopped.steps == 2
+    assert stopped.best_step in (0, 2) and "interrupted" in stopped.stop_message
+    assert stopped.model.predict(parts[1].images).shape == (len(parts[1]),)
+
+
+def test_early_stopping_after_patience_validations_without_improvement(parts, monkeypatch):
+    flat = jax.jit(lambda params, images, targets, stats: (jnp.float32(0.5), jnp.float32(1.0)))
+    monkeypatch.setattr(training, "make_evaluator", lambda *args: flat)
+    stopped = fit(*parts, replace(CONFIG, patience=2), TINY, progress=False)
+    assert stopped.stop_reason == "early_stopping"
+    assert stopped.steps == 4 and stopped.best_step == 0
+    assert "did not improve for 2 validations" in stopped.stop_message
+
+
+def test_one_batch_step_accepts_labels_or_distributions(parts):
+    step = make_train_step(TINY, CONFIG)
+    images = parts[0].images[:16]
+    state = init_state(init_params(TINY, 0), CONFIG)
+    state, metrics = step(state, images, parts[0].labels[:16], jax.random.PRNGKey(0))
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["error"]) <= 1
+    state, metrics = step(state, images, training_targets(parts[0])[:16], jax.random.PRNGKey(1))
+    assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))
+
+
+def test_weight_decay_touches_only_dense_kernels_and_lr_decays_per_epoch():
+    step_config = StepConfig.of(TrainConfig(learning_rate=0.1, weight_decay=0.5, momentum=0.0), steps_per_epoch=3)
+    params = init_params(TINY, 0)
+    optimizer = make_optimizer(step_config)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    np.testing.assert_allclose(updates["dense"]["kernel"], -0.1 * 0.5 * params["dense"]["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(updates["output"]["kernel"], -0.05 * params["output"]["kernel"], rtol=1e-6)
+    for layer, name in [("conv1", "kernel"), ("conv3", "bias"), ("dense", "bias")]:
+        assert not np.any(updates[layer][name])
+    schedule = learning_rate_schedule(StepConfig.of(TrainConfig(learning_rate=0.05, lr_decay=0.9), 3))
+    np.testing.assert_allclose([schedule(0), schedule(2), schedule(3), schedule(7)], [0.05, 0.05, 0.045, 0.0405],
+                               rtol=1e-6)
+
+
+def test_cross_entropy_with_hard_and_soft_targets():
+    logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    labels = jnp.array([0, 2])
+    hard = cross_entropy(logits, labels)
+    np.testing.assert_allclose(hard, cross_entropy(logits, jax.nn.one_hot(labels, 3)), rtol=1e-6)
+    soft = jnp.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    log_p = jax.nn.log_softmax(logits)
+    np.testing.assert_allclose(cross_entropy(logits, soft), -(0.5 * log_p[0, 0] + 0.5 * log_p[0, 1] + log_p[1, 2]) / 2,
+                               rtol=1e-6)
+
+
+def test_soft_targets_normalise_the_votes_of_the_dataset_classes():
+    data = FaceDataset.from_label_names(
+        np.zeros((3, 48, 48), np.uint8), ["happy", "sad", "happy"],
+        extras={"votes": np.array([[6, 2, 2], [0, 5, 0], [0, 0, 9]])},
+        meta={"vote_names": ["happiness", "sadness", "unknown"]},
+    )
+    np.testing.assert_allclose(training_targets(data, soft=True), [[0.75, 0.25], [0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(TrainingError, match="vote"):
+        training_targets(FaceDataset.from_label_names(np.zeros((2, 48, 48), np.uint8), ["happy", "sad"]), soft=True)
+
+
+def test_untrainable_data_is_refused_with_a_clear_message(parts):
+    train, val = parts
+    lonely = train.subset(np.r_[np.flatnonzero(train.labels != 2), np.flatnonzero(train.labels == 2)[:1]])
+    with pytest.raises(TrainingError, match="fewer than 2 images of classes {'surprised': 1}"):
+        check_trainable(lonely, val)
+    with pytest.raises(TrainingError, match="validation part is empty"):
+        check_trainable(train, val.subset(np.zeros(0, int)))
+    with pytest.raises(TrainingError, match="learning_rate"):
+        TrainConfig(learning_rate=0.0)
+
+
+def test_init_from_another_class_set_replaces_the_output_layer():
+    source = TrainedModel(config=replace(TINY, num_classes=2), params=init_params(replace(TINY, num_classes=2), 5),
+                          classes=("happy", "sad"))
+    params, notes = initial_params(TINY, jax.random.PRNGKey(0), source, ("happy", "sad", "surprised"))
+    np.testing.assert_array_equal(params["conv2"]["kernel"], source.params["conv2"]["kernel"])
+    assert params["output"]["kernel"].shape == (32, 3)
+    assert notes and "output layer was replaced" in notes[0]
+    same, notes = initial_params(replace(TINY, num_classes=2), jax.random.PRNGKey(0), source, ("happy", "sad"))
+    np.testing.assert_array_equal(same["output"]["kernel"], source.params["output"]["kernel"]) and not notes
+    with pytest.raises(CheckpointError, match="architecture"):
+        initial_params(ModelConfig(num_classes=3, widths=(8, 16, 32), dense_units=32), jax.random.PRNGKey(0), source,
+                       ("happy", "sad", "surprised"))
