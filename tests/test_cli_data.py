@@ -88,6 +88,7 @@ def test_prepare_synthetic_is_reproducible(tmp_path, capsys):
     for out in outs:
         assert main(["prepare", "synthetic", "--format", "synthetic", "--dialect", "eyes", "--n-per-class", "4",
                      "--seed", "3", "--out", str(out)]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # same seed, identical bytes
     a, b = (FaceDataset.load(o) for o in outs)
     assert a.counts() == {c: 4 for c in a.classes} and "region_masks" in a.extras
     np.testing.assert_array_equal(a.images, b.images)
