@@ -1,0 +1,114 @@
+"""End to end: `emofx train`, `emofx evaluate` and `emofx quickstart` with tiny parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emofx.cli import main
+from emofx.runs import load_run, load_runs, runs_frame
+from emofx.synthetic import make_synthetic
+
+TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
+        "--split", "random", "--quiet"]
+TIMING = ("seconds", "train_step_seconds")
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    return {
+        "train": make_synthetic("universal", n_per_class=16, classes=("happy", "sad", "surprised")).save(folder / "a.npz"),
+        "other": make_synthetic("mouth", n_per_class=4, classes=("happy", "surprised", "neutral")).save(folder / "b.npz"),
+        "strangers": make_synthetic("mouth", n_per_class=2, classes=("angry", "neutral")).save(folder / "c.npz"),
+    }
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "first"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def _numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
+def test_train_writes_a_complete_run(run_dir, data_files, capsys):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "balanced_accuracy", "macro_f1", "classes", "confusion", "per_class_error",
+                "n_train", "n_val", "n_test", "best_step", "seconds", "config"):
+        assert key in metrics
+    assert metrics["classes"] == ["happy", "sad", "surprised"]
+    assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 48
+    assert np.sum(metrics["confusion"]) == metrics["n_test"]
+    assert np.trace(metrics["confusion"]) / metrics["n_test"] == pytest.approx(metrics["test_accuracy"])
+    assert metrics["config"]["model"]["widths"] == [8, 16, 16] and metrics["config"]["train"]["epochs"] == 2
+    run = load_run(run_dir)
+    assert run.history["step"].tolist()[0] == 0 and len(run.history) == 3
+    assert sorted(np.r_[run.split.train, run.split.val, run.split.test].tolist()) == list(range(48))
+    assert run.model.classes == ("happy", "sad", "surprised")
+    assert run.confusion().loc["total", "total"] == metrics["n_test"]
+
+
+def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_split(run_dir, data_files, tmp_path):
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "again"), *TINY]) == 0
+    assert _numbers(json.loads((tmp_path / "again" / "metrics.json").read_text())) == _numbers(first)
+    # Re-running the very same run into its own directory is allowed; another trial there is not.
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "again"), *TINY]) == 0
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "again"), *TINY, "--trial", "1"]) == 2
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "again"), *TINY, "--trial", "1",
+                 "--overwrite"]) == 0
+    assert load_run(tmp_path / "again").split.test.tolist() != load_run(run_dir).split.test.tolist()
+    table = runs_frame(tmp_path)
+    assert table["run"].tolist() == ["again"] and table.loc[0, "trial"] == 1
+    assert len(load_runs(tmp_path)) == 1
+
+
+def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys):
+    not_emofx = tmp_path / "x.npz"
+    np.savez(not_emofx, images=np.zeros((2, 48, 48), np.uint8))
+    assert main(["train", str(not_emofx), "--out", str(tmp_path / "r")]) == 2
+    assert "not an emofx dataset" in capsys.readouterr().err
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    assert main(["train", str(data_files["train"]), "--out", str(occupied), *TINY]) == 2
+    assert "not an emofx run" in capsys.readouterr().err
+    assert (occupied / "notes.txt").read_text() == "mine"
+    assert main(["train", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nothing-here")]) == 2
+    assert "not a complete emofx run" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_class_set_names_the_dropped_classes(run_dir, data_files, capsys):
+    assert main(["evaluate", str(run_dir), "--data", str(data_files["other"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["classes"] == ["happy", "surprised"] and result["n"] == 8
+    assert result["dropped_model_classes"] == ["sad"] and result["dropped_data_classes"] == {"neutral": 4}
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "the run's test images" in out and "confusion" in out
+    assert main(["evaluate", str(run_dir), "--data", str(data_files["strangers"])]) == 2
+    assert "share no class" in capsys.readouterr().err
+
+
+def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--trials", "1", "--n-per-class", "15", "--epochs", "1",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy per culture" in printed and "eyes" in printed and "mouth" in printed
+    for name in ("confusion_eyes_mean.csv", "confusion_mouth_std.csv", "misclassified_mean.csv", "transfer.csv",
+                 "runs.csv"):
+        assert (out / "tables" / name).exists(), name
+    for name in ("confusion_eyes.png", "misclassified.png", "learning_curves_mouth.png"):
+        assert (out / "figures" / name).stat().st_size > 1000, name
+    assert json.loads((out / "quickstart.json").read_text())["status"] == "done"
+    assert len(load_runs(out / "runs")) == 2

@@ -1,0 +1,86 @@
+"""Evaluation metrics, class-set handling, aggregation over trials, and the table/curve figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx.checkpoint import TrainedModel
+from emofx.dataset import FaceDataset
+from emofx.evaluation import (EvaluationError, aggregate_confusions, evaluate, evaluate_probabilities,
+                              metrics_table, misclassification_table)
+from emofx.model import ModelConfig, init_params
+from emofx.plotting import save_figure
+from emofx.plotting.curves import learning_curves
+from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
+
+CLASSES = ("angry", "happy", "sad")
+
+
+def _evaluation(predictions):
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    return evaluate_probabilities(labels, np.eye(3)[predictions], CLASSES)
+
+
+def test_metrics_on_a_hand_checked_example():
+    e = _evaluation([0, 1, 1, 1, 2, 0])
+    assert e.accuracy == pytest.approx(4 / 6)
+    assert e.balanced_accuracy == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert e.macro_f1 == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    confusion = e.confusion()
+    assert confusion.loc["angry"].tolist() == [1, 1, 0, 2]
+    assert confusion.loc["total"].tolist() == [2, 3, 1, 6]
+    assert confusion.index.name == "true" and confusion.columns.name == "predicted"
+    assert e.per_class_error().round(2).tolist() == [50.0, 0.0, 50.0, 33.33]
+    assert e.predictions_frame()["predicted"].tolist() == ["angry", "happy", "happy", "happy", "sad", "angry"]
+
+
+def test_aggregation_over_trials_gives_mean_and_std():
+    trials = [_evaluation([0, 1, 1, 1, 2, 0]), _evaluation([0, 0, 1, 1, 2, 2])]
+    mean, std = aggregate_confusions([t.confusion() for t in trials])
+    assert mean.loc["angry", "angry"] == 1.5 and std.loc["angry", "angry"] == pytest.approx(np.std([1, 2], ddof=1))
+    assert mean.loc["total", "total"] == 6 and std.loc["total", "total"] == 0
+    miss_mean, miss_std = misclassification_table({"A": trials, "B": trials[1:]})
+    assert list(miss_mean.columns) == [*CLASSES, "total"]
+    assert miss_mean.loc["A", "angry"] == 25.0 and miss_mean.loc["B", "total"] == 0.0
+    assert miss_std.loc["A", "sad"] == pytest.approx(np.std([50, 0], ddof=1))
+    table = metrics_table({"A": trials})
+    assert table["accuracy"].tolist() == pytest.approx([4 / 6, 1.0])
+
+
+def test_evaluating_on_another_class_set_uses_shared_classes_and_names_the_dropped():
+    config = ModelConfig(num_classes=3, widths=(4, 8, 8), dense_units=8)
+    model = TrainedModel(config=config, params=init_params(config, 0), classes=CLASSES)
+    rng = np.random.default_rng(0)
+    data = FaceDataset.from_label_names(rng.integers(0, 256, (7, 48, 48), dtype=np.uint8),
+                                        ["happy", "sad", "surprised", "surprised", "happy", "neutral", "sad"])
+    e = evaluate(model, data)
+    assert e.classes == ("happy", "sad") and e.n == 4
+    assert e.dropped_model_classes == ("angry",)
+    assert e.dropped_data_classes == {"surprised": 2, "neutral": 1}
+    np.testing.assert_allclose(e.probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    summary = e.summary()
+    assert summary["dropped_data_classes"] == {"surprised": 2, "neutral": 1}
+    assert summary["classes"] == ["happy", "sad"]
+    strangers = FaceDataset.from_label_names(data.images[:2], ["surprised", "neutral"])
+    with pytest.raises(EvaluationError, match="share no class"):
+        evaluate(model, strangers)
+    big = FaceDataset.from_label_names(np.zeros((1, 96, 96), np.uint8), ["happy"])
+    with pytest.raises(EvaluationError, match="--size 48"):
+        evaluate(model, big)
+
+
+def test_figures_are_written(tmp_path):
+    trials = [_evaluation([0, 1, 1, 1, 2, 0]), _evaluation([0, 0, 1, 1, 2, 2])]
+    mean, std = aggregate_confusions([t.confusion() for t in trials])
+    miss_mean, miss_std = misclassification_table({"A": trials})
+    history = pd.DataFrame({"step": [0, 2, 4], "train_error": [np.nan, 0.5, 0.3], "val_error": [0.7, 0.5, 0.4]})
+    written = [
+        *save_figure(confusion_heatmap(mean, std, title="t"), tmp_path / "confusion"),
+        *save_figure(misclassification_heatmap(miss_mean, miss_std), tmp_path / "miss"),
+        *save_figure(learning_curves([history, history.assign(val_error=[0.6, 0.4, 0.2])]), tmp_path / "curves"),
+    ]
+    assert all(p.exists() and p.stat().st_size > 1000 for p in written)
+    with pytest.raises(ValueError, match="no columns"):
+        learning_curves(history, columns=("loss",))
