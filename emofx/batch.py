@@ -18,6 +18,7 @@ executor with the same interface can replace it.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import hashlib
 import itertools
@@ -282,9 +283,22 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
-    if not any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.cells):
+    cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if not cells:
         raise BatchError(f"{notebook.name} has no cell tagged 'parameters' (View > Cell Toolbar > Tags in Jupyter)")
-    return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+    declared = {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+    try:
+        assigned = {target.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+    except SyntaxError as err:
+        raise BatchError(f"{notebook.name}: its parameters cell is not valid Python ({err})") from None
+    unreadable = sorted(assigned - set(declared))
+    if unreadable:
+        raise BatchError(
+            f"{notebook.name}: papermill cannot read the parameter(s) {', '.join(unreadable)} in its parameters "
+            "cell; write one `name = value` per line with no '=' inside comments"
+        )
+    return declared
 
 
 # ----------------------------------------------------------------------------- state of a run
@@ -555,11 +569,14 @@ def read_table(experiment_dir: str | os.PathLike, notebook: str, filename: str) 
     return pd.concat(frames, ignore_index=True)
 
 
-def stage_runs(experiment_dir: str | os.PathLike | None, notebook: str, *,
-               config: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
-    """The completed runs of ``notebook``: from ``experiment_dir`` when given (as ``emofx batch``
-    injects it), else from the experiment file ``config`` after running its missing runs of
-    ``notebook`` (so a notebook that builds on another runs top to bottom on a fresh clone)."""
+def ensure_stage(experiment_dir: str | os.PathLike | None, notebook: str, *,
+                 config: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The experiment folder holding completed runs of ``notebook``.
+
+    ``experiment_dir`` when given (``emofx batch`` injects it); otherwise the experiment of the
+    file ``config``, after running its missing runs of ``notebook``, so that a notebook that
+    builds on another's runs also works top to bottom on a fresh clone.
+    """
     if experiment_dir is None:
         if config is None:
             raise BatchError("give experiment_dir (a papermill_runs/<experiment> folder) or an experiment file")
@@ -567,4 +584,5 @@ def stage_runs(experiment_dir: str | os.PathLike | None, notebook: str, *,
         for summary in run_experiment(experiment, only=[notebook], progress=progress):
             print(summary.describe())
         experiment_dir = experiment.directory
-    return completed_runs(experiment_dir, notebook)
+    completed_runs(experiment_dir, notebook)
+    return Path(experiment_dir)

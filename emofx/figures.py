@@ -1,0 +1,348 @@
+"""The paper's figures and tables, regenerated from recorded notebook runs without retraining.
+
+The notebooks record what each figure needs in their results folder (the ``save_*``
+functions here define those records); :func:`regenerate` reads an experiment folder
+(``papermill_runs/<experiment>``, see :mod:`emofx.batch`) and writes every figure (PNG and
+PDF) and table (CSV and Markdown) whose records exist, under stable names:
+
+| name | from | what |
+|---|---|---|
+| ``fig4_learning_curves`` | 01_benchmark folds (else 02_train_culture trials) | training/validation error, mean ± std |
+| ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3) |
+| ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4) |
+| ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6) |
+| ``table5_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture and emotion |
+| ``fig7_modification`` | 04_emotion_modification | intensification and conversion panels (Figure 7) |
+| ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | 05_compare_cultures | the culture comparison |
+| ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | its tables |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.batch import RESULTS_DIR, completed_runs, read_runs
+from emofx.dataset import FaceDataset
+from emofx.modification import ModificationResult
+from emofx.runs import Run, load_run
+
+BENCHMARK = "01_benchmark"
+TRAINING = "02_train_culture"
+SALIENCY = "03_saliency"
+MODIFICATION = "04_emotion_modification"
+COMPARISON = "05_compare_cultures"
+RUN_DIR = "run"  # where 02_train_culture records its training run inside its results
+FOLDS_DIR = "folds"  # where 01_benchmark records one run per fold
+SALIENCY_FILE = "saliency.npz"
+REGION_SHARES_FILE = "region_shares.csv"
+MODIFICATION_FILE = "modification.npz"
+COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.comparison's tables
+FORMATS = ("png", "pdf")
+
+
+class FiguresError(ValueError):
+    """An experiment folder holds nothing to draw, or a record is unreadable."""
+
+
+# ---------------------------------------------------------------------------- records written by notebooks
+
+
+def save_saliency(output_dir: str | os.PathLike, images: np.ndarray, maps: np.ndarray, labels: np.ndarray,
+                  classes: Sequence[str], culture: str, method: str) -> Path:
+    """Record the maps behind a Figure 5-6 grid (images in [0, 1] or uint8, maps, class labels)."""
+    path = Path(output_dir) / SALIENCY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=np.asarray(images), maps=np.asarray(maps, np.float32),
+                        labels=np.asarray(labels, np.int32), classes=np.asarray(classes, dtype=str),
+                        culture=np.asarray(culture), method=np.asarray(method))
+    return path
+
+
+def load_saliency(path: str | os.PathLike) -> dict[str, Any]:
+    """A :func:`save_saliency` record as a dict (images, maps, labels, classes, culture, method)."""
+    with np.load(path) as data:
+        return {"images": data["images"], "maps": data["maps"], "labels": data["labels"],
+                "classes": tuple(str(c) for c in data["classes"]), "culture": str(data["culture"]),
+                "method": str(data["method"])}
+
+
+def saliency_region_shares(maps: np.ndarray, regions: Any, dataset: FaceDataset) -> pd.DataFrame:
+    """One row per image: its emotion and the share of its saliency mass in each facial region
+    (``regions``: :class:`emofx.regions.RegionMaps` of ``dataset``)."""
+    from emofx.comparison import region_shares
+
+    shares = pd.DataFrame(region_shares(maps, regions.masks), columns=list(regions.region_names))
+    shares.insert(0, "emotion", dataset.label_names)
+    return shares
+
+
+def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]], per_change: int = 1,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images to modify for Figure 7: for each ``[source, target]`` class pair (``source == target``
+    intensifies), ``per_change`` random images of ``source``; returns images, target indices, row names."""
+    rng = np.random.default_rng(seed)
+    picked, targets, names = [], [], []
+    for change in changes:
+        if len(change) != 2:
+            raise FiguresError(f"each change is [source, target]; got {change!r}")
+        source, target = change
+        missing = [c for c in (source, target) if c not in dataset.classes]
+        if missing:
+            raise FiguresError(f"class {missing[0]!r} is not in the dataset's classes {list(dataset.classes)}")
+        pool = np.flatnonzero(dataset.labels == dataset.classes.index(source))
+        if len(pool) == 0:
+            raise FiguresError(f"the dataset has no {source!r} image to modify")
+        chosen = rng.choice(pool, size=min(per_change, len(pool)), replace=False)
+        picked.extend(chosen)
+        targets += [dataset.classes.index(target)] * len(chosen)
+        names += [source] * len(chosen)
+    return dataset.images[np.asarray(picked, int)], np.asarray(targets, np.int32), names
+
+
+def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str]) -> Path:
+    """Record a :class:`ModificationResult` (and each row's source emotion) behind a Figure 7 panel."""
+    path = Path(output_dir) / MODIFICATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=result.images.astype(np.float16), probabilities=result.probabilities,
+                        targets=result.targets, classes=np.asarray(result.classes, dtype=str),
+                        source_names=np.asarray(source_names, dtype=str))
+    return path
+
+
+def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list[str]]:
+    """A :func:`save_modification` record: the result and the rows' source emotions."""
+    with np.load(path) as data:
+        result = ModificationResult(images=data["images"].astype(np.float32), probabilities=data["probabilities"],
+                                    targets=data["targets"], classes=tuple(str(c) for c in data["classes"]))
+        return result, [str(s) for s in data["source_names"]]
+
+
+# ---------------------------------------------------------------------------- reading an experiment
+
+
+def training_runs(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
+    """The completed 02_train_culture runs of an experiment, by culture (in run-name order)."""
+    runs = completed_runs(experiment_dir, TRAINING)
+    by_culture: dict[str, list[Run]] = {}
+    for _, row in runs.iterrows():
+        by_culture.setdefault(str(row["culture"]), []).append(load_run(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR))
+    return by_culture
+
+
+def culture_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> Any:
+    """One culture's trials as :class:`emofx.comparison.CultureRuns` (models, test indices, dataset)."""
+    from emofx.comparison import CultureRuns
+
+    if culture not in runs_by_culture:
+        raise FiguresError(f"no completed training runs of culture {culture!r}; cultures with runs: "
+                           f"{', '.join(sorted(runs_by_culture)) or 'none'}")
+    runs = runs_by_culture[culture]
+    return CultureRuns(culture, runs[0].dataset(), tuple(run.model for run in runs),
+                       tuple(np.asarray(run.split.test, dtype=int) for run in runs))
+
+
+def culture_tables(runs_by_culture: dict[str, list[Run]]) -> dict[str, pd.DataFrame]:
+    """Tables 2-4 from recorded runs: per culture the test confusion's mean and std over trials
+    (with totals), and the % misclassified per class and culture (mean and std over trials)."""
+    from emofx.evaluation import aggregate_confusions
+
+    tables: dict[str, pd.DataFrame] = {}
+    errors_mean, errors_std = {}, {}
+    for culture, runs in runs_by_culture.items():
+        tables[f"confusion_{culture}_mean"], tables[f"confusion_{culture}_std"] = aggregate_confusions(
+            [run.confusion(totals=True) for run in runs])
+        errors = pd.DataFrame([run.per_class_error() for run in runs])
+        errors_mean[culture] = errors.mean()
+        errors_std[culture] = errors.std(ddof=1) if len(errors) > 1 else errors.iloc[0] * 0.0
+    for name, columns in (("misclassification_mean", errors_mean), ("misclassification_std", errors_std)):
+        table = pd.DataFrame(columns).T
+        table.index.name = "culture"
+        tables[name] = table[[c for c in table.columns if c != "total"] + ["total"]]
+    return tables
+
+
+def benchmark_histories(experiment_dir: str | os.PathLike) -> dict[str, list[pd.DataFrame]]:
+    """Learning histories of every 01_benchmark run's folds, by run name."""
+    runs = completed_runs(experiment_dir, BENCHMARK)
+    return {row["run"]: [load_run(Path(p).parent).history
+                         for p in sorted((Path(row["run_dir"]) / RESULTS_DIR / FOLDS_DIR).rglob("metrics.json"))]
+            for _, row in runs.iterrows()}
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def mean_std_text(mean: pd.DataFrame, std: pd.DataFrame, fmt: str = ".1f") -> pd.DataFrame:
+    """Cells formatted ``mean ± std`` (for Markdown tables)."""
+    cells = [[f"{m:{fmt}} ± {s:{fmt}}" for m, s in zip(means, stds)]
+             for means, stds in zip(mean.to_numpy(float), std.to_numpy(float))]
+    return pd.DataFrame(cells, index=mean.index, columns=mean.columns)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, markdown: pd.DataFrame | None = None) -> list[Path]:
+    """``frame`` as CSV and (``markdown`` or ``frame``) as Markdown beside it; returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csv, md = path.with_suffix(".csv"), path.with_suffix(".md")
+    frame.to_csv(csv, index=frame.index.name is not None or not isinstance(frame.index, pd.RangeIndex))
+    md.write_text((markdown if markdown is not None else frame).to_markdown(floatfmt=".3f") + "\n")
+    return [csv, md]
+
+
+def _save(fig, path: Path) -> list[Path]:
+    from emofx.plotting import save_figure
+
+    return save_figure(fig, path, formats=FORMATS)
+
+
+def _learning_curve_figure(groups: dict[str, list[pd.DataFrame]], what: str):
+    import matplotlib.pyplot as plt
+
+    from emofx.plotting.curves import learning_curves
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 3.8), squeeze=False)
+    for ax, (name, histories) in zip(axes[0], groups.items()):
+        learning_curves(histories, ax=ax, title=f"{name}: mean ± std over {len(histories)} {what}")
+    fig.tight_layout()
+    return fig
+
+
+def _training_figures(experiment_dir: Path, out: Path) -> list[Path]:
+    from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
+
+    runs = training_runs(experiment_dir)
+    tables = culture_tables(runs)
+    written: list[Path] = []
+    for culture, trials in runs.items():
+        mean, std = tables[f"confusion_{culture}_mean"], tables[f"confusion_{culture}_std"]
+        name = f"table2_confusion_{culture}"
+        written += write_table(mean, out / name, mean_std_text(mean, std))
+        std.to_csv(out / f"{name}_std.csv")
+        written.append(out / f"{name}_std.csv")
+        written += _save(confusion_heatmap(mean, std, title=f"{culture}: test confusion, mean ± std over "
+                                                            f"{len(trials)} trials"), out / name)
+    mean, std = tables["misclassification_mean"], tables["misclassification_std"]
+    written += write_table(mean, out / "table4_misclassification", mean_std_text(mean, std))
+    std.to_csv(out / "table4_misclassification_std.csv")
+    written.append(out / "table4_misclassification_std.csv")
+    written += _save(misclassification_heatmap(mean, std, title="% misclassified, mean ± std over trials"),
+                     out / "table4_misclassification")
+    return written
+
+
+def _learning_curves(experiment_dir: Path, out: Path, notebooks: set[str]) -> list[Path]:
+    if BENCHMARK in notebooks:
+        groups, what = benchmark_histories(experiment_dir), "folds"
+    else:
+        groups, what = {c: [r.history for r in rs] for c, rs in training_runs(experiment_dir).items()}, "trials"
+    groups = {name: histories for name, histories in groups.items() if histories}
+    if not groups:
+        raise FiguresError("no learning histories recorded")
+    return _save(_learning_curve_figure(groups, what), out / "fig4_learning_curves")
+
+
+def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
+    from emofx.plotting.saliency import saliency_grid
+
+    runs = completed_runs(experiment_dir, SALIENCY)
+    written, summaries = [], []
+    for _, row in runs.iterrows():
+        results = Path(row["run_dir"]) / RESULTS_DIR
+        record = load_saliency(results / SALIENCY_FILE)
+        fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
+                            culture=record["culture"], method=record["method"])
+        written += _save(fig, out / f"fig5_saliency_{record['culture']}")
+        shares = results / REGION_SHARES_FILE
+        if shares.is_file():
+            summaries.append(pd.read_csv(shares).groupby("emotion").mean().reset_index()
+                             .assign(culture=record["culture"]))
+    if summaries:
+        table = pd.concat(summaries, ignore_index=True).set_index(["culture", "emotion"])
+        written += write_table(table, out / "table5_saliency_regions")
+    return written
+
+
+def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
+    from emofx.plotting.saliency import modification_panel
+
+    runs = completed_runs(experiment_dir, MODIFICATION)
+    written = []
+    for _, row in runs.iterrows():
+        result, sources = load_modification(Path(row["run_dir"]) / RESULTS_DIR / MODIFICATION_FILE)
+        name = "fig7_modification" if len(runs) == 1 else f"fig7_modification_{row['run']}"
+        written += _save(modification_panel(result, source_names=sources), out / name)
+    return written
+
+
+def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
+    from emofx.plotting import comparison as plots
+
+    runs = completed_runs(experiment_dir, COMPARISON)
+    record = Path(runs["run_dir"].iloc[0]) / RESULTS_DIR / COMPARISON_DIR
+    summary = json.loads((record / "summary.json").read_text())
+    names = (summary["cultures"]["a"], summary["cultures"]["b"])
+    tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")}
+    with np.load(record / "pixel_difference.npz") as data:
+        pixel = {key: data[key] for key in data.files}
+    accuracy = {key: summary["accuracy"][key] for key in summary["accuracy"]}
+    written = []
+    written += _save(plots.accuracy_by_culture(tables["trial_metrics"], accuracy), out / "fig_h1_accuracy")
+    written += _save(plots.region_difference_heatmap(tables["region_tests"]), out / "fig_h2_regions")
+    written += _save(plots.pixel_difference_map(pixel, names), out / "fig_h2_pixel_difference")
+    written += _save(plots.transfer_heatmap(tables["transfer"]), out / "fig_transfer_matrix")
+    written += _save(plots.cka_bars(tables["cka"]), out / "fig_cka")
+    h1 = pd.DataFrame([{"metric": metric, **{k: v for k, v in summary[metric].items() if not isinstance(v, (dict, list))}}
+                       for metric in ("accuracy", "balanced_accuracy") if metric in summary])
+    written += write_table(h1, out / "table_h1_accuracy")
+    written += write_table(tables["region_tests"], out / "table_h2_region_tests")
+    written += write_table(tables["transfer"], out / "table_transfer")
+    written += write_table(tables["cka"], out / "table_cka")
+    return written
+
+
+def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
+    """Write every figure and table the experiment's records allow into ``out``.
+
+    Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
+    or the reason it was skipped); nothing is retrained.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    experiment_dir, out = Path(experiment_dir), Path(out)
+    runs = read_runs(experiment_dir)
+    notebooks = set(runs.loc[runs["status"] == "ok", "notebook"]) if len(runs) else set()
+    if not notebooks:
+        raise FiguresError(f"{experiment_dir} holds no completed notebook runs; run `emofx batch` first")
+    out.mkdir(parents=True, exist_ok=True)
+    groups = [
+        ("fig4_learning_curves", f"{BENCHMARK} or {TRAINING}", BENCHMARK in notebooks or TRAINING in notebooks,
+         lambda: _learning_curves(experiment_dir, out, notebooks)),
+        ("table2_confusion_*, table4_misclassification", TRAINING, TRAINING in notebooks,
+         lambda: _training_figures(experiment_dir, out)),
+        ("fig5_saliency_*, table5_saliency_regions", SALIENCY, SALIENCY in notebooks,
+         lambda: _saliency_figures(experiment_dir, out)),
+        ("fig7_modification", MODIFICATION, MODIFICATION in notebooks, lambda: _modification_figures(experiment_dir, out)),
+        ("fig_h1_*, fig_h2_*, fig_transfer_matrix, fig_cka, table_h1/h2/transfer/cka", COMPARISON,
+         COMPARISON in notebooks, lambda: _comparison_figures(experiment_dir, out)),
+    ]
+    rows = []
+    for figure, source, available, draw in groups:
+        if not available:
+            rows.append({"figure": figure, "source": source, "status": "skipped",
+                         "files": f"no completed {source} runs in {experiment_dir}"})
+            continue
+        try:
+            files = draw()
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            rows.append({"figure": figure, "source": source, "status": "failed", "files": f"{type(err).__name__}: {err}"})
+            continue
+        rows.append({"figure": figure, "source": source, "status": "written",
+                     "files": ", ".join(sorted({p.stem for p in files}))})
+    return pd.DataFrame(rows)
