@@ -190,8 +190,9 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, markdown: pd.DataF
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     csv, md = path.with_suffix(".csv"), path.with_suffix(".md")
-    frame.to_csv(csv, index=frame.index.name is not None or not isinstance(frame.index, pd.RangeIndex))
-    md.write_text((markdown if markdown is not None else frame).to_markdown(floatfmt=".3f") + "\n")
+    keep_index = not isinstance(frame.index, pd.RangeIndex)
+    frame.to_csv(csv, index=keep_index)
+    md.write_text((markdown if markdown is not None else frame).to_markdown(index=keep_index, floatfmt=".3f") + "\n")
     return [csv, md]
 
 
@@ -263,7 +264,8 @@ def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
             summaries.append(pd.read_csv(shares).groupby("emotion").mean().reset_index()
                              .assign(culture=record["culture"]))
     if summaries:
-        table = pd.concat(summaries, ignore_index=True).set_index(["culture", "emotion"])
+        table = pd.concat(summaries, ignore_index=True)
+        table = table[["culture", *[c for c in table.columns if c != "culture"]]]
         written += write_table(table, out / "table5_saliency_regions")
     return written
 

@@ -1,0 +1,142 @@
+"""emofx figures on hand-made records: tables from known confusions, figure files, records, errors.
+
+The end-to-end path (notebooks executed by papermill, then `emofx figures`) is in test_notebooks.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx import figures
+from emofx.batch import RESULTS_DIR, STATUS_FILE, parameter_hash, parameter_set_name
+from emofx.cli import main
+from emofx.modification import ModificationResult
+from emofx.splits import Split
+from emofx.synthetic import make_synthetic
+
+CLASSES = ["angry", "happy", "sad"]
+# Two trials per culture with known test confusions (rows true, columns predicted).
+CONFUSIONS = {
+    ("eyes", 0): [[2, 1, 0], [0, 3, 0], [1, 0, 1]],
+    ("eyes", 1): [[3, 0, 0], [1, 2, 0], [0, 0, 2]],
+    ("mouth", 0): [[1, 1, 1], [0, 3, 0], [0, 1, 1]],
+    ("mouth", 1): [[1, 2, 0], [0, 3, 0], [0, 0, 2]],
+}
+
+
+def record_run(experiment: Path, notebook: str, parameters: dict, status: str = "ok") -> Path:
+    """A run folder as emofx batch leaves it: results/ and a status.json completion marker."""
+    run_dir = experiment / notebook / parameter_set_name(parameters)
+    (run_dir / RESULTS_DIR).mkdir(parents=True)
+    (run_dir / STATUS_FILE).write_text(json.dumps({
+        "status": status, "parameters": parameters, "parameter_hash": parameter_hash(parameters), "seconds": 1.0,
+        "error": None if status == "ok" else {"type": "ValueError", "message": "boom"},
+    }))
+    return run_dir / RESULTS_DIR
+
+
+def record_training(results: Path, confusion: list[list[int]], trial: int) -> None:
+    """A run directory's metrics.json, history.csv and split.json (no checkpoint needed for tables)."""
+    run = results / figures.RUN_DIR
+    run.mkdir()
+    counts = np.asarray(confusion)
+    errors = {c: 100 * (1 - counts[i, i] / counts[i].sum()) for i, c in enumerate(CLASSES)}
+    errors["total"] = 100 * (1 - np.trace(counts) / counts.sum())
+    (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "confusion": confusion, "per_class_error": errors}))
+    pd.DataFrame({"step": [0, 10, 20], "train_error": [np.nan, 0.5 - 0.1 * trial, 0.3],
+                  "val_error": [0.8, 0.6, 0.4 + 0.1 * trial]}).to_csv(run / "history.csv", index=False)
+    split = Split(train=np.arange(5), val=np.arange(5, 7), test=np.arange(7, 10), kind="random", seed=0, trial=trial,
+                  fractions=(0.5, 0.2, 0.3), n_images=10)
+    (run / "split.json").write_text(json.dumps(split.to_dict()))
+
+
+@pytest.fixture()
+def experiment(tmp_path) -> Path:
+    root = tmp_path / "papermill_runs" / "exp"
+    for (culture, trial), confusion in CONFUSIONS.items():
+        record_training(record_run(root, figures.TRAINING, {"culture": culture, "trial": trial}), confusion, trial)
+    record_run(root, figures.TRAINING, {"culture": "klingon", "trial": 0}, status="failed")
+    return root
+
+
+def test_tables_2_to_4_average_recorded_confusions_over_trials(experiment):
+    runs = figures.training_runs(experiment)
+    assert sorted(runs) == ["eyes", "mouth"] and [len(r) for r in runs.values()] == [2, 2]  # the failed run is left out
+    tables = figures.culture_tables(runs)
+    mean, std = tables["confusion_eyes_mean"], tables["confusion_eyes_std"]
+    assert mean.loc["angry", "angry"] == 2.5 and mean.loc["angry", "happy"] == 0.5
+    assert mean.loc["total", "total"] == 8.0 and mean.loc["happy", "total"] == 3.0
+    assert std.loc["angry", "angry"] == pytest.approx(np.std([2, 3], ddof=1))
+    miss = tables["misclassification_mean"]
+    assert list(miss.columns) == [*CLASSES, "total"] and list(miss.index) == ["eyes", "mouth"]
+    assert miss.loc["eyes", "sad"] == pytest.approx((50 + 0) / 2)
+    assert miss.loc["mouth", "total"] == pytest.approx((37.5 + 25) / 2)
+    assert tables["misclassification_std"].loc["mouth", "total"] == pytest.approx(np.std([37.5, 25], ddof=1))
+
+
+def test_regenerate_writes_stable_names_and_skips_what_was_not_recorded(experiment, tmp_path):
+    out = tmp_path / "figures"
+    report = figures.regenerate(experiment, out).set_index("source")
+    assert report.loc[figures.TRAINING, "status"] == "written"
+    assert report.loc[figures.SALIENCY, "status"] == "skipped"
+    for stem in ("fig4_learning_curves", "table2_confusion_eyes", "table2_confusion_mouth", "table4_misclassification"):
+        for suffix in ("png", "pdf"):
+            assert (out / f"{stem}.{suffix}").stat().st_size > 1000
+    table2 = pd.read_csv(out / "table2_confusion_eyes.csv", index_col=0)
+    assert table2.loc["total", "total"] == 8.0 and table2.loc["sad", "sad"] == 1.5
+    assert "2.5 ± 0.7" in (out / "table2_confusion_eyes.md").read_text()
+    table4 = pd.read_csv(out / "table4_misclassification.csv", index_col="culture")
+    assert table4.loc["mouth", "total"] == pytest.approx(31.25)
+
+
+def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(experiment, tmp_path):
+    faces = make_synthetic("eyes", n_per_class=3, seed=0, classes=["angry", "happy", "sad"])
+    maps = np.random.default_rng(0).normal(size=faces.images.shape).astype(np.float32)
+    saliency = record_run(experiment, figures.SALIENCY, {"culture": "eyes"})
+    path = figures.save_saliency(saliency, faces.images, maps, faces.labels, faces.classes, "eyes", "guided")
+    record = figures.load_saliency(path)
+    assert np.array_equal(record["maps"], maps) and record["classes"] == faces.classes and record["culture"] == "eyes"
+    shares = pd.DataFrame({"emotion": faces.label_names, "eyes": 0.5, "mouth": 0.25, "rest": 0.25})
+    shares.to_csv(saliency / figures.REGION_SHARES_FILE, index=False)
+
+    images, targets, sources = figures.modification_examples(faces, [["happy", "happy"], ["angry", "sad"]], seed=1)
+    assert sources == ["happy", "angry"] and list(targets) == [faces.classes.index("happy"), faces.classes.index("sad")]
+    assert faces.classes[faces.labels[np.flatnonzero((faces.images == images[1]).all(axis=(1, 2)))[0]]] == "angry"
+    steps = np.linspace(0, 1, 4, dtype=np.float32)[:, None, None, None] * np.ones((4, 2, 48, 48), np.float32)
+    probabilities = np.full((4, 2, 3), 1 / 3, np.float32)
+    result = ModificationResult(images=steps, probabilities=probabilities, targets=targets, classes=faces.classes)
+    modification = record_run(experiment, figures.MODIFICATION, {"culture": "eyes"})
+    loaded, names = figures.load_modification(figures.save_modification(modification, result, sources))
+    assert names == sources and np.allclose(loaded.images, result.images, atol=1e-3)
+    assert np.array_equal(loaded.targets, targets) and loaded.classes == faces.classes
+
+    out = tmp_path / "figures"
+    report = figures.regenerate(experiment, out).set_index("source")
+    assert report.loc[figures.SALIENCY, "status"] == "written" and report.loc[figures.MODIFICATION, "status"] == "written"
+    for stem in ("fig5_saliency_eyes", "fig7_modification"):
+        assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
+    regions = pd.read_csv(out / "table5_saliency_regions.csv")
+    assert list(regions.columns) == ["culture", "emotion", "eyes", "mouth", "rest"] and len(regions) == 3
+
+
+def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):
+    faces = make_synthetic("eyes", n_per_class=2, seed=0, classes=["angry", "happy"])
+    with pytest.raises(figures.FiguresError, match="'sad' is not in the dataset's classes"):
+        figures.modification_examples(faces, [["happy", "sad"]])
+    with pytest.raises(figures.FiguresError, match=r"\[source, target\]"):
+        figures.modification_examples(faces, [["happy"]])
+    with pytest.raises(figures.FiguresError, match="no completed training runs of culture 'klingon'"):
+        figures.culture_runs(figures.training_runs(experiment), "klingon")
+    empty = tmp_path / "papermill_runs" / "empty"
+    empty.mkdir(parents=True)
+    with pytest.raises(figures.FiguresError, match="no completed notebook runs"):
+        figures.regenerate(empty, tmp_path / "out")
+    assert main(["figures", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "run `emofx batch` first" in capsys.readouterr().err
+    assert main(["figures", str(experiment), "--out", str(tmp_path / "cli")]) == 0
+    assert "written  table2_confusion_*" in capsys.readouterr().out
