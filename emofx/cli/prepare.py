@@ -81,7 +81,7 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "images": args.images,
         "mapping": args.mapping,
         "angles": split_list(args.angles) if args.angles else None,
-        "views": [int(v) for v in split_list(args.views)] if args.views else None,
+        "views": _views(args.views) if args.views else None,
         "ratings": args.ratings,
         "label_names": split_list(args.label_names) if args.label_names else None,
         "root": args.root,
@@ -95,6 +95,14 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--{ignored[0].replace('_', '-')} does not apply to --format {args.format}")
     kwargs.update({k: v for k, v in specific.items() if v is not None})  # load() rejects options of other formats
     return kwargs
+
+
+def _views(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--views takes comma-separated view numbers (1 front, 2 three-quarter, 3 profile); "
+                         f"got {text!r}") from None
 
 
 def _check_out(out: Path, source: str, overwrite: bool) -> Path:
