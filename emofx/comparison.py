@@ -7,10 +7,14 @@ The unit of every test is stated in its output:
   exact test over 252 splits). The confidence interval resamples *test images*, stratified by
   trial and class, so it shows how precisely the given models' accuracies are measured.
 - Features (H2): region shares, landmark proximity and the pixel-wise map are tested with
-  trials as the unit by default (each trial's mean over its test images): a culture's trials
-  share training randomness that images within a trial do not average out, so images as the
-  unit ignores model-to-model variation and is anti-conservative when models vary
-  (``unit="images"`` is available and is what the calibration benchmark compares against).
+  trials as the unit by default (each trial's mean over its test images): every image of a
+  culture is explained by that culture's models, so model-to-model variation shifts all of a
+  culture's images together and images as the unit is anti-conservative (on simulated nulls
+  its false-positive rate grows with that variation; trials stay at the nominal level, see
+  benchmarks/calibration.py). ``unit="images"`` is available for comparison. The family of
+  emotion x region tests is corrected with the Westfall-Young max-T by default, which uses
+  the same trial permutations for every test and so is not limited to m times the smallest
+  exact p-value as Holm is (5 vs 5 trials: 2/252 per test).
 - Filters: each model's distribution of filter regions is one unit; models are permuted.
 - Representations: linear CKA between the two cultures' models on the same probe images, with
   CKA between trials of one culture as the baseline.
@@ -558,6 +562,7 @@ class Comparison:
         cka = self.tables["cka"].groupby("kind")["cka"].mean()
         return _json_ready({
             "cultures": {"a": self.culture_a, "b": self.culture_b},
+            "shared_classes": sorted(self.tables["class_errors"]["emotion"].unique()),
             "config": asdict(self.config),
             "accuracy": self.tests["accuracy"],
             "balanced_accuracy": self.tests["balanced_accuracy"],
@@ -599,7 +604,12 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
         raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
     if tuple(regions_a.region_names) != tuple(regions_b.region_names):
         raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs {list(regions_b.region_names)}")
+    if a.dataset.image_shape != b.dataset.image_shape:
+        raise ComparisonError(f"the cultures' images differ in size ({a.dataset.image_shape} vs "
+                              f"{b.dataset.image_shape}); prepare both datasets with the same --size")
     classes = shared_classes(a.dataset.classes, b.dataset.classes)
+    if len(classes) < 2:
+        raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to compare")
     steps = tqdm(total=5, desc="compare", disable=not config.progress)
 
     predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
