@@ -34,7 +34,7 @@ class PermutationTest:
     Attributes:
         statistic: observed statistic (group a minus group b), feature-shaped.
         p_value: permutation p-value per feature (uncorrected).
-        p_fwer: single-step max-statistic p-value (Westfall & Young), which controls the
+        p_fwer: step-down max-statistic p-value (Westfall & Young), which controls the
             family-wise error over all features; meaningful when features share a scale
             (use ``statistic="welch_t"`` for pixels or regions of different variance).
         n_permutations: group assignments evaluated, the observed one included.
@@ -152,6 +152,9 @@ def permutation_test(
     observed = _group_statistics(assign[:1], pooled, pooled_sq, len(a), statistic)[0]
     threshold = _extremeness(observed, alternative)
     threshold = threshold - _TOLERANCE * np.maximum(1.0, np.abs(np.nan_to_num(threshold, posinf=0.0, neginf=0.0)))
+    # Step-down max-T (Westfall & Young 1993, alg. 4.1): feature j is compared with the maximum
+    # over the features no more extreme than itself, in observed order.
+    order = np.argsort(-np.nan_to_num(threshold, posinf=np.finfo(float).max))
     as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
     max_as_extreme = np.zeros(pooled.shape[1], dtype=np.int64)
     for start in range(0, len(assign), _CHUNK):
@@ -159,12 +162,15 @@ def permutation_test(
             _group_statistics(assign[start:start + _CHUNK], pooled, pooled_sq, len(a), statistic), alternative
         )
         as_extreme += (stats >= threshold).sum(axis=0)
-        max_as_extreme += (stats.max(axis=1, keepdims=True) >= threshold).sum(axis=0)
+        successive_max = np.maximum.accumulate(stats[:, order[::-1]], axis=1)[:, ::-1]
+        max_as_extreme += (successive_max >= threshold[order]).sum(axis=0)
     total = len(assign)
+    p_fwer = np.empty(pooled.shape[1])
+    p_fwer[order] = np.maximum.accumulate(max_as_extreme / total)  # monotone in the observed order
     return PermutationTest(
         statistic=observed.reshape(feature_shape),
         p_value=(as_extreme / total).reshape(feature_shape),
-        p_fwer=(max_as_extreme / total).reshape(feature_shape),
+        p_fwer=p_fwer.reshape(feature_shape),
         n_permutations=total,
         exact=exact,
     )

@@ -152,3 +152,17 @@ def test_welch_t_of_constant_groups_is_infinitely_extreme():
     assert result.p_value == pytest.approx(2 / 252)
     same = stats.permutation_test(np.ones(5), np.ones(5), statistic="welch_t")
     assert same.statistic == 0 and same.p_value == pytest.approx(1.0)
+
+
+def test_step_down_max_t():
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(5, 30)), rng.normal(size=(5, 30))
+    a[:, :6] += 4.0  # six strong effects
+    result = stats.permutation_test(a, b, statistic="welch_t")
+    assert (result.p_fwer >= result.p_value - 1e-12).all()
+    assert result.p_fwer.min() == pytest.approx(2 / 252) and result.p_fwer[6:].min() > 0.05
+    order = np.argsort(-np.abs(result.statistic))
+    assert (np.diff(result.p_fwer[order]) >= 0).all()  # monotone in the observed order
+    # the least extreme of two features is compared with itself only: max(first's p_fwer, its raw p)
+    two = stats.permutation_test(a[:, [0, 7]], b[:, [0, 7]], statistic="welch_t")
+    assert two.p_fwer[1] == pytest.approx(max(two.p_fwer[0], two.p_value[1]))
