@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from emofx import comparison as cmp
-from emofx.regions import face_regions
 from emofx.splits import make_split
 from emofx.synthetic import make_synthetic
 
