@@ -7,10 +7,10 @@ Three experiments, each with models trained from scratch on synthetic faces:
 - ``null``: pairs of independent samples of ONE dialect (``universal``). The fraction of pairs with
   any adjusted region-test p < 0.05 is the family-wise false-positive rate (target: <= 10%); the
   accuracy test's p-values should be roughly uniform. Images as the unit is measured beside trials.
-  To fit two shared CPU cores, ``null_samples`` independent samples are trained (5 trials each)
-  and ``null_pairs`` distinct pairs of them are compared: within a pair the samples are
-  independent, so every pair is a true null; pairs share samples, which widens (does not bias)
-  the uncertainty of the false-positive rate. Null pairs get the accuracy, region, proximity and
+  With ``--null-samples 40`` (2 x pairs) the pairs are disjoint (null_disjoint.json). With fewer
+  samples (default 7, cheaper), ``null_pairs`` distinct pairs of them are compared (null.json):
+  within a pair the samples are independent, so every pair is a true null; pairs share samples,
+  which widens (does not bias) the uncertainty of the false-positive rate. Null pairs get the accuracy, region, proximity and
   pixel-wise tests (each sample's maps are computed once); filters and CKA run on the planted pair.
 - ``imbalance``: the same dialect, one culture with 3x the images. Without matching, the accuracy
   test sees a "culture" difference; the matched protocol (equal per-class training counts) should not.
@@ -20,9 +20,12 @@ Three experiments, each with models trained from scratch on synthetic faces:
   are the calibrated unit: the false-positive rate of both units as model-to-model spread grows.
 
 Trained models are cached (resumable) under ``--cache``; results go to ``--out`` as JSON/CSV.
-Full run (what the report quotes)::
+Full run (what the report quotes; each experiment may also run alone, as separate processes)::
 
-    .venv/bin/python benchmarks/calibration.py --out benchmarks/results/calibration
+    .venv/bin/python benchmarks/calibration.py --experiments planted,imbalance
+    .venv/bin/python benchmarks/calibration.py --experiments null                    # 7 samples, 20 pairs
+    .venv/bin/python benchmarks/calibration.py --experiments null --null-samples 40  # 20 disjoint pairs
+    .venv/bin/python benchmarks/calibration.py --experiments simulated
 
 Quick run (minutes; a smoke test, not a measurement)::
 
@@ -99,7 +102,10 @@ def culture_pairs(design: Design) -> dict[str, list[tuple[tuple, tuple, bool]]]:
 
 
 def null_pair_indices(design: Design) -> list[tuple[int, int]]:
-    """``null_pairs`` distinct pairs of the ``null_samples`` samples, drawn with the design's seed."""
+    """Disjoint pairs (0, 1), (2, 3), ... when there are samples enough; else ``null_pairs``
+    distinct pairs of the ``null_samples`` samples, drawn with the design's seed."""
+    if design.null_samples >= 2 * design.null_pairs:
+        return [(2 * k, 2 * k + 1) for k in range(design.null_pairs)]
     every = [(i, j) for i in range(design.null_samples) for j in range(i + 1, design.null_samples)]
     if design.null_pairs > len(every):
         raise ValueError(f"{design.null_samples} samples give only {len(every)} pairs; raise null_samples")
@@ -245,8 +251,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the pipeline")
     parser.add_argument("--experiments", default="planted,imbalance,null")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
+    parser.add_argument("--null-samples", type=int, help="independent null samples (>= 2 x pairs: disjoint pairs)")
     args = parser.parse_args()
     design = Design.quick() if args.quick else Design()
+    if args.null_samples:
+        design = replace(design, null_samples=args.null_samples)
     config = cmp.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
     pairs = culture_pairs(design)
     wanted = [e for e in args.experiments.split(",") if e]
@@ -287,8 +296,9 @@ def main() -> None:
         null = [runs for k, runs in trained.items() if k[0] == "null"]
         samples = {c.name: c for pair in null for c in pair}
         frame = null_rows(samples, [(a.name, b.name) for a, b in null], config)
-        frame.to_csv(args.out / "null_pairs.csv", index=False)
-        _write_report(args.out / "null.json", {**header, "null": null_summary(frame)})
+        name = "null" if design.null_samples < 2 * design.null_pairs else "null_disjoint"
+        frame.to_csv(args.out / f"{name}_pairs.csv", index=False)
+        _write_report(args.out / f"{name}.json", {**header, "null": null_summary(frame)})
     print(f"done in {time.perf_counter() - started:.0f}s")
 
 
