@@ -43,7 +43,7 @@ class QuickstartConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = QuickstartConfig()
-    parser.add_argument("--out", default="quickstart", metavar="DIR", help="output directory (default ./quickstart)")
+    parser.add_argument("--out", default="quickstart_out", metavar="DIR", help="output directory (default ./quickstart_out)")
     parser.add_argument("--trials", type=int, default=defaults.trials, help=f"models per culture (default {defaults.trials})")
     parser.add_argument("--n-per-class", type=int, default=defaults.n_per_class,
                         help=f"synthetic faces per emotion and culture (default {defaults.n_per_class})")

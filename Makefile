@@ -1,0 +1,21 @@
+# emofx: `make quickstart` sets everything up and runs the main job; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: quickstart test venv
+
+venv: $(BIN)/emofx
+
+# The installed entry point doubles as the "environment is ready" stamp.
+$(BIN)/emofx: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+quickstart: $(BIN)/emofx
+	$(BIN)/emofx quickstart
+
+test: $(BIN)/emofx
+	$(BIN)/python -m pytest -n 2
