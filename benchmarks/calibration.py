@@ -22,7 +22,8 @@ Three experiments, each with models trained from scratch on synthetic faces:
 Trained models are cached (resumable) under ``--cache``; results go to ``--out`` as JSON/CSV.
 Full run (what the report quotes; each experiment may also run alone, as separate processes)::
 
-    .venv/bin/python benchmarks/calibration.py --experiments planted,imbalance
+    .venv/bin/python benchmarks/calibration.py --experiments imbalance --imbalance-pairs 3
+    .venv/bin/python benchmarks/calibration.py --experiments planted --size 32 --out benchmarks/results/calibration_32px
     .venv/bin/python benchmarks/calibration.py --experiments null                    # 7 samples, 20 pairs
     .venv/bin/python benchmarks/calibration.py --experiments null --null-samples 40  # 20 disjoint pairs
     .venv/bin/python benchmarks/calibration.py --experiments simulated
@@ -252,10 +253,12 @@ def main() -> None:
     parser.add_argument("--experiments", default="planted,imbalance,null")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--null-samples", type=int, help="independent null samples (>= 2 x pairs: disjoint pairs)")
+    parser.add_argument("--imbalance-pairs", type=int, help="replicate pairs of the imbalance experiment")
+    parser.add_argument("--size", type=int, help="image side in pixels (default 24)")
     args = parser.parse_args()
     design = Design.quick() if args.quick else Design()
-    if args.null_samples:
-        design = replace(design, null_samples=args.null_samples)
+    overrides = {"null_samples": args.null_samples, "imbalance_pairs": args.imbalance_pairs, "size": args.size}
+    design = replace(design, **{k: v for k, v in overrides.items() if v})
     config = cmp.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
     pairs = culture_pairs(design)
     wanted = [e for e in args.experiments.split(",") if e]
