@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from functools import reduce
 from itertools import combinations, product
 from pathlib import Path
 from typing import Any, Sequence
@@ -317,9 +318,7 @@ def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:
     A model is scored on its own culture's test images and on every image of another culture
     (none of which it saw). Rows: train_culture, test_culture, trial, accuracy, balanced_accuracy.
     """
-    classes = shared_classes(*[c.dataset.classes for c in cultures]) if len(cultures) > 1 else cultures[0].dataset.classes
-    for culture in cultures[2:]:
-        classes = shared_classes(classes, culture.dataset.classes)
+    classes = reduce(shared_classes, [c.dataset.classes for c in cultures])
     if len(classes) < 2:
         raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to transfer")
     frames = [trial_metrics(predictions_frame(train, test, classes)) for train, test in product(cultures, cultures)]
