@@ -34,7 +34,7 @@ class ModelConfig:
     conv_bias: bool = True
     pixel_mean: float = 0.5
     pixel_std: float = 0.25
-    conv_impl: str = "lax"
+    conv_impl: str = "auto"  # see emofx.ops: the fast formulation per backend
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))

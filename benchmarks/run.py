@@ -1,0 +1,292 @@
+"""Benchmark suite: emofx vs PyTorch eager on the paper's CNN, plus the machine's matmul rate.
+
+    python -m benchmarks.run --json      # full run (a few minutes on 2 cores)
+    python -m benchmarks.run --quick     # smoke test
+
+Measures training throughput (images/s of the real training step: augmentation, forward
+with dropout, backward, SGD update), inference throughput and guided-backprop saliency
+maps/s, each with the process's peak resident memory (RSS) during the timed repeats, for emofx and
+for the identical architecture in PyTorch (``benchmarks/torch_reference.py``; skipped with
+a message when torch is not installed), and the float32 rate of a 2048x2048 JAX matmul.
+
+Each framework runs in its own worker process (no thread pools competing inside one
+process; a clean peak-RSS per framework), and the parent interleaves their timed repeats
+(emofx, torch, emofx, torch, ...) so that load from other processes hits both alike. A
+repeat times a few calls after warm-up; a throughput is the median over repeats.
+train_efficiency is emofx's training FLOP rate divided by the matmul rate. The last line
+printed with ``--json`` is one JSON object holding every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
+
+QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)))
+
+
+# ---------------------------------------------------------------------------- memory
+def reset_peak_rss() -> None:
+    """Restart the kernel's peak-RSS counter of this process (Linux; a no-op elsewhere)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (since :func:`reset_peak_rss` on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
+
+
+# ---------------------------------------------------------------------------- worker process
+def _serve(framework: str, config: BenchConfig, conn) -> None:
+    """Worker loop: build ``framework``'s workload, then answer the parent's commands."""
+    try:
+        calls = WORKLOADS[framework](config)
+        conn.send(("ok", _versions(framework)))
+        while True:
+            command, *args = conn.recv()
+            if command == "stop":
+                break
+            conn.send(("ok", _COMMANDS[command](calls, config, *args)))
+    except Exception as err:  # reported to the parent, which names the framework and task
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _warm_up(calls, config: BenchConfig, task: str) -> float:
+    """Compile and warm up ``task``; the peak-RSS counter then restarts (steady state is measured)."""
+    start = time.perf_counter()
+    for _ in range(max(config.warmup, 1)):
+        calls[task]()
+    reset_peak_rss()
+    return time.perf_counter() - start
+
+
+def _time_repeat(calls, config: BenchConfig, task: str) -> float:
+    n = config.calls_per_repeat(task)
+    start = time.perf_counter()
+    for _ in range(n):
+        calls[task]()
+    return time.perf_counter() - start
+
+
+_COMMANDS = {
+    "warm_up": _warm_up,
+    "repeat": _time_repeat,
+    "peak_rss": lambda calls, config: peak_rss_mib(),
+    "matmul": lambda calls, config: jax_matmul_gflops(),
+}
+
+
+def _versions(framework: str) -> dict[str, str]:
+    import jax
+
+    if framework == "torch":
+        import torch
+
+        return {"torch_version": torch.__version__, "torch_device": "cpu", "torch_threads": torch.get_num_threads()}
+    device = jax.devices()[0]
+    kind = _cpu_name() if device.platform == "cpu" else device.device_kind
+    return {"jax_version": jax.__version__, "device": f"{device.platform}: {kind}",
+            "emofx_conv_impl": _emofx_conv_impl()}
+
+
+def _emofx_conv_impl() -> str:
+    from emofx.model import ModelConfig
+    from emofx.ops import resolve_conv_impl
+
+    return resolve_conv_impl(ModelConfig(num_classes=2).conv_impl)
+
+
+class Worker:
+    """A framework's workload running in a child process, driven over a pipe."""
+
+    def __init__(self, framework: str, config: BenchConfig) -> None:
+        self.framework = framework
+        self.conn, child = mp.get_context("spawn").Pipe()
+        self.process = mp.get_context("spawn").Process(target=_serve, args=(framework, config, child), daemon=True)
+        self.process.start()
+        self.info = self._answer("start-up")
+
+    def ask(self, command: str, *args: Any) -> Any:
+        self.conn.send((command, *args))
+        return self._answer(f"{command} {' '.join(map(str, args))}".strip())
+
+    def _answer(self, what: str) -> Any:
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.framework} worker failed during {what}: {value}")
+        return value
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send(("stop",))
+        self.process.join(timeout=30)
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- the run
+def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Time every task for emofx (and torch), interleaved; returns the per-repeat table and the summary."""
+    frameworks = ["emofx"] + (["torch"] if include_torch else [])
+    load_before = os.getloadavg()
+    workers = {name: Worker(name, config) for name in frameworks}
+    rows = []
+    summary: dict[str, Any] = {}
+    try:
+        for worker in workers.values():
+            summary.update(worker.info)
+        log(f"matmul: JAX {2048}x{2048} float32 ...")
+        summary["matmul_gflops"] = workers["emofx"].ask("matmul")
+        for task in TASKS:
+            for name, worker in workers.items():
+                seconds = worker.ask("warm_up", task)
+                log(f"{task}: {name} warmed up in {seconds:.1f} s")
+            images = config.batch_size * config.calls_per_repeat(task)
+            for repeat in range(config.repeats):
+                for name, worker in workers.items():
+                    seconds = worker.ask("repeat", task)
+                    rows.append({"framework": name, "task": task, "repeat": repeat, "seconds": seconds,
+                                 "images_per_s": images / seconds})
+                log(f"{task}: repeat {repeat + 1}/{config.repeats}: " + ", ".join(
+                    f"{r['framework']} {r['images_per_s']:.1f}/s" for r in rows[-len(workers):]))
+            for name, worker in workers.items():
+                summary[f"{name}_{task}_peak_rss_mib"] = round(worker.ask("peak_rss"), 1)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    table = pd.DataFrame(rows)
+    summary.update(_summarise(table, config, summary["matmul_gflops"], frameworks))
+    summary.update({
+        "batch_size": config.batch_size, "image_size": config.image_size, "repeats": config.repeats,
+        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed repeats of the task, after warm-up",
+    })
+    if not include_torch:
+        summary["torch_version"] = None
+    return table, summary
+
+
+def _summarise(table: pd.DataFrame, config: BenchConfig, matmul_gflops: float, frameworks: list[str]) -> dict[str, Any]:
+    from emofx.model import ModelConfig
+
+    medians = table.groupby(["framework", "task"])["images_per_s"].median()
+    out: dict[str, Any] = {}
+    for name in frameworks:
+        for task in TASKS:
+            out[f"{name}_{task}_ips"] = round(float(medians[(name, task)]), 2)
+    for task in TASKS:
+        torch_ips = out.get(f"torch_{task}_ips")
+        out[f"{task}_ratio"] = round(out[f"emofx_{task}_ips"] / torch_ips, 3) if torch_ips else None
+    flops = conv_net_flops(ModelConfig(num_classes=config.num_classes, input_size=config.image_size))
+    out["train_gflop_per_image"] = round(flops["train"] / 1e9, 4)
+    out["emofx_train_gflops"] = round(out["emofx_train_ips"] * flops["train"] / 1e9, 2)
+    out["matmul_gflops"] = round(matmul_gflops, 2)
+    out["train_efficiency"] = round(out["emofx_train_gflops"] / matmul_gflops, 3)
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def results_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """The headline numbers as a table: one row per task, emofx vs torch."""
+    rows = []
+    for task in TASKS:
+        rows.append({
+            "task": task,
+            "emofx (img/s)": summary[f"emofx_{task}_ips"],
+            "torch (img/s)": summary.get(f"torch_{task}_ips"),
+            "ratio": summary.get(f"{task}_ratio"),
+            "emofx peak RSS (MiB)": summary[f"emofx_{task}_peak_rss_mib"],
+            "torch peak RSS (MiB)": summary.get(f"torch_{task}_peak_rss_mib"),
+        })
+    return pd.DataFrame(rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, last")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: fewer, shorter repeats")
+    parser.add_argument("--repeats", type=int, help="timed repeats per task and framework (default 5; quick 2)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--no-torch", action="store_true", help="time emofx only")
+    parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = replace(QUICK if args.quick else BenchConfig(), batch_size=args.batch_size,
+                         **({"repeats": args.repeats} if args.repeats is not None else {}))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    include_torch = not args.no_torch
+    if include_torch and not torch_available():
+        print("torch is not installed: skipping the PyTorch reference "
+              "(install it with `pip install -e .[bench]`)", file=sys.stderr)
+        include_torch = False
+    if args.output is not None and args.output.exists():
+        print(f"error: {args.output} exists; choose another --output path", file=sys.stderr)
+        return 2
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        table, summary = run_benchmark(config, include_torch, log)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(results_frame(summary).to_string(index=False))
+    print(f"matmul {summary['matmul_gflops']:.1f} GFLOP/s; emofx training {summary['emofx_train_gflops']:.1f} "
+          f"GFLOP/s; train_efficiency {summary['train_efficiency']:.3f}; device {summary['device']}")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(summary, indent=2))
+        table.to_csv(args.output.with_suffix(".repeats.csv"), index=False)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The fast convolution path computes what plain lax.conv computes: outputs and gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from emofx import ops
+from emofx.model import EmotionCNN, ModelConfig, init_params
+
+TOLERANCE = 1e-4
+
+# (batch, height, width, in channels, out channels, kernel): the paper model's three layers
+# (batch 2), a batch that is not a multiple of the kernel-gradient chunk, other kernel sizes
+# (even sizes pad asymmetrically) and a non-square image.
+SHAPES = [
+    (2, 48, 48, 1, 64, 5),
+    (2, 24, 24, 64, 128, 5),
+    (2, 12, 12, 128, 256, 5),
+    (11, 10, 10, 3, 7, 5),
+    (5, 9, 9, 4, 6, 3),
+    (3, 8, 8, 2, 5, 4),
+    (4, 6, 10, 3, 2, 5),
+]
+
+
+def assert_close(actual, expected, what: str) -> None:
+    """Equal to ``TOLERANCE`` relative to the reference's largest magnitude (float32 sums)."""
+    expected = np.asarray(expected)
+    scale = max(float(np.abs(expected).max()), 1.0)
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=TOLERANCE, atol=TOLERANCE * scale, err_msg=what)
+
+
+def conv_and_grads(impl: str, x: jax.Array, kernel: jax.Array, cotangent: jax.Array):
+    y, vjp = jax.vjp(lambda a, k: ops.conv2d_same(a, k, impl), x, kernel)
+    return (y, *vjp(cotangent))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_split_grad_matches_lax_outputs_and_gradients(shape):
+    b, h, w, c_in, c_out, k = shape
+    keys = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
+    x = jax.random.normal(keys[0], (b, h, w, c_in))
+    kernel = jax.random.normal(keys[1], (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
+    cotangent = jax.random.normal(keys[2], (b, h, w, c_out))
+    reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
+    fast = jax.jit(conv_and_grads, static_argnums=0)("split-grad", x, kernel, cotangent)
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), fast, reference):
+        assert got.shape == want.shape, name
+        assert_close(got, want, f"{name} of {shape}")
+
+
+def test_kernel_gradient_does_not_depend_on_chunking():
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    x, grad = jax.random.normal(keys[0], (10, 8, 8, 3)), jax.random.normal(keys[1], (10, 8, 8, 4))
+    whole = ops.conv_kernel_grad(x, grad, (5, 5), chunk=10)
+    assert whole.shape == (5, 5, 3, 4)
+    for chunk in (1, 3, 8):
+        assert_close(ops.conv_kernel_grad(x, grad, (5, 5), chunk=chunk), whole, f"chunk {chunk}")
+
+
+def test_input_gradient_of_a_one_hot_kernel_is_a_shift():
+    # A kernel whose only 1 sits one row below the centre reads x[h + 1]; its input gradient
+    # therefore moves the output gradient one row down (and drops what falls off the edge).
+    kernel = jnp.zeros((3, 3, 1, 1)).at[2, 1, 0, 0].set(1.0)
+    grad = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    expected = jnp.zeros_like(grad).at[:, 1:].set(grad[:, :-1])
+    np.testing.assert_array_equal(ops.conv_input_grad(grad, kernel), expected)
+
+
+def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 8, 3))
+    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+    np.testing.assert_array_equal(ops.max_pool_2x2(x), window(x))
+    cotangent = jax.random.normal(jax.random.PRNGKey(2), (2, 3, 4, 3))
+    ours = jax.vjp(ops.max_pool_2x2, x)[1](cotangent)[0]
+    theirs = jax.vjp(window, x)[1](cotangent)[0]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=0)
+    assert int((ours != 0).sum()) == cotangent.size  # one maximum per window (no ties in random data)
+
+
+def test_auto_picks_the_fast_path_on_cpu_and_lax_elsewhere():
+    assert ops.resolve_conv_impl("auto", "cpu") == "split-grad"
+    assert ops.resolve_conv_impl("auto", "gpu") == "lax"
+    assert ops.resolve_conv_impl("auto", "tpu") == "lax"
+    assert ops.resolve_conv_impl("lax", "cpu") == "lax"
+    assert ModelConfig(num_classes=2).conv_impl == "auto"
+
+
+def test_unknown_implementation_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown convolution implementation 'winograd'.*split-grad"):
+        ops.conv2d_same(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), "winograd")
+
+
+def test_whole_model_logits_and_parameter_gradients_match_lax():
+    configs = {impl: ModelConfig(num_classes=5, widths=(8, 16, 16), dense_units=32, conv_impl=impl)
+               for impl in ("lax", "split-grad")}
+    params = init_params(configs["lax"], 3)
+    images = jax.random.uniform(jax.random.PRNGKey(4), (6, 48, 48))
+    labels = jnp.arange(6) % 5
+
+    def run(impl: str):
+        module = EmotionCNN(configs[impl])
+
+        def loss(p):
+            logits = module.apply({"params": p}, images, train=True, rngs={"dropout": jax.random.PRNGKey(5)})
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(6), labels]), logits
+
+        (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        return logits, grads
+
+    (ref_logits, ref_grads), (fast_logits, fast_grads) = run("lax"), run("split-grad")
+    assert_close(fast_logits, ref_logits, "logits")
+    flat_ref = jax.tree_util.tree_leaves_with_path(ref_grads)
+    flat_fast = dict(jax.tree_util.tree_leaves_with_path(fast_grads))
+    assert len(flat_ref) == 10  # kernel and bias of 3 convs, dense and output
+    for path, want in flat_ref:
+        assert float(jnp.abs(want).max()) > 0, f"zero reference gradient at {path}"
+        assert_close(flat_fast[path], want, f"gradient {jax.tree_util.keystr(path)}")
