@@ -120,3 +120,30 @@ def guided_backprop(model: TorchEmotionCNN, images: torch.Tensor, targets: torch
         for hook in hooks:
             hook.remove()
     return grad
+
+
+def load_emofx_params(model: TorchEmotionCNN, params) -> TorchEmotionCNN:
+    """Copy an emofx parameter tree (``init_params`` / ``TrainedModel.params``) into ``model``,
+    so both frameworks compute the same function (the parity test checks the architectures).
+
+    Kernels go from HWIO to OIHW; the dense layer's rows are reordered from emofx's NHWC
+    flattening to torch's NCHW flattening.
+    """
+    import numpy as np
+
+    def tensor(array) -> torch.Tensor:
+        return torch.from_numpy(np.array(array, dtype=np.float32))
+
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            conv.weight.copy_(tensor(params[f"conv{i + 1}"]["kernel"]).permute(3, 2, 0, 1))
+            conv.bias.copy_(tensor(params[f"conv{i + 1}"]["bias"]))
+        channels = convs[-1].out_channels
+        side = model.config.input_size // 2 ** len(convs)
+        dense = tensor(params["dense"]["kernel"]).reshape(side, side, channels, -1).permute(2, 0, 1, 3)
+        model.dense.weight.copy_(dense.reshape(channels * side * side, -1).T)
+        model.dense.bias.copy_(tensor(params["dense"]["bias"]))
+        model.output.weight.copy_(tensor(params["output"]["kernel"]).T)
+        model.output.bias.copy_(tensor(params["output"]["bias"]))
+    return model

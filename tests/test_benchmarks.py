@@ -1,0 +1,56 @@
+"""The benchmark compares like with like: the PyTorch reference is emofx's CNN, FLOPs add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import run
+from benchmarks.workloads import BenchConfig, conv_net_flops
+from emofx.checkpoint import TrainedModel
+from emofx.model import ModelConfig, count_params, init_params
+
+
+def test_paper_cnn_flops_match_the_issue_budget():
+    flops = conv_net_flops(ModelConfig(num_classes=7))
+    assert flops["forward"] == pytest.approx(0.4847e9, rel=1e-3)
+    assert flops["train"] == pytest.approx(1.4469e9, rel=1e-3)
+
+
+def test_bench_config_rejects_bad_plans_and_draws_a_seeded_batch():
+    with pytest.raises(ValueError, match="repeats"):
+        BenchConfig(repeats=0)
+    images, labels = BenchConfig(batch_size=4).batch()
+    assert images.shape == (4, 48, 48) and images.dtype == np.uint8
+    assert labels.min() >= 0 and labels.max() < 7
+    np.testing.assert_array_equal(BenchConfig(batch_size=4).batch()[0], images)
+
+
+def test_cli_refuses_bad_arguments_before_starting_workers(tmp_path, capsys):
+    assert run.main(["--repeats", "0"]) == 2
+    assert "repeats" in capsys.readouterr().err
+    existing = tmp_path / "out.json"
+    existing.write_text("{}")
+    assert run.main(["--output", str(existing)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert existing.read_text() == "{}"
+
+
+def test_torch_reference_is_the_same_network_as_emofx():
+    torch = pytest.importorskip("torch", reason="torch (the `bench` extra) is not installed")
+    from benchmarks import torch_reference as ref
+    from emofx import saliency
+
+    assert ref.count_params(ref.TorchEmotionCNN()) == count_params(init_params(ModelConfig(num_classes=7), 0))
+    config = ModelConfig(num_classes=4, widths=(8, 16, 16), dense_units=32)
+    model = TrainedModel(config, init_params(config, 1), ("a", "b", "c", "d"))
+    torch_model = ref.load_emofx_params(
+        ref.TorchEmotionCNN(ref.TorchModelConfig(num_classes=4, widths=(8, 16, 16), dense_units=32)), model.params)
+    images = np.random.default_rng(0).random((3, 48, 48), dtype=np.float32)
+    targets = np.array([0, 2, 3], np.int32)
+    np.testing.assert_allclose(ref.infer(torch_model, torch.from_numpy(images)).numpy(),
+                               np.asarray(model.logits(images)), rtol=1e-4, atol=1e-5)
+    torch_maps = ref.guided_backprop(torch_model, torch.from_numpy(images), torch.from_numpy(targets).long()).numpy()
+    emofx_maps = np.asarray(saliency.guided_backprop(model, images, targets))
+    assert np.abs(emofx_maps).max() > 0
+    np.testing.assert_allclose(torch_maps, emofx_maps, rtol=1e-3, atol=1e-4 * np.abs(emofx_maps).max())
