@@ -10,7 +10,10 @@ named list of sweeps run in order (later notebooks read the runs of earlier ones
 
 ``status.json`` is the completion marker: a run whose marker says ``ok`` with the same
 parameter hash is skipped; a run without a marker (interrupted) or with another hash is
-cleared and redone; a failed run is redone on the next batch. Readers only look at runs
+cleared and redone; a failed run is redone on the next batch. A notebook that reads the
+experiment (it declares ``experiment_dir``) also records a fingerprint of the runs it builds on
+(earlier sweeps of notebooks that do not read the experiment), so redoing one of those redoes
+the runs built on it. Readers only look at runs
 with a marker, so a half-written run is never read. Runs are independent tasks submitted
 to a :class:`concurrent.futures.Executor` (a process pool by default), so a cluster
 executor with the same interface can replace it. Kernels share JAX's persistent compilation cache
@@ -121,6 +124,7 @@ class RunSpec:
     injected: Mapping[str, str]
     kernel_name: str = DEFAULT_KERNEL
     cell_timeout: float | None = None
+    inputs: str = ""  # fingerprint of the earlier sweeps' runs this run reads ("" when it reads none)
 
     @property
     def parameter_hash(self) -> str:
@@ -161,7 +165,7 @@ class BatchSummary:
         lines = [
             f"{self.experiment}/{self.notebook}: {self.count('ok')} ok, {self.count('failed')} failed, "
             f"{self.count('skipped')} skipped (already complete)"
-            + (f"; {redone} redone (interrupted, failed before or parameters changed)" if redone else "")
+            + (f"; {redone} redone (interrupted, failed before, or parameters or inputs changed)" if redone else "")
         ]
         lines += [f"  FAILED {o.name}: {o.error}  (see {o.run_dir})" for o in self.failed]
         return "\n".join(lines)
@@ -242,8 +246,9 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         if extra:
             raise BatchError(f"{path}: sweep {i + 1} has unknown key {extra[0]!r} (allowed: notebook, grid, fixed)")
         grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
-        sweeps.append(Sweep(base / entry["notebook"], grid, entry.get("fixed") or {}))
-    chosen_runs_dir = Path(runs_dir) if runs_dir is not None else base / spec.get("runs_dir", "../papermill_runs")
+        sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
+    chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
+        os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
     return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
 
 
@@ -265,6 +270,7 @@ def plan_runs(experiment: Experiment, sweep: Sweep, *, kernel_name: str = DEFAUL
                 f"{notebook.name} has no parameter {key!r}; its parameters are: {', '.join(sorted(declared))}"
             )
     experiment_dir = experiment.directory.resolve()
+    inputs = upstream_fingerprint(experiment, sweep) if EXPERIMENT_PARAMETER in declared else ""
     specs = []
     for values in sweep.parameter_sets():
         name = parameter_set_name(values)
@@ -273,8 +279,24 @@ def plan_runs(experiment: Experiment, sweep: Sweep, *, kernel_name: str = DEFAUL
         if EXPERIMENT_PARAMETER in declared:
             injected[EXPERIMENT_PARAMETER] = str(experiment_dir)
         specs.append(RunSpec(notebook, run_dir, name, {**sweep.fixed, **values}, injected,
-                             kernel_name, cell_timeout))
+                             kernel_name, cell_timeout, inputs))
     return specs
+
+
+def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
+    """A hash of the completed runs that a notebook reading ``experiment_dir`` builds on: those of
+    the earlier sweeps whose notebooks do not read the experiment themselves (e.g. the training
+    runs under a saliency notebook). When one of them is redone, the runs built on it are redone too."""
+    earlier = {s.stem for s in experiment.sweeps[:experiment.sweeps.index(sweep)]
+               if EXPERIMENT_PARAMETER not in notebook_parameters(s.notebook.resolve())}
+    if not earlier or not experiment.directory.is_dir():
+        return ""
+    runs = read_runs(experiment.directory)
+    marks = sorted(
+        (row.notebook, row.run, (read_status(Path(row.run_dir)) or {}).get("started", ""))
+        for row in runs.itertuples() if row.notebook in earlier and row.status == "ok"
+    )
+    return parameter_hash({"upstream": marks})
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -307,12 +329,12 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- state of a run
 
 
-def run_state(run_dir: Path, expected_hash: str) -> str:
-    """``complete``, ``failed``, ``changed`` (other parameters), ``interrupted`` or ``new``."""
+def run_state(run_dir: Path, expected_hash: str, expected_inputs: str = "") -> str:
+    """``complete``, ``failed``, ``changed`` (other parameters or inputs), ``interrupted`` or ``new``."""
     status = read_status(run_dir)
     if status is None:
         return "interrupted" if run_dir.exists() else "new"
-    if status.get("parameter_hash") != expected_hash:
+    if status.get("parameter_hash") != expected_hash or status.get("inputs", "") != expected_inputs:
         return "changed"
     return "complete" if status.get("status") == "ok" else "failed"
 
@@ -389,7 +411,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
         )
     except PapermillExecutionError as err:
         error = {"type": err.ename, "message": _first_line(err.evalue), "cell": err.cell_index,
-                 "traceback": "\n".join(err.traceback)}
+                 "traceback": _plain("\n".join(err.traceback))}
     except Exception as err:  # a dead kernel, a timeout: recorded so that the other runs go on
         error = {"type": type(err).__name__, "message": _first_line(str(err)),
                  "traceback": traceback.format_exc()}
@@ -400,6 +422,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
         "run": spec.name,
         "parameters": dict(spec.parameters),
         "parameter_hash": spec.parameter_hash,
+        "inputs": spec.inputs,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
         "seconds": round(seconds, 3),
         "error": error,
@@ -408,8 +431,13 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     return RunOutcome(spec.name, run_dir, "failed" if error else "ok", seconds, message)
 
 
+def _plain(text: str) -> str:
+    """``text`` without terminal colour codes (IPython colours its tracebacks)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+
+
 def _first_line(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
+    text = _plain(text).strip()
     return text.splitlines()[0] if text else ""
 
 
@@ -462,7 +490,7 @@ def run_sweep(
         raise BatchError(f"--workers must be at least 1; got {workers}")
     specs = plan_runs(experiment, sweep, kernel_name=kernel_name, cell_timeout=cell_timeout)
     ensure_kernel(kernel_name)
-    states = {spec.name: run_state(spec.run_dir, spec.parameter_hash) for spec in specs}
+    states = {spec.name: run_state(spec.run_dir, spec.parameter_hash, spec.inputs) for spec in specs}
     skipped = [RunOutcome(s.name, s.run_dir, "skipped", previous="complete")
                for s in specs if states[s.name] == "complete" and not force]
     todo = [s for s in specs if force or states[s.name] != "complete"]

@@ -106,6 +106,24 @@ def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, t
     assert runs["y"].tolist() == [40, 50] and runs["label"].tolist() == ["z", "z"]
 
 
+def test_runs_that_read_the_experiment_are_redone_when_what_they_build_on_is_redone(notebook, tmp_path):
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
+    source.cells[1].source = "from emofx.batch import save_results\nsave_results(output_dir, y=x)"
+    source_path = notebook.with_name("source.ipynb")
+    nbformat.write(source, source_path)
+    experiment = batch.Experiment("exp", (batch.Sweep(source_path, {"x": [1, 2]}), batch.Sweep(notebook, {"x": [7]})),
+                                  tmp_path / "runs")
+    first = batch.run_experiment(experiment, progress=False)
+    assert [s.count("ok") for s in first] == [2, 1]
+    import shutil
+
+    shutil.rmtree(experiment.directory / "source" / "x=2")
+    again = batch.run_experiment(experiment, progress=False)
+    assert [(s.count("ok"), s.count("skipped")) for s in again] == [(1, 1), (1, 0)]
+    assert again[1].outcomes[0].previous == "changed"
+
+
 def test_failing_run_is_recorded_and_others_go_on_in_parallel(notebook, tmp_path):
     experiment = sweep_of(notebook, tmp_path, x=[-1, 3])
     summary = batch.run_experiment(experiment, workers=2, progress=False)[0]
@@ -115,6 +133,7 @@ def test_failing_run_is_recorded_and_others_go_on_in_parallel(notebook, tmp_path
     assert "FAILED x=-1: ValueError" in summary.describe()
     status = json.loads((failed.run_dir / "status.json").read_text())
     assert status["status"] == "failed" and status["error"]["type"] == "ValueError"
+    assert "\x1b[" not in status["error"]["traceback"] and "x must be >= 0" in status["error"]["traceback"]
     assert (failed.run_dir / "tiny.ipynb").is_file()  # the partially executed notebook is kept
     runs = batch.read_runs(experiment.directory).set_index("run")
     assert runs.loc["x=3", "y"] == 30 and runs.loc["x=-1", "status"] == "failed"
