@@ -37,7 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import yaml
@@ -245,6 +245,9 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         extra = sorted(set(entry) - {"notebook", "grid", "fixed"})
         if extra:
             raise BatchError(f"{path}: sweep {i + 1} has unknown key {extra[0]!r} (allowed: notebook, grid, fixed)")
+        for key in ("grid", "fixed"):
+            if not isinstance(entry.get(key) or {}, dict):
+                raise BatchError(f"{path}: sweep {i + 1}'s {key!r} must map parameter names to values")
         grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
         sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
     chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
@@ -301,12 +304,11 @@ def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The parameters declared in the notebook's cell tagged ``parameters`` (name -> default text)."""
+    import nbformat
     import papermill
 
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} not found")
-    import nbformat
-
     nb = nbformat.read(notebook, as_version=4)
     cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if not cells:

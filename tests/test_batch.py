@@ -160,6 +160,9 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grids: {}\n")
     with pytest.raises(batch.BatchError, match="unknown key 'grids'"):
         batch.load_experiment(bad)
+    bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: [1, 2]\n")
+    with pytest.raises(batch.BatchError, match="'grid' must map parameter names to values"):
+        batch.load_experiment(bad)
 
 
 def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
