@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 CONV_IMPLS = ("lax", "split-grad", "auto")
 KERNEL_GRAD_CHUNK = 8
+FEW_CHANNELS = 8
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -81,11 +82,31 @@ _conv_split_grad.defvjp(_conv_split_grad_forward, _conv_split_grad_backward)
 
 def conv_input_grad(grad: jax.Array, kernel: jax.Array) -> jax.Array:
     """d(loss)/d(x) of a 'SAME' convolution: the output gradient convolved with the kernel
-    flipped in space and with input/output channels swapped (a forward convolution)."""
+    flipped in space and with input/output channels swapped (a forward convolution).
+
+    For inputs of fewer than :data:`FEW_CHANNELS` channels (the grey image of the first
+    layer) that convolution has almost no output channels and runs far below the matmul
+    rate; there the gradient is a matmul over output channels followed by a sum of shifted
+    slices (:func:`_input_grad_few_channels`).
+    """
+    if kernel.shape[2] < FEW_CHANNELS:
+        return _input_grad_few_channels(grad, kernel)
     flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
     (low_h, high_h), (low_w, high_w) = _same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])
     return jax.lax.conv_general_dilated(grad, flipped, (1, 1), ((high_h, low_h), (high_w, low_w)),
                                         dimension_numbers=_NHWC)
+
+
+def _input_grad_few_channels(grad: jax.Array, kernel: jax.Array) -> jax.Array:
+    kh, kw, c_in, _ = kernel.shape
+    b, h, w, _ = grad.shape
+    # contribution[b, y, x, i, j, c]: what output (y, x) sends back through kernel tap (i, j).
+    contribution = jnp.einsum("bhwo,ijco->bhwijc", grad, kernel)
+    (low_h, high_h), (low_w, high_w) = _same_padding(kh), _same_padding(kw)
+    padded = jnp.pad(contribution, ((0, 0), (high_h, low_h), (high_w, low_w), (0, 0), (0, 0), (0, 0)))
+    # Input (u, v) received from output (u + low - i, v + low - j) through tap (i, j).
+    return sum(padded[:, kh - 1 - i:kh - 1 - i + h, kw - 1 - j:kw - 1 - j + w, i, j, :]
+               for i in range(kh) for j in range(kw))
 
 
 def conv_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int],
