@@ -1,7 +1,8 @@
 """Emotion modification: gradient ascent on the image toward a target class (paper section 4.3).
 
 Each step adds ``step_size`` x the gradient of the target's probability divided by its
-standard deviation over the image (the reference: 0.01 x gradient / std, 10 steps),
+standard deviation over the image (the reference: 0.01 x gradient / std, 10 steps; computed
+through the log-probability, whose normalised gradient is the same but does not underflow),
 optionally minus an L2 pull toward the original, and clips pixels to [0, 1]. With the
 target equal to the image's class this intensifies the emotion; otherwise it converts it
 (the paper's Figure 7: happy to afraid, happy to sad, neutral to happy).
@@ -22,7 +23,7 @@ from emofx.checkpoint import TrainedModel, as_unit_float
 from emofx.model import EmotionCNN, ModelConfig
 from emofx.saliency import class_scores
 
-GRADIENTS = ("guided", "gradient")
+GRADIENTS = ("gradient", "guided")
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,16 @@ class ModificationConfig:
     Attributes:
         steps: number of gradient steps.
         step_size: pixel change per unit of normalised gradient.
-        method: ``guided`` (guided backprop, the paper's) or ``gradient`` (vanilla).
-        l2_penalty: weight of ||x - original||^2 subtracted from the target probability.
+        method: ``gradient`` (vanilla) or ``guided`` (guided backprop, as in the reference code).
+            Guided gradients pass only through units that are already active, so toward a class
+            with no evidence in the image they often vanish (the image then stays unchanged);
+            vanilla gradients convert reliably, hence the default.
+        l2_penalty: weight of ||x - original||^2 subtracted from the target's log-probability.
     """
 
     steps: int = 10
     step_size: float = 0.01
-    method: str = "guided"
+    method: str = "gradient"
     l2_penalty: float = 0.0
 
     def __post_init__(self) -> None:
@@ -78,6 +82,10 @@ class ModificationResult:
         """Mean absolute change per pixel between the original and the final images."""
         return float(np.abs(self.images[-1] - self.images[0]).mean())
 
+    def unchanged(self) -> np.ndarray:
+        """(N,) bool: images the ascent did not move at all (their gradient vanished)."""
+        return np.all(self.images[-1] == self.images[0], axis=(1, 2))
+
     def to_frame(self) -> pd.DataFrame:
         """Long format: one row per (image, step, class) with its probability."""
         steps, n, c = self.probabilities.shape
@@ -105,7 +113,10 @@ def _ascend(config: ModelConfig, params, images, targets, step_size, l2_penalty,
     original = images
 
     def objective(x):
-        fit = class_scores(config, params, x, targets, activation, "probability")
+        # log p has the gradient of p divided by p > 0 (for guided backprop too: the scale does
+        # not change any sign), so after the std normalisation the step is the paper's, without
+        # the underflow of d p / d x when the target's probability is tiny.
+        fit = class_scores(config, params, x, targets, activation, "log-probability")
         return (fit - l2_penalty * ((x - original) ** 2).sum(axis=(1, 2))).sum()
 
     def step(x, _):

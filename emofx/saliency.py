@@ -58,6 +58,17 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "gu
 
 
 # ---------------------------------------------------------------------------- targets
+def class_index(classes: Sequence[str], name: str, what: str = "not") -> int:
+    """Index of the emotion ``name`` (any alias) in ``classes``, with a clear error otherwise."""
+    try:
+        emotion = canonical_emotion(name)
+    except UnknownEmotionError as err:
+        raise ValueError(f"{name!r} is {what} an emotion: {err}") from None
+    if emotion not in classes:
+        raise ValueError(f"{emotion!r} is not a class of this model; its classes are {list(classes)}")
+    return list(classes).index(emotion)
+
+
 def resolve_targets(
     model: TrainedModel,
     images: np.ndarray,
@@ -77,13 +88,7 @@ def resolve_targets(
         elif target == "predicted":
             indices = model.predict(images).astype(np.int32)
         else:
-            try:
-                name = canonical_emotion(target)
-            except UnknownEmotionError as err:
-                raise ValueError(f"target {target!r} is neither {' nor '.join(TARGET_KINDS)} nor an emotion: {err}") from None
-            if name not in model.classes:
-                raise ValueError(f"target {name!r} is not a class of this model; its classes are {list(model.classes)}")
-            indices = np.full(n, model.classes.index(name), np.int32)
+            indices = np.full(n, class_index(model.classes, target, f"neither {' nor '.join(TARGET_KINDS)} nor"), np.int32)
     else:
         indices = np.broadcast_to(np.asarray(target, dtype=np.int32), (n,)).copy()
     if indices.shape != (n,):

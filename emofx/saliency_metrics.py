@@ -68,7 +68,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cascading_randomisation(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray,
     methods: Sequence[str] = ("gradient", "guided"), seed: int = 0,
-    method_options: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 64,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int = 64, progress: bool = False,
 ) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018).
 
@@ -86,7 +86,8 @@ def cascading_randomisation(
     for method in methods:
         options = dict(method_options.get(method, {}))
         reference = attribute(model, images, targets, method, batch_size=batch_size, **options)
-        for step, (layer, randomised) in enumerate(tqdm(steps, desc=f"randomisation ({method})", leave=False)):
+        bar = tqdm(steps, desc=f"randomisation ({method})", disable=not progress, leave=False)
+        for step, (layer, randomised) in enumerate(bar):
             maps = reference if step == 0 else attribute(randomised, images, targets, method, batch_size=batch_size, **options)
             rows.append(pd.DataFrame({
                 "method": method,

@@ -116,7 +116,7 @@ def test_resolve_targets(model, images):
         saliency.resolve_targets(model, images, "label")
     with pytest.raises(ValueError, match="not a class of this model"):
         saliency.resolve_targets(model, images, "disgusted")
-    with pytest.raises(ValueError, match="neither label nor predicted"):
+    with pytest.raises(ValueError, match="neither label nor predicted nor an emotion"):
         saliency.resolve_targets(model, images, "bored")
     with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
         saliency.resolve_targets(model, images, 7)

@@ -104,3 +104,22 @@ def modification_panel(
     fig.suptitle("Emotion modification by gradient ascent")
     fig.tight_layout()
     return fig
+
+
+def randomisation_curves(frame):
+    """Adebayo et al.'s Figure: mean rank correlation with the trained model's maps as layers
+    are re-initialised from the top down (one line per method; absolute and signed maps)."""
+    import seaborn as sns
+
+    long = frame.melt(id_vars=["method", "step", "layer"], value_vars=["spearman_abs", "spearman"],
+                      var_name="maps", value_name="rank correlation")
+    long["maps"] = long["maps"].map({"spearman_abs": "absolute", "spearman": "signed"})
+    layers = frame.sort_values("step").drop_duplicates("step")["layer"].tolist()
+    fig, ax = plt.subplots(figsize=(1.1 * len(layers) + 2.5, 3.5))
+    sns.lineplot(data=long, x="step", y="rank correlation", hue="method", style="maps", marker="o", ax=ax)
+    ax.set_xticks(range(len(layers)), ["trained", *(f"+{name}" for name in layers[1:])], rotation=30)
+    ax.set_xlabel("layers re-initialised (cumulative, from the top)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title("Cascading model-parameter randomisation")
+    fig.tight_layout()
+    return fig

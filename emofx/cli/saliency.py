@@ -1,0 +1,202 @@
+"""Saliency maps of a trained run: where in the face the model looks (the paper's Figures 5-6).
+
+Maps are computed on held-out images: the run's test images when --data is the run's own
+dataset, every image otherwise (restricted to the classes the model knows). Writes
+OUT/maps.npz (maps, data indices, labels, targets, predictions), OUT/grid.png (rows =
+emotions, columns = example faces; one grid per culture) and OUT/scores.json (accuracy; when
+the data has region masks, as synthetic faces do, the pointing game and the mass ratio against
+the regions that carry the emotion signal, per image in OUT/region_scores.csv; for
+integrated-gradients, completeness). --sanity adds the cascading randomisation check
+(randomisation.csv, randomisation.png) and deletion/insertion curves (deletion_insertion.csv).
+Example: emofx saliency runs/mouth --data mouth.npz --method guided --out saliency/mouth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from emofx.checkpoint import TrainedModel
+    from emofx.dataset import FaceDataset
+
+OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "randomisation.csv", "randomisation.png",
+           "deletion_insertion.csv")
+
+
+@dataclass(frozen=True)
+class HeldOutImages:
+    """Images a run did not train on, labelled in the model's class order."""
+
+    model: TrainedModel
+    dataset: FaceDataset  # only the held-out images
+    indices: np.ndarray  # their positions in the data file
+    labels: np.ndarray  # their classes as indices into model.classes
+    description: str
+
+
+def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
+    """The run's model and the images of ``data_path`` it has not trained on (the run's test
+    part when the data is the run's own, all images of the model's classes otherwise)."""
+    from emofx.dataset import FaceDataset
+    from emofx.emotions import shared_classes
+    from emofx.runs import dataset_fingerprint, load_run
+
+    recorded = load_run(run_dir)
+    model = recorded.model
+    dataset = FaceDataset.load(data_path)
+    if dataset.image_shape != (model.config.input_size,) * 2:
+        raise ValueError(f"{data_path} holds {dataset.image_shape} images but the model of {run_dir} takes "
+                         f"{model.config.input_size}x{model.config.input_size}; prepare the data with "
+                         f"--size {model.config.input_size}")
+    own = recorded.metrics.get("data", {}).get("fingerprint") == dataset_fingerprint(dataset)
+    indices = np.asarray(recorded.split.test, np.int64) if own else np.arange(len(dataset))
+    description = "the run's test images" if own else "all images (not the run's training data)"
+    known = shared_classes(model.classes, dataset.classes)
+    if not known:
+        raise ValueError(f"{data_path} has classes {list(dataset.classes)}, none of which the model knows "
+                         f"({list(model.classes)})")
+    indices = indices[np.isin(dataset.label_names[indices], known)]
+    subset = dataset.subset(indices)
+    labels = np.array([model.classes.index(name) for name in subset.label_names], np.int32)
+    return HeldOutImages(model, subset, indices, labels, description)
+
+
+def spread_over_classes(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Positions of about ``n`` images spread evenly over the classes (all when ``n`` is None)."""
+    if n is None:
+        return np.arange(len(labels))
+    if n < 1:
+        raise ValueError(f"--n must be at least 1; got {n}")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = math.ceil(n / len(classes))
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+    return np.sort(np.concatenate(chosen))
+
+
+def refuse_to_overwrite(out: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Stop before any work when ``out`` already holds one of our outputs (unless ``overwrite``)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from emofx.saliency import METHODS, SCORES
+
+    parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
+    parser.add_argument("--data", required=True, metavar="DATA.npz", help="images to explain (an emofx dataset)")
+    parser.add_argument("--method", choices=list(METHODS), default="guided",
+                        help="attribution method (default guided: guided backpropagation, the paper's)")
+    parser.add_argument("--target", default="label",
+                        help="class to explain: label (each image's own, the paper's), predicted, or an emotion")
+    parser.add_argument("--score", choices=SCORES, default=None,
+                        help="what the map explains (default: probability; logit for gradcam)")
+    parser.add_argument("--n", type=int, default=None, help="about N images spread over the classes (default all)")
+    parser.add_argument("--per-class", type=int, default=6, help="faces per emotion in the grid (default 6)")
+    parser.add_argument("--overlay", action="store_true", help="draw the maps over the faces in the grid")
+    parser.add_argument("--steps", type=int, default=64, help="integrated-gradients path steps (default 64)")
+    parser.add_argument("--samples", type=int, default=25, help="smoothgrad noisy samples (default 25)")
+    parser.add_argument("--sanity", action="store_true",
+                        help="also run the sanity checks: cascading randomisation (randomisation.csv/.png) and "
+                             "deletion/insertion curves (deletion_insertion.csv), summarised in scores.json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the image choice, smoothgrad noise and re-initialised layers")
+    parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The chosen method's keyword arguments from the command line."""
+    options = {} if args.score is None else {"score": args.score}
+    if args.method == "integrated-gradients":
+        options["steps"] = args.steps
+    elif args.method == "smoothgrad":
+        options.update(n_samples=args.samples, seed=args.seed)
+    return options
+
+
+def sanity_checks(model, images, targets, maps, args, options, out: Path) -> dict:
+    """Cascading randomisation and deletion/insertion curves, written to ``out``; their summary."""
+    from emofx.plotting import save_figure
+    from emofx.plotting.saliency import randomisation_curves
+    from emofx.saliency_metrics import cascading_randomisation, curve_auc, deletion_insertion_curves
+
+    randomised = cascading_randomisation(model, images, targets, methods=(args.method,), seed=args.seed,
+                                         method_options={args.method: options}, progress=not args.quiet)
+    randomised.to_csv(out / "randomisation.csv", index=False)
+    save_figure(randomisation_curves(randomised), out / "randomisation.png")
+    curves = deletion_insertion_curves(model, images, targets, maps)
+    curves.to_csv(out / "deletion_insertion.csv", index=False)
+    by_step = randomised.groupby(["step", "layer"], sort=True)[["spearman_abs", "spearman"]].mean().reset_index()
+    auc = curve_auc(curves).groupby("curve")["auc"].mean()
+    return {
+        "randomisation": by_step.to_dict(orient="records"),
+        "deletion_auc": float(auc["deletion"]),
+        "insertion_auc": float(auc["insertion"]),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from emofx.plotting import save_figure
+    from emofx.plotting.saliency import saliency_grid
+    from emofx.saliency import attribute, completeness, resolve_targets
+    from emofx.saliency_metrics import region_scores, signal_region_masks, signal_regions, summarise_region_scores
+
+    out = Path(args.out)
+    refuse_to_overwrite(out, OUTPUTS, args.overwrite)
+    held = held_out_images(args.run, args.data)
+    chosen = spread_over_classes(held.labels, args.n, args.seed)
+    data, labels, indices = held.dataset.subset(chosen), held.labels[chosen], held.indices[chosen]
+    model = held.model
+    targets = resolve_targets(model, data.images, args.target, labels)
+    options = method_options(args)
+    maps = attribute(model, data.images, targets, args.method, progress=not args.quiet, **options)
+    predictions = model.predict(data.images)
+
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "maps.npz", maps=maps, indices=indices, labels=labels, targets=targets,
+                        predictions=predictions, classes=np.asarray(model.classes), method=np.asarray(args.method))
+    cultures = sorted(set(data.culture)) or [""]
+    method_name = "guided backpropagation" if args.method == "guided" else args.method
+    save_figure(saliency_grid(data.images, maps, labels, model.classes, culture=" + ".join(c for c in cultures if c),
+                              method=method_name, per_class=args.per_class, seed=args.seed, overlay=args.overlay),
+                out / "grid.png")
+    if len(cultures) > 1:
+        for culture in cultures:
+            mine = data.culture == culture
+            save_figure(saliency_grid(data.images[mine], maps[mine], labels[mine], model.classes, culture=culture,
+                                      method=method_name, per_class=args.per_class, seed=args.seed,
+                                      overlay=args.overlay), out / f"grid-{culture or 'unknown'}.png")
+
+    scores: dict = {"method": args.method, "target": args.target, "options": options, "images": held.description,
+                    "n_images": int(len(data)), "accuracy": float(np.mean(predictions == labels))}
+    if "region_masks" in data.extras:
+        per_image = region_scores(maps, signal_region_masks(data), predictions == labels)
+        per_image.insert(0, "data_index", indices)
+        per_image.to_csv(out / "region_scores.csv")
+        scores.update(signal_regions=list(signal_regions(data)), **summarise_region_scores(per_image))
+    if args.method == "integrated-gradients":
+        check = completeness(model, data.images, targets, maps, score=options.get("score", "probability"))
+        scores["completeness"] = {"median_relative_error": float(check["relative_error"].median()),
+                                  "mean_relative_error": float(check["relative_error"].mean()),
+                                  "max_relative_error": float(check["relative_error"].max())}
+    if args.sanity:
+        scores.update(sanity_checks(model, data.images, targets, maps, args, options, out))
+    (out / "scores.json").write_text(json.dumps(scores, indent=2))
+    summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
+    print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))
+    return 0

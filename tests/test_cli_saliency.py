@@ -1,0 +1,108 @@
+"""End to end: `emofx saliency` and `emofx modify` on a tiny run trained on synthetic faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx.cli import main
+from emofx.model import ModelConfig
+from emofx.runs import train_run
+from emofx.synthetic import make_synthetic
+from emofx.training import TrainConfig
+
+CLASSES = ("happy", "sad", "surprised")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run trained for a few epochs on 24 px mouth-dialect faces, recorded like `emofx train` does."""
+    root = tmp_path_factory.mktemp("saliency")
+    dataset = make_synthetic("mouth", n_per_class=24, seed=2, size=24, classes=CLASSES)
+    data_path = dataset.save(root / "mouth.npz")
+    train_run(dataset, root / "run", split_kind="random", train_config=TrainConfig(epochs=12, batch_size=16, flip=False,
+              rotation_degrees=0.0, learning_rate=0.02, patience=0),
+              model_config=ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=16),
+              data_path=data_path, progress=False)
+    return root / "run", data_path
+
+
+@pytest.mark.parametrize("method", ["guided", "integrated-gradients"])
+def test_saliency_command(tiny_run, tmp_path, capsys, method):
+    run_dir, data_path = tiny_run
+    out = tmp_path / method
+    args = [str(run_dir), "--data", str(data_path), "--method", method, "--out", str(out), "--per-class", "2", "--quiet"]
+    extra = ["--sanity"] if method == "guided" else ["--steps", "16"]
+    assert main(["saliency", *args, *extra]) == 0
+    assert "test images" in capsys.readouterr().out
+    with np.load(out / "maps.npz") as saved:
+        maps, indices, labels, targets = saved["maps"], saved["indices"], saved["labels"], saved["targets"]
+        assert list(saved["classes"]) == list(CLASSES)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert sorted(indices.tolist()) == sorted(split["test"])  # held-out images only
+    assert maps.shape == (len(indices), 24, 24) and np.all(np.isfinite(maps))
+    np.testing.assert_array_equal(targets, labels)  # --target label is the default
+    assert (out / "grid.png").stat().st_size > 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["signal_regions"] == ["mouth"]
+    assert 0 <= scores["pointing_game"] <= 1 and scores["mass_ratio"] > 0
+    assert scores["n_images"] == len(indices)
+    per_image = pd.read_csv(out / "region_scores.csv")
+    assert per_image["data_index"].tolist() == indices.tolist()
+    if method == "integrated-gradients":
+        assert scores["completeness"]["median_relative_error"] < 0.1
+    else:
+        randomised = pd.read_csv(out / "randomisation.csv")
+        assert list(randomised.drop_duplicates("step")["layer"]) == ["none", "output", "dense", "conv3", "conv2", "conv1"]
+        assert [row["layer"] for row in scores["randomisation"]] == ["none", "output", "dense", "conv3", "conv2", "conv1"]
+        assert scores["randomisation"][0]["spearman"] == pytest.approx(1.0)
+        assert 0 <= scores["deletion_auc"] <= 1 and 0 <= scores["insertion_auc"] <= 1
+        assert (out / "randomisation.png").stat().st_size > 0
+    # Outputs are never overwritten silently.
+    assert main(["saliency", *args]) == 2
+    assert "already holds maps.npz" in capsys.readouterr().err
+
+
+def test_saliency_command_rejects_bad_requests(tiny_run, tmp_path, capsys):
+    run_dir, data_path = tiny_run
+    base = [str(run_dir), "--data", str(data_path), "--out", str(tmp_path / "x"), "--quiet"]
+    assert main(["saliency", *base, "--target", "bored"]) == 2
+    assert "'bored'" in capsys.readouterr().err
+    other = make_synthetic("mouth", n_per_class=2, seed=0, size=16, classes=CLASSES).save(tmp_path / "small.npz")
+    assert main(["saliency", str(run_dir), "--data", str(other), "--out", str(tmp_path / "y")]) == 2
+    assert "--size 24" in capsys.readouterr().err
+    assert main(["saliency", str(tmp_path), "--data", str(data_path), "--out", str(tmp_path / "z")]) == 2
+    assert "not a complete emofx run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided"])
+def test_modify_command(tiny_run, tmp_path, capsys, method):
+    run_dir, data_path = tiny_run
+    out = tmp_path / "modify"
+    assert main(["modify", str(run_dir), "--data", str(data_path), "--from", "sad", "--to", "happiness",
+                 "--steps", "10", "--step-size", "0.02", "--method", method, "--out", str(out), "--quiet"]) == 0
+    assert "-> happy" in capsys.readouterr().out
+    with np.load(out / "images.npz") as saved:
+        images, labels, indices = saved["images"], saved["labels"], saved["indices"]
+    assert images.shape[:2] == (11, len(indices)) and images.min() >= 0 and images.max() <= 1
+    assert set(labels) == {CLASSES.index("sad")}
+    frame = pd.read_csv(out / "probabilities.csv")
+    assert list(frame.columns) == ["image", "step", "class", "probability"]
+    assert set(frame["image"]) == set(indices.tolist()) and set(frame["step"]) == set(range(11))
+    happy = frame[frame["class"] == "happy"].groupby("step")["probability"].mean()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target_probability_before"] == pytest.approx(happy[0], abs=1e-6)
+    assert summary["target_probability_after"] == pytest.approx(happy[10], abs=1e-6)
+    assert summary["target_probability_after"] > summary["target_probability_before"] + 0.05
+    assert summary["mean_abs_change"] > 0
+    assert (out / "panel.png").stat().st_size > 0
+    assert len(list((out / "images").glob("*.png"))) == 2 * len(indices)
+
+
+def test_modify_command_rejects_unknown_classes(tiny_run, tmp_path, capsys):
+    run_dir, data_path = tiny_run
+    assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "angry", "--out", str(tmp_path)]) == 2
+    assert "not a class of this model" in capsys.readouterr().err
