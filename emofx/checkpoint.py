@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -147,7 +148,16 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
     return jnp.asarray(images, jnp.float32)
 
 
-_logits = jax.jit(lambda config, params, x: EmotionCNN(config).apply({"params": params}, x), static_argnums=0)
+def _logits(config: ModelConfig, params: Any, images: jax.Array) -> jax.Array:
+    # Standardise outside the compiled program, so that models differing only in their training
+    # set's pixel statistics share one compilation (loading many trials stays fast).
+    x = (images - config.pixel_mean) / config.pixel_std
+    return _standardised_logits(replace(config, pixel_mean=0.0, pixel_std=1.0), params, x)
+
+
+@partial(jax.jit, static_argnums=0)
+def _standardised_logits(config: ModelConfig, params: Any, x: jax.Array) -> jax.Array:
+    return EmotionCNN(config).apply({"params": params}, x)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
