@@ -191,7 +191,8 @@ def _train_step(model_config: ModelConfig, step_config: StepConfig, state: Train
     updates, opt_state = make_optimizer(step_config).update(grads, state.opt_state, state.params)
     truth = targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
     error = jnp.mean(jnp.argmax(logits, axis=-1) != truth)
-    return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), {"loss": loss, "error": error}
+    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
+    return new_state, {"loss": loss, "error": error}
 
 
 @lru_cache(maxsize=16)
@@ -242,7 +243,8 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
     """A compiled ``chunk(state, images, targets, key, stats) -> (state, metrics)`` of ``n_steps`` steps.
 
     The steps run on the device with no host round trip between them (unrolled, see
-    :class:`TrainConfig`), and successive chunks are dispatched asynchronously. ``images`` (N, H, W) uint8 and ``targets`` (N, C) are the whole training set on the device;
+    :class:`TrainConfig`), and successive chunks are dispatched asynchronously.
+    ``images`` (N, H, W) uint8 and ``targets`` (N, C) are the whole training set on the device;
     each epoch visits a fresh permutation of it (from ``key`` and the epoch number), the last
     batch topped up from the start of that permutation. ``stats`` is :func:`pixel_stats` of the
     model; ``metrics`` holds per-step arrays. One compiled program serves every dataset of
@@ -330,7 +332,8 @@ def check_trainable(train_set: FaceDataset, val_set: FaceDataset) -> None:
     if len(val_set) == 0:
         raise TrainingError("the validation part is empty; the best checkpoint is chosen on validation data")
     if val_set.classes != train_set.classes:
-        raise TrainingError(f"validation classes {list(val_set.classes)} differ from training classes {list(train_set.classes)}")
+        raise TrainingError(f"validation classes {list(val_set.classes)} differ from training classes "
+                            f"{list(train_set.classes)}")
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -406,15 +409,16 @@ def fit(
     eval_every = config.eval_every or spe
     state = init_state(params, config, spe)
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
+    learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
     images = jax.device_put(train_set.images)
     targets = jax.device_put(training_targets(train_set, config.soft_targets))
     val_images = jax.device_put(val_set.images)
     val_targets = jax.device_put(training_targets(val_set, config.soft_targets))
     stats = pixel_stats(model_config)
-    evaluate = make_evaluator(model_config, config.eval_batch_size)
+    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_set)))  # no padding of small sets
 
     val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats))
-    rows = [dict(step=0, epoch=0.0, lr=float(schedule(0)), train_loss=np.nan, train_error=np.nan,
+    rows = [dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
                  val_error=val_error, val_loss=val_loss)]
     best = dict(params=jax.tree.map(jnp.copy, state.params), step=0, error=val_error, loss=val_loss)
     stop_reason, since_best, step, step_seconds = "completed", 0, 0, 0.0
@@ -440,7 +444,7 @@ def fit(
             if not np.isfinite(val_loss):  # parameters so large that the logits overflow
                 stop_reason = "nan_loss"
                 break
-            rows.append(dict(step=step, epoch=step / spe, lr=float(schedule(step - 1)),
+            rows.append(dict(step=step, epoch=step / spe, lr=float(learning_rates[step - 1]),
                              train_loss=float(losses.mean()), train_error=float(errors.mean()),
                              val_error=val_error, val_loss=val_loss))
             bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
@@ -460,7 +464,8 @@ def fit(
     kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
     stop_message = {
         "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
-        "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; {kept}",
+        "early_stopping": f"validation error did not improve for {since_best} validations: "
+                          f"stopped at step {step}; {kept}",
         "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate {config.learning_rate} "
                     f"too high?): stopped; {kept}",
         "interrupted": f"interrupted at step {step}; {kept}",
