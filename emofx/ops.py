@@ -10,13 +10,16 @@ Convolution implementations (``ModelConfig.conv_impl``):
     ``lax.conv_general_dilated`` differentiated by JAX: the reference, and the fast choice
     wherever the backend's own convolution kernels are good (cuDNN on GPU).
 ``"split-grad"``
-    the same forward, with hand-written gradients that XLA's CPU backend runs about twice
-    as fast as its own backward convolutions: the input gradient is a *forward*
+    the same forward, with hand-written gradients that XLA's CPU backend runs faster than
+    its own backward convolutions (measured on 2 cores: the second layer's kernel gradient
+    2x, a whole training step of the paper's CNN about 1.15x): the input gradient is a *forward*
     convolution of the output gradient with the flipped, transposed kernel, and the
     kernel gradient is a correlation of input and output gradient summed over chunks of
     :data:`KERNEL_GRAD_CHUNK` images. Correlating a whole batch of 64 at once makes the
     CPU kernel contract over 64 x H x W values per output element, which falls out of
-    cache and runs at a third of the matmul rate; chunks of 8 run near it.
+    cache and runs at half the matmul rate; chunks of 8 run near it. Layers with
+    fewer than :data:`FEW_CHANNELS` input channels take their input gradient as a matmul
+    plus shifted sums instead (see :func:`conv_input_grad`).
 ``"auto"``
     ``"split-grad"`` on CPU, ``"lax"`` on other backends (chosen per ``jax.default_backend()``
     when the model is traced).
