@@ -91,7 +91,7 @@ def refuse_to_overwrite(out: Path, names: Sequence[str], overwrite: bool) -> Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from emofx.saliency import METHODS, SCORES
+    from emofx.saliency import IG_STEPS, METHODS, SCORES
 
     parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
     parser.add_argument("--data", required=True, metavar="DATA.npz", help="images to explain (an emofx dataset)")
@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=None, help="about N images spread over the classes (default all)")
     parser.add_argument("--per-class", type=int, default=6, help="faces per emotion in the grid (default 6)")
     parser.add_argument("--overlay", action="store_true", help="draw the maps over the faces in the grid")
-    parser.add_argument("--steps", type=int, default=64, help="integrated-gradients path steps (default 64)")
+    parser.add_argument("--steps", type=int, default=IG_STEPS,
+                        help=f"integrated-gradients path steps (default {IG_STEPS})")
     parser.add_argument("--samples", type=int, default=25, help="smoothgrad noisy samples (default 25)")
     parser.add_argument("--sanity", action="store_true",
                         help="also run the sanity checks: cascading randomisation (randomisation.csv/.png) and "
@@ -191,9 +192,11 @@ def run(args: argparse.Namespace) -> int:
         scores.update(signal_regions=list(signal_regions(data)), **summarise_region_scores(per_image))
     if args.method == "integrated-gradients":
         check = completeness(model, data.images, targets, maps, score=options.get("score", "probability"))
-        scores["completeness"] = {"median_relative_error": float(check["relative_error"].median()),
-                                  "mean_relative_error": float(check["relative_error"].mean()),
-                                  "max_relative_error": float(check["relative_error"].max())}
+        error = check["relative_error"]
+        scores["completeness"] = {"median_relative_error": float(error.median()),
+                                  "mean_relative_error": float(error.mean()),
+                                  "max_relative_error": float(error.max()),
+                                  "share_within_5_percent": float((error <= 0.05).mean())}
     if args.sanity:
         scores.update(sanity_checks(model, data.images, targets, maps, args, options, out))
     (out / "scores.json").write_text(json.dumps(scores, indent=2))
