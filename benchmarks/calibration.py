@@ -1,36 +1,38 @@
 """Calibration and power of the culture comparison (emofx.comparison) on synthetic cultures.
 
-Three experiments, each with models trained from scratch on synthetic faces:
+Experiments, each with models trained from scratch on synthetic faces (one person poses one
+image of each emotion by default, ``--images-per-person``, so a sample of n images per class
+holds n different people):
 
 - ``planted``: ``eyes`` vs ``mouth`` dialects (5 trials each). The region tests should flag the
-  eyes/brows (eyes culture higher) and the mouth (mouth culture higher) with adjusted p < 0.01.
-- ``null``: pairs of independent samples of ONE dialect (``universal``). The fraction of pairs with
-  any adjusted region-test p < 0.05 is the family-wise false-positive rate (target: <= 10%); the
-  accuracy test's p-values should be roughly uniform. Images as the unit is measured beside trials.
-  With ``--null-samples 40`` (2 x pairs) the pairs are disjoint (null_disjoint.json). With fewer
-  samples (default 7, cheaper), ``null_pairs`` distinct pairs of them are compared (null.json):
-  within a pair the samples are independent, so every pair is a true null; pairs share samples,
-  which widens (does not bias) the uncertainty of the false-positive rate. Null pairs get the accuracy, region, proximity and
-  pixel-wise tests (each sample's maps are computed once); filters and CKA run on the planted pair.
+  eyes/brows (eyes culture higher) and the mouth (mouth culture higher) with adjusted p < 0.01:
+  per (emotion, region) cell and at region level (rows with emotion ``all``, pooled over
+  emotions); both kinds of row share one max-T family. Writes planted_<split>.json/.csv.
+- ``null``: ``null_pairs`` pairs of independent samples of ONE dialect (``universal``); with
+  ``null_samples >= 2 x null_pairs`` (the default, 40) the pairs are disjoint. The fraction of
+  pairs with any adjusted region-test p < 0.05 is the family-wise false-positive rate (target:
+  <= 10%); the accuracy test's p-values should be roughly uniform. Images as the unit is
+  measured beside trials. Writes null_<split>.json and null_<split>_pairs.csv (null_shared.*
+  when pairs share samples). Null pairs get the accuracy, region, proximity and pixel-wise
+  tests (each sample's maps are computed once); filters and CKA run on the planted pair.
 - ``imbalance``: the same dialect, one culture with 3x the images. Without matching, the accuracy
   test sees a "culture" difference; the matched protocol (equal per-class training counts) should not.
-
 - ``simulated``: no training; trial-level simulation of the null (each trial's model adds its own
   shift to every image's region shares, as retrained models do) to show why trials, not images,
   are the calibrated unit: the false-positive rate of both units as model-to-model spread grows.
 
-Trained models are cached (resumable) under ``--cache``; results go to ``--out`` as JSON/CSV.
-Full run (what the report quotes; each experiment may also run alone, as separate processes)::
+How trials split a culture (``--split-kind``): ``subject`` re-splits the one sample by person
+for every trial (trials share the sample's people); ``independent`` deals the people into
+disjoint groups, one per trial, so every trial is an independent draw of people from the
+culture and the permutation over trials is exact for the question "do new people of these
+cultures differ?" (see emofx.comparison.independent_splits).
 
-    .venv/bin/python benchmarks/calibration.py --experiments imbalance --imbalance-pairs 3
-    .venv/bin/python benchmarks/calibration.py --experiments planted --size 32 --out benchmarks/results/calibration_32px
-    .venv/bin/python benchmarks/calibration.py --experiments null                    # 7 samples, 20 pairs
-    .venv/bin/python benchmarks/calibration.py --experiments null --null-samples 40  # 20 disjoint pairs
-    .venv/bin/python benchmarks/calibration.py --experiments simulated
-
-Quick run (minutes; a smoke test, not a measurement)::
-
-    .venv/bin/python benchmarks/calibration.py --quick --out /tmp/calibration-quick
+Options: ``--experiments`` (comma list), ``--stage train|analyse|all``, ``--size`` (px),
+``--epochs``, ``--no-augment``, ``--split-kind``, ``--images-per-person``, ``--planted-per-class``,
+``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--quick`` (tiny smoke test),
+``--out`` (results, JSON/CSV) and ``--cache`` (trained models, resumable). Design defaults: 48 px,
+widths (8, 16, 16), dense 32, 30 epochs, batch 32, flips and 5 degree rotations, 60/20/20 splits.
+The exact commands behind every result file are in benchmarks/results/calibration/README.md.
 """
 
 from __future__ import annotations
@@ -60,14 +62,17 @@ class Design:
 
     trials: int = 5
     null_pairs: int = 20
-    null_samples: int = 7
-    null_per_class: int = 12
-    planted_per_class: int = 30
+    null_samples: int = 40
+    null_per_class: int = 30
+    planted_per_class: int = 60
     imbalance_per_class: int = 20
     imbalance_factor: int = 3
     imbalance_pairs: int = 1
-    size: int = 24
-    epochs: int = 20
+    images_per_person: int = 1
+    split_kind: str = "subject"
+    size: int = 48
+    epochs: int = 30
+    augment: bool = True
     widths: tuple[int, ...] = (8, 16, 16)
     dense_units: int = 32
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
@@ -75,11 +80,22 @@ class Design:
 
     @classmethod
     def quick(cls) -> "Design":
-        return cls(trials=5, null_pairs=2, null_samples=3, null_per_class=10, planted_per_class=12, imbalance_per_class=10,
+        return cls(trials=5, null_pairs=2, null_samples=4, null_per_class=10, planted_per_class=12, imbalance_per_class=10,
                    imbalance_pairs=1, size=24, epochs=8)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=32, flip=False, rotation_degrees=0.0, seed=self.seed)
+        return TrainConfig(epochs=self.epochs, batch_size=32, flip=self.augment,
+                           rotation_degrees=5.0 if self.augment else 0.0, seed=self.seed)
+
+    def tag(self) -> str:
+        """Cache-folder suffix naming everything that changes the trained models."""
+        return (f"{self.epochs}ep{self.size}px{self.trials}t{self.images_per_person}ipp{self.split_kind}"
+                f"{'aug' if self.augment else 'noaug'}w{'-'.join(map(str, self.widths))}d{self.dense_units}")
+
+    def dataset(self, dialect: str, n_per_class: int, seed: int, name: str):
+        """One synthetic culture: ``n_per_class`` images per emotion, one person per ``images_per_person`` images."""
+        return make_synthetic(dialect, n_per_class=n_per_class, seed=seed, size=self.size, culture=name,
+                              images_per_subject_class=self.images_per_person)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(num_classes=2, widths=self.widths, dense_units=self.dense_units)
@@ -117,11 +133,11 @@ def null_pair_indices(design: Design) -> list[tuple[int, int]]:
 def trained_culture(cache: Path, spec: tuple, design: Design) -> cmp.CultureRuns:
     """Train (or read from ``cache``) one culture's trials, unmatched."""
     dialect, n, seed, name = spec
-    dataset = make_synthetic(dialect, n_per_class=n, seed=seed, size=design.size, culture=name)
-    folder = cache / f"{'-'.join(map(str, spec))}__{design.epochs}ep{design.size}px{design.trials}t"
+    dataset = design.dataset(dialect, n, seed, name)
+    folder = cache / f"{'-'.join(map(str, spec))}__{design.tag()}"
     if (folder / "done").exists():
         return _load_culture(folder, dataset, name)
-    splits = cmp.culture_splits(dataset, design.trials, "random", seed, design.fractions)
+    splits = cmp.culture_splits(dataset, design.trials, design.split_kind, seed, design.fractions)
     runs = cmp.train_culture(dataset, name, splits, replace(design.train_config(), seed=seed), design.model_config(),
                              progress=False)
     _save_culture(folder, runs)
@@ -138,14 +154,13 @@ def _save_culture(folder: Path, runs: cmp.CultureRuns) -> None:
 def trained_pair(cache: Path, spec_a: tuple, spec_b: tuple, matched: bool, design: Design
                  ) -> tuple[cmp.CultureRuns, cmp.CultureRuns]:
     """Train (or read from ``cache``) both cultures' trials for one pair."""
-    datasets = [make_synthetic(dialect, n_per_class=n, seed=seed, size=design.size, culture=name)
-                for dialect, n, seed, name in (spec_a, spec_b)]
+    datasets = [design.dataset(*spec) for spec in (spec_a, spec_b)]
     key = "__".join("-".join(map(str, s)) for s in (spec_a, spec_b)) + ("__matched" if matched else "")
-    folder = cache / f"{key}__{design.epochs}ep{design.size}px{design.trials}t"
+    folder = cache / f"{key}__{design.tag()}"
     if (folder / "done").exists():
         return tuple(_load_culture(folder / spec[3], data, spec[3]) for spec, data in zip((spec_a, spec_b), datasets))
     runs = cmp.train_pair(datasets[0], datasets[1], (spec_a[3], spec_b[3]), trials=design.trials, matched=matched,
-                          split_kind="random", fractions=design.fractions, train_config=design.train_config(),
+                          split_kind=design.split_kind, fractions=design.fractions, train_config=design.train_config(),
                           model_config=design.model_config(), progress=False)
     for culture in runs:
         _save_culture(folder / culture.name, culture)
@@ -254,11 +269,23 @@ def main() -> None:
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--null-samples", type=int, help="independent null samples (>= 2 x pairs: disjoint pairs)")
     parser.add_argument("--imbalance-pairs", type=int, help="replicate pairs of the imbalance experiment")
-    parser.add_argument("--size", type=int, help="image side in pixels (default 24)")
+    parser.add_argument("--null-per-class", type=int, help="images per emotion in each null sample")
+    parser.add_argument("--images-per-person", type=int, help="images of each emotion one synthetic person poses")
+    parser.add_argument("--size", type=int, help="image side in pixels")
+    parser.add_argument("--epochs", type=int, help="training epochs per model")
+    parser.add_argument("--split-kind", choices=("subject", "random", cmp.INDEPENDENT),
+                        help="how trials split a culture: re-split its people (subject, the default) or "
+                             "give each trial its own people (independent)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                        help="train without flips and rotations")
+    parser.add_argument("--planted-per-class", type=int, help="images per emotion of each planted culture")
     args = parser.parse_args()
     design = Design.quick() if args.quick else Design()
-    overrides = {"null_samples": args.null_samples, "imbalance_pairs": args.imbalance_pairs, "size": args.size}
-    design = replace(design, **{k: v for k, v in overrides.items() if v})
+    overrides = {"null_samples": args.null_samples, "imbalance_pairs": args.imbalance_pairs, "size": args.size,
+                 "null_per_class": args.null_per_class, "images_per_person": args.images_per_person,
+                 "epochs": args.epochs, "split_kind": args.split_kind, "planted_per_class": args.planted_per_class,
+                 "augment": args.augment}
+    design = replace(design, **{k: v for k, v in overrides.items() if v is not None})
     config = cmp.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
     pairs = culture_pairs(design)
     wanted = [e for e in args.experiments.split(",") if e]
@@ -286,8 +313,9 @@ def main() -> None:
     if "planted" in wanted:
         (key,) = [k for k in trained if k[0] == "planted"]
         row, tests = analyse_pair(*trained[key], config)
-        tests.to_csv(args.out / "planted_region_tests.csv", index=False)
-        _write_report(args.out / "planted.json", {**header, "planted": {**row, **planted_verdict(tests)}})
+        tests.to_csv(args.out / f"planted_{design.split_kind}_region_tests.csv", index=False)
+        _write_report(args.out / f"planted_{design.split_kind}.json",
+                      {**header, "planted": {**row, **planted_verdict(tests)}})
     if "imbalance" in wanted:
         rows = [{"pair": k[1][2], "matched": k[3], **accuracy_only(*runs, config)}
                 for k, runs in trained.items() if k[0] == "imbalance"]
@@ -299,7 +327,7 @@ def main() -> None:
         null = [runs for k, runs in trained.items() if k[0] == "null"]
         samples = {c.name: c for pair in null for c in pair}
         frame = null_rows(samples, [(a.name, b.name) for a, b in null], config)
-        name = "null" if design.null_samples < 2 * design.null_pairs else "null_disjoint"
+        name = f"null_{design.split_kind}" if design.null_samples >= 2 * design.null_pairs else "null_shared"
         frame.to_csv(args.out / f"{name}_pairs.csv", index=False)
         _write_report(args.out / f"{name}.json", {**header, "null": null_summary(frame)})
     print(f"done in {time.perf_counter() - started:.0f}s")
@@ -312,20 +340,22 @@ def _write_report(path: Path, report: dict) -> None:
 
 
 def planted_verdict(tests: pd.DataFrame, alpha: float = 0.01) -> dict:
-    """Per emotion with a signal (not neutral): are eyes/brows higher for ``eyes`` and mouth higher for ``mouth``?"""
-    expressive = tests[tests["emotion"] != "neutral"]
-    up = expressive[expressive["region"].isin(["eyes", "brows"])]
-    down = expressive[expressive["region"] == "mouth"]
-    eye_flagged = up[(up["diff"] > 0) & (up["p_adjusted"] < alpha)].groupby("emotion").size()
-    mouth_flagged = down[(down["diff"] < 0) & (down["p_adjusted"] < alpha)]
-    emotions = sorted(expressive["emotion"].unique())
+    """Which expected differences reach adjusted p < ``alpha``: eyes/brows higher for ``eyes`` (culture a),
+    mouth higher for ``mouth`` (culture b); per expressive emotion (not neutral) and region-level (emotion "all")."""
+    expected = {"eyes": 1, "brows": 1, "mouth": -1}
+    rows = tests[tests["region"].isin(list(expected)) & (tests["emotion"] != "neutral")]
+    direction = np.sign(rows["diff"]) * rows["region"].map(expected)
+    flagged = rows[(rows["p_adjusted"] < alpha) & (direction > 0)]
+    cells, pooled = rows[rows["emotion"] != cmp.ALL_EMOTIONS], flagged[flagged["emotion"] == cmp.ALL_EMOTIONS]
+    flagged_cells = flagged[flagged["emotion"] != cmp.ALL_EMOTIONS]
     return {
-        "emotions": emotions,
-        "eyes_or_brows_flagged": sorted(eye_flagged.index),
-        "mouth_flagged": sorted(mouth_flagged["emotion"]),
-        "wrong_direction_flagged": int(((expressive["p_adjusted"] < alpha) & (
-            (expressive["region"].isin(["eyes", "brows"]) & (expressive["diff"] < 0))
-            | ((expressive["region"] == "mouth") & (expressive["diff"] > 0)))).sum()),
+        "alpha": alpha,
+        "region_level_flagged": sorted(pooled["region"]),
+        "region_level_expected": sorted(expected),
+        "cells_flagged": len(flagged_cells),
+        "cells_expected": len(cells),
+        "cells_flagged_by_region": flagged_cells.groupby("region").size().to_dict(),
+        "wrong_direction_flagged": int(((rows["p_adjusted"] < alpha) & (direction < 0)).sum()),
     }
 
 

@@ -6,6 +6,11 @@ The unit of every test is stated in its output:
   initialisation and training, so trials are exchangeable under the null; 5 vs 5 trials is an
   exact test over 252 splits). The confidence interval resamples *test images*, stratified by
   trial and class, so it shows how precisely the given models' accuracies are measured.
+- Which trials: the permutation over trials is exact only when every trial of both cultures
+  is an exchangeable draw under the null. Trials that re-split one sample of people share
+  those people (and models trained on them), so a sample's own people shift all its trials;
+  ``split_kind="independent"`` (:func:`independent_splits`) gives every trial disjoint people,
+  so the test speaks about new people of the culture, not only about new models.
 - Features (H2): region shares, landmark proximity and the pixel-wise map are tested with
   trials as the unit by default (each trial's mean over its test images): every image of a
   culture is explained by that culture's models, so model-to-model variation shifts all of a
@@ -14,7 +19,8 @@ The unit of every test is stated in its output:
   benchmarks/calibration.py). ``unit="images"`` is available for comparison. The family of
   emotion x region tests is corrected with the Westfall-Young max-T by default, which uses
   the same trial permutations for every test and so is not limited to m times the smallest
-  exact p-value as Holm is (5 vs 5 trials: 2/252 per test).
+  exact p-value as Holm is (5 vs 5 trials: 2/252 per test). Region-level rows pooled over
+  emotions (emotion ``"all"``) join the same family (``CompareConfig.pooled_emotions``).
 - Filters: each model's distribution of filter regions is one unit; models are permuted.
 - Representations: linear CKA between the two cultures' models on the same probe images, with
   CKA between trials of one culture as the baseline.
@@ -46,6 +52,8 @@ from emofx.splits import Split, balanced_subsample, make_split
 from emofx.training import TrainConfig, fit
 
 UNITS = ("trials", "images")
+ALL_EMOTIONS = "all"  # the emotion label of region-level rows pooled over emotions
+INDEPENDENT = "independent"  # the split kind whose trials use disjoint people
 METRICS = ("accuracy", "balanced_accuracy")
 CORRECTIONS = ("maxT", "holm", "bh")
 
@@ -68,6 +76,9 @@ class CompareConfig:
             or ``"bh"`` (FDR).
         n_permutations: permutations when exact enumeration would need more.
         n_boot: bootstrap resamples for confidence intervals.
+        pooled_emotions: also test every measure pooled over emotions (rows with emotion
+            ``"all"``: per unit, the mean over its emotions); these region-level rows join the
+            same corrected family as the per-emotion rows.
         top_fraction: share of most salient pixels whose distance to the nearest landmark is measured.
         filter_top_k: strongest activations per filter that vote on its region.
         cka_images: probe images per culture for CKA.
@@ -79,6 +90,7 @@ class CompareConfig:
     correction: str = "maxT"
     n_permutations: int = 9999
     n_boot: int = 2000
+    pooled_emotions: bool = True
     top_fraction: float = 0.05
     filter_top_k: int = 20
     cka_images: int = 300
@@ -153,8 +165,40 @@ def _culture_name(dataset: FaceDataset, fallback: str | os.PathLike) -> str:
 # ---------------------------------------------------------------------------- training trials
 def culture_splits(dataset: FaceDataset, trials: int, split_kind: str, seed: int,
                    fractions: tuple[float, float, float]) -> list[Split]:
-    """The split of every trial: ``make_split(dataset, split_kind, seed=seed, trial=k)``."""
+    """The split of every trial: ``make_split(dataset, split_kind, seed=seed, trial=k)``.
+
+    ``split_kind="independent"`` gives every trial its own people (see :func:`independent_splits`).
+    """
+    if split_kind == INDEPENDENT:
+        return independent_splits(dataset, trials, seed, fractions)
     return [make_split(dataset, split_kind, seed=seed, trial=k, fractions=fractions) for k in range(trials)]
+
+
+def independent_splits(dataset: FaceDataset, trials: int, seed: int,
+                       fractions: tuple[float, float, float]) -> list[Split]:
+    """Trials on disjoint people: the subjects are dealt into ``trials`` groups, each split by subject.
+
+    Trials that re-split one sample share its people, so under the null two samples' trials
+    are not exchangeable (each sample's own people shift all of its trials, and so do models
+    trained on them); trials drawn on disjoint people are independent draws from the culture,
+    which makes the permutation over trials exact for a question about new people.
+    """
+    if not dataset.has_subjects:
+        raise ComparisonError("independent trials need a subject id for every image (people are dealt to trials)")
+    people = np.unique(dataset.subject)
+    if len(people) < 3 * trials:
+        raise ComparisonError(f"independent trials need at least 3 people per trial; {len(people)} people for "
+                              f"{trials} trials (use fewer trials or a larger sample)")
+    rng = np.random.default_rng([int(seed), 7919])
+    group_of = dict(zip(rng.permutation(people), np.arange(len(people)) % trials))
+    groups = np.array([group_of[s] for s in dataset.subject])
+    splits = []
+    for trial in range(trials):
+        members = np.flatnonzero(groups == trial)
+        inner = make_split(dataset.subset(members), "subject", seed=seed, trial=trial, fractions=fractions)
+        splits.append(Split(members[inner.train], members[inner.val], members[inner.test], kind=INDEPENDENT,
+                            seed=seed, trial=trial, fractions=fractions, n_images=len(dataset), grouped=True))
+    return splits
 
 
 def matched_training(datasets: Sequence[FaceDataset], splits: Sequence[Sequence[Split]], seed: int
@@ -379,10 +423,18 @@ def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareCon
     return pd.concat(frames, ignore_index=True), np.concatenate(all_maps)
 
 
-def unit_values(measures: pd.DataFrame, columns: Sequence[str], unit: str) -> pd.DataFrame:
-    """Average ``columns`` per test unit: per (culture, trial, emotion) or per (culture, image, emotion)."""
+def unit_values(measures: pd.DataFrame, columns: Sequence[str], unit: str, pooled: bool = False) -> pd.DataFrame:
+    """Average ``columns`` per test unit: per (culture, trial, emotion) or per (culture, image, emotion).
+
+    ``pooled`` adds one row per unit with emotion :data:`ALL_EMOTIONS`: the mean over that
+    unit's emotions (each emotion weighted equally), i.e. the region-level measure.
+    """
     key = "trial" if unit == "trials" else "image"
-    return measures.groupby(["culture", key, "emotion"], as_index=False)[list(columns)].mean()
+    values = measures.groupby(["culture", key, "emotion"], as_index=False)[list(columns)].mean()
+    if not pooled:
+        return values
+    overall = values.groupby(["culture", key], as_index=False)[list(columns)].mean()
+    return pd.concat([values, overall.assign(emotion=ALL_EMOTIONS)], ignore_index=True)
 
 
 def measure_tests(measures: pd.DataFrame, culture_a: str, culture_b: str, columns: Sequence[str],
@@ -394,11 +446,11 @@ def measure_tests(measures: pd.DataFrame, culture_a: str, culture_b: str, column
     trial assignments, which gives the Westfall-Young max-T adjusted p-values; ``holm``/``bh``
     adjust the per-test permutation p-values instead. The family is every row of the table.
     """
-    values = unit_values(measures, columns, config.unit)
+    values = unit_values(measures, columns, config.unit, pooled=config.pooled_emotions)
     if config.unit == "trials":
         wide = values.pivot_table(index=["culture", "trial"], columns="emotion", values=list(columns))
         wide = wide.swaplevel(axis=1).dropna(axis=1)
-        wide = wide[sorted(wide.columns, key=lambda c: (c[0], list(columns).index(c[1])))]
+        wide = wide[sorted(wide.columns, key=lambda c: (c[0] == ALL_EMOTIONS, c[0], list(columns).index(c[1])))]
         groups = [(wide.columns, wide.loc[culture].to_numpy()) for culture in (culture_a, culture_b)]
         tests = [(groups[0][0], groups[0][1], groups[1][1])]
     else:

@@ -51,7 +51,8 @@ def test_compare_api_on_tiny_runs(tiny_runs):
     assert accuracy["ci_low"] <= accuracy["diff"] <= accuracy["ci_high"]
     assert accuracy["p_value"] >= 1 / 6 - 1e-9  # 2 vs 2 trials: 6 exact splits
     regions = list(regions_a.region_names)
-    assert len(summary["region_tests"]) == len(regions) * len(a.dataset.classes)
+    assert len(summary["region_tests"]) == len(regions) * (len(a.dataset.classes) + 1)  # + pooled "all" rows
+    assert [t["emotion"] for t in summary["region_tests"][-len(regions):]] == ["all"] * len(regions)
     assert {t["unit"] for t in summary["region_tests"]} == {"trials"}
     shares = result.tables["saliency_measures"][regions].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0, atol=1e-5)  # disjoint masks covering the image

@@ -54,8 +54,19 @@ def test_measure_tests_find_a_planted_region_with_trials_as_unit():
     assert planted["diff"] == pytest.approx(0.2, abs=0.01)
     assert planted["p_adjusted"] == pytest.approx(2 / 252)  # exact max-T over 252 trial splits
     assert planted["unit"] == "trials" and planted["n_a"] == 5 and planted["exact"]
-    others = table.drop(planted.name)
+    pooled = table[(table.emotion == "all") & (table.region == "eyes")].iloc[0]  # region level: mean of 2 emotions
+    assert pooled["diff"] == pytest.approx(0.1, abs=0.01) and pooled["p_adjusted"] == pytest.approx(2 / 252)
+    assert list(table["emotion"]) == ["happy", "happy", "sad", "sad", "all", "all"]
+    others = table.drop([planted.name, pooled.name])
     assert (others["p_adjusted"] > 0.05).all()
+
+
+def test_unit_values_pool_emotions_with_equal_weight():
+    measures = pd.DataFrame({"culture": "A", "trial": 0, "image": [0, 1, 2], "emotion": ["happy", "happy", "sad"],
+                             "eyes": [0.2, 0.4, 0.9]})
+    values = cmp.unit_values(measures, ["eyes"], "trials", pooled=True).set_index("emotion")["eyes"]
+    assert values.to_dict() == pytest.approx({"happy": 0.3, "sad": 0.9, "all": 0.6})
+    assert "all" not in set(cmp.unit_values(measures, ["eyes"], "trials")["emotion"])
 
 
 def test_measure_tests_images_unit_with_holm():
@@ -64,6 +75,21 @@ def test_measure_tests_images_unit_with_holm():
     assert (table["unit"] == "images").all() and (table["n_a"] == 6).all()
     assert (table["p_adjusted"] >= table["p_value"]).all()
     assert table["p_adjusted"].min() > 0.05
+
+
+def test_independent_splits_give_every_trial_its_own_people():
+    dataset = make_synthetic("universal", n_per_class=15, seed=2, size=24, images_per_subject_class=1)
+    splits = cmp.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
+    people = [set(dataset.subject[np.concatenate([s.train, s.val, s.test])]) for s in splits]
+    assert [len(p) for p in people] == [5, 5, 5] and not (people[0] & people[1] or people[1] & people[2])
+    for split in splits:
+        assert split.kind == "independent" and split.n_images == len(dataset)
+        assert not set(dataset.subject[split.train]) & set(dataset.subject[split.test])  # unseen people tested
+        assert len(np.unique(dataset.labels[split.test])) == len(dataset.classes)
+    again = cmp.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
+    assert all(np.array_equal(x.test, y.test) for x, y in zip(splits, again))
+    with pytest.raises(cmp.ComparisonError, match="3 people per trial"):
+        cmp.culture_splits(dataset, 6, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
 
 
 def test_config_rejects_max_t_with_images():

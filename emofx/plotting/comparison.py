@@ -49,7 +49,8 @@ def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
     marks = region_tests.assign(mark=region_tests["p_adjusted"].map(_significance_mark)).pivot(
         index="emotion", columns="region", values="mark")
     regions = list(dict.fromkeys(region_tests["region"]))
-    diff, marks = diff[regions], marks[regions]
+    emotions = list(dict.fromkeys(region_tests["emotion"]))  # the table's order: pooled "all" last
+    diff, marks = diff.loc[emotions, regions], marks.loc[emotions, regions]
     labels = np.array([[f"{v:+.3f}{m}" for v, m in zip(dr, mr)] for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
     limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
     fig = Figure(figsize=(1.3 * len(regions) + 2, 0.5 * len(diff) + 1.5))
