@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test venv
+.PHONY: quickstart test venv figures
 
 venv: $(BIN)/emofx
 
@@ -19,3 +19,8 @@ quickstart: $(BIN)/emofx
 
 test: $(BIN)/emofx
 	$(BIN)/python -m pytest -n 2
+
+# Every paper figure from scratch: papermill runs of the notebooks, then the figures from their records.
+figures: $(BIN)/emofx
+	$(BIN)/emofx batch --config experiments/synthetic_cultures.yaml --workers 2
+	$(BIN)/emofx figures papermill_runs/synthetic_cultures --out figures/
