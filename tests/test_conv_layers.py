@@ -1,0 +1,46 @@
+"""The per-layer breakdown benchmark: its patches formulation is exact and its table complete."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import conv_layers
+from emofx import ops
+from emofx.model import ModelConfig
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 1, 6, 5), (2, 6, 10, 4, 3, 4)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_patches_kernel_grad_matches_lax(shape):
+    b, h, w, c_in, c_out, k = shape
+    keys = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
+    x = jax.random.normal(keys[0], (b, h, w, c_in))
+    kernel = jax.random.normal(keys[1], (k, k, c_in, c_out))
+    grad = jax.random.normal(keys[2], (b, h, w, c_out))
+    expected = jax.vjp(lambda kk: ops.conv2d_same(x, kk, "lax"), kernel)[1](grad)[0]
+    got = conv_layers.patches_kernel_grad(x, grad, (k, k))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+
+
+def test_layer_breakdown_times_every_piece_of_every_layer():
+    config = ModelConfig(num_classes=3, input_size=8, widths=(4,), dense_units=8)
+    table = conv_layers.layer_breakdown(config, batch_size=2, repeats=1)
+    pieces = 6  # forward, 2 input gradients, 3 kernel gradients
+    assert len(table) == pieces + 2
+    assert set(table["formulation"]) == {"lax", "split-grad", "patches"}
+    assert list(table["layer"].unique()) == ["conv1 8x8 1->4", "whole network"]
+    first = table[table["layer"] == "conv1 8x8 1->4"]
+    assert np.allclose(first["gflop"], 2e-9 * 2 * 64 * 25 * 4)
+    assert (table[["cpu_ms", "wall_ms"]] >= 0).all().all() and (table["wall_ms"] > 0).all()
+
+
+def test_cli_refuses_to_overwrite_a_csv(tmp_path, capsys):
+    existing = tmp_path / "layers.csv"
+    existing.write_text("keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        conv_layers.main(["--csv", str(existing)])
+    assert exit_info.value.code == 2
+    assert "already exists" in capsys.readouterr().err
+    assert existing.read_text() == "keep me"
