@@ -19,7 +19,10 @@ Convolution implementations (``ModelConfig.conv_impl``):
     CPU kernel contract over 64 x H x W values per output element, which falls out of
     cache and runs at half the matmul rate; chunks of 8 run near it. Layers with
     fewer than :data:`FEW_CHANNELS` input channels take their input gradient as a matmul
-    plus shifted sums instead (see :func:`conv_input_grad`).
+    plus shifted sums instead (see :func:`conv_input_grad`). The alternative of one big
+    matmul of input patches (25 shifted slices stacked) with the output gradient ran the
+    kernel gradients of the second and third layers 2-3x slower in CPU time than the chunks
+    (``python -m benchmarks.conv_layers`` times every piece of every layer both ways).
 ``"auto"``
     ``"split-grad"`` on CPU, ``"lax"`` on other backends (chosen per ``jax.default_backend()``
     when the model is traced).
