@@ -367,6 +367,8 @@ def null_summary(frame: pd.DataFrame, alpha: float = 0.05) -> dict:
         "pairs": len(frame),
         "false_positive_rate": {f: float((frame[f] < alpha).mean()) for f in families},
         "any_region_or_accuracy": float(((frame["region_min_p_adjusted"] < alpha) | (frame["accuracy_p"] < alpha)).mean()),
+        "any_family": float((frame[["region_min_p_adjusted", "proximity_min_p_adjusted", "pixel_min_p_fwer",
+                                    "accuracy_p"]] < alpha).any(axis=1).mean()),
         "accuracy_p_values": sorted(frame["accuracy_p"].round(4).tolist()),
         "accuracy_p_quantiles": frame["accuracy_p"].quantile([0.1, 0.25, 0.5, 0.75, 0.9]).round(3).to_dict(),
     }

@@ -5,6 +5,10 @@ RUNS_A and RUNS_B are directories holding each culture's trial runs (made by `em
 --data-a/--data-b are the datasets those runs were trained on. OUT receives summary.json,
 one CSV per table and the figures. Accuracy is tested with trials as the unit (permutation)
 and given a confidence interval over test images (bootstrap); see `emofx.comparison`.
+Region tests have one row per (emotion, region) plus region-level rows pooled over emotions
+(emotion "all"), all in one corrected family. The trials are exchangeable draws of a
+culture's people only when each trial used its own people (split kind "independent" in
+`emofx.comparison.culture_splits`); trials that re-split one sample answer for that sample.
 """
 
 from __future__ import annotations
