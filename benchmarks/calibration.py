@@ -29,7 +29,7 @@ cultures differ?" (see emofx.comparison.independent_splits).
 
 Options: ``--experiments`` (comma list), ``--stage train|analyse|all``, ``--size`` (px),
 ``--epochs``, ``--no-augment``, ``--split-kind``, ``--images-per-person``, ``--planted-per-class``,
-``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--quick`` (tiny smoke test),
+``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--widths``, ``--dense-units``, ``--quick`` (tiny smoke test),
 ``--out`` (results, JSON/CSV) and ``--cache`` (trained models, resumable). Design defaults: 48 px,
 widths (8, 16, 16), dense 32, 30 epochs, batch 32, flips and 5 degree rotations, 60/20/20 splits.
 The exact commands behind every result file are in benchmarks/results/calibration/README.md.
@@ -278,13 +278,16 @@ def main() -> None:
                              "give each trial its own people (independent)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                         help="train without flips and rotations")
+    parser.add_argument("--widths", type=lambda text: tuple(int(w) for w in text.split(",")),
+                        help="conv widths, comma-separated (default 8,16,16)")
+    parser.add_argument("--dense-units", type=int, help="units of the dense layer (default 32)")
     parser.add_argument("--planted-per-class", type=int, help="images per emotion of each planted culture")
     args = parser.parse_args()
     design = Design.quick() if args.quick else Design()
     overrides = {"null_samples": args.null_samples, "imbalance_pairs": args.imbalance_pairs, "size": args.size,
                  "null_per_class": args.null_per_class, "images_per_person": args.images_per_person,
                  "epochs": args.epochs, "split_kind": args.split_kind, "planted_per_class": args.planted_per_class,
-                 "augment": args.augment}
+                 "augment": args.augment, "widths": args.widths, "dense_units": args.dense_units}
     design = replace(design, **{k: v for k, v in overrides.items() if v is not None})
     config = cmp.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
     pairs = culture_pairs(design)
