@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from emofx.checkpoint import TrainedModel
+from emofx.model import ModelConfig, init_params
 from emofx.paths import DATA_ENV, shared_data_root
 
 
@@ -29,3 +31,14 @@ def shared_dataset(shared_data):
         return path
 
     return get
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    """A factory of randomly initialised 16x16 two-conv models: quick to compile, for method-level tests."""
+
+    def make(classes: tuple[str, ...], seed: int) -> TrainedModel:
+        config = ModelConfig(num_classes=len(classes), input_size=16, widths=(4, 8), dense_units=16)
+        return TrainedModel(config, init_params(config, seed), tuple(classes))
+
+    return make

@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 
 from emofx.checkpoint import TrainedModel
-from emofx.model import ModelConfig, init_params
 from emofx.modification import ModificationConfig, modify
 
 CLASSES = ("afraid", "happy", "sad")
 
 
 @pytest.fixture(scope="module")
-def model() -> TrainedModel:
-    config = ModelConfig(num_classes=len(CLASSES), input_size=16, widths=(4, 8), dense_units=16)
-    return TrainedModel(config, init_params(config, 2), CLASSES)
+def model(make_tiny_model) -> TrainedModel:
+    return make_tiny_model(CLASSES, 2)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import pytest
 
 from emofx import saliency
 from emofx.checkpoint import TrainedModel
-from emofx.model import ModelConfig, init_params
 
 CLASSES = ("angry", "afraid", "happy", "sad")
 FAST_OPTIONS = {
@@ -20,9 +19,8 @@ FAST_OPTIONS = {
 
 
 @pytest.fixture(scope="module")
-def model() -> TrainedModel:
-    config = ModelConfig(num_classes=len(CLASSES), input_size=16, widths=(4, 8), dense_units=16)
-    return TrainedModel(config, init_params(config, 3), CLASSES)
+def model(make_tiny_model) -> TrainedModel:
+    return make_tiny_model(CLASSES, 3)
 
 
 @pytest.fixture(scope="module")

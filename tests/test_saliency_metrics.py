@@ -7,16 +7,14 @@ import pytest
 
 from emofx.checkpoint import TrainedModel
 from emofx.dataset import FaceDataset
-from emofx.model import ModelConfig, init_params
 from emofx import saliency_metrics as metrics
 
 CLASSES = ("angry", "happy", "sad")
 
 
 @pytest.fixture(scope="module")
-def model() -> TrainedModel:
-    config = ModelConfig(num_classes=len(CLASSES), input_size=16, widths=(4, 8), dense_units=16)
-    return TrainedModel(config, init_params(config, 5), CLASSES)
+def model(make_tiny_model) -> TrainedModel:
+    return make_tiny_model(CLASSES, 5)
 
 
 @pytest.fixture(scope="module")
