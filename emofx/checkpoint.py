@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emofx.model import EmotionCNN, ModelConfig, init_params
+from emofx.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 
 CHECKPOINT_DIR = "checkpoint"
 PARAMS_FILE = "params.msgpack"
@@ -151,8 +151,7 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
 def _logits(config: ModelConfig, params: Any, images: jax.Array) -> jax.Array:
     # Standardise outside the compiled program, so that models differing only in their training
     # set's pixel statistics share one compilation (loading many trials stays fast).
-    x = (images - config.pixel_mean) / config.pixel_std
-    return _standardised_logits(replace(config, pixel_mean=0.0, pixel_std=1.0), params, x)
+    return _standardised_logits(pixel_free(config), params, standardise(images, pixel_stats(config)))
 
 
 @partial(jax.jit, static_argnums=0)

@@ -125,6 +125,24 @@ class EmotionCNN(nn.Module):
         return self.classify_features(self.conv_features(images), train=train)
 
 
+def pixel_free(config: ModelConfig) -> ModelConfig:
+    """``config`` with identity standardisation. Compiled code takes the pixel statistics as an
+    argument (:func:`pixel_stats`, :func:`standardise`) so that models trained on different data
+    share one compilation."""
+    return replace(config, pixel_mean=0.0, pixel_std=1.0)
+
+
+def pixel_stats(config: ModelConfig) -> jax.Array:
+    """The training set's pixel (mean, std) of ``config`` as an array."""
+    return jnp.asarray([config.pixel_mean, config.pixel_std], jnp.float32)
+
+
+def standardise(images: jax.Array, stats: jax.Array) -> jax.Array:
+    """[0, 1] images standardised with ``stats`` = (mean, std): what EmotionCNN.standardise does
+    with the statistics in its config."""
+    return (images - stats[0]) / stats[1]
+
+
 def init_params(config: ModelConfig, seed: int | jax.Array) -> Any:
     """Initial parameters for ``config`` from an integer seed or PRNG key."""
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed

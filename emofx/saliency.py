@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from emofx.checkpoint import TrainedModel, as_unit_float
 from emofx.emotions import UnknownEmotionError, canonical_emotion
-from emofx.model import EmotionCNN, ModelConfig
+from emofx.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 SCORES = ("probability", "logit", "log-probability")
 IG_STEPS = 128  # enough for completeness within a few percent on the paper's CNN
@@ -122,47 +122,54 @@ def class_scores(
     return select_score(logits, targets, score)
 
 
-def _input_gradient(config, params, images, targets, activation, score) -> jax.Array:
+def _input_gradient(config, params, stats, images, targets, activation, score) -> jax.Array:
     # Images do not interact in the model, so the gradient of the batch sum is per-image.
-    return jax.grad(lambda x: class_scores(config, params, x, targets, activation, score).sum())(images)
+    # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _compiled).
+    return jax.grad(lambda x: class_scores(config, params, standardise(x, stats), targets, activation, score).sum())(images)
+
+
+def _compiled(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:
+    """(pixel-free config, params, pixel stats): models that differ only in their training set's
+    pixel statistics share one compilation of every core below."""
+    return pixel_free(model.config), model.params, pixel_stats(model.config)
 
 
 # ---------------------------------------------------------------------------- compiled cores
 @partial(jax.jit, static_argnames=("config", "activation", "score"))
-def _gradient_core(config, params, images, targets, activation, score):
-    return _input_gradient(config, params, images, targets, activation, score)
+def _gradient_core(config, params, stats, images, targets, activation, score):
+    return _input_gradient(config, params, stats, images, targets, activation, score)
 
 
 @partial(jax.jit, static_argnames=("config", "activation", "score", "n_samples"))
-def _smoothgrad_core(config, params, images, targets, image_keys, noise_level, activation, score, n_samples):
+def _smoothgrad_core(config, params, stats, images, targets, image_keys, noise_level, activation, score, n_samples):
     spread = noise_level * (images.max(axis=(1, 2)) - images.min(axis=(1, 2)))
     noise = jax.vmap(lambda k: jax.random.normal(k, (n_samples, *images.shape[1:])))(image_keys)
     noise = jnp.moveaxis(noise, 1, 0) * spread[None, :, None, None]
 
     def accumulate(total, eps):
-        return total + _input_gradient(config, params, images + eps, targets, activation, score), None
+        return total + _input_gradient(config, params, stats, images + eps, targets, activation, score), None
 
     total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), noise)
     return total / n_samples
 
 
 @partial(jax.jit, static_argnames=("config", "activation", "score", "steps"))
-def _integrated_gradients_core(config, params, images, targets, baseline, activation, score, steps):
+def _integrated_gradients_core(config, params, stats, images, targets, baseline, activation, score, steps):
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps  # midpoint rule
 
     def accumulate(total, alpha):
         point = baseline + alpha * (images - baseline)
-        return total + _input_gradient(config, params, point, targets, activation, score), None
+        return total + _input_gradient(config, params, stats, point, targets, activation, score), None
 
     total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), alphas)
     return (images - baseline) * total / steps
 
 
 @partial(jax.jit, static_argnames=("config", "score"))
-def _gradcam_core(config, params, images, targets, score):
+def _gradcam_core(config, params, stats, images, targets, score):
     module = EmotionCNN(config)
     variables = {"params": params}
-    features = module.apply(variables, images, method=EmotionCNN.conv_features)
+    features = module.apply(variables, standardise(images, stats), method=EmotionCNN.conv_features)
 
     def target_score(f):
         logits = module.apply(variables, f, method=EmotionCNN.classify_features)
@@ -174,12 +181,12 @@ def _gradcam_core(config, params, images, targets, score):
 
 
 @partial(jax.jit, static_argnames=("config", "score"))
-def _occlusion_core(config, params, images, targets, patches, fill, score):
-    reference = class_scores(config, params, images, targets, "relu", score)
+def _occlusion_core(config, params, stats, images, targets, patches, fill, score):
+    reference = class_scores(config, params, standardise(images, stats), targets, "relu", score)
 
     def drop(patch):
         occluded = jnp.where(patch[None], fill, images)
-        return reference - class_scores(config, params, occluded, targets, "relu", score)
+        return reference - class_scores(config, params, standardise(occluded, stats), targets, "relu", score)
 
     drops = jax.lax.map(drop, patches)  # (P, B)
     coverage = patches.sum(axis=0)
@@ -195,13 +202,13 @@ def _check_score(score: str) -> None:
 def vanilla_gradient(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
     """d score / d image: the paper's map (section 2.2) with ``score="probability"``."""
     _check_score(score)
-    return _gradient_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), "relu", score)
+    return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "relu", score)
 
 
 def guided_backprop(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
     """The gradient through guided ReLUs (the paper's Figures 5-6: from the class's softmax node)."""
     _check_score(score)
-    return _gradient_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), "guided", score)
+    return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "guided", score)
 
 
 def smoothgrad(
@@ -219,7 +226,7 @@ def smoothgrad(
     images = as_unit_float(images)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), first_index + jnp.arange(len(images)))
     activation = "guided" if base == "guided" else "relu"
-    return _smoothgrad_core(model.config, model.params, images, jnp.asarray(targets), keys,
+    return _smoothgrad_core(*_compiled(model), images, jnp.asarray(targets), keys,
                             jnp.float32(noise_level), activation, score, int(n_samples))
 
 
@@ -235,14 +242,14 @@ def integrated_gradients(
         raise ValueError(f"integrated gradients needs steps >= 1; got {steps}")
     images = as_unit_float(images)
     base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
-    return _integrated_gradients_core(model.config, model.params, images, jnp.asarray(targets), base,
+    return _integrated_gradients_core(*_compiled(model), images, jnp.asarray(targets), base,
                                       "relu", score, int(steps))
 
 
 def gradcam(model: TrainedModel, images, targets, score: str = "logit") -> jax.Array:
     """Grad-CAM (Selvaraju et al. 2017) on the last convolution, upsampled bilinearly to the image."""
     _check_score(score)
-    return _gradcam_core(model.config, model.params, as_unit_float(images), jnp.asarray(targets), score)
+    return _gradcam_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), score)
 
 
 def occlusion_patches(size: int, patch: int, stride: int) -> np.ndarray:
@@ -265,7 +272,7 @@ def occlusion(
     _check_score(score)
     images = as_unit_float(images)
     patches = jnp.asarray(occlusion_patches(images.shape[1], patch, stride))
-    return _occlusion_core(model.config, model.params, images, jnp.asarray(targets), patches,
+    return _occlusion_core(*_compiled(model), images, jnp.asarray(targets), patches,
                            jnp.float32(fill), score)
 
 

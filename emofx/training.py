@@ -29,7 +29,7 @@ from emofx.augment import AugmentConfig, augment
 from emofx.checkpoint import CheckpointError, TrainedModel, as_unit_float
 from emofx.dataset import FaceDataset
 from emofx.emotions import ALIASES
-from emofx.model import EmotionCNN, ModelConfig, init_params
+from emofx.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 
 DENSE_LAYERS = ("dense", "output")
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
@@ -161,26 +161,11 @@ def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1)
 # ---------------------------------------------------------------------------- compiled step
 
 
-def pixel_free(model_config: ModelConfig) -> ModelConfig:
-    """``model_config`` with identity standardisation: compiled training code takes the training
-    set's pixel statistics as arguments, so that trials on different data share one program."""
-    return replace(model_config, pixel_mean=0.0, pixel_std=1.0)
-
-
-def pixel_stats(model_config: ModelConfig) -> jax.Array:
-    return jnp.asarray([model_config.pixel_mean, model_config.pixel_std], jnp.float32)
-
-
-def _standardise(images: jax.Array, stats: jax.Array) -> jax.Array:
-    # The same arithmetic as EmotionCNN.standardise with the statistics in the config.
-    return (images - stats[0]) / stats[1]
-
-
 def _train_step(model_config: ModelConfig, step_config: StepConfig, state: TrainState, images: jax.Array,
                 targets: jax.Array, key: jax.Array, stats: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on a batch: augment, standardise, forward with dropout, backward, update."""
     augment_key, dropout_key = jax.random.split(key)
-    x = _standardise(augment(augment_key, as_unit_float(images), step_config.augmentation), stats)
+    x = standardise(augment(augment_key, as_unit_float(images), step_config.augmentation), stats)
     module = EmotionCNN(pixel_free(model_config))
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
@@ -267,7 +252,7 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
         t = jnp.pad(targets, ((0, pad), (0, 0))).reshape(n_batches, batch_size, -1)
 
         def one(batch):
-            logits = module.apply({"params": params}, _standardise(as_unit_float(batch[0]), stats))
+            logits = module.apply({"params": params}, standardise(as_unit_float(batch[0]), stats))
             wrong = jnp.argmax(logits, -1) != jnp.argmax(batch[1], -1)
             nll = -jnp.sum(batch[1] * jax.nn.log_softmax(logits), axis=-1)
             return wrong, nll
