@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emofx import ops
+from emofx import ops, winograd
 from emofx.model import EmotionCNN, ModelConfig, init_params
 
 TOLERANCE = 1e-4
@@ -23,6 +23,11 @@ SHAPES = [
     (5, 9, 9, 4, 6, 3),
     (3, 8, 8, 2, 5, 4),
     (4, 6, 10, 3, 2, 5),
+    # Winograd-path shapes (>= 8 input channels): widths that are no multiple of the tile,
+    # even and 6-wide kernels, a non-square image.
+    (3, 9, 11, 8, 5, 3),
+    (2, 8, 8, 9, 5, 4),
+    (2, 7, 13, 8, 3, 6),
 ]
 
 
@@ -38,18 +43,34 @@ def conv_and_grads(impl: str, x: jax.Array, kernel: jax.Array, cotangent: jax.Ar
     return (y, *vjp(cotangent))
 
 
+@pytest.mark.parametrize("impl", ["split-grad", "winograd"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_split_grad_matches_lax_outputs_and_gradients(shape):
+def test_fast_paths_match_lax_outputs_and_gradients(shape, impl):
     b, h, w, c_in, c_out, k = shape
     keys = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
     x = jax.random.normal(keys[0], (b, h, w, c_in))
     kernel = jax.random.normal(keys[1], (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
     cotangent = jax.random.normal(keys[2], (b, h, w, c_out))
     reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
-    fast = jax.jit(conv_and_grads, static_argnums=0)("split-grad", x, kernel, cotangent)
+    fast = jax.jit(conv_and_grads, static_argnums=0)(impl, x, kernel, cotangent)
     for name, got, want in zip(("output", "input gradient", "kernel gradient"), fast, reference):
         assert got.shape == want.shape, name
-        assert_close(got, want, f"{name} of {shape}")
+        assert_close(got, want, f"{name} of {shape} by {impl}")
+
+
+@pytest.mark.parametrize("tile,taps", [(2, 3), (4, 3), (4, 5), (3, 5), (6, 5), (2, 6)])
+def test_winograd_transforms_compute_a_correlation(tile, taps):
+    output, kernel, inputs = winograd.transforms(tile, taps)
+    assert output.shape == (tile, tile + taps - 1) and kernel.shape == (tile + taps - 1, taps)
+    rng = np.random.default_rng(tile * 10 + taps)
+    d, k = rng.normal(size=tile + taps - 1), rng.normal(size=taps)
+    expected = np.array([d[q:q + taps] @ k for q in range(tile)])
+    np.testing.assert_allclose(output @ ((kernel @ k) * (inputs @ d)), expected, rtol=0, atol=1e-12)
+
+
+def test_winograd_refuses_tiles_beyond_its_interpolation_points():
+    with pytest.raises(ValueError, match="interpolation points"):
+        winograd.transforms(12, 5)
 
 
 def test_kernel_gradient_does_not_depend_on_chunking():
@@ -82,7 +103,7 @@ def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
 
 
 def test_auto_picks_the_fast_path_on_cpu_and_lax_elsewhere():
-    assert ops.resolve_conv_impl("auto", "cpu") == "split-grad"
+    assert ops.resolve_conv_impl("auto", "cpu") == "winograd"
     assert ops.resolve_conv_impl("auto", "gpu") == "lax"
     assert ops.resolve_conv_impl("auto", "tpu") == "lax"
     assert ops.resolve_conv_impl("lax", "cpu") == "lax"
@@ -90,13 +111,14 @@ def test_auto_picks_the_fast_path_on_cpu_and_lax_elsewhere():
 
 
 def test_unknown_implementation_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown convolution implementation 'winograd'.*split-grad"):
-        ops.conv2d_same(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), "winograd")
+    with pytest.raises(ValueError, match="unknown convolution implementation 'fft'.*winograd"):
+        ops.conv2d_same(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), "fft")
 
 
-def test_whole_model_logits_and_parameter_gradients_match_lax():
+@pytest.mark.parametrize("impl", ["split-grad", "winograd"])
+def test_whole_model_logits_and_parameter_gradients_match_lax(impl):
     configs = {impl: ModelConfig(num_classes=5, widths=(8, 16, 16), dense_units=32, conv_impl=impl)
-               for impl in ("lax", "split-grad")}
+               for impl in ("lax", "split-grad", "winograd")}
     params = init_params(configs["lax"], 3)
     images = jax.random.uniform(jax.random.PRNGKey(4), (6, 48, 48))
     labels = jnp.arange(6) % 5
@@ -111,7 +133,7 @@ def test_whole_model_logits_and_parameter_gradients_match_lax():
         (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
         return logits, grads
 
-    (ref_logits, ref_grads), (fast_logits, fast_grads) = run("lax"), run("split-grad")
+    (ref_logits, ref_grads), (fast_logits, fast_grads) = run("lax"), run(impl)
     assert_close(fast_logits, ref_logits, "logits")
     flat_ref = jax.tree_util.tree_leaves_with_path(ref_grads)
     flat_fast = dict(jax.tree_util.tree_leaves_with_path(fast_grads))
