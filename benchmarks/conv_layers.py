@@ -10,10 +10,12 @@ worth comparing on CPU:
 * ``lax``: what JAX's autodiff of ``lax.conv_general_dilated`` gives (the reference);
 * ``split-grad``: :mod:`emofx.ops`' hand-written gradients (the CPU fast path);
 * ``patches`` (kernel gradient only): the 25 shifted slices of the padded input stacked
-  into a (B*H*W, 25*Cin) matrix and contracted with the output gradient in one matmul.
+  into a (B*H*W, 25*Cin) matrix and contracted with the output gradient in one matmul;
+* ``winograd``: :mod:`emofx.winograd` (layers with at least 64 input channels), each piece
+  doing 2.5x fewer multiply-adds than the GFLOP column counts.
 
-It also times the whole compiled training step with ``conv_impl="lax"`` and
-``"split-grad"``. Alternatives are interleaved within each repeat so that load from other
+It also times the whole compiled training step with ``conv_impl="lax"``, ``"split-grad"``
+and ``"winograd"``. Alternatives are interleaved within each repeat so that load from other
 processes hits them alike; each number is the median over repeats of the process's CPU
 time (``time.process_time``: robust to a loaded machine) and of wall time. ``gflops_per_cpu_s``
 compares each piece with the machine's matmul rate per CPU-second (printed too).
@@ -48,8 +50,9 @@ def patches_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int
     return (patches.reshape(b * h * w, kh * kw * c).T @ grad.reshape(b * h * w, out)).reshape(kh, kw, c, out)
 
 
-def _lax_vjp(x: jax.Array, kernel: jax.Array, grad: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return jax.vjp(lambda a, k: ops.conv2d_same(a, k, "lax"), x, kernel)[1](grad)
+def _vjp(impl: str, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Input and kernel gradient of ``impl``'s convolution (XLA drops the one a caller does not use)."""
+    return jax.vjp(lambda a, k: ops.conv2d_same(a, k, impl), x, kernel)[1](grad)
 
 
 def layer_pieces(x: jax.Array, kernel: jax.Array, grad: jax.Array) -> dict[tuple[str, str], Callable[[], jax.Array]]:
@@ -57,12 +60,18 @@ def layer_pieces(x: jax.Array, kernel: jax.Array, grad: jax.Array) -> dict[tuple
     hw = kernel.shape[:2]
     compiled = {
         ("forward", "lax"): (lambda a, k, g: ops.conv2d_same(a, k, "lax")),
-        ("input_grad", "lax"): (lambda a, k, g: _lax_vjp(a, k, g)[0]),
+        ("input_grad", "lax"): (lambda a, k, g: _vjp("lax", a, k, g)[0]),
         ("input_grad", "split-grad"): (lambda a, k, g: ops.conv_input_grad(g, k)),
-        ("kernel_grad", "lax"): (lambda a, k, g: _lax_vjp(a, k, g)[1]),
+        ("kernel_grad", "lax"): (lambda a, k, g: _vjp("lax", a, k, g)[1]),
         ("kernel_grad", "split-grad"): (lambda a, k, g: ops.conv_kernel_grad(a, g, hw)),
         ("kernel_grad", "patches"): (lambda a, k, g: patches_kernel_grad(a, g, hw)),
     }
+    if x.shape[-1] >= ops.WINOGRAD_MIN_CHANNELS:  # where conv_impl="winograd" uses Winograd
+        compiled.update({
+            ("forward", "winograd"): (lambda a, k, g: ops.conv2d_same(a, k, "winograd")),
+            ("input_grad", "winograd"): (lambda a, k, g: _vjp("winograd", a, k, g)[0]),
+            ("kernel_grad", "winograd"): (lambda a, k, g: _vjp("winograd", a, k, g)[1]),
+        })
     return {name: (lambda f=jax.jit(f): f(x, kernel, grad)) for name, f in compiled.items()}
 
 
@@ -74,7 +83,7 @@ def train_steps(model_config: ModelConfig, batch_size: int, seed: int) -> dict[t
     labels = jax.device_put(rng.integers(0, model_config.num_classes, batch_size).astype(np.int32))
     train_config = TrainConfig(batch_size=batch_size, seed=seed)
     calls = {}
-    for impl in ("lax", "split-grad"):
+    for impl in ("lax", "split-grad", "winograd"):
         config = replace(model_config, conv_impl=impl)
         step = make_train_step(config, train_config)
         state = [init_state(init_params(config, seed), train_config)]  # replaced by each (donating) step

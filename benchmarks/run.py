@@ -3,8 +3,10 @@
     python -m benchmarks.run --json      # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick     # smoke test
 
-Measures training throughput (images/s of the real training step: augmentation, forward
-with dropout, backward, SGD update), inference throughput and guided-backprop saliency
+Measures training throughput (images/s of training as ``emofx.training.fit`` runs it: compiled
+chunks of 8 steps, each sampling a batch from the training set on the device, augmenting it,
+forward with dropout, backward, SGD update; PyTorch: the same steps in an eager loop),
+inference throughput and guided-backprop saliency
 maps/s, each with the process's peak resident memory (RSS) during the timed repeats, for emofx and
 for the identical architecture in PyTorch (``benchmarks/torch_reference.py``; skipped with
 a message when torch is not installed), and the float32 rate of a 2048x2048 JAX matmul.
@@ -35,7 +37,7 @@ import pandas as pd
 
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
 
-QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)))
+QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)), train_steps=2)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -172,7 +174,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) ->
             for name, worker in workers.items():
                 seconds = worker.ask("warm_up", task)
                 log(f"{task}: {name} warmed up in {seconds:.1f} s")
-            images = config.batch_size * config.calls_per_repeat(task)
+            images = config.images_per_call(task) * config.calls_per_repeat(task)
             for repeat in range(config.repeats):
                 for name, worker in workers.items():
                     seconds = worker.ask("repeat", task)
@@ -189,6 +191,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) ->
     summary.update(_summarise(table, config, summary["matmul_gflops"], frameworks))
     summary.update({
         "batch_size": config.batch_size, "image_size": config.image_size, "repeats": config.repeats,
+        "train_steps_per_call": config.train_steps,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

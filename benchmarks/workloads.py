@@ -1,10 +1,14 @@
 """What the benchmark times: one call of each task, for emofx and for the PyTorch reference.
 
-A *workload* maps a task name to a zero-argument callable that runs the task once on one
-batch and returns when its results are computed. emofx's workloads go through the
-library's real code paths: the compiled training step of :mod:`emofx.training`
-(augmentation, forward with dropout, backward, SGD update), :meth:`TrainedModel.logits`
-for inference and :func:`emofx.saliency.guided_backprop` for saliency. Inputs are random
+A *workload* maps a task name to a zero-argument callable that runs the task once and
+returns when its results are computed: inference and saliency on one batch, training for
+``train_steps`` steps on batches drawn from a training set of ``dataset_size`` images.
+emofx's workloads go through the library's real code paths: training as
+:func:`emofx.training.fit` runs it (one compiled chunk of ``train_steps`` steps, each
+sampling its batch from the training set held on the device, augmenting it, forward with
+dropout, backward, SGD update), :meth:`TrainedModel.logits` for inference and
+:func:`emofx.saliency.guided_backprop` for saliency. PyTorch runs the same steps as an
+eager loop (random batch, augmentation, forward, backward, update). Inputs are random
 images and labels drawn from the config's seed.
 """
 
@@ -27,17 +31,30 @@ class BenchConfig:
     num_classes: int = 7
     repeats: int = 5
     warmup: int = 2
-    calls: tuple[tuple[str, int], ...] = (("train", 2), ("infer", 6), ("saliency", 3))
+    calls: tuple[tuple[str, int], ...] = (("train", 1), ("infer", 6), ("saliency", 3))
+    train_steps: int = 8  # per training call: emofx's compiled chunk (TrainConfig.unroll_steps, as fit runs it)
+    dataset_size: int = 512
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError(f"batch_size and repeats must be >= 1 and warmup >= 0; got "
-                             f"{self.batch_size}, {self.repeats}, {self.warmup}")
+        if min(self.batch_size, self.repeats, self.train_steps, self.dataset_size) < 1 or self.warmup < 0:
+            raise ValueError(f"batch_size, repeats, train_steps and dataset_size must be >= 1 and warmup >= 0; "
+                             f"got {self.batch_size}, {self.repeats}, {self.train_steps}, {self.dataset_size}, "
+                             f"{self.warmup}")
 
     def calls_per_repeat(self, task: str) -> int:
         """How many calls one timed repeat of ``task`` makes."""
         return dict(self.calls)[task]
+
+    def images_per_call(self, task: str) -> int:
+        """Images one call of ``task`` processes (training: ``train_steps`` batches)."""
+        return self.batch_size * (self.train_steps if task == "train" else 1)
+
+    def dataset(self) -> tuple[np.ndarray, np.ndarray]:
+        """A random training set: uint8 images (dataset_size, H, W) and labels, from ``seed``."""
+        rng = np.random.default_rng(self.seed + 1)
+        images = rng.integers(0, 256, (self.dataset_size, self.image_size, self.image_size), dtype=np.uint8)
+        return images, rng.integers(0, self.num_classes, self.dataset_size).astype(np.int32)
 
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Random uint8 images (B, H, W) and class labels (B,) from ``seed``."""
@@ -67,23 +84,27 @@ def emofx_workload(config: BenchConfig) -> dict[str, Callable[[], object]]:
 
     from emofx import saliency
     from emofx.checkpoint import TrainedModel
-    from emofx.model import ModelConfig, init_params
-    from emofx.training import TrainConfig, init_state, make_train_step
+    from emofx.model import ModelConfig, init_params, pixel_stats
+    from emofx.training import TrainConfig, init_state, make_train_chunk
 
     model_config = ModelConfig(num_classes=config.num_classes, input_size=config.image_size)
-    train_config = TrainConfig(batch_size=config.batch_size, seed=config.seed)
+    train_config = TrainConfig(batch_size=config.batch_size, seed=config.seed, unroll_steps=config.train_steps)
     images_u8, labels = config.batch()
     images_u8, labels = jax.device_put(images_u8), jax.device_put(labels)
     unit_images = images_u8.astype("float32") / 255.0
     model = TrainedModel(model_config, init_params(model_config, config.seed),
                          tuple(f"class{i}" for i in range(config.num_classes)))
-    step = make_train_step(model_config, train_config)
-    # The step donates its state's buffers: train on a copy so the model's parameters survive.
-    state = [init_state(jax.tree.map(jax.numpy.copy, model.params), train_config)]  # replaced by each step
-    keys = iter(jax.random.split(jax.random.PRNGKey(config.seed), 1_000_000))
+    train_images, train_labels = config.dataset()
+    train_images = jax.device_put(train_images)
+    train_targets = jax.device_put(np.eye(config.num_classes, dtype=np.float32)[train_labels])
+    steps_per_epoch = -(-config.dataset_size // config.batch_size)
+    chunk = make_train_chunk(model_config, train_config, steps_per_epoch, config.train_steps)
+    # The chunk donates its state's buffers: train on a copy so the model's parameters survive.
+    state = [init_state(jax.tree.map(jax.numpy.copy, model.params), train_config, steps_per_epoch)]
+    key, stats = jax.random.PRNGKey(config.seed), pixel_stats(model_config)
 
     def train() -> object:
-        state[0], metrics = step(state[0], images_u8, labels, next(keys))
+        state[0], metrics = chunk(state[0], train_images, train_targets, key, stats)
         return jax.block_until_ready(metrics)
 
     return {
@@ -106,8 +127,16 @@ def torch_workload(config: BenchConfig) -> dict[str, Callable[[], object]]:
     images_u8, labels = config.batch()
     images = torch.from_numpy(images_u8).float() / 255.0
     targets = torch.from_numpy(labels).long()
+    train_images_u8, train_labels = config.dataset()
+    train_images, train_targets = torch.from_numpy(train_images_u8).float() / 255.0, torch.from_numpy(train_labels).long()
+
+    def train() -> None:
+        for _ in range(config.train_steps):
+            batch = torch.randint(0, config.dataset_size, (config.batch_size,), generator=generator)
+            ref.train_step(model, optimizer, train_images[batch], train_targets[batch], generator)
+
     return {
-        "train": lambda: ref.train_step(model, optimizer, images, targets, generator),
+        "train": train,
         "infer": lambda: ref.infer(model, images),
         "saliency": lambda: ref.guided_backprop(model, images, targets),
     }

@@ -24,11 +24,13 @@ Convolution implementations (``ModelConfig.conv_impl``):
     kernel gradients of the second and third layers 2-3x slower in CPU time than the chunks
     (``python -m benchmarks.conv_layers`` times every piece of every layer both ways).
 ``"winograd"``
-    layers with at least :data:`FEW_CHANNELS` input channels and kernels at least 3 wide
-    go through :mod:`emofx.winograd` (Winograd F(4, kw) along the width: 2.5x fewer
+    layers with at least :data:`WINOGRAD_MIN_CHANNELS` input channels and kernels at least
+    3 wide go through :mod:`emofx.winograd` (Winograd F(4, kw) along the width: 2.5x fewer
     multiply-adds for 5x5 kernels, forward and both gradients; measured on 2 cores, the
     paper's second and third layers' forward + backward 1.3x and 1.7x faster than
-    ``split-grad``); other layers (the grey first layer) take ``split-grad``.
+    ``split-grad``); other layers take ``split-grad``. Narrower layers gain nothing (their
+    Winograd-domain matmuls contract over too few values to run fast: a 32->64 layer was
+    1.2x slower) and compile 4x longer.
 ``"auto"``
     ``"winograd"`` on CPU, ``"lax"`` on other backends (chosen per ``jax.default_backend()``
     when the model is traced).
@@ -49,6 +51,7 @@ from emofx import winograd
 CONV_IMPLS = ("lax", "split-grad", "winograd", "auto")
 KERNEL_GRAD_CHUNK = 8
 FEW_CHANNELS = 8
+WINOGRAD_MIN_CHANNELS = 64
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -57,8 +60,8 @@ def conv2d_same(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Arra
     if impl not in CONV_IMPLS:
         raise ValueError(f"unknown convolution implementation {impl!r}; choose one of {CONV_IMPLS}")
     concrete = resolve_conv_impl(impl)
-    if concrete == "winograd" and x.shape[-1] >= FEW_CHANNELS and kernel.shape[1] >= 3:
-        return winograd.conv2d_same(x, kernel)
+    if concrete == "winograd" and x.shape[-1] >= WINOGRAD_MIN_CHANNELS and kernel.shape[1] >= 3:
+        return winograd.conv2d(x, kernel, (_same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])))
     if concrete in ("split-grad", "winograd"):
         return _conv_split_grad(x, kernel)
     return _conv_lax(x, kernel)

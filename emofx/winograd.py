@@ -153,12 +153,14 @@ def _conv(x: jax.Array, kernel: jax.Array, pad_h: Padding, pad_w: Padding, tile:
     return _forward(x, kernel, pad_h, pad_w, tile)[0]
 
 
-def _conv_fwd(x, kernel, pad_h, pad_w, tile):
+def _conv_fwd(x: jax.Array, kernel: jax.Array, pad_h: Padding, pad_w: Padding,
+              tile: int) -> tuple[jax.Array, tuple[list[jax.Array], jax.Array]]:
     y, domain = _forward(x, kernel, pad_h, pad_w, tile)
     return y, (domain, kernel)
 
 
-def _conv_bwd(pad_h, pad_w, tile, residuals, grad):
+def _conv_bwd(pad_h: Padding, pad_w: Padding, tile: int, residuals: tuple[list[jax.Array], jax.Array],
+              grad: jax.Array) -> tuple[jax.Array, jax.Array]:
     domain, kernel = residuals
     flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
     # The input gradient of a correlation is a correlation with the flipped kernel whose
@@ -170,9 +172,11 @@ def _conv_bwd(pad_h, pad_w, tile, residuals, grad):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv2d_same(x: jax.Array, kernel: jax.Array, tile: int = TILE) -> jax.Array:
-    """Stride-1 'SAME' convolution (correlation, as ``lax.conv``) of NHWC ``x`` with an HWIO
-    ``kernel``, Winograd F(``tile``, kw) along the width."""
-    kh, kw = kernel.shape[:2]
-    same = lambda size: ((size - 1) // 2, size // 2)  # noqa: E731
-    return _conv(x, kernel, same(kh), same(kw), tile)
+def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[Padding, Padding], tile: int = TILE) -> jax.Array:
+    """Stride-1 convolution (correlation, as ``lax.conv``) of NHWC ``x`` with an HWIO ``kernel``
+    and zero ``padding`` ((top, bottom), (left, right)) that keeps the image size, by
+    Winograd F(``tile``, kw) along the width."""
+    (pad_h, pad_w), (kh, kw) = padding, kernel.shape[:2]
+    if sum(pad_h) != kh - 1 or sum(pad_w) != kw - 1:
+        raise ValueError(f"padding {padding} does not keep the size of the image for a {kh}x{kw} kernel")
+    return _conv(x, kernel, tuple(pad_h), tuple(pad_w), tile)

@@ -25,14 +25,16 @@ def test_patches_kernel_grad_matches_lax(shape):
 
 
 def test_layer_breakdown_times_every_piece_of_every_layer():
-    config = ModelConfig(num_classes=3, input_size=8, widths=(4,), dense_units=8)
+    config = ModelConfig(num_classes=3, input_size=8, widths=(64, 8), dense_units=8)
     table = conv_layers.layer_breakdown(config, batch_size=2, repeats=1)
-    pieces = 6  # forward, 2 input gradients, 3 kernel gradients
-    assert len(table) == pieces + 2
-    assert set(table["formulation"]) == {"lax", "split-grad", "patches"}
-    assert list(table["layer"].unique()) == ["conv1 8x8 1->4", "whole network"]
-    first = table[table["layer"] == "conv1 8x8 1->4"]
-    assert np.allclose(first["gflop"], 2e-9 * 2 * 64 * 25 * 4)
+    # forward, 2 input gradients, 3 kernel gradients; the 64-channel-input layer adds 3 Winograd
+    # pieces; three whole training steps (lax, split-grad, winograd)
+    assert len(table) == 6 + 6 + 3 + 3
+    assert set(table["formulation"]) == {"lax", "split-grad", "patches", "winograd"}
+    assert list(table["layer"].unique()) == ["conv1 8x8 1->64", "conv2 4x4 64->8", "whole network"]
+    assert "winograd" not in set(table[table["layer"] == "conv1 8x8 1->64"]["formulation"])
+    first = table[table["layer"] == "conv1 8x8 1->64"]
+    assert np.allclose(first["gflop"], 2e-9 * 2 * 64 * 25 * 64)
     assert (table[["cpu_ms", "wall_ms"]] >= 0).all().all() and (table["wall_ms"] > 0).all()
 
 

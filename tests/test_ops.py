@@ -23,11 +23,7 @@ SHAPES = [
     (5, 9, 9, 4, 6, 3),
     (3, 8, 8, 2, 5, 4),
     (4, 6, 10, 3, 2, 5),
-    # Winograd-path shapes (>= 8 input channels): widths that are no multiple of the tile,
-    # even and 6-wide kernels, a non-square image.
-    (3, 9, 11, 8, 5, 3),
-    (2, 8, 8, 9, 5, 4),
-    (2, 7, 13, 8, 3, 6),
+    (2, 6, 7, 64, 3, 5),  # a Winograd layer (>= 64 input channels) whose width is no multiple of the tile
 ]
 
 
@@ -56,6 +52,24 @@ def test_fast_paths_match_lax_outputs_and_gradients(shape, impl):
     for name, got, want in zip(("output", "input gradient", "kernel gradient"), fast, reference):
         assert got.shape == want.shape, name
         assert_close(got, want, f"{name} of {shape} by {impl}")
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(3, 9, 11, 8, 5, 3), (2, 8, 8, 9, 5, 4), (2, 7, 13, 8, 3, 6)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_winograd_matches_lax_on_any_shape(shape):
+    # Directly, whatever the channel count: odd and even kernels, widths that are no multiple
+    # of the tile, non-square images.
+    b, h, w, c_in, c_out, k = shape
+    keys = jax.random.split(jax.random.PRNGKey(sum(shape) + 1), 3)
+    x = jax.random.normal(keys[0], (b, h, w, c_in))
+    kernel = jax.random.normal(keys[1], (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
+    cotangent = jax.random.normal(keys[2], (b, h, w, c_out))
+    padding = (ops._same_padding(k), ops._same_padding(k))
+    y, vjp = jax.vjp(lambda a, kk: winograd.conv2d(a, kk, padding), x, kernel)
+    reference = conv_and_grads("lax", x, kernel, cotangent)
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), (y, *vjp(cotangent)), reference):
+        assert got.shape == want.shape, name
+        assert_close(got, want, f"{name} of {shape}")
 
 
 @pytest.mark.parametrize("tile,taps", [(2, 3), (4, 3), (4, 5), (3, 5), (6, 5), (2, 6)])
@@ -117,7 +131,7 @@ def test_unknown_implementation_is_a_clear_error():
 
 @pytest.mark.parametrize("impl", ["split-grad", "winograd"])
 def test_whole_model_logits_and_parameter_gradients_match_lax(impl):
-    configs = {impl: ModelConfig(num_classes=5, widths=(8, 16, 16), dense_units=32, conv_impl=impl)
+    configs = {impl: ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, conv_impl=impl)
                for impl in ("lax", "split-grad", "winograd")}
     params = init_params(configs["lax"], 3)
     images = jax.random.uniform(jax.random.PRNGKey(4), (6, 48, 48))
@@ -141,3 +155,8 @@ def test_whole_model_logits_and_parameter_gradients_match_lax(impl):
     for path, want in flat_ref:
         assert float(jnp.abs(want).max()) > 0, f"zero reference gradient at {path}"
         assert_close(flat_fast[path], want, f"gradient {jax.tree_util.keystr(path)}")
+
+
+def test_winograd_refuses_padding_that_changes_the_image_size():
+    with pytest.raises(ValueError, match="does not keep the size"):
+        winograd.conv2d(jnp.zeros((1, 8, 8, 8)), jnp.zeros((5, 5, 8, 2)), ((1, 1), (2, 2)))
