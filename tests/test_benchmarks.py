@@ -54,3 +54,24 @@ def test_torch_reference_is_the_same_network_as_emofx():
     emofx_maps = np.asarray(saliency.guided_backprop(model, images, targets))
     assert np.abs(emofx_maps).max() > 0
     np.testing.assert_allclose(torch_maps, emofx_maps, rtol=1e-3, atol=1e-4 * np.abs(emofx_maps).max())
+
+
+def test_benchmark_run_times_every_task_end_to_end():
+    # A tiny plan (8x8 images, batch 4) through the real worker processes and workloads; the
+    # paper's widths keep the second layer on the Winograd path.
+    config = BenchConfig(batch_size=4, image_size=8, repeats=1, warmup=1, train_steps=2, dataset_size=10,
+                         calls=(("train", 1), ("infer", 1), ("saliency", 1)))
+    assert config.images_per_call("train") == 8 and config.images_per_call("infer") == 4
+    include_torch = run.torch_available()
+    table, summary = run.run_benchmark(config, include_torch=include_torch, log=lambda message: None)
+    frameworks = ["emofx"] + (["torch"] if include_torch else [])
+    assert len(table) == len(frameworks) * 3
+    for name in frameworks:
+        for task in ("train", "infer", "saliency"):
+            assert summary[f"{name}_{task}_ips"] > 0 and summary[f"{name}_{task}_peak_rss_mib"] > 0
+    assert summary["emofx_conv_impl"] in ("winograd", "lax")
+    assert summary["train_steps_per_call"] == 2 and summary["matmul_gflops"] > 0
+    expected_ratio = summary["emofx_train_ips"] / summary["torch_train_ips"] if include_torch else None
+    assert summary["train_ratio"] == (pytest.approx(expected_ratio, rel=1e-2) if include_torch else None)
+    rows = table[(table["framework"] == "emofx") & (table["task"] == "train")]
+    assert rows["images_per_s"].iloc[0] == pytest.approx(8 / rows["seconds"].iloc[0])
