@@ -1,0 +1,1 @@
+"""Explanations: saliency methods, their sanity checks and metrics, and emotion modification."""

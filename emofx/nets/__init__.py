@@ -1,0 +1,1 @@
+"""Networks: the paper's CNN, its convolution kernels, augmentation, training and checkpoints."""

@@ -1,0 +1,1 @@
+"""Notebook pipeline: papermill batch runs and the paper's figures regenerated from their records."""

@@ -1,0 +1,1 @@
+"""Studies: evaluation, statistics, run directories and the comparison of cultures."""
