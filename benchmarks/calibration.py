@@ -1,4 +1,4 @@
-"""Calibration and power of the culture comparison (emofx.comparison) on synthetic cultures.
+"""Calibration and power of the culture comparison (emofx.study.comparison) on synthetic cultures.
 
 Experiments, each with models trained from scratch on synthetic faces (one person poses one
 image of each emotion by default, ``--images-per-person``, so a sample of n images per class
@@ -25,7 +25,7 @@ How trials split a culture (``--split-kind``): ``subject`` re-splits the one sam
 for every trial (trials share the sample's people); ``independent`` deals the people into
 disjoint groups, one per trial, so every trial is an independent draw of people from the
 culture and the permutation over trials is exact for the question "do new people of these
-cultures differ?" (see emofx.comparison.independent_splits).
+cultures differ?" (see emofx.study.comparison.independent_splits).
 
 Options: ``--experiments`` (comma list), ``--stage train|analyse|all``, ``--size`` (px),
 ``--epochs``, ``--no-augment``, ``--split-kind``, ``--images-per-person``, ``--planted-per-class``,
@@ -47,13 +47,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emofx import comparison as cmp
-from emofx.checkpoint import TrainedModel
-from emofx.emotions import shared_classes
-from emofx.model import ModelConfig
-from emofx.regions import face_regions
-from emofx.synthetic import make_synthetic
-from emofx.training import TrainConfig
+from emofx.data.emotions import shared_classes
+from emofx.data.regions import face_regions
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig
+from emofx.study import accuracy, comparison, cultures, features
 
 
 @dataclass(frozen=True)
@@ -130,36 +130,36 @@ def null_pair_indices(design: Design) -> list[tuple[int, int]]:
     return [every[k] for k in sorted(chosen)]
 
 
-def trained_culture(cache: Path, spec: tuple, design: Design) -> cmp.CultureRuns:
+def trained_culture(cache: Path, spec: tuple, design: Design) -> cultures.CultureRuns:
     """Train (or read from ``cache``) one culture's trials, unmatched."""
     dialect, n, seed, name = spec
     dataset = design.dataset(dialect, n, seed, name)
     folder = cache / f"{'-'.join(map(str, spec))}__{design.tag()}"
     if (folder / "done").exists():
         return _load_culture(folder, dataset, name)
-    splits = cmp.culture_splits(dataset, design.trials, design.split_kind, seed, design.fractions)
-    runs = cmp.train_culture(dataset, name, splits, replace(design.train_config(), seed=seed), design.model_config(),
+    splits = cultures.culture_splits(dataset, design.trials, design.split_kind, seed, design.fractions)
+    runs = cultures.train_culture(dataset, name, splits, replace(design.train_config(), seed=seed), design.model_config(),
                              progress=False)
     _save_culture(folder, runs)
     (folder / "done").write_text("")
     return runs
 
 
-def _save_culture(folder: Path, runs: cmp.CultureRuns) -> None:
+def _save_culture(folder: Path, runs: cultures.CultureRuns) -> None:
     for trial, (model, test) in enumerate(zip(runs.models, runs.test_indices)):
         model.save(folder / f"trial{trial}")
         np.save(folder / f"trial{trial}" / "test.npy", test)
 
 
 def trained_pair(cache: Path, spec_a: tuple, spec_b: tuple, matched: bool, design: Design
-                 ) -> tuple[cmp.CultureRuns, cmp.CultureRuns]:
+                 ) -> tuple[cultures.CultureRuns, cultures.CultureRuns]:
     """Train (or read from ``cache``) both cultures' trials for one pair."""
     datasets = [design.dataset(*spec) for spec in (spec_a, spec_b)]
     key = "__".join("-".join(map(str, s)) for s in (spec_a, spec_b)) + ("__matched" if matched else "")
     folder = cache / f"{key}__{design.tag()}"
     if (folder / "done").exists():
         return tuple(_load_culture(folder / spec[3], data, spec[3]) for spec, data in zip((spec_a, spec_b), datasets))
-    runs = cmp.train_pair(datasets[0], datasets[1], (spec_a[3], spec_b[3]), trials=design.trials, matched=matched,
+    runs = cultures.train_pair(datasets[0], datasets[1], (spec_a[3], spec_b[3]), trials=design.trials, matched=matched,
                           split_kind=design.split_kind, fractions=design.fractions, train_config=design.train_config(),
                           model_config=design.model_config(), progress=False)
     for culture in runs:
@@ -168,15 +168,15 @@ def trained_pair(cache: Path, spec_a: tuple, spec_b: tuple, matched: bool, desig
     return runs
 
 
-def _load_culture(folder: Path, dataset, name: str) -> cmp.CultureRuns:
+def _load_culture(folder: Path, dataset, name: str) -> cultures.CultureRuns:
     trials = sorted(folder.glob("trial*"), key=lambda p: int(p.name[5:]))
-    return cmp.CultureRuns(name, dataset, tuple(TrainedModel.load(t) for t in trials),
+    return cultures.CultureRuns(name, dataset, tuple(TrainedModel.load(t) for t in trials),
                            tuple(np.load(t / "test.npy") for t in trials))
 
 
-def analyse_pair(a: cmp.CultureRuns, b: cmp.CultureRuns, config: cmp.CompareConfig) -> tuple[dict, pd.DataFrame]:
+def analyse_pair(a: cultures.CultureRuns, b: cultures.CultureRuns, config: cultures.CompareConfig) -> tuple[dict, pd.DataFrame]:
     """The full comparison of one pair, and the smallest adjusted p of each family."""
-    result = cmp.compare(a, b, face_regions(a.dataset), face_regions(b.dataset), config)
+    result = comparison.compare(a, b, face_regions(a.dataset), face_regions(b.dataset), config)
     row = {
         **_accuracy_row(result.accuracy),
         "balanced_accuracy_p": result.tests["balanced_accuracy"]["p_value"],
@@ -196,45 +196,45 @@ def _accuracy_row(test: dict) -> dict:
 
 
 def _saliency_row(measures: pd.DataFrame, pixel: dict, name_a: str, name_b: str, regions: list[str],
-                  config: cmp.CompareConfig) -> dict:
+                  config: cultures.CompareConfig) -> dict:
     """Smallest adjusted p of the region tests (trials, max-T; and images, Holm), proximity and pixels."""
-    trials = cmp.measure_tests(measures, name_a, name_b, regions, config)
-    images = cmp.measure_tests(measures, name_a, name_b, regions, replace(config, unit="images", correction="holm"))
-    proximity = cmp.measure_tests(measures, name_a, name_b, ["landmark_distance"], config)
+    trials = features.measure_tests(measures, name_a, name_b, regions, config)
+    images = features.measure_tests(measures, name_a, name_b, regions, replace(config, unit="images", correction="holm"))
+    proximity = features.measure_tests(measures, name_a, name_b, ["landmark_distance"], config)
     return {"region_min_p_adjusted": float(trials["p_adjusted"].min()),
             "region_min_p_adjusted_images_unit": float(images["p_adjusted"].min()),
             "proximity_min_p_adjusted": float(proximity["p_adjusted"].min()),
             "pixel_min_p_fwer": float(pixel["p_fwer"].min())}
 
 
-def null_rows(samples: dict[str, cmp.CultureRuns], pairs: list[tuple[str, str]], config: cmp.CompareConfig
+def null_rows(samples: dict[str, cultures.CultureRuns], pairs: list[tuple[str, str]], config: cultures.CompareConfig
               ) -> pd.DataFrame:
     """H1 and saliency tests of every null pair; each sample's predictions and maps are computed once."""
     measured = {}
     for name, runs in tqdm(samples.items(), desc="saliency of null samples"):
-        measures, maps = cmp.saliency_measures(runs, face_regions(runs.dataset), config)
-        measured[name] = (cmp.predictions_frame(runs), measures, maps)
+        measures, maps = features.saliency_measures(runs, face_regions(runs.dataset), config)
+        measured[name] = (accuracy.predictions_frame(runs), measures, maps)
     rows = []
     for name_a, name_b in pairs:
         (pred_a, meas_a, maps_a), (pred_b, meas_b, maps_b) = measured[name_a], measured[name_b]
         measures = pd.concat([meas_a, meas_b], ignore_index=True)
-        pixel = cmp.pixel_difference(measures, np.concatenate([maps_a, maps_b]), name_a, name_b, config)
+        pixel = features.pixel_difference(measures, np.concatenate([maps_a, maps_b]), name_a, name_b, config)
         regions = [c for c in meas_a.columns if c not in ("culture", "trial", "image", "emotion", "landmark_distance")]
-        rows.append({"pair": f"{name_a}-{name_b}", **_accuracy_row(cmp.accuracy_test(pred_a, pred_b, config)),
-                     "balanced_accuracy_p": cmp.accuracy_test(pred_a, pred_b, config, "balanced_accuracy")["p_value"],
+        rows.append({"pair": f"{name_a}-{name_b}", **_accuracy_row(accuracy.accuracy_test(pred_a, pred_b, config)),
+                     "balanced_accuracy_p": accuracy.accuracy_test(pred_a, pred_b, config, "balanced_accuracy")["p_value"],
                      **_saliency_row(measures, pixel, name_a, name_b, regions, config)})
     return pd.DataFrame(rows)
 
 
-def accuracy_only(a: cmp.CultureRuns, b: cmp.CultureRuns, config: cmp.CompareConfig) -> dict:
+def accuracy_only(a: cultures.CultureRuns, b: cultures.CultureRuns, config: cultures.CompareConfig) -> dict:
     """H1 alone: the accuracy test of one pair."""
     classes = shared_classes(a.dataset.classes, b.dataset.classes)
-    return cmp.accuracy_test(cmp.predictions_frame(a, classes=classes), cmp.predictions_frame(b, classes=classes),
+    return accuracy.accuracy_test(accuracy.predictions_frame(a, classes=classes), accuracy.predictions_frame(b, classes=classes),
                              config)
 
 
 def simulated_null(pairs: int, trials: int, images: int, model_spread: float, seed: int,
-                   config: cmp.CompareConfig) -> dict:
+                   config: cultures.CompareConfig) -> dict:
     """False-positive rates of the region tests (trials vs images as unit) on simulated null pairs.
 
     Per culture and trial a model shift ~ N(0, model_spread) is added to every image's value of
@@ -255,8 +255,8 @@ def simulated_null(pairs: int, trials: int, images: int, model_spread: float, se
                         rows.append({"culture": culture, "trial": trial, "image": f"{culture}{trial}-{e}-{i}",
                                      "emotion": emotion, **dict(zip(regions, value))})
         measures = pd.DataFrame(rows)
-        hits["trials"] += cmp.measure_tests(measures, "A", "B", regions, config)["p_adjusted"].min() < 0.05
-        hits["images"] += cmp.measure_tests(measures, "A", "B", regions, images_config)["p_adjusted"].min() < 0.05
+        hits["trials"] += features.measure_tests(measures, "A", "B", regions, config)["p_adjusted"].min() < 0.05
+        hits["images"] += features.measure_tests(measures, "A", "B", regions, images_config)["p_adjusted"].min() < 0.05
     return {"model_spread": model_spread, "pairs": pairs, **{f"fpr_{k}_unit": v / pairs for k, v in hits.items()}}
 
 
@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--images-per-person", type=int, help="images of each emotion one synthetic person poses")
     parser.add_argument("--size", type=int, help="image side in pixels")
     parser.add_argument("--epochs", type=int, help="training epochs per model")
-    parser.add_argument("--split-kind", choices=("subject", "random", cmp.INDEPENDENT),
+    parser.add_argument("--split-kind", choices=("subject", "random", cultures.INDEPENDENT),
                         help="how trials split a culture: re-split its people (subject, the default) or "
                              "give each trial its own people (independent)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
@@ -289,7 +289,7 @@ def main() -> None:
                  "epochs": args.epochs, "split_kind": args.split_kind, "planted_per_class": args.planted_per_class,
                  "augment": args.augment, "widths": args.widths, "dense_units": args.dense_units}
     design = replace(design, **{k: v for k, v in overrides.items() if v is not None})
-    config = cmp.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
+    config = cultures.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
     pairs = culture_pairs(design)
     wanted = [e for e in args.experiments.split(",") if e]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -349,8 +349,8 @@ def planted_verdict(tests: pd.DataFrame, alpha: float = 0.01) -> dict:
     rows = tests[tests["region"].isin(list(expected)) & (tests["emotion"] != "neutral")]
     direction = np.sign(rows["diff"]) * rows["region"].map(expected)
     flagged = rows[(rows["p_adjusted"] < alpha) & (direction > 0)]
-    cells, pooled = rows[rows["emotion"] != cmp.ALL_EMOTIONS], flagged[flagged["emotion"] == cmp.ALL_EMOTIONS]
-    flagged_cells = flagged[flagged["emotion"] != cmp.ALL_EMOTIONS]
+    cells, pooled = rows[rows["emotion"] != cultures.ALL_EMOTIONS], flagged[flagged["emotion"] == cultures.ALL_EMOTIONS]
+    flagged_cells = flagged[flagged["emotion"] != cultures.ALL_EMOTIONS]
     return {
         "alpha": alpha,
         "region_level_flagged": sorted(pooled["region"]),

@@ -8,10 +8,10 @@ forward convolution, the input gradient and the kernel gradient, each in the for
 worth comparing on CPU:
 
 * ``lax``: what JAX's autodiff of ``lax.conv_general_dilated`` gives (the reference);
-* ``split-grad``: :mod:`emofx.ops`' hand-written gradients (the CPU fast path);
+* ``split-grad``: :mod:`emofx.nets.ops`' hand-written gradients (the CPU fast path);
 * ``patches`` (kernel gradient only): the 25 shifted slices of the padded input stacked
   into a (B*H*W, 25*Cin) matrix and contracted with the output gradient in one matmul;
-* ``winograd``: :mod:`emofx.winograd` (layers with at least 64 input channels), each piece
+* ``winograd``: :mod:`emofx.nets.winograd` (layers with at least 64 input channels), each piece
   doing 2.5x fewer multiply-adds than the GFLOP column counts.
 
 It also times the whole compiled training step with ``conv_impl="lax"``, ``"split-grad"``
@@ -36,9 +36,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmarks.workloads import conv_net_flops
-from emofx import ops
-from emofx.model import ModelConfig, init_params
-from emofx.training import TrainConfig, init_state, make_train_step
+from emofx.nets import ops
+from emofx.nets.model import ModelConfig, init_params
+from emofx.nets.training import TrainConfig, init_state, make_train_step
 
 
 def patches_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int]) -> jax.Array:

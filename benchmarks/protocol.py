@@ -2,7 +2,7 @@
 
     python -m benchmarks.protocol DATA_A.npz DATA_B.npz --trials 5 --epochs 20 --out /tmp/protocol
 
-Trains every (culture, trial) run with ``emofx.runs.train_run`` (subject-independent splits
+Trains every (culture, trial) run with ``emofx.study.runs.train_run`` (subject-independent splits
 where subjects are known) and prints, last, one JSON object: total wall seconds, seconds
 inside the compiled training steps, the fraction outside them, and per-run rows. Data
 preparation is excluded (pass prepared ``.npz`` files). Early stopping is off so that every run
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import jax
 
-from emofx.dataset import FaceDataset
-from emofx.runs import train_run
-from emofx.training import TrainConfig
+from emofx.data.dataset import FaceDataset
+from emofx.nets.training import TrainConfig
+from emofx.study.runs import train_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
     python -m benchmarks.run --json      # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick     # smoke test
 
-Measures training throughput (images/s of training as ``emofx.training.fit`` runs it: compiled
+Measures training throughput (images/s of training as ``emofx.nets.training.fit`` runs it: compiled
 chunks of 8 steps, each sampling a batch from the training set on the device, augmenting it,
 forward with dropout, backward, SGD update; PyTorch: the same steps in an eager loop),
 inference throughput and guided-backprop saliency
@@ -117,8 +117,8 @@ def _versions(framework: str) -> dict[str, str]:
 
 
 def _emofx_conv_impl() -> str:
-    from emofx.model import ModelConfig
-    from emofx.ops import resolve_conv_impl
+    from emofx.nets.model import ModelConfig
+    from emofx.nets.ops import resolve_conv_impl
 
     return resolve_conv_impl(ModelConfig(num_classes=2).conv_impl)
 
@@ -203,7 +203,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) ->
 
 
 def _summarise(table: pd.DataFrame, config: BenchConfig, matmul_gflops: float, frameworks: list[str]) -> dict[str, Any]:
-    from emofx.model import ModelConfig
+    from emofx.nets.model import ModelConfig
 
     medians = table.groupby(["framework", "task"])["images_per_s"].median()
     out: dict[str, Any] = {}

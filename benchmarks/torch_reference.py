@@ -1,9 +1,9 @@
 """The paper's CNN in PyTorch eager mode: the yardstick emofx's speed is compared against.
 
-The same architecture as :class:`emofx.model.EmotionCNN` (three 5x5 'SAME' convolutions
+The same architecture as :class:`emofx.nets.model.EmotionCNN` (three 5x5 'SAME' convolutions
 64/128/256 with ReLU and 2x2 max pooling, a 300-unit dense layer with dropout 0.5, the
 output layer; 3,793,255 parameters for 7 classes), the same standardisation of [0, 1]
-images, and the same work per step as ``emofx.training``: random flip and rotation,
+images, and the same work per step as ``emofx.nets.training``: random flip and rotation,
 forward with dropout, cross-entropy, backward, SGD with momentum and L2 on the dense
 kernels. Guided backpropagation passes the gradient through each ReLU's backward hook,
 keeping only its positive part (Springenberg et al. 2015).
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class TorchModelConfig:
-    """Architecture and standardisation, mirroring :class:`emofx.model.ModelConfig`."""
+    """Architecture and standardisation, mirroring :class:`emofx.nets.model.ModelConfig`."""
 
     num_classes: int = 7
     input_size: int = 48
@@ -82,7 +82,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, max_degrees: float
 
 def make_optimizer(model: TorchEmotionCNN, learning_rate: float = 0.05, momentum: float = 0.9,
                    weight_decay: float = 5e-4) -> torch.optim.Optimizer:
-    """SGD with momentum; L2 weight decay on the dense layers' weights only (as emofx.training)."""
+    """SGD with momentum; L2 weight decay on the dense layers' weights only (as emofx.nets.training)."""
     decayed = [model.dense.weight, model.output.weight]
     rest = [p for p in model.parameters() if all(p is not d for d in decayed)]
     return torch.optim.SGD([{"params": decayed, "weight_decay": weight_decay}, {"params": rest}],

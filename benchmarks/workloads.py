@@ -4,10 +4,10 @@ A *workload* maps a task name to a zero-argument callable that runs the task onc
 returns when its results are computed: inference and saliency on one batch, training for
 ``train_steps`` steps on batches drawn from a training set of ``dataset_size`` images.
 emofx's workloads go through the library's real code paths: training as
-:func:`emofx.training.fit` runs it (one compiled chunk of ``train_steps`` steps, each
+:func:`emofx.nets.training.fit` runs it (one compiled chunk of ``train_steps`` steps, each
 sampling its batch from the training set held on the device, augmenting it, forward with
 dropout, backward, SGD update), :meth:`TrainedModel.logits` for inference and
-:func:`emofx.saliency.guided_backprop` for saliency. PyTorch runs the same steps as an
+:func:`emofx.explain.saliency.guided_backprop` for saliency. PyTorch runs the same steps as an
 eager loop (random batch, augmentation, forward, backward, update). Inputs are random
 images and labels drawn from the config's seed.
 """
@@ -82,10 +82,10 @@ def emofx_workload(config: BenchConfig) -> dict[str, Callable[[], object]]:
     """emofx's train / infer / saliency calls on one batch (compiled on first call)."""
     import jax
 
-    from emofx import saliency
-    from emofx.checkpoint import TrainedModel
-    from emofx.model import ModelConfig, init_params, pixel_stats
-    from emofx.training import TrainConfig, init_state, make_train_chunk
+    from emofx.explain import saliency
+    from emofx.nets.checkpoint import TrainedModel
+    from emofx.nets.model import ModelConfig, init_params, pixel_stats
+    from emofx.nets.training import TrainConfig, init_state, make_train_chunk
 
     model_config = ModelConfig(num_classes=config.num_classes, input_size=config.image_size)
     train_config = TrainConfig(batch_size=config.batch_size, seed=config.seed, unroll_steps=config.train_steps)

@@ -8,7 +8,7 @@ comparing cultures.
 
 __version__ = "0.1.0"
 
-from emofx.emotions import EMOTIONS, canonical_emotion
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import EMOTIONS, canonical_emotion
 
 __all__ = ["EMOTIONS", "canonical_emotion", "FaceDataset", "__version__"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from emofx.checkpoint import TrainedModel
-from emofx.model import ModelConfig, init_params
-from emofx.paths import DATA_ENV, shared_data_root
+from emofx.data.paths import DATA_ENV, shared_data_root
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig, init_params
 
 
 @pytest.fixture(scope="session")

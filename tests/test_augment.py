@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from emofx.augment import NO_AUGMENTATION, AugmentConfig, augment, random_flip, random_rotation, rotate
+from emofx.nets.augment import NO_AUGMENTATION, AugmentConfig, augment, random_flip, random_rotation, rotate
 
 KEY = jax.random.PRNGKey(0)
 

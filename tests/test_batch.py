@@ -8,13 +8,13 @@ import json
 import nbformat
 import pytest
 
-from emofx import batch
 from emofx.cli import main
+from emofx.pipeline import batch, experiments, results
 
 # A tiny notebook: y = 10 * x, and an "impossible" x raises like a real notebook would.
 PARAMETERS = "x = 1\nlabel = 'a'\noutput_dir = None\nexperiment_dir = None"
 BODY = (
-    "from emofx.batch import save_results\n"
+    "from emofx.pipeline.results import save_results\n"
     "if x < 0:\n"
     "    raise ValueError(f'x must be >= 0; got {x}')\n"
     "save_results(output_dir, y=10 * x, label=label, experiment_dir=experiment_dir)\n"
@@ -37,36 +37,36 @@ def notebook(tmp_path):
 
 
 def sweep_of(notebook, tmp_path, **grid):
-    return batch.Experiment("exp", (batch.Sweep(notebook, grid),), tmp_path / "runs")
+    return experiments.Experiment("exp", (experiments.Sweep(notebook, grid),), tmp_path / "runs")
 
 
 def test_parameter_set_names_are_readable_stable_and_safe():
-    assert batch.parameter_set_name({"culture": "eyes", "seed": 0}) == "culture=eyes__seed=0"
-    assert batch.parameter_set_name({}) == "default"
-    assert batch.parameter_set_name({"lr": 0.5, "aug": True}) == "lr=0.5__aug=true"
-    odd_a = batch.parameter_set_name({"path": "a/b c"})
-    odd_b = batch.parameter_set_name({"path": "a-b-c"})
+    assert experiments.parameter_set_name({"culture": "eyes", "seed": 0}) == "culture=eyes__seed=0"
+    assert experiments.parameter_set_name({}) == "default"
+    assert experiments.parameter_set_name({"lr": 0.5, "aug": True}) == "lr=0.5__aug=true"
+    odd_a = experiments.parameter_set_name({"path": "a/b c"})
+    odd_b = experiments.parameter_set_name({"path": "a-b-c"})
     assert "/" not in odd_a and " " not in odd_a and odd_a.startswith("path=a-b-c__")
     assert odd_a != odd_b  # sanitising never makes two parameter sets collide
-    assert len(batch.parameter_set_name({"k": "v" * 500})) < 140
-    assert batch.parameter_hash({"a": 1, "b": 2}) == batch.parameter_hash({"b": 2, "a": 1})
+    assert len(experiments.parameter_set_name({"k": "v" * 500})) < 140
+    assert experiments.parameter_hash({"a": 1, "b": 2}) == experiments.parameter_hash({"b": 2, "a": 1})
 
 
 def test_parse_value_reads_yaml_scalars():
-    assert batch.parse_value("3") == 3 and batch.parse_value("0.5") == 0.5
-    assert batch.parse_value("true") is True and batch.parse_value("eyes") == "eyes"
-    assert batch.parse_value("[a, b]") == ["a", "b"]
+    assert experiments.parse_value("3") == 3 and experiments.parse_value("0.5") == 0.5
+    assert experiments.parse_value("true") is True and experiments.parse_value("eyes") == "eyes"
+    assert experiments.parse_value("[a, b]") == ["a", "b"]
 
 
 def test_sweep_runs_every_combination_then_skips_and_redoes_only_what_is_missing(notebook, tmp_path):
     experiment = sweep_of(notebook, tmp_path, x=[1, 2], label=["a", "b"])
     first = batch.run_experiment(experiment, progress=False)[0]
     assert (first.count("ok"), first.count("failed"), first.count("skipped")) == (4, 0, 0)
-    runs = batch.read_runs(experiment.directory, "tiny")
+    runs = results.read_runs(experiment.directory, "tiny")
     assert sorted(runs["run"]) == ["x=1__label=a", "x=1__label=b", "x=2__label=a", "x=2__label=b"]
     assert (runs["y"] == 10 * runs["x"]).all() and set(runs["status"]) == {"ok"}
     assert runs["experiment_dir"].iloc[0] == str(experiment.directory.resolve())
-    table = batch.read_table(experiment.directory, "tiny", "table.csv")
+    table = results.read_table(experiment.directory, "tiny", "table.csv")
     assert list(table.columns) == ["run", "x", "label", "k", "v"] and len(table) == 8
     assert (table["v"] == table["x"] + table["k"]).all()
     run_dir = experiment.directory / "tiny" / "x=2__label=b"
@@ -83,17 +83,17 @@ def test_sweep_runs_every_combination_then_skips_and_redoes_only_what_is_missing
     shutil.rmtree(run_dir)
     interrupted = experiment.directory / "tiny" / "x=1__label=a"
     (interrupted / "status.json").unlink()
-    assert len(batch.read_runs(experiment.directory)) == 2
+    assert len(results.read_runs(experiment.directory)) == 2
     redo = batch.run_experiment(experiment, progress=False)[0]
     redone = {o.name: o.previous for o in redo.outcomes if o.status == "ok"}
     assert redone == {"x=2__label=b": "new", "x=1__label=a": "interrupted"}
     assert redo.count("skipped") == 2
-    assert len(batch.read_runs(experiment.directory)) == 4
+    assert len(results.read_runs(experiment.directory)) == 4
 
 
 def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path):
     def experiment(label):
-        return batch.Experiment("exp", (batch.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")
+        return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")
 
     threads = batch.run_experiment(
         experiment("a"), workers=2, progress=False,
@@ -102,17 +102,17 @@ def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, t
     assert threads.count("ok") == 2
     changed = batch.run_experiment(experiment("z"), progress=False)[0]
     assert [(o.status, o.previous) for o in changed.outcomes] == [("ok", "changed")] * 2
-    runs = batch.read_runs(tmp_path / "runs" / "exp")
+    runs = results.read_runs(tmp_path / "runs" / "exp")
     assert runs["y"].tolist() == [40, 50] and runs["label"].tolist() == ["z", "z"]
 
 
 def test_runs_that_read_the_experiment_are_redone_when_what_they_build_on_is_redone(notebook, tmp_path):
     source = nbformat.read(notebook, as_version=4)
     source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
-    source.cells[1].source = "from emofx.batch import save_results\nsave_results(output_dir, y=x)"
+    source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
     source_path = notebook.with_name("source.ipynb")
     nbformat.write(source, source_path)
-    experiment = batch.Experiment("exp", (batch.Sweep(source_path, {"x": [1, 2]}), batch.Sweep(notebook, {"x": [7]})),
+    experiment = experiments.Experiment("exp", (experiments.Sweep(source_path, {"x": [1, 2]}), experiments.Sweep(notebook, {"x": [7]})),
                                   tmp_path / "runs")
     first = batch.run_experiment(experiment, progress=False)
     assert [s.count("ok") for s in first] == [2, 1]
@@ -135,34 +135,34 @@ def test_failing_run_is_recorded_and_others_go_on_in_parallel(notebook, tmp_path
     assert status["status"] == "failed" and status["error"]["type"] == "ValueError"
     assert "\x1b[" not in status["error"]["traceback"] and "x must be >= 0" in status["error"]["traceback"]
     assert (failed.run_dir / "tiny.ipynb").is_file()  # the partially executed notebook is kept
-    runs = batch.read_runs(experiment.directory).set_index("run")
+    runs = results.read_runs(experiment.directory).set_index("run")
     assert runs.loc["x=3", "y"] == 30 and runs.loc["x=-1", "status"] == "failed"
-    assert batch.completed_runs(experiment.directory, "tiny")["run"].tolist() == ["x=3"]
+    assert results.completed_runs(experiment.directory, "tiny")["run"].tolist() == ["x=3"]
 
 
 def test_bad_experiments_are_clear_errors(notebook, tmp_path):
-    with pytest.raises(batch.BatchError, match="has no parameter 'seed'; its parameters are"):
+    with pytest.raises(experiments.BatchError, match="has no parameter 'seed'; its parameters are"):
         batch.run_experiment(sweep_of(notebook, tmp_path, seed=[0]), progress=False)
-    with pytest.raises(batch.BatchError, match="set by emofx batch"):
+    with pytest.raises(experiments.BatchError, match="set by emofx batch"):
         batch.run_experiment(sweep_of(notebook, tmp_path, output_dir=["x"]), progress=False)
     with pytest.raises(FileNotFoundError, match="not found"):
         batch.run_experiment(sweep_of(tmp_path / "missing.ipynb", tmp_path, x=[1]), progress=False)
     untagged = nbformat.v4.new_notebook()
     untagged.cells = [nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(untagged, tmp_path / "untagged.ipynb")
-    with pytest.raises(batch.BatchError, match="no cell tagged 'parameters'"):
+    with pytest.raises(experiments.BatchError, match="no cell tagged 'parameters'"):
         batch.run_experiment(sweep_of(tmp_path / "untagged.ipynb", tmp_path, x=[1]), progress=False)
-    with pytest.raises(batch.BatchError, match="experiment name"):
-        batch.Experiment("a/b", ())
+    with pytest.raises(experiments.BatchError, match="experiment name"):
+        experiments.Experiment("a/b", ())
     with pytest.raises(FileNotFoundError, match="run `emofx batch` first"):
-        batch.read_runs(tmp_path / "nothing")
+        results.read_runs(tmp_path / "nothing")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grids: {}\n")
-    with pytest.raises(batch.BatchError, match="unknown key 'grids'"):
-        batch.load_experiment(bad)
+    with pytest.raises(experiments.BatchError, match="unknown key 'grids'"):
+        experiments.load_experiment(bad)
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: [1, 2]\n")
-    with pytest.raises(batch.BatchError, match="'grid' must map parameter names to values"):
-        batch.load_experiment(bad)
+    with pytest.raises(experiments.BatchError, match="'grid' must map parameter names to values"):
+        experiments.load_experiment(bad)
 
 
 def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
@@ -174,7 +174,7 @@ def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
     assert main(["batch", "--config", str(config), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "1 ok, 1 failed, 0 skipped" in out and "FAILED x=-2: ValueError: x must be >= 0" in out
-    runs = batch.read_runs(tmp_path / "runs" / "cfg").set_index("run")
+    runs = results.read_runs(tmp_path / "runs" / "cfg").set_index("run")
     assert runs.loc["x=1", "label"] == ["p", "q"]  # a list in `fixed` is one value
 
     args = ["batch", str(notebook), "--experiment", "cli", "-p", "x", "6", "--runs-dir", str(tmp_path / "runs"),

@@ -7,8 +7,8 @@ import pytest
 
 from benchmarks import run
 from benchmarks.workloads import BenchConfig, conv_net_flops
-from emofx.checkpoint import TrainedModel
-from emofx.model import ModelConfig, count_params, init_params
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig, count_params, init_params
 
 
 def test_paper_cnn_flops_match_the_issue_budget():
@@ -39,7 +39,7 @@ def test_cli_refuses_bad_arguments_before_starting_workers(tmp_path, capsys):
 def test_torch_reference_is_the_same_network_as_emofx():
     torch = pytest.importorskip("torch", reason="torch (the `bench` extra) is not installed")
     from benchmarks import torch_reference as ref
-    from emofx import saliency
+    from emofx.explain import saliency
 
     assert ref.count_params(ref.TorchEmotionCNN()) == count_params(init_params(ModelConfig(num_classes=7), 0))
     config = ModelConfig(num_classes=4, widths=(8, 16, 16), dense_units=32)

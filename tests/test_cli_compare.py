@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from emofx import comparison as cmp
 from emofx.cli import main
-from emofx.dataset import FaceDataset
-from emofx.model import ModelConfig
-from emofx.regions import face_regions
-from emofx.runs import train_run
-from emofx.synthetic import make_synthetic
-from emofx.training import TrainConfig
+from emofx.data.dataset import FaceDataset
+from emofx.data.regions import face_regions
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig
+from emofx.study import comparison, cultures
+from emofx.study.runs import train_run
 
-QUICK = cmp.CompareConfig(n_permutations=99, n_boot=100, cka_images=16, filter_top_k=5, progress=False)
+QUICK = cultures.CompareConfig(n_permutations=99, n_boot=100, cka_images=16, filter_top_k=5, progress=False)
 TRIALS = 2
 
 
@@ -41,10 +41,10 @@ def test_compare_api_on_tiny_runs(tiny_runs):
     loaded = []
     for name in ("a", "b"):
         dataset = FaceDataset.load(tiny_runs[name][1])
-        loaded.append((cmp.CultureRuns.load(tiny_runs[name][0], dataset), face_regions(dataset)))
+        loaded.append((cultures.CultureRuns.load(tiny_runs[name][0], dataset), face_regions(dataset)))
     (a, regions_a), (b, regions_b) = loaded
     assert (a.name, b.name, a.n_trials) == ("a", "b", TRIALS)
-    result = cmp.compare(a, b, regions_a, regions_b, QUICK)
+    result = comparison.compare(a, b, regions_a, regions_b, QUICK)
     summary = result.summary()
     accuracy = summary["accuracy"]
     assert accuracy["diff"] == pytest.approx(accuracy["culture_a"] - accuracy["culture_b"])
@@ -67,8 +67,8 @@ def test_compare_api_on_tiny_runs(tiny_runs):
 
 def test_culture_runs_reject_another_dataset(tiny_runs):
     other = make_synthetic("eyes", n_per_class=5, seed=1, size=16, classes=("happy", "surprised"))
-    with pytest.raises(cmp.ComparisonError, match="pass the dataset"):
-        cmp.CultureRuns.load(tiny_runs["a"][0], other)
+    with pytest.raises(cultures.ComparisonError, match="pass the dataset"):
+        cultures.CultureRuns.load(tiny_runs["a"][0], other)
 
 
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emofx.cli import main
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
 
 FER_CLASSES = ("angry", "happy", "surprise")
 
@@ -83,7 +83,7 @@ def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):
 
 
 def test_prepare_synthetic_is_reproducible(tmp_path, capsys):
-    pytest.importorskip("emofx.synthetic")
+    pytest.importorskip("emofx.data.synthetic")
     outs = [tmp_path / "a.npz", tmp_path / "b.npz"]
     for out in outs:
         assert main(["prepare", "synthetic", "--format", "synthetic", "--dialect", "eyes", "--n-per-class", "4",

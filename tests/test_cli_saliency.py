@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
-from emofx.model import ModelConfig
-from emofx.runs import train_run
-from emofx.synthetic import make_synthetic
-from emofx.training import TrainConfig
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig
+from emofx.study.runs import train_run
 
 CLASSES = ("happy", "sad", "surprised")
 

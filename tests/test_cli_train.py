@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from emofx.cli import main
-from emofx.runs import load_run, load_runs, runs_frame
-from emofx.synthetic import make_synthetic
+from emofx.data.synthetic import make_synthetic
+from emofx.study.runs import load_run, load_runs, runs_frame
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
         "--split", "random", "--quiet"]

@@ -1,4 +1,4 @@
-"""emofx.comparison on synthetic arrays (no training) and on tiny trained runs."""
+"""emofx.study.comparison on synthetic arrays (no training) and on tiny trained runs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofx import comparison as cmp
-from emofx.splits import make_split
-from emofx.synthetic import make_synthetic
+from emofx.data.splits import make_split
+from emofx.data.synthetic import make_synthetic
+from emofx.study import accuracy, cultures, features
 
-QUICK = cmp.CompareConfig(n_permutations=499, n_boot=200, cka_images=20, filter_top_k=5, progress=False)
+QUICK = cultures.CompareConfig(n_permutations=499, n_boot=200, cka_images=20, filter_top_k=5, progress=False)
 
 
 def test_region_shares_and_normalisation():
@@ -19,19 +19,19 @@ def test_region_shares_and_normalisation():
     masks[:, 1, 2:] = True
     maps = np.zeros((2, 4, 4))
     maps[0, 0, 0] = -3.0  # all mass (absolute) in region 0
-    shares = cmp.region_shares(maps, masks)
+    shares = features.region_shares(maps, masks)
     np.testing.assert_allclose(shares[0], [1.0, 0.0])
     np.testing.assert_allclose(shares[1], [0.5, 0.5])  # an empty map is spread uniformly
-    np.testing.assert_allclose(cmp.normalised_saliency(maps).sum(axis=(1, 2)), 1.0)
+    np.testing.assert_allclose(features.normalised_saliency(maps).sum(axis=(1, 2)), 1.0)
 
 
 def test_landmark_distance():
     maps = np.zeros((2, 10, 10))
     maps[:, 2, 7] = 1.0  # the single most salient pixel: x=7, y=2
     landmarks = np.array([[[7.0, 2.0], [0.0, 0.0]], [[np.nan, np.nan], [7.0, 6.0]]])
-    distance = cmp.landmark_distance(maps, landmarks, top_fraction=0.01)
+    distance = features.landmark_distance(maps, landmarks, top_fraction=0.01)
     np.testing.assert_allclose(distance, [0.0, 4.0])
-    assert np.isnan(cmp.landmark_distance(maps[:1], np.full((1, 2, 2), np.nan), 0.01)[0])
+    assert np.isnan(features.landmark_distance(maps[:1], np.full((1, 2, 2), np.nan), 0.01)[0])
 
 
 def _measures(shift: float, n_trials: int = 5, images: int = 6, seed: int = 3) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def _measures(shift: float, n_trials: int = 5, images: int = 6, seed: int = 3) -
 
 
 def test_measure_tests_find_a_planted_region_with_trials_as_unit():
-    table = cmp.measure_tests(_measures(0.2), "A", "B", ["eyes", "mouth"], QUICK)
+    table = features.measure_tests(_measures(0.2), "A", "B", ["eyes", "mouth"], QUICK)
     assert set(table.columns) >= {"emotion", "region", "diff", "effect_size", "p_value", "p_adjusted", "unit"}
     planted = table[(table.emotion == "happy") & (table.region == "eyes")].iloc[0]
     assert planted["diff"] == pytest.approx(0.2, abs=0.01)
@@ -64,14 +64,14 @@ def test_measure_tests_find_a_planted_region_with_trials_as_unit():
 def test_unit_values_pool_emotions_with_equal_weight():
     measures = pd.DataFrame({"culture": "A", "trial": 0, "image": [0, 1, 2], "emotion": ["happy", "happy", "sad"],
                              "eyes": [0.2, 0.4, 0.9]})
-    values = cmp.unit_values(measures, ["eyes"], "trials", pooled=True).set_index("emotion")["eyes"]
+    values = features.unit_values(measures, ["eyes"], "trials", pooled=True).set_index("emotion")["eyes"]
     assert values.to_dict() == pytest.approx({"happy": 0.3, "sad": 0.9, "all": 0.6})
-    assert "all" not in set(cmp.unit_values(measures, ["eyes"], "trials")["emotion"])
+    assert "all" not in set(features.unit_values(measures, ["eyes"], "trials")["emotion"])
 
 
 def test_measure_tests_images_unit_with_holm():
-    config = cmp.CompareConfig(unit="images", correction="holm", n_permutations=499, progress=False)
-    table = cmp.measure_tests(_measures(0.0), "A", "B", ["eyes", "mouth"], config)
+    config = cultures.CompareConfig(unit="images", correction="holm", n_permutations=499, progress=False)
+    table = features.measure_tests(_measures(0.0), "A", "B", ["eyes", "mouth"], config)
     assert (table["unit"] == "images").all() and (table["n_a"] == 6).all()
     assert (table["p_adjusted"] >= table["p_value"]).all()
     assert table["p_adjusted"].min() > 0.05
@@ -79,30 +79,30 @@ def test_measure_tests_images_unit_with_holm():
 
 def test_independent_splits_give_every_trial_its_own_people():
     dataset = make_synthetic("universal", n_per_class=15, seed=2, size=24, images_per_subject_class=1)
-    splits = cmp.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
+    splits = cultures.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
     people = [set(dataset.subject[np.concatenate([s.train, s.val, s.test])]) for s in splits]
     assert [len(p) for p in people] == [5, 5, 5] and not (people[0] & people[1] or people[1] & people[2])
     for split in splits:
         assert split.kind == "independent" and split.n_images == len(dataset)
         assert not set(dataset.subject[split.train]) & set(dataset.subject[split.test])  # unseen people tested
         assert len(np.unique(dataset.labels[split.test])) == len(dataset.classes)
-    again = cmp.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
+    again = cultures.culture_splits(dataset, 3, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
     assert all(np.array_equal(x.test, y.test) for x, y in zip(splits, again))
-    with pytest.raises(cmp.ComparisonError, match="3 people per trial"):
-        cmp.culture_splits(dataset, 6, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
+    with pytest.raises(cultures.ComparisonError, match="3 people per trial"):
+        cultures.culture_splits(dataset, 6, "independent", seed=0, fractions=(0.6, 0.2, 0.2))
 
 
 def test_config_rejects_max_t_with_images():
-    with pytest.raises(cmp.ComparisonError, match="maxT"):
-        cmp.CompareConfig(unit="images")
-    with pytest.raises(cmp.ComparisonError, match="unit"):
-        cmp.CompareConfig(unit="pixels")
+    with pytest.raises(cultures.ComparisonError, match="maxT"):
+        cultures.CompareConfig(unit="images")
+    with pytest.raises(cultures.ComparisonError, match="unit"):
+        cultures.CompareConfig(unit="pixels")
 
 
 def _predictions(culture: str, accuracy_by_trial: list[float], n: int = 20) -> pd.DataFrame:
     rows = []
-    for trial, accuracy in enumerate(accuracy_by_trial):
-        n_correct = int(round(accuracy * n))
+    for trial, share_correct in enumerate(accuracy_by_trial):
+        n_correct = int(round(share_correct * n))
         for image in range(n):
             emotion = "happy" if image % 2 else "sad"
             correct = image < n_correct
@@ -116,21 +116,21 @@ def _predictions(culture: str, accuracy_by_trial: list[float], n: int = 20) -> p
 def test_accuracy_test_states_units_and_finds_a_difference():
     a = _predictions("A", [0.9, 0.95, 0.9, 0.85, 0.9])
     b = _predictions("B", [0.5, 0.55, 0.5, 0.45, 0.5])
-    result = cmp.accuracy_test(a, b, QUICK)
+    result = accuracy.accuracy_test(a, b, QUICK)
     assert result["diff"] == pytest.approx(0.4)
     assert result["p_value"] == pytest.approx(2 / 252)
     assert result["ci_low"] < 0.4 < result["ci_high"] and result["ci_low"] > 0.25
     assert "trials" in result["p_unit"] and "test images" in result["ci_unit"]
-    same = cmp.accuracy_test(a, a.assign(train_culture="B", test_culture="B"), QUICK)
+    same = accuracy.accuracy_test(a, a.assign(train_culture="B", test_culture="B"), QUICK)
     assert same["p_value"] == pytest.approx(1.0) and same["ci_low"] <= 0 <= same["ci_high"]
 
 
 def test_balanced_accuracy_weights_reproduce_the_metric():
     frame = _predictions("A", [0.7, 0.6])
-    weighted = cmp.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")
-    per_trial = cmp.trial_metrics(frame)["balanced_accuracy"].mean()
+    weighted = accuracy.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")
+    per_trial = accuracy.trial_metrics(frame)["balanced_accuracy"].mean()
     assert weighted["culture_a"] == pytest.approx(per_trial)
-    values = frame["correct"].to_numpy() * cmp._metric_weights(frame, "balanced_accuracy")
+    values = frame["correct"].to_numpy() * accuracy._metric_weights(frame, "balanced_accuracy")
     assert values.mean() == pytest.approx(per_trial)
 
 
@@ -138,7 +138,7 @@ def test_matched_training_equalises_per_class_counts():
     big = make_synthetic("universal", n_per_class=24, seed=1, size=16, classes=("happy", "sad"), culture="big")
     small = make_synthetic("universal", n_per_class=8, seed=2, size=16, classes=("happy", "sad"), culture="small")
     splits = [[make_split(d, "random", seed=0, trial=t) for t in range(2)] for d in (big, small)]
-    chosen = cmp.matched_training((big, small), splits, seed=0)
+    chosen = cultures.matched_training((big, small), splits, seed=0)
     for trial in range(2):
         counts = [np.bincount(d.labels[c[trial]]) for d, c in zip((big, small), chosen)]
         np.testing.assert_array_equal(counts[0], counts[1])

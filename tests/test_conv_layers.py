@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks import conv_layers
-from emofx import ops
-from emofx.model import ModelConfig
+from emofx.nets import ops
+from emofx.nets.model import ModelConfig
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 8, 1, 6, 5), (2, 6, 10, 4, 3, 4)],

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from emofx.dataset import DatasetError, FaceDataset, merge, resize_dataset
-from emofx.emotions import UnknownEmotionError, canonical_emotion, ordered_classes
+from emofx.data.dataset import DatasetError, FaceDataset, merge, resize_dataset
+from emofx.data.emotions import UnknownEmotionError, canonical_emotion, ordered_classes
 
 
 def tiny(n: int = 6, size: int = 8, culture: str = "A", names=("happy", "sad", "NE")) -> FaceDataset:

@@ -6,14 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofx.checkpoint import TrainedModel
-from emofx.dataset import FaceDataset
-from emofx.evaluation import (EvaluationError, aggregate_confusions, evaluate, evaluate_probabilities,
-                              metrics_table, misclassification_table)
-from emofx.model import ModelConfig, init_params
+from emofx.data.dataset import FaceDataset
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig, init_params
 from emofx.plotting import save_figure
 from emofx.plotting.curves import learning_curves
 from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
+from emofx.study.evaluation import (
+    EvaluationError,
+    aggregate_confusions,
+    evaluate,
+    evaluate_probabilities,
+    metrics_table,
+    misclassification_table,
+)
 
 CLASSES = ("angry", "happy", "sad")
 

@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emofx import faces
-from emofx.faces import (
-    AS_IS, CENTER_CROP, DETECTED, FaceOptions, ImageReadError, center_square, crop_square, decode_gray,
-    extract_faces, face_from_bytes,
+from emofx.data import faces
+from emofx.data.faces import (
+    AS_IS,
+    CENTER_CROP,
+    DETECTED,
+    FaceOptions,
+    ImageReadError,
+    center_square,
+    crop_square,
+    decode_gray,
+    extract_faces,
+    face_from_bytes,
 )
 
 

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofx import figures
-from emofx.batch import RESULTS_DIR, STATUS_FILE, parameter_hash, parameter_set_name
 from emofx.cli import main
-from emofx.modification import ModificationResult
-from emofx.splits import Split
-from emofx.synthetic import make_synthetic
+from emofx.data.splits import Split
+from emofx.data.synthetic import make_synthetic
+from emofx.explain.modification import ModificationResult
+from emofx.pipeline import figures
+from emofx.pipeline.experiments import parameter_hash, parameter_set_name
+from emofx.pipeline.results import RESULTS_DIR, STATUS_FILE
 
 CLASSES = ["angry", "happy", "sad"]
 # Two trials per culture with known test confusions (rows true, columns predicted).

@@ -10,10 +10,22 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from emofx.emotions import UnknownEmotionError
-from emofx.loaders import (
-    FERPLUS_VOTE_COLUMNS, FORMATS, KDEF_EXPRESSIONS, NO_MAJORITY, SourceError, ferplus_majority, load, load_fer2013_csv, load_ferplus,
-    load_folder, load_kdef, load_manifest, load_mat, load_taiwanese,
+from emofx.data.emotions import UnknownEmotionError
+from emofx.data.loaders import (
+    FERPLUS_VOTE_COLUMNS,
+    FORMATS,
+    KDEF_EXPRESSIONS,
+    NO_MAJORITY,
+    SourceError,
+    ferplus_majority,
+    load,
+    load_fer2013_csv,
+    load_ferplus,
+    load_folder,
+    load_kdef,
+    load_manifest,
+    load_mat,
+    load_taiwanese,
 )
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -285,7 +297,7 @@ def test_registry_and_option_checks(tmp_path):
 
 
 def test_synthetic_through_the_registry():
-    pytest.importorskip("emofx.synthetic")
+    pytest.importorskip("emofx.data.synthetic")
     data = load("synthetic", "synthetic", dialect="eyes", n_per_class=3, seed=1)
     assert len(data) == 3 * len(data.classes) and "region_masks" in data.extras
     again = load("synthetic", "synthetic", dialect="eyes", n_per_class=3, seed=1)

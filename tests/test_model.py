@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emofx.checkpoint import CheckpointError, TrainedModel
-from emofx.model import EmotionCNN, ModelConfig, init_params
+from emofx.nets.checkpoint import CheckpointError, TrainedModel
+from emofx.nets.model import EmotionCNN, ModelConfig, init_params
 
 TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32, pixel_mean=0.4, pixel_std=0.2)
 

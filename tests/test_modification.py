@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emofx.checkpoint import TrainedModel
-from emofx.modification import ModificationConfig, modify
+from emofx.explain.modification import ModificationConfig, modify
+from emofx.nets.checkpoint import TrainedModel
 
 CLASSES = ("afraid", "happy", "sad")
 

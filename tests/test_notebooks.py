@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofx import batch, figures
 from emofx.cli import main
+from emofx.pipeline import batch, experiments, figures, results
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TINY_MODEL = {"widths": [8, 16, 16], "dense_units": 32}
@@ -30,16 +30,16 @@ def executed(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(batch.JAX_CACHE_ENV, str(root / "jax-cache"))
         sweeps = (
-            batch.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]}, TINY_TRAINING),
-            batch.Sweep(NOTEBOOKS / "03_saliency.ipynb", {"culture": ["eyes"]}, {"per_class": 2}),
-            batch.Sweep(NOTEBOOKS / "04_emotion_modification.ipynb", {"culture": ["eyes"]}, {"steps": 3}),
-            batch.Sweep(NOTEBOOKS / "05_compare_cultures.ipynb", {},
+            experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]}, TINY_TRAINING),
+            experiments.Sweep(NOTEBOOKS / "03_saliency.ipynb", {"culture": ["eyes"]}, {"per_class": 2}),
+            experiments.Sweep(NOTEBOOKS / "04_emotion_modification.ipynb", {"culture": ["eyes"]}, {"steps": 3}),
+            experiments.Sweep(NOTEBOOKS / "05_compare_cultures.ipynb", {},
                         {"cultures": CULTURES, "n_permutations": 99, "n_boot": 50, "cka_images": 20}),
-            batch.Sweep(NOTEBOOKS / "00_quickstart.ipynb", {}, TINY_TRAINING),
-            batch.Sweep(NOTEBOOKS / "01_benchmark.ipynb", {},
+            experiments.Sweep(NOTEBOOKS / "00_quickstart.ipynb", {}, TINY_TRAINING),
+            experiments.Sweep(NOTEBOOKS / "01_benchmark.ipynb", {},
                         {"dataset": "synthetic", "n_per_class": 8, "folds": 2, "epochs": 1, **TINY_MODEL}),
         )
-        experiment = batch.Experiment("tiny", sweeps, root / "papermill_runs")
+        experiment = experiments.Experiment("tiny", sweeps, root / "papermill_runs")
         # One worker: the first run fills the compilation cache, the others reuse it (the process pool
         # itself is tested in test_batch.py).
         summaries = batch.run_experiment(experiment, progress=False)
@@ -47,14 +47,14 @@ def executed(tmp_path_factory):
 
 
 def results_of(experiment_dir: Path, notebook: str, run: str = "default") -> Path:
-    return experiment_dir / notebook / run / batch.RESULTS_DIR
+    return experiment_dir / notebook / run / results.RESULTS_DIR
 
 
 def test_every_notebook_ran_to_the_end(executed):
     experiment_dir, summaries = executed
     for summary in summaries:
         assert summary.count("ok") == len(summary.outcomes), summary.describe()
-    runs = batch.read_runs(experiment_dir)
+    runs = results.read_runs(experiment_dir)
     assert len(runs) == 9 and set(runs["status"]) == {"ok"}
     executed_02 = nbformat.read(experiment_dir / "02_train_culture" / "culture=eyes__trial=0" / "02_train_culture.ipynb", 4)
     outputs = [o for cell in executed_02.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -63,11 +63,11 @@ def test_every_notebook_ran_to_the_end(executed):
 
 def test_train_culture_records_a_run_per_culture_and_trial(executed):
     experiment_dir, _ = executed
-    runs = batch.read_runs(experiment_dir, "02_train_culture")
+    runs = results.read_runs(experiment_dir, "02_train_culture")
     assert sorted(zip(runs["culture"], runs["trial"])) == [("eyes", 0), ("eyes", 1), ("mouth", 0), ("mouth", 1)]
     assert runs["test_accuracy"].between(0, 1).all() and (runs["n_test"] > 0).all()
     for run_dir in runs["run_dir"]:
-        run = Path(run_dir) / batch.RESULTS_DIR / figures.RUN_DIR
+        run = Path(run_dir) / results.RESULTS_DIR / figures.RUN_DIR
         assert all((run / name).exists() for name in ("metrics.json", "history.csv", "split.json", "checkpoint"))
     trained = figures.training_runs(experiment_dir)
     assert trained["eyes"][0].split.test.tolist() != trained["eyes"][1].split.test.tolist()  # trials differ
@@ -101,12 +101,12 @@ def test_saliency_modification_and_comparison_results(executed):
 
 def test_quickstart_and_benchmark_results(executed):
     experiment_dir, _ = executed
-    quick = json.loads((results_of(experiment_dir, "00_quickstart") / batch.RESULTS_FILE).read_text())
+    quick = json.loads((results_of(experiment_dir, "00_quickstart") / results.RESULTS_FILE).read_text())
     assert 0 <= quick["test_accuracy"] <= 1 and quick["mean_abs_change"] > 0
     bench = results_of(experiment_dir, "01_benchmark")
     assert sorted(p.name for p in (bench / figures.FOLDS_DIR).iterdir()) == ["fold-0", "fold-1"]
-    results = json.loads((bench / batch.RESULTS_FILE).read_text())
-    assert results["folds"] == 2 and 0 <= results["test_error_mean"] <= 1
+    folds = json.loads((bench / results.RESULTS_FILE).read_text())
+    assert folds["folds"] == 2 and 0 <= folds["test_error_mean"] <= 1
 
 
 def test_figures_regenerates_every_figure_and_table_from_the_runs(executed, tmp_path, capsys):
@@ -123,7 +123,7 @@ def test_figures_regenerates_every_figure_and_table_from_the_runs(executed, tmp_
     missing += [f"{n}.{s}" for n in table_names for s in ("csv", "md") if not (out / f"{n}.{s}").is_file()]
     assert missing == []
     table2 = pd.read_csv(out / "table2_confusion_eyes.csv", index_col=0)
-    n_test = batch.read_runs(experiment_dir, "02_train_culture").query("culture == 'eyes'")["n_test"]
+    n_test = results.read_runs(experiment_dir, "02_train_culture").query("culture == 'eyes'")["n_test"]
     assert table2.loc["total", "total"] == pytest.approx(n_test.mean())
 
 
@@ -135,7 +135,7 @@ def test_notebooks_in_git_carry_no_outputs_and_one_parameters_cell(path):
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code), f"{path.name} has outputs"
     tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
-    declared = batch.notebook_parameters(path)  # raises when papermill cannot read a parameter
+    declared = experiments.notebook_parameters(path)  # raises when papermill cannot read a parameter
     assert "output_dir" in declared
     assigned = {t.id for node in ast.parse(tagged[0].source).body for t in node.targets}
     assert assigned == set(declared)

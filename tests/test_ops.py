@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emofx import ops, winograd
-from emofx.model import EmotionCNN, ModelConfig, init_params
+from emofx.nets import ops, winograd
+from emofx.nets.model import EmotionCNN, ModelConfig, init_params
 
 TOLERANCE = 1e-4
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emofx.dataset import FaceDataset
-from emofx.regions import (LANDMARK_NAMES, REGION_NAMES, RegionError, face_regions, regions_from_eyes,
-                           template_eyes)
-from emofx.synthetic import make_synthetic
+from emofx.data.dataset import FaceDataset
+from emofx.data.regions import LANDMARK_NAMES, REGION_NAMES, RegionError, face_regions, regions_from_eyes, template_eyes
+from emofx.data.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +17,8 @@ def synthetic():
 
 @pytest.fixture(scope="module")
 def kdef_crops(shared_dataset):
-    """Eight KDEF faces (different actors and expressions) cropped to 48x48 by emofx.faces."""
-    from emofx.faces import FaceOptions, face_from_bytes
+    """Eight KDEF faces (different actors and expressions) cropped to 48x48 by emofx.data.faces."""
+    from emofx.data.faces import FaceOptions, face_from_bytes
 
     files = sorted(shared_dataset("kdef/frontal").glob("*.JPG"))[::123][:8]
     faces = [face_from_bytes(f.read_bytes(), FaceOptions(size=48))[0] for f in files]

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emofx import saliency
-from emofx.checkpoint import TrainedModel
+from emofx.explain import saliency
+from emofx.nets.checkpoint import TrainedModel
 
 CLASSES = ("angry", "afraid", "happy", "sad")
 FAST_OPTIONS = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emofx.checkpoint import TrainedModel
-from emofx.dataset import FaceDataset
-from emofx import saliency_metrics as metrics
+from emofx.data.dataset import FaceDataset
+from emofx.explain import metrics
+from emofx.nets.checkpoint import TrainedModel
 
 CLASSES = ("angry", "happy", "sad")
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from emofx.dataset import FaceDataset
-from emofx.splits import Split, SplitError, balanced_subsample, make_split
-from emofx.synthetic import make_synthetic
+from emofx.data.dataset import FaceDataset
+from emofx.data.splits import Split, SplitError, balanced_subsample, make_split
+from emofx.data.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="module")

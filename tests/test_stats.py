@@ -1,4 +1,4 @@
-"""Known-answer tests for emofx.stats."""
+"""Known-answer tests for emofx.study.stats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from emofx import stats
+from emofx.study import stats
 
 
 def test_exact_enumeration_for_five_versus_five():

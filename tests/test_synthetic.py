@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emofx.synthetic import DIALECTS, REGIONS, SyntheticError, make_synthetic
+from emofx.data.synthetic import DIALECTS, REGIONS, SyntheticError, make_synthetic
 
 
 @pytest.fixture(scope="module")

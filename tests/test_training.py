@@ -10,15 +10,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import emofx.training as training
-from emofx.checkpoint import CheckpointError, TrainedModel
-from emofx.dataset import FaceDataset
-from emofx.evaluation import evaluate
-from emofx.model import ModelConfig, init_params
-from emofx.synthetic import make_synthetic
-from emofx.training import (StepConfig, TrainConfig, TrainingError, check_trainable, cross_entropy, fit,
-                            init_state, initial_params, learning_rate_schedule, make_optimizer, make_train_step,
-                            pixel_statistics, training_targets)
+import emofx.nets.training as training
+from emofx.data.dataset import FaceDataset
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.checkpoint import CheckpointError, TrainedModel
+from emofx.nets.model import ModelConfig, init_params
+from emofx.nets.training import (
+    StepConfig,
+    TrainConfig,
+    TrainingError,
+    check_trainable,
+    cross_entropy,
+    fit,
+    init_state,
+    initial_params,
+    learning_rate_schedule,
+    make_optimizer,
+    make_train_step,
+    pixel_statistics,
+    training_targets,
+)
+from emofx.study.evaluation import evaluate
 
 TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32)
 CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emofx.batch import BatchError, Experiment, Sweep, load_experiment, parse_value, run_experiment
+from emofx.pipeline.batch import run_experiment
+from emofx.pipeline.experiments import BatchError, Experiment, Sweep, load_experiment, parse_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

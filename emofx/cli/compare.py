@@ -4,11 +4,11 @@ pixel-wise maps, filters (H2) and representations (CKA), with calibrated tests.
 RUNS_A and RUNS_B are directories holding each culture's trial runs (made by `emofx train`);
 --data-a/--data-b are the datasets those runs were trained on. OUT receives summary.json,
 one CSV per table and the figures. Accuracy is tested with trials as the unit (permutation)
-and given a confidence interval over test images (bootstrap); see `emofx.comparison`.
+and given a confidence interval over test images (bootstrap); see `emofx.study.comparison`.
 Region tests have one row per (emotion, region) plus region-level rows pooled over emotions
 (emotion "all"), all in one corrected family. The trials are exchangeable draws of a
 culture's people only when each trial used its own people (split kind "independent" in
-`emofx.comparison.culture_splits`); trials that re-split one sample answer for that sample.
+`emofx.study.comparison.culture_splits`); trials that re-split one sample answer for that sample.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-from emofx.comparison import CORRECTIONS, UNITS, CompareConfig, CultureRuns, compare
-from emofx.dataset import FaceDataset
-from emofx.regions import METHODS as REGION_METHODS
-from emofx.regions import face_regions
-from emofx.saliency import METHODS as SALIENCY_METHODS
+from emofx.data.dataset import FaceDataset
+from emofx.data.regions import METHODS as REGION_METHODS
+from emofx.data.regions import face_regions
+from emofx.explain.saliency import METHODS as SALIENCY_METHODS
+from emofx.plotting.comparison import save_comparison_figures
+from emofx.study.comparison import compare
+from emofx.study.cultures import CORRECTIONS, UNITS, CompareConfig, CultureRuns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if a.name == b.name:
         raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")
     result = compare(a, b, regions_a, regions_b, config)
-    result.save(args.out, figures=not args.no_figures)
+    result.save(args.out)
+    if not args.no_figures:
+        save_comparison_figures(result, args.out)
     accuracy = result.accuracy
     print(json.dumps({
         "cultures": [a.name, b.name],

@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofx.dataset import FaceDataset
-    from emofx.evaluation import evaluate
-    from emofx.runs import load_run
+    from emofx.data.dataset import FaceDataset
+    from emofx.study.evaluation import evaluate
+    from emofx.study.runs import load_run
 
     recorded = load_run(args.run)
     if args.data:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofx.figures import regenerate
+    from emofx.pipeline.figures import regenerate
 
     report = regenerate(args.experiment, args.out)
     for row in report.itertuples():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emofx.cli.prepare import summary
-from emofx.dataset import FaceDataset, merge
+from emofx.data.dataset import FaceDataset, merge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _defaults():
-    from emofx.modification import ModificationConfig
+    from emofx.explain.modification import ModificationConfig
 
     return ModificationConfig()
 
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from emofx.cli.saliency import held_out_images, refuse_to_overwrite, spread_over_classes
-    from emofx.modification import ModificationConfig, modify
+    from emofx.explain.modification import ModificationConfig, modify
+    from emofx.explain.saliency import class_index
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import modification_panel
-    from emofx.saliency import class_index
 
     config = ModificationConfig(steps=args.steps, step_size=args.step_size, method=args.method, l2_penalty=args.l2)
     out = Path(args.out)

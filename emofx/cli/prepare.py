@@ -21,8 +21,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from emofx.dataset import FaceDataset
-from emofx.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, load, loader_options
+from emofx.data.dataset import FaceDataset
+from emofx.data.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, load, loader_options
 
 # Options every file loader shares: passed only to the loaders that take them.
 _COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", "center_crop_fallback")

@@ -80,14 +80,14 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from emofx.evaluation import aggregate_confusions, evaluate, misclassification_table
-    from emofx.model import ModelConfig
+    from emofx.data.synthetic import make_synthetic
+    from emofx.nets.model import ModelConfig
+    from emofx.nets.training import TrainConfig
     from emofx.plotting import save_figure
     from emofx.plotting.curves import learning_curves
     from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
-    from emofx.runs import runs_frame, train_run
-    from emofx.synthetic import make_synthetic
-    from emofx.training import TrainConfig
+    from emofx.study.evaluation import aggregate_confusions, evaluate, misclassification_table
+    from emofx.study.runs import runs_frame, train_run
 
     if config.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {config.trials}")

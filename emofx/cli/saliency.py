@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from emofx.checkpoint import TrainedModel
-    from emofx.dataset import FaceDataset
+    from emofx.data.dataset import FaceDataset
+    from emofx.nets.checkpoint import TrainedModel
 
 OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "randomisation.csv", "randomisation.png",
            "deletion_insertion.csv")
@@ -44,9 +44,9 @@ class HeldOutImages:
 def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
     """The run's model and the images of ``data_path`` it has not trained on (the run's test
     part when the data is the run's own, all images of the model's classes otherwise)."""
-    from emofx.dataset import FaceDataset
-    from emofx.emotions import shared_classes
-    from emofx.runs import dataset_fingerprint, load_run
+    from emofx.data.dataset import FaceDataset
+    from emofx.data.emotions import shared_classes
+    from emofx.study.runs import dataset_fingerprint, load_run
 
     recorded = load_run(run_dir)
     model = recorded.model
@@ -91,7 +91,7 @@ def refuse_to_overwrite(out: Path, names: Sequence[str], overwrite: bool) -> Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from emofx.saliency import IG_STEPS, METHODS, SCORES
+    from emofx.explain.saliency import IG_STEPS, METHODS, SCORES
 
     parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
     parser.add_argument("--data", required=True, metavar="DATA.npz", help="images to explain (an emofx dataset)")
@@ -129,9 +129,9 @@ def method_options(args: argparse.Namespace) -> dict:
 
 def sanity_checks(model, images, targets, maps, args, options, out: Path) -> dict:
     """Cascading randomisation and deletion/insertion curves, written to ``out``; their summary."""
+    from emofx.explain.metrics import cascading_randomisation, curve_auc, deletion_insertion_curves
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import randomisation_curves
-    from emofx.saliency_metrics import cascading_randomisation, curve_auc, deletion_insertion_curves
 
     randomised = cascading_randomisation(model, images, targets, methods=(args.method,), seed=args.seed,
                                          method_options={args.method: options}, progress=not args.quiet)
@@ -152,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from emofx.explain.metrics import region_scores, signal_region_masks, signal_regions, summarise_region_scores
+    from emofx.explain.saliency import attribute, completeness, resolve_targets
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import saliency_grid
-    from emofx.saliency import attribute, completeness, resolve_targets
-    from emofx.saliency_metrics import region_scores, signal_region_masks, signal_regions, summarise_region_scores
 
     out = Path(args.out)
     refuse_to_overwrite(out, OUTPUTS, args.overwrite)

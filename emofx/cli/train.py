@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emofx.splits import SPLIT_KINDS
-from emofx.training import TrainConfig
+from emofx.data.splits import SPLIT_KINDS
+from emofx.nets.training import TrainConfig
 
 EXIT_NAN = 1
 EXIT_INTERRUPTED = 130
@@ -59,15 +59,15 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int):
     """The architecture to train: the paper's, unless widths or dense units are given."""
-    from emofx.model import ModelConfig
+    from emofx.nets.model import ModelConfig
 
     overrides = {k: v for k, v in (("widths", widths), ("dense_units", dense_units)) if v is not None}
     return ModelConfig(num_classes=num_classes, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofx.dataset import FaceDataset
-    from emofx.runs import train_run
+    from emofx.data.dataset import FaceDataset
+    from emofx.study.runs import train_run
 
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from emofx.plotting import save_figure
 
 if TYPE_CHECKING:
-    from emofx.comparison import Comparison
+    from emofx.study.comparison import Comparison
 
 
 def _significance_mark(p: float) -> str:

@@ -7,7 +7,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from emofx.modification import ModificationResult
+from emofx.explain.modification import ModificationResult
 
 MAP_MODES = ("abs", "signed")
 

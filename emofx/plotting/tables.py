@@ -1,6 +1,6 @@
 """Confusion-matrix and misclassification heatmaps (the paper's Tables 2-4 as figures).
 
-Inputs are the DataFrames of :mod:`emofx.evaluation` (means, optionally with the std across
+Inputs are the DataFrames of :mod:`emofx.study.evaluation` (means, optionally with the std across
 trials); ``total`` rows and columns are left out of the colour scale but kept in the labels.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from emofx.evaluation import TOTAL
+from emofx.study.evaluation import TOTAL
 
 
 def _annotations(mean: pd.DataFrame, std: pd.DataFrame | None, fmt: str) -> np.ndarray:

@@ -8,7 +8,7 @@ Saliency is compared between cultures region by region, so every face needs regi
   A face whose eyes are not found falls back to the template, and each image records which
   method it got.
 - ``template``: an aligned mean-face template (eye centres at 33%/67% across and 41% down,
-  measured on KDEF and Taiwanese crops made by :mod:`emofx.faces`), scaled to the image.
+  measured on KDEF and Taiwanese crops made by :mod:`emofx.data.faces`), scaled to the image.
 
 ``auto`` is ``truth`` when the dataset carries ground-truth masks, else ``eyes``.
 Landmarks are (x, y) in pixel-index coordinates (pixel (row i, column j) has centre (j, i));
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
 
 FEATURE_REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 REGION_NAMES: tuple[str, ...] = FEATURE_REGIONS + ("rest",)

@@ -2,7 +2,7 @@
 
 The notebooks record what each figure needs in their results folder (the ``save_*``
 functions here define those records); :func:`regenerate` reads an experiment folder
-(``papermill_runs/<experiment>``, see :mod:`emofx.batch`) and writes every figure (PNG and
+(``papermill_runs/<experiment>``, see :mod:`emofx.pipeline.batch`) and writes every figure (PNG and
 PDF) and table (CSV and Markdown) whose records exist, under stable names:
 
 | name | from | what |
@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.batch import RESULTS_DIR, completed_runs, read_runs
-from emofx.dataset import FaceDataset
-from emofx.modification import ModificationResult
-from emofx.runs import Run, load_run
+from emofx.data.dataset import FaceDataset
+from emofx.explain.modification import ModificationResult
+from emofx.pipeline.results import RESULTS_DIR, completed_runs, read_runs
+from emofx.study.runs import Run, load_run
 
 BENCHMARK = "01_benchmark"
 TRAINING = "02_train_culture"
@@ -42,7 +42,7 @@ FOLDS_DIR = "folds"  # where 01_benchmark records one run per fold
 SALIENCY_FILE = "saliency.npz"
 REGION_SHARES_FILE = "region_shares.csv"
 MODIFICATION_FILE = "modification.npz"
-COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.comparison's tables
+COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
 FORMATS = ("png", "pdf")
 
 
@@ -74,8 +74,8 @@ def load_saliency(path: str | os.PathLike) -> dict[str, Any]:
 
 def saliency_region_shares(maps: np.ndarray, regions: Any, dataset: FaceDataset) -> pd.DataFrame:
     """One row per image: its emotion and the share of its saliency mass in each facial region
-    (``regions``: :class:`emofx.regions.RegionMaps` of ``dataset``)."""
-    from emofx.comparison import region_shares
+    (``regions``: :class:`emofx.data.regions.RegionMaps` of ``dataset``)."""
+    from emofx.study.features import region_shares
 
     shares = pd.DataFrame(region_shares(maps, regions.masks), columns=list(regions.region_names))
     shares.insert(0, "emotion", dataset.label_names)
@@ -136,8 +136,8 @@ def training_runs(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
 
 
 def culture_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> Any:
-    """One culture's trials as :class:`emofx.comparison.CultureRuns` (models, test indices, dataset)."""
-    from emofx.comparison import CultureRuns
+    """One culture's trials as :class:`emofx.study.comparison.CultureRuns` (models, test indices, dataset)."""
+    from emofx.study.cultures import CultureRuns
 
     if culture not in runs_by_culture:
         raise FiguresError(f"no completed training runs of culture {culture!r}; cultures with runs: "
@@ -150,7 +150,7 @@ def culture_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> Any:
 def culture_tables(runs_by_culture: dict[str, list[Run]]) -> dict[str, pd.DataFrame]:
     """Tables 2-4 from recorded runs: per culture the test confusion's mean and std over trials
     (with totals), and the % misclassified per class and culture (mean and std over trials)."""
-    from emofx.evaluation import aggregate_confusions
+    from emofx.study.evaluation import aggregate_confusions
 
     tables: dict[str, pd.DataFrame] = {}
     errors_mean, errors_std = {}, {}

@@ -13,7 +13,7 @@ def shared_data_root() -> Path:
     """The real datasets: ``$EMOFX_DATA`` if set, else ``../shared/data`` beside the project root."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser().resolve()
-    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
 def cache_root() -> Path:

@@ -6,7 +6,7 @@ grayscale faces: the largest face found by OpenCV's ``haarcascade_frontalface_de
 and resized. Already-cropped sources skip detection (``FaceOptions(detect=False)``).
 A file that cannot be turned into a face is never dropped silently: it is returned in
 ``FaceBatch.skipped`` with the reason. Results are cached under
-:func:`emofx.paths.cache_root`, keyed by every input file's path, size and mtime and by
+:func:`emofx.data.paths.cache_root`, keyed by every input file's path, size and mtime and by
 the options, so preparing the same source again costs a directory walk and one read.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from emofx.paths import cache_root
+from emofx.data.paths import cache_root
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}

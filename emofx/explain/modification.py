@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emofx.checkpoint import TrainedModel, as_unit_float
-from emofx.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
-from emofx.saliency import class_scores
+from emofx.explain.saliency import class_scores
+from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 GRADIENTS = ("gradient", "guided")
 

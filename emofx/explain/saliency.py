@@ -5,7 +5,7 @@ Every method has one calling convention, in the spirit of PAIR-code/saliency::
     maps = method(model, images, targets, **options)   # images (B, H, W) in [0, 1]
 
 returning a (B, H, W) map per image for the class index in ``targets``. The compiled
-cores take the frozen :class:`~emofx.model.ModelConfig` as a static argument and the
+cores take the frozen :class:`~emofx.nets.model.ModelConfig` as a static argument and the
 parameters as a pytree, so one compilation serves a whole run (and randomised copies of
 it). :func:`attribute` is the front door: it converts uint8 images, batches (padding the
 last batch so nothing recompiles), dispatches by method name and returns numpy.
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emofx.checkpoint import TrainedModel, as_unit_float
-from emofx.emotions import UnknownEmotionError, canonical_emotion
-from emofx.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
+from emofx.data.emotions import UnknownEmotionError, canonical_emotion
+from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 SCORES = ("probability", "logit", "log-probability")
 IG_STEPS = 128  # enough for completeness within a few percent on the paper's CNN

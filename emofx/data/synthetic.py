@@ -24,8 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from emofx.dataset import FaceDataset
-from emofx.emotions import EMOTIONS, canonicalize_all, ordered_classes
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import EMOTIONS, canonicalize_all, ordered_classes
 
 REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 BASIC_EMOTIONS: tuple[str, ...] = tuple(e for e in EMOTIONS if e != "contempt")

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emofx.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
+from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 
 CHECKPOINT_DIR = "checkpoint"
 PARAMS_FILE = "params.msgpack"

@@ -23,11 +23,7 @@ most compilation.
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
-import hashlib
-import itertools
-import json
 import multiprocessing
 import os
 import re
@@ -35,82 +31,35 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
-STATUS_FILE = "status.json"
-RESULTS_DIR = "results"
-RESULTS_FILE = "results.json"
-OUTPUT_PARAMETER = "output_dir"
-EXPERIMENT_PARAMETER = "experiment_dir"
-DEFAULT_KERNEL = "python3"
+from emofx.pipeline.experiments import (
+    DEFAULT_KERNEL,
+    EXPERIMENT_PARAMETER,
+    OUTPUT_PARAMETER,
+    BatchError,
+    Experiment,
+    Sweep,
+    load_experiment,
+    notebook_parameters,
+    parameter_hash,
+    parameter_set_name,
+)
+from emofx.pipeline.results import (
+    RESULTS_DIR,
+    STATUS_FILE,
+    _atomic_write_json,
+    completed_runs,
+    read_runs,
+    read_status,
+    run_state,
+)
+
 JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
-_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
-_MAX_NAME_LENGTH = 120
-
-
-class BatchError(ValueError):
-    """An experiment, notebook or parameter that cannot be run as given."""
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One notebook run for every combination of ``grid`` values, each with ``fixed`` added.
-
-    ``grid`` keys name the parameter-set directories (in the given order); ``fixed`` values
-    are passed unchanged (a list in ``fixed`` is one value, not a sweep).
-    """
-
-    notebook: Path
-    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "notebook", Path(self.notebook))
-        grid = {str(k): tuple(v) for k, v in dict(self.grid).items()}
-        empty = [k for k, v in grid.items() if not v]
-        if empty:
-            raise BatchError(f"parameter {empty[0]!r} of {self.notebook.name} has no values to sweep")
-        both = sorted(set(grid) & set(self.fixed))
-        if both:
-            raise BatchError(f"parameter {both[0]!r} of {self.notebook.name} is both swept and fixed")
-        object.__setattr__(self, "grid", grid)
-        object.__setattr__(self, "fixed", dict(self.fixed))
-
-    @property
-    def stem(self) -> str:
-        return self.notebook.stem
-
-    def parameter_sets(self) -> list[dict[str, Any]]:
-        """The swept values of every run, in a stable order (the product of the grid)."""
-        keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A named list of sweeps whose runs live under ``runs_dir / name``."""
-
-    name: str
-    sweeps: tuple[Sweep, ...]
-    runs_dir: Path = Path("papermill_runs")
-
-    def __post_init__(self) -> None:
-        if not self.name or _SAFE_CHARS.search(self.name):
-            raise BatchError(
-                f"experiment name {self.name!r} must be non-empty and use only letters, digits and ._+-"
-            )
-        object.__setattr__(self, "sweeps", tuple(self.sweeps))
-        object.__setattr__(self, "runs_dir", Path(self.runs_dir))
-
-    @property
-    def directory(self) -> Path:
-        return self.runs_dir / self.name
 
 
 @dataclass(frozen=True)
@@ -171,89 +120,6 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- naming
-
-
-def parameter_hash(parameters: Mapping[str, Any]) -> str:
-    """A stable hash of parameter values (key order does not matter)."""
-    text = json.dumps(dict(parameters), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parameter_set_name(values: Mapping[str, Any]) -> str:
-    """A readable, stable, filesystem-safe directory name, e.g. ``culture=eyes__seed=0``.
-
-    Characters outside ``[A-Za-z0-9._+-]`` become ``-``; when that changed anything, or the
-    name would be long, a short hash of the exact values is appended so names never collide.
-    """
-    if not values:
-        return "default"
-    raw = "__".join(f"{key}={_value_text(value)}" for key, value in values.items())
-    safe = "__".join(
-        f"{_SAFE_CHARS.sub('-', str(key))}={_SAFE_CHARS.sub('-', _value_text(value))}"
-        for key, value in values.items()
-    )
-    if safe != raw or len(safe) > _MAX_NAME_LENGTH:
-        safe = f"{safe[:_MAX_NAME_LENGTH]}__{parameter_hash(values)[:8]}"
-    return safe
-
-
-def _value_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value read as YAML: ``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``[a, b]`` -> list."""
-    try:
-        return yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError:
-        return text
-
-
-# ----------------------------------------------------------------------------- experiments
-
-
-def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Experiment:
-    """Read an experiment YAML file; relative paths in it are relative to the file.
-
-    Format::
-
-        name: synthetic_cultures
-        runs_dir: ../papermill_runs            # optional
-        sweeps:
-          - notebook: ../notebooks/02_train_culture.ipynb
-            grid: {culture: [eyes, mouth], seed: [0, 1]}
-            fixed: {epochs: 4}
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"experiment file {path} not found")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise BatchError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("sweeps"), list) or not spec["sweeps"]:
-        raise BatchError(f"{path} must be a mapping with 'name' and a non-empty list 'sweeps'")
-    unknown = sorted(set(spec) - {"name", "runs_dir", "sweeps"})
-    if unknown:
-        raise BatchError(f"{path}: unknown key {unknown[0]!r} (allowed: name, runs_dir, sweeps)")
-    base = path.parent
-    sweeps = []
-    for i, entry in enumerate(spec["sweeps"]):
-        if not isinstance(entry, dict) or "notebook" not in entry:
-            raise BatchError(f"{path}: sweep {i + 1} needs a 'notebook'")
-        extra = sorted(set(entry) - {"notebook", "grid", "fixed"})
-        if extra:
-            raise BatchError(f"{path}: sweep {i + 1} has unknown key {extra[0]!r} (allowed: notebook, grid, fixed)")
-        for key in ("grid", "fixed"):
-            if not isinstance(entry.get(key) or {}, dict):
-                raise BatchError(f"{path}: sweep {i + 1}'s {key!r} must map parameter names to values")
-        grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
-        sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
-    chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
-        os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
-    return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
-
 
 def plan_runs(experiment: Experiment, sweep: Sweep, *, kernel_name: str = DEFAULT_KERNEL,
               cell_timeout: float | None = None) -> list[RunSpec]:
@@ -302,82 +168,6 @@ def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
     return parameter_hash({"upstream": marks})
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The parameters declared in the notebook's cell tagged ``parameters`` (name -> default text)."""
-    import nbformat
-    import papermill
-
-    if not notebook.is_file():
-        raise FileNotFoundError(f"notebook {notebook} not found")
-    nb = nbformat.read(notebook, as_version=4)
-    cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
-    if not cells:
-        raise BatchError(f"{notebook.name} has no cell tagged 'parameters' (View > Cell Toolbar > Tags in Jupyter)")
-    declared = {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
-    try:
-        assigned = {target.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
-                    for target in node.targets if isinstance(target, ast.Name)}
-    except SyntaxError as err:
-        raise BatchError(f"{notebook.name}: its parameters cell is not valid Python ({err})") from None
-    unreadable = sorted(assigned - set(declared))
-    if unreadable:
-        raise BatchError(
-            f"{notebook.name}: papermill cannot read the parameter(s) {', '.join(unreadable)} in its parameters "
-            "cell; write one `name = value` per line with no '=' inside comments"
-        )
-    return declared
-
-
-# ----------------------------------------------------------------------------- state of a run
-
-
-def run_state(run_dir: Path, expected_hash: str, expected_inputs: str = "") -> str:
-    """``complete``, ``failed``, ``changed`` (other parameters or inputs), ``interrupted`` or ``new``."""
-    status = read_status(run_dir)
-    if status is None:
-        return "interrupted" if run_dir.exists() else "new"
-    if status.get("parameter_hash") != expected_hash or status.get("inputs", "") != expected_inputs:
-        return "changed"
-    return "complete" if status.get("status") == "ok" else "failed"
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """The run's completion marker, or None when there is none (never run or interrupted)."""
-    path = Path(run_dir) / STATUS_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def save_results(output_dir: str | os.PathLike, **values: Any) -> Path:
-    """Write a notebook's scalar results to ``output_dir/results.json`` (read back by :func:`read_runs`)."""
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / RESULTS_FILE
-    _atomic_write_json(path, values)
-    return path
-
-
 # ----------------------------------------------------------------------------- execution
 
 
@@ -390,7 +180,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from emofx.paths import cache_root
+    from emofx.data.paths import cache_root
 
     # Kernels of one batch compile the same JAX programs: share them through JAX's on-disk cache.
     os.environ.setdefault(JAX_CACHE_ENV, str(cache_root() / "jax"))
@@ -536,74 +326,6 @@ def run_experiment(experiment: Experiment, *, only: Iterable[str] = (), **option
         raise BatchError(f"experiment {experiment.name!r} has no sweep of {missing[0]!r}; it has: {', '.join(sorted(stems))}")
     return [run_sweep(experiment, sweep, **options)
             for sweep in experiment.sweeps if not wanted or sweep.stem in wanted]
-
-
-# ----------------------------------------------------------------------------- reading results
-
-
-def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) -> pd.DataFrame:
-    """All recorded runs of an experiment: one row per run with its notebook, run name,
-    status, seconds, error, run_dir, then its parameters, then the scalars of its results.json.
-
-    Runs without a completion marker (running or interrupted) are left out. Result keys that
-    clash with a column are prefixed ``result.``.
-    """
-    root = Path(experiment_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"experiment directory {root} not found; run `emofx batch` first")
-    rows = []
-    for status_path in sorted(root.glob(f"{notebook or '*'}/*/{STATUS_FILE}")):
-        status = read_status(status_path.parent)
-        if status is None:
-            continue
-        run_dir = status_path.parent
-        row: dict[str, Any] = {
-            "notebook": run_dir.parent.name,
-            "run": run_dir.name,
-            "status": status.get("status"),
-            "seconds": status.get("seconds"),
-            "error": (f"{status['error']['type']}: {status['error']['message']}" if status.get("error") else ""),
-            "run_dir": str(run_dir),
-        }
-        row.update(status.get("parameters", {}))
-        results_path = run_dir / RESULTS_DIR / RESULTS_FILE
-        if status.get("status") == "ok" and results_path.is_file():
-            for key, value in json.loads(results_path.read_text()).items():
-                row[f"result.{key}" if key in row else key] = value
-        rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else ["notebook", "run", "status", "seconds", "error", "run_dir"])
-
-
-def completed_runs(experiment_dir: str | os.PathLike, notebook: str) -> pd.DataFrame:
-    """The ``ok`` runs of one notebook (see :func:`read_runs`); a clear error when there are none."""
-    runs = read_runs(experiment_dir, notebook)
-    ok = runs[runs["status"] == "ok"].reset_index(drop=True)
-    if ok.empty:
-        raise FileNotFoundError(
-            f"no completed runs of {notebook} under {experiment_dir}; run it first, e.g. "
-            f"`emofx batch notebooks/{notebook}.ipynb --experiment {Path(experiment_dir).name} -p culture eyes mouth`"
-        )
-    return ok
-
-
-def read_table(experiment_dir: str | os.PathLike, notebook: str, filename: str) -> pd.DataFrame:
-    """Concatenate ``results/<filename>`` (a CSV) of every ``ok`` run of ``notebook``, each row
-    prefixed with its run name and parameters."""
-    runs = completed_runs(experiment_dir, notebook)
-    frames = []
-    for _, run in runs.iterrows():
-        path = Path(run["run_dir"]) / RESULTS_DIR / filename
-        if not path.is_file():
-            continue
-        table = pd.read_csv(path)
-        status = read_status(Path(run["run_dir"])) or {}
-        prefix = {"run": run["run"], **status.get("parameters", {})}
-        for i, (key, value) in enumerate(prefix.items()):
-            table.insert(i, key if key not in table.columns else f"param.{key}", [value] * len(table))
-        frames.append(table)
-    if not frames:
-        raise FileNotFoundError(f"no run of {notebook} under {experiment_dir} wrote {RESULTS_DIR}/{filename}")
-    return pd.concat(frames, ignore_index=True)
 
 
 def ensure_stage(experiment_dir: str | os.PathLike | None, notebook: str, *,

@@ -25,7 +25,7 @@ Convolution implementations (``ModelConfig.conv_impl``):
     (``python -m benchmarks.conv_layers`` times every piece of every layer both ways).
 ``"winograd"``
     layers with at least :data:`WINOGRAD_MIN_CHANNELS` input channels and kernels at least
-    3 wide go through :mod:`emofx.winograd` (Winograd F(4, kw) along the width: 2.5x fewer
+    3 wide go through :mod:`emofx.nets.winograd` (Winograd F(4, kw) along the width: 2.5x fewer
     multiply-adds for 5x5 kernels, forward and both gradients; measured on 2 cores, the
     paper's second and third layers' forward + backward 1.3x and 1.7x faster than
     ``split-grad``); other layers take ``split-grad``. Narrower layers gain nothing (their
@@ -46,7 +46,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from emofx import winograd
+from emofx.nets import winograd
 
 CONV_IMPLS = ("lax", "split-grad", "winograd", "auto")
 KERNEL_GRAD_CHUNK = 8

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from emofx import ops
+from emofx.nets import ops
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelConfig:
     conv_bias: bool = True
     pixel_mean: float = 0.5
     pixel_std: float = 0.25
-    conv_impl: str = "auto"  # see emofx.ops: the fast formulation per backend
+    conv_impl: str = "auto"  # see emofx.nets.ops: the fast formulation per backend
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -60,7 +60,7 @@ class ModelConfig:
 
 
 class Conv(nn.Module):
-    """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.ops.conv2d_same`."""
+    """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`."""
 
     features: int
     kernel_size: int

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_KINDS: tuple[str, ...] = ("auto", "random", "subject", "kfold", "predefined")

@@ -25,11 +25,11 @@ import optax
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emofx.augment import AugmentConfig, augment
-from emofx.checkpoint import CheckpointError, TrainedModel, as_unit_float
-from emofx.dataset import FaceDataset
-from emofx.emotions import ALIASES
-from emofx.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import ALIASES
+from emofx.nets.augment import AugmentConfig, augment
+from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
+from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 
 DENSE_LAYERS = ("dense", "output")
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
@@ -153,7 +153,7 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1) -> TrainState:
-    """The state at step 0 for ``params`` (see :func:`emofx.model.init_params`)."""
+    """The state at step 0 for ``params`` (see :func:`emofx.nets.model.init_params`)."""
     optimizer = make_optimizer(StepConfig.of(train_config, steps_per_epoch))
     return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 

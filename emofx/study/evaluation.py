@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.checkpoint import TrainedModel
-from emofx.dataset import FaceDataset
-from emofx.emotions import shared_classes
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import shared_classes
+from emofx.nets.checkpoint import TrainedModel
 
 TOTAL = "total"
 

@@ -1,4 +1,4 @@
-"""Is a saliency map faithful? Sanity checks and quality scores for :mod:`emofx.saliency`.
+"""Is a saliency map faithful? Sanity checks and quality scores for :mod:`emofx.explain.saliency`.
 
 - :func:`cascading_randomisation`: Adebayo et al. (2018): re-initialise the layers from the
   top down and measure the Spearman rank correlation of each map with the trained model's.
@@ -23,10 +23,10 @@ import pandas as pd
 from scipy import integrate, ndimage, stats
 from tqdm.auto import tqdm
 
-from emofx.checkpoint import TrainedModel, as_unit_float
-from emofx.dataset import FaceDataset
-from emofx.model import init_params
-from emofx.saliency import attribute, class_scores
+from emofx.data.dataset import FaceDataset
+from emofx.explain.saliency import attribute, class_scores
+from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.nets.model import init_params
 
 # Where each synthetic dialect puts its emotion signal (used when the dataset's meta does
 # not list ``signal_regions`` itself).

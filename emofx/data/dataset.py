@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.emotions import EMOTIONS, canonicalize_all, ordered_classes
+from emofx.data.emotions import EMOTIONS, canonicalize_all, ordered_classes
 
 FORMAT_TAG = "emofx-dataset"
 FORMAT_VERSION = 1

@@ -5,7 +5,7 @@ A run directory holds::
     metrics.json    test metrics, split sizes, best step, timing, configs, data fingerprint
     history.csv     step, epoch, lr, train_loss, train_error, val_error, val_loss
     split.json      the train/val/test indices into the dataset
-    checkpoint/     the best-validation model (see :class:`emofx.checkpoint.TrainedModel`)
+    checkpoint/     the best-validation model (see :class:`emofx.nets.checkpoint.TrainedModel`)
 
 A directory that already holds a *different* run is never overwritten unless asked;
 re-running the very same run (same data, split, seed, trial and configs) is allowed.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,12 +25,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.checkpoint import CHECKPOINT_DIR, TrainedModel, atomic_write, library_versions
-from emofx.dataset import FaceDataset
-from emofx.evaluation import evaluate, with_totals
-from emofx.model import ModelConfig
-from emofx.splits import Split, make_split
-from emofx.training import TrainConfig, TrainResult, TrainingError, fit
+from emofx.data.dataset import FaceDataset
+from emofx.data.splits import Split, make_split
+from emofx.nets.checkpoint import CHECKPOINT_DIR, TrainedModel, atomic_write, library_versions
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig, TrainingError, TrainResult, fit
+from emofx.study.evaluation import evaluate, with_totals
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"

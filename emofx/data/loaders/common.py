@@ -1,0 +1,189 @@
+"""Steps shared by every loader: input gathering, face extraction options, strictness, duplicates, building the dataset."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import UnknownEmotionError, canonicalize_all
+from emofx.data.faces import IMAGE_SUFFIXES, FaceOptions, extract_faces
+
+FACE_MODES: tuple[str, ...] = ("auto", "detect", "cropped")
+_CROPPED_MAX_SIDE = 128  # "auto" treats square images up to this side as already-cropped faces
+
+
+class SourceError(ValueError):
+    """A source cannot be loaded as asked; the message names the file and what to do."""
+
+
+@dataclass
+class _Inputs:
+    """Image files with their per-file facts, gathered by a loader before faces are extracted."""
+
+    files: list[Path] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    subject: list[str] = field(default_factory=list)
+    split: list[str] = field(default_factory=list)
+    culture: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, path: Path, label: str, *, culture: str, subject: str = "", split: str = "") -> None:
+        self.files.append(path)
+        self.labels.append(label)
+        self.culture.append(culture)
+        self.subject.append(subject)
+        self.split.append(split)
+
+    def skip(self, path: Path | str, reason: str) -> None:
+        self.skipped.append({"path": str(path), "reason": reason})
+
+    def take(self, indices: Sequence[int]) -> "_Inputs":
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return _Inputs(pick(self.files), pick(self.labels), pick(self.subject), pick(self.split),
+                       pick(self.culture), list(self.skipped))
+
+
+# ---------------------------------------------------------------------------- shared steps
+def _existing(source: str | os.PathLike, what: str) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    return path
+
+
+def _spread(n: int, limit: int | None) -> list[int]:
+    """At most ``limit`` indices evenly spread over ``range(n)`` (all of them without a limit)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise ValueError(f"limit must be a positive number of images; got {limit}")
+    return [int(i) for i in np.linspace(0, n - 1, limit).round().astype(int)]
+
+
+def _folder_files(root: Path) -> dict[Path, list[Path]]:
+    """Every non-hidden folder under ``root`` (itself included) with its non-hidden files, sorted."""
+    found: dict[Path, list[Path]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found[Path(folder)] = [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Every non-hidden file under ``root`` (or ``root`` itself when it is a file), sorted."""
+    if root.is_file():
+        return [root]
+    return [f for files in _folder_files(root).values() for f in files]
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _looks_cropped(files: Sequence[Path]) -> bool:
+    """True when a sample of the files are small square images (already face crops)."""
+    from PIL import Image
+
+    sample = files[:: max(1, len(files) // 16)][:16]
+    for path in sample:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # unreadable files are reported later, by extraction
+        if width != height or width > _CROPPED_MAX_SIDE:
+            return False
+    return True
+
+
+def _face_options(mode: str, files: Sequence[Path], size: int, margin: float, center_crop_fallback: bool) -> FaceOptions:
+    if mode not in FACE_MODES:
+        raise ValueError(f"faces must be one of {FACE_MODES}; got {mode!r}")
+    detect = mode == "detect" or (mode == "auto" and not _looks_cropped(files))
+    return FaceOptions(size=size, detect=detect, margin=margin, center_crop_fallback=center_crop_fallback)
+
+
+def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool) -> None:
+    if strict and skipped:
+        listing = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:10])
+        more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        raise SourceError(f"{len(skipped)} input(s) of {source} could not be used (strict mode): {listing}{more}")
+
+
+def _duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
+    """Files with identical bytes: how many repeat another, in how many groups, a few examples."""
+    groups: dict[int, list[str]] = defaultdict(list)
+    for path, digest in zip(paths, hashes):
+        if digest:
+            groups[int(digest)].append(str(path))
+    repeated = [sorted(set(g)) for g in groups.values() if len(set(g)) > 1]
+    return {
+        "files": int(sum(len(g) - 1 for g in repeated)),
+        "groups": len(repeated),
+        "examples": repeated[:5],
+    }
+
+
+def _build(
+    inputs: _Inputs,
+    options: FaceOptions,
+    *,
+    source: Path,
+    fmt: str,
+    strict: bool,
+    progress: bool,
+    meta: dict[str, Any] | None = None,
+    extras: dict[str, np.ndarray] | None = None,
+) -> FaceDataset:
+    """Extract the faces of ``inputs`` and assemble the dataset (the step every photo loader shares)."""
+    try:
+        canonicalize_all(inputs.labels)  # unknown names fail before any image is decoded
+    except UnknownEmotionError as err:
+        raise UnknownEmotionError(f"{source}: {err}") from None
+    batch = extract_faces(inputs.files, options, progress=progress, desc=f"{fmt} faces")
+    skipped = inputs.skipped + list(batch.skipped)
+    _check_strict(skipped, source, strict)
+    if not len(batch.kept):
+        examples = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
+        raise SourceError(f"no faces could be prepared from {source} ({len(skipped)} inputs skipped: {examples})")
+    kept = batch.kept
+    take = lambda values: [values[i] for i in kept]  # noqa: E731
+    paths = np.array([str(p) for p in take(inputs.files)])
+    methods, method_counts = np.unique(batch.method, return_counts=True)
+    return FaceDataset.from_label_names(
+        batch.images,
+        take(inputs.labels),
+        culture=take(inputs.culture),
+        subject=take(inputs.subject),
+        path=paths,
+        split=take(inputs.split),
+        extras={"content_hash": batch.content_hash[kept], **{k: v[kept] for k, v in (extras or {}).items()}},
+        meta={
+            "source": str(source.absolute()),
+            "format": fmt,
+            "faces": {str(m): int(c) for m, c in zip(methods, method_counts)},
+            "face_options": {"size": options.size, "detect": options.detect, "margin": options.margin},
+            "duplicates": _duplicates(paths, batch.content_hash[kept]),
+            **(meta or {}),
+        },
+        skipped=skipped,
+    )
+
+
+def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path} is not a readable CSV file ({err}); expected {what}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise SourceError(f"{path} lacks column(s) {missing}; it has {list(frame.columns)}; expected {what}")
+    return frame

@@ -1,0 +1,67 @@
+"""KDEF photos; expression, actor and angle come from the file names (``AF01ANS.JPG``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Sequence
+
+from emofx.data.dataset import FaceDataset
+from emofx.data.faces import FaceOptions
+from emofx.data.loaders.common import (
+    SourceError,
+    _build,
+    _existing,
+    _image_files,
+    _Inputs,
+    _is_image_name,
+    _spread,
+)
+
+KDEF_EXPRESSIONS: dict[str, str] = {
+    "AF": "afraid", "AN": "angry", "DI": "disgusted", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprised",
+}
+KDEF_ANGLES: tuple[str, ...] = ("S", "HL", "HR", "FL", "FR")
+_KDEF_NAME = re.compile(r"^([AB])([FM])(\d{2})(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)$", re.IGNORECASE)
+
+
+def load_kdef(
+    source: str | os.PathLike,
+    *,
+    culture: str = "Swedish",
+    angles: Sequence[str] = ("S",),
+    size: int = 48,
+    margin: float = FaceOptions.margin,
+    center_crop_fallback: bool = False,
+    strict: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+) -> FaceDataset:
+    """KDEF photos named by code: session (A/B), sex (F/M), actor, expression, angle (``AF01ANS.JPG``).
+
+    Only the straight (``S``) view by default; ``angles`` may add HL, HR, FL, FR. Subject is the
+    actor with sex (``F01``), so subject-independent splits are possible.
+    """
+    root = _existing(source, "KDEF folder")
+    wanted = {a.upper() for a in angles}
+    bad = sorted(wanted - set(KDEF_ANGLES))
+    if bad:
+        raise ValueError(f"unknown KDEF angle(s) {bad}; choose from {list(KDEF_ANGLES)}")
+    inputs, other_angles = _Inputs(), 0
+    for path in _image_files(root):
+        match = _KDEF_NAME.match(path.stem) if _is_image_name(path) else None
+        if match is None:
+            inputs.skip(path, "file name does not follow the KDEF code (e.g. AF01ANS.JPG)"
+                        if _is_image_name(path) else f"not an image file (suffix {path.suffix or 'none'!r})")
+            continue
+        _session, sex, actor, expression, angle = (g.upper() for g in match.groups())
+        if angle not in wanted:
+            other_angles += 1
+            continue
+        inputs.add(path, KDEF_EXPRESSIONS[expression], culture=culture, subject=f"{sex}{actor}")
+    if not inputs.files:
+        raise SourceError(f"no KDEF images with angle(s) {sorted(wanted)} under {root}")
+    inputs = inputs.take(_spread(len(inputs.files), limit))
+    options = FaceOptions(size=size, margin=margin, center_crop_fallback=center_crop_fallback)
+    return _build(inputs, options, source=root, fmt="kdef", strict=strict, progress=progress,
+                  meta={"angles": sorted(wanted), "other_angles_ignored": other_angles})

@@ -1,0 +1,68 @@
+"""A CSV manifest with ``path``, ``emotion`` and optional ``culture``, ``subject``, ``split``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from emofx.data.dataset import FaceDataset
+from emofx.data.faces import FaceOptions
+from emofx.data.loaders.common import (
+    SourceError,
+    _build,
+    _check_strict,
+    _existing,
+    _face_options,
+    _Inputs,
+    _read_csv,
+    _spread,
+)
+
+
+def load_manifest(
+    source: str | os.PathLike,
+    *,
+    culture: str = "",
+    root: str | os.PathLike | None = None,
+    size: int = 48,
+    faces: str = "auto",
+    margin: float = FaceOptions.margin,
+    center_crop_fallback: bool = False,
+    strict: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+) -> FaceDataset:
+    """A CSV listing ``path`` and ``emotion`` per image, with optional ``culture``, ``subject``, ``split``.
+
+    Relative paths are resolved against ``root`` (default: the CSV's folder); a row's culture
+    overrides ``culture``. ``faces`` as for :func:`load_folder`. This is how users bring their
+    own collections, e.g. a web-collected set like the paper's NFW.
+    """
+    csv_path = _existing(source, "manifest")
+    frame = _read_csv(csv_path, ("path", "emotion"), "columns path and emotion (optional culture, subject, split)")
+    base = Path(root).expanduser() if root is not None else csv_path.parent
+    inputs = _Inputs()
+    for row in range(len(frame)):
+        record = frame.iloc[row]
+        name, emotion = record["path"].strip(), record["emotion"].strip()
+        where = f"{csv_path}#{row}"
+        if not name or not emotion:
+            inputs.skip(where, f"row {row}: empty {'path' if not name else 'emotion'}")
+            continue
+        image = Path(name).expanduser()
+        image = image if image.is_absolute() else base / image
+        if not image.is_file():
+            inputs.skip(image, f"file not found (manifest row {row})")
+            continue
+        inputs.add(
+            image, emotion,
+            culture=(record.get("culture", "") or "").strip() or culture,
+            subject=(record.get("subject", "") or "").strip(),
+            split=(record.get("split", "") or "").strip(),
+        )
+    if not inputs.files:
+        _check_strict(inputs.skipped, csv_path, strict)
+        raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped)")
+    inputs = inputs.take(_spread(len(inputs.files), limit))
+    options = _face_options(faces, inputs.files, size, margin, center_crop_fallback)
+    return _build(inputs, options, source=csv_path, fmt="manifest", strict=strict, progress=progress)

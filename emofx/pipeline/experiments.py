@@ -1,0 +1,197 @@
+"""Experiments as data: sweeps of one notebook over parameter values, their YAML files, run names and hashes.
+
+An *experiment* is a named list of sweeps run in order (later notebooks read the runs of earlier ones);
+a *sweep* runs one notebook over the product of parameter values. Run folders are named from the values
+(:func:`parameter_set_name`) and recognised by their hash (:func:`parameter_hash`)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+OUTPUT_PARAMETER = "output_dir"
+EXPERIMENT_PARAMETER = "experiment_dir"
+DEFAULT_KERNEL = "python3"
+_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
+_MAX_NAME_LENGTH = 120
+
+
+class BatchError(ValueError):
+    """An experiment, notebook or parameter that cannot be run as given."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One notebook run for every combination of ``grid`` values, each with ``fixed`` added.
+
+    ``grid`` keys name the parameter-set directories (in the given order); ``fixed`` values
+    are passed unchanged (a list in ``fixed`` is one value, not a sweep).
+    """
+
+    notebook: Path
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notebook", Path(self.notebook))
+        grid = {str(k): tuple(v) for k, v in dict(self.grid).items()}
+        empty = [k for k, v in grid.items() if not v]
+        if empty:
+            raise BatchError(f"parameter {empty[0]!r} of {self.notebook.name} has no values to sweep")
+        both = sorted(set(grid) & set(self.fixed))
+        if both:
+            raise BatchError(f"parameter {both[0]!r} of {self.notebook.name} is both swept and fixed")
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "fixed", dict(self.fixed))
+
+    @property
+    def stem(self) -> str:
+        return self.notebook.stem
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """The swept values of every run, in a stable order (the product of the grid)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named list of sweeps whose runs live under ``runs_dir / name``."""
+
+    name: str
+    sweeps: tuple[Sweep, ...]
+    runs_dir: Path = Path("papermill_runs")
+
+    def __post_init__(self) -> None:
+        if not self.name or _SAFE_CHARS.search(self.name):
+            raise BatchError(
+                f"experiment name {self.name!r} must be non-empty and use only letters, digits and ._+-"
+            )
+        object.__setattr__(self, "sweeps", tuple(self.sweeps))
+        object.__setattr__(self, "runs_dir", Path(self.runs_dir))
+
+    @property
+    def directory(self) -> Path:
+        return self.runs_dir / self.name
+
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+def parameter_hash(parameters: Mapping[str, Any]) -> str:
+    """A stable hash of parameter values (key order does not matter)."""
+    text = json.dumps(dict(parameters), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parameter_set_name(values: Mapping[str, Any]) -> str:
+    """A readable, stable, filesystem-safe directory name, e.g. ``culture=eyes__seed=0``.
+
+    Characters outside ``[A-Za-z0-9._+-]`` become ``-``; when that changed anything, or the
+    name would be long, a short hash of the exact values is appended so names never collide.
+    """
+    if not values:
+        return "default"
+    raw = "__".join(f"{key}={_value_text(value)}" for key, value in values.items())
+    safe = "__".join(
+        f"{_SAFE_CHARS.sub('-', str(key))}={_SAFE_CHARS.sub('-', _value_text(value))}"
+        for key, value in values.items()
+    )
+    if safe != raw or len(safe) > _MAX_NAME_LENGTH:
+        safe = f"{safe[:_MAX_NAME_LENGTH]}__{parameter_hash(values)[:8]}"
+    return safe
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML: ``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``[a, b]`` -> list."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Experiment:
+    """Read an experiment YAML file; relative paths in it are relative to the file.
+
+    Format::
+
+        name: synthetic_cultures
+        runs_dir: ../papermill_runs            # optional
+        sweeps:
+          - notebook: ../notebooks/02_train_culture.ipynb
+            grid: {culture: [eyes, mouth], seed: [0, 1]}
+            fixed: {epochs: 4}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BatchError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("sweeps"), list) or not spec["sweeps"]:
+        raise BatchError(f"{path} must be a mapping with 'name' and a non-empty list 'sweeps'")
+    unknown = sorted(set(spec) - {"name", "runs_dir", "sweeps"})
+    if unknown:
+        raise BatchError(f"{path}: unknown key {unknown[0]!r} (allowed: name, runs_dir, sweeps)")
+    base = path.parent
+    sweeps = []
+    for i, entry in enumerate(spec["sweeps"]):
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            raise BatchError(f"{path}: sweep {i + 1} needs a 'notebook'")
+        extra = sorted(set(entry) - {"notebook", "grid", "fixed"})
+        if extra:
+            raise BatchError(f"{path}: sweep {i + 1} has unknown key {extra[0]!r} (allowed: notebook, grid, fixed)")
+        for key in ("grid", "fixed"):
+            if not isinstance(entry.get(key) or {}, dict):
+                raise BatchError(f"{path}: sweep {i + 1}'s {key!r} must map parameter names to values")
+        grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
+        sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
+    chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
+        os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
+    return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The parameters declared in the notebook's cell tagged ``parameters`` (name -> default text)."""
+    import nbformat
+    import papermill
+
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook {notebook} not found")
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise BatchError(f"{notebook.name} has no cell tagged 'parameters' (View > Cell Toolbar > Tags in Jupyter)")
+    declared = {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+    try:
+        assigned = {target.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+    except SyntaxError as err:
+        raise BatchError(f"{notebook.name}: its parameters cell is not valid Python ({err})") from None
+    unreadable = sorted(assigned - set(declared))
+    if unreadable:
+        raise BatchError(
+            f"{notebook.name}: papermill cannot read the parameter(s) {', '.join(unreadable)} in its parameters "
+            "cell; write one `name = value` per line with no '=' inside comments"
+        )
+    return declared
+
+

@@ -1,0 +1,134 @@
+"""What a batch run leaves behind and how it is read: status markers, results written by notebooks, tables of runs.
+
+``status.json`` is written last and atomically, so readers only ever see complete runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STATUS_FILE = "status.json"
+RESULTS_DIR = "results"
+RESULTS_FILE = "results.json"
+
+
+# ----------------------------------------------------------------------------- state of a run
+
+
+def run_state(run_dir: Path, expected_hash: str, expected_inputs: str = "") -> str:
+    """``complete``, ``failed``, ``changed`` (other parameters or inputs), ``interrupted`` or ``new``."""
+    status = read_status(run_dir)
+    if status is None:
+        return "interrupted" if run_dir.exists() else "new"
+    if status.get("parameter_hash") != expected_hash or status.get("inputs", "") != expected_inputs:
+        return "changed"
+    return "complete" if status.get("status") == "ok" else "failed"
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run's completion marker, or None when there is none (never run or interrupted)."""
+    path = Path(run_dir) / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, default=_json_default)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def save_results(output_dir: str | os.PathLike, **values: Any) -> Path:
+    """Write a notebook's scalar results to ``output_dir/results.json`` (read back by :func:`read_runs`)."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / RESULTS_FILE
+    _atomic_write_json(path, values)
+    return path
+
+
+# ----------------------------------------------------------------------------- reading results
+
+
+def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) -> pd.DataFrame:
+    """All recorded runs of an experiment: one row per run with its notebook, run name,
+    status, seconds, error, run_dir, then its parameters, then the scalars of its results.json.
+
+    Runs without a completion marker (running or interrupted) are left out. Result keys that
+    clash with a column are prefixed ``result.``.
+    """
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"experiment directory {root} not found; run `emofx batch` first")
+    rows = []
+    for status_path in sorted(root.glob(f"{notebook or '*'}/*/{STATUS_FILE}")):
+        status = read_status(status_path.parent)
+        if status is None:
+            continue
+        run_dir = status_path.parent
+        row: dict[str, Any] = {
+            "notebook": run_dir.parent.name,
+            "run": run_dir.name,
+            "status": status.get("status"),
+            "seconds": status.get("seconds"),
+            "error": (f"{status['error']['type']}: {status['error']['message']}" if status.get("error") else ""),
+            "run_dir": str(run_dir),
+        }
+        row.update(status.get("parameters", {}))
+        results_path = run_dir / RESULTS_DIR / RESULTS_FILE
+        if status.get("status") == "ok" and results_path.is_file():
+            for key, value in json.loads(results_path.read_text()).items():
+                row[f"result.{key}" if key in row else key] = value
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["notebook", "run", "status", "seconds", "error", "run_dir"])
+
+
+def completed_runs(experiment_dir: str | os.PathLike, notebook: str) -> pd.DataFrame:
+    """The ``ok`` runs of one notebook (see :func:`read_runs`); a clear error when there are none."""
+    runs = read_runs(experiment_dir, notebook)
+    ok = runs[runs["status"] == "ok"].reset_index(drop=True)
+    if ok.empty:
+        raise FileNotFoundError(
+            f"no completed runs of {notebook} under {experiment_dir}; run it first, e.g. "
+            f"`emofx batch notebooks/{notebook}.ipynb --experiment {Path(experiment_dir).name} -p culture eyes mouth`"
+        )
+    return ok
+
+
+def read_table(experiment_dir: str | os.PathLike, notebook: str, filename: str) -> pd.DataFrame:
+    """Concatenate ``results/<filename>`` (a CSV) of every ``ok`` run of ``notebook``, each row
+    prefixed with its run name and parameters."""
+    runs = completed_runs(experiment_dir, notebook)
+    frames = []
+    for _, run in runs.iterrows():
+        path = Path(run["run_dir"]) / RESULTS_DIR / filename
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path)
+        status = read_status(Path(run["run_dir"])) or {}
+        prefix = {"run": run["run"], **status.get("parameters", {})}
+        for i, (key, value) in enumerate(prefix.items()):
+            table.insert(i, key if key not in table.columns else f"param.{key}", [value] * len(table))
+        frames.append(table)
+    if not frames:
+        raise FileNotFoundError(f"no run of {notebook} under {experiment_dir} wrote {RESULTS_DIR}/{filename}")
+    return pd.concat(frames, ignore_index=True)

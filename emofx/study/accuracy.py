@@ -1,0 +1,127 @@
+"""H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with a bootstrap
+interval over test images, per-class errors and the train-culture x test-culture transfer matrix."""
+
+from __future__ import annotations
+
+from functools import reduce
+from itertools import product
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emofx.data.emotions import shared_classes
+from emofx.study import stats
+from emofx.study.cultures import METRICS, CompareConfig, ComparisonError, CultureRuns
+
+
+def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
+                      classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (trial, test image): label, prediction and correctness.
+
+    ``on`` (default ``runs`` itself) gives the images: its own trials' test images when it is
+    ``runs``, else every image of the other culture. ``classes`` restricts images and predictions
+    to shared classes (the prediction is the arg-max over those classes' logits).
+    """
+    target = on or runs
+    classes = tuple(classes or runs.dataset.classes)
+    model_columns = [runs.models[0].classes.index(c) for c in classes]
+    rows = []
+    for trial, model in enumerate(runs.models):
+        indices = runs.test_indices[trial] if target is runs else np.arange(len(target.dataset))
+        data = target.dataset.subset(indices)
+        keep = np.isin(data.label_names, classes)
+        data, indices = data.subset(keep), indices[keep]
+        logits = np.concatenate([np.asarray(model.logits(data.images[s:s + 512]))
+                                 for s in range(0, len(data), 512)]) if len(data) else np.zeros((0, len(model.classes)))
+        predicted = np.asarray(classes)[logits[:, model_columns].argmax(axis=1)] if len(data) else np.zeros(0, str)
+        rows.append(pd.DataFrame({
+            "train_culture": runs.name, "test_culture": target.name, "trial": trial, "image": indices,
+            "emotion": data.label_names, "predicted": predicted,
+        }))
+    frame = pd.concat(rows, ignore_index=True)
+    frame["correct"] = (frame["emotion"] == frame["predicted"]).astype(float)
+    return frame
+
+
+def trial_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and balanced accuracy per (train culture, test culture, trial)."""
+    keys = ["train_culture", "test_culture", "trial"]
+    per_class = predictions.groupby(keys + ["emotion"])["correct"].mean()
+    return pd.DataFrame({
+        "accuracy": predictions.groupby(keys)["correct"].mean(),
+        "balanced_accuracy": per_class.groupby(level=keys).mean(),
+        "n_images": predictions.groupby(keys).size(),
+    }).reset_index()
+
+
+def class_errors(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Error rate per (train culture, trial, emotion) on the culture's own test images."""
+    own = predictions[predictions["train_culture"] == predictions["test_culture"]]
+    errors = 1.0 - own.groupby(["train_culture", "trial", "emotion"])["correct"].mean()
+    return errors.rename("error").reset_index().rename(columns={"train_culture": "culture"})
+
+
+def _metric_weights(predictions: pd.DataFrame, metric: str) -> np.ndarray:
+    """Per-image weights whose weighted mean of correctness is the mean over trials of ``metric``."""
+    if metric == "accuracy":
+        sizes = predictions.groupby("trial")["correct"].transform("size")
+    else:
+        n_classes = predictions.groupby("trial")["emotion"].transform("nunique")
+        sizes = predictions.groupby(["trial", "emotion"])["correct"].transform("size") * n_classes
+    return (len(predictions) / (sizes * predictions["trial"].nunique())).to_numpy()
+
+
+def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, config: CompareConfig,
+                  metric: str = "accuracy") -> dict[str, Any]:
+    """Difference in ``metric`` (a minus b): permutation over trials, bootstrap CI over test images."""
+    if metric not in METRICS:
+        raise ComparisonError(f"metric must be one of {METRICS}; got {metric!r}")
+    per_trial = [trial_metrics(p)[metric].to_numpy() for p in (predictions_a, predictions_b)]
+    test = stats.permutation_test(per_trial[0], per_trial[1], n_permutations=config.n_permutations, seed=config.seed)
+    values = [p["correct"].to_numpy() * _metric_weights(p, metric) for p in (predictions_a, predictions_b)]
+    strata = [(p["trial"].astype(str) + "/" + p["emotion"]).to_numpy() for p in (predictions_a, predictions_b)]
+    interval = stats.bootstrap_difference(values[0], values[1], strata_a=strata[0], strata_b=strata[1],
+                                          n_boot=config.n_boot, seed=config.seed)
+    return {
+        "metric": metric,
+        "culture_a": float(per_trial[0].mean()),
+        "culture_b": float(per_trial[1].mean()),
+        "diff": float(per_trial[0].mean() - per_trial[1].mean()),
+        "effect_size": float(stats.hedges_g(per_trial[0], per_trial[1])) if len(per_trial[0]) + len(per_trial[1]) > 2
+        else float("nan"),
+        "p_value": float(test.p_value),
+        "p_unit": f"trials ({len(per_trial[0])} vs {len(per_trial[1])}; "
+                  f"{'exact over' if test.exact else 'Monte-Carlo,'} {test.n_permutations} splits)",
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "ci_unit": f"test images, stratified by trial and class ({config.n_boot} resamples, "
+                   f"{interval.confidence:.0%} percentile interval)",
+    }
+
+
+def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, config: CompareConfig) -> pd.DataFrame:
+    """Per-class error difference (a minus b) with a permutation test over trials, corrected over classes."""
+    wide = errors.pivot_table(index=["culture", "trial"], columns="emotion", values="error")
+    emotions = [e for e in wide.columns if wide[e].notna().all()]
+    a, b = wide.loc[culture_a, emotions].to_numpy(), wide.loc[culture_b, emotions].to_numpy()
+    test = stats.permutation_test(a, b, statistic="welch_t", n_permutations=config.n_permutations, seed=config.seed)
+    adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
+    return pd.DataFrame({
+        "emotion": emotions, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0), "diff": a.mean(axis=0) - b.mean(axis=0),
+        "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
+    })
+
+
+def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:
+    """Accuracy of each culture's models on each culture's images, on the classes all share.
+
+    A model is scored on its own culture's test images and on every image of another culture
+    (none of which it saw). Rows: train_culture, test_culture, trial, accuracy, balanced_accuracy.
+    """
+    classes = reduce(shared_classes, [c.dataset.classes for c in cultures])
+    if len(classes) < 2:
+        raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to transfer")
+    frames = [trial_metrics(predictions_frame(train, test, classes)) for train, test in product(cultures, cultures)]
+    return pd.concat(frames, ignore_index=True)
+

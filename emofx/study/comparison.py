@@ -1,0 +1,190 @@
+"""Do cultures differ? Accuracy (H1) and features (H2) of two cultures' models, with calibrated tests.
+
+The unit of every test is stated in its output:
+
+- Accuracy (H1): the permutation test reassigns whole *trials* (each trial is a fresh split,
+  initialisation and training, so trials are exchangeable under the null; 5 vs 5 trials is an
+  exact test over 252 splits). The confidence interval resamples *test images*, stratified by
+  trial and class, so it shows how precisely the given models' accuracies are measured.
+- Which trials: the permutation over trials is exact only when every trial of both cultures
+  is an exchangeable draw under the null. Trials that re-split one sample of people share
+  those people (and models trained on them), so a sample's own people shift all its trials;
+  ``split_kind="independent"`` (:func:`independent_splits`) gives every trial disjoint people,
+  so the test speaks about new people of the culture, not only about new models.
+- Features (H2): region shares, landmark proximity and the pixel-wise map are tested with
+  trials as the unit by default (each trial's mean over its test images): every image of a
+  culture is explained by that culture's models, so model-to-model variation shifts all of a
+  culture's images together and images as the unit is anti-conservative (on simulated nulls
+  its false-positive rate grows with that variation; trials stay at the nominal level, see
+  benchmarks/calibration.py). ``unit="images"`` is available for comparison. The family of
+  emotion x region tests is corrected with the Westfall-Young max-T by default, which uses
+  the same trial permutations for every test and so is not limited to m times the smallest
+  exact p-value as Holm is (5 vs 5 trials: 2/252 per test). Region-level rows pooled over
+  emotions (emotion ``"all"``) join the same family (``CompareConfig.pooled_emotions``).
+- Filters: each model's distribution of filter regions is one unit; models are permuted.
+- Representations: linear CKA between the two cultures' models on the same probe images, with
+  CKA between trials of one culture as the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emofx.data.emotions import shared_classes
+from emofx.data.regions import RegionMaps
+from emofx.study.accuracy import (
+    accuracy_test,
+    class_error_tests,
+    class_errors,
+    predictions_frame,
+    transfer_matrix,
+    trial_metrics,
+)
+from emofx.study.cultures import CompareConfig, ComparisonError, CultureRuns
+from emofx.study.features import (
+    cka_table,
+    filter_table,
+    filter_test,
+    measure_tests,
+    pixel_difference,
+    saliency_measures,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Everything measured between two cultures: tidy tables, test results and maps."""
+
+    culture_a: str
+    culture_b: str
+    config: CompareConfig
+    tables: dict[str, pd.DataFrame]
+    tests: dict[str, Any]
+    pixel: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def accuracy(self) -> dict[str, Any]:
+        return self.tests["accuracy"]
+
+    @property
+    def region_tests(self) -> pd.DataFrame:
+        return self.tables["region_tests"]
+
+    def significant(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Region tests whose corrected p-value is below ``alpha``."""
+        return self.region_tests[self.region_tests["p_adjusted"] < alpha]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``emofx compare`` writes to summary.json)."""
+        cka = self.tables["cka"].groupby("kind")["cka"].mean()
+        return _json_ready({
+            "cultures": {"a": self.culture_a, "b": self.culture_b},
+            "shared_classes": sorted(self.tables["class_errors"]["emotion"].unique()),
+            "config": asdict(self.config),
+            "accuracy": self.tests["accuracy"],
+            "balanced_accuracy": self.tests["balanced_accuracy"],
+            "region_tests": self.region_tests[["emotion", "region", "diff", "effect_size", "p_value", "p_adjusted",
+                                               "unit"]].to_dict(orient="records"),
+            "proximity_tests": self.tables["proximity_tests"].to_dict(orient="records"),
+            "class_error_tests": self.tables["class_error_tests"].to_dict(orient="records"),
+            "pixelwise": {"unit": self.config.unit, "correction": "max-statistic (Welch t) permutation, FWER",
+                          "min_p_fwer": float(self.pixel["p_fwer"].min()),
+                          "pixels_p_fwer_below_0.05": int((self.pixel["p_fwer"] < 0.05).sum())},
+            "filters": self.tests["filters"],
+            "cka": {"between": cka.get("between"), "within_a": cka.get("within_a"), "within_b": cka.get("within_b")},
+            "notes": list(self.notes),
+        })
+
+    def save(self, out: str | os.PathLike) -> list[Path]:
+        """Write summary.json, one CSV per table and the pixel maps (.npz) into ``out``.
+
+        Figures are drawn by :func:`emofx.plotting.comparison.save_comparison_figures`."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, table in self.tables.items():
+            table.to_csv(out / f"{name}.csv", index=False)
+            written.append(out / f"{name}.csv")
+        np.savez_compressed(out / "pixel_difference.npz", **self.pixel)
+        written.append(out / "pixel_difference.npz")
+        (out / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+        written.append(out / "summary.json")
+        return written
+
+
+def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
+            config: CompareConfig = CompareConfig()) -> Comparison:
+    """Compare two cultures' trial runs: H1 accuracy, transfer, H2 regions/proximity/pixels/filters, CKA."""
+    if a.name == b.name:
+        raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
+    if tuple(regions_a.region_names) != tuple(regions_b.region_names):
+        raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs {list(regions_b.region_names)}")
+    if a.dataset.image_shape != b.dataset.image_shape:
+        raise ComparisonError(f"the cultures' images differ in size ({a.dataset.image_shape} vs "
+                              f"{b.dataset.image_shape}); prepare both datasets with the same --size")
+    classes = shared_classes(a.dataset.classes, b.dataset.classes)
+    if len(classes) < 2:
+        raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to compare")
+    steps = tqdm(total=5, desc="compare", disable=not config.progress)
+
+    predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
+    errors = pd.concat([class_errors(p) for p in predictions], ignore_index=True)
+    tests = {"accuracy": accuracy_test(*predictions, config),
+             "balanced_accuracy": accuracy_test(*predictions, config, metric="balanced_accuracy")}
+    transfer = transfer_matrix([a, b])
+    steps.update()
+
+    measured = [saliency_measures(c, r, config) for c, r in ((a, regions_a), (b, regions_b))]
+    measures = pd.concat([m[0] for m in measured], ignore_index=True)
+    maps = np.concatenate([m[1] for m in measured])
+    region_names = list(regions_a.region_names)
+    steps.update()
+    region_tests = measure_tests(measures, a.name, b.name, region_names, config)
+    proximity_tests = measure_tests(measures, a.name, b.name, ["landmark_distance"], config)
+    pixel = pixel_difference(measures, maps, a.name, b.name, config)
+    steps.update()
+
+    filters = pd.concat([filter_table(c, r, config) for c, r in ((a, regions_a), (b, regions_b))], ignore_index=True)
+    tests["filters"] = filter_test(filters, a.name, b.name, region_names, config)
+    steps.update()
+    cka = cka_table(a, b, config)
+    steps.update()
+    steps.close()
+
+    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})",)
+    tables = {
+        "trial_metrics": pd.concat([trial_metrics(p) for p in predictions], ignore_index=True),
+        "class_errors": errors,
+        "class_error_tests": class_error_tests(errors, a.name, b.name, config),
+        "transfer": transfer,
+        "saliency_measures": measures,
+        "region_tests": region_tests,
+        "proximity_tests": proximity_tests,
+        "filters": filters,
+        "cka": cka,
+    }
+    return Comparison(a.name, b.name, config, tables, tests, pixel, notes)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

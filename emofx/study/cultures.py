@@ -1,0 +1,226 @@
+"""The trials of each culture: configuration, trained runs, splits (independent, matched) and training.
+
+Shared by the accuracy (H1) and feature (H2) tests of :mod:`emofx.study.comparison`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import shared_classes
+from emofx.data.splits import Split, balanced_subsample, make_split
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig, fit
+
+UNITS = ("trials", "images")
+ALL_EMOTIONS = "all"  # the emotion label of region-level rows pooled over emotions
+INDEPENDENT = "independent"  # the split kind whose trials use disjoint people
+METRICS = ("accuracy", "balanced_accuracy")
+CORRECTIONS = ("maxT", "holm", "bh")
+
+
+class ComparisonError(ValueError):
+    """Two cultures' runs cannot be compared as asked."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """How to compare two cultures.
+
+    Attributes:
+        saliency_method: an :func:`emofx.explain.saliency.attribute` method; maps explain each image's
+            true class and are compared as |map| normalised to unit mass per image.
+        unit: ``"trials"`` or ``"images"`` for the region, proximity and pixel-wise tests.
+        correction: over each family of tests (emotion x region, classes): ``"maxT"``
+            (Westfall-Young max-statistic, FWER; needs ``unit="trials"``; unlike Holm it is not
+            limited to m times the smallest exact p, 2/252 for 5 vs 5 trials), ``"holm"`` (FWER)
+            or ``"bh"`` (FDR).
+        n_permutations: permutations when exact enumeration would need more.
+        n_boot: bootstrap resamples for confidence intervals.
+        pooled_emotions: also test every measure pooled over emotions (rows with emotion
+            ``"all"``: per unit, the mean over its emotions); these region-level rows join the
+            same corrected family as the per-emotion rows.
+        top_fraction: share of most salient pixels whose distance to the nearest landmark is measured.
+        filter_top_k: strongest activations per filter that vote on its region.
+        cka_images: probe images per culture for CKA.
+        seed: every random choice (permutations, bootstrap, probe images) flows from it.
+    """
+
+    saliency_method: str = "guided"
+    unit: str = "trials"
+    correction: str = "maxT"
+    n_permutations: int = 9999
+    n_boot: int = 2000
+    pooled_emotions: bool = True
+    top_fraction: float = 0.05
+    filter_top_k: int = 20
+    cka_images: int = 300
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ComparisonError(f"unit must be one of {UNITS}; got {self.unit!r}")
+        if self.correction not in CORRECTIONS:
+            raise ComparisonError(f"correction must be one of {CORRECTIONS}; got {self.correction!r}")
+        if self.correction == "maxT" and self.unit != "trials":
+            raise ComparisonError("the maxT correction needs unit='trials' (one set of assignments for all tests); "
+                                  "use correction='holm' or 'bh' with unit='images'")
+        if not 0 < self.top_fraction <= 1:
+            raise ComparisonError(f"top_fraction must lie in (0, 1]; got {self.top_fraction}")
+
+
+@dataclass(frozen=True, eq=False)
+class CultureRuns:
+    """One culture's trials: its dataset, and per trial a trained model and its test images."""
+
+    name: str
+    dataset: FaceDataset
+    models: tuple[TrainedModel, ...]
+    test_indices: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ComparisonError(f"culture {self.name!r} has no trained runs")
+        if len(self.models) != len(self.test_indices):
+            raise ComparisonError(f"culture {self.name!r}: {len(self.models)} models but "
+                                  f"{len(self.test_indices)} test index sets")
+        for model in self.models:
+            if model.config.input_size != self.dataset.image_shape[0]:
+                raise ComparisonError(
+                    f"culture {self.name!r}: a model expects {model.config.input_size}px images but the dataset has "
+                    f"{self.dataset.image_shape}; pass the dataset the runs were trained on"
+                )
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.models)
+
+    def test_set(self, trial: int) -> FaceDataset:
+        return self.dataset.subset(self.test_indices[trial])
+
+    @classmethod
+    def load(cls, runs_dir: str | os.PathLike, dataset: FaceDataset, name: str | None = None) -> "CultureRuns":
+        """The trial runs under ``runs_dir`` (see :mod:`emofx.study.runs`), evaluated on ``dataset``."""
+        from emofx.study.runs import load_runs
+
+        runs = load_runs(runs_dir)
+        if not runs:
+            raise FileNotFoundError(f"no trained runs under {runs_dir}; train some with `emofx train ... --out`")
+        models = tuple(run.model for run in runs)
+        tests = tuple(np.asarray(run.split.test, dtype=int) for run in runs)
+        for run in runs:
+            if run.split.n_images != len(dataset):
+                raise ComparisonError(
+                    f"run {run.directory} was split from {run.split.n_images} images but the dataset has "
+                    f"{len(dataset)}; pass the dataset the runs were trained on"
+                )
+        return cls(name or _culture_name(dataset, runs_dir), dataset, models, tests)
+
+
+def _culture_name(dataset: FaceDataset, fallback: str | os.PathLike) -> str:
+    names = sorted(set(dataset.culture) - {""})
+    return names[0] if len(names) == 1 else Path(fallback).name
+
+
+# ---------------------------------------------------------------------------- training trials
+def culture_splits(dataset: FaceDataset, trials: int, split_kind: str, seed: int,
+                   fractions: tuple[float, float, float]) -> list[Split]:
+    """The split of every trial: ``make_split(dataset, split_kind, seed=seed, trial=k)``.
+
+    ``split_kind="independent"`` gives every trial its own people (see :func:`independent_splits`).
+    """
+    if split_kind == INDEPENDENT:
+        return independent_splits(dataset, trials, seed, fractions)
+    return [make_split(dataset, split_kind, seed=seed, trial=k, fractions=fractions) for k in range(trials)]
+
+
+def independent_splits(dataset: FaceDataset, trials: int, seed: int,
+                       fractions: tuple[float, float, float]) -> list[Split]:
+    """Trials on disjoint people: the subjects are dealt into ``trials`` groups, each split by subject.
+
+    Trials that re-split one sample share its people, so under the null two samples' trials
+    are not exchangeable (each sample's own people shift all of its trials, and so do models
+    trained on them); trials drawn on disjoint people are independent draws from the culture,
+    which makes the permutation over trials exact for a question about new people.
+    """
+    if not dataset.has_subjects:
+        raise ComparisonError("independent trials need a subject id for every image (people are dealt to trials)")
+    people = np.unique(dataset.subject)
+    if len(people) < 3 * trials:
+        raise ComparisonError(f"independent trials need at least 3 people per trial; {len(people)} people for "
+                              f"{trials} trials (use fewer trials or a larger sample)")
+    rng = np.random.default_rng([int(seed), 7919])
+    group_of = dict(zip(rng.permutation(people), np.arange(len(people)) % trials))
+    groups = np.array([group_of[s] for s in dataset.subject])
+    splits = []
+    for trial in range(trials):
+        members = np.flatnonzero(groups == trial)
+        inner = make_split(dataset.subset(members), "subject", seed=seed, trial=trial, fractions=fractions)
+        splits.append(Split(members[inner.train], members[inner.val], members[inner.test], kind=INDEPENDENT,
+                            seed=seed, trial=trial, fractions=fractions, n_images=len(dataset), grouped=True))
+    return splits
+
+
+def matched_training(datasets: Sequence[FaceDataset], splits: Sequence[Sequence[Split]], seed: int
+                     ) -> list[list[np.ndarray]]:
+    """The matched protocol: per trial, every culture's training part downsampled to one per-class count.
+
+    The count is the smallest training count of any class in any culture for that trial, so
+    size and class balance are identical across cultures (datasets must share their classes).
+    """
+    if len({d.classes for d in datasets}) != 1:
+        raise ComparisonError("the matched protocol needs datasets with the same classes; restrict them to the "
+                              "shared classes first (FaceDataset.restrict_classes)")
+    chosen: list[list[np.ndarray]] = [[] for _ in datasets]
+    for trial in range(len(splits[0])):
+        parts = [split[trial].train for split in splits]
+        count = min(int(np.bincount(d.labels[part], minlength=len(d.classes)).min())
+                    for d, part in zip(datasets, parts))
+        for c, (dataset, part) in enumerate(zip(datasets, parts)):
+            chosen[c].append(balanced_subsample(dataset, part, count, seed=seed * 1009 + trial))
+    return chosen
+
+
+def train_culture(dataset: FaceDataset, name: str, splits: Sequence[Split], train_config: TrainConfig,
+                  model_config: ModelConfig | None = None, train_indices: Sequence[np.ndarray] | None = None,
+                  progress: bool = True) -> CultureRuns:
+    """Train one model per split (trial k uses ``train_config.seed`` and k); test on each split's test part.
+
+    ``train_indices`` replaces each split's training part (e.g. the matched protocol's subsample).
+    """
+    models = []
+    for trial in tqdm(range(len(splits)), desc=f"train {name}", disable=not progress, leave=False):
+        train = splits[trial].train if train_indices is None else train_indices[trial]
+        result = fit(dataset.subset(train), dataset.subset(splits[trial].val), train_config, model_config,
+                     trial=trial, progress=False)
+        models.append(result.model)
+    return CultureRuns(name, dataset, tuple(models), tuple(np.asarray(s.test) for s in splits))
+
+
+def train_pair(data_a: FaceDataset, data_b: FaceDataset, names: tuple[str, str], *, trials: int = 5,
+               matched: bool = False, split_kind: str = "auto", fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+               train_config: TrainConfig = TrainConfig(), model_config: ModelConfig | None = None,
+               progress: bool = True) -> tuple[CultureRuns, CultureRuns]:
+    """Train ``trials`` models per culture, optionally with the matched protocol.
+
+    Culture b uses seed ``train_config.seed + 1`` (splits and training), so the cultures' trials
+    are independent. With ``matched=True`` both datasets are restricted to their shared classes
+    and every trial's training parts are downsampled to the same per-class count.
+    """
+    if matched:
+        classes = shared_classes(data_a.classes, data_b.classes)
+        data_a, data_b = data_a.restrict_classes(classes), data_b.restrict_classes(classes)
+    configs = [train_config, replace(train_config, seed=train_config.seed + 1)]
+    splits = [culture_splits(d, trials, split_kind, c.seed, fractions) for d, c in zip((data_a, data_b), configs)]
+    indices = matched_training((data_a, data_b), splits, train_config.seed) if matched else [None, None]
+    return tuple(train_culture(d, n, s, c, model_config, i, progress)  # type: ignore[return-value]
+                 for d, n, s, c, i in zip((data_a, data_b), names, splits, configs, indices))
+
