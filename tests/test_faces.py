@@ -21,6 +21,7 @@ from emofx.data.faces import (
     decode_gray,
     extract_faces,
     face_from_bytes,
+    square_around,
 )
 
 
@@ -71,11 +72,13 @@ def test_truncated_and_non_image_bytes_raise_clear_errors():
 # ---------------------------------------------------------------------------- cropping
 def test_crop_square_pads_past_the_border_and_keeps_the_box_centre():
     gray = np.arange(100, dtype=np.uint8).reshape(10, 10)
-    crop = crop_square(gray, (0, 0, 4, 4), margin=0.5)  # centre (2, 2), half side 4 -> rows -2..6
+    square = square_around((0, 0, 4, 4), margin=0.5)  # centre (2, 2), half side 4 -> rows -2..6
+    assert square == (-2, -2, 8)
+    crop = crop_square(gray, square)
     assert crop.shape == (8, 8)
     np.testing.assert_array_equal(crop[2:, 2:], gray[:6, :6])
     np.testing.assert_array_equal(crop[0, 2:], gray[0, :6])  # replicated edge
-    assert center_square(np.zeros((30, 20))).shape == (20, 20)
+    assert center_square(np.zeros((30, 20))) == (0, 5, 20)
 
 
 def test_a_real_photo_gives_a_detected_face(kdef_photo):

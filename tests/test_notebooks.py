@@ -79,7 +79,8 @@ def test_saliency_modification_and_comparison_results(executed):
     assert saliency["maps"].shape == saliency["images"].shape and np.isfinite(saliency["maps"]).all()
     shares = pd.read_csv(results_of(experiment_dir, "03_saliency", "culture=eyes") / figures.REGION_SHARES_FILE)
     regions = ["eyes", "brows", "nose", "mouth", "rest"]
-    assert list(shares.columns) == ["emotion", *regions]
+    assert list(shares.columns) == ["emotion", *regions, "region_method"]
+    assert set(shares["region_method"]) == {"truth"}  # synthetic faces carry their true regions
     assert np.allclose(shares[regions].sum(axis=1), 1.0)
 
     result, sources = figures.load_modification(

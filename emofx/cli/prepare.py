@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.landmarks import LANDMARK_METHODS
 from emofx.data.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, load, loader_options
 
 # Options every file loader shares: passed only to the loaders that take them.
-_COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", "center_crop_fallback")
+_COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", "center_crop_fallback", "landmarks",
+           "align")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--margin", type=float, help="border around the detected face, fraction of its side (0.1)")
     faces.add_argument("--center-crop-fallback", action="store_true",
                        help="keep images without a detected face as a centre crop instead of skipping them")
+    faces.add_argument("--landmarks", choices=("auto",) + LANDMARK_METHODS,
+                       help="facial landmarks, found on the original photo: 'dlib68' (68 points; needs the landmarks "
+                            "extra), 'eyes' (eye cascade, eye centres only), 'none'; 'auto' (default): dlib68 on "
+                            "photos, none on already-cropped faces")
+    faces.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
+                       help="rotate and scale each face so the eye centres land on fixed positions "
+                            "(default: on for photos with landmarks)")
     specific = parser.add_argument_group("format options")
     specific.add_argument("--images", help="ferplus: FER2013 image folder or fer2013.csv (default ../fer2013)")
     specific.add_argument("--mapping", help="ferplus: the FER+ to FER2013 file table "
@@ -75,6 +84,8 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "faces": args.faces,
         "margin": args.margin,
         "center_crop_fallback": args.center_crop_fallback or None,
+        "landmarks": args.landmarks,
+        "align": args.align,
     }
     split_list = lambda text: [v.strip() for v in text.split(",") if v.strip()]  # noqa: E731
     specific = {

@@ -28,13 +28,24 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from emofx.data.landmarks import (
+    LANDMARK_METHODS,
+    N_POINTS,
+    OUTSIDE,
+    Landmarks,
+    alignment_matrix,
+    crop_matrix,
+    find_landmarks,
+    warp_face,
+)
 from emofx.data.paths import cache_root
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+_LANDMARK_UPSCALE = 192  # already-cropped faces are enlarged to this side for dlib
 _CHUNK = 64
 
 # Methods recorded per kept image.
@@ -61,6 +72,10 @@ class FaceOptions:
         min_face_fraction: smallest face side searched, as a fraction of the image's shorter side.
         detect_max_side: images are downscaled to at most this shorter side before detection
             (the crop is still taken from the full-resolution image).
+        landmarks: ``dlib68``, ``eyes`` or ``none`` (:mod:`emofx.data.landmarks`), found on the
+            original photo (already-cropped faces: on an enlarged crop) and stored in crop coordinates.
+        align: rotate and scale each face so that the eye centres land on fixed positions
+            (needs landmarks; a face whose eyes are not found keeps its unaligned crop, recorded per image).
     """
 
     size: int = 48
@@ -71,8 +86,14 @@ class FaceOptions:
     min_neighbors: int = 5
     min_face_fraction: float = 0.25
     detect_max_side: int = 480
+    landmarks: str = "none"
+    align: bool = False
 
     def __post_init__(self) -> None:
+        if self.landmarks not in LANDMARK_METHODS:
+            raise ValueError(f"unknown landmark method {self.landmarks!r}; choose one of {', '.join(LANDMARK_METHODS)}")
+        if self.align and self.landmarks == "none":
+            raise ValueError("aligning faces needs landmarks (dlib68 or eyes); choose one or turn alignment off")
         if not 8 <= self.size <= 1024:
             raise ValueError(f"face size must be between 8 and 1024 pixels; got {self.size}")
         if not 0 <= self.margin <= 1:
@@ -94,6 +115,9 @@ class FaceBatch:
         content_hash: uint64 (N,), hash of every input file's bytes (0 when unreadable),
             so identical files can be found.
         skipped: ``{"path", "reason"}`` for every input that gave no face.
+        landmarks: float32 (K, 68, 2) in crop coordinates, NaN where unknown; eyes: float32 (K, 2, 2);
+            landmark_method, landmark_quality: str (K,); aligned: bool (K,). Empty (K, 0, ...) arrays
+            and ``none`` when no landmarks were asked for.
     """
 
     images: np.ndarray
@@ -101,6 +125,11 @@ class FaceBatch:
     method: np.ndarray
     content_hash: np.ndarray
     skipped: tuple[dict[str, str], ...]
+    landmarks: np.ndarray
+    eyes: np.ndarray
+    landmark_method: np.ndarray
+    landmark_quality: np.ndarray
+    aligned: np.ndarray
 
 
 # ---------------------------------------------------------------------------- one image
@@ -168,13 +197,17 @@ def find_face(gray: np.ndarray, options: FaceOptions) -> tuple[int, int, int, in
     return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
 
 
-def crop_square(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
-    """A square crop centred on ``box`` grown by ``margin`` per side; edges replicated past the border."""
+def square_around(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square centred on ``box`` (x, y, w, h) grown by ``margin`` per side."""
     x, y, w, h = box
     half = max(w, h) * (0.5 + margin)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = int(round(cx - half)), int(round(cy - half))
-    side = int(round(2 * half))
+    return int(round(cx - half)), int(round(cy - half)), int(round(2 * half))
+
+
+def crop_square(gray: np.ndarray, square: tuple[int, int, int]) -> np.ndarray:
+    """The square (x0, y0, side) of ``gray``; edges replicated past the border."""
+    x0, y0, side = square
     pad = max(0, -x0, -y0, x0 + side - gray.shape[1], y0 + side - gray.shape[0])
     if pad:
         gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
@@ -182,49 +215,84 @@ def crop_square(gray: np.ndarray, box: tuple[int, int, int, int], margin: float)
     return gray[y0 : y0 + side, x0 : x0 + side]
 
 
-def center_square(gray: np.ndarray) -> np.ndarray:
-    """The largest centred square of ``gray``."""
+def center_square(gray: np.ndarray) -> tuple[int, int, int]:
+    """(x0, y0, side) of the largest centred square of ``gray``."""
     h, w = gray.shape
     side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return gray[top : top + side, left : left + side]
+    return (w - side) // 2, (h - side) // 2, side
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face from one image: the crop, how it was obtained, its landmarks (crop coordinates) and alignment."""
+
+    image: np.ndarray
+    method: str
+    landmarks: Landmarks | None = None
+    aligned: bool = False
+
+
+def extract_face(data: bytes, options: FaceOptions) -> Face | str:
+    """One face from image bytes, or the reason it was skipped."""
+    try:
+        gray = decode_gray(data)
+    except ImageReadError as err:
+        return str(err)
+    if min(gray.shape) < 2:
+        return f"image too small ({gray.shape[1]}x{gray.shape[0]} pixels)"
+    method, box = AS_IS, None
+    square = center_square(gray)
+    if options.detect:
+        box = find_face(gray, options)
+        if box is not None:
+            method, square = DETECTED, square_around(box, options.margin)
+        elif options.center_crop_fallback:
+            method = CENTER_CROP
+        else:
+            return f"{NO_FACE} (use the centre-crop fallback to keep it)"
+    crop = crop_square(gray, square)
+    if crop.shape != (options.size, options.size):
+        interpolation = cv2.INTER_AREA if crop.shape[0] > options.size else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (options.size, options.size), interpolation=interpolation)
+    crop = np.ascontiguousarray(crop, dtype=np.uint8)
+    if options.landmarks == "none":
+        return Face(crop, method)
+    matrix = crop_matrix(*square, options.size)
+    hint = box if box is not None else (square[0], square[1], square[2], square[2])
+    marks = find_landmarks(gray, options.landmarks, box=hint, crop=(crop, matrix),
+                           upscale_to=0 if options.detect else _LANDMARK_UPSCALE)
+    aligned = options.align and bool(np.all(np.isfinite(marks.eyes)))
+    if aligned:
+        matrix = alignment_matrix(marks.eyes, options.size)
+        crop = warp_face(gray, matrix, options.size)
+    marks = marks.transformed(matrix)
+    if marks.found and not _within(marks.points, options.size):
+        marks = Landmarks(marks.points, marks.eyes, marks.method, OUTSIDE)
+    return Face(crop, method, marks, aligned)
+
+
+def _within(points: np.ndarray, size: int, slack: float = 0.15) -> bool:
+    """Known points inside the crop, allowing ``slack`` of its side beyond the border (the chin may be cut)."""
+    known = points[np.all(np.isfinite(points), axis=1)]
+    return bool(np.all((known >= -slack * size) & (known <= (1 + slack) * size)))
 
 
 def face_from_bytes(data: bytes, options: FaceOptions) -> tuple[np.ndarray | None, str]:
     """One face from image bytes: (face, method) or (None, reason it was skipped)."""
-    try:
-        gray = decode_gray(data)
-    except ImageReadError as err:
-        return None, str(err)
-    if min(gray.shape) < 2:
-        return None, f"image too small ({gray.shape[1]}x{gray.shape[0]} pixels)"
-    method = AS_IS
-    crop = center_square(gray)
-    if options.detect:
-        box = find_face(gray, options)
-        if box is not None:
-            method, crop = DETECTED, crop_square(gray, box, options.margin)
-        elif options.center_crop_fallback:
-            method = CENTER_CROP
-        else:
-            return None, f"{NO_FACE} (use the centre-crop fallback to keep it)"
-    if crop.shape != (options.size, options.size):
-        interpolation = cv2.INTER_AREA if crop.shape[0] > options.size else cv2.INTER_LINEAR
-        crop = cv2.resize(crop, (options.size, options.size), interpolation=interpolation)
-    return np.ascontiguousarray(crop, dtype=np.uint8), method
+    face = extract_face(data, options)
+    return (None, face) if isinstance(face, str) else (face.image, face.method)
 
 
-def _face_from_file(path: Path, options: FaceOptions) -> tuple[np.ndarray | None, str, int]:
-    """(face or None, method or reason, content hash) for one file; never raises for bad files."""
+def _face_from_file(path: Path, options: FaceOptions) -> tuple[Face | str, int]:
+    """(face or the reason it was skipped, content hash) for one file; never raises for bad files."""
     try:
         data = path.read_bytes()
     except OSError as err:
-        return None, f"cannot read file ({err.strerror or err})", 0
+        return f"cannot read file ({err.strerror or err})", 0
     if not data:
-        return None, "empty file (0 bytes)", 0
+        return "empty file (0 bytes)", 0
     digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-    face, outcome = face_from_bytes(data, options)
-    return face, outcome, digest
+    return extract_face(data, options), digest
 
 
 # ---------------------------------------------------------------------------- many images
@@ -247,39 +315,52 @@ def extract_faces(
     cached = _read_cache(key) if use_cache else None
     if cached is not None:
         return cached
-    faces: list[np.ndarray] = []
+    faces: list[Face] = []
     kept: list[int] = []
-    methods: list[str] = []
     hashes = np.zeros(len(paths), dtype=np.uint64)
     skipped: list[dict[str, str]] = []
     chunks = [range(i, min(i + _CHUNK, len(paths))) for i in range(0, len(paths), _CHUNK)]
 
-    def run_chunk(indices: range) -> list[tuple[np.ndarray | None, str, int]]:
+    def run_chunk(indices: range) -> list[tuple[Face | str, int]]:
         return [_face_from_file(paths[i], options) for i in indices]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
         total=len(paths), desc=desc, unit="img", disable=not progress, leave=False
     ) as bar:
         for indices, results in zip(chunks, pool.map(run_chunk, chunks)):
-            for i, (face, outcome, digest) in zip(indices, results):
+            for i, (face, digest) in zip(indices, results):
                 hashes[i] = digest
-                if face is None:
-                    skipped.append({"path": str(paths[i]), "reason": outcome})
+                if isinstance(face, str):
+                    skipped.append({"path": str(paths[i]), "reason": face})
                 else:
                     faces.append(face)
                     kept.append(i)
-                    methods.append(outcome)
             bar.update(len(indices))
-    batch = FaceBatch(
-        images=np.stack(faces) if faces else np.zeros((0, options.size, options.size), np.uint8),
-        kept=np.asarray(kept, dtype=np.int64),
-        method=np.asarray(methods, dtype=str),
-        content_hash=hashes,
-        skipped=tuple(skipped),
-    )
+    batch = _batch(faces, np.asarray(kept, dtype=np.int64), hashes, tuple(skipped), options)
     if use_cache:
         _write_cache(key, batch)
     return batch
+
+
+def _batch(faces: Sequence[Face], kept: np.ndarray, hashes: np.ndarray, skipped: tuple[dict[str, str], ...],
+           options: FaceOptions) -> FaceBatch:
+    """The per-image arrays of a :class:`FaceBatch` from the kept faces."""
+    with_marks = options.landmarks != "none"
+    marks = [f.landmarks for f in faces] if with_marks else []
+    points = (N_POINTS, 2) if with_marks else (0, 2)
+    eyes = (2, 2) if with_marks else (0, 2)
+    return FaceBatch(
+        images=np.stack([f.image for f in faces]) if faces else np.zeros((0, options.size, options.size), np.uint8),
+        kept=kept,
+        method=np.asarray([f.method for f in faces], dtype=str),
+        content_hash=hashes,
+        skipped=skipped,
+        landmarks=np.stack([m.points for m in marks]) if marks else np.zeros((len(faces), *points), np.float32),
+        eyes=np.stack([m.eyes for m in marks]) if marks else np.zeros((len(faces), *eyes), np.float32),
+        landmark_method=np.asarray([m.method for m in marks] if marks else ["none"] * len(faces), dtype=str),
+        landmark_quality=np.asarray([m.quality for m in marks] if marks else ["none"] * len(faces), dtype=str),
+        aligned=np.asarray([f.aligned for f in faces], dtype=bool),
+    )
 
 
 # ---------------------------------------------------------------------------- cache
@@ -295,14 +376,29 @@ def _cache_key(paths: Sequence[Path], options: FaceOptions) -> str:
     record = {
         "version": _CACHE_VERSION,
         "options": asdict(options),
-        "detector": [CASCADE_FILE, cv2.__version__],
+        "detector": [CASCADE_FILE, cv2.__version__, _landmark_model_version(options)],
         "files": files,
     }
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:32]
 
 
+def _landmark_model_version(options: FaceOptions) -> str:
+    """The landmark library's version, part of the cache key when landmarks are asked for."""
+    if options.landmarks != "dlib68":
+        return ""
+    try:
+        import dlib
+    except ImportError:
+        return "missing"
+    return f"dlib {dlib.__version__}"
+
+
 def _cache_file(key: str) -> Path:
     return cache_root() / "faces" / f"{key}.npz"
+
+
+_CACHED_ARRAYS = ("images", "kept", "method", "content_hash", "landmarks", "eyes", "landmark_method",
+                  "landmark_quality", "aligned")
 
 
 def _read_cache(key: str) -> FaceBatch | None:
@@ -311,13 +407,8 @@ def _read_cache(key: str) -> FaceBatch | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return FaceBatch(
-                images=data["images"],
-                kept=data["kept"],
-                method=data["method"],
-                content_hash=data["content_hash"],
-                skipped=tuple(json.loads(str(data["skipped"]))),
-            )
+            arrays = {name: data[name] for name in _CACHED_ARRAYS}
+            return FaceBatch(skipped=tuple(json.loads(str(data["skipped"]))), **arrays)
     except (OSError, ValueError, KeyError):
         return None  # a damaged cache entry is recomputed (and rewritten)
 
@@ -327,14 +418,8 @@ def _write_cache(key: str, batch: FaceBatch) -> None:
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            tmp,
-            images=batch.images,
-            kept=batch.kept,
-            method=batch.method,
-            content_hash=batch.content_hash,
-            skipped=np.array(json.dumps(list(batch.skipped))),
-        )
+        np.savez(tmp, skipped=np.array(json.dumps(list(batch.skipped))),
+                 **{name: getattr(batch, name) for name in _CACHED_ARRAYS})
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -3,6 +3,12 @@
 Saliency is compared between cultures region by region, so every face needs region masks:
 
 - ``truth``: the synthetic generator's ground-truth masks; landmarks from the masks.
+- ``landmarks``: polygons through the 68 landmarks stored with the dataset (``emofx prepare
+  --landmarks dlib68``; :mod:`emofx.data.landmarks`): each eye (points 36-41, 42-47), each brow
+  (17-21, 22-26, as a band :data:`BROW_DEPTH` eye distances deep), the nose (27-35) and the outer
+  lips (48-59), each dilated by :data:`REGION_MARGIN` eye distances. A face without 68 points falls
+  back to ``eyes`` (its stored or detected eye centres), then to ``template``; each image records
+  which method it got.
 - ``eyes``: OpenCV's ``haarcascade_eye`` (shipped in the opencv wheel) finds the two eyes on
   an upscaled crop; the other regions are placed from the eye positions by face proportions.
   A face whose eyes are not found falls back to the template, and each image records which
@@ -10,14 +16,14 @@ Saliency is compared between cultures region by region, so every face needs regi
 - ``template``: an aligned mean-face template (eye centres at 33%/67% across and 41% down,
   measured on KDEF and Taiwanese crops made by :mod:`emofx.data.faces`), scaled to the image.
 
-``auto`` is ``truth`` when the dataset carries ground-truth masks, else ``eyes``.
+``auto`` is ``truth`` when the dataset carries ground-truth masks, else ``landmarks`` when it
+carries 68-point landmarks, else ``eyes``.
 Landmarks are (x, y) in pixel-index coordinates (pixel (row i, column j) has centre (j, i));
 "left" and "right" mean the image's left and right.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +33,24 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.landmarks import ALIGNED_EYES, LEFT_EYE, RIGHT_EYE, detect_eyes
 
 FEATURE_REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 REGION_NAMES: tuple[str, ...] = FEATURE_REGIONS + ("rest",)
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_centre", "mouth_left", "mouth_right")
-METHODS: tuple[str, ...] = ("auto", "truth", "eyes", "template")
-EYE_CASCADE = "haarcascade_eye.xml"
-
-# Mean-face eye centres as fractions of the crop's width and height.
-TEMPLATE_EYES = ((0.33, 0.41), (0.67, 0.41))
+METHODS: tuple[str, ...] = ("auto", "truth", "landmarks", "eyes", "template")
+# Mean-face eye centres as fractions of the crop's width and height (aligned crops put the eyes here).
+TEMPLATE_EYES = ALIGNED_EYES
+REGION_MARGIN = 0.08  # landmark polygons are dilated by this many eye distances
+BROW_DEPTH = 0.12  # a brow's band below its five points, in eye distances
+# The 68-point indices of each region's polygons (iBUG 300-W layout), in the priority order of _REGION_SHAPES.
+LANDMARK_POLYGONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "eyes": (tuple(range(36, 42)), tuple(range(42, 48))),
+    "brows": (tuple(range(17, 22)), tuple(range(22, 27))),
+    "mouth": (tuple(range(48, 60)),),
+    "nose": (tuple(range(27, 36)),),
+}
+_RASTER = 8  # polygons are drawn at 8x and area-averaged
 
 # Region ellipses in the eye frame: centre (u, v) and semi-axes (a, b) in units of the eye distance;
 # u runs from the midpoint between the eyes towards the right eye, v perpendicular, down the face.
@@ -102,62 +117,41 @@ def face_regions(dataset: FaceDataset, method: str = "auto", *, progress: bool =
     """Region masks and landmarks of every face in ``dataset`` (aligned crops) by ``method``."""
     if method not in METHODS:
         raise RegionError(f"unknown region method {method!r}; choose one of {', '.join(METHODS)}")
+    points = dataset.extras.get("landmarks")
+    has_points = points is not None and points.ndim == 3 and points.shape[1] == 68
     if method == "auto":
-        method = "truth" if "region_masks" in dataset.extras else "eyes"
+        method = "truth" if "region_masks" in dataset.extras else "landmarks" if has_points else "eyes"
     n, (height, width) = len(dataset), dataset.image_shape
     if method == "truth":
         return _truth_regions(dataset)
+    if method == "landmarks" and not has_points:
+        raise RegionError("this dataset has no 68-point landmarks; prepare it with --landmarks dlib68, "
+                          "or use the region method 'eyes' or 'template'")
     eyes = np.broadcast_to(template_eyes(height, width), (n, 2, 2)).copy()
     image_method = np.full(n, "template", dtype=object)
-    if method == "eyes":
-        for i in tqdm(range(n), desc="eyes", unit="img", disable=not progress, leave=False):
+    with_68 = np.zeros(n, dtype=bool)
+    if method == "landmarks":
+        with_68 = np.all(np.isfinite(points), axis=(1, 2))
+        stored_eyes = dataset.extras.get("eye_centres")
+        if stored_eyes is not None:
+            known = np.all(np.isfinite(stored_eyes), axis=(1, 2))
+            eyes[known], image_method[known] = stored_eyes[known], "eyes"
+    if method in ("eyes", "landmarks"):
+        for i in tqdm(np.flatnonzero(image_method == "template"), desc="eyes", unit="img", disable=not progress,
+                      leave=False):
             found = detect_eyes(dataset.images[i])
             if found is not None:
                 eyes[i], image_method[i] = found, "eyes"
     masks, landmarks = regions_from_eyes(eyes, height, width)
+    if with_68.any():
+        masks[with_68], landmarks[with_68] = regions_from_landmarks(points[with_68], height, width)
+        image_method[with_68] = "landmarks"
     return RegionMaps(masks, REGION_NAMES, landmarks, LANDMARK_NAMES, method, image_method.astype(str))
 
 
 def template_eyes(height: int, width: int) -> np.ndarray:
     """(2, 2) mean-face eye centres (left, right) as (x, y) pixel-index coordinates."""
     return np.array([[fx * width - 0.5, fy * height - 0.5] for fx, fy in TEMPLATE_EYES], dtype=np.float32)
-
-
-_EYE_DETECTOR: list[cv2.CascadeClassifier] = []
-
-
-def _eye_detector() -> cv2.CascadeClassifier:
-    if not _EYE_DETECTOR:
-        path = os.path.join(cv2.data.haarcascades, EYE_CASCADE)
-        detector = cv2.CascadeClassifier(path)
-        if detector.empty():
-            raise RuntimeError(f"OpenCV's eye cascade {path} is missing; install opencv-python-headless<5")
-        _EYE_DETECTOR.append(detector)
-    return _EYE_DETECTOR[0]
-
-
-def detect_eyes(face: np.ndarray, *, upscale_to: int = 144) -> np.ndarray | None:
-    """(2, 2) centres (left, right) of the two eyes of an aligned uint8 face crop, or None.
-
-    The crop is upscaled (Haar eyes need ~20 px), histogram-equalised, and searched in its upper
-    60%; of the candidates, the left/right pair most alike in height and size is kept if the eye
-    distance is 20-60% of the width and the pair is tilted less than ~20 degrees.
-    """
-    height, width = face.shape
-    scale = upscale_to / width
-    big = cv2.equalizeHist(cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC))
-    side = big.shape[1]
-    boxes = _eye_detector().detectMultiScale(big[: int(0.6 * big.shape[0])], scaleFactor=1.1, minNeighbors=3,
-                                             minSize=(side // 8, side // 8), maxSize=(side // 3, side // 3))
-    centres = [((x + w / 2) / scale - 0.5, (y + h / 2) / scale - 0.5, w / scale) for x, y, w, h in boxes]
-    left = [c for c in centres if c[0] < width / 2]
-    right = [c for c in centres if c[0] >= width / 2]
-    pairs = [(abs(l[1] - r[1]) + abs(l[2] - r[2]), l, r) for l in left for r in right
-             if 0.2 * width <= r[0] - l[0] <= 0.6 * width and abs(l[1] - r[1]) <= 0.36 * (r[0] - l[0])]
-    if not pairs:
-        return None
-    _, l, r = min(pairs, key=lambda p: p[0])
-    return np.array([[l[0], l[1]], [r[0], r[1]]], dtype=np.float32)
 
 
 def regions_from_eyes(eyes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +180,48 @@ def regions_from_eyes(eyes: np.ndarray, height: int, width: int) -> tuple[np.nda
               * (frame_points[None, :, :1] * along[:, None, :] + frame_points[None, :, 1:] * down[:, None, :]))
     landmarks = np.concatenate([eyes, others], axis=1).astype(np.float32)
     return stacked, landmarks
+
+
+def regions_from_landmarks(points: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (N, 5, H, W) and landmarks (N, 6, 2) from 68-point landmarks (N, 68, 2): the polygons of
+    :data:`LANDMARK_POLYGONS`, dilated by :data:`REGION_MARGIN` eye distances, disjoint by priority."""
+    points = np.asarray(points, dtype=np.float64)
+    masks = np.zeros((len(points), len(REGION_NAMES), height, width), dtype=bool)
+    for i, face in enumerate(points):
+        eyes = np.stack([face[LEFT_EYE].mean(axis=0), face[RIGHT_EYE].mean(axis=0)])
+        distance = max(float(np.linalg.norm(eyes[1] - eyes[0])), 1.0)
+        taken = np.zeros((height, width), dtype=bool)
+        for name, polygons in LANDMARK_POLYGONS.items():
+            shapes = [face[list(idx)] for idx in polygons]
+            if name == "brows":
+                down = _down_direction(eyes) * BROW_DEPTH * distance
+                shapes = [np.concatenate([brow, brow[::-1] + down]) for brow in shapes]
+            inside = _rasterise(shapes, height, width, REGION_MARGIN * distance)
+            masks[i, FEATURE_REGIONS.index(name)] = inside & ~taken
+            taken |= inside
+        masks[i, -1] = ~taken
+    named = np.stack([points[:, LEFT_EYE].mean(axis=1), points[:, RIGHT_EYE].mean(axis=1), points[:, 30],
+                      points[:, 48:60].mean(axis=1), points[:, 48], points[:, 54]], axis=1)
+    return masks, named.astype(np.float32)
+
+
+def _down_direction(eyes: np.ndarray) -> np.ndarray:
+    """Unit vector perpendicular to the eye line, pointing down the face."""
+    along = (eyes[1] - eyes[0]) / max(float(np.linalg.norm(eyes[1] - eyes[0])), 1e-9)
+    return np.array([-along[1], along[0]])
+
+
+def _rasterise(polygons: list[np.ndarray], height: int, width: int, margin: float) -> np.ndarray:
+    """Pixels covered at least half by the convex hulls of ``polygons`` grown by ``margin`` pixels."""
+    canvas = np.zeros((height * _RASTER, width * _RASTER), dtype=np.uint8)
+    for polygon in polygons:
+        hull = cv2.convexHull((((polygon + 0.5) * _RASTER - 0.5) * 16).round().astype(np.int32))  # 4 fractional bits
+        cv2.fillConvexPoly(canvas, hull, 255, lineType=cv2.LINE_8, shift=4)
+    radius = int(round(margin * _RASTER))
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        canvas = cv2.dilate(canvas, kernel)
+    return cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA) >= 128
 
 
 def _truth_regions(dataset: FaceDataset) -> RegionMaps:

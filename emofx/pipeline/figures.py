@@ -79,6 +79,7 @@ def saliency_region_shares(maps: np.ndarray, regions: Any, dataset: FaceDataset)
 
     shares = pd.DataFrame(region_shares(maps, regions.masks), columns=list(regions.region_names))
     shares.insert(0, "emotion", dataset.label_names)
+    shares["region_method"] = regions.image_method  # landmarks, eyes, template or truth: how each image's regions were found
     return shares
 
 
@@ -261,7 +262,7 @@ def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
         written += _save(fig, out / f"fig5_saliency_{record['culture']}")
         shares = results / REGION_SHARES_FILE
         if shares.is_file():
-            summaries.append(pd.read_csv(shares).groupby("emotion").mean().reset_index()
+            summaries.append(pd.read_csv(shares).groupby("emotion").mean(numeric_only=True).reset_index()
                              .assign(culture=record["culture"]))
     if summaries:
         table = pd.concat(summaries, ignore_index=True)

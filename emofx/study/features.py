@@ -66,6 +66,7 @@ def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareCon
         frame.insert(0, "trial", trial)
         frame.insert(0, "culture", runs.name)
         frame["landmark_distance"] = landmark_distance(maps, regions.landmarks[indices], config.top_fraction)
+        frame["region_method"] = regions.image_method[indices]  # how this image's regions were found
         frames.append(frame)
         all_maps.append(normalised_saliency(maps).astype(np.float32))
     return pd.concat(frames, ignore_index=True), np.concatenate(all_maps)

@@ -13,7 +13,8 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import UnknownEmotionError, canonicalize_all
-from emofx.data.faces import IMAGE_SUFFIXES, FaceOptions, extract_faces
+from emofx.data.faces import IMAGE_SUFFIXES, FaceBatch, FaceOptions, extract_faces
+from emofx.data.landmarks import resolve_method
 
 FACE_MODES: tuple[str, ...] = ("auto", "detect", "cropped")
 _CROPPED_MAX_SIDE = 128  # "auto" treats square images up to this side as already-cropped faces
@@ -103,11 +104,24 @@ def _looks_cropped(files: Sequence[Path]) -> bool:
     return True
 
 
-def _face_options(mode: str, files: Sequence[Path], size: int, margin: float, center_crop_fallback: bool) -> FaceOptions:
+def _face_options(mode: str, files: Sequence[Path], size: int, margin: float, center_crop_fallback: bool,
+                  landmarks: str = "auto", align: bool | None = None) -> FaceOptions:
+    """Options for ``files`` by face ``mode`` (``auto``: detect unless they look like cropped faces)."""
     if mode not in FACE_MODES:
         raise ValueError(f"faces must be one of {FACE_MODES}; got {mode!r}")
     detect = mode == "detect" or (mode == "auto" and not _looks_cropped(files))
-    return FaceOptions(size=size, detect=detect, margin=margin, center_crop_fallback=center_crop_fallback)
+    return photo_options(size, margin, center_crop_fallback, landmarks, align, detect=detect)
+
+
+def photo_options(size: int, margin: float, center_crop_fallback: bool, landmarks: str = "auto",
+                  align: bool | None = None, *, detect: bool = True) -> FaceOptions:
+    """Face options with landmarks resolved (``auto``: dlib68 on photos) and alignment on by default
+    for photos whose landmarks give eye positions."""
+    method = resolve_method(landmarks, photos=detect)
+    if align is None:
+        align = detect and method != "none"
+    return FaceOptions(size=size, detect=detect, margin=margin, center_crop_fallback=center_crop_fallback,
+                       landmarks=method, align=align)
 
 
 def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool) -> None:
@@ -164,17 +178,38 @@ def _build(
         subject=take(inputs.subject),
         path=paths,
         split=take(inputs.split),
-        extras={"content_hash": batch.content_hash[kept], **{k: v[kept] for k, v in (extras or {}).items()}},
+        extras={"content_hash": batch.content_hash[kept], **_landmark_extras(batch, options),
+                **{k: v[kept] for k, v in (extras or {}).items()}},
         meta={
             "source": str(source.absolute()),
             "format": fmt,
             "faces": {str(m): int(c) for m, c in zip(methods, method_counts)},
-            "face_options": {"size": options.size, "detect": options.detect, "margin": options.margin},
+            "face_options": {"size": options.size, "detect": options.detect, "margin": options.margin,
+                             "landmarks": options.landmarks, "align": options.align},
+            "aligned": bool(options.align),
+            "landmarks": _landmark_summary(batch, options),
             "duplicates": _duplicates(paths, batch.content_hash[kept]),
             **(meta or {}),
         },
         skipped=skipped,
     )
+
+
+def _landmark_extras(batch: FaceBatch, options: FaceOptions) -> dict[str, np.ndarray]:
+    """Per-image landmark arrays for the dataset (none when no landmarks were asked for)."""
+    if options.landmarks == "none":
+        return {}
+    return {"landmarks": batch.landmarks, "eye_centres": batch.eyes, "landmark_method": batch.landmark_method,
+            "landmark_quality": batch.landmark_quality, "aligned": batch.aligned}
+
+
+def _landmark_summary(batch: FaceBatch, options: FaceOptions) -> dict[str, Any]:
+    """How many faces got landmarks of each quality, and how many were aligned."""
+    if options.landmarks == "none":
+        return {"method": "none"}
+    qualities, counts = np.unique(batch.landmark_quality, return_counts=True)
+    return {"method": options.landmarks, "quality": {str(q): int(c) for q, c in zip(qualities, counts)},
+            "aligned": int(batch.aligned.sum()), "faces": int(len(batch.kept))}
 
 
 def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:

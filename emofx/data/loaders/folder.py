@@ -28,6 +28,8 @@ def load_folder(
     faces: str = "auto",
     margin: float = FaceOptions.margin,
     center_crop_fallback: bool = False,
+    landmarks: str = "auto",
+    align: bool | None = None,
     strict: bool = False,
     limit: int | None = None,
     progress: bool = False,
@@ -71,5 +73,5 @@ def load_folder(
             split = prefix if prefix in FER2013_SPLITS else ("" if split_folder == "." else split_folder)
             inputs.add(path, folder.name, culture=culture, split=split)
     inputs = inputs.take(_spread(len(inputs.files), limit))
-    options = _face_options(faces, inputs.files, size, margin, center_crop_fallback)
+    options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=root, fmt="folder", strict=strict, progress=progress)

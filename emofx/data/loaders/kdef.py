@@ -16,6 +16,7 @@ from emofx.data.loaders.common import (
     _Inputs,
     _is_image_name,
     _spread,
+    photo_options,
 )
 
 KDEF_EXPRESSIONS: dict[str, str] = {
@@ -33,6 +34,8 @@ def load_kdef(
     size: int = 48,
     margin: float = FaceOptions.margin,
     center_crop_fallback: bool = False,
+    landmarks: str = "auto",
+    align: bool | None = None,
     strict: bool = False,
     limit: int | None = None,
     progress: bool = False,
@@ -62,6 +65,6 @@ def load_kdef(
     if not inputs.files:
         raise SourceError(f"no KDEF images with angle(s) {sorted(wanted)} under {root}")
     inputs = inputs.take(_spread(len(inputs.files), limit))
-    options = FaceOptions(size=size, margin=margin, center_crop_fallback=center_crop_fallback)
+    options = photo_options(size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=root, fmt="kdef", strict=strict, progress=progress,
                   meta={"angles": sorted(wanted), "other_angles_ignored": other_angles})

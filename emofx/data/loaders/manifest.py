@@ -28,6 +28,8 @@ def load_manifest(
     faces: str = "auto",
     margin: float = FaceOptions.margin,
     center_crop_fallback: bool = False,
+    landmarks: str = "auto",
+    align: bool | None = None,
     strict: bool = False,
     limit: int | None = None,
     progress: bool = False,
@@ -64,5 +66,5 @@ def load_manifest(
         _check_strict(inputs.skipped, csv_path, strict)
         raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped)")
     inputs = inputs.take(_spread(len(inputs.files), limit))
-    options = _face_options(faces, inputs.files, size, margin, center_crop_fallback)
+    options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=csv_path, fmt="manifest", strict=strict, progress=progress)

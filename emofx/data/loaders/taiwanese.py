@@ -20,6 +20,7 @@ from emofx.data.loaders.common import (
     _Inputs,
     _is_image_name,
     _spread,
+    photo_options,
 )
 
 TAIWANESE_EXPRESSIONS: dict[str, str] = {
@@ -70,6 +71,8 @@ def load_taiwanese(
     size: int = 48,
     margin: float = FaceOptions.margin,
     center_crop_fallback: bool = False,
+    landmarks: str = "auto",
+    align: bool | None = None,
     strict: bool = False,
     limit: int | None = None,
     progress: bool = False,
@@ -125,6 +128,6 @@ def load_taiwanese(
         }
         meta.update(rating_names=list(TAIWANESE_RATING_NAMES), ratings_file=str(info_file.absolute()),
                     unrated=int(table["observers"].isna().sum()))
-    options = FaceOptions(size=size, margin=margin, center_crop_fallback=center_crop_fallback)
+    options = photo_options(size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=root, fmt="taiwanese", strict=strict, progress=progress,
                   meta=meta, extras=extras)
