@@ -20,6 +20,7 @@ import importlib.util
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the image's left and right
 # Eye centres of an aligned crop as fractions of its width and height (left, right).
 ALIGNED_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.41), (0.67, 0.41))
 EYE_CASCADE = "haarcascade_eye.xml"
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 INSTALL_HINT = 'pip install "emofx[landmarks]"  (dlib-bin and face-recognition-models)'
 
 # Per-image quality of the landmarks.
@@ -85,17 +87,30 @@ def resolve_method(requested: str, *, photos: bool) -> str:
 _local = threading.local()
 
 
+def predictor_path() -> Path:
+    """The 68-point model file inside the installed ``face-recognition-models`` package.
+
+    Located through the import system rather than by importing the package, whose ``__init__``
+    needs ``pkg_resources`` (absent from new setuptools)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise LandmarkError(f"the 68-point model is not installed: {INSTALL_HINT}; or choose --landmarks eyes|none")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / PREDICTOR_FILE
+    if not path.is_file():
+        raise LandmarkError(f"{path} is missing from the face-recognition-models package; reinstall it: {INSTALL_HINT}")
+    return path
+
+
 def _dlib_models():
-    """(HOG face detector, 68-point predictor), one pair per thread."""
+    """(HOG face detector, 68-point predictor, rectangle type), one set per thread."""
     models = getattr(_local, "dlib", None)
     if models is None:
         try:
             import dlib
-            import face_recognition_models
-        except ImportError as err:
-            raise LandmarkError(f"68-point landmarks need dlib and its model ({err.name} is missing): "
-                                f"{INSTALL_HINT}; or choose --landmarks eyes|none") from None
-        predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        except ImportError:
+            raise LandmarkError(f"68-point landmarks need dlib, which is not installed: {INSTALL_HINT}; "
+                                "or choose --landmarks eyes|none") from None
+        predictor = dlib.shape_predictor(str(predictor_path()))
         models = _local.dlib = (dlib.get_frontal_face_detector(), predictor, dlib.rectangle)
     return models
 
