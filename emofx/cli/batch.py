@@ -10,7 +10,12 @@ or every sweep of an experiment file, in order:
 
 Each run goes to RUNS_DIR/EXPERIMENT/NOTEBOOK/PARAMETER-SET/ (the executed notebook, its
 results/ and status.json). Completed runs with the same parameters are skipped; interrupted,
-failed or changed ones are redone. Exit status 1 when any run failed.
+failed or changed ones are redone. Exit status 1 when any run failed or lost its worker.
+
+With --executor dask every run is a Dask task: on a local cluster (--workers processes), on a
+running scheduler (--scheduler ADDRESS), or on SLURM/PBS jobs (--cluster slurm --cluster-config
+FILE); the run folders must be on a filesystem that the workers share. Needs emofx[dask].
+Two batch processes on one experiment never execute the same run twice (runs are claimed).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emofx.pipeline import executors
 from emofx.pipeline.batch import run_experiment
 from emofx.pipeline.experiments import BatchError, Experiment, Sweep, load_experiment, parse_value
 
@@ -34,7 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --config: run only these notebooks' sweeps (stems, e.g. 02_train_culture)")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where experiments live (default papermill_runs, or the config's runs_dir)")
-    parser.add_argument("--workers", type=int, default=1, help="runs executed in parallel (process pool)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs executed in parallel (process pool, or the workers of --cluster local)")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="local process pool (default) or Dask (needs emofx[dask])")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--cluster", choices=executors.CLUSTERS, default=None,
+                        help="with --executor dask: the cluster to start (default local)")
+    parser.add_argument("--cluster-config", type=Path, metavar="FILE",
+                        help="with --cluster slurm|pbs: a YAML file (cores, memory, walltime, queue, jobs, ...)")
+    parser.add_argument("--retries", type=int, default=None,
+                        help=f"with --executor dask: times a run is retried after its worker died "
+                             f"(default {executors.DEFAULT_RETRIES})")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel to execute with (default python3)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
@@ -64,11 +82,21 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
 
 def run(args: argparse.Namespace) -> int:
     experiment = experiment_from_args(args)
-    summaries = run_experiment(
-        experiment, only=args.only, workers=args.workers, force=args.force, kernel_name=args.kernel,
-        cell_timeout=args.timeout, progress=not args.no_progress,
-    )
+    options = dict(only=args.only, force=args.force, kernel_name=args.kernel, cell_timeout=args.timeout,
+                   progress=not args.no_progress)
+    if args.executor == "dask":
+        connection = executors.dask_client(scheduler=args.scheduler, cluster=args.cluster or "local",
+                                           workers=args.workers, cluster_config=args.cluster_config,
+                                           retries=args.retries)
+        summaries = executors.run_experiment_on_dask(experiment, lambda: connection, **options)
+    else:
+        dask_only = {"--scheduler": args.scheduler, "--cluster": args.cluster, "--cluster-config": args.cluster_config,
+                     "--retries": args.retries}
+        given = [flag for flag, value in dask_only.items() if value is not None]
+        if given:
+            raise BatchError(f"{given[0]} goes with --executor dask")
+        summaries = run_experiment(experiment, workers=args.workers, **options)
     for summary in summaries:
         print(summary.describe())
     print(f"runs in {experiment.directory}")
-    return 1 if any(summary.failed for summary in summaries) else 0
+    return 1 if any(summary.failed or summary.lost for summary in summaries) else 0

@@ -15,8 +15,10 @@ experiment (it declares ``experiment_dir``) also records a fingerprint of the ru
 (earlier sweeps of notebooks that do not read the experiment), so redoing one of those redoes
 the runs built on it. Readers only look at runs
 with a marker, so a half-written run is never read. Runs are independent tasks submitted
-to a :class:`concurrent.futures.Executor` (a process pool by default), so a cluster
-executor with the same interface can replace it. Kernels share JAX's persistent compilation cache
+to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
+:mod:`emofx.pipeline.executors`). Whoever executes a run holds its claim
+(:mod:`emofx.pipeline.locking`) and re-reads its state under it, so two batch processes on
+one experiment never execute the same run twice. Kernels share JAX's persistent compilation cache
 (``$JAX_COMPILATION_CACHE_DIR``, default ``<emofx cache>/jax``), so runs after the first skip
 most compilation.
 """
@@ -31,7 +33,8 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -58,6 +61,7 @@ from emofx.pipeline.results import (
     read_status,
     run_state,
 )
+from emofx.pipeline.locking import run_claim
 
 JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 
@@ -82,7 +86,8 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What happened to one run: ``ok``, ``failed`` or ``skipped`` (already complete)."""
+    """What happened to one run: ``ok``, ``failed`` (the notebook raised), ``lost`` (the process
+    running it died: no marker, redone next batch) or ``skipped`` (already complete)."""
 
     name: str
     run_dir: Path
@@ -107,16 +112,22 @@ class BatchSummary:
     def failed(self) -> tuple[RunOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status == "failed")
 
+    @property
+    def lost(self) -> tuple[RunOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "lost")
+
     def describe(self) -> str:
-        """A few lines for people: counts, then each failed run with its error."""
+        """A few lines for people: counts, then each failed or lost run with its error."""
         redone = sum(o.previous in ("interrupted", "failed", "changed") and o.status != "skipped"
                      for o in self.outcomes)
         lines = [
             f"{self.experiment}/{self.notebook}: {self.count('ok')} ok, {self.count('failed')} failed, "
-            f"{self.count('skipped')} skipped (already complete)"
+            + (f"{self.count('lost')} lost (worker died; redone next batch), " if self.lost else "")
+            + f"{self.count('skipped')} skipped (already complete)"
             + (f"; {redone} redone (interrupted, failed before, or parameters or inputs changed)" if redone else "")
         ]
         lines += [f"  FAILED {o.name}: {o.error}  (see {o.run_dir})" for o in self.failed]
+        lines += [f"  LOST {o.name}: {o.error}" for o in self.lost]
         return "\n".join(lines)
 
 
@@ -223,6 +234,29 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     return RunOutcome(spec.name, run_dir, "failed" if error else "ok", seconds, message)
 
 
+def claim_and_execute(spec: RunSpec, force: bool = False, *,
+                      while_waiting: Callable[[], AbstractContextManager] = nullcontext) -> RunOutcome:
+    """Execute ``spec`` under its claim unless, once the claim is held, the run is complete
+    (another batch process may have done it while this one waited); ``previous`` is the state
+    found under the claim. See :func:`emofx.pipeline.locking.run_claim` for ``while_waiting``."""
+    with run_claim(spec.run_dir, while_waiting=while_waiting):
+        state = run_state(Path(spec.run_dir), spec.parameter_hash, spec.inputs)
+        if state == "complete" and not force:
+            return RunOutcome(spec.name, Path(spec.run_dir), "skipped", previous=state)
+        return replace(execute_run(spec), previous=state)
+
+
+def split_complete(specs: Iterable[RunSpec], force: bool = False) -> tuple[list[RunOutcome], list[RunSpec]]:
+    """The runs already complete (as ``skipped`` outcomes) and those to execute (all with ``force``)."""
+    skipped, todo = [], []
+    for spec in specs:
+        if not force and run_state(spec.run_dir, spec.parameter_hash, spec.inputs) == "complete":
+            skipped.append(RunOutcome(spec.name, spec.run_dir, "skipped", previous="complete"))
+        else:
+            todo.append(spec)
+    return skipped, todo
+
+
 def _plain(text: str) -> str:
     """``text`` without terminal colour codes (IPython colours its tracebacks)."""
     return re.sub(r"\x1b\[[0-9;]*m", "", str(text))
@@ -282,50 +316,59 @@ def run_sweep(
         raise BatchError(f"--workers must be at least 1; got {workers}")
     specs = plan_runs(experiment, sweep, kernel_name=kernel_name, cell_timeout=cell_timeout)
     ensure_kernel(kernel_name)
-    states = {spec.name: run_state(spec.run_dir, spec.parameter_hash, spec.inputs) for spec in specs}
-    skipped = [RunOutcome(s.name, s.run_dir, "skipped", previous="complete")
-               for s in specs if states[s.name] == "complete" and not force]
-    todo = [s for s in specs if force or states[s.name] != "complete"]
+    skipped, todo = split_complete(specs, force)
     outcomes: list[RunOutcome] = []
-    bar = tqdm(total=len(todo), desc=f"{experiment.name}/{sweep.stem}", unit="run", disable=not progress or not todo)
+    bar = progress_bar(f"{experiment.name}/{sweep.stem}", len(todo), progress)
 
-    def record(spec: RunSpec, outcome: RunOutcome) -> None:
-        outcomes.append(RunOutcome(outcome.name, outcome.run_dir, outcome.status, outcome.seconds,
-                                   outcome.error, states[spec.name]))
+    def record(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
         bar.update()
         bar.set_postfix(ok=sum(o.status == "ok" for o in outcomes),
-                        failed=sum(o.status == "failed" for o in outcomes))
+                        failed=sum(o.status in ("failed", "lost") for o in outcomes))
 
     try:
         if workers == 1 or len(todo) <= 1:
             for spec in todo:
-                record(spec, execute_run(spec))
+                record(claim_and_execute(spec, force))
         else:
             with executor_factory(workers) as pool:
-                futures = {pool.submit(execute_run, spec): spec for spec in todo}
+                futures = {pool.submit(claim_and_execute, spec, force): spec for spec in todo}
                 for future in concurrent.futures.as_completed(futures):
                     spec = futures[future]
                     try:
                         outcome = future.result()
                     except Exception as err:  # the worker itself died; the run has no marker and is redone next time
-                        outcome = RunOutcome(spec.name, spec.run_dir, "failed", error=f"{type(err).__name__}: {err}")
-                    record(spec, outcome)
+                        outcome = RunOutcome(spec.name, spec.run_dir, "lost", error=f"{type(err).__name__}: {err}")
+                    record(outcome)
     finally:
         bar.close()
+    return summarise(experiment, sweep, specs, [*skipped, *outcomes])
+
+
+def progress_bar(description: str, total: int, progress: bool = True, **options: Any) -> tqdm:
+    """The batch progress bar of one sweep (silent when there is nothing to run)."""
+    return tqdm(total=total, desc=description, unit="run", disable=not progress or not total, **options)
+
+
+def summarise(experiment: Experiment, sweep: Sweep, specs: list[RunSpec], outcomes: Iterable[RunOutcome]) -> BatchSummary:
+    """The sweep's outcomes in the order of its parameter sets."""
     order = {spec.name: i for i, spec in enumerate(specs)}
-    ordered = sorted([*skipped, *outcomes], key=lambda o: order[o.name])
-    return BatchSummary(experiment.name, sweep.stem, tuple(ordered))
+    return BatchSummary(experiment.name, sweep.stem, tuple(sorted(outcomes, key=lambda o: order[o.name])))
 
 
 def run_experiment(experiment: Experiment, *, only: Iterable[str] = (), **options: Any) -> list[BatchSummary]:
     """Run the experiment's sweeps in order (``only``: notebook stems to run); see :func:`run_sweep`."""
+    return [run_sweep(experiment, sweep, **options) for sweep in selected_sweeps(experiment, only)]
+
+
+def selected_sweeps(experiment: Experiment, only: Iterable[str] = ()) -> list[Sweep]:
+    """The experiment's sweeps in order, or those of the notebook stems in ``only``."""
     wanted = set(only)
     stems = {sweep.stem for sweep in experiment.sweeps}
     missing = sorted(wanted - stems)
     if missing:
         raise BatchError(f"experiment {experiment.name!r} has no sweep of {missing[0]!r}; it has: {', '.join(sorted(stems))}")
-    return [run_sweep(experiment, sweep, **options)
-            for sweep in experiment.sweeps if not wanted or sweep.stem in wanted]
+    return [sweep for sweep in experiment.sweeps if not wanted or sweep.stem in wanted]
 
 
 def ensure_stage(experiment_dir: str | os.PathLike | None, notebook: str, *,

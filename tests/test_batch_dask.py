@@ -1,0 +1,258 @@
+"""emofx batch on Dask (a LocalCluster of 2 worker processes), worker loss, run claims between
+concurrent batch processes, and the SLURM/PBS job scripts of dask-jobqueue."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from emofx.pipeline import batch, experiments, results
+from emofx.cli import main
+
+distributed = pytest.importorskip("distributed")
+executors = pytest.importorskip("emofx.pipeline.executors")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# y = 10 * x. Every execution appends its run name to `log` (so tests count executions). A run whose
+# x equals hold["x"] first writes a wrong result (a half-done run), records its worker's pid and
+# waits to be killed; once the pid file exists the run goes through normally.
+SOURCE_PARAMETERS = "x = 1\noutput_dir = None\nlog = None\nhold = None\ndelay = 0"
+SOURCE_BODY = """\
+import os, time
+from pathlib import Path
+from emofx.pipeline.results import save_results
+run = Path(output_dir).parent.name
+if log:
+    with open(log, 'a') as handle:
+        handle.write(run + '\\n')
+if hold and x == hold['x'] and not Path(hold['pid_file']).exists():
+    save_results(output_dir, y=-1)
+    Path(hold['pid_file'] + '.tmp').write_text(str(os.getppid()))
+    os.replace(hold['pid_file'] + '.tmp', hold['pid_file'])
+    time.sleep(120)
+time.sleep(delay)
+save_results(output_dir, y=10 * x)
+"""
+# Reads the source runs through the experiment: sees them all only when the dependency order holds.
+READER_PARAMETERS = "x = 1\noutput_dir = None\nexperiment_dir = None"
+READER_BODY = """\
+from emofx.pipeline.results import completed_runs, save_results
+runs = completed_runs(experiment_dir, 'source')
+save_results(output_dir, total=int(runs['y'].sum()) * x, sources=len(runs))
+"""
+
+
+def write_notebook(path: Path, parameters: str, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def notebooks(tmp_path):
+    return (write_notebook(tmp_path / "nb" / "source.ipynb", SOURCE_PARAMETERS, SOURCE_BODY),
+            write_notebook(tmp_path / "nb" / "reader.ipynb", READER_PARAMETERS, READER_BODY))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes (one thread each), started as `emofx batch --executor dask` does."""
+    with executors.dask_client(workers=2, retries=2) as dask_client:
+        yield dask_client
+
+
+def connect(client):
+    """The client for run_experiment_on_dask, left open for the next test."""
+    return lambda: contextlib.nullcontext(client)
+
+
+def unreachable():
+    raise AssertionError("a batch with nothing to run must not connect to a cluster")
+
+
+def executions(log: Path) -> list[str]:
+    return sorted(log.read_text().split()) if log.exists() else []
+
+
+def comparable_status(run_dir: Path) -> dict:
+    """status.json without what differs between two executions (time, the execution log's path)."""
+    status = json.loads((run_dir / results.STATUS_FILE).read_text())
+    status["parameters"].pop("log", None)
+    return {k: v for k, v in status.items() if k not in ("started", "seconds", "inputs", "parameter_hash")}
+
+
+def test_dask_gives_the_results_and_statuses_of_the_process_pool_then_skips_everything(notebooks, client, tmp_path):
+    source, reader = notebooks
+
+    def experiment(where):
+        return experiments.Experiment("exp", (experiments.Sweep(source, {"x": [1, 2]}, {"log": str(tmp_path / f"{where}.log")}),
+                                        experiments.Sweep(reader, {"x": [1, 3]})), tmp_path / where)
+
+    pool = batch.run_experiment(experiment("pool"), workers=2, progress=False)
+    on_dask = executors.run_experiment_on_dask(experiment("dask"), connect(client), progress=False)
+    assert [[(o.name, o.status, o.previous) for o in s.outcomes] for s in on_dask] == \
+           [[(o.name, o.status, o.previous) for o in s.outcomes] for s in pool]
+    assert [s.count("ok") for s in on_dask] == [2, 2]
+    frames = [results.read_runs(tmp_path / where / "exp").drop(columns=["run_dir", "seconds", "log"])
+              for where in ("pool", "dask")]
+    assert frames[0].equals(frames[1])
+    readers = frames[1][frames[1]["notebook"] == "reader"]
+    # The readers started after every source run was complete: the scheduler kept the sweeps' order.
+    assert readers["total"].tolist() == [30, 90] and readers["sources"].tolist() == [2, 2]
+    for run in ("source/x=2", "reader/x=3"):
+        assert comparable_status(tmp_path / "dask" / "exp" / run) == comparable_status(tmp_path / "pool" / "exp" / run)
+    assert json.loads((tmp_path / "dask" / "exp" / "reader" / "x=1" / results.STATUS_FILE).read_text())["inputs"]
+
+    again = executors.run_experiment_on_dask(experiment("dask"), unreachable, progress=False)
+    assert [(s.count("skipped"), len(s.outcomes)) for s in again] == [(2, 2), (2, 2)]
+    assert executions(tmp_path / "dask.log") == ["x=1", "x=2"]
+    # A redone source run redoes the readers built on it; they wait for it in the graph.
+    (tmp_path / "dask" / "exp" / "source" / "x=2" / results.STATUS_FILE).unlink()
+    redo = executors.run_experiment_on_dask(experiment("dask"), connect(client), progress=False)
+    assert [[(o.status, o.previous) for o in s.outcomes] for s in redo] == [
+        [("skipped", "complete"), ("ok", "interrupted")], [("ok", "changed")] * 2]
+
+
+def test_a_killed_worker_leaves_its_run_unread_and_the_retry_redoes_it(notebooks, client, tmp_path):
+    source, _ = notebooks
+    pid_file, log = tmp_path / "worker.pid", tmp_path / "runs.log"
+    experiment = experiments.Experiment("exp", (experiments.Sweep(source, {"x": [1, 2]}, {
+        "log": str(log), "hold": {"x": 2, "pid_file": str(pid_file)}}),), tmp_path / "runs")
+    summaries = []
+    runner = threading.Thread(target=lambda: summaries.extend(
+        executors.run_experiment_on_dask(experiment, connect(client), progress=False)))
+    runner.start()
+    deadline = time.time() + 120
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), "the held run never started"
+    held = experiment.directory / "source" / "x=2"
+    assert (held / results.RESULTS_DIR / results.RESULTS_FILE).is_file()  # written, but without a marker:
+    assert "x=2" not in set(results.read_runs(experiment.directory)["run"])  # never read
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    runner.join(timeout=180)
+    assert not runner.is_alive()
+    outcomes = {o.name: (o.status, o.previous) for o in summaries[0].outcomes}
+    assert outcomes == {"x=1": ("ok", "new"), "x=2": ("ok", "interrupted")}
+    assert executions(log) == ["x=1", "x=2", "x=2"]
+    runs = results.read_runs(experiment.directory).set_index("run")
+    assert runs["y"].to_dict() == {"x=1": 10, "x=2": 20} and set(runs["status"]) == {"ok"}
+    client.wait_for_workers(2, timeout=60)  # the nanny brings the killed worker back
+
+
+def test_cli_on_a_running_scheduler(notebooks, client, tmp_path, capsys):
+    source, _ = notebooks
+    args = ["batch", str(source), "--experiment", "cli", "-p", "x", "4", "--runs-dir", str(tmp_path / "runs"),
+            "--executor", "dask", "--scheduler", client.scheduler.address, "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"Dask dashboard: {client.dashboard_link}" in out and "cli/source: 1 ok, 0 failed, 0 skipped" in out
+    assert main(args) == 0
+    assert "cli/source: 0 ok, 0 failed, 1 skipped (already complete)" in capsys.readouterr().out
+    assert results.read_runs(tmp_path / "runs" / "cli")["y"].tolist() == [40]
+
+
+def test_worker_losses_beyond_the_retries_are_reported_lost_not_failed(tmp_path):
+    outcome = executors._outcome  # classification of a task whose worker kept dying
+    spec = batch.RunSpec(tmp_path / "nb.ipynb", tmp_path / "exp" / "nb" / "x=1", "x=1", {"x": 1}, {})
+
+    class Dead:
+        address = "tcp://127.0.0.1:1"
+
+    class Future:
+        key = "nb/x=1-abc"
+
+        def exception(self):
+            return distributed.KilledWorker("nb/x=1-abc", Dead(), 2)
+
+    lost = outcome(Future(), spec)
+    assert lost.status == "lost" and lost.error == "its worker died 3 times (last tcp://127.0.0.1:1)"
+    summary = batch.BatchSummary("exp", "nb", (lost,))
+    assert "0 ok, 0 failed, 1 lost (worker died; redone next batch), 0 skipped" in summary.describe()
+    assert "LOST x=1: its worker died 3 times" in summary.describe() and not summary.failed
+
+
+def test_two_concurrent_batch_processes_execute_every_run_exactly_once(notebooks, tmp_path):
+    source, _ = notebooks
+    log = tmp_path / "runs.log"
+    command = [sys.executable, "-m", "emofx", "batch", str(source), "--experiment", "shared", "--runs-dir",
+               str(tmp_path / "runs"), "-p", "x", "1", "2", "3", "4", "--set", "log", str(log),
+               "--set", "delay", "1", "--workers", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [subprocess.Popen(command + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for extra in (["--executor", "dask"], [])]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert executions(log) == [f"x={x}" for x in range(1, 5)]
+    counts = [next(line for line in out.splitlines() if line.startswith("shared/source:")) for out, _ in outputs]
+    ok = [int(line.split(": ")[1].split(" ok")[0]) for line in counts]
+    assert sum(ok) == 4, counts
+    assert "Dask dashboard: http" in outputs[0][0]
+    assert len(results.read_runs(tmp_path / "runs" / "shared")) == 4
+
+
+def test_slurm_and_pbs_job_scripts_from_the_example_config(tmp_path):
+    config = executors.load_job_config(REPO / "experiments" / "slurm_cluster.yaml")
+    cluster = executors.jobqueue_cluster("slurm", config, retries=3)
+    try:
+        script = cluster.job_script()
+        assert cluster.scheduler.allowed_failures == 3
+    finally:
+        cluster.close()
+    lines = script.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    for directive in ("#SBATCH -p gpu", f"#SBATCH --cpus-per-task={config.cores}", "#SBATCH -t 04:00:00",
+                      "#SBATCH --gres=gpu:1"):
+        assert directive in lines, script
+    assert any(line.startswith("#SBATCH --mem=") for line in lines)
+    command = shlex.split(next(line for line in lines if "distributed.cli.dask_worker" in line))
+    from distributed.cli.dask_worker import main as dask_worker
+
+    parsed = dask_worker.make_context("dask worker", command[3:]).params
+    assert parsed["nthreads"] == 1 and parsed["n_workers"] in (None, 1)  # one notebook at a time per worker
+    assert parsed["scheduler"].startswith("tcp://")
+
+    pbs = tmp_path / "pbs.yaml"
+    pbs.write_text("cores: 8\nprocesses: 2\nmemory: 16GB\nwalltime: '02:00:00'\nqueue: batch\njobs: 3\n")
+    cluster = executors.jobqueue_cluster("pbs", executors.load_job_config(pbs))
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#PBS -q batch" in script and "#PBS -l walltime=02:00:00" in script and "ncpus=8" in script
+    assert "--nworkers 2" in script and script.rstrip().endswith("--nthreads 1")
+
+
+def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
+    source, _ = notebooks
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cores: 4\nqueues: gpu\n")
+    with pytest.raises(experiments.BatchError, match="unknown key 'queues'"):
+        executors.load_job_config(bad)
+    bad.write_text("cores: 2\nprocesses: 4\n")
+    with pytest.raises(experiments.BatchError, match="processes \\(4\\) cannot exceed cores \\(2\\)"):
+        executors.load_job_config(bad)
+    base = ["batch", str(source), "--experiment", "e", "--runs-dir", str(tmp_path / "runs"), "-p", "x", "1"]
+    for extra, message in ((["--scheduler", "tcp://x:1"], "--scheduler goes with --executor dask"),
+                           (["--executor", "dask", "--cluster", "slurm"], "--cluster slurm needs --cluster-config"),
+                           (["--executor", "dask", "--scheduler", "tcp://x:1", "--retries", "1"],
+                            "--scheduler connects to a running scheduler")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
