@@ -98,6 +98,27 @@ def comparable_status(run_dir: Path) -> dict:
     return {k: v for k, v in status.items() if k not in ("started", "seconds", "inputs", "parameter_hash")}
 
 
+def run_and_kill_the_held_run(experiment, client, pid_file: Path) -> list:
+    """Run the experiment on Dask, SIGKILL the worker process of the held run once it has written
+    its half result (checking that nothing reads it), and return the summaries."""
+    summaries = []
+    runner = threading.Thread(target=lambda: summaries.extend(
+        executors.run_experiment_on_dask(experiment, connect(client), progress=False)))
+    runner.start()
+    deadline = time.time() + 120
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), "the held run never started"
+    held = experiment.directory / "source" / "x=2"
+    assert (held / results.RESULTS_DIR / results.RESULTS_FILE).is_file()  # written, but without a marker:
+    assert not (held / results.STATUS_FILE).exists()
+    assert "x=2" not in set(results.read_runs(experiment.directory)["run"])  # so never read
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    runner.join(timeout=180)
+    assert not runner.is_alive()
+    return summaries
+
+
 def test_dask_gives_the_results_and_statuses_of_the_process_pool_then_skips_everything(notebooks, client, tmp_path):
     source, reader = notebooks
 
@@ -135,20 +156,7 @@ def test_a_killed_worker_leaves_its_run_unread_and_the_retry_redoes_it(notebooks
     pid_file, log = tmp_path / "worker.pid", tmp_path / "runs.log"
     experiment = experiments.Experiment("exp", (experiments.Sweep(source, {"x": [1, 2]}, {
         "log": str(log), "hold": {"x": 2, "pid_file": str(pid_file)}}),), tmp_path / "runs")
-    summaries = []
-    runner = threading.Thread(target=lambda: summaries.extend(
-        executors.run_experiment_on_dask(experiment, connect(client), progress=False)))
-    runner.start()
-    deadline = time.time() + 120
-    while not pid_file.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    assert pid_file.exists(), "the held run never started"
-    held = experiment.directory / "source" / "x=2"
-    assert (held / results.RESULTS_DIR / results.RESULTS_FILE).is_file()  # written, but without a marker:
-    assert "x=2" not in set(results.read_runs(experiment.directory)["run"])  # never read
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    runner.join(timeout=180)
-    assert not runner.is_alive()
+    summaries = run_and_kill_the_held_run(experiment, client, pid_file)
     outcomes = {o.name: (o.status, o.previous) for o in summaries[0].outcomes}
     assert outcomes == {"x=1": ("ok", "new"), "x=2": ("ok", "interrupted")}
     assert executions(log) == ["x=1", "x=2", "x=2"]
@@ -169,24 +177,31 @@ def test_cli_on_a_running_scheduler(notebooks, client, tmp_path, capsys):
     assert results.read_runs(tmp_path / "runs" / "cli")["y"].tolist() == [40]
 
 
-def test_worker_losses_beyond_the_retries_are_reported_lost_not_failed(tmp_path):
-    outcome = executors._outcome  # classification of a task whose worker kept dying
-    spec = batch.RunSpec(tmp_path / "nb.ipynb", tmp_path / "exp" / "nb" / "x=1", "x=1", {"x": 1}, {})
+def test_a_worker_lost_past_the_retries_is_reported_lost_with_the_runs_waiting_on_it(notebooks, client, tmp_path):
+    source, reader = notebooks
+    pid_file = tmp_path / "worker.pid"
+    experiment = experiments.Experiment("exp", (
+        experiments.Sweep(source, {"x": [2]}, {"hold": {"x": 2, "pid_file": str(pid_file)}}),
+        experiments.Sweep(reader, {"x": [1]})), tmp_path / "runs")
 
-    class Dead:
-        address = "tcp://127.0.0.1:1"
+    def allow_failures(count):
+        client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", count))
 
-    class Future:
-        key = "nb/x=1-abc"
-
-        def exception(self):
-            return distributed.KilledWorker("nb/x=1-abc", Dead(), 2)
-
-    lost = outcome(Future(), spec)
-    assert lost.status == "lost" and lost.error == "its worker died 3 times (last tcp://127.0.0.1:1)"
-    summary = batch.BatchSummary("exp", "nb", (lost,))
-    assert "0 ok, 0 failed, 1 lost (worker died; redone next batch), 0 skipped" in summary.describe()
-    assert "LOST x=1: its worker died 3 times" in summary.describe() and not summary.failed
+    allow_failures(0)  # no retry: the first worker death loses the run
+    try:
+        summaries = run_and_kill_the_held_run(experiment, client, pid_file)
+    finally:
+        allow_failures(2)
+    (source_run,), (reader_run,) = (s.outcomes for s in summaries)
+    assert (source_run.status, reader_run.status) == ("lost", "lost")
+    assert source_run.error.startswith("its worker died (1 attempt; last on tcp://")
+    assert reader_run.error.startswith("not run: source/x=2-") and "earlier sweep lost its worker" in reader_run.error
+    assert summaries[0].describe().startswith("exp/source: 0 ok, 0 failed, 1 lost (worker died; redone next batch), 0 skipped")
+    assert "LOST x=2: its worker died" in summaries[0].describe() and not summaries[0].failed
+    assert results.read_runs(experiment.directory).empty  # the half-done run has no marker: nothing is read
+    client.wait_for_workers(2, timeout=60)
+    again = executors.run_experiment_on_dask(experiment, connect(client), progress=False)
+    assert [[(o.status, o.previous) for o in s.outcomes] for s in again] == [[("ok", "interrupted")], [("ok", "new")]]
 
 
 def test_two_concurrent_batch_processes_execute_every_run_exactly_once(notebooks, tmp_path):

@@ -278,10 +278,12 @@ def _outcome(future: Any, spec: RunSpec) -> RunOutcome:
     if error is None:
         return future.result()
     if isinstance(error, KilledWorker):
+        attempts = error.allowed_failures + 1
         if error.task == future.key:
-            message = f"its worker died {error.allowed_failures + 1} times (last {error.last_worker.address})"
+            message = (f"its worker died ({attempts} attempt{'s' if attempts > 1 else ''}; "
+                       f"last on {error.last_worker.address})")
         else:
-            message = f"not run: {error.task} of an earlier sweep lost its workers"
+            message = f"not run: {error.task} of an earlier sweep lost its worker"
         return RunOutcome(spec.name, Path(spec.run_dir), "lost", error=message)
     return RunOutcome(spec.name, Path(spec.run_dir), "failed", error=f"{type(error).__name__}: {error}")
 
