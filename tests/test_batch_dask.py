@@ -123,8 +123,9 @@ def test_dask_gives_the_results_and_statuses_of_the_process_pool_then_skips_ever
     source, reader = notebooks
 
     def experiment(where):
-        return experiments.Experiment("exp", (experiments.Sweep(source, {"x": [1, 2]}, {"log": str(tmp_path / f"{where}.log")}),
-                                        experiments.Sweep(reader, {"x": [1, 3]})), tmp_path / where)
+        log = {"log": str(tmp_path / f"{where}.log")}
+        sweeps = (experiments.Sweep(source, {"x": [1, 2]}, log), experiments.Sweep(reader, {"x": [1, 3]}))
+        return experiments.Experiment("exp", sweeps, tmp_path / where)
 
     pool = batch.run_experiment(experiment("pool"), workers=2, progress=False)
     on_dask = executors.run_experiment_on_dask(experiment("dask"), connect(client), progress=False)
@@ -196,7 +197,8 @@ def test_a_worker_lost_past_the_retries_is_reported_lost_with_the_runs_waiting_o
     assert (source_run.status, reader_run.status) == ("lost", "lost")
     assert source_run.error.startswith("its worker died (1 attempt; last on tcp://")
     assert reader_run.error.startswith("not run: source/x=2-") and "earlier sweep lost its worker" in reader_run.error
-    assert summaries[0].describe().startswith("exp/source: 0 ok, 0 failed, 1 lost (worker died; redone next batch), 0 skipped")
+    assert summaries[0].describe().startswith(
+        "exp/source: 0 ok, 0 failed, 1 lost (worker died; redone next batch), 0 skipped")
     assert "LOST x=2: its worker died" in summaries[0].describe() and not summaries[0].failed
     assert results.read_runs(experiment.directory).empty  # the half-done run has no marker: nothing is read
     client.wait_for_workers(2, timeout=60)

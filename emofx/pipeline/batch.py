@@ -350,7 +350,8 @@ def progress_bar(description: str, total: int, progress: bool = True, **options:
     return tqdm(total=total, desc=description, unit="run", disable=not progress or not total, **options)
 
 
-def summarise(experiment: Experiment, sweep: Sweep, specs: list[RunSpec], outcomes: Iterable[RunOutcome]) -> BatchSummary:
+def summarise(experiment: Experiment, sweep: Sweep, specs: list[RunSpec],
+              outcomes: Iterable[RunOutcome]) -> BatchSummary:
     """The sweep's outcomes in the order of its parameter sets."""
     order = {spec.name: i for i, spec in enumerate(specs)}
     return BatchSummary(experiment.name, sweep.stem, tuple(sorted(outcomes, key=lambda o: order[o.name])))

@@ -2,12 +2,13 @@
 
 Every run is one Dask task that executes its notebook with papermill on a worker and writes into
 the run folder, which must therefore sit on a filesystem the workers share (at the same path).
-The resumable semantics are those of :func:`emofx.pipeline.batch.run_sweep`: complete runs are skipped,
-interrupted, failed or changed ones are redone, and a run is executed under its claim
+The resumable semantics are those of :func:`emofx.pipeline.batch.run_sweep`: complete runs are
+skipped, interrupted, failed or changed ones are redone, and a run is executed under its claim
 (:mod:`emofx.pipeline.locking`). All sweeps are submitted at once: the runs of a sweep whose
 notebook reads the experiment (it declares ``experiment_dir``) depend, in the task graph, on the
 runs of every earlier sweep, so the scheduler starts them as soon as those are done; the
-fingerprint of what they build on is then taken on the worker.
+fingerprint of what they build on is then taken on the worker. A batch with nothing left to run
+starts no cluster.
 
 A worker that dies mid-run (a killed process restarted by its nanny, a job lost from the queue)
 leaves the run without its completion marker; the scheduler re-runs the task on another worker
@@ -227,7 +228,8 @@ class _SweepPlan:
     waits: bool  # on the runs of earlier sweeps (then complete runs are skipped on the worker)
 
 
-def _submit(client: "Client", experiment: Experiment, plans: list[_SweepPlan], force: bool) -> dict[Any, tuple[int, RunSpec]]:
+def _submit(client: "Client", experiment: Experiment, plans: list[_SweepPlan],
+            force: bool) -> dict[Any, tuple[int, RunSpec]]:
     """One task per run to execute; a waiting sweep's tasks depend on a gate over all earlier tasks."""
     futures: dict[Any, tuple[int, RunSpec]] = {}
     batch_id = uuid.uuid4().hex[:8]
