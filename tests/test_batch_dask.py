@@ -263,6 +263,9 @@ def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
     bad.write_text("cores: 4\nqueues: gpu\n")
     with pytest.raises(experiments.BatchError, match="unknown key 'queues'"):
         executors.load_job_config(bad)
+    bad.write_text("cores: 4\nwalltime: 12:00:00\n")
+    with pytest.raises(experiments.BatchError, match="walltime must be text in quotes"):
+        executors.load_job_config(bad)
     bad.write_text("cores: 2\nprocesses: 4\n")
     with pytest.raises(experiments.BatchError, match="processes \\(4\\) cannot exceed cores \\(2\\)"):
         executors.load_job_config(bad)

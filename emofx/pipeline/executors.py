@@ -82,6 +82,10 @@ class JobConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise BatchError(f"cluster config: {name} must be a whole number >= 1; got {value!r}")
+        for name in ("memory", "walltime"):
+            if not isinstance(getattr(self, name), str):
+                raise BatchError(f"cluster config: {name} must be text in quotes, e.g. memory: '16GB', "
+                                 f"walltime: '04:00:00' (YAML reads 12:00:00 unquoted as a number)")
         if self.processes > self.cores:
             raise BatchError(f"cluster config: processes ({self.processes}) cannot exceed cores ({self.cores})")
         for name in ("job_extra_directives", "job_script_prologue"):
