@@ -1,14 +1,75 @@
-"""Shared fixtures: the real datasets (skipped with a message when absent)."""
+"""Shared fixtures: the real datasets (skipped with a message when absent), tiny models, and the
+numerical precision of the suite with the tolerances that follow from it.
+
+The suite checks numerics that claim exactness (fast convolutions against ``lax.conv``,
+gradients against finite differences, Integrated Gradients' completeness, batched against
+unbatched maps), so it runs at full float32 matmul/convolution precision (``highest``) unless
+``EMOFX_PRECISION`` says otherwise: GPUs otherwise multiply in TensorFloat-32. Run
+``EMOFX_PRECISION=default pytest`` to test the fast default; comparisons then widen by
+:func:`float32_rtol`.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
-from emofx.data.paths import DATA_ENV, shared_data_root
-from emofx.nets.checkpoint import TrainedModel
-from emofx.nets.model import ModelConfig, init_params
+from emofx.nets.precision import PRECISION_ENV, precision_in_force, set_precision
+
+os.environ.setdefault(PRECISION_ENV, "highest")  # also for the CLI and notebook processes the tests start
+set_precision()
+
+from emofx.data.paths import DATA_ENV, shared_data_root  # noqa: E402  (after the precision is set)
+from emofx.nets.checkpoint import TrainedModel  # noqa: E402
+from emofx.nets.model import ModelConfig, init_params  # noqa: E402
+
+
+def float32_rtol(precision: str | None = None, backend: str | None = None) -> float:
+    """Relative tolerance (to the largest magnitude compared) between two float32 computations of one
+    quantity by different programs: another formulation (Winograd vs direct convolution), summation
+    order (AVX2 vs AVX-512 vector widths, batch sizes, fusion) or framework.
+
+    Why these values: float32 rounds at u = 2**-24 (6e-8). A dot product of K terms errs by about
+    sqrt(K) u (K = 25 x 128 = 3200 in the paper's third layer: 3e-6), Winograd F(4, 5)'s transforms
+    (points 0, +-1, +-2, +-1/2, inf) amplify rounding by up to ~20, and a loss gradient passes
+    through about eight such contractions: 1e-4 covers that with margin, and is what CPUs (any
+    instruction set; XLA's CPU backend always multiplies in float32) and GPUs at ``highest`` give.
+    At ``default``/``high`` a GPU multiplies in TensorFloat-32 (u = 2**-11, 4.9e-4) and a TPU in
+    bfloat16 passes (``default``: u = 2**-8); their tolerances are the float32 one scaled by the
+    ratio of the effective per-layer errors, 1e-3 vs 1e-5 for TF32 and 1e-2 for bfloat16 (not
+    measured in this repository yet: a GPU check, benchmarks/gpu_check.sh, runs at ``highest``).
+    """
+    precision = precision or precision_in_force()
+    backend = backend or jax.default_backend()
+    if backend == "cpu" or precision in ("highest", "float32"):
+        return 1e-4
+    if backend == "tpu" and precision in ("default", "bfloat16"):
+        return 1e-1
+    return 1e-2
+
+
+@pytest.fixture(scope="session")
+def float32_tolerance() -> float:
+    """:func:`float32_rtol` for the precision and backend of this test session."""
+    return float32_rtol()
+
+
+@pytest.fixture(scope="session")
+def assert_close_to_scale():
+    """``check(actual, expected, rtol, what)``: equal within ``rtol`` relative to the expected values'
+    largest magnitude (at least 1): rounding errors scale with the largest terms of the sums, not
+    with each element, so near-zero elements get the same absolute tolerance as the rest."""
+
+    def check(actual, expected, rtol: float, what: str = "") -> None:
+        expected = np.asarray(expected)
+        scale = max(float(np.abs(expected).max()), 1.0)
+        np.testing.assert_allclose(np.asarray(actual), expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+    return check
 
 
 @pytest.fixture(scope="session")

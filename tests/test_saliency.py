@@ -84,12 +84,16 @@ def test_gradcam_is_non_negative(model, images):
     assert maps.min() >= 0
 
 
-def test_batching_does_not_change_maps(model, images):
+def test_batching_does_not_change_maps(model, images, assert_close_to_scale, float32_tolerance):
+    # Another batch size is another compiled program (other summation orders, and other vector
+    # code on AVX2 than on AVX-512): the maps agree to float32 rounding relative to their scale.
     targets = np.array([0, 1, 2, 3, 0])
     for method, options in (("gradient", {}), ("smoothgrad", {"n_samples": 2, "seed": 4})):
         whole = saliency.attribute(model, images, targets, method, batch_size=8, **options)
         pieces = saliency.attribute(model, images, targets, method, batch_size=2, **options)
-        np.testing.assert_allclose(whole, pieces, rtol=1e-5, atol=1e-9)
+        scale = float(np.abs(whole).max())
+        assert scale > 0
+        assert_close_to_scale(pieces / scale, whole / scale, float32_tolerance, method)
 
 
 def test_smoothgrad_noise_follows_the_seed(model, images):
