@@ -14,7 +14,8 @@ import emofx.nets.training as training
 from emofx.data.dataset import FaceDataset
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.checkpoint import CheckpointError, TrainedModel
-from emofx.nets.model import ModelConfig, init_params
+from emofx.nets.buckets import bucket_size, pad_rows
+from emofx.nets.model import ModelConfig, init_params, pixel_free, pixel_stats
 from emofx.nets.training import (
     StepConfig,
     TrainConfig,
@@ -99,7 +100,7 @@ def test_interrupt_returns_the_best_model_so_far(parts, monkeypatch):
 
 
 def test_early_stopping_after_patience_validations_without_improvement(parts, monkeypatch):
-    flat = jax.jit(lambda params, images, targets, stats: (jnp.float32(0.5), jnp.float32(1.0)))
+    flat = jax.jit(lambda params, images, targets, stats, n=None: (jnp.float32(0.5), jnp.float32(1.0)))
     monkeypatch.setattr(training, "make_evaluator", lambda *args: flat)
     stopped = fit(*parts, replace(CONFIG, patience=2), TINY, progress=False)
     assert stopped.stop_reason == "early_stopping"
@@ -177,3 +178,37 @@ def test_init_from_another_class_set_replaces_the_output_layer():
     with pytest.raises(CheckpointError, match="architecture"):
         initial_params(ModelConfig(num_classes=3, widths=(8, 16, 32), dense_units=32), jax.random.PRNGKey(0), source,
                        ("happy", "sad", "surprised"))
+
+
+def test_padding_a_training_set_to_a_bucket_changes_no_result(parts, assert_close_to_scale, float32_tolerance):
+    images, targets = parts[0].images[:27], training_targets(parts[0])[:27]
+    chunk = training.make_train_chunk(TINY, CONFIG, steps_per_epoch=2, n_steps=4)  # 2 epochs of 27 images
+
+    def train(rows: int):
+        state = init_state(init_params(TINY, 0), CONFIG, 2)
+        padded = [jnp.asarray(pad_rows(a, rows)) for a in (images, targets)]
+        state, metrics = chunk(state, *padded, jax.random.PRNGKey(3), pixel_stats(TINY), 27)
+        return state.params, metrics["loss"]
+
+    (plain, plain_loss), (padded, padded_loss) = train(27), train(48)
+    assert_close_to_scale(padded_loss, plain_loss, float32_tolerance, "losses")
+    for (path, want), got in zip(jax.tree_util.tree_leaves_with_path(plain), jax.tree_util.tree_leaves(padded)):
+        assert_close_to_scale(got, want, float32_tolerance, jax.tree_util.keystr(path))
+
+
+def test_training_sets_of_similar_size_share_one_compiled_chunk(parts):
+    config = replace(CONFIG, epochs=1, learning_rate=0.0123)  # a chunk no other test compiles
+    for n in (29, 31):  # both padded to 32 rows, 2 steps per epoch of 16
+        fit(parts[0].subset(np.arange(n)), parts[1], config, TINY, progress=False)
+    compiled = training._compiled_chunk(pixel_free(TINY), StepConfig.of(config, 1), 16, 2)
+    assert compiled._cache_size() == 1
+    assert bucket_size(29) == bucket_size(31) == 32 and bucket_size(958) == bucket_size(980) == 1024
+
+
+def test_epoch_order_visits_every_real_row_once_whatever_the_padding():
+    key = jax.random.PRNGKey(0)
+    short, long = training.epoch_order(key, 3, 10, 16), training.epoch_order(key, 3, 10, 40)
+    np.testing.assert_array_equal(short, long[:16])  # the order of the real rows ignores the padding
+    assert sorted(np.asarray(short[:10]).tolist()) == list(range(10))
+    np.testing.assert_array_equal(short[10:], short[:6])  # topped up from the start
+    assert not np.array_equal(short, training.epoch_order(key, 4, 10, 16))  # a fresh order each epoch

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from emofx.data.splits import SPLIT_KINDS
+from emofx.nets.precision import PRECISIONS
 from emofx.nets.training import TrainConfig
 
 EXIT_NAN = 1
@@ -45,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(the output layer is replaced when the class sets differ)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="matmul/convolution precision: the backend's fast default (TF32 on recent GPUs), "
+                             "high, or highest (full float32) (default $EMOFX_PRECISION or default)")
+    parser.add_argument("--compile-cache", metavar="DIR|off", default=None,
+                        help="folder of the persistent compilation cache, or off (default $EMOFX_COMPILATION_CACHE "
+                             "or ~/.cache/emofx/jax/<machine>)")
     # Smaller networks for tests and quick experiments (not the paper's architecture).
     parser.add_argument("--widths", type=_int_tuple, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
@@ -67,12 +74,17 @@ def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_
 
 def run(args: argparse.Namespace) -> int:
     from emofx.data.dataset import FaceDataset
+    from emofx.nets.compilation import enable_compilation_cache
+    from emofx.nets.precision import set_precision
     from emofx.study.runs import train_run
 
+    if args.compile_cache is not None:
+        enable_compilation_cache(args.compile_cache)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         eval_every=args.eval_every, flip=not args.no_augment,
         rotation_degrees=0.0 if args.no_augment else args.rotation, soft_targets=args.soft_targets, seed=args.seed,
+        precision=set_precision(args.precision),  # also the test evaluation's
     )
     dataset = FaceDataset.load(args.data)
     model = model_template(args.widths, args.dense_units, len(dataset.classes))
@@ -85,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.stop_message)
     print(f"test accuracy {m['test_accuracy']:.4f} (balanced {m['balanced_accuracy']:.4f}, macro F1 "
           f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
-          f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s -> {run_.directory}")
+          f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
+          f"({m['compile_seconds']:.1f} s compiling) -> {run_.directory}")
     if result.stop_reason == "nan_loss":
         print(f"emofx train: {result.stop_message}", file=sys.stderr)
         return EXIT_NAN

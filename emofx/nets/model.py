@@ -10,6 +10,7 @@ backpropagation can swap in a guided ReLU without patching anything.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Callable
@@ -19,6 +20,12 @@ import jax
 import jax.numpy as jnp
 
 from emofx.nets import ops
+from emofx.nets.compilation import enable_compilation_cache
+from emofx.nets.precision import PRECISION_ENV, set_precision
+
+enable_compilation_cache()  # every process that builds the model re-uses earlier compilations
+if os.environ.get(PRECISION_ENV):
+    set_precision()  # $EMOFX_PRECISION: the matmul/convolution precision of every command and notebook
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
@@ -28,8 +28,11 @@ from tqdm.auto import tqdm
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
 from emofx.nets.augment import AugmentConfig, augment
+from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
+from emofx.nets.compilation import compile_seconds
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
+from emofx.nets.precision import resolve_precision, use_precision
 
 DENSE_LAYERS = ("dense", "output")
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
@@ -49,7 +52,8 @@ class TrainConfig:
     ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
     runs convolution gradients inside a compiled loop through a generic path about 100x
     slower than outside it, so steps are unrolled rather than looped; compile time grows
-    with the count.
+    with the count. ``precision`` is the matmul/convolution precision of the training steps
+    (:mod:`emofx.nets.precision`; default ``$EMOFX_PRECISION`` or the backend's fast default).
     """
 
     epochs: int = 30
@@ -66,8 +70,13 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 256
     unroll_steps: int = 8
+    precision: str = field(default_factory=resolve_precision)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "precision", resolve_precision(self.precision))
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
                     "unroll_steps": self.unroll_steps}
         for name, value in positive.items():
@@ -105,12 +114,13 @@ class StepConfig:
     lr_decay: float
     weight_decay: float
     augmentation: AugmentConfig
-    steps_per_epoch: int
+    steps_per_epoch: Any  # an int, or a traced int32 inside a program shared by several epoch lengths
+    precision: str = "default"
 
     @classmethod
     def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
         return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
-                   config.augmentation, int(steps_per_epoch))
+                   config.augmentation, int(steps_per_epoch), config.precision)
 
 
 class TrainState(NamedTuple):
@@ -125,11 +135,10 @@ class TrainState(NamedTuple):
 
 
 def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:
-    """lr * decay ** floor(step / steps_per_epoch): the reference's per-epoch staircase decay."""
-    return optax.exponential_decay(
-        step_config.learning_rate, transition_steps=step_config.steps_per_epoch,
-        decay_rate=step_config.lr_decay, staircase=True,
-    )
+    """lr * decay ** floor(step / steps_per_epoch): the reference's per-epoch staircase decay
+    (optax's ``exponential_decay(staircase=True)``, written out so that ``steps_per_epoch`` may be traced)."""
+    lr, decay, spe = step_config.learning_rate, step_config.lr_decay, step_config.steps_per_epoch
+    return lambda count: lr * decay ** jnp.floor_divide(count, spe).astype(jnp.float32)
 
 
 def make_optimizer(step_config: StepConfig) -> optax.GradientTransformation:
@@ -188,31 +197,51 @@ def make_train_step(model_config: ModelConfig, train_config: TrainConfig, steps_
     distributions (B, C). The state's buffers are donated. Build the state with :func:`init_state`.
     """
     step_config, stats = StepConfig.of(train_config, steps_per_epoch), pixel_stats(model_config)
-    return jax.jit(lambda state, images, labels, key: _train_step(model_config, step_config, state, images, labels,
-                                                                  key, stats), donate_argnums=0)
+    step = lambda state, images, labels, key: _train_step(model_config, step_config, state, images, labels,  # noqa: E731
+                                                          key, stats)
+    return jax.jit(at_precision(step, step_config.precision), donate_argnums=0)
 
 
-def epoch_order(key: jax.Array, epoch: jax.Array, n: int, length: int) -> jax.Array:
-    """A fresh permutation of ``n`` images for ``epoch``, wrapped around to ``length`` entries."""
-    order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    return jnp.resize(order, (length,))
+def at_precision(function: Callable, precision: str) -> Callable:
+    """``function`` traced at matmul/convolution ``precision`` (see :mod:`emofx.nets.precision`)."""
+
+    def traced(*args, **kwargs):
+        with use_precision(precision):
+            return function(*args, **kwargs)
+
+    return traced
+
+
+def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: int) -> jax.Array:
+    """A fresh permutation of the first ``n`` of ``length`` rows for ``epoch``, wrapped around to ``length`` entries.
+
+    Each row draws its own random sort key from ``(key, epoch, row)``, and the rows at or beyond
+    ``n`` (padding) sort last, so the order of the ``n`` real rows does not depend on how far the
+    set was padded (:mod:`emofx.nets.buckets`); ``n`` may be traced.
+    """
+    epoch_key = jax.random.fold_in(key, epoch)
+    rows = jnp.arange(length)
+    sort_keys = jax.vmap(lambda row: jax.random.bits(jax.random.fold_in(epoch_key, row), (), jnp.uint32))(rows)
+    order = jnp.lexsort((sort_keys, rows >= n))  # real rows first, each group by its random key
+    return order[rows % n]
 
 
 @lru_cache(maxsize=16)
 def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
-    spe = step_config.steps_per_epoch
 
-    def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array):
-        n = images.shape[0]
+    def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
+              n: jax.Array, spe: jax.Array):
+        traced_config = replace(step_config, steps_per_epoch=spe)
         order_key, step_key = jax.random.split(key)
-        new_order = lambda epoch: epoch_order(order_key, epoch, n, spe * batch_size)  # noqa: E731
+        length = -(-images.shape[0] // batch_size) * batch_size  # room for every batch of an epoch of n <= rows
+        new_order = lambda epoch: epoch_order(order_key, epoch, n, length)  # noqa: E731
 
         def body(carry, _):
             state, order = carry
             epoch, position = state.step // spe, state.step % spe
             order = jax.lax.cond(position == 0, lambda: new_order(epoch), lambda: order)
             batch = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-            state, metrics = _train_step(model_config, step_config, state, images[batch], targets[batch],
+            state, metrics = _train_step(model_config, traced_config, state, images[batch], targets[batch],
                                          jax.random.fold_in(step_key, state.step), stats)
             return (state, order), metrics
 
@@ -220,34 +249,51 @@ def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_si
                                            unroll=True)
         return state, metrics
 
-    return jax.jit(chunk, donate_argnums=0)
+    return jax.jit(at_precision(chunk, step_config.precision), donate_argnums=0)
 
 
 def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps_per_epoch: int,
                      n_steps: int) -> Callable:
-    """A compiled ``chunk(state, images, targets, key, stats) -> (state, metrics)`` of ``n_steps`` steps.
+    """A compiled ``chunk(state, images, targets, key, stats, n=None) -> (state, metrics)`` of ``n_steps`` steps.
 
     The steps run on the device with no host round trip between them (unrolled, see
     :class:`TrainConfig`), and successive chunks are dispatched asynchronously.
     ``images`` (N, H, W) uint8 and ``targets`` (N, C) are the whole training set on the device;
     each epoch visits a fresh permutation of it (from ``key`` and the epoch number), the last
     batch topped up from the start of that permutation. ``stats`` is :func:`pixel_stats` of the
-    model; ``metrics`` holds per-step arrays. One compiled program serves every dataset of
-    the same size whatever its pixel statistics.
+    model; ``metrics`` holds per-step arrays. ``n`` (default: every row) is how many leading
+    rows are real data, the rest being padding (:func:`pad_to_bucket`). One compiled program
+    serves every dataset of the same padded size, whatever its true size, epoch length or
+    pixel statistics.
     """
-    return _compiled_chunk(pixel_free(model_config), StepConfig.of(train_config, steps_per_epoch),
-                           train_config.batch_size, int(n_steps))
+    step_config = StepConfig.of(train_config, 1)  # steps_per_epoch is passed as data
+    compiled = _compiled_chunk(pixel_free(model_config), step_config, train_config.batch_size, int(n_steps))
+    spe = np.int32(steps_per_epoch)
+
+    def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
+              n: int | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+        return compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe)
+
+    return chunk
+
+
+def pad_to_bucket(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Arrays of equal length ``n`` zero-padded to :func:`emofx.nets.buckets.bucket_size` rows, and ``n``:
+    training sets of similar size then share one compiled program."""
+    n = len(arrays[0])
+    size = bucket_size(n)
+    return [pad_rows(a, size) for a in arrays], n
 
 
 @lru_cache(maxsize=16)
 def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
     module = EmotionCNN(model_config)
 
-    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array) -> tuple[jax.Array, jax.Array]:
-        n = images.shape[0]
-        n_batches = -(-n // batch_size)
-        pad = n_batches * batch_size - n
-        valid = jnp.arange(n + pad) < n
+    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
+                 n: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n_batches = -(-images.shape[0] // batch_size)
+        pad = n_batches * batch_size - images.shape[0]
+        valid = jnp.arange(images.shape[0] + pad) < n
         x = jnp.pad(images, ((0, pad), (0, 0), (0, 0))).reshape(n_batches, batch_size, *images.shape[1:])
         t = jnp.pad(targets, ((0, pad), (0, 0))).reshape(n_batches, batch_size, -1)
 
@@ -265,9 +311,16 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
 
 
 def make_evaluator(model_config: ModelConfig, batch_size: int = 256) -> Callable:
-    """A compiled ``evaluate(params, images, targets, stats) -> (error rate, mean loss)``, in batches
-    of ``batch_size`` (the last one padded and masked); ``stats`` as for :func:`make_train_chunk`."""
-    return _compiled_evaluator(pixel_free(model_config), batch_size)
+    """A compiled ``evaluate(params, images, targets, stats, n=None) -> (error rate, mean loss)``, in batches
+    of ``batch_size`` (the last one padded and masked) over the first ``n`` rows (default all; the
+    rest is padding, see :func:`pad_to_bucket`); ``stats`` as for :func:`make_train_chunk`."""
+    compiled = _compiled_evaluator(pixel_free(model_config), batch_size)
+
+    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
+                 n: int | None = None) -> tuple[jax.Array, jax.Array]:
+        return compiled(params, images, targets, stats, np.int32(images.shape[0] if n is None else n))
+
+    return evaluate
 
 
 # ---------------------------------------------------------------------------- data preparation
@@ -331,7 +384,9 @@ class TrainResult:
     ``stop_reason`` is one of ``completed``, ``early_stopping``, ``nan_loss``, ``interrupted``
     and ``stop_message`` says it in a sentence; ``notes`` are other messages for the user (e.g.
     a replaced output layer). ``step_seconds`` is the time spent inside compiled training
-    chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside).
+    chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside);
+    ``compile_seconds`` the time spent compiling (or loading compiled programs from the
+    persistent cache, :mod:`emofx.nets.compilation`) during the run, inside or outside the steps.
     """
 
     model: TrainedModel
@@ -344,6 +399,7 @@ class TrainResult:
     notes: tuple[str, ...]
     seconds: float
     step_seconds: float
+    compile_seconds: float = 0.0
 
 
 def initial_params(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
@@ -379,7 +435,7 @@ def fit(
     and pixel statistics are taken from ``train_set``. Randomness flows from
     ``(config.seed, trial)``. Ctrl-C stops training and still returns the best model.
     """
-    started = time.perf_counter()
+    started, compiled_before = time.perf_counter(), compile_seconds()
     check_trainable(train_set, val_set)
     mean, std = pixel_statistics(train_set.images)
     model_config = replace(model or ModelConfig(num_classes=len(train_set.classes)),
@@ -395,14 +451,14 @@ def fit(
     state = init_state(params, config, spe)
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
-    images = jax.device_put(train_set.images)
-    targets = jax.device_put(training_targets(train_set, config.soft_targets))
-    val_images = jax.device_put(val_set.images)
-    val_targets = jax.device_put(training_targets(val_set, config.soft_targets))
+    (images, targets), n_train = pad_to_bucket(train_set.images, training_targets(train_set, config.soft_targets))
+    images, targets = jax.device_put(images), jax.device_put(targets)
+    (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
+    val_images, val_targets = jax.device_put(val_images), jax.device_put(val_targets)
     stats = pixel_stats(model_config)
-    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_set)))  # no padding of small sets
+    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)))  # no padding of small sets
 
-    val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats))
+    val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats, n_val))
     rows = [dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
                  val_error=val_error, val_loss=val_loss)]
     best = dict(params=jax.tree.map(jnp.copy, state.params), step=0, error=val_error, loss=val_loss)
@@ -415,7 +471,7 @@ def fit(
             pieces = []
             for start in range(0, n_steps, config.unroll_steps):
                 chunk = make_train_chunk(model_config, config, spe, min(config.unroll_steps, n_steps - start))
-                state, metrics = chunk(state, images, targets, data_key, stats)
+                state, metrics = chunk(state, images, targets, data_key, stats, n_train)
                 pieces.append((metrics["loss"], metrics["error"]))
             losses, errors = (np.concatenate(m) for m in zip(*jax.device_get(pieces)))
             step_seconds += time.perf_counter() - tick
@@ -425,7 +481,7 @@ def fit(
                 stop_reason, step = "nan_loss", step + first_bad + 1
                 break
             step += n_steps
-            val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats))
+            val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats, n_val))
             if not np.isfinite(val_loss):  # parameters so large that the logits overflow
                 stop_reason = "nan_loss"
                 break
@@ -468,4 +524,5 @@ def fit(
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
         step_seconds=step_seconds,
+        compile_seconds=compile_seconds() - compiled_before,
     )

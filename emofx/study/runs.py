@@ -179,6 +179,7 @@ def train_run(
         "notes": list(result.notes),
         "seconds": result.seconds,
         "train_step_seconds": result.step_seconds,
+        "compile_seconds": result.compile_seconds,
         "seed": int(seed),
         "trial": int(trial),
         "split": split.kind,
