@@ -8,10 +8,11 @@ model predicts exactly as the saved one did.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 
 CHECKPOINT_DIR = "checkpoint"
@@ -61,17 +63,45 @@ class TrainedModel:
         return EmotionCNN(self.config) if activation is None else EmotionCNN(self.config, activation=activation)
 
     def logits(self, images: jax.Array | np.ndarray) -> jax.Array:
-        """Logits for images in [0, 1] (B, H, W); uint8 images are scaled by 1/255."""
-        return _logits(self.config, self.params, as_unit_float(images))
+        """Logits for images in [0, 1] (B, H, W); uint8 images are scaled by 1/255.
+
+        One compiled call: scaling and standardisation run inside it, and the parameters and
+        pixel statistics stay on the device between calls.
+        """
+        return _logits(self._pixel_free_config, self._device_params, jnp.asarray(images), self._stats)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Class probabilities (N, C) for uint8 or [0, 1] images, computed in batches."""
-        out = [np.asarray(jax.nn.softmax(self.logits(images[i:i + batch_size])))
-               for i in range(0, len(images), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        """Class probabilities (N, C) for uint8 or [0, 1] images.
+
+        The whole set goes to the device once, padded to a shape bucket
+        (:mod:`emofx.nets.buckets`, so sets of similar size share one compiled program), and one
+        compiled call runs it in batches of up to ``batch_size`` (a power of two dividing the
+        bucket), scaling, standardisation and softmax included: one transfer each way, no
+        host synchronisation per batch.
+        """
+        n = len(images)
+        if n == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        rows = bucket_size(n)
+        batch = math.gcd(rows, 2 ** int(math.log2(max(1, batch_size))))
+        padded = jnp.asarray(pad_rows(np.asarray(images), rows))
+        probabilities = _probabilities(self._pixel_free_config, batch)(self._device_params, padded, self._stats)
+        return np.asarray(probabilities)[:n]
 
     def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         return self.predict_proba(images, batch_size).argmax(axis=1)
+
+    @cached_property
+    def _device_params(self) -> Any:
+        return jax.device_put(self.params)
+
+    @cached_property
+    def _stats(self) -> jax.Array:
+        return pixel_stats(self.config)
+
+    @cached_property
+    def _pixel_free_config(self) -> ModelConfig:
+        return pixel_free(self.config)
 
     def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write the checkpoint into ``directory`` (created); returns it."""
@@ -148,15 +178,23 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
     return jnp.asarray(images, jnp.float32)
 
 
-def _logits(config: ModelConfig, params: Any, images: jax.Array) -> jax.Array:
-    # Standardise outside the compiled program, so that models differing only in their training
-    # set's pixel statistics share one compilation (loading many trials stays fast).
-    return _standardised_logits(pixel_free(config), params, standardise(images, pixel_stats(config)))
-
-
 @partial(jax.jit, static_argnums=0)
-def _standardised_logits(config: ModelConfig, params: Any, x: jax.Array) -> jax.Array:
-    return EmotionCNN(config).apply({"params": params}, x)
+def _logits(config: ModelConfig, params: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
+    # ``config`` is pixel-free and the statistics are data: models that differ only in their
+    # training set's pixel statistics share one compilation (loading many trials stays fast).
+    return EmotionCNN(config).apply({"params": params}, standardise(as_unit_float(images), stats))
+
+
+@lru_cache(maxsize=32)
+def _probabilities(config: ModelConfig, batch_size: int):
+    """A compiled ``(params, images, stats) -> probabilities`` over ``images`` in batches of ``batch_size``."""
+
+    def probabilities(params: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
+        batches = images.reshape(-1, batch_size, *images.shape[1:])
+        logits = jax.lax.map(lambda x: _logits(config, params, x, stats), batches)
+        return jax.nn.softmax(logits, axis=-1).reshape(images.shape[0], -1)
+
+    return jax.jit(probabilities)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
