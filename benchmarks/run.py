@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --json      # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick     # smoke test
+    python -m benchmarks.run --json --batch-size 64 512   # a sweep (on a GPU: torch eager and torch.compile)
 
 Measures training throughput (images/s of training as ``emofx.nets.training.fit`` runs it: compiled
 chunks of 8 steps, each sampling a batch from the training set on the device, augmenting it,
@@ -10,6 +11,10 @@ inference throughput and guided-backprop saliency
 maps/s, each with the process's peak resident memory (RSS) during the timed repeats, for emofx and
 for the identical architecture in PyTorch (``benchmarks/torch_reference.py``; skipped with
 a message when torch is not installed), and the float32 rate of a 2048x2048 JAX matmul.
+When JAX runs on a GPU, PyTorch runs on the same GPU (``--device``), and ``torch.compile``
+is timed as a third framework (``--torch-compile``; tasks it cannot compile are reported as
+null). ``--batch-size`` takes several sizes: each is a complete run, and the summary holds
+the first size's numbers at the top level and every size's under ``by_batch_size``.
 
 Each framework runs in its own worker process (no thread pools competing inside one
 process; a clean peak-RSS per framework), and the parent interleaves their timed repeats
@@ -65,17 +70,22 @@ def peak_rss_mib() -> float:
 
 # ---------------------------------------------------------------------------- worker process
 def _serve(framework: str, config: BenchConfig, conn) -> None:
-    """Worker loop: build ``framework``'s workload, then answer the parent's commands."""
+    """Worker loop: build ``framework``'s workload, then answer the parent's commands (a failing
+    command is reported to the parent, which names the framework and task, and the loop goes on)."""
     try:
         calls = WORKLOADS[framework](config)
-        conn.send(("ok", _versions(framework)))
-        while True:
-            command, *args = conn.recv()
-            if command == "stop":
-                break
-            conn.send(("ok", _COMMANDS[command](calls, config, *args)))
-    except Exception as err:  # reported to the parent, which names the framework and task
+        conn.send(("ok", _versions(framework, config)))
+    except Exception as err:
         conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    while True:
+        command, *args = conn.recv()
+        if command == "stop":
+            break
+        try:
+            conn.send(("ok", _COMMANDS[command](calls, config, *args)))
+        except Exception as err:
+            conn.send(("error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
 
 
 def _warm_up(calls, config: BenchConfig, task: str) -> float:
@@ -103,13 +113,16 @@ _COMMANDS = {
 }
 
 
-def _versions(framework: str) -> dict[str, str]:
+def _versions(framework: str, config: BenchConfig) -> dict[str, str]:
     import jax
 
-    if framework == "torch":
+    if framework.startswith("torch"):
         import torch
 
-        return {"torch_version": torch.__version__, "torch_device": "cpu", "torch_threads": torch.get_num_threads()}
+        device = config.torch_device
+        name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+        return {"torch_version": torch.__version__, "torch_device": f"{device}: {name}",
+                "torch_threads": torch.get_num_threads()}
     device = jax.devices()[0]
     kind = _cpu_name() if device.platform == "cpu" else device.device_kind
     return {"jax_version": jax.__version__, "device": f"{device.platform}: {kind}",
@@ -158,9 +171,11 @@ def torch_available() -> bool:
 
 
 # ---------------------------------------------------------------------------- the run
-def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Time every task for emofx (and torch), interleaved; returns the per-repeat table and the summary."""
-    frameworks = ["emofx"] + (["torch"] if include_torch else [])
+def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
+                  torch_compile: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Time every task for emofx (and torch eager, and torch.compile), interleaved; returns the
+    per-repeat table and the summary. A task that torch.compile cannot run is reported as null."""
+    frameworks = ["emofx"] + (["torch"] if include_torch else []) + (["torch_compile"] if torch_compile else [])
     load_before = os.getloadavg()
     workers = {name: Worker(name, config) for name in frameworks}
     rows = []
@@ -171,18 +186,27 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) ->
         log(f"matmul: JAX {2048}x{2048} float32 ...")
         summary["matmul_gflops"] = workers["emofx"].ask("matmul")
         for task in TASKS:
+            timed = {}
             for name, worker in workers.items():
-                seconds = worker.ask("warm_up", task)
+                try:
+                    seconds = worker.ask("warm_up", task)
+                except RuntimeError as err:
+                    if name != "torch_compile":
+                        raise
+                    summary[f"{name}_{task}_error"] = str(err)
+                    log(f"{task}: {name} skipped: {err}")
+                    continue
+                timed[name] = worker
                 log(f"{task}: {name} warmed up in {seconds:.1f} s")
             images = config.images_per_call(task) * config.calls_per_repeat(task)
             for repeat in range(config.repeats):
-                for name, worker in workers.items():
+                for name, worker in timed.items():
                     seconds = worker.ask("repeat", task)
                     rows.append({"framework": name, "task": task, "repeat": repeat, "seconds": seconds,
                                  "images_per_s": images / seconds})
                 log(f"{task}: repeat {repeat + 1}/{config.repeats}: " + ", ".join(
-                    f"{r['framework']} {r['images_per_s']:.1f}/s" for r in rows[-len(workers):]))
-            for name, worker in workers.items():
+                    f"{r['framework']} {r['images_per_s']:.1f}/s" for r in rows[-len(timed):]))
+            for name, worker in timed.items():
                 summary[f"{name}_{task}_peak_rss_mib"] = round(worker.ask("peak_rss"), 1)
     finally:
         for worker in workers.values():
@@ -190,7 +214,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print) ->
     table = pd.DataFrame(rows)
     summary.update(_summarise(table, config, summary["matmul_gflops"], frameworks))
     summary.update({
-        "batch_size": config.batch_size, "image_size": config.image_size, "repeats": config.repeats,
+        "torch_compile": torch_compile, "batch_size": config.batch_size, "image_size": config.image_size, "repeats": config.repeats,
         "train_steps_per_call": config.train_steps,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
@@ -209,10 +233,12 @@ def _summarise(table: pd.DataFrame, config: BenchConfig, matmul_gflops: float, f
     out: dict[str, Any] = {}
     for name in frameworks:
         for task in TASKS:
-            out[f"{name}_{task}_ips"] = round(float(medians[(name, task)]), 2)
+            out[f"{name}_{task}_ips"] = round(float(medians[(name, task)]), 2) if (name, task) in medians else None
     for task in TASKS:
-        torch_ips = out.get(f"torch_{task}_ips")
-        out[f"{task}_ratio"] = round(out[f"emofx_{task}_ips"] / torch_ips, 3) if torch_ips else None
+        for reference, suffix in (("torch", ""), ("torch_compile", "_compile")):
+            other = out.get(f"{reference}_{task}_ips")
+            if reference in frameworks or not suffix:
+                out[f"{task}_ratio{suffix}"] = round(out[f"emofx_{task}_ips"] / other, 3) if other else None
     flops = conv_net_flops(ModelConfig(num_classes=config.num_classes, input_size=config.image_size))
     out["train_gflop_per_image"] = round(flops["train"] / 1e9, 4)
     out["emofx_train_gflops"] = round(out["emofx_train_ips"] * flops["train"] / 1e9, 2)
@@ -235,14 +261,18 @@ def results_frame(summary: dict[str, Any]) -> pd.DataFrame:
     """The headline numbers as a table: one row per task, emofx vs torch."""
     rows = []
     for task in TASKS:
-        rows.append({
+        row = {
             "task": task,
             "emofx (img/s)": summary[f"emofx_{task}_ips"],
             "torch (img/s)": summary.get(f"torch_{task}_ips"),
             "ratio": summary.get(f"{task}_ratio"),
             "emofx peak RSS (MiB)": summary[f"emofx_{task}_peak_rss_mib"],
             "torch peak RSS (MiB)": summary.get(f"torch_{task}_peak_rss_mib"),
-        })
+        }
+        if f"{task}_ratio_compile" in summary:
+            row.update({"torch.compile (img/s)": summary.get(f"torch_compile_{task}_ips"),
+                        "ratio (compile)": summary.get(f"{task}_ratio_compile")})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -251,41 +281,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, last")
     parser.add_argument("--quick", action="store_true", help="a smoke test: fewer, shorter repeats")
     parser.add_argument("--repeats", type=int, help="timed repeats per task and framework (default 5; quick 2)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[64],
+                        help="images per batch; several sizes make a sweep (default 64; e.g. 64 512)")
+    parser.add_argument("--image-size", type=int, default=48, help="side of the square images (default 48)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="where PyTorch runs: the GPU when JAX uses one (auto), or cpu / gpu")
+    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time torch.compile (default: on a GPU)")
     parser.add_argument("--no-torch", action="store_true", help="time emofx only")
     parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it")
     return parser.parse_args(argv)
 
 
+def torch_device(choice: str) -> str:
+    """Where PyTorch runs: ``cuda`` for ``gpu`` (or ``auto`` when JAX's default backend is a GPU), else ``cpu``."""
+    if choice == "auto":
+        import jax
+
+        choice = "gpu" if jax.default_backend() == "gpu" else "cpu"
+    if choice == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device gpu: this PyTorch build sees no CUDA GPU")
+        return "cuda"
+    return "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        config = replace(QUICK if args.quick else BenchConfig(), batch_size=args.batch_size,
-                         **({"repeats": args.repeats} if args.repeats is not None else {}))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     include_torch = not args.no_torch
     if include_torch and not torch_available():
         print("torch is not installed: skipping the PyTorch reference "
               "(install it with `pip install -e .[bench]`)", file=sys.stderr)
         include_torch = False
+    try:
+        device = torch_device(args.device) if include_torch else "cpu"
+        configs = [replace(QUICK if args.quick else BenchConfig(), batch_size=size, torch_device=device,
+                           image_size=args.image_size,
+                           **({"repeats": args.repeats} if args.repeats is not None else {}))
+                   for size in args.batch_size]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    compile_torch = include_torch and (args.torch_compile if args.torch_compile is not None else device == "cuda")
     if args.output is not None and args.output.exists():
         print(f"error: {args.output} exists; choose another --output path", file=sys.stderr)
         return 2
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    tables, summaries = [], {}
     try:
-        table, summary = run_benchmark(config, include_torch, log)
+        for config in configs:
+            log(f"batch size {config.batch_size}")
+            table, summaries[config.batch_size] = run_benchmark(config, include_torch, log, compile_torch)
+            tables.append(table.assign(batch_size=config.batch_size))
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(results_frame(summary).to_string(index=False))
+    summary = {**summaries[configs[0].batch_size], "by_batch_size": {str(k): v for k, v in summaries.items()}}
+    for size, one in summaries.items():
+        print(f"batch size {size}:")
+        print(results_frame(one).to_string(index=False))
     print(f"matmul {summary['matmul_gflops']:.1f} GFLOP/s; emofx training {summary['emofx_train_gflops']:.1f} "
           f"GFLOP/s; train_efficiency {summary['train_efficiency']:.3f}; device {summary['device']}")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=2))
-        table.to_csv(args.output.with_suffix(".repeats.csv"), index=False)
+        pd.concat(tables).to_csv(args.output.with_suffix(".repeats.csv"), index=False)
     if args.json:
         print(json.dumps(summary))
     return 0

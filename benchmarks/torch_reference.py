@@ -70,11 +70,11 @@ def count_params(model: nn.Module) -> int:
 
 def augment(images: torch.Tensor, generator: torch.Generator, max_degrees: float = 5.0) -> torch.Tensor:
     """Random horizontal flip and rotation in [-max_degrees, max_degrees] (bilinear, edges replicated)."""
-    b = images.shape[0]
-    flip = torch.rand(b, generator=generator) < 0.5
+    b, device = images.shape[0], images.device
+    flip = (torch.rand(b, generator=generator) < 0.5).to(device)  # random numbers from the (CPU) generator
     images = torch.where(flip[:, None, None], images.flip(-1), images)
-    theta = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    cos, sin, zero = theta.cos(), theta.sin(), torch.zeros(b)
+    theta = ((torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)).to(device)
+    cos, sin, zero = theta.cos(), theta.sin(), torch.zeros(b, device=device)
     affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(affine, (b, 1, *images.shape[1:]), align_corners=True)
     return F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]

@@ -35,6 +35,7 @@ class BenchConfig:
     train_steps: int = 8  # per training call: emofx's compiled chunk (TrainConfig.unroll_steps, as fit runs it)
     dataset_size: int = 512
     seed: int = 0
+    torch_device: str = "cpu"  # "cuda" to time PyTorch on the GPU that JAX uses
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.repeats, self.train_steps, self.dataset_size) < 1 or self.warmup < 0:
@@ -114,32 +115,44 @@ def emofx_workload(config: BenchConfig) -> dict[str, Callable[[], object]]:
     }
 
 
-def torch_workload(config: BenchConfig) -> dict[str, Callable[[], object]]:
-    """The PyTorch reference's train / infer / saliency calls on one batch (eager, CPU)."""
+def torch_workload(config: BenchConfig, compiled: bool = False) -> dict[str, Callable[[], object]]:
+    """The PyTorch reference's train / infer / saliency calls on one batch, on ``config.torch_device``:
+    eager, or with the model wrapped by ``torch.compile`` (``compiled``). On a GPU every call
+    waits for the device (``torch.cuda.synchronize``), as emofx's calls block until ready."""
     import torch
 
     from benchmarks import torch_reference as ref
 
+    device = torch.device(config.torch_device)
     torch.manual_seed(config.seed)
     model = ref.TorchEmotionCNN(ref.TorchModelConfig(num_classes=config.num_classes, input_size=config.image_size))
+    model = model.to(device)
     optimizer = ref.make_optimizer(model)
+    runner = torch.compile(model) if compiled else model
     generator = torch.Generator().manual_seed(config.seed)
     images_u8, labels = config.batch()
-    images = torch.from_numpy(images_u8).float() / 255.0
-    targets = torch.from_numpy(labels).long()
+    images = (torch.from_numpy(images_u8).float() / 255.0).to(device)
+    targets = torch.from_numpy(labels).long().to(device)
     train_images_u8, train_labels = config.dataset()
-    train_images, train_targets = torch.from_numpy(train_images_u8).float() / 255.0, torch.from_numpy(train_labels).long()
+    train_images = (torch.from_numpy(train_images_u8).float() / 255.0).to(device)
+    train_targets = torch.from_numpy(train_labels).long().to(device)
+    wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def train() -> None:
         for _ in range(config.train_steps):
-            batch = torch.randint(0, config.dataset_size, (config.batch_size,), generator=generator)
-            ref.train_step(model, optimizer, train_images[batch], train_targets[batch], generator)
+            batch = torch.randint(0, config.dataset_size, (config.batch_size,), generator=generator).to(device)
+            ref.train_step(runner, optimizer, train_images[batch], train_targets[batch], generator)
+        wait()
 
-    return {
-        "train": train,
-        "infer": lambda: ref.infer(model, images),
-        "saliency": lambda: ref.guided_backprop(model, images, targets),
-    }
+    def infer() -> None:
+        ref.infer(runner, images)
+        wait()
+
+    def saliency() -> None:
+        ref.guided_backprop(runner, images, targets)
+        wait()
+
+    return {"train": train, "infer": infer, "saliency": saliency}
 
 
 def jax_matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -164,4 +177,5 @@ def jax_matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
 WORKLOADS: dict[str, Callable[[BenchConfig], dict[str, Callable[[], object]]]] = {
     "emofx": emofx_workload,
     "torch": torch_workload,
+    "torch_compile": lambda config: torch_workload(config, compiled=True),
 }
