@@ -29,3 +29,9 @@ def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
     if size < len(array):
         raise ValueError(f"cannot pad {len(array)} rows down to {size}")
     return np.concatenate([array, np.zeros((size - len(array), *array.shape[1:]), array.dtype)])
+
+
+def pad_to_bucket(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Arrays of equal length ``n`` zero-padded to :func:`bucket_size` rows, and ``n``."""
+    n = len(arrays[0])
+    return [pad_rows(a, bucket_size(n)) for a in arrays], n

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 
@@ -61,3 +61,13 @@ def set_precision(value: str | None = None) -> str:
     name = resolve_precision(value)
     jax.config.update("jax_default_matmul_precision", name)
     return name
+
+
+def at_precision(function: Callable, precision: str) -> Callable:
+    """``function`` traced at ``precision`` (wrap it before ``jax.jit``: the compiled program keeps it)."""
+
+    def traced(*args, **kwargs):
+        with use_precision(precision):
+            return function(*args, **kwargs)
+
+    return traced

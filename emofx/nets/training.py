@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
 from emofx.nets.augment import AugmentConfig, augment
-from emofx.nets.buckets import bucket_size, pad_rows
+from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
 from emofx.nets.compilation import compile_seconds
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
-from emofx.nets.precision import resolve_precision, use_precision
+from emofx.nets.precision import at_precision, resolve_precision
 
 DENSE_LAYERS = ("dense", "output")
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
@@ -52,8 +52,7 @@ class TrainConfig:
     ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
     runs convolution gradients inside a compiled loop through a generic path about 100x
     slower than outside it, so steps are unrolled rather than looped; compile time grows
-    with the count. ``precision`` is the matmul/convolution precision of the training steps
-    (:mod:`emofx.nets.precision`; default ``$EMOFX_PRECISION`` or the backend's fast default).
+    with the count. ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
     """
 
     epochs: int = 30
@@ -73,10 +72,7 @@ class TrainConfig:
     precision: str = field(default_factory=resolve_precision)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "precision", resolve_precision(self.precision))
-        except ValueError as err:
-            raise TrainingError(str(err)) from None
+        object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear ValueError if unknown
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
                     "unroll_steps": self.unroll_steps}
         for name, value in positive.items():
@@ -202,23 +198,10 @@ def make_train_step(model_config: ModelConfig, train_config: TrainConfig, steps_
     return jax.jit(at_precision(step, step_config.precision), donate_argnums=0)
 
 
-def at_precision(function: Callable, precision: str) -> Callable:
-    """``function`` traced at matmul/convolution ``precision`` (see :mod:`emofx.nets.precision`)."""
-
-    def traced(*args, **kwargs):
-        with use_precision(precision):
-            return function(*args, **kwargs)
-
-    return traced
-
-
 def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: int) -> jax.Array:
-    """A fresh permutation of the first ``n`` of ``length`` rows for ``epoch``, wrapped around to ``length`` entries.
-
-    Each row draws its own random sort key from ``(key, epoch, row)``, and the rows at or beyond
-    ``n`` (padding) sort last, so the order of the ``n`` real rows does not depend on how far the
-    set was padded (:mod:`emofx.nets.buckets`); ``n`` may be traced.
-    """
+    """A fresh permutation of the first ``n`` (maybe traced) of ``length`` rows for ``epoch``, wrapped
+    around to ``length`` entries. Each row draws its sort key from ``(key, epoch, row)`` and padding
+    rows sort last, so the real rows' order does not depend on the padding (:mod:`emofx.nets.buckets`)."""
     epoch_key = jax.random.fold_in(key, epoch)
     rows = jnp.arange(length)
     sort_keys = jax.vmap(lambda row: jax.random.bits(jax.random.fold_in(epoch_key, row), (), jnp.uint32))(rows)
@@ -261,10 +244,9 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
     ``images`` (N, H, W) uint8 and ``targets`` (N, C) are the whole training set on the device;
     each epoch visits a fresh permutation of it (from ``key`` and the epoch number), the last
     batch topped up from the start of that permutation. ``stats`` is :func:`pixel_stats` of the
-    model; ``metrics`` holds per-step arrays. ``n`` (default: every row) is how many leading
-    rows are real data, the rest being padding (:func:`pad_to_bucket`). One compiled program
-    serves every dataset of the same padded size, whatever its true size, epoch length or
-    pixel statistics.
+    model; ``metrics`` holds per-step arrays. ``n`` (default: all) counts the leading rows that
+    are real data, the rest being padding (:func:`emofx.nets.buckets.pad_to_bucket`): one program
+    serves every set of the same padded size, whatever its true size, epoch length or statistics.
     """
     step_config = StepConfig.of(train_config, 1)  # steps_per_epoch is passed as data
     compiled = _compiled_chunk(pixel_free(model_config), step_config, train_config.batch_size, int(n_steps))
@@ -275,14 +257,6 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
         return compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe)
 
     return chunk
-
-
-def pad_to_bucket(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
-    """Arrays of equal length ``n`` zero-padded to :func:`emofx.nets.buckets.bucket_size` rows, and ``n``:
-    training sets of similar size then share one compiled program."""
-    n = len(arrays[0])
-    size = bucket_size(n)
-    return [pad_rows(a, size) for a in arrays], n
 
 
 @lru_cache(maxsize=16)
@@ -313,7 +287,7 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
 def make_evaluator(model_config: ModelConfig, batch_size: int = 256) -> Callable:
     """A compiled ``evaluate(params, images, targets, stats, n=None) -> (error rate, mean loss)``, in batches
     of ``batch_size`` (the last one padded and masked) over the first ``n`` rows (default all; the
-    rest is padding, see :func:`pad_to_bucket`); ``stats`` as for :func:`make_train_chunk`."""
+    rest is padding); ``stats`` as for :func:`make_train_chunk`."""
     compiled = _compiled_evaluator(pixel_free(model_config), batch_size)
 
     def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
@@ -385,8 +359,7 @@ class TrainResult:
     and ``stop_message`` says it in a sentence; ``notes`` are other messages for the user (e.g.
     a replaced output layer). ``step_seconds`` is the time spent inside compiled training
     chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside);
-    ``compile_seconds`` the time spent compiling (or loading compiled programs from the
-    persistent cache, :mod:`emofx.nets.compilation`) during the run, inside or outside the steps.
+    ``compile_seconds`` the time spent compiling or loading compiled programs (in or out of steps).
     """
 
     model: TrainedModel
@@ -452,9 +425,8 @@ def fit(
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
     (images, targets), n_train = pad_to_bucket(train_set.images, training_targets(train_set, config.soft_targets))
-    images, targets = jax.device_put(images), jax.device_put(targets)
     (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
-    val_images, val_targets = jax.device_put(val_images), jax.device_put(val_targets)
+    images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
     stats = pixel_stats(model_config)
     evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)))  # no padding of small sets
 
