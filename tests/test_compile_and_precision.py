@@ -1,0 +1,94 @@
+"""The precision setting, the persistent compilation cache and compile-time accounting, whole-set inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from emofx.nets import compilation, precision
+from emofx.nets.training import TrainConfig
+
+
+def test_precision_comes_from_the_value_then_the_environment_then_default(monkeypatch):
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    assert precision.resolve_precision() == "default"
+    assert precision.resolve_precision("HIGHEST") == "highest"
+    monkeypatch.setenv(precision.PRECISION_ENV, "high")
+    assert precision.resolve_precision() == "high" and TrainConfig().precision == "high"
+    assert TrainConfig(precision="default").precision == "default"
+    monkeypatch.setenv(precision.PRECISION_ENV, "tf32")
+    with pytest.raises(ValueError, match=r"unknown precision 'tf32' \(from \$EMOFX_PRECISION\); choose one of"):
+        precision.resolve_precision()
+    with pytest.raises(ValueError, match="unknown precision 'fast'"):
+        TrainConfig(precision="fast")
+
+
+def test_use_precision_applies_to_what_is_traced_inside():
+    before = precision.precision_in_force()
+    with precision.use_precision("high") as name:
+        assert name == "high" and precision.precision_in_force() == "high"
+        text = jax.jit(lambda a: a @ a).lower(jnp.ones((2, 2))).as_text()
+    assert precision.precision_in_force() == before
+    assert "HIGH" in text  # the dot carries the precision into the compiled program
+    wrapped = jax.jit(precision.at_precision(lambda a: a @ a, "highest"))
+    assert "HIGHEST" in wrapped.lower(jnp.ones((2, 2))).as_text()
+
+
+def test_cache_folder_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv(compilation.COMPILATION_CACHE_ENV, "off")
+    assert compilation.compilation_cache_dir() is None
+    monkeypatch.setenv(compilation.COMPILATION_CACHE_ENV, str(tmp_path / "here"))
+    assert compilation.compilation_cache_dir() == tmp_path / "here"
+    assert compilation.compilation_cache_dir("OFF") is None
+    monkeypatch.delenv(compilation.COMPILATION_CACHE_ENV)
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+    users_setting = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)  # no folder of the user's own
+    try:
+        default = compilation.compilation_cache_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", users_setting)
+    assert default.parent == tmp_path / "cache" / "jax" and default.name == compilation.machine_tag()
+    assert users_setting is None or compilation.compilation_cache_dir() == Path(users_setting)  # kept when set
+
+
+def test_a_compiled_program_lands_in_the_cache_and_compile_time_is_counted(tmp_path, monkeypatch):
+    previous = jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else "off"
+    try:
+        assert compilation.enable_compilation_cache(tmp_path) == tmp_path
+        monkeypatch.setattr(compilation, "MIN_COMPILE_SECONDS", 0.0)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        before = compilation.compile_seconds()
+        jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.125)(jnp.arange(7.0)).block_until_ready()
+        assert compilation.compile_seconds() > before
+        assert any(path.name.endswith("-cache") for path in tmp_path.iterdir())
+        assert compilation.enable_compilation_cache("off") is None and not jax.config.jax_enable_compilation_cache
+    finally:
+        compilation.enable_compilation_cache(previous)
+
+
+def test_a_cache_folder_that_cannot_be_made_switches_the_cache_off_with_a_warning(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    previous = jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else "off"
+    try:
+        with pytest.warns(UserWarning, match="compilation cache off: cannot create"):
+            assert compilation.enable_compilation_cache(blocker / "cache") is None
+    finally:
+        compilation.enable_compilation_cache(previous)
+
+
+def test_whole_set_probabilities_equal_the_batchwise_softmax(make_tiny_model, assert_close_to_scale,
+                                                            float32_tolerance):
+    model = make_tiny_model(("angry", "happy", "sad"), 2)
+    images = np.random.default_rng(0).integers(0, 256, (37, 16, 16), dtype=np.uint8)
+    expected = np.concatenate([np.asarray(jax.nn.softmax(model.logits(images[i:i + 8]))) for i in range(0, 37, 8)])
+    for batch_size in (8, 512):
+        got = model.predict_proba(images, batch_size)
+        assert got.shape == (37, 3)
+        assert_close_to_scale(got, expected, float32_tolerance, f"batch {batch_size}")
+    assert model.predict_proba(images[:0]).shape == (0, 3)
