@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emofx.nets import compilation, precision
-from emofx.nets.training import TrainConfig
+from emofx.nets.training import StepConfig, TrainConfig
 
 
 def test_precision_comes_from_the_value_then_the_environment_then_default(monkeypatch):
@@ -18,7 +18,8 @@ def test_precision_comes_from_the_value_then_the_environment_then_default(monkey
     assert precision.resolve_precision() == "default"
     assert precision.resolve_precision("HIGHEST") == "highest"
     monkeypatch.setenv(precision.PRECISION_ENV, "high")
-    assert precision.resolve_precision() == "high" and TrainConfig().precision == "high"
+    assert precision.resolve_precision() == "high" and TrainConfig().precision is None
+    assert StepConfig.of(TrainConfig(), 1).precision == "high"  # resolved when the steps are compiled
     assert TrainConfig(precision="default").precision == "default"
     monkeypatch.setenv(precision.PRECISION_ENV, "tf32")
     with pytest.raises(ValueError, match=r"unknown precision 'tf32' \(from \$EMOFX_PRECISION\); choose one of"):

@@ -11,6 +11,7 @@ backpropagation can swap in a guided ReLU without patching anything.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Callable
@@ -24,8 +25,11 @@ from emofx.nets.compilation import enable_compilation_cache
 from emofx.nets.precision import PRECISION_ENV, set_precision
 
 enable_compilation_cache()  # every process that builds the model re-uses earlier compilations
-if os.environ.get(PRECISION_ENV):
-    set_precision()  # $EMOFX_PRECISION: the matmul/convolution precision of every command and notebook
+if os.environ.get(PRECISION_ENV):  # $EMOFX_PRECISION: the matmul/convolution precision of every command and notebook
+    try:
+        set_precision()
+    except ValueError as err:  # reported again, as a one-line error, where a command resolves the precision
+        warnings.warn(str(err), stacklevel=2)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
@@ -69,10 +69,11 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 256
     unroll_steps: int = 8
-    precision: str = field(default_factory=resolve_precision)
+    precision: str | None = None  # None: the process's setting ($EMOFX_PRECISION, else default)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear ValueError if unknown
+        if self.precision is not None:
+            object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear error if unknown
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
                     "unroll_steps": self.unroll_steps}
         for name, value in positive.items():
@@ -116,7 +117,7 @@ class StepConfig:
     @classmethod
     def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
         return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
-                   config.augmentation, int(steps_per_epoch), config.precision)
+                   config.augmentation, int(steps_per_epoch), resolve_precision(config.precision))
 
 
 class TrainState(NamedTuple):
@@ -211,7 +212,6 @@ def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: in
 
 @lru_cache(maxsize=16)
 def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
-
     def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
               n: jax.Array, spe: jax.Array):
         traced_config = replace(step_config, steps_per_epoch=spe)
