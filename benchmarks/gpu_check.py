@@ -131,7 +131,7 @@ def _prepare(args: argparse.Namespace, source: str | Path, name: str, *options: 
 
 
 def _shared(name: str) -> Path:
-    from emofx.paths import DATA_ENV, shared_data_root
+    from emofx.data.paths import DATA_ENV, shared_data_root
 
     path = shared_data_root() / name
     if not path.exists():

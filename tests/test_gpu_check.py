@@ -42,3 +42,11 @@ def test_unknown_steps_are_refused(capsys):
     except SystemExit as exit_:
         assert exit_.code == 2
     assert "unknown steps ['lunch']" in capsys.readouterr().err
+
+
+def test_steps_needing_missing_real_data_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOFX_DATA", str(tmp_path / "nowhere"))
+    assert gpu_check.main(["--only", "protocol,fer2013", "--out", str(tmp_path / "out")]) == 0
+    steps = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["steps"]
+    for name, folder in (("protocol", "kdef"), ("fer2013", "fer2013")):
+        assert steps[name]["status"] == "skipped" and f"{folder} not found" in steps[name]["message"]
