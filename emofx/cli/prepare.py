@@ -18,7 +18,10 @@ The source is only read; the output must lie outside it.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 from typing import Any
 
 from emofx.data.dataset import FaceDataset
@@ -41,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at any unusable input instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     parser.add_argument("--limit", type=int, help="use at most N inputs, evenly spread (a quick look)")
+    parser.add_argument("--exclude", type=Path, metavar="CSV",
+                        help="leave out the images listed in this CSV's path column (e.g. the exclude.csv of "
+                             "`emofx collect`: a deduplicated benchmark)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     faces = parser.add_argument_group("faces in photos (folder, manifest, kdef, taiwanese)")
     faces.add_argument("--faces", choices=FACE_MODES,
@@ -156,9 +162,31 @@ def summary(dataset: FaceDataset, out: Path) -> str:
     return "\n".join(lines)
 
 
+def exclude_listed(dataset: FaceDataset, listing: Path) -> tuple[FaceDataset, int]:
+    """The dataset without the images whose resolved path is in ``listing``'s ``path`` column."""
+    import pandas as pd
+
+    table = pd.read_csv(listing, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise ValueError(f"--exclude {listing} has no path column (expected e.g. the exclude.csv of emofx collect)")
+    listed = {str(Path(p).resolve()) for p in table["path"] if p.strip()}
+    drop = np.array([str(Path(p).resolve()) in listed for p in dataset.path], dtype=bool)
+    if listed and not drop.any():
+        raise ValueError(f"no image of the dataset is listed in --exclude {listing} "
+                         f"(listed paths look like {next(iter(listed))!r})")
+    return dataset.subset(~drop), int(drop.sum())
+
+
 def run(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.source, args.overwrite)
+    if args.exclude is not None and not args.exclude.is_file():
+        raise FileNotFoundError(f"--exclude {args.exclude} does not exist")
     dataset = load(args.source, args.format, **loader_kwargs(args))
+    if args.exclude is not None:
+        dataset, excluded = exclude_listed(dataset, args.exclude)
+        dataset = replace(dataset, meta={**dataset.meta, "excluded": {"list": str(args.exclude.absolute()),
+                                                                      "images": excluded}})
+        print(f"left out {excluded} images listed in {args.exclude}")
     dataset.save(out, overwrite=args.overwrite)
     print(summary(dataset, out))
     return 0
