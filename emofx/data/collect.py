@@ -41,11 +41,11 @@ from emofx.faces import FaceOptions, ImageReadError, center_square, crop_square,
 from emofx.regions import detect_eyes
 from emofx.splits import PREDEFINED_NAMES
 
-HEIF_SUFFIXES = frozenset({".heic", ".heif", ".avif"})
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 SKIP_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 SPLIT_PRIORITY = {"test": 2, "val": 1, "train": 0}
 FACE_MODES = ("detect", "cropped")
-COLLECT_EXTRA = 'pip install "emofx[collect]"'
+HEIC_EXTRA = 'pip install "emofx[heic]"'
 
 
 class CollectError(ValueError):
@@ -155,7 +155,7 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
         return {**record, "reason": "empty file", "detail": "0 bytes"}
     record["content_hash"] = dedup.content_digest(data)
     if path.suffix.lower() in HEIF_SUFFIXES and not heif:
-        return {**record, "reason": "HEIC/HEIF needs pillow-heif", "detail": COLLECT_EXTRA}
+        return {**record, "reason": "HEIC/HEIF needs pillow-heif", "detail": HEIC_EXTRA}
     try:
         gray = decode_gray(data)
     except ImageReadError as err:

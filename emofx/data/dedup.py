@@ -34,7 +34,7 @@ def perceptual_hash(gray: np.ndarray, method: str = "phash") -> int:
     try:
         import imagehash
     except ImportError:
-        raise ImportError('near-duplicate search needs imagehash: pip install "emofx[collect]"') from None
+        raise ImportError('near-duplicate search needs imagehash: pip install imagehash') from None
     from PIL import Image
 
     if method not in HASH_METHODS:
