@@ -120,6 +120,7 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     kept = FaceDataset.load(clean)
     assert not any(p.endswith("Training_copy.png") for p in kept.path)
     assert kept.meta["excluded"]["images"] == 4
+    assert kept.meta["duplicates"]["files"] == 0  # the exact copy left with the list
 
 
 def test_write_collection_writes_faces_and_a_manifest_that_prepare_reads(web_folder, tmp_path):
@@ -156,3 +157,18 @@ def test_query_table_sets_emotion_and_provenance(web_folder, tmp_path):
     pngs = result.kept[result.kept["source"].str.endswith(".png")]
     assert set(pngs["emotion"]) == {"happy"} and set(pngs["culture"]) == {"Chinese"}
     assert result.summary["not_in_query_table"] == int((~result.kept["source"].str.endswith(".png")).sum())
+
+
+def test_exclusion_lists_with_relative_paths_travel_with_the_data(web_folder, tmp_path):
+    from emofx.cli.prepare import exclude_listed
+
+    dataset = FaceDataset.from_label_names(
+        np.zeros((2, 4, 4), np.uint8), ["happy", "sad"],
+        path=[str(web_folder / "train" / "happy" / "Training_001.png"), str(web_folder / "test" / "sad" / "x.png")])
+    listing = tmp_path / "exclude.csv"
+    pd.DataFrame({"path": [f"{web_folder.name}/train/happy/Training_001.png"]}).to_csv(listing, index=False)
+    kept, excluded = exclude_listed(dataset, listing)
+    assert excluded == 1 and kept.path.tolist() == [dataset.path[1]]
+    pd.DataFrame({"path": ["elsewhere/other.png"]}).to_csv(listing, index=False)
+    with pytest.raises(ValueError, match="no image of the dataset is listed"):
+        exclude_listed(dataset, listing)

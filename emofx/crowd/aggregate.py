@@ -120,25 +120,33 @@ def plurality(votes: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def aggregate(dataset: FaceDataset, method: str = "mv", *, seed: int = 0) -> Aggregation:
     """Aggregate the answers or votes attached to ``dataset`` with ``method`` (see the module table)."""
+    votes, vote_names = vote_matrix(dataset)
+    answers = answers_of(dataset) if "answer_worker" in dataset.extras else None
+    return aggregate_votes(votes, vote_names, answers, method, seed=seed)
+
+
+def aggregate_votes(votes: np.ndarray, vote_names: tuple[str, ...], answers: pd.DataFrame | None,
+                    method: str = "mv", *, seed: int = 0) -> Aggregation:
+    """Aggregate (N, V) vote counts, and the long-format answers behind them when workers are known.
+
+    ``answers`` has columns ``image`` (row index into ``votes``), ``worker`` and ``label`` (a
+    vote name); None for vote counts without workers.
+    """
     if method not in METHODS:
         raise AggregationError(f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}")
-    votes, vote_names = vote_matrix(dataset)
-    n = len(dataset)
+    votes = np.asarray(votes)
+    n = len(votes)
     n_answers = votes.sum(axis=1).astype(np.int64)
     if method in ("mv", "ferplus"):
         labels = plurality(votes, seed) if method == "mv" else ferplus_majority(votes)
-        total = np.maximum(n_answers, 1)[:, None]
-        proba = (votes / total).astype(np.float32)
-        workers = None
-        if "answer_worker" in dataset.extras:
-            workers = _worker_table(answers_of(dataset), labels, vote_names, None)
+        proba = (votes / np.maximum(n_answers, 1)[:, None]).astype(np.float32)
+        workers = None if answers is None else _worker_table(answers, labels, vote_names, None)
     else:
-        if "answer_worker" not in dataset.extras:
+        if answers is None:
             raise AggregationError(
                 f"method {method!r} models each worker, but this dataset has vote counts without worker "
                 "identities (e.g. FER+); use --method mv (plurality) or ferplus (the FER+ majority rule), "
                 "and the vote distribution (--soft-targets) for soft labels")
-        answers = answers_of(dataset)
         proba_frame, quality = _fit_crowdkit(method, answers, seed)
         proba = np.zeros((n, len(vote_names)), np.float32)
         rows = proba_frame.index.to_numpy(np.int64)
@@ -179,7 +187,7 @@ def _fit_crowdkit(method: str, answers: pd.DataFrame, seed: int) -> tuple[pd.Dat
 
 def _worker_table(answers: pd.DataFrame, labels: np.ndarray, vote_names: tuple[str, ...],
                   quality: pd.Series | None) -> pd.DataFrame:
-    names = np.asarray(vote_names + ("",))
+    names = np.asarray(tuple(vote_names) + ("",))
     aggregated = names[np.where(labels >= 0, labels, len(vote_names))][answers["image"].to_numpy()]
     agrees = answers.assign(agrees=answers["label"].to_numpy() == aggregated)
     table = agrees.groupby("worker").agg(answers=("label", "size"), agreement=("agrees", "mean"))

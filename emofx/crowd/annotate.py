@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.crowd.answers import NON_EMOTIONS, canonical_answer
+from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
 from emofx.emotions import EMOTIONS
 
 LOG_COLUMNS: tuple[str, ...] = ("image", "worker", "label", "time")
@@ -127,6 +127,46 @@ class AnnotationSession:
         """Answer by keyboard shortcut (see :func:`shortcut_keys`); unknown keys are ignored."""
         label = shortcut_keys(self.log.labels).get(key.strip()[-1:] if key.strip() else "")
         return self.answer(label) if label else self.current
+
+
+@dataclass(frozen=True, eq=False)
+class AnswerSummary:
+    """Aggregated answers of an annotation log: per image, per worker, and agreement per class."""
+
+    per_image: pd.DataFrame
+    workers: pd.DataFrame | None
+    agreement: pd.DataFrame
+
+
+def summarise_answers(answers: Answers, method: str = "mv", *, seed: int = 0) -> AnswerSummary:
+    """Aggregate long-format answers (e.g. :class:`AnswerLog`'s file) without a dataset, with agreement."""
+    from emofx.crowd.aggregate import aggregate_votes
+    from emofx.crowd.agreement import agreement_table
+
+    images, rows = np.unique(answers.frame["image"].to_numpy(dtype=str), return_inverse=True)
+    table = tabulate_answers(answers.frame, rows, len(images))
+    result = aggregate_votes(table.votes, table.vote_names, table.long(), method, seed=seed)
+    per_image = result.per_image().set_axis(pd.Index(images, name="image"))
+    return AnswerSummary(per_image=per_image, workers=result.workers,
+                         agreement=agreement_table(table.votes, table.vote_names))
+
+
+def demo_manifest(folder: str | os.PathLike, n_images: int = 12, *, seed: int = 0) -> Path:
+    """A small manifest of synthetic faces (PNG files in ``folder``) to try the annotation widget on."""
+    from PIL import Image
+
+    from emofx.synthetic import make_synthetic
+
+    folder = Path(folder).expanduser()
+    faces = make_synthetic(n_per_class=max(1, -(-n_images // 7)), seed=seed, images_per_subject_class=1)
+    chosen = faces.subset(np.linspace(0, len(faces) - 1, n_images).round().astype(int))
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"face_{i:03d}.png" for i in range(len(chosen))]
+    for name, image in zip(names, chosen.images):
+        Image.fromarray(image).save(folder / name)
+    manifest = folder / "manifest.csv"
+    pd.DataFrame({"path": names, "emotion": chosen.label_names}).to_csv(manifest, index=False)
+    return manifest
 
 
 def manifest_images(manifest: str | os.PathLike) -> list[str]:

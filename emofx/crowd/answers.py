@@ -200,6 +200,49 @@ def match_images(dataset: FaceDataset, references: Sequence[str]) -> np.ndarray:
     return np.array([exact.get(r, by_name.get(_image_key(r), -1)) for r in references], dtype=np.int64)
 
 
+@dataclass(frozen=True, eq=False)
+class AnswerTable:
+    """Answers as arrays over N images: vote counts and who answered what.
+
+    Attributes:
+        votes: int16 (N, V) counts over ``vote_names``.
+        answer_worker: int32 (N, K) index into ``workers`` per answer slot (-1: none).
+        answer_label: int16 (N, K) index into ``vote_names`` per answer slot (-1: none).
+        vote_names, workers: the names the indices refer to.
+    """
+
+    votes: np.ndarray
+    answer_worker: np.ndarray
+    answer_label: np.ndarray
+    vote_names: tuple[str, ...]
+    workers: tuple[str, ...]
+
+    def long(self) -> pd.DataFrame:
+        """Long format with the image as its row index: ``image``, ``worker``, ``label``."""
+        image, slot = np.nonzero(self.answer_worker >= 0)
+        return pd.DataFrame({"image": image, "worker": np.asarray(self.workers)[self.answer_worker[image, slot]],
+                             "label": np.asarray(self.vote_names)[self.answer_label[image, slot]]})
+
+
+def tabulate_answers(frame: pd.DataFrame, rows: np.ndarray, n_images: int, classes: Sequence[str] = ()
+                     ) -> AnswerTable:
+    """The answers of ``frame`` (checked long format) about images ``rows`` (index per answer) as arrays."""
+    vote_names = vote_vocabulary(frame["label"].unique(), classes)
+    workers = tuple(sorted(frame["worker"].unique()))
+    label_code = frame["label"].map({n: j for j, n in enumerate(vote_names)}).to_numpy()
+    worker_code = frame["worker"].map({w: j for j, w in enumerate(workers)}).to_numpy()
+    rows = np.asarray(rows, dtype=np.int64)
+    votes = np.zeros((n_images, len(vote_names)), dtype=np.int16)
+    np.add.at(votes, (rows, label_code), 1)
+    slot = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+    width = int(slot.max()) + 1 if len(slot) else 1
+    answer_worker = np.full((n_images, width), -1, dtype=np.int32)
+    answer_label = np.full((n_images, width), -1, dtype=np.int16)
+    answer_worker[rows, slot] = worker_code
+    answer_label[rows, slot] = label_code
+    return AnswerTable(votes, answer_worker, answer_label, vote_names, workers)
+
+
 @dataclass(frozen=True)
 class AttachReport:
     """What attaching answers did: answers used, answers naming images not in the dataset, coverage."""
@@ -227,20 +270,10 @@ def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset,
         raise AnswersError(f"none of the {len(frame)} answers names an image of the dataset "
                            f"(e.g. {frame['image'].iloc[0]!r}; dataset paths look like {dataset.path[0]!r}); "
                            "answers match a dataset path exactly or by file name")
-    used = frame[~outside].assign(row=index[~outside])
-    vote_names = vote_vocabulary(used["label"].unique(), dataset.classes)
-    workers = tuple(sorted(used["worker"].unique()))
-    label_code = used["label"].map({n: j for j, n in enumerate(vote_names)}).to_numpy()
-    worker_code = used["worker"].map({w: j for j, w in enumerate(workers)}).to_numpy()
-    rows = used["row"].to_numpy()
-    votes = np.zeros((len(dataset), len(vote_names)), dtype=np.int16)
-    np.add.at(votes, (rows, label_code), 1)
-    slot = used.groupby("row").cumcount().to_numpy()
-    width = int(slot.max()) + 1
-    answer_worker = np.full((len(dataset), width), -1, dtype=np.int32)
-    answer_label = np.full((len(dataset), width), -1, dtype=np.int16)
-    answer_worker[rows, slot] = worker_code
-    answer_label[rows, slot] = label_code
+    used = frame[~outside]
+    table = tabulate_answers(used, index[~outside], len(dataset), dataset.classes)
+    votes, answer_worker, answer_label = table.votes, table.answer_worker, table.answer_label
+    vote_names, workers, rows = table.vote_names, table.workers, index[~outside]
     attached = replace(
         dataset,
         extras={**dataset.extras, "votes": votes, "answer_worker": answer_worker, "answer_label": answer_label},
@@ -260,11 +293,8 @@ def answers_of(dataset: FaceDataset) -> pd.DataFrame:
     if "answer_worker" not in dataset.extras:
         raise AnswersError("this dataset carries vote counts but no worker identities (e.g. FER+); "
                            "methods that model workers need answers attached with `emofx labels import --answers`")
-    workers, labels = dataset.extras["answer_worker"], dataset.extras["answer_label"]
-    image, slot = np.nonzero(workers >= 0)
-    names, worker_names = np.asarray(dataset.meta["vote_names"]), np.asarray(dataset.meta["workers"])
-    return pd.DataFrame({"image": image, "worker": worker_names[workers[image, slot]],
-                         "label": names[labels[image, slot]]})
+    return AnswerTable(dataset.extras["votes"], dataset.extras["answer_worker"], dataset.extras["answer_label"],
+                       tuple(dataset.meta["vote_names"]), tuple(dataset.meta["workers"])).long()
 
 
 # ---------------------------------------------------------------------------- vote counts
