@@ -113,7 +113,7 @@ def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
 
 def test_dawid_skene_beats_majority_vote_by_five_points_on_a_mixed_crowd():
     """7 classes, 5 answers per image, 30% low-quality workers (the issue's acceptance test)."""
-    dataset, truth, crowd = simulated(1500, seed=0)
+    dataset, truth, crowd = simulated(1000, seed=0)
     assert np.mean(crowd.kinds != GOOD) == pytest.approx(0.3)
     mv = accuracy_against(aggregate(dataset, "mv"), truth)
     ds = accuracy_against(aggregate(dataset, "ds"), truth)
@@ -122,7 +122,7 @@ def test_dawid_skene_beats_majority_vote_by_five_points_on_a_mixed_crowd():
 
 
 def test_dawid_skene_finds_the_spammers():
-    dataset, _, crowd = simulated(1500, seed=1)
+    dataset, _, crowd = simulated(1000, seed=1)
     quality = aggregate(dataset, "ds").workers["quality"].reindex(list(crowd.workers))
     good = quality[crowd.kinds == GOOD]
     spam = quality[np.isin(crowd.kinds, [UNIFORM_SPAMMER, BIASED_SPAMMER])]
@@ -132,7 +132,7 @@ def test_dawid_skene_finds_the_spammers():
 
 @pytest.mark.parametrize("method", ["glad", "mace", "wawa"])
 def test_worker_models_beat_majority_vote(method):
-    dataset, truth, _ = simulated(300, seed=2, config=CrowdConfig(n_workers=20))
+    dataset, truth, _ = simulated(120, seed=2, config=CrowdConfig(n_workers=10))
     mv = accuracy_against(aggregate(dataset, "mv"), truth)
     assert accuracy_against(aggregate(dataset, method, seed=0), truth) > mv
 
