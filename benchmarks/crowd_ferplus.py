@@ -1,6 +1,7 @@
 """FER+ label schemes compared: hard majority, plurality, soft vote distribution, agreement weighting.
 
-All arms train the paper's CNN (default ``TrainConfig`` apart from ``--epochs``) with one seed
+All arms train the paper's CNN (or a reduced one: ``--widths``, ``--dense-units``; default
+``TrainConfig`` apart from ``--epochs``) with one seed
 on the same sample of FER2013 Training images (``--limit``), validate on PublicTest and are
 tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER+ metric).
 
@@ -29,11 +30,12 @@ import pandas as pd
 
 from emofx.crowd.aggregate import aggregate, apply_aggregation
 from emofx.crowd.answers import attach_ferplus_votes
-from emofx.dataset import FaceDataset
-from emofx.evaluation import evaluate
-from emofx.loaders import load
-from emofx.paths import shared_data_root
-from emofx.training import TrainConfig, fit, training_targets
+from emofx.data.dataset import FaceDataset
+from emofx.study.evaluation import evaluate
+from emofx.data.loaders import load
+from emofx.data.paths import shared_data_root
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig, fit, training_targets
 
 ARMS: tuple[str, ...] = ("majority", "plurality", "soft", "plurality+agreement")
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace, record) -> pd.DataFrame:
     test = majority.subset(majority.split == "PrivateTest")
     test_votes = training_targets(test, soft=True)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    overrides = {k: v for k, v in (("widths", args.widths), ("dense_units", args.dense_units)) if v is not None}
+    model = ModelConfig(num_classes=len(majority.classes), **overrides)
     train_sets = {
         "majority": (_by_path(majority, chosen), config),
         "plurality": (_by_path(plurality, chosen), config),
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace, record) -> pd.DataFrame:
     for arm in args.arms:
         train, arm_config = train_sets[arm]
         started = time.perf_counter()
-        result = fit(train, val, arm_config, progress=False)
+        result = fit(train, val, arm_config, model, progress=False)
         scored = evaluate(result.model, test)
         proba = result.model.predict_proba(test.images)
         nll = float(-np.mean(np.sum(test_votes * np.log(np.clip(proba, 1e-12, 1.0)), axis=1)))
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-limit", type=int, default=1000, help="PublicTest images for validation")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--widths", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
+                        help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
+    parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
     args = parser.parse_args(argv)
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out.with_suffix(".csv"), index=False)
         args.out.with_suffix(".md").write_text(
             f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
-            f"{args.epochs} epochs, seed {args.seed})\n\n"
+            f"{args.epochs} epochs, seed {args.seed}, "
+            f"{'the paper CNN' if args.widths is None and args.dense_units is None else 'a reduced CNN'})\n\n"
             f"Command: `{command}`\n\nWall time so far {time.perf_counter() - started:.0f} s.\n\n"
             + table.to_markdown(index=False) + "\n")
         print(table.tail(1).to_markdown(index=False), flush=True)

@@ -12,7 +12,7 @@ from PIL import Image
 from emofx.cli import main
 from emofx.crowd.annotate import AnnotationSession, AnswerLog, annotation_widget, manifest_images, shortcut_keys
 from emofx.crowd.answers import read_answers
-from emofx.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset
 
 
 class Clock:

@@ -13,8 +13,8 @@ from PIL import Image
 from emofx.cli import main
 from emofx.data import dedup
 from emofx.data.collect import CollectConfig, collect, sharpness, write_collection
-from emofx.dataset import FaceDataset
-from emofx.synthetic import make_synthetic
+from emofx.data.dataset import FaceDataset
+from emofx.data.synthetic import make_synthetic
 
 
 @pytest.fixture(autouse=True)

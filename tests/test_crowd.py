@@ -10,8 +10,8 @@ from emofx.crowd.aggregate import AggregationError, accuracy_against, aggregate,
 from emofx.crowd.answers import (AnswersError, answers_from_frame, attach_answers, attach_observer_votes,
                                  read_answers)
 from emofx.crowd.simulate import BIASED_SPAMMER, GOOD, UNIFORM_SPAMMER, CrowdConfig, simulate_crowd
-from emofx.dataset import FaceDataset
-from emofx.emotions import EMOTIONS
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import EMOTIONS
 
 pytest.importorskip("crowdkit", reason='crowd-kit is the optional extra: pip install "emofx[crowd]"')
 
@@ -189,7 +189,7 @@ def test_observer_proportions_become_votes():
 
 
 def test_agreement_weights_scale_the_loss():
-    from emofx.training import TrainingError, agreement_weights, cross_entropy
+    from emofx.nets.training import TrainingError, agreement_weights, cross_entropy
 
     dataset = blank_dataset(np.array([0, 1, 2]))
     with pytest.raises(TrainingError, match="labels aggregate"):

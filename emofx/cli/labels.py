@@ -80,7 +80,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from emofx.crowd.answers import attach_answers, attach_ferplus_votes, attach_observer_votes, read_answers
-    from emofx.dataset import FaceDataset
+    from emofx.data.dataset import FaceDataset
 
     _check_outputs([args.out], args.data, args.overwrite)
     dataset = FaceDataset.load(args.data)
@@ -106,7 +106,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_aggregate(args: argparse.Namespace) -> int:
     from emofx.crowd.aggregate import aggregate, apply_aggregation
     from emofx.crowd.agreement import agreement_table
-    from emofx.dataset import FaceDataset
+    from emofx.data.dataset import FaceDataset
 
     _check_outputs([args.out, args.table, args.workers, args.agreement], args.data, args.overwrite)
     dataset = FaceDataset.load(args.data)

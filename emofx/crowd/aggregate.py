@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from emofx.crowd.answers import NON_EMOTIONS, answers_of, vote_matrix
-from emofx.dataset import FaceDataset
-from emofx.emotions import EMOTIONS
-from emofx.loaders import ferplus_majority
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import EMOTIONS
+from emofx.data.loaders import ferplus_majority
 
 METHODS: tuple[str, ...] = ("mv", "ferplus", "ds", "glad", "mace", "wawa")
 WORKER_METHODS: tuple[str, ...] = ("ds", "glad", "mace", "wawa")

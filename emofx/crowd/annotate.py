@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
-from emofx.emotions import EMOTIONS
+from emofx.data.emotions import EMOTIONS
 
 LOG_COLUMNS: tuple[str, ...] = ("image", "worker", "label", "time")
 DEFAULT_LABELS: tuple[str, ...] = EMOTIONS[:7] + NON_EMOTIONS
@@ -155,7 +155,7 @@ def demo_manifest(folder: str | os.PathLike, n_images: int = 12, *, seed: int = 
     """A small manifest of synthetic faces (PNG files in ``folder``) to try the annotation widget on."""
     from PIL import Image
 
-    from emofx.synthetic import make_synthetic
+    from emofx.data.synthetic import make_synthetic
 
     folder = Path(folder).expanduser()
     faces = make_synthetic(n_per_class=max(1, -(-n_images // 7)), seed=seed, images_per_subject_class=1)

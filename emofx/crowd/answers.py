@@ -28,8 +28,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from emofx.dataset import FaceDataset
-from emofx.emotions import ALIASES, EMOTIONS
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import ALIASES, EMOTIONS
 
 NON_EMOTIONS: tuple[str, ...] = ("unknown", "not_face")
 _NON_EMOTION_ALIASES: dict[str, str] = {

@@ -34,12 +34,13 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from emofx.crowd.answers import canonical_answer
 from emofx.data import dedup
-from emofx.dataset import FaceDataset
-from emofx.faces import FaceOptions, ImageReadError, center_square, crop_square, decode_gray, find_face
-from emofx.regions import detect_eyes
-from emofx.splits import PREDEFINED_NAMES
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import ALIASES
+from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, find_face,
+                              square_around)
+from emofx.data.landmarks import detect_eyes
+from emofx.data.splits import PREDEFINED_NAMES
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 SKIP_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
@@ -165,10 +166,11 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
         box = find_face(gray, FaceOptions(size=config.size, margin=config.margin))
         if box is None:
             return {**record, "reason": "no face", "detail": f"{gray.shape[1]}x{gray.shape[0]} image"}
-        crop = crop_square(gray, box, config.margin)
+        crop = crop_square(gray, square_around(box, config.margin))
     else:
-        crop = center_square(gray)
-        box = ((gray.shape[1] - crop.shape[1]) // 2, (gray.shape[0] - crop.shape[0]) // 2, *crop.shape[::-1])
+        x0, y0, side = center_square(gray)
+        box = (x0, y0, side, side)
+        crop = crop_square(gray, (x0, y0, side))
     side = int(min(box[2], box[3]))
     record.update(face_x=box[0], face_y=box[1], face_side=side)
     if side < config.min_face:
@@ -206,10 +208,10 @@ def read_queries(path: str | os.PathLike, root: Path) -> pd.DataFrame:
     for column in ("emotion", "language", "culture"):
         if column not in table.columns:
             table[column] = ""
-    bad = sorted({e for e in table["emotion"] if e.strip() and canonical_answer(e) is None})
+    bad = sorted({e for e in table["emotion"] if e.strip() and e.strip().lower() not in ALIASES})
     if bad:
         raise CollectError(f"{path}: emotion values {bad[:8]} are not emotion names")
-    table["emotion"] = [canonical_answer(e) or "" if e.strip() else "" for e in table["emotion"]]
+    table["emotion"] = [ALIASES.get(e.strip().lower(), "") for e in table["emotion"]]
     table.index = [str((root / f).resolve()) if not Path(f).is_absolute() else str(Path(f).resolve())
                    for f in table[name]]
     return table[["query", "emotion", "language", "culture"]]
@@ -217,12 +219,12 @@ def read_queries(path: str | os.PathLike, root: Path) -> pd.DataFrame:
 
 def _provenance(path: Path) -> tuple[str, str]:
     """(emotion, split) from the folder name and the FER2013 file-name prefix or split folder, when present."""
-    emotion = canonical_answer(path.parent.name) or ""
+    emotion = ALIASES.get(path.parent.name.strip().lower(), "")
     prefix = path.name.split("_", 1)[0]
     folders = [p.name for p in path.parents]
     split = prefix if prefix.lower() in PREDEFINED_NAMES else next(
         (f for f in folders if f.lower() in PREDEFINED_NAMES), "")
-    return (emotion if emotion not in ("unknown", "not_face") else ""), split
+    return emotion, split
 
 
 def _priority(split: np.ndarray) -> np.ndarray:
@@ -242,7 +244,8 @@ def against_hashes(sources: Sequence[str | os.PathLike], config: CollectConfig) 
             images, names = [], []
             for p in files:
                 try:
-                    images.append(center_square(decode_gray(p.read_bytes())))
+                    gray = decode_gray(p.read_bytes())
+                    images.append(crop_square(gray, center_square(gray)))
                     names.append(str(p))
                 except (ImageReadError, OSError):
                     continue
