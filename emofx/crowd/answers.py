@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Sequence
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -270,14 +270,13 @@ def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset,
         raise AnswersError(f"none of the {len(frame)} answers names an image of the dataset "
                            f"(e.g. {frame['image'].iloc[0]!r}; dataset paths look like {dataset.path[0]!r}); "
                            "answers match a dataset path exactly or by file name")
-    used = frame[~outside]
-    table = tabulate_answers(used, index[~outside], len(dataset), dataset.classes)
-    votes, answer_worker, answer_label = table.votes, table.answer_worker, table.answer_label
-    vote_names, workers, rows = table.vote_names, table.workers, index[~outside]
+    used, rows = frame[~outside], index[~outside]
+    table = tabulate_answers(used, rows, len(dataset), dataset.classes)
     attached = replace(
         dataset,
-        extras={**dataset.extras, "votes": votes, "answer_worker": answer_worker, "answer_label": answer_label},
-        meta={**dataset.meta, "vote_names": list(vote_names), "workers": list(workers),
+        extras={**dataset.extras, "votes": table.votes, "answer_worker": table.answer_worker,
+                "answer_label": table.answer_label},
+        meta={**dataset.meta, "vote_names": list(table.vote_names), "workers": list(table.workers),
               "answers": {"source": answers.source, "layout": answers.layout, "dropped": answers.dropped}},
     )
     report = AttachReport(
