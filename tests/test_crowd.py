@@ -130,7 +130,7 @@ def test_dawid_skene_finds_the_spammers():
     assert good.median() - spam.median() > 0.4
 
 
-@pytest.mark.parametrize("method", ["glad", "mace", "wawa"])
+@pytest.mark.parametrize("method", ["glad", pytest.param("mace", marks=pytest.mark.slow), "wawa"])  # MACE: 10 restarts
 def test_worker_models_beat_majority_vote(method):
     dataset, truth, _ = simulated(120, seed=2, config=CrowdConfig(n_workers=10))
     mv = accuracy_against(aggregate(dataset, "mv"), truth)
