@@ -21,7 +21,7 @@ import pandas as pd
 from emofx.crowd.aggregate import METHODS, accuracy_against, aggregate_votes
 from emofx.crowd.answers import tabulate_answers
 from emofx.crowd.simulate import CrowdConfig, simulate_crowd
-from emofx.emotions import EMOTIONS
+from emofx.data.emotions import EMOTIONS
 
 CLASSES = EMOTIONS[:7]
 
