@@ -11,7 +11,7 @@ venv: $(BIN)/emofx
 $(BIN)/emofx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test,landmarks,dask]"
+	$(BIN)/python -m pip install -e ".[test,landmarks,dask,crowd,heic]"
 	touch $@
 
 quickstart: $(BIN)/emofx

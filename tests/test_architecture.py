@@ -12,12 +12,13 @@ MAX_LINES = 500
 # Each layer may import the layers listed for it (and itself); ``emofx`` itself is the package root.
 ALLOWED = {
     "data": {"data"},
+    "crowd": {"data", "crowd"},
     "nets": {"data", "nets"},
     "explain": {"data", "nets", "explain"},
     "study": {"data", "nets", "explain", "study"},
     "plotting": {"data", "explain", "study", "plotting"},
-    "pipeline": {"data", "nets", "explain", "study", "plotting", "pipeline"},
-    "cli": {"data", "nets", "explain", "study", "plotting", "pipeline", "cli"},
+    "pipeline": {"data", "crowd", "nets", "explain", "study", "plotting", "pipeline"},
+    "cli": {"data", "crowd", "nets", "explain", "study", "plotting", "pipeline", "cli"},
 }
 
 

@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "saliency": "saliency maps of a trained run (guided backprop, ...)",
     "modify": "modify emotions by gradient ascent on the image",
     "compare": "compare two cultures' runs: accuracy, features, representations",
+    "labels": "crowd labels: import answers, aggregate them (mv, Dawid-Skene, ...)",
+    "collect": "clean a folder of web images: dedup, faces, filters, manifest",
     "batch": "run a notebook for every parameter combination with papermill",
     "figures": "regenerate the paper's figures and tables from recorded runs",
 }

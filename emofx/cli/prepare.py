@@ -18,7 +18,10 @@ The source is only read; the output must lie outside it.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 from typing import Any
 
 from emofx.data.dataset import FaceDataset
@@ -41,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at any unusable input instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     parser.add_argument("--limit", type=int, help="use at most N inputs, evenly spread (a quick look)")
+    parser.add_argument("--exclude", type=Path, metavar="CSV",
+                        help="leave out the images listed in this CSV's path column (e.g. the exclude.csv of "
+                             "`emofx collect`: a deduplicated benchmark)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     faces = parser.add_argument_group("faces in photos (folder, manifest, kdef, taiwanese)")
     faces.add_argument("--faces", choices=FACE_MODES,
@@ -156,9 +162,56 @@ def summary(dataset: FaceDataset, out: Path) -> str:
     return "\n".join(lines)
 
 
+def exclude_listed(dataset: FaceDataset, listing: Path) -> tuple[FaceDataset, int]:
+    """The dataset without the images listed in ``listing``'s ``path`` column.
+
+    Absolute paths match the image's resolved path; relative ones match its trailing path
+    components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the data.
+    """
+    import pandas as pd
+
+    table = pd.read_csv(listing, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise ValueError(f"--exclude {listing} has no path column (expected e.g. the exclude.csv of emofx collect)")
+    entries = [Path(p.strip()) for p in table["path"] if p.strip()]
+    absolute = {str(p.resolve()) for p in entries if p.is_absolute()}
+    relative = {p.as_posix() for p in entries if not p.is_absolute()}
+    depths = {len(Path(p).parts) for p in relative}
+
+    def listed(path: str) -> bool:
+        resolved = Path(path).resolve()
+        return str(resolved) in absolute or any("/".join(resolved.parts[-d:]) in relative for d in depths)
+
+    drop = np.array([listed(p) for p in dataset.path], dtype=bool)
+    if entries and not drop.any():
+        raise ValueError(f"no image of the dataset is listed in --exclude {listing} "
+                         f"(listed paths look like {entries[0]})")
+    return dataset.subset(~drop), int(drop.sum())
+
+
+def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:
+    """Identical files still in the dataset (by ``extras["content_hash"]``), counted as the loaders count them."""
+    from emofx.data.dedup import NO_GROUP, exact_groups
+
+    if "content_hash" not in dataset.extras:
+        return {"files": 0, "groups": 0, "examples": []}
+    groups = exact_groups(dataset.extras["content_hash"])
+    grouped = groups != NO_GROUP
+    n_groups = len(np.unique(groups[grouped]))
+    examples = [sorted(dataset.path[groups == g].tolist()) for g in np.unique(groups[grouped])[:5]]
+    return {"files": int(grouped.sum() - n_groups), "groups": n_groups, "examples": examples}
+
+
 def run(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.source, args.overwrite)
+    if args.exclude is not None and not args.exclude.is_file():
+        raise FileNotFoundError(f"--exclude {args.exclude} does not exist")
     dataset = load(args.source, args.format, **loader_kwargs(args))
+    if args.exclude is not None:
+        dataset, excluded = exclude_listed(dataset, args.exclude)
+        dataset = replace(dataset, meta={**dataset.meta, "duplicates": remaining_duplicates(dataset),
+                                         "excluded": {"list": str(args.exclude.absolute()), "images": excluded}})
+        print(f"left out {excluded} images listed in {args.exclude}")
     dataset.save(out, overwrite=args.overwrite)
     print(summary(dataset, out))
     return 0

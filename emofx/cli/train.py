@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="train without flips and rotations")
     parser.add_argument("--soft-targets", action="store_true",
                         help="train on the normalised vote distributions (datasets with votes, e.g. FER+)")
+    parser.add_argument("--weight-by-agreement", action="store_true",
+                        help="weigh each image's loss by its annotators' agreement (from `emofx labels aggregate`)")
     parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights "
                         "(the output layer is replaced when the class sets differ)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         eval_every=args.eval_every, flip=not args.no_augment,
-        rotation_degrees=0.0 if args.no_augment else args.rotation, soft_targets=args.soft_targets, seed=args.seed,
+        rotation_degrees=0.0 if args.no_augment else args.rotation, soft_targets=args.soft_targets,
+        weight_by_agreement=args.weight_by_agreement, seed=args.seed,
         precision=set_precision(args.precision),  # also the test evaluation's
     )
     dataset = FaceDataset.load(args.data)

@@ -48,7 +48,9 @@ class TrainConfig:
 
     ``eval_every`` is in steps (0: once per epoch); ``patience`` counts validations without
     improvement before stopping early (0: never). ``soft_targets`` trains on the normalised
-    vote distributions in ``dataset.extras["votes"]`` instead of the hard labels.
+    vote distributions in ``dataset.extras["votes"]`` instead of the hard labels;
+    ``weight_by_agreement`` weighs each training image's loss by its crowd agreement
+    (:func:`agreement_weights`).
     ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
     runs convolution gradients inside a compiled loop through a generic path about 100x
     slower than outside it, so steps are unrolled rather than looped; compile time grows
@@ -66,6 +68,7 @@ class TrainConfig:
     eval_every: int = 0
     patience: int = 10
     soft_targets: bool = False
+    weight_by_agreement: bool = False
     seed: int = 0
     eval_batch_size: int = 256
     unroll_steps: int = 8
@@ -323,6 +326,21 @@ def training_targets(dataset: FaceDataset, soft: bool = False) -> np.ndarray:
     return np.where(total > 0, chosen / np.maximum(total, 1e-12), one_hot).astype(np.float32)
 
 
+def agreement_weights(dataset: FaceDataset) -> np.ndarray:
+    """(N,) loss weights: ``extras["agreement"]`` (share of annotators agreeing) scaled to mean 1.
+
+    Images without an agreement value (NaN) weigh 1. Scaling a target row scales that image's
+    cross-entropy, so weighting needs no change to the loss.
+    """
+    agreement = dataset.extras.get("agreement")
+    if agreement is None or not np.any(np.isfinite(agreement)):
+        raise TrainingError("weighting by agreement needs extras['agreement']; compute it with "
+                            "`emofx labels aggregate` (or train without --weight-by-agreement)")
+    agreement = np.asarray(agreement, np.float64)
+    weights = agreement / np.nanmean(agreement)
+    return np.where(np.isfinite(weights), weights, 1.0).astype(np.float32)
+
+
 def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the [0, 1] pixel values (the model's standardisation)."""
     x = np.asarray(images, np.float64) / 255.0
@@ -424,7 +442,10 @@ def fit(
     state = init_state(params, config, spe)
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
-    (images, targets), n_train = pad_to_bucket(train_set.images, training_targets(train_set, config.soft_targets))
+    train_targets = training_targets(train_set, config.soft_targets)
+    if config.weight_by_agreement:
+        train_targets = train_targets * agreement_weights(train_set)[:, None]
+    (images, targets), n_train = pad_to_bucket(train_set.images, train_targets)
     (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
     images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
     stats = pixel_stats(model_config)

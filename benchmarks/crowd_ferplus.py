@@ -1,0 +1,131 @@
+"""FER+ label schemes compared: hard majority, plurality, soft vote distribution, agreement weighting.
+
+All arms train the paper's CNN (or a reduced one: ``--widths``, ``--dense-units``; default
+``TrainConfig`` apart from ``--epochs``) with one seed
+on the same sample of FER2013 Training images (``--limit``), validate on PublicTest and are
+tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER+ metric).
+
+- ``majority``: FER+ majority rule (single votes dropped, > half of the rest); images without a
+  majority, or whose majority is unknown / not a face, are left out of training.
+- ``plurality``: the most-voted emotion (crowd-kit-free majority vote), every image with an emotion plurality.
+- ``soft``: the plurality images trained on their vote distributions (``--soft-targets``).
+- ``plurality+agreement``: plurality labels, each image's loss weighted by its vote agreement.
+
+Writes a CSV table and a Markdown table (with the command) to ``--out``:
+
+    EMOFX_DATA=../shared/data python -m benchmarks.crowd_ferplus --limit 3000 --epochs 6 \
+        --out benchmarks/results/crowd/ferplus_subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emofx.crowd.aggregate import aggregate, apply_aggregation
+from emofx.crowd.answers import attach_ferplus_votes
+from emofx.data.dataset import FaceDataset
+from emofx.study.evaluation import evaluate
+from emofx.data.loaders import load
+from emofx.data.paths import shared_data_root
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig, fit, training_targets
+
+ARMS: tuple[str, ...] = ("majority", "plurality", "soft", "plurality+agreement")
+
+
+def _by_path(dataset: FaceDataset, paths: np.ndarray) -> FaceDataset:
+    return dataset.subset(np.flatnonzero(np.isin(dataset.path, paths)))
+
+
+def _spread(n: int, limit: int | None) -> np.ndarray:
+    return np.arange(n) if limit is None or limit >= n else np.linspace(0, n - 1, limit).round().astype(np.int64)
+
+
+def label_schemes(data_root: Path, seed: int) -> tuple[FaceDataset, FaceDataset]:
+    """FER2013 with FER+ votes, labelled by the FER+ majority rule and by plurality."""
+    fer = load(data_root / "fer2013", "folder", faces="cropped", progress=False)
+    fer, _ = attach_ferplus_votes(fer, data_root / "ferplus")
+    majority, _ = apply_aggregation(fer, aggregate(fer, "ferplus"), keep_unanswered=False)
+    plurality, _ = apply_aggregation(fer, aggregate(fer, "mv", seed=seed), keep_unanswered=False)
+    classes = tuple(c for c in majority.classes if c in plurality.classes)
+    return majority.restrict_classes(classes), plurality.restrict_classes(classes)
+
+
+def run(args: argparse.Namespace, record) -> pd.DataFrame:
+    majority, plurality = label_schemes(Path(args.data), args.seed)
+    rng = np.random.default_rng(args.seed)
+    pool = plurality.path[plurality.split == "Training"]
+    chosen = np.sort(rng.choice(pool, size=min(args.limit or len(pool), len(pool)), replace=False))
+    val = majority.subset(np.flatnonzero(majority.split == "PublicTest")[_spread(
+        int(np.sum(majority.split == "PublicTest")), args.val_limit)])
+    test = majority.subset(majority.split == "PrivateTest")
+    test_votes = training_targets(test, soft=True)
+    config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    overrides = {k: v for k, v in (("widths", args.widths), ("dense_units", args.dense_units)) if v is not None}
+    model = ModelConfig(num_classes=len(majority.classes), **overrides)
+    train_sets = {
+        "majority": (_by_path(majority, chosen), config),
+        "plurality": (_by_path(plurality, chosen), config),
+        "soft": (_by_path(plurality, chosen), replace(config, soft_targets=True)),
+        "plurality+agreement": (_by_path(plurality, chosen), replace(config, weight_by_agreement=True)),
+    }
+    rows = []
+    for arm in args.arms:
+        train, arm_config = train_sets[arm]
+        started = time.perf_counter()
+        result = fit(train, val, arm_config, model, progress=False)
+        scored = evaluate(result.model, test)
+        proba = result.model.predict_proba(test.images)
+        nll = float(-np.mean(np.sum(test_votes * np.log(np.clip(proba, 1e-12, 1.0)), axis=1)))
+        rows.append({
+            "arm": arm, "train_images": len(train), "epochs_run": round(result.steps * arm_config.batch_size
+                                                                          / len(train), 2),
+            "best_val_error": round(result.best_val_error, 4),
+            "test_accuracy": round(scored.accuracy, 4), "test_balanced_accuracy": round(scored.balanced_accuracy, 4),
+            "test_vote_cross_entropy": round(nll, 4), "seconds": round(time.perf_counter() - started, 1),
+        })
+        record(pd.DataFrame(rows))  # written after every arm, so a stopped run keeps what it finished
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(shared_data_root()), help="folder holding fer2013/ and ferplus/")
+    parser.add_argument("--limit", type=int, default=3000, help="training images sampled (default 3000; 0: all)")
+    parser.add_argument("--val-limit", type=int, default=1000, help="PublicTest images for validation")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--widths", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
+                        help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
+    parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
+    args = parser.parse_args(argv)
+    args.limit = args.limit or None
+    started = time.perf_counter()
+    command = "python -m benchmarks.crowd_ferplus " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(table: pd.DataFrame) -> None:
+        table.to_csv(args.out.with_suffix(".csv"), index=False)
+        args.out.with_suffix(".md").write_text(
+            f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
+            f"{args.epochs} epochs, seed {args.seed}, "
+            f"{'the paper CNN' if args.widths is None and args.dense_units is None else 'a reduced CNN'})\n\n"
+            f"Command: `{command}`\n\nWall time so far {time.perf_counter() - started:.0f} s.\n\n"
+            + table.to_markdown(index=False) + "\n")
+        print(table.tail(1).to_markdown(index=False), flush=True)
+
+    run(args, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Clean a folder of downloaded web images into a face collection ready for annotation.
+
+Examples:
+
+    emofx collect downloads/ --queries queries.csv --out collection/ --min-face 40 --min-sharpness 30
+    emofx collect downloads/ --queries queries.csv --out collection/ --against fer2013.npz
+    emofx collect ../shared/data/fer2013 --faces cropped --min-face 0 --no-write-faces --out fer2013_dedup/
+    emofx prepare ../shared/data/fer2013 --format folder --exclude fer2013_dedup/exclude.csv --out fer2013_dedup.npz
+
+Reads every image (JPEG, PNG, WebP, GIF: first frame, TIFF, BMP; HEIC/HEIF with pillow-heif),
+detects and crops the faces, filters by face size, blur (variance of the Laplacian) and
+optionally the eyes, and removes exact and near duplicates (perceptual hashes, --near-threshold
+bits of 64) within the collection and against other datasets (--against). queries.csv has
+columns file, query, emotion, language, culture (which search found each file). OUT/ receives
+manifest.csv (for `emofx prepare --format manifest` and notebook 06), faces/, dropped.csv (every
+dropped file and why), duplicates.csv (the groups), exclude.csv (the duplicates removed, for
+`emofx prepare --exclude`) and report.json. OUT is written completely or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emofx.data.collect import FACE_MODES, CollectConfig
+from emofx.data.dedup import HASH_METHODS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    defaults = CollectConfig()
+    parser.add_argument("source", help="folder of downloaded images (read only)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write (must not exist unless --overwrite)")
+    parser.add_argument("--queries", type=Path, help="CSV: file, query, emotion, language, culture")
+    parser.add_argument("--against", action="append", default=[], metavar="DATASET",
+                        help="also drop near duplicates of this dataset (.npz or folder of faces); repeatable")
+    parser.add_argument("--faces", choices=FACE_MODES, default=defaults.faces,
+                        help="detect faces, or take images as cropped faces (default detect)")
+    parser.add_argument("--size", type=int, default=defaults.size, help=f"face side in pixels (default {defaults.size})")
+    parser.add_argument("--margin", type=float, default=defaults.margin, help=f"default {defaults.margin}")
+    parser.add_argument("--min-face", type=int, default=defaults.min_face,
+                        help=f"smallest face side in source pixels (default {defaults.min_face})")
+    parser.add_argument("--min-sharpness", type=float, default=defaults.min_sharpness,
+                        help="smallest variance of the Laplacian of the face (default 0: keep blurred faces)")
+    parser.add_argument("--require-eyes", action="store_true", help="drop faces whose two eyes are not found")
+    parser.add_argument("--near-threshold", type=int, default=defaults.near_threshold,
+                        help=f"near duplicates differ in at most this many hash bits of 64 "
+                             f"(default {defaults.near_threshold}; -1 no near-duplicate search)")
+    parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method, help="perceptual hash")
+    parser.add_argument("--no-write-faces", action="store_true",
+                        help="do not write face PNGs (the manifest then points at the source files)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT when it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def report_lines(summary: dict) -> list[str]:
+    """What the collection kept, dropped and grouped, in a few lines."""
+    lines = [f"{summary['files']} files: kept {summary['kept']}"]
+    lines += [f"  dropped {count}: {reason}" for reason, count in summary["dropped"].items()]
+    if summary.get("animated_first_frame"):
+        lines.append(f"  animated images (first frame kept): {summary['animated_first_frame']}")
+    if summary.get("not_in_query_table"):
+        lines.append(f"  kept images missing from the query table: {summary['not_in_query_table']}")
+    if summary["duplicate_groups"]:
+        lines.append("  duplicate groups (kind, splits spanned: groups / images / removed):")
+        lines += [f"    {g['kind']:7s} {g['splits']:35s} {g['groups']:6d} / {g['images']:6d} / {g['removed']:6d}"
+                  for g in summary["duplicate_groups"]]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from emofx.data.collect import collect, write_collection
+
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.near_threshold >= 0 or args.against:
+        from emofx.data.dedup import perceptual_hash  # fails now, with the pip command, when imagehash is missing
+        import numpy as np
+
+        perceptual_hash(np.zeros((8, 8), np.uint8), args.hash)
+    config = CollectConfig(size=args.size, faces=args.faces, margin=args.margin, min_face=args.min_face,
+                           min_sharpness=args.min_sharpness, require_eyes=args.require_eyes,
+                           near_threshold=args.near_threshold, hash_method=args.hash)
+    collection = collect(args.source, config, queries=args.queries, against=args.against, progress=not args.quiet)
+    out = write_collection(collection, args.out, write_faces=not args.no_write_faces, overwrite=args.overwrite)
+    print("\n".join(report_lines(collection.summary)))
+    print(f"wrote {out}/manifest.csv ({len(collection.kept)} images), dropped.csv, duplicates.csv, exclude.csv "
+          f"({len(collection.exclusion_list())} duplicates to exclude), report.json")
+    return 0

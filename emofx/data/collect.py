@@ -1,0 +1,404 @@
+"""From a folder of downloaded web images to a clean face collection ready for annotation.
+
+:func:`collect` reads every file under a source folder (JPEG, PNG, WebP, GIF (first frame of an
+animation), TIFF, BMP, and HEIC/HEIF when ``pillow-heif`` is installed), then drops, with the
+reason:
+
+1. files that are empty, not images, truncated, or HEIC without ``pillow-heif``;
+2. images without a detected face (Haar cascade of :mod:`emofx.faces`; ``faces="cropped"``
+   takes each image as a face), faces smaller than ``min_face`` source pixels, blurred faces
+   (variance of the Laplacian of the output face below ``min_sharpness``) and, with
+   ``require_eyes``, faces whose two eyes are not found (the landmark-quality check);
+3. exact duplicates (same bytes) and near duplicates (perceptual hashes of the faces within
+   ``near_threshold`` bits), within the collection and against other datasets (``against``).
+
+Of each duplicate group one image is kept: the one in the highest-priority split (test over
+validation over training, so a benchmark's test set stays whole and its copies leave training),
+then the first by path. The query table (``file``, ``query``, ``emotion``, ``language``,
+``culture``) says which search found each image; without one the emotion is the image's folder
+name when that is an emotion, and FER2013 file names give the split.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from emofx.data import dedup
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import ALIASES
+from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, find_face,
+                              square_around)
+from emofx.data.landmarks import detect_eyes
+from emofx.data.splits import PREDEFINED_NAMES
+
+HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+SKIP_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+SPLIT_PRIORITY = {"test": 2, "val": 1, "train": 0}
+FACE_MODES = ("detect", "cropped")
+HEIC_EXTRA = 'pip install "emofx[heic]"'
+
+
+class CollectError(ValueError):
+    """A collection cannot be made as asked."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How a web collection is cleaned.
+
+    Attributes:
+        size: side of the square output faces.
+        faces: ``detect`` (find the face) or ``cropped`` (every image is a face already).
+        margin: border around a detected face, fraction of its side.
+        min_face: smallest face side in source pixels.
+        min_sharpness: smallest variance of the Laplacian of the output face (0: no blur filter).
+        require_eyes: drop faces whose two eyes the eye cascade does not find.
+        near_threshold: largest Hamming distance (bits of 64) between near duplicates; -1: no near-duplicate search.
+        hash_method: perceptual hash (``phash``, ``dhash``, ``ahash``, ``whash``).
+        workers: threads reading and detecting.
+    """
+
+    size: int = 48
+    faces: str = "detect"
+    margin: float = 0.1
+    min_face: int = 32
+    min_sharpness: float = 0.0
+    require_eyes: bool = False
+    near_threshold: int = 4
+    hash_method: str = "phash"
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.faces not in FACE_MODES:
+            raise CollectError(f"faces must be one of {FACE_MODES}; got {self.faces!r}")
+        if self.min_face < 0 or self.min_sharpness < 0:
+            raise CollectError(f"min_face and min_sharpness must be >= 0; got {self.min_face}, {self.min_sharpness}")
+        if not -1 <= self.near_threshold < dedup.HASH_BITS:
+            raise CollectError(f"near_threshold must lie in [-1, {dedup.HASH_BITS}); got {self.near_threshold}")
+        if self.hash_method not in dedup.HASH_METHODS:
+            raise CollectError(f"hash_method must be one of {dedup.HASH_METHODS}; got {self.hash_method!r}")
+        FaceOptions(size=self.size, margin=self.margin)  # validates size and margin
+
+
+@dataclass(frozen=True, eq=False)
+class Collection:
+    """The result of :func:`collect`.
+
+    Attributes:
+        kept: one row per kept image (the manifest): ``source``, ``emotion``, ``query``,
+            ``language``, ``culture``, ``split``, face box and side, ``sharpness``, ``animated``,
+            hashes and duplicate groups.
+        faces: uint8 (K, size, size), the kept faces in ``kept`` order.
+        dropped: one row per dropped file: ``source``, ``reason``, ``detail``.
+        duplicates: one row per image in a duplicate group (kept or not): ``kind``, ``group``,
+            ``source``, ``split``, ``kept``.
+        summary: counts (files, kept, dropped by reason, groups by split combination).
+    """
+
+    kept: pd.DataFrame
+    faces: np.ndarray
+    dropped: pd.DataFrame
+    duplicates: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def exclusion_list(self) -> pd.DataFrame:
+        """The duplicates removed (``path``, ``reason``): give it to ``emofx prepare --exclude`` for a
+        deduplicated benchmark."""
+        rows = self.dropped[self.dropped["reason"].isin(["exact duplicate", "near duplicate",
+                                                           "near duplicate of another dataset"])]
+        return rows.rename(columns={"source": "path"})[["path", "reason", "detail"]].reset_index(drop=True)
+
+
+def register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF when pillow-heif is installed; True when it is."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def sharpness(face: np.ndarray) -> float:
+    """Variance of the Laplacian: low for blurred images."""
+    return float(cv2.Laplacian(np.asarray(face, dtype=np.uint8), cv2.CV_64F).var())
+
+
+def _frame_count(data: bytes) -> int:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # decode_gray reports unreadable files with the reason
+        return 1
+
+
+def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
+    """Everything the collection needs to know about one file (never raises for bad files)."""
+    record: dict[str, Any] = {"source": str(path)}
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return {**record, "reason": "unreadable file", "detail": str(err.strerror or err)}
+    if not data:
+        return {**record, "reason": "empty file", "detail": "0 bytes"}
+    record["content_hash"] = dedup.content_digest(data)
+    if path.suffix.lower() in HEIF_SUFFIXES and not heif:
+        return {**record, "reason": "HEIC/HEIF needs pillow-heif", "detail": HEIC_EXTRA}
+    try:
+        gray = decode_gray(data)
+    except ImageReadError as err:
+        return {**record, "reason": "not an image", "detail": str(err)}
+    record["animated"] = _frame_count(data) > 1  # GIF/WebP/PNG animations: the first frame is used
+    if config.faces == "detect":
+        box = find_face(gray, FaceOptions(size=config.size, margin=config.margin))
+        if box is None:
+            return {**record, "reason": "no face", "detail": f"{gray.shape[1]}x{gray.shape[0]} image"}
+        crop = crop_square(gray, square_around(box, config.margin))
+    else:
+        x0, y0, side = center_square(gray)
+        box = (x0, y0, side, side)
+        crop = crop_square(gray, (x0, y0, side))
+    side = int(min(box[2], box[3]))
+    record.update(face_x=box[0], face_y=box[1], face_side=side)
+    if side < config.min_face:
+        return {**record, "reason": "face too small", "detail": f"{side} < {config.min_face} pixels"}
+    interpolation = cv2.INTER_AREA if crop.shape[0] > config.size else cv2.INTER_LINEAR
+    face = cv2.resize(crop, (config.size, config.size), interpolation=interpolation)
+    record["sharpness"] = sharpness(face)
+    if record["sharpness"] < config.min_sharpness:
+        return {**record, "reason": "blurred",
+                "detail": f"variance of Laplacian {record['sharpness']:.1f} < {config.min_sharpness}"}
+    if config.require_eyes and detect_eyes(face) is None:
+        return {**record, "reason": "eyes not found", "detail": "landmark check"}
+    record["face"] = face
+    return record
+
+
+def _source_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.name.lower() not in SKIP_NAMES)
+
+
+def read_queries(path: str | os.PathLike, root: Path) -> pd.DataFrame:
+    """The query table, indexed by resolved file path: ``query``, ``emotion``, ``language``, ``culture``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"query table {path} does not exist")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise CollectError(f"{path} is not a readable CSV ({err})") from None
+    name = next((c for c in ("file", "path", "image") if c in table.columns), None)
+    if name is None or "query" not in table.columns:
+        raise CollectError(f"{path}: expected columns file, query and optionally emotion, language, culture; "
+                           f"found {list(table.columns)}")
+    for column in ("emotion", "language", "culture"):
+        if column not in table.columns:
+            table[column] = ""
+    bad = sorted({e for e in table["emotion"] if e.strip() and e.strip().lower() not in ALIASES})
+    if bad:
+        raise CollectError(f"{path}: emotion values {bad[:8]} are not emotion names")
+    table["emotion"] = [ALIASES.get(e.strip().lower(), "") for e in table["emotion"]]
+    table.index = [str((root / f).resolve()) if not Path(f).is_absolute() else str(Path(f).resolve())
+                   for f in table[name]]
+    return table[["query", "emotion", "language", "culture"]]
+
+
+def _provenance(path: Path) -> tuple[str, str]:
+    """(emotion, split) from the folder name and the FER2013 file-name prefix or split folder, when present."""
+    emotion = ALIASES.get(path.parent.name.strip().lower(), "")
+    prefix = path.name.split("_", 1)[0]
+    folders = [p.name for p in path.parents]
+    split = prefix if prefix.lower() in PREDEFINED_NAMES else next(
+        (f for f in folders if f.lower() in PREDEFINED_NAMES), "")
+    return emotion, split
+
+
+def _priority(split: np.ndarray) -> np.ndarray:
+    return np.array([SPLIT_PRIORITY.get(PREDEFINED_NAMES.get(s.lower(), ""), -1) for s in split])
+
+
+def against_hashes(sources: Sequence[str | os.PathLike], config: CollectConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Perceptual hashes and paths of other datasets' faces (``.npz`` datasets or folders of face images)."""
+    hashes, paths = [], []
+    for source in sources:
+        source = Path(source).expanduser()
+        if source.suffix == ".npz":
+            dataset = FaceDataset.load(source)
+            images, names = dataset.images, [f"{source}:{p}" for p in dataset.path]
+        elif source.is_dir():
+            files = [p for p in _source_files(source)]
+            images, names = [], []
+            for p in files:
+                try:
+                    gray = decode_gray(p.read_bytes())
+                    images.append(crop_square(gray, center_square(gray)))
+                    names.append(str(p))
+                except (ImageReadError, OSError):
+                    continue
+        else:
+            raise FileNotFoundError(f"--against {source} is neither an emofx dataset (.npz) nor a folder")
+        hashes.append(dedup.perceptual_hashes(images, config.hash_method))
+        paths.extend(names)
+    return (np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)), np.asarray(paths, dtype=str)
+
+
+def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), *,
+            queries: str | os.PathLike | None = None, against: Sequence[str | os.PathLike] = (),
+            progress: bool = False) -> Collection:
+    """Clean the images under ``source`` (see the module docstring); the source is only read."""
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"collection source {root} is not a folder")
+    files = _source_files(root)
+    if not files:
+        raise CollectError(f"no files under {root}")
+    query_table = read_queries(queries, root) if queries is not None else None
+    heif = register_heif()
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+        records = list(tqdm(pool.map(lambda p: _one_file(p, config, heif), files), total=len(files),
+                            desc="collect", unit="img", disable=not progress, leave=False))
+    dropped = [{k: r[k] for k in ("source", "reason", "detail")} for r in records if "reason" in r]
+    good = [r for r in records if "face" in r]
+    faces = np.stack([r.pop("face") for r in good]) if good else np.zeros((0, config.size, config.size), np.uint8)
+    kept = pd.DataFrame(good, columns=["source", "content_hash", "animated", "face_x", "face_y", "face_side",
+                                       "sharpness"])
+    provenance = [_provenance(Path(s)) for s in kept["source"]]
+    kept["emotion"] = [e for e, _ in provenance]
+    kept["split"] = [s for _, s in provenance]
+    for column in ("query", "language", "culture"):
+        kept[column] = ""
+    if query_table is not None:
+        resolved = [str(Path(s).resolve()) for s in kept["source"]]
+        found = np.array([r in query_table.index for r in resolved])
+        for column in ("query", "language", "culture"):
+            kept.loc[found, column] = query_table.loc[np.asarray(resolved)[found], column].to_numpy()
+        emotion = query_table.reindex(resolved)["emotion"].fillna("").to_numpy()
+        kept["emotion"] = np.where(emotion != "", emotion, kept["emotion"])
+        kept["in_query_table"] = found
+    kept["phash"] = dedup.perceptual_hashes(faces, config.hash_method) if len(kept) else np.zeros(0, np.uint64)
+    duplicates, keep = _deduplicate(kept, config, against)
+    for index in np.flatnonzero(~keep):
+        row = duplicates[(duplicates["index"] == index) & ~duplicates["kept"]].iloc[0]
+        dropped.append({"source": kept.at[index, "source"], "reason": row["reason"], "detail": row["detail"]})
+    dropped_frame = pd.DataFrame(dropped, columns=["source", "reason", "detail"])
+    summary = {
+        "source": str(root.absolute()), "files": len(files), "kept": int(keep.sum()),
+        "dropped": {str(k): int(v) for k, v in dropped_frame["reason"].value_counts().items()},
+        "animated_first_frame": int(kept.loc[keep, "animated"].sum()) if len(kept) else 0,
+        "config": asdict(config), "heif_support": heif,
+        "duplicate_groups": _group_summary(duplicates),
+    }
+    if query_table is not None:
+        summary["not_in_query_table"] = int((~kept.loc[keep, "in_query_table"]).sum())
+    kept_frame = kept[keep].reset_index(drop=True)
+    kept_frame["phash"] = [f"{int(h):016x}" for h in kept_frame["phash"]]
+    kept_frame["content_hash"] = [f"{int(h):016x}" for h in kept_frame["content_hash"]]
+    return Collection(kept=kept_frame, faces=faces[keep], dropped=dropped_frame,
+                      duplicates=duplicates.drop(columns=["index"]), summary=summary)
+
+
+def _deduplicate(kept: pd.DataFrame, config: CollectConfig, against: Sequence[str | os.PathLike]
+                 ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Duplicate groups (exact, near, against other datasets) and which images survive."""
+    n = len(kept)
+    split = kept["split"].to_numpy(dtype=str) if n else np.zeros(0, str)
+    priority = _priority(split)
+    source = kept["source"].to_numpy(dtype=str) if n else np.zeros(0, str)
+    keep = np.ones(n, dtype=bool)
+    parts = []
+    kinds = [("exact", "exact duplicate")] + ([("near", "near duplicate")] if config.near_threshold >= 0 else [])
+    for kind, reason in kinds:
+        groups = np.full(n, dedup.NO_GROUP, dtype=np.int64)
+        remaining = np.flatnonzero(keep)  # near groups are searched among the exact groups' survivors
+        if kind == "exact":
+            groups[remaining] = dedup.exact_groups(kept["content_hash"].to_numpy(np.uint64)[remaining])
+        else:
+            groups[remaining] = dedup.near_groups(kept["phash"].to_numpy(np.uint64)[remaining], config.near_threshold)
+        survivors = dedup.keep_one_per_group(groups, priority)
+        kept_of = {g: source[i] for i in np.flatnonzero(survivors & (groups != dedup.NO_GROUP)) for g in [groups[i]]}
+        members = np.flatnonzero(groups != dedup.NO_GROUP)
+        parts.append(pd.DataFrame({
+            "kind": kind, "group": groups[members], "index": members, "source": source[members],
+            "split": split[members], "kept": survivors[members] & keep[members], "reason": reason,
+            "detail": [f"of {kept_of[g]}" for g in groups[members]],
+        }))
+        keep &= survivors
+    if against:
+        other_hashes, other_paths = against_hashes(against, config)
+        threshold = max(config.near_threshold, 0)
+        rows, cols = dedup.near_pairs(kept["phash"].to_numpy(np.uint64), threshold, other_hashes)
+        first = pd.Series(cols).groupby(rows).first()
+        members = first.index.to_numpy(np.int64)
+        parts.append(pd.DataFrame({
+            "kind": "against", "group": first.to_numpy(np.int64), "index": members, "source": source[members],
+            "split": split[members], "kept": False, "reason": "near duplicate of another dataset",
+            "detail": [f"of {other_paths[j]}" for j in first.to_numpy()],
+        }))
+        keep[members] = False
+    columns = ["kind", "group", "index", "source", "split", "kept", "reason", "detail"]
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), keep
+
+
+def _group_summary(duplicates: pd.DataFrame) -> list[dict[str, Any]]:
+    """Groups and images per kind and combination of splits spanned."""
+    if duplicates.empty:
+        return []
+    spans = duplicates.groupby(["kind", "group"]).agg(
+        size=("source", "size"), splits=("split", lambda s: "+".join(sorted(set(s))) or "(none)"))
+    table = spans.groupby(["kind", "splits"]).agg(groups=("size", "size"), images=("size", "sum")).reset_index()
+    table["removed"] = table["images"] - np.where(table["kind"] == "against", 0, table["groups"])
+    return table.to_dict(orient="records")
+
+
+# ---------------------------------------------------------------------------- writing
+def write_collection(collection: Collection, out: str | os.PathLike, *, write_faces: bool = True,
+                     overwrite: bool = False) -> Path:
+    """Write the manifest, faces, drop report, duplicate groups, exclusion list and summary into ``out``.
+
+    Everything is written into a temporary folder first and moved into place at the end, so
+    ``out`` is either complete or absent. With ``write_faces`` the manifest's ``path`` is the
+    face PNG (``faces/00001.png``); otherwise the source file.
+    """
+    import json
+
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    source = Path(collection.summary["source"])
+    if out.resolve().is_relative_to(source.resolve()):
+        raise CollectError(f"--out {out} lies inside the source {source}; sources are only read")
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "faces").mkdir(parents=True)
+    manifest = collection.kept.copy()
+    if write_faces:
+        names = [f"faces/{i:06d}.png" for i in range(len(manifest))]
+        for name, face in zip(names, collection.faces):
+            Image.fromarray(face).save(partial / name)
+        manifest.insert(0, "path", names)
+    else:
+        (partial / "faces").rmdir()
+        manifest.insert(0, "path", manifest["source"])
+    manifest.to_csv(partial / "manifest.csv", index=False)
+    collection.dropped.to_csv(partial / "dropped.csv", index=False)
+    collection.duplicates.to_csv(partial / "duplicates.csv", index=False)
+    collection.exclusion_list().to_csv(partial / "exclude.csv", index=False)
+    (partial / "report.json").write_text(json.dumps(collection.summary, indent=2, default=str) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out

@@ -1,0 +1,128 @@
+"""Exact and near-duplicate images: content digests, perceptual hashes, groups, and which copy to keep.
+
+Exact duplicates share their file bytes (a BLAKE2b digest). Near duplicates (re-encoded,
+resized, slightly cropped or brightened copies) have perceptual hashes (``imagehash``:
+pHash by default, 64 bits) within ``threshold`` bits of each other; groups are the connected
+components of that relation, so a chain of small differences forms one group. Hamming
+distances are computed for all pairs in blocks (35,887 FER2013 faces: about 1.3 billion pairs,
+seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+HASH_METHODS: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
+HASH_BITS = 64
+NO_GROUP = -1
+_BLOCK = 1024
+
+
+def content_digest(data: bytes) -> int:
+    """A 64-bit digest of file bytes (equal bytes, equal digest)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def perceptual_hash(gray: np.ndarray, method: str = "phash") -> int:
+    """The 64-bit perceptual hash of a grayscale image (``imagehash``, 8x8 bits)."""
+    try:
+        import imagehash
+    except ImportError:
+        raise ImportError('near-duplicate search needs imagehash: pip install imagehash') from None
+    from PIL import Image
+
+    if method not in HASH_METHODS:
+        raise ValueError(f"unknown hash method {method!r}; choose one of {', '.join(HASH_METHODS)}")
+    bits = getattr(imagehash, method)(Image.fromarray(np.asarray(gray, dtype=np.uint8))).hash.reshape(-1)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def perceptual_hashes(images: Sequence[np.ndarray], method: str = "phash") -> np.ndarray:
+    """uint64 (N,) perceptual hashes of grayscale images."""
+    return np.array([perceptual_hash(image, method) for image in images], dtype=np.uint64)
+
+
+def near_pairs(hashes: np.ndarray, threshold: int, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) whose hashes differ in at most ``threshold`` bits.
+
+    Within ``hashes`` (i < j) when ``others`` is None, else between ``hashes[i]`` and ``others[j]``.
+    """
+    if not 0 <= threshold < HASH_BITS:
+        raise ValueError(f"near-duplicate threshold must lie in [0, {HASH_BITS}) bits; got {threshold}")
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    against = hashes if others is None else np.asarray(others, dtype=np.uint64)
+    rows, cols = [], []
+    for start in range(0, len(hashes), _BLOCK):
+        block = hashes[start:start + _BLOCK]
+        distance = np.bitwise_count(block[:, None] ^ against[None, :])
+        i, j = np.nonzero(distance <= threshold)
+        i = i + start
+        if others is None:
+            keep = j > i
+            i, j = i[keep], j[keep]
+        rows.append(i)
+        cols.append(j)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+
+
+def groups_from_pairs(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Group id per item (connected components of the pairs); NO_GROUP for items in no pair."""
+    if not len(rows):
+        return np.full(n, NO_GROUP, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    in_group = sizes[component] > 1
+    _, renumbered = np.unique(component[in_group], return_inverse=True)
+    groups = np.full(n, NO_GROUP, dtype=np.int64)
+    groups[in_group] = renumbered
+    return groups
+
+
+def exact_groups(digests: np.ndarray) -> np.ndarray:
+    """Group id per item for equal digests; NO_GROUP for unique items (and for digest 0, unread files)."""
+    digests = np.asarray(digests, dtype=np.uint64)
+    _, inverse, counts = np.unique(digests, return_inverse=True, return_counts=True)
+    repeated = (counts[inverse] > 1) & (digests != 0)
+    groups = np.full(len(digests), NO_GROUP, dtype=np.int64)
+    _, groups[repeated] = np.unique(inverse[repeated], return_inverse=True)
+    return groups
+
+
+def near_groups(hashes: np.ndarray, threshold: int) -> np.ndarray:
+    """Group id per item for hashes within ``threshold`` bits (connected components); NO_GROUP when alone."""
+    return groups_from_pairs(len(hashes), *near_pairs(hashes, threshold))
+
+
+def keep_one_per_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Boolean (N,): True for the item each group keeps (highest ``priority``, then first index) and every
+    ungrouped item."""
+    keep = np.asarray(groups) == NO_GROUP
+    order = np.lexsort((np.arange(len(groups)), -np.asarray(priority)))
+    grouped = order[np.asarray(groups)[order] != NO_GROUP]
+    _, first = np.unique(np.asarray(groups)[grouped], return_index=True)
+    keep[grouped[first]] = True
+    return keep
+
+
+def group_table(groups: np.ndarray, split: np.ndarray, kind: str) -> pd.DataFrame:
+    """One row per group: its size and which splits it spans (e.g. ``PrivateTest+Training``)."""
+    grouped = np.asarray(groups) != NO_GROUP
+    frame = pd.DataFrame({"group": np.asarray(groups)[grouped], "split": np.asarray(split)[grouped]})
+    table = frame.groupby("group").agg(size=("split", "size"),
+                                       splits=("split", lambda s: "+".join(sorted(set(s))) or "(none)"))
+    return table.assign(kind=kind)
+
+
+def split_summary(groups: np.ndarray, split: np.ndarray, kind: str) -> pd.DataFrame:
+    """Groups and images per combination of splits a group spans."""
+    table = group_table(groups, split, kind)
+    summary = table.groupby("splits").agg(groups=("size", "size"), images=("size", "sum"))
+    summary["extra_copies"] = summary["images"] - summary["groups"]
+    return summary.assign(kind=kind).reset_index()[["kind", "splits", "groups", "images", "extra_copies"]]

@@ -1,0 +1,174 @@
+"""emofx collect: robust reading, duplicate groups across splits, filters, atomic output, --exclude."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from emofx.cli import main
+from emofx.data import dedup
+from emofx.data.collect import CollectConfig, collect, sharpness, write_collection
+from emofx.data.dataset import FaceDataset
+from emofx.data.synthetic import make_synthetic
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def web_folder(tmp_path):
+    """Synthetic faces in a FER2013-like layout, with copies, re-encodings and broken files."""
+    faces = make_synthetic(n_per_class=4, seed=0, classes=("happy", "sad"), images_per_subject_class=1)
+    root = tmp_path / "web"
+    for i, (image, label) in enumerate(zip(faces.images, faces.label_names)):
+        split, prefix = ("train", "Training") if i % 4 else ("test", "PrivateTest")
+        folder = root / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{prefix}_{i:03d}.png")
+    first = root / "test" / "happy" / "PrivateTest_000.png"
+    happy = root / "train" / "happy"
+    (happy / "Training_copy.png").write_bytes(first.read_bytes())  # exact copy of a test image
+    source = Image.open(first)
+    source.save(happy / "Training_reencoded.webp", quality=90)  # near copy (WebP)
+    source.save(happy / "Training_anim.gif", save_all=True, append_images=[source.rotate(30)])  # animated
+    Image.fromarray(cv2.GaussianBlur(np.asarray(source), (9, 9), 4)).save(happy / "Training_blurred.png")
+    (happy / "Training_empty.jpg").write_bytes(b"")
+    (happy / "Training_notes.jpg").write_text("not an image")
+    (happy / "Training_photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    return root
+
+
+def test_collect_groups_duplicates_across_splits_and_keeps_the_test_copy(web_folder, monkeypatch):
+    monkeypatch.setattr("emofx.data.collect.register_heif", lambda: False)
+    result = collect(web_folder, CollectConfig(faces="cropped", min_face=0, near_threshold=4))
+    reasons = dict(zip(result.dropped["source"].str.rsplit("/", n=1).str[-1], result.dropped["reason"]))
+    assert reasons["Training_copy.png"] == "exact duplicate"
+    assert reasons["Training_reencoded.webp"] == "near duplicate"
+    assert reasons["Training_anim.gif"] == "near duplicate"  # its first frame is the test image
+    assert reasons["Training_empty.jpg"] == "empty file"
+    assert reasons["Training_notes.jpg"] == "not an image"
+    assert reasons["Training_photo.heic"] == "HEIC/HEIF needs pillow-heif"
+    assert "PrivateTest_000.png" in " ".join(result.kept["source"])  # the test copy survives
+    exact = [g for g in result.summary["duplicate_groups"] if g["kind"] == "exact"]
+    assert exact == [{"kind": "exact", "splits": "PrivateTest+Training", "groups": 1, "images": 2, "removed": 1}]
+    assert set(result.exclusion_list()["reason"]) == {"exact duplicate", "near duplicate"}
+    assert reasons["Training_blurred.png"] == "near duplicate"  # perceptual hashes ignore a blur
+    assert len(result.kept) == len(result.faces) == 8
+    assert set(result.kept["emotion"]) == {"happy", "sad"}
+
+
+def test_blur_and_size_filters(web_folder):
+    strict = collect(web_folder, CollectConfig(faces="cropped", min_face=0, min_sharpness=50, near_threshold=-1))
+    blurred = strict.dropped[strict.dropped["source"].str.endswith("Training_blurred.png")]
+    assert blurred["reason"].tolist() == ["blurred"]
+    tiny = collect(web_folder, CollectConfig(faces="cropped", min_face=49, near_threshold=-1))
+    assert len(tiny.kept) == 0 and tiny.summary["dropped"]["face too small"] > 0
+
+
+def test_sharpness_is_the_variance_of_the_laplacian():
+    flat = np.full((32, 32), 90, np.uint8)
+    checker = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    assert sharpness(flat) == 0.0
+    assert sharpness(checker) > 1e5
+
+
+def test_dedup_helpers():
+    hashes = np.array([0b0, 0b111, 0b1, 0xFFFF << 40], dtype=np.uint64)
+    assert dedup.near_groups(hashes, 1).tolist() == [0, -1, 0, -1]
+    assert dedup.near_groups(hashes, 3).tolist() == [0, 0, 0, -1]  # a chain forms one group
+    rows, cols = dedup.near_pairs(hashes[:2], 0, others=hashes[2:])
+    assert len(rows) == 0
+    keep = dedup.keep_one_per_group(np.array([0, 0, -1, 1, 1]), np.array([0, 2, 0, 1, 1]))
+    assert keep.tolist() == [False, True, True, True, False]
+    assert dedup.exact_groups(np.array([5, 7, 5, 0, 0], dtype=np.uint64)).tolist() == [0, -1, 0, -1, -1]
+    with pytest.raises(ValueError, match="threshold"):
+        dedup.near_pairs(hashes, 64)
+
+
+def test_against_another_dataset(web_folder, tmp_path):
+    other = make_synthetic(n_per_class=4, seed=0, classes=("happy", "sad"), images_per_subject_class=1).subset([0])
+    other.save(tmp_path / "other.npz")
+    result = collect(web_folder, CollectConfig(faces="cropped", min_face=0, near_threshold=2),
+                     against=[tmp_path / "other.npz"])
+    against = result.dropped[result.dropped["reason"] == "near duplicate of another dataset"]
+    assert len(against) == 1 and "other.npz" in against["detail"].iloc[0]
+
+
+def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, capsys):
+    out = tmp_path / "collection"
+    assert main(["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--out", str(out),
+                 "--quiet", "--no-write-faces"]) == 0
+    printed = capsys.readouterr().out
+    assert "exact   PrivateTest+Training" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["kept"] == 8
+    exclude = pd.read_csv(out / "exclude.csv")
+    assert len(exclude) == 4
+    assert main(["collect", str(web_folder), "--out", str(out)]) == 2  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
+    clean = tmp_path / "clean.npz"
+    assert main(["prepare", str(web_folder), "--format", "folder", "--faces", "cropped", "--out", str(clean),
+                 "--exclude", str(out / "exclude.csv"), "--no-progress"]) == 0
+    assert "left out 4 images" in capsys.readouterr().out
+    kept = FaceDataset.load(clean)
+    assert not any(p.endswith("Training_copy.png") for p in kept.path)
+    assert kept.meta["excluded"]["images"] == 4
+    assert kept.meta["duplicates"]["files"] == 0  # the exact copy left with the list
+
+
+def test_write_collection_writes_faces_and_a_manifest_that_prepare_reads(web_folder, tmp_path):
+    result = collect(web_folder, CollectConfig(faces="cropped", min_face=0))
+    out = write_collection(result, tmp_path / "col")
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert (out / manifest["path"].iloc[0]).is_file()
+    assert not (tmp_path / ".col.partial").exists()
+    with pytest.raises(FileExistsError):
+        write_collection(result, tmp_path / "col")
+    assert main(["prepare", str(out / "manifest.csv"), "--format", "manifest", "--faces", "cropped",
+                 "--out", str(tmp_path / "col.npz"), "--no-progress"]) == 0
+    assert len(FaceDataset.load(tmp_path / "col.npz")) == len(manifest)
+
+
+def test_collect_rejects_bad_input(tmp_path, capsys):
+    assert main(["collect", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "src").mkdir()
+    (tmp_path / "q.csv").write_text("name,other\nx,y\n")
+    (tmp_path / "src" / "a.png").write_bytes(b"x")
+    assert main(["collect", str(tmp_path / "src"), "--queries", str(tmp_path / "q.csv"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "expected columns file, query" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_query_table_sets_emotion_and_provenance(web_folder, tmp_path):
+    files = sorted(p.relative_to(web_folder).as_posix() for p in web_folder.rglob("*.png"))
+    pd.DataFrame({"file": files, "query": "快乐 脸", "emotion": "joy", "language": "zh", "culture": "Chinese"}
+                 ).to_csv(tmp_path / "queries.csv", index=False)
+    result = collect(web_folder, CollectConfig(faces="cropped", min_face=0),
+                     queries=tmp_path / "queries.csv")
+    pngs = result.kept[result.kept["source"].str.endswith(".png")]
+    assert set(pngs["emotion"]) == {"happy"} and set(pngs["culture"]) == {"Chinese"}
+    assert result.summary["not_in_query_table"] == int((~result.kept["source"].str.endswith(".png")).sum())
+
+
+def test_exclusion_lists_with_relative_paths_travel_with_the_data(web_folder, tmp_path):
+    from emofx.cli.prepare import exclude_listed
+
+    dataset = FaceDataset.from_label_names(
+        np.zeros((2, 4, 4), np.uint8), ["happy", "sad"],
+        path=[str(web_folder / "train" / "happy" / "Training_001.png"), str(web_folder / "test" / "sad" / "x.png")])
+    listing = tmp_path / "exclude.csv"
+    pd.DataFrame({"path": [f"{web_folder.name}/train/happy/Training_001.png"]}).to_csv(listing, index=False)
+    kept, excluded = exclude_listed(dataset, listing)
+    assert excluded == 1 and kept.path.tolist() == [dataset.path[1]]
+    pd.DataFrame({"path": ["elsewhere/other.png"]}).to_csv(listing, index=False)
+    with pytest.raises(ValueError, match="no image of the dataset is listed"):
+        exclude_listed(dataset, listing)

@@ -1,0 +1,204 @@
+"""Crowd labels: reading answers, attaching, aggregating, simulated crowds, agreement, training weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx.crowd.aggregate import AggregationError, accuracy_against, aggregate, apply_aggregation, plurality
+from emofx.crowd.answers import (AnswersError, answers_from_frame, attach_answers, attach_observer_votes,
+                                 read_answers)
+from emofx.crowd.simulate import BIASED_SPAMMER, GOOD, UNIFORM_SPAMMER, CrowdConfig, simulate_crowd
+from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import EMOTIONS
+
+pytest.importorskip("crowdkit", reason='crowd-kit is the optional extra: pip install "emofx[crowd]"')
+
+SEVEN = EMOTIONS[:7]
+
+
+def blank_dataset(labels: np.ndarray, classes=SEVEN) -> FaceDataset:
+    """Tiny blank images named img0.png, img1.png, ... with the given label indices."""
+    n = len(labels)
+    return FaceDataset.from_label_names(np.zeros((n, 4, 4), np.uint8), np.asarray(classes)[labels],
+                                        path=[f"/data/faces/img{i}.png" for i in range(n)])
+
+
+def simulated(n_images: int, seed: int, config: CrowdConfig = CrowdConfig()):
+    truth = np.random.default_rng(seed + 1000).integers(len(SEVEN), size=n_images)
+    crowd = simulate_crowd(truth, SEVEN, config, seed=seed)
+    answers = crowd.answers.assign(image=[f"img{i}.png" for i in crowd.answers["image"]])
+    dataset, _ = attach_answers(blank_dataset(truth), answers_from_frame(answers))
+    return dataset, np.asarray(SEVEN)[truth], crowd
+
+
+# ---------------------------------------------------------------------------- reading answers
+def test_mturk_batch_results_are_read_and_rejected_assignments_left_out(tmp_path):
+    path = tmp_path / "Batch_1_batch_results.csv"
+    pd.DataFrame({
+        "HITId": ["h1", "h1", "h2", "h2"],
+        "WorkerId": ["A1", "A2", "A1", "A3"],
+        "AssignmentStatus": ["Approved", "Approved", "Rejected", "Submitted"],
+        "WorkTimeInSeconds": ["12", "8", "3", "20"],
+        "Input.image_url": ["https://x.org/im/img0.png", "https://x.org/im/img0.png",
+                            "https://x.org/im/img1.png", "https://x.org/im/img1.png"],
+        "Answer.emotion": ["Happiness", "happy", "fear", "Afraid"],
+    }).to_csv(path, index=False)
+    answers = read_answers(path)
+    assert answers.layout == "mturk"
+    assert answers.dropped["rejected"] == 1
+    assert answers.frame["label"].tolist() == ["happy", "happy", "afraid"]
+    assert answers.frame["time"].tolist() == [12.0, 8.0, 20.0]
+    dataset, report = attach_answers(blank_dataset(np.array([3, 2])), answers)  # matched by file name
+    names = dataset.meta["vote_names"]
+    assert dataset.extras["votes"][0, names.index("happy")] == 2
+    assert dataset.extras["votes"][1, names.index("afraid")] == 1
+    assert report.images_answered == 2 and report.not_in_dataset == 0
+
+
+def test_plain_answers_count_bad_rows_instead_of_failing(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("image,annotator,emotion\nimg0.png,ann,happy\nimg0.png,ann,sad\nimg1.png,ann,bored\n"
+                    "img1.png,,sad\nimg9.png,ann,sad\nimg1.png,bob,not a face\n")
+    answers = read_answers(path)
+    assert answers.dropped == {"empty": 1, "unknown_label": 1, "repeated": 1, "rejected": 0}
+    assert answers.unknown_labels == {"bored": 1}
+    dataset, report = attach_answers(blank_dataset(np.array([3, 4])), answers)
+    assert report.not_in_dataset == 1 and report.not_in_dataset_examples == ("img9.png",)
+    assert dataset.meta["vote_names"][-1] == "not_face"
+    assert "answer_worker" in dataset.extras and dataset.meta["workers"] == ["ann", "bob"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("a,b\n1,2\n", "no column for"),
+    ("image,worker,label\nimg0.png,w,bored\n", "no usable answers"),
+])
+def test_unusable_answer_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "answers.csv"
+    path.write_text(text)
+    with pytest.raises(AnswersError, match=message):
+        read_answers(path)
+
+
+def test_answers_about_other_images_are_an_error():
+    answers = answers_from_frame(pd.DataFrame({"image": ["other.png"], "worker": ["w"], "label": ["sad"]}))
+    with pytest.raises(AnswersError, match="none of the 1 answers"):
+        attach_answers(blank_dataset(np.array([0])), answers)
+
+
+# ---------------------------------------------------------------------------- aggregation
+def test_plurality_breaks_ties_from_the_seed_and_marks_unanswered():
+    votes = np.array([[2, 2, 0], [0, 0, 0], [0, 1, 3]])
+    first = [plurality(votes, seed)[0] for seed in range(20)]
+    assert set(first) == {0, 1}
+    assert plurality(votes, 0)[1] == -1 and plurality(votes, 0)[2] == 2
+
+
+def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
+    dataset = blank_dataset(np.array([0, 1, 2]))
+    votes = np.array([[8, 1, 1, 0, 0, 0, 0, 0], [3, 3, 2, 1, 1, 0, 0, 0], [0, 0, 9, 0, 0, 0, 0, 1]], np.int16)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes},
+                             "meta": {"vote_names": [*SEVEN, "unknown"]}})
+    result = aggregate(dataset, "ferplus")
+    assert result.labels.tolist() == [0, -1, 2]  # the FER+ rule: row 1 has no majority
+    assert result.agreement[0] == pytest.approx(0.8)
+    assert result.entropy[2] == pytest.approx(-(0.9 * np.log2(0.9) + 0.1 * np.log2(0.1)), abs=1e-5)
+    relabelled, dropped = apply_aggregation(dataset, result)
+    assert len(relabelled) == 2 and dropped["no_label"] == 1
+    with pytest.raises(AggregationError, match="without worker identities"):
+        aggregate(dataset, "ds")
+
+
+def test_dawid_skene_beats_majority_vote_by_five_points_on_a_mixed_crowd():
+    """7 classes, 5 answers per image, 30% low-quality workers (the issue's acceptance test)."""
+    dataset, truth, crowd = simulated(1000, seed=0)
+    assert np.mean(crowd.kinds != GOOD) == pytest.approx(0.3)
+    mv = accuracy_against(aggregate(dataset, "mv"), truth)
+    ds = accuracy_against(aggregate(dataset, "ds"), truth)
+    assert ds >= mv + 0.05, (mv, ds)
+    assert ds > 0.85
+
+
+def test_dawid_skene_finds_the_spammers():
+    dataset, _, crowd = simulated(1000, seed=1)
+    quality = aggregate(dataset, "ds").workers["quality"].reindex(list(crowd.workers))
+    good = quality[crowd.kinds == GOOD]
+    spam = quality[np.isin(crowd.kinds, [UNIFORM_SPAMMER, BIASED_SPAMMER])]
+    assert good.median() > spam.max() - 0.05
+    assert good.median() - spam.median() > 0.4
+
+
+@pytest.mark.parametrize("method", ["glad", pytest.param("mace", marks=pytest.mark.slow), "wawa"])  # MACE: 10 restarts
+def test_worker_models_beat_majority_vote(method):
+    dataset, truth, _ = simulated(120, seed=2, config=CrowdConfig(n_workers=10))
+    mv = accuracy_against(aggregate(dataset, "mv"), truth)
+    assert accuracy_against(aggregate(dataset, method, seed=0), truth) > mv
+
+
+def test_aggregation_relabels_and_records_agreement():
+    dataset, truth, _ = simulated(200, seed=3, config=CrowdConfig(n_workers=15))
+    result = aggregate(dataset, "ds")
+    relabelled, _ = apply_aggregation(dataset, result)
+    assert len(relabelled) == 200
+    assert np.all((relabelled.extras["agreement"] >= 0) & (relabelled.extras["agreement"] <= 1))
+    assert relabelled.extras["label_proba"].sum(axis=1) == pytest.approx(np.ones(200), abs=1e-5)
+    assert relabelled.meta["aggregation"]["method"] == "ds"
+    table = result.per_image()
+    assert list(table.columns[:4]) == ["label", "agreement", "entropy", "n_answers"]
+    assert (table["n_answers"] == 5).all()
+
+
+def test_simulation_is_reproducible_and_validated():
+    truth = np.arange(50) % 7
+    a = simulate_crowd(truth, SEVEN, seed=4).answers
+    b = simulate_crowd(truth, SEVEN, seed=4).answers
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.duplicated(["image", "worker"]).any()
+    with pytest.raises(ValueError, match="answers_per_image"):
+        CrowdConfig(n_workers=3, answers_per_image=5)
+
+
+# ---------------------------------------------------------------------------- agreement
+def test_agreement_coefficients():
+    from emofx.crowd.agreement import agreement_table
+
+    perfect = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]])
+    table = agreement_table(perfect, ("happy", "sad", "angry"))
+    assert table.loc["all", "krippendorff_alpha"] == pytest.approx(1.0)
+    assert table.loc["all", "fleiss_kappa"] == pytest.approx(1.0)
+    assert table.loc["sad", "krippendorff_alpha"] == pytest.approx(1.0)
+    # Fleiss' worked example (Wikipedia "Fleiss' kappa": 10 subjects, 14 raters, 5 categories): kappa 0.210
+    fleiss_example = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0],
+                               [2, 2, 8, 1, 1], [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2],
+                               [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]])
+    assert agreement_table(fleiss_example, tuple("abcde")).loc["all", "fleiss_kappa"] == pytest.approx(0.210, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------- observers, training weights
+def test_observer_proportions_become_votes():
+    dataset = blank_dataset(np.array([3, 4]))
+    ratings = np.array([[0.8, 0.2, 0, 0, 0, 0], [np.nan] * 6], np.float32)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"ratings": ratings,
+                                                            "observers": np.array([10, np.nan], np.float32)},
+                             "meta": {"rating_names": ["happy", "sad", "angry", "disgusted", "afraid", "surprised"]}})
+    attached, report = attach_observer_votes(dataset)
+    assert attached.extras["votes"][0].tolist() == [8, 2, 0, 0, 0, 0]
+    assert report.images_answered == 1
+
+
+def test_agreement_weights_scale_the_loss():
+    from emofx.nets.training import TrainingError, agreement_weights, cross_entropy
+
+    dataset = blank_dataset(np.array([0, 1, 2]))
+    with pytest.raises(TrainingError, match="labels aggregate"):
+        agreement_weights(dataset)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"agreement": np.array([0.4, 0.8, np.nan], np.float32)}})
+    weights = agreement_weights(dataset)
+    assert weights.tolist() == pytest.approx([2 / 3, 4 / 3, 1.0])
+    logits = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.5]], np.float32)
+    targets = np.eye(3, dtype=np.float32)
+    per_image = -np.log(np.exp(np.diag(logits)) / np.exp(logits).sum(axis=1))
+    weighted = float(cross_entropy(logits, targets * weights[:, None]))
+    assert weighted == pytest.approx(float(np.mean(per_image * weights)), rel=1e-5)
