@@ -145,4 +145,4 @@ def test_notebooks_in_git_carry_no_outputs_and_one_parameters_cell(path):
 def test_notebook_list_is_complete():
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == [
         "00_quickstart", "01_benchmark", "02_train_culture", "03_saliency", "04_emotion_modification",
-        "05_compare_cultures"]
+        "05_compare_cultures", "06_annotate"]
