@@ -42,7 +42,8 @@ FOLDS_DIR = "folds"  # where 01_benchmark records one run per fold
 SALIENCY_FILE = "saliency.npz"
 REGION_SHARES_FILE = "region_shares.csv"
 MODIFICATION_FILE = "modification.npz"
-COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
+COMPARISON_DIR = "comparison"
+COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched  # where 05_compare_cultures saves emofx.study.comparison's tables
 FORMATS = ("png", "pdf")
 
 
@@ -106,14 +107,22 @@ def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]]
     return dataset.images[np.asarray(picked, int)], np.asarray(targets, np.int32), names
 
 
-def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str]) -> Path:
-    """Record a :class:`ModificationResult` (and each row's source emotion) behind a Figure 7 panel."""
-    path = Path(output_dir) / MODIFICATION_FILE
+def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str],
+                      method: str = "", filename: str = MODIFICATION_FILE) -> Path:
+    """Record a :class:`ModificationResult` (each row's source emotion, the gradient ``method``) behind a
+    Figure 7 panel."""
+    path = Path(output_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, images=result.images.astype(np.float16), probabilities=result.probabilities,
                         targets=result.targets, classes=np.asarray(result.classes, dtype=str),
-                        source_names=np.asarray(source_names, dtype=str))
+                        source_names=np.asarray(source_names, dtype=str), method=np.asarray(method))
     return path
+
+
+def modification_method(path: str | os.PathLike) -> str:
+    """The gradient method recorded with a :func:`save_modification` record ("" when not recorded)."""
+    with np.load(path) as data:
+        return str(data["method"]) if "method" in data.files else ""
 
 
 def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list[str]]:
@@ -127,9 +136,14 @@ def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list
 # ---------------------------------------------------------------------------- reading an experiment
 
 
-def training_runs(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
-    """The completed 02_train_culture runs of an experiment, by culture (in run-name order)."""
+def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) -> dict[str, list[Run]]:
+    """The completed 02_train_culture runs of an experiment under one ``protocol`` (``collected`` or
+    ``matched``; runs that do not say are ``collected``), by culture (in run-name order)."""
     runs = completed_runs(experiment_dir, TRAINING)
+    recorded = runs["protocol"].fillna(COLLECTED) if "protocol" in runs else pd.Series(COLLECTED, index=runs.index)
+    runs = runs[recorded == protocol]
+    if runs.empty:
+        raise FileNotFoundError(f"no completed {TRAINING} runs of the {protocol!r} protocol under {experiment_dir}")
     by_culture: dict[str, list[Run]] = {}
     for _, row in runs.iterrows():
         by_culture.setdefault(str(row["culture"]), []).append(load_run(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR))
@@ -277,9 +291,12 @@ def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
     runs = completed_runs(experiment_dir, MODIFICATION)
     written = []
     for _, row in runs.iterrows():
-        result, sources = load_modification(Path(row["run_dir"]) / RESULTS_DIR / MODIFICATION_FILE)
-        name = "fig7_modification" if len(runs) == 1 else f"fig7_modification_{row['run']}"
-        written += _save(modification_panel(result, source_names=sources), out / name)
+        records = sorted((Path(row["run_dir"]) / RESULTS_DIR).glob("modification*.npz"))
+        for record in records:
+            result, sources = load_modification(record)
+            method = modification_method(record)
+            name = "fig7_modification" + ("" if len(runs) == 1 else f"_{row['run']}") + record.stem[len("modification"):]
+            written += _save(modification_panel(result, source_names=sources, method=method), out / name)
     return written
 
 
