@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare two cultures' runs: accuracy, features, representations",
     "batch": "run a notebook for every parameter combination with papermill",
     "figures": "regenerate the paper's figures and tables from recorded runs",
+    "report": "one report (Markdown, HTML) on an experiment's recorded runs",
 }
 
 # Errors that mean "the user's input was wrong": reported in one line, exit status 2.

@@ -263,7 +263,7 @@ def _learning_curves(experiment_dir: Path, out: Path, notebooks: set[str]) -> li
     return _save(_learning_curve_figure(groups, what), out / "fig4_learning_curves")
 
 
-def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
+def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> list[Path]:
     from emofx.plotting.saliency import saliency_grid
 
     runs = completed_runs(experiment_dir, SALIENCY)
@@ -271,9 +271,10 @@ def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
     for _, row in runs.iterrows():
         results = Path(row["run_dir"]) / RESULTS_DIR
         record = load_saliency(results / SALIENCY_FILE)
-        fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
-                            culture=record["culture"], method=record["method"])
-        written += _save(fig, out / f"fig5_saliency_{record['culture']}")
+        if faces:
+            fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
+                                culture=record["culture"], method=record["method"])
+            written += _save(fig, out / f"fig5_saliency_{record['culture']}")
         shares = results / REGION_SHARES_FILE
         if shares.is_file():
             summaries.append(pd.read_csv(shares).groupby("emotion").mean(numeric_only=True).reset_index()
@@ -326,8 +327,10 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
+def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces: bool = True) -> pd.DataFrame:
     """Write every figure and table the experiment's records allow into ``out``.
+
+    ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
     or the reason it was skipped); nothing is retrained.
@@ -347,8 +350,9 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike) -> pd.
         ("table2_confusion_*, table4_misclassification", TRAINING, TRAINING in notebooks,
          lambda: _training_figures(experiment_dir, out)),
         ("fig5_saliency_*, table5_saliency_regions", SALIENCY, SALIENCY in notebooks,
-         lambda: _saliency_figures(experiment_dir, out)),
-        ("fig7_modification", MODIFICATION, MODIFICATION in notebooks, lambda: _modification_figures(experiment_dir, out)),
+         lambda: _saliency_figures(experiment_dir, out, faces)),
+        ("fig7_modification", MODIFICATION, MODIFICATION in notebooks and faces,
+         lambda: _modification_figures(experiment_dir, out)),
         ("fig_h1_*, fig_h2_*, fig_transfer_matrix, fig_cka, table_h1/h2/transfer/cka", COMPARISON,
          COMPARISON in notebooks, lambda: _comparison_figures(experiment_dir, out)),
     ]
