@@ -50,8 +50,10 @@ class ReportError(ValueError):
     """An experiment folder with nothing to report."""
 
 
-def _md(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f") -> str:
-    return frame.to_markdown(index=index, floatfmt=floatfmt) if len(frame) else "_(empty)_"
+def _md(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers: bool = True) -> str:
+    if not len(frame):
+        return "_(empty)_"
+    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
 
 
 def _figure(out: Path, name: str, caption: str) -> str:
@@ -135,7 +137,11 @@ def _models(exp: _Experiment) -> str:
     recipe = exp.training[keys].drop_duplicates().astype(str)
     models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
     stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
-    return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe) +
+    caveat = ("\n\nEvery trial re-splits the same people of a culture by subject (no person in two parts of a trial), "
+              "so the trial-level tests speak about these people and new models, not about new people of the culture "
+              "(that needs `independent` splits: disjoint people per trial, too few here with 29 Taiwanese performers)."
+              if "split" in recipe and (recipe["split"] == "subject").any() else "")
+    return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe) + caveat +
             "\n\nHow training ended:\n\n" + _md(stops.reset_index()))
 
 
@@ -276,6 +282,8 @@ def _cka(exp: _Experiment, out: Path) -> str:
 def _human(exp: _Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("human_baseline", pd.DataFrame())
+        if table.empty:
+            return report_text.human_paragraph([])
         return ("Per class: the share of observers choosing the posed emotion on the tested images, beside the "
                 "models' accuracy (mean ± std over trials) and mean probability of the posed class:\n\n" + _md(table)
                 + "\n\n" + report_text.human_paragraph(record["summary"].get("human", [])))
