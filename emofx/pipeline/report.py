@@ -141,7 +141,7 @@ def _models(exp: _Experiment) -> str:
               "so the trial-level tests speak about these people and new models, not about new people of the culture "
               "(that needs `independent` splits: disjoint people per trial, too few here with 29 Taiwanese performers)."
               if "split" in recipe and (recipe["split"] == "subject").any() else "")
-    return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe) + caveat +
+    return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe, numbers=False) + caveat +
             "\n\nHow training ended:\n\n" + _md(stops.reset_index()))
 
 
