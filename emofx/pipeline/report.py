@@ -171,11 +171,13 @@ def _chance(exp: _Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("chance", pd.DataFrame())
         notes = [n for n in record["summary"].get("notes", []) if "chance" in n]
-        return _md(table) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+        chance = record["summary"].get("chance", {})
+        return (f"alpha = {chance.get('alpha')}, flagged trials excluded: {chance.get('excluded')}\n\n" + _md(table) +
+                "\n\n" + "\n".join(f"- {n}" for n in notes))
 
     return ("A trial is clearly above chance when its balanced accuracy beats every predictor that ignores the face: "
             "one-sided permutation test shuffling the true labels among the trial's test images, p < alpha "
-            "(`CompareConfig.chance_alpha`, 0.01 here). Flagged trials undermine H1 (the difference then measures "
+            "(`CompareConfig.chance_alpha`, given per protocol below). Flagged trials undermine H1 (the difference then measures "
             "failed training) and H2 and CKA (their maps and features describe no emotion); `exclude_chance` "
             "in notebook 05 leaves them out.\n\n" + _per_protocol(exp, body))
 
