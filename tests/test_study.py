@@ -17,7 +17,7 @@ from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.model import chosen_model
 from emofx.pipeline import batch, experiments, report
-from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, human_baseline
+from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, confusion_p_value, human_baseline
 from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -156,6 +156,9 @@ def test_chance_test_flags_a_constant_predictor_and_passes_a_good_one():
                           "emotion": np.tile(labels, 2), "predicted": np.concatenate([constant, good])})
     flags = chance_flags(frame, n_permutations=199)
     assert flags["flagged"].tolist() == [True, False]
+    confusion = np.zeros((7, 7), int)
+    np.add.at(confusion, (labels.astype(int), good.astype(int)), 1)
+    assert confusion_p_value(confusion, n_permutations=199) == pytest.approx((value, p))
 
 
 def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from emofx.pipeline import report_text
@@ -34,6 +35,7 @@ from emofx.pipeline.figures import (
     regenerate,
 )
 from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_runs
+from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
 SECTIONS = (
@@ -175,11 +177,24 @@ def _chance(exp: _Experiment) -> str:
         return (f"alpha = {chance.get('alpha')}, flagged trials excluded: {chance.get('excluded')}\n\n" + _md(table) +
                 "\n\n" + "\n".join(f"- {n}" for n in notes))
 
+    rows = []
+    for _, row in exp.training.sort_values(["protocol", "culture", "trial"]).iterrows():
+        confusion = _read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
+        if confusion:
+            value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
+            rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": row["trial"],
+                         "balanced_accuracy": value, "chance": 1 / len(confusion), "n_images": int(np.sum(confusion)),
+                         "p_value": p_value, "flagged": p_value >= CHANCE_ALPHA})
+    own = pd.DataFrame(rows)
+    listed = ("Every training run, tested on its own test images (alpha = "
+              f"{CHANCE_ALPHA}):\n\n" + _md(own) + "\n\n") if len(own) else ""
+    if len(own) and own["flagged"].any():
+        listed += f"**{int(own['flagged'].sum())} of {len(own)} runs are NOT clearly above chance.**\n\n"
     return ("A trial is clearly above chance when its balanced accuracy beats every predictor that ignores the face: "
             "one-sided permutation test shuffling the true labels among the trial's test images, p < alpha "
             "(`CompareConfig.chance_alpha`, given per protocol below). Flagged trials undermine H1 (the difference then measures "
             "failed training) and H2 and CKA (their maps and features describe no emotion); `exclude_chance` "
-            "in notebook 05 leaves them out.\n\n" + _per_protocol(exp, body))
+            "in notebook 05 leaves them out.\n\n" + listed + "As the comparison (05) saw them:\n\n" + _per_protocol(exp, body))
 
 
 def _saliency(exp: _Experiment, out: Path, faces: bool) -> str:

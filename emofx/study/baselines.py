@@ -47,6 +47,14 @@ def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permu
     return observed, (1 + reached) / (1 + n_permutations)
 
 
+def confusion_p_value(confusion: np.ndarray, n_permutations: int = 1999, seed: int = 0) -> tuple[float, float]:
+    """:func:`balanced_accuracy_p_value` from a confusion matrix of counts (rows true, columns predicted)."""
+    confusion = np.asarray(confusion, dtype=int)
+    rows, columns = np.nonzero(confusion)
+    counts = confusion[rows, columns]
+    return balanced_accuracy_p_value(np.repeat(rows, counts), np.repeat(columns, counts), n_permutations, seed)
+
+
 def chance_flags(predictions: pd.DataFrame, alpha: float = CHANCE_ALPHA, n_permutations: int = 1999,
                  seed: int = 0) -> pd.DataFrame:
     """Per (culture, trial) on its own test images: balanced accuracy, chance level, p-value, ``flagged``.
