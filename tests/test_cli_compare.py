@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emofx.cli import main
@@ -106,3 +107,19 @@ def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):
                     "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o3"), "--unit", "images"]
     assert main(images_max_t) == 2
     assert "maxT" in capsys.readouterr().err
+
+
+def test_cli_compare_flags_trials_not_above_chance(tiny_runs, tmp_path, capsys):
+    out = tmp_path / "flags"
+    argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+            "--data-b", str(tiny_runs["b"][1]), "--out", str(out), "--permutations", "99", "--bootstrap", "50",
+            "--no-figures"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    chance = pd.read_csv(out / "chance.csv")
+    # two or three test images per trial: no balanced accuracy on them can be clearly above chance
+    assert chance["flagged"].all() and (chance["n_images"] <= 3).all()
+    assert len(json.loads(captured.out)["trials_not_above_chance"]) == 2 * TRIALS
+    assert "NOT clearly above chance" in captured.err and "H1" in captured.err
+    assert main(argv + ["--exclude-chance", "--overwrite"]) == 2
+    assert "at least 2 per culture" in capsys.readouterr().err

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "collect": "clean a folder of web images: dedup, faces, filters, manifest",
     "batch": "run a notebook for every parameter combination with papermill",
     "figures": "regenerate the paper's figures and tables from recorded runs",
+    "report": "one report (Markdown, HTML) on an experiment's recorded runs",
 }
 
 # Errors that mean "the user's input was wrong": reported in one line, exit status 2.

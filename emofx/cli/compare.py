@@ -9,12 +9,16 @@ Region tests have one row per (emotion, region) plus region-level rows pooled ov
 (emotion "all"), all in one corrected family. The trials are exchangeable draws of a
 culture's people only when each trial used its own people (split kind "independent" in
 `emofx.study.comparison.culture_splits`); trials that re-split one sample answer for that sample.
+Every trial whose balanced accuracy is not clearly above chance (one-sided permutation test on its
+test images, p >= --chance-alpha) is flagged on stderr with the hypotheses it undermines;
+--exclude-chance leaves such trials out of every test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from emofx.data.dataset import FaceDataset
@@ -43,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--permutations", type=int, default=9999, help="Monte-Carlo permutations when not exact")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the accuracy CI")
     parser.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstrap and probe images")
+    parser.add_argument("--chance-alpha", type=float, default=0.01,
+                        help="flag trials whose balanced accuracy is not above chance at this level (0.01)")
+    parser.add_argument("--exclude-chance", action="store_true", help="leave flagged trials out of every test")
     parser.add_argument("--no-figures", action="store_true", help="write tables and summary only")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing comparison in --out")
 
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{flag} must be at least 1; got {value}")
     config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,
-                           n_permutations=args.permutations, n_boot=args.bootstrap, seed=args.seed)
+                           n_permutations=args.permutations, n_boot=args.bootstrap, seed=args.seed,
+                           chance_alpha=args.chance_alpha, exclude_chance=args.exclude_chance)
     cultures = []
     for runs_dir, data_path, name in ((args.runs_a, args.data_a, args.name_a), (args.runs_b, args.data_b, args.name_b)):
         dataset = FaceDataset.load(data_path)
@@ -68,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_figures:
         save_comparison_figures(result, args.out)
     accuracy = result.accuracy
+    for note in result.notes:
+        if "chance" in note:
+            print(f"emofx compare: {note}", file=sys.stderr)
     print(json.dumps({
         "cultures": [a.name, b.name],
         "accuracy": {k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high")},
         "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
+        "trials_not_above_chance": result.summary()["chance"]["flagged"],
         "out": str(args.out),
     }, indent=2))
     return 0

@@ -70,6 +70,28 @@ class ModelConfig:
                 if k in ("num_classes", "input_size", "widths", "kernel_size", "dense_units", "conv_bias")}
 
 
+SMALL_WIDTHS, SMALL_DENSE_UNITS = (16, 32, 64), 128  # the synthetic notebooks' model: fast on a CPU
+
+
+def chosen_model(num_classes: int, real_faces: bool, widths: Any = None, dense_units: int | None = None,
+                 input_size: int = 48) -> tuple[ModelConfig, str]:
+    """The model a notebook trains, and a sentence that states it.
+
+    Unless ``widths``/``dense_units`` are given: the paper's model on real faces, the small model
+    (``SMALL_WIDTHS``, ``SMALL_DENSE_UNITS``) on synthetic ones. A model other than the paper's is
+    called shrunken in the sentence, so outputs never change the paper's model silently.
+    """
+    paper = ModelConfig(num_classes=num_classes, input_size=input_size)
+    default_widths, default_dense = (paper.widths, paper.dense_units) if real_faces else (SMALL_WIDTHS, SMALL_DENSE_UNITS)
+    config = replace(paper, widths=tuple(widths if widths is not None else default_widths),
+                     dense_units=int(dense_units if dense_units is not None else default_dense))
+    shape = f"conv widths {'/'.join(map(str, config.widths))}, {config.dense_units} dense units"
+    if (config.widths, config.dense_units) == (paper.widths, paper.dense_units):
+        return config, f"the paper's model ({shape})"
+    why = "asked for explicitly" if widths is not None or dense_units is not None else "the synthetic default"
+    return config, f"a SHRUNKEN model, not the paper's ({shape}; {why})"
+
+
 class Conv(nn.Module):
     """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`."""
 

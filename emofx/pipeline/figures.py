@@ -42,7 +42,8 @@ FOLDS_DIR = "folds"  # where 01_benchmark records one run per fold
 SALIENCY_FILE = "saliency.npz"
 REGION_SHARES_FILE = "region_shares.csv"
 MODIFICATION_FILE = "modification.npz"
-COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
+COMPARISON_DIR = "comparison"
+COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched  # where 05_compare_cultures saves emofx.study.comparison's tables
 FORMATS = ("png", "pdf")
 
 
@@ -106,14 +107,22 @@ def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]]
     return dataset.images[np.asarray(picked, int)], np.asarray(targets, np.int32), names
 
 
-def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str]) -> Path:
-    """Record a :class:`ModificationResult` (and each row's source emotion) behind a Figure 7 panel."""
-    path = Path(output_dir) / MODIFICATION_FILE
+def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str],
+                      method: str = "", filename: str = MODIFICATION_FILE) -> Path:
+    """Record a :class:`ModificationResult` (each row's source emotion, the gradient ``method``) behind a
+    Figure 7 panel."""
+    path = Path(output_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, images=result.images.astype(np.float16), probabilities=result.probabilities,
                         targets=result.targets, classes=np.asarray(result.classes, dtype=str),
-                        source_names=np.asarray(source_names, dtype=str))
+                        source_names=np.asarray(source_names, dtype=str), method=np.asarray(method))
     return path
+
+
+def modification_method(path: str | os.PathLike) -> str:
+    """The gradient method recorded with a :func:`save_modification` record ("" when not recorded)."""
+    with np.load(path) as data:
+        return str(data["method"]) if "method" in data.files else ""
 
 
 def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list[str]]:
@@ -127,9 +136,14 @@ def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list
 # ---------------------------------------------------------------------------- reading an experiment
 
 
-def training_runs(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
-    """The completed 02_train_culture runs of an experiment, by culture (in run-name order)."""
+def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) -> dict[str, list[Run]]:
+    """The completed 02_train_culture runs of an experiment under one ``protocol`` (``collected`` or
+    ``matched``; runs that do not say are ``collected``), by culture (in run-name order)."""
     runs = completed_runs(experiment_dir, TRAINING)
+    recorded = runs["protocol"].fillna(COLLECTED) if "protocol" in runs else pd.Series(COLLECTED, index=runs.index)
+    runs = runs[recorded == protocol]
+    if runs.empty:
+        raise FileNotFoundError(f"no completed {TRAINING} runs of the {protocol!r} protocol under {experiment_dir}")
     by_culture: dict[str, list[Run]] = {}
     for _, row in runs.iterrows():
         by_culture.setdefault(str(row["culture"]), []).append(load_run(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR))
@@ -249,7 +263,7 @@ def _learning_curves(experiment_dir: Path, out: Path, notebooks: set[str]) -> li
     return _save(_learning_curve_figure(groups, what), out / "fig4_learning_curves")
 
 
-def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
+def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> list[Path]:
     from emofx.plotting.saliency import saliency_grid
 
     runs = completed_runs(experiment_dir, SALIENCY)
@@ -257,9 +271,10 @@ def _saliency_figures(experiment_dir: Path, out: Path) -> list[Path]:
     for _, row in runs.iterrows():
         results = Path(row["run_dir"]) / RESULTS_DIR
         record = load_saliency(results / SALIENCY_FILE)
-        fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
-                            culture=record["culture"], method=record["method"])
-        written += _save(fig, out / f"fig5_saliency_{record['culture']}")
+        if faces:
+            fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
+                                culture=record["culture"], method=record["method"])
+            written += _save(fig, out / f"fig5_saliency_{record['culture']}")
         shares = results / REGION_SHARES_FILE
         if shares.is_file():
             summaries.append(pd.read_csv(shares).groupby("emotion").mean(numeric_only=True).reset_index()
@@ -277,9 +292,12 @@ def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
     runs = completed_runs(experiment_dir, MODIFICATION)
     written = []
     for _, row in runs.iterrows():
-        result, sources = load_modification(Path(row["run_dir"]) / RESULTS_DIR / MODIFICATION_FILE)
-        name = "fig7_modification" if len(runs) == 1 else f"fig7_modification_{row['run']}"
-        written += _save(modification_panel(result, source_names=sources), out / name)
+        records = sorted((Path(row["run_dir"]) / RESULTS_DIR).glob("modification*.npz"))
+        for record in records:
+            result, sources = load_modification(record)
+            method = modification_method(record)
+            name = "fig7_modification" + ("" if len(runs) == 1 else f"_{row['run']}") + record.stem[len("modification"):]
+            written += _save(modification_panel(result, source_names=sources, method=method), out / name)
     return written
 
 
@@ -309,8 +327,10 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
+def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces: bool = True) -> pd.DataFrame:
     """Write every figure and table the experiment's records allow into ``out``.
+
+    ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
     or the reason it was skipped); nothing is retrained.
@@ -330,8 +350,9 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike) -> pd.
         ("table2_confusion_*, table4_misclassification", TRAINING, TRAINING in notebooks,
          lambda: _training_figures(experiment_dir, out)),
         ("fig5_saliency_*, table5_saliency_regions", SALIENCY, SALIENCY in notebooks,
-         lambda: _saliency_figures(experiment_dir, out)),
-        ("fig7_modification", MODIFICATION, MODIFICATION in notebooks, lambda: _modification_figures(experiment_dir, out)),
+         lambda: _saliency_figures(experiment_dir, out, faces)),
+        ("fig7_modification", MODIFICATION, MODIFICATION in notebooks and faces,
+         lambda: _modification_figures(experiment_dir, out)),
         ("fig_h1_*, fig_h2_*, fig_transfer_matrix, fig_cka, table_h1/h2/transfer/cka", COMPARISON,
          COMPARISON in notebooks, lambda: _comparison_figures(experiment_dir, out)),
     ]

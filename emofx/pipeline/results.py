@@ -66,6 +66,23 @@ def save_results(output_dir: str | os.PathLike, **values: Any) -> Path:
     return path
 
 
+DATASET_FILE = "dataset.json"
+
+
+def save_dataset(output_dir: str | os.PathLike, dataset: Any, **values: Any) -> Path:
+    """Write how a notebook's dataset was made to ``output_dir/dataset.json``: counts, subjects, skipped
+    inputs with their reasons, face detection and landmark method, alignment (``values`` added)."""
+    info = dataset.info()
+    reasons = pd.Series([s["reason"] for s in info.pop("skipped")], dtype=object).value_counts()
+    record = {**info, "skipped": int(reasons.sum()), "skipped_reasons": {str(k): int(v) for k, v in reasons.items()},
+              **{key: dataset.meta[key] for key in ("faces", "landmarks", "aligned", "face_options", "unrated")
+                 if key in dataset.meta}, **values}
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(output / DATASET_FILE, record)
+    return output / DATASET_FILE
+
+
 # ----------------------------------------------------------------------------- reading results
 
 

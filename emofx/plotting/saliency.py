@@ -75,13 +75,17 @@ def saliency_grid(
     return fig
 
 
+_METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps, the paper's wording"}
+
+
 def modification_panel(
     result: ModificationResult, images: Sequence[int] | None = None, n_intermediate: int = 3,
-    source_names: Sequence[str] | None = None,
+    source_names: Sequence[str] | None = None, method: str = "",
 ):
     """Figure 7: per row one image, columns original, ``n_intermediate`` steps and the result,
     each titled with the target class's probability. ``source_names`` (one per image in
-    ``result``, e.g. the original emotions) label the rows."""
+    ``result``, e.g. the original emotions) label the rows; ``method`` (the gradient that made the
+    steps) titles the panel."""
     n_steps = len(result.images) - 1
     rows = list(range(result.images.shape[1])) if images is None else list(images)
     if not rows:
@@ -101,7 +105,7 @@ def modification_panel(
             ax.set_title(f"{name}\nP({target})={target_probability[step, image]:.2f}", fontsize=8)
         source = f"{source_names[image]} -> " if source_names is not None else "-> "
         axes[r, 0].set_ylabel(f"{source}{target}", fontsize=8)
-    fig.suptitle("Emotion modification by gradient ascent")
+    fig.suptitle("Emotion modification by gradient ascent" + (f" ({_METHOD_WORDS.get(method, method)})" if method else ""))
     fig.tight_layout()
     return fig
 

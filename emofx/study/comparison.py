@@ -48,6 +48,7 @@ from emofx.study.accuracy import (
     transfer_matrix,
     trial_metrics,
 )
+from emofx.study.baselines import chance_flags, chance_notes, human_baseline
 from emofx.study.cultures import CompareConfig, ComparisonError, CultureRuns
 from emofx.study.features import (
     cka_table,
@@ -101,6 +102,9 @@ class Comparison:
                           "pixels_p_fwer_below_0.05": int((self.pixel["p_fwer"] < 0.05).sum())},
             "filters": self.tests["filters"],
             "cka": {"between": cka.get("between"), "within_a": cka.get("within_a"), "within_b": cka.get("within_b")},
+            "chance": {"alpha": self.config.chance_alpha, "excluded": self.config.exclude_chance,
+                       "flagged": self.tables["chance"].query("flagged")[["culture", "trial"]].to_dict(orient="records")},
+            "human": list(self.tests.get("human", [])),
             "notes": list(self.notes),
         })
 
@@ -137,6 +141,14 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     steps = tqdm(total=5, desc="compare", disable=not config.progress)
 
     predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
+    flags = chance_flags(pd.concat(predictions, ignore_index=True), config.chance_alpha, seed=config.seed)
+    if config.exclude_chance and flags["flagged"].any():
+        kept = [flags.query("culture == @c.name and not flagged")["trial"].tolist() for c in (a, b)]
+        if min(map(len, kept)) < 2:
+            raise ComparisonError(f"excluding the trials not above chance leaves {min(map(len, kept))} trial(s) of a "
+                                  "culture; at least 2 per culture are needed (train better models or more trials)")
+        a, b = a.trials(kept[0]), b.trials(kept[1])
+        predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
     errors = pd.concat([class_errors(p) for p in predictions], ignore_index=True)
     tests = {"accuracy": accuracy_test(*predictions, config),
              "balanced_accuracy": accuracy_test(*predictions, config, metric="balanced_accuracy")}
@@ -160,7 +172,10 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     steps.update()
     steps.close()
 
-    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})",)
+    humans = [h for h in (human_baseline(c) for c in (a, b)) if h is not None]
+    tests["human"] = [h[1] for h in humans]
+    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})",
+             *chance_notes(flags, config.chance_alpha, config.exclude_chance))
     tables = {
         "trial_metrics": pd.concat([trial_metrics(p) for p in predictions], ignore_index=True),
         "class_errors": errors,
@@ -171,6 +186,10 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
         "proximity_tests": proximity_tests,
         "filters": filters,
         "cka": cka,
+        "chance": flags,
+        "human_baseline": pd.concat([h[0] for h in humans], ignore_index=True) if humans else pd.DataFrame(
+            columns=["culture", "emotion", "observer_agreement", "rated_images", "model_accuracy",
+                     "model_accuracy_std", "model_confidence"]),
     }
     return Comparison(a.name, b.name, config, tables, tests, pixel, notes)
 

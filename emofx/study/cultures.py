@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from functools import reduce
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,6 +51,9 @@ class CompareConfig:
         top_fraction: share of most salient pixels whose distance to the nearest landmark is measured.
         filter_top_k: strongest activations per filter that vote on its region.
         cka_images: probe images per culture for CKA.
+        chance_alpha: a trial is flagged when its balanced accuracy is not above chance at this level
+            (one-sided permutation test on its test images, :mod:`emofx.study.baselines`).
+        exclude_chance: leave flagged trials out of every test (otherwise they are kept and flagged).
         seed: every random choice (permutations, bootstrap, probe images) flows from it.
     """
 
@@ -62,6 +66,8 @@ class CompareConfig:
     top_fraction: float = 0.05
     filter_top_k: int = 20
     cka_images: int = 300
+    chance_alpha: float = 0.01
+    exclude_chance: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -73,6 +79,8 @@ class CompareConfig:
         if self.correction == "maxT" and self.unit != "trials":
             raise ComparisonError("the maxT correction needs unit='trials' (one set of assignments for all tests); "
                                   "use correction='holm' or 'bh' with unit='images'")
+        if not 0 < self.chance_alpha < 1:
+            raise ComparisonError(f"chance_alpha must lie in (0, 1); got {self.chance_alpha}")
         if not 0 < self.top_fraction <= 1:
             raise ComparisonError(f"top_fraction must lie in (0, 1]; got {self.top_fraction}")
 
@@ -102,6 +110,11 @@ class CultureRuns:
     @property
     def n_trials(self) -> int:
         return len(self.models)
+
+    def trials(self, keep: Sequence[int]) -> "CultureRuns":
+        """The same culture with only the trials ``keep``."""
+        return CultureRuns(self.name, self.dataset, tuple(self.models[k] for k in keep),
+                           tuple(self.test_indices[k] for k in keep))
 
     def test_set(self, trial: int) -> FaceDataset:
         return self.dataset.subset(self.test_indices[trial])
@@ -187,6 +200,59 @@ def matched_training(datasets: Sequence[FaceDataset], splits: Sequence[Sequence[
         for c, (dataset, part) in enumerate(zip(datasets, parts)):
             chosen[c].append(balanced_subsample(dataset, part, count, seed=seed * 1009 + trial))
     return chosen
+
+
+def matched_splits(datasets: Sequence[FaceDataset], split_kind: str, seed: int, trial: int,
+                   fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[Split]:
+    """The matched protocol's split of one trial for every culture (datasets with the same classes).
+
+    Every culture keeps as many people as the culture with the fewest (drawn at random, per trial),
+    is split by ``split_kind`` among them, and its training part is downsampled to the same per-class
+    count (:func:`matched_training`): size, class balance and number of people are equal, so an
+    accuracy difference cannot come from them. A pure function of the datasets, seed and trial, so
+    each culture's run computes the same splits on its own.
+    """
+    if not all(d.has_subjects for d in datasets):
+        raise ComparisonError("the matched protocol equalises people: every image needs a subject id")
+    n_people = min(len(np.unique(d.subject)) for d in datasets)
+    splits = []
+    for c, dataset in enumerate(datasets):
+        people = np.random.default_rng([int(seed), int(trial), c, 4111]).permutation(np.unique(dataset.subject))
+        members = np.flatnonzero(np.isin(dataset.subject, people[:n_people]))
+        inner = make_split(dataset.subset(members), split_kind, seed=seed, trial=trial, fractions=fractions)
+        splits.append(Split(members[inner.train], members[inner.val], members[inner.test], kind=inner.kind,
+                            seed=seed, trial=trial, fractions=fractions, n_images=len(dataset), grouped=inner.grouped))
+    trains = matched_training(datasets, [[s] for s in splits], seed * 1009 + trial)
+    return [replace(s, train=t[0]) for s, t in zip(splits, trains)]
+
+
+def prepare_culture(sources: Mapping[str, str], culture: str, protocol: str = "collected", split_kind: str = "subject",
+                    seed: int = 0, trial: int = 0, prepare: Mapping[str, Any] | None = None
+                    ) -> tuple[FaceDataset, Split | None]:
+    """One culture's dataset for a trial, and under the ``matched`` protocol the trial's matched split.
+
+    ``sources`` maps every culture of the study to its :func:`emofx.data.sources.load_source` name;
+    ``prepare`` holds that function's options (face size, landmarks, synthetic count and seed). ``collected`` returns the data as they are (the split
+    is then made by the trainer); ``matched`` loads every culture, keeps the shared classes and
+    returns this culture's part of :func:`matched_splits`.
+    """
+    from emofx.data.sources import load_source
+
+    prepare = dict(prepare or {})
+    if culture not in sources:
+        raise ComparisonError(f"no dataset named for culture {culture!r}; the datasets name: {', '.join(sources)}")
+    if protocol == "collected":
+        return load_source(sources[culture], culture, **prepare), None
+    if protocol != "matched":
+        raise ComparisonError(f"protocol must be 'collected' or 'matched'; got {protocol!r}")
+    if len(sources) < 2:
+        raise ComparisonError("the matched protocol matches cultures: name the dataset of every culture")
+    names = sorted(sources)
+    datasets = [load_source(sources[name], name, **prepare) for name in names]
+    classes = reduce(shared_classes, [d.classes for d in datasets])
+    datasets = [d.restrict_classes(classes) for d in datasets]
+    splits = matched_splits(datasets, split_kind, seed, trial)
+    return datasets[names.index(culture)], splits[names.index(culture)]
 
 
 def train_culture(dataset: FaceDataset, name: str, splits: Sequence[Split], train_config: TrainConfig,

@@ -140,21 +140,25 @@ def train_run(
     data_path: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    split: Split | None = None,
 ) -> tuple[Run, TrainResult]:
     """Split ``dataset``, train, evaluate on the test part and record everything in ``directory``.
 
     Randomness flows from ``train_config.seed`` and ``trial``: the split is ``make_split(dataset,
     split_kind, seed=seed, trial=trial)`` and training uses the same pair, so it gives the same
     numbers twice and another trial gives another split. Returns the run and the training
-    result (whose ``stop_reason`` tells whether training completed).
+    result (whose ``stop_reason`` tells whether training completed). ``split`` replaces the made
+    split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`).
     """
     seed = train_config.seed
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
     identity = run_identity(dataset, split_kind, seed, trial, train_config, model_config, init_path)
+    if split is not None:
+        identity["split_indices"] = hashlib.sha256(json.dumps(split.to_dict()).encode()).hexdigest()[:16]
     directory = check_run_directory(directory, identity, overwrite)
 
-    split = make_split(dataset, kind=split_kind, seed=seed, trial=trial)
+    split = split if split is not None else make_split(dataset, kind=split_kind, seed=seed, trial=trial)
     if len(split.test) == 0:
         raise TrainingError(f"the {split_kind!r} split of this dataset has no test images; use another --split")
     initial = TrainedModel.load(init_from) if init_from is not None else None

@@ -1,0 +1,79 @@
+"""Datasets by name: the shared real cultures under ``$EMOFX_DATA``, synthetic cultures, or a prepared file.
+
+Notebooks and experiments name their data with one short *source* string so that the same
+notebook runs on real faces and on synthetic stand-ins:
+
+| source | dataset |
+|---|---|
+| ``kdef`` | KDEF front views (``kdef/frontal`` under :func:`emofx.data.paths.shared_data_root`), culture Swedish |
+| ``taiwanese`` | the Taiwanese performers' front views with observer ratings (``taiwanese``), culture Taiwanese |
+| ``synthetic`` | the synthetic dialect named by the culture (``eyes``, ``mouth``, ``universal``) |
+| ``synthetic:<dialect>`` | that synthetic dialect, recorded under the requested culture name (a stand-in) |
+| a path ending in ``.npz`` | a dataset file written by ``emofx prepare`` |
+
+Real photos are prepared as ``emofx prepare`` does (faces found, 68 landmarks, aligned by the eyes,
+results cached under ``$EMOFX_CACHE``), so the second run of a notebook prepares nothing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from emofx.data.dataset import FaceDataset
+from emofx.data.paths import DATA_ENV, shared_data_root
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class SharedSource:
+    """A real dataset under the shared data root: its folder, ``emofx.data.loaders`` format and culture."""
+
+    folder: str
+    format: str
+    culture: str
+
+
+SHARED_SOURCES: dict[str, SharedSource] = {
+    "kdef": SharedSource("kdef/frontal", "kdef", "Swedish"),
+    "taiwanese": SharedSource("taiwanese", "taiwanese", "Taiwanese"),
+}
+
+
+class SourceNameError(ValueError):
+    """A dataset source that is neither a known name nor a dataset file."""
+
+
+def is_real(source: str) -> bool:
+    """Whether ``source`` names real faces (a shared dataset or a prepared file), not synthetic ones."""
+    return not str(source).startswith(SYNTHETIC)
+
+
+def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "auto", align: bool | None = None,
+                n_per_class: int = 60, seed: int = 0, progress: bool = False) -> FaceDataset:
+    """The dataset named by ``source`` (see the module's table) for ``culture``.
+
+    ``size``, ``landmarks`` and ``align`` prepare real photos (as ``emofx prepare`` does);
+    ``n_per_class`` and ``seed`` generate synthetic faces.
+    """
+    source = str(source)
+    if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
+        from emofx.data.synthetic import make_synthetic
+
+        dialect = source.split(":", 1)[1] if ":" in source else culture
+        return make_synthetic(dialect, n_per_class=n_per_class, seed=seed, size=size, culture=culture)
+    if source in SHARED_SOURCES:
+        from emofx.data.loaders import load
+
+        shared = SHARED_SOURCES[source]
+        folder = shared_data_root() / shared.folder
+        if not folder.is_dir():
+            raise FileNotFoundError(f"the {source} dataset is not at {folder}; put the shared data there or set "
+                                    f"{DATA_ENV} to the folder that holds {shared.folder}")
+        return load(folder, shared.format, culture=culture or shared.culture, size=size, landmarks=landmarks,
+                    align=align, progress=progress)
+    if source.endswith(".npz"):
+        return FaceDataset.load(Path(source))
+    raise SourceNameError(f"unknown dataset {source!r}: give {', '.join(sorted(SHARED_SOURCES))}, {SYNTHETIC}, "
+                          f"{SYNTHETIC}:<dialect> or a .npz file from `emofx prepare`")

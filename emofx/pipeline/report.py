@@ -1,0 +1,411 @@
+"""`emofx report`: one self-contained document about an experiment's recorded runs (Markdown and HTML).
+
+The report reads ``papermill_runs/<experiment>`` (nothing is retrained): the figures and tables of
+:func:`emofx.pipeline.figures.regenerate` are written beside it under ``figures/``, and every
+section of :data:`SECTIONS` is present (a section whose runs are missing says so). The HTML
+embeds its figures, so it is one file to send. ``faces=False`` draws no figure that shows a face
+(saliency grids, modification panels): the datasets' terms forbid publishing them, so the
+committed results folder is written that way.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emofx.pipeline import report_text
+from emofx.pipeline.figures import (
+    COLLECTED,
+    COMPARISON,
+    COMPARISON_DIR,
+    MODIFICATION,
+    RUN_DIR,
+    SALIENCY,
+    TRAINING,
+    mean_std_text,
+    regenerate,
+)
+from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_runs
+from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
+
+REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
+SECTIONS = (
+    "Datasets and preparation", "Models and recipe", "Accuracy per culture (Tables 2-3)", "Models above chance",
+    "Misclassification (Table 4)", "Saliency (Figures 5-6)", "Emotion modification (Figure 7)",
+    "H1: accuracy by culture", "Transfer between cultures", "H2: where the models look", "Filters' regions",
+    "Representations (CKA)", "Human baseline", "What the numbers say", "Wall time per stage", "Library versions",
+)
+LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pandas", "opencv-python-headless", "dlib-bin",
+             "papermill", "markdown")
+
+
+class ReportError(ValueError):
+    """An experiment folder with nothing to report."""
+
+
+def _md(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers: bool = True) -> str:
+    if not len(frame):
+        return "_(empty)_"
+    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
+
+
+def _figure(out: Path, name: str, caption: str) -> str:
+    path = out / FIGURES_DIR / f"{name}.png"
+    return f"![{caption}]({FIGURES_DIR}/{name}.png)\n\n_{caption}_" if path.is_file() else ""
+
+
+def _table_file(out: Path, name: str) -> str:
+    path = out / FIGURES_DIR / f"{name}.md"
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _protocol(row: pd.Series) -> str:
+    value = row.get("protocol")
+    return COLLECTED if value is None or value != value else str(value)
+
+
+class _Experiment:
+    """What the report reads from one experiment folder."""
+
+    def __init__(self, directory: Path) -> None:
+        runs = read_runs(directory)
+        if runs.empty or not (runs["status"] == "ok").any():
+            raise ReportError(f"{directory} holds no completed notebook runs; run `emofx batch` first")
+        self.directory, self.runs = directory, runs
+        self.ok = runs[runs["status"] == "ok"].copy()
+        self.ok["protocol"] = [_protocol(row) for _, row in self.ok.iterrows()]
+        self.training = self.ok[self.ok["notebook"] == TRAINING]
+        self.comparisons: dict[str, dict[str, Any]] = {}
+        for _, row in self.ok[self.ok["notebook"] == COMPARISON].sort_values("run").iterrows():
+            record = Path(row["run_dir"]) / RESULTS_DIR / COMPARISON_DIR
+            tables = {p.stem: pd.read_csv(p) for p in record.glob("*.csv")}
+            self.comparisons[row["protocol"]] = {"summary": _read_json(record / "summary.json"), "tables": tables}
+
+    def notebook(self, name: str) -> pd.DataFrame:
+        return self.ok[self.ok["notebook"] == name]
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _datasets(exp: _Experiment) -> str:
+    if exp.training.empty:
+        return "No completed 02_train_culture runs: no dataset was prepared."
+    rows = []
+    for (protocol, culture), group in exp.training.groupby(["protocol", "culture"]):
+        info = _read_json(Path(group["run_dir"].iloc[0]) / RESULTS_DIR / DATASET_FILE)
+        landmarks = info.get("landmarks", {})
+        rows.append({
+            "culture": culture, "protocol": protocol, "source": info.get("source", ""), "images": info.get("n"),
+            "subjects": info.get("subjects"),
+            "per class": ", ".join(f"{k} {v}" for k, v in info.get("counts", {}).items()),
+            "skipped": info.get("skipped", 0),
+            "skipped because": "; ".join(f"{k} ({v})" for k, v in info.get("skipped_reasons", {}).items()) or "-",
+            "face boxes": ", ".join(f"{k} {v}" for k, v in info.get("faces", {}).items()) or "-",
+            "landmarks": landmarks.get("method", "-") + (" (" + ", ".join(
+                f"{k} {v}" for k, v in landmarks.get("quality", {}).items()) + ")" if landmarks.get("quality") else ""),
+            "aligned": landmarks.get("aligned", "-"),
+            "unrated (observers)": info.get("unrated", "-"),
+        })
+    sizes = (exp.training.groupby(["protocol", "culture"])[["n_train", "n_val", "n_test"]].mean().round(1)
+             .reset_index())
+    regions = exp.notebook(SALIENCY)
+    region_text = ""
+    if not regions.empty and "region_method" in regions:
+        region_text = "\n\nFacial regions for the saliency statistics: " + ", ".join(
+            f"{r['culture']}: {r['region_method']}" for _, r in regions.iterrows()) + "."
+    return (_md(pd.DataFrame(rows)) + "\n\nTraining, validation and test images per trial (mean over trials); the "
+            "matched protocol keeps the same number of people per culture and downsamples every training part "
+            "to one per-class count:\n\n" + _md(sizes) + region_text)
+
+
+def _models(exp: _Experiment) -> str:
+    if exp.training.empty:
+        return "No completed training runs."
+    keys = [k for k in ("split", "seed", "epochs", "batch_size", "learning_rate", "recipe", "init_from") if k in exp.training]
+    recipe = exp.training[keys].drop_duplicates().astype(str)
+    models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
+    stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
+    caveat = ("\n\nEvery trial re-splits the same people of a culture by subject (no person in two parts of a trial), "
+              "so the trial-level tests speak about these people and new models, not about new people of the culture "
+              "(that needs `independent` splits: disjoint people per trial, too few here with 29 Taiwanese performers)."
+              if "split" in recipe and (recipe["split"] == "subject").any() else "")
+    return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe, numbers=False) + caveat +
+            "\n\nHow training ended:\n\n" + _md(stops.reset_index()))
+
+
+def _accuracy(exp: _Experiment, out: Path) -> str:
+    if exp.training.empty:
+        return "No completed training runs."
+    metrics = ["test_accuracy", "balanced_accuracy", "macro_f1"]
+    grouped = exp.training.groupby(["protocol", "culture"])[metrics]
+    table = mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f")
+    table["trials"] = exp.training.groupby(["protocol", "culture"]).size()
+    parts = ["Test metrics, mean ± std over trials:\n\n" + _md(table.reset_index())]
+    for culture in sorted(set(exp.training["culture"])):
+        name = f"table2_confusion_{culture}"
+        parts.append(f"**{culture}** (as collected), test confusion, mean ± std over trials (rows true, columns "
+                     f"predicted):\n\n{_table_file(out, name)}\n\n" + _figure(out, name, f"{culture}: test confusion"))
+    parts.append(_figure(out, "fig4_learning_curves", "Learning curves, mean ± std over trials"))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _per_protocol(exp: _Experiment, body) -> str:
+    if not exp.comparisons:
+        return "No completed 05_compare_cultures run."
+    return "\n\n".join(f"### {protocol.capitalize()}\n\n{body(record)}" for protocol, record in exp.comparisons.items())
+
+
+def _chance(exp: _Experiment) -> str:
+    def body(record: dict[str, Any]) -> str:
+        table = record["tables"].get("chance", pd.DataFrame())
+        notes = [n for n in record["summary"].get("notes", []) if "chance" in n]
+        chance = record["summary"].get("chance", {})
+        return (f"alpha = {chance.get('alpha')}, flagged trials excluded: {chance.get('excluded')}\n\n" + _md(table) +
+                "\n\n" + "\n".join(f"- {n}" for n in notes))
+
+    rows = []
+    for _, row in exp.training.sort_values(["protocol", "culture", "trial"]).iterrows():
+        confusion = _read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
+        if confusion:
+            value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
+            rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": row["trial"],
+                         "balanced_accuracy": value, "chance": 1 / len(confusion), "n_images": int(np.sum(confusion)),
+                         "p_value": p_value, "flagged": p_value >= CHANCE_ALPHA})
+    own = pd.DataFrame(rows)
+    listed = ("Every training run, tested on its own test images (alpha = "
+              f"{CHANCE_ALPHA}):\n\n" + _md(own) + "\n\n") if len(own) else ""
+    if len(own) and own["flagged"].any():
+        listed += f"**{int(own['flagged'].sum())} of {len(own)} runs are NOT clearly above chance.**\n\n"
+    return ("A trial is clearly above chance when its balanced accuracy beats every predictor that ignores the face: "
+            "one-sided permutation test shuffling the true labels among the trial's test images, p < alpha "
+            "(`CompareConfig.chance_alpha`, given per protocol below). Flagged trials undermine H1 (the difference then measures "
+            "failed training) and H2 and CKA (their maps and features describe no emotion); `exclude_chance` "
+            "in notebook 05 leaves them out.\n\n" + listed + "As the comparison (05) saw them:\n\n" + _per_protocol(exp, body))
+
+
+def _saliency(exp: _Experiment, out: Path, faces: bool) -> str:
+    runs = exp.notebook(SALIENCY)
+    if runs.empty:
+        return "No completed 03_saliency run."
+    grids = [_figure(out, f"fig5_saliency_{c}", f"{c}: saliency per emotion ({m})")
+             for c, m in zip(runs["culture"], runs.get("method", ["guided"] * len(runs)))]
+    text = "\n\n".join(g for g in grids if g) if faces else (
+        "Saliency grids show faces and are not included here (the datasets' terms); `emofx report` without "
+        "`--no-faces` draws them locally.")
+    return text + "\n\nShare of saliency mass per facial region, mean over test images:\n\n" + _table_file(
+        out, "table5_saliency_regions")
+
+
+def _modification(exp: _Experiment, out: Path, faces: bool) -> str:
+    runs = exp.notebook(MODIFICATION)
+    if runs.empty:
+        return "No completed 04_emotion_modification run."
+    columns = [c for c in runs.columns if c == "method" or c.endswith("target_probability")]
+    table = runs[["culture", *columns]]
+    panels = "\n\n".join(_figure(out, p.stem, p.stem.replace("_", " ")) for p in sorted(
+        (out / FIGURES_DIR).glob("fig7_modification*.png"))) if faces else (
+        "The panels show faces and are not included here (the datasets' terms).")
+    return ("Gradient ascent on the image toward a target class. The default steps follow the vanilla gradient of "
+            "the target probability (the method that raises it); guided-backprop steps, the paper's wording, are "
+            "shown beside them. Mean target probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
+
+
+def _h1(exp: _Experiment, out: Path) -> str:
+    def body(record: dict[str, Any]) -> str:
+        s = record["summary"]
+        rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
+        errors = record["tables"].get("class_error_tests", pd.DataFrame())
+        return (f"{s['cultures']['a']} minus {s['cultures']['b']}:\n\n" + _md(pd.DataFrame(rows)) +
+                "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
+
+    return _per_protocol(exp, body) + "\n\n" + _figure(out, "fig_h1_accuracy", "Accuracy per trial and culture")
+
+
+def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    table = record["tables"].get("transfer", pd.DataFrame())
+    rows = []
+    for culture, group in table.groupby("train_culture"):
+        own = group[group["test_culture"] == culture]["accuracy"].mean()
+        rows.append({"train_culture": culture, "own": own, "other": group[group["test_culture"] != culture]["accuracy"].mean()})
+    return rows
+
+
+def _transfer(exp: _Experiment, out: Path) -> str:
+    def body(record: dict[str, Any]) -> str:
+        table = record["tables"].get("transfer", pd.DataFrame())
+        grouped = table.groupby(["train_culture", "test_culture"])[["accuracy", "balanced_accuracy"]]
+        return ("Train culture (rows) x test culture, mean ± std over trials (own culture: its test images; other: "
+                "all its images), on the shared classes:\n\n" +
+                _md(mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f").reset_index()))
+
+    text = report_text.transfer_paragraph({p: _transfer_rows(r) for p, r in exp.comparisons.items()}) if exp.comparisons else ""
+    return _per_protocol(exp, body) + "\n\n" + text + "\n\n" + _figure(out, "fig_transfer_matrix", "Transfer matrix")
+
+
+def _h2(exp: _Experiment, out: Path) -> str:
+    def body(record: dict[str, Any]) -> str:
+        s, tables = record["summary"], record["tables"]
+        regions = tables.get("region_tests", pd.DataFrame())
+        columns = [c for c in ("emotion", "region", "diff", "effect_size", "p_value", "p_adjusted", "unit") if c in regions]
+        top = regions.sort_values("p_adjusted")[columns].head(12) if len(regions) else regions
+        pixel = s.get("pixelwise", {})
+        return (f"Share of saliency mass per emotion and region, {s['cultures']['a']} minus {s['cultures']['b']}, "
+                f"the 12 smallest corrected p-values of {len(regions)} tests (correction: {s['config']['correction']}, "
+                f"unit: {s['config']['unit']}; all in `region_tests.csv`):\n\n" + _md(top) +
+                "\n\nDistance of the most salient pixels to the nearest landmark:\n\n" +
+                _md(tables.get("proximity_tests", pd.DataFrame())) +
+                f"\n\nPixel-wise map ({pixel.get('correction', '')}): smallest p = {pixel.get('min_p_fwer')}, "
+                f"{pixel.get('pixels_p_fwer_below_0.05')} pixels below 0.05.")
+
+    return (_per_protocol(exp, body) + "\n\n" + _figure(out, "fig_h2_regions", "Region differences") + "\n\n" +
+            _figure(out, "fig_h2_pixel_difference", "Pixel-wise saliency difference"))
+
+
+def _filters(exp: _Experiment) -> str:
+    def body(record: dict[str, Any]) -> str:
+        s = record["summary"]
+        f = s["filters"]
+        shares = pd.DataFrame({s["cultures"]["a"]: f["share_a"], s["cultures"]["b"]: f["share_b"]}).rename_axis("region")
+        return ("Share of last-layer filters whose strongest responses fall in each region (mean over models): \n\n" +
+                _md(shares.reset_index()) + f"\n\nTotal variation {f['total_variation']:.3f}, permutation p = "
+                f"{f['p_value']:.3g} ({f['unit']}).")
+
+    return _per_protocol(exp, body)
+
+
+def _cka(exp: _Experiment, out: Path) -> str:
+    def body(record: dict[str, Any]) -> str:
+        table = record["tables"].get("cka", pd.DataFrame())
+        return "Linear CKA of the penultimate layer on the same probe images:\n\n" + _md(
+            table.groupby("kind")["cka"].agg(["mean", "std", "count"]).reset_index())
+
+    return _per_protocol(exp, body) + "\n\n" + _figure(out, "fig_cka", "CKA between and within cultures")
+
+
+def _human(exp: _Experiment) -> str:
+    def body(record: dict[str, Any]) -> str:
+        table = record["tables"].get("human_baseline", pd.DataFrame())
+        if table.empty:
+            return report_text.human_paragraph([])
+        return ("Per class: the share of observers choosing the posed emotion on the tested images, beside the "
+                "models' accuracy (mean ± std over trials) and mean probability of the posed class:\n\n" + _md(table)
+                + "\n\n" + report_text.human_paragraph(record["summary"].get("human", [])))
+
+    return _per_protocol(exp, body)
+
+
+def _conclusions(exp: _Experiment) -> str:
+    if not exp.comparisons:
+        return "No comparison was run, so no hypothesis is answered."
+    summaries = {p: r["summary"] for p, r in exp.comparisons.items()}
+    return ("### H1: does accuracy depend on culture?\n\n" + report_text.h1_paragraph(summaries) +
+            "\n\n### H2: do the learnt features depend on culture?\n\n" + report_text.h2_paragraph(summaries))
+
+
+def _wall_time(exp: _Experiment) -> str:
+    runs = exp.runs.copy()
+    runs["protocol"] = [_protocol(row) for _, row in runs.iterrows()]
+    table = runs.groupby(["notebook", "protocol"]).agg(
+        runs=("run", "size"), ok=("status", lambda s: int((s == "ok").sum())),
+        failed=("status", lambda s: int((s == "failed").sum())), seconds=("seconds", "sum"),
+        mean_per_run=("seconds", "mean")).reset_index()
+    extra = ""
+    if {"prepare_seconds", "train_seconds"} <= set(exp.training.columns):
+        extra = (f"\n\nInside 02_train_culture: preparing data {exp.training['prepare_seconds'].sum():.0f} s, training "
+                 f"{exp.training['train_seconds'].sum():.0f} s (the rest is kernel start, evaluation and recording).")
+    return ("Seconds of each notebook run as recorded by `emofx batch` (status.json), summed per stage; "
+            f"total {runs['seconds'].sum():.0f} s:\n\n" + _md(table, floatfmt=".1f") + extra)
+
+
+def _versions(exp: _Experiment) -> str:
+    from importlib import metadata
+
+    recorded = {} if exp.training.empty else _read_json(
+        Path(exp.training["run_dir"].iloc[0]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
+    rows = [{"library": "python", "report": platform.python_version(), "training runs": recorded.get("python", "")}]
+    for name in LIBRARIES:
+        try:
+            now = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            now = "not installed"
+        rows.append({"library": name, "report": now, "training runs": recorded.get(name, "")})
+    return _md(pd.DataFrame(rows)) + f"\n\nMachine of the report: {platform.platform()}, {os.cpu_count()} CPUs."
+
+
+def _beside(exp: _Experiment, other: _Experiment) -> str:
+    frames = []
+    for name, e in ((exp.directory.name, exp), (other.directory.name, other)):
+        for protocol, record in e.comparisons.items():
+            acc = record["summary"]["accuracy"]
+            frames.append({"experiment": name, "protocol": protocol, "a": acc["culture_a"], "b": acc["culture_b"],
+                           "diff": acc["diff"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"], "p_value": acc["p_value"],
+                           "cka_between": record["summary"]["cka"]["between"]})
+    return "H1 and CKA of both experiments side by side:\n\n" + _md(pd.DataFrame(frames))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, faces: bool = True,
+                 beside: str | os.PathLike | None = None) -> list[Path]:
+    """Write ``report.md``, ``report.html`` and ``figures/`` for an experiment folder; returns the two reports."""
+    experiment_dir, out = Path(experiment_dir), Path(out)
+    exp = _Experiment(experiment_dir)
+    other = _Experiment(Path(beside)) if beside is not None else None
+    regenerate(experiment_dir, out / FIGURES_DIR, faces=faces)
+    bodies = [_datasets(exp), _models(exp), _accuracy(exp, out), _chance(exp),
+              (_table_file(out, "table4_misclassification") + "\n\n" + _figure(out, "table4_misclassification",
+                                                                                "% misclassified per class")),
+              _saliency(exp, out, faces), _modification(exp, out, faces), _h1(exp, out), _transfer(exp, out),
+              _h2(exp, out), _filters(exp), _cka(exp, out), _human(exp), _conclusions(exp), _wall_time(exp),
+              _versions(exp)]
+    title = (f"# {experiment_dir.name}: report\n\nFrom the recorded runs in `{experiment_dir}` "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). Culture is confounded with "
+             "studio, lighting and posing instructions here: see *What the numbers say*.")
+    sections = [f"## {heading}\n\n{body.strip() or '_(nothing recorded)_'}" for heading, body in zip(SECTIONS, bodies)]
+    if other is not None:
+        sections.append(f"## Beside {other.directory.name}\n\n{_beside(exp, other)}")
+    text = "\n\n".join([title, *sections]) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_MD).write_text(text)
+    (out / REPORT_HTML).write_text(markdown_to_html(text, out, title=f"{experiment_dir.name}: report"))
+    return [out / REPORT_MD, out / REPORT_HTML]
+
+
+def markdown_to_html(text: str, base: Path, title: str) -> str:
+    """A self-contained HTML page: the Markdown converted, every local PNG embedded as a data URI."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables"])
+
+    def embed(match: re.Match) -> str:
+        path = base / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    style = ("body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}table{border-collapse:collapse;"
+             "font-size:85%}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style>"
+            f"</head><body>\n{body}\n</body></html>\n")
+
+
+def results_exist(out: Path) -> bool:
+    """Whether ``out`` already holds a report (the CLI refuses to write over one without --overwrite)."""
+    return (out / REPORT_MD).exists() or (out / REPORT_HTML).exists()
+

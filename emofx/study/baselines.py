@@ -1,0 +1,134 @@
+"""What a culture's models are measured against: chance (is each trial clearly above it?) and human observers.
+
+**Clearly above chance.** A trial is *above chance* when its balanced accuracy on its test images
+is higher than every model whose predictions ignore the face could reach, at level ``alpha``:
+the one-sided permutation test shuffles the true labels among the trial's test images (keeping
+the predictions and the class sizes) and counts how often the shuffled balanced accuracy reaches
+the observed one; p = (1 + count) / (1 + permutations). Under that null the expected balanced
+accuracy is exactly 1/K whatever the class balance, and a model that predicts one class for
+everything gets p = 1. Trials with p >= alpha are *flagged*: an accuracy difference (H1) built on
+them measures failed training rather than culture, and their saliency maps, filters and
+representations (H2, CKA) describe no learned emotion features.
+
+**Human observers.** When a dataset carries observers' agreement with the posed label
+(``extras["agreement"]``, the Taiwanese set's Image_info.xls), the models' per-class accuracy is
+set beside the observers' agreement, and each test image's observer agreement is correlated
+(Spearman) with the models' probability of the posed class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from emofx.study.cultures import CultureRuns
+
+CHANCE_ALPHA = 0.01
+AGREEMENT = "agreement"
+
+
+def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permutations: int = 1999,
+                              seed: int = 0) -> tuple[float, float]:
+    """Balanced accuracy of ``predicted`` and its one-sided permutation p-value against chance."""
+    classes, y = np.unique(labels, return_inverse=True)
+    p = np.array([np.flatnonzero(classes == v)[0] if v in classes else -1 for v in predicted])
+    sizes = np.bincount(y, minlength=len(classes))
+
+    def balanced(truth: np.ndarray) -> np.ndarray:
+        hits = truth == p
+        return np.stack([(hits & (truth == c)).sum(axis=-1) / sizes[c] for c in range(len(classes))]).mean(axis=0)
+
+    observed = float(balanced(y[None])[0])
+    shuffled = np.random.default_rng([int(seed), 52711]).permuted(np.tile(y, (n_permutations, 1)), axis=1)
+    reached = int((balanced(shuffled) >= observed - 1e-12).sum())
+    return observed, (1 + reached) / (1 + n_permutations)
+
+
+def confusion_p_value(confusion: np.ndarray, n_permutations: int = 1999, seed: int = 0) -> tuple[float, float]:
+    """:func:`balanced_accuracy_p_value` from a confusion matrix of counts (rows true, columns predicted)."""
+    confusion = np.asarray(confusion, dtype=int)
+    rows, columns = np.nonzero(confusion)
+    counts = confusion[rows, columns]
+    return balanced_accuracy_p_value(np.repeat(rows, counts), np.repeat(columns, counts), n_permutations, seed)
+
+
+def chance_flags(predictions: pd.DataFrame, alpha: float = CHANCE_ALPHA, n_permutations: int = 1999,
+                 seed: int = 0) -> pd.DataFrame:
+    """Per (culture, trial) on its own test images: balanced accuracy, chance level, p-value, ``flagged``.
+
+    ``predictions``: :func:`emofx.study.accuracy.predictions_frame` rows (one culture or several).
+    """
+    own = predictions[predictions["train_culture"] == predictions["test_culture"]]
+    rows = []
+    for (culture, trial), group in own.groupby(["train_culture", "trial"], sort=True):
+        value, p_value = balanced_accuracy_p_value(group["emotion"].to_numpy(), group["predicted"].to_numpy(),
+                                                   n_permutations, seed + int(trial))
+        rows.append({"culture": culture, "trial": int(trial), "balanced_accuracy": value,
+                     "chance": 1.0 / group["emotion"].nunique(), "n_images": len(group), "p_value": p_value,
+                     "flagged": bool(p_value >= alpha)})
+    return pd.DataFrame(rows, columns=["culture", "trial", "balanced_accuracy", "chance", "n_images", "p_value",
+                                       "flagged"])
+
+
+def chance_notes(flags: pd.DataFrame, alpha: float = CHANCE_ALPHA, excluded: bool = False) -> list[str]:
+    """Plain sentences: which trials are not clearly above chance and which conclusions that undermines."""
+    flagged = flags[flags["flagged"]]
+    if flagged.empty:
+        return [f"every trial is clearly above chance (balanced-accuracy permutation test, p < {alpha})"]
+    names = ", ".join(f"{r.culture} trial {r.trial} (balanced accuracy {r.balanced_accuracy:.2f}, chance "
+                      f"{r.chance:.2f}, p = {r.p_value:.3f})" for r in flagged.itertuples())
+    effect = ("they were excluded from every test below" if excluded else
+              "they are included: the H1 accuracy difference then partly measures failed training, and H2 "
+              "(region shares, filters) and CKA include models that learned no emotion features; "
+              "rerun with the exclusion to see the comparison without them")
+    return [f"NOT clearly above chance (p >= {alpha}): {names}; {effect}"]
+
+
+def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """Observers' agreement beside the models, or None when the dataset has no agreement ratings.
+
+    Returns the per-class table (observer agreement on the tested images, the models' accuracy
+    mean and std over trials) and the image-level Spearman correlation between observer agreement
+    and the models' probability of the posed class (mean over the trials that tested the image).
+    """
+    agreement = runs.dataset.extras.get(AGREEMENT)
+    if agreement is None:
+        return None
+    confidence: dict[int, list[float]] = {}
+    accuracy_rows = []
+    for trial, model in enumerate(runs.models):
+        indices = runs.test_indices[trial]
+        data = runs.dataset.subset(indices)
+        probabilities = np.concatenate([np.asarray(model.predict_proba(data.images[s:s + 512]))
+                                        for s in range(0, len(data), 512)])
+        columns = [model.classes.index(name) for name in data.label_names]
+        posed = probabilities[np.arange(len(data)), columns]
+        for index, value in zip(indices, posed):
+            confidence.setdefault(int(index), []).append(float(value))
+        correct = probabilities.argmax(axis=1) == np.asarray(columns)
+        accuracy_rows += [{"trial": trial, "emotion": e, "correct": c} for e, c in zip(data.label_names, correct)]
+    tested = np.array(sorted(confidence))
+    mean_confidence = np.array([np.mean(confidence[i]) for i in tested])
+    rated = np.asarray(agreement, float)[tested]
+    emotions = runs.dataset.label_names[tested]
+    per_trial = pd.DataFrame(accuracy_rows).groupby(["emotion", "trial"])["correct"].mean().groupby("emotion")
+    table = pd.DataFrame({
+        "observer_agreement": pd.Series(rated, index=emotions).groupby(level=0).mean(),
+        "rated_images": pd.Series(np.isfinite(rated), index=emotions).groupby(level=0).sum(),
+        "model_accuracy": per_trial.mean(),
+        "model_accuracy_std": per_trial.std(ddof=1),
+        "model_confidence": pd.Series(mean_confidence, index=emotions).groupby(level=0).mean(),
+    }).rename_axis("emotion").reset_index()
+    table.insert(0, "culture", runs.name)
+    keep = np.isfinite(rated)
+    correlation: dict[str, Any] = {"culture": runs.name, "n_images": int(keep.sum()), "method": "Spearman",
+                                   "what": "image's observer agreement vs the models' probability of the posed class"}
+    if keep.sum() >= 3 and np.ptp(rated[keep]) > 0 and np.ptp(mean_confidence[keep]) > 0:
+        result = scipy_stats.spearmanr(rated[keep], mean_confidence[keep])
+        correlation.update(rho=float(result.statistic), p_value=float(result.pvalue))
+    else:
+        correlation.update(rho=float("nan"), p_value=float("nan"))
+    return table, correlation

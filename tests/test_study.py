@@ -1,0 +1,195 @@
+"""The KDEF vs Taiwanese study: both experiment files run end to end with tiny parameters on synthetic
+stand-ins (the real cultures replaced by synthetic dialects under their names), then `emofx report`;
+and the pieces it adds: the matched protocol, chance flags, the human baseline, the stated model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx.cli import main
+from emofx.data.sources import SourceNameError, is_real, load_source
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.model import chosen_model
+from emofx.pipeline import batch, experiments, report
+from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, confusion_p_value, human_baseline
+from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+STAND_INS = {"Swedish": "synthetic:eyes", "Taiwanese": "synthetic:mouth"}
+TINY = {"n_per_class": 15, "epochs": 1, "widths": [8, 16, 16], "dense_units": 32}
+# Parameters that notebook 02 gains with issue 11 (fine-tuning a pre-trained model); not declared on this branch.
+LATER_PARAMETERS = {"recipe", "init_from"}
+
+
+def tiny_experiment(path: Path, runs_dir: Path, protocols: list[str], cultures_03: list[str]) -> experiments.Experiment:
+    """The experiment file's sweeps with the data replaced by stand-ins and everything shrunk."""
+    experiment = experiments.load_experiment(path, runs_dir=runs_dir)
+    s02, s03, s04, s05 = experiment.sweeps
+    declared = experiments.notebook_parameters(s02.notebook)
+    later = set(s02.fixed) - set(declared)
+    assert later <= LATER_PARAMETERS, f"{path.name} uses parameters notebook 02 lacks: {later - LATER_PARAMETERS}"
+    fixed02 = {k: v for k, v in s02.fixed.items() if k in declared}
+    sweeps = (
+        experiments.Sweep(s02.notebook, {**s02.grid, "protocol": protocols, "trial": [0, 1]},
+                          {**fixed02, **TINY, "dataset": STAND_INS}),
+        experiments.Sweep(s03.notebook, {"culture": cultures_03}, {**s03.fixed, "per_class": 2}),
+        experiments.Sweep(s04.notebook, {"culture": cultures_03}, {**s04.fixed, "steps": 3}),
+        experiments.Sweep(s05.notebook, {"protocol": protocols},
+                          {**s05.fixed, "n_permutations": 99, "n_boot": 50, "cka_images": 20}),
+    )
+    return experiments.Experiment(experiment.name, sweeps, runs_dir)
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    """Both experiments run once: the paper protocol (both protocols) and the pre-trained one (collected)."""
+    root = tmp_path_factory.mktemp("study")
+    done = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(batch.JAX_CACHE_ENV, str(root / "jax-cache"))
+        for name, protocols, cultures in (("kdef_vs_taiwanese", ["collected", "matched"], ["Swedish"]),
+                                          ("kdef_vs_taiwanese_pretrained", ["collected"], ["Taiwanese"])):
+            experiment = tiny_experiment(EXPERIMENTS / f"{name}.yaml", root / "runs", protocols, cultures)
+            summaries = batch.run_experiment(experiment, progress=False)
+            for summary in summaries:
+                assert summary.count("ok") == len(summary.outcomes), summary.describe()
+            done[name] = experiment.directory
+    return done
+
+
+@pytest.mark.parametrize("name", ["kdef_vs_taiwanese", "kdef_vs_taiwanese_pretrained"])
+def test_report_has_every_section(studies, tmp_path, name, capsys):
+    out = tmp_path / name
+    assert main(["report", str(studies[name]), "--out", str(out)]) == 0
+    text = (out / report.REPORT_MD).read_text()
+    html = (out / report.REPORT_HTML).read_text()
+    for heading in report.SECTIONS:
+        assert f"## {heading}\n" in text and f">{heading}</h2>" in html
+    assert "_(nothing recorded)_" not in text
+    assert "studio, lighting" in text and "Hedges' g" in text and "permutation p" in text
+    assert (out / "figures" / "fig5_saliency_Swedish.png").is_file() or (out / "figures" / "fig5_saliency_Taiwanese.png").is_file()
+    assert "data:image/png;base64," in html and 'src="figures/' not in html  # self-contained
+    assert "vanilla gradient" in text and "guided" in text
+
+
+def test_report_answers_both_protocols_and_flags_chance(studies, tmp_path):
+    out = tmp_path / "paper"
+    report.write_report(studies["kdef_vs_taiwanese"], out)
+    text = (out / report.REPORT_MD).read_text()
+    assert "### Collected" in text and "### Matched" in text
+    assert "**Collected.**" in text and "**Matched.**" in text  # the H1 paragraph for each protocol
+    # one epoch of a tiny model on three synthetic people per culture stays near chance: the flag must say so
+    chance = pd.read_csv(next(studies["kdef_vs_taiwanese"].glob("05_compare_cultures/protocol=collected/results/comparison/chance.csv")))
+    assert set(chance.columns) >= {"culture", "trial", "balanced_accuracy", "p_value", "flagged"}
+    if chance["flagged"].any():
+        assert "NOT clearly above chance" in text
+    wall = text.split("## Wall time per stage")[1]
+    assert "02_train_culture" in wall and "05_compare_cultures" in wall
+
+
+def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
+    out = tmp_path / "results"
+    report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert not any(n.startswith(("fig5_saliency", "fig7_modification")) for n in figures)
+    assert "table5_saliency_regions.csv" in figures and "table2_confusion_Swedish.csv" in figures
+    assert "not included here" in (out / report.REPORT_MD).read_text()
+
+
+def test_report_refuses_bad_input(studies, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    out = tmp_path / "r2"
+    assert main(["report", str(studies["kdef_vs_taiwanese_pretrained"]), "--out", str(out)]) == 0
+    before = (out / report.REPORT_MD).read_text()
+    assert main(["report", str(studies["kdef_vs_taiwanese_pretrained"]), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / report.REPORT_MD).read_text() == before
+
+
+def test_modification_runs_record_both_methods(studies):
+    results = json.loads(next(studies["kdef_vs_taiwanese"].glob("04_emotion_modification/*/results/results.json")).read_text())
+    assert results["method"] == "gradient" and "guided_final_target_probability" in results
+
+
+def test_matched_splits_equalise_people_and_per_class_training_counts():
+    a = make_synthetic("eyes", n_per_class=20, seed=0, images_per_subject_class=2)  # 10 people
+    b = make_synthetic("mouth", n_per_class=12, seed=0, images_per_subject_class=2)  # 6 people
+    first = matched_splits([a, b], "subject", seed=0, trial=0)
+    again = matched_splits([a, b], "subject", seed=0, trial=0)
+    other = matched_splits([a, b], "subject", seed=0, trial=1)
+    people = [len(np.unique(d.subject[np.concatenate([s.train, s.val, s.test])])) for d, s in zip((a, b), first)]
+    assert people == [6, 6]
+    counts = [np.bincount(d.labels[s.train], minlength=7) for d, s in zip((a, b), first)]
+    assert len({tuple(c) for c in counts}) == 1 and len(set(counts[0])) == 1
+    assert all(np.array_equal(x.train, y.train) for x, y in zip(first, again))
+    assert not np.array_equal(first[0].test, other[0].test)
+
+
+def test_prepare_culture_matched_uses_the_same_splits_from_either_culture():
+    sources = {"A": "synthetic:eyes", "B": "synthetic:mouth"}
+    prepare = {"n_per_class": 15, "seed": 0}
+    data_a, split_a = prepare_culture(sources, "A", "matched", "subject", 0, 1, prepare)
+    data_b, split_b = prepare_culture(sources, "B", "matched", "subject", 0, 1, prepare)
+    assert set(data_a.culture) == {"A"} and set(data_b.culture) == {"B"}
+    assert len(split_a.train) == len(split_b.train) > 0
+    data, split = prepare_culture(sources, "A", "collected", prepare=prepare)
+    assert split is None and len(data) == 105
+    with pytest.raises(ValueError, match="protocol"):
+        prepare_culture(sources, "A", "paired", prepare=prepare)
+
+
+def test_chance_test_flags_a_constant_predictor_and_passes_a_good_one():
+    labels = np.repeat(np.arange(7), 10).astype(str)
+    constant = np.full(70, "3")
+    value, p = balanced_accuracy_p_value(labels, constant, n_permutations=199)
+    assert value == pytest.approx(1 / 7) and p == 1.0
+    good = labels.copy()
+    good[::5] = "0"  # 80% right
+    value, p = balanced_accuracy_p_value(labels, good, n_permutations=199)
+    assert value > 0.7 and p == pytest.approx(1 / 200)
+    frame = pd.DataFrame({"train_culture": "x", "test_culture": "x", "trial": np.repeat([0, 1], 70),
+                          "emotion": np.tile(labels, 2), "predicted": np.concatenate([constant, good])})
+    flags = chance_flags(frame, n_permutations=199)
+    assert flags["flagged"].tolist() == [True, False]
+    confusion = np.zeros((7, 7), int)
+    np.add.at(confusion, (labels.astype(int), good.astype(int)), 1)
+    assert confusion_p_value(confusion, n_permutations=199) == pytest.approx((value, p))
+
+
+def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
+    data = make_synthetic("universal", n_per_class=6, seed=0, size=16)
+    agreement = np.linspace(0.2, 0.9, len(data)).astype(np.float32)
+    agreement[data.labels == data.classes.index("neutral")] = np.nan
+    data = replace(data, extras={**data.extras, "agreement": agreement})
+    model = make_tiny_model(data.classes, 0)
+    runs = CultureRuns("T", data, (model, model), (np.arange(0, 42, 2), np.arange(1, 42, 2)))
+    table, correlation = human_baseline(runs)
+    assert set(table["emotion"]) == set(data.classes)
+    assert np.isnan(table.set_index("emotion").loc["neutral", "observer_agreement"])
+    assert table["model_accuracy"].between(0, 1).all() and correlation["n_images"] == 36
+    assert -1 <= correlation["rho"] <= 1
+    assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
+
+
+def test_the_model_is_the_papers_on_real_faces_and_a_shrunken_one_is_stated():
+    config, text = chosen_model(7, real_faces=True)
+    assert (config.widths, config.dense_units) == ((64, 128, 256), 300) and text.startswith("the paper's model")
+    config, text = chosen_model(7, real_faces=True, widths=[16, 32, 64])
+    assert config.widths == (16, 32, 64) and "SHRUNKEN" in text and "explicitly" in text
+    assert "SHRUNKEN" in chosen_model(7, real_faces=False)[1]
+
+
+def test_sources_name_real_and_synthetic_data(tmp_path, monkeypatch):
+    assert is_real("kdef") and is_real("x.npz") and not is_real("synthetic:eyes")
+    stand_in = load_source("synthetic:mouth", "Taiwanese", n_per_class=5)
+    assert set(stand_in.culture) == {"Taiwanese"} and len(stand_in) == 35
+    with pytest.raises(SourceNameError, match="unknown dataset"):
+        load_source("klingon", "K")
+    monkeypatch.setenv("EMOFX_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="EMOFX_DATA"):
+        load_source("kdef", "Swedish")
