@@ -26,20 +26,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.emotions import ALIASES
 from emofx.nets.augment import AugmentConfig, augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
 from emofx.nets.compilation import compile_seconds
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
 from emofx.nets.precision import at_precision, resolve_precision
+from emofx.nets.targets import TrainingError, agreement_weights, training_targets
 
 DENSE_LAYERS = ("dense", "output")
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
-
-
-class TrainingError(ValueError):
-    """The data or configuration cannot be trained on (reported to the user in one line)."""
 
 
 @dataclass(frozen=True)
@@ -301,44 +297,6 @@ def make_evaluator(model_config: ModelConfig, batch_size: int = 256) -> Callable
 
 
 # ---------------------------------------------------------------------------- data preparation
-
-
-def training_targets(dataset: FaceDataset, soft: bool = False) -> np.ndarray:
-    """(N, C) float32 targets: one-hot labels, or the normalised vote distributions over the classes.
-
-    Votes come from ``dataset.extras["votes"]`` with column names in ``meta["vote_names"]``;
-    columns that are not among the dataset's classes are ignored, and an image with no vote for
-    any class falls back to its hard label.
-    """
-    one_hot = np.eye(len(dataset.classes), dtype=np.float32)[dataset.labels]
-    if not soft:
-        return one_hot
-    votes, names = dataset.extras.get("votes"), dataset.meta.get("vote_names")
-    if votes is None or names is None:
-        raise TrainingError("soft targets need vote counts (extras['votes'] and meta['vote_names']); "
-                            "this dataset has none: train without --soft-targets")
-    column = {ALIASES.get(str(name).lower()): j for j, name in enumerate(names)}
-    missing = [c for c in dataset.classes if c not in column]
-    if missing:
-        raise TrainingError(f"the votes have no column for classes {missing} (vote columns: {list(names)})")
-    chosen = np.asarray(votes, np.float32)[:, [column[c] for c in dataset.classes]]
-    total = chosen.sum(axis=1, keepdims=True)
-    return np.where(total > 0, chosen / np.maximum(total, 1e-12), one_hot).astype(np.float32)
-
-
-def agreement_weights(dataset: FaceDataset) -> np.ndarray:
-    """(N,) loss weights: ``extras["agreement"]`` (share of annotators agreeing) scaled to mean 1.
-
-    Images without an agreement value (NaN) weigh 1. Scaling a target row scales that image's
-    cross-entropy, so weighting needs no change to the loss.
-    """
-    agreement = dataset.extras.get("agreement")
-    if agreement is None or not np.any(np.isfinite(agreement)):
-        raise TrainingError("weighting by agreement needs extras['agreement']; compute it with "
-                            "`emofx labels aggregate` (or train without --weight-by-agreement)")
-    agreement = np.asarray(agreement, np.float64)
-    weights = agreement / np.nanmean(agreement)
-    return np.where(np.isfinite(weights), weights, 1.0).astype(np.float32)
 
 
 def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
