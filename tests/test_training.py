@@ -11,27 +11,15 @@ import pandas as pd
 import pytest
 
 import emofx.nets.training as training
-from emofx.data.dataset import FaceDataset
-from emofx.data.synthetic import make_synthetic
 from emofx.nets.checkpoint import CheckpointError, TrainedModel
+from emofx.data.dataset import FaceDataset
 from emofx.nets.buckets import bucket_size, pad_rows
-from emofx.nets.model import ModelConfig, init_params, pixel_free, pixel_stats
-from emofx.nets.training import (
-    StepConfig,
-    TrainConfig,
-    TrainingError,
-    check_trainable,
-    cross_entropy,
-    fit,
-    init_state,
-    initial_params,
-    learning_rate_schedule,
-    make_optimizer,
-    make_train_step,
-    pixel_statistics,
-    training_targets,
-)
 from emofx.study.evaluation import evaluate
+from emofx.nets.model import ModelConfig, init_params, pixel_free, pixel_stats
+from emofx.data.synthetic import make_synthetic
+from emofx.nets.training import (StepConfig, TrainConfig, TrainingError, check_trainable, cross_entropy, fit,
+                            init_state, initial_variables, learning_rate_schedule, make_optimizer, make_train_step,
+                            pixel_statistics, training_targets)
 
 TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32)
 CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0)
@@ -169,15 +157,17 @@ def test_untrainable_data_is_refused_with_a_clear_message(parts):
 def test_init_from_another_class_set_replaces_the_output_layer():
     source = TrainedModel(config=replace(TINY, num_classes=2), params=init_params(replace(TINY, num_classes=2), 5),
                           classes=("happy", "sad"))
-    params, notes = initial_params(TINY, jax.random.PRNGKey(0), source, ("happy", "sad", "surprised"))
+    variables, notes = initial_variables(TINY, jax.random.PRNGKey(0), source, ("happy", "sad", "surprised"))
+    params = variables["params"]
     np.testing.assert_array_equal(params["conv2"]["kernel"], source.params["conv2"]["kernel"])
     assert params["output"]["kernel"].shape == (32, 3)
     assert notes and "output layer was replaced" in notes[0]
-    same, notes = initial_params(replace(TINY, num_classes=2), jax.random.PRNGKey(0), source, ("happy", "sad"))
-    np.testing.assert_array_equal(same["output"]["kernel"], source.params["output"]["kernel"]) and not notes
-    with pytest.raises(CheckpointError, match="architecture"):
-        initial_params(ModelConfig(num_classes=3, widths=(8, 16, 32), dense_units=32), jax.random.PRNGKey(0), source,
-                       ("happy", "sad", "surprised"))
+    same, notes = initial_variables(replace(TINY, num_classes=2), jax.random.PRNGKey(0), source, ("happy", "sad"))
+    np.testing.assert_array_equal(same["params"]["output"]["kernel"], source.params["output"]["kernel"])
+    assert not notes
+    with pytest.raises(CheckpointError, match=r"differs in widths \[8, 16, 16\] \(this training: \[8, 16, 32\]\)"):
+        initial_variables(ModelConfig(num_classes=3, widths=(8, 16, 32), dense_units=32), jax.random.PRNGKey(0),
+                          source, ("happy", "sad", "surprised"))
 
 
 def test_padding_a_training_set_to_a_bucket_changes_no_result(parts, assert_close_to_scale, float32_tolerance):
