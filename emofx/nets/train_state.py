@@ -32,7 +32,8 @@ class LoopProgress:
     """What the training loop carries between validations besides the compiled state.
 
     ``best`` holds ``params``, ``batch_stats``, ``step``, ``error`` and ``loss`` of the best
-    validation so far; ``seconds`` and ``step_seconds`` are the time spent in earlier sessions.
+    validation so far; ``seconds``, ``step_seconds`` and ``compile_seconds`` are the time spent
+    in earlier sessions.
     """
 
     rows: list[dict[str, float]]
@@ -41,6 +42,7 @@ class LoopProgress:
     step: int
     seconds: float = 0.0
     step_seconds: float = 0.0
+    compile_seconds: float = 0.0
 
 
 def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, key: jax.Array,
@@ -49,6 +51,7 @@ def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, ke
     best = progress.best
     meta = {"tag": tag, "rows": progress.rows, "since_best": progress.since_best, "step": progress.step,
             "seconds": progress.seconds, "step_seconds": progress.step_seconds,
+            "compile_seconds": progress.compile_seconds,
             "best": {k: best[k] for k in ("step", "error", "loss")}}
     payload = {
         "state": flax.serialization.to_state_dict(jax.device_get(state)),
@@ -88,7 +91,8 @@ def load_training_state(path: str | Path, tag: Mapping[str, Any], state_template
         raise TrainStateError(f"the training state in {path.parent} does not fit this model ({err})") from err
     best = {**meta["best"], "params": best_params, "batch_stats": best_stats}
     progress = LoopProgress(rows=meta["rows"], best=best, since_best=int(meta["since_best"]), step=int(meta["step"]),
-                            seconds=float(meta["seconds"]), step_seconds=float(meta["step_seconds"]))
+                            seconds=float(meta["seconds"]), step_seconds=float(meta["step_seconds"]),
+                            compile_seconds=float(meta.get("compile_seconds", 0.0)))
     return state, jax.numpy.asarray(raw["key"]), progress
 
 

@@ -376,7 +376,7 @@ def fit(
             rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
                        val_error=val_error, val_loss=val_loss)],
             best=_snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
-    earlier_seconds, step_seconds = loop.seconds, loop.step_seconds
+    earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
     stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
     bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
     try:
@@ -411,6 +411,7 @@ def fit(
             if state_path is not None:
                 loop.seconds = earlier_seconds + time.perf_counter() - started
                 loop.step_seconds = step_seconds
+                loop.compile_seconds = loop_compile_seconds + compile_seconds() - compiled_before
                 save_training_state(state_path, state_tag, state, data_key, loop)
             if config.patience and loop.since_best >= config.patience:
                 stop_reason = "early_stopping"
@@ -444,7 +445,7 @@ def fit(
         notes=tuple(notes),
         seconds=earlier_seconds + time.perf_counter() - started,
         step_seconds=step_seconds,
-        compile_seconds=compile_seconds() - compiled_before,
+        compile_seconds=loop_compile_seconds + compile_seconds() - compiled_before,
     )
 
 
