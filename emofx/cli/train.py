@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--lr", type=float, help=f"initial (peak) learning rate (default {defaults.learning_rate})")
     parser.add_argument("--patience", type=int,
-                        help=f"stop after this many validations without improvement; 0 never (default {defaults.patience})")
+                        help="stop after this many validations without improvement; 0 never "
+                             f"(default {defaults.patience})")
     parser.add_argument("--eval-every", type=int, help="validate every this many steps (default 0: once per epoch)")
     parser.add_argument("--rotation", type=float,
                         help=f"largest random rotation in degrees (paper {defaults.rotation_degrees}, "

@@ -96,7 +96,8 @@ class TrainConfig:
                 f"got {self.eval_every}, {self.patience}, {self.weight_decay}, {self.momentum}"
             )
         if self.schedule not in SCHEDULES:
-            raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+            raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; "
+                                f"choose one of {', '.join(SCHEDULES)}")
         if not self.warmup_epochs >= 0:
             raise TrainingError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
         if not 0 <= self.label_smoothing < 1:

@@ -305,7 +305,8 @@ def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: Trai
     if init_from is None:
         return variables, []
     mine, theirs = model_config.architecture(), init_from.config.architecture()
-    differ = [f"{k} {theirs.get(k)} (this training: {mine[k]})" for k in mine if k != "num_classes" and theirs.get(k) != mine[k]]
+    differ = [f"{k} {theirs.get(k)} (this training: {mine[k]})" for k in mine
+              if k != "num_classes" and theirs.get(k) != mine[k]]
     if differ:
         raise CheckpointError(f"the --init-from model differs in {', '.join(differ)}; start from a model with the "
                               "same input size, layers and normalisation")

@@ -135,7 +135,8 @@ def check_run_directory(directory: str | os.PathLike, identity: dict[str, Any], 
 
 def _check_resumable(directory: Path, identity: dict[str, Any]) -> Path:
     if not (directory / STATE_FILE).exists():
-        finished = (directory / METRICS_FILE).exists() and _recorded_identity(directory) == json.loads(json.dumps(identity))
+        finished = ((directory / METRICS_FILE).exists()
+                    and _recorded_identity(directory) == json.loads(json.dumps(identity)))
         raise RunError(f"{directory} holds a finished run: nothing to resume" if finished else
                        f"{directory} holds no interrupted run to resume (no {STATE_FILE})")
     if read_tag(directory / STATE_FILE).get("tag") != json.loads(json.dumps(identity)):
