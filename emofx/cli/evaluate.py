@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="OTHER.npz", help="dataset to evaluate on (default: the run's test images)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to this CSV")
+    parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each image's probabilities with its mirror image's "
+                             "(default: as the run was evaluated, i.e. its recipe's setting)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         if not path:
             raise FileNotFoundError(f"{args.run} does not record its dataset's path; pass --data")
         dataset, source = FaceDataset.load(path).subset(recorded.split.test), f"{path} (the run's test images)"
-    evaluation = evaluate(recorded.model, dataset)
+    flip_average = args.flip_average if args.flip_average is not None else \
+        bool(recorded.metrics.get("config", {}).get("train", {}).get("flip_average", False))
+    evaluation = evaluate(recorded.model, dataset, flip_average=flip_average)
     if args.predictions:
         target = Path(args.predictions)
         if target.exists():

@@ -1,9 +1,13 @@
 """Train the paper's CNN on an emofx dataset and record the run in a directory.
 
-Splits the dataset (seeded by --seed and --trial), trains with SGD + momentum and
-augmentation, keeps the parameters with the best validation error, evaluates them on the
-test part, and writes RUN_DIR/metrics.json, history.csv, split.json and checkpoint/.
-Ctrl-C stops training early and still records the best model so far.
+Splits the dataset (seeded by --seed and --trial; by default the source's own split when it
+defines one, else subject-independent when subjects are known), trains with a recipe
+(--recipe paper: the reference implementation; strong: warm-up + cosine schedule, weight
+decay on every layer, stronger augmentation, label smoothing, test-time flip averaging),
+keeps the parameters with the best validation error, evaluates them on the test part, and
+writes RUN_DIR/metrics.json, history.csv, split.json and checkpoint/. The training state is
+saved after every epoch: a killed run continues with --resume to the numbers of an
+uninterrupted one. Ctrl-C stops training early and still records the best model so far.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ import argparse
 import sys
 
 from emofx.data.splits import SPLIT_KINDS
+from emofx.nets.model import NORMS
 from emofx.nets.precision import PRECISIONS
-from emofx.nets.training import TrainConfig
+from emofx.nets.recipes import RECIPES
 
 EXIT_NAN = 1
 EXIT_INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
+    defaults = RECIPES["paper"]
     parser.add_argument("data", metavar="DATA.npz", help="an emofx dataset (from `emofx prepare`)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="directory for the run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
@@ -28,24 +33,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial number: another trial gives another split and initialisation (default 0)")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
-                             "or k-fold with --trial as the test fold (default auto: subject when subjects are known)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate,
-                        help=f"initial learning rate (default {defaults.learning_rate}, x{defaults.lr_decay} per epoch)")
-    parser.add_argument("--patience", type=int, default=defaults.patience,
-                        help=f"stop after this many validations without improvement; 0 never (default {defaults.patience})")
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
-                        help="validate every this many steps (default 0: once per epoch)")
-    parser.add_argument("--rotation", type=float, default=defaults.rotation_degrees,
-                        help=f"largest random rotation in degrees (default {defaults.rotation_degrees})")
-    parser.add_argument("--no-augment", action="store_true", help="train without flips and rotations")
+                             "or k-fold with --trial as the test fold (default auto: the source's own split when "
+                             "every image has one, e.g. FER2013/FER+ Training/PublicTest/PrivateTest; else subject "
+                             "when subjects are known; else random)")
+    parser.add_argument("--recipe", default="paper", metavar="NAME",
+                        help=f"training recipe: {', '.join(RECIPES)} (default paper, the reference implementation); "
+                             "the options below override its settings")
+    parser.add_argument("--norm", default="none", metavar="NORM",
+                        help=f"normalisation after each convolution: {', '.join(NORMS)} (default none, the paper's)")
+    parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument("--lr", type=float, help=f"initial (peak) learning rate (default {defaults.learning_rate})")
+    parser.add_argument("--patience", type=int,
+                        help="stop after this many validations without improvement; 0 never "
+                             f"(default {defaults.patience})")
+    parser.add_argument("--eval-every", type=int, help="validate every this many steps (default 0: once per epoch)")
+    parser.add_argument("--rotation", type=float,
+                        help=f"largest random rotation in degrees (paper {defaults.rotation_degrees}, "
+                             f"strong {RECIPES['strong'].rotation_degrees})")
+    parser.add_argument("--no-augment", action="store_true", help="train without any augmentation")
+    parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="evaluate on the mean of each image's and its mirror image's probabilities "
+                             "(default: as the recipe; strong does)")
     parser.add_argument("--soft-targets", action="store_true",
                         help="train on the normalised vote distributions (datasets with votes, e.g. FER+)")
     parser.add_argument("--weight-by-agreement", action="store_true",
                         help="weigh each image's loss by its annotators' agreement (from `emofx labels aggregate`)")
     parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights "
                         "(the output layer is replaced when the class sets differ)")
+    tuning = parser.add_mutually_exclusive_group()
+    tuning.add_argument("--freeze-conv", action="store_true",
+                        help="keep the convolutional layers fixed (fine-tuning with --init-from)")
+    tuning.add_argument("--conv-lr-scale", type=float, metavar="X",
+                        help="multiply the convolutional layers' learning rate by X (fine-tuning, e.g. 0.1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in RUN_DIR (same command otherwise)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -66,12 +88,29 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 64,128,256; got {text!r}")
 
 
-def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int):
-    """The architecture to train: the paper's, unless widths or dense units are given."""
+def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int, norm: str = "none"):
+    """The architecture to train: the paper's (with ``norm``), unless widths or dense units are given."""
     from emofx.nets.model import ModelConfig
 
     overrides = {k: v for k, v in (("widths", widths), ("dense_units", dense_units)) if v is not None}
-    return ModelConfig(num_classes=num_classes, **overrides)
+    return ModelConfig(num_classes=num_classes, norm=norm, **overrides)
+
+
+def train_config(args: argparse.Namespace, precision: str | None = None):
+    """The recipe's configuration with the options given on the command line (and ``precision``)."""
+    from emofx.nets.augment import NO_AUGMENTATION
+    from emofx.nets.recipes import recipe_config
+
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+             "patience": args.patience, "eval_every": args.eval_every, "rotation_degrees": args.rotation,
+             "flip_average": args.flip_average,
+             "conv_lr_scale": 0.0 if args.freeze_conv else args.conv_lr_scale}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if args.no_augment:
+        overrides.update(vars(NO_AUGMENTATION))
+    return recipe_config(args.recipe, **overrides, soft_targets=args.soft_targets,
+                         weight_by_agreement=args.weight_by_agreement, seed=args.seed,
+                         precision=precision)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,25 +119,24 @@ def run(args: argparse.Namespace) -> int:
     from emofx.nets.precision import set_precision
     from emofx.study.runs import train_run
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in RUN_DIR and --overwrite replaces it: give one of them")
+    if args.norm not in NORMS:
+        raise ValueError(f"unknown --norm {args.norm!r}; choose one of {', '.join(NORMS)}")
     if args.compile_cache is not None:
         enable_compilation_cache(args.compile_cache)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-        eval_every=args.eval_every, flip=not args.no_augment,
-        rotation_degrees=0.0 if args.no_augment else args.rotation, soft_targets=args.soft_targets,
-        weight_by_agreement=args.weight_by_agreement, seed=args.seed,
-        precision=set_precision(args.precision),  # also the test evaluation's
-    )
+    config = train_config(args, precision=set_precision(args.precision))  # also the test evaluation's precision
     dataset = FaceDataset.load(args.data)
-    model = model_template(args.widths, args.dense_units, len(dataset.classes))
+    model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     run_, result = train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,
-                             overwrite=args.overwrite, progress=not args.quiet)
+                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)
     m = run_.metrics
     for note in result.notes:
         print(f"note: {note}")
     print(result.stop_message)
-    print(f"test accuracy {m['test_accuracy']:.4f} (balanced {m['balanced_accuracy']:.4f}, macro F1 "
+    print(f"recipe {m['recipe']}, norm {m['norm']}: test accuracy {m['test_accuracy']:.4f} "
+          f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
           f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
           f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
           f"({m['compile_seconds']:.1f} s compiling) -> {run_.directory}")

@@ -4,12 +4,16 @@ Kinds:
 - ``random``: the paper's protocol, K random class-stratified allocations (80/10/10 in the
   reference code); trial k is allocation k.
 - ``subject``: subject-independent, no subject in two parts, stratified as far as the
-  subjects allow (the default for ``auto`` whenever every image has a subject id).
+  subjects allow (the default for ``auto`` whenever every image has a subject id and the
+  source defines no split of its own).
 - ``kfold``: k-fold cross-validation; trial = index of the test fold, a validation part is
   carved from the other folds; folds are grouped by subject when every image has one and there
   are more subjects than folds (``Split.grouped`` records which).
 - ``predefined``: the source's own split column (FER2013 Training/PublicTest/PrivateTest, or
-  train/val/test); when the source has no validation part it is carved from training.
+  train/val/test); when the source has no validation part it is carved from training. ``auto``
+  chooses it whenever every image names a known part and some images are test images: the
+  benchmark protocol (FER2013, FER+: train on Training, select on PublicTest, report
+  PrivateTest) is then the default.
 
 A split that leaves a class without images in any part, or with fewer than two training
 images, is a :class:`SplitError` naming the class and the part.
@@ -125,7 +129,8 @@ def make_split(
 ) -> Split:
     """Split ``dataset`` into train/val/test, reproducibly from ``(seed, trial)``.
 
-    ``auto`` is ``subject`` when every image has a subject id, else ``random``. Raises
+    ``auto`` is ``predefined`` when the source defines a split (:func:`defines_split`), else
+    ``subject`` when every image has a subject id, else ``random``. Raises
     :class:`SplitError` for an unknown kind, bad fractions, or a class left empty in a part.
     """
     if kind not in SPLIT_KINDS:
@@ -136,7 +141,7 @@ def make_split(
     if len(dataset) == 0:
         raise SplitError("cannot split an empty dataset")
     if kind == "auto":
-        kind = "subject" if dataset.has_subjects else "random"
+        kind = "predefined" if defines_split(dataset) else "subject" if dataset.has_subjects else "random"
     if kind == "subject" and not dataset.has_subjects:
         unknown = int(np.sum(dataset.subject == ""))
         raise SplitError(f"a subject split needs a subject id for every image; {unknown} images have none "
@@ -155,6 +160,13 @@ def make_split(
         split = _predefined(dataset, groups, seed, trial, fractions)
     _check_classes(dataset, split)
     return split
+
+
+def defines_split(dataset: FaceDataset) -> bool:
+    """Whether the source split the images itself: every image names a known part, some the test part."""
+    names = np.char.lower(dataset.split.astype(str))
+    known = np.isin(names, list(PREDEFINED_NAMES))
+    return bool(len(names) and known.all() and any(PREDEFINED_NAMES[n] == "test" for n in np.unique(names)))
 
 
 def balanced_subsample(

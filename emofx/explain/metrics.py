@@ -132,7 +132,7 @@ def deletion_insertion_curves(
             chosen = rank < round(fraction * h * w)
             perturbed = np.where(chosen, filler, x) if curve == "deletion" else np.where(chosen, x, filler)
             values = np.concatenate([
-                np.asarray(class_scores(model.config, model.params, jnp.asarray(perturbed[i:i + batch_size]),
+                np.asarray(class_scores(model.config, model.variables, jnp.asarray(perturbed[i:i + batch_size]),
                                         jnp.asarray(targets[i:i + batch_size], jnp.int32), score=score))
                 for i in range(0, n, batch_size)
             ])

@@ -108,7 +108,7 @@ class ModificationResult:
 
 
 @partial(jax.jit, static_argnames=("config", "activation", "steps"))
-def _ascend(config: ModelConfig, params, stats, images, targets, step_size, l2_penalty, activation, steps):
+def _ascend(config: ModelConfig, variables, stats, images, targets, step_size, l2_penalty, activation, steps):
     """All ``steps`` of the ascent in one compiled scan; returns images (steps+1, B, H, W) and logits."""
     original = images
 
@@ -116,7 +116,7 @@ def _ascend(config: ModelConfig, params, stats, images, targets, step_size, l2_p
         # log p has the gradient of p divided by p > 0 (for guided backprop too: the scale does
         # not change any sign), so after the std normalisation the step is the paper's, without
         # the underflow of d p / d x when the target's probability is tiny.
-        fit = class_scores(config, params, standardise(x, stats), targets, activation, "log-probability")
+        fit = class_scores(config, variables, standardise(x, stats), targets, activation, "log-probability")
         return (fit - l2_penalty * ((x - original) ** 2).sum(axis=(1, 2))).sum()
 
     def step(x, _):
@@ -127,7 +127,7 @@ def _ascend(config: ModelConfig, params, stats, images, targets, step_size, l2_p
 
     _, path = jax.lax.scan(step, images, None, length=steps)
     path = jnp.concatenate([images[None], path])
-    logits = jax.vmap(lambda x: EmotionCNN(config).apply({"params": params}, standardise(x, stats)))(path)
+    logits = jax.vmap(lambda x: EmotionCNN(config).apply(variables, standardise(x, stats)))(path)
     return path, logits
 
 
@@ -144,7 +144,7 @@ def modify(
     paths, probabilities = [], []
     for start in tqdm(range(0, len(x), batch_size), desc="modification", disable=not progress, leave=False):
         path, logits = _ascend(
-            pixel_free(model.config), model.params, pixel_stats(model.config), jnp.asarray(x[start:start + batch_size]),
+            pixel_free(model.config), model.variables, pixel_stats(model.config), jnp.asarray(x[start:start + batch_size]),
             jnp.asarray(targets[start:start + batch_size]), jnp.float32(config.step_size),
             jnp.float32(config.l2_penalty), activation, config.steps,
         )

@@ -114,61 +114,61 @@ def select_score(logits: jax.Array, targets: jax.Array, score: str) -> jax.Array
 
 
 def class_scores(
-    config: ModelConfig, params: Any, images: jax.Array, targets: jax.Array,
+    config: ModelConfig, variables: Any, images: jax.Array, targets: jax.Array,
     activation: str = "relu", score: str = "probability",
 ) -> jax.Array:
-    """Per-image score (B,) of the target class."""
-    logits = EmotionCNN(config, activation=ACTIVATIONS[activation]).apply({"params": params}, images)
+    """Per-image score (B,) of the target class; ``variables`` as :attr:`TrainedModel.variables`."""
+    logits = EmotionCNN(config, activation=ACTIVATIONS[activation]).apply(variables, images)
     return select_score(logits, targets, score)
 
 
-def _input_gradient(config, params, stats, images, targets, activation, score) -> jax.Array:
+def _input_gradient(config, variables, stats, images, targets, activation, score) -> jax.Array:
     # Images do not interact in the model, so the gradient of the batch sum is per-image.
     # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _compiled).
-    return jax.grad(lambda x: class_scores(config, params, standardise(x, stats), targets, activation, score).sum())(images)
+    return jax.grad(lambda x: class_scores(config, variables, standardise(x, stats), targets, activation, score).sum())(images)
 
 
 def _compiled(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:
-    """(pixel-free config, params, pixel stats): models that differ only in their training set's
-    pixel statistics share one compilation of every core below."""
-    return pixel_free(model.config), model.params, pixel_stats(model.config)
+    """(pixel-free config, variables, pixel stats): models that differ only in their training set's
+    pixel statistics share one compilation of every core below. The variables are parameters
+    and, with batch normalisation, running statistics (eval mode)."""
+    return pixel_free(model.config), model.variables, pixel_stats(model.config)
 
 
 # ---------------------------------------------------------------------------- compiled cores
 @partial(jax.jit, static_argnames=("config", "activation", "score"))
-def _gradient_core(config, params, stats, images, targets, activation, score):
-    return _input_gradient(config, params, stats, images, targets, activation, score)
+def _gradient_core(config, variables, stats, images, targets, activation, score):
+    return _input_gradient(config, variables, stats, images, targets, activation, score)
 
 
 @partial(jax.jit, static_argnames=("config", "activation", "score", "n_samples"))
-def _smoothgrad_core(config, params, stats, images, targets, image_keys, noise_level, activation, score, n_samples):
+def _smoothgrad_core(config, variables, stats, images, targets, image_keys, noise_level, activation, score, n_samples):
     spread = noise_level * (images.max(axis=(1, 2)) - images.min(axis=(1, 2)))
     noise = jax.vmap(lambda k: jax.random.normal(k, (n_samples, *images.shape[1:])))(image_keys)
     noise = jnp.moveaxis(noise, 1, 0) * spread[None, :, None, None]
 
     def accumulate(total, eps):
-        return total + _input_gradient(config, params, stats, images + eps, targets, activation, score), None
+        return total + _input_gradient(config, variables, stats, images + eps, targets, activation, score), None
 
     total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), noise)
     return total / n_samples
 
 
 @partial(jax.jit, static_argnames=("config", "activation", "score", "steps"))
-def _integrated_gradients_core(config, params, stats, images, targets, baseline, activation, score, steps):
+def _integrated_gradients_core(config, variables, stats, images, targets, baseline, activation, score, steps):
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps  # midpoint rule
 
     def accumulate(total, alpha):
         point = baseline + alpha * (images - baseline)
-        return total + _input_gradient(config, params, stats, point, targets, activation, score), None
+        return total + _input_gradient(config, variables, stats, point, targets, activation, score), None
 
     total, _ = jax.lax.scan(accumulate, jnp.zeros_like(images), alphas)
     return (images - baseline) * total / steps
 
 
 @partial(jax.jit, static_argnames=("config", "score"))
-def _gradcam_core(config, params, stats, images, targets, score):
+def _gradcam_core(config, variables, stats, images, targets, score):
     module = EmotionCNN(config)
-    variables = {"params": params}
     features = module.apply(variables, standardise(images, stats), method=EmotionCNN.conv_features)
 
     def target_score(f):
@@ -181,12 +181,12 @@ def _gradcam_core(config, params, stats, images, targets, score):
 
 
 @partial(jax.jit, static_argnames=("config", "score"))
-def _occlusion_core(config, params, stats, images, targets, patches, fill, score):
-    reference = class_scores(config, params, standardise(images, stats), targets, "relu", score)
+def _occlusion_core(config, variables, stats, images, targets, patches, fill, score):
+    reference = class_scores(config, variables, standardise(images, stats), targets, "relu", score)
 
     def drop(patch):
         occluded = jnp.where(patch[None], fill, images)
-        return reference - class_scores(config, params, standardise(occluded, stats), targets, "relu", score)
+        return reference - class_scores(config, variables, standardise(occluded, stats), targets, "relu", score)
 
     drops = jax.lax.map(drop, patches)  # (P, B)
     coverage = patches.sum(axis=0)
@@ -330,8 +330,8 @@ def completeness(
     images = as_unit_float(images)
     base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
     targets = jnp.asarray(targets, jnp.int32)
-    at_image = np.asarray(class_scores(model.config, model.params, images, targets, score=score))
-    at_baseline = np.asarray(class_scores(model.config, model.params, base, targets, score=score))
+    at_image = np.asarray(class_scores(model.config, model.variables, images, targets, score=score))
+    at_baseline = np.asarray(class_scores(model.config, model.variables, base, targets, score=score))
     difference = at_image - at_baseline
     total = np.asarray(maps, np.float64).reshape(len(difference), -1).sum(axis=1)
     frame = pd.DataFrame({

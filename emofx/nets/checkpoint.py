@@ -1,8 +1,9 @@
 """Trained models on disk: parameters, architecture, classes and provenance in one directory.
 
-A checkpoint directory holds ``params.msgpack`` (Flax serialisation) and ``model.json``
-(model config, class names, preprocessing, split indices, library versions). A loaded
-model predicts exactly as the saved one did.
+A checkpoint directory holds ``params.msgpack`` (Flax serialisation), for a model with batch
+normalisation ``batch_stats.msgpack`` (its running statistics), and ``model.json`` (model
+config, class names, preprocessing, training recipe, split indices, library versions). A
+loaded model predicts exactly as the saved one did.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from emofx.nets.buckets import bucket_size, pad_rows
-from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
+from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
+                              standardise)
 
 CHECKPOINT_DIR = "checkpoint"
 PARAMS_FILE = "params.msgpack"
 MODEL_FILE = "model.json"
+BATCH_STATS_FILE = "batch_stats.msgpack"
 
 
 class CheckpointError(ValueError):
@@ -51,33 +54,42 @@ def library_versions() -> dict[str, str]:
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
-    """A trained :class:`EmotionCNN`: its config, parameters and class names."""
+    """A trained :class:`EmotionCNN`: its config, parameters, class names and, with batch
+    normalisation, the running statistics (``batch_stats``)."""
 
     config: ModelConfig
     params: Any
     classes: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    batch_stats: Any = None
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """What ``module().apply`` takes: parameters and running statistics (eval mode)."""
+        return model_variables(self.params, self.batch_stats)
 
     def module(self, activation=None) -> EmotionCNN:
         """The Flax module, optionally with another activation (e.g. a guided ReLU)."""
         return EmotionCNN(self.config) if activation is None else EmotionCNN(self.config, activation=activation)
 
     def logits(self, images: jax.Array | np.ndarray) -> jax.Array:
-        """Logits for images in [0, 1] (B, H, W); uint8 images are scaled by 1/255.
+        """Logits for images in [0, 1] (B, H, W) (eval mode); uint8 images are scaled by 1/255.
 
-        One compiled call: scaling and standardisation run inside it, and the parameters and
+        One compiled call: scaling and standardisation run inside it, and the variables and
         pixel statistics stay on the device between calls.
         """
-        return _logits(self._pixel_free_config, self._device_params, jnp.asarray(images), self._stats)
+        return _logits(self._pixel_free_config, self._device_variables, jnp.asarray(images), self._stats)
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Class probabilities (N, C) for uint8 or [0, 1] images.
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512, flip_average: bool = False) -> np.ndarray:
+        """Class probabilities (N, C) for uint8 or [0, 1] images (eval mode: batch normalisation uses
+        the running statistics, so padding and batch composition change nothing).
 
         The whole set goes to the device once, padded to a shape bucket
         (:mod:`emofx.nets.buckets`, so sets of similar size share one compiled program), and one
         compiled call runs it in batches of up to ``batch_size`` (a power of two dividing the
         bucket), scaling, standardisation and softmax included: one transfer each way, no
-        host synchronisation per batch.
+        host synchronisation per batch. ``flip_average``: the mean of the probabilities of each
+        image and its mirror image (test-time augmentation), inside the same call.
         """
         n = len(images)
         if n == 0:
@@ -85,15 +97,15 @@ class TrainedModel:
         rows = bucket_size(n)
         batch = math.gcd(rows, 2 ** int(math.log2(max(1, batch_size))))
         padded = jnp.asarray(pad_rows(np.asarray(images), rows))
-        probabilities = _probabilities(self._pixel_free_config, batch)(self._device_params, padded, self._stats)
-        return np.asarray(probabilities)[:n]
+        compiled = _probabilities(self._pixel_free_config, batch, bool(flip_average))
+        return np.asarray(compiled(self._device_variables, padded, self._stats))[:n]
 
-    def predict(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        return self.predict_proba(images, batch_size).argmax(axis=1)
+    def predict(self, images: np.ndarray, batch_size: int = 512, flip_average: bool = False) -> np.ndarray:
+        return self.predict_proba(images, batch_size, flip_average).argmax(axis=1)
 
     @cached_property
-    def _device_params(self) -> Any:
-        return jax.device_put(self.params)
+    def _device_variables(self) -> Any:
+        return jax.device_put(self.variables)
 
     @cached_property
     def _stats(self) -> jax.Array:
@@ -121,6 +133,8 @@ class TrainedModel:
             **(extra or {}),
         }
         atomic_write(directory / PARAMS_FILE, flax.serialization.to_bytes(jax.device_get(self.params)))
+        if self.batch_stats:
+            atomic_write(directory / BATCH_STATS_FILE, flax.serialization.to_bytes(jax.device_get(self.batch_stats)))
         atomic_write(directory / MODEL_FILE, json.dumps(payload, indent=2, default=_json_default).encode())
         return directory
 
@@ -150,13 +164,22 @@ class TrainedModel:
             raise CheckpointError(
                 f"checkpoint {directory} was trained on classes {list(classes)}, not {list(expect_classes)}"
             )
-        template = init_params(config, 0)
-        try:
-            params = flax.serialization.from_bytes(template, (directory / PARAMS_FILE).read_bytes())
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{directory / PARAMS_FILE} does not fit its model.json ({err})") from err
+        template = init_variables(config, 0)
+        params = _read_tree(directory / PARAMS_FILE, template["params"])
+        batch_stats = _read_tree(directory / BATCH_STATS_FILE, template["batch_stats"]) \
+            if "batch_stats" in template else None
         info = {k: v for k, v in payload.items() if k not in ("model_config", "classes")}
-        return cls(config=config, params=params, classes=classes, info=info)
+        return cls(config=config, params=params, classes=classes, info=info, batch_stats=batch_stats)
+
+
+def _read_tree(path: Path, template: Any) -> Any:
+    """A serialised pytree shaped like ``template``; a clear error when it is missing or does not fit."""
+    try:
+        return flax.serialization.from_bytes(template, path.read_bytes())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path} is missing; its model.json asks for it") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} does not fit its model.json ({err})") from err
 
 
 def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:
@@ -179,20 +202,25 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=0)
-def _logits(config: ModelConfig, params: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
+def _logits(config: ModelConfig, variables: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
     # ``config`` is pixel-free and the statistics are data: models that differ only in their
     # training set's pixel statistics share one compilation (loading many trials stays fast).
-    return EmotionCNN(config).apply({"params": params}, standardise(as_unit_float(images), stats))
+    return EmotionCNN(config).apply(variables, standardise(as_unit_float(images), stats))
 
 
 @lru_cache(maxsize=32)
-def _probabilities(config: ModelConfig, batch_size: int):
-    """A compiled ``(params, images, stats) -> probabilities`` over ``images`` in batches of ``batch_size``."""
+def _probabilities(config: ModelConfig, batch_size: int, flip_average: bool):
+    """A compiled ``(variables, images, stats) -> probabilities`` over ``images`` in batches of
+    ``batch_size``; with ``flip_average`` the mean of each image's and its mirror image's."""
 
-    def probabilities(params: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
+    def one(variables: Any, x: jax.Array, stats: jax.Array) -> jax.Array:
+        p = jax.nn.softmax(_logits(config, variables, x, stats), axis=-1)
+        return (p + jax.nn.softmax(_logits(config, variables, x[:, :, ::-1], stats), axis=-1)) / 2 \
+            if flip_average else p
+
+    def probabilities(variables: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
         batches = images.reshape(-1, batch_size, *images.shape[1:])
-        logits = jax.lax.map(lambda x: _logits(config, params, x, stats), batches)
-        return jax.nn.softmax(logits, axis=-1).reshape(images.shape[0], -1)
+        return jax.lax.map(lambda x: one(variables, x, stats), batches).reshape(images.shape[0], -1)
 
     return jax.jit(probabilities)
 

@@ -6,6 +6,11 @@ The model takes images in [0, 1] and standardises them with the training set's p
 mean and std (fixed in :class:`ModelConfig`), so saliency and emotion modification work
 directly in pixel space. The activation is a module attribute so that guided
 backpropagation can swap in a guided ReLU without patching anything.
+
+``ModelConfig.norm = "batch"`` adds batch normalisation after each convolution (not in the
+paper; the layer sizes stay the paper's). Its running statistics live in the Flax
+``batch_stats`` collection: training updates them, every other use (evaluation, saliency,
+modification) runs in eval mode on the recorded statistics (:func:`model_variables`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ if os.environ.get(PRECISION_ENV):  # $EMOFX_PRECISION: the matmul/convolution pr
     except ValueError as err:  # reported again, as a one-line error, where a command resolves the precision
         warnings.warn(str(err), stacklevel=2)
 
+NORMS: tuple[str, ...] = ("none", "batch")
+BATCH_NORM_MOMENTUM = 0.9
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -46,6 +54,7 @@ class ModelConfig:
     pixel_mean: float = 0.5
     pixel_std: float = 0.25
     conv_impl: str = "auto"  # see emofx.nets.ops: the fast formulation per backend
+    norm: str = "none"  # "batch": batch normalisation after each convolution
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -54,6 +63,8 @@ class ModelConfig:
                 f"input_size {self.input_size} must be divisible by {2 ** len(self.widths)} "
                 f"({len(self.widths)} 2x2 poolings)"
             )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes; got {self.num_classes}")
 
@@ -67,7 +78,7 @@ class ModelConfig:
     def architecture(self) -> dict[str, Any]:
         """The fields that decide parameter shapes (what a checkpoint must match)."""
         return {k: v for k, v in self.to_dict().items()
-                if k in ("num_classes", "input_size", "widths", "kernel_size", "dense_units", "conv_bias")}
+                if k in ("num_classes", "input_size", "widths", "kernel_size", "dense_units", "conv_bias", "norm")}
 
 
 SMALL_WIDTHS, SMALL_DENSE_UNITS = (16, 32, 64), 128  # the synthetic notebooks' model: fast on a CPU
@@ -93,20 +104,24 @@ def chosen_model(num_classes: int, real_faces: bool, widths: Any = None, dense_u
 
 
 class Conv(nn.Module):
-    """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`."""
+    """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`,
+    optionally followed by batch normalisation (batch statistics when ``train``, else running ones)."""
 
     features: int
     kernel_size: int
     use_bias: bool
     impl: str
+    batch_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
         y = ops.conv2d_same(x, kernel, self.impl)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.batch_norm:
+            y = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")(y)
         return y
 
 
@@ -119,7 +134,7 @@ class EmotionCNN(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         self.convs = [
-            Conv(w, cfg.kernel_size, cfg.conv_bias, cfg.conv_impl, name=f"conv{i + 1}")
+            Conv(w, cfg.kernel_size, cfg.conv_bias, cfg.conv_impl, cfg.norm == "batch", name=f"conv{i + 1}")
             for i, w in enumerate(cfg.widths)
         ]
         self.dense = nn.Dense(cfg.dense_units, name="dense")
@@ -133,11 +148,11 @@ class EmotionCNN(nn.Module):
             x = x[..., None]
         return (x - self.config.pixel_mean) / self.config.pixel_std
 
-    def conv_features(self, images: jax.Array) -> jax.Array:
+    def conv_features(self, images: jax.Array, train: bool = False) -> jax.Array:
         """Output of the last conv layer after its activation, before pooling (for Grad-CAM, filters)."""
         x = self.standardise(images)
         for i, conv in enumerate(self.convs):
-            x = self.activation(conv(x))
+            x = self.activation(conv(x, train))
             if i < len(self.convs) - 1:
                 x = ops.max_pool_2x2(x)
         return x
@@ -155,7 +170,7 @@ class EmotionCNN(nn.Module):
         return self.penultimate_from_features(self.conv_features(images))
 
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        return self.classify_features(self.conv_features(images), train=train)
+        return self.classify_features(self.conv_features(images, train), train=train)
 
 
 def pixel_free(config: ModelConfig) -> ModelConfig:
@@ -178,16 +193,27 @@ def standardise(images: jax.Array, stats: jax.Array) -> jax.Array:
 
 def init_params(config: ModelConfig, seed: int | jax.Array) -> Any:
     """Initial parameters for ``config`` from an integer seed or PRNG key."""
+    return init_variables(config, seed)["params"]
+
+
+def init_variables(config: ModelConfig, seed: int | jax.Array) -> dict[str, Any]:
+    """Initial ``params`` and (with batch normalisation) ``batch_stats`` for ``config``."""
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
     # Initial values do not depend on the input standardisation: compile once per architecture.
-    return _init_params(replace(config, pixel_mean=0.5, pixel_std=0.25), key)
+    return dict(_init_variables(replace(config, pixel_mean=0.5, pixel_std=0.25), key))
 
 
 @partial(jax.jit, static_argnums=0)
-def _init_params(config: ModelConfig, key: jax.Array) -> Any:
+def _init_variables(config: ModelConfig, key: jax.Array) -> Any:
     # Compiled once per config: eager initialisation compiles every random op separately.
     dummy = jnp.zeros((1, config.input_size, config.input_size), jnp.float32)
-    return EmotionCNN(config).init(key, dummy)["params"]
+    return EmotionCNN(config).init(key, dummy)
+
+
+def model_variables(params: Any, batch_stats: Any = None) -> dict[str, Any]:
+    """The variables to apply a model with: its parameters and, when it has batch
+    normalisation, the running statistics (eval mode)."""
+    return {"params": params} if not batch_stats else {"params": params, "batch_stats": batch_stats}
 
 
 def count_params(params: Any) -> int:

@@ -6,10 +6,7 @@ import numpy as np
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
-
-
-class TrainingError(ValueError):
-    """The data or configuration cannot be trained on (reported to the user in one line)."""
+from emofx.nets.optimisation import TrainingError
 
 
 def training_targets(dataset: FaceDataset, soft: bool = False) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training the paper's CNN: SGD with momentum, exponential decay, augmentation, best checkpoint.
+"""Training the paper's CNN: SGD with momentum, a learning-rate schedule, augmentation, best checkpoint.
 
 The numeric core is pure and compiled: the training set lives on the device, and a chunk of
 ``eval_every`` steps (by default one epoch) runs as one ``lax.scan`` that samples each batch
@@ -6,17 +6,24 @@ from a PRNG key, augments it and updates the parameters, with the state's buffer
 Python only runs between chunks: validation (itself one compiled, batched function),
 keeping the best parameters, early stopping, the NaN check, history and the progress bar.
 
-Reference hyper-parameters (safooray/EmotionClassificationCNN): learning rate 0.05 decayed
-x0.999 per epoch (staircase), momentum 0.9, L2 5e-4 on the dense layers, batch 64.
+What is optimised and how (:class:`TrainConfig`, schedules, optimiser, loss) lives in
+:mod:`emofx.nets.optimisation` and is re-exported here; the defaults are the reference
+implementation, the ``paper`` recipe of :mod:`emofx.nets.recipes`.
+
+With ``state_path``, :func:`fit` writes the full training state (parameters, running
+statistics, optimiser state, step, data key, best-so-far, history, early-stopping counter) at
+every validation, and resumes from it: a resumed run ends with the numbers of an
+uninterrupted one (:mod:`emofx.nets.train_state`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,141 +33,42 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
-from emofx.nets.augment import AugmentConfig, augment
+from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
 from emofx.nets.compilation import compile_seconds
-from emofx.nets.model import EmotionCNN, ModelConfig, init_params, pixel_free, pixel_stats, standardise
-from emofx.nets.precision import at_precision, resolve_precision
-from emofx.nets.targets import TrainingError, agreement_weights, training_targets
+from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
+                              standardise)
+from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, cross_entropy,
+                                     learning_rate_schedule, make_optimizer)
+from emofx.nets.precision import at_precision
+from emofx.nets.targets import agreement_weights, training_targets
+from emofx.nets.train_state import LoopProgress, load_training_state, save_training_state
 
-DENSE_LAYERS = ("dense", "output")
+__all__ = ["DENSE_LAYERS", "SCHEDULES", "StepConfig", "TrainConfig", "TrainingError", "cross_entropy",
+           "learning_rate_schedule", "make_optimizer", "TrainState", "init_state", "make_train_step",
+           "make_train_chunk", "make_evaluator", "training_targets", "pixel_statistics", "check_trainable",
+           "TrainResult", "initial_variables", "fit"]
+
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: optimiser, augmentation, validation schedule, stopping and seed.
-
-    ``eval_every`` is in steps (0: once per epoch); ``patience`` counts validations without
-    improvement before stopping early (0: never). ``soft_targets`` trains on the normalised
-    vote distributions in ``dataset.extras["votes"]`` instead of the hard labels;
-    ``weight_by_agreement`` weighs each training image's loss by its crowd agreement
-    (:func:`agreement_weights`).
-    ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
-    runs convolution gradients inside a compiled loop through a generic path about 100x
-    slower than outside it, so steps are unrolled rather than looped; compile time grows
-    with the count. ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
-    """
-
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    lr_decay: float = 0.999
-    weight_decay: float = 5e-4
-    flip: bool = True
-    rotation_degrees: float = 5.0
-    eval_every: int = 0
-    patience: int = 10
-    soft_targets: bool = False
-    weight_by_agreement: bool = False
-    seed: int = 0
-    eval_batch_size: int = 256
-    unroll_steps: int = 8
-    precision: str | None = None  # None: the process's setting ($EMOFX_PRECISION, else default)
-
-    def __post_init__(self) -> None:
-        if self.precision is not None:
-            object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear error if unknown
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "unroll_steps": self.unroll_steps}
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise TrainingError(f"{name} must be at least 1; got {value}")
-        if not self.learning_rate > 0:
-            raise TrainingError(f"learning_rate must be positive; got {self.learning_rate}")
-        if not 0 < self.lr_decay <= 1:
-            raise TrainingError(f"lr_decay must lie in (0, 1]; got {self.lr_decay}")
-        if self.eval_every < 0 or self.patience < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise TrainingError(
-                "eval_every, patience and weight_decay must be >= 0 and momentum in [0, 1); "
-                f"got {self.eval_every}, {self.patience}, {self.weight_decay}, {self.momentum}"
-            )
-        AugmentConfig(self.flip, self.rotation_degrees)  # validates rotation_degrees
-
-    @property
-    def augmentation(self) -> AugmentConfig:
-        return AugmentConfig(flip=self.flip, rotation_degrees=self.rotation_degrees)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    """Everything the compiled training step depends on (the key of its compilation cache)."""
-
-    learning_rate: float
-    momentum: float
-    lr_decay: float
-    weight_decay: float
-    augmentation: AugmentConfig
-    steps_per_epoch: Any  # an int, or a traced int32 inside a program shared by several epoch lengths
-    precision: str = "default"
-
-    @classmethod
-    def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
-        return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
-                   config.augmentation, int(steps_per_epoch), resolve_precision(config.precision))
-
-
 class TrainState(NamedTuple):
-    """The training state threaded through the compiled step: step counter, parameters, optimiser."""
+    """The training state threaded through the compiled step: step counter, parameters, optimiser
+    state and, for a model with batch normalisation, its running statistics (else None)."""
 
     step: jax.Array
     params: Any
     opt_state: Any
+    batch_stats: Any = None
 
 
-# ---------------------------------------------------------------------------- optimisation
-
-
-def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:
-    """lr * decay ** floor(step / steps_per_epoch): the reference's per-epoch staircase decay
-    (optax's ``exponential_decay(staircase=True)``, written out so that ``steps_per_epoch`` may be traced)."""
-    lr, decay, spe = step_config.learning_rate, step_config.lr_decay, step_config.steps_per_epoch
-    return lambda count: lr * decay ** jnp.floor_divide(count, spe).astype(jnp.float32)
-
-
-def make_optimizer(step_config: StepConfig) -> optax.GradientTransformation:
-    """SGD with momentum and L2 weight decay on the dense layers' kernels only."""
-
-    def dense_kernels(params: Any) -> Any:
-        return {layer: {name: layer in DENSE_LAYERS and name == "kernel" for name in sub}
-                for layer, sub in params.items()}
-
-    return optax.chain(
-        optax.add_decayed_weights(step_config.weight_decay, mask=dense_kernels),
-        optax.sgd(learning_rate_schedule(step_config), momentum=step_config.momentum),
-    )
-
-
-def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean cross-entropy against targets: class indices (B,) or distributions (B, C)."""
-    if targets.ndim == 1:
-        targets = jax.nn.one_hot(targets, logits.shape[-1])
-    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
-
-
-def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1) -> TrainState:
-    """The state at step 0 for ``params`` (see :func:`emofx.nets.model.init_params`)."""
+def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1,
+               batch_stats: Any = None) -> TrainState:
+    """The state at step 0 for ``params`` and, with batch normalisation, ``batch_stats``
+    (see :func:`emofx.nets.model.init_variables`)."""
     optimizer = make_optimizer(StepConfig.of(train_config, steps_per_epoch))
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), batch_stats or None)
 
 
 # ---------------------------------------------------------------------------- compiled step
@@ -168,20 +76,27 @@ def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1)
 
 def _train_step(model_config: ModelConfig, step_config: StepConfig, state: TrainState, images: jax.Array,
                 targets: jax.Array, key: jax.Array, stats: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on a batch: augment, standardise, forward with dropout, backward, update."""
+    """One SGD step on a batch: augment, standardise, forward with dropout (and batch statistics),
+    backward, update."""
     augment_key, dropout_key = jax.random.split(key)
     x = standardise(augment(augment_key, as_unit_float(images), step_config.augmentation), stats)
     module = EmotionCNN(pixel_free(model_config))
 
-    def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        logits = module.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
-        return cross_entropy(logits, targets), logits
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        variables = model_variables(params, state.batch_stats)
+        if state.batch_stats is None:
+            logits, batch_stats = module.apply(variables, x, train=True, rngs={"dropout": dropout_key}), None
+        else:
+            logits, updated = module.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+                                           mutable=["batch_stats"])
+            batch_stats = updated["batch_stats"]
+        return cross_entropy(logits, targets, step_config.label_smoothing), (logits, batch_stats)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = make_optimizer(step_config).update(grads, state.opt_state, state.params)
     truth = targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
     error = jnp.mean(jnp.argmax(logits, axis=-1) != truth)
-    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
+    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, batch_stats)
     return new_state, {"loss": loss, "error": error}
 
 
@@ -259,10 +174,16 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
 
 
 @lru_cache(maxsize=16)
-def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
+def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
     module = EmotionCNN(model_config)
 
-    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
+    def log_probabilities(variables: Any, x: jax.Array) -> jax.Array:
+        if not flip_average:
+            return jax.nn.log_softmax(module.apply(variables, x))
+        both = jnp.stack([jax.nn.log_softmax(module.apply(variables, v)) for v in (x, x[:, :, ::-1])])
+        return jax.nn.logsumexp(both, axis=0) - jnp.log(2.0)
+
+    def evaluate(variables: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
                  n: jax.Array) -> tuple[jax.Array, jax.Array]:
         n_batches = -(-images.shape[0] // batch_size)
         pad = n_batches * batch_size - images.shape[0]
@@ -271,9 +192,9 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
         t = jnp.pad(targets, ((0, pad), (0, 0))).reshape(n_batches, batch_size, -1)
 
         def one(batch):
-            logits = module.apply({"params": params}, standardise(as_unit_float(batch[0]), stats))
-            wrong = jnp.argmax(logits, -1) != jnp.argmax(batch[1], -1)
-            nll = -jnp.sum(batch[1] * jax.nn.log_softmax(logits), axis=-1)
+            log_p = log_probabilities(variables, standardise(as_unit_float(batch[0]), stats))
+            wrong = jnp.argmax(log_p, -1) != jnp.argmax(batch[1], -1)
+            nll = -jnp.sum(batch[1] * log_p, axis=-1)
             return wrong, nll
 
         wrong, nll = jax.lax.map(one, (x, t))
@@ -283,15 +204,17 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int) -> Callable:
     return jax.jit(evaluate)
 
 
-def make_evaluator(model_config: ModelConfig, batch_size: int = 256) -> Callable:
-    """A compiled ``evaluate(params, images, targets, stats, n=None) -> (error rate, mean loss)``, in batches
-    of ``batch_size`` (the last one padded and masked) over the first ``n`` rows (default all; the
-    rest is padding); ``stats`` as for :func:`make_train_chunk`."""
-    compiled = _compiled_evaluator(pixel_free(model_config), batch_size)
+def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_average: bool = False) -> Callable:
+    """A compiled ``evaluate(variables, images, targets, stats, n=None) -> (error rate, mean loss)``,
+    in batches of ``batch_size`` (the last one padded and masked) over the first ``n`` rows
+    (default all; the rest is padding); ``variables`` as :func:`emofx.nets.model.model_variables`
+    gives them (eval mode), ``stats`` as for :func:`make_train_chunk`. ``flip_average`` scores
+    the mean probabilities of each image and its mirror image."""
+    compiled = _compiled_evaluator(pixel_free(model_config), batch_size, flip_average)
 
-    def evaluate(params: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
+    def evaluate(variables: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
                  n: int | None = None) -> tuple[jax.Array, jax.Array]:
-        return compiled(params, images, targets, stats, np.int32(images.shape[0] if n is None else n))
+        return compiled(variables, images, targets, stats, np.int32(images.shape[0] if n is None else n))
 
     return evaluate
 
@@ -351,20 +274,24 @@ class TrainResult:
     compile_seconds: float = 0.0
 
 
-def initial_params(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
-                   classes: tuple[str, ...]) -> tuple[Any, list[str]]:
-    """Fresh parameters, or ``init_from``'s weights (a fresh output layer when the class sets differ)."""
-    params = init_params(model_config, key)
+def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
+                      classes: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Fresh variables (parameters, running statistics), or ``init_from``'s (a fresh output layer
+    when the class sets differ). An ``init_from`` of another architecture is a :class:`CheckpointError`."""
+    variables = init_variables(model_config, key)
     if init_from is None:
-        return params, []
+        return variables, []
     mine, theirs = model_config.architecture(), init_from.config.architecture()
-    mine.pop("num_classes"), theirs.pop("num_classes")
-    if mine != theirs:
-        raise CheckpointError(f"--init-from model has architecture {theirs}, but this training uses {mine}")
+    differ = [f"{k} {theirs.get(k)} (this training: {mine[k]})" for k in mine
+              if k != "num_classes" and theirs.get(k) != mine[k]]
+    if differ:
+        raise CheckpointError(f"the --init-from model differs in {', '.join(differ)}; start from a model with the "
+                              "same input size, layers and normalisation")
+    loaded = jax.tree.map(jnp.asarray, init_from.variables)
     if tuple(init_from.classes) == classes:
-        return jax.tree.map(jnp.asarray, init_from.params), []
-    merged = {**jax.tree.map(jnp.asarray, init_from.params), "output": params["output"]}
-    return merged, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
+        return loaded, []
+    loaded["params"] = {**loaded["params"], "output": variables["params"]["output"]}
+    return loaded, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
                     "the output layer was replaced by a freshly initialised one"]
 
 
@@ -377,12 +304,18 @@ def fit(
     trial: int = 0,
     init_from: TrainedModel | None = None,
     progress: bool = True,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    tag: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train on ``train_set``, validating on ``val_set``; returns the best-validation model.
 
-    ``model`` gives the architecture (widths, dense units, ...); the class count, input size
-    and pixel statistics are taken from ``train_set``. Randomness flows from
+    ``model`` gives the architecture (widths, dense units, normalisation, ...); the class count,
+    input size and pixel statistics are taken from ``train_set``. Randomness flows from
     ``(config.seed, trial)``. Ctrl-C stops training and still returns the best model.
+    With ``state_path`` the full training state is saved there after every validation, and
+    ``resume`` continues from it (refused when it was saved by another training: other
+    data sizes, settings, trial or ``tag``).
     """
     started, compiled_before = time.perf_counter(), compile_seconds()
     check_trainable(train_set, val_set)
@@ -392,12 +325,12 @@ def fit(
                            pixel_mean=mean, pixel_std=std)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), trial)
     init_key, data_key = jax.random.split(key)
-    params, notes = initial_params(model_config, init_key, init_from, train_set.classes)
+    variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
 
     spe = math.ceil(len(train_set) / config.batch_size)
     total_steps = config.epochs * spe
     eval_every = config.eval_every or spe
-    state = init_state(params, config, spe)
+    state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
     train_targets = training_targets(train_set, config.soft_targets)
@@ -407,17 +340,29 @@ def fit(
     (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
     images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
     stats = pixel_stats(model_config)
-    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)))  # no padding of small sets
+    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
+                              config.flip_average)
+    validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
+                                                          val_images, val_targets, stats, n_val))
+    state_tag = {"tag": dict(tag or {}), "model": model_config.to_dict(), "train": config.to_dict(), "trial": trial,
+                 "n_train": len(train_set), "n_val": len(val_set)}
 
-    val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats, n_val))
-    rows = [dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
-                 val_error=val_error, val_loss=val_loss)]
-    best = dict(params=jax.tree.map(jnp.copy, state.params), step=0, error=val_error, loss=val_loss)
-    stop_reason, since_best, step, step_seconds = "completed", 0, 0, 0.0
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, leave=False)
+    if resume:
+        if state_path is None:
+            raise TrainingError("resuming needs the state_path the interrupted training saved its state to")
+        state, data_key, loop = load_training_state(state_path, state_tag, state, state.params)
+    else:
+        val_error, val_loss = validate(state)
+        loop = LoopProgress(
+            rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
+                       val_error=val_error, val_loss=val_loss)],
+            best=_snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
+    earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
+    stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
+    bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
     try:
-        while step < total_steps:
-            n_steps = min(eval_every, total_steps - step)
+        while stop_reason == "completed" and loop.step < total_steps:
+            n_steps = min(eval_every, total_steps - loop.step)
             tick = time.perf_counter()
             pieces = []
             for start in range(0, n_steps, config.unroll_steps):
@@ -429,51 +374,63 @@ def fit(
             bar.update(n_steps)
             if not np.all(np.isfinite(losses)):
                 first_bad = int(np.argmin(np.isfinite(losses)))
-                stop_reason, step = "nan_loss", step + first_bad + 1
+                stop_reason, loop.step = "nan_loss", loop.step + first_bad + 1
                 break
-            step += n_steps
-            val_error, val_loss = (float(v) for v in evaluate(state.params, val_images, val_targets, stats, n_val))
+            loop.step += n_steps
+            val_error, val_loss = validate(state)
             if not np.isfinite(val_loss):  # parameters so large that the logits overflow
                 stop_reason = "nan_loss"
                 break
-            rows.append(dict(step=step, epoch=step / spe, lr=float(learning_rates[step - 1]),
-                             train_loss=float(losses.mean()), train_error=float(errors.mean()),
-                             val_error=val_error, val_loss=val_loss))
+            loop.rows.append(dict(step=loop.step, epoch=loop.step / spe, lr=float(learning_rates[loop.step - 1]),
+                                  train_loss=float(losses.mean()), train_error=float(errors.mean()),
+                                  val_error=val_error, val_loss=val_loss))
             bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
-            if (val_error, val_loss) < (best["error"], best["loss"]):
-                best = dict(params=jax.tree.map(jnp.copy, state.params), step=step, error=val_error, loss=val_loss)
-                since_best = 0
+            if (val_error, val_loss) < (loop.best["error"], loop.best["loss"]):
+                loop.best, loop.since_best = _snapshot(state, loop.step, val_error, val_loss), 0
             else:
-                since_best += 1
-            if config.patience and since_best >= config.patience:
+                loop.since_best += 1
+            if state_path is not None:
+                loop.seconds = earlier_seconds + time.perf_counter() - started
+                loop.step_seconds = step_seconds
+                loop.compile_seconds = loop_compile_seconds + compile_seconds() - compiled_before
+                save_training_state(state_path, state_tag, state, data_key, loop)
+            if config.patience and loop.since_best >= config.patience:
                 stop_reason = "early_stopping"
-                break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     finally:
         bar.close()
 
+    best, step = loop.best, loop.step
     kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
     stop_message = {
         "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
-        "early_stopping": f"validation error did not improve for {since_best} validations: "
+        "early_stopping": f"validation error did not improve for {loop.since_best} validations: "
                           f"stopped at step {step}; {kept}",
         "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate {config.learning_rate} "
                     f"too high?): stopped; {kept}",
         "interrupted": f"interrupted at step {step}; {kept}",
     }[stop_reason]
     trained = TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=train_set.classes,
-                           info={"train_config": config.to_dict(), "trial": trial, "best_step": best["step"]})
+                           info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
+                                 "best_step": best["step"]},
+                           batch_stats=jax.device_get(best["batch_stats"]))
     return TrainResult(
         model=trained,
-        history=pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)),
+        history=pd.DataFrame(loop.rows, columns=list(HISTORY_COLUMNS)),
         best_step=int(best["step"]),
         best_val_error=float(best["error"]),
         steps=step,
         stop_reason=stop_reason,
         stop_message=stop_message,
         notes=tuple(notes),
-        seconds=time.perf_counter() - started,
+        seconds=earlier_seconds + time.perf_counter() - started,
         step_seconds=step_seconds,
-        compile_seconds=compile_seconds() - compiled_before,
+        compile_seconds=loop_compile_seconds + compile_seconds() - compiled_before,
     )
+
+
+def _snapshot(state: TrainState, step: int, error: float, loss: float) -> dict[str, Any]:
+    """A copy of the state's parameters and running statistics with their validation scores."""
+    return dict(params=jax.tree.map(jnp.copy, state.params), batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
+                step=step, error=error, loss=loss)

@@ -135,8 +135,11 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, classe
     return Evaluation(tuple(classes), labels, probabilities)
 
 
-def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512) -> Evaluation:
-    """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped."""
+def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512, flip_average: bool = False) -> Evaluation:
+    """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped.
+
+    ``flip_average``: average each image's probabilities with its mirror image's (test-time
+    augmentation, part of the ``strong`` recipe)."""
     side = model.config.input_size
     if dataset.image_shape != (side, side):
         h, w = dataset.image_shape
@@ -149,7 +152,7 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512) -
     counts = dataset.counts()
     dropped_data = {c: counts[c] for c in dataset.classes if c not in scored}
     data = dataset.restrict_classes(scored) if dropped_data else dataset
-    probabilities = model.predict_proba(data.images, batch_size)
+    probabilities = model.predict_proba(data.images, batch_size, flip_average=flip_average)
     columns = [model.classes.index(c) for c in scored]
     kept = probabilities[:, columns]
     kept = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-30)

@@ -159,7 +159,7 @@ def filter_regions(model: TrainedModel, images: np.ndarray, masks: np.ndarray, t
     region under its receptive-field centre in that image; dead filters (never active) get -1.
     """
     features = np.concatenate([
-        np.asarray(model.module().apply({"params": model.params}, as_unit_float(images[s:s + 256]),
+        np.asarray(model.module().apply(model.variables, as_unit_float(images[s:s + 256]),
                                         method="conv_features"))
         for s in range(0, len(images), 256)
     ])  # (N, h, w, F)
@@ -217,7 +217,7 @@ def cka_table(a: CultureRuns, b: CultureRuns, config: CompareConfig) -> pd.DataF
     activations = {}
     for culture in (a, b):
         for trial, model in enumerate(culture.models):
-            penultimate = model.module().apply({"params": model.params}, as_unit_float(images), method="penultimate")
+            penultimate = model.module().apply(model.variables, as_unit_float(images), method="penultimate")
             activations[(culture.name, trial)] = np.asarray(jax.device_get(penultimate))
     keys = list(activations)
     rows = []

@@ -6,9 +6,13 @@ A run directory holds::
     history.csv     step, epoch, lr, train_loss, train_error, val_error, val_loss
     split.json      the train/val/test indices into the dataset
     checkpoint/     the best-validation model (see :class:`emofx.nets.checkpoint.TrainedModel`)
+    training_state.msgpack   while training: the full state saved after every validation
+                             (removed once the run is complete; kept when it was interrupted)
 
 A directory that already holds a *different* run is never overwritten unless asked;
-re-running the very same run (same data, split, seed, trial and configs) is allowed.
+re-running the very same run (same data, split, seed, trial and configs) is allowed, and an
+interrupted one (killed, Ctrl-C) continues with ``resume=True`` to the numbers it would have
+reached uninterrupted.
 :func:`load_run` and :func:`load_runs` read runs back for comparisons, notebooks and figures.
 """
 
@@ -25,17 +29,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.data.dataset import FaceDataset
-from emofx.data.splits import Split, make_split
 from emofx.nets.checkpoint import CHECKPOINT_DIR, TrainedModel, atomic_write, library_versions
-from emofx.nets.model import ModelConfig
-from emofx.nets.training import TrainConfig, TrainingError, TrainResult, fit
+from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate, with_totals
+from emofx.nets.model import ModelConfig
+from emofx.nets.train_state import STATE_FILE, read_tag
+from emofx.data.splits import Split, make_split
+from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.json"
-RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR)
+RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR, STATE_FILE)
+FINISHED = ("completed", "early_stopping")
 
 
 class RunError(ValueError):
@@ -104,25 +110,46 @@ def run_identity(dataset: FaceDataset, split_kind: str, seed: int, trial: int, t
     }
 
 
-def check_run_directory(directory: str | os.PathLike, identity: dict[str, Any], overwrite: bool = False) -> Path:
-    """Refuse (before any training) a directory holding another run or unrelated files, unless ``overwrite``."""
+def check_run_directory(directory: str | os.PathLike, identity: dict[str, Any], overwrite: bool = False,
+                        resume: bool = False) -> Path:
+    """Refuse (before any training) a directory holding another run or unrelated files, unless
+    ``overwrite``; with ``resume``, one that holds no interrupted training of this very run."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise RunError(f"{directory} exists and is not a directory; choose another --out")
+    if resume:
+        return _check_resumable(directory, identity)
     if not directory.exists() or overwrite or not any(directory.iterdir()):
         return directory
-    metrics_path = directory / METRICS_FILE
-    if not metrics_path.exists():
+    if (directory / STATE_FILE).exists():
+        raise RunError(f"{directory} holds an unfinished run; pass --resume to continue it or --overwrite to start "
+                       "afresh")
+    if not (directory / METRICS_FILE).exists():
         raise RunError(f"{directory} already holds files that are not an emofx run; choose another --out "
                        "or pass --overwrite")
-    try:
-        existing = json.loads(metrics_path.read_text()).get("identity")
-    except json.JSONDecodeError:
-        existing = None
-    if existing != json.loads(json.dumps(identity)):
+    if _recorded_identity(directory) != json.loads(json.dumps(identity)):
         raise RunError(f"{directory} already holds a different run; choose another --out or pass --overwrite "
                        "to replace it")
     return directory
+
+
+def _check_resumable(directory: Path, identity: dict[str, Any]) -> Path:
+    if not (directory / STATE_FILE).exists():
+        finished = ((directory / METRICS_FILE).exists()
+                    and _recorded_identity(directory) == json.loads(json.dumps(identity)))
+        raise RunError(f"{directory} holds a finished run: nothing to resume" if finished else
+                       f"{directory} holds no interrupted run to resume (no {STATE_FILE})")
+    if read_tag(directory / STATE_FILE).get("tag") != json.loads(json.dumps(identity)):
+        raise RunError(f"{directory} holds an interrupted run with other data, split, seed, trial or settings; "
+                       "resume it with its own command, or choose another --out")
+    return directory
+
+
+def _recorded_identity(directory: Path) -> Any:
+    try:
+        return json.loads((directory / METRICS_FILE).read_text()).get("identity")
+    except (json.JSONDecodeError, OSError):
+        return None
 
 
 # ---------------------------------------------------------------------------- training a run
@@ -141,6 +168,7 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     split: Split | None = None,
+    resume: bool = False,
 ) -> tuple[Run, TrainResult]:
     """Split ``dataset``, train, evaluate on the test part and record everything in ``directory``.
 
@@ -148,7 +176,8 @@ def train_run(
     split_kind, seed=seed, trial=trial)`` and training uses the same pair, so it gives the same
     numbers twice and another trial gives another split. Returns the run and the training
     result (whose ``stop_reason`` tells whether training completed). ``split`` replaces the made
-    split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`).
+    split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`). The training state is
+    saved in ``directory`` after every validation; ``resume`` continues an interrupted run.
     """
     seed = train_config.seed
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
@@ -156,15 +185,16 @@ def train_run(
     identity = run_identity(dataset, split_kind, seed, trial, train_config, model_config, init_path)
     if split is not None:
         identity["split_indices"] = hashlib.sha256(json.dumps(split.to_dict()).encode()).hexdigest()[:16]
-    directory = check_run_directory(directory, identity, overwrite)
+    directory = check_run_directory(directory, identity, overwrite, resume)
 
     split = split if split is not None else make_split(dataset, kind=split_kind, seed=seed, trial=trial)
     if len(split.test) == 0:
         raise TrainingError(f"the {split_kind!r} split of this dataset has no test images; use another --split")
     initial = TrainedModel.load(init_from) if init_from is not None else None
     result = fit(dataset.subset(split.train), dataset.subset(split.val), train_config, model_config,
-                 trial=trial, init_from=initial, progress=progress)
-    evaluation = evaluate(result.model, dataset.subset(split.test))
+                 trial=trial, init_from=initial, progress=progress, state_path=directory / STATE_FILE,
+                 resume=resume, tag=identity)
+    evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
     metrics = {
         "test_accuracy": evaluation.accuracy,
         "balanced_accuracy": evaluation.balanced_accuracy,
@@ -186,6 +216,8 @@ def train_run(
         "compile_seconds": result.compile_seconds,
         "seed": int(seed),
         "trial": int(trial),
+        "recipe": train_config.recipe,
+        "norm": result.model.config.norm,
         "split": split.kind,
         "culture": _cultures(dataset),
         "data": {"path": str(Path(data_path).resolve()) if data_path else None, "n": len(dataset),
@@ -196,6 +228,8 @@ def train_run(
         "identity": identity,
     }
     run = write_run(directory, result.model, metrics, result.history, split)
+    if result.stop_reason in FINISHED:
+        (directory / STATE_FILE).unlink(missing_ok=True)
     return run, result
 
 
@@ -247,8 +281,8 @@ def load_runs(parent: str | os.PathLike) -> list[Run]:
     return [load_run(d) for d in find_runs(parent)]
 
 
-SCALAR_METRICS = ("culture", "split", "seed", "trial", "test_accuracy", "balanced_accuracy", "macro_f1",
-                  "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds")
+SCALAR_METRICS = ("culture", "split", "recipe", "norm", "seed", "trial", "test_accuracy", "balanced_accuracy",
+                  "macro_f1", "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds")
 
 
 def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:

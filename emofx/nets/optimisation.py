@@ -1,0 +1,228 @@
+"""What to optimise and how: the training configuration, learning-rate schedules, the optimiser, the loss.
+
+:class:`TrainConfig` is every training choice as one frozen dataclass (its defaults are the
+reference implementation, the ``paper`` recipe of :mod:`emofx.nets.recipes`); :class:`StepConfig`
+is the part the compiled training step depends on. Reference hyper-parameters
+(safooray/EmotionClassificationCNN): learning rate 0.05 decayed x0.999 per epoch (staircase),
+momentum 0.9, L2 5e-4 on the dense layers, batch 64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from emofx.nets.augment import AugmentConfig
+from emofx.nets.precision import resolve_precision
+
+DENSE_LAYERS = ("dense", "output")
+SCHEDULES = ("exponential", "cosine")
+
+
+class TrainingError(ValueError):
+    """The data or configuration cannot be trained on (reported to the user in one line)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, augmentation, validation schedule, stopping and seed.
+
+    ``eval_every`` is in steps (0: once per epoch); ``patience`` counts validations without
+    improvement before stopping early (0: never). ``soft_targets`` trains on the normalised
+    vote distributions in ``dataset.extras["votes"]`` instead of the hard labels;
+    ``weight_by_agreement`` weighs each training image's loss by its crowd agreement
+    (:func:`emofx.nets.targets.agreement_weights`).
+
+    Beyond the reference (all off by default): ``schedule`` ``cosine`` decays the learning
+    rate to 0 over the run instead of x``lr_decay`` per epoch, after ``warmup_epochs`` (at most the run) of
+    linear warm-up from 0; ``decay_all_layers`` puts the weight decay on every layer's kernel
+    (the reference: dense layers only); ``shift``, ``scale``, ``brightness``, ``contrast`` and
+    ``erasing`` are augmentations (:class:`emofx.augment.AugmentConfig`); ``label_smoothing``
+    mixes that share of the uniform distribution into the targets; ``flip_average`` evaluates
+    (validation and test) on the mean of each image's and its mirror image's probabilities;
+    ``conv_lr_scale`` multiplies the convolutional layers' updates (fine-tuning: 0 freezes
+    them). ``recipe`` names the preset the configuration came from (a label).
+    ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
+    runs convolution gradients inside a compiled loop through a generic path about 100x
+    slower than outside it, so steps are unrolled rather than looped; compile time grows
+    with the count. ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    lr_decay: float = 0.999
+    weight_decay: float = 5e-4
+    flip: bool = True
+    rotation_degrees: float = 5.0
+    eval_every: int = 0
+    patience: int = 10
+    soft_targets: bool = False
+    weight_by_agreement: bool = False
+    seed: int = 0
+    eval_batch_size: int = 256
+    unroll_steps: int = 8
+    recipe: str = "paper"
+    schedule: str = "exponential"
+    warmup_epochs: float = 0.0
+    decay_all_layers: bool = False
+    shift: float = 0.0
+    scale: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    erasing: float = 0.0
+    label_smoothing: float = 0.0
+    flip_average: bool = False
+    conv_lr_scale: float = 1.0
+    precision: str | None = None  # None: the process's setting ($EMOFX_PRECISION, else default)
+
+    def __post_init__(self) -> None:
+        if self.precision is not None:
+            object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear error if unknown
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                    "unroll_steps": self.unroll_steps}
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise TrainingError(f"{name} must be at least 1; got {value}")
+        if not self.learning_rate > 0:
+            raise TrainingError(f"learning_rate must be positive; got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise TrainingError(f"lr_decay must lie in (0, 1]; got {self.lr_decay}")
+        if self.eval_every < 0 or self.patience < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise TrainingError(
+                "eval_every, patience and weight_decay must be >= 0 and momentum in [0, 1); "
+                f"got {self.eval_every}, {self.patience}, {self.weight_decay}, {self.momentum}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; "
+                                f"choose one of {', '.join(SCHEDULES)}")
+        if not self.warmup_epochs >= 0:
+            raise TrainingError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise TrainingError(f"label_smoothing must lie in [0, 1); got {self.label_smoothing}")
+        if not self.conv_lr_scale >= 0:
+            raise TrainingError(f"conv_lr_scale must be >= 0 (0 freezes the convolutional layers); "
+                                f"got {self.conv_lr_scale}")
+        try:
+            self.augmentation  # validates the augmentation bounds
+        except ValueError as err:
+            raise TrainingError(str(err)) from err
+
+    @property
+    def augmentation(self) -> AugmentConfig:
+        return AugmentConfig(flip=self.flip, rotation_degrees=self.rotation_degrees, shift=self.shift,
+                             scale=self.scale, brightness=self.brightness, contrast=self.contrast,
+                             erasing=self.erasing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Everything the compiled training step depends on (the key of its compilation cache).
+
+    ``steps_per_epoch`` is an int, or a traced int32 inside a program shared by several epoch
+    lengths (:mod:`emofx.nets.buckets`): the schedules are functions of the step count and it.
+    ``warmup_epochs`` and ``epochs`` are only set for schedules that need them (``epochs`` for
+    cosine), so runs of different lengths under the reference schedule share one compilation."""
+
+    learning_rate: float
+    momentum: float
+    lr_decay: float
+    weight_decay: float
+    augmentation: AugmentConfig
+    steps_per_epoch: Any
+    precision: str = "default"
+    schedule: str = "exponential"
+    warmup_epochs: float = 0.0
+    epochs: int = 0
+    decay_all_layers: bool = False
+    label_smoothing: float = 0.0
+    conv_lr_scale: float = 1.0
+
+    @classmethod
+    def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
+        return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
+                   config.augmentation, int(steps_per_epoch), resolve_precision(config.precision), config.schedule,
+                   float(min(config.warmup_epochs, config.epochs)),
+                   config.epochs if config.schedule == "cosine" else 0, config.decay_all_layers,
+                   config.label_smoothing, config.conv_lr_scale)
+
+    @property
+    def warmup_steps(self) -> Any:
+        """``warmup_epochs`` in steps, rounded (half to even, as Python's ``round``); maybe traced."""
+        return jnp.round(self.warmup_epochs * jnp.asarray(self.steps_per_epoch, jnp.float32))
+
+
+# ---------------------------------------------------------------------------- optimisation
+
+
+def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:
+    """The reference's per-epoch staircase decay lr * decay ** floor(step / steps_per_epoch), or a
+    cosine decay to 0 at the end of the run; either after ``warmup_steps`` of linear warm-up from 0.
+
+    Written as functions of the step count and ``steps_per_epoch`` (optax's
+    ``exponential_decay(staircase=True)`` and ``warmup_cosine_decay_schedule`` need both as
+    Python numbers) so that ``steps_per_epoch`` may be traced."""
+    lr, decay, spe = step_config.learning_rate, step_config.lr_decay, step_config.steps_per_epoch
+
+    def staircase(count: jax.Array) -> jax.Array:
+        return lr * decay ** jnp.floor_divide(count, spe).astype(jnp.float32)
+
+    if step_config.schedule == "exponential" and not step_config.warmup_epochs:
+        return staircase
+    warmup = step_config.warmup_steps
+    total = jnp.maximum(step_config.epochs * jnp.asarray(spe, jnp.float32), warmup + 1)
+
+    def cosine(count: jax.Array) -> jax.Array:
+        progress = jnp.clip((count - warmup) / (total - warmup), 0.0, 1.0)
+        return lr * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+
+    after_warmup = cosine if step_config.schedule == "cosine" else staircase
+
+    def schedule(count: jax.Array) -> jax.Array:
+        count = jnp.asarray(count)
+        ramp = lr * count.astype(jnp.float32) / jnp.maximum(warmup, 1.0)
+        return jnp.where(count < warmup, ramp, after_warmup(count))
+
+    return schedule
+
+
+def _layer_mask(params: Any, keep: Callable[[str, str], bool]) -> Any:
+    """A boolean tree like ``params``: keep(top-level layer, leaf name) for every leaf."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: keep(path[0].key, path[-1].key), params)
+
+
+def make_optimizer(step_config: StepConfig) -> optax.GradientTransformation:
+    """SGD with momentum and L2 weight decay on the dense layers' kernels (or every layer's), the
+    convolutional layers' updates optionally scaled (fine-tuning)."""
+    decayed = (lambda layer, name: name == "kernel") if step_config.decay_all_layers \
+        else (lambda layer, name: layer in DENSE_LAYERS and name == "kernel")
+    parts = [
+        optax.add_decayed_weights(step_config.weight_decay, mask=lambda params: _layer_mask(params, decayed)),
+        optax.sgd(learning_rate_schedule(step_config), momentum=step_config.momentum),
+    ]
+    if step_config.conv_lr_scale != 1.0:
+        convs = lambda params: _layer_mask(params, lambda layer, name: layer.startswith("conv"))  # noqa: E731
+        parts.append(optax.masked(optax.scale(step_config.conv_lr_scale), convs))
+    return optax.chain(*parts)
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Mean cross-entropy against targets: class indices (B,) or distributions (B, C), mixed with
+    ``label_smoothing`` of the uniform distribution."""
+    if targets.ndim == 1:
+        targets = jax.nn.one_hot(targets, logits.shape[-1])
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))

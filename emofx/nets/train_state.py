@@ -1,0 +1,119 @@
+"""The full state of a training run on disk, so that a killed run resumes to the same numbers.
+
+One file, written atomically after every validation, holds the compiled state (step,
+parameters, running statistics, optimiser state), the data key, the best parameters so far
+and the loop's bookkeeping (history rows, best step and error, early-stopping counter,
+elapsed time). Its ``tag`` says which training it belongs to; resuming under another tag is
+refused, so a state is never continued with other data or settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import flax.serialization
+import jax
+import numpy as np
+
+from emofx.nets.checkpoint import atomic_write
+
+STATE_FILE = "training_state.msgpack"
+
+
+class TrainStateError(ValueError):
+    """A saved training state is missing, corrupt, or belongs to another training."""
+
+
+@dataclass
+class LoopProgress:
+    """What the training loop carries between validations besides the compiled state.
+
+    ``best`` holds ``params``, ``batch_stats``, ``step``, ``error`` and ``loss`` of the best
+    validation so far; ``seconds``, ``step_seconds`` and ``compile_seconds`` are the time spent
+    in earlier sessions.
+    """
+
+    rows: list[dict[str, float]]
+    best: dict[str, Any]
+    since_best: int
+    step: int
+    seconds: float = 0.0
+    step_seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+
+def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, key: jax.Array,
+                        progress: LoopProgress) -> None:
+    """Write ``state`` (a pytree), the data ``key`` and ``progress`` to ``path`` in one atomic write."""
+    best = progress.best
+    meta = {"tag": tag, "rows": progress.rows, "since_best": progress.since_best, "step": progress.step,
+            "seconds": progress.seconds, "step_seconds": progress.step_seconds,
+            "compile_seconds": progress.compile_seconds,
+            "best": {k: best[k] for k in ("step", "error", "loss")}}
+    payload = {
+        "state": flax.serialization.to_state_dict(jax.device_get(state)),
+        "best_params": flax.serialization.to_state_dict(jax.device_get(best["params"])),
+        "best_batch_stats": flax.serialization.to_state_dict(jax.device_get(best["batch_stats"])),
+        "key": np.asarray(jax.device_get(key)),
+        "meta": json.dumps(meta, default=_json_number),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, flax.serialization.msgpack_serialize(payload))
+
+
+def read_tag(path: str | Path) -> dict[str, Any]:
+    """The tag a saved state was written with (which training it belongs to)."""
+    return _meta(_read(Path(path)), Path(path))["tag"]
+
+
+def load_training_state(path: str | Path, tag: Mapping[str, Any], state_template: Any,
+                        params_template: Any) -> tuple[Any, jax.Array, LoopProgress]:
+    """The state, data key and progress saved at ``path``, shaped like the templates.
+
+    Raises :class:`TrainStateError` when the file is missing or corrupt, or was written under
+    another ``tag``.
+    """
+    path = Path(path)
+    raw = _read(path)
+    meta = _meta(raw, path)
+    if meta["tag"] != json.loads(json.dumps(tag, default=_json_number)):
+        raise TrainStateError(f"the training state in {path.parent} belongs to another run (different data, split, "
+                              "seed, trial or settings); resume it with its own settings or start afresh")
+    try:
+        state = flax.serialization.from_state_dict(state_template, raw["state"])
+        best_params = flax.serialization.from_state_dict(params_template, raw["best_params"])
+        best_stats = flax.serialization.from_state_dict(state_template.batch_stats, raw["best_batch_stats"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise TrainStateError(f"the training state in {path.parent} does not fit this model ({err})") from err
+    best = {**meta["best"], "params": best_params, "batch_stats": best_stats}
+    progress = LoopProgress(rows=meta["rows"], best=best, since_best=int(meta["since_best"]), step=int(meta["step"]),
+                            seconds=float(meta["seconds"]), step_seconds=float(meta["step_seconds"]),
+                            compile_seconds=float(meta.get("compile_seconds", 0.0)))
+    return state, jax.numpy.asarray(raw["key"]), progress
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return flax.serialization.msgpack_restore(path.read_bytes())
+    except FileNotFoundError as err:
+        raise TrainStateError(f"no saved training state in {path.parent} to resume") from err
+    except Exception as err:  # msgpack raises several unrelated types for a damaged file
+        raise TrainStateError(f"the training state {path} is corrupt ({type(err).__name__}); "
+                              "start afresh") from err
+
+
+def _meta(raw: Any, path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(raw["meta"])
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise TrainStateError(f"{path} is not an emofx training state") from err
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot record {type(value).__name__} in a training state")

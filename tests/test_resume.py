@@ -1,0 +1,148 @@
+"""Resumable training (a run killed with SIGKILL continues to the same numbers), the recipe and
+normalisation options of `emofx train`, their bad-input refusals, and `--split auto`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emofx.cli import main
+from emofx.nets.train_state import STATE_FILE, read_tag
+from emofx.study.runs import load_run
+from emofx.data.splits import make_split
+from emofx.data.synthetic import make_synthetic
+
+TINY = ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "16", "--split", "random", "--quiet"]
+TIMING = ("seconds", "train_step_seconds", "compile_seconds")
+EPOCHS = 40  # long enough that the run is surely killed before it ends: 2 steps each
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    return make_synthetic("universal", n_per_class=16, classes=("happy", "sad", "surprised")).save(folder / "a.npz")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", *TINY]) == 0
+    return out
+
+
+def _numbers(run_dir: Path) -> dict:
+    return {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in TIMING}
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_one(data_file, uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS),
+               "--patience", "0", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / STATE_FILE
+    deadline = time.monotonic() + 600
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    assert state.exists() and not (out / "metrics.json").exists()
+    assert read_tag(state)["train"]["epochs"] == EPOCHS  # the state names the training it belongs to
+
+    # Without --resume the unfinished run is neither overwritten nor continued.
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", *TINY]) == 2
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
+                 *TINY]) == 0
+    assert _numbers(out) == _numbers(uninterrupted)
+    pd.testing.assert_frame_equal(load_run(out).history, load_run(uninterrupted).history)
+    assert not state.exists()  # a finished run keeps no training state
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
+                 *TINY]) == 2
+
+
+def test_resume_refuses_another_run_and_leaves_it_untouched(data_file, tmp_path, capsys):
+    out = tmp_path / "other"
+    process = subprocess.Popen([sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out),
+                                "--epochs", str(EPOCHS), *TINY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (out / STATE_FILE).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--seed", "1", "--resume",
+                 *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "holds an interrupted run with other data, split, seed, trial or settings" in err and err.count("\n") == 1
+    assert main(["train", str(data_file), "--out", str(tmp_path / "empty"), "--resume", *TINY]) == 2
+    assert "no interrupted run to resume" in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--recipe", "fancy"], "unknown recipe 'fancy'; choose one of paper, strong"),
+    (["--norm", "group"], "unknown --norm 'group'; choose one of none, batch"),
+    (["--resume", "--overwrite"], "give one of them"),
+    (["--conv-lr-scale", "-1"], "conv_lr_scale must be >= 0"),
+])
+def test_bad_options_give_one_line_and_write_nothing(data_file, tmp_path, capsys, option, message):
+    out = tmp_path / "run"
+    assert main(["train", str(data_file), "--out", str(out), *TINY, *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_init_from_another_normalisation_is_refused_before_anything_is_written(data_file, uninterrupted, tmp_path,
+                                                                                  capsys):
+    out = tmp_path / "tuned"
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", "1", "--norm", "batch",
+                 "--init-from", str(uninterrupted), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "differs in norm none (this training: batch)" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_recipe_and_norm_are_recorded_in_metrics_and_checkpoint(data_file, tmp_path, capsys):
+    out = tmp_path / "strong"
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", "1", "--recipe", "strong", "--norm", "batch",
+                 "--conv-lr-scale", "0.5", *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "strong" and metrics["norm"] == "batch"
+    assert metrics["config"]["train"]["flip_average"] and metrics["config"]["train"]["conv_lr_scale"] == 0.5
+    model = json.loads((out / "checkpoint" / "model.json").read_text())
+    assert model["recipe"] == "strong" and model["model_config"]["norm"] == "batch"
+    assert (out / "checkpoint" / "batch_stats.msgpack").exists()
+    run = load_run(out)
+    scored = run.model.predict(run.dataset().subset(run.split.test).images, flip_average=True)
+    assert np.mean(scored == run.dataset().labels[run.split.test]) == pytest.approx(metrics["test_accuracy"])
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0  # scored as the run was: with flip averaging
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_auto_split_uses_the_sources_own_split_when_it_defines_one():
+    data = make_synthetic("universal", n_per_class=12, classes=("happy", "sad"))
+    assert make_split(data, "auto").kind == "subject"
+    names = np.array(["Training", "PublicTest", "PrivateTest"])[np.arange(len(data)) % 3]
+    fer_like = replace(data, split=names)
+    split = make_split(fer_like, "auto")
+    assert split.kind == "predefined"
+    assert set(names[split.train]) == {"Training"} and set(names[split.val]) == {"PublicTest"}
+    assert set(names[split.test]) == {"PrivateTest"}
+    partly = replace(data, split=np.where(np.arange(len(data)) < 3, "", names))
+    assert make_split(partly, "auto").kind == "subject"
