@@ -15,26 +15,27 @@ import pytest
 from emofx.cli import main
 from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
-from emofx.nets.model import chosen_model
+from emofx.nets.model import ModelConfig, chosen_model
+from emofx.nets.training import TrainConfig
 from emofx.pipeline import batch, experiments, report
 from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, confusion_p_value, human_baseline
 from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
+from emofx.study.runs import train_run
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 STAND_INS = {"Swedish": "synthetic:eyes", "Taiwanese": "synthetic:mouth"}
 TINY = {"n_per_class": 15, "epochs": 1, "widths": [8, 16, 16], "dense_units": 32}
-# Parameters that notebook 02 gains with issue 11 (fine-tuning a pre-trained model); not declared on this branch.
-LATER_PARAMETERS = {"recipe", "init_from"}
 
 
-def tiny_experiment(path: Path, runs_dir: Path, protocols: list[str], cultures_03: list[str]) -> experiments.Experiment:
-    """The experiment file's sweeps with the data replaced by stand-ins and everything shrunk."""
+def tiny_experiment(path: Path, runs_dir: Path, protocols: list[str], cultures_03: list[str],
+                    pretrained: Path) -> experiments.Experiment:
+    """The experiment file's sweeps with the data replaced by stand-ins, a tiny pre-trained model for
+    ``init_from``, and everything shrunk."""
     experiment = experiments.load_experiment(path, runs_dir=runs_dir)
     s02, s03, s04, s05 = experiment.sweeps
-    declared = experiments.notebook_parameters(s02.notebook)
-    later = set(s02.fixed) - set(declared)
-    assert later <= LATER_PARAMETERS, f"{path.name} uses parameters notebook 02 lacks: {later - LATER_PARAMETERS}"
-    fixed02 = {k: v for k, v in s02.fixed.items() if k in declared}
+    missing = set(s02.fixed) - set(experiments.notebook_parameters(s02.notebook))
+    assert not missing, f"{path.name} uses parameters notebook 02 lacks: {missing}"
+    fixed02 = {k: (str(pretrained) if k == "init_from" else v) for k, v in s02.fixed.items()}
     sweeps = (
         experiments.Sweep(s02.notebook, {**s02.grid, "protocol": protocols, "trial": [0, 1]},
                           {**fixed02, **TINY, "dataset": STAND_INS}),
@@ -50,12 +51,16 @@ def tiny_experiment(path: Path, runs_dir: Path, protocols: list[str], cultures_0
 def studies(tmp_path_factory):
     """Both experiments run once: the paper protocol (both protocols) and the pre-trained one (collected)."""
     root = tmp_path_factory.mktemp("study")
+    pretrained = root / "pretrained"  # stands in for the FER2013 pre-trained run
+    train_run(make_synthetic("universal", n_per_class=15, seed=5), pretrained, train_config=TrainConfig(epochs=1),
+              model_config=ModelConfig(num_classes=7, widths=tuple(TINY["widths"]), dense_units=TINY["dense_units"]),
+              progress=False)
     done = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(batch.JAX_CACHE_ENV, str(root / "jax-cache"))
         for name, protocols, cultures in (("kdef_vs_taiwanese", ["collected", "matched"], ["Swedish"]),
                                           ("kdef_vs_taiwanese_pretrained", ["collected"], ["Taiwanese"])):
-            experiment = tiny_experiment(EXPERIMENTS / f"{name}.yaml", root / "runs", protocols, cultures)
+            experiment = tiny_experiment(EXPERIMENTS / f"{name}.yaml", root / "runs", protocols, cultures, pretrained)
             summaries = batch.run_experiment(experiment, progress=False)
             for summary in summaries:
                 assert summary.count("ok") == len(summary.outcomes), summary.describe()
