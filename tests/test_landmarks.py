@@ -162,7 +162,8 @@ def test_dlib68_on_kdef_photos_aligns_the_eyes(shared_dataset):
         np.testing.assert_allclose(face.landmarks.eyes, target, atol=0.05)
         assert face.landmarks.points.shape == (68, 2) and np.isfinite(face.landmarks.points).all()
         # The mouth lies below the nose tip, which lies below the eyes.
-        assert face.landmarks.points[30, 1] > target[0, 1] and face.landmarks.points[51, 1] > face.landmarks.points[30, 1]
+        points = face.landmarks.points
+        assert points[30, 1] > target[0, 1] and points[51, 1] > points[30, 1]
 
 
 @needs_dlib
