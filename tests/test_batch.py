@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -185,3 +187,16 @@ def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
     assert main(["batch", str(notebook), "--experiment", "cli", "-p", "nope", "1", "--runs-dir",
                  str(tmp_path / "runs")]) == 2
     assert "has no parameter 'nope'" in capsys.readouterr().err
+
+
+def test_relative_data_and_cache_folders_are_made_absolute_for_kernels_started_elsewhere(tmp_path, monkeypatch):
+    from emofx.data.paths import CACHE_ENV, DATA_ENV, absolutize_path_env, shared_data_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV, "../shared/data")
+    monkeypatch.setenv(CACHE_ENV, "cache")
+    absolutize_path_env()
+    assert Path(os.environ[DATA_ENV]) == tmp_path.parent / "shared" / "data"
+    assert Path(os.environ[CACHE_ENV]) == tmp_path / "cache"
+    monkeypatch.chdir(tmp_path.parent)  # a notebook kernel's folder: the same data folder
+    assert shared_data_root() == tmp_path.parent / "shared" / "data"

@@ -14,7 +14,7 @@ from emofx.study.runs import load_run, load_runs, runs_frame
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
         "--split", "random", "--quiet"]
-TIMING = ("seconds", "train_step_seconds", "compile_seconds")
+TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,8 @@ def test_train_writes_a_complete_run(run_dir, data_files, capsys):
     assert np.sum(metrics["confusion"]) == metrics["n_test"]
     assert np.trace(metrics["confusion"]) / metrics["n_test"] == pytest.approx(metrics["test_accuracy"])
     assert metrics["config"]["model"]["widths"] == [8, 16, 16] and metrics["config"]["train"]["epochs"] == 2
+    # The first step came after this test process started (pytest's imports) and before training ended.
+    assert 0 < metrics["compile_seconds"] < metrics["ready_seconds"]
     run = load_run(run_dir)
     assert run.history["step"].tolist()[0] == 0 and len(run.history) == 3
     assert sorted(np.r_[run.split.train, run.split.val, run.split.test].tolist()) == list(range(48))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -93,3 +96,38 @@ def test_whole_set_probabilities_equal_the_batchwise_softmax(make_tiny_model, as
         assert got.shape == (37, 3)
         assert_close_to_scale(got, expected, float32_tolerance, f"batch {batch_size}")
     assert model.predict_proba(images[:0]).shape == (0, 3)
+
+
+def test_process_seconds_counts_from_the_process_start(tmp_path):
+    code = ("import time; time.sleep(0.6); from emofx.nets.compilation import process_seconds; "
+            "a = process_seconds(); time.sleep(0.3); print(a, process_seconds())")
+    first, second = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                              check=True).stdout.split())
+    assert 0.6 <= first < 60  # the sleep before emofx was imported is counted
+    assert second - first >= 0.3 - 0.02  # /proc's clock ticks are 10 ms
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)")
+def test_release_free_memory_returns_freed_heap_pages_to_the_system():
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(4000) for _ in range(40_000)]  # 160 MB of small blocks, below the mmap threshold
+    for block in blocks:
+        ctypes.memset(block, 1, 4000)
+    keeper = libc.malloc(4000)  # above the freed ones: glibc cannot shrink the heap from its top by itself
+    for block in blocks:
+        libc.free(block)
+    try:
+        before = _rss_mib()
+        assert compilation.release_free_memory() is True
+        assert before - _rss_mib() > 100
+    finally:
+        libc.free(keeper)
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")

@@ -139,8 +139,13 @@ def run(args: argparse.Namespace) -> int:
           f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
           f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
           f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
-          f"({m['compile_seconds']:.1f} s compiling) -> {run_.directory}")
+          f"({m['compile_seconds']:.1f} s compiling{_ready(m)}) -> {run_.directory}")
     if result.stop_reason == "nan_loss":
         print(f"emofx train: {result.stop_message}", file=sys.stderr)
         return EXIT_NAN
     return EXIT_INTERRUPTED if result.stop_reason == "interrupted" else 0
+
+
+def _ready(metrics: dict) -> str:
+    ready = metrics.get("ready_seconds")
+    return "" if ready is None else f"; first step {ready:.1f} s after the process started"

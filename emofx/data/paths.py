@@ -16,6 +16,17 @@ def shared_data_root() -> Path:
     return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
+def absolutize_path_env() -> None:
+    """Resolve a relative ``$EMOFX_DATA``/``$EMOFX_CACHE`` against the current folder, in place.
+
+    Notebook kernels run in the notebooks' folder, so a relative path given on the command line
+    (``EMOFX_DATA=../shared/data emofx batch ...``) would otherwise point somewhere else there.
+    """
+    for name in (DATA_ENV, CACHE_ENV):
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+
+
 def cache_root() -> Path:
     """Cache for prepared faces: ``$EMOFX_CACHE`` if set, else ``~/.cache/emofx``."""
     if os.environ.get(CACHE_ENV):

@@ -36,7 +36,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
-from emofx.nets.compilation import compile_seconds
+from emofx.nets.compilation import compile_seconds, process_seconds
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, cross_entropy,
@@ -258,7 +258,9 @@ class TrainResult:
     and ``stop_message`` says it in a sentence; ``notes`` are other messages for the user (e.g.
     a replaced output layer). ``step_seconds`` is the time spent inside compiled training
     chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside);
-    ``compile_seconds`` the time spent compiling or loading compiled programs (in or out of steps).
+    ``compile_seconds`` the time spent compiling or loading compiled programs (in or out of steps);
+    ``ready_seconds`` how long after the process started the first training step was dispatched
+    (imports, data, initial validation and compiling or loading the step: the cost of a new process).
     """
 
     model: TrainedModel
@@ -272,6 +274,7 @@ class TrainResult:
     seconds: float
     step_seconds: float
     compile_seconds: float = 0.0
+    ready_seconds: float = float("nan")
 
 
 def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
@@ -360,6 +363,7 @@ def fit(
     earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
     stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
     bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
+    ready_seconds = float("nan")
     try:
         while stop_reason == "completed" and loop.step < total_steps:
             n_steps = min(eval_every, total_steps - loop.step)
@@ -368,6 +372,8 @@ def fit(
             for start in range(0, n_steps, config.unroll_steps):
                 chunk = make_train_chunk(model_config, config, spe, min(config.unroll_steps, n_steps - start))
                 state, metrics = chunk(state, images, targets, data_key, stats, n_train)
+                if np.isnan(ready_seconds):  # the first chunk is compiled and dispatched (it runs asynchronously)
+                    ready_seconds = process_seconds()
                 pieces.append((metrics["loss"], metrics["error"]))
             losses, errors = (np.concatenate(m) for m in zip(*jax.device_get(pieces)))
             step_seconds += time.perf_counter() - tick
@@ -427,6 +433,7 @@ def fit(
         seconds=earlier_seconds + time.perf_counter() - started,
         step_seconds=step_seconds,
         compile_seconds=loop_compile_seconds + compile_seconds() - compiled_before,
+        ready_seconds=ready_seconds,
     )
 
 

@@ -191,8 +191,9 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from emofx.data.paths import cache_root
+    from emofx.data.paths import absolutize_path_env, cache_root
 
+    absolutize_path_env()
     # Kernels of one batch compile the same JAX programs: share them through JAX's on-disk cache.
     os.environ.setdefault(JAX_CACHE_ENV, str(cache_root() / "jax"))
     run_dir = Path(spec.run_dir)

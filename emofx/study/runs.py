@@ -214,6 +214,7 @@ def train_run(
         "seconds": result.seconds,
         "train_step_seconds": result.step_seconds,
         "compile_seconds": result.compile_seconds,
+        "ready_seconds": None if np.isnan(result.ready_seconds) else result.ready_seconds,
         "seed": int(seed),
         "trial": int(trial),
         "recipe": train_config.recipe,

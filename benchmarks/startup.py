@@ -1,0 +1,69 @@
+"""Time a new process's start: two `emofx train` processes of the same model shape, one after the other.
+
+    python -m benchmarks.startup [DATA.npz] --epochs 1 --out benchmarks/results/startup/cpu.json
+
+The first process starts with an empty persistent compilation cache (a fresh folder) and
+compiles every program; the second, a new process with the same settings, loads them from
+that cache. For each it reports ``ready_seconds`` from the run's metrics.json (how long after
+the process started its first training step was dispatched: imports, loading the data, the
+initial validation, and compiling or loading the step), ``compile_seconds`` and the process's
+whole wall time. Without DATA.npz a synthetic 48-pixel dataset of 7 classes is made (the paper's
+input and model shape). Prints one JSON object; ``--out`` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from emofx.data.synthetic import make_synthetic
+
+
+def timed_train(data: Path, out: Path, cache: Path, epochs: int) -> dict:
+    """One `emofx train` in a new process; its metrics' timings and the process's wall time."""
+    env = {**os.environ, "EMOFX_COMPILATION_CACHE": str(cache)}
+    command = [sys.executable, "-m", "emofx", "train", str(data), "--out", str(out), "--epochs", str(epochs),
+               "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"ready_seconds": metrics["ready_seconds"], "compile_seconds": metrics["compile_seconds"],
+            "train_seconds": metrics["seconds"], "process_seconds": wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", help="a prepared emofx dataset (default: a synthetic one)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class (default 60)")
+    parser.add_argument("--out", help="also write the JSON summary here (must not exist)")
+    args = parser.parse_args(argv)
+    if args.out and Path(args.out).exists():
+        parser.error(f"{args.out} already exists; choose a new --out file")
+
+    with tempfile.TemporaryDirectory(prefix="emofx-startup-") as tmp:
+        folder = Path(tmp)
+        data = Path(args.data) if args.data else make_synthetic(n_per_class=args.per_class,
+                                                                  seed=0).save(folder / "synthetic.npz")
+        first = timed_train(data, folder / "first", folder / "cache", args.epochs)
+        second = timed_train(data, folder / "second", folder / "cache", args.epochs)
+    summary = {"machine": platform.machine(), "cpus": os.cpu_count(), "data": str(args.data or "synthetic"),
+               "epochs": args.epochs, "first_process": first, "second_process": second}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
