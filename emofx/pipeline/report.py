@@ -58,6 +58,13 @@ def _md(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers
     return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
 
 
+def _plain(value: Any) -> str:
+    """A table cell as written in the configuration: 30, not 30.0 (a column with gaps turns ints into floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _figure(out: Path, name: str, caption: str) -> str:
     path = out / FIGURES_DIR / f"{name}.png"
     return f"![{caption}]({FIGURES_DIR}/{name}.png)\n\n_{caption}_" if path.is_file() else ""
@@ -136,7 +143,7 @@ def _models(exp: _Experiment) -> str:
     if exp.training.empty:
         return "No completed training runs."
     keys = [k for k in ("split", "seed", "epochs", "batch_size", "learning_rate", "recipe", "init_from") if k in exp.training]
-    recipe = exp.training[keys].drop_duplicates().astype(str)
+    recipe = exp.training[keys].map(_plain).drop_duplicates()
     models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
     stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
     caveat = ("\n\nEvery trial re-splits the same people of a culture by subject (no person in two parts of a trial), "
@@ -182,7 +189,7 @@ def _chance(exp: _Experiment) -> str:
         confusion = _read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
         if confusion:
             value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
-            rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": row["trial"],
+            rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": int(row["trial"]),
                          "balanced_accuracy": value, "chance": 1 / len(confusion), "n_images": int(np.sum(confusion)),
                          "p_value": p_value, "flagged": p_value >= CHANCE_ALPHA})
     own = pd.DataFrame(rows)
@@ -268,7 +275,8 @@ def _h2(exp: _Experiment, out: Path) -> str:
                 f"unit: {s['config']['unit']}; all in `region_tests.csv`):\n\n" + _md(top) +
                 "\n\nDistance of the most salient pixels to the nearest landmark:\n\n" +
                 _md(tables.get("proximity_tests", pd.DataFrame())) +
-                f"\n\nPixel-wise map ({pixel.get('correction', '')}): smallest p = {pixel.get('min_p_fwer')}, "
+                f"\n\nPixel-wise map ({pixel.get('correction', '')}): smallest p = "
+                f"{report_text.format_p(pixel.get('min_p_fwer'))}, "
                 f"{pixel.get('pixels_p_fwer_below_0.05')} pixels below 0.05.")
 
     return (_per_protocol(exp, body) + "\n\n" + _figure(out, "fig_h2_regions", "Region differences") + "\n\n" +

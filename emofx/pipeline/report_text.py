@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 ALPHA = 0.05
+MAX_LISTED = 6  # region differences named in the text; the table lists every test
 CONFOUND = (
     "Culture is not the only thing that differs between these datasets: each culture is one dataset, photographed "
     "in its own studio, with its own camera, lighting, image size and framing, and posed by its own people under "
     "their own instructions (KDEF: amateur actors in one session per expression; the Taiwanese set: performers in "
-    "theatric, FACS-guided and personal-event performances). Any difference below is a difference between these two "
+    "theatric, FACS-guided and personal-event performances). Any difference reported here is a difference between these two "
     "datasets; the matched protocol removes differences of size, class balance and number of people, not these. "
     "Telling culture apart from them needs several datasets per culture or one study that photographs both "
     "cultures alike."
@@ -28,7 +29,8 @@ def _num(value: Any, fmt: str = ".2f") -> str:
     return "n/a" if value is None or value != value else format(float(value), fmt)
 
 
-def _p(value: Any) -> str:
+def format_p(value: Any) -> str:
+    """A p-value to three significant digits ("n/a" when missing)."""
     return "n/a" if value is None else f"{float(value):.3g}"
 
 
@@ -45,7 +47,7 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
             f"**{protocol.capitalize()}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "
             f"{_pct(acc['culture_b'])} (difference {100 * acc['diff']:+.1f} points, 95% bootstrap interval "
             f"{100 * acc['ci_low']:+.1f} to {100 * acc['ci_high']:+.1f} over test images; permutation p = "
-            f"{_p(acc['p_value'])} over {acc['p_unit']}; Hedges' g = {_num(acc['effect_size'])}): {verdict}.")
+            f"{format_p(acc['p_value'])} over {acc['p_unit']}; Hedges' g = {_num(acc['effect_size'])}): {verdict}.")
         flagged = summary.get("chance", {}).get("flagged", [])
         if flagged:
             parts.append(f"{len(flagged)} trial(s) of this protocol are not clearly above chance (listed above); the "
@@ -68,17 +70,22 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     for protocol, summary in summaries.items():
         a, b = summary["cultures"]["a"], summary["cultures"]["b"]
         tests = summary["region_tests"]
-        significant = [t for t in tests if (t.get("p_adjusted") if t.get("p_adjusted") is not None else 1) < ALPHA]
+        significant = sorted((t for t in tests if (t.get("p_adjusted") if t.get("p_adjusted") is not None else 1)
+                              < ALPHA), key=lambda t: (t["p_adjusted"], -abs(t["effect_size"] or 0)))
         listed = "; ".join(f"{t['emotion']}/{t['region']} ({100 * t['diff']:+.1f} points of saliency mass, g = "
-                           f"{_num(t['effect_size'])}, corrected p = {_p(t['p_adjusted'])})" for t in significant[:6])
+                           f"{_num(t['effect_size'])}, corrected p = {format_p(t['p_adjusted'])})"
+                           for t in significant[:MAX_LISTED])
+        if len(significant) > MAX_LISTED:
+            listed = (f"the {MAX_LISTED} with the smallest corrected p are {listed} (all of them in the region tests' "
+                      "table)")
         regions = (f"{len(significant)} of {len(tests)} emotion x region tests differ after correction: {listed}"
                    if significant else f"none of the {len(tests)} emotion x region tests differs after correction "
-                   f"(smallest corrected p = {_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))})")
+                   f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))})")
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
             f"**{protocol.capitalize()}.** Where the models look ({summary['config']['saliency_method']} saliency, share "
             f"of the map in each landmark region, {a} minus {b}): {regions}. The filters' preferred regions differ by "
-            f"a total variation of {_num(filters['total_variation'], '.3f')} (permutation p = {_p(filters['p_value'])} over "
+            f"a total variation of {_num(filters['total_variation'], '.3f')} (permutation p = {format_p(filters['p_value'])} over "
             f"models). Representations: linear CKA between the cultures' models {_num(cka['between'], '.3f')}, within "
             f"{a} {_num(cka['within_a'], '.3f')} and within {b} {_num(cka['within_b'], '.3f')}"
             + (" (between is below within: the two cultures' models represent faces differently than two trials of "
@@ -108,7 +115,7 @@ def human_paragraph(human: list[Mapping[str, Any]]) -> str:
         return "No dataset of this experiment carries observer ratings, so there is no human baseline."
     return " ".join(
         f"On {h['culture']} images the models' probability of the posed class and the share of observers who chose "
-        f"the posed emotion correlate with Spearman rho = {_num(h['rho'])} (p = {_p(h['p_value'])}, {h['n_images']} rated "
+        f"the posed emotion correlate with Spearman rho = {_num(h['rho'])} (p = {format_p(h['p_value'])}, {h['n_images']} rated "
         "test images; neutral has no rating): " + ("images people find clear are also the ones the models are sure of."
                                                    if (h.get("rho") or 0) > 0 and (h.get("p_value") or 1) < ALPHA
                                                    else "the data do not show that people and models find the same "
