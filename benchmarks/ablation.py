@@ -58,7 +58,7 @@ class Variant:
     rescore_of: str | None = None  # evaluation-only change: re-score this variant's model
 
 
-def variants(epochs: int, seed: int, batch_size: int, unroll_steps: int = 8) -> list[Variant]:
+def variants(epochs: int, seed: int, batch_size: int, unroll_steps: int = TrainConfig.unroll_steps) -> list[Variant]:
     """paper, paper + each change, strong, strong - each change, and batch norm on both."""
     run = dict(epochs=epochs, seed=seed, batch_size=batch_size, unroll_steps=unroll_steps)
     paper, strong = replace(PAPER, **run), replace(STRONG, **run)
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--unroll-steps", type=int, default=8,
-                        help="training steps per compiled program (1 compiles several times faster, runs slightly "
-                             "slower: worth it for short runs on a CPU)")
+    parser.add_argument("--unroll-steps", type=int, default=TrainConfig.unroll_steps,
+                        help="training steps per compiled program (1 compiles faster but runs slower on a CPU; "
+                             f"default {TrainConfig.unroll_steps})")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (and what they re-score)")
     parser.add_argument("--widths", help="conv widths, e.g. 16,32,64 (default the paper's 64,128,256): a smaller "
                                          "network where the CPU cannot afford the paper's")

@@ -5,7 +5,7 @@
     python -m benchmarks.run --json --batch-size 64 512   # a sweep (on a GPU: torch eager and torch.compile)
 
 Measures training throughput (images/s of training as ``emofx.nets.training.fit`` runs it: compiled
-chunks of 8 steps, each sampling a batch from the training set on the device, augmenting it,
+chunks of 4 steps, each sampling a batch from the training set on the device, augmenting it,
 forward with dropout, backward, SGD update; PyTorch: the same steps in an eager loop),
 inference throughput and guided-backprop saliency
 maps/s, each with the process's peak resident memory (RSS) during the timed repeats, for emofx and

@@ -3,8 +3,8 @@
     python -m benchmarks.startup [DATA.npz] --epochs 1 --out benchmarks/results/startup/cpu.json
 
 The first process starts with an empty persistent compilation cache (a fresh folder) and
-compiles every program; the second, a new process with the same settings, loads them from
-that cache. For each it reports ``ready_seconds`` from the run's metrics.json (how long after
+compiles every program; each later one (``--later``, default 3), a new process with the same
+settings, loads them from that cache. For each it reports ``ready_seconds`` from the run's metrics.json (how long after
 the process started its first training step was dispatched: imports, loading the data, the
 initial validation, and compiling or loading the step), ``compile_seconds`` and the process's
 whole wall time. Without DATA.npz a synthetic 48-pixel dataset of 7 classes is made (the paper's
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", help="a prepared emofx dataset (default: a synthetic one)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--later", type=int, default=3, help="new processes after the first (default 3)")
     parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class (default 60)")
     parser.add_argument("--out", help="also write the JSON summary here (must not exist)")
     args = parser.parse_args(argv)
@@ -54,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(args.data) if args.data else make_synthetic(n_per_class=args.per_class,
                                                                   seed=0).save(folder / "synthetic.npz")
         first = timed_train(data, folder / "first", folder / "cache", args.epochs)
-        second = timed_train(data, folder / "second", folder / "cache", args.epochs)
+        later = [timed_train(data, folder / f"later-{i}", folder / "cache", args.epochs) for i in range(args.later)]
     summary = {"machine": platform.machine(), "cpus": os.cpu_count(), "data": str(args.data or "synthetic"),
-               "epochs": args.epochs, "first_process": first, "second_process": second}
+               "epochs": args.epochs, "first_process": first, "later_processes": later,
+               "later_ready_seconds_max": max((run["ready_seconds"] for run in later), default=None)}
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

@@ -32,7 +32,7 @@ class BenchConfig:
     repeats: int = 5
     warmup: int = 2
     calls: tuple[tuple[str, int], ...] = (("train", 1), ("infer", 6), ("saliency", 3))
-    train_steps: int = 8  # per training call: emofx's compiled chunk (TrainConfig.unroll_steps, as fit runs it)
+    train_steps: int = 4  # per training call: emofx's compiled chunk (TrainConfig.unroll_steps, as fit runs it)
     dataset_size: int = 512
     seed: int = 0
     torch_device: str = "cpu"  # "cuda" to time PyTorch on the GPU that JAX uses

@@ -33,7 +33,8 @@ from emofx.data.paths import cache_root
 COMPILATION_CACHE_ENV = "EMOFX_COMPILATION_CACHE"
 OFF_VALUES = ("off", "0", "false", "no", "none")
 MAX_CACHE_BYTES = 4 * 2 ** 30  # least recently used entries go beyond this
-MIN_COMPILE_SECONDS = 0.2  # programs that compile faster are not worth a file
+MIN_COMPILE_SECONDS = 0.0  # every program is kept: a new process loads even small ones faster than it compiles them
+TRIM_AFTER_SECONDS = 1.0  # compilations this long free enough memory to hand back (release_free_memory)
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -148,7 +149,7 @@ def _listen() -> None:
         if event in _COMPILE_EVENTS:
             with _lock:
                 _compile_total[0] += duration
-        if event == _BACKEND_COMPILE and duration >= MIN_COMPILE_SECONDS:
+        if event == _BACKEND_COMPILE and duration >= TRIM_AFTER_SECONDS:
             release_free_memory()
 
     jax.monitoring.register_event_duration_secs_listener(record)
