@@ -1,11 +1,11 @@
-"""Time a new process's start: two `emofx train` processes of the same model shape, one after the other.
+"""Time a new process's start: `emofx train` processes of the same model shape, one after the other.
 
     python -m benchmarks.startup [DATA.npz] --epochs 1 --out benchmarks/results/startup/cpu.json
 
 The first process starts with an empty persistent compilation cache (a fresh folder) and
 compiles every program; each later one (``--later``, default 3), a new process with the same
-settings, loads them from that cache. For each it reports ``ready_seconds`` from the run's metrics.json (how long after
-the process started its first training step was dispatched: imports, loading the data, the
+settings, loads them from that cache. For each it reports ``ready_seconds`` from the run's
+metrics.json (how long after the process started its first training step was dispatched: imports, loading the data, the
 initial validation, and compiling or loading the step), ``compile_seconds`` and the process's
 whole wall time. Without DATA.npz a synthetic 48-pixel dataset of 7 classes is made (the paper's
 input and model shape). Prints one JSON object; ``--out`` also writes it.

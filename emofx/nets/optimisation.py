@@ -50,8 +50,9 @@ class TrainConfig:
     runs convolution gradients inside a compiled loop through a generic path about 100x
     slower than outside it, so steps are unrolled rather than looped; compile time, and the
     time a new process spends loading the program from the persistent cache, grow with the
-    count (measured on 2 cores, paper CNN at batch 64: 1 step 97 img/s and 0.3 s to load, 4 steps
-    163 img/s and 1.4 s, 8 steps 160 img/s and 3.3-4 s), so 4 is the default. ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
+    count (measured on 2 cores, paper CNN at batch 64, interleaved: 1 step 97 img/s and 0.3 s to
+    load, 4 steps 163 img/s and 1.4 s, 8 steps 160 img/s and 3.3-4 s), so 4 is the default.
+    ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
     """
 
     epochs: int = 30

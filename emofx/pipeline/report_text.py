@@ -14,8 +14,8 @@ CONFOUND = (
     "Culture is not the only thing that differs between these datasets: each culture is one dataset, photographed "
     "in its own studio, with its own camera, lighting, image size and framing, and posed by its own people under "
     "their own instructions (KDEF: amateur actors in one session per expression; the Taiwanese set: performers in "
-    "theatric, FACS-guided and personal-event performances). Any difference reported here is a difference between these two "
-    "datasets; the matched protocol removes differences of size, class balance and number of people, not these. "
+    "theatric, FACS-guided and personal-event performances). Any difference reported here is a difference between "
+    "these two datasets; the matched protocol removes differences of size, class balance and number of people, not these. "
     "Telling culture apart from them needs several datasets per culture or one study that photographs both "
     "cultures alike."
 )
