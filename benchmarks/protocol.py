@@ -8,7 +8,9 @@ inside the compiled training steps, the fraction outside them, seconds spent com
 loading compiled programs from the persistent cache; they overlap the first steps of a shape),
 and per-run rows. Data
 preparation is excluded (pass prepared ``.npz`` files). Early stopping is off so that every run
-trains all its epochs, as the protocol's time budget assumes.
+trains all its epochs, as the protocol's time budget assumes. ``--lanes`` trains every run of
+the same classes and image size side by side as one vmapped program
+(``emofx.study.runs.train_runs``); the per-run times are then the whole batch's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax
 from emofx.cli.train import _int_tuple, model_template
 from emofx.data.dataset import FaceDataset
 from emofx.nets.training import TrainConfig
-from emofx.study.runs import train_run
+from emofx.study.runs import RunPlan, train_run, train_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--split", default="auto", help="split kind (default: subject when subjects are known)")
+    parser.add_argument("--lanes", action="store_true",
+                        help="train all runs of one image size and class set as one vmapped program")
     parser.add_argument("--out", required=True, help="folder for the run directories (must not exist)")
     # Smaller networks for quick checks (benchmarks/gpu_check.py --quick), not the paper's.
     parser.add_argument("--widths", type=_int_tuple, default=None, help=argparse.SUPPRESS)
@@ -51,31 +55,51 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
 
     config = TrainConfig(epochs=args.epochs, patience=0)
-    rows = []
-    start = time.perf_counter()
+    plans = []
     for path, dataset in zip(args.datasets, datasets):
-        culture = dataset.culture[0] if len(dataset) and dataset.culture[0] else Path(path).stem
-        for trial in range(args.trials):
-            tick = time.perf_counter()
-            run, result = train_run(dataset, out / f"{Path(path).stem}" / f"trial-{trial}", split_kind=args.split,
-                                    trial=trial, train_config=config, progress=False,
-                                    model_config=model_template(args.widths, args.dense_units, len(dataset.classes)))
+        plans += [RunPlan(dataset, out / Path(path).stem / f"trial-{trial}", trial, args.split)
+                  for trial in range(args.trials)]
+    groups = [[plan] for plan in plans]
+    if args.lanes:
+        shapes: dict[tuple, list[RunPlan]] = {}
+        for plan in plans:
+            shapes.setdefault((plan.dataset.classes, plan.dataset.image_shape), []).append(plan)
+        groups = list(shapes.values())
+    rows, step_seconds, compile_seconds = [], 0.0, 0.0
+    start = time.perf_counter()
+    for group in groups:
+        tick = time.perf_counter()
+        model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
+        trained = _train(group, config, model, args.lanes)
+        step_seconds += trained[0][1].step_seconds  # a group's runs share its times
+        compile_seconds += trained[0][1].compile_seconds
+        for plan, (run, result) in zip(group, trained):
+            dataset = plan.dataset
             rows.append({
-                "culture": str(culture), "trial": trial, "n_train": run.metrics["n_train"],
+                "culture": str(dataset.culture[0] or Path(plan.directory).parent.name), "trial": plan.trial,
+                "lanes": len(group), "n_train": run.metrics["n_train"],
                 "test_accuracy": run.metrics["test_accuracy"], "seconds": time.perf_counter() - tick,
                 "train_step_seconds": result.step_seconds, "compile_seconds": result.compile_seconds,
             })
             print(json.dumps(rows[-1]), flush=True)
     total = time.perf_counter() - start
-    steps = sum(r["train_step_seconds"] for r in rows)
     summary = {
-        "runs": len(rows), "epochs": args.epochs, "total_seconds": total, "train_step_seconds": steps,
-        "compile_seconds": sum(r["compile_seconds"] for r in rows),
-        "outside_fraction": 1 - steps / total, "device": jax.default_backend(),
+        "runs": len(rows), "epochs": args.epochs, "lanes": args.lanes, "total_seconds": total,
+        "train_step_seconds": step_seconds, "compile_seconds": compile_seconds,
+        "outside_fraction": 1 - step_seconds / total, "device": jax.default_backend(),
         "cpu_count": os.cpu_count(), "per_run": rows,
     }
     print(json.dumps(summary))
     return 0
+
+
+def _train(group: list[RunPlan], config: TrainConfig, model, lanes: bool) -> list:
+    """Train a group of runs as lanes of one program, or its single run alone."""
+    if lanes:
+        return train_runs(group, train_config=config, model_config=model, progress=False)
+    plan, = group
+    return [train_run(plan.dataset, plan.directory, split_kind=plan.split_kind, trial=plan.trial,
+                      train_config=config, model_config=model, progress=False)]
 
 
 if __name__ == "__main__":

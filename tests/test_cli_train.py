@@ -114,3 +114,23 @@ def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
         assert (out / "figures" / name).stat().st_size > 1000, name
     assert json.loads((out / "quickstart.json").read_text())["status"] == "done"
     assert len(load_runs(out / "runs")) == 2
+
+
+def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_files, tmp_path, capsys):
+    out = tmp_path / "lanes"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("test accuracy") == 2 and str(out / "trial-1") in printed
+    separate = json.loads((run_dir / "metrics.json").read_text())
+    side_by_side = json.loads((out / "trial-0" / "metrics.json").read_text())
+    # Trial 0 has the split, steps and checkpoint choice of the separate run; its scores agree
+    # within float tolerance (batched convolutions add in another order, tests/test_lanes.py).
+    for key in ("n_train", "n_val", "n_test", "steps", "best_step", "classes", "identity", "split"):
+        assert side_by_side[key] == separate[key]
+    assert side_by_side["best_val_error"] == pytest.approx(separate["best_val_error"], abs=1e-6)
+    assert load_run(out / "trial-1").metrics["trial"] == 1
+    assert load_run(out / "trial-1").split.test.tolist() != load_run(out / "trial-0").split.test.tolist()
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--resume"]) == 2
+    assert "--resume continues one run" in capsys.readouterr().err
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "0"]) == 2
+    assert "--trials must be at least 1" in capsys.readouterr().err

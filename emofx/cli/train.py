@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from emofx.data.splits import SPLIT_KINDS
 from emofx.nets.model import NORMS
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
     parser.add_argument("--trial", type=int, default=0,
                         help="trial number: another trial gives another split and initialisation (default 0)")
+    parser.add_argument("--trials", type=int, default=1, metavar="N",
+                        help="train N trials (--trial, --trial + 1, ...) side by side as one vmapped program, each "
+                             "run in RUN_DIR/trial-K: the numbers of N separate runs, one dispatch for all "
+                             "(best on a GPU; no --resume) (default 1)")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from emofx.data.dataset import FaceDataset
     from emofx.nets.compilation import enable_compilation_cache
     from emofx.nets.precision import set_precision
-    from emofx.study.runs import train_run
+    from emofx.study.runs import RunPlan, train_run, train_runs
 
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in RUN_DIR and --overwrite replaces it: give one of them")
@@ -128,22 +133,36 @@ def run(args: argparse.Namespace) -> int:
     config = train_config(args, precision=set_precision(args.precision))  # also the test evaluation's precision
     dataset = FaceDataset.load(args.data)
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
-    run_, result = train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
+    if args.trials < 1:
+        raise ValueError(f"--trials must be at least 1; got {args.trials}")
+    if args.trials > 1 and args.resume:
+        raise ValueError("--resume continues one run; trials trained side by side (--trials) start afresh")
+    if args.trials == 1:
+        trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,
-                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)
-    m = run_.metrics
-    for note in result.notes:
-        print(f"note: {note}")
-    print(result.stop_message)
-    print(f"recipe {m['recipe']}, norm {m['norm']}: test accuracy {m['test_accuracy']:.4f} "
-          f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
-          f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
-          f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
-          f"({m['compile_seconds']:.1f} s compiling{_ready(m)}) -> {run_.directory}")
-    if result.stop_reason == "nan_loss":
-        print(f"emofx train: {result.stop_message}", file=sys.stderr)
+                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)]
+    else:
+        plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data)
+                 for trial in range(args.trial, args.trial + args.trials)]
+        trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    for run_, result in trained:
+        m = run_.metrics
+        for note in result.notes:
+            print(f"note: {note}")
+        print(result.stop_message)
+        print(f"recipe {m['recipe']}, norm {m['norm']}: test accuracy {m['test_accuracy']:.4f} "
+              f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
+              f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
+              f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
+              f"({m['compile_seconds']:.1f} s compiling{_ready(m)}) -> {run_.directory}")
+    reasons = {result.stop_reason for _, result in trained}
+    if "nan_loss" in reasons:
+        for _, result in trained:
+            if result.stop_reason == "nan_loss":
+                print(f"emofx train: {result.stop_message}", file=sys.stderr)
         return EXIT_NAN
-    return EXIT_INTERRUPTED if result.stop_reason == "interrupted" else 0
+    return EXIT_INTERRUPTED if "interrupted" in reasons else 0
 
 
 def _ready(metrics: dict) -> str:

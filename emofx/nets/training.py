@@ -124,10 +124,13 @@ def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: in
     return order[rows % n]
 
 
-@lru_cache(maxsize=16)
-def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
+def chunk_function(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
+    """The pure (uncompiled) ``chunk(state, images, targets, key, stats, n, spe, limit) -> (state, metrics)``
+    behind :func:`make_train_chunk`; steps at or past ``limit`` leave the state as it was (their
+    metrics say ``active`` False), so that trainings of different lengths can share one program
+    (:mod:`emofx.nets.lanes`)."""
     def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
-              n: jax.Array, spe: jax.Array):
+              n: jax.Array, spe: jax.Array, limit: jax.Array):
         traced_config = replace(step_config, steps_per_epoch=spe)
         order_key, step_key = jax.random.split(key)
         length = -(-images.shape[0] // batch_size) * batch_size  # room for every batch of an epoch of n <= rows
@@ -138,14 +141,22 @@ def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_si
             epoch, position = state.step // spe, state.step % spe
             order = jax.lax.cond(position == 0, lambda: new_order(epoch), lambda: order)
             batch = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-            state, metrics = _train_step(model_config, traced_config, state, images[batch], targets[batch],
-                                         jax.random.fold_in(step_key, state.step), stats)
-            return (state, order), metrics
+            stepped, metrics = _train_step(model_config, traced_config, state, images[batch], targets[batch],
+                                           jax.random.fold_in(step_key, state.step), stats)
+            active = state.step < limit
+            state = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, state)
+            return (state, order), {**metrics, "active": active}
 
         (state, _), metrics = jax.lax.scan(body, (state, new_order(state.step // spe)), None, length=n_steps,
                                            unroll=True)
         return state, metrics
 
+    return chunk
+
+
+@lru_cache(maxsize=16)
+def _compiled_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
+    chunk = chunk_function(model_config, step_config, batch_size, n_steps)
     return jax.jit(at_precision(chunk, step_config.precision), donate_argnums=0)
 
 
@@ -168,13 +179,14 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
 
     def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
               n: int | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-        return compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe)
+        return compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe,
+                        np.int32(np.iinfo(np.int32).max))
 
     return chunk
 
 
-@lru_cache(maxsize=16)
-def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
+def evaluator_function(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
+    """The pure (uncompiled) ``evaluate(variables, images, targets, stats, n)`` behind :func:`make_evaluator`."""
     module = EmotionCNN(model_config)
 
     def log_probabilities(variables: Any, x: jax.Array) -> jax.Array:
@@ -201,7 +213,12 @@ def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average
         wrong, nll = wrong.reshape(-1), nll.reshape(-1)
         return jnp.sum(wrong * valid) / n, jnp.sum(jnp.where(valid, nll, 0.0)) / n
 
-    return jax.jit(evaluate)
+    return evaluate
+
+
+@lru_cache(maxsize=16)
+def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
+    return jax.jit(evaluator_function(model_config, batch_size, flip_average))
 
 
 def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_average: bool = False) -> Callable:
@@ -322,12 +339,8 @@ def fit(
     """
     started, compiled_before = time.perf_counter(), compile_seconds()
     check_trainable(train_set, val_set)
-    mean, std = pixel_statistics(train_set.images)
-    model_config = replace(model or ModelConfig(num_classes=len(train_set.classes)),
-                           num_classes=len(train_set.classes), input_size=train_set.image_shape[0],
-                           pixel_mean=mean, pixel_std=std)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), trial)
-    init_key, data_key = jax.random.split(key)
+    model_config = model_for(train_set, model)
+    init_key, data_key = jax.random.split(training_key(config.seed, trial))
     variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
 
     spe = math.ceil(len(train_set) / config.batch_size)
@@ -336,10 +349,7 @@ def fit(
     state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
-    train_targets = training_targets(train_set, config.soft_targets)
-    if config.weight_by_agreement:
-        train_targets = train_targets * agreement_weights(train_set)[:, None]
-    (images, targets), n_train = pad_to_bucket(train_set.images, train_targets)
+    (images, targets), n_train = pad_to_bucket(train_set.images, weighted_targets(train_set, config))
     (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
     images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
     stats = pixel_stats(model_config)
@@ -359,7 +369,7 @@ def fit(
         loop = LoopProgress(
             rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
                        val_error=val_error, val_loss=val_loss)],
-            best=_snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
+            best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
     earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
     stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
     bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
@@ -392,7 +402,7 @@ def fit(
                                   val_error=val_error, val_loss=val_loss))
             bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
             if (val_error, val_loss) < (loop.best["error"], loop.best["loss"]):
-                loop.best, loop.since_best = _snapshot(state, loop.step, val_error, val_loss), 0
+                loop.best, loop.since_best = snapshot(state, loop.step, val_error, val_loss), 0
             else:
                 loop.since_best += 1
             if state_path is not None:
@@ -408,19 +418,8 @@ def fit(
         bar.close()
 
     best, step = loop.best, loop.step
-    kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
-    stop_message = {
-        "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
-        "early_stopping": f"validation error did not improve for {loop.since_best} validations: "
-                          f"stopped at step {step}; {kept}",
-        "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate {config.learning_rate} "
-                    f"too high?): stopped; {kept}",
-        "interrupted": f"interrupted at step {step}; {kept}",
-    }[stop_reason]
-    trained = TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=train_set.classes,
-                           info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
-                                 "best_step": best["step"]},
-                           batch_stats=jax.device_get(best["batch_stats"]))
+    stop_message = describe_stop(stop_reason, step, loop.since_best, best, config)
+    trained = best_model(model_config, best, train_set.classes, config, trial)
     return TrainResult(
         model=trained,
         history=pd.DataFrame(loop.rows, columns=list(HISTORY_COLUMNS)),
@@ -437,7 +436,47 @@ def fit(
     )
 
 
-def _snapshot(state: TrainState, step: int, error: float, loss: float) -> dict[str, Any]:
+def model_for(train_set: FaceDataset, model: ModelConfig | None) -> ModelConfig:
+    """``model`` (default: the paper's CNN) sized for ``train_set``: its classes, input size and pixel statistics."""
+    mean, std = pixel_statistics(train_set.images)
+    return replace(model or ModelConfig(num_classes=len(train_set.classes)), num_classes=len(train_set.classes),
+                   input_size=train_set.image_shape[0], pixel_mean=mean, pixel_std=std)
+
+
+def training_key(seed: int, trial: int) -> jax.Array:
+    """The key every random choice of a training flows from (split off into initialisation and data keys)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), trial)
+
+
+def weighted_targets(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
+    """The training targets (N, C): one-hot or vote distributions, weighted by agreement when asked."""
+    targets = training_targets(train_set, config.soft_targets)
+    return targets * agreement_weights(train_set)[:, None] if config.weight_by_agreement else targets
+
+
+def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:
+    """One sentence on how a training ended and which checkpoint it kept."""
+    kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
+    return {
+        "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
+        "early_stopping": f"validation error did not improve for {since_best} validations: "
+                          f"stopped at step {step}; {kept}",
+        "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate {config.learning_rate} "
+                    f"too high?): stopped; {kept}",
+        "interrupted": f"interrupted at step {step}; {kept}",
+    }[stop_reason]
+
+
+def best_model(model_config: ModelConfig, best: Mapping[str, Any], classes: tuple[str, ...], config: TrainConfig,
+               trial: int) -> TrainedModel:
+    """The kept (best-validation) parameters as a :class:`TrainedModel` on the host."""
+    return TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=classes,
+                        info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
+                              "best_step": best["step"]},
+                        batch_stats=jax.device_get(best["batch_stats"]))
+
+
+def snapshot(state: TrainState, step: int, error: float, loss: float) -> dict[str, Any]:
     """A copy of the state's parameters and running statistics with their validation scores."""
     return dict(params=jax.tree.map(jnp.copy, state.params), batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
                 step=step, error=error, loss=loss)

@@ -35,6 +35,7 @@ from emofx.study.evaluation import evaluate, with_totals
 from emofx.nets.model import ModelConfig
 from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
+from emofx.nets.lanes import Lane, fit_lanes
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 
 METRICS_FILE = "metrics.json"
@@ -155,6 +156,42 @@ def _recorded_identity(directory: Path) -> Any:
 # ---------------------------------------------------------------------------- training a run
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """One run to train: its data, directory, trial and split (``split`` replaces the one
+    ``split_kind`` would make, e.g. the matched protocol's); ``data_path`` is recorded."""
+
+    dataset: FaceDataset
+    directory: str | os.PathLike
+    trial: int = 0
+    split_kind: str = "auto"
+    split: Split | None = None
+    data_path: str | os.PathLike | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    plan: RunPlan
+    directory: Path
+    identity: dict[str, Any]
+    split: Split
+
+
+def _prepare(plan: RunPlan, train_config: TrainConfig, model_config: ModelConfig, init_path: str | None,
+             overwrite: bool, resume: bool) -> _Prepared:
+    """The run's identity, a directory checked to be safe to write, and its split."""
+    identity = run_identity(plan.dataset, plan.split_kind, train_config.seed, plan.trial, train_config, model_config,
+                            init_path)
+    if plan.split is not None:
+        identity["split_indices"] = hashlib.sha256(json.dumps(plan.split.to_dict()).encode()).hexdigest()[:16]
+    directory = check_run_directory(plan.directory, identity, overwrite, resume)
+    split = plan.split if plan.split is not None else make_split(plan.dataset, kind=plan.split_kind,
+                                                                 seed=train_config.seed, trial=plan.trial)
+    if len(split.test) == 0:
+        raise TrainingError(f"the {plan.split_kind!r} split of this dataset has no test images; use another --split")
+    return _Prepared(plan, directory, identity, split)
+
+
 def train_run(
     dataset: FaceDataset,
     directory: str | os.PathLike,
@@ -179,21 +216,49 @@ def train_run(
     split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`). The training state is
     saved in ``directory`` after every validation; ``resume`` continues an interrupted run.
     """
-    seed = train_config.seed
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
-    identity = run_identity(dataset, split_kind, seed, trial, train_config, model_config, init_path)
-    if split is not None:
-        identity["split_indices"] = hashlib.sha256(json.dumps(split.to_dict()).encode()).hexdigest()[:16]
-    directory = check_run_directory(directory, identity, overwrite, resume)
-
-    split = split if split is not None else make_split(dataset, kind=split_kind, seed=seed, trial=trial)
-    if len(split.test) == 0:
-        raise TrainingError(f"the {split_kind!r} split of this dataset has no test images; use another --split")
+    plan = RunPlan(dataset, directory, trial, split_kind, split, data_path)
+    prepared = _prepare(plan, train_config, model_config, init_path, overwrite, resume)
     initial = TrainedModel.load(init_from) if init_from is not None else None
-    result = fit(dataset.subset(split.train), dataset.subset(split.val), train_config, model_config,
-                 trial=trial, init_from=initial, progress=progress, state_path=directory / STATE_FILE,
-                 resume=resume, tag=identity)
+    result = fit(dataset.subset(prepared.split.train), dataset.subset(prepared.split.val), train_config, model_config,
+                 trial=trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
+                 resume=resume, tag=prepared.identity)
+    return _record(prepared, result, train_config, init_path), result
+
+
+def train_runs(
+    plans: Sequence[RunPlan],
+    *,
+    train_config: TrainConfig = TrainConfig(),
+    model_config: ModelConfig | None = None,
+    init_from: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[tuple[Run, TrainResult]]:
+    """Train several runs (trials, cultures of one image size and class set) side by side as one
+    vmapped program (:func:`emofx.nets.lanes.fit_lanes`) and record each as :func:`train_run`
+    would: the same directories, files and numbers within float tolerance. Every directory is
+    checked before any training; the runs' times are those of the whole batch."""
+    if not plans:
+        return []
+    model_config = model_config or ModelConfig(num_classes=len(plans[0].dataset.classes))
+    init_path = str(Path(init_from).resolve()) if init_from is not None else None
+    prepared = [_prepare(plan, train_config, model_config, init_path, overwrite, False) for plan in plans]
+    directories = [p.directory.resolve() for p in prepared]
+    if len(set(directories)) < len(directories):
+        raise RunError("two of the runs to train share a directory; give each its own")
+    initial = TrainedModel.load(init_from) if init_from is not None else None
+    lanes = [Lane(p.plan.dataset.subset(p.split.train), p.plan.dataset.subset(p.split.val), trial=p.plan.trial,
+                  init_from=initial) for p in prepared]
+    results = fit_lanes(lanes, train_config, model_config, progress=progress)
+    return [(_record(p, result, train_config, init_path), result) for p, result in zip(prepared, results)]
+
+
+def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig, init_path: str | None) -> Run:
+    """Evaluate the trained model on the run's test part and write the run directory."""
+    dataset, split, identity = prepared.plan.dataset, prepared.split, prepared.identity
+    data_path = prepared.plan.data_path
     evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
     metrics = {
         "test_accuracy": evaluation.accuracy,
@@ -215,8 +280,8 @@ def train_run(
         "train_step_seconds": result.step_seconds,
         "compile_seconds": result.compile_seconds,
         "ready_seconds": None if np.isnan(result.ready_seconds) else result.ready_seconds,
-        "seed": int(seed),
-        "trial": int(trial),
+        "seed": int(train_config.seed),
+        "trial": int(prepared.plan.trial),
         "recipe": train_config.recipe,
         "norm": result.model.config.norm,
         "split": split.kind,
@@ -228,10 +293,10 @@ def train_run(
         "versions": library_versions(),
         "identity": identity,
     }
-    run = write_run(directory, result.model, metrics, result.history, split)
+    run = write_run(prepared.directory, result.model, metrics, result.history, split)
     if result.stop_reason in FINISHED:
-        (directory / STATE_FILE).unlink(missing_ok=True)
-    return run, result
+        (prepared.directory / STATE_FILE).unlink(missing_ok=True)
+    return run
 
 
 def _cultures(dataset: FaceDataset) -> str:

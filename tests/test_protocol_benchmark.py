@@ -1,0 +1,37 @@
+"""benchmarks.protocol: the paper's protocol timed, one run at a time or as lanes of one program."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import protocol
+from emofx.data.synthetic import make_synthetic
+
+TINY = ["--trials", "2", "--epochs", "2", "--widths", "8,16,16", "--dense-units", "32"]
+
+
+@pytest.fixture(scope="module")
+def cultures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cultures")
+    return [str(make_synthetic(dialect, n_per_class=12, seed=0, culture=name).save(folder / f"{name}.npz"))
+            for name, dialect in (("east", "eyes"), ("west", "mouth"))]
+
+
+def _summary(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_lanes_train_every_run_of_both_cultures_as_one_program(cultures, tmp_path, capsys):
+    assert protocol.main([*cultures, *TINY, "--out", str(tmp_path / "one")]) == 0
+    alone = _summary(capsys)
+    assert protocol.main([*cultures, *TINY, "--lanes", "--out", str(tmp_path / "lanes")]) == 0
+    lanes = _summary(capsys)
+    assert alone["runs"] == lanes["runs"] == 4 and lanes["lanes"] and not alone["lanes"]
+    assert [r["lanes"] for r in alone["per_run"]] == [1] * 4 and [r["lanes"] for r in lanes["per_run"]] == [4] * 4
+    assert [(r["culture"], r["trial"], r["n_train"]) for r in lanes["per_run"]] == \
+        [(r["culture"], r["trial"], r["n_train"]) for r in alone["per_run"]]
+    assert {r["culture"] for r in lanes["per_run"]} == {"east", "west"}
+    assert 0 < lanes["train_step_seconds"] < lanes["total_seconds"]
+    assert (tmp_path / "lanes" / "west" / "trial-1" / "metrics.json").exists()
