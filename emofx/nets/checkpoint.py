@@ -37,6 +37,14 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit the requested model."""
 
 
+def device_description() -> str:
+    """The device computations run on and the CPU count, e.g. ``cpu (2 cores)`` or ``NVIDIA H200 (16 cores)``:
+    recorded with every run so that its times can be read."""
+    device = jax.devices()[0]
+    name = device.platform if device.platform == "cpu" else device.device_kind
+    return f"{name} ({os.cpu_count()} cores)"
+
+
 def library_versions() -> dict[str, str]:
     import optax
 

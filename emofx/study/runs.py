@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.nets.checkpoint import CHECKPOINT_DIR, TrainedModel, atomic_write, library_versions
+from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, atomic_write, device_description,
+                                   library_versions)
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate, with_totals
 from emofx.nets.model import ModelConfig
@@ -291,6 +292,7 @@ def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig,
         "init_from": init_path,
         "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
         "versions": library_versions(),
+        "device": device_description(),
         "identity": identity,
     }
     run = write_run(prepared.directory, result.model, metrics, result.history, split)
@@ -348,7 +350,8 @@ def load_runs(parent: str | os.PathLike) -> list[Run]:
 
 
 SCALAR_METRICS = ("culture", "split", "recipe", "norm", "seed", "trial", "test_accuracy", "balanced_accuracy",
-                  "macro_f1", "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds")
+                  "macro_f1", "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds",
+                  "device")
 
 
 def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:

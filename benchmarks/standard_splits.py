@@ -1,0 +1,127 @@
+"""Results on a benchmark's own split (FER2013, FER+): tables, histories and learning curves of runs.
+
+Train each configuration and seed with ``emofx train`` (``--split auto`` uses the source's own
+split: train on Training, select on PublicTest, report PrivateTest), then collect the runs:
+
+    emofx train fer2013.npz --recipe strong --seed 0 --out runs/fer2013/strong/seed-0
+    python -m benchmarks.standard_splits runs/fer2013/*/seed-* --out benchmarks/results/fer2013 \\
+        --title "FER2013 PrivateTest"
+
+Writes to ``--out``: ``runs.csv`` (one row per run: recipe, normalisation, targets, seed,
+epochs, steps, stop reason, test accuracy, balanced accuracy, macro F1, best validation error,
+device, wall seconds), ``summary.csv`` and ``summary.md`` (mean ± std over the seeds of each
+configuration, with the commands), ``history/<run>.csv`` and ``curves.png`` (training and
+validation error per configuration). Nothing of the images is written. Runs recorded before
+metrics.json named its device get ``--device`` (say where they ran), else ``unknown``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from emofx.plotting.curves import learning_curves  # noqa: E402
+from emofx.study.runs import RunError, load_run  # noqa: E402
+
+CONFIGURATION = ("recipe", "norm", "targets", "epochs", "init_from")
+NUMBERS = ("test_accuracy", "balanced_accuracy", "macro_f1", "best_val_error", "seconds")
+
+
+def run_row(run, device: str) -> dict:
+    """One run's configuration, numbers and provenance as a flat row."""
+    m = run.metrics
+    train = m["config"]["train"]
+    return {
+        "run": run.directory.name if run.directory.name not in ("", ".") else str(run.directory),
+        "directory": str(run.directory),
+        "recipe": m["recipe"], "norm": m.get("norm", "none"),
+        "targets": "soft" if train.get("soft_targets") else "hard",
+        "epochs": train["epochs"], "init_from": m.get("init_from") or "",
+        "seed": m["seed"], "steps": m["steps"], "best_step": m["best_step"], "stop_reason": m["stop_reason"],
+        "n_train": m["n_train"], "n_val": m["n_val"], "n_test": m["n_test"],
+        **{key: m[key] for key in NUMBERS},
+        "device": m.get("device") or device,
+    }
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over the seeds of each configuration (std NaN for a single seed)."""
+    grouped = table.groupby(list(CONFIGURATION), sort=False)
+    summary = grouped[list(NUMBERS)].agg(["mean", "std"])
+    summary.columns = [f"{name}_{stat}" for name, stat in summary.columns]
+    summary.insert(0, "seeds", grouped["seed"].apply(lambda s: ",".join(str(v) for v in sorted(s))))
+    summary.insert(1, "device", grouped["device"].apply(lambda s: "; ".join(sorted(set(s)))))
+    return summary.reset_index()
+
+
+def markdown(summary: pd.DataFrame, title: str, command: str) -> str:
+    """The summary as a Markdown table: accuracy as mean ± std in %, and the wall time per run."""
+    def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
+        mean, std = row[f"{name}_mean"] * scale, row[f"{name}_std"] * scale
+        return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+    rows = [{
+        "recipe": r["recipe"], "norm": r["norm"], "targets": r["targets"], "epochs": r["epochs"],
+        "init from": Path(r["init_from"]).name if r["init_from"] else "",
+        "seeds": r["seeds"], "test accuracy %": pm(r, "test_accuracy"),
+        "balanced %": pm(r, "balanced_accuracy"), "macro F1": pm(r, "macro_f1", 1.0, 3),
+        "wall min per run": pm(r, "seconds", 1 / 60), "device": r["device"],
+    } for _, r in summary.iterrows()]
+    return (f"# {title}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\n"
+            f"Made with:\n\n    {command}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories (from `emofx train`)")
+    parser.add_argument("--out", required=True, help="folder for the tables, histories and curves")
+    parser.add_argument("--title", default="Results on the benchmark's own split")
+    parser.add_argument("--device", default="unknown",
+                        help="device of runs whose metrics.json does not name it (runs from before it did)")
+    args = parser.parse_args(argv)
+
+    runs = []
+    for directory in args.runs:
+        try:
+            runs.append(load_run(directory))
+        except RunError as err:
+            print(f"skipped: {err}", file=sys.stderr)
+    if not runs:
+        parser.error("none of the given directories holds a finished run")
+    table = pd.DataFrame([run_row(run, args.device) for run in runs])
+    if table["run"].duplicated().any():
+        table["run"] = [str(Path(d).relative_to(Path(d).parents[1])).replace("/", "-") for d in table["directory"]]
+    out = Path(args.out)
+    (out / "history").mkdir(parents=True, exist_ok=True)
+    table.drop(columns="directory").to_csv(out / "runs.csv", index=False)
+    summary = summarise(table)
+    summary.to_csv(out / "summary.csv", index=False)
+    command = "python -m benchmarks.standard_splits " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    (out / "summary.md").write_text(markdown(summary, args.title, command))
+    for name, run in zip(table["run"], runs):
+        run.history.to_csv(out / "history" / f"{name}.csv", index=False)
+
+    groups = list(table.groupby(list(CONFIGURATION), sort=False).indices.values())
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
+    for ax, rows in zip(axes[0], groups):
+        first = table.iloc[rows[0]]
+        learning_curves([runs[i].history for i in rows], ax=ax,
+                        title=f"{first['recipe']}, norm {first['norm']}, {first['targets']} "
+                              f"({len(rows)} seed{'s' if len(rows) > 1 else ''})")
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+    print(summary.to_string(index=False))
+    print(f"wrote runs.csv, summary.csv, summary.md, history/ and curves.png to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""benchmarks.standard_splits: tables and curves of finished runs, grouped by configuration over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import standard_splits
+from emofx.cli import main
+from emofx.data.synthetic import make_synthetic
+
+TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "1", "--batch-size", "16", "--split", "random",
+        "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    data = make_synthetic("universal", n_per_class=12, classes=("happy", "sad", "surprised")).save(folder / "d.npz")
+    for recipe, seed in (("paper", 0), ("paper", 1), ("strong", 0)):
+        assert main(["train", str(data), "--recipe", recipe, "--seed", str(seed), *TINY,
+                     "--out", str(folder / recipe / f"seed-{seed}")]) == 0
+    return folder
+
+
+def test_summary_groups_seeds_of_a_configuration_and_writes_curves(runs, tmp_path, capsys):
+    directories = [str(runs / r / f"seed-{s}") for r, s in (("paper", 0), ("paper", 1), ("strong", 0))]
+    assert standard_splits.main([*directories, str(tmp_path / "not-a-run"), "--out", str(tmp_path / "out"),
+                                 "--title", "Tiny"]) == 0
+    assert "skipped:" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert table["run"].tolist() == ["paper-seed-0", "paper-seed-1", "strong-seed-0"]
+    metrics = [json.loads((runs / r / f"seed-{s}" / "metrics.json").read_text())
+               for r, s in (("paper", 0), ("paper", 1))]
+    assert table.loc[0, "device"] == metrics[0]["device"] and "cores" in metrics[0]["device"]
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["recipe"].tolist() == ["paper", "strong"] and summary["seeds"].tolist() == ["0,1", "0"]
+    accuracies = [m["test_accuracy"] for m in metrics]
+    assert summary.loc[0, "test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert summary.loc[0, "test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert np.isnan(summary.loc[1, "test_accuracy_std"])
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert text.startswith("# Tiny") and "python -m benchmarks.standard_splits" in text
+    assert f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1):.1f}" in text
+    assert sorted(p.name for p in (tmp_path / "out" / "history").iterdir()) == [f"{n}.csv" for n in table["run"]]
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 10_000
