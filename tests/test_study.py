@@ -98,6 +98,19 @@ def test_report_answers_both_protocols_and_flags_chance(studies, tmp_path):
     assert "02_train_culture" in wall and "05_compare_cultures" in wall
 
 
+def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(studies, tmp_path):
+    out = tmp_path / "beside"
+    report.write_report(studies["kdef_vs_taiwanese_pretrained"], out, beside=studies["kdef_vs_taiwanese"])
+    section = (out / report.REPORT_MD).read_text().split("## Beside kdef_vs_taiwanese\n")[1]
+    table = section.split("Test accuracy of both experiments, mean ± std over trials:")[1].split("H1 and CKA")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| kdef_vs_taiwanese")]
+    # the pre-trained experiment ran the collected protocol, the paper one both: 2 + 4 rows of 2 trials each
+    assert len(rows) == 6 and all(row.rstrip(" |").endswith("2") for row in rows)
+    assert sum("strong recipe, fine-tuned from pretrained" in row for row in rows) == 2
+    assert sum("paper recipe, from scratch" in row for row in rows) == 4
+    assert all(" ± " in row for row in rows)
+
+
 def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
     out = tmp_path / "results"
     report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)

@@ -355,14 +355,34 @@ def _versions(exp: _Experiment) -> str:
 
 
 def _beside(exp: _Experiment, other: _Experiment) -> str:
-    frames = []
+    accuracy, frames = [], []
     for name, e in ((exp.directory.name, exp), (other.directory.name, other)):
+        if not e.training.empty:
+            metrics = ["test_accuracy", "balanced_accuracy"]
+            grouped = e.training.groupby(["protocol", "culture"])[metrics]
+            table = mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f")
+            table["trials"] = e.training.groupby(["protocol", "culture"]).size()
+            table.insert(0, "training", _training_kind(e))
+            accuracy.append(table.reset_index().assign(experiment=name))
         for protocol, record in e.comparisons.items():
             acc = record["summary"]["accuracy"]
             frames.append({"experiment": name, "protocol": protocol, "a": acc["culture_a"], "b": acc["culture_b"],
                            "diff": acc["diff"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"], "p_value": acc["p_value"],
                            "cka_between": record["summary"]["cka"]["between"]})
-    return "H1 and CKA of both experiments side by side:\n\n" + _md(pd.DataFrame(frames))
+    columns = ["experiment", "training", "protocol", "culture", "test_accuracy", "balanced_accuracy", "trials"]
+    parts = []
+    if accuracy:
+        parts.append("Test accuracy of both experiments, mean ± std over trials:\n\n"
+                     + _md(pd.concat(accuracy, ignore_index=True)[columns]))
+    parts.append("H1 and CKA of both experiments side by side:\n\n" + _md(pd.DataFrame(frames)))
+    return "\n\n".join(parts)
+
+
+def _training_kind(exp: _Experiment) -> str:
+    """How an experiment's models were trained: recipe, and the run they started from (or from scratch)."""
+    metrics = _read_json(Path(exp.training["run_dir"].iloc[0]) / RESULTS_DIR / RUN_DIR / "metrics.json")
+    start = f"fine-tuned from {Path(metrics['init_from']).name}" if metrics.get("init_from") else "from scratch"
+    return f"{metrics.get('recipe', '?')} recipe, {start}"
 
 
 # ----------------------------------------------------------------------------- writing
