@@ -12,7 +12,8 @@ Steps, each a separate process so that one failure does not hide the others:
 ``benchmark``    ``python -m benchmarks.run`` at batch 64 and 512 (PyTorch eager and
                  torch.compile on the same device);
 ``protocol``     ``python -m benchmarks.protocol`` on KDEF and the Taiwanese set, 5 trials x 20
-                 epochs (the issue's end-to-end target: < 20 s on an H200-class GPU);
+                 epochs (the issue's end-to-end target: < 20 s on an H200-class GPU), one run at a
+                 time and again with ``--lanes`` (all runs as one vmapped program);
 ``fer2013``      ``emofx train`` on FER2013's training images (predefined split) for a few epochs.
 
 Quick mode shrinks each step (a few tests, 8x8 benchmark images without PyTorch, tiny networks on
@@ -38,8 +39,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("environment", "tests", "benchmark", "protocol", "fer2013")
-DEVICE_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_training.py", "tests/test_saliency.py",
-                "tests/test_benchmarks.py")
+DEVICE_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_training.py", "tests/test_lanes.py",
+                "tests/test_saliency.py", "tests/test_benchmarks.py")
 TINY_NET = ("--widths", "4,8,8", "--dense-units", "8")
 
 
@@ -149,10 +150,13 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
         data = [_prepare(args, _shared("kdef") / "frontal", "kdef", "--format", "kdef", "--landmarks", "none"),
                 _prepare(args, _shared("taiwanese"), "taiwanese", "--format", "taiwanese", "--landmarks", "none")]
         plan = ["--trials", "5", "--epochs", "20"]
-    runs = args.out / "protocol-runs"
-    command = [sys.executable, "-m", "benchmarks.protocol", *map(str, data), *plan, "--out", str(runs)]
-    summary = last_json(run_command(command, args.timeout, args.out / "protocol.log"))
-    return {"command": shlex.join(command), **{k: v for k, v in summary.items() if k != "per_run"}}
+    result = {}
+    for name, extra in (("one_at_a_time", []), ("lanes", ["--lanes"])):
+        runs = args.out / f"protocol-runs-{name}"
+        command = [sys.executable, "-m", "benchmarks.protocol", *map(str, data), *plan, *extra, "--out", str(runs)]
+        summary = last_json(run_command(command, args.timeout, args.out / f"protocol-{name}.log"))
+        result[name] = {"command": shlex.join(command), **{k: v for k, v in summary.items() if k != "per_run"}}
+    return result
 
 
 def fer2013(args: argparse.Namespace) -> dict[str, Any]:
