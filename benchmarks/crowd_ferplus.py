@@ -1,7 +1,7 @@
 """FER+ label schemes compared: hard majority, plurality, soft vote distribution, agreement weighting.
 
-All arms train the paper's CNN (or a reduced one: ``--widths``, ``--dense-units``; default
-``TrainConfig`` apart from ``--epochs``) with one seed
+All arms train the paper's CNN (or a reduced one: ``--widths``, ``--dense-units``) with one
+recipe (``--recipe``: ``paper``, the default, or ``strong``; ``--epochs`` as given) and one seed
 on the same sample of FER2013 Training images (``--limit``), validate on PublicTest and are
 tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER+ metric).
 
@@ -35,7 +35,8 @@ from emofx.study.evaluation import evaluate
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
 from emofx.nets.model import ModelConfig
-from emofx.nets.training import TrainConfig, fit, training_targets
+from emofx.nets.recipes import RECIPES, recipe_config
+from emofx.nets.training import fit, training_targets
 
 ARMS: tuple[str, ...] = ("majority", "plurality", "soft", "plurality+agreement")
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace, record) -> pd.DataFrame:
         int(np.sum(majority.split == "PublicTest")), args.val_limit)])
     test = majority.subset(majority.split == "PrivateTest")
     test_votes = training_targets(test, soft=True)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed)
+    config = recipe_config(args.recipe, epochs=args.epochs, seed=args.seed)
     overrides = {k: v for k, v in (("widths", args.widths), ("dense_units", args.dense_units)) if v is not None}
     model = ModelConfig(num_classes=len(majority.classes), **overrides)
     train_sets = {
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-limit", type=int, default=1000, help="PublicTest images for validation")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", choices=list(RECIPES), default="paper",
+                        help="training recipe of every arm (default paper; strong: the accuracy recipe)")
     parser.add_argument("--widths", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out.with_suffix(".csv"), index=False)
         args.out.with_suffix(".md").write_text(
             f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
-            f"{args.epochs} epochs, seed {args.seed}, "
+            f"{args.epochs} epochs, seed {args.seed}, {args.recipe} recipe, "
             f"{'the paper CNN' if args.widths is None and args.dense_units is None else 'a reduced CNN'})\n\n"
             f"Command: `{command}`\n\nWall time so far {time.perf_counter() - started:.0f} s.\n\n"
             + table.to_markdown(index=False) + "\n")
