@@ -208,3 +208,25 @@ def test_epoch_order_visits_every_real_row_once_whatever_the_padding():
     assert sorted(np.asarray(short[:10]).tolist()) == list(range(10))
     np.testing.assert_array_equal(short[10:], short[:6])  # topped up from the start
     assert not np.array_equal(short, training.epoch_order(key, 4, 10, 16))  # a fresh order each epoch
+
+
+def test_the_first_chunk_is_compiled_in_the_background_and_used_not_compiled_again(parts, monkeypatch):
+    """fit gets its first training program in a thread while it sets up; the loop's first call
+    then finds it in JAX's caches: the chunk is traced once (in that thread), not again for
+    another signature."""
+    started, traced = [], []
+    real_start, real_chunk = training.compile_in_background, training.chunk_function
+
+    def recording_start(jitted, arguments):
+        started.append(jitted)
+        return real_start(jitted, arguments)
+
+    def counting_chunk(*args):
+        body = real_chunk(*args)
+        return lambda *a: traced.append(1) or body(*a)
+
+    monkeypatch.setattr(training, "compile_in_background", recording_start)
+    monkeypatch.setattr(training, "chunk_function", counting_chunk)
+    config = replace(CONFIG, epochs=1, learning_rate=0.0321)  # a program no other test has made
+    assert fit(*parts, config, TINY, progress=False).steps == 2
+    assert len(started) == 1 and len(traced) == 1

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 from emofx.data.paths import cache_root
 
@@ -122,6 +123,27 @@ def release_free_memory() -> bool:
     except OSError:
         return False
     return bool(libc.malloc_trim(0))
+
+
+def compile_in_background(jitted: Any, arguments: Callable[[], tuple]) -> threading.Thread:
+    """Trace, lower and compile (or load from the persistent cache) ``jitted`` for ``arguments()``
+    (arrays or ``jax.ShapeDtypeStruct``; computed in the thread) in a daemon thread; returns it.
+
+    JAX keeps what it traced, lowered and compiled in process-wide caches, so the first real call
+    with matching arguments finds its program there: a new process gets its training program
+    while it does its other setup (initial variables, the first validation). Join the thread
+    before that call, or both would compile. Errors are left to the real call, which raises
+    them where they can be handled.
+    """
+    def work() -> None:
+        try:
+            jitted.lower(*arguments()).compile()
+        except Exception:  # noqa: BLE001 - the real call compiles again and raises it
+            pass
+
+    thread = threading.Thread(target=work, name="emofx-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def process_seconds() -> float:

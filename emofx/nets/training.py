@@ -19,9 +19,10 @@ uninterrupted one (:mod:`emofx.nets.train_state`).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -36,7 +37,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
-from emofx.nets.compilation import compile_seconds, process_seconds
+from emofx.nets.compilation import compile_in_background, compile_seconds, process_seconds
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, cross_entropy,
@@ -340,19 +341,20 @@ def fit(
     started, compiled_before = time.perf_counter(), compile_seconds()
     check_trainable(train_set, val_set)
     model_config = model_for(train_set, model)
-    init_key, data_key = jax.random.split(training_key(config.seed, trial))
-    variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
-
     spe = math.ceil(len(train_set) / config.batch_size)
     total_steps = config.epochs * spe
     eval_every = config.eval_every or spe
+    (images, targets), n_train = pad_to_bucket(train_set.images, weighted_targets(train_set, config))
+    (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
+    init_key, data_key = jax.random.split(training_key(config.seed, trial))
+    stats = pixel_stats(model_config)
+    first_chunk = _prepare_first_chunk(model_config, config, spe, min(config.unroll_steps, eval_every, total_steps),
+                                       images, targets, data_key, stats)
+    variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
     state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
     schedule = learning_rate_schedule(StepConfig.of(config, spe))
     learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
-    (images, targets), n_train = pad_to_bucket(train_set.images, weighted_targets(train_set, config))
-    (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
     images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
-    stats = pixel_stats(model_config)
     evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
                               config.flip_average)
     validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
@@ -374,6 +376,7 @@ def fit(
     stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
     bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
     ready_seconds = float("nan")
+    first_chunk.join()
     try:
         while stop_reason == "completed" and loop.step < total_steps:
             n_steps = min(eval_every, total_steps - loop.step)
@@ -436,6 +439,20 @@ def fit(
     )
 
 
+def _prepare_first_chunk(model_config: ModelConfig, config: TrainConfig, spe: int, n_steps: int, images: np.ndarray,
+                         targets: np.ndarray, key: jax.Array, stats: jax.Array) -> threading.Thread:
+    """Get the first training chunk's program in the background while the loop is being set up
+    (:func:`emofx.nets.compilation.compile_in_background`): a new process starts training sooner."""
+    def arguments() -> tuple:
+        fresh = jax.eval_shape(partial(init_variables, model_config), key)  # the shapes of any initial variables
+        state = jax.eval_shape(lambda v: init_state(v["params"], config, spe, v.get("batch_stats")), fresh)
+        like = lambda a: jax.ShapeDtypeStruct(a.shape, jax.dtypes.canonicalize_dtype(a.dtype))  # noqa: E731
+        return state, like(images), like(targets), key, stats, np.int32(len(images)), np.int32(spe), np.int32(0)
+
+    chunk = _compiled_chunk(pixel_free(model_config), StepConfig.of(config, 1), config.batch_size, n_steps)
+    return compile_in_background(chunk, arguments)
+
+
 def model_for(train_set: FaceDataset, model: ModelConfig | None) -> ModelConfig:
     """``model`` (default: the paper's CNN) sized for ``train_set``: its classes, input size and pixel statistics."""
     mean, std = pixel_statistics(train_set.images)
@@ -457,14 +474,12 @@ def weighted_targets(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
 def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:
     """One sentence on how a training ended and which checkpoint it kept."""
     kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
-    return {
-        "completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
-        "early_stopping": f"validation error did not improve for {since_best} validations: "
-                          f"stopped at step {step}; {kept}",
-        "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate {config.learning_rate} "
-                    f"too high?): stopped; {kept}",
-        "interrupted": f"interrupted at step {step}; {kept}",
-    }[stop_reason]
+    return {"completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
+            "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; "
+                              f"{kept}",
+            "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate "
+                        f"{config.learning_rate} too high?): stopped; {kept}",
+            "interrupted": f"interrupted at step {step}; {kept}"}[stop_reason]
 
 
 def best_model(model_config: ModelConfig, best: Mapping[str, Any], classes: tuple[str, ...], config: TrainConfig,
