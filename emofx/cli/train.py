@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial number: another trial gives another split and initialisation (default 0)")
     parser.add_argument("--trials", type=int, default=1, metavar="N",
                         help="train N trials (--trial, --trial + 1, ...) side by side as one vmapped program, each "
-                             "run in RUN_DIR/trial-K: the numbers of N separate runs, one dispatch for all "
-                             "(best on a GPU; no --resume) (default 1)")
+                             "run in RUN_DIR/trial-K: the numbers of N separate runs, one dispatch for all; for "
+                             "GPUs (on a CPU about 3x slower than separate runs; no --resume) (default 1)")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "

@@ -15,8 +15,10 @@ validation interval at a time together: within it each lane runs its own number 
 waits with its steps masked; each lane keeps its own best parameters, stops early on its own
 (it then waits until the others finish) and stops on a NaN loss on its own.
 
-Use it for many short trainings on one device; a long single training, which needs resuming
-after an interruption, is :func:`emofx.nets.training.fit`'s job.
+Use it for many short trainings on a GPU. On a CPU it is slower: XLA's CPU backend ran 10 lanes
+of the paper's CNN about 3x slower per image than 10 separate trainings (2 cores,
+``benchmarks/results/protocol/lanes-vs-one-cpu-2026-12-02.json``). A long single training, which
+needs resuming after an interruption, is :func:`emofx.nets.training.fit`'s job.
 """
 
 from __future__ import annotations
