@@ -61,7 +61,7 @@ class Lane:
 
 @lru_cache(maxsize=16)
 def _lanes_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
-    chunk = jax.vmap(chunk_function(model_config, step_config, batch_size, n_steps))
+    chunk = jax.vmap(chunk_function(model_config, step_config, batch_size, n_steps, masked=True))
     return jax.jit(at_precision(chunk, step_config.precision), donate_argnums=0)
 
 

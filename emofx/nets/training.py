@@ -125,11 +125,11 @@ def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: in
     return order[rows % n]
 
 
-def chunk_function(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int) -> Callable:
+def chunk_function(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int,
+                   masked: bool = False) -> Callable:
     """The pure (uncompiled) ``chunk(state, images, targets, key, stats, n, spe, limit) -> (state, metrics)``
-    behind :func:`make_train_chunk`; steps at or past ``limit`` leave the state as it was (their
-    metrics say ``active`` False), so that trainings of different lengths can share one program
-    (:mod:`emofx.nets.lanes`)."""
+    behind :func:`make_train_chunk`. ``masked`` (:mod:`emofx.nets.lanes`): steps at or past ``limit``
+    leave the state as it was (metrics ``active`` False); unmasked, every step runs (no selects)."""
     def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
               n: jax.Array, spe: jax.Array, limit: jax.Array):
         traced_config = replace(step_config, steps_per_epoch=spe)
@@ -144,6 +144,8 @@ def chunk_function(model_config: ModelConfig, step_config: StepConfig, batch_siz
             batch = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
             stepped, metrics = _train_step(model_config, traced_config, state, images[batch], targets[batch],
                                            jax.random.fold_in(step_key, state.step), stats)
+            if not masked:
+                return (stepped, order), metrics
             active = state.step < limit
             state = jax.tree.map(lambda new, old: jnp.where(active, new, old), stepped, state)
             return (state, order), {**metrics, "active": active}
