@@ -34,6 +34,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
+from emofx.nets.checkpoint import device_description
 from emofx.nets.model import ModelConfig
 from emofx.nets.recipes import RECIPES, recipe_config
 from emofx.nets.training import fit, training_targets
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     command = "python -m benchmarks.crowd_ferplus " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    device = device_description()
 
     def record(table: pd.DataFrame) -> None:
         table.to_csv(args.out.with_suffix(".csv"), index=False)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
             f"{args.epochs} epochs, seed {args.seed}, {args.recipe} recipe, "
             f"{'the paper CNN' if args.widths is None and args.dense_units is None else 'a reduced CNN'})\n\n"
-            f"Command: `{command}`\n\nWall time so far {time.perf_counter() - started:.0f} s.\n\n"
+            f"Command: `{command}`\n\nDevice: {device}. Wall time so far {time.perf_counter() - started:.0f} s.\n\n"
             + table.to_markdown(index=False) + "\n")
         print(table.tail(1).to_markdown(index=False), flush=True)
 
