@@ -17,12 +17,22 @@ TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32)
 CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0, precision="highest")
 # Lanes and one-at-a-time training compute the same things in another order (batched
 # convolutions and evaluation batches): float32 rounding, amplified over a few SGD steps.
-TOLERANCE = dict(rtol=2e-3, atol=2e-4)
+# The learning rate depends on the step alone, so it must agree to rounding.
+LR_TOLERANCE = dict(rtol=1e-6)
+# Losses move with the weights (below): measured at most 1.1e-2 relative (batch norm, step 3, on
+# the 2026-12-02 CI-class EPYC, with and without XLA_FLAGS=--xla_cpu_max_isa=AVX2), while a
+# wrong batch or step moves the loss by 20-60% (consecutive steps here: 1.38, 1.08, 0.86).
+LOSS_TOLERANCE = dict(rtol=2e-2, atol=2e-4)
 # A rounding difference can flip a discrete choice (a max-pooling window, a ReLU at 0, the
 # pixel a rotation samples) and route one gradient elsewhere: a few weights then differ by
 # more, so each layer's weights are compared as a whole. Measured (AVX-512 CPU): at most 4e-3
 # (a bias vector, which starts at 0); a wrong batch, step or learning rate differs by ~1.
 WEIGHTS_RELATIVE_NORM = 1e-2
+# Vectors that start at 0 (biases, batch-norm offsets) stay small over a few steps, and one image
+# routed differently moves a bias by about lr / batch = 1.25e-3 in a step (measured: 1.4e-3 on
+# the dense bias, norm 0.028; 7.3e-4 on a batch-norm offset, norm 0.021). Below this norm the
+# bound is absolute, 5e-3 (four such images); the kernels, far larger, keep the relative bound.
+SMALL_NORM = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +53,9 @@ def _assert_same_training(lane_result, alone):
     assert lane_result.stop_reason == alone.stop_reason
     assert lane_result.steps == alone.steps and lane_result.best_step == alone.best_step
     assert list(lane_result.history["step"]) == list(alone.history["step"])
-    np.testing.assert_allclose(lane_result.history[["lr", "train_loss", "val_loss"]].to_numpy(),
-                               alone.history[["lr", "train_loss", "val_loss"]].to_numpy(), **TOLERANCE)
+    np.testing.assert_allclose(lane_result.history["lr"], alone.history["lr"], **LR_TOLERANCE)
+    np.testing.assert_allclose(lane_result.history[["train_loss", "val_loss"]].to_numpy(),
+                               alone.history[["train_loss", "val_loss"]].to_numpy(), **LOSS_TOLERANCE)
     np.testing.assert_allclose(lane_result.history["val_error"], alone.history["val_error"], atol=1e-6)
     _assert_close_weights(lane_result.model.params, alone.model.params)
     _assert_close_weights(lane_result.model.batch_stats, alone.model.batch_stats)
@@ -53,8 +64,7 @@ def _assert_same_training(lane_result, alone):
 
 def _assert_close_weights(tree, reference):
     for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(reference), strict=True):
-        # (convolution biases before batch normalisation get no gradient and stay ~1e-9: a floor)
-        assert np.linalg.norm(a - b) <= WEIGHTS_RELATIVE_NORM * max(np.linalg.norm(b), 1e-3)
+        assert np.linalg.norm(a - b) <= WEIGHTS_RELATIVE_NORM * max(np.linalg.norm(b), SMALL_NORM)
 
 
 def test_each_lane_trains_as_it_would_alone_with_its_own_epoch_length(data):
