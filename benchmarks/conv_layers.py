@@ -112,13 +112,12 @@ def time_interleaved(calls: dict[tuple, Callable[[], object]], repeats: int) -> 
 
 def layer_breakdown(model_config: ModelConfig, batch_size: int = 64, repeats: int = 5, seed: int = 0) -> pd.DataFrame:
     """One row per (layer, piece, formulation) and per whole training step: CPU and wall ms, GFLOP, rates."""
-    keys = jax.random.split(jax.random.PRNGKey(seed), 3 * len(model_config.widths))
+    rng = np.random.default_rng(seed)  # NumPy: eager jax.random compiles a program per shape (seconds each)
     side, channels, k, rows = model_config.input_size, 1, model_config.kernel_size, []
     for index, width in enumerate(model_config.widths):
-        kx, kk, kg = keys[3 * index:3 * index + 3]
-        x = jax.random.normal(kx, (batch_size, side, side, channels))
-        kernel = jax.random.normal(kk, (k, k, channels, width)) / np.sqrt(k * k * channels)
-        grad = jax.random.normal(kg, (batch_size, side, side, width))
+        x, kernel, grad = (jnp.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in
+                           ((batch_size, side, side, channels), (k, k, channels, width), (batch_size, side, side, width)))
+        kernel /= np.sqrt(k * k * channels)
         table = time_interleaved(layer_pieces(x, kernel, grad), repeats)
         table["layer"], table["gflop"] = f"conv{index + 1} {side}x{side} {channels}->{width}", \
             2e-9 * batch_size * side * side * k * k * channels * width
@@ -134,7 +133,7 @@ def layer_breakdown(model_config: ModelConfig, batch_size: int = 64, repeats: in
 
 def matmul_gflops_per_cpu_s(size: int = 2048, repeats: int = 5) -> float:
     """The float32 rate of a size^2 JAX matmul per CPU-second of this process (median of ``repeats``)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32))
     matmul = jax.jit(jnp.matmul)
     cpu_ms = time_interleaved({("matmul", "jax"): lambda: matmul(a, a)}, repeats)["cpu_ms"].iloc[0]
     return 2.0 * size ** 3 / (cpu_ms / 1e3) / 1e9

@@ -106,7 +106,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 def tests(args: argparse.Namespace) -> dict[str, Any]:
     selection = ["tests/test_ops.py", "-k", "one_hot or max_pool or unknown"] if args.quick else list(DEVICE_TESTS)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *selection]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection]  # no -n: one process
     text = run_command(command, args.timeout, args.out / "tests.log")
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|error)", text.splitlines()[-1])}
     return {"command": shlex.join(command), **counts}

@@ -162,8 +162,8 @@ def jax_matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.standard_normal((size, size), dtype=np.float32)) for _ in range(2))
     matmul = jax.jit(jnp.matmul)
     jax.block_until_ready(matmul(a, b))
     seconds = []

@@ -25,6 +25,13 @@ SHAPES = [
 ]
 
 
+def normal_arrays(seed: int, *shapes: tuple[int, ...]) -> list[np.ndarray]:
+    """Standard-normal float32 arrays of ``shapes``, drawn by NumPy: eager ``jax.random`` would
+    compile a random-bits program for every new shape (seconds each on a CPU)."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
+
+
 @pytest.fixture
 def assert_close(assert_close_to_scale, float32_tolerance):
     """Equal to the session's float32 tolerance (tests/conftest.py) relative to the reference's largest magnitude."""
@@ -40,10 +47,8 @@ def conv_and_grads(impl: str, x: jax.Array, kernel: jax.Array, cotangent: jax.Ar
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_fast_paths_match_lax_outputs_and_gradients(shape, impl, assert_close):
     b, h, w, c_in, c_out, k = shape
-    keys = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
-    x = jax.random.normal(keys[0], (b, h, w, c_in))
-    kernel = jax.random.normal(keys[1], (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
-    cotangent = jax.random.normal(keys[2], (b, h, w, c_out))
+    x, kernel, cotangent = normal_arrays(sum(shape), (b, h, w, c_in), (k, k, c_in, c_out), (b, h, w, c_out))
+    kernel /= np.sqrt(k * k * c_in)
     reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
     fast = jax.jit(conv_and_grads, static_argnums=0)(impl, x, kernel, cotangent)
     for name, got, want in zip(("output", "input gradient", "kernel gradient"), fast, reference):
@@ -57,14 +62,18 @@ def test_winograd_matches_lax_on_any_shape(shape, assert_close):
     # Directly, whatever the channel count: odd and even kernels, widths that are no multiple
     # of the tile, non-square images.
     b, h, w, c_in, c_out, k = shape
-    keys = jax.random.split(jax.random.PRNGKey(sum(shape) + 1), 3)
-    x = jax.random.normal(keys[0], (b, h, w, c_in))
-    kernel = jax.random.normal(keys[1], (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
-    cotangent = jax.random.normal(keys[2], (b, h, w, c_out))
+    x, kernel, cotangent = normal_arrays(sum(shape) + 1, (b, h, w, c_in), (k, k, c_in, c_out), (b, h, w, c_out))
+    kernel /= np.sqrt(k * k * c_in)
     padding = (ops._same_padding(k), ops._same_padding(k))
-    y, vjp = jax.vjp(lambda a, kk: winograd.conv2d(a, kk, padding), x, kernel)
-    reference = conv_and_grads("lax", x, kernel, cotangent)
-    for name, got, want in zip(("output", "input gradient", "kernel gradient"), (y, *vjp(cotangent)), reference):
+
+    @jax.jit  # one program per shape: op-by-op dispatch would compile every primitive of the transforms
+    def winograd_and_grads(a, kk, ct):
+        y, vjp = jax.vjp(lambda a, kk: winograd.conv2d(a, kk, padding), a, kk)
+        return (y, *vjp(ct))
+
+    reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), winograd_and_grads(x, kernel, cotangent),
+                               reference):
         assert got.shape == want.shape, name
         assert_close(got, want, f"{name} of {shape}")
 
@@ -86,8 +95,7 @@ def test_winograd_refuses_tiles_beyond_its_interpolation_points():
 
 
 def test_kernel_gradient_does_not_depend_on_chunking(assert_close):
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    x, grad = jax.random.normal(keys[0], (10, 8, 8, 3)), jax.random.normal(keys[1], (10, 8, 8, 4))
+    x, grad = normal_arrays(0, (10, 8, 8, 3), (10, 8, 8, 4))
     whole = ops.conv_kernel_grad(x, grad, (5, 5), chunk=10)
     assert whole.shape == (5, 5, 3, 4)
     for chunk in (1, 3, 8):
@@ -104,10 +112,9 @@ def test_input_gradient_of_a_one_hot_kernel_is_a_shift():
 
 
 def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 8, 3))
+    x, cotangent = normal_arrays(1, (2, 6, 8, 3), (2, 3, 4, 3))
     window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
     np.testing.assert_array_equal(ops.max_pool_2x2(x), window(x))
-    cotangent = jax.random.normal(jax.random.PRNGKey(2), (2, 3, 4, 3))
     ours = jax.vjp(ops.max_pool_2x2, x)[1](cotangent)[0]
     theirs = jax.vjp(window, x)[1](cotangent)[0]
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=0)  # both route each value unchanged: no arithmetic
@@ -132,7 +139,7 @@ def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close
     configs = {impl: ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, conv_impl=impl)
                for impl in ("lax", "split-grad", "winograd")}
     params = init_params(configs["lax"], 3)
-    images = jax.random.uniform(jax.random.PRNGKey(4), (6, 48, 48))
+    images = np.random.default_rng(4).uniform(size=(6, 48, 48)).astype(np.float32)
     labels = jnp.arange(6) % 5
 
     def run(impl: str):

@@ -39,8 +39,8 @@ def bn_model(batch_norm_result):
     """The trained batch-norm model, its running statistics moved off their initial values (the
     best checkpoint of so short a training may be the initial one)."""
     model = batch_norm_result.model
-    keys = iter(jax.random.split(jax.random.PRNGKey(7), 12))
-    moved = jax.tree.map(lambda a: np.asarray(a + 0.5 * jax.random.uniform(next(keys), a.shape)), model.batch_stats)
+    rng = np.random.default_rng(7)
+    moved = jax.tree.map(lambda a: np.asarray(a + 0.5 * rng.uniform(size=a.shape).astype(np.float32)), model.batch_stats)
     return replace(model, batch_stats=moved)
 
 
