@@ -12,8 +12,11 @@ affect evaluation (test-time flip averaging) re-score the trained model instead 
 again; ``strong`` without early stopping is trained only if ``strong`` stopped early (else it
 is the same run). Writes ``ablation.csv``, ``ablation.md`` (both rewritten after every variant, so an
 interrupted ablation leaves the rows it finished), each run's history as
-``history/<variant>.csv`` and ``command.txt`` into ``--out``; the run directories (with
-checkpoints) go to ``--runs``, outside the repository.
+``history/<variant>.csv``, ``command.txt`` and ``settings.json`` into ``--out``; the run
+directories (with checkpoints) go to ``--runs``, outside the repository. ``--only`` re-runs some
+variants and keeps the other rows of an earlier table made with the same settings (it refuses
+other settings). ``dead_dense_units`` is the share of the dense layer's units that fire on no
+validation image (a model stuck at the class prior has lost them all).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
-from emofx.study.evaluation import evaluate
+from emofx.study.evaluation import dead_dense_units, evaluate
 from emofx.nets.model import ModelConfig
 from emofx.nets.recipes import CHANGES, PAPER, STRONG, with_change
 from emofx.study.runs import train_run
@@ -87,11 +90,24 @@ def subset(dataset: FaceDataset, n_train: int | None, n_val: int | None, n_test:
     return dataset.subset(np.concatenate([pick(split.train, n_train), pick(split.val, n_val), pick(split.test, n_test)]))
 
 
-def write_tables(out: Path, done: list[Variant], results: dict[str, dict], split, args: argparse.Namespace,
-                 seconds: float) -> str:
-    """Write ablation.csv and ablation.md for the variants done so far; returns the Markdown."""
-    frame = pd.DataFrame([{"variant": v.name, "description": v.description,
+def earlier_rows(out: Path, rerun: set[str]) -> pd.DataFrame:
+    """The rows of an earlier ``ablation.csv`` in ``out`` that this (``--only``) run does not redo."""
+    path = out / "ablation.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    frame = pd.read_csv(path)
+    return frame[~frame["variant"].isin(rerun)].drop(columns=["vs_paper", "vs_strong"], errors="ignore")
+
+
+def write_tables(out: Path, done: list[Variant], results: dict[str, dict], earlier: pd.DataFrame, split,
+                 args: argparse.Namespace, seconds: float) -> str:
+    """Write ablation.csv and ablation.md for the variants done so far and the ``earlier`` rows
+    kept from a previous run (in the order of :func:`variants`); returns the Markdown."""
+    fresh = pd.DataFrame([{"variant": v.name, "description": v.description,
                            **{k: val for k, val in results[v.name].items() if k != "model"}} for v in done])
+    order = {v.name: i for i, v in enumerate(variants(args.epochs, args.seed, args.batch_size))}
+    frame = pd.concat([earlier, fresh], ignore_index=True) if len(earlier) else fresh
+    frame = frame.sort_values("variant", key=lambda names: names.map(order), kind="stable", ignore_index=True)
     reference = frame.set_index("variant")["test_accuracy"]
     frame["vs_paper"] = frame["test_accuracy"] - reference.get("paper", np.nan)
     frame["vs_strong"] = frame["test_accuracy"] - reference.get("strong", np.nan)
@@ -100,9 +116,11 @@ def write_tables(out: Path, done: list[Variant], results: dict[str, dict], split
     network = f"widths {args.widths or '64,128,256'}, dense {args.dense_units or 300}"
     header = (f"{Path(args.data).name}: {counts['train']} training, {counts['val']} validation (model selection), "
               f"{counts['test']} test images; {network}; {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}; "
-              f"{len(done)} variants in {seconds:.0f} s\n\n")
-    shown = frame[["variant", "description", "test_accuracy", "balanced_accuracy", "vs_paper", "vs_strong",
-                   "best_val_error", "best_step", "stop_reason", "trained", "seconds"]]
+              f"{len(done)} variants in {seconds:.0f} s" + (f" (+ {len(earlier)} kept from an earlier run)" if len(earlier) else "")
+              + "\n\n")
+    shown = frame.reindex(columns=["variant", "description", "test_accuracy", "balanced_accuracy", "vs_paper",
+                                   "vs_strong", "best_val_error", "best_step", "stop_reason", "dead_dense_units",
+                                   "trained", "seconds"])
     text = header + shown.to_markdown(index=False, floatfmt=".4f") + "\n"
     (out / "ablation.md").write_text(text)
     return text
@@ -146,10 +164,20 @@ def main(argv: list[str] | None = None) -> int:
         table = [v for v in table if v.name in wanted]
     out, runs_dir = Path(args.out), Path(args.runs)
     (out / "history").mkdir(parents=True, exist_ok=True)
-    (out / "command.txt").write_text("python -m benchmarks.ablation " + " ".join(shlex.quote(a) for a in
-                                                                              (argv if argv is not None else sys.argv[1:])) + "\n")
+    settings = {k: getattr(args, k) for k in ("train", "val", "test", "epochs", "batch_size", "seed", "unroll_steps",
+                                              "widths", "dense_units")}
+    settings["data"] = Path(args.data).name
+    recorded = out / "settings.json"
+    if args.only and recorded.exists() and json.loads(recorded.read_text()) != settings:
+        parser.error(f"{out} holds an ablation made with other settings ({recorded.read_text().strip()}); "
+                     "re-run with those settings or choose another --out")
+    recorded.write_text(json.dumps(settings) + "\n")
+    command = "python -m benchmarks.ablation " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    earlier = earlier_rows(out, {v.name for v in table}) if args.only else pd.DataFrame()
+    with open(out / "command.txt", "a" if len(earlier) else "w") as commands:  # every command behind the kept rows
+        commands.write(command + "\n")
     split = make_split(dataset, "predefined", seed=args.seed)
-    test_set = dataset.subset(split.test)
+    test_set, val_set = dataset.subset(split.test), dataset.subset(split.val)
     results: dict[str, dict] = {}
     started = time.perf_counter()
     for variant in table:
@@ -168,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             row = {"model": result.model, "test_accuracy": run.metrics["test_accuracy"],
                    "balanced_accuracy": run.metrics["balanced_accuracy"], "best_val_error": result.best_val_error,
                    "best_step": result.best_step, "steps": result.steps, "stop_reason": result.stop_reason,
+                   "dead_dense_units": dead_dense_units(result.model, val_set.images),
                    "trained": "yes", "seconds": time.perf_counter() - tick}
         results[variant.name] = row
         print(json.dumps({"variant": variant.name, **{k: v for k, v in row.items() if k != "model"}}), flush=True)
-        shown = write_tables(out, [v for v in table if v.name in results], results, split, args,
+        shown = write_tables(out, [v for v in table if v.name in results], results, earlier, split, args,
                              time.perf_counter() - started)
     print(shown)
     return 0

@@ -113,9 +113,9 @@ def test_batch_norm_training_step_updates_the_running_statistics(parts):
     state = init_state(variables["params"], config, batch_stats=variables["batch_stats"])
     state, _ = make_train_step(model_config, config)(state, parts[0].images[:16], parts[0].labels[:16],
                                                       jax.random.PRNGKey(0))
-    stats = state.batch_stats["conv1"]["norm"]
-    # momentum 0.9: 0.1 of the first batch's statistics
-    assert np.all(np.asarray(stats["var"]) != 1.0) and np.any(np.abs(np.asarray(stats["mean"])) > 1e-4)
+    # momentum 0.9: 0.1 of the first batch's statistics, after each convolution and the dense layer
+    for stats in (state.batch_stats["conv1"]["norm"], state.batch_stats["dense_norm"]):
+        assert np.all(np.asarray(stats["var"]) != 1.0) and np.any(np.abs(np.asarray(stats["mean"])) > 1e-4)
 
 
 def test_batch_norm_model_predicts_in_eval_mode_and_round_trips(batch_norm_result, bn_model, parts, tmp_path):
@@ -123,7 +123,7 @@ def test_batch_norm_model_predicts_in_eval_mode_and_round_trips(batch_norm_resul
     assert 1 - evaluate(batch_norm_result.model, parts[1], flip_average=True).accuracy == pytest.approx(
         batch_norm_result.best_val_error, abs=1e-6)
     model = bn_model
-    assert set(model.params["conv2"]) == {"kernel", "bias", "norm"}
+    assert set(model.params["conv2"]) == {"kernel", "bias", "norm"} and set(model.params["dense_norm"]) == {"scale", "bias"}
     # Eval mode: an image's prediction does not depend on the rest of the batch.
     images = parts[1].images
     np.testing.assert_allclose(model.predict_proba(images[:1]), model.predict_proba(images)[:1], atol=1e-6)

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"training recipe: {', '.join(RECIPES)} (default paper, the reference implementation); "
                              "the options below override its settings")
     parser.add_argument("--norm", default="none", metavar="NORM",
-                        help=f"normalisation after each convolution: {', '.join(NORMS)} (default none, the paper's)")
+                        help=f"normalisation after each convolution and the dense layer: {', '.join(NORMS)} (default none, the paper's)")
     parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--lr", type=float, help=f"initial (peak) learning rate (default {defaults.learning_rate})")

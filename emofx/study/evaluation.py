@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import jax
 import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import shared_classes
-from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.checkpoint import TrainedModel, as_unit_float
 
 TOTAL = "total"
 
@@ -163,6 +164,21 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512, f
         dropped_model_classes=tuple(c for c in model.classes if c not in scored),
         dropped_data_classes=dropped_data,
     )
+
+
+def dead_dense_units(model: TrainedModel, images: np.ndarray, batch_size: int = 512) -> float:
+    """Share of the dense layer's units that never fire (ReLU output 0) on any of ``images``.
+
+    A share near 1 explains a model stuck at the class prior: too large early steps push the
+    dense units of a wide fan-in layer below zero for every input, and they never recover."""
+    module, fired = model.module(), None
+    for start in range(0, len(images), batch_size):
+        batch = as_unit_float(images[start:start + batch_size])
+        active = np.asarray(jax.device_get(module.apply(model.variables, batch, method="penultimate"))) > 0
+        fired = active.any(axis=0) if fired is None else fired | active.any(axis=0)
+    if fired is None:
+        raise EvaluationError("no images to measure dead units on")
+    return float(1.0 - fired.mean())
 
 
 # ---------------------------------------------------------------------------- over trials
