@@ -19,10 +19,14 @@ CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0, pr
 # convolutions and evaluation batches): float32 rounding, amplified over a few SGD steps.
 # The learning rate depends on the step alone, so it must agree to rounding.
 LR_TOLERANCE = dict(rtol=1e-6)
-# Losses move with the weights (below): measured at most 1.1e-2 relative (batch norm, step 3, on
-# the 2026-12-02 CI-class EPYC, with and without XLA_FLAGS=--xla_cpu_max_isa=AVX2), while a
-# wrong batch or step moves the loss by 20-60% (consecutive steps here: 1.38, 1.08, 0.86).
-LOSS_TOLERANCE = dict(rtol=2e-2, atol=2e-4)
+# Losses move with the weights (below): measured at most 1.1e-2 relative with batch norm after the
+# convolutions (step 3, on the 2026-12-02 CI-class EPYC, with and without
+# XLA_FLAGS=--xla_cpu_max_isa=AVX2), and 2.1e-2 once it also follows the dense layer: the last
+# validation loss of the batch-norm test (1.878 vs 1.840), while every weight there agrees to
+# 1.4e-4 relative and every running statistic to 1e-7; that tiny model overfits (validation loss
+# 1.18 -> 1.88 in two epochs), so its growing logits amplify rounding. A wrong batch or step moves
+# the loss by 20-60% (consecutive steps here: 1.38, 1.08, 0.86).
+LOSS_TOLERANCE = dict(rtol=4e-2, atol=2e-4)
 # A rounding difference can flip a discrete choice (a max-pooling window, a ReLU at 0, the
 # pixel a rotation samples) and route one gradient elsewhere: a few weights then differ by
 # more, so each layer's weights are compared as a whole. Measured (AVX-512 CPU): at most 4e-3
