@@ -27,6 +27,7 @@ import jax
 from emofx.cli.train import _int_tuple, model_template
 from emofx.data.dataset import FaceDataset
 from emofx.nets.training import TrainConfig
+from emofx.study.machine import cpu_shares, cpu_times
 from emofx.study.runs import RunPlan, train_run, train_runs
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             shapes.setdefault((plan.dataset.classes, plan.dataset.image_shape), []).append(plan)
         groups = list(shapes.values())
     rows, step_seconds, compile_seconds = [], 0.0, 0.0
-    start = time.perf_counter()
+    start, started = time.perf_counter(), cpu_times()
     for group in groups:
         tick = time.perf_counter()
         model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(rows), "epochs": args.epochs, "lanes": args.lanes, "total_seconds": total,
         "train_step_seconds": step_seconds, "compile_seconds": compile_seconds,
         "outside_fraction": 1 - step_seconds / total, "device": jax.default_backend(),
-        "cpu_count": os.cpu_count(), "per_run": rows,
+        "cpu_count": os.cpu_count(), "cpu_shares": cpu_shares(started), "per_run": rows,
     }
     print(json.dumps(summary))
     return 0

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
+from emofx.study.machine import cpu_shares, cpu_times
 
 QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)), train_steps=2)
 
@@ -176,7 +177,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
     """Time every task for emofx (and torch eager, and torch.compile), interleaved; returns the
     per-repeat table and the summary. A task that torch.compile cannot run is reported as null."""
     frameworks = ["emofx"] + (["torch"] if include_torch else []) + (["torch_compile"] if torch_compile else [])
-    load_before = os.getloadavg()
+    load_before, started = os.getloadavg(), cpu_times()
     workers = {name: Worker(name, config) for name in frameworks}
     rows = []
     summary: dict[str, Any] = {}
@@ -219,6 +220,8 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        # The workers' time counts as other processes' here; steal is what other virtual machines took.
+        "cpu_shares": cpu_shares(started),
         "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed repeats of the task, after warm-up",
     })
     if not include_torch:

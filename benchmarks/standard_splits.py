@@ -9,7 +9,8 @@ split: train on Training, select on PublicTest, report PrivateTest), then collec
 
 Writes to ``--out``: ``runs.csv`` (one row per run: recipe, normalisation, targets, seed,
 epochs, steps, stop reason, test accuracy, balanced accuracy, macro F1, best validation error,
-device, wall seconds), ``summary.csv`` and ``summary.md`` (mean ± std over the seeds of each
+device, wall seconds, the share of the CPU that other processes and virtual machines took meanwhile),
+``summary.csv`` and ``summary.md`` (mean ± std over the seeds of each
 configuration, with the commands), ``history/<run>.csv`` and ``curves.png`` (training and
 validation error per configuration). Nothing of the images is written. Runs recorded before
 metrics.json named its device get ``--device`` (say where they ran), else ``unknown``.
@@ -32,7 +33,14 @@ from emofx.plotting.curves import learning_curves  # noqa: E402
 from emofx.study.runs import RunError, load_run  # noqa: E402
 
 CONFIGURATION = ("recipe", "norm", "targets", "epochs", "init_from")
-NUMBERS = ("test_accuracy", "balanced_accuracy", "macro_f1", "best_val_error", "seconds")
+NUMBERS = ("test_accuracy", "balanced_accuracy", "macro_f1", "best_val_error", "seconds", "cpu_elsewhere")
+
+
+def cpu_elsewhere(metrics: dict) -> float:
+    """The share of the machine's CPU that other processes and virtual machines (steal) took while
+    the run trained (``cpu_shares`` of metrics.json; NaN for runs recorded before it was)."""
+    shares = metrics.get("cpu_shares")
+    return shares["other_processes"] + shares["steal"] if shares else float("nan")
 
 
 def run_row(run, device: str) -> dict:
@@ -47,7 +55,7 @@ def run_row(run, device: str) -> dict:
         "epochs": train["epochs"], "init_from": m.get("init_from") or "",
         "seed": m["seed"], "steps": m["steps"], "best_step": m["best_step"], "stop_reason": m["stop_reason"],
         "n_train": m["n_train"], "n_val": m["n_val"], "n_test": m["n_test"],
-        **{key: m[key] for key in NUMBERS},
+        **{key: m[key] for key in NUMBERS if key != "cpu_elsewhere"}, "cpu_elsewhere": cpu_elsewhere(m),
         "device": m.get("device") or device,
     }
 
@@ -66,6 +74,8 @@ def markdown(summary: pd.DataFrame, title: str, command: str) -> str:
     """The summary as a Markdown table: accuracy as mean ± std in %, and the wall time per run."""
     def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
         mean, std = row[f"{name}_mean"] * scale, row[f"{name}_std"] * scale
+        if pd.isna(mean):  # not recorded (runs from before metrics.json held it)
+            return ""
         return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     rows = [{
@@ -73,7 +83,8 @@ def markdown(summary: pd.DataFrame, title: str, command: str) -> str:
         "init from": Path(r["init_from"]).name if r["init_from"] else "",
         "seeds": r["seeds"], "test accuracy %": pm(r, "test_accuracy"),
         "balanced %": pm(r, "balanced_accuracy"), "macro F1": pm(r, "macro_f1", 1.0, 3),
-        "wall min per run": pm(r, "seconds", 1 / 60), "device": r["device"],
+        "wall min per run": pm(r, "seconds", 1 / 60), "CPU elsewhere %": pm(r, "cpu_elsewhere", 100.0, 0),
+        "device": r["device"],
     } for _, r in summary.iterrows()]
     return (f"# {title}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\n"
             f"Made with:\n\n    {command}\n")

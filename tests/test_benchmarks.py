@@ -71,6 +71,8 @@ def test_benchmark_run_times_every_task_end_to_end():
             assert summary[f"{name}_{task}_ips"] > 0 and summary[f"{name}_{task}_peak_rss_mib"] > 0
     assert summary["emofx_conv_impl"] in ("winograd", "lax")
     assert summary["train_steps_per_call"] == 2 and summary["matmul_gflops"] > 0
+    assert sum(summary["cpu_shares"].values()) == pytest.approx(1, abs=1e-3)  # workers count as other processes
+    assert summary["cpu_shares"]["other_processes"] > 0
     expected_ratio = summary["emofx_train_ips"] / summary["torch_train_ips"] if include_torch else None
     assert summary["train_ratio"] == (pytest.approx(expected_ratio, rel=1e-2) if include_torch else None)
     rows = table[(table["framework"] == "emofx") & (table["task"] == "train")]

@@ -14,7 +14,7 @@ from emofx.study.runs import load_run, load_runs, runs_frame
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
         "--split", "random", "--quiet"]
-TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds")
+TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds", "cpu_shares")
 
 
 @pytest.fixture(scope="module")

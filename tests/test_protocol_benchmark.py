@@ -34,4 +34,5 @@ def test_lanes_train_every_run_of_both_cultures_as_one_program(cultures, tmp_pat
         [(r["culture"], r["trial"], r["n_train"]) for r in alone["per_run"]]
     assert {r["culture"] for r in lanes["per_run"]} == {"east", "west"}
     assert 0 < lanes["train_step_seconds"] < lanes["total_seconds"]
+    assert lanes["cpu_shares"]["this_process"] > 0 and sum(lanes["cpu_shares"].values()) == pytest.approx(1, abs=1e-3)
     assert (tmp_path / "lanes" / "west" / "trial-1" / "metrics.json").exists()

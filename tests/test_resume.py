@@ -22,7 +22,7 @@ from emofx.data.splits import make_split
 from emofx.data.synthetic import make_synthetic
 
 TINY = ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "16", "--split", "random", "--quiet"]
-TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds")
+TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds", "cpu_shares")
 EPOCHS = 40  # long enough that the run is surely killed before it ends: 2 steps each
 
 

@@ -36,6 +36,9 @@ def test_summary_groups_seeds_of_a_configuration_and_writes_curves(runs, tmp_pat
     metrics = [json.loads((runs / r / f"seed-{s}" / "metrics.json").read_text())
                for r, s in (("paper", 0), ("paper", 1))]
     assert table.loc[0, "device"] == metrics[0]["device"] and "cores" in metrics[0]["device"]
+    shares = metrics[0]["cpu_shares"]  # on Linux, where the tests run
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3) and shares["this_process"] > 0
+    assert table.loc[0, "cpu_elsewhere"] == pytest.approx(shares["other_processes"] + shares["steal"])
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary["recipe"].tolist() == ["paper", "strong"] and summary["seeds"].tolist() == ["0,1", "0"]
     accuracies = [m["test_accuracy"] for m in metrics]

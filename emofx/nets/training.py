@@ -390,9 +390,11 @@ def fit(
                 if np.isnan(ready_seconds):  # the first chunk is compiled and dispatched (it runs asynchronously)
                     ready_seconds = process_seconds()
                 pieces.append((metrics["loss"], metrics["error"]))
+                if len(pieces) > 1:  # the bar follows finished chunks while the next one is queued
+                    bar.update(len(jax.block_until_ready(pieces[-2][0])))
             losses, errors = (np.concatenate(m) for m in zip(*jax.device_get(pieces)))
             step_seconds += time.perf_counter() - tick
-            bar.update(n_steps)
+            bar.update(len(pieces[-1][0]))
             if not np.all(np.isfinite(losses)):
                 first_bad = int(np.argmin(np.isfinite(losses)))
                 stop_reason, loop.step = "nan_loss", loop.step + first_bad + 1

@@ -33,6 +33,7 @@ from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, atomic_write, d
                                    library_versions)
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate, with_totals
+from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.model import ModelConfig
 from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
@@ -222,10 +223,11 @@ def train_run(
     plan = RunPlan(dataset, directory, trial, split_kind, split, data_path)
     prepared = _prepare(plan, train_config, model_config, init_path, overwrite, resume)
     initial = TrainedModel.load(init_from) if init_from is not None else None
+    started = cpu_times()
     result = fit(dataset.subset(prepared.split.train), dataset.subset(prepared.split.val), train_config, model_config,
                  trial=trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
                  resume=resume, tag=prepared.identity)
-    return _record(prepared, result, train_config, init_path), result
+    return _record(prepared, result, train_config, init_path, started), result
 
 
 def train_runs(
@@ -252,12 +254,15 @@ def train_runs(
     initial = TrainedModel.load(init_from) if init_from is not None else None
     lanes = [Lane(p.plan.dataset.subset(p.split.train), p.plan.dataset.subset(p.split.val), trial=p.plan.trial,
                   init_from=initial) for p in prepared]
+    started = cpu_times()
     results = fit_lanes(lanes, train_config, model_config, progress=progress)
-    return [(_record(p, result, train_config, init_path), result) for p, result in zip(prepared, results)]
+    return [(_record(p, result, train_config, init_path, started), result) for p, result in zip(prepared, results)]
 
 
-def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig, init_path: str | None) -> Run:
-    """Evaluate the trained model on the run's test part and write the run directory."""
+def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig, init_path: str | None,
+            started: CpuTimes) -> Run:
+    """Evaluate the trained model on the run's test part and write the run directory; ``started``:
+    the CPU times when training (in this process: after a resume, since then) began."""
     dataset, split, identity = prepared.plan.dataset, prepared.split, prepared.identity
     data_path = prepared.plan.data_path
     evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
@@ -293,6 +298,7 @@ def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig,
         "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
         "versions": library_versions(),
         "device": device_description(),
+        "cpu_shares": cpu_shares(started),
         "identity": identity,
     }
     run = write_run(prepared.directory, result.model, metrics, result.history, split)
