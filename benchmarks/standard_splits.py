@@ -14,6 +14,11 @@ device, wall seconds, the share of the CPU that other processes and virtual mach
 configuration, with the commands), ``history/<run>.csv`` and ``curves.png`` (training and
 validation error per configuration). Nothing of the images is written. Runs recorded before
 metrics.json named its device get ``--device`` (say where they ran), else ``unknown``.
+
+Seeds of one table are often trained in different sessions or on different machines, and run
+directories do not last as the committed tables do: rows already in ``--out/runs.csv`` (with their
+``history/`` files) are kept, a run of the same configuration and seed replaces its row, and ``command.txt`` collects
+every command that added runs (``summary.md`` lists them all).
 """
 
 from __future__ import annotations
@@ -70,7 +75,35 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def markdown(summary: pd.DataFrame, title: str, command: str) -> str:
+def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """``table`` (with its ``directory`` column) after the rows of ``out/runs.csv`` of other runs: an
+    earlier row of the same configuration and seed is replaced, the others are kept; each is
+    reported on stderr. A new run whose name an earlier row holds takes its parent folder's name
+    too, so no history file is overwritten."""
+    path = out / "runs.csv"
+    if not path.exists():
+        return table
+    earlier = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    earlier["init_from"] = earlier["init_from"].fillna("")
+    key = [*CONFIGURATION, "seed"]
+    given = set(table[key].itertuples(index=False, name=None))
+    replaced = [row in given for row in earlier[key].itertuples(index=False, name=None)]
+    kept = earlier[[not r for r in replaced]]
+    for name, was_replaced in zip(earlier["run"], replaced):
+        print(f"{'replaced' if was_replaced else 'kept'} the earlier row of {name} ({path})", file=sys.stderr)
+    taken = set(kept["run"])
+    table = table.copy()
+    table["run"] = [str(Path(d).relative_to(Path(d).parents[1])).replace("/", "-") if name in taken else name
+                    for name, d in zip(table["run"], table["directory"])]
+    if set(table["run"]) & taken:
+        raise SystemExit(f"error: runs {sorted(set(table['run']) & taken)} have the names of earlier rows of {path} "
+                         "with other settings; rename their directories")
+    for name in set(earlier["run"]) - taken - set(table["run"]):  # superseded rows' histories
+        (out / "history" / f"{name}.csv").unlink(missing_ok=True)
+    return pd.concat([kept, table], ignore_index=True) if len(kept) else table
+
+
+def markdown(summary: pd.DataFrame, title: str, commands: list[str]) -> str:
     """The summary as a Markdown table: accuracy as mean ± std in %, and the wall time per run."""
     def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
         mean, std = row[f"{name}_mean"] * scale, row[f"{name}_std"] * scale
@@ -86,8 +119,8 @@ def markdown(summary: pd.DataFrame, title: str, command: str) -> str:
         "wall min per run": pm(r, "seconds", 1 / 60), "CPU elsewhere %": pm(r, "cpu_elsewhere", 100.0, 0),
         "device": r["device"],
     } for _, r in summary.iterrows()]
-    return (f"# {title}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\n"
-            f"Made with:\n\n    {command}\n")
+    made_with = "\n".join(f"    {command}" for command in commands)
+    return f"# {title}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\nMade with:\n\n{made_with}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,19 +145,24 @@ def main(argv: list[str] | None = None) -> int:
         table["run"] = [str(Path(d).relative_to(Path(d).parents[1])).replace("/", "-") for d in table["directory"]]
     out = Path(args.out)
     (out / "history").mkdir(parents=True, exist_ok=True)
-    table.drop(columns="directory").to_csv(out / "runs.csv", index=False)
+    table = with_earlier_rows(table, out)
+    for name, run in zip(table["run"].iloc[len(table) - len(runs):], runs):
+        run.history.to_csv(out / "history" / f"{name}.csv", index=False)
+    table = table.drop(columns="directory")
+    table.to_csv(out / "runs.csv", index=False)
     summary = summarise(table)
     summary.to_csv(out / "summary.csv", index=False)
     command = "python -m benchmarks.standard_splits " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    (out / "summary.md").write_text(markdown(summary, args.title, command))
-    for name, run in zip(table["run"], runs):
-        run.history.to_csv(out / "history" / f"{name}.csv", index=False)
+    with open(out / "command.txt", "a") as commands:
+        commands.write(command + "\n")
+    (out / "summary.md").write_text(markdown(summary, args.title, (out / "command.txt").read_text().splitlines()))
 
+    histories = {name: pd.read_csv(path) for name in table["run"] if (path := out / "history" / f"{name}.csv").exists()}
     groups = list(table.groupby(list(CONFIGURATION), sort=False).indices.values())
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
     for ax, rows in zip(axes[0], groups):
         first = table.iloc[rows[0]]
-        learning_curves([runs[i].history for i in rows], ax=ax,
+        learning_curves([histories[table["run"].iloc[i]] for i in rows if table["run"].iloc[i] in histories], ax=ax,
                         title=f"{first['recipe']}, norm {first['norm']}, {first['targets']} "
                               f"({len(rows)} seed{'s' if len(rows) > 1 else ''})")
     fig.savefig(out / "curves.png", dpi=120)

@@ -50,3 +50,24 @@ def test_summary_groups_seeds_of_a_configuration_and_writes_curves(runs, tmp_pat
     assert f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1):.1f}" in text
     assert sorted(p.name for p in (tmp_path / "out" / "history").iterdir()) == [f"{n}.csv" for n in table["run"]]
     assert (tmp_path / "out" / "curves.png").stat().st_size > 10_000
+
+
+def test_later_calls_keep_earlier_rows_and_replace_runs_given_again(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    paper = [str(runs / "paper" / f"seed-{s}") for s in (0, 1)]
+    assert standard_splits.main([*paper, "--out", str(out)]) == 0
+    first = pd.read_csv(out / "runs.csv")
+    # Another session adds the strong run and gives paper seed 1 again; paper seed 0's directory is gone.
+    assert standard_splits.main([str(runs / "strong" / "seed-0"), paper[1], "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "kept the earlier row of seed-0" in err and "replaced the earlier row of seed-1" in err
+    table = pd.read_csv(out / "runs.csv")
+    assert table["run"].tolist() == ["seed-0", "strong-seed-0", "seed-1"]  # a taken name gets its parent's
+    assert sorted(p.stem for p in (out / "history").iterdir()) == sorted(table["run"])
+    assert sorted(zip(table["recipe"], table["seed"])) == [("paper", 0), ("paper", 1), ("strong", 0)]
+    kept = table[(table["recipe"] == "paper") & (table["seed"] == 0)].iloc[0]
+    assert kept["test_accuracy"] == first.loc[first["seed"] == 0, "test_accuracy"].iloc[0]
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.set_index("recipe").loc["paper", "seeds"] == "0,1"
+    commands = (out / "command.txt").read_text().splitlines()
+    assert len(commands) == 2 and all(c in (out / "summary.md").read_text() for c in commands)
