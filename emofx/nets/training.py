@@ -1,10 +1,9 @@
 """Training the paper's CNN: SGD with momentum, a learning-rate schedule, augmentation, best checkpoint.
 
-The numeric core is pure and compiled: the training set lives on the device, and a chunk of
-``eval_every`` steps (by default one epoch) runs as one ``lax.scan`` that samples each batch
-from a PRNG key, augments it and updates the parameters, with the state's buffers donated.
-Python only runs between chunks: validation (itself one compiled, batched function),
-keeping the best parameters, early stopping, the NaN check, history and the progress bar.
+The numeric core is pure and compiled: the training set lives on the device, and each chunk of
+``unroll_steps`` steps is one program that samples, augments and updates (state buffers donated).
+Python queues chunks, moves the progress bar and, at each validation (one compiled, batched
+function), keeps the best parameters, stops early, checks for NaN and records the history.
 
 What is optimised and how (:class:`TrainConfig`, schedules, optimiser, loss) lives in
 :mod:`emofx.nets.optimisation` and is re-exported here; the defaults are the reference
