@@ -83,8 +83,8 @@ def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     path = out / "runs.csv"
     if not path.exists():
         return table
-    earlier = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    earlier["init_from"] = earlier["init_from"].fillna("")
+    earlier = pd.read_csv(path)
+    earlier["init_from"] = earlier["init_from"].astype(object).where(earlier["init_from"].notna(), "")  # "" as written
     key = [*CONFIGURATION, "seed"]
     given = set(table[key].itertuples(index=False, name=None))
     replaced = [row in given for row in earlier[key].itertuples(index=False, name=None)]
