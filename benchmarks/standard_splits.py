@@ -75,6 +75,11 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def parent_and_name(directory: str) -> str:
+    """A run's name qualified by its parent folder (``strong/seed-0`` -> ``strong-seed-0``), for names that clash."""
+    return str(Path(directory).relative_to(Path(directory).parents[1])).replace("/", "-")
+
+
 def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     """``table`` (with its ``directory`` column) after the rows of ``out/runs.csv`` of other runs: an
     earlier row of the same configuration and seed is replaced, the others are kept; each is
@@ -93,7 +98,7 @@ def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
         print(f"{'replaced' if was_replaced else 'kept'} the earlier row of {name} ({path})", file=sys.stderr)
     taken = set(kept["run"])
     table = table.copy()
-    table["run"] = [str(Path(d).relative_to(Path(d).parents[1])).replace("/", "-") if name in taken else name
+    table["run"] = [parent_and_name(d) if name in taken else name
                     for name, d in zip(table["run"], table["directory"])]
     if set(table["run"]) & taken:
         raise SystemExit(f"error: runs {sorted(set(table['run']) & taken)} have the names of earlier rows of {path} "
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("none of the given directories holds a finished run")
     table = pd.DataFrame([run_row(run, args.device) for run in runs])
     if table["run"].duplicated().any():
-        table["run"] = [str(Path(d).relative_to(Path(d).parents[1])).replace("/", "-") for d in table["directory"]]
+        table["run"] = [parent_and_name(d) for d in table["directory"]]
     out = Path(args.out)
     (out / "history").mkdir(parents=True, exist_ok=True)
     table = with_earlier_rows(table, out)

@@ -3,8 +3,8 @@
 A wall time measured on a shared machine (a cloud VM, a CI runner) can only be read beside the
 share of the CPU that went elsewhere: to other processes, or to other virtual machines
 (``steal``: time the hypervisor gave to someone else; 10-20% on the 2-core CI-class VM while it
-trained FER2013). Runs, the protocol and the benchmark record these shares next to their times. Off Linux the machine's counters do
-not exist and the shares are ``None``.
+trained FER2013). Runs, the protocol and the benchmark record these shares next to their times.
+Off Linux the machine's counters do not exist and the shares are ``None``.
 """
 
 from __future__ import annotations
