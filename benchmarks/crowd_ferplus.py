@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data_root()), help="folder holding fer2013/ and ferplus/")
     parser.add_argument("--limit", type=int, default=3000, help="training images sampled (default 3000; 0: all)")
-    parser.add_argument("--val-limit", type=int, default=1000, help="PublicTest images for validation")
+    parser.add_argument("--val-limit", type=int, default=1000,
+                        help="PublicTest images for validation, evenly spread (default 1000; 0: all)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", choices=list(RECIPES), default="paper",
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
     args = parser.parse_args(argv)
-    args.limit = args.limit or None
+    args.limit, args.val_limit = args.limit or None, args.val_limit or None
     started = time.perf_counter()
     command = "python -m benchmarks.crowd_ferplus " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,43 @@ def shared_dataset(shared_data):
     return get
 
 
+FERPLUS_EMOTIONS = 8  # FER+ vote columns 0-7: the emotions; 8-9 are unknown / not a face
+FERPLUS_SLICE_PER_SPLIT = {"Training": 10, "PublicTest": 3, "PrivateTest": 3}
+
+
+@pytest.fixture(scope="session")
+def ferplus_slice(shared_dataset):
+    """A factory of small FER2013 + FER+ data roots: ``make(root)`` links, per split and FER+ majority
+    emotion and per split and FER2013 class, the first few images (:data:`FERPLUS_SLICE_PER_SPLIT`)
+    that have a FER+ majority emotion, with their votes, and returns the chosen rows of
+    ferplus_to_fer2013.csv (with ``winner``, the majority emotion's column)."""
+    import pandas as pd
+
+    from emofx.data.loaders import FERPLUS_VOTE_COLUMNS
+    from emofx.data.loaders.fer2013 import NO_MAJORITY, ferplus_majority
+
+    def make(root: Path):
+        fer, ferplus = shared_dataset("fer2013"), shared_dataset("ferplus")
+        votes = pd.read_csv(ferplus / "fer2013new.csv", dtype=str, keep_default_na=False)
+        mapping = pd.read_csv(ferplus / "ferplus_to_fer2013.csv", dtype=str, keep_default_na=False)
+        counts = votes[list(FERPLUS_VOTE_COLUMNS)].replace("", "0").astype(int).to_numpy()
+        mapping["winner"] = ferplus_majority(counts)[mapping["row"].astype(int)]
+        mapping = mapping[(mapping.winner != NO_MAJORITY) & (mapping.winner < FERPLUS_EMOTIONS)]
+        mapping = mapping.drop_duplicates("fer2013_file")
+        mapping["folder_class"] = mapping.fer2013_file.str.split("/").str[-2]
+        chosen = pd.concat([group.head(FERPLUS_SLICE_PER_SPLIT[usage]) for by in ("winner", "folder_class")
+                            for (usage, _), group in mapping.groupby(["usage", by])]).drop_duplicates("fer2013_file")
+        for name in chosen.fer2013_file:
+            (root / "fer2013" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "fer2013" / name).symlink_to(fer / name)
+        (root / "ferplus").mkdir()
+        votes.to_csv(root / "ferplus" / "fer2013new.csv", index=False)
+        chosen.drop(columns=["winner", "folder_class"]).to_csv(root / "ferplus" / "ferplus_to_fer2013.csv", index=False)
+        return chosen
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def make_tiny_model():
     """A factory of randomly initialised 16x16 two-conv models: quick to compile, for method-level tests."""

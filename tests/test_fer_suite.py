@@ -1,0 +1,134 @@
+"""The FER2013/FER+ suite and the one-file data carrier it is taken to a GPU machine with."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import device_data, fer_suite
+from emofx.nets.train_state import STATE_FILE
+
+TINY = ["--widths", "4,4,4", "--dense-units", "8"]
+
+
+# ---------------------------------------------------------------------------- device_data
+def _tree(root):
+    files = {"a/one.jpg": b"\xff\xd8jpeg bytes", "a/sub/two.jpg": bytes(range(256)) * 3, "b/votes.csv": b"x,y\n1,2\n",
+             "b/empty.txt": b""}
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return files
+
+
+def test_unpack_writes_back_the_packed_files_byte_for_byte(tmp_path):
+    files = _tree(tmp_path / "data")
+    count, size = device_data.pack(tmp_path / "data", ["a", "b"], tmp_path / "carry" / "data.npz")
+    assert count == 4 and size == (tmp_path / "carry" / "data.npz").stat().st_size
+    assert device_data.unpack(tmp_path / "carry" / "data.npz", tmp_path / "there") == 4
+    assert {p.relative_to(tmp_path / "there").as_posix(): p.read_bytes()
+            for p in (tmp_path / "there").rglob("*") if p.is_file()} == files
+
+
+def test_unpack_never_overwrites_and_refuses_paths_that_leave_the_folder(tmp_path):
+    _tree(tmp_path / "data")
+    packed = tmp_path / "data.npz"
+    device_data.pack(tmp_path / "data", ["a"], packed)
+    (tmp_path / "there" / "a").mkdir(parents=True)
+    (tmp_path / "there" / "a" / "one.jpg").write_bytes(b"mine")
+    with pytest.raises(device_data.PackError, match="already exist .* unpack into an empty folder"):
+        device_data.unpack(packed, tmp_path / "there")
+    assert (tmp_path / "there" / "a" / "one.jpg").read_bytes() == b"mine"
+    assert not (tmp_path / "there" / "a" / "sub").exists()  # nothing written
+
+    evil = tmp_path / "evil.npz"
+    with open(evil, "wb") as handle:
+        np.savez(handle, format=np.array(device_data.FORMAT), paths=np.array(["../outside.txt"]),
+                 offsets=np.array([0, 3]), blob=np.frombuffer(b"bad", np.uint8))
+    with pytest.raises(device_data.PackError, match="would leave"):
+        device_data.unpack(evil, tmp_path / "safe")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_device_data_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    _tree(tmp_path / "data")
+    assert device_data.main(["pack", str(tmp_path / "data"), "missing", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "missing is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+    (tmp_path / "taken.npz").write_bytes(b"keep")
+    assert device_data.main(["pack", str(tmp_path / "data"), "a", "--out", str(tmp_path / "taken.npz")]) == 2
+    assert (tmp_path / "taken.npz").read_bytes() == b"keep"
+    assert device_data.main(["unpack", str(tmp_path / "taken.npz"), "--out", str(tmp_path / "u")]) == 2
+    assert "not a packed dataset file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- fer_suite
+def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_path, capsys):
+    assert fer_suite.train_options("paper") == ["--recipe", "paper"]
+    assert fer_suite.train_options("strong+batch") == ["--recipe", "strong", "--norm", "batch"]
+    (tmp_path / "data" / "fer2013").mkdir(parents=True)
+    assert fer_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                           "--configs", "strong+layer"]) == 2
+    assert "unknown configuration 'strong+layer'" in capsys.readouterr().err
+    assert fer_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert "device_data unpack" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_run_is_resumed_and_a_finished_one_recognised(tmp_path):
+    run_dir = tmp_path / "run"
+    assert fer_suite.run_status(run_dir) == "new"
+    assert "--resume" not in fer_suite.train_command(tmp_path / "d.npz", run_dir, "strong", 20, 1, [])
+    run_dir.mkdir()
+    (run_dir / STATE_FILE).write_bytes(b"state")
+    assert fer_suite.run_status(run_dir) == "interrupted"
+    command = fer_suite.train_command(tmp_path / "d.npz", run_dir, "strong+batch", 20, 1, [])
+    assert command[-1] == "--resume" and command[command.index("--seed") + 1] == "1"
+    (run_dir / STATE_FILE).unlink()
+    (run_dir / "metrics.json").write_text("{}")
+    assert fer_suite.run_status(run_dir) == "finished"
+
+
+def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_results(tmp_path, ferplus_slice):
+    chosen = ferplus_slice(tmp_path / "shared")
+    count = chosen.usage.value_counts()
+    packed = tmp_path / "carry" / "fer.npz"
+    device_data.pack(tmp_path / "shared", ["fer2013", "ferplus"], packed)
+    device_data.unpack(packed, tmp_path / "data")  # as on a machine without ../shared/data
+    out, bundle = tmp_path / "suite", tmp_path / "returned" / "fer_suite.tar.gz"
+    bundle.parent.mkdir()
+    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "paper", "strong+batch",
+              "--seeds", "0", "--epochs", "1", "--bundle", str(bundle), *TINY]
+    assert fer_suite.main([*common, "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
+
+    steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
+    assert [s["status"] for s in steps.values()] == ["passed"] * 5
+    runs = pd.read_csv(out / "results" / "fer2013" / "runs.csv")
+    assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "none"), ("strong", "batch")]
+    assert set(runs.n_train) == {count["Training"]} and set(runs.n_val) == {count["PublicTest"]}
+    assert set(runs.n_test) == {count["PrivateTest"]}
+    for config in ("paper", "strong+batch"):
+        metrics = json.loads((out / "runs" / "fer2013" / f"{config}-e1" / "seed-0" / "metrics.json").read_text())
+        assert steps[f"train-{config}-e1-seed-0"]["test_accuracy"] == metrics["test_accuracy"]
+        assert metrics["split"] == "predefined" and metrics["seed"] == 0
+    ferplus = pd.read_csv(out / "results" / "ferplus.csv")
+    assert list(ferplus.arm) == ["soft"] and ferplus.train_images.iloc[0] == count["Training"]
+
+    with tarfile.open(bundle) as archive:
+        names = archive.getnames()
+    assert "suite/runs/fer2013/paper-e1/seed-0/metrics.json" in names
+    assert {"suite/suite.json", "suite/results/fer2013/summary.md", "suite/results/ferplus.csv"} <= set(names)
+    assert not [n for n in names if "/checkpoint/" in n or "/data/" in n or n.endswith(STATE_FILE)]
+
+    # Called again: the finished runs are kept, not retrained.
+    assert fer_suite.main([*common, "--ferplus-epochs", "0"]) == 0
+    again = json.loads((out / "suite.json").read_text())["steps"]
+    assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
+        ("train-paper-e1-seed-0", "skipped", "finished earlier"),
+        ("train-strong+batch-e1-seed-0", "skipped", "finished earlier"),
+        ("standard-splits", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0")]
+    assert len(pd.read_csv(out / "results" / "fer2013" / "runs.csv")) == 2
