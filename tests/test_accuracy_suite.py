@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import device_data, fer_suite
+from benchmarks import accuracy_suite, device_data
+from emofx.cli import main as emofx_main
 from emofx.nets.train_state import STATE_FILE
 
 TINY = ["--widths", "4,4,4", "--dense-units", "8"]
@@ -66,31 +68,31 @@ def test_device_data_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "not a packed dataset file" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------------- fer_suite
+# ---------------------------------------------------------------------------- accuracy_suite
 def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_path, capsys):
-    assert fer_suite.train_options("paper") == ["--recipe", "paper"]
-    assert fer_suite.train_options("strong+batch") == ["--recipe", "strong", "--norm", "batch"]
+    assert accuracy_suite.train_options("paper") == ["--recipe", "paper"]
+    assert accuracy_suite.train_options("strong+batch") == ["--recipe", "strong", "--norm", "batch"]
     (tmp_path / "data" / "fer2013").mkdir(parents=True)
-    assert fer_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+    assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                            "--configs", "strong+layer"]) == 2
     assert "unknown configuration 'strong+layer'" in capsys.readouterr().err
-    assert fer_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert accuracy_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "device_data unpack" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_an_interrupted_run_is_resumed_and_a_finished_one_recognised(tmp_path):
     run_dir = tmp_path / "run"
-    assert fer_suite.run_status(run_dir) == "new"
-    assert "--resume" not in fer_suite.train_command(tmp_path / "d.npz", run_dir, "strong", 20, 1, [])
+    assert accuracy_suite.run_status(run_dir) == "new"
+    assert "--resume" not in accuracy_suite.train_command(tmp_path / "d.npz", run_dir, "strong", 20, 1, [])
     run_dir.mkdir()
     (run_dir / STATE_FILE).write_bytes(b"state")
-    assert fer_suite.run_status(run_dir) == "interrupted"
-    command = fer_suite.train_command(tmp_path / "d.npz", run_dir, "strong+batch", 20, 1, [])
+    assert accuracy_suite.run_status(run_dir) == "interrupted"
+    command = accuracy_suite.train_command(tmp_path / "d.npz", run_dir, "strong+batch", 20, 1, [])
     assert command[-1] == "--resume" and command[command.index("--seed") + 1] == "1"
     (run_dir / STATE_FILE).unlink()
     (run_dir / "metrics.json").write_text("{}")
-    assert fer_suite.run_status(run_dir) == "finished"
+    assert accuracy_suite.run_status(run_dir) == "finished"
 
 
 def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_results(tmp_path, ferplus_slice):
@@ -99,36 +101,61 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
     packed = tmp_path / "carry" / "fer.npz"
     device_data.pack(tmp_path / "shared", ["fer2013", "ferplus"], packed)
     device_data.unpack(packed, tmp_path / "data")  # as on a machine without ../shared/data
-    out, bundle = tmp_path / "suite", tmp_path / "returned" / "fer_suite.tar.gz"
+    culture = tmp_path / "carry" / "eyes.npz"  # a prepared culture dataset (4 synthetic subjects)
+    assert emofx_main(["prepare", "synthetic", "--format", "synthetic", "--dialect", "eyes", "--n-per-class", "20",
+                       "--out", str(culture), "--no-progress"]) == 0
+    out, bundle = tmp_path / "suite", tmp_path / "returned" / "accuracy_suite.tar.gz"
     bundle.parent.mkdir()
-    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "paper", "strong+batch",
-              "--seeds", "0", "--epochs", "1", "--bundle", str(bundle), *TINY]
-    assert fer_suite.main([*common, "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
+    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch",
+              "--seeds", "0", "--epochs", "1", "--cultures", str(culture), "--culture-trials", "2",
+              "--culture-epochs", "1", "--bundle", str(bundle), *TINY]
+    assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
 
     steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
-    assert [s["status"] for s in steps.values()] == ["passed"] * 5
+    assert list(steps) == ["prepare", "train-strong-e1-seed-0", "train-paper+batch-e1-seed-0", "standard-splits",
+                           "train-eyes-paper-scratch", "train-eyes-strong-from-fer2013", "culture-table", "ferplus"]
+    assert {s["status"] for s in steps.values()} == {"passed"}
     runs = pd.read_csv(out / "results" / "fer2013" / "runs.csv")
-    assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "none"), ("strong", "batch")]
+    assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "batch"), ("strong", "none")]
     assert set(runs.n_train) == {count["Training"]} and set(runs.n_val) == {count["PublicTest"]}
     assert set(runs.n_test) == {count["PrivateTest"]}
-    for config in ("paper", "strong+batch"):
+    for config in ("strong", "paper+batch"):
         metrics = json.loads((out / "runs" / "fer2013" / f"{config}-e1" / "seed-0" / "metrics.json").read_text())
         assert steps[f"train-{config}-e1-seed-0"]["test_accuracy"] == metrics["test_accuracy"]
         assert metrics["split"] == "predefined" and metrics["seed"] == 0
+
+    # The cultures: both trainings, every trial subject-independent; fine-tuning starts from the FER2013 model.
+    fine_tuned = json.loads((out / "runs" / "cultures" / "eyes" / "strong-from-fer2013" / "trial-1" /
+                             "metrics.json").read_text())
+    assert fine_tuned["init_from"] == str((out / "runs" / "fer2013" / "strong-e1" / "seed-0").resolve())
+    assert fine_tuned["recipe"] == "strong" and fine_tuned["split"] == "subject" and fine_tuned["trial"] == 1
+    table = pd.read_csv(out / "results" / "cultures.csv")
+    assert list(table.training) == ["paper-scratch", "strong-from-fer2013"] and set(table.trials) == {2}
+    assert table.test_accuracy_mean.between(0, 1).all() and (table.test_accuracy_std >= 0).all()
+    assert "| eyes      | eyes      | strong-from-fer2013 |" in (out / "results" / "cultures.md").read_text()
+
     ferplus = pd.read_csv(out / "results" / "ferplus.csv")
     assert list(ferplus.arm) == ["soft"] and ferplus.train_images.iloc[0] == count["Training"]
 
     with tarfile.open(bundle) as archive:
         names = archive.getnames()
-    assert "suite/runs/fer2013/paper-e1/seed-0/metrics.json" in names
-    assert {"suite/suite.json", "suite/results/fer2013/summary.md", "suite/results/ferplus.csv"} <= set(names)
+    assert "suite/runs/fer2013/strong-e1/seed-0/metrics.json" in names
+    assert {"suite/suite.json", "suite/results/fer2013/summary.md", "suite/results/ferplus.csv",
+            "suite/results/cultures.md"} <= set(names)
     assert not [n for n in names if "/checkpoint/" in n or "/data/" in n or n.endswith(STATE_FILE)]
 
-    # Called again: the finished runs are kept, not retrained.
-    assert fer_suite.main([*common, "--ferplus-epochs", "0"]) == 0
+    # Called again, one at a time: finished runs are kept; the one trial removed is trained alone.
+    shutil.rmtree(out / "runs" / "cultures" / "eyes" / "paper-scratch" / "trial-1")
+    assert accuracy_suite.main([*common, "--lanes", "off", "--ferplus-epochs", "0"]) == 0
     again = json.loads((out / "suite.json").read_text())["steps"]
     assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
-        ("train-paper-e1-seed-0", "skipped", "finished earlier"),
-        ("train-strong+batch-e1-seed-0", "skipped", "finished earlier"),
-        ("standard-splits", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0")]
+        ("train-strong-e1-seed-0", "skipped", "finished earlier"),
+        ("train-paper+batch-e1-seed-0", "skipped", "finished earlier"),
+        ("standard-splits", "passed", ""),
+        ("train-eyes-paper-scratch-trial-0", "skipped", "finished earlier"),
+        ("train-eyes-paper-scratch-trial-1", "passed", ""),
+        ("train-eyes-strong-from-fer2013-trial-0", "skipped", "finished earlier"),
+        ("train-eyes-strong-from-fer2013-trial-1", "skipped", "finished earlier"),
+        ("culture-table", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0")]
     assert len(pd.read_csv(out / "results" / "fer2013" / "runs.csv")) == 2
+    assert set(pd.read_csv(out / "results" / "cultures.csv").trials) == {2}

@@ -1,0 +1,320 @@
+"""Every run of the accuracy tables (FER2013, FER+, pre-trained cultures) in one command that can be
+stopped and called again.
+
+    python -m benchmarks.accuracy_suite --data ../shared/data --out runs/accuracy_suite     # a CPU: many hours
+    python -m benchmarks.accuracy_suite --data /tmp/data --cultures kdef.npz taiwanese.npz \
+        --out /tmp/suite --bundle OUT/accuracy_suite.tar.gz                                     # a GPU: minutes
+
+Steps, each a separate process whose output goes to ``OUT/logs/``:
+
+1. ``emofx prepare DATA/fer2013 --format folder`` once (``OUT/data/fer2013.npz``);
+2. ``emofx train`` on FER2013's own split (train on Training, select on PublicTest, test on
+   PrivateTest) for each configuration of ``--configs`` (a recipe, ``+batch`` for batch
+   normalisation) and seed of ``--seeds``, ``--epochs`` each, into
+   ``OUT/runs/fer2013/<config>-e<epochs>/seed-<seed>``: a finished run is skipped and an interrupted
+   one continued with ``--resume``, so the suite goes on where a stopped call left it;
+3. ``python -m benchmarks.standard_splits`` over every run under ``OUT/runs/fer2013``
+   (``OUT/results/fer2013``: runs.csv, summary.md, histories, curves);
+4. for each prepared culture dataset of ``--cultures``, ``--culture-trials`` subject-independent
+   trials trained two ways, as the paper's study and its pre-trained variant
+   (``experiments/kdef_vs_taiwanese*.yaml``): ``paper-scratch`` (the paper's recipe from random
+   weights) and ``strong-from-fer2013`` (the strong recipe from the FER2013 ``strong`` seed-0
+   model of step 2, or ``--init-from``, convolutional layers at 0.1x the learning rate), into
+   ``OUT/runs/cultures/<dataset>/<training>/trial-K``; the trials of one training run as one
+   vmapped program on a GPU (``--lanes auto``). ``OUT/results/cultures.md`` (and .csv): mean ± std
+   test accuracy per culture and training, side by side;
+5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
+   ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
+   (0 skips it), into ``OUT/results/ferplus``; skipped when ``DATA/ferplus`` is missing.
+
+``OUT/suite.json`` records every step (command, status, seconds, and each run's test accuracy).
+``--bundle FILE`` writes OUT's small files (metrics, histories, splits, tables, logs, suite.json;
+no checkpoint, training state or prepared data) as one .tar.gz after every step, so that a machine
+given back mid-suite still returns what it finished. To add the runs to the committed table:
+``python -m benchmarks.standard_splits OUT/runs/fer2013/*/seed-* --out benchmarks/results/fer2013``.
+A GPU machine that cannot reach the data gets it as one file: :mod:`benchmarks.device_data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.gpu_check import StepFailed, run_command
+from emofx.nets.model import NORMS
+from emofx.nets.recipes import RECIPES
+from emofx.nets.train_state import STATE_FILE
+
+DEFAULT_CONFIGS = ("strong", "strong+batch", "paper")
+# The two trainings of each culture: the paper's study, and its pre-trained variant (the options of
+# experiments/kdef_vs_taiwanese.yaml and kdef_vs_taiwanese_pretrained.yaml; init-from is added).
+CULTURE_TRAININGS = {
+    "paper-scratch": ["--recipe", "paper", "--lr", "0.05"],
+    "strong-from-fer2013": ["--recipe", "strong", "--lr", "0.05", "--conv-lr-scale", "0.1"],
+}
+BUNDLE_SKIPS = ("checkpoint", "data", STATE_FILE)  # large, or the datasets' images
+
+
+class SuiteError(ValueError):
+    """Arguments the suite cannot run with (one-line message, exit status 2)."""
+
+
+def train_options(config: str) -> list[str]:
+    """``emofx train`` options of a configuration name: ``<recipe>`` or ``<recipe>+<norm>``."""
+    recipe, _, norm = config.partition("+")
+    if recipe not in RECIPES or (norm and norm not in NORMS):
+        raise SuiteError(f"unknown configuration {config!r}: give a recipe ({', '.join(RECIPES)}), optionally "
+                         f"with +<norm> ({', '.join(n for n in NORMS if n != 'none')}), e.g. strong+batch")
+    return ["--recipe", recipe, *(["--norm", norm] if norm and norm != "none" else [])]
+
+
+def run_status(run_dir: Path) -> str:
+    """``finished`` (metrics.json, no training state), ``interrupted`` (training state) or ``new``."""
+    if (run_dir / STATE_FILE).exists():
+        return "interrupted"
+    return "finished" if (run_dir / "metrics.json").exists() else "new"
+
+
+def write_bundle(out: Path, bundle: Path) -> None:
+    """OUT's small files as one .tar.gz (written to a temporary name, then renamed: never half a file)."""
+    partial = bundle.with_name(bundle.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
+        for path in sorted(out.rglob("*")):
+            relative = path.relative_to(out)
+            if (path.is_file() and not set(relative.parts) & set(BUNDLE_SKIPS)
+                    and path.resolve() not in (bundle.resolve(), partial.resolve())):
+                archive.add(path, arcname=str(Path(out.name) / relative))
+    os.replace(partial, bundle)
+
+
+def train_command(data: Path, run_dir: Path, config: str, epochs: int, seed: int, net: list[str]) -> list[str]:
+    """The ``emofx train`` call of one run on the dataset's own split (``--resume`` when interrupted)."""
+    return [sys.executable, "-m", "emofx", "train", str(data), "--out", str(run_dir), *train_options(config),
+            "--epochs", str(epochs), "--seed", str(seed), "--split", "auto", "--quiet", *net,
+            *(["--resume"] if run_status(run_dir) == "interrupted" else [])]
+
+
+class Suite:
+    """The steps of one call: each runs, is recorded in suite.json and, with a bundle, packed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.out, self.steps = args, args.out, []
+        self.command = "python -m benchmarks.accuracy_suite " + shlex.join(args.argv)
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+
+    def step(self, name: str, command: list[str], skip: str = "") -> bool:
+        """Run ``command`` (unless ``skip`` says why not); True when it ran and passed."""
+        started = time.perf_counter()
+        if skip:
+            return self.record(name, "skipped", started, command=command, message=skip)
+        try:
+            run_command(command, self.args.timeout, self.out / "logs" / f"{name}.log")
+        except StepFailed as err:
+            return self.record(name, "failed", started, command=command, message=str(err))
+        return self.record(name, "passed", started, command=command)
+
+    def record(self, name: str, status: str, started: float, command: list[str] | None = None,
+               message: str = "") -> bool:
+        """Note a step's outcome (printed, in suite.json, in the bundle); True when it passed."""
+        entry: dict[str, Any] = {"step": name, "status": status, "seconds": round(time.perf_counter() - started, 1)}
+        if command:
+            entry["command"] = shlex.join(command)
+        if message:
+            entry["message"] = message
+        self.steps.append(entry)
+        print(f"[{len(self.steps)}] {name}: {status} in {entry['seconds']:.0f} s" + (f" ({message})" if message else ""),
+              flush=True)
+        self.save()
+        return status == "passed"
+
+    def save(self) -> None:
+        summary = {"command": self.command, "steps": self.steps}
+        (self.out / "suite.json").write_text(json.dumps(summary, indent=1) + "\n")
+        if self.args.bundle:
+            write_bundle(self.out, self.args.bundle)
+
+
+def run(args: argparse.Namespace) -> int:
+    """All steps; returns the exit status (1 when a step failed)."""
+    python, fer = sys.executable, args.data / "fer2013"
+    net = [*(["--widths", args.widths] if args.widths else []),
+           *(["--dense-units", str(args.dense_units)] if args.dense_units else [])]
+    suite = Suite(args)
+    data = args.out / "data" / "fer2013.npz"
+    if not data.exists():
+        limit = ["--limit", str(args.limit)] if args.limit else []
+        if not suite.step("prepare", [python, "-m", "emofx", "prepare", str(fer), "--format", "folder", "--out",
+                                      str(data), "--no-progress", *limit]):
+            return 1
+    for config in args.configs:
+        for seed in args.seeds:
+            run_dir = args.out / "runs" / "fer2013" / f"{config}-e{args.epochs}" / f"seed-{seed}"
+            status = run_status(run_dir)
+            suite.step(f"train-{config}-e{args.epochs}-seed-{seed}",
+                       train_command(data, run_dir, config, args.epochs, seed, net),
+                       skip="finished earlier" if status == "finished" else "")
+            if run_status(run_dir) == "finished":
+                suite.steps[-1]["test_accuracy"] = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+                suite.save()
+    finished = sorted(str(d) for d in (args.out / "runs" / "fer2013").glob("*/seed-*") if run_status(d) == "finished")
+    suite.step("standard-splits", [python, "-m", "benchmarks.standard_splits", *finished, "--out",
+                                   str(args.out / "results" / "fer2013"), "--title",
+                                   "FER2013 PrivateTest (train on Training, select on PublicTest)"],
+               skip="" if finished else "no finished run")
+    if args.cultures:
+        culture_stage(suite, args, net)
+    ferplus = args.data / "ferplus"
+    suite.step("ferplus", [python, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
+                           str(args.limit or 0), "--val-limit", "0", "--epochs", str(args.ferplus_epochs),
+                           "--recipe", "strong", "--arms", *args.ferplus_arms, "--out",
+                           str(args.out / "results" / "ferplus"), *net],
+               skip="--ferplus-epochs 0" if not args.ferplus_epochs else
+               "" if ferplus.is_dir() else f"{ferplus} not found")
+    return 1 if any(s["status"] == "failed" for s in suite.steps) else 0
+
+
+def jax_backend() -> str:
+    """JAX's default backend, asked in a child process: initialising a GPU here would take its
+    memory from the training processes the suite starts."""
+    done = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"], capture_output=True,
+                          text=True)
+    return done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else "cpu"
+
+
+def culture_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> None:
+    """Step 4: each culture's trials from scratch and fine-tuned from FER2013, then their table."""
+    lanes = args.lanes == "on" or (args.lanes == "auto" and jax_backend() != "cpu")
+    init_from = args.init_from or args.out / "runs" / "fer2013" / f"strong-e{args.epochs}" / "seed-0"
+    trials = range(args.culture_trials)
+    for data in args.cultures:
+        for training, options in CULTURE_TRAININGS.items():
+            base = args.out / "runs" / "cultures" / data.stem / training
+            if training != "paper-scratch":
+                if run_status(init_from) != "finished":
+                    suite.record(f"train-{data.stem}-{training}", "skipped", time.perf_counter(),
+                                 message=f"no finished FER2013 model in {init_from} to start from")
+                    continue
+                options = [*options, "--init-from", str(init_from)]
+            common = [sys.executable, "-m", "emofx", "train", str(data), "--split", "subject", "--seed", "0",
+                      "--epochs", str(args.culture_epochs), "--quiet", *options, *net]
+            states = [run_status(base / f"trial-{k}") for k in trials]
+            if lanes:
+                suite.step(f"train-{data.stem}-{training}",
+                           [*common, "--out", str(base), "--trials", str(len(trials)), "--trial", "0", "--overwrite"],
+                           skip="finished earlier" if set(states) == {"finished"} else "")
+                continue
+            for k, state in zip(trials, states):
+                suite.step(f"train-{data.stem}-{training}-trial-{k}",
+                           [*common, "--out", str(base / f"trial-{k}"), "--trial", str(k),
+                            *(["--resume"] if state == "interrupted" else [])],
+                           skip="finished earlier" if state == "finished" else "")
+    started = time.perf_counter()
+    table = culture_table(args.out / "runs" / "cultures")
+    if table.empty:
+        suite.record("culture-table", "skipped", started, message="no finished culture run")
+        return
+    results = args.out / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    table.to_csv(results / "cultures.csv", index=False)
+    (results / "cultures.md").write_text(culture_markdown(table, suite))
+    suite.record("culture-table", "passed", started)
+
+
+def culture_table(root: Path) -> pd.DataFrame:
+    """Per culture dataset and training under ``root`` (``<dataset>/<training>/trial-K``): the
+    finished trials' mean and std of test and balanced accuracy, wall seconds and device."""
+    rows = []
+    for metrics_path in sorted(root.glob("*/*/trial-*/metrics.json")):
+        if run_status(metrics_path.parent) != "finished":
+            continue
+        m = json.loads(metrics_path.read_text())
+        rows.append({"dataset": metrics_path.parents[2].name, "culture": m.get("culture", ""),
+                     "training": metrics_path.parents[1].name, "trial": m["trial"], "epochs": m["config"]["train"]["epochs"],
+                     "test_accuracy": m["test_accuracy"], "balanced_accuracy": m["balanced_accuracy"],
+                     "seconds": m["seconds"], "device": m.get("device") or "unknown"})
+    if not rows:
+        return pd.DataFrame()
+    runs = pd.DataFrame(rows)
+    grouped = runs.groupby(["dataset", "culture", "training", "epochs"], sort=False)
+    table = grouped.agg(trials=("trial", "count"), test_accuracy_mean=("test_accuracy", "mean"),
+                        test_accuracy_std=("test_accuracy", "std"), balanced_accuracy_mean=("balanced_accuracy", "mean"),
+                        balanced_accuracy_std=("balanced_accuracy", "std"), seconds_mean=("seconds", "mean"),
+                        device=("device", lambda d: "; ".join(sorted(set(d)))))
+    return table.reset_index()
+
+
+def culture_markdown(table: pd.DataFrame, suite: Suite) -> str:
+    """The culture table with accuracies as mean ± std in %, and the suite's command."""
+    def pm(row, name: str) -> str:
+        mean, std = 100 * row[f"{name}_mean"], 100 * row[f"{name}_std"]
+        return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+
+    shown = pd.DataFrame([{"dataset": r["dataset"], "culture": r["culture"], "training": r["training"],
+                           "epochs": r["epochs"], "trials": r["trials"], "test accuracy %": pm(r, "test_accuracy"),
+                           "balanced %": pm(r, "balanced_accuracy"), "wall s per run": round(r["seconds_mean"], 1),
+                           "device": r["device"]} for _, r in table.iterrows()])
+    return ("# Cultures, subject-independent trials: from scratch and fine-tuned from FER2013\n\n"
+            f"{shown.to_markdown(index=False)}\n\nMade with:\n\n    {suite.command}\n")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy_suite", description=__doc__.split("\n\n")[0],
+                                     epilog="See the module's docstring (README: 'FER2013 on a GPU').")
+    parser.add_argument("--data", type=Path, required=True, help="folder holding fer2013/ (and ferplus/)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the suite (runs, results, logs)")
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
+                        help=f"recipe[+norm] per configuration (default {' '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--cultures", nargs="*", type=Path, default=[],
+                        help="prepared culture datasets (emofx prepare ... --format kdef / taiwanese) for step 4")
+    parser.add_argument("--culture-trials", type=int, default=5)
+    parser.add_argument("--culture-epochs", type=int, default=30)
+    parser.add_argument("--init-from", type=Path,
+                        help="the FER2013 run to fine-tune from (default: this suite's strong seed-0 run)")
+    parser.add_argument("--lanes", choices=("auto", "on", "off"), default="auto",
+                        help="train a culture's trials as one vmapped program (auto: on a GPU, not on a CPU)")
+    parser.add_argument("--ferplus-epochs", type=int, default=20, help="0 skips the FER+ step")
+    parser.add_argument("--ferplus-arms", nargs="+", default=["majority", "soft"])
+    parser.add_argument("--bundle", type=Path, help="a .tar.gz of OUT's small files, rewritten after every step")
+    parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds allowed per step")
+    parser.add_argument("--limit", type=int, help="use at most N FER2013 images (a quick look, not a benchmark)")
+    parser.add_argument("--widths", help=argparse.SUPPRESS)  # a reduced network, for the tests
+    parser.add_argument("--dense-units", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    for config in args.configs:
+        train_options(config)
+    if not (args.data / "fer2013").is_dir():
+        raise SuiteError(f"{args.data / 'fer2013'} not found: --data must hold FER2013's Kaggle folders "
+                         "(on a machine without ../shared/data: python -m benchmarks.device_data unpack)")
+    missing = [str(d) for d in args.cultures if not d.is_file()]
+    if missing:
+        raise SuiteError(f"culture datasets not found: {', '.join(missing)} (prepare them with emofx prepare)")
+    if min(args.epochs, args.culture_epochs, args.culture_trials) < 1 or min(*args.seeds, args.ferplus_epochs) < 0:
+        raise SuiteError("--epochs, --culture-epochs and --culture-trials must be positive, --seeds and "
+                         "--ferplus-epochs non-negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except SuiteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
