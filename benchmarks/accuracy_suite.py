@@ -21,7 +21,7 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
    weights) and ``strong-from-fer2013`` (the strong recipe from the FER2013 ``strong`` seed-0
    model of step 2, or ``--init-from``, convolutional layers at 0.1x the learning rate), into
    ``OUT/runs/cultures/<dataset>/<training>/trial-K``; the trials of one training run as one
-   vmapped program on a GPU (``--lanes auto``). ``OUT/results/cultures.md`` (and .csv): mean ± std
+   vmapped program on a GPU (``--lanes auto``; such a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv): mean ± std
    test accuracy per culture and training, side by side;
 5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
    ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
@@ -146,16 +146,32 @@ class Suite:
 
 def run(args: argparse.Namespace) -> int:
     """All steps; returns the exit status (1 when a step failed)."""
-    python, fer = sys.executable, args.data / "fer2013"
     net = [*(["--widths", args.widths] if args.widths else []),
            *(["--dense-units", str(args.dense_units)] if args.dense_units else [])]
     suite = Suite(args)
+    if not fer2013_stage(suite, args, net):
+        return 1
+    if args.cultures:
+        culture_stage(suite, args, net)
+    ferplus = args.data / "ferplus"
+    suite.step("ferplus", [sys.executable, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
+                           str(args.limit or 0), "--val-limit", "0", "--epochs", str(args.ferplus_epochs),
+                           "--recipe", "strong", "--arms", *args.ferplus_arms, "--out",
+                           str(args.out / "results" / "ferplus"), *net],
+               skip="--ferplus-epochs 0" if not args.ferplus_epochs else
+               "" if ferplus.is_dir() else f"{ferplus} not found")
+    return 1 if any(s["status"] == "failed" for s in suite.steps) else 0
+
+
+def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> bool:
+    """Steps 1-3: prepare FER2013, train every configuration and seed, table them; False when
+    FER2013 could not be prepared."""
     data = args.out / "data" / "fer2013.npz"
     if not data.exists():
         limit = ["--limit", str(args.limit)] if args.limit else []
-        if not suite.step("prepare", [python, "-m", "emofx", "prepare", str(fer), "--format", "folder", "--out",
-                                      str(data), "--no-progress", *limit]):
-            return 1
+        if not suite.step("prepare", [sys.executable, "-m", "emofx", "prepare", str(args.data / "fer2013"), "--format",
+                                      "folder", "--out", str(data), "--no-progress", *limit]):
+            return False
     for config in args.configs:
         for seed in args.seeds:
             run_dir = args.out / "runs" / "fer2013" / f"{config}-e{args.epochs}" / f"seed-{seed}"
@@ -167,20 +183,11 @@ def run(args: argparse.Namespace) -> int:
                 suite.steps[-1]["test_accuracy"] = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
                 suite.save()
     finished = sorted(str(d) for d in (args.out / "runs" / "fer2013").glob("*/seed-*") if run_status(d) == "finished")
-    suite.step("standard-splits", [python, "-m", "benchmarks.standard_splits", *finished, "--out",
+    suite.step("standard-splits", [sys.executable, "-m", "benchmarks.standard_splits", *finished, "--out",
                                    str(args.out / "results" / "fer2013"), "--title",
                                    "FER2013 PrivateTest (train on Training, select on PublicTest)"],
                skip="" if finished else "no finished run")
-    if args.cultures:
-        culture_stage(suite, args, net)
-    ferplus = args.data / "ferplus"
-    suite.step("ferplus", [python, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
-                           str(args.limit or 0), "--val-limit", "0", "--epochs", str(args.ferplus_epochs),
-                           "--recipe", "strong", "--arms", *args.ferplus_arms, "--out",
-                           str(args.out / "results" / "ferplus"), *net],
-               skip="--ferplus-epochs 0" if not args.ferplus_epochs else
-               "" if ferplus.is_dir() else f"{ferplus} not found")
-    return 1 if any(s["status"] == "failed" for s in suite.steps) else 0
+    return True
 
 
 def jax_backend() -> str:
@@ -269,7 +276,7 @@ def culture_markdown(table: pd.DataFrame, suite: Suite) -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy_suite", description=__doc__.split("\n\n")[0],
-                                     epilog="See the module's docstring (README: 'FER2013 on a GPU').")
+                                     epilog="Steps and outputs: the module's docstring; README, 'Benchmarks'.")
     parser.add_argument("--data", type=Path, required=True, help="folder holding fer2013/ (and ferplus/)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the suite (runs, results, logs)")
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
