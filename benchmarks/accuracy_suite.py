@@ -10,7 +10,7 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
 1. ``emofx prepare DATA/fer2013 --format folder`` once (``OUT/data/fer2013.npz``);
 2. ``emofx train`` on FER2013's own split (train on Training, select on PublicTest, test on
    PrivateTest) for each configuration of ``--configs`` (a recipe, ``+batch`` for batch
-   normalisation) and seed of ``--seeds``, ``--epochs`` each, into
+   normalisation, ``@E`` for E epochs instead of ``--epochs``) and seed of ``--seeds``, into
    ``OUT/runs/fer2013/<config>-e<epochs>/seed-<seed>``: a finished run is skipped and an interrupted
    one continued with ``--resume``, so the suite goes on where a stopped call left it;
 3. ``python -m benchmarks.standard_splits`` over every run under ``OUT/runs/fer2013``
@@ -18,8 +18,8 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
 4. for each prepared culture dataset of ``--cultures``, ``--culture-trials`` subject-independent
    trials trained two ways, as the paper's study and its pre-trained variant
    (``experiments/kdef_vs_taiwanese*.yaml``): ``paper-scratch`` (the paper's recipe from random
-   weights) and ``strong-from-fer2013`` (the strong recipe from the FER2013 ``strong`` seed-0
-   model of step 2, or ``--init-from``, convolutional layers at 0.1x the learning rate), into
+   weights) and ``strong-from-fer2013`` (the strong recipe from the seed-0 model of step 2's first
+   ``strong`` configuration, or ``--init-from``, convolutional layers at 0.1x the learning rate), into
    ``OUT/runs/cultures/<dataset>/<training>/trial-K``; the trials of one training run as one
    vmapped program on a GPU (``--lanes auto``; such a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv): mean ± std
    test accuracy per culture and training, side by side;
@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,33 @@ class SuiteError(ValueError):
     """Arguments the suite cannot run with (one-line message, exit status 2)."""
 
 
-def train_options(config: str) -> list[str]:
-    """``emofx train`` options of a configuration name: ``<recipe>`` or ``<recipe>+<norm>``."""
-    recipe, _, norm = config.partition("+")
-    if recipe not in RECIPES or (norm and norm not in NORMS):
-        raise SuiteError(f"unknown configuration {config!r}: give a recipe ({', '.join(RECIPES)}), optionally "
-                         f"with +<norm> ({', '.join(n for n in NORMS if n != 'none')}), e.g. strong+batch")
-    return ["--recipe", recipe, *(["--norm", norm] if norm and norm != "none" else [])]
+@dataclass(frozen=True)
+class Configuration:
+    """One FER2013 configuration of the table: a recipe, a normalisation and an epoch count."""
+
+    recipe: str
+    norm: str
+    epochs: int
+
+    @property
+    def name(self) -> str:
+        """The run folder's name, e.g. ``strong+batch-e60``."""
+        return f"{self.recipe}{'' if self.norm == 'none' else '+' + self.norm}-e{self.epochs}"
+
+    def options(self) -> list[str]:
+        """Its ``emofx train`` options."""
+        return ["--recipe", self.recipe, *(["--norm", self.norm] if self.norm != "none" else []),
+                "--epochs", str(self.epochs)]
+
+
+def parse_configuration(text: str, default_epochs: int) -> Configuration:
+    """``<recipe>[+<norm>][@<epochs>]`` (e.g. ``strong+batch@60``) as a :class:`Configuration`."""
+    spec, _, epochs = text.partition("@")
+    recipe, _, norm = spec.partition("+")
+    if recipe not in RECIPES or (norm and norm not in NORMS) or (epochs and not (epochs.isdigit() and int(epochs))):
+        raise SuiteError(f"unknown configuration {text!r}: give a recipe ({', '.join(RECIPES)}), optionally "
+                         f"+<norm> ({', '.join(n for n in NORMS if n != 'none')}) and @<epochs>, e.g. strong+batch@60")
+    return Configuration(recipe, norm or "none", int(epochs) if epochs else default_epochs)
 
 
 def run_status(run_dir: Path) -> str:
@@ -97,10 +118,10 @@ def write_bundle(out: Path, bundle: Path) -> None:
     os.replace(partial, bundle)
 
 
-def train_command(data: Path, run_dir: Path, config: str, epochs: int, seed: int, net: list[str]) -> list[str]:
+def train_command(data: Path, run_dir: Path, config: Configuration, seed: int, net: list[str]) -> list[str]:
     """The ``emofx train`` call of one run on the dataset's own split (``--resume`` when interrupted)."""
-    return [sys.executable, "-m", "emofx", "train", str(data), "--out", str(run_dir), *train_options(config),
-            "--epochs", str(epochs), "--seed", str(seed), "--split", "auto", "--quiet", *net,
+    return [sys.executable, "-m", "emofx", "train", str(data), "--out", str(run_dir), *config.options(),
+            "--seed", str(seed), "--split", "auto", "--quiet", *net,
             *(["--resume"] if run_status(run_dir) == "interrupted" else [])]
 
 
@@ -174,10 +195,9 @@ def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> boo
             return False
     for config in args.configs:
         for seed in args.seeds:
-            run_dir = args.out / "runs" / "fer2013" / f"{config}-e{args.epochs}" / f"seed-{seed}"
+            run_dir = args.out / "runs" / "fer2013" / config.name / f"seed-{seed}"
             status = run_status(run_dir)
-            suite.step(f"train-{config}-e{args.epochs}-seed-{seed}",
-                       train_command(data, run_dir, config, args.epochs, seed, net),
+            suite.step(f"train-{config.name}-seed-{seed}", train_command(data, run_dir, config, seed, net),
                        skip="finished earlier" if status == "finished" else "")
             if run_status(run_dir) == "finished":
                 suite.steps[-1]["test_accuracy"] = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
@@ -201,7 +221,7 @@ def jax_backend() -> str:
 def culture_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> None:
     """Step 4: each culture's trials from scratch and fine-tuned from FER2013, then their table."""
     lanes = args.lanes == "on" or (args.lanes == "auto" and jax_backend() != "cpu")
-    init_from = args.init_from or args.out / "runs" / "fer2013" / f"strong-e{args.epochs}" / "seed-0"
+    init_from = args.init_from or pretrained_run(args)
     trials = range(args.culture_trials)
     for data in args.cultures:
         for training, options in CULTURE_TRAININGS.items():
@@ -235,6 +255,14 @@ def culture_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> Non
     table.to_csv(results / "cultures.csv", index=False)
     (results / "cultures.md").write_text(culture_markdown(table, suite))
     suite.record("culture-table", "passed", started)
+
+
+def pretrained_run(args: argparse.Namespace) -> Path:
+    """The FER2013 run to fine-tune from: seed 0 of the first ``strong`` configuration without
+    normalisation (the culture trainings keep the paper's architecture)."""
+    strong = [c for c in args.configs if (c.recipe, c.norm) == ("strong", "none")]
+    name = strong[0].name if strong else f"strong-e{args.epochs}"
+    return args.out / "runs" / "fer2013" / name / "seed-0"
 
 
 def culture_table(root: Path) -> pd.DataFrame:
@@ -280,9 +308,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="folder holding fer2013/ (and ferplus/)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the suite (runs, results, logs)")
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-                        help=f"recipe[+norm] per configuration (default {' '.join(DEFAULT_CONFIGS)})")
+                        help="recipe[+norm][@epochs] per configuration, e.g. strong+batch@60 (default "
+                             f"{' '.join(DEFAULT_CONFIGS)}, --epochs each)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20, help="of configurations without @epochs (default 20)")
     parser.add_argument("--cultures", nargs="*", type=Path, default=[],
                         help="prepared culture datasets (emofx prepare ... --format kdef / taiwanese) for step 4")
     parser.add_argument("--culture-trials", type=int, default=5)
@@ -300,8 +329,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dense-units", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = argv
-    for config in args.configs:
-        train_options(config)
+    args.configs = [parse_configuration(text, args.epochs) for text in args.configs]
     if not (args.data / "fer2013").is_dir():
         raise SuiteError(f"{args.data / 'fer2013'} not found: --data must hold FER2013's Kaggle folders "
                          "(on a machine without ../shared/data: python -m benchmarks.device_data unpack)")

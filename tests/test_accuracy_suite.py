@@ -70,8 +70,14 @@ def test_device_data_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- accuracy_suite
 def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_path, capsys):
-    assert accuracy_suite.train_options("paper") == ["--recipe", "paper"]
-    assert accuracy_suite.train_options("strong+batch") == ["--recipe", "strong", "--norm", "batch"]
+    paper = accuracy_suite.parse_configuration("paper", 20)
+    assert (paper.name, paper.options()) == ("paper-e20", ["--recipe", "paper", "--epochs", "20"])
+    longer = accuracy_suite.parse_configuration("strong+batch@60", 20)
+    assert (longer.name, longer.options()) == ("strong+batch-e60",
+                                               ["--recipe", "strong", "--norm", "batch", "--epochs", "60"])
+    for bad in ("strong+layer", "strong@0", "strong@ten", "sgd"):
+        with pytest.raises(accuracy_suite.SuiteError, match="unknown configuration"):
+            accuracy_suite.parse_configuration(bad, 20)
     (tmp_path / "data" / "fer2013").mkdir(parents=True)
     assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                            "--configs", "strong+layer"]) == 2
@@ -84,11 +90,12 @@ def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_p
 def test_an_interrupted_run_is_resumed_and_a_finished_one_recognised(tmp_path):
     run_dir = tmp_path / "run"
     assert accuracy_suite.run_status(run_dir) == "new"
-    assert "--resume" not in accuracy_suite.train_command(tmp_path / "d.npz", run_dir, "strong", 20, 1, [])
+    strong = accuracy_suite.parse_configuration("strong", 20)
+    assert "--resume" not in accuracy_suite.train_command(tmp_path / "d.npz", run_dir, strong, 1, [])
     run_dir.mkdir()
     (run_dir / STATE_FILE).write_bytes(b"state")
     assert accuracy_suite.run_status(run_dir) == "interrupted"
-    command = accuracy_suite.train_command(tmp_path / "d.npz", run_dir, "strong+batch", 20, 1, [])
+    command = accuracy_suite.train_command(tmp_path / "d.npz", run_dir, strong, 1, [])
     assert command[-1] == "--resume" and command[command.index("--seed") + 1] == "1"
     (run_dir / STATE_FILE).unlink()
     (run_dir / "metrics.json").write_text("{}")
@@ -106,23 +113,24 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
                        "--out", str(culture), "--no-progress"]) == 0
     out, bundle = tmp_path / "suite", tmp_path / "returned" / "accuracy_suite.tar.gz"
     bundle.parent.mkdir()
-    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch",
+    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch@2",
               "--seeds", "0", "--epochs", "1", "--cultures", str(culture), "--culture-trials", "2",
               "--culture-epochs", "1", "--bundle", str(bundle), *TINY]
     assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
 
     steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
-    assert list(steps) == ["prepare", "train-strong-e1-seed-0", "train-paper+batch-e1-seed-0", "standard-splits",
+    assert list(steps) == ["prepare", "train-strong-e1-seed-0", "train-paper+batch-e2-seed-0", "standard-splits",
                            "train-eyes-paper-scratch", "train-eyes-strong-from-fer2013", "culture-table", "ferplus"]
     assert {s["status"] for s in steps.values()} == {"passed"}
     runs = pd.read_csv(out / "results" / "fer2013" / "runs.csv")
     assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "batch"), ("strong", "none")]
     assert set(runs.n_train) == {count["Training"]} and set(runs.n_val) == {count["PublicTest"]}
     assert set(runs.n_test) == {count["PrivateTest"]}
-    for config in ("strong", "paper+batch"):
-        metrics = json.loads((out / "runs" / "fer2013" / f"{config}-e1" / "seed-0" / "metrics.json").read_text())
-        assert steps[f"train-{config}-e1-seed-0"]["test_accuracy"] == metrics["test_accuracy"]
+    for config, epochs in (("strong-e1", 1), ("paper+batch-e2", 2)):
+        metrics = json.loads((out / "runs" / "fer2013" / config / "seed-0" / "metrics.json").read_text())
+        assert steps[f"train-{config}-seed-0"]["test_accuracy"] == metrics["test_accuracy"]
         assert metrics["split"] == "predefined" and metrics["seed"] == 0
+        assert metrics["config"]["train"]["epochs"] == epochs
 
     # The cultures: both trainings, every trial subject-independent; fine-tuning starts from the FER2013 model.
     fine_tuned = json.loads((out / "runs" / "cultures" / "eyes" / "strong-from-fer2013" / "trial-1" /
@@ -150,7 +158,7 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
     again = json.loads((out / "suite.json").read_text())["steps"]
     assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
         ("train-strong-e1-seed-0", "skipped", "finished earlier"),
-        ("train-paper+batch-e1-seed-0", "skipped", "finished earlier"),
+        ("train-paper+batch-e2-seed-0", "skipped", "finished earlier"),
         ("standard-splits", "passed", ""),
         ("train-eyes-paper-scratch-trial-0", "skipped", "finished earlier"),
         ("train-eyes-paper-scratch-trial-1", "passed", ""),
