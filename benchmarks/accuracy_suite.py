@@ -12,7 +12,8 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
    PrivateTest) for each configuration of ``--configs`` (a recipe, ``+batch`` for batch
    normalisation, ``@E`` for E epochs instead of ``--epochs``) and seed of ``--seeds``, into
    ``OUT/runs/fer2013/<config>-e<epochs>/seed-<seed>``: a finished run is skipped and an interrupted
-   one continued with ``--resume``, so the suite goes on where a stopped call left it;
+   one continued with ``--resume``, so the suite goes on where a stopped call left it; on a GPU
+   (``--lanes auto``) a configuration's unfinished seeds train as one vmapped program instead;
 3. ``python -m benchmarks.standard_splits`` over every run under ``OUT/runs/fer2013``
    (``OUT/results/fer2013``: runs.csv, summary.md, histories, curves);
 4. for each prepared culture dataset of ``--cultures``, ``--culture-trials`` subject-independent
@@ -21,7 +22,7 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
    weights) and ``strong-from-fer2013`` (the strong recipe from the seed-0 model of step 2's first
    ``strong`` configuration, or ``--init-from``, convolutional layers at 0.1x the learning rate), into
    ``OUT/runs/cultures/<dataset>/<training>/trial-K``; the trials of one training run as one
-   vmapped program on a GPU (``--lanes auto``; such a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv): mean ± std
+   vmapped program on a GPU (a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv): mean ± std
    test accuracy per culture and training, side by side;
 5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
    ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
@@ -118,11 +119,10 @@ def write_bundle(out: Path, bundle: Path) -> None:
     os.replace(partial, bundle)
 
 
-def train_command(data: Path, run_dir: Path, config: Configuration, seed: int, net: list[str]) -> list[str]:
-    """The ``emofx train`` call of one run on the dataset's own split (``--resume`` when interrupted)."""
-    return [sys.executable, "-m", "emofx", "train", str(data), "--out", str(run_dir), *config.options(),
-            "--seed", str(seed), "--split", "auto", "--quiet", *net,
-            *(["--resume"] if run_status(run_dir) == "interrupted" else [])]
+def train_command(data: Path, out: Path, config: Configuration, net: list[str]) -> list[str]:
+    """The ``emofx train`` call of ``config`` on the dataset's own split, into ``out`` (seeds to add)."""
+    return [sys.executable, "-m", "emofx", "train", str(data), "--out", str(out), *config.options(), "--split",
+            "auto", "--quiet", *net]
 
 
 class Suite:
@@ -158,6 +158,14 @@ class Suite:
         self.save()
         return status == "passed"
 
+    def note_accuracy(self, run_dirs: list[Path]) -> None:
+        """Add the finished runs' test accuracies to the last step's record."""
+        scores = {d.name: json.loads((d / "metrics.json").read_text())["test_accuracy"]
+                  for d in run_dirs if run_status(d) == "finished"}
+        if scores:
+            self.steps[-1]["test_accuracy"] = scores
+            self.save()
+
     def save(self) -> None:
         summary = {"command": self.command, "steps": self.steps}
         (self.out / "suite.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -170,10 +178,11 @@ def run(args: argparse.Namespace) -> int:
     net = [*(["--widths", args.widths] if args.widths else []),
            *(["--dense-units", str(args.dense_units)] if args.dense_units else [])]
     suite = Suite(args)
-    if not fer2013_stage(suite, args, net):
+    lanes = args.lanes == "on" or (args.lanes == "auto" and jax_backend() != "cpu")
+    if not fer2013_stage(suite, args, net, lanes):
         return 1
     if args.cultures:
-        culture_stage(suite, args, net)
+        culture_stage(suite, args, net, lanes)
     ferplus = args.data / "ferplus"
     suite.step("ferplus", [sys.executable, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
                            str(args.limit or 0), "--val-limit", "0", "--epochs", str(args.ferplus_epochs),
@@ -184,9 +193,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(s["status"] == "failed" for s in suite.steps) else 0
 
 
-def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> bool:
-    """Steps 1-3: prepare FER2013, train every configuration and seed, table them; False when
-    FER2013 could not be prepared."""
+def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes: bool) -> bool:
+    """Steps 1-3: prepare FER2013, train every configuration and seed (with ``lanes``, a
+    configuration's unfinished seeds as one program), table them; False when FER2013 could not
+    be prepared."""
     data = args.out / "data" / "fer2013.npz"
     if not data.exists():
         limit = ["--limit", str(args.limit)] if args.limit else []
@@ -194,14 +204,21 @@ def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> boo
                                       "folder", "--out", str(data), "--no-progress", *limit]):
             return False
     for config in args.configs:
+        base = args.out / "runs" / "fer2013" / config.name
+        todo = [seed for seed in args.seeds if run_status(base / f"seed-{seed}") != "finished"]
+        if lanes:
+            suite.step(f"train-{config.name}-seeds",
+                       [*train_command(data, base, config, net), "--seeds", *map(str, todo), "--overwrite"],
+                       skip="" if todo else "finished earlier")
+            suite.note_accuracy([base / f"seed-{seed}" for seed in args.seeds])
+            continue
         for seed in args.seeds:
-            run_dir = args.out / "runs" / "fer2013" / config.name / f"seed-{seed}"
-            status = run_status(run_dir)
-            suite.step(f"train-{config.name}-seed-{seed}", train_command(data, run_dir, config, seed, net),
-                       skip="finished earlier" if status == "finished" else "")
-            if run_status(run_dir) == "finished":
-                suite.steps[-1]["test_accuracy"] = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
-                suite.save()
+            run_dir = base / f"seed-{seed}"
+            suite.step(f"train-{config.name}-seed-{seed}",
+                       [*train_command(data, run_dir, config, net), "--seed", str(seed),
+                        *(["--resume"] if run_status(run_dir) == "interrupted" else [])],
+                       skip="" if seed in todo else "finished earlier")
+            suite.note_accuracy([run_dir])
     finished = sorted(str(d) for d in (args.out / "runs" / "fer2013").glob("*/seed-*") if run_status(d) == "finished")
     suite.step("standard-splits", [sys.executable, "-m", "benchmarks.standard_splits", *finished, "--out",
                                    str(args.out / "results" / "fer2013"), "--title",
@@ -218,9 +235,9 @@ def jax_backend() -> str:
     return done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else "cpu"
 
 
-def culture_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> None:
-    """Step 4: each culture's trials from scratch and fine-tuned from FER2013, then their table."""
-    lanes = args.lanes == "on" or (args.lanes == "auto" and jax_backend() != "cpu")
+def culture_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes: bool) -> None:
+    """Step 4: each culture's trials from scratch and fine-tuned from FER2013 (with ``lanes``, a
+    training's trials as one program), then their table."""
     init_from = args.init_from or pretrained_run(args)
     trials = range(args.culture_trials)
     for data in args.cultures:
@@ -319,7 +336,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--init-from", type=Path,
                         help="the FER2013 run to fine-tune from (default: this suite's strong seed-0 run)")
     parser.add_argument("--lanes", choices=("auto", "on", "off"), default="auto",
-                        help="train a culture's trials as one vmapped program (auto: on a GPU, not on a CPU)")
+                        help="train a configuration's seeds and a culture's trials as one vmapped program each "
+                             "(auto: on a GPU, not on a CPU, where it is slower)")
     parser.add_argument("--ferplus-epochs", type=int, default=20, help="0 skips the FER+ step")
     parser.add_argument("--ferplus-arms", nargs="+", default=["majority", "soft"])
     parser.add_argument("--bundle", type=Path, help="a .tar.gz of OUT's small files, rewritten after every step")

@@ -134,3 +134,22 @@ def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_f
     assert "--resume continues one run" in capsys.readouterr().err
     assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "0"]) == 2
     assert "--trials must be at least 1" in capsys.readouterr().err
+
+
+def test_seeds_side_by_side_give_the_runs_of_separate_seeds(run_dir, data_files, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--seeds", "0", "5"]) == 0
+    assert capsys.readouterr().out.count("test accuracy") == 2
+    separate = json.loads((run_dir / "metrics.json").read_text())  # --seed 0 alone
+    side_by_side = json.loads((out / "seed-0" / "metrics.json").read_text())
+    for key in ("n_train", "n_val", "n_test", "steps", "best_step", "classes", "identity", "split", "seed"):
+        assert side_by_side[key] == separate[key]
+    assert side_by_side["best_val_error"] == pytest.approx(separate["best_val_error"], abs=1e-6)
+    other = load_run(out / "seed-5")
+    assert other.metrics["seed"] == other.metrics["identity"]["seed"] == other.metrics["config"]["train"]["seed"] == 5
+    assert other.split.test.tolist() != load_run(out / "seed-0").split.test.tolist()  # the seed draws the split
+    for bad, message in ((["--seeds", "1", "1"], "repeats a seed"), (["--seeds", "1", "--trials", "2"], "not both"),
+                         (["--seeds", "1", "--resume"], "--resume continues one run")):
+        assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "bad"), *TINY, *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train N trials (--trial, --trial + 1, ...) side by side as one vmapped program, each "
                              "run in RUN_DIR/trial-K: the numbers of N separate runs, one dispatch for all; for "
                              "GPUs (on a CPU about 3x slower than separate runs; no --resume) (default 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="train these seeds side by side as one vmapped program instead of --seed, each run in "
+                             "RUN_DIR/seed-S: the numbers of separate runs with --seed S; for GPUs, as --trials")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "
@@ -135,17 +138,25 @@ def run(args: argparse.Namespace) -> int:
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")
-    if args.trials > 1 and args.resume:
-        raise ValueError("--resume continues one run; trials trained side by side (--trials) start afresh")
-    if args.trials == 1:
+    if (args.trials > 1 or args.seeds) and args.resume:
+        raise ValueError("--resume continues one run; runs trained side by side (--trials, --seeds) start afresh")
+    if args.seeds and args.trials > 1:
+        raise ValueError("give --trials or --seeds, not both")
+    if args.seeds and len(set(args.seeds)) < len(args.seeds):
+        raise ValueError(f"--seeds repeats a seed: {args.seeds}")
+    if args.seeds:
+        plans = [RunPlan(dataset, Path(args.out) / f"seed-{seed}", args.trial, args.split, data_path=args.data,
+                         seed=seed) for seed in args.seeds]
+    else:
+        plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data)
+                 for trial in range(args.trial, args.trial + args.trials)] if args.trials > 1 else []
+    if plans:
+        trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    else:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,
                              overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)]
-    else:
-        plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data)
-                 for trial in range(args.trial, args.trial + args.trials)]
-        trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
-                             overwrite=args.overwrite, progress=not args.quiet)
     for run_, result in trained:
         m = run_.metrics
         for note in result.notes:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -160,8 +160,9 @@ def _recorded_identity(directory: Path) -> Any:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run to train: its data, directory, trial and split (``split`` replaces the one
-    ``split_kind`` would make, e.g. the matched protocol's); ``data_path`` is recorded."""
+    """One run to train: its data, directory, trial, seed (default: the training configuration's)
+    and split (``split`` replaces the one ``split_kind`` would make, e.g. the matched protocol's);
+    ``data_path`` is recorded."""
 
     dataset: FaceDataset
     directory: str | os.PathLike
@@ -169,6 +170,7 @@ class RunPlan:
     split_kind: str = "auto"
     split: Split | None = None
     data_path: str | os.PathLike | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,21 +179,22 @@ class _Prepared:
     directory: Path
     identity: dict[str, Any]
     split: Split
+    config: TrainConfig  # the training configuration with the plan's seed
 
 
 def _prepare(plan: RunPlan, train_config: TrainConfig, model_config: ModelConfig, init_path: str | None,
              overwrite: bool, resume: bool) -> _Prepared:
-    """The run's identity, a directory checked to be safe to write, and its split."""
-    identity = run_identity(plan.dataset, plan.split_kind, train_config.seed, plan.trial, train_config, model_config,
-                            init_path)
+    """The run's identity, a directory checked to be safe to write, its split and configuration."""
+    config = train_config if plan.seed is None else replace(train_config, seed=int(plan.seed))
+    identity = run_identity(plan.dataset, plan.split_kind, config.seed, plan.trial, config, model_config, init_path)
     if plan.split is not None:
         identity["split_indices"] = hashlib.sha256(json.dumps(plan.split.to_dict()).encode()).hexdigest()[:16]
     directory = check_run_directory(plan.directory, identity, overwrite, resume)
     split = plan.split if plan.split is not None else make_split(plan.dataset, kind=plan.split_kind,
-                                                                 seed=train_config.seed, trial=plan.trial)
+                                                                 seed=config.seed, trial=plan.trial)
     if len(split.test) == 0:
         raise TrainingError(f"the {plan.split_kind!r} split of this dataset has no test images; use another --split")
-    return _Prepared(plan, directory, identity, split)
+    return _Prepared(plan, directory, identity, split, config)
 
 
 def train_run(
@@ -227,7 +230,7 @@ def train_run(
     result = fit(dataset.subset(prepared.split.train), dataset.subset(prepared.split.val), train_config, model_config,
                  trial=trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
                  resume=resume, tag=prepared.identity)
-    return _record(prepared, result, train_config, init_path, started), result
+    return _record(prepared, result, init_path, started), result
 
 
 def train_runs(
@@ -239,8 +242,8 @@ def train_runs(
     overwrite: bool = False,
     progress: bool = True,
 ) -> list[tuple[Run, TrainResult]]:
-    """Train several runs (trials, cultures of one image size and class set) side by side as one
-    vmapped program (:func:`emofx.nets.lanes.fit_lanes`) and record each as :func:`train_run`
+    """Train several runs (trials, seeds, cultures of one image size and class set) side by side as
+    one vmapped program (:func:`emofx.nets.lanes.fit_lanes`) and record each as :func:`train_run`
     would: the same directories, files and numbers within float tolerance. Every directory is
     checked before any training; the runs' times are those of the whole batch."""
     if not plans:
@@ -253,17 +256,16 @@ def train_runs(
         raise RunError("two of the runs to train share a directory; give each its own")
     initial = TrainedModel.load(init_from) if init_from is not None else None
     lanes = [Lane(p.plan.dataset.subset(p.split.train), p.plan.dataset.subset(p.split.val), trial=p.plan.trial,
-                  init_from=initial) for p in prepared]
+                  seed=p.config.seed, init_from=initial) for p in prepared]
     started = cpu_times()
     results = fit_lanes(lanes, train_config, model_config, progress=progress)
-    return [(_record(p, result, train_config, init_path, started), result) for p, result in zip(prepared, results)]
+    return [(_record(p, result, init_path, started), result) for p, result in zip(prepared, results)]
 
 
-def _record(prepared: _Prepared, result: TrainResult, train_config: TrainConfig, init_path: str | None,
-            started: CpuTimes) -> Run:
+def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, started: CpuTimes) -> Run:
     """Evaluate the trained model on the run's test part and write the run directory; ``started``:
     the CPU times when training (in this process: after a resume, since then) began."""
-    dataset, split, identity = prepared.plan.dataset, prepared.split, prepared.identity
+    dataset, split, identity, train_config = prepared.plan.dataset, prepared.split, prepared.identity, prepared.config
     data_path = prepared.plan.data_path
     evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
     metrics = {
