@@ -53,6 +53,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.gpu_check import StepFailed, run_command
+from benchmarks.standard_splits import pm
 from emofx.nets.model import NORMS
 from emofx.nets.recipes import RECIPES
 from emofx.nets.train_state import STATE_FILE
@@ -307,10 +308,6 @@ def culture_table(root: Path) -> pd.DataFrame:
 
 def culture_markdown(table: pd.DataFrame, suite: Suite) -> str:
     """The culture table with accuracies as mean ± std in %, and the suite's command."""
-    def pm(row, name: str) -> str:
-        mean, std = 100 * row[f"{name}_mean"], 100 * row[f"{name}_std"]
-        return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
-
     shown = pd.DataFrame([{"dataset": r["dataset"], "culture": r["culture"], "training": r["training"],
                            "epochs": r["epochs"], "trials": r["trials"], "test accuracy %": pm(r, "test_accuracy"),
                            "balanced %": pm(r, "balanced_accuracy"), "wall s per run": round(r["seconds_mean"], 1),

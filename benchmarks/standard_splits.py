@@ -108,14 +108,17 @@ def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     return pd.concat([kept, table], ignore_index=True) if len(kept) else table
 
 
+def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
+    """``row``'s ``<name>_mean`` ± ``<name>_std`` times ``scale`` (the mean alone when std is NaN, a
+    single run; blank when the mean is NaN, not recorded)."""
+    mean, std = row[f"{name}_mean"] * scale, row[f"{name}_std"] * scale
+    if pd.isna(mean):  # not recorded (runs from before metrics.json held it)
+        return ""
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def markdown(summary: pd.DataFrame, title: str, commands: list[str]) -> str:
     """The summary as a Markdown table: accuracy as mean ± std in %, and the wall time per run."""
-    def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
-        mean, std = row[f"{name}_mean"] * scale, row[f"{name}_std"] * scale
-        if pd.isna(mean):  # not recorded (runs from before metrics.json held it)
-            return ""
-        return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
     rows = [{
         "recipe": r["recipe"], "norm": r["norm"], "targets": r["targets"], "epochs": r["epochs"],
         "init from": Path(r["init_from"]).name if r["init_from"] else "",

@@ -147,9 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         plans = [RunPlan(dataset, Path(args.out) / f"seed-{seed}", args.trial, args.split, data_path=args.data,
                          seed=seed) for seed in args.seeds]
-    else:
+    elif args.trials > 1:
         plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data)
-                 for trial in range(args.trial, args.trial + args.trials)] if args.trials > 1 else []
+                 for trial in range(args.trial, args.trial + args.trials)]
+    else:
+        plans = []
     if plans:
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
                              overwrite=args.overwrite, progress=not args.quiet)
