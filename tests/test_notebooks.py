@@ -30,7 +30,8 @@ def executed(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(batch.JAX_CACHE_ENV, str(root / "jax-cache"))
         sweeps = (
-            experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]}, TINY_TRAINING),
+            experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]},
+                              {**TINY_TRAINING, "patience": 0}),
             experiments.Sweep(NOTEBOOKS / "03_saliency.ipynb", {"culture": ["eyes"]}, {"per_class": 2}),
             experiments.Sweep(NOTEBOOKS / "04_emotion_modification.ipynb", {"culture": ["eyes"]}, {"steps": 3}),
             experiments.Sweep(NOTEBOOKS / "05_compare_cultures.ipynb", {},
@@ -69,6 +70,7 @@ def test_train_culture_records_a_run_per_culture_and_trial(executed):
     for run_dir in runs["run_dir"]:
         run = Path(run_dir) / results.RESULTS_DIR / figures.RUN_DIR
         assert all((run / name).exists() for name in ("metrics.json", "history.csv", "split.json", "checkpoint"))
+        assert json.loads((run / "metrics.json").read_text())["config"]["train"]["patience"] == 0  # the parameter
     trained = figures.training_runs(experiment_dir)
     assert trained["eyes"][0].split.test.tolist() != trained["eyes"][1].split.test.tolist()  # trials differ
 
