@@ -82,6 +82,9 @@ def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_p
     assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                            "--configs", "strong+layer"]) == 2
     assert "unknown configuration 'strong+layer'" in capsys.readouterr().err
+    assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                                "--finetune-epochs", "0"]) == 2
+    assert "--finetune-epochs" in capsys.readouterr().err
     assert accuracy_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "device_data unpack" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -111,7 +114,7 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
     bundle.parent.mkdir()
     common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch@2",
               "--seeds", "0", "--epochs", "1", "--cultures", str(culture), "--culture-trials", "2",
-              "--culture-epochs", "1", "--bundle", str(bundle), *TINY]
+              "--culture-epochs", "1", "--finetune-epochs", "2", "--bundle", str(bundle), *TINY]
     assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
 
     steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
@@ -133,8 +136,10 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
                              "metrics.json").read_text())
     assert fine_tuned["init_from"] == str((out / "runs" / "fer2013" / "strong-e1" / "seed-0").resolve())
     assert fine_tuned["recipe"] == "strong" and fine_tuned["split"] == "subject" and fine_tuned["trial"] == 1
+    assert fine_tuned["config"]["train"]["epochs"] == 2 and fine_tuned["config"]["train"]["patience"] == 0
     table = pd.read_csv(out / "results" / "cultures.csv")
     assert list(table.training) == ["paper-scratch", "strong-from-fer2013"] and set(table.trials) == {2}
+    assert list(table.epochs) == [1, 2]
     assert table.test_accuracy_mean.between(0, 1).all() and (table.test_accuracy_std >= 0).all()
     assert "| eyes      | eyes      | strong-from-fer2013 |" in (out / "results" / "cultures.md").read_text()
 
