@@ -11,6 +11,10 @@ tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER
 - ``soft``: the plurality images trained on their vote distributions (``--soft-targets``).
 - ``plurality+agreement``: plurality labels, each image's loss weighted by its vote agreement.
 
+``--init-from RUN_DIR`` starts every arm from a trained model (e.g. the FER2013 ``strong`` run:
+the same Training images with FER2013's single labels), its output layer replaced for FER+'s
+eight classes; ``--lr`` and ``--conv-lr-scale`` set the fine-tuning's learning rates.
+
 Writes a CSV table and a Markdown table (with the command) to ``--out``:
 
     EMOFX_DATA=../shared/data python -m benchmarks.crowd_ferplus --limit 3000 --epochs 6 \
@@ -34,8 +38,9 @@ from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
-from emofx.nets.checkpoint import device_description
+from emofx.nets.checkpoint import CheckpointError, TrainedModel, device_description
 from emofx.nets.model import ModelConfig
+from emofx.nets.optimisation import TrainingError
 from emofx.nets.recipes import RECIPES, recipe_config
 from emofx.nets.training import fit, training_targets
 
@@ -60,7 +65,7 @@ def label_schemes(data_root: Path, seed: int) -> tuple[FaceDataset, FaceDataset]
     return majority.restrict_classes(classes), plurality.restrict_classes(classes)
 
 
-def run(args: argparse.Namespace, record) -> pd.DataFrame:
+def run(args: argparse.Namespace, record, init_from: TrainedModel | None = None) -> pd.DataFrame:
     majority, plurality = label_schemes(Path(args.data), args.seed)
     rng = np.random.default_rng(args.seed)
     pool = plurality.path[plurality.split == "Training"]
@@ -69,7 +74,8 @@ def run(args: argparse.Namespace, record) -> pd.DataFrame:
         int(np.sum(majority.split == "PublicTest")), args.val_limit)])
     test = majority.subset(majority.split == "PrivateTest")
     test_votes = training_targets(test, soft=True)
-    config = recipe_config(args.recipe, epochs=args.epochs, seed=args.seed)
+    tuning = {k: v for k, v in (("learning_rate", args.lr), ("conv_lr_scale", args.conv_lr_scale)) if v is not None}
+    config = recipe_config(args.recipe, epochs=args.epochs, seed=args.seed, **tuning)
     overrides = {k: v for k, v in (("widths", args.widths), ("dense_units", args.dense_units)) if v is not None}
     model = ModelConfig(num_classes=len(majority.classes), **overrides)
     train_sets = {
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace, record) -> pd.DataFrame:
     for arm in args.arms:
         train, arm_config = train_sets[arm]
         started = time.perf_counter()
-        result = fit(train, val, arm_config, model, progress=False)
+        result = fit(train, val, arm_config, model, init_from=init_from, progress=False)
         scored = evaluate(result.model, test)
         proba = result.model.predict_proba(test.images)
         nll = float(-np.mean(np.sum(test_votes * np.log(np.clip(proba, 1e-12, 1.0)), axis=1)))
@@ -110,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
+    parser.add_argument("--init-from", type=Path, metavar="RUN_DIR",
+                        help="start every arm from this run's weights (same layers; the output layer is replaced)")
+    parser.add_argument("--lr", type=float, help="initial (peak) learning rate (default: the recipe's)")
+    parser.add_argument("--conv-lr-scale", type=float, metavar="X",
+                        help="the convolutional layers' learning rate times X (fine-tuning; default 1)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
     args = parser.parse_args(argv)
@@ -124,12 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         args.out.with_suffix(".md").write_text(
             f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
             f"{args.epochs} epochs, seed {args.seed}, {args.recipe} recipe, "
+            f"{'fine-tuned from ' + str(args.init_from) + ', ' if args.init_from else ''}"
             f"{'the paper CNN' if args.widths is None and args.dense_units is None else 'a reduced CNN'})\n\n"
             f"Command: `{command}`\n\nDevice: {device}. Wall time so far {time.perf_counter() - started:.0f} s.\n\n"
             + table.to_markdown(index=False) + "\n")
         print(table.tail(1).to_markdown(index=False), flush=True)
 
-    run(args, record)
+    try:  # a wrong --init-from or setting: one line and exit status 2
+        init_from = TrainedModel.load(args.init_from) if args.init_from else None
+        run(args, record, init_from)
+    except (CheckpointError, TrainingError) as error:
+        print(f"crowd_ferplus: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

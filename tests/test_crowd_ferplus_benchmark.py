@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import crowd_ferplus
-from emofx.nets.checkpoint import device_description
+from emofx.nets.checkpoint import TrainedModel, device_description
+from emofx.nets.model import ModelConfig, init_params
 from emofx.nets.recipes import recipe_config
 
 
@@ -35,3 +36,42 @@ def test_label_schemes_are_trained_and_tested_on_the_same_images(tmp_path, ferpl
     assert "all training images, 1 epochs, seed 0, strong recipe, a reduced CNN" in report
     assert f"Device: {device_description()}." in report
     assert "| soft " in report
+
+
+def test_arms_fine_tune_from_init_from(tmp_path, ferplus_slice, monkeypatch):
+    chosen = ferplus_slice(tmp_path / "data")
+    fer2013_classes = ("angry", "disgusted", "afraid", "happy", "sad", "surprised", "neutral")
+    source_config = ModelConfig(num_classes=len(fer2013_classes), widths=(4, 4, 4), dense_units=8)
+    source = TrainedModel(config=source_config, params=init_params(source_config, 7), classes=fer2013_classes)
+    source.save(tmp_path / "pretrained" / "checkpoint")
+    trained = []
+
+    def spy(*args, **kwargs):
+        trained.append((args[2], kwargs["init_from"], real_fit(*args, **kwargs)))
+        return trained[-1][2]
+
+    real_fit = crowd_ferplus.fit
+    monkeypatch.setattr(crowd_ferplus, "fit", spy)
+    out = tmp_path / "table" / "ferplus"
+    assert crowd_ferplus.main(["--data", str(tmp_path / "data"), "--limit", "0", "--epochs", "1", "--recipe", "strong",
+                               "--widths", "4,4,4", "--dense-units", "8", "--init-from", str(tmp_path / "pretrained"),
+                               "--lr", "0.01", "--conv-lr-scale", "0", "--arms", "soft", "--out", str(out)]) == 0
+
+    (config, init_from, result), = trained
+    assert (config.learning_rate, config.conv_lr_scale, config.soft_targets) == (0.01, 0.0, True)
+    assert init_from.classes == fer2013_classes
+    params = result.model.params
+    assert result.steps == -(-int(np.sum(chosen.usage == "Training")) // config.batch_size)  # one epoch
+    for layer in ("conv1", "conv2", "conv3"):  # loaded, and frozen (scale 0): exactly the pre-trained kernels
+        np.testing.assert_array_equal(params[layer]["kernel"], source.params[layer]["kernel"])
+    assert params["output"]["kernel"].shape == (8, 8)  # FER+'s eight classes: a fresh output layer
+    assert f"fine-tuned from {tmp_path / 'pretrained'}, a reduced CNN" in out.with_suffix(".md").read_text()
+
+
+def test_a_missing_init_from_is_one_line_and_exit_status_2(tmp_path, capsys):
+    out = tmp_path / "table" / "ferplus"
+    assert crowd_ferplus.main(["--data", str(tmp_path), "--init-from", str(tmp_path / "nothing"),
+                               "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("crowd_ferplus: ") and error.count("\n") == 1 and "nothing" in error
+    assert not out.with_suffix(".csv").exists() and not out.with_suffix(".md").exists()
