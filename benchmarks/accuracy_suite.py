@@ -27,7 +27,10 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
    test accuracy per culture and training, side by side;
 5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
    ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
-   (0 skips it), into ``OUT/results/ferplus``; skipped when ``DATA/ferplus`` is missing.
+   (0 skips it), into ``OUT/results/ferplus``; skipped when ``DATA/ferplus`` is missing;
+6. the same arms fine-tuned from step 4's FER2013 model (``--init-from``: the same Training images
+   with FER2013's labels; learning rate ``--ferplus-finetune-lr``, default 0.02, whole network;
+   ``--ferplus-finetune-epochs``, default 10, 0 skips it), into ``OUT/results/ferplus_from_fer2013``.
 
 ``OUT/suite.json`` records every step (command, status, seconds, and each run's test accuracy).
 ``--bundle FILE`` writes OUT's small files (metrics, histories, splits, tables, logs, suite.json;
@@ -187,14 +190,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.cultures:
         culture_stage(suite, args, net, lanes)
-    ferplus = args.data / "ferplus"
-    suite.step("ferplus", [sys.executable, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
-                           str(args.limit or 0), "--val-limit", "0", "--epochs", str(args.ferplus_epochs),
-                           "--recipe", "strong", "--arms", *args.ferplus_arms, "--out",
-                           str(args.out / "results" / "ferplus"), *net],
-               skip="--ferplus-epochs 0" if not args.ferplus_epochs else
-               "" if ferplus.is_dir() else f"{ferplus} not found")
+    ferplus_stage(suite, args, net)
     return 1 if any(s["status"] == "failed" for s in suite.steps) else 0
+
+
+def ferplus_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> None:
+    """Steps 5-6: the FER+ label arms from random weights, then fine-tuned from the FER2013 model."""
+    ferplus = args.data / "ferplus"
+    missing = "" if ferplus.is_dir() else f"{ferplus} not found"
+    common = [sys.executable, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
+              str(args.limit or 0), "--val-limit", "0", "--recipe", "strong", "--arms", *args.ferplus_arms, *net]
+    suite.step("ferplus", [*common, "--epochs", str(args.ferplus_epochs), "--out", str(args.out / "results" / "ferplus")],
+               skip="--ferplus-epochs 0" if not args.ferplus_epochs else missing)
+    init_from = args.init_from or pretrained_run(args)
+    suite.step("ferplus-from-fer2013",
+               [*common, "--epochs", str(args.ferplus_finetune_epochs), "--init-from", str(init_from),
+                "--lr", str(args.ferplus_finetune_lr), "--out", str(args.out / "results" / "ferplus_from_fer2013")],
+               skip="--ferplus-finetune-epochs 0" if not args.ferplus_finetune_epochs else missing or (
+                   "" if run_status(init_from) == "finished" else f"no finished FER2013 model in {init_from}"))
 
 
 def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes: bool) -> bool:
@@ -342,6 +355,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(auto: on a GPU, not on a CPU, where it is slower)")
     parser.add_argument("--ferplus-epochs", type=int, default=20, help="0 skips the FER+ step")
     parser.add_argument("--ferplus-arms", nargs="+", default=["majority", "soft"])
+    parser.add_argument("--ferplus-finetune-epochs", type=int, default=10,
+                        help="FER+ arms fine-tuned from the FER2013 model (default 10; 0 skips them)")
+    parser.add_argument("--ferplus-finetune-lr", type=float, default=0.02)
     parser.add_argument("--bundle", type=Path, help="a .tar.gz of OUT's small files, rewritten after every step")
     parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds allowed per step")
     parser.add_argument("--limit", type=int, help="use at most N FER2013 images (a quick look, not a benchmark)")
@@ -357,9 +373,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if missing:
         raise SuiteError(f"culture datasets not found: {', '.join(missing)} (prepare them with emofx prepare)")
     if (min(args.epochs, args.culture_epochs, args.finetune_epochs, args.culture_trials) < 1
-            or min(*args.seeds, args.ferplus_epochs) < 0):
-        raise SuiteError("--epochs, --culture-epochs, --finetune-epochs and --culture-trials must be positive, --seeds and "
-                         "--ferplus-epochs non-negative")
+            or min(*args.seeds, args.ferplus_epochs, args.ferplus_finetune_epochs) < 0 or not args.ferplus_finetune_lr > 0):
+        raise SuiteError("--epochs, --culture-epochs, --finetune-epochs, --culture-trials and --ferplus-finetune-lr must be "
+                         "positive, --seeds, --ferplus-epochs and --ferplus-finetune-epochs non-negative")
     return args
 
 

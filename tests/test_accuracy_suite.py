@@ -85,6 +85,9 @@ def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_p
     assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                                 "--finetune-epochs", "0"]) == 2
     assert "--finetune-epochs" in capsys.readouterr().err
+    assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                                "--ferplus-finetune-lr", "0"]) == 2
+    assert "--ferplus-finetune-lr must be positive" in capsys.readouterr().err
     assert accuracy_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "device_data unpack" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -115,11 +118,13 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
     common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch@2",
               "--seeds", "0", "--epochs", "1", "--cultures", str(culture), "--culture-trials", "2",
               "--culture-epochs", "1", "--finetune-epochs", "2", "--bundle", str(bundle), *TINY]
-    assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft"]) == 0
+    assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft",
+                                "--ferplus-finetune-epochs", "1"]) == 0
 
     steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
     assert list(steps) == ["prepare", "train-strong-e1-seeds", "train-paper+batch-e2-seeds", "standard-splits",
-                           "train-eyes-paper-scratch", "train-eyes-strong-from-fer2013", "culture-table", "ferplus"]
+                           "train-eyes-paper-scratch", "train-eyes-strong-from-fer2013", "culture-table", "ferplus",
+                           "ferplus-from-fer2013"]
     assert {s["status"] for s in steps.values()} == {"passed"}
     runs = pd.read_csv(out / "results" / "fer2013" / "runs.csv")
     assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "batch"), ("strong", "none")]
@@ -145,6 +150,9 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
 
     ferplus = pd.read_csv(out / "results" / "ferplus.csv")
     assert list(ferplus.arm) == ["soft"] and ferplus.train_images.iloc[0] == count["Training"]
+    fine_tuned_ferplus = (out / "results" / "ferplus_from_fer2013.md").read_text()
+    assert f"fine-tuned from {out / 'runs' / 'fer2013' / 'strong-e1' / 'seed-0'}" in fine_tuned_ferplus
+    assert "--lr 0.02" in steps["ferplus-from-fer2013"]["command"]
 
     with tarfile.open(bundle) as archive:
         names = archive.getnames()
@@ -155,7 +163,7 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
 
     # Called again, one run at a time: finished runs are kept; the runs removed are trained alone.
     shutil.rmtree(out / "runs" / "cultures" / "eyes" / "paper-scratch" / "trial-1")
-    assert accuracy_suite.main([*common, "--lanes", "off", "--ferplus-epochs", "0"]) == 0
+    assert accuracy_suite.main([*common, "--lanes", "off", "--ferplus-epochs", "0", "--ferplus-finetune-epochs", "0"]) == 0
     again = json.loads((out / "suite.json").read_text())["steps"]
     assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
         ("train-strong-e1-seed-0", "skipped", "finished earlier"),
@@ -165,6 +173,7 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
         ("train-eyes-paper-scratch-trial-1", "passed", ""),
         ("train-eyes-strong-from-fer2013-trial-0", "skipped", "finished earlier"),
         ("train-eyes-strong-from-fer2013-trial-1", "skipped", "finished earlier"),
-        ("culture-table", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0")]
+        ("culture-table", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0"),
+        ("ferplus-from-fer2013", "skipped", "--ferplus-finetune-epochs 0")]
     assert len(pd.read_csv(out / "results" / "fer2013" / "runs.csv")) == 2
     assert set(pd.read_csv(out / "results" / "cultures.csv").trials) == {2}
