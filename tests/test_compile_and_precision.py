@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,23 +58,6 @@ def test_cache_folder_setting(monkeypatch, tmp_path):
         jax.config.update("jax_compilation_cache_dir", users_setting)
     assert default.parent == tmp_path / "cache" / "jax" and default.name == compilation.machine_tag()
     assert users_setting is None or compilation.compilation_cache_dir() == Path(users_setting)  # kept when set
-
-
-def test_the_lean_cpu_schedule_is_asked_for_before_the_backends_start(monkeypatch):
-    from jax._src import xla_bridge
-
-    flag = f"--{compilation.CPU_SCHEDULER_FLAG}"
-    assert flag in os.environ.get("XLA_FLAGS", "")  # importing the model asked for it (or the user set it)
-    running = [False]
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: running[0])
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
-    assert compilation.prefer_lean_cpu_schedule()
-    assert os.environ["XLA_FLAGS"] == f"--xla_cpu_max_isa=AVX2 {flag}=false"
-    monkeypatch.setenv("XLA_FLAGS", f"{flag}=true")  # the user's own choice wins
-    assert not compilation.prefer_lean_cpu_schedule() and os.environ["XLA_FLAGS"] == f"{flag}=true"
-    monkeypatch.delenv("XLA_FLAGS")
-    running[0] = True  # XLA has read its flags: too late, nothing is changed
-    assert not compilation.prefer_lean_cpu_schedule() and "XLA_FLAGS" not in os.environ
 
 
 def test_a_compiled_program_lands_in_the_cache_and_compile_time_is_counted(tmp_path, monkeypatch):

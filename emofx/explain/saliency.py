@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from emofx.data.emotions import UnknownEmotionError, canonical_emotion
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
-from emofx.nets.slices import GRADIENT_COPIES, images_per_slice, in_slices
 
 SCORES = ("probability", "logit", "log-probability")
 IG_STEPS = 128  # enough for completeness within a few percent on the paper's CNN
@@ -124,13 +123,9 @@ def class_scores(
 
 
 def _input_gradient(config, variables, stats, images, targets, activation, score) -> jax.Array:
-    # Images do not interact in the model, so the gradient of the batch sum is per-image, and
-    # on the CPU it is taken a few images at a time (emofx.nets.slices: a smaller, kept buffer).
+    # Images do not interact in the model, so the gradient of the batch sum is per-image.
     # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _compiled).
-    def gradient(x: jax.Array, t: jax.Array) -> jax.Array:
-        return jax.grad(lambda v: class_scores(config, variables, standardise(v, stats), t, activation, score).sum())(x)
-
-    return in_slices(gradient, images, targets, size=images_per_slice(config, GRADIENT_COPIES))
+    return jax.grad(lambda x: class_scores(config, variables, standardise(x, stats), targets, activation, score).sum())(images)
 
 
 def _compiled(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:

@@ -26,7 +26,6 @@ import numpy as np
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
-from emofx.nets.slices import FORWARD_COPIES, images_per_slice, in_slices
 
 CHECKPOINT_DIR = "checkpoint"
 PARAMS_FILE = "params.msgpack"
@@ -214,11 +213,7 @@ def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
 def _logits(config: ModelConfig, variables: Any, images: jax.Array, stats: jax.Array) -> jax.Array:
     # ``config`` is pixel-free and the statistics are data: models that differ only in their
     # training set's pixel statistics share one compilation (loading many trials stays fast).
-    # On the CPU a few images at a time (emofx.nets.slices: no fresh buffer to fault in per call).
-    def forward(x: jax.Array) -> jax.Array:
-        return EmotionCNN(config).apply(variables, standardise(as_unit_float(x), stats))
-
-    return in_slices(forward, images, size=images_per_slice(config, FORWARD_COPIES))
+    return EmotionCNN(config).apply(variables, standardise(as_unit_float(images), stats))
 
 
 @lru_cache(maxsize=32)

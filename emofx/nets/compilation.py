@@ -1,5 +1,4 @@
-"""Compile once: JAX's persistent compilation cache, how long compilation took, and the CPU
-compiler's memory-lean schedule (:func:`prefer_lean_cpu_schedule`).
+"""Compile once: JAX's persistent compilation cache, and how long compilation took.
 
 Every emofx process (a CLI call, a papermill kernel, a notebook) would otherwise compile the
 same programs again (20-40 s on a CPU for the paper's CNN). :func:`enable_compilation_cache`
@@ -35,7 +34,6 @@ from emofx.data.paths import cache_root
 COMPILATION_CACHE_ENV = "EMOFX_COMPILATION_CACHE"
 OFF_VALUES = ("off", "0", "false", "no", "none")
 MAX_CACHE_BYTES = 4 * 2 ** 30  # least recently used entries go beyond this
-CPU_SCHEDULER_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 MIN_COMPILE_SECONDS = 0.0  # every program is kept: a new process loads even small ones faster than it compiles them
 TRIM_AFTER_SECONDS = 1.0  # compilations this long free enough memory to hand back (release_free_memory)
 
@@ -60,25 +58,6 @@ def machine_tag() -> str:
         pass
     digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:10]
     return f"{platform.machine() or 'unknown'}-{digest}"
-
-
-def prefer_lean_cpu_schedule() -> bool:
-    """Ask XLA's CPU compiler for its memory-minimising instruction order instead of the
-    concurrency-optimised one (``--xla_cpu_enable_concurrency_optimized_scheduler=false``).
-
-    For the paper's CNN a 4-step training program then needs a 236 MiB temporary buffer instead
-    of 390 MiB (``memory_analysis()``; the peak memory of a training process drops by as much).
-    XLA reads ``$XLA_FLAGS`` once, when JAX starts its backends, so the flag is appended there
-    at import, before that; a flag the user set in ``$XLA_FLAGS`` wins, and nothing changes
-    once the backends run. Returns whether it was set. Other backends ignore the flag.
-    """
-    from jax._src import xla_bridge
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    if CPU_SCHEDULER_FLAG in flags or xla_bridge.backends_are_initialized():
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} --{CPU_SCHEDULER_FLAG}=false".strip()
-    return True
 
 
 def compilation_cache_dir(setting: str | os.PathLike | None = None) -> Path | None:

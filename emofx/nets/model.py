@@ -29,11 +29,10 @@ import jax
 import jax.numpy as jnp
 
 from emofx.nets import ops
-from emofx.nets.compilation import enable_compilation_cache, prefer_lean_cpu_schedule
+from emofx.nets.compilation import enable_compilation_cache
 from emofx.nets.precision import PRECISION_ENV, set_precision
 
 enable_compilation_cache()  # every process that builds the model re-uses earlier compilations
-prefer_lean_cpu_schedule()  # training's temporary memory 390 -> 236 MiB on the CPU
 if os.environ.get(PRECISION_ENV):  # $EMOFX_PRECISION: the matmul/convolution precision of every command and notebook
     try:
         set_precision()
