@@ -28,7 +28,7 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
 5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
    ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
    (0 skips it), into ``OUT/results/ferplus``; skipped when ``DATA/ferplus`` is missing;
-6. the same arms fine-tuned from step 4's FER2013 model (``--init-from``: the same Training images
+6. the same arms fine-tuned from the FER2013 model step 4 starts from (the same Training images
    with FER2013's labels; learning rate ``--ferplus-finetune-lr``, default 0.02, whole network;
    ``--ferplus-finetune-epochs``, default 10, 0 skips it), into ``OUT/results/ferplus_from_fer2013``.
 
