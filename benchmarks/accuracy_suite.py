@@ -357,7 +357,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ferplus-arms", nargs="+", default=["majority", "soft"])
     parser.add_argument("--ferplus-finetune-epochs", type=int, default=10,
                         help="FER+ arms fine-tuned from the FER2013 model (default 10; 0 skips them)")
-    parser.add_argument("--ferplus-finetune-lr", type=float, default=0.02)
+    parser.add_argument("--ferplus-finetune-lr", type=float, default=0.02,
+                        help="peak learning rate of the fine-tuned FER+ arms, every layer (default 0.02)")
     parser.add_argument("--bundle", type=Path, help="a .tar.gz of OUT's small files, rewritten after every step")
     parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds allowed per step")
     parser.add_argument("--limit", type=int, help="use at most N FER2013 images (a quick look, not a benchmark)")
