@@ -12,8 +12,8 @@ tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER
 - ``plurality+agreement``: plurality labels, each image's loss weighted by its vote agreement.
 
 ``--init-from RUN_DIR`` starts every arm from a trained model (e.g. the FER2013 ``strong`` run:
-the same Training images with FER2013's single labels), its output layer replaced for FER+'s
-eight classes; ``--lr`` and ``--conv-lr-scale`` set the fine-tuning's learning rates.
+the same Training images with FER2013's single labels): the output units of the seven shared classes
+are kept and contempt's starts fresh; ``--lr`` and ``--conv-lr-scale`` set the fine-tuning's learning rates.
 
 Writes a CSV table and a Markdown table (with the command) to ``--out``:
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
     parser.add_argument("--init-from", type=Path, metavar="RUN_DIR",
-                        help="start every arm from this run's weights (same layers; the output layer is replaced)")
+                        help="start every arm from this run's weights (same layers; output units matched by class name)")
     parser.add_argument("--lr", type=float, help="initial (peak) learning rate (default: the recipe's)")
     parser.add_argument("--conv-lr-scale", type=float, metavar="X",
                         help="the convolutional layers' learning rate times X (fine-tuning; default 1)")

@@ -64,7 +64,7 @@ def test_arms_fine_tune_from_init_from(tmp_path, ferplus_slice, monkeypatch):
     assert result.steps == -(-int(np.sum(chosen.usage == "Training")) // config.batch_size)  # one epoch
     for layer in ("conv1", "conv2", "conv3"):  # loaded, and frozen (scale 0): exactly the pre-trained kernels
         np.testing.assert_array_equal(params[layer]["kernel"], source.params[layer]["kernel"])
-    assert params["output"]["kernel"].shape == (8, 8)  # FER+'s eight classes: a fresh output layer
+    assert params["output"]["kernel"].shape == (8, 8)  # FER+'s eight classes: seven pre-trained units, contempt fresh
     assert f"fine-tuned from {tmp_path / 'pretrained'}, a reduced CNN" in out.with_suffix(".md").read_text()
 
 

@@ -154,14 +154,21 @@ def test_untrainable_data_is_refused_with_a_clear_message(parts):
         TrainConfig(learning_rate=0.0)
 
 
-def test_init_from_another_class_set_replaces_the_output_layer():
+def test_init_from_another_class_set_keeps_the_output_units_of_shared_classes():
     source = TrainedModel(config=replace(TINY, num_classes=2), params=init_params(replace(TINY, num_classes=2), 5),
                           classes=("happy", "sad"))
-    variables, notes = initial_variables(TINY, jax.random.PRNGKey(0), source, ("happy", "sad", "surprised"))
+    fresh = init_params(TINY, 0)["output"]
+    variables, notes = initial_variables(TINY, jax.random.PRNGKey(0), source, ("surprised", "sad", "happy"))
     params = variables["params"]
     np.testing.assert_array_equal(params["conv2"]["kernel"], source.params["conv2"]["kernel"])
+    trained = source.params["output"]
+    for name in ("kernel", "bias"):  # matched by name, whatever the order: sad and happy trained, surprised fresh
+        np.testing.assert_array_equal(params["output"][name][..., 1], trained[name][..., 1])
+        np.testing.assert_array_equal(params["output"][name][..., 2], trained[name][..., 0])
+        np.testing.assert_array_equal(params["output"][name][..., 0], fresh[name][..., 0])
     assert params["output"]["kernel"].shape == (32, 3)
-    assert notes and "output layer was replaced" in notes[0]
+    assert notes == ["initial weights' classes ['happy', 'sad'] differ from these ['surprised', 'sad', 'happy']: "
+                     "output units kept for ['sad', 'happy'], freshly initialised for ['surprised']"]
     same, notes = initial_variables(replace(TINY, num_classes=2), jax.random.PRNGKey(0), source, ("happy", "sad"))
     np.testing.assert_array_equal(same["params"]["output"]["kernel"], source.params["output"]["kernel"])
     assert not notes

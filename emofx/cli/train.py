@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-by-agreement", action="store_true",
                         help="weigh each image's loss by its annotators' agreement (from `emofx labels aggregate`)")
     parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights "
-                        "(the output layer is replaced when the class sets differ)")
+                        "(when the class sets differ, the output units of shared classes are kept, the others start fresh)")
     tuning = parser.add_mutually_exclusive_group()
     tuning.add_argument("--freeze-conv", action="store_true",
                         help="keep the convolutional layers fixed (fine-tuning with --init-from)")

@@ -275,7 +275,7 @@ class TrainResult:
 
     ``stop_reason`` is one of ``completed``, ``early_stopping``, ``nan_loss``, ``interrupted``
     and ``stop_message`` says it in a sentence; ``notes`` are other messages for the user (e.g.
-    a replaced output layer). ``step_seconds`` is the time spent inside compiled training
+    output units that started fresh). ``step_seconds`` is the time spent inside compiled training
     chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside);
     ``compile_seconds`` the time spent compiling or loading compiled programs (in or out of steps);
     ``ready_seconds`` how long after the process started the first training step was dispatched
@@ -298,8 +298,10 @@ class TrainResult:
 
 def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
                       classes: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
-    """Fresh variables (parameters, running statistics), or ``init_from``'s (a fresh output layer
-    when the class sets differ). An ``init_from`` of another architecture is a :class:`CheckpointError`."""
+    """Fresh variables (parameters, running statistics), or ``init_from``'s. When the class sets differ,
+    each output unit of a class ``init_from`` knows (matched by name) starts from that class's trained
+    unit and the other units start fresh, so fine-tuning keeps what the shared classes learned.
+    An ``init_from`` of another architecture is a :class:`CheckpointError`."""
     variables = init_variables(model_config, key)
     if init_from is None:
         return variables, []
@@ -312,9 +314,24 @@ def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: Trai
     loaded = jax.tree.map(jnp.asarray, init_from.variables)
     if tuple(init_from.classes) == classes:
         return loaded, []
-    loaded["params"] = {**loaded["params"], "output": variables["params"]["output"]}
+    loaded["params"] = {**loaded["params"],
+                        "output": _output_by_class(loaded["params"]["output"], variables["params"]["output"],
+                                                   tuple(init_from.classes), classes)}
+    kept = [c for c in classes if c in init_from.classes]
+    fresh = [c for c in classes if c not in init_from.classes]
     return loaded, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
-                    "the output layer was replaced by a freshly initialised one"]
+                    f"output units kept for {kept or 'no class'}, freshly initialised for {fresh or 'no class'}"]
+
+
+def _output_by_class(trained: dict[str, jax.Array], fresh: dict[str, jax.Array], trained_classes: tuple[str, ...],
+                     classes: tuple[str, ...]) -> dict[str, jax.Array]:
+    """The output layer for ``classes``: a class's column of ``trained`` where it has one, else of ``fresh``."""
+    layer = dict(fresh)
+    for name in layer:
+        for column, label in enumerate(classes):
+            if label in trained_classes:
+                layer[name] = layer[name].at[..., column].set(trained[name][..., trained_classes.index(label)])
+    return layer
 
 
 def fit(
