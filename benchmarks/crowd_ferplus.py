@@ -14,6 +14,8 @@ tested on PrivateTest, both labelled by the FER+ majority rule (the standard FER
 ``--init-from RUN_DIR`` starts every arm from a trained model (e.g. the FER2013 ``strong`` run:
 the same Training images with FER2013's single labels): the output units of the seven shared classes
 are kept and contempt's starts fresh; ``--lr`` and ``--conv-lr-scale`` set the fine-tuning's learning rates.
+The table then begins with the starting model as it is (arm ``not fine-tuned``): its predictions
+mapped to FER+'s classes by name, so it never predicts a class it does not know (contempt).
 
 Writes a CSV table and a Markdown table (with the command) to ``--out``:
 
@@ -35,7 +37,7 @@ import pandas as pd
 from emofx.crowd.aggregate import aggregate, apply_aggregation
 from emofx.crowd.answers import attach_ferplus_votes
 from emofx.data.dataset import FaceDataset
-from emofx.study.evaluation import evaluate
+from emofx.study.evaluation import evaluate, evaluate_probabilities
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, device_description
@@ -45,6 +47,7 @@ from emofx.nets.recipes import RECIPES, recipe_config
 from emofx.nets.training import fit, training_targets
 
 ARMS: tuple[str, ...] = ("majority", "plurality", "soft", "plurality+agreement")
+NOT_FINE_TUNED = "not fine-tuned"
 
 
 def _by_path(dataset: FaceDataset, paths: np.ndarray) -> FaceDataset:
@@ -63,6 +66,28 @@ def label_schemes(data_root: Path, seed: int) -> tuple[FaceDataset, FaceDataset]
     plurality, _ = apply_aggregation(fer, aggregate(fer, "mv", seed=seed), keep_unanswered=False)
     classes = tuple(c for c in majority.classes if c in plurality.classes)
     return majority.restrict_classes(classes), plurality.restrict_classes(classes)
+
+
+def vote_cross_entropy(test_votes: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean cross-entropy of predicted probabilities against the test images' vote distributions."""
+    return float(-np.mean(np.sum(test_votes * np.log(np.clip(probabilities, 1e-12, 1.0)), axis=1)))
+
+
+def not_fine_tuned_row(init_from: TrainedModel, test: FaceDataset) -> dict:
+    """The starting model scored as it is: its probabilities moved to the test's classes by name.
+
+    A class it does not know (contempt) gets probability 0, so it is never predicted, and the
+    cross-entropy against the votes is left out (any image with a contempt vote would make it infinite)."""
+    started = time.perf_counter()
+    probabilities = np.zeros((len(test), len(test.classes)))
+    known = init_from.predict_proba(test.images)
+    for column, label in enumerate(test.classes):
+        if label in init_from.classes:
+            probabilities[:, column] = known[:, init_from.classes.index(label)]
+    scored = evaluate_probabilities(test.labels, probabilities, test.classes)
+    return {"arm": NOT_FINE_TUNED, "train_images": 0, "epochs_run": 0.0, "best_val_error": float("nan"),
+            "test_accuracy": round(scored.accuracy, 4), "test_balanced_accuracy": round(scored.balanced_accuracy, 4),
+            "test_vote_cross_entropy": float("nan"), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def run(args: argparse.Namespace, record, init_from: TrainedModel | None = None) -> pd.DataFrame:
@@ -85,13 +110,15 @@ def run(args: argparse.Namespace, record, init_from: TrainedModel | None = None)
         "plurality+agreement": (_by_path(plurality, chosen), replace(config, weight_by_agreement=True)),
     }
     rows = []
+    if init_from is not None:
+        rows.append(not_fine_tuned_row(init_from, test))
+        record(pd.DataFrame(rows))
     for arm in args.arms:
         train, arm_config = train_sets[arm]
         started = time.perf_counter()
         result = fit(train, val, arm_config, model, init_from=init_from, progress=False)
         scored = evaluate(result.model, test)
-        proba = result.model.predict_proba(test.images)
-        nll = float(-np.mean(np.sum(test_votes * np.log(np.clip(proba, 1e-12, 1.0)), axis=1)))
+        nll = vote_cross_entropy(test_votes, result.model.predict_proba(test.images))
         rows.append({
             "arm": arm, "train_images": len(train), "epochs_run": round(result.steps * arm_config.batch_size
                                                                           / len(train), 2),

@@ -67,6 +67,16 @@ def test_arms_fine_tune_from_init_from(tmp_path, ferplus_slice, monkeypatch):
     assert params["output"]["kernel"].shape == (8, 8)  # FER+'s eight classes: seven pre-trained units, contempt fresh
     assert f"fine-tuned from {tmp_path / 'pretrained'}, a reduced CNN" in out.with_suffix(".md").read_text()
 
+    # The table begins with the starting model as it is, its classes matched to FER+'s by name.
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table.arm) == ["not fine-tuned", "soft"]
+    start = table.iloc[0]
+    majority, _ = crowd_ferplus.label_schemes(tmp_path / "data", 0)
+    test = majority.subset(majority.split == "PrivateTest")
+    predicted = np.asarray(fer2013_classes)[source.predict_proba(test.images).argmax(axis=1)]
+    assert start.test_accuracy == round(float(np.mean(predicted == np.asarray(test.classes)[test.labels])), 4)
+    assert start.train_images == 0 and np.isnan(start.test_vote_cross_entropy)
+
 
 def test_a_missing_init_from_is_one_line_and_exit_status_2(tmp_path, capsys):
     out = tmp_path / "table" / "ferplus"
