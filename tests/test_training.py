@@ -18,8 +18,9 @@ from emofx.study.evaluation import evaluate
 from emofx.nets.model import ModelConfig, init_params, init_variables, pixel_free, pixel_stats
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.training import (StepConfig, TrainConfig, TrainingError, check_trainable, cross_entropy, fit,
-                            init_state, initial_variables, learning_rate_schedule, make_optimizer, make_train_step,
+                            init_state, learning_rate_schedule, make_optimizer, make_train_step,
                             pixel_statistics, training_targets)
+from emofx.nets.transfer import initial_variables
 
 TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32)
 CONFIG = TrainConfig(epochs=3, batch_size=16, learning_rate=0.02, patience=0)

@@ -44,8 +44,9 @@ from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, lear
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import training_targets
 from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
-                                 describe_stop, evaluator_function, init_state, initial_variables, model_for,
+                                 describe_stop, evaluator_function, init_state, model_for,
                                  snapshot, training_key, weighted_targets)
+from emofx.nets.transfer import initial_variables
 
 
 @dataclass(frozen=True)

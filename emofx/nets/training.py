@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from emofx.data.dataset import FaceDataset
 from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
-from emofx.nets.checkpoint import CheckpointError, TrainedModel, as_unit_float
+from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.compilation import compile_in_background, compile_seconds, process_seconds
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
@@ -44,11 +44,12 @@ from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainC
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import agreement_weights, training_targets
 from emofx.nets.train_state import LoopProgress, load_training_state, save_training_state
+from emofx.nets.transfer import initial_variables
 
 __all__ = ["DENSE_LAYERS", "SCHEDULES", "StepConfig", "TrainConfig", "TrainingError", "cross_entropy",
            "learning_rate_schedule", "make_optimizer", "TrainState", "init_state", "make_train_step",
            "make_train_chunk", "make_evaluator", "training_targets", "pixel_statistics", "check_trainable",
-           "TrainResult", "initial_variables", "fit"]
+           "TrainResult", "fit"]
 
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "train_error", "val_error", "val_loss")
 
@@ -294,44 +295,6 @@ class TrainResult:
     step_seconds: float
     compile_seconds: float = 0.0
     ready_seconds: float = float("nan")
-
-
-def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: TrainedModel | None,
-                      classes: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
-    """Fresh variables (parameters, running statistics), or ``init_from``'s. When the class sets differ,
-    each output unit of a class ``init_from`` knows (matched by name) starts from that class's trained
-    unit and the other units start fresh, so fine-tuning keeps what the shared classes learned.
-    An ``init_from`` of another architecture is a :class:`CheckpointError`."""
-    variables = init_variables(model_config, key)
-    if init_from is None:
-        return variables, []
-    mine, theirs = model_config.architecture(), init_from.config.architecture()
-    differ = [f"{k} {theirs.get(k)} (this training: {mine[k]})" for k in mine
-              if k != "num_classes" and theirs.get(k) != mine[k]]
-    if differ:
-        raise CheckpointError(f"the --init-from model differs in {', '.join(differ)}; start from a model with the "
-                              "same input size, layers and normalisation")
-    loaded = jax.tree.map(jnp.asarray, init_from.variables)
-    if tuple(init_from.classes) == classes:
-        return loaded, []
-    loaded["params"] = {**loaded["params"],
-                        "output": _output_by_class(loaded["params"]["output"], variables["params"]["output"],
-                                                   tuple(init_from.classes), classes)}
-    kept = [c for c in classes if c in init_from.classes]
-    fresh = [c for c in classes if c not in init_from.classes]
-    return loaded, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
-                    f"output units kept for {kept or 'no class'}, freshly initialised for {fresh or 'no class'}"]
-
-
-def _output_by_class(trained: dict[str, jax.Array], fresh: dict[str, jax.Array], trained_classes: tuple[str, ...],
-                     classes: tuple[str, ...]) -> dict[str, jax.Array]:
-    """The output layer for ``classes``: a class's column of ``trained`` where it has one, else of ``fresh``."""
-    layer = dict(fresh)
-    for name in layer:
-        for column, label in enumerate(classes):
-            if label in trained_classes:
-                layer[name] = layer[name].at[..., column].set(trained[name][..., trained_classes.index(label)])
-    return layer
 
 
 def fit(
