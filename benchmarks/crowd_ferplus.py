@@ -37,7 +37,7 @@ import pandas as pd
 from emofx.crowd.aggregate import aggregate, apply_aggregation
 from emofx.crowd.answers import attach_ferplus_votes
 from emofx.data.dataset import FaceDataset
-from emofx.study.evaluation import evaluate, evaluate_probabilities
+from emofx.study.evaluation import evaluate_probabilities
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
 from emofx.nets.checkpoint import CheckpointError, TrainedModel, device_description
@@ -117,8 +117,9 @@ def run(args: argparse.Namespace, record, init_from: TrainedModel | None = None)
         train, arm_config = train_sets[arm]
         started = time.perf_counter()
         result = fit(train, val, arm_config, model, init_from=init_from, progress=False)
-        scored = evaluate(result.model, test)
-        nll = vote_cross_entropy(test_votes, result.model.predict_proba(test.images))
+        probabilities = result.model.predict_proba(test.images)  # its classes are the test's: one prediction serves both
+        scored = evaluate_probabilities(test.labels, probabilities, test.classes)
+        nll = vote_cross_entropy(test_votes, probabilities)
         rows.append({
             "arm": arm, "train_images": len(train), "epochs_run": round(result.steps * arm_config.batch_size
                                                                           / len(train), 2),

@@ -47,9 +47,6 @@ def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: Trai
 def _output_by_class(trained: dict[str, jax.Array], fresh: dict[str, jax.Array], trained_classes: tuple[str, ...],
                      classes: tuple[str, ...]) -> dict[str, jax.Array]:
     """The output layer for ``classes``: a class's column of ``trained`` where it has one, else of ``fresh``."""
-    layer = dict(fresh)
-    for name in layer:
-        for column, label in enumerate(classes):
-            if label in trained_classes:
-                layer[name] = layer[name].at[..., column].set(trained[name][..., trained_classes.index(label)])
-    return layer
+    columns = [column for column, label in enumerate(classes) if label in trained_classes]
+    sources = [trained_classes.index(classes[column]) for column in columns]
+    return {name: values.at[..., columns].set(trained[name][..., sources]) for name, values in fresh.items()}
