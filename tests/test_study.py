@@ -68,10 +68,21 @@ def studies(tmp_path_factory):
     return done
 
 
+@pytest.fixture(scope="module")
+def reports(studies, tmp_path_factory):
+    """Each study's report written once by `emofx report`, the pre-trained one with the paper one beside it."""
+    root = tmp_path_factory.mktemp("reports")
+    written = {}
+    for name, beside in (("kdef_vs_taiwanese", []), ("kdef_vs_taiwanese_pretrained",
+                                                     ["--beside", str(studies["kdef_vs_taiwanese"])])):
+        assert main(["report", str(studies[name]), "--out", str(root / name), *beside]) == 0
+        written[name] = root / name
+    return written
+
+
 @pytest.mark.parametrize("name", ["kdef_vs_taiwanese", "kdef_vs_taiwanese_pretrained"])
-def test_report_has_every_section(studies, tmp_path, name, capsys):
-    out = tmp_path / name
-    assert main(["report", str(studies[name]), "--out", str(out)]) == 0
+def test_report_has_every_section(reports, name):
+    out = reports[name]
     text = (out / report.REPORT_MD).read_text()
     html = (out / report.REPORT_HTML).read_text()
     for heading in report.SECTIONS:
@@ -83,10 +94,8 @@ def test_report_has_every_section(studies, tmp_path, name, capsys):
     assert "vanilla gradient" in text and "guided" in text
 
 
-def test_report_answers_both_protocols_and_flags_chance(studies, tmp_path):
-    out = tmp_path / "paper"
-    report.write_report(studies["kdef_vs_taiwanese"], out)
-    text = (out / report.REPORT_MD).read_text()
+def test_report_answers_both_protocols_and_flags_chance(studies, reports):
+    text = (reports["kdef_vs_taiwanese"] / report.REPORT_MD).read_text()
     assert "### Collected" in text and "### Matched" in text
     assert "**Collected.**" in text and "**Matched.**" in text  # the H1 paragraph for each protocol
     # one epoch of a tiny model on three synthetic people per culture stays near chance: the flag must say so
@@ -98,10 +107,9 @@ def test_report_answers_both_protocols_and_flags_chance(studies, tmp_path):
     assert "02_train_culture" in wall and "05_compare_cultures" in wall
 
 
-def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(studies, tmp_path):
-    out = tmp_path / "beside"
-    report.write_report(studies["kdef_vs_taiwanese_pretrained"], out, beside=studies["kdef_vs_taiwanese"])
-    section = (out / report.REPORT_MD).read_text().split("## Beside kdef_vs_taiwanese\n")[1]
+def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
+    text = (reports["kdef_vs_taiwanese_pretrained"] / report.REPORT_MD).read_text()
+    section = text.split("## Beside kdef_vs_taiwanese\n")[1]
     table = section.split("Test accuracy of both experiments, mean ± std over trials:")[1].split("H1 and CKA")[0]
     rows = [line for line in table.splitlines() if line.startswith("| kdef_vs_taiwanese")]
     # the pre-trained experiment ran the collected protocol, the paper one both: 2 + 4 rows of 2 trials each
@@ -120,10 +128,9 @@ def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
     assert "not included here" in (out / report.REPORT_MD).read_text()
 
 
-def test_report_refuses_bad_input(studies, tmp_path, capsys):
+def test_report_refuses_bad_input(studies, reports, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
-    out = tmp_path / "r2"
-    assert main(["report", str(studies["kdef_vs_taiwanese_pretrained"]), "--out", str(out)]) == 0
+    out = reports["kdef_vs_taiwanese_pretrained"]
     before = (out / report.REPORT_MD).read_text()
     assert main(["report", str(studies["kdef_vs_taiwanese_pretrained"]), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and (out / report.REPORT_MD).read_text() == before
