@@ -16,6 +16,9 @@ the same Training images with FER2013's single labels): the output units of the 
 are kept and contempt's starts fresh; ``--lr`` and ``--conv-lr-scale`` set the fine-tuning's learning rates.
 The table then begins with the starting model as it is (arm ``not fine-tuned``): its predictions
 mapped to FER+'s classes by name, so it never predicts a class it does not know (contempt).
+Every row is scored as the recipe says, with test-time flip averaging under ``strong``.
+``--save-models DIR`` keeps each arm's trained model as ``DIR/ARM`` (a checkpoint that
+``emofx train --init-from`` and ``emofx evaluate`` read), e.g. to fine-tune the cultures from FER+.
 
 Writes a CSV table and a Markdown table (with the command) to ``--out``:
 
@@ -58,6 +61,18 @@ def _spread(n: int, limit: int | None) -> np.ndarray:
     return np.arange(n) if limit is None or limit >= n else np.linspace(0, n - 1, limit).round().astype(np.int64)
 
 
+def _folder(arm: str) -> str:
+    return arm.replace("+", "_")
+
+
+def _refuse_saved_models(save_models: Path | None, arms: list[str]) -> None:
+    """A model folder that already holds a checkpoint is refused before any training."""
+    for arm in arms if save_models is not None else ():
+        if (save_models / _folder(arm)).exists():
+            raise CheckpointError(f"{save_models / _folder(arm)} already exists; choose another --save-models "
+                                  "folder or remove it (nothing is overwritten)")
+
+
 def label_schemes(data_root: Path, seed: int) -> tuple[FaceDataset, FaceDataset]:
     """FER2013 with FER+ votes, labelled by the FER+ majority rule and by plurality."""
     fer = load(data_root / "fer2013", "folder", faces="cropped", progress=False)
@@ -73,14 +88,14 @@ def vote_cross_entropy(test_votes: np.ndarray, probabilities: np.ndarray) -> flo
     return float(-np.mean(np.sum(test_votes * np.log(np.clip(probabilities, 1e-12, 1.0)), axis=1)))
 
 
-def not_fine_tuned_row(init_from: TrainedModel, test: FaceDataset) -> dict:
+def not_fine_tuned_row(init_from: TrainedModel, test: FaceDataset, flip_average: bool) -> dict:
     """The starting model scored as it is: its probabilities moved to the test's classes by name.
 
     A class it does not know (contempt) gets probability 0, so it is never predicted, and the
     cross-entropy against the votes is left out (any image with a contempt vote would make it infinite)."""
     started = time.perf_counter()
     probabilities = np.zeros((len(test), len(test.classes)))
-    known = init_from.predict_proba(test.images)
+    known = init_from.predict_proba(test.images, flip_average=flip_average)
     for column, label in enumerate(test.classes):
         if label in init_from.classes:
             probabilities[:, column] = known[:, init_from.classes.index(label)]
@@ -111,13 +126,16 @@ def run(args: argparse.Namespace, record, init_from: TrainedModel | None = None)
     }
     rows = []
     if init_from is not None:
-        rows.append(not_fine_tuned_row(init_from, test))
+        rows.append(not_fine_tuned_row(init_from, test, config.flip_average))
         record(pd.DataFrame(rows))
     for arm in args.arms:
         train, arm_config = train_sets[arm]
         started = time.perf_counter()
         result = fit(train, val, arm_config, model, init_from=init_from, progress=False)
-        probabilities = result.model.predict_proba(test.images)  # its classes are the test's: one prediction serves both
+        if args.save_models is not None:
+            result.model.save(args.save_models / _folder(arm))
+        # The arm's classes are the test's, so one prediction serves both scores.
+        probabilities = result.model.predict_proba(test.images, flip_average=arm_config.flip_average)
         scored = evaluate_probabilities(test.labels, probabilities, test.classes)
         nll = vote_cross_entropy(test_votes, probabilities)
         rows.append({
@@ -150,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conv-lr-scale", type=float, metavar="X",
                         help="the convolutional layers' learning rate times X (fine-tuning; default 1)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--save-models", type=Path, metavar="DIR",
+                        help="keep each arm's trained model as DIR/ARM (a checkpoint folder, never overwritten)")
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
     args = parser.parse_args(argv)
     args.limit, args.val_limit = args.limit or None, args.val_limit or None
@@ -169,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             + table.to_markdown(index=False) + "\n")
         print(table.tail(1).to_markdown(index=False), flush=True)
 
-    try:  # a wrong --init-from or setting: one line and exit status 2
+    try:  # a wrong --init-from, setting or model folder: one line and exit status 2
+        _refuse_saved_models(args.save_models, args.arms)
         init_from = TrainedModel.load(args.init_from) if args.init_from else None
         run(args, record, init_from)
     except (CheckpointError, TrainingError) as error:

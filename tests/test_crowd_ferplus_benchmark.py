@@ -55,7 +55,8 @@ def test_arms_fine_tune_from_init_from(tmp_path, ferplus_slice, monkeypatch):
     out = tmp_path / "table" / "ferplus"
     assert crowd_ferplus.main(["--data", str(tmp_path / "data"), "--limit", "0", "--epochs", "1", "--recipe", "strong",
                                "--widths", "4,4,4", "--dense-units", "8", "--init-from", str(tmp_path / "pretrained"),
-                               "--lr", "0.01", "--conv-lr-scale", "0", "--arms", "soft", "--out", str(out)]) == 0
+                               "--lr", "0.01", "--conv-lr-scale", "0", "--arms", "soft",
+                               "--save-models", str(tmp_path / "models"), "--out", str(out)]) == 0
 
     (config, init_from, result), = trained
     assert (config.learning_rate, config.conv_lr_scale, config.soft_targets) == (0.01, 0.0, True)
@@ -68,14 +69,23 @@ def test_arms_fine_tune_from_init_from(tmp_path, ferplus_slice, monkeypatch):
     assert f"fine-tuned from {tmp_path / 'pretrained'}, a reduced CNN" in out.with_suffix(".md").read_text()
 
     # The table begins with the starting model as it is, its classes matched to FER+'s by name.
+    # Both rows are scored as the strong recipe says: each image's and its mirror image's mean.
     table = pd.read_csv(out.with_suffix(".csv"))
     assert list(table.arm) == ["not fine-tuned", "soft"]
-    start = table.iloc[0]
+    start, soft = table.iloc[0], table.iloc[1]
     majority, _ = crowd_ferplus.label_schemes(tmp_path / "data", 0)
     test = majority.subset(majority.split == "PrivateTest")
-    predicted = np.asarray(fer2013_classes)[source.predict_proba(test.images).argmax(axis=1)]
-    assert start.test_accuracy == round(float(np.mean(predicted == np.asarray(test.classes)[test.labels])), 4)
+    truth = np.asarray(test.classes)[test.labels]
+    predicted = np.asarray(fer2013_classes)[source.predict_proba(test.images, flip_average=True).argmax(axis=1)]
+    assert start.test_accuracy == round(float(np.mean(predicted == truth)), 4)
     assert start.train_images == 0 and np.isnan(start.test_vote_cross_entropy)
+
+    # --save-models kept the soft arm's model: a checkpoint that scores as its row says.
+    saved = TrainedModel.load(tmp_path / "models" / "soft")
+    assert saved.classes == test.classes
+    np.testing.assert_array_equal(saved.params["output"]["kernel"], params["output"]["kernel"])
+    predicted = np.asarray(saved.classes)[saved.predict_proba(test.images, flip_average=True).argmax(axis=1)]
+    assert soft.test_accuracy == round(float(np.mean(predicted == truth)), 4)
 
 
 def test_a_missing_init_from_is_one_line_and_exit_status_2(tmp_path, capsys):
@@ -85,3 +95,15 @@ def test_a_missing_init_from_is_one_line_and_exit_status_2(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("crowd_ferplus: ") and error.count("\n") == 1 and "nothing" in error
     assert not out.with_suffix(".csv").exists() and not out.with_suffix(".md").exists()
+
+
+def test_an_existing_model_folder_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "models" / "plurality_agreement").mkdir(parents=True)
+    (tmp_path / "models" / "plurality_agreement" / "model.json").write_text("{}")
+    out = tmp_path / "table" / "ferplus"
+    assert crowd_ferplus.main(["--data", str(tmp_path), "--arms", "plurality+agreement",
+                               "--save-models", str(tmp_path / "models"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("crowd_ferplus: ") and error.count("\n") == 1 and "plurality_agreement" in error
+    assert (tmp_path / "models" / "plurality_agreement" / "model.json").read_text() == "{}"
+    assert not out.with_suffix(".csv").exists()
