@@ -18,6 +18,7 @@ from emofx.data.synthetic import make_synthetic
 from emofx.nets.model import ModelConfig, chosen_model
 from emofx.nets.training import TrainConfig
 from emofx.pipeline import batch, experiments, report
+from emofx.study.accuracy import predictions_frame
 from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, confusion_p_value, human_baseline
 from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
 from emofx.study.runs import train_run
@@ -199,6 +200,22 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert table["model_accuracy"].between(0, 1).all() and correlation["n_images"] == 36
     assert -1 <= correlation["rho"] <= 1
     assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
+
+
+def test_the_comparison_scores_each_model_as_its_recipe_says(make_tiny_model):
+    data = make_synthetic("universal", n_per_class=6, seed=0, size=16)
+    # Noise faces, so that an image and its mirror image differ.
+    data = replace(data, images=np.random.default_rng(0).integers(0, 256, data.images.shape, dtype=np.uint8))
+    plain = make_tiny_model(data.classes, 0)
+    flipped = replace(plain, info={"train_config": {"flip_average": True}})  # as a strong run's checkpoint records
+    assert (plain.flip_average, flipped.flip_average) == (False, True)
+    predicted = {}
+    for model in (plain, flipped):
+        frame = predictions_frame(CultureRuns("T", data, (model,), (np.arange(len(data)),)))
+        expected = model.predict_proba(data.images, flip_average=model.flip_average).argmax(axis=1)
+        assert frame["predicted"].tolist() == np.asarray(data.classes)[expected].tolist()
+        predicted[model.flip_average] = frame["predicted"].tolist()
+    assert predicted[True] != predicted[False]
 
 
 def test_the_model_is_the_papers_on_real_faces_and_a_shrunken_one_is_stated():

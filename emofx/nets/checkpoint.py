@@ -76,6 +76,12 @@ class TrainedModel:
         """What ``module().apply`` takes: parameters and running statistics (eval mode)."""
         return model_variables(self.params, self.batch_stats)
 
+    @property
+    def flip_average(self) -> bool:
+        """Whether its recipe scores each image with its mirror image (test-time flip averaging), as
+        recorded in the checkpoint; scoring it so gives the numbers of its run's metrics.json."""
+        return bool(self.info.get("train_config", {}).get("flip_average", False))
+
     def module(self, activation=None) -> EmotionCNN:
         """The Flax module, optionally with another activation (e.g. a guided ReLU)."""
         return EmotionCNN(self.config) if activation is None else EmotionCNN(self.config, activation=activation)

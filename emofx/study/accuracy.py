@@ -21,7 +21,8 @@ def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
 
     ``on`` (default ``runs`` itself) gives the images: its own trials' test images when it is
     ``runs``, else every image of the other culture. ``classes`` restricts images and predictions
-    to shared classes (the prediction is the arg-max over those classes' logits).
+    to shared classes (the prediction is the arg-max over those classes' probabilities). Each model
+    scores as its recipe says (flip averaging under ``strong``), as its run's metrics.json does.
     """
     target = on or runs
     classes = tuple(classes or runs.dataset.classes)
@@ -32,9 +33,8 @@ def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
         data = target.dataset.subset(indices)
         keep = np.isin(data.label_names, classes)
         data, indices = data.subset(keep), indices[keep]
-        logits = np.concatenate([np.asarray(model.logits(data.images[s:s + 512]))
-                                 for s in range(0, len(data), 512)]) if len(data) else np.zeros((0, len(model.classes)))
-        predicted = np.asarray(classes)[logits[:, model_columns].argmax(axis=1)] if len(data) else np.zeros(0, str)
+        probabilities = model.predict_proba(data.images, flip_average=model.flip_average)
+        predicted = np.asarray(classes)[probabilities[:, model_columns].argmax(axis=1)] if len(data) else np.zeros(0, str)
         rows.append(pd.DataFrame({
             "train_culture": runs.name, "test_culture": target.name, "trial": trial, "image": indices,
             "emotion": data.label_names, "predicted": predicted,

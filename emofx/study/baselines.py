@@ -102,8 +102,7 @@ def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | N
     for trial, model in enumerate(runs.models):
         indices = runs.test_indices[trial]
         data = runs.dataset.subset(indices)
-        probabilities = np.concatenate([np.asarray(model.predict_proba(data.images[s:s + 512]))
-                                        for s in range(0, len(data), 512)])
+        probabilities = model.predict_proba(data.images, flip_average=model.flip_average)
         columns = [model.classes.index(name) for name in data.label_names]
         posed = probabilities[np.arange(len(data)), columns]
         for index, value in zip(indices, posed):
