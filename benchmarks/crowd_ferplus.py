@@ -17,8 +17,8 @@ are kept and contempt's starts fresh; ``--lr`` and ``--conv-lr-scale`` set the f
 The table then begins with the starting model as it is (arm ``not fine-tuned``): its predictions
 mapped to FER+'s classes by name, so it never predicts a class it does not know (contempt).
 Every row is scored as the recipe says, with test-time flip averaging under ``strong``.
-``--save-models DIR`` keeps each arm's trained model as ``DIR/ARM`` (a checkpoint that
-``emofx train --init-from`` and ``emofx evaluate`` read), e.g. to fine-tune the cultures from FER+.
+``--save-models DIR`` keeps each arm's trained model as ``DIR/ARM`` (``+`` written ``_``): a checkpoint
+that ``emofx train --init-from`` reads, e.g. to fine-tune the cultures from FER+.
 
 Writes a CSV table and a Markdown table (with the command) to ``--out``:
 
@@ -66,7 +66,7 @@ def _folder(arm: str) -> str:
 
 
 def _refuse_saved_models(save_models: Path | None, arms: list[str]) -> None:
-    """A model folder that already holds a checkpoint is refused before any training."""
+    """An arm's model folder that exists already is refused before any training (nothing is overwritten)."""
     for arm in arms if save_models is not None else ():
         if (save_models / _folder(arm)).exists():
             raise CheckpointError(f"{save_models / _folder(arm)} already exists; choose another --save-models "
