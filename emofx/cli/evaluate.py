@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if not path:
             raise FileNotFoundError(f"{args.run} does not record its dataset's path; pass --data")
         dataset, source = FaceDataset.load(path).subset(recorded.split.test), f"{path} (the run's test images)"
-    flip_average = args.flip_average if args.flip_average is not None else \
-        bool(recorded.metrics.get("config", {}).get("train", {}).get("flip_average", False))
+    flip_average = args.flip_average if args.flip_average is not None else recorded.model.flip_average
     evaluation = evaluate(recorded.model, dataset, flip_average=flip_average)
     if args.predictions:
         target = Path(args.predictions)

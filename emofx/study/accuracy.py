@@ -34,7 +34,7 @@ def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
         keep = np.isin(data.label_names, classes)
         data, indices = data.subset(keep), indices[keep]
         probabilities = model.predict_proba(data.images, flip_average=model.flip_average)
-        predicted = np.asarray(classes)[probabilities[:, model_columns].argmax(axis=1)] if len(data) else np.zeros(0, str)
+        predicted = np.asarray(classes)[probabilities[:, model_columns].argmax(axis=1)]
         rows.append(pd.DataFrame({
             "train_culture": runs.name, "test_culture": target.name, "trial": trial, "image": indices,
             "emotion": data.label_names, "predicted": predicted,
