@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
+from emofx.nets.allocator import allocator_setting, with_huge_pages
 from emofx.study.machine import cpu_shares, cpu_times
 
 QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)), train_steps=2)
@@ -123,11 +124,11 @@ def _versions(framework: str, config: BenchConfig) -> dict[str, str]:
         device = config.torch_device
         name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
         return {"torch_version": torch.__version__, "torch_device": f"{device}: {name}",
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), f"{framework}_malloc_tunables": allocator_setting()}
     device = jax.devices()[0]
     kind = _cpu_name() if device.platform == "cpu" else device.device_kind
     return {"jax_version": jax.__version__, "device": f"{device.platform}: {kind}",
-            "emofx_conv_impl": _emofx_conv_impl()}
+            "emofx_conv_impl": _emofx_conv_impl(), "emofx_malloc_tunables": allocator_setting()}
 
 
 def _emofx_conv_impl() -> str:
@@ -140,11 +141,20 @@ def _emofx_conv_impl() -> str:
 class Worker:
     """A framework's workload running in a child process, driven over a pipe."""
 
-    def __init__(self, framework: str, config: BenchConfig) -> None:
+    def __init__(self, framework: str, config: BenchConfig, environ: dict[str, str] | None = None) -> None:
+        """Start ``framework``'s worker; ``environ`` (default: this process's) is its environment."""
         self.framework = framework
         self.conn, child = mp.get_context("spawn").Pipe()
         self.process = mp.get_context("spawn").Process(target=_serve, args=(framework, config, child), daemon=True)
-        self.process.start()
+        saved = dict(os.environ)
+        try:
+            if environ is not None:  # a spawned child starts with the parent's environment of the moment
+                os.environ.clear()
+                os.environ.update(environ)
+            self.process.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         self.info = self._answer("start-up")
 
     def ask(self, command: str, *args: Any) -> Any:
@@ -173,12 +183,14 @@ def torch_available() -> bool:
 
 # ---------------------------------------------------------------------------- the run
 def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
-                  torch_compile: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  torch_compile: bool = False, huge_pages: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Time every task for emofx (and torch eager, and torch.compile), interleaved; returns the
-    per-repeat table and the summary. A task that torch.compile cannot run is reported as null."""
+    per-repeat table and the summary. A task that torch.compile cannot run is reported as null.
+    ``huge_pages`` starts every worker with glibc's huge-page tunable (:mod:`emofx.nets.allocator`)."""
     frameworks = ["emofx"] + (["torch"] if include_torch else []) + (["torch_compile"] if torch_compile else [])
     load_before, started = os.getloadavg(), cpu_times()
-    workers = {name: Worker(name, config) for name in frameworks}
+    environ = with_huge_pages() if huge_pages else None
+    workers = {name: Worker(name, config, environ) for name in frameworks}
     rows = []
     summary: dict[str, Any] = {}
     try:
@@ -292,6 +304,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also time torch.compile (default: on a GPU)")
     parser.add_argument("--no-torch", action="store_true", help="time emofx only")
+    parser.add_argument("--malloc", choices=("default", "hugepages"), default="default",
+                        help="the C allocator of every worker: this process's settings (default), or with glibc's "
+                             "huge pages (hugepages: emofx.nets.allocator)")
     parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it")
     return parser.parse_args(argv)
 
@@ -336,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for config in configs:
             log(f"batch size {config.batch_size}")
-            table, summaries[config.batch_size] = run_benchmark(config, include_torch, log, compile_torch)
+            table, summaries[config.batch_size] = run_benchmark(config, include_torch, log, compile_torch,
+                                                               args.malloc == "hugepages")
             tables.append(table.assign(batch_size=config.batch_size))
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from benchmarks import run
 from benchmarks.workloads import BenchConfig, conv_net_flops
+from emofx.nets.allocator import with_huge_pages
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig, count_params, init_params
 
@@ -63,8 +66,14 @@ def test_benchmark_run_times_every_task_end_to_end():
                          calls=(("train", 1), ("infer", 1), ("saliency", 1)))
     assert config.images_per_call("train") == 8 and config.images_per_call("infer") == 4
     include_torch = run.torch_available()
-    table, summary = run.run_benchmark(config, include_torch=include_torch, log=lambda message: None)
+    environ_before = dict(os.environ)
+    table, summary = run.run_benchmark(config, include_torch=include_torch, log=lambda message: None,
+                                       huge_pages=True)
     frameworks = ["emofx"] + (["torch"] if include_torch else [])
+    assert dict(os.environ) == environ_before  # the workers' environment is theirs alone
+    expected = with_huge_pages().get("GLIBC_TUNABLES")  # with hugetlb=1 where the C library is glibc
+    for name in frameworks:  # every worker started with it (--malloc hugepages)
+        assert summary[f"{name}_malloc_tunables"] == expected
     assert len(table) == len(frameworks) * 3
     for name in frameworks:
         for task in ("train", "infer", "saliency"):

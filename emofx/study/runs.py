@@ -34,6 +34,7 @@ from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, atomic_write, d
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
+from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
 from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
@@ -300,6 +301,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
         "versions": library_versions(),
         "device": device_description(),
+        "malloc_tunables": allocator_setting(),
         "cpu_shares": cpu_shares(started),
         "identity": identity,
     }
