@@ -5,8 +5,9 @@ XLA's CPU runtime allocates every call's temporary buffers afresh and frees them
 call). glibc maps such buffers anew each time, so every call faults them in again 4 KiB at a
 time: 25,000 page faults per inference call, 100,000 per training call. The glibc tunable
 ``glibc.malloc.hugetlb=1`` asks the kernel for 2 MiB transparent huge pages on what malloc maps,
-which leaves a few hundred faults per call (where the kernel's transparent huge pages are
-``madvise`` or ``always``, ``/sys/kernel/mm/transparent_hugepage/enabled``).
+which leaves a few hundred faults per call. It matters where the kernel's transparent huge pages
+are ``madvise`` (``/sys/kernel/mm/transparent_hugepage/enabled``): with ``always`` every process
+has them already, with ``never`` none does.
 
 It is an opt-in, because what it gains depends on what else the machine runs
 (``benchmarks/results/benchmark/README.md``, run8-run9, 2 Xeon cores): an emofx process alone
