@@ -8,7 +8,8 @@ Measures training throughput (images/s of training as ``emofx.nets.training.fit`
 chunks of 4 steps, each sampling a batch from the training set on the device, augmenting it,
 forward with dropout, backward, SGD update; PyTorch: the same steps in an eager loop),
 inference throughput and guided-backprop saliency
-maps/s, each with the process's peak resident memory (RSS) during the timed repeats, for emofx and
+maps/s, each with the process's peak resident memory (RSS) and minor page faults per call during
+the timed repeats, for emofx and
 for the identical architecture in PyTorch (``benchmarks/torch_reference.py``; skipped with
 a message when torch is not installed), and the float32 rate of a 2048x2048 JAX matmul.
 When JAX runs on a GPU, PyTorch runs on the same GPU (``--device``), and ``torch.compile``
@@ -90,13 +91,31 @@ def _serve(framework: str, config: BenchConfig, conn) -> None:
             conn.send(("error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
 
 
+def minor_faults() -> int | None:
+    """This process's minor page faults so far (None where there is no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+_faults_at_warm_up: list[int | None] = [None]
+
+
 def _warm_up(calls, config: BenchConfig, task: str) -> float:
-    """Compile and warm up ``task``; the peak-RSS counter then restarts (steady state is measured)."""
+    """Compile and warm up ``task``; the peak-RSS and page-fault counts then restart (steady state is measured)."""
     start = time.perf_counter()
     for _ in range(max(config.warmup, 1)):
         calls[task]()
     reset_peak_rss()
+    _faults_at_warm_up[0] = minor_faults()
     return time.perf_counter() - start
+
+
+def _faults_since_warm_up(calls, config: BenchConfig) -> int | None:
+    now, then = minor_faults(), _faults_at_warm_up[0]
+    return None if now is None or then is None else now - then
 
 
 def _time_repeat(calls, config: BenchConfig, task: str) -> float:
@@ -111,6 +130,7 @@ _COMMANDS = {
     "warm_up": _warm_up,
     "repeat": _time_repeat,
     "peak_rss": lambda calls, config: peak_rss_mib(),
+    "faults": _faults_since_warm_up,
     "matmul": lambda calls, config: jax_matmul_gflops(),
 }
 
@@ -221,6 +241,9 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
                     f"{r['framework']} {r['images_per_s']:.1f}/s" for r in rows[-len(timed):]))
             for name, worker in timed.items():
                 summary[f"{name}_{task}_peak_rss_mib"] = round(worker.ask("peak_rss"), 1)
+                faults = worker.ask("faults")  # fresh buffers cost page faults (emofx.nets.allocator)
+                summary[f"{name}_{task}_faults_per_call"] = (
+                    None if faults is None else round(faults / (config.repeats * config.calls_per_repeat(task))))
     finally:
         for worker in workers.values():
             worker.close()
@@ -235,6 +258,7 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
         # The workers' time counts as other processes' here; steal is what other virtual machines took.
         "cpu_shares": cpu_shares(started),
         "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed repeats of the task, after warm-up",
+        "faults_note": "minor page faults per call of the task in each framework's worker during the timed repeats",
     })
     if not include_torch:
         summary["torch_version"] = None

@@ -78,6 +78,8 @@ def test_benchmark_run_times_every_task_end_to_end():
     for name in frameworks:
         for task in ("train", "infer", "saliency"):
             assert summary[f"{name}_{task}_ips"] > 0 and summary[f"{name}_{task}_peak_rss_mib"] > 0
+            faults = summary[f"{name}_{task}_faults_per_call"]
+            assert isinstance(faults, int) and faults >= 0
     assert summary["emofx_conv_impl"] in ("winograd", "lax")
     assert summary["train_steps_per_call"] == 2 and summary["matmul_gflops"] > 0
     assert sum(summary["cpu_shares"].values()) == pytest.approx(1, abs=1e-3)  # workers count as other processes
