@@ -238,3 +238,22 @@ def test_the_first_chunk_is_compiled_in_the_background_and_used_not_compiled_aga
     config = replace(CONFIG, epochs=1, learning_rate=0.0321)  # a program no other test has made
     assert fit(*parts, config, TINY, progress=False).steps == 2
     assert len(started) == 1 and len(traced) == 1
+
+
+def test_the_training_state_is_saved_at_the_first_validation_then_after_state_every_seconds(result, parts, tmp_path,
+                                                                                             monkeypatch):
+    saved_steps, save = [], training.save_training_state
+
+    def counting_save(path, tag, state, key, loop):
+        saved_steps.append(loop.step)
+        save(path, tag, state, key, loop)
+
+    monkeypatch.setattr(training, "save_training_state", counting_save)
+    fit(*parts, CONFIG, TINY, progress=False, state_path=tmp_path / "every.msgpack", state_every=0)
+    assert saved_steps == [2, 4, 6]  # every validation
+    saved_steps.clear()
+    path = tmp_path / "once.msgpack"
+    fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=float("inf"))
+    assert saved_steps == [2]  # the first validation only: a killed run resumes from there
+    resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=float("inf"))
+    pd.testing.assert_frame_equal(resumed.history, result.history)

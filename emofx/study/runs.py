@@ -6,7 +6,7 @@ A run directory holds::
     history.csv     step, epoch, lr, train_loss, train_error, val_error, val_loss
     split.json      the train/val/test indices into the dataset
     checkpoint/     the best-validation model (see :class:`emofx.nets.checkpoint.TrainedModel`)
-    training_state.msgpack   while training: the full state saved after every validation
+    training_state.msgpack   while training: the full state, saved at validations at least a minute apart
                              (removed once the run is complete; kept when it was interrupted)
 
 A directory that already holds a *different* run is never overwritten unless asked;
@@ -220,7 +220,7 @@ def train_run(
     numbers twice and another trial gives another split. Returns the run and the training
     result (whose ``stop_reason`` tells whether training completed). ``split`` replaces the made
     split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`). The training state is
-    saved in ``directory`` after every validation; ``resume`` continues an interrupted run.
+    saved in ``directory`` at validations (see :func:`emofx.nets.training.fit`); ``resume`` continues an interrupted run.
     """
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
