@@ -257,3 +257,15 @@ def test_the_training_state_is_saved_at_the_first_validation_then_after_state_ev
     assert saved_steps == [2]  # the first validation only: a killed run resumes from there
     resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=float("inf"))
     pd.testing.assert_frame_equal(resumed.history, result.history)
+
+
+def test_chunks_cover_the_steps_and_never_leave_a_lone_last_step():
+    assert training.chunk_lengths(13, 4) == [4, 4, 3, 2]  # not 4, 4, 4, 1: a one-step program is ~3x slower
+    assert training.chunk_lengths(15, 4) == [4, 4, 4, 3]  # other counts keep their chunks (and numbers)
+    assert training.chunk_lengths(16, 4) == [4, 4, 4, 4]
+    assert training.chunk_lengths(1, 4) == [1] and training.chunk_lengths(5, 4) == [3, 2]
+    for unroll in (2, 3, 4, 8):
+        for n in range(1, 40):
+            lengths = training.chunk_lengths(n, unroll)
+            assert sum(lengths) == n and max(lengths) <= unroll
+            assert lengths[-1] > 1 or n == 1 or unroll == 2, (n, unroll, lengths)

@@ -44,7 +44,7 @@ from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, lear
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import training_targets
 from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
-                                 describe_stop, evaluator_function, init_state, model_for,
+                                 chunk_lengths, describe_stop, evaluator_function, init_state, model_for,
                                  snapshot, training_key, weighted_targets)
 from emofx.nets.transfer import initial_variables
 
@@ -155,8 +155,8 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
             ticks = int((limit - steps).max())
             tick = time.perf_counter()
             pieces = []
-            for start in range(0, ticks, config.unroll_steps):
-                chunk = _lanes_chunk(shared, step_config, config.batch_size, min(config.unroll_steps, ticks - start))
+            for length in chunk_lengths(ticks, config.unroll_steps):
+                chunk = _lanes_chunk(shared, step_config, config.batch_size, length)
                 state, metrics = chunk(state, images, targets, data_keys, stats, n_train, spe, limit)
                 if np.isnan(ready_seconds):
                     ready_seconds = process_seconds()
