@@ -42,8 +42,8 @@ from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.compilation import compile_in_background, compile_seconds, process_seconds
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
-from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, cross_entropy,
-                                     learning_rate_schedule, make_optimizer)
+from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, chunk_lengths,
+                                     cross_entropy, learning_rate_schedule, make_optimizer)
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import agreement_weights, training_targets
 from emofx.nets.train_state import LoopProgress, load_training_state, save_training_state
@@ -127,19 +127,6 @@ def epoch_order(key: jax.Array, epoch: jax.Array, n: jax.Array | int, length: in
     sort_keys = jax.vmap(lambda row: jax.random.bits(jax.random.fold_in(epoch_key, row), (), jnp.uint32))(rows)
     order = jnp.lexsort((sort_keys, rows >= n))  # real rows first, each group by its random key
     return order[rows % n]
-
-
-def chunk_lengths(n_steps: int, unroll_steps: int) -> list[int]:
-    """``n_steps`` as chunks of ``unroll_steps`` steps and a shorter last one, except that a lone
-    last step shares the chunk before it: 13 steps at 4 are 4, 4, 3, 2, not 4, 4, 4, 1. A one-step
-    program runs about 3x slower per step on a CPU than 2-4 unrolled steps (paper CNN, batch 64,
-    2 cores: 0.9 s against 0.29 s), and KDEF's 784 training images (13 steps an epoch) paid that
-    every epoch. Other step counts keep their chunks, and so their exact numbers."""
-    lengths = [unroll_steps] * (n_steps // unroll_steps) + [n_steps % unroll_steps] * bool(n_steps % unroll_steps)
-    if len(lengths) > 1 and lengths[-1] == 1:
-        merged = lengths[-2] + 1
-        lengths[-2:] = [merged - merged // 2, merged // 2]
-    return lengths
 
 
 def chunk_function(model_config: ModelConfig, step_config: StepConfig, batch_size: int, n_steps: int,
