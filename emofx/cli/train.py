@@ -7,7 +7,8 @@ decay on every layer, stronger augmentation, label smoothing, test-time flip ave
 keeps the parameters with the best validation error, evaluates them on the test part, and
 writes RUN_DIR/metrics.json, history.csv, split.json and checkpoint/. The training state is
 saved after the first epoch and then at the end of an epoch about once a minute: a killed
-run continues with --resume to the numbers of an uninterrupted one. Ctrl-C stops training early and still records the best model so far.
+run continues with --resume to the numbers of an uninterrupted one. Ctrl-C stops training
+early and still records the best model so far.
 """
 
 from __future__ import annotations

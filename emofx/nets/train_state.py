@@ -1,7 +1,7 @@
 """The full state of a training run on disk, so that a killed run resumes to the same numbers.
 
-One file, written atomically at validations (:func:`emofx.nets.training.fit` says which), holds the compiled state (step,
-parameters, running statistics, optimiser state), the data key, the best parameters so far
+One file, written atomically at validations (:func:`emofx.nets.training.fit` says which), holds
+the compiled state (step, parameters, running statistics, optimiser state), the data key, the best parameters so far
 and the loop's bookkeeping (history rows, best step and error, early-stopping counter,
 elapsed time). Its ``tag`` says which training it belongs to; resuming under another tag is
 refused, so a state is never continued with other data or settings.

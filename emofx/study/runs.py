@@ -220,7 +220,8 @@ def train_run(
     numbers twice and another trial gives another split. Returns the run and the training
     result (whose ``stop_reason`` tells whether training completed). ``split`` replaces the made
     split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`). The training state is
-    saved in ``directory`` at validations (see :func:`emofx.nets.training.fit`); ``resume`` continues an interrupted run.
+    saved in ``directory`` at validations (see :func:`emofx.nets.training.fit`); ``resume`` continues an
+    interrupted run.
     """
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
