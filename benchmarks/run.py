@@ -323,6 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64],
                         help="images per batch; several sizes make a sweep (default 64; e.g. 64 512)")
     parser.add_argument("--image-size", type=int, default=48, help="side of the square images (default 48)")
+    parser.add_argument("--train-steps", type=int,
+                        help=f"training steps per call, emofx's unrolled chunk (default {BenchConfig.train_steps}, "
+                             f"as `emofx train` runs it; quick {QUICK.train_steps})")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="where PyTorch runs: the GPU when JAX uses one (auto), or cpu / gpu")
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
@@ -361,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         device = torch_device(args.device) if include_torch else "cpu"
         configs = [replace(QUICK if args.quick else BenchConfig(), batch_size=size, torch_device=device,
                            image_size=args.image_size,
-                           **({"repeats": args.repeats} if args.repeats is not None else {}))
+                           **{name: value for name, value in (("repeats", args.repeats),
+                                                              ("train_steps", args.train_steps)) if value is not None})
                    for size in args.batch_size]
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

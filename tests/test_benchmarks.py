@@ -32,6 +32,8 @@ def test_bench_config_rejects_bad_plans_and_draws_a_seeded_batch():
 def test_cli_refuses_bad_arguments_before_starting_workers(tmp_path, capsys):
     assert run.main(["--repeats", "0"]) == 2
     assert "repeats" in capsys.readouterr().err
+    assert run.main(["--train-steps", "0", "--no-torch"]) == 2
+    assert "train_steps" in capsys.readouterr().err
     existing = tmp_path / "out.json"
     existing.write_text("{}")
     assert run.main(["--output", str(existing)]) == 2
