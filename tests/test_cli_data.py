@@ -49,6 +49,14 @@ def test_prepare_then_info(tmp_path, fer_folder, capsys):
     assert "images    6 of 48x48 pixels" in table and "surprised" in table
 
 
+def test_info_on_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no emofx run (neither metrics.json nor training_state.msgpack)" in err and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_prepare_refuses_to_overwrite_or_write_into_the_source(tmp_path, fer_folder, capsys):
     out = tmp_path / "fer.npz"
     args = ["prepare", str(fer_folder), "--format", "folder", "--no-progress", "--out"]

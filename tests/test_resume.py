@@ -23,7 +23,7 @@ from emofx.data.synthetic import make_synthetic
 
 TINY = ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "16", "--split", "random", "--quiet"]
 TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds", "cpu_shares")
-EPOCHS = 40  # long enough that the run is surely killed before it ends: 2 steps each
+EPOCHS = 40  # long enough that the run is surely killed before it ends: 3 steps each
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,14 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_one(data_file, uninterrupted, tmp_path):
+def _info(path: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["info", str(path), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_one(data_file, uninterrupted, tmp_path,
+                                                                                    capsys):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS),
                "--patience", "0", *TINY]
@@ -62,6 +69,15 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     assert state.exists() and not (out / "metrics.json").exists()
     assert read_tag(state)["train"]["epochs"] == EPOCHS  # the state names the training it belongs to
 
+    # `emofx info` says how far the killed run got and how to continue it.
+    progress = _info(out, capsys)
+    planned = load_run(uninterrupted).metrics["steps"]  # every epoch of the same length
+    assert progress["status"] == "unfinished" and progress["resumable"]
+    assert progress["epochs"] == EPOCHS and progress["steps"] == planned
+    assert 0 <= progress["step"] < planned and progress["epoch"] == progress["step"] / (planned / EPOCHS)
+    assert main(["info", str(out)]) == 0
+    assert "plus --resume" in capsys.readouterr().out
+
     # Without --resume the unfinished run is neither overwritten nor continued.
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", *TINY]) == 2
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
@@ -69,6 +85,10 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     assert _numbers(out) == _numbers(uninterrupted)
     pd.testing.assert_frame_equal(load_run(out).history, load_run(uninterrupted).history)
     assert not state.exists()  # a finished run keeps no training state
+    finished = _info(out, capsys)
+    metrics = load_run(out).metrics
+    assert finished["status"] == "completed" and not finished["resumable"] and finished["epoch"] == EPOCHS
+    assert (finished["step"], finished["test_accuracy"]) == (planned, metrics["test_accuracy"])
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
                  *TINY]) == 2
 

@@ -1,8 +1,10 @@
-"""Summarise a dataset: images, classes, cultures, subjects, splits, skipped inputs.
+"""Summarise a dataset (images, classes, cultures, subjects, splits, skipped inputs) or a run.
 
     emofx info kdef.npz            # a readable table
     emofx info kdef.npz --json     # exactly one JSON object (n, classes, counts, cultures,
                                    # subjects, image_shape, splits, skipped, ...)
+    emofx info runs/fer2013        # a run directory: finished, or how far a long (or killed)
+                                   # training got and how to continue it
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
+from emofx.study.runs import run_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
-    parser.add_argument("dataset", type=Path, help="a dataset file written by emofx prepare or merge")
+    parser.add_argument("path", type=Path, help="a dataset file written by emofx prepare or merge, or a run "
+                        "directory written by emofx train")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -53,7 +57,40 @@ def table(dataset: FaceDataset) -> str:
     return "\n".join(lines)
 
 
+def run_table(status: dict) -> str:
+    """A run's status, progress, best validation and (once finished) test numbers, one fact a line."""
+    epochs = f" of {status['epochs']}" if status.get("epochs") is not None else ""
+    steps = f" of {status['steps']}" if status.get("steps") is not None else ""
+    state = {"unfinished": "unfinished: training now, or killed; continue it with the same `emofx train` command "
+                           "plus --resume",
+             "interrupted": "interrupted; continue it with the same `emofx train` command plus --resume"}
+    facts = [("run", status["directory"]), ("status", state.get(status["status"], status["status"]))]
+    if status.get("recipe"):
+        facts.append(("training", f"recipe {status['recipe']}, norm {status['norm']}, seed {status['seed']}, "
+                                  f"trial {status['trial']}"))
+    if status.get("epoch") is not None:
+        facts.append(("progress", f"epoch {status['epoch']:g}{epochs} (step {status['step']}"
+                                  f"{steps})"))
+    if status.get("best_val_error") is not None:
+        facts.append(("best", f"validation error {status['best_val_error']:.4f} at step {status['best_step']}"))
+    if status.get("test_accuracy") is not None:
+        facts.append(("test", f"accuracy {status['test_accuracy']:.4f}, balanced {status['balanced_accuracy']:.4f}, "
+                              f"macro F1 {status['macro_f1']:.4f} ({status['n_test']} images)"))
+    trained = f"{status['seconds']:.0f} s"
+    if status.get("device"):
+        trained += f" on {status['device']}"
+    if status.get("saved_at"):
+        trained += f"; training state saved {status['saved_at']}"
+    facts.append(("trained", trained))
+    width = max(len(k) for k, _ in facts)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in facts)
+
+
 def run(args: argparse.Namespace) -> int:
-    dataset = FaceDataset.load(args.dataset)
+    if args.path.is_dir():
+        status = run_status(args.path)
+        print(json.dumps(status) if args.json else run_table(status))
+        return 0
+    dataset = FaceDataset.load(args.path)
     print(json.dumps(dataset.info()) if args.json else table(dataset))
     return 0

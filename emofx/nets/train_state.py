@@ -10,6 +10,7 @@ refused, so a state is never continued with other data or settings.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -68,6 +69,22 @@ def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, ke
 def read_tag(path: str | Path) -> dict[str, Any]:
     """The tag a saved state was written with (which training it belongs to)."""
     return _meta(_read(Path(path)), Path(path))["tag"]
+
+
+def read_progress(path: str | Path) -> dict[str, Any]:
+    """How far the saved training got: ``step``, ``epoch`` (of the last validation), ``epochs`` and
+    ``steps`` planned, the best validation (``best_step``, ``best_val_error``), ``since_best`` and the
+    training ``seconds`` so far; for reporting on a run in flight or killed."""
+    path = Path(path)
+    meta = _meta(_read(path), path)
+    tag, last = meta["tag"], (meta["rows"] or [{}])[-1]
+    train = tag.get("train", {})
+    steps = None  # as fit() counts them: whole epochs of ceil(n_train / batch_size) steps
+    if {"epochs", "batch_size"} <= train.keys() and "n_train" in tag:
+        steps = int(train["epochs"]) * math.ceil(int(tag["n_train"]) / int(train["batch_size"]))
+    return {"step": int(meta["step"]), "epoch": last.get("epoch"), "epochs": train.get("epochs"), "steps": steps,
+            "best_step": meta["best"]["step"], "best_val_error": meta["best"]["error"],
+            "since_best": int(meta["since_best"]), "seconds": float(meta["seconds"])}
 
 
 def load_training_state(path: str | Path, tag: Mapping[str, Any], state_template: Any,

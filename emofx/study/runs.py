@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +37,7 @@ from emofx.study.evaluation import evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
-from emofx.nets.train_state import STATE_FILE, read_tag
+from emofx.nets.train_state import STATE_FILE, read_progress, read_tag
 from emofx.data.splits import Split, make_split
 from emofx.nets.lanes import Lane, fit_lanes
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
@@ -345,6 +346,33 @@ def load_run(directory: str | os.PathLike) -> Run:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise RunError(f"{directory} holds a corrupt run file ({err})") from err
     return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
+
+
+def run_status(directory: str | os.PathLike) -> dict[str, Any]:
+    """Where a run directory stands, from its files alone (nothing is loaded onto a device).
+
+    ``status``: ``unfinished`` (a training state and no metrics: training now, or killed; continue
+    with the same command plus ``--resume``), ``interrupted`` (stopped early, state kept: resumable
+    too), or the recorded ``stop_reason`` of a finished run (``completed``, ``early_stopping``,
+    ``nan_loss``). Saved progress (step, epoch of the planned ``epochs``, best validation, seconds,
+    ``saved_at``) comes from the training state; a finished run adds its test metrics.
+    """
+    directory = Path(directory)
+    state, metrics_file = directory / STATE_FILE, directory / METRICS_FILE
+    if not state.exists() and not metrics_file.exists():
+        raise RunError(f"{directory} holds no emofx run (neither {METRICS_FILE} nor {STATE_FILE}); "
+                       "give a run directory written by `emofx train`")
+    status: dict[str, Any] = {"directory": str(directory), "resumable": state.exists()}
+    if state.exists():
+        status.update(read_progress(state), status="unfinished",
+                      saved_at=datetime.fromtimestamp(state.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"))
+    if metrics_file.exists():
+        run = load_run(directory)
+        recorded = {key: run.metrics.get(key) for key in SCALAR_METRICS if key != "steps"}
+        status.update(recorded, status=run.metrics.get("stop_reason"), step=run.metrics.get("steps"),
+                      epoch=float(run.history["epoch"].iloc[-1]) if len(run.history) else None)
+        status.setdefault("epochs", run.metrics.get("config", {}).get("train", {}).get("epochs"))
+    return status
 
 
 def find_runs(parent: str | os.PathLike) -> list[Path]:
