@@ -77,6 +77,9 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     assert 0 <= progress["step"] < planned and progress["epoch"] == progress["step"] / (planned / EPOCHS)
     assert main(["info", str(out)]) == 0
     assert "plus --resume" in capsys.readouterr().out
+    listed = _info(tmp_path, capsys)["runs"]  # the folder above: one row per run, finished or not
+    assert [(r["run"], r["status"], r["epoch"], r["test_accuracy"]) for r in listed] == [
+        ("killed", "unfinished", progress["epoch"], None)]
 
     # Without --resume the unfinished run is neither overwritten nor continued.
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", *TINY]) == 2

@@ -5,6 +5,7 @@
                                    # subjects, image_shape, splits, skipped, ...)
     emofx info runs/fer2013        # a run directory: finished, or how far a long (or killed)
                                    # training got and how to continue it
+    emofx info runs/               # every run below a folder, finished or not: one row each
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
-from emofx.study.runs import run_status
+from emofx.study.runs import holds_run, run_status, runs_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
-    parser.add_argument("path", type=Path, help="a dataset file written by emofx prepare or merge, or a run "
-                        "directory written by emofx train")
+    parser.add_argument("path", type=Path, help="a dataset file written by emofx prepare or merge, a run "
+                        "directory written by emofx train, or a folder of runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -87,9 +88,14 @@ def run_table(status: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.path.is_dir():
+    if args.path.is_dir() and holds_run(args.path):
         status = run_status(args.path)
         print(json.dumps(status) if args.json else run_table(status))
+        return 0
+    if args.path.is_dir():  # a folder of runs: one row each
+        frame = runs_status(args.path)
+        print(json.dumps({"runs": json.loads(frame.to_json(orient="records"))}) if args.json
+              else frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         return 0
     dataset = FaceDataset.load(args.path)
     print(json.dumps(dataset.info()) if args.json else table(dataset))

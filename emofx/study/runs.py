@@ -348,6 +348,11 @@ def load_run(directory: str | os.PathLike) -> Run:
     return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
 
 
+def holds_run(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` is a run directory, finished or not (it holds metrics.json or a training state)."""
+    return any((Path(directory) / name).is_file() for name in (METRICS_FILE, STATE_FILE))
+
+
 def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     """Where a run directory stands, from its files alone (nothing is loaded onto a device).
 
@@ -359,7 +364,7 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     """
     directory = Path(directory)
     state, metrics_file = directory / STATE_FILE, directory / METRICS_FILE
-    if not state.exists() and not metrics_file.exists():
+    if not holds_run(directory):
         raise RunError(f"{directory} holds no emofx run (neither {METRICS_FILE} nor {STATE_FILE}); "
                        "give a run directory written by `emofx train`")
     status: dict[str, Any] = {"directory": str(directory), "resumable": state.exists()}
@@ -373,6 +378,23 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
                       epoch=float(run.history["epoch"].iloc[-1]) if len(run.history) else None)
         status.setdefault("epochs", run.metrics.get("config", {}).get("train", {}).get("epochs"))
     return status
+
+
+STATUS_COLUMNS = ("run", "status", "epoch", "epochs", "best_val_error", "test_accuracy", "seconds")
+
+
+def runs_status(parent: str | os.PathLike) -> pd.DataFrame:
+    """:func:`run_status` of every run at or below ``parent``, finished or not: one row each, ``run``
+    relative to ``parent`` (columns :data:`STATUS_COLUMNS`)."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        raise RunError(f"{parent} is not a directory of runs")
+    directories = sorted({p.parent for name in (METRICS_FILE, STATE_FILE) for p in parent.rglob(name)})
+    if not directories:
+        raise RunError(f"{parent} holds no emofx run (neither {METRICS_FILE} nor {STATE_FILE} at or below it); "
+                       "give a run directory written by `emofx train`")
+    rows = [{**run_status(d), "run": str(d.relative_to(parent))} for d in directories]
+    return pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
 
 
 def find_runs(parent: str | os.PathLike) -> list[Path]:
