@@ -58,6 +58,14 @@ def test_info_on_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_info_on_a_path_that_does_not_exist_names_what_it_accepts(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "runs" / "fer2013")]) == 2
+    err = capsys.readouterr().err
+    assert f"nothing at {tmp_path / 'runs' / 'fer2013'}: give a dataset file" in err and "a folder of runs" in err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_prepare_refuses_to_overwrite_or_write_into_the_source(tmp_path, fer_folder, capsys):
     out = tmp_path / "fer.npz"
     args = ["prepare", str(fer_folder), "--format", "folder", "--no-progress", "--out"]

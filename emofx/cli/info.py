@@ -88,6 +88,9 @@ def run_table(status: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.path.exists():
+        raise FileNotFoundError(f"nothing at {args.path}: give a dataset file (emofx prepare), a run directory "
+                                "(emofx train; a new run's appears when its first epoch is saved) or a folder of runs")
     if args.path.is_dir() and holds_run(args.path):
         status = run_status(args.path)
         print(json.dumps(status) if args.json else run_table(status))
