@@ -7,8 +7,9 @@ split: train on Training, select on PublicTest, report PrivateTest), then collec
     python -m benchmarks.standard_splits runs/fer2013/*/seed-* --out benchmarks/results/fer2013 \\
         --title "FER2013 PrivateTest"
 
-Writes to ``--out``: ``runs.csv`` (one row per run: recipe, normalisation, targets, seed,
-epochs, steps, stop reason, test accuracy, balanced accuracy, macro F1, best validation error,
+Writes to ``--out``: ``runs.csv`` (one row per run: recipe, normalisation, targets, peak learning
+rate, epochs, for runs started with ``--init-from`` the starting run's configuration and directory,
+seed, steps, stop reason, test accuracy, balanced accuracy, macro F1, best validation error,
 device, wall seconds, the share of the CPU that other processes and virtual machines took meanwhile),
 ``summary.csv`` and ``summary.md`` (mean ± std over the seeds of each
 configuration, with the commands), ``history/<run>.csv`` and ``curves.png`` (training and
@@ -37,7 +38,7 @@ import pandas as pd  # noqa: E402
 from emofx.plotting.curves import learning_curves  # noqa: E402
 from emofx.study.runs import RunError, load_run  # noqa: E402
 
-CONFIGURATION = ("recipe", "norm", "targets", "epochs", "init_from")
+CONFIGURATION = ("recipe", "norm", "targets", "lr", "epochs", "init_from")
 NUMBERS = ("test_accuracy", "balanced_accuracy", "macro_f1", "best_val_error", "seconds", "cpu_elsewhere")
 
 
@@ -48,6 +49,26 @@ def cpu_elsewhere(metrics: dict) -> float:
     return shares["other_processes"] + shares["steal"] if shares else float("nan")
 
 
+def configuration(metrics: dict) -> str:
+    """A run's training configuration in words (``strong, norm batch, 40 epochs``), seed left out."""
+    train = metrics["config"]["train"]
+    parts = [metrics["recipe"], *([f"norm {metrics['norm']}"] if metrics.get("norm", "none") != "none" else []),
+             *(["soft targets"] if train.get("soft_targets") else []), f"{train['epochs']} epoch{'' if train['epochs'] == 1 else 's'}"]
+    return ", ".join(parts)
+
+
+def starting_model(init_from: str | None) -> str:
+    """What a fine-tuned or continued run started from, as the starting run's configuration (so that
+    runs of several seeds, each continuing its own seed's model, form one group); the directory's
+    name when that run can no longer be read; "" for runs trained from scratch."""
+    if not init_from:
+        return ""
+    try:
+        return configuration(load_run(init_from).metrics)
+    except RunError:
+        return Path(init_from).name
+
+
 def run_row(run, device: str) -> dict:
     """One run's configuration, numbers and provenance as a flat row."""
     m = run.metrics
@@ -56,8 +77,9 @@ def run_row(run, device: str) -> dict:
         "run": run.directory.name if run.directory.name not in ("", ".") else str(run.directory),
         "directory": str(run.directory),
         "recipe": m["recipe"], "norm": m.get("norm", "none"),
-        "targets": "soft" if train.get("soft_targets") else "hard",
-        "epochs": train["epochs"], "init_from": m.get("init_from") or "",
+        "targets": "soft" if train.get("soft_targets") else "hard", "lr": train["learning_rate"],
+        "epochs": train["epochs"], "init_from": starting_model(m.get("init_from")),
+        "init_run": Path(m["init_from"]).name if m.get("init_from") else "",
         "seed": m["seed"], "steps": m["steps"], "best_step": m["best_step"], "stop_reason": m["stop_reason"],
         "n_train": m["n_train"], "n_val": m["n_val"], "n_test": m["n_test"],
         **{key: m[key] for key in NUMBERS if key != "cpu_elsewhere"}, "cpu_elsewhere": cpu_elsewhere(m),
@@ -89,7 +111,13 @@ def with_earlier_rows(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     if not path.exists():
         return table
     earlier = pd.read_csv(path)
-    earlier["init_from"] = earlier["init_from"].astype(object).where(earlier["init_from"].notna(), "")  # "" as written
+    missing = sorted(set(CONFIGURATION) - set(earlier.columns))
+    if missing:
+        raise SystemExit(f"error: {path} has no column {', '.join(missing)} (written by an older version); "
+                         "add the column with each earlier run's value, or write to another --out")
+    for column in ("init_from", "init_run"):  # "" as written
+        if column in earlier:
+            earlier[column] = earlier[column].astype(object).where(earlier[column].notna(), "")
     key = [*CONFIGURATION, "seed"]
     given = set(table[key].itertuples(index=False, name=None))
     replaced = [row in given for row in earlier[key].itertuples(index=False, name=None)]
@@ -120,8 +148,8 @@ def pm(row, name: str, scale: float = 100.0, digits: int = 1) -> str:
 def markdown(summary: pd.DataFrame, title: str, commands: list[str]) -> str:
     """The summary as a Markdown table: accuracy as mean ± std in %, and the wall time per run."""
     rows = [{
-        "recipe": r["recipe"], "norm": r["norm"], "targets": r["targets"], "epochs": r["epochs"],
-        "init from": Path(r["init_from"]).name if r["init_from"] else "",
+        "recipe": r["recipe"], "norm": r["norm"], "targets": r["targets"], "lr": f"{r['lr']:g}",
+        "epochs": r["epochs"], "init from": r["init_from"],
         "seeds": r["seeds"], "test accuracy %": pm(r, "test_accuracy"),
         "balanced %": pm(r, "balanced_accuracy"), "macro F1": pm(r, "macro_f1", 1.0, 3),
         "wall min per run": pm(r, "seconds", 1 / 60), "CPU elsewhere %": pm(r, "cpu_elsewhere", 100.0, 0),
@@ -171,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     for ax, rows in zip(axes[0], groups):
         first = table.iloc[rows[0]]
         learning_curves([histories[table["run"].iloc[i]] for i in rows if table["run"].iloc[i] in histories], ax=ax,
-                        title=f"{first['recipe']}, norm {first['norm']}, {first['targets']} "
+                        title=f"{first['recipe']}, norm {first['norm']}, {first['targets']}, {first['epochs']} ep, "
+                              f"lr {first['lr']:g}{', after ' + first['init_from'] if first['init_from'] else ''} "
                               f"({len(rows)} seed{'s' if len(rows) > 1 else ''})")
     fig.savefig(out / "curves.png", dpi=120)
     plt.close(fig)

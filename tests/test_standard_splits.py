@@ -71,3 +71,31 @@ def test_later_calls_keep_earlier_rows_and_replace_runs_given_again(runs, tmp_pa
     assert summary.set_index("recipe").loc["paper", "seeds"] == "0,1"
     commands = (out / "command.txt").read_text().splitlines()
     assert len(commands) == 2 and all(c in (out / "summary.md").read_text() for c in commands)
+
+
+def test_continued_runs_of_several_seeds_group_by_what_they_started_from(runs, tmp_path):
+    # Each seed continues its own seed's model at a lower learning rate: one configuration, two seeds.
+    data = runs / "d.npz"
+    for seed in (0, 1):
+        assert main(["train", str(data), "--recipe", "paper", "--seed", str(seed), *TINY, "--lr", "0.01",
+                     "--init-from", str(runs / "paper" / f"seed-{seed}"), "--out", str(tmp_path / f"more-{seed}")]) == 0
+    out = tmp_path / "out"
+    given = [str(runs / "paper" / "seed-0"), str(tmp_path / "more-0"), str(tmp_path / "more-1")]
+    assert standard_splits.main([*given, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "runs.csv", keep_default_na=False)
+    assert table["lr"].tolist() == [0.05, 0.01, 0.01]
+    assert table["init_from"].tolist() == ["", "paper, 1 epoch", "paper, 1 epoch"]
+    assert table["init_run"].tolist() == ["", "seed-0", "seed-1"]
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    assert summary["seeds"].tolist() == ["0", "0,1"] and summary["init_from"].tolist() == ["", "paper, 1 epoch"]
+    assert "| paper    | none   | hard      | 0.01 |" in (out / "summary.md").read_text()
+
+
+def test_an_older_table_without_a_configuration_column_is_a_clear_error(runs, tmp_path):
+    out = tmp_path / "out"
+    assert standard_splits.main([str(runs / "paper" / "seed-0"), "--out", str(out)]) == 0
+    pd.read_csv(out / "runs.csv").drop(columns="lr").to_csv(out / "runs.csv", index=False)
+    before = (out / "runs.csv").read_bytes()
+    with pytest.raises(SystemExit, match="has no column lr"):
+        standard_splits.main([str(runs / "paper" / "seed-1"), "--out", str(out)])
+    assert (out / "runs.csv").read_bytes() == before
