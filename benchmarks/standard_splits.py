@@ -52,8 +52,9 @@ def cpu_elsewhere(metrics: dict) -> float:
 def configuration(metrics: dict) -> str:
     """A run's training configuration in words (``strong, norm batch, 40 epochs``), seed left out."""
     train = metrics["config"]["train"]
+    epochs = f"{train['epochs']} epoch{'' if train['epochs'] == 1 else 's'}"
     parts = [metrics["recipe"], *([f"norm {metrics['norm']}"] if metrics.get("norm", "none") != "none" else []),
-             *(["soft targets"] if train.get("soft_targets") else []), f"{train['epochs']} epoch{'' if train['epochs'] == 1 else 's'}"]
+             *(["soft targets"] if train.get("soft_targets") else []), epochs]
     return ", ".join(parts)
 
 
