@@ -10,10 +10,12 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
 1. ``emofx prepare DATA/fer2013 --format folder`` once (``OUT/data/fer2013.npz``);
 2. ``emofx train`` on FER2013's own split (train on Training, select on PublicTest, test on
    PrivateTest) for each configuration of ``--configs`` (a recipe, ``+batch`` for batch
-   normalisation, ``@E`` for E epochs instead of ``--epochs``) and seed of ``--seeds``, into
-   ``OUT/runs/fer2013/<config>-e<epochs>/seed-<seed>``: a finished run is skipped and an interrupted
-   one continued with ``--resume``, so the suite goes on where a stopped call left it; on a GPU
-   (``--lanes auto``) a configuration's unfinished seeds train as one vmapped program instead;
+   normalisation, ``@E`` for E epochs instead of ``--epochs``, ``@E+M`` for M more epochs from
+   each seed's E-epoch model, a warm restart at ``--restart-lr``) and seed of ``--seeds``, into
+   ``OUT/runs/fer2013/<config>-e<epochs>/seed-<seed>`` (``-e<E>+<M>-lr<restart lr>`` for a second
+   stage): a finished run is skipped and an interrupted one continued with ``--resume``, so the
+   suite goes on where a stopped call left it; on a GPU (``--lanes auto``) a configuration's
+   unfinished seeds train as one vmapped program instead (second stages: one run per seed);
 3. ``python -m benchmarks.standard_splits`` over every run under ``OUT/runs/fer2013``
    (``OUT/results/fer2013``: runs.csv, summary.md, histories, curves);
 4. for each prepared culture dataset of ``--cultures``, ``--culture-trials`` subject-independent
@@ -72,6 +74,9 @@ CULTURE_TRAININGS = {
     "strong-from-fer2013": ["--recipe", "strong", "--lr", "0.05", "--conv-lr-scale", "0.1", "--patience", "0"],
 }
 BUNDLE_SKIPS = ("checkpoint", "data", STATE_FILE)  # large, or the datasets' images
+# A second stage's peak learning rate: a fifth of strong's 0.05. Measured on FER2013 seed 0, 40 + 20 epochs at
+# 0.01 gave 68.1% PrivateTest where 40 epochs gave 66.9% (benchmarks/results/fer2013/).
+DEFAULT_RESTART_LR = 0.01
 
 
 class SuiteError(ValueError):
@@ -80,31 +85,48 @@ class SuiteError(ValueError):
 
 @dataclass(frozen=True)
 class Configuration:
-    """One FER2013 configuration of the table: a recipe, a normalisation and an epoch count."""
+    """One FER2013 configuration of the table: a recipe, a normalisation and an epoch count, and
+    optionally a second stage: ``more_epochs`` more from each seed's model of the first stage, a warm
+    restart of the schedule at peak learning rate ``restart_lr`` (``emofx train --init-from``)."""
 
     recipe: str
     norm: str
     epochs: int
+    more_epochs: int = 0
+    restart_lr: float = DEFAULT_RESTART_LR
 
     @property
     def name(self) -> str:
-        """The run folder's name, e.g. ``strong+batch-e60``."""
-        return f"{self.recipe}{'' if self.norm == 'none' else '+' + self.norm}-e{self.epochs}"
+        """The run folder's name, e.g. ``strong+batch-e60`` or ``strong-e40+20-lr0.01``."""
+        stages = f"{self.epochs}+{self.more_epochs}-lr{self.restart_lr:g}" if self.more_epochs else str(self.epochs)
+        return f"{self.recipe}{'' if self.norm == 'none' else '+' + self.norm}-e{stages}"
+
+    @property
+    def first_stage(self) -> Configuration | None:
+        """The configuration whose models a second stage continues (None: a single stage)."""
+        return Configuration(self.recipe, self.norm, self.epochs) if self.more_epochs else None
 
     def options(self) -> list[str]:
-        """Its ``emofx train`` options."""
-        return ["--recipe", self.recipe, *(["--norm", self.norm] if self.norm != "none" else []),
-                "--epochs", str(self.epochs)]
+        """Its ``emofx train`` options (a second stage's: its own epochs and peak learning rate)."""
+        epochs = ["--epochs", str(self.more_epochs), "--lr", f"{self.restart_lr:g}"] if self.more_epochs else [
+            "--epochs", str(self.epochs)]
+        return ["--recipe", self.recipe, *(["--norm", self.norm] if self.norm != "none" else []), *epochs]
 
 
-def parse_configuration(text: str, default_epochs: int) -> Configuration:
-    """``<recipe>[+<norm>][@<epochs>]`` (e.g. ``strong+batch@60``) as a :class:`Configuration`."""
+def parse_configuration(text: str, default_epochs: int, restart_lr: float = DEFAULT_RESTART_LR) -> Configuration:
+    """``<recipe>[+<norm>][@<epochs>[+<more epochs>]]`` (e.g. ``strong+batch@60``, ``strong@40+20``) as a
+    :class:`Configuration`; a second stage restarts at ``restart_lr``."""
     spec, _, epochs = text.partition("@")
     recipe, _, norm = spec.partition("+")
-    if recipe not in RECIPES or (norm and norm not in NORMS) or (epochs and not (epochs.isdigit() and int(epochs))):
+    first, plus, more = epochs.partition("+")
+    counts = [first] + ([more] if plus else [])
+    if (recipe not in RECIPES or (norm and norm not in NORMS)
+            or (epochs and not all(n.isdigit() and int(n) for n in counts))):
         raise SuiteError(f"unknown configuration {text!r}: give a recipe ({', '.join(RECIPES)}), optionally "
-                         f"+<norm> ({', '.join(n for n in NORMS if n != 'none')}) and @<epochs>, e.g. strong+batch@60")
-    return Configuration(recipe, norm or "none", int(epochs) if epochs else default_epochs)
+                         f"+<norm> ({', '.join(n for n in NORMS if n != 'none')}) and @<epochs>[+<more epochs>], "
+                         "e.g. strong+batch@60 or strong@40+20")
+    return Configuration(recipe, norm or "none", int(first) if first else default_epochs, int(more) if plus else 0,
+                         restart_lr)
 
 
 def run_status(run_dir: Path) -> str:
@@ -220,10 +242,10 @@ def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes:
         if not suite.step("prepare", [sys.executable, "-m", "emofx", "prepare", str(args.data / "fer2013"), "--format",
                                       "folder", "--out", str(data), "--no-progress", *limit]):
             return False
-    for config in args.configs:
+    for config in with_first_stages(args.configs):
         base = args.out / "runs" / "fer2013" / config.name
         todo = [seed for seed in args.seeds if run_status(base / f"seed-{seed}") != "finished"]
-        if lanes:
+        if lanes and not config.more_epochs:  # a second stage continues each seed's own model: one run per seed
             suite.step(f"train-{config.name}-seeds",
                        [*train_command(data, base, config, net), "--seeds", *map(str, todo), "--overwrite"],
                        skip="" if todo else "finished earlier")
@@ -231,10 +253,15 @@ def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes:
             continue
         for seed in args.seeds:
             run_dir = base / f"seed-{seed}"
+            start, skip = [], "" if seed in todo else "finished earlier"
+            if config.first_stage is not None:
+                model = args.out / "runs" / "fer2013" / config.first_stage.name / f"seed-{seed}"
+                start = ["--init-from", str(model)]
+                if not skip and run_status(model) != "finished":
+                    skip = f"no finished first stage in {model}"
             suite.step(f"train-{config.name}-seed-{seed}",
-                       [*train_command(data, run_dir, config, net), "--seed", str(seed),
-                        *(["--resume"] if run_status(run_dir) == "interrupted" else [])],
-                       skip="" if seed in todo else "finished earlier")
+                       [*train_command(data, run_dir, config, net), "--seed", str(seed), *start,
+                        *(["--resume"] if run_status(run_dir) == "interrupted" else [])], skip=skip)
             suite.note_accuracy([run_dir])
     finished = sorted(str(d) for d in (args.out / "runs" / "fer2013").glob("*/seed-*") if run_status(d) == "finished")
     suite.step("standard-splits", [sys.executable, "-m", "benchmarks.standard_splits", *finished, "--out",
@@ -242,6 +269,16 @@ def fer2013_stage(suite: Suite, args: argparse.Namespace, net: list[str], lanes:
                                    "FER2013 PrivateTest (train on Training, select on PublicTest)"],
                skip="" if finished else "no finished run")
     return True
+
+
+def with_first_stages(configs: list[Configuration]) -> list[Configuration]:
+    """``configs`` in order, each second stage preceded by its first stage (every stage once, by name)."""
+    ordered: list[Configuration] = []
+    for config in configs:
+        for stage in (config.first_stage, config):
+            if stage is not None and stage.name not in {s.name for s in ordered}:
+                ordered.append(stage)
+    return ordered
 
 
 def jax_backend() -> str:
@@ -339,8 +376,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="folder holding fer2013/ (and ferplus/)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the suite (runs, results, logs)")
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-                        help="recipe[+norm][@epochs] per configuration, e.g. strong+batch@60 (default "
-                             f"{' '.join(DEFAULT_CONFIGS)}, --epochs each)")
+                        help="recipe[+norm][@epochs[+more]] per configuration, e.g. strong+batch@60, or "
+                             "strong@40+20 (40 epochs, then 20 more from each seed's model at --restart-lr; "
+                             f"default {' '.join(DEFAULT_CONFIGS)}, --epochs each)")
+    parser.add_argument("--restart-lr", type=float, default=DEFAULT_RESTART_LR,
+                        help=f"peak learning rate of second stages (@E+M; default {DEFAULT_RESTART_LR:g})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=20, help="of configurations without @epochs (default 20)")
     parser.add_argument("--cultures", nargs="*", type=Path, default=[],
@@ -366,7 +406,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dense-units", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = argv
-    args.configs = [parse_configuration(text, args.epochs) for text in args.configs]
+    if not args.restart_lr > 0:
+        raise SuiteError(f"--restart-lr must be positive, not {args.restart_lr:g}")
+    args.configs = [parse_configuration(text, args.epochs, args.restart_lr) for text in args.configs]
     if not (args.data / "fer2013").is_dir():
         raise SuiteError(f"{args.data / 'fer2013'} not found: --data must hold FER2013's Kaggle folders "
                          "(on a machine without ../shared/data: python -m benchmarks.device_data unpack)")

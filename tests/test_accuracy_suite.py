@@ -75,7 +75,14 @@ def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_p
     longer = accuracy_suite.parse_configuration("strong+batch@60", 20)
     assert (longer.name, longer.options()) == ("strong+batch-e60",
                                                ["--recipe", "strong", "--norm", "batch", "--epochs", "60"])
-    for bad in ("strong+layer", "strong@0", "strong@ten", "sgd"):
+    continued = accuracy_suite.parse_configuration("strong+batch@40+20", 20, restart_lr=0.02)
+    assert (continued.name, continued.options()) == ("strong+batch-e40+20-lr0.02", [
+        "--recipe", "strong", "--norm", "batch", "--epochs", "20", "--lr", "0.02"])
+    assert continued.first_stage == accuracy_suite.parse_configuration("strong+batch@40", 20)
+    assert longer.first_stage is None
+    assert [c.name for c in accuracy_suite.with_first_stages([continued, longer, continued.first_stage])] == [
+        "strong+batch-e40", "strong+batch-e40+20-lr0.02", "strong+batch-e60"]
+    for bad in ("strong+layer", "strong@0", "strong@ten", "sgd", "strong@40+", "strong@40+0", "strong@+20"):
         with pytest.raises(accuracy_suite.SuiteError, match="unknown configuration"):
             accuracy_suite.parse_configuration(bad, 20)
     (tmp_path / "data" / "fer2013").mkdir(parents=True)
@@ -88,6 +95,9 @@ def test_configuration_names_map_to_train_options_and_bad_ones_are_refused(tmp_p
     assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                                 "--ferplus-finetune-lr", "0"]) == 2
     assert "--ferplus-finetune-lr must be positive" in capsys.readouterr().err
+    assert accuracy_suite.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                                "--restart-lr", "-1"]) == 2
+    assert "--restart-lr must be positive" in capsys.readouterr().err
     assert accuracy_suite.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "device_data unpack" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -115,19 +125,21 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
                        "--out", str(culture), "--no-progress"]) == 0
     out, bundle = tmp_path / "suite", tmp_path / "returned" / "accuracy_suite.tar.gz"
     bundle.parent.mkdir()
-    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "paper+batch@2",
+    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--configs", "strong", "strong@1+1", "paper+batch@2",
               "--seeds", "0", "--epochs", "1", "--cultures", str(culture), "--culture-trials", "2",
               "--culture-epochs", "1", "--finetune-epochs", "2", "--bundle", str(bundle), *TINY]
     assert accuracy_suite.main([*common, "--lanes", "on", "--ferplus-epochs", "1", "--ferplus-arms", "soft",
                                 "--ferplus-finetune-epochs", "1"]) == 0
 
     steps = {s["step"]: s for s in json.loads((out / "suite.json").read_text())["steps"]}
-    assert list(steps) == ["prepare", "train-strong-e1-seeds", "train-paper+batch-e2-seeds", "standard-splits",
+    assert list(steps) == ["prepare", "train-strong-e1-seeds", "train-strong-e1+1-lr0.01-seed-0",
+                           "train-paper+batch-e2-seeds", "standard-splits",
                            "train-eyes-paper-scratch", "train-eyes-strong-from-fer2013", "culture-table", "ferplus",
                            "ferplus-from-fer2013"]
     assert {s["status"] for s in steps.values()} == {"passed"}
     runs = pd.read_csv(out / "results" / "fer2013" / "runs.csv")
-    assert sorted(zip(runs.recipe, runs.norm)) == [("paper", "batch"), ("strong", "none")]
+    assert sorted(zip(runs.recipe, runs.norm, runs.init_from.fillna(""))) == [
+        ("paper", "batch", ""), ("strong", "none", ""), ("strong", "none", "strong, 1 epoch")]
     assert set(runs.n_train) == {count["Training"]} and set(runs.n_val) == {count["PublicTest"]}
     assert set(runs.n_test) == {count["PrivateTest"]}
     for config, epochs in (("strong-e1", 1), ("paper+batch-e2", 2)):
@@ -135,6 +147,11 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
         assert steps[f"train-{config}-seeds"]["test_accuracy"] == {"seed-0": metrics["test_accuracy"]}
         assert metrics["split"] == "predefined" and metrics["seed"] == 0
         assert metrics["config"]["train"]["epochs"] == epochs
+    # The second stage continues the seed's model of the first at the restart learning rate.
+    continued = json.loads((out / "runs" / "fer2013" / "strong-e1+1-lr0.01" / "seed-0" / "metrics.json").read_text())
+    assert continued["init_from"] == str((out / "runs" / "fer2013" / "strong-e1" / "seed-0").resolve())
+    assert continued["config"]["train"]["learning_rate"] == 0.01 and continued["config"]["train"]["epochs"] == 1
+    assert "train-strong-e1+1-lr0.01-seed-0" in steps and continued["seed"] == 0
 
     # The cultures: both trainings, every trial subject-independent; fine-tuning starts from the FER2013 model.
     fine_tuned = json.loads((out / "runs" / "cultures" / "eyes" / "strong-from-fer2013" / "trial-1" /
@@ -167,6 +184,7 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
     again = json.loads((out / "suite.json").read_text())["steps"]
     assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
         ("train-strong-e1-seed-0", "skipped", "finished earlier"),
+        ("train-strong-e1+1-lr0.01-seed-0", "skipped", "finished earlier"),
         ("train-paper+batch-e2-seed-0", "skipped", "finished earlier"),
         ("standard-splits", "passed", ""),
         ("train-eyes-paper-scratch-trial-0", "skipped", "finished earlier"),
@@ -175,5 +193,5 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
         ("train-eyes-strong-from-fer2013-trial-1", "skipped", "finished earlier"),
         ("culture-table", "passed", ""), ("ferplus", "skipped", "--ferplus-epochs 0"),
         ("ferplus-from-fer2013", "skipped", "--ferplus-finetune-epochs 0")]
-    assert len(pd.read_csv(out / "results" / "fer2013" / "runs.csv")) == 2
+    assert len(pd.read_csv(out / "results" / "fer2013" / "runs.csv")) == 3
     assert set(pd.read_csv(out / "results" / "cultures.csv").trials) == {2}
