@@ -148,7 +148,8 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
         assert metrics["split"] == "predefined" and metrics["seed"] == 0
         assert metrics["config"]["train"]["epochs"] == epochs
     # The second stage continues the seed's model of the first at the restart learning rate.
-    continued = json.loads((out / "runs" / "fer2013" / "strong-e1+1-lr0.01" / "seed-0" / "metrics.json").read_text())
+    continued_dir = out / "runs" / "fer2013" / "strong-e1+1-lr0.01" / "seed-0"
+    continued = json.loads((continued_dir / "metrics.json").read_text())
     assert continued["init_from"] == str((out / "runs" / "fer2013" / "strong-e1" / "seed-0").resolve())
     assert continued["config"]["train"]["learning_rate"] == 0.01 and continued["config"]["train"]["epochs"] == 1
     assert "train-strong-e1+1-lr0.01-seed-0" in steps and continued["seed"] == 0
