@@ -126,6 +126,18 @@ def test_release_free_memory_returns_freed_heap_pages_to_the_system():
         libc.free(keeper)
 
 
+def test_memory_is_handed_back_after_large_compilations_and_loads_from_the_cache(monkeypatch):
+    trims = []
+    monkeypatch.setattr(compilation, "release_free_memory", lambda: trims.append(1) or True)
+    compilation.compile_seconds()  # listening from here on
+    for event, seconds in [("/jax/core/compile/backend_compile_duration", 0.2),
+                           ("/jax/core/compile/backend_compile_duration", 3.0),
+                           ("/jax/compilation_cache/compile_time_saved_sec", 0.2),
+                           ("/jax/compilation_cache/compile_time_saved_sec", 3.0)]:
+        jax.monitoring.record_event_duration_secs(event, seconds)
+    assert len(trims) == 2  # the two programs that took a second or more to compile
+
+
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

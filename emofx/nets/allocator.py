@@ -1,9 +1,9 @@
 """The C allocator setting that spares XLA's CPU calls most of their page faults: huge pages.
 
 XLA's CPU runtime allocates every call's temporary buffers afresh and frees them after the call
-(about 100 MiB for inference on 64 images of the paper's CNN, 390 MiB for a 4-step training
+(about 100 MiB for inference on 64 images of the paper's CNN, 293 MiB for a 4-step training
 call). glibc maps such buffers anew each time, so every call faults them in again 4 KiB at a
-time: 25,000 page faults per inference call, 100,000 per training call. The glibc tunable
+time: 25,000 page faults per inference call, 76,000 per training call. The glibc tunable
 ``glibc.malloc.hugetlb=1`` asks the kernel for 2 MiB transparent huge pages on what malloc maps,
 which leaves a few hundred faults per call. It matters where the kernel's transparent huge pages
 are ``madvise`` (``/sys/kernel/mm/transparent_hugepage/enabled``): with ``always`` every process

@@ -143,15 +143,21 @@ def _kernel_grad(domain: list[jax.Array], grad: jax.Array, kh: int, kw: int, pad
     (kh x C rows, one column per row and tile) times the output gradient mapped into the
     domain, then the transposed kernel transform. The shifted copies are materialised with
     rows first because XLA's CPU dot runs that layout about 1.5x faster than a transposed
-    operand."""
+    operand. The points go one after another (``lax.scan``): side by side, XLA's schedule kept
+    every point's copies alive at once, 141 of the 324 MiB a training step of the paper's CNN
+    needs (batch 64); one at a time, the step needs 210 MiB at the same speed (measured on 2 cores,
+    ``benchmarks/results/benchmark/README.md``, run11)."""
     _, g, _ = transforms(tile, kw)
     _, h, n, c = domain[0].shape
-    per_point = []
-    for d, gd in zip(domain, _grad_to_domain(grad, kw, tile)):
+
+    def one_point(_, operands: tuple[jax.Array, jax.Array]) -> tuple[None, jax.Array]:
+        d, gd = operands
         padded = jnp.pad(d[0], (pad_h, (0, 0), (0, 0)))
         shifted = jnp.concatenate([padded[i:i + h] for i in range(kh)], axis=-1).reshape(h * n, kh * c).T
-        per_point.append((shifted @ gd.reshape(h * n, -1)).reshape(kh, c, -1))
-    return jnp.stack([_combine(g[:, j], per_point) for j in range(kw)], axis=1)
+        return None, (shifted @ gd.reshape(h * n, -1)).reshape(kh, c, -1)
+
+    _, per_point = jax.lax.scan(one_point, None, (jnp.stack(domain), jnp.stack(_grad_to_domain(grad, kw, tile))))
+    return jnp.stack([_combine(g[:, j], list(per_point)) for j in range(kw)], axis=1)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
