@@ -138,6 +138,19 @@ def test_memory_is_handed_back_after_large_compilations_and_loads_from_the_cache
     assert len(trims) == 2  # the two programs that took a second or more to compile
 
 
+def test_memory_is_handed_back_after_a_programs_first_run_for_each_signature_only(monkeypatch):
+    program = jax.jit(lambda x: x + 1)
+    inputs = [jnp.ones(3), jnp.ones(4)]
+    results = [program(x) for x in inputs]  # compiled before counting
+    trims = []
+    monkeypatch.setattr(compilation, "release_free_memory", lambda: trims.append(1) or True)
+    for _ in range(3):
+        compilation.release_after_first_run(program, (3,), results[0])
+    assert len(trims) == 1
+    compilation.release_after_first_run(program, (4,), results[1])
+    assert len(trims) == 2
+
+
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -209,18 +209,16 @@ def test_training_sets_of_similar_size_share_one_compiled_chunk(parts):
     assert bucket_size(29) == bucket_size(31) == 32 and bucket_size(958) == bucket_size(980) == 1024
 
 
-def test_a_training_program_hands_freed_memory_back_after_its_first_run_only(parts, monkeypatch):
-    trims = []
-    monkeypatch.setattr(training, "release_free_memory", lambda: trims.append(1) or True)
-    config = replace(CONFIG, learning_rate=0.0271)  # a chunk no other test runs
+def test_every_training_call_names_its_program_and_data_shapes_for_the_first_run_trim(parts, monkeypatch):
+    calls = []
+    monkeypatch.setattr(training, "release_after_first_run", lambda *args: calls.append(args))
     images, targets = jnp.asarray(parts[0].images[:32]), jnp.asarray(training_targets(parts[0])[:32])
-    chunk = training.make_train_chunk(TINY, config, steps_per_epoch=2, n_steps=2)
-    state = init_state(init_params(TINY, 0), config, 2)
-    for _ in range(3):
-        state, _ = chunk(state, images, targets, jax.random.PRNGKey(0), pixel_stats(TINY))
-    assert len(trims) == 1
-    chunk(state, images[:16], targets[:16], jax.random.PRNGKey(0), pixel_stats(TINY))  # another data shape
-    assert len(trims) == 2
+    chunk = training.make_train_chunk(TINY, CONFIG, steps_per_epoch=2, n_steps=2)
+    state = init_state(init_params(TINY, 0), CONFIG, 2)
+    for _ in range(2):
+        state, metrics = chunk(state, images, targets, jax.random.PRNGKey(0), pixel_stats(TINY))
+    assert [signature for _, signature, _ in calls] == [(images.shape, targets.shape)] * 2
+    assert calls[0][0] is calls[1][0] and calls[1][2][1] is metrics  # one program; its result is waited for
 
 
 def test_epoch_order_visits_every_real_row_once_whatever_the_padding():

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import weakref
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -41,7 +40,7 @@ from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.compilation import (compile_in_background, compile_seconds, process_seconds,
-                                    release_free_memory)
+                                    release_after_first_run)
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, chunk_lengths,
@@ -190,20 +189,11 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
               n: int | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
         result = compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe,
                           np.int32(np.iinfo(np.int32).max))
-        shapes = _programs_run.setdefault(compiled, set())
-        if (images.shape, targets.shape) not in shapes:
-            # A program's first run frees blocks that glibc would keep for the process's life (about
-            # 70 MiB for the paper's CNN on a CPU): wait for it once and hand them back.
-            shapes.add((images.shape, targets.shape))
-            jax.block_until_ready(result)
-            release_free_memory()
+        release_after_first_run(compiled, (images.shape, targets.shape), result)
         return result
 
     return chunk
 
-
-# The data shapes each compiled training program has run with (weak keys: programs the cache drops go).
-_programs_run: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def evaluator_function(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
