@@ -195,7 +195,6 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
     return chunk
 
 
-
 def evaluator_function(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
     """The pure (uncompiled) ``evaluate(variables, images, targets, stats, n)`` behind :func:`make_evaluator`."""
     module = EmotionCNN(model_config)

@@ -146,7 +146,7 @@ def _kernel_grad(domain: list[jax.Array], grad: jax.Array, kh: int, kw: int, pad
     operand. The points go one after another (``lax.scan``): side by side, XLA's schedule kept
     every point's copies alive at once, 141 of the 324 MiB a training step of the paper's CNN
     needs (batch 64); one at a time, the step needs 210 MiB at the same speed (measured on 2 cores,
-    ``benchmarks/results/benchmark/README.md``, run11)."""
+    ``benchmarks/results/benchmark/README.md``, run11-run12)."""
     _, g, _ = transforms(tile, kw)
     _, h, n, c = domain[0].shape
 
