@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emofx.cli import main
@@ -70,6 +71,32 @@ def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_sp
     table = runs_frame(tmp_path)
     assert table["run"].tolist() == ["again"] and table.loc[0, "trial"] == 1
     assert len(load_runs(tmp_path)) == 1
+
+
+def _evaluate_json(capsys, *arguments: str) -> dict:
+    capsys.readouterr()
+    assert main(["evaluate", *arguments, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", str(data_files["train"]), "--out", str(other), *TINY, "--lr", "0.05"]) == 0
+    for name, runs in (("first", [run_dir]), ("other", [other]), ("ensemble", [run_dir, other])):
+        result = _evaluate_json(capsys, *map(str, runs), "--predictions", str(tmp_path / f"{name}.csv"))
+    assert result["run"] == [str(run_dir), str(other)] and result["n"] == load_run(run_dir).metrics["n_test"]
+    first, second, ensemble = (pd.read_csv(tmp_path / f"{name}.csv", index_col="image")
+                               for name in ("first", "other", "ensemble"))
+    columns = [c for c in ensemble.columns if c.startswith("p_")]
+    np.testing.assert_allclose(ensemble[columns], (first[columns] + second[columns]) / 2, rtol=1e-6)
+    assert (ensemble["true"] == first["true"]).all()
+    assert result["accuracy"] == pytest.approx(np.mean(ensemble["true"] == ensemble["predicted"]))
+    # Runs tested on other images (another trial's split) cannot form an ensemble without --data.
+    moved = tmp_path / "trial1"
+    assert main(["train", str(data_files["train"]), "--out", str(moved), *TINY, "--trial", "1"]) == 0
+    assert main(["evaluate", str(run_dir), str(moved)]) == 2
+    assert "was tested on other images" in capsys.readouterr().err
+    assert _evaluate_json(capsys, str(run_dir), str(moved), "--data", str(data_files["other"]))["n"] == 8
 
 
 def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys):

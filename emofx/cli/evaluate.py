@@ -3,6 +3,10 @@
 With --data, every image of that dataset whose class the model knows is scored (this is how
 cross-culture transfer is measured); the classes dropped on either side are named. Without
 --data, the run's own test images are scored again from the dataset recorded in the run.
+
+Several run directories are scored as one ensemble: each image's probabilities are averaged over
+the models. Without --data they must share their test images (the same dataset and split, e.g. one
+trial fine-tuned from different pre-trained models).
 """
 
 from __future__ import annotations
@@ -10,10 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emofx.data.dataset import FaceDataset
+    from emofx.study.runs import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
+    parser.add_argument("runs", metavar="RUN_DIR", nargs="+",
+                        help="a run directory (from `emofx train`); several are scored as one ensemble")
     parser.add_argument("--data", metavar="OTHER.npz", help="dataset to evaluate on (default: the run's test images)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to this CSV")
@@ -24,29 +34,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emofx.data.dataset import FaceDataset
-    from emofx.study.evaluation import evaluate
+    from emofx.study.evaluation import average_evaluations, evaluate
     from emofx.study.runs import load_run
 
-    recorded = load_run(args.run)
+    members = [load_run(directory) for directory in args.runs]
     if args.data:
         dataset, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
     else:
-        path = recorded.metrics.get("data", {}).get("path")
-        if not path:
-            raise FileNotFoundError(f"{args.run} does not record its dataset's path; pass --data")
-        dataset, source = FaceDataset.load(path).subset(recorded.split.test), f"{path} (the run's test images)"
-    flip_average = args.flip_average if args.flip_average is not None else recorded.model.flip_average
-    evaluation = evaluate(recorded.model, dataset, flip_average=flip_average)
+        dataset, source = _shared_test_images(members)
+    evaluation = average_evaluations([
+        evaluate(member.model, dataset, flip_average=member.model.flip_average if args.flip_average is None
+                 else args.flip_average)
+        for member in members])
     if args.predictions:
         target = Path(args.predictions)
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         evaluation.predictions_frame().to_csv(target)
-    summary = {"run": str(recorded.directory), "data": source, **evaluation.summary()}
+    names = [str(member.directory) for member in members]
+    scored = names[0] if len(names) == 1 else f"ensemble of {len(names)} runs ({', '.join(names)})"
+    summary = {"run": names[0] if len(names) == 1 else names, "data": source, **evaluation.summary()}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{recorded.directory} on {source}")
+    print(f"{scored} on {source}")
     print(f"accuracy {evaluation.accuracy:.4f}  balanced accuracy {evaluation.balanced_accuracy:.4f}  "
           f"macro F1 {evaluation.macro_f1:.4f}  ({evaluation.n} images)")
     if evaluation.dropped_model_classes:
@@ -59,3 +70,20 @@ def run(args: argparse.Namespace) -> int:
     print("\n% misclassified:")
     print(evaluation.per_class_error().round(1).to_string())
     return 0
+
+
+def _shared_test_images(members: list[Run]) -> tuple[FaceDataset, str]:
+    """The test images the runs were scored on, and a description; the runs must share them."""
+    from emofx.data.dataset import FaceDataset
+
+    paths = [member.metrics.get("data", {}).get("path") for member in members]
+    for member, path in zip(members, paths):
+        if not path:
+            raise FileNotFoundError(f"{member.directory} does not record its dataset's path; pass --data")
+    first = members[0]
+    for member, path in zip(members[1:], paths[1:]):
+        if path != paths[0] or member.split.test.tolist() != first.split.test.tolist():
+            raise ValueError(f"{member.directory} was tested on other images than {first.directory} "
+                             "(another dataset or split); an ensemble needs the same test images, or pass --data")
+    whose = "the run's" if len(members) == 1 else "the runs'"
+    return FaceDataset.load(paths[0]).subset(first.split.test), f"{paths[0]} ({whose} test images)"

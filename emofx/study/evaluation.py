@@ -136,6 +136,25 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, classe
     return Evaluation(tuple(classes), labels, probabilities)
 
 
+def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """The evaluation of an ensemble: its members' probabilities averaged image by image.
+
+    Averaging models trained from different starting points (seeds, pre-trained models) cancels part
+    of what each learned by chance. The members must have scored the same images on the same
+    classes (equal labels, in the same order), e.g. one run's test split evaluated by each model."""
+    if not evaluations:
+        raise EvaluationError("an ensemble needs at least one evaluation")
+    first = evaluations[0]
+    for k, other in enumerate(evaluations[1:], start=1):
+        if other.classes != first.classes or not np.array_equal(other.labels, first.labels):
+            raise EvaluationError(f"ensemble member {k} scored other images or classes than member 0 "
+                                  f"({other.n} images over {list(other.classes)} vs {first.n} over "
+                                  f"{list(first.classes)}); evaluate every member on the same images")
+    dropped_model_classes = tuple(dict.fromkeys(c for e in evaluations for c in e.dropped_model_classes))
+    return Evaluation(first.classes, first.labels, np.mean([e.probabilities for e in evaluations], axis=0),
+                      dropped_model_classes, first.dropped_data_classes)
+
+
 def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512, flip_average: bool = False) -> Evaluation:
     """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped.
 
