@@ -15,6 +15,7 @@ from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
 from emofx.study.evaluation import (
     EvaluationError,
     aggregate_confusions,
+    average_evaluations,
     evaluate,
     evaluate_probabilities,
     metrics_table,
@@ -40,6 +41,19 @@ def test_metrics_on_a_hand_checked_example():
     assert confusion.index.name == "true" and confusion.columns.name == "predicted"
     assert e.per_class_error().round(2).tolist() == [50.0, 0.0, 50.0, 33.33]
     assert e.predictions_frame()["predicted"].tolist() == ["angry", "happy", "happy", "happy", "sad", "angry"]
+
+
+def test_an_ensemble_averages_probabilities_and_can_beat_its_members():
+    labels = np.array([0, 1, 2])
+    # Each member is narrowly wrong on one image that the other gets confidently right: the average is right.
+    first = evaluate_probabilities(labels, [[0.4, 0.6, 0.0], [0.1, 0.6, 0.3], [0.0, 0.4, 0.6]], CLASSES)
+    second = evaluate_probabilities(labels, [[0.9, 0.1, 0.0], [0.1, 0.4, 0.5], [0.1, 0.2, 0.7]], CLASSES)
+    ensemble = average_evaluations([first, second])
+    np.testing.assert_allclose(ensemble.probabilities[1], [0.1, 0.5, 0.4])
+    assert first.accuracy == second.accuracy == pytest.approx(2 / 3) and ensemble.accuracy == 1.0
+    assert average_evaluations([first]).probabilities.tolist() == first.probabilities.tolist()
+    with pytest.raises(EvaluationError, match="member 1 scored other images"):
+        average_evaluations([first, evaluate_probabilities(labels[::-1], second.probabilities, CLASSES)])
 
 
 def test_aggregation_over_trials_gives_mean_and_std():

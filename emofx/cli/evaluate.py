@@ -14,11 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from emofx.data.dataset import FaceDataset
-    from emofx.study.runs import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,24 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emofx.data.dataset import FaceDataset
-    from emofx.study.evaluation import average_evaluations, evaluate
-    from emofx.study.runs import load_run
+    from emofx.study.runs import evaluate_runs, load_run
 
     members = [load_run(directory) for directory in args.runs]
+    names = [str(member.directory) for member in members]
     if args.data:
-        dataset, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
+        evaluation = evaluate_runs(members, FaceDataset.load(args.data), flip_average=args.flip_average)
+        source = str(Path(args.data).resolve())
     else:
-        dataset, source = _shared_test_images(members)
-    evaluation = average_evaluations([
-        evaluate(member.model, dataset, flip_average=member.model.flip_average if args.flip_average is None
-                 else args.flip_average)
-        for member in members])
+        evaluation = evaluate_runs(members, flip_average=args.flip_average)
+        whose = "the run's" if len(names) == 1 else "the runs'"
+        source = f"{members[0].metrics['data']['path']} ({whose} test images)"
     if args.predictions:
         target = Path(args.predictions)
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         evaluation.predictions_frame().to_csv(target)
-    names = [str(member.directory) for member in members]
     scored = names[0] if len(names) == 1 else f"ensemble of {len(names)} runs ({', '.join(names)})"
     summary = {"run": names[0] if len(names) == 1 else names, "data": source, **evaluation.summary()}
     if args.json:
@@ -71,19 +64,3 @@ def run(args: argparse.Namespace) -> int:
     print(evaluation.per_class_error().round(1).to_string())
     return 0
 
-
-def _shared_test_images(members: list[Run]) -> tuple[FaceDataset, str]:
-    """The test images the runs were scored on, and a description; the runs must share them."""
-    from emofx.data.dataset import FaceDataset
-
-    paths = [member.metrics.get("data", {}).get("path") for member in members]
-    for member, path in zip(members, paths):
-        if not path:
-            raise FileNotFoundError(f"{member.directory} does not record its dataset's path; pass --data")
-    first = members[0]
-    for member, path in zip(members[1:], paths[1:]):
-        if path != paths[0] or member.split.test.tolist() != first.split.test.tolist():
-            raise ValueError(f"{member.directory} was tested on other images than {first.directory} "
-                             "(another dataset or split); an ensemble needs the same test images, or pass --data")
-    whose = "the run's" if len(members) == 1 else "the runs'"
-    return FaceDataset.load(paths[0]).subset(first.split.test), f"{paths[0]} ({whose} test images)"

@@ -33,7 +33,7 @@ import pandas as pd
 from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, atomic_write, device_description,
                                    library_versions)
 from emofx.data.dataset import FaceDataset
-from emofx.study.evaluation import evaluate, with_totals
+from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
@@ -346,6 +346,38 @@ def load_run(directory: str | os.PathLike) -> Run:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise RunError(f"{directory} holds a corrupt run file ({err})") from err
     return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
+
+
+def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
+    """The test images one run, or several forming an ensemble, were scored on.
+
+    Several runs must share them: the same dataset file and test split (e.g. one trial fine-tuned
+    from different pre-trained models)."""
+    if not runs:
+        raise RunError("no runs given")
+    for run in runs:
+        if not run.metrics.get("data", {}).get("path"):
+            raise RunError(f"{run.directory} does not record its dataset's path; evaluate it on a dataset given "
+                           "explicitly (--data)")
+    first = runs[0]
+    for run in runs[1:]:
+        if run.metrics["data"]["path"] != first.metrics["data"]["path"] or not np.array_equal(run.split.test,
+                                                                                            first.split.test):
+            raise RunError(f"{run.directory} was tested on other images than {first.directory} (another dataset or "
+                           "split); an ensemble needs the same test images, or a dataset given explicitly (--data)")
+    return first.dataset().subset(first.split.test)
+
+
+def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
+                  flip_average: bool | None = None) -> Evaluation:
+    """Score one run, or several as an ensemble (each image's probabilities averaged over the models).
+
+    On ``dataset``, or by default on the runs' shared test images. Each model scores as its recipe
+    says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average`` is given."""
+    images = shared_test_images(runs) if dataset is None else dataset
+    return average_evaluations([
+        evaluate(run.model, images, flip_average=run.model.flip_average if flip_average is None else flip_average)
+        for run in runs])
 
 
 def holds_run(directory: str | os.PathLike) -> bool:

@@ -1,0 +1,148 @@
+"""Fine-tuning arms on the cultures: one row per trial, ensembles of arms, and mean ± std per arm.
+
+Each arm trains 5 subject-independent trials per culture into ``ROOT/<dataset>/<arm>/trial-<k>``
+(the commands are in ``benchmarks/results/finetune/README.md``); then
+
+    python -m benchmarks.finetune_trials runs/finetune --out benchmarks/results/finetune \\
+        --arms fer40+20s1 fer40+20s2 --ensemble fer40+20s1,fer40+20s2
+
+writes to ``--out``: ``trials.csv`` (dataset, arm, trial, train and test images, test and balanced
+accuracy, best validation error, epochs run, wall seconds, device), ``ensembles.csv`` (dataset,
+members, trial, test images, test and balanced accuracy: each trial's test images scored with the
+members' probabilities averaged, as ``emofx evaluate RUN...`` does) and ``summary.md`` (mean ± std
+over trials of every arm and ensemble). Run directories do not last as the committed tables do:
+rows already in the CSVs are kept, and a trial collected again replaces its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from emofx.study.runs import RunError, evaluate_runs, load_run
+
+TRIAL = re.compile(r"trial-(\d+)$")
+TRIAL_KEY = ["dataset", "arm", "trial"]
+ENSEMBLE_KEY = ["dataset", "members", "trial"]
+MEMBERS = " & "  # arm names may hold "+" (e.g. fer40+20s1)
+DIGITS = {"test_accuracy": 4, "balanced_accuracy": 4, "best_val_error": 4, "epochs_run": 1, "seconds": 1}
+
+
+def trial_directories(root: Path, dataset: str, arm: str) -> dict[int, Path]:
+    """Trial number -> finished run directory of one arm on one dataset."""
+    found = {}
+    for directory in sorted((root / dataset / arm).glob("trial-*")):
+        match = TRIAL.search(directory.name)
+        if match and (directory / "metrics.json").is_file():
+            found[int(match.group(1))] = directory
+    return found
+
+
+def trial_row(dataset: str, arm: str, trial: int, directory: Path) -> dict:
+    """One finished trial as a row of ``trials.csv``."""
+    metrics = load_run(directory).metrics
+    steps_per_epoch = math.ceil(metrics["n_train"] / metrics["config"]["train"]["batch_size"])
+    return {"dataset": dataset, "arm": arm, "trial": trial, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
+            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+            "best_val_error": metrics["best_val_error"], "epochs_run": metrics["steps"] / steps_per_epoch,
+            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown")}
+
+
+def ensemble_row(dataset: str, members: list[str], trial: int, directories: list[Path]) -> dict:
+    """One trial's test images scored by the members' averaged probabilities."""
+    evaluation = evaluate_runs([load_run(d) for d in directories])
+    return {"dataset": dataset, "members": MEMBERS.join(members), "trial": trial, "n_test": evaluation.n,
+            "test_accuracy": evaluation.accuracy, "balanced_accuracy": evaluation.balanced_accuracy}
+
+
+def merged(new_rows: list[dict], path: Path, key: list[str]) -> pd.DataFrame:
+    """``path``'s rows with ``new_rows`` added; a new row replaces an earlier one with the same key."""
+    new = pd.DataFrame(new_rows)
+    if not path.is_file():
+        return new
+    earlier = pd.read_csv(path)
+    if new.empty:
+        return earlier
+    kept = earlier.merge(new[key], on=key, how="left", indicator=True)["_merge"] == "left_only"
+    return pd.concat([earlier[kept.to_numpy()], new], ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` as CSV with fixed digits per column (earlier rows keep their look)."""
+    formatted = table.copy()
+    for column, digits in DIGITS.items():
+        if column in formatted:
+            formatted[column] = formatted[column].map(lambda value: f"{value:.{digits}f}")
+    formatted.to_csv(path, index=False)
+
+
+def summary_markdown(trials: pd.DataFrame, ensembles: pd.DataFrame) -> str:
+    """Mean ± std over trials of every arm and ensemble, one table per dataset."""
+    lines = ["# Fine-tuning arms on the cultures: mean ± std over subject-independent trials", "",
+             "Written by `python -m benchmarks.finetune_trials` from `trials.csv` and `ensembles.csv`; "
+             "the arms and their commands are in `README.md`.", ""]
+    groups = [(trials, "arm")] + ([(ensembles, "members")] if not ensembles.empty else [])
+    for dataset in sorted(set(trials.get("dataset", [])) | set(ensembles.get("dataset", []))):
+        lines += [f"## {dataset}", "", "| arm or ensemble | trials | test accuracy | balanced accuracy |",
+                  "|---|---|---|---|"]
+        for table, column in groups:
+            rows = table[table["dataset"] == dataset]
+            for name, arm in rows.groupby(column, sort=False):
+                label = name if column == "arm" else f"ensemble of {name}"
+                lines.append(f"| {label} | {len(arm)} | {_pm(arm['test_accuracy'])} | "
+                             f"{_pm(arm['balanced_accuracy'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pm(values: pd.Series) -> str:
+    spread = f" ± {100 * values.std(ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{100 * values.mean():.1f}%{spread}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="folder holding <dataset>/<arm>/trial-<k> run directories")
+    parser.add_argument("--out", type=Path, required=True, help="folder for trials.csv, ensembles.csv, summary.md")
+    parser.add_argument("--datasets", nargs="+", default=["kdef", "taiwanese"])
+    parser.add_argument("--arms", nargs="*", default=[], help="arms whose trials to collect (default: none)")
+    parser.add_argument("--ensemble", action="append", default=[], metavar="ARM,ARM[,...]",
+                        help="score each trial with these arms' models averaged (repeatable)")
+    args = parser.parse_args(argv)
+    trial_rows, ensemble_rows = [], []
+    try:
+        for dataset in args.datasets:
+            for arm in args.arms:
+                found = trial_directories(args.root, dataset, arm)
+                if not found:
+                    print(f"no finished trials of arm {arm} in {args.root / dataset / arm}", file=sys.stderr)
+                trial_rows += [trial_row(dataset, arm, k, d) for k, d in found.items()]
+            for spec in args.ensemble:
+                members = [m for m in spec.split(",") if m]
+                found = [trial_directories(args.root, dataset, m) for m in members]
+                for k in sorted(set.intersection(*(set(f) for f in found))):
+                    ensemble_rows.append(ensemble_row(dataset, members, k, [f[k] for f in found]))
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    trials = merged(trial_rows, args.out / "trials.csv", TRIAL_KEY)
+    ensembles = merged(ensemble_rows, args.out / "ensembles.csv", ENSEMBLE_KEY)
+    if trials.empty and ensembles.empty:
+        print("nothing collected: no finished trials of the given arms and no earlier rows", file=sys.stderr)
+        return 2
+    write_table(trials, args.out / "trials.csv")
+    if not ensembles.empty:
+        write_table(ensembles, args.out / "ensembles.csv")
+    (args.out / "summary.md").write_text(summary_markdown(trials, ensembles))
+    print(f"{len(trial_rows)} trials and {len(ensemble_rows)} ensemble trials collected -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
