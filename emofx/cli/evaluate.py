@@ -63,4 +63,3 @@ def run(args: argparse.Namespace) -> int:
     print("\n% misclassified:")
     print(evaluation.per_class_error().round(1).to_string())
     return 0
-
