@@ -86,7 +86,7 @@ def summary_markdown(trials: pd.DataFrame, ensembles: pd.DataFrame) -> str:
     lines = ["# Fine-tuning arms on the cultures: mean ± std over subject-independent trials", "",
              "Written by `python -m benchmarks.finetune_trials` from `trials.csv` and `ensembles.csv`; "
              "the arms and their commands are in `README.md`.", ""]
-    groups = [(trials, "arm")] + ([(ensembles, "members")] if not ensembles.empty else [])
+    groups = [(table, column) for table, column in ((trials, "arm"), (ensembles, "members")) if not table.empty]
     for dataset in sorted(set(trials.get("dataset", [])) | set(ensembles.get("dataset", []))):
         lines += [f"## {dataset}", "", "| arm or ensemble | trials | test accuracy | balanced accuracy |",
                   "|---|---|---|---|"]
@@ -136,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if trials.empty and ensembles.empty:
         print("nothing collected: no finished trials of the given arms and no earlier rows", file=sys.stderr)
         return 2
-    write_table(trials, args.out / "trials.csv")
-    if not ensembles.empty:
-        write_table(ensembles, args.out / "ensembles.csv")
+    for table, name in ((trials, "trials.csv"), (ensembles, "ensembles.csv")):
+        if not table.empty:
+            write_table(table, args.out / name)
     (args.out / "summary.md").write_text(summary_markdown(trials, ensembles))
     print(f"{len(trial_rows)} trials and {len(ensemble_rows)} ensemble trials collected -> {args.out}")
     return 0
