@@ -10,7 +10,10 @@ writes to ``--out``: ``trials.csv`` (dataset, arm, trial, train and test images,
 accuracy, best validation error, epochs run, wall seconds, device), ``ensembles.csv`` (dataset,
 members, trial, test images, test and balanced accuracy: each trial's test images scored with the
 members' probabilities averaged, as ``emofx evaluate RUN...`` does) and ``summary.md`` (mean ± std
-over trials of every arm and ensemble). Run directories do not last as the committed tables do:
+over trials of every arm and ensemble). On a dataset with observers' ratings (the Taiwanese set) each
+row also scores the rated test images against the observers (``rated_images``, ``rated_accuracy``,
+``observer_accuracy``: one observer on average, ``plurality_accuracy``: the observers' most chosen
+emotion; :func:`emofx.study.baselines.against_observers`), and the summary pools them over trials. Run directories do not last as the committed tables do:
 rows already in the CSVs are kept, and a trial collected again replaces its row.
 """
 
@@ -24,13 +27,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from emofx.study.runs import RunError, evaluate_runs, load_run
+from emofx.study.baselines import against_observers
+from emofx.study.evaluation import Evaluation
+from emofx.study.runs import Run, RunError, evaluate_runs, load_run, shared_test_images
 
 TRIAL = re.compile(r"trial-(\d+)$")
 TRIAL_KEY = ["dataset", "arm", "trial"]
 ENSEMBLE_KEY = ["dataset", "members", "trial"]
 MEMBERS = " & "  # arm names may hold "+" (e.g. fer40+20s1)
-DIGITS = {"test_accuracy": 4, "balanced_accuracy": 4, "best_val_error": 4, "epochs_run": 1, "seconds": 1}
+DIGITS = {"test_accuracy": 6, "balanced_accuracy": 6, "best_val_error": 4, "epochs_run": 1, "seconds": 1,
+          "rated_images": 0, "rated_accuracy": 6, "observer_accuracy": 6, "plurality_accuracy": 6}
+OBSERVER_COLUMNS = {"rated_accuracy": "model", "observer_accuracy": "one observer",
+                    "plurality_accuracy": "observers' plurality"}
 
 
 def trial_directories(root: Path, dataset: str, arm: str) -> dict[int, Path]:
@@ -43,21 +51,35 @@ def trial_directories(root: Path, dataset: str, arm: str) -> dict[int, Path]:
     return found
 
 
+def scored(runs: list[Run]) -> tuple[Evaluation, dict]:
+    """The runs' test images scored (probabilities averaged over several runs), and the rated images'
+    scores against the observers as row columns (none when the dataset carries no ratings)."""
+    images = shared_test_images(runs)
+    evaluation = evaluate_runs(runs, images)
+    scores = against_observers(images, evaluation.predictions == evaluation.labels)
+    if scores is None:
+        return evaluation, {}
+    return evaluation, {"rated_images": scores["rated_images"], "rated_accuracy": scores["model_accuracy"],
+                        "observer_accuracy": scores["observer_accuracy"],
+                        "plurality_accuracy": scores["plurality_accuracy"]}
+
+
 def trial_row(dataset: str, arm: str, trial: int, directory: Path) -> dict:
     """One finished trial as a row of ``trials.csv``."""
-    metrics = load_run(directory).metrics
+    run = load_run(directory)
+    metrics = run.metrics
     steps_per_epoch = math.ceil(metrics["n_train"] / metrics["config"]["train"]["batch_size"])
     return {"dataset": dataset, "arm": arm, "trial": trial, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
             "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
             "best_val_error": metrics["best_val_error"], "epochs_run": metrics["steps"] / steps_per_epoch,
-            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown")}
+            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown"), **scored([run])[1]}
 
 
 def ensemble_row(dataset: str, members: list[str], trial: int, directories: list[Path]) -> dict:
     """One trial's test images scored by the members' averaged probabilities."""
-    evaluation = evaluate_runs([load_run(d) for d in directories])
+    evaluation, observers = scored([load_run(d) for d in directories])
     return {"dataset": dataset, "members": MEMBERS.join(members), "trial": trial, "n_test": evaluation.n,
-            "test_accuracy": evaluation.accuracy, "balanced_accuracy": evaluation.balanced_accuracy}
+            "test_accuracy": evaluation.accuracy, "balanced_accuracy": evaluation.balanced_accuracy, **observers}
 
 
 def merged(new_rows: list[dict], path: Path, key: list[str]) -> pd.DataFrame:
@@ -73,11 +95,11 @@ def merged(new_rows: list[dict], path: Path, key: list[str]) -> pd.DataFrame:
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` as CSV with fixed digits per column (earlier rows keep their look)."""
+    """Write ``table`` as CSV with fixed digits per column (earlier rows keep their look; missing cells empty)."""
     formatted = table.copy()
     for column, digits in DIGITS.items():
         if column in formatted:
-            formatted[column] = formatted[column].map(lambda value: f"{value:.{digits}f}")
+            formatted[column] = formatted[column].map(lambda value: "" if pd.isna(value) else f"{value:.{digits}f}")
     formatted.to_csv(path, index=False)
 
 
@@ -96,8 +118,28 @@ def summary_markdown(trials: pd.DataFrame, ensembles: pd.DataFrame) -> str:
                 label = name if column == "arm" else f"ensemble of {name}"
                 lines.append(f"| {label} | {len(arm)} | {_pm(arm['test_accuracy'])} | "
                              f"{_pm(arm['balanced_accuracy'])} |")
-        lines.append("")
+        lines += ["", *_observer_lines(groups, dataset)]
     return "\n".join(lines)
+
+
+def _observer_lines(groups: list[tuple[pd.DataFrame, str]], dataset: str) -> list[str]:
+    """Each arm's and ensemble's rated test images against the observers, pooled over trials."""
+    lines = []
+    for table, column in groups:
+        if "rated_images" not in table:
+            continue
+        rows = table[(table["dataset"] == dataset) & table["rated_images"].notna()]
+        for name, arm in rows.groupby(column, sort=False):
+            weights = arm["rated_images"] / arm["rated_images"].sum()
+            cells = " | ".join(f"{100 * (arm[c] * weights).sum():.1f}%" for c in OBSERVER_COLUMNS)
+            label = name if column == "arm" else f"ensemble of {name}"
+            lines.append(f"| {label} | {len(arm)} | {int(arm['rated_images'].sum())} | {cells} |")
+    if not lines:
+        return []
+    return ["Against the observers: the rated test images (those the observers could label) pooled over trials; "
+            "the share each names the posed emotion:", "",
+            "| arm or ensemble | trials | rated images | " + " | ".join(OBSERVER_COLUMNS.values()) + " |",
+            "|---|---|---|---|---|---|", *lines, ""]
 
 
 def _pm(values: pd.Series) -> str:

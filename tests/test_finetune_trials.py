@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,8 @@ import pytest
 from benchmarks import finetune_trials
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
-from emofx.study.runs import evaluate_runs, load_run
+from emofx.study.baselines import against_observers
+from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--split", "random",
         "--quiet"]
@@ -62,3 +65,37 @@ def test_later_calls_keep_earlier_rows_and_replace_trials_collected_again(root, 
 def test_an_empty_collection_is_refused_with_a_message(tmp_path, capsys):
     assert finetune_trials.main([str(tmp_path), "--out", str(tmp_path / "out"), "--arms", "none"]) == 2
     assert "nothing collected" in capsys.readouterr().err
+
+
+def test_rated_datasets_are_scored_against_the_observers(tmp_path):
+    """As for the Taiwanese set: rows and summary set the models beside one observer and the plurality."""
+    data = make_synthetic("universal", n_per_class=12, classes=("happy", "sad", "surprised"))
+    rng = np.random.default_rng(0)
+    ratings = rng.dirichlet(np.ones(3), len(data)).astype(np.float32)
+    agreement = ratings[np.arange(len(data)), data.labels]
+    agreement[:4] = np.nan  # unrated images are left out
+    rated = replace(data, meta={**data.meta, "rating_names": list(data.classes)},
+                    extras={**data.extras, "ratings": ratings, "agreement": agreement}).save(tmp_path / "r.npz")
+    for trial in (0, 1):
+        assert main(["train", str(rated), *TINY, "--trial", str(trial),
+                     "--out", str(tmp_path / "root" / "rated" / "arm" / f"trial-{trial}")]) == 0
+    out = tmp_path / "out"
+    assert finetune_trials.main([str(tmp_path / "root"), "--out", str(out), "--datasets", "rated", "--arms", "arm",
+                                 "--ensemble", "arm,arm"]) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    expected = []
+    for trial in (0, 1):
+        run = load_run(tmp_path / "root" / "rated" / "arm" / f"trial-{trial}")
+        evaluation, images = evaluate_runs([run]), shared_test_images([run])
+        expected.append(against_observers(images, evaluation.predictions == evaluation.labels))
+        row = trials.iloc[trial]
+        assert row["rated_images"] == expected[-1]["rated_images"] == np.isfinite(images.extras["agreement"]).sum()
+        for column, key in (("rated_accuracy", "model_accuracy"), ("observer_accuracy", "observer_accuracy"),
+                            ("plurality_accuracy", "plurality_accuracy")):
+            assert row[column] == pytest.approx(expected[-1][key], abs=5e-7)
+    rated_images = sum(e["rated_images"] for e in expected)
+    pooled = sum(e["observer_accuracy"] * e["rated_images"] for e in expected) / rated_images
+    summary = (out / "summary.md").read_text()
+    assert "| arm or ensemble | trials | rated images | model | one observer | observers' plurality |" in summary
+    assert f"| arm | 2 | {rated_images} | " in summary and f"| {100 * pooled:.1f}% |" in summary
+    assert f"| ensemble of arm & arm | 2 | {rated_images} | " in summary

@@ -19,7 +19,9 @@ from emofx.nets.model import ModelConfig, chosen_model
 from emofx.nets.training import TrainConfig
 from emofx.pipeline import batch, experiments, report
 from emofx.study.accuracy import predictions_frame
-from emofx.study.baselines import balanced_accuracy_p_value, chance_flags, confusion_p_value, human_baseline
+from emofx.pipeline.report_text import human_paragraph
+from emofx.study.baselines import (against_observers, balanced_accuracy_p_value, chance_flags, confusion_p_value,
+                                  human_baseline)
 from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
 from emofx.study.runs import train_run
 
@@ -199,7 +201,34 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert np.isnan(table.set_index("emotion").loc["neutral", "observer_agreement"])
     assert table["model_accuracy"].between(0, 1).all() and correlation["n_images"] == 36
     assert -1 <= correlation["rho"] <= 1
+    # Pooled over the two trials' test images (every image once): the rated ones, as against_observers scores them.
+    assert correlation["rated_images"] == 36
+    assert correlation["observer_accuracy"] == pytest.approx(np.nanmean(agreement))
+    assert np.isnan(correlation["plurality_accuracy"])  # agreement only, no per-emotion ratings
     assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
+
+
+def test_models_are_set_beside_one_observer_and_the_observers_plurality():
+    data = make_synthetic("universal", n_per_class=1, seed=0, size=16, classes=("happy", "sad", "angry", "neutral"))
+    names = ["happy", "sad", "angry"]  # what the observers could choose (no neutral)
+    ratings = np.array([[0.6, 0.3, 0.1],   # happy: plurality right
+                        [0.5, 0.4, 0.1],   # sad: plurality says happy
+                        [0.1, 0.45, 0.45],  # angry: tied with sad, counted as the plurality's choice
+                        [0.4, 0.4, 0.2]], np.float32)  # neutral: not rated
+    order = [np.flatnonzero(data.label_names == e)[0] for e in ("happy", "sad", "angry", "neutral")]
+    rated = replace(data.subset(order), meta={"rating_names": names},
+                    extras={"ratings": ratings, "agreement": np.array([0.6, 0.4, 0.45, np.nan], np.float32)})
+    assert list(rated.label_names) == ["happy", "sad", "angry", "neutral"]
+    scores = against_observers(rated, np.array([True, True, False, False]))
+    assert scores == {"rated_images": 3, "model_accuracy": pytest.approx(2 / 3),
+                      "observer_accuracy": pytest.approx((0.6 + 0.4 + 0.45) / 3), "plurality_accuracy": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="one per image"):
+        against_observers(rated, np.ones(3, bool))
+    assert against_observers(data, np.ones(len(data), bool)) is None
+    sentence = human_paragraph([{"culture": "T", "rho": 0.5, "p_value": 1e-3, "n_images": 3, **scores}])
+    assert "the models name the posed emotion for 66.7%; a single observer does for 48.3% on average, " \
+           "the observers' plurality choice 66.7%." in sentence
+    assert "single observer" not in human_paragraph([{"culture": "T", "rho": 0.5, "p_value": 1e-3, "n_images": 3}])
 
 
 def test_the_comparison_scores_each_model_as_its_recipe_says(make_tiny_model):

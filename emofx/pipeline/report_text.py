@@ -22,7 +22,7 @@ CONFOUND = (
 
 
 def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+    return "n/a" if value is None or value != value else f"{100 * float(value):.1f}%"
 
 
 def _num(value: Any, fmt: str = ".2f") -> str:
@@ -119,4 +119,14 @@ def human_paragraph(human: list[Mapping[str, Any]]) -> str:
         "test images; neutral has no rating): " + ("images people find clear are also the ones the models are sure of."
                                                    if (h.get("rho") or 0) > 0 and (h.get("p_value") or 1) < ALPHA
                                                    else "the data do not show that people and models find the same "
-                                                        "images clear.") for h in human)
+                                                        "images clear.") + _observer_sentence(h) for h in human)
+
+
+def _observer_sentence(h: Mapping[str, Any]) -> str:
+    """The models' accuracy on the rated images beside one observer's and the observers' plurality's."""
+    if _pct(h.get("observer_accuracy")) == "n/a":  # summaries written before these were measured
+        return ""
+    plurality = (f", the observers' plurality choice {_pct(h['plurality_accuracy'])}"
+                 if _pct(h.get("plurality_accuracy")) != "n/a" else "")
+    return (f" On those images the models name the posed emotion for {_pct(h['model_accuracy'])}; a single "
+            f"observer does for {_pct(h['observer_accuracy'])} on average{plurality}.")

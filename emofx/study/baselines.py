@@ -13,7 +13,11 @@ representations (H2, CKA) describe no learned emotion features.
 **Human observers.** When a dataset carries observers' agreement with the posed label
 (``extras["agreement"]``, the Taiwanese set's Image_info.xls), the models' per-class accuracy is
 set beside the observers' agreement, and each test image's observer agreement is correlated
-(Spearman) with the models' probability of the posed class.
+(Spearman) with the models' probability of the posed class. On the rated images the models'
+accuracy is set beside two human references (:func:`against_observers`): one observer (the mean
+share choosing the posed emotion: how often a single person, drawn at random, names it) and the
+observers' plurality (how often their most chosen emotion is the posed one), the two ceilings a
+model that learns what people see can be held to.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from emofx.data.dataset import FaceDataset
 from emofx.study.cultures import CultureRuns
 
 CHANCE_ALPHA = 0.01
 AGREEMENT = "agreement"
+RATINGS = "ratings"
 
 
 def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permutations: int = 1999,
@@ -87,6 +93,35 @@ def chance_notes(flags: pd.DataFrame, alpha: float = CHANCE_ALPHA, excluded: boo
     return [f"NOT clearly above chance (p >= {alpha}): {names}; {effect}"]
 
 
+def against_observers(dataset: FaceDataset, correct: np.ndarray) -> dict[str, Any] | None:
+    """The models' and the observers' accuracy on the posed labels of ``dataset``'s rated images.
+
+    ``correct``: whether the model got each image of ``dataset`` right. Returns ``rated_images``,
+    ``model_accuracy`` (on those images), ``observer_accuracy`` (the mean share of observers choosing
+    the posed emotion) and ``plurality_accuracy`` (share of images whose posed emotion the observers
+    chose most often, ties included; NaN without per-emotion ``ratings`` and ``meta["rating_names"]``),
+    or None when the dataset carries no agreement ratings. Unrated images (NaN agreement, e.g.
+    neutral in the Taiwanese set, which observers could not choose) are left out of every number.
+    """
+    agreement = dataset.extras.get(AGREEMENT)
+    if agreement is None:
+        return None
+    correct = np.asarray(correct, bool)
+    if correct.shape != (len(dataset),):
+        raise ValueError(f"correct holds {correct.shape} values for {len(dataset)} images; give one per image")
+    rated = np.isfinite(np.asarray(agreement, float))
+    plurality = float("nan")
+    names = list(dataset.meta.get("rating_names", ()))
+    if RATINGS in dataset.extras and rated.any() and names:
+        ratings = np.asarray(dataset.extras[RATINGS], float)[rated]
+        posed = [names.index(e) if e in names else -1 for e in dataset.label_names[rated]]
+        shares = np.array([row[j] if j >= 0 else np.nan for row, j in zip(ratings, posed)])
+        plurality = float(np.mean(shares >= ratings.max(axis=1)))
+    mean = (lambda values: float(np.mean(values))) if rated.any() else (lambda values: float("nan"))
+    return {"rated_images": int(rated.sum()), "model_accuracy": mean(correct[rated]),
+            "observer_accuracy": mean(np.asarray(agreement, float)[rated]), "plurality_accuracy": plurality}
+
+
 def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """Observers' agreement beside the models, or None when the dataset has no agreement ratings.
 
@@ -98,7 +133,7 @@ def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | N
     if agreement is None:
         return None
     confidence: dict[int, list[float]] = {}
-    accuracy_rows = []
+    accuracy_rows, pooled_indices, pooled_correct = [], [], []
     for trial, model in enumerate(runs.models):
         indices = runs.test_indices[trial]
         data = runs.dataset.subset(indices)
@@ -109,6 +144,8 @@ def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | N
             confidence.setdefault(int(index), []).append(float(value))
         correct = probabilities.argmax(axis=1) == np.asarray(columns)
         accuracy_rows += [{"trial": trial, "emotion": e, "correct": c} for e, c in zip(data.label_names, correct)]
+        pooled_indices.append(indices)
+        pooled_correct.append(correct)
     tested = np.array(sorted(confidence))
     mean_confidence = np.array([np.mean(confidence[i]) for i in tested])
     rated = np.asarray(agreement, float)[tested]
@@ -124,7 +161,9 @@ def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | N
     table.insert(0, "culture", runs.name)
     keep = np.isfinite(rated)
     correlation: dict[str, Any] = {"culture": runs.name, "n_images": int(keep.sum()), "method": "Spearman",
-                                   "what": "image's observer agreement vs the models' probability of the posed class"}
+                                   "what": "image's observer agreement vs the models' probability of the posed class",
+                                   **against_observers(runs.dataset.subset(np.concatenate(pooled_indices)),
+                                                       np.concatenate(pooled_correct))}
     if keep.sum() >= 3 and np.ptp(rated[keep]) > 0 and np.ptp(mean_confidence[keep]) > 0:
         result = scipy_stats.spearmanr(rated[keep], mean_confidence[keep])
         correlation.update(rho=float(result.statistic), p_value=float(result.pvalue))
