@@ -27,6 +27,18 @@ def test_alignment_puts_the_eyes_on_the_fixed_positions():
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(2) * np.linalg.det(rotation), atol=1e-6)
 
 
+def test_a_smaller_margin_frames_aligned_faces_closer():
+    """The margin means what it means for unaligned crops: border per side as a fraction of the face."""
+    np.testing.assert_allclose(lm.aligned_eyes(0.1), lm.ALIGNED_EYES)
+    default, tight = lm.aligned_eyes(0.1), lm.aligned_eyes(0.0)
+    # Eye distance 0.34 of the side at margin 0.1; a face 1.2 times as large in the crop at margin 0.
+    assert tight[1, 0] - tight[0, 0] == pytest.approx(0.34 * 1.2)
+    np.testing.assert_allclose((tight - 0.5) / (default - 0.5), 1.2)
+    eyes = np.array([[120.0, 210.0], [190.0, 180.0]])
+    np.testing.assert_allclose(lm.transform_points(eyes, lm.alignment_matrix(eyes, 48, 0.0)), tight * 48 - 0.5,
+                               atol=1e-4)
+
+
 def test_warp_follows_the_matrix_on_a_drawn_dot():
     photo = np.zeros((300, 240), np.uint8)
     cv2.circle(photo, (150, 100), 6, 255, -1)
@@ -164,6 +176,11 @@ def test_dlib68_on_kdef_photos_aligns_the_eyes(shared_dataset):
         # The mouth lies below the nose tip, which lies below the eyes.
         points = face.landmarks.points
         assert points[30, 1] > target[0, 1] and points[51, 1] > points[30, 1]
+    # A tighter margin frames the same photo closer: the eyes land further apart, the face grows.
+    tight = extract_face(files[0].read_bytes(), FaceOptions(size=48, landmarks="dlib68", align=True, margin=0.0))
+    np.testing.assert_allclose(tight.landmarks.eyes, lm.aligned_eyes(0.0) * 48 - 0.5, atol=0.05)
+    mouth = faces[0].landmarks.points[48:60].mean(axis=0)
+    assert tight.landmarks.points[48:60].mean(axis=0)[1] - 23.5 == pytest.approx((mouth[1] - 23.5) * 1.2, abs=0.05)
 
 
 @needs_dlib

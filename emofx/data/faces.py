@@ -65,7 +65,8 @@ class FaceOptions:
         size: side length of the square output face.
         detect: find the face with the Haar cascade; False for already-cropped images
             (they are centre-cropped to a square and resized).
-        margin: extra border around the detected box, as a fraction of its side, on each side.
+        margin: extra border around the detected box, as a fraction of its side, on each side
+            (aligned crops frame the face to match: :func:`emofx.data.landmarks.aligned_eyes`).
         center_crop_fallback: keep images without a detected face as a centre crop
             (otherwise they are skipped with the reason).
         scale_factor, min_neighbors: the cascade's ``detectMultiScale`` parameters.
@@ -263,7 +264,7 @@ def extract_face(data: bytes, options: FaceOptions) -> Face | str:
                            upscale_to=0 if options.detect else _LANDMARK_UPSCALE)
     aligned = options.align and bool(np.all(np.isfinite(marks.eyes)))
     if aligned:
-        matrix = alignment_matrix(marks.eyes, options.size)
+        matrix = alignment_matrix(marks.eyes, options.size, options.margin)
         crop = warp_face(gray, matrix, options.size)
     marks = marks.transformed(matrix)
     if marks.found and not _within(marks.points, options.size):

@@ -10,7 +10,8 @@ Two ways to find landmarks, one calling convention (:func:`find_landmarks`):
 
 Points are (x, y) in pixel-index coordinates (pixel (row i, column j) has centre (j, i)); "left"
 means the image's left. Alignment maps the eye centres onto fixed positions of the output crop
-(:data:`ALIGNED_EYES`, the mean-face positions of the unaligned crops, so region templates fit both)
+(:data:`ALIGNED_EYES`, the mean-face positions of the unaligned crops, so region templates fit both;
+another face margin scales them about the centre, :func:`aligned_eyes`)
 with a similarity transform (rotation, uniform scale, shift).
 """
 
@@ -30,6 +31,7 @@ N_POINTS = 68
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the image's left and right eye in the 68-point layout
 # Eye centres of an aligned crop as fractions of its width and height (left, right).
 ALIGNED_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.41), (0.67, 0.41))
+ALIGNED_MARGIN = 0.1  # the face margin of the unaligned crops whose mean face gave ALIGNED_EYES
 EYE_CASCADE = "haarcascade_eye.xml"
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 INSTALL_HINT = 'pip install "emofx[landmarks]"  (dlib-bin and face-recognition-models)'
@@ -211,10 +213,21 @@ def crop_matrix(x0: float, y0: float, side: float, size: int) -> np.ndarray:
     return np.array([[scale, 0.0, (0.5 - x0) * scale - 0.5], [0.0, scale, (0.5 - y0) * scale - 0.5]])
 
 
-def alignment_matrix(eyes: np.ndarray, size: int) -> np.ndarray:
-    """The similarity transform (2x3) that puts ``eyes`` (left, right) on :data:`ALIGNED_EYES` of a ``size`` crop."""
+def aligned_eyes(margin: float = ALIGNED_MARGIN) -> np.ndarray:
+    """Where aligned crops put the (left, right) eye centres, as fractions of the side (2, 2).
+
+    :data:`ALIGNED_EYES` at the default margin; a crop with another ``margin`` (border per side,
+    as a fraction of the face) frames the face as an unaligned crop with that margin would: the
+    eyes move towards (larger margin) or away from (smaller) the centre by (1 + 2 * 0.1) / (1 + 2 * margin).
+    """
+    zoom = (1 + 2 * ALIGNED_MARGIN) / (1 + 2 * margin)
+    return 0.5 + (np.asarray(ALIGNED_EYES, dtype=np.float64) - 0.5) * zoom
+
+
+def alignment_matrix(eyes: np.ndarray, size: int, margin: float = ALIGNED_MARGIN) -> np.ndarray:
+    """The similarity transform (2x3) that puts ``eyes`` (left, right) on :func:`aligned_eyes` of a ``size`` crop."""
     source = np.asarray(eyes, dtype=np.float64)
-    target = np.array([[fx * size - 0.5, fy * size - 0.5] for fx, fy in ALIGNED_EYES])
+    target = aligned_eyes(margin) * size - 0.5
     src_vec, dst_vec = source[1] - source[0], target[1] - target[0]
     # Complex-number form: dst = a * src + b with a = dst_vec / src_vec (rotation and scale).
     a = complex(*dst_vec) / complex(*src_vec)
