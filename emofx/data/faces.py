@@ -44,7 +44,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: aligned crops follow the margin (cached aligned crops of another margin are stale)
 _LANDMARK_UPSCALE = 192  # already-cropped faces are enlarged to this side for dlib
 _CHUNK = 64
 
