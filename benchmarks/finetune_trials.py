@@ -13,8 +13,9 @@ members' probabilities averaged, as ``emofx evaluate RUN...`` does) and ``summar
 over trials of every arm and ensemble). On a dataset with observers' ratings (the Taiwanese set) each
 row also scores the rated test images against the observers (``rated_images``, ``rated_accuracy``,
 ``observer_accuracy``: one observer on average, ``plurality_accuracy``: the observers' most chosen
-emotion; :func:`emofx.study.baselines.against_observers`), and the summary pools them over trials. Run directories do not last as the committed tables do:
-rows already in the CSVs are kept, and a trial collected again replaces its row.
+emotion; :func:`emofx.study.baselines.against_observers`), and the summary pools them over trials.
+Run directories do not last as the committed tables do: rows already in the CSVs are kept, and a
+trial collected again replaces its row.
 """
 
 from __future__ import annotations

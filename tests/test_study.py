@@ -216,12 +216,14 @@ def test_models_are_set_beside_one_observer_and_the_observers_plurality():
                         [0.1, 0.45, 0.45],  # angry: tied with sad, counted as the plurality's choice
                         [0.4, 0.4, 0.2]], np.float32)  # neutral: not rated
     order = [np.flatnonzero(data.label_names == e)[0] for e in ("happy", "sad", "angry", "neutral")]
+    agreement = np.array([0.6, 0.4, 0.45, np.nan], np.float32)
     rated = replace(data.subset(order), meta={"rating_names": names},
-                    extras={"ratings": ratings, "agreement": np.array([0.6, 0.4, 0.45, np.nan], np.float32)})
+                    extras={"ratings": ratings, "agreement": agreement})
     assert list(rated.label_names) == ["happy", "sad", "angry", "neutral"]
     scores = against_observers(rated, np.array([True, True, False, False]))
     assert scores == {"rated_images": 3, "model_accuracy": pytest.approx(2 / 3),
-                      "observer_accuracy": pytest.approx((0.6 + 0.4 + 0.45) / 3), "plurality_accuracy": pytest.approx(2 / 3)}
+                      "observer_accuracy": pytest.approx((0.6 + 0.4 + 0.45) / 3),
+                      "plurality_accuracy": pytest.approx(2 / 3)}
     with pytest.raises(ValueError, match="one per image"):
         against_observers(rated, np.ones(3, bool))
     assert against_observers(data, np.ones(len(data), bool)) is None

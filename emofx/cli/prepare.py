@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--faces", choices=FACE_MODES,
                        help="folder/manifest: 'cropped' images are faces already, 'detect' finds them, "
                             "'auto' (default) decides from the image sizes")
-    faces.add_argument("--margin", type=float, help="border around the detected face, fraction of its side (0.1); aligned faces "
-                            "are framed to match (a smaller margin puts the eyes further apart)")
+    faces.add_argument("--margin", type=float,
+                       help="border around the detected face, fraction of its side (0.1); aligned faces are framed "
+                            "to match (a smaller margin puts the eyes further apart)")
     faces.add_argument("--center-crop-fallback", action="store_true",
                        help="keep images without a detected face as a centre crop instead of skipping them")
     faces.add_argument("--landmarks", choices=("auto",) + LANDMARK_METHODS,
