@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +63,23 @@ def test_checkpoint_refuses_other_architecture_or_classes(tiny_model, tmp_path):
         TrainedModel.load(tmp_path, expect_classes=("angry", "sad"))
     with pytest.raises(CheckpointError, match="no emofx checkpoint"):
         TrainedModel.load(tmp_path / "missing")
+
+
+def test_a_checkpoint_whose_arrays_do_not_fit_its_model_json_is_refused(tiny_model, tmp_path):
+    """Reading uses the architecture's shapes (traced, not run): a params file of another layer width,
+    or one missing, is named with the array that differs rather than failing later inside a layer."""
+    from emofx.nets.checkpoint import MODEL_FILE, PARAMS_FILE
+    from emofx.nets.model import variable_shapes
+
+    shapes = variable_shapes(TINY)
+    assert jax.tree.map(lambda s: s.shape, shapes["params"]) == jax.tree.map(jnp.shape, tiny_model.params)
+    tiny_model.save(tmp_path / "good")
+    wide = replace(TINY, dense_units=40)
+    TrainedModel(config=wide, params=init_params(wide, 0), classes=tiny_model.classes).save(tmp_path / "wider")
+    (tmp_path / "good" / PARAMS_FILE).write_bytes((tmp_path / "wider" / PARAMS_FILE).read_bytes())
+    with pytest.raises(CheckpointError, match=r"model.json: \['dense'\]\['bias'\] is \(40,\), not \(32,\)"):
+        TrainedModel.load(tmp_path / "good")
+    (tmp_path / "good" / PARAMS_FILE).unlink()
+    with pytest.raises(CheckpointError, match="expected model.json and params.msgpack"):
+        TrainedModel.load(tmp_path / "good")
+    assert (tmp_path / "good" / MODEL_FILE).is_file()  # nothing else touched

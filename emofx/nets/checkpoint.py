@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from emofx.nets.buckets import bucket_size, pad_rows
-from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
+from emofx.nets.model import (EmotionCNN, ModelConfig, model_variables, pixel_free, pixel_stats, variable_shapes,
                               standardise)
 
 CHECKPOINT_DIR = "checkpoint"
@@ -178,7 +178,7 @@ class TrainedModel:
             raise CheckpointError(
                 f"checkpoint {directory} was trained on classes {list(classes)}, not {list(expect_classes)}"
             )
-        template = init_variables(config, 0)
+        template = variable_shapes(config)
         params = _read_tree(directory / PARAMS_FILE, template["params"])
         batch_stats = _read_tree(directory / BATCH_STATS_FILE, template["batch_stats"]) \
             if "batch_stats" in template else None
@@ -187,13 +187,21 @@ class TrainedModel:
 
 
 def _read_tree(path: Path, template: Any) -> Any:
-    """A serialised pytree shaped like ``template``; a clear error when it is missing or does not fit."""
+    """A serialised pytree shaped like ``template`` (arrays or ``jax.ShapeDtypeStruct`` leaves); a
+    clear error when it is missing or does not fit, naming the first array of another shape."""
     try:
-        return flax.serialization.from_bytes(template, path.read_bytes())
+        tree = flax.serialization.from_bytes(template, path.read_bytes())
+        wrong = [f"{jax.tree_util.keystr(where)} is {np.shape(value)}, not {np.shape(expected)}"
+                 for (where, value), expected in zip(jax.tree_util.tree_leaves_with_path(tree),
+                                                     jax.tree.leaves(template), strict=True)
+                 if np.shape(value) != np.shape(expected)]
     except FileNotFoundError as err:
         raise CheckpointError(f"{path} is missing; its model.json asks for it") from err
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit its model.json ({err})") from err
+    if wrong:
+        raise CheckpointError(f"{path} does not fit its model.json: {wrong[0]}")
+    return tree
 
 
 def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:

@@ -210,6 +210,13 @@ def init_variables(config: ModelConfig, seed: int | jax.Array) -> dict[str, Any]
     return dict(_init_variables(replace(config, pixel_mean=0.5, pixel_std=0.25), key))
 
 
+def variable_shapes(config: ModelConfig) -> dict[str, Any]:
+    """What :func:`init_variables` returns, as ``jax.ShapeDtypeStruct`` leaves: traced, never run or
+    compiled (a template for reading a checkpoint costs no program)."""
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    return dict(jax.eval_shape(_init_variables, replace(config, pixel_mean=0.5, pixel_std=0.25), key))
+
+
 @partial(jax.jit, static_argnums=0)
 def _init_variables(config: ModelConfig, key: jax.Array) -> Any:
     # Compiled once per config: eager initialisation compiles every random op separately.

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from emofx.nets.checkpoint import CheckpointError, TrainedModel
 from emofx.nets.model import ModelConfig, init_variables
@@ -23,21 +22,20 @@ def initial_variables(model_config: ModelConfig, key: jax.Array, init_from: Trai
     each output unit of a class ``init_from`` knows (matched by name) starts from that class's trained
     unit and the other units start fresh, so fine-tuning keeps what the shared classes learned.
     An ``init_from`` of another architecture is a :class:`CheckpointError`."""
-    variables = init_variables(model_config, key)
     if init_from is None:
-        return variables, []
+        return init_variables(model_config, key), []
     mine, theirs = model_config.architecture(), init_from.config.architecture()
     differ = [f"{k} {theirs.get(k)} (this training: {mine[k]})" for k in mine
               if k != "num_classes" and theirs.get(k) != mine[k]]
     if differ:
         raise CheckpointError(f"the --init-from model differs in {', '.join(differ)}; start from a model with the "
                               "same input size, layers and normalisation")
-    loaded = jax.tree.map(jnp.asarray, init_from.variables)
+    loaded = jax.device_put(init_from.variables)  # one transfer; jnp.asarray per array compiles a program each
     if tuple(init_from.classes) == classes:
-        return loaded, []
-    loaded["params"] = {**loaded["params"],
-                        "output": _output_by_class(loaded["params"]["output"], variables["params"]["output"],
-                                                   tuple(init_from.classes), classes)}
+        return loaded, []  # no fresh variables needed: making them would cost a program
+    fresh_output = init_variables(model_config, key)["params"]["output"]
+    loaded["params"] = {**loaded["params"], "output": _output_by_class(loaded["params"]["output"], fresh_output,
+                                                                       tuple(init_from.classes), classes)}
     kept = [c for c in classes if c in init_from.classes]
     fresh = [c for c in classes if c not in init_from.classes]
     return loaded, [f"initial weights' classes {list(init_from.classes)} differ from these {list(classes)}: "
