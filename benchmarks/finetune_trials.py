@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from emofx.study.baselines import against_observers
+from emofx.data.dataset import FaceDataset
+from emofx.study.baselines import AGREEMENT, against_observers
 from emofx.study.evaluation import Evaluation
-from emofx.study.runs import Run, RunError, evaluate_runs, load_run, shared_test_images
+from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_images
 
 TRIAL = re.compile(r"trial-(\d+)$")
 TRIAL_KEY = ["dataset", "arm", "trial"]
@@ -52,35 +53,37 @@ def trial_directories(root: Path, dataset: str, arm: str) -> dict[int, Path]:
     return found
 
 
-def scored(runs: list[Run]) -> tuple[Evaluation, dict]:
-    """The runs' test images scored (probabilities averaged over several runs), and the rated images'
-    scores against the observers as row columns (none when the dataset carries no ratings)."""
-    images = shared_test_images(runs)
-    evaluation = evaluate_runs(runs, images)
+def observer_columns(images: FaceDataset, evaluation: Evaluation) -> dict:
+    """The rated test images' scores against the observers as row columns (none without ratings)."""
     scores = against_observers(images, evaluation.predictions == evaluation.labels)
     if scores is None:
-        return evaluation, {}
-    return evaluation, {"rated_images": scores["rated_images"], "rated_accuracy": scores["model_accuracy"],
-                        "observer_accuracy": scores["observer_accuracy"],
-                        "plurality_accuracy": scores["plurality_accuracy"]}
+        return {}
+    return {"rated_images": scores["rated_images"], "rated_accuracy": scores["model_accuracy"],
+            "observer_accuracy": scores["observer_accuracy"], "plurality_accuracy": scores["plurality_accuracy"]}
 
 
 def trial_row(dataset: str, arm: str, trial: int, directory: Path) -> dict:
     """One finished trial as a row of ``trials.csv``."""
     run = load_run(directory)
     metrics = run.metrics
+    images = shared_test_images([run])
+    # metrics.json holds the accuracies; the model is scored again only where observers rated the images.
+    observers = observer_columns(images, evaluate_runs([run], images)) if AGREEMENT in images.extras else {}
     steps_per_epoch = math.ceil(metrics["n_train"] / metrics["config"]["train"]["batch_size"])
     return {"dataset": dataset, "arm": arm, "trial": trial, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
             "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
             "best_val_error": metrics["best_val_error"], "epochs_run": metrics["steps"] / steps_per_epoch,
-            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown"), **scored([run])[1]}
+            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown"), **observers}
 
 
 def ensemble_row(dataset: str, members: list[str], trial: int, directories: list[Path]) -> dict:
     """One trial's test images scored by the members' averaged probabilities."""
-    evaluation, observers = scored([load_run(d) for d in directories])
+    runs = [load_run(d) for d in directories]
+    images = shared_test_images(runs)
+    evaluation = evaluate_runs(runs, images)
     return {"dataset": dataset, "members": MEMBERS.join(members), "trial": trial, "n_test": evaluation.n,
-            "test_accuracy": evaluation.accuracy, "balanced_accuracy": evaluation.balanced_accuracy, **observers}
+            "test_accuracy": evaluation.accuracy, "balanced_accuracy": evaluation.balanced_accuracy,
+            **observer_columns(images, evaluation)}
 
 
 def merged(new_rows: list[dict], path: Path, key: list[str]) -> pd.DataFrame:

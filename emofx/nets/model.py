@@ -207,14 +207,19 @@ def init_variables(config: ModelConfig, seed: int | jax.Array) -> dict[str, Any]
     """Initial ``params`` and (with batch normalisation) ``batch_stats`` for ``config``."""
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
     # Initial values do not depend on the input standardisation: compile once per architecture.
-    return dict(_init_variables(replace(config, pixel_mean=0.5, pixel_std=0.25), key))
+    return dict(_init_variables(_init_config(config), key))
 
 
 def variable_shapes(config: ModelConfig) -> dict[str, Any]:
     """What :func:`init_variables` returns, as ``jax.ShapeDtypeStruct`` leaves: traced, never run or
     compiled (a template for reading a checkpoint costs no program)."""
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    return dict(jax.eval_shape(_init_variables, replace(config, pixel_mean=0.5, pixel_std=0.25), key))
+    return dict(jax.eval_shape(_init_variables, _init_config(config), jax.ShapeDtypeStruct((2,), jnp.uint32)))
+
+
+def _init_config(config: ModelConfig) -> ModelConfig:
+    """The one config initialisation is traced with: initial values do not depend on the input
+    standardisation, so every dataset's model of one architecture shares the program (and the trace)."""
+    return replace(config, pixel_mean=0.5, pixel_std=0.25)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -117,9 +117,11 @@ def against_observers(dataset: FaceDataset, correct: np.ndarray) -> dict[str, An
         posed = [names.index(e) if e in names else -1 for e in dataset.label_names[rated]]
         shares = np.array([row[j] if j >= 0 else np.nan for row, j in zip(ratings, posed)])
         plurality = float(np.mean(shares >= ratings.max(axis=1)))
-    mean = (lambda values: float(np.mean(values))) if rated.any() else (lambda values: float("nan"))
-    return {"rated_images": int(rated.sum()), "model_accuracy": mean(correct[rated]),
-            "observer_accuracy": mean(np.asarray(agreement, float)[rated]), "plurality_accuracy": plurality}
+    if not rated.any():
+        return {"rated_images": 0, "model_accuracy": float("nan"), "observer_accuracy": float("nan"),
+                "plurality_accuracy": plurality}
+    return {"rated_images": int(rated.sum()), "model_accuracy": float(correct[rated].mean()),
+            "observer_accuracy": float(np.asarray(agreement, float)[rated].mean()), "plurality_accuracy": plurality}
 
 
 def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | None:
