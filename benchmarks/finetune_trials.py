@@ -14,6 +14,9 @@ over trials of every arm and ensemble). On a dataset with observers' ratings (th
 row also scores the rated test images against the observers (``rated_images``, ``rated_accuracy``,
 ``observer_accuracy``: one observer on average, ``plurality_accuracy``: the observers' most chosen
 emotion; :func:`emofx.study.baselines.against_observers`), and the summary pools them over trials.
+With ``--pooled ARM`` the runs in ``ROOT/pooled/ARM/trial-<k>``, trained on the cultures pooled with each
+culture's own split of arm ARM (``python -m benchmarks.pooled_cultures``), are scored on each culture's
+test images as rows of arm ``pooled ARM``.
 Run directories do not last as the committed tables do: rows already in the CSVs are kept, and a
 trial collected again replaces its row.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emofx.data.dataset import FaceDataset
+from emofx.data.dataset import DatasetError, FaceDataset
 from emofx.study.baselines import AGREEMENT, against_observers
 from emofx.study.evaluation import Evaluation
 from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_images
@@ -37,6 +40,7 @@ TRIAL = re.compile(r"trial-(\d+)$")
 TRIAL_KEY = ["dataset", "arm", "trial"]
 ENSEMBLE_KEY = ["dataset", "members", "trial"]
 MEMBERS = " & "  # arm names may hold "+" (e.g. fer40+20s1)
+POOLED = "pooled"  # ROOT/pooled/<arm>/trial-<k>: trained on the cultures pooled, rows of arm "pooled <arm>"
 DIGITS = {"test_accuracy": 6, "balanced_accuracy": 6, "best_val_error": 4, "epochs_run": 1, "seconds": 1,
           "rated_images": 0, "rated_accuracy": 6, "observer_accuracy": 6, "plurality_accuracy": 6}
 OBSERVER_COLUMNS = {"rated_accuracy": "model", "observer_accuracy": "one observer",
@@ -69,11 +73,32 @@ def trial_row(dataset: str, arm: str, trial: int, directory: Path) -> dict:
     images = shared_test_images([run])
     # metrics.json holds the accuracies; the model is scored again only where observers rated the images.
     observers = observer_columns(images, evaluate_runs([run], images)) if AGREEMENT in images.extras else {}
+    return {"dataset": dataset, "arm": arm, "trial": trial, **_training_columns(metrics), "n_test": metrics["n_test"],
+            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"], **observers}
+
+
+def pooled_row(dataset: str, arm: str, trial: int, pooled: Path, reference: Path) -> dict:
+    """A run trained on the cultures pooled (``benchmarks.pooled_cultures``), scored on one culture's test images.
+
+    ``reference`` is that culture's trial of the arm whose splits the pooled set kept: its test images
+    must be among the pooled run's."""
+    run, images = load_run(pooled), shared_test_images([load_run(reference)])
+    tested = {image.tobytes() for image in run.dataset().subset(run.split.test).images}
+    if not all(image.tobytes() in tested for image in images.images):
+        raise RunError(f"{pooled} was not tested on the test images of {reference}: make its dataset with "
+                       f"python -m benchmarks.pooled_cultures from arm {arm}")
+    evaluation = evaluate_runs([run], images)
+    return {"dataset": dataset, "arm": f"{POOLED} {arm}", "trial": trial, **_training_columns(run.metrics),
+            "n_test": evaluation.n, "test_accuracy": evaluation.accuracy,
+            "balanced_accuracy": evaluation.balanced_accuracy, **observer_columns(images, evaluation)}
+
+
+def _training_columns(metrics: dict) -> dict:
+    """What a row says of a run's training: its images, best validation error, epochs, wall time, device."""
     steps_per_epoch = math.ceil(metrics["n_train"] / metrics["config"]["train"]["batch_size"])
-    return {"dataset": dataset, "arm": arm, "trial": trial, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
-            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
-            "best_val_error": metrics["best_val_error"], "epochs_run": metrics["steps"] / steps_per_epoch,
-            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown"), **observers}
+    return {"n_train": metrics["n_train"], "best_val_error": metrics["best_val_error"],
+            "epochs_run": metrics["steps"] / steps_per_epoch, "seconds": metrics["seconds"],
+            "device": metrics.get("device", "unknown")}
 
 
 def ensemble_row(dataset: str, members: list[str], trial: int, directories: list[Path]) -> dict:
@@ -159,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="*", default=[], help="arms whose trials to collect (default: none)")
     parser.add_argument("--ensemble", action="append", default=[], metavar="ARM,ARM[,...]",
                         help="score each trial with these arms' models averaged (repeatable)")
+    parser.add_argument("--pooled", nargs="*", default=[], metavar="ARM",
+                        help=f"score ROOT/{POOLED}/ARM/trial-<k> (trained on the cultures pooled with "
+                             "benchmarks.pooled_cultures, keeping ARM's splits) on each dataset's test images")
     args = parser.parse_args(argv)
     trial_rows, ensemble_rows = [], []
     try:
@@ -168,12 +196,22 @@ def main(argv: list[str] | None = None) -> int:
                 if not found:
                     print(f"no finished trials of arm {arm} in {args.root / dataset / arm}", file=sys.stderr)
                 trial_rows += [trial_row(dataset, arm, k, d) for k, d in found.items()]
+            for arm in args.pooled:
+                pooled, found = trial_directories(args.root, POOLED, arm), trial_directories(args.root, dataset, arm)
+                if not pooled:
+                    print(f"no finished trials of arm {arm} in {args.root / POOLED / arm}", file=sys.stderr)
+                for k in sorted(pooled):
+                    if k not in found:
+                        print(f"pooled trial {k} of arm {arm} has no finished trial in {args.root / dataset / arm} "
+                              "to take the test images from; left out", file=sys.stderr)
+                        continue
+                    trial_rows.append(pooled_row(dataset, arm, k, pooled[k], found[k]))
             for spec in args.ensemble:
                 members = [m for m in spec.split(",") if m]
                 found = [trial_directories(args.root, dataset, m) for m in members]
                 for k in sorted(set.intersection(*(set(f) for f in found))):
                     ensemble_rows.append(ensemble_row(dataset, members, k, [f[k] for f in found]))
-    except RunError as err:
+    except (RunError, DatasetError, OSError) as err:  # a run or its dataset file changed or gone
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
