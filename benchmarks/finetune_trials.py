@@ -73,8 +73,9 @@ def trial_row(dataset: str, arm: str, trial: int, directory: Path) -> dict:
     images = shared_test_images([run])
     # metrics.json holds the accuracies; the model is scored again only where observers rated the images.
     observers = observer_columns(images, evaluate_runs([run], images)) if AGREEMENT in images.extras else {}
-    return {"dataset": dataset, "arm": arm, "trial": trial, **_training_columns(metrics), "n_test": metrics["n_test"],
-            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"], **observers}
+    return {"dataset": dataset, "arm": arm, "trial": trial, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
+            "test_accuracy": metrics["test_accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+            **_training_columns(metrics), **observers}
 
 
 def pooled_row(dataset: str, arm: str, trial: int, pooled: Path, reference: Path) -> dict:
@@ -88,17 +89,17 @@ def pooled_row(dataset: str, arm: str, trial: int, pooled: Path, reference: Path
         raise RunError(f"{pooled} was not tested on the test images of {reference}: make its dataset with "
                        f"python -m benchmarks.pooled_cultures from arm {arm}")
     evaluation = evaluate_runs([run], images)
-    return {"dataset": dataset, "arm": f"{POOLED} {arm}", "trial": trial, **_training_columns(run.metrics),
+    return {"dataset": dataset, "arm": f"{POOLED} {arm}", "trial": trial, "n_train": run.metrics["n_train"],
             "n_test": evaluation.n, "test_accuracy": evaluation.accuracy,
-            "balanced_accuracy": evaluation.balanced_accuracy, **observer_columns(images, evaluation)}
+            "balanced_accuracy": evaluation.balanced_accuracy, **_training_columns(run.metrics),
+            **observer_columns(images, evaluation)}
 
 
 def _training_columns(metrics: dict) -> dict:
-    """What a row says of a run's training: its images, best validation error, epochs, wall time, device."""
+    """What a row says of a run's training: best validation error, epochs, wall time, device."""
     steps_per_epoch = math.ceil(metrics["n_train"] / metrics["config"]["train"]["batch_size"])
-    return {"n_train": metrics["n_train"], "best_val_error": metrics["best_val_error"],
-            "epochs_run": metrics["steps"] / steps_per_epoch, "seconds": metrics["seconds"],
-            "device": metrics.get("device", "unknown")}
+    return {"best_val_error": metrics["best_val_error"], "epochs_run": metrics["steps"] / steps_per_epoch,
+            "seconds": metrics["seconds"], "device": metrics.get("device", "unknown")}
 
 
 def ensemble_row(dataset: str, members: list[str], trial: int, directories: list[Path]) -> dict:
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                              "benchmarks.pooled_cultures, keeping ARM's splits) on each dataset's test images")
     args = parser.parse_args(argv)
     trial_rows, ensemble_rows = [], []
+    pooled = {arm: trial_directories(args.root, POOLED, arm) for arm in args.pooled}
+    for arm in [arm for arm, found in pooled.items() if not found]:
+        print(f"no finished trials of arm {arm} in {args.root / POOLED / arm}", file=sys.stderr)
     try:
         for dataset in args.datasets:
             for arm in args.arms:
@@ -196,16 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                 if not found:
                     print(f"no finished trials of arm {arm} in {args.root / dataset / arm}", file=sys.stderr)
                 trial_rows += [trial_row(dataset, arm, k, d) for k, d in found.items()]
-            for arm in args.pooled:
-                pooled, found = trial_directories(args.root, POOLED, arm), trial_directories(args.root, dataset, arm)
-                if not pooled:
-                    print(f"no finished trials of arm {arm} in {args.root / POOLED / arm}", file=sys.stderr)
-                for k in sorted(pooled):
+            for arm, runs in pooled.items():
+                found = trial_directories(args.root, dataset, arm)
+                for k in sorted(runs):
                     if k not in found:
                         print(f"pooled trial {k} of arm {arm} has no finished trial in {args.root / dataset / arm} "
                               "to take the test images from; left out", file=sys.stderr)
                         continue
-                    trial_rows.append(pooled_row(dataset, arm, k, pooled[k], found[k]))
+                    trial_rows.append(pooled_row(dataset, arm, k, runs[k], found[k]))
             for spec in args.ensemble:
                 members = [m for m in spec.split(",") if m]
                 found = [trial_directories(args.root, dataset, m) for m in members]
