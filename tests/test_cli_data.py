@@ -130,3 +130,12 @@ def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
     capsys.readouterr()
     assert info_json(pooled, capsys)["cultures"] == {"XY": 12}
     assert main(["merge", str(first), "--out", str(first), "--overwrite"]) == 2
+    capsys.readouterr()
+    marked = FaceDataset.load(first)
+    marked.extras["agreement"] = np.linspace(0, 1, len(marked)).astype(np.float32)  # as the Taiwanese set's ratings
+    marked.save(tmp_path / "rated.npz")
+    assert main(["merge", str(tmp_path / "rated.npz"), str(second), "--out", str(tmp_path / "m.npz"),
+                 "--size", "48"]) == 0
+    assert "left out per-image extras that not every dataset has (or has in another shape): agreement" in \
+        capsys.readouterr().out
+    assert "agreement" not in FaceDataset.load(tmp_path / "m.npz").extras

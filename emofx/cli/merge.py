@@ -5,6 +5,7 @@
     emofx merge fer2013.npz kdef96.npz --out mixed.npz --size 48
 
 Class sets are united. Images of different sizes are an error unless --size resizes them all.
+Per-image extras that not every dataset has (e.g. one set's observer ratings) are left out, and named.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
     if args.out.resolve() in {p.resolve() for p in args.datasets}:
         raise ValueError(f"--out {args.out} is one of the inputs; write the merged set to a new file")
-    merged = merge([FaceDataset.load(p) for p in args.datasets], resize=args.size)
+    datasets = [FaceDataset.load(p) for p in args.datasets]
+    merged = merge(datasets, resize=args.size)
+    dropped = sorted(set().union(*(d.extras for d in datasets)) - set(merged.extras))
     if args.culture is not None:
         merged = replace(merged, culture=np.full(len(merged), args.culture, dtype=object))
     merged.save(args.out, overwrite=args.overwrite)
     print(summary(merged, args.out))
+    if dropped:
+        print(f"left out per-image extras that not every dataset has (or has in another shape): {', '.join(dropped)}")
     return 0
