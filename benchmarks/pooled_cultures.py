@@ -48,8 +48,11 @@ def with_split_column(run: Run) -> FaceDataset:
 
 
 def pooled_dataset(runs: Sequence[Run]) -> FaceDataset:
-    """One dataset of the runs' datasets, every image in the part its own run's split put it in."""
-    return merge([with_split_column(run) for run in runs])
+    """One dataset of the runs' datasets, every image in the part its own run's split put it in.
+
+    ``meta["split_from"]`` names the runs whose splits it keeps."""
+    pooled = merge([with_split_column(run) for run in runs])
+    return replace(pooled, meta={**pooled.meta, "split_from": [str(run.directory) for run in runs]})
 
 
 def main(argv: list[str] | None = None) -> int:

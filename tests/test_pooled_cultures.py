@@ -59,6 +59,8 @@ def test_a_pooled_set_puts_every_image_in_its_own_cultures_part(root):
                 mine = (pooled.split == part) & (pooled.culture == data.culture[0])
                 assert sorted(pooled.path[mine]) == sorted(data.path[indices])
         assert "ratings" not in pooled.extras  # one culture's extra: left out of the pooled set
+        assert pooled.meta["split_from"] == [str(root / "runs" / name / "arm" / f"trial-{trial}")
+                                             for name in ("west", "east")]
 
 
 def test_pooled_runs_are_scored_on_each_cultures_test_images(root, tmp_path):
