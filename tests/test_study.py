@@ -120,6 +120,9 @@ def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
     assert sum("strong recipe, fine-tuned from pretrained" in row for row in rows) == 2
     assert sum("paper recipe, from scratch" in row for row in rows) == 4
     assert all(" ± " in row for row in rows)
+    # the fine-tuning settings the experiment file sets are named in the recipe table
+    recipe = text.split("## Models and recipe\n")[1].split("How training ended")[0]
+    assert "conv_lr_scale" in recipe and "patience" in recipe and "init_from" in recipe
 
 
 def test_report_without_faces_draws_no_face_figure(studies, tmp_path):

@@ -142,7 +142,9 @@ def _datasets(exp: _Experiment) -> str:
 def _models(exp: _Experiment) -> str:
     if exp.training.empty:
         return "No completed training runs."
-    keys = [k for k in ("split", "seed", "epochs", "batch_size", "learning_rate", "recipe", "init_from") if k in exp.training]
+    settings = ("split", "seed", "epochs", "patience", "batch_size", "learning_rate", "recipe", "norm", "init_from",
+                "conv_lr_scale")
+    keys = [k for k in settings if k in exp.training]
     recipe = exp.training[keys].map(_plain).drop_duplicates()
     models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
     stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
