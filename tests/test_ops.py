@@ -165,6 +165,36 @@ def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close
         assert_close(flat_fast[path], want, f"gradient {jax.tree_util.keystr(path)}")
 
 
+def test_few_channel_layers_run_in_batch_chunks_on_the_cpu_path_only():
+    grey, wide = jnp.zeros((64, 48, 48, 1)), jnp.zeros((64, 24, 24, 64))
+    kernel = jnp.zeros((5, 5, 1, 64))
+    assert ops.layer_batch_chunk(grey, kernel, "winograd") == ops.LAYER_CHUNK
+    assert ops.layer_batch_chunk(grey, kernel, "split-grad") == ops.LAYER_CHUNK
+    assert ops.layer_batch_chunk(grey, kernel, "lax") is None  # the GPU path keeps whole batches
+    assert ops.layer_batch_chunk(wide, jnp.zeros((5, 5, 64, 128)), "winograd") is None
+    assert ops.layer_batch_chunk(grey[:12], kernel, "winograd") is None  # not a multiple of the chunk
+    assert ops.layer_batch_chunk(grey[:8], kernel, "winograd") is None  # one chunk: nothing to split
+    x = jnp.asarray(normal_arrays(2, (24, 5, 5, 3))[0])
+    np.testing.assert_array_equal(ops.in_batch_chunks(lambda a: a * 2.0, x, 8), x * 2.0)
+
+
+def test_the_first_layer_in_chunks_computes_what_the_whole_batch_computes(assert_close):
+    # Eval mode runs the grey first layer in chunks of 8 images on the CPU path; training mode (here
+    # without dropout, so the two modes compute one function) runs it on the whole batch.
+    config = ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, dropout=0.0, conv_impl="winograd")
+    params = init_params(config, 3)
+    images = np.random.default_rng(16).uniform(size=(16, 48, 48)).astype(np.float32)
+
+    def run(train: bool):
+        logits = lambda x: EmotionCNN(config).apply({"params": params}, x, train=train)  # noqa: E731
+        return jax.jit(logits)(images), jax.jit(jax.grad(lambda x: logits(x)[:, 0].sum()))(images)
+
+    (whole_logits, whole_grad), (chunked_logits, chunked_grad) = run(True), run(False)
+    assert float(jnp.abs(whole_grad).max()) > 0
+    assert_close(chunked_logits, whole_logits, "logits")
+    assert_close(chunked_grad, whole_grad, "input gradient")
+
+
 def test_winograd_refuses_padding_that_changes_the_image_size():
     with pytest.raises(ValueError, match="does not keep the size"):
         winograd.conv2d(jnp.zeros((1, 8, 8, 8)), jnp.zeros((5, 5, 8, 2)), ((1, 1), (2, 2)))

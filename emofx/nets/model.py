@@ -117,15 +117,22 @@ class Conv(nn.Module):
     batch_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False,
+                 after: Callable[[jax.Array], jax.Array] = lambda y: y) -> jax.Array:
+        """The convolution (+ bias, + batch normalisation) with ``after`` (activation, pooling) applied."""
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
-        y = ops.conv2d_same(x, kernel, self.impl)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
         if self.batch_norm:
-            y = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")(y)
-        return y
+            y = ops.conv2d_same(x, kernel, self.impl)
+            y = y if bias is None else y + bias
+            return after(nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")(y))
+
+        def layer(images: jax.Array) -> jax.Array:
+            y = ops.conv2d_same(images, kernel, self.impl)
+            return after(y if bias is None else y + bias)
+
+        return ops.in_batch_chunks(layer, x, None if train else ops.layer_batch_chunk(x, kernel, self.impl))
 
 
 class EmotionCNN(nn.Module):
@@ -156,9 +163,8 @@ class EmotionCNN(nn.Module):
         """Output of the last conv layer after its activation, before pooling (for Grad-CAM, filters)."""
         x = self.standardise(images)
         for i, conv in enumerate(self.convs):
-            x = self.activation(conv(x, train))
-            if i < len(self.convs) - 1:
-                x = ops.max_pool_2x2(x)
+            last = i == len(self.convs) - 1
+            x = conv(x, train, self.activation if last else lambda y: ops.max_pool_2x2(self.activation(y)))
         return x
 
     def classify_features(self, features: jax.Array, train: bool = False) -> jax.Array:
