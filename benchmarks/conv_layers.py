@@ -41,15 +41,6 @@ from emofx.nets.model import ModelConfig, init_params
 from emofx.nets.training import TrainConfig, init_state, make_train_step
 
 
-def patches_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int]) -> jax.Array:
-    """d(loss)/d(kernel) (HWIO) of a 'SAME' convolution as one matmul of input patches with the
-    output gradient: dW[i, j] = sum over (b, y, x) of xpad[b, y + i, x + j, :]^T grad[b, y, x, :]."""
-    (kh, kw), (b, h, w, c), out = kernel_hw, x.shape, grad.shape[-1]
-    padded = jnp.pad(x, ((0, 0), ops._same_padding(kh), ops._same_padding(kw), (0, 0)))
-    patches = jnp.stack([padded[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=3)
-    return (patches.reshape(b * h * w, kh * kw * c).T @ grad.reshape(b * h * w, out)).reshape(kh, kw, c, out)
-
-
 def _vjp(impl: str, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Input and kernel gradient of ``impl``'s convolution (XLA drops the one a caller does not use)."""
     return jax.vjp(lambda a, k: ops.conv2d_same(a, k, impl), x, kernel)[1](grad)
@@ -63,8 +54,8 @@ def layer_pieces(x: jax.Array, kernel: jax.Array, grad: jax.Array) -> dict[tuple
         ("input_grad", "lax"): (lambda a, k, g: _vjp("lax", a, k, g)[0]),
         ("input_grad", "split-grad"): (lambda a, k, g: ops.conv_input_grad(g, k)),
         ("kernel_grad", "lax"): (lambda a, k, g: _vjp("lax", a, k, g)[1]),
-        ("kernel_grad", "split-grad"): (lambda a, k, g: ops.conv_kernel_grad(a, g, hw)),
-        ("kernel_grad", "patches"): (lambda a, k, g: patches_kernel_grad(a, g, hw)),
+        ("kernel_grad", "split-grad"): (lambda a, k, g: ops.correlation_kernel_grad(a, g, hw)),
+        ("kernel_grad", "patches"): (lambda a, k, g: ops.patches_kernel_grad(a, g, hw)),
     }
     if x.shape[-1] >= ops.WINOGRAD_MIN_CHANNELS:  # where conv_impl="winograd" uses Winograd
         compiled.update({

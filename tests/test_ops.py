@@ -97,12 +97,24 @@ def test_winograd_refuses_tiles_beyond_its_interpolation_points():
         winograd.transforms(12, 5)
 
 
-def test_kernel_gradient_does_not_depend_on_chunking(assert_close):
+def test_kernel_gradient_does_not_depend_on_chunking_or_formulation(assert_close):
     x, grad = normal_arrays(0, (10, 8, 8, 3), (10, 8, 8, 4))
-    whole = ops.conv_kernel_grad(x, grad, (5, 5), chunk=10)
+    whole = ops.correlation_kernel_grad(x, grad, (5, 5), chunk=10)
     assert whole.shape == (5, 5, 3, 4)
     for chunk in (1, 3, 8):
-        assert_close(ops.conv_kernel_grad(x, grad, (5, 5), chunk=chunk), whole, f"chunk {chunk}")
+        assert_close(ops.correlation_kernel_grad(x, grad, (5, 5), chunk=chunk), whole, f"chunk {chunk}")
+    assert_close(ops.patches_kernel_grad(x, grad, (5, 5)), whole, "patches")
+    assert_close(ops.conv_kernel_grad(x, grad, (5, 5)), whole, "what the fast paths use (3 channels: patches)")
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 1, 6, 5), (2, 6, 10, 4, 3, 4)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_patches_kernel_grad_matches_lax(shape):
+    b, h, w, c_in, c_out, k = shape
+    x, kernel, grad = normal_arrays(sum(shape), (b, h, w, c_in), (k, k, c_in, c_out), (b, h, w, c_out))
+    expected = jax.vjp(lambda kk: ops.conv2d_same(x, kk, "lax"), kernel)[1](grad)[0]
+    got = ops.patches_kernel_grad(x, grad, (k, k))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
 
 
 def test_input_gradient_of_a_one_hot_kernel_is_a_shift():
@@ -179,20 +191,17 @@ def test_few_channel_layers_run_in_batch_chunks_on_the_cpu_path_only():
 
 
 def test_the_first_layer_in_chunks_computes_what_the_whole_batch_computes(assert_close):
-    # Eval mode runs the grey first layer in chunks of 8 images on the CPU path; training mode (here
-    # without dropout, so the two modes compute one function) runs it on the whole batch.
-    config = ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, dropout=0.0, conv_impl="winograd")
+    # 16 images run the grey first layer in two chunks of 8 on the CPU path; 8 images run it whole.
+    config = ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, conv_impl="winograd")
     params = init_params(config, 3)
     images = np.random.default_rng(16).uniform(size=(16, 48, 48)).astype(np.float32)
-
-    def run(train: bool):
-        logits = lambda x: EmotionCNN(config).apply({"params": params}, x, train=train)  # noqa: E731
-        return jax.jit(logits)(images), jax.jit(jax.grad(lambda x: logits(x)[:, 0].sum()))(images)
-
-    (whole_logits, whole_grad), (chunked_logits, chunked_grad) = run(True), run(False)
-    assert float(jnp.abs(whole_grad).max()) > 0
-    assert_close(chunked_logits, whole_logits, "logits")
-    assert_close(chunked_grad, whole_grad, "input gradient")
+    logits = jax.jit(lambda x: EmotionCNN(config).apply({"params": params}, x))
+    input_grad = jax.jit(jax.grad(lambda x: logits(x)[:, 0].sum()))
+    chunked = logits(images), input_grad(images)
+    whole = [np.concatenate([f(images[:8]), f(images[8:])]) for f in (logits, input_grad)]
+    assert float(jnp.abs(whole[1]).max()) > 0
+    assert_close(chunked[0], whole[0], "logits")
+    assert_close(chunked[1], whole[1], "input gradient")
 
 
 def test_winograd_refuses_padding_that_changes_the_image_size():

@@ -108,7 +108,11 @@ def chosen_model(num_classes: int, real_faces: bool, widths: Any = None, dense_u
 
 class Conv(nn.Module):
     """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`,
-    optionally followed by batch normalisation (batch statistics when ``train``, else running ones)."""
+    optionally followed by batch normalisation (batch statistics when ``train``, else running ones).
+
+    The layer's activation and pooling come in as ``after`` so that a layer the CPU path runs in
+    chunks of images (:func:`emofx.nets.ops.layer_batch_chunk`) computes them inside each chunk.
+    """
 
     features: int
     kernel_size: int
@@ -132,7 +136,7 @@ class Conv(nn.Module):
             y = ops.conv2d_same(images, kernel, self.impl)
             return after(y if bias is None else y + bias)
 
-        return ops.in_batch_chunks(layer, x, None if train else ops.layer_batch_chunk(x, kernel, self.impl))
+        return ops.in_batch_chunks(layer, x, ops.layer_batch_chunk(x, kernel, self.impl))
 
 
 class EmotionCNN(nn.Module):

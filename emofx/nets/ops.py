@@ -19,10 +19,11 @@ Convolution implementations (``ModelConfig.conv_impl``):
     CPU kernel contract over 64 x H x W values per output element, which falls out of
     cache and runs at half the matmul rate; chunks of 8 run near it. Layers with
     fewer than :data:`FEW_CHANNELS` input channels take their input gradient as a matmul
-    plus shifted sums instead (see :func:`conv_input_grad`). The alternative of one big
-    matmul of input patches (25 shifted slices stacked) with the output gradient ran the
-    kernel gradients of the second and third layers 2-3x slower in CPU time than the chunks
-    (``python -m benchmarks.conv_layers`` times every piece of every layer both ways).
+    plus shifted sums instead (see :func:`conv_input_grad`), and their kernel gradient as one
+    matmul of input patches (25 shifted slices stacked) with the output gradient, which ran
+    the kernel gradients of the second and third layers 2-3x slower in CPU time than the
+    chunks but the first layer's faster (``python -m benchmarks.conv_layers`` times every piece
+    of every layer each way).
 ``"winograd"``
     layers with at least :data:`WINOGRAD_MIN_CHANNELS` input channels and kernels at least
     3 wide go through :mod:`emofx.nets.winograd` (Winograd F(4, kw) along the width: 2.5x fewer
@@ -34,6 +35,9 @@ Convolution implementations (``ModelConfig.conv_impl``):
 ``"auto"``
     ``"winograd"`` on CPU, ``"lax"`` on other backends (chosen per ``jax.default_backend()``
     when the model is traced).
+
+On the CPU paths the first layer (few input channels) runs in chunks of :data:`LAYER_CHUNK`
+images, activation and pooling included (:func:`layer_batch_chunk`, used by the model).
 
 Pooling is a reshape + max, which JAX differentiates with a mask of the window maxima
 (ties share the gradient equally): an elementwise fusion that XLA folds into the next
@@ -135,7 +139,22 @@ def _input_grad_few_channels(grad: jax.Array, kernel: jax.Array) -> jax.Array:
 def conv_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int],
                      chunk: int = KERNEL_GRAD_CHUNK) -> jax.Array:
     """d(loss)/d(kernel) (HWIO) of a 'SAME' convolution: the correlation of the input with the
-    output gradient, contracted over images and positions, summed over chunks of ``chunk`` images."""
+    output gradient, contracted over images and positions (:func:`correlation_kernel_grad`).
+
+    Inputs of fewer than :data:`FEW_CHANNELS` channels take :func:`patches_kernel_grad` instead:
+    for the grey first layer one matmul of its 25 shifted slices ran 1.3x faster than the chunked
+    correlation (``python -m benchmarks.conv_layers``), and 8x faster inside a loop over image
+    chunks, where XLA runs the correlation as a plain convolution.
+    """
+    if x.shape[-1] < FEW_CHANNELS:
+        return patches_kernel_grad(x, grad, kernel_hw)
+    return correlation_kernel_grad(x, grad, kernel_hw, chunk)
+
+
+def correlation_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int],
+                            chunk: int = KERNEL_GRAD_CHUNK) -> jax.Array:
+    """d(loss)/d(kernel) (HWIO) as a correlation of input and output gradient (a convolution with
+    images as channels), summed over chunks of ``chunk`` images (see the module doc)."""
     padding = (_same_padding(kernel_hw[0]), _same_padding(kernel_hw[1]))
 
     def correlate(xs: jax.Array, gs: jax.Array) -> jax.Array:
@@ -147,16 +166,24 @@ def conv_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int],
     return sum(correlate(x[start:start + chunk], grad[start:start + chunk]) for start in range(0, n, chunk))
 
 
+def patches_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int]) -> jax.Array:
+    """d(loss)/d(kernel) (HWIO) of a 'SAME' convolution as one matmul of input patches with the
+    output gradient: dW[i, j] = sum over (b, y, x) of xpad[b, y + i, x + j, :]^T grad[b, y, x, :]."""
+    (kh, kw), (b, h, w, c), out = kernel_hw, x.shape, grad.shape[-1]
+    padded = jnp.pad(x, ((0, 0), _same_padding(kh), _same_padding(kw), (0, 0)))
+    patches = jnp.stack([padded[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=3)
+    return (patches.reshape(b * h * w, kh * kw * c).T @ grad.reshape(b * h * w, out)).reshape(kh, kw, c, out)
+
+
 def layer_batch_chunk(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> int | None:
     """Images per chunk in which to run a layer of input ``x`` and ``kernel`` (None: the whole batch).
 
     On the CPU a layer with few input channels (the grey first layer) writes a large output
     (64 x 48 x 48 x 64 floats for a batch of 64) from little work; XLA allocates it afresh on
     every call and the kernel maps it in page by page, which costs more than the convolution.
-    Chunks of :data:`LAYER_CHUNK` images keep it small and in cache (``lax.map``): measured on
-    2 cores (``python -m benchmarks.run --no-torch``), inference 1.10x and guided saliency 1.07x
-    faster. Not for training steps: there the map's backward (a loop over chunks) made a step
-    1.4x slower, so the model passes no chunk when it trains.
+    Chunks of :data:`LAYER_CHUNK` images keep it small (:func:`in_batch_chunks`). Measured on 2
+    cores (``python -m benchmarks.run --no-torch``, alternating processes): inference 1.10x,
+    guided saliency 1.1x and training 1.1x faster, peak training RSS 10% lower.
     """
     if resolve_conv_impl(impl) == "lax" or x.shape[-1] >= FEW_CHANNELS:
         return None
@@ -164,10 +191,16 @@ def layer_batch_chunk(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> in
 
 
 def in_batch_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: int | None) -> jax.Array:
-    """``fn(x)`` computed on consecutive chunks of ``chunk`` images (all at once when None)."""
+    """``fn(x)`` computed on consecutive chunks of ``chunk`` images (all at once when None).
+
+    A loop (``lax.map``) whose body is rematerialised (``jax.checkpoint``): differentiating it
+    keeps only the input chunks and recomputes each chunk's forward in the backward loop, rather
+    than stacking every chunk's intermediates into whole-batch buffers, which would bring the
+    large allocation back.
+    """
     if chunk is None:
         return fn(x)
-    y = jax.lax.map(fn, x.reshape(x.shape[0] // chunk, chunk, *x.shape[1:]))
+    y = jax.lax.map(jax.checkpoint(fn), x.reshape(x.shape[0] // chunk, chunk, *x.shape[1:]))
     return y.reshape(x.shape[0], *y.shape[2:])
 
 
