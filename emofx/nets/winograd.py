@@ -26,7 +26,8 @@ Measured on 2 cores and not taken: tiles of 6 (3x fewer multiply-adds, about 10%
 err by 5e-5 relative, too close to the 1e-4 the tests hold; a 2D transform for the kernel
 gradient alone saved under 10% at 3x the error; channel-major copies of the kernel
 gradient's operands (for dots without a transposed operand) ran slower than the copies
-they saved.
+they saved; five dots per point on height slices of the domain instead of the shifted copies
+(1.3x faster alone for the second layer, the same inside a training step).
 """
 
 from __future__ import annotations
