@@ -182,8 +182,8 @@ def layer_batch_chunk(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> in
     (64 x 48 x 48 x 64 floats for a batch of 64) from little work; XLA allocates it afresh on
     every call and the kernel maps it in page by page, which costs more than the convolution.
     Chunks of :data:`LAYER_CHUNK` images keep it small (:func:`in_batch_chunks`). Measured on 2
-    cores (``python -m benchmarks.run --no-torch``, alternating processes): inference 1.10x,
-    guided saliency 1.1x and training 1.1x faster, peak training RSS 10% lower.
+    cores (``benchmarks.workloads``' calls, alternating processes): inference and guided saliency
+    about 1.1x faster, a training step 1.04x, peak training RSS 10% lower.
     """
     if resolve_conv_impl(impl) == "lax" or x.shape[-1] >= FEW_CHANNELS:
         return None
