@@ -178,13 +178,12 @@ def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close
 
 def test_few_channel_layers_run_in_batch_chunks_on_the_cpu_path_only():
     grey, wide = jnp.zeros((64, 48, 48, 1)), jnp.zeros((64, 24, 24, 64))
-    kernel = jnp.zeros((5, 5, 1, 64))
-    assert ops.layer_batch_chunk(grey, kernel, "winograd") == ops.LAYER_CHUNK
-    assert ops.layer_batch_chunk(grey, kernel, "split-grad") == ops.LAYER_CHUNK
-    assert ops.layer_batch_chunk(grey, kernel, "lax") is None  # the GPU path keeps whole batches
-    assert ops.layer_batch_chunk(wide, jnp.zeros((5, 5, 64, 128)), "winograd") is None
-    assert ops.layer_batch_chunk(grey[:12], kernel, "winograd") is None  # not a multiple of the chunk
-    assert ops.layer_batch_chunk(grey[:8], kernel, "winograd") is None  # one chunk: nothing to split
+    assert ops.layer_batch_chunk(grey, "winograd") == ops.LAYER_CHUNK
+    assert ops.layer_batch_chunk(grey, "split-grad") == ops.LAYER_CHUNK
+    assert ops.layer_batch_chunk(grey, "lax") is None  # the GPU path keeps whole batches
+    assert ops.layer_batch_chunk(wide, "winograd") is None
+    assert ops.layer_batch_chunk(grey[:12], "winograd") is None  # not a multiple of the chunk
+    assert ops.layer_batch_chunk(grey[:8], "winograd") is None  # one chunk: nothing to split
     x = jnp.asarray(normal_arrays(2, (24, 5, 5, 3))[0])
     per_chunk = jnp.concatenate([jnp.cumsum(x[start:start + 8], axis=0) for start in (0, 8, 16)])
     np.testing.assert_array_equal(ops.in_batch_chunks(lambda a: jnp.cumsum(a, axis=0), x, 8), per_chunk)

@@ -127,16 +127,15 @@ class Conv(nn.Module):
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
-        if self.batch_norm:
-            y = ops.conv2d_same(x, kernel, self.impl)
-            y = y if bias is None else y + bias
-            return after(nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")(y))
 
-        def layer(images: jax.Array) -> jax.Array:
+        def convolve(images: jax.Array) -> jax.Array:
             y = ops.conv2d_same(images, kernel, self.impl)
-            return after(y if bias is None else y + bias)
+            return y if bias is None else y + bias
 
-        return ops.in_batch_chunks(layer, x, ops.layer_batch_chunk(x, kernel, self.impl))
+        if self.batch_norm:  # batch statistics need the whole batch: no chunks
+            norm = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")
+            return after(norm(convolve(x)))
+        return ops.in_batch_chunks(lambda images: after(convolve(images)), x, ops.layer_batch_chunk(x, self.impl))
 
 
 class EmotionCNN(nn.Module):

@@ -175,8 +175,8 @@ def patches_kernel_grad(x: jax.Array, grad: jax.Array, kernel_hw: tuple[int, int
     return (patches.reshape(b * h * w, kh * kw * c).T @ grad.reshape(b * h * w, out)).reshape(kh, kw, c, out)
 
 
-def layer_batch_chunk(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> int | None:
-    """Images per chunk in which to run a layer of input ``x`` and ``kernel`` (None: the whole batch).
+def layer_batch_chunk(x: jax.Array, impl: str = "auto") -> int | None:
+    """Images per chunk in which to run a convolutional layer of NHWC input ``x`` (None: the whole batch).
 
     On the CPU a layer with few input channels (the grey first layer) writes a large output
     (64 x 48 x 48 x 64 floats for a batch of 64) from little work; XLA allocates it afresh on
