@@ -9,6 +9,7 @@ import pytest
 
 from emofx.nets import ops, winograd
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params
+from emofx.nets.precision import use_precision
 
 # (batch, height, width, in channels, out channels, kernel): the paper model's three layers
 # (batch 2), a batch that is not a multiple of the kernel-gradient chunk, other kernel sizes
@@ -56,11 +57,13 @@ def test_fast_paths_match_lax_outputs_and_gradients(shape, impl, assert_close):
         assert_close(got, want, f"{name} of {shape} by {impl}")
 
 
+@pytest.mark.parametrize("precision", ["highest", "default"])
 @pytest.mark.parametrize("shape", SHAPES + [(3, 9, 11, 8, 5, 3), (2, 8, 8, 9, 5, 4), (2, 7, 13, 8, 3, 6)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_winograd_matches_lax_on_any_shape(shape, assert_close):
+def test_winograd_matches_lax_on_any_shape(shape, precision, assert_close_to_scale, rtol_at):
     # Directly, whatever the channel count: odd and even kernels, widths that are no multiple
-    # of the tile, non-square images.
+    # of the tile, non-square images; at full precision (tiles of 4) and at the fast default
+    # (tiles of 6 on a CPU), each within the tolerance of its precision (tests/conftest.py).
     b, h, w, c_in, c_out, k = shape
     x, kernel, cotangent = normal_arrays(sum(shape) + 1, (b, h, w, c_in), (k, k, c_in, c_out), (b, h, w, c_out))
     kernel /= np.sqrt(k * k * c_in)
@@ -71,11 +74,28 @@ def test_winograd_matches_lax_on_any_shape(shape, assert_close):
         y, vjp = jax.vjp(lambda a, kk: winograd.conv2d(a, kk, padding), a, kk)
         return (y, *vjp(ct))
 
-    reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
-    for name, got, want in zip(("output", "input gradient", "kernel gradient"), winograd_and_grads(x, kernel, cotangent),
-                               reference):
+    with use_precision(precision):
+        reference = jax.jit(conv_and_grads, static_argnums=0)("lax", x, kernel, cotangent)
+        fast = winograd_and_grads(x, kernel, cotangent)
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), fast, reference):
         assert got.shape == want.shape, name
-        assert_close(got, want, f"{name} of {shape}")
+        assert_close_to_scale(got, want, rtol_at(precision), f"{name} of {shape} at {precision}")
+
+
+def test_winograd_tile_follows_the_precision_in_force():
+    assert winograd.tile_for("default") == winograd.tile_for("bfloat16") == winograd.FAST_TILE == 6
+    assert winograd.tile_for("highest") == winograd.tile_for("high") == winograd.tile_for("float32") == winograd.TILE == 4
+    x, kernel = normal_arrays(3, (2, 5, 12, 64), (5, 5, 64, 8))
+    padding = ((2, 2), (2, 2))
+    by_precision = {}
+    for precision, tile in (("default", 6), ("highest", 4)):
+        with use_precision(precision):
+            traced = jax.jit(lambda a, k: winograd.conv2d(a, k, padding))(x, kernel)
+            explicit = jax.jit(lambda a, k, tile=tile: winograd.conv2d(a, k, padding, tile=tile))(x, kernel)
+        np.testing.assert_array_equal(traced, explicit, err_msg=f"at {precision}")
+        by_precision[precision] = traced
+    # The two tiles round differently: the test can tell which one ran.
+    assert not np.array_equal(by_precision["default"], by_precision["highest"])
 
 
 @pytest.mark.parametrize("tile,taps", [(2, 3), (4, 3), (4, 5), (3, 5), (6, 5), (2, 6)])

@@ -3,7 +3,7 @@
 A stride-1 correlation of a row with an r-tap kernel can produce ``m`` outputs from
 ``m + r - 1`` multiplications instead of ``m * r`` (Winograd's F(m, r); Lavin & Gray 2016):
 the input tile and the kernel are mapped to ``m + r - 1`` interpolation points, multiplied
-pointwise, and mapped back. Here that is done along the width only, with m = :data:`TILE`:
+pointwise, and mapped back. Here that is done along the width only, with m = 4 or 6 (below):
 for each point, what remains is an ordinary convolution along the height with kh taps, i.e.
 one big matmul with contraction length kh x input channels. For the paper's 5x5 layers that
 is 2.5x fewer multiply-adds than the direct convolution, while every matmul keeps a long
@@ -19,15 +19,21 @@ is the same convolution of the output gradient with the flipped, channel-transpo
 the kernel gradient is a correlation of the saved Winograd-domain input with the output
 gradient mapped into the domain, mapped back to the kernel by the transposed kernel
 transform. Transforms use the interpolation points 0, +-1, +-2, +-1/2 (exact rational
-matrices, rounded once to float32); outputs and gradients match ``lax.conv`` to a few 1e-6
-relative (``tests/test_ops.py``).
+matrices, rounded once to float32), and +-3/2 for tiles of 6.
 
-Measured on 2 cores and not taken: tiles of 6 (3x fewer multiply-adds, about 10% faster)
-err by 5e-5 relative, too close to the 1e-4 the tests hold; a 2D transform for the kernel
-gradient alone saved under 10% at 3x the error; channel-major copies of the kernel
-gradient's operands (for dots without a transposed operand) ran slower than the copies
-they saved; five dots per point on height slices of the domain instead of the shifted copies
-(1.3x faster alone for the second layer, the same inside a training step).
+The tile follows the matmul precision in force when the convolution is traced
+(:mod:`emofx.nets.precision`, :func:`tile_for`): at ``high`` and ``highest``, F(4, kw), which errs
+by a few 1e-6 relative (4e-6 for the paper's second layer against a float64 reference); at
+``default``, the fast setting training and inference run at, F(6, kw) with the points 0, +-1, +-2,
++-1/2, +-3/2: 2.5x -> 3x fewer multiply-adds than the direct convolution, about 9% faster training
+and inference on 2 cores, at 1-2e-5 relative error (the points +-3 instead of +-3/2: 4e-5). That is
+still 25x more accurate than the TensorFloat-32 a GPU's ``default`` multiplies in (5e-4).
+
+Measured on 2 cores and not taken: a 2D transform for the kernel gradient alone saved under 10% at
+3x the error; channel-major copies of the kernel gradient's operands (for dots without a transposed
+operand) ran slower than the copies they saved; five dots per point on height slices of the domain
+instead of the shifted copies (1.3x faster alone for the second layer, the same inside a training
+step).
 """
 
 from __future__ import annotations
@@ -39,12 +45,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TILE = 4
+from emofx.nets.precision import precision_in_force
+
+TILE = 4  # at the `high` and `highest` precisions
+FAST_TILE = 6  # at `default` precision (module doc)
+FAST_PRECISIONS = ("default", "fastest", "bfloat16")  # JAX's names of the backend's default precision
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2),
-          Fraction(3), Fraction(-3), Fraction(1, 3), Fraction(-1, 3))
+          Fraction(3, 2), Fraction(-3, 2), Fraction(3), Fraction(-3))
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 Padding = tuple[int, int]
+
+
+def tile_for(precision: str) -> int:
+    """The tile (outputs per transform) at matmul ``precision`` (as :func:`emofx.nets.precision.precision_in_force`
+    names it): :data:`FAST_TILE` at the backend's default precision, else :data:`TILE`."""
+    return FAST_TILE if precision in FAST_PRECISIONS else TILE
 
 
 @lru_cache(maxsize=None)
@@ -185,11 +201,11 @@ def _conv_bwd(pad_h: Padding, pad_w: Padding, tile: int, residuals: tuple[list[j
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[Padding, Padding], tile: int = TILE) -> jax.Array:
+def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[Padding, Padding], tile: int | None = None) -> jax.Array:
     """Stride-1 convolution (correlation, as ``lax.conv``) of NHWC ``x`` with an HWIO ``kernel``
     and zero ``padding`` ((top, bottom), (left, right)) that keeps the image size, by
-    Winograd F(``tile``, kw) along the width."""
+    Winograd F(``tile``, kw) along the width (``None``: :func:`tile_for` the precision in force)."""
     (pad_h, pad_w), (kh, kw) = padding, kernel.shape[:2]
     if sum(pad_h) != kh - 1 or sum(pad_w) != kw - 1:
         raise ValueError(f"padding {padding} does not keep the size of the image for a {kh}x{kw} kernel")
-    return _conv(x, kernel, tuple(pad_h), tuple(pad_w), tile)
+    return _conv(x, kernel, tuple(pad_h), tuple(pad_w), tile or tile_for(precision_in_force()))
