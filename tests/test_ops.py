@@ -84,7 +84,8 @@ def test_winograd_matches_lax_on_any_shape(shape, precision, assert_close_to_sca
 
 def test_winograd_tile_follows_the_precision_in_force():
     assert winograd.tile_for("default") == winograd.tile_for("bfloat16") == winograd.FAST_TILE == 6
-    assert winograd.tile_for("highest") == winograd.tile_for("high") == winograd.tile_for("float32") == winograd.TILE == 4
+    assert winograd.tile_for("highest") == winograd.tile_for("high") == winograd.TILE == 4
+    assert winograd.tile_for("float32") == winograd.tile_for("tensorfloat32") == 4
     x, kernel = normal_arrays(3, (2, 5, 12, 64), (5, 5, 64, 8))
     padding = ((2, 2), (2, 2))
     by_precision = {}

@@ -29,9 +29,9 @@ Convolution implementations (``ModelConfig.conv_impl``):
     3 wide go through :mod:`emofx.nets.winograd` (Winograd F(4, kw) along the width, F(6, kw)
     at the ``default`` precision: 2.5x / 3x fewer multiply-adds for 5x5 kernels, forward and both
     gradients; measured on 2 cores with F(4, 5), the paper's second and third layers' forward +
-    backward 1.3x and 1.7x faster than ``split-grad``); other layers take ``split-grad``. Narrower layers gain nothing (their
-    Winograd-domain matmuls contract over too few values to run fast: a 32->64 layer was
-    1.2x slower) and compile 4x longer.
+    backward 1.3x and 1.7x faster than ``split-grad``); other layers take ``split-grad``.
+    Narrower layers gain nothing (their Winograd-domain matmuls contract over too few values
+    to run fast: a 32->64 layer was 1.2x slower) and compile 4x longer.
 ``"auto"``
     ``"winograd"`` on CPU, ``"lax"`` on other backends (chosen per ``jax.default_backend()``
     when the model is traced).

@@ -58,8 +58,9 @@ Padding = tuple[int, int]
 
 
 def tile_for(precision: str) -> int:
-    """The tile (outputs per transform) at matmul ``precision`` (as :func:`emofx.nets.precision.precision_in_force`
-    names it): :data:`FAST_TILE` at the backend's default precision, else :data:`TILE`."""
+    """The tile (outputs per transform) at matmul ``precision`` (named as
+    :func:`emofx.nets.precision.precision_in_force` names it): :data:`FAST_TILE` at the backend's
+    default precision, else :data:`TILE`."""
     return FAST_TILE if precision in FAST_PRECISIONS else TILE
 
 
