@@ -19,13 +19,12 @@ import jax
 import numpy as np
 import pytest
 
-from emofx.nets.precision import PRECISION_ENV, precision_in_force, set_precision
+from emofx.nets.precision import FAST_PRECISIONS, PRECISION_ENV, precision_in_force, set_precision
 
 os.environ.setdefault(PRECISION_ENV, "highest")  # also for the CLI and notebook processes the tests start
 set_precision()
 
 from emofx.data.paths import DATA_ENV, shared_data_root  # noqa: E402  (after the precision is set)
-from emofx.nets import winograd  # noqa: E402
 from emofx.nets.checkpoint import TrainedModel  # noqa: E402
 from emofx.nets.model import ModelConfig, init_params  # noqa: E402
 
@@ -53,7 +52,7 @@ def float32_rtol(precision: str | None = None, backend: str | None = None) -> fl
     if precision in ("highest", "float32"):
         return 1e-4
     if backend == "cpu":
-        return 5e-4 if precision in winograd.FAST_PRECISIONS else 1e-4
+        return 5e-4 if precision in FAST_PRECISIONS else 1e-4
     if backend == "tpu" and precision in ("default", "bfloat16"):
         return 1e-1
     return 1e-2

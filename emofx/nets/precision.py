@@ -8,7 +8,7 @@ completeness, gradient checks) need full float32. The setting:
 
 ``default``
     the backend's fast default: TF32 on recent GPUs; float32 on CPUs, where the Winograd
-    layers take tiles of 6 (:mod:`emofx.nets.winograd`: 9% faster training and inference,
+    layers take tiles of 6 (:mod:`emofx.nets.winograd`: about 8% faster training and inference,
     2e-5 relative error per layer instead of 4e-6, 25x under TF32's);
 ``high``
     at least bfloat16x3 / TF32x3 (about float32 accuracy at lower cost where supported);
@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import jax
 
 PRECISIONS = ("default", "high", "highest")
+FAST_PRECISIONS = ("default", "fastest", "bfloat16")  # JAX's names of the backend's default precision
 PRECISION_ENV = "EMOFX_PRECISION"
 
 

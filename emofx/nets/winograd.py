@@ -6,10 +6,10 @@ the input tile and the kernel are mapped to ``m + r - 1`` interpolation points, 
 pointwise, and mapped back. Here that is done along the width only, with m = 4 or 6 (below):
 for each point, what remains is an ordinary convolution along the height with kh taps, i.e.
 one big matmul with contraction length kh x input channels. For the paper's 5x5 layers that
-is 2.5x fewer multiply-adds than the direct convolution, while every matmul keeps a long
-contraction (5 x 64 or 5 x 128) that runs near the CPU's matmul rate; a 2D Winograd
-transform would leave contractions over the input channels alone (64), which XLA's CPU
-dots run at a third of that rate.
+is 2.5x (tiles of 4) or 3x (tiles of 6) fewer multiply-adds than the direct convolution, while
+every matmul keeps a long contraction (5 x 64 or 5 x 128) that runs near the CPU's matmul
+rate; a 2D Winograd transform would leave contractions over the input channels alone (64),
+which XLA's CPU dots run at a third of that rate.
 
 The Winograd domain is laid out as (1, H, B * T, C) per point, T tiles per row: one long
 "image" per point, the layout in which XLA's CPU convolution is fastest for these shapes.
@@ -25,7 +25,7 @@ The tile follows the matmul precision in force when the convolution is traced
 (:mod:`emofx.nets.precision`, :func:`tile_for`): at ``high`` and ``highest``, F(4, kw), which errs
 by a few 1e-6 relative (4e-6 for the paper's second layer against a float64 reference); at
 ``default``, the fast setting training and inference run at, F(6, kw) with the points 0, +-1, +-2,
-+-1/2, +-3/2: 2.5x -> 3x fewer multiply-adds than the direct convolution, about 9% faster training
++-1/2, +-3/2: 3x instead of 2.5x fewer multiply-adds than the direct convolution, about 8% faster training
 and inference on 2 cores, at 1-2e-5 relative error (the points +-3 instead of +-3/2: 4e-5). That is
 still 25x more accurate than the TensorFloat-32 a GPU's ``default`` multiplies in (5e-4).
 
@@ -45,11 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emofx.nets.precision import precision_in_force
+from emofx.nets.precision import FAST_PRECISIONS, precision_in_force
 
 TILE = 4  # at the `high` and `highest` precisions
 FAST_TILE = 6  # at `default` precision (module doc)
-FAST_PRECISIONS = ("default", "fastest", "bfloat16")  # JAX's names of the backend's default precision
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2),
           Fraction(3, 2), Fraction(-3, 2), Fraction(3), Fraction(-3))
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -209,4 +208,4 @@ def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[Padding, Padding], ti
     (pad_h, pad_w), (kh, kw) = padding, kernel.shape[:2]
     if sum(pad_h) != kh - 1 or sum(pad_w) != kw - 1:
         raise ValueError(f"padding {padding} does not keep the size of the image for a {kh}x{kw} kernel")
-    return _conv(x, kernel, tuple(pad_h), tuple(pad_w), tile or tile_for(precision_in_force()))
+    return _conv(x, kernel, tuple(pad_h), tuple(pad_w), tile if tile is not None else tile_for(precision_in_force()))
