@@ -1,0 +1,171 @@
+"""Where one benchmark call's time goes, per XLA operation: matmuls against everything else.
+
+    python -m benchmarks.op_profile train --cores 1       # the paper CNN's 4-step training call, one core
+    python -m benchmarks.op_profile infer --json out.json
+
+Runs ``benchmarks.workloads``' emofx call of a task (the same program ``benchmarks.run`` times) a few
+times under ``jax.profiler.trace`` with XLA's per-operation trace events switched on
+(``--xla_cpu_enable_xprof_traceme``), then adds up each operation's *exclusive* time (its own
+time, less the operations nested in it, such as a loop's body) by operation name without XLA's
+numeric suffix (``add_bitcast_fusion.7`` -> ``add_bitcast_fusion``) and by kind:
+
+* ``matmul``: YNNPACK fusions, dots and convolutions (the multiply-adds);
+* ``loop``: ``while`` / ``conditional`` / ``call`` bodies' own bookkeeping;
+* ``other``: every other fusion: Winograd transforms, pads, slices, concatenations, pooling,
+  elementwise work.
+
+``matmul_bound_speedup`` is the call's speed-up if everything but the matmuls took no time
+(operation time / matmul time): what removing overhead alone could ever give. On more than one core
+XLA runs independent operations side by side and YNNPACK's helper work on another thread is not
+traced, so the attribution is exact with ``--cores 1`` (the process is pinned to the first cores
+before JAX starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.workloads import TASKS, BenchConfig
+
+MATMUL_OPS = ("ynn_fusion", "xnn_fusion", "dot", "dot_general", "convolution", "wrapped_convolution", "wrapped_dot")
+LOOP_OPS = ("while", "conditional", "call")
+
+
+def op_kind(stem: str) -> str:
+    """``matmul``, ``loop`` or ``other`` for an XLA operation name without its numeric suffix."""
+    if stem in MATMUL_OPS:
+        return "matmul"
+    return "loop" if stem in LOOP_OPS else "other"
+
+
+def exclusive_op_times(events: list[dict[str, Any]]) -> Counter:
+    """Microseconds of each XLA operation's own time (children on the same thread subtracted), by
+    operation name without the numeric suffix. ``events``: Chrome-trace events; the operations
+    are the complete ("X") events that carry an ``hlo_op`` argument."""
+    by_thread: dict[tuple, list[tuple[float, float, str]]] = defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and "hlo_op" in event.get("args", {}):
+            by_thread[(event["pid"], event["tid"])].append((event["ts"], event["dur"], event["name"]))
+    totals: Counter = Counter()
+    for spans in by_thread.values():
+        open_spans: list[list] = []  # [end, stem, duration, children's time]
+        for start, duration, name in sorted(spans, key=lambda span: (span[0], -span[1])):
+            while open_spans and open_spans[-1][0] <= start:
+                _close(open_spans.pop(), totals)
+            if open_spans:
+                open_spans[-1][3] += duration
+            open_spans.append([start + duration, re.sub(r"\.\d+$", "", name), duration, 0.0])
+        while open_spans:
+            _close(open_spans.pop(), totals)
+    return totals
+
+
+def _close(span: list, totals: Counter) -> None:
+    _, stem, duration, children = span
+    totals[stem] += max(duration - children, 0.0)
+
+
+def _trace_events(folder: Path) -> list[dict[str, Any]]:
+    traces = sorted(folder.glob("plugins/profile/*/*.trace.json.gz"))
+    if not traces:
+        raise RuntimeError(f"jax.profiler wrote no trace under {folder}; is this JAX build's profiler available?")
+    with gzip.open(traces[-1]) as handle:
+        trace = json.load(handle)
+    return trace["traceEvents"] if isinstance(trace, dict) else trace
+
+
+def profile_task(task: str, config: BenchConfig, calls: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Time ``calls`` calls of emofx's ``task`` (after warm-up), then trace as many: one row per
+    operation name (ms per call, share, kind), and a summary (untraced wall ms per call, ms and share per kind,
+    ``matmul_bound_speedup``). JAX must not have been imported with other XLA flags before."""
+    import jax
+
+    from benchmarks.workloads import emofx_workload
+
+    call = emofx_workload(config)[task]
+    for _ in range(max(config.warmup, 1)):
+        call()
+    started = time.perf_counter()  # untraced: the profiler itself slows the calls down
+    for _ in range(calls):
+        call()
+    wall_ms = 1e3 * (time.perf_counter() - started) / calls
+    with tempfile.TemporaryDirectory(prefix="emofx-op-profile-") as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            for _ in range(calls):
+                call()
+        totals = exclusive_op_times(_trace_events(Path(folder)))
+    if not totals:
+        raise RuntimeError("the trace holds no XLA operation events: XLA_FLAGS must include "
+                           "--xla_cpu_enable_xprof_traceme=true before JAX starts (run this module as a script)")
+    table = pd.DataFrame({"op": list(totals), "ms_per_call": [1e-3 * t / calls for t in totals.values()]})
+    table["kind"] = table["op"].map(op_kind)
+    table["share"] = table["ms_per_call"] / table["ms_per_call"].sum()
+    table = table.sort_values("ms_per_call", ascending=False, ignore_index=True)
+    kinds = table.groupby("kind")["ms_per_call"].sum()
+    op_ms = float(kinds.sum())
+    summary = {
+        "task": task, "images_per_call": config.images_per_call(task), "calls": calls,
+        "wall_ms_per_call": wall_ms, "op_ms_per_call": op_ms,
+        "ms_per_call_by_kind": {kind: float(ms) for kind, ms in kinds.items()},
+        "share_by_kind": {kind: float(ms / op_ms) for kind, ms in kinds.items()},
+        "matmul_bound_speedup": op_ms / float(kinds["matmul"]) if kinds.get("matmul", 0) > 0 else None,
+        "cores": len(os.sched_getaffinity(0)), "jax_version": jax.__version__,
+        "batch_size": config.batch_size, "image_size": config.image_size, "train_steps": config.train_steps,
+    }
+    return table, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.op_profile", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("--cores", type=int, help="pin the process to this many cores before JAX starts "
+                                                  "(1: exact attribution; default: all it may use)")
+    parser.add_argument("--calls", type=int, default=5, help="traced calls after warm-up (default 5)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--train-steps", type=int, default=BenchConfig.train_steps)
+    parser.add_argument("--top", type=int, default=15, help="operations listed (default 15)")
+    parser.add_argument("--json", type=Path, help="also write the summary and every operation's row here (must not exist)")
+    args = parser.parse_args(argv)
+    if "jax" in sys.modules:
+        parser.error("JAX is already imported in this process; run `python -m benchmarks.op_profile` in a new one")
+    available = sorted(os.sched_getaffinity(0))
+    if args.cores is not None and not 1 <= args.cores <= len(available):
+        parser.error(f"--cores must be between 1 and the {len(available)} cores this process may use; got {args.cores}")
+    if args.calls < 1 or args.top < 1:
+        parser.error(f"--calls and --top must be >= 1; got {args.calls} and {args.top}")
+    if args.json and args.json.exists():
+        parser.error(f"--json {args.json} already exists; choose a new file name")
+    try:
+        config = BenchConfig(batch_size=args.batch_size, image_size=args.image_size, train_steps=args.train_steps)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.cores is not None:
+        os.sched_setaffinity(0, available[:args.cores])
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true".strip()
+    table, summary = profile_task(args.task, config, args.calls)
+    with pd.option_context("display.width", 160):
+        print(table.head(args.top).round({"ms_per_call": 2, "share": 3}).to_string(index=False))
+    print(f"\n{args.task}: {summary['wall_ms_per_call']:.1f} ms per call of {summary['images_per_call']} images on "
+          f"{summary['cores']} core(s); operations {summary['op_ms_per_call']:.1f} ms, of which "
+          + ", ".join(f"{kind} {share:.0%}" for kind, share in sorted(summary["share_by_kind"].items()))
+          + f"; matmul-bound speed-up {summary['matmul_bound_speedup']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({**summary, "ops": table.to_dict(orient="records")}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
