@@ -9,10 +9,14 @@ times under ``jax.profiler.trace`` with XLA's per-operation trace events switche
 time, less the operations nested in it, such as a loop's body) by operation name without XLA's
 numeric suffix (``add_bitcast_fusion.7`` -> ``add_bitcast_fusion``) and by kind:
 
-* ``matmul``: YNNPACK fusions, dots and convolutions (the multiply-adds);
+* ``matmul``: dots, convolutions and the fusions built around one (read from the optimised HLO
+  that XLA dumps while compiling: YNNPACK also runs pooling reductions, which are not matmuls);
 * ``loop``: ``while`` / ``conditional`` / ``call`` bodies' own bookkeeping;
-* ``other``: every other fusion: Winograd transforms, pads, slices, concatenations, pooling,
+* ``other``: every other operation: Winograd transforms, pads, slices, concatenations, pooling,
   elementwise work.
+
+The persistent compilation cache is switched off for the run, so that every program is compiled
+(and dumped) in the process.
 
 ``matmul_bound_speedup`` is the call's speed-up if everything but the matmuls took no time
 (operation time / matmul time): what removing overhead alone could ever give. On more than one core
@@ -28,6 +32,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -38,43 +43,115 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.workloads import TASKS, BenchConfig
+from emofx.nets.compilation import COMPILATION_CACHE_ENV
 
-MATMUL_OPS = ("ynn_fusion", "xnn_fusion", "dot", "dot_general", "convolution", "wrapped_convolution", "wrapped_dot")
-LOOP_OPS = ("while", "conditional", "call")
+MATMUL_OPCODES = ("dot", "convolution")
+LOOP_OPCODES = ("while", "conditional", "call")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.-]+) = (.*)$")
+_CALLED = re.compile(r"(?:calls|to_apply|body|condition)=%([\w.-]+)")
 
 
-def op_kind(stem: str) -> str:
-    """``matmul``, ``loop`` or ``other`` for an XLA operation name without its numeric suffix."""
-    if stem in MATMUL_OPS:
-        return "matmul"
-    return "loop" if stem in LOOP_OPS else "other"
+def hlo_op_kinds(hlo_text: str) -> dict[str, str]:
+    """``matmul`` / ``loop`` / ``other`` for every instruction of an optimised HLO module's text:
+    matmul for a dot or convolution and for a fusion whose computation (or one it calls) has one."""
+    computations: dict[str, list[tuple[str, str, list[str]]]] = {}
+    current: list | None = None
+    for line in hlo_text.splitlines():
+        header = re.match(r"^(?:ENTRY\s+)?%([\w.-]+) \(.*\{\s*$", line)
+        if header:
+            current = computations.setdefault(header.group(1), [])
+        elif current is not None and (match := _INSTRUCTION.match(line)):
+            current.append((match.group(1), _opcode(match.group(2)), _CALLED.findall(line)))
+
+    has_matmul: dict[str, bool] = {}
+
+    def computation_has_matmul(name: str) -> bool:
+        if name not in has_matmul:
+            has_matmul[name] = False  # a guard against cycles while this one is being looked at
+            has_matmul[name] = any(opcode in MATMUL_OPCODES or any(computation_has_matmul(c) for c in called)
+                                   for _, opcode, called in computations.get(name, []))
+        return has_matmul[name]
+
+    kinds = {}
+    for instructions in computations.values():
+        for name, opcode, called in instructions:
+            if opcode in MATMUL_OPCODES or (opcode == "fusion" and any(computation_has_matmul(c) for c in called)):
+                kinds[name] = "matmul"
+            else:
+                kinds[name] = "loop" if opcode in LOOP_OPCODES else "other"
+    return kinds
+
+
+def _opcode(definition: str) -> str:
+    """The opcode of an HLO instruction's right-hand side ``TYPE opcode(...)``; a tuple TYPE is
+    parenthesised and may nest."""
+    depth, end = 0, 0
+    if definition.startswith("("):
+        for end, char in enumerate(definition):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth == 0:
+                break
+    rest = definition[end + 1:] if definition.startswith("(") else definition.split(" ", 1)[-1]
+    match = re.match(r"\s*([\w-]+)\(", rest)
+    return match.group(1) if match else ""
 
 
 def exclusive_op_times(events: list[dict[str, Any]]) -> Counter:
     """Microseconds of each XLA operation's own time (children on the same thread subtracted), by
-    operation name without the numeric suffix. ``events``: Chrome-trace events; the operations
-    are the complete ("X") events that carry an ``hlo_op`` argument."""
-    by_thread: dict[tuple, list[tuple[float, float, str]]] = defaultdict(list)
+    (HLO module, operation) name. ``events``: Chrome-trace events; the operations are the complete
+    ("X") events that carry an ``hlo_op`` argument."""
+    by_thread: dict[tuple, list[tuple[float, float, tuple[str, str]]]] = defaultdict(list)
     for event in events:
-        if event.get("ph") == "X" and "hlo_op" in event.get("args", {}):
-            by_thread[(event["pid"], event["tid"])].append((event["ts"], event["dur"], event["name"]))
+        args = event.get("args", {})
+        if event.get("ph") == "X" and "hlo_op" in args:
+            by_thread[(event["pid"], event["tid"])].append(
+                (event["ts"], event["dur"], (args.get("hlo_module", ""), args["hlo_op"])))
     totals: Counter = Counter()
     for spans in by_thread.values():
-        open_spans: list[list] = []  # [end, stem, duration, children's time]
-        for start, duration, name in sorted(spans, key=lambda span: (span[0], -span[1])):
+        open_spans: list[list] = []  # [end, op, duration, children's time]
+        for start, duration, op in sorted(spans, key=lambda span: (span[0], -span[1])):
             while open_spans and open_spans[-1][0] <= start:
                 _close(open_spans.pop(), totals)
             if open_spans:
                 open_spans[-1][3] += duration
-            open_spans.append([start + duration, re.sub(r"\.\d+$", "", name), duration, 0.0])
+            open_spans.append([start + duration, op, duration, 0.0])
         while open_spans:
             _close(open_spans.pop(), totals)
     return totals
 
 
 def _close(span: list, totals: Counter) -> None:
-    _, stem, duration, children = span
-    totals[stem] += max(duration - children, 0.0)
+    _, op, duration, children = span
+    totals[op] += max(duration - children, 0.0)
+
+
+def classify(totals: Counter, dumps: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The kind of each traced (module, operation), from the dumped optimised modules
+    ``dumps`` [(module name, HLO text)]: of the modules of that name, the one that defines every
+    traced operation (a module name such as ``jit_step`` may be compiled more than once)."""
+    traced: dict[str, set[str]] = defaultdict(set)
+    for module, op in totals:
+        traced[module].add(op)
+    kinds = {}
+    for module, ops in traced.items():
+        candidates = [hlo_op_kinds(text) for name, text in dumps if name == module]
+        best = max(candidates, key=lambda found: len(ops & found.keys()), default={})
+        missing = sorted(ops - best.keys())
+        if missing:
+            raise RuntimeError(f"no dumped HLO module {module!r} defines the traced operations {missing[:5]}; "
+                               "was a program loaded from a compilation cache?")
+        kinds.update({(module, op): best[op] for op in ops})
+    return kinds
+
+
+def _dumped_modules(folder: Path) -> list[tuple[str, str]]:
+    modules = []
+    for path in sorted(folder.glob("*after_optimizations.txt")):
+        text = path.read_text()
+        name = re.match(r"HloModule ([\w.-]+)", text)
+        if name:
+            modules.append((name.group(1), text))
+    return modules
 
 
 def _trace_events(folder: Path) -> list[dict[str, Any]]:
@@ -86,7 +163,7 @@ def _trace_events(folder: Path) -> list[dict[str, Any]]:
     return trace["traceEvents"] if isinstance(trace, dict) else trace
 
 
-def profile_task(task: str, config: BenchConfig, calls: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Time ``calls`` calls of emofx's ``task`` (after warm-up), then trace as many: one row per
     operation name (ms per call, share, kind), and a summary (untraced wall ms per call, ms and share per kind,
     ``matmul_bound_speedup``). JAX must not have been imported with other XLA flags before."""
@@ -109,8 +186,11 @@ def profile_task(task: str, config: BenchConfig, calls: int = 5) -> tuple[pd.Dat
     if not totals:
         raise RuntimeError("the trace holds no XLA operation events: XLA_FLAGS must include "
                            "--xla_cpu_enable_xprof_traceme=true before JAX starts (run this module as a script)")
-    table = pd.DataFrame({"op": list(totals), "ms_per_call": [1e-3 * t / calls for t in totals.values()]})
-    table["kind"] = table["op"].map(op_kind)
+    kinds = classify(totals, _dumped_modules(hlo_dump))
+    rows = Counter()
+    for (module, op), time_us in totals.items():
+        rows[(re.sub(r"\.\d+$", "", op), kinds[(module, op)])] += time_us
+    table = pd.DataFrame([{"op": op, "kind": kind, "ms_per_call": 1e-3 * t / calls} for (op, kind), t in rows.items()])
     table["share"] = table["ms_per_call"] / table["ms_per_call"].sum()
     table = table.sort_values("ms_per_call", ascending=False, ignore_index=True)
     kinds = table.groupby("kind")["ms_per_call"].sum()
@@ -154,8 +234,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.cores is not None:
         os.sched_setaffinity(0, available[:args.cores])
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true".strip()
-    table, summary = profile_task(args.task, config, args.calls)
+    hlo_dump = Path(tempfile.mkdtemp(prefix="emofx-hlo-"))
+    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true "
+                               f"--xla_dump_to={hlo_dump} --xla_dump_hlo_as_text").strip()
+    os.environ[COMPILATION_CACHE_ENV] = "off"
+    try:
+        table, summary = profile_task(args.task, config, hlo_dump, args.calls)
+    finally:
+        shutil.rmtree(hlo_dump, ignore_errors=True)
     with pd.option_context("display.width", 160):
         print(table.head(args.top).round({"ms_per_call": 2, "share": 3}).to_string(index=False))
     print(f"\n{args.task}: {summary['wall_ms_per_call']:.1f} ms per call of {summary['images_per_call']} images on "

@@ -23,9 +23,63 @@ def test_exclusive_times_subtract_nested_operations_per_thread():
         {"ph": "X", "pid": 7, "tid": 1, "ts": 0, "dur": 500, "name": "ThunkExecutor::Execute", "args": {}},
         {"ph": "M", "pid": 7, "tid": 1, "name": "thread_name", "args": {"name": "worker"}},
     ]
-    assert op_profile.exclusive_op_times(events) == {"while": 50, "ynn_fusion": 150, "add_bitcast_fusion": 20}
-    assert [op_profile.op_kind(stem) for stem in ("ynn_fusion", "dot_general", "while", "add_bitcast_fusion")] == \
-        ["matmul", "matmul", "loop", "other"]
+    assert op_profile.exclusive_op_times(events) == {("", "while.3"): 50, ("", "ynn_fusion.1"): 30,
+                                                     ("", "add_bitcast_fusion.2"): 20, ("", "ynn_fusion.4"): 50,
+                                                     ("", "ynn_fusion.5"): 70}
+
+
+# An optimised module as XLA dumps it (shortened): a YNNPACK fusion around a convolution, another around a
+# pooling reduction, a loop whose body holds a dot, and a call whose result type is a tuple with a comment.
+HLO = """HloModule jit_step, entry_computation_layout={(f32[8,8]{1,0})->f32[8,8]{1,0}}
+
+%max_of (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %maximum.1 = f32[] maximum(%a, %b)
+}
+
+%conv_computation (p0: f32[1,8,8,4], p1: f32[5,1,4,4]) -> f32[1,8,8,4] {
+  %p0 = f32[1,8,8,4]{3,2,1,0} parameter(0)
+  %p1 = f32[5,1,4,4]{3,2,1,0} parameter(1)
+  ROOT %convolution.2 = f32[1,8,8,4]{3,2,1,0} convolution(%p0, %p1), window={size=5x1 pad=2_2x0_0}
+}
+
+%pool_computation (p0.1: f32[1,8,8,4]) -> f32[1,4,4,4] {
+  %p0.1 = f32[1,8,8,4]{3,2,1,0} parameter(0)
+  %c = f32[] constant(-inf)
+  ROOT %reduce.3 = f32[1,4,4,4]{3,2,1,0} reduce(%p0.1, %c), dimensions={2}, to_apply=%max_of
+}
+
+%body (state: (s32[], f32[8,8])) -> (s32[], f32[8,8]) {
+  %state = (s32[], f32[8,8]{1,0}) parameter(0)
+  %x = f32[8,8]{1,0} get-tuple-element(%state), index=1
+  %dot.4 = f32[8,8]{1,0} dot(%x, %x), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %i = s32[] get-tuple-element(%state), index=0
+  ROOT %tuple.5 = (s32[], f32[8,8]{1,0}) tuple(%i, %dot.4)
+}
+
+ENTRY %main (x.1: f32[8,8]) -> f32[8,8] {
+  %x.1 = f32[8,8]{1,0} parameter(0)
+  %ynn_fusion.1 = f32[1,8,8,4]{3,2,1,0} fusion(%x.1, %x.1), kind=kCustom, calls=%conv_computation
+  %ynn_fusion.2 = f32[1,4,4,4]{3,2,1,0} fusion(%ynn_fusion.1), kind=kCustom, calls=%pool_computation
+  %call.6 = (s32[], f32[8,8]{1,0}, /*index=2*/u32[]) call(%x.1), to_apply=%body
+  ROOT %while.7 = (s32[], f32[8,8]{1,0}) while(%call.6), condition=%max_of, body=%body
+}
+"""
+
+
+def test_operation_kinds_come_from_the_optimised_hlo():
+    kinds = op_profile.hlo_op_kinds(HLO)
+    assert {name: kinds[name] for name in ("ynn_fusion.1", "ynn_fusion.2", "dot.4", "call.6", "while.7",
+                                           "maximum.1", "tuple.5")} == {
+        "ynn_fusion.1": "matmul", "ynn_fusion.2": "other", "dot.4": "matmul", "call.6": "loop", "while.7": "loop",
+        "maximum.1": "other", "tuple.5": "other"}
+    traced = {("jit_step", "ynn_fusion.1"): 5.0, ("jit_step", "ynn_fusion.2"): 1.0}
+    other_module = "HloModule jit_step\n\nENTRY %main () -> f32[] {\n  ROOT %c.1 = f32[] constant(0)\n}\n"
+    assert op_profile.classify(traced, [("jit_step", other_module), ("jit_step", HLO)]) == {
+        ("jit_step", "ynn_fusion.1"): "matmul", ("jit_step", "ynn_fusion.2"): "other"}
+    with pytest.raises(RuntimeError, match="compilation cache"):
+        op_profile.classify(traced, [("jit_step", other_module)])
 
 
 def test_cli_profiles_a_tiny_inference_call_in_a_new_process(tmp_path):
