@@ -16,7 +16,8 @@ numeric suffix (``add_bitcast_fusion.7`` -> ``add_bitcast_fusion``) and by kind:
   elementwise work.
 
 The persistent compilation cache is switched off for the run, so that every program is compiled
-(and dumped) in the process.
+(and dumped) in the process. The CPU backend only (``JAX_PLATFORMS=cpu`` is set): its trace names
+every operation; on a GPU, ``jax.profiler``'s own tools show the kernels.
 
 ``matmul_bound_speedup`` is the call's speed-up if everything but the matmuls took no time
 (operation time / matmul time): what removing overhead alone could ever give. On more than one core
@@ -238,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_enable_xprof_traceme=true "
                                f"--xla_dump_to={hlo_dump} --xla_dump_hlo_as_text").strip()
     os.environ[COMPILATION_CACHE_ENV] = "off"
+    os.environ["JAX_PLATFORMS"] = "cpu"
     try:
         table, summary = profile_task(args.task, config, hlo_dump, args.calls)
+    except RuntimeError as error:
+        parser.exit(1, f"{parser.prog}: {error}\n")
     finally:
         shutil.rmtree(hlo_dump, ignore_errors=True)
     with pd.option_context("display.width", 160):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -126,3 +127,17 @@ def test_cli_refuses_to_run_once_jax_is_imported(capsys):
     with pytest.raises(SystemExit) as exit_info:
         op_profile.main(["train"])
     assert exit_info.value.code == 2 and "already imported" in capsys.readouterr().err
+
+
+def test_cli_reports_a_failed_profile_in_one_line(monkeypatch, capsys):
+    def fails(*args, **kwargs):
+        raise RuntimeError("the trace holds no XLA operation events")
+
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.setattr(op_profile, "profile_task", fails)
+    for name in ("XLA_FLAGS", "JAX_PLATFORMS", "EMOFX_COMPILATION_CACHE"):  # main sets them for the profiled process
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    with pytest.raises(SystemExit) as exit_info:
+        op_profile.main(["infer"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "python -m benchmarks.op_profile: the trace holds no XLA operation events\n"
