@@ -194,14 +194,14 @@ def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5)
     table = pd.DataFrame([{"op": op, "kind": kind, "ms_per_call": 1e-3 * t / calls} for (op, kind), t in rows.items()])
     table["share"] = table["ms_per_call"] / table["ms_per_call"].sum()
     table = table.sort_values("ms_per_call", ascending=False, ignore_index=True)
-    kinds = table.groupby("kind")["ms_per_call"].sum()
-    op_ms = float(kinds.sum())
+    by_kind = table.groupby("kind")["ms_per_call"].sum()
+    op_ms = float(by_kind.sum())
     summary = {
         "task": task, "images_per_call": config.images_per_call(task), "calls": calls,
         "wall_ms_per_call": wall_ms, "op_ms_per_call": op_ms,
-        "ms_per_call_by_kind": {kind: float(ms) for kind, ms in kinds.items()},
-        "share_by_kind": {kind: float(ms / op_ms) for kind, ms in kinds.items()},
-        "matmul_bound_speedup": op_ms / float(kinds["matmul"]) if kinds.get("matmul", 0) > 0 else None,
+        "ms_per_call_by_kind": {kind: float(ms) for kind, ms in by_kind.items()},
+        "share_by_kind": {kind: float(ms / op_ms) for kind, ms in by_kind.items()},
+        "matmul_bound_speedup": op_ms / float(by_kind["matmul"]) if by_kind.get("matmul", 0) > 0 else None,
         "cores": len(os.sched_getaffinity(0)), "jax_version": jax.__version__,
         "batch_size": config.batch_size, "image_size": config.image_size, "train_steps": config.train_steps,
     }
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.task}: {summary['wall_ms_per_call']:.1f} ms per call of {summary['images_per_call']} images on "
           f"{summary['cores']} core(s); operations {summary['op_ms_per_call']:.1f} ms, of which "
           + ", ".join(f"{kind} {share:.0%}" for kind, share in sorted(summary["share_by_kind"].items()))
-          + f"; matmul-bound speed-up {summary['matmul_bound_speedup']:.2f}x")
+          + "; matmul-bound speed-up " + (f"{bound:.2f}x" if (bound := summary["matmul_bound_speedup"]) else "n/a"))
     if args.json:
         args.json.write_text(json.dumps({**summary, "ops": table.to_dict(orient="records")}, indent=1) + "\n")
     return 0
