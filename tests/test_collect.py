@@ -172,3 +172,58 @@ def test_exclusion_lists_with_relative_paths_travel_with_the_data(web_folder, tm
     pd.DataFrame({"path": ["elsewhere/other.png"]}).to_csv(listing, index=False)
     with pytest.raises(ValueError, match="no image of the dataset is listed"):
         exclude_listed(dataset, listing)
+
+
+def test_overwrite_never_deletes_the_source_or_a_folder_collect_did_not_write(web_folder, tmp_path, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    web_folder.rename(project / "downloads")
+    (project / "notes.txt").write_text("keep me")
+    assert main(["collect", str(project / "downloads"), "--faces", "cropped", "--min-face", "0", "--quiet",
+                 "--out", str(project), "--overwrite"]) == 2
+    assert "contains the source" in capsys.readouterr().err
+    foreign = tmp_path / "results"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me too")
+    assert main(["collect", str(project / "downloads"), "--faces", "cropped", "--min-face", "0", "--quiet",
+                 "--out", str(foreign), "--overwrite"]) == 2
+    assert "is not a collection" in capsys.readouterr().err
+    assert (project / "notes.txt").read_text() == "keep me" and (foreign / "thesis.tex").is_file()
+    assert len(list((project / "downloads").rglob("*.png"))) == 10
+
+
+def test_sources_are_absolute_and_splits_come_only_from_folders_under_the_source(tmp_path, monkeypatch):
+    faces = make_synthetic(n_per_class=2, seed=1, classes=("happy", "sad"), images_per_subject_class=1)
+    root = tmp_path / "test" / "web"  # a "test" folder above the source says nothing of the split
+    for i, (image, label) in enumerate(zip(faces.images, faces.label_names)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"photo{i}.png")
+    (root / "happy" / "validation").mkdir()
+    Image.fromarray(faces.images[0]).save(root / "happy" / "validation" / "copy.png")
+    monkeypatch.chdir(tmp_path)
+    result = collect("test/web", CollectConfig(faces="cropped", min_face=0, near_threshold=-1))
+    assert all(s.startswith(str(tmp_path)) for s in result.kept["source"])
+    split = dict(zip(result.kept["source"].str.rsplit("/", n=1).str[-1], result.kept["split"]))
+    assert split["photo1.png"] == "" and split["copy.png"] == "validation"
+    assert result.summary["source"] == str(tmp_path / "test" / "web")
+
+
+def test_a_file_found_by_two_queries_gets_both(web_folder, tmp_path):
+    rows = [("train/happy/Training_001.png", "happy face", "happy"), ("train/happy/Training_001.png", "joy", ""),
+            ("test/sad/PrivateTest_004.png", "sad face", "sad")]
+    pd.DataFrame(rows, columns=["file", "query", "emotion"]).to_csv(tmp_path / "q.csv", index=False)
+    result = collect(web_folder, CollectConfig(faces="cropped", min_face=0), queries=tmp_path / "q.csv")
+    row = result.kept[result.kept["source"].str.endswith("Training_001.png")].iloc[0]
+    assert row["query"] == "happy face; joy" and row["emotion"] == "happy"
+    rows.append(("test/sad/PrivateTest_004.png", "angry face", "angry"))
+    pd.DataFrame(rows, columns=["file", "query", "emotion"]).to_csv(tmp_path / "q.csv", index=False)
+    with pytest.raises(ValueError, match="1 files are listed with different emotions"):
+        collect(web_folder, CollectConfig(faces="cropped", min_face=0), queries=tmp_path / "q.csv")
+
+
+def test_a_folder_without_a_single_face_is_an_empty_collection(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_text("not an image")
+    (tmp_path / "junk" / "b.png").write_bytes(b"\x89PNG broken")
+    result = collect(tmp_path / "junk", CollectConfig(faces="cropped", min_face=0))
+    assert len(result.kept) == 0 and result.summary["dropped"] == {"not an image": 2}

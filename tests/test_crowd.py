@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from emofx.crowd.aggregate import AggregationError, accuracy_against, aggregate, apply_aggregation, plurality
-from emofx.crowd.answers import (AnswersError, answers_from_frame, attach_answers, attach_observer_votes,
-                                 read_answers)
+from emofx.crowd.answers import (AnswersError, answers_from_frame, answers_of, attach_answers,
+                                 attach_observer_votes, read_answers)
 from emofx.crowd.simulate import BIASED_SPAMMER, GOOD, UNIFORM_SPAMMER, CrowdConfig, simulate_crowd
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import EMOTIONS
@@ -186,6 +186,53 @@ def test_observer_proportions_become_votes():
     attached, report = attach_observer_votes(dataset)
     assert attached.extras["votes"][0].tolist() == [8, 2, 0, 0, 0, 0]
     assert report.images_answered == 1
+
+
+def test_ferplus_votes_join_fer2013_paths(shared_dataset):
+    from emofx.crowd.answers import attach_ferplus_votes
+
+    folder = shared_dataset("ferplus")
+    mapping = pd.read_csv(folder / "ferplus_to_fer2013.csv", nrows=2)
+    paths = [f"/data/fer2013/{name}" for name in mapping["fer2013_file"]] + ["/data/elsewhere/x.jpg"]
+    dataset = FaceDataset.from_label_names(np.zeros((3, 4, 4), np.uint8), ["angry"] * 3, path=paths)
+    attached, report = attach_ferplus_votes(dataset, folder)
+    votes = pd.read_csv(folder / "fer2013new.csv", nrows=2).iloc[:, 2:].fillna(0).to_numpy(int)
+    assert attached.extras["votes"].tolist() == [*votes.tolist(), [0] * 10]
+    assert attached.meta["vote_names"][:2] == ["neutral", "happy"]
+    assert report.summary() == f"{votes.sum()} answers attached to 2 of 3 images"
+
+
+def test_observers_cannot_relabel_a_neutral_face():
+    neutral = SEVEN.index("neutral")
+    dataset = blank_dataset(np.array([SEVEN.index("happy"), neutral]))
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"ratings": np.array([[0.9, 0.1, 0, 0, 0, 0]] * 2),
+                                                            "observers": np.array([10.0, 10.0])},
+                             "meta": {"rating_names": ["happy", "sad", "angry", "disgusted", "afraid", "surprised"]}})
+    attached, report = attach_observer_votes(dataset)
+    assert attached.extras["votes"].sum(axis=1).tolist() == [10, 0] and report.images_answered == 1
+    relabelled, _ = apply_aggregation(attached, aggregate(attached, "mv"))
+    assert relabelled.label_names.tolist() == ["happy", "neutral"]
+
+
+def test_merged_answers_keep_their_workers(tmp_path):
+    from emofx.cli import main
+    from emofx.data.dataset import merge
+
+    first, _, _ = simulated(30, seed=0)
+    second, _, _ = simulated(20, seed=1)
+    second = FaceDataset(**{**second.__dict__, "meta": {**second.meta, "workers": [
+        f"other-{w}" if i % 2 else w for i, w in enumerate(second.meta["workers"])]}})
+    merged = merge([first, second])
+    expected = pd.concat([answers_of(first), answers_of(second).assign(image=lambda f: f["image"] + 30)])
+    got = answers_of(merged)
+    key = ["image", "worker", "label"]
+    assert got.sort_values(key).reset_index(drop=True).equals(expected.sort_values(key).reset_index(drop=True))
+    assert len(merged.meta["workers"]) == len(set(first.meta["workers"]) | set(second.meta["workers"]))
+    merged.save(tmp_path / "merged.npz")
+    for method in ("ds", "ferplus"):
+        assert main(["labels", "aggregate", str(tmp_path / "merged.npz"), "--method", method, "--out",
+                     str(tmp_path / f"{method}.npz"), "--workers", str(tmp_path / f"{method}.csv")]) == 0
+        assert len(pd.read_csv(tmp_path / f"{method}.csv")) == len(merged.meta["workers"])
 
 
 def test_agreement_weights_scale_the_loss():

@@ -96,6 +96,26 @@ def test_merge_unites_classes_and_needs_one_size():
     assert resize_dataset(big, 8).images.shape == (6, 8, 8)
 
 
+def test_resizing_moves_landmarks_with_the_pixels_and_rejects_bad_sizes():
+    points = np.array([[[0.0, 0.0], [7.0, 3.5]]], np.float32)  # the first and last pixel centres, and one between
+    data = FaceDataset.from_label_names(np.zeros((1, 8, 8), np.uint8), ["happy"],
+                                        extras={"landmarks": points, "eye_centres": points.copy()})
+    bigger = resize_dataset(data, 16)
+    assert bigger.extras["landmarks"][0].tolist() == [[0.5, 0.5], [14.5, 7.5]]
+    assert bigger.extras["eye_centres"].dtype == np.float32
+    assert resize_dataset(bigger, 8).extras["landmarks"].tolist() == points.tolist()
+    for size in (0, -5, 4000):
+        with pytest.raises(DatasetError, match="between 8 and 1024"):
+            resize_dataset(data, size)
+
+
+def test_a_damaged_dataset_file_is_one_clear_error(tmp_path):
+    tiny().save(tmp_path / "whole.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:2000])
+    with pytest.raises(DatasetError, match="not a readable emofx dataset"):
+        FaceDataset.load(tmp_path / "cut.npz")
+
+
 def test_bad_construction_is_an_error():
     with pytest.raises(DatasetError, match="uint8"):
         FaceDataset.from_label_names(np.zeros((2, 4)), ["happy", "sad"])

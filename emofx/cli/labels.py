@@ -121,14 +121,6 @@ def run_aggregate(args: argparse.Namespace) -> int:
     answered = result.n_answers > 0
     previous = dataset.label_names[answered]
     changed = int(np.sum(result.label_names()[answered] != previous))
-    relabelled.save(args.out, overwrite=args.overwrite)
-    if args.table:
-        table = result.per_image().assign(path=dataset.path, previous_label=dataset.label_names)
-        _write_csv(table, args.table)
-    if args.workers and result.workers is not None:
-        _write_csv(result.workers.sort_values("quality"), args.workers)
-    if args.agreement and agreement is not None:
-        _write_csv(agreement, args.agreement)
     print(f"{args.method}: {int(answered.sum())} answered images, {changed} labels differ from the dataset's; "
           f"mean agreement {np.nanmean(result.agreement):.3f}, mean answer entropy {np.nanmean(result.entropy):.3f} bits")
     print("left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
@@ -141,6 +133,14 @@ def run_aggregate(args: argparse.Namespace) -> int:
         print(f"worker quality = {QUALITY_MEANING[args.method]}; lowest: "
               + ", ".join(f"{w} {q:.2f} ({n} answers)" for w, q, n in zip(worst.index, worst["quality"],
                                                                           worst["answers"])))
+    relabelled.save(args.out, overwrite=args.overwrite)
+    if args.table:
+        table = result.per_image().assign(path=dataset.path, previous_label=dataset.label_names)
+        _write_csv(table, args.table)
+    if args.workers and result.workers is not None:
+        _write_csv(result.workers.sort_values("quality"), args.workers)
+    if args.agreement and agreement is not None:
+        _write_csv(agreement, args.agreement)
     print(f"wrote {args.out}: {len(relabelled)} images, classes {', '.join(relabelled.classes)}")
     return 0
 

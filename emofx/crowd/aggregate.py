@@ -36,6 +36,7 @@ METHODS: tuple[str, ...] = ("mv", "ferplus", "ds", "glad", "mace", "wawa")
 WORKER_METHODS: tuple[str, ...] = ("ds", "glad", "mace", "wawa")
 QUALITY_MEANING: dict[str, str] = {
     "mv": "share of the worker's answers equal to the majority",
+    "ferplus": "share of the worker's answers equal to the FER+ majority",
     "ds": "estimated accuracy (confusion-matrix diagonal weighted by the class priors)",
     "glad": "GLAD ability alpha (higher is better; 0 is chance)",
     "mace": "posterior probability that the worker answers rather than spams",

@@ -30,6 +30,7 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES, EMOTIONS
+from emofx.data.loaders.fer2013 import FERPLUS_VOTE_COLUMNS, read_ferplus_votes
 
 NON_EMOTIONS: tuple[str, ...] = ("unknown", "not_face")
 _NON_EMOTION_ALIASES: dict[str, str] = {
@@ -297,9 +298,6 @@ def answers_of(dataset: FaceDataset) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- vote counts
-FERPLUS_COLUMNS: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF",
-)
 
 
 def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tuple[FaceDataset, AttachReport]:
@@ -315,16 +313,10 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found; pass the FER+ folder holding fer2013new.csv and "
                                     "ferplus_to_fer2013.csv")
-    votes_frame = pd.read_csv(votes_csv, dtype=str, keep_default_na=False)
+    _, counts = read_ferplus_votes(votes_csv)
     mapping = pd.read_csv(mapping_csv, dtype=str, keep_default_na=False)
-    missing = [c for c in FERPLUS_COLUMNS if c not in votes_frame.columns]
-    if missing or not {"row", "fer2013_file"} <= set(mapping.columns):
-        raise AnswersError(f"{folder}: expected FER+ vote columns {list(FERPLUS_COLUMNS)} and mapping columns "
-                           f"row, fer2013_file (missing {missing or ['row/fer2013_file']})")
-    try:
-        counts = votes_frame[list(FERPLUS_COLUMNS)].replace("", "0").astype(int).to_numpy()
-    except ValueError as err:
-        raise AnswersError(f"{votes_csv}: vote counts must be integers ({err})") from None
+    if not {"row", "fer2013_file"} <= set(mapping.columns):
+        raise AnswersError(f"{mapping_csv}: expected the columns row and fer2013_file; found {list(mapping.columns)}")
     mapping = mapping.drop_duplicates("fer2013_file", keep="first")
     file_row = dict(zip(mapping["fer2013_file"], mapping["row"].astype(int)))
     tail = ["/".join(PurePosixPath(p.replace("\\", "/")).parts[-3:]) for p in dataset.path]
@@ -334,21 +326,26 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
                            f"like {dataset.path[0]!r}; expected .../train/angry/Training_1426440.jpg)")
     votes = np.where(rows[:, None] >= 0, counts[np.maximum(rows, 0)], 0).astype(np.int16)
     attached = replace(dataset, extras={**dataset.extras, "votes": votes, "ferplus_row": rows},
-                       meta={**dataset.meta, "vote_names": [canonical_answer(c) for c in FERPLUS_COLUMNS],
+                       meta={**dataset.meta, "vote_names": [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS],
                              "answers": {"source": str(votes_csv), "layout": "ferplus-votes"}})
-    report = AttachReport(used=int(votes.sum()), not_in_dataset=int(len(file_row) - np.unique(rows[rows >= 0]).size),
-                          not_in_dataset_examples=(), images_answered=int((rows >= 0).sum()), images=len(dataset))
+    # FER+ rates every FER2013 image; those outside the dataset (a subset) are not answers left out.
+    report = AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
+                          images_answered=int((rows >= 0).sum()), images=len(dataset))
     return attached, report
 
 
 def attach_observer_votes(dataset: FaceDataset) -> tuple[FaceDataset, AttachReport]:
-    """Observer proportions (the Taiwanese set's ``extras["ratings"]`` x ``extras["observers"]``) as vote counts."""
+    """Observer proportions (the Taiwanese set's ``extras["ratings"]`` x ``extras["observers"]``) as vote counts.
+
+    Images posing an emotion the observers could not choose (neutral) get no votes: they stay
+    unanswered and keep their label, where forced-choice votes would relabel them."""
     if "ratings" not in dataset.extras or "observers" not in dataset.extras or "rating_names" not in dataset.meta:
         raise AnswersError("the dataset carries no observer ratings; prepare the Taiwanese set with "
                            "`emofx prepare ... --format taiwanese` (ratings are attached from Image_info.xls)")
     ratings = np.nan_to_num(np.asarray(dataset.extras["ratings"], np.float64))
     observers = np.nan_to_num(np.asarray(dataset.extras["observers"], np.float64))
     votes = np.rint(ratings * observers[:, None]).astype(np.int16)
+    votes[~np.isin(dataset.label_names, list(dataset.meta["rating_names"]))] = 0
     attached = replace(dataset, extras={**dataset.extras, "votes": votes},
                        meta={**dataset.meta, "vote_names": list(dataset.meta["rating_names"]),
                              "answers": {"source": dataset.meta.get("ratings_file", ""), "layout": "observer-proportions"}})

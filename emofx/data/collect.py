@@ -214,14 +214,25 @@ def read_queries(path: str | os.PathLike, root: Path) -> pd.DataFrame:
     table["emotion"] = [ALIASES.get(e.strip().lower(), "") for e in table["emotion"]]
     table.index = [str((root / f).resolve()) if not Path(f).is_absolute() else str(Path(f).resolve())
                    for f in table[name]]
-    return table[["query", "emotion", "language", "culture"]]
+    table = table[["query", "emotion", "language", "culture"]]
+    if not table.index.has_duplicates:
+        return table
+    # One image found by several searches: its rows are joined ("a; b"), if they agree on the emotion.
+    emotions = table.groupby(level=0)["emotion"].agg(lambda e: sorted(set(e) - {""}))
+    conflicting = emotions[emotions.map(len) > 1]
+    if len(conflicting):
+        raise CollectError(f"{path}: {len(conflicting)} files are listed with different emotions, e.g. "
+                           f"{conflicting.index[0]} as {conflicting.iloc[0]}; give each file one emotion")
+    joined = table.groupby(level=0, sort=False).agg(lambda values: "; ".join(dict.fromkeys(v for v in values if v)))
+    return joined
 
 
-def _provenance(path: Path) -> tuple[str, str]:
-    """(emotion, split) from the folder name and the FER2013 file-name prefix or split folder, when present."""
+def _provenance(path: Path, root: Path) -> tuple[str, str]:
+    """(emotion, split) from the folder name and the FER2013 file-name prefix or a split folder under
+    ``root``, when present (folders above the source, e.g. ``/tmp/test/``, say nothing of the split)."""
     emotion = ALIASES.get(path.parent.name.strip().lower(), "")
     prefix = path.name.split("_", 1)[0]
-    folders = [p.name for p in path.parents]
+    folders = [p.name for p in path.relative_to(root).parents]
     split = prefix if prefix.lower() in PREDEFINED_NAMES else next(
         (f for f in folders if f.lower() in PREDEFINED_NAMES), "")
     return emotion, split
@@ -259,8 +270,10 @@ def against_hashes(sources: Sequence[str | os.PathLike], config: CollectConfig) 
 def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), *,
             queries: str | os.PathLike | None = None, against: Sequence[str | os.PathLike] = (),
             progress: bool = False) -> Collection:
-    """Clean the images under ``source`` (see the module docstring); the source is only read."""
-    root = Path(source).expanduser()
+    """Clean the images under ``source`` (see the module docstring); the source is only read.
+
+    Sources are recorded as absolute paths, so the manifest and exclusion list work from any folder."""
+    root = Path(source).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"collection source {root} is not a folder")
     files = _source_files(root)
@@ -276,7 +289,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     faces = np.stack([r.pop("face") for r in good]) if good else np.zeros((0, config.size, config.size), np.uint8)
     kept = pd.DataFrame(good, columns=["source", "content_hash", "animated", "face_x", "face_y", "face_side",
                                        "sharpness"])
-    provenance = [_provenance(Path(s)) for s in kept["source"]]
+    provenance = [_provenance(Path(s), root) for s in kept["source"]]
     kept["emotion"] = [e for e, _ in provenance]
     kept["split"] = [s for _, s in provenance]
     for column in ("query", "language", "culture"):
@@ -381,6 +394,11 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     source = Path(collection.summary["source"])
     if out.resolve().is_relative_to(source.resolve()):
         raise CollectError(f"--out {out} lies inside the source {source}; sources are only read")
+    if source.resolve().is_relative_to(out.resolve()):
+        raise CollectError(f"--out {out} contains the source {source}; replacing it would delete the source")
+    if out.exists() and not (out / "report.json").is_file():
+        raise CollectError(f"--out {out} exists and is not a collection (no report.json); --overwrite only "
+                           "replaces an earlier collection: choose another --out")
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "faces").mkdir(parents=True)

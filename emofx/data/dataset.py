@@ -22,6 +22,8 @@ from emofx.data.emotions import EMOTIONS, canonicalize_all, ordered_classes
 FORMAT_TAG = "emofx-dataset"
 FORMAT_VERSION = 1
 _PER_IMAGE_TEXT = ("culture", "subject", "path", "split")
+MIN_SIDE, MAX_SIDE = 8, 1024  # the face sizes (pixels) emofx prepares and resizes to
+_ANSWER_EXTRAS = ("votes", "answer_worker", "answer_label")  # meaningful only with meta's vote_names and workers
 
 
 class DatasetError(ValueError):
@@ -261,7 +263,7 @@ class FaceDataset:
                     )
                 header = json.loads(str(data["__emofx__"]))
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             if isinstance(err, DatasetError):
                 raise
             raise DatasetError(f"{path} is not a readable emofx dataset ({err}); create one with `emofx prepare`") from err
@@ -309,17 +311,22 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
     if len(shapes) > 1:
         raise DatasetError(f"cannot merge images of different sizes {sorted(shapes)}; pass resize (CLI: --size)")
     names = np.concatenate([d.label_names for d in datasets])
-    common = set.intersection(*(set(d.extras) for d in datasets))
-    extras = {}
-    for key in sorted(common):
-        parts = [d.extras[key] for d in datasets]
-        if len({p.shape[1:] for p in parts}) == 1:
-            extras[key] = np.concatenate(parts)
     meta: dict[str, Any] = {"merged_from": [d.meta.get("source", "") for d in datasets]}
     for key in ("vote_names", "region_names"):
         values = {json.dumps(d.meta.get(key)) for d in datasets}
         if len(values) == 1 and datasets[0].meta.get(key) is not None:
             meta[key] = datasets[0].meta[key]
+    common = set.intersection(*(set(d.extras) for d in datasets)) - set(_ANSWER_EXTRAS)
+    extras = {}
+    for key in sorted(common):
+        parts = [d.extras[key] for d in datasets]
+        if len({p.shape[1:] for p in parts}) == 1:
+            extras[key] = np.concatenate(parts)
+    if "vote_names" in meta:
+        answers, workers = _merge_answers(datasets)
+        extras.update(answers)
+        if workers is not None:
+            meta["workers"] = workers
     return FaceDataset.from_label_names(
         np.concatenate([d.images for d in datasets]),
         list(names),
@@ -333,10 +340,37 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
     )
 
 
+def _merge_answers(datasets: Sequence[FaceDataset]) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """Vote counts and worker answers of datasets that share ``meta["vote_names"]``: the counts
+    concatenated, each set's worker indices mapped into the union of the workers (answer slots
+    padded with -1 to the widest set). Answers go when a set has counts but no answers."""
+    extras = {}
+    if all("votes" in d.extras for d in datasets):
+        extras["votes"] = np.concatenate([d.extras["votes"] for d in datasets])
+    if not all("answer_worker" in d.extras and "workers" in d.meta for d in datasets):
+        return extras, None
+    workers = list(dict.fromkeys(w for d in datasets for w in d.meta["workers"]))
+    code = {w: i for i, w in enumerate(workers)}
+    width = max(d.extras["answer_worker"].shape[1] for d in datasets)
+    worker_parts, label_parts = [], []
+    for d in datasets:
+        answer_worker, answer_label = d.extras["answer_worker"], d.extras["answer_label"]
+        mapping = np.array([code[w] for w in d.meta["workers"]] + [-1], dtype=np.int32)  # -1 (none) stays -1
+        pad = ((0, 0), (0, width - answer_worker.shape[1]))
+        worker_parts.append(np.pad(mapping[answer_worker], pad, constant_values=-1))
+        label_parts.append(np.pad(answer_label, pad, constant_values=-1))
+    extras["answer_worker"] = np.concatenate(worker_parts).astype(np.int32)
+    extras["answer_label"] = np.concatenate(label_parts).astype(np.int16)
+    return extras, workers
+
+
 def resize_dataset(dataset: FaceDataset, size: int) -> FaceDataset:
-    """Resize every image (and region mask) to ``size`` x ``size`` with area interpolation."""
+    """Resize every image (and region mask) to ``size`` x ``size`` with area interpolation, and move
+    the stored landmarks and eye centres (pixel-index coordinates) with the pixels."""
     import cv2
 
+    if not MIN_SIDE <= size <= MAX_SIDE:
+        raise DatasetError(f"image size must be between {MIN_SIDE} and {MAX_SIDE} pixels; got {size}")
     if dataset.image_shape == (size, size):
         return dataset
     images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in dataset.images]) \
@@ -347,4 +381,9 @@ def resize_dataset(dataset: FaceDataset, size: int) -> FaceDataset:
         extras["region_masks"] = np.stack(
             [[cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in ms] for ms in masks]
         ).astype(bool)
+    height, width = dataset.image_shape
+    scale = np.array([size / width, size / height], dtype=np.float32)
+    for key in ("landmarks", "eye_centres"):  # pixel centres map to pixel centres: (x + 1/2) s - 1/2
+        if key in extras:
+            extras[key] = ((extras[key] + 0.5) * scale - 0.5).astype(extras[key].dtype)
     return replace(dataset, images=images, extras=extras)

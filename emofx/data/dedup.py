@@ -68,6 +68,8 @@ def near_pairs(hashes: np.ndarray, threshold: int, others: np.ndarray | None = N
             i, j = i[keep], j[keep]
         rows.append(i)
         cols.append(j)
+    if not rows:  # no hashes: no pairs
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from emofx.data.landmarks import (
     find_landmarks,
     warp_face,
 )
+from emofx.data.dataset import MAX_SIDE, MIN_SIDE
 from emofx.data.paths import cache_root
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -95,8 +97,8 @@ class FaceOptions:
             raise ValueError(f"unknown landmark method {self.landmarks!r}; choose one of {', '.join(LANDMARK_METHODS)}")
         if self.align and self.landmarks == "none":
             raise ValueError("aligning faces needs landmarks (dlib68 or eyes); choose one or turn alignment off")
-        if not 8 <= self.size <= 1024:
-            raise ValueError(f"face size must be between 8 and 1024 pixels; got {self.size}")
+        if not MIN_SIDE <= self.size <= MAX_SIDE:
+            raise ValueError(f"face size must be between {MIN_SIDE} and {MAX_SIDE} pixels; got {self.size}")
         if not 0 <= self.margin <= 1:
             raise ValueError(f"face margin must be a fraction between 0 and 1; got {self.margin}")
         if self.scale_factor <= 1:
@@ -410,7 +412,7 @@ def _read_cache(key: str) -> FaceBatch | None:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in _CACHED_ARRAYS}
             return FaceBatch(skipped=tuple(json.loads(str(data["skipped"]))), **arrays)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged cache entry is recomputed (and rewritten)
 
 

@@ -122,6 +122,18 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     return np.where(has_majority, kept.argmax(axis=1), NO_MAJORITY)
 
 
+def read_ferplus_votes(votes_csv: Path, *also: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of a FER+ ``fer2013new.csv`` (as text) and their (N, 10) vote counts in
+    :data:`FERPLUS_VOTE_COLUMNS` order; ``also`` names further columns the file must have."""
+    frame = _read_csv(votes_csv, (*also, *FERPLUS_VOTE_COLUMNS),
+                      f"the FER+ columns {', '.join((*also, *FERPLUS_VOTE_COLUMNS))}")
+    try:
+        votes = frame[list(FERPLUS_VOTE_COLUMNS)].replace("", "0").astype(int).to_numpy()
+    except ValueError as err:
+        raise SourceError(f"{votes_csv}: vote counts must be integers ({err})") from None
+    return frame, votes
+
+
 def load_ferplus(
     source: str | os.PathLike,
     *,
@@ -144,11 +156,7 @@ def load_ferplus(
     """
     given = _existing(source, "FER+ source")
     votes_csv = _existing(given / "fer2013new.csv" if given.is_dir() else given, "FER+ votes file")
-    frame = _read_csv(votes_csv, ("Usage", *FERPLUS_VOTE_COLUMNS), "the FER+ columns Usage, Image name and ten vote counts")
-    try:
-        votes = frame[list(FERPLUS_VOTE_COLUMNS)].replace("", "0").astype(int).to_numpy()
-    except ValueError as err:
-        raise SourceError(f"{votes_csv}: vote counts must be integers ({err})") from None
+    frame, votes = read_ferplus_votes(votes_csv, "Usage")
     image_source = Path(images).expanduser() if images is not None else votes_csv.parent.parent / "fer2013"
     if not image_source.exists():
         raise FileNotFoundError(f"FER2013 images not found at {image_source}; pass images= (CLI: --images) "
