@@ -51,6 +51,8 @@ def test_parameter_set_names_are_readable_stable_and_safe():
     assert "/" not in odd_a and " " not in odd_a and odd_a.startswith("path=a-b-c__")
     assert odd_a != odd_b  # sanitising never makes two parameter sets collide
     assert len(experiments.parameter_set_name({"k": "v" * 500})) < 140
+    for text, value in (("1", 1), ("true", True), ("null", None)):  # text that reads as another value
+        assert experiments.parameter_set_name({"x": text}) != experiments.parameter_set_name({"x": value})
     assert experiments.parameter_hash({"a": 1, "b": 2}) == experiments.parameter_hash({"b": 2, "a": 1})
 
 
@@ -165,6 +167,16 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: [1, 2]\n")
     with pytest.raises(experiments.BatchError, match="'grid' must map parameter names to values"):
         experiments.load_experiment(bad)
+    for text in ("sweeps:\n  - notebook: 7\n", "runs_dir: 5\nsweeps:\n  - notebook: x.ipynb\n"):
+        bad.write_text(text)
+        with pytest.raises(experiments.BatchError, match="notebook' \\(the path|must be text"):
+            experiments.load_experiment(bad)
+    (tmp_path / "empty.ipynb").write_text("{}")
+    with pytest.raises(experiments.BatchError, match="is not a Jupyter notebook"):
+        batch.run_experiment(sweep_of(tmp_path / "empty.ipynb", tmp_path, x=[1]), progress=False)
+    twice = (experiments.Sweep(notebook, {"x": [1, 2]}, {"label": "a"}), experiments.Sweep(notebook, {"x": [2]}))
+    with pytest.raises(experiments.BatchError, match="sweeps 1 and 2 of exp both write the run tiny/x=2"):
+        experiments.Experiment("exp", twice, tmp_path / "runs")
 
 
 def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
@@ -183,6 +195,8 @@ def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
             "--no-progress"]
     assert main(args) == 0
     assert main(args) == 0
+    # a parameter left at the notebook's default is read from its parameters cell
+    assert results.read_runs(tmp_path / "runs" / "cli")["label"].tolist() == ["a"]
     assert "0 ok, 0 failed, 1 skipped (already complete)" in capsys.readouterr().out
     assert main(["batch", str(notebook), "--experiment", "cli", "-p", "nope", "1", "--runs-dir",
                  str(tmp_path / "runs")]) == 2

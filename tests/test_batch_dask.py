@@ -266,6 +266,10 @@ def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
     bad.write_text("cores: 4\nwalltime: 12:00:00\n")
     with pytest.raises(experiments.BatchError, match="walltime must be text in quotes"):
         executors.load_job_config(bad)
+    for value in ("", "7", "'#SBATCH -p gpu'"):
+        bad.write_text(f"cores: 4\njob_extra_directives: {value}\n")
+        with pytest.raises(experiments.BatchError, match="job_extra_directives must be a list of strings"):
+            executors.load_job_config(bad)
     bad.write_text("cores: 2\nprocesses: 4\n")
     with pytest.raises(experiments.BatchError, match="processes \\(4\\) cannot exceed cores \\(2\\)"):
         executors.load_job_config(bad)

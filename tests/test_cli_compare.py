@@ -66,10 +66,41 @@ def test_compare_api_on_tiny_runs(tiny_runs):
     assert result.pixel["difference"].shape == (16, 16)
 
 
+def test_tables_name_trials_by_their_ids_and_h2_sees_only_the_shared_classes(tiny_runs):
+    from dataclasses import replace
+
+    (a, regions_a), (b, regions_b) = [
+        (cultures.CultureRuns.load(tiny_runs[n][0], d), face_regions(d))
+        for n, d in ((n, FaceDataset.load(tiny_runs[n][1])) for n in ("a", "b"))]
+    a = replace(a, trial_ids=(3, 7))
+    # b's first test image of each trial re-labelled with a class a lacks: H1 and H2 must both leave it out
+    extra = replace(b.dataset, classes=(*b.dataset.classes, "afraid"))
+    odd = [int(t[0]) for t in b.test_indices]
+    labels = extra.labels.copy()
+    labels[odd] = len(extra.classes) - 1
+    b = replace(b, dataset=replace(extra, labels=labels))
+    result = comparison.compare(a, b, regions_a, regions_b, QUICK)
+    for name in ("trial_metrics", "transfer"):
+        table = result.tables[name]
+        assert set(table.loc[table["train_culture"] == "a", "trial"]) == {3, 7}
+        assert set(table.loc[table["train_culture"] == "b", "trial"]) == {0, 1}
+    for name in ("saliency_measures", "filters", "chance", "class_errors"):
+        assert set(result.tables[name].query("culture == 'a'")["trial"]) == {3, 7}, name
+    cka = result.tables["cka"]
+    assert set(cka.loc[cka["culture_1"] == "a", "trial_1"]) == {3, 7}
+    measures = result.tables["saliency_measures"]
+    assert not set(odd) & set(measures.query("culture == 'b'")["image"]) and "afraid" not in set(measures["emotion"])
+    with pytest.raises(cultures.ComparisonError, match="must be distinct"):
+        replace(a, trial_ids=(1, 1))
+
+
 def test_culture_runs_reject_another_dataset(tiny_runs):
     other = make_synthetic("eyes", n_per_class=5, seed=1, size=16, classes=("happy", "surprised"))
     with pytest.raises(cultures.ComparisonError, match="pass the dataset"):
         cultures.CultureRuns.load(tiny_runs["a"][0], other)
+    swapped = FaceDataset.load(tiny_runs["b"][1])  # the other culture: as many images, other faces
+    with pytest.raises(cultures.ComparisonError, match="trained on other images than this dataset's"):
+        cultures.CultureRuns.load(tiny_runs["a"][0], swapped)
 
 
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):

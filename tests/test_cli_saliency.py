@@ -76,6 +76,46 @@ def test_saliency_command_rejects_bad_requests(tiny_run, tmp_path, capsys):
     assert "--size 24" in capsys.readouterr().err
     assert main(["saliency", str(tmp_path), "--data", str(data_path), "--out", str(tmp_path / "z")]) == 2
     assert "not a complete emofx run" in capsys.readouterr().err
+    assert main(["saliency", *base, "--per-class", "0"]) == 2  # refused before any work: nothing written
+    assert "--per-class must be at least 1" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--show", "0",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert "--show must be at least 1" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_overwrite_leaves_no_output_of_the_earlier_run(tiny_run, tmp_path):
+    run_dir, data_path = tiny_run
+    out = tmp_path / "modify"
+    base = ["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--steps", "2", "--out", str(out),
+            "--quiet"]
+    assert main([*base, "--n", "6"]) == 0
+    assert main([*base, "--n", "3", "--from", "sad", "--overwrite"]) == 0
+    with np.load(out / "images.npz") as saved:
+        indices = saved["indices"]
+    assert sorted(p.name for p in (out / "images").glob("*.png")) == sorted(
+        f"{i:05d}-{kind}.png" for i in indices for kind in ("original", "result"))
+    stale = tmp_path / "saliency"
+    stale.mkdir()
+    (stale / "grid-Klingon.png").write_bytes(b"old")
+    (stale / "randomisation.csv").write_text("old")
+    assert main(["saliency", str(run_dir), "--data", str(data_path), "--method", "gradient", "--n", "6",
+                 "--per-class", "1", "--target", "happy", "--out", str(stale), "--overwrite", "--quiet"]) == 0
+    assert sorted(p.name for p in stale.iterdir()) == ["grid.png", "maps.npz", "region_scores.csv", "scores.json"]
+    scores = json.loads((stale / "scores.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert scores["target"] == "happy"
+
+
+def test_predictions_follow_the_recipe_unless_told(make_tiny_model):
+    from emofx.nets.checkpoint import TrainedModel
+
+    plain = make_tiny_model(CLASSES, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16), dtype=np.uint8)
+    flipping = TrainedModel(plain.config, plain.params, plain.classes,
+                            info={"train_config": {"flip_average": True}})
+    averaged = plain.predict_proba(images, flip_average=True)
+    assert not np.allclose(averaged, plain.predict_proba(images))
+    np.testing.assert_array_equal(flipping.predict_proba(images), averaged)
+    np.testing.assert_array_equal(flipping.predict_proba(images, flip_average=False), plain.predict_proba(images))
 
 
 @pytest.mark.parametrize("method", ["gradient", "guided"])

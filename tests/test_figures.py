@@ -122,7 +122,18 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
     for stem in ("fig5_saliency_eyes", "fig7_modification"):
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
     regions = pd.read_csv(out / "table5_saliency_regions.csv")
-    assert list(regions.columns) == ["culture", "emotion", "eyes", "mouth", "rest"] and len(regions) == 3
+    assert list(regions.columns) == ["culture", "method", "run", "emotion", "eyes", "mouth", "rest"]
+    assert len(regions) == 3 and set(regions["method"]) == {"guided"}
+
+    # a second saliency run of the same culture (another method) gets its own grid and rows
+    other = record_run(experiment, figures.SALIENCY, {"culture": "eyes", "method": "gradient"})
+    figures.save_saliency(other, faces.images, -maps, faces.labels, faces.classes, "eyes", "gradient")
+    shares.assign(eyes=0.9, rest=-0.15).to_csv(other / figures.REGION_SHARES_FILE, index=False)
+    figures.regenerate(experiment, tmp_path / "again")
+    grids = sorted(p.name for p in (tmp_path / "again").glob("fig5_saliency_*.png"))
+    assert grids == ["fig5_saliency_eyes_culture=eyes.png", "fig5_saliency_eyes_culture=eyes__method=gradient.png"]
+    regions = pd.read_csv(tmp_path / "again" / "table5_saliency_regions.csv")
+    assert regions.groupby("method")["eyes"].mean().to_dict() == {"gradient": 0.9, "guided": 0.5}
 
 
 def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
+from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.pipeline import batch, experiments, figures, results
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -28,7 +29,7 @@ def executed(tmp_path_factory):
     """All six notebooks run once as one experiment (02 for 2 cultures x 2 trials, then 03-05 on them)."""
     root = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(batch.JAX_CACHE_ENV, str(root / "jax-cache"))
+        patch.setenv(COMPILATION_CACHE_ENV, str(root / "jax-cache"))
         sweeps = (
             experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]},
                               {**TINY_TRAINING, "patience": 0}),

@@ -88,7 +88,9 @@ def test_batching_does_not_change_maps(model, images, assert_close_to_scale, flo
     # Another batch size is another compiled program (other summation orders, and other vector
     # code on AVX2 than on AVX-512): the maps agree to float32 rounding relative to their scale.
     targets = np.array([0, 1, 2, 3, 0])
-    for method, options in (("gradient", {}), ("smoothgrad", {"n_samples": 2, "seed": 4})):
+    baselines = np.random.default_rng(2).random(images.shape).astype(np.float32)  # one per image
+    for method, options in (("gradient", {}), ("smoothgrad", {"n_samples": 2, "seed": 4}),
+                            ("integrated-gradients", {"steps": 4, "baseline": baselines})):
         whole = saliency.attribute(model, images, targets, method, batch_size=8, **options)
         pieces = saliency.attribute(model, images, targets, method, batch_size=2, **options)
         scale = float(np.abs(whole).max())

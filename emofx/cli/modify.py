@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from emofx.cli.saliency import held_out_images, refuse_to_overwrite, spread_over_classes
+    from emofx.cli.saliency import at_least_one, clear_outputs, held_out_images, refuse_to_overwrite, spread_over_classes
     from emofx.explain.modification import ModificationConfig, modify
     from emofx.explain.saliency import class_index
     from emofx.plotting import save_figure
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ModificationConfig(steps=args.steps, step_size=args.step_size, method=args.method, l2_penalty=args.l2)
     out = Path(args.out)
+    at_least_one(args.show, "--show")
     refuse_to_overwrite(out, OUTPUTS, args.overwrite)
     held = held_out_images(args.run, args.data)
     model = held.model
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     result = modify(model, data.images, targets, config, progress=not args.quiet)
 
     out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, OUTPUTS)
     np.savez_compressed(out / "images.npz", images=result.images, probabilities=result.probabilities,
                         indices=indices, labels=labels, targets=targets, classes=np.asarray(model.classes))
     (out / "images").mkdir(exist_ok=True)
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     shown = list(range(min(args.show, len(indices))))
-    save_figure(modification_panel(result, shown, source_names=[model.classes[c] for c in labels]), out / "panel.png")
+    save_figure(modification_panel(result, shown, source_names=[model.classes[c] for c in labels], method=config.method),
+                out / "panel.png")
     if summary["unchanged_images"]:
         print(f"note: the {config.method} gradient vanished for {summary['unchanged_images']} of {len(indices)} images, "
               "which stayed unchanged" + ("; try --method gradient" if config.method == "guided" else ""))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -90,6 +91,31 @@ def refuse_to_overwrite(out: Path, names: Sequence[str], overwrite: bool) -> Non
         raise FileExistsError(f"{out} already holds {', '.join(existing)}; choose another --out or pass --overwrite")
 
 
+def _explained(target: str, score: str | None, classes: Sequence[str]) -> str:
+    """What the maps explain, for the grid's title: the target class and, when not the default, the score."""
+    from emofx.explain.saliency import class_index
+
+    node = {"label": "each image's class node", "predicted": "each image's predicted class"}.get(
+        target) or f"the {classes[class_index(classes, target)]} class"
+    return node + (f" ({score})" if score else "")
+
+
+def clear_outputs(out: Path, names: Sequence[str], patterns: Sequence[str] = ()) -> None:
+    """Remove our outputs (files or folders ``names``, files matching ``patterns``) from an earlier run in
+    ``out``, once the new results are computed, so none of them outlives an --overwrite."""
+    for path in [out / name for name in names] + [p for pattern in patterns for p in out.glob(pattern)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def at_least_one(value: int | None, option: str) -> None:
+    """Reject a count option below 1 before any work (``None``: not given)."""
+    if value is not None and value < 1:
+        raise ValueError(f"{option} must be at least 1; got {value}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from emofx.explain.saliency import IG_STEPS, METHODS, SCORES
 
@@ -156,8 +182,10 @@ def run(args: argparse.Namespace) -> int:
     from emofx.explain.saliency import attribute, completeness, resolve_targets
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import saliency_grid
+    from emofx.study.comparison import json_ready
 
     out = Path(args.out)
+    at_least_one(args.per_class, "--per-class")
     refuse_to_overwrite(out, OUTPUTS, args.overwrite)
     held = held_out_images(args.run, args.data)
     chosen = spread_over_classes(held.labels, args.n, args.seed)
@@ -169,19 +197,20 @@ def run(args: argparse.Namespace) -> int:
     predictions = model.predict(data.images)
 
     out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, OUTPUTS, ("grid-*.png",))
     np.savez_compressed(out / "maps.npz", maps=maps, indices=indices, labels=labels, targets=targets,
                         predictions=predictions, classes=np.asarray(model.classes), method=np.asarray(args.method))
     cultures = sorted(set(data.culture)) or [""]
     method_name = "guided backpropagation" if args.method == "guided" else args.method
+    grid = {"method": method_name, "per_class": args.per_class, "seed": args.seed, "overlay": args.overlay,
+            "explained": _explained(args.target, options.get("score"), model.classes)}
     save_figure(saliency_grid(data.images, maps, labels, model.classes, culture=" + ".join(c for c in cultures if c),
-                              method=method_name, per_class=args.per_class, seed=args.seed, overlay=args.overlay),
-                out / "grid.png")
+                              **grid), out / "grid.png")
     if len(cultures) > 1:
         for culture in cultures:
             mine = data.culture == culture
             save_figure(saliency_grid(data.images[mine], maps[mine], labels[mine], model.classes, culture=culture,
-                                      method=method_name, per_class=args.per_class, seed=args.seed,
-                                      overlay=args.overlay), out / f"grid-{culture or 'unknown'}.png")
+                                      **grid), out / f"grid-{culture or 'unknown'}.png")
 
     scores: dict = {"method": args.method, "target": args.target, "options": options, "images": held.description,
                     "n_images": int(len(data)), "accuracy": float(np.mean(predictions == labels))}
@@ -199,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                                   "share_within_5_percent": float((error <= 0.05).mean())}
     if args.sanity:
         scores.update(sanity_checks(model, data.images, targets, maps, args, options, out))
-    (out / "scores.json").write_text(json.dumps(scores, indent=2))
+    (out / "scores.json").write_text(json.dumps(json_ready(scores), indent=2))  # NaN (e.g. no image right) -> null
     summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
     print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))
     return 0

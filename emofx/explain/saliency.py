@@ -294,7 +294,8 @@ def attribute(
     """Maps (N, H, W) float32 of ``method`` for uint8 or [0, 1] images and class indices ``targets``.
 
     Images go through in batches of ``batch_size`` (the last one padded, so every batch
-    reuses one compilation); ``options`` are the method's keyword arguments.
+    reuses one compilation); ``options`` are the method's keyword arguments, and an option that
+    holds one image per input image (an (N, H, W) integrated-gradients baseline) is batched with them.
     """
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
@@ -308,16 +309,18 @@ def attribute(
     if n == 0:
         return np.zeros(images.shape, np.float32)
     size = min(batch_size, n)
+    per_image = {name: np.asarray(value) for name, value in options.items()
+                 if np.ndim(value) == images.ndim and len(value) == n}
     out = []
     for start in tqdm(range(0, n, size), desc=f"saliency ({method})", disable=not progress, leave=False):
-        batch, batch_targets = images[start:start + size], targets[start:start + size]
-        pad = size - len(batch)
-        if pad:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
-            batch_targets = np.concatenate([batch_targets, np.repeat(batch_targets[-1:], pad)])
+        def rows(array: np.ndarray) -> np.ndarray:  # this batch's rows, the last repeated to a full batch
+            part = array[start:start + size]
+            return np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+
+        batch_options = {**options, **{name: rows(value) for name, value in per_image.items()}}
         extra = {"first_index": start} if method == "smoothgrad" else {}
-        maps = METHODS[method](model, batch, batch_targets, **options, **extra)
-        out.append(np.asarray(maps, np.float32)[: size - pad])
+        maps = METHODS[method](model, rows(images), rows(targets), **batch_options, **extra)
+        out.append(np.asarray(maps, np.float32)[: min(size, n - start)])
     return np.concatenate(out)
 
 

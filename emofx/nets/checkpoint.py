@@ -94,7 +94,7 @@ class TrainedModel:
         """
         return _logits(self._pixel_free_config, self._device_variables, jnp.asarray(images), self._stats)
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 512, flip_average: bool = False) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512, flip_average: bool | None = None) -> np.ndarray:
         """Class probabilities (N, C) for uint8 or [0, 1] images (eval mode: batch normalisation uses
         the running statistics, so padding and batch composition change nothing).
 
@@ -103,7 +103,8 @@ class TrainedModel:
         compiled call runs it in batches of up to ``batch_size`` (a power of two dividing the
         bucket), scaling, standardisation and softmax included: one transfer each way, no
         host synchronisation per batch. ``flip_average``: the mean of the probabilities of each
-        image and its mirror image (test-time augmentation), inside the same call.
+        image and its mirror image (test-time augmentation), inside the same call; ``None``: as the
+        model's recipe evaluates (:attr:`flip_average`), so predictions match its metrics.json.
         """
         n = len(images)
         if n == 0:
@@ -111,10 +112,12 @@ class TrainedModel:
         rows = bucket_size(n)
         batch = math.gcd(rows, 2 ** int(math.log2(max(1, batch_size))))
         padded = jnp.asarray(pad_rows(np.asarray(images), rows))
-        compiled = _probabilities(self._pixel_free_config, batch, bool(flip_average))
+        flip = self.flip_average if flip_average is None else bool(flip_average)
+        compiled = _probabilities(self._pixel_free_config, batch, flip)
         return np.asarray(compiled(self._device_variables, padded, self._stats))[:n]
 
-    def predict(self, images: np.ndarray, batch_size: int = 512, flip_average: bool = False) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int = 512, flip_average: bool | None = None) -> np.ndarray:
+        """The most probable class per image (see :meth:`predict_proba`)."""
         return self.predict_proba(images, batch_size, flip_average).argmax(axis=1)
 
     @cached_property

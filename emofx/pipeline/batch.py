@@ -63,9 +63,6 @@ from emofx.pipeline.results import (
 )
 from emofx.pipeline.locking import run_claim
 
-JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """Everything one worker needs to execute one run (picklable, paths absolute)."""
@@ -191,11 +188,16 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from emofx.data.paths import absolutize_path_env, cache_root
+    from emofx.data.paths import absolutize_path_env
+    from emofx.nets.compilation import COMPILATION_CACHE_ENV, OFF_VALUES
 
+    # Kernels inherit the environment and run elsewhere: relative $EMOFX_DATA, $EMOFX_CACHE and
+    # $EMOFX_COMPILATION_CACHE must keep meaning the same folders. Importing emofx in each kernel points it
+    # at the per-machine compilation cache the CLI uses.
     absolutize_path_env()
-    # Kernels of one batch compile the same JAX programs: share them through JAX's on-disk cache.
-    os.environ.setdefault(JAX_CACHE_ENV, str(cache_root() / "jax"))
+    cache_setting = os.environ.get(COMPILATION_CACHE_ENV, "").strip()
+    if cache_setting and cache_setting.lower() not in OFF_VALUES:
+        os.environ[COMPILATION_CACHE_ENV] = str(Path(cache_setting).expanduser().resolve())
     run_dir = Path(spec.run_dir)
     (run_dir / STATUS_FILE).unlink(missing_ok=True)
     if run_dir.exists():

@@ -90,7 +90,7 @@ class JobConfig:
             raise BatchError(f"cluster config: processes ({self.processes}) cannot exceed cores ({self.cores})")
         for name in ("job_extra_directives", "job_script_prologue"):
             value = getattr(self, name)
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise BatchError(f"cluster config: {name} must be a list of strings")
             object.__setattr__(self, name, tuple(value))
 

@@ -78,6 +78,13 @@ class Experiment:
             )
         object.__setattr__(self, "sweeps", tuple(self.sweeps))
         object.__setattr__(self, "runs_dir", Path(self.runs_dir))
+        writer: dict[tuple[str, str], int] = {}
+        for number, sweep in enumerate(self.sweeps, start=1):
+            for values in sweep.parameter_sets():
+                run = (sweep.stem, parameter_set_name(values))
+                if writer.setdefault(run, number) != number:
+                    raise BatchError(f"sweeps {writer[run]} and {number} of {self.name} both write the run "
+                                     f"{run[0]}/{run[1]}; sweep a parameter that tells them apart")
 
     @property
     def directory(self) -> Path:
@@ -97,8 +104,9 @@ def parameter_hash(parameters: Mapping[str, Any]) -> str:
 def parameter_set_name(values: Mapping[str, Any]) -> str:
     """A readable, stable, filesystem-safe directory name, e.g. ``culture=eyes__seed=0``.
 
-    Characters outside ``[A-Za-z0-9._+-]`` become ``-``; when that changed anything, or the
-    name would be long, a short hash of the exact values is appended so names never collide.
+    Characters outside ``[A-Za-z0-9._+-]`` become ``-``; when that changed anything, when a text
+    value reads as another value (the text ``"1"`` beside the number 1, ``"true"`` beside True), or
+    when the name would be long, a short hash of the exact values is appended so names never collide.
     """
     if not values:
         return "default"
@@ -107,7 +115,8 @@ def parameter_set_name(values: Mapping[str, Any]) -> str:
         f"{_SAFE_CHARS.sub('-', str(key))}={_SAFE_CHARS.sub('-', _value_text(value))}"
         for key, value in values.items()
     )
-    if safe != raw or len(safe) > _MAX_NAME_LENGTH:
+    looks_like_another = any(isinstance(value, str) and parse_value(value) != value for value in values.values())
+    if safe != raw or looks_like_another or len(safe) > _MAX_NAME_LENGTH:
         safe = f"{safe[:_MAX_NAME_LENGTH]}__{parameter_hash(values)[:8]}"
     return safe
 
@@ -154,8 +163,8 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
     base = path.parent
     sweeps = []
     for i, entry in enumerate(spec["sweeps"]):
-        if not isinstance(entry, dict) or "notebook" not in entry:
-            raise BatchError(f"{path}: sweep {i + 1} needs a 'notebook'")
+        if not isinstance(entry, dict) or not isinstance(entry.get("notebook"), str):
+            raise BatchError(f"{path}: sweep {i + 1} needs a 'notebook' (the path of an .ipynb file)")
         extra = sorted(set(entry) - {"notebook", "grid", "fixed"})
         if extra:
             raise BatchError(f"{path}: sweep {i + 1} has unknown key {extra[0]!r} (allowed: notebook, grid, fixed)")
@@ -164,6 +173,8 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
                 raise BatchError(f"{path}: sweep {i + 1}'s {key!r} must map parameter names to values")
         grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
         sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
+    if not isinstance(spec.get("runs_dir", ""), str) or not isinstance(spec.get("name", ""), str):
+        raise BatchError(f"{path}: 'name' and 'runs_dir' must be text (a name, a folder path)")
     chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
         os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
     return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
@@ -176,7 +187,11 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} not found")
-    nb = nbformat.read(notebook, as_version=4)
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except (nbformat.ValidationError, ValueError, AttributeError, KeyError) as err:  # ValueError: not JSON
+        raise BatchError(f"{notebook} is not a Jupyter notebook ({type(err).__name__}); open and save it in "
+                         "JupyterLab, or point the sweep at the right file") from None
     cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if not cells:
         raise BatchError(f"{notebook.name} has no cell tagged 'parameters' (View > Cell Toolbar > Tags in Jupyter)")

@@ -10,17 +10,18 @@ PDF) and table (CSV and Markdown) whose records exist, under stable names:
 | ``fig4_learning_curves`` | 01_benchmark folds (else 02_train_culture trials) | training/validation error, mean ± std |
 | ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3) |
 | ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4) |
-| ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6) |
-| ``table5_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture and emotion |
+| ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6); ``_<run>`` added where a culture has several runs |
+| ``table5_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and emotion |
 | ``fig7_modification`` | 04_emotion_modification | intensification and conversion panels (Figure 7) |
-| ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | 05_compare_cultures | the culture comparison |
-| ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | its tables |
+| ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | 05_compare_cultures | the culture comparison (``_<protocol>`` added where there are several: :func:`comparison_labels`) |
+| ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | its tables (named as its figures) |
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,9 +43,12 @@ FOLDS_DIR = "folds"  # where 01_benchmark records one run per fold
 SALIENCY_FILE = "saliency.npz"
 REGION_SHARES_FILE = "region_shares.csv"
 MODIFICATION_FILE = "modification.npz"
-COMPARISON_DIR = "comparison"
-COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched  # where 05_compare_cultures saves emofx.study.comparison's tables
+COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
+COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched
 FORMATS = ("png", "pdf")
+COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "region_differences": "fig_h2_regions",
+                      "pixel_difference": "fig_h2_pixel_difference", "transfer_matrix": "fig_transfer_matrix",
+                      "cka": "fig_cka"}  # the comparison's figures (emofx.plotting.comparison) by their names here
 
 
 class FiguresError(ValueError):
@@ -266,23 +270,25 @@ def _learning_curves(experiment_dir: Path, out: Path, notebooks: set[str]) -> li
 def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> list[Path]:
     from emofx.plotting.saliency import saliency_grid
 
-    runs = completed_runs(experiment_dir, SALIENCY)
+    runs = completed_runs(experiment_dir, SALIENCY).sort_values("run")
+    records = [load_saliency(Path(run_dir) / RESULTS_DIR / SALIENCY_FILE) for run_dir in runs["run_dir"]]
+    cultures = [str(record["culture"]) for record in records]
     written, summaries = [], []
-    for _, row in runs.iterrows():
-        results = Path(row["run_dir"]) / RESULTS_DIR
-        record = load_saliency(results / SALIENCY_FILE)
-        if faces:
+    for run, run_dir, record, culture in zip(runs["run"], runs["run_dir"], records, cultures):
+        if faces:  # one grid per culture, named by run where a culture has several runs (methods, seeds)
+            name = f"fig5_saliency_{culture}" + ("" if cultures.count(culture) == 1 else f"_{run}")
             fig = saliency_grid(record["images"], record["maps"], record["labels"], record["classes"],
-                                culture=record["culture"], method=record["method"])
-            written += _save(fig, out / f"fig5_saliency_{record['culture']}")
-        shares = results / REGION_SHARES_FILE
+                                culture=culture, method=record["method"])
+            written += _save(fig, out / name)
+        shares = Path(run_dir) / RESULTS_DIR / REGION_SHARES_FILE
         if shares.is_file():
             summaries.append(pd.read_csv(shares).groupby("emotion").mean(numeric_only=True).reset_index()
-                             .assign(culture=record["culture"]))
+                             .assign(culture=culture, method=str(record["method"]), run=run))
     if summaries:
         table = pd.concat(summaries, ignore_index=True)
-        table = table[["culture", *[c for c in table.columns if c != "culture"]]]
-        written += write_table(table, out / "table5_saliency_regions")
+        first = ["culture", "method", "run"]
+        written += write_table(table[[*first, *[c for c in table.columns if c not in first]]],
+                               out / "table5_saliency_regions")
     return written
 
 
@@ -301,29 +307,36 @@ def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
-    from emofx.plotting import comparison as plots
+def comparison_labels(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, figure-name suffix) of each completed comparison run in ``runs`` (in their order): the label
+    is the run's protocol, or protocol and run name where runs share a protocol; the suffix is empty
+    for a lone run, else ``_<label>`` made safe for a file name."""
+    protocols = [p if isinstance(p, str) else COLLECTED for p in runs.get("protocol", [None] * len(runs))]
+    labels = [p if protocols.count(p) == 1 else f"{p} {run}" for p, run in zip(protocols, runs["run"])]
+    return [(label, "" if len(labels) == 1 else "_" + re.sub(r"[^A-Za-z0-9._+-]", "-", label)) for label in labels]
 
-    runs = completed_runs(experiment_dir, COMPARISON)
-    record = Path(runs["run_dir"].iloc[0]) / RESULTS_DIR / COMPARISON_DIR
-    summary = json.loads((record / "summary.json").read_text())
-    names = (summary["cultures"]["a"], summary["cultures"]["b"])
-    tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")}
-    with np.load(record / "pixel_difference.npz") as data:
-        pixel = {key: data[key] for key in data.files}
-    accuracy = {key: summary["accuracy"][key] for key in summary["accuracy"]}
+
+def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
+    from emofx.plotting.comparison import comparison_figures
+
+    runs = completed_runs(experiment_dir, COMPARISON).sort_values("run")
     written = []
-    written += _save(plots.accuracy_by_culture(tables["trial_metrics"], accuracy), out / "fig_h1_accuracy")
-    written += _save(plots.region_difference_heatmap(tables["region_tests"]), out / "fig_h2_regions")
-    written += _save(plots.pixel_difference_map(pixel, names), out / "fig_h2_pixel_difference")
-    written += _save(plots.transfer_heatmap(tables["transfer"]), out / "fig_transfer_matrix")
-    written += _save(plots.cka_bars(tables["cka"]), out / "fig_cka")
-    h1 = pd.DataFrame([{"metric": metric, **{k: v for k, v in summary[metric].items() if not isinstance(v, (dict, list))}}
-                       for metric in ("accuracy", "balanced_accuracy") if metric in summary])
-    written += write_table(h1, out / "table_h1_accuracy")
-    written += write_table(tables["region_tests"], out / "table_h2_region_tests")
-    written += write_table(tables["transfer"], out / "table_transfer")
-    written += write_table(tables["cka"], out / "table_cka")
+    for (_, suffix), run_dir in zip(comparison_labels(runs), runs["run_dir"]):
+        record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
+        summary = json.loads((record / "summary.json").read_text())
+        tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")}
+        with np.load(record / "pixel_difference.npz") as data:
+            pixel = {key: data[key] for key in data.files}
+        names = (summary["cultures"]["a"], summary["cultures"]["b"])
+        for name, fig in comparison_figures(tables, summary["accuracy"], pixel, names).items():
+            written += _save(fig, out / f"{COMPARISON_FIGURES[name]}{suffix}")
+        h1 = pd.DataFrame([{"metric": metric, **{k: v for k, v in summary[metric].items()
+                                                 if not isinstance(v, (dict, list))}}
+                           for metric in ("accuracy", "balanced_accuracy") if metric in summary])
+        written += write_table(h1, out / f"table_h1_accuracy{suffix}")
+        written += write_table(tables["region_tests"], out / f"table_h2_region_tests{suffix}")
+        written += write_table(tables["transfer"], out / f"table_transfer{suffix}")
+        written += write_table(tables["cka"], out / f"table_cka{suffix}")
     return written
 
 

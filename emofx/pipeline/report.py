@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from emofx.pipeline.figures import (
     RUN_DIR,
     SALIENCY,
     TRAINING,
+    comparison_labels,
     mean_std_text,
     regenerate,
 )
@@ -95,11 +97,13 @@ class _Experiment:
         self.ok = runs[runs["status"] == "ok"].copy()
         self.ok["protocol"] = [_protocol(row) for _, row in self.ok.iterrows()]
         self.training = self.ok[self.ok["notebook"] == TRAINING]
-        self.comparisons: dict[str, dict[str, Any]] = {}
-        for _, row in self.ok[self.ok["notebook"] == COMPARISON].sort_values("run").iterrows():
-            record = Path(row["run_dir"]) / RESULTS_DIR / COMPARISON_DIR
+        self.comparisons: dict[str, dict[str, Any]] = {}  # by label (the protocol), with their figures' suffix
+        compared = self.ok[self.ok["notebook"] == COMPARISON].sort_values("run")
+        for (label, suffix), run_dir in zip(comparison_labels(compared), compared["run_dir"]):
+            record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
             tables = {p.stem: pd.read_csv(p) for p in record.glob("*.csv")}
-            self.comparisons[row["protocol"]] = {"summary": _read_json(record / "summary.json"), "tables": tables}
+            self.comparisons[label] = {"summary": _read_json(record / "summary.json"), "tables": tables,
+                                       "suffix": suffix}
 
     def notebook(self, name: str) -> pd.DataFrame:
         return self.ok[self.ok["notebook"] == name]
@@ -172,10 +176,15 @@ def _accuracy(exp: _Experiment, out: Path) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _per_protocol(exp: _Experiment, body) -> str:
+def _per_protocol(exp: _Experiment, body, out: Path | None = None, figures: tuple[tuple[str, str], ...] = ()) -> str:
+    """One subsection per comparison: ``body(record)``, then its ``figures`` ((name, caption) in ``out``)."""
     if not exp.comparisons:
         return "No completed 05_compare_cultures run."
-    return "\n\n".join(f"### {protocol.capitalize()}\n\n{body(record)}" for protocol, record in exp.comparisons.items())
+    parts = []
+    for protocol, record in exp.comparisons.items():
+        drawn = [_figure(out, name + record["suffix"], f"{caption} ({protocol})") for name, caption in figures]
+        parts.append("\n\n".join([f"### {protocol.capitalize()}\n\n{body(record)}", *filter(None, drawn)]))
+    return "\n\n".join(parts)
 
 
 def _chance(exp: _Experiment) -> str:
@@ -187,7 +196,8 @@ def _chance(exp: _Experiment) -> str:
                 "\n\n" + "\n".join(f"- {n}" for n in notes))
 
     rows = []
-    for _, row in exp.training.sort_values(["protocol", "culture", "trial"]).iterrows():
+    training = exp.training.sort_values(["protocol", "culture", "trial"]) if len(exp.training) else exp.training
+    for _, row in training.iterrows():
         confusion = _read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
         if confusion:
             value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
@@ -210,9 +220,9 @@ def _saliency(exp: _Experiment, out: Path, faces: bool) -> str:
     runs = exp.notebook(SALIENCY)
     if runs.empty:
         return "No completed 03_saliency run."
-    grids = [_figure(out, f"fig5_saliency_{c}", f"{c}: saliency per emotion ({m})")
-             for c, m in zip(runs["culture"], runs.get("method", ["guided"] * len(runs)))]
-    text = "\n\n".join(g for g in grids if g) if faces else (
+    grids = [_figure(out, p.stem, f"{p.stem[len('fig5_saliency_'):]}: saliency per emotion")
+             for p in sorted((out / FIGURES_DIR).glob("fig5_saliency_*.png"))]
+    text = "\n\n".join(grids) if faces else (
         "Saliency grids show faces and are not included here (the datasets' terms); `emofx report` without "
         "`--no-faces` draws them locally.")
     return text + "\n\nShare of saliency mass per facial region, mean over test images:\n\n" + _table_file(
@@ -241,7 +251,7 @@ def _h1(exp: _Experiment, out: Path) -> str:
         return (f"{s['cultures']['a']} minus {s['cultures']['b']}:\n\n" + _md(pd.DataFrame(rows)) +
                 "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
 
-    return _per_protocol(exp, body) + "\n\n" + _figure(out, "fig_h1_accuracy", "Accuracy per trial and culture")
+    return _per_protocol(exp, body, out, (("fig_h1_accuracy", "Accuracy per trial and culture"),))
 
 
 def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,7 +272,7 @@ def _transfer(exp: _Experiment, out: Path) -> str:
                 _md(mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f").reset_index()))
 
     text = report_text.transfer_paragraph({p: _transfer_rows(r) for p, r in exp.comparisons.items()}) if exp.comparisons else ""
-    return _per_protocol(exp, body) + "\n\n" + text + "\n\n" + _figure(out, "fig_transfer_matrix", "Transfer matrix")
+    return _per_protocol(exp, body, out, (("fig_transfer_matrix", "Transfer matrix"),)) + "\n\n" + text
 
 
 def _h2(exp: _Experiment, out: Path) -> str:
@@ -281,8 +291,8 @@ def _h2(exp: _Experiment, out: Path) -> str:
                 f"{report_text.format_p(pixel.get('min_p_fwer'))}, "
                 f"{pixel.get('pixels_p_fwer_below_0.05')} pixels below 0.05.")
 
-    return (_per_protocol(exp, body) + "\n\n" + _figure(out, "fig_h2_regions", "Region differences") + "\n\n" +
-            _figure(out, "fig_h2_pixel_difference", "Pixel-wise saliency difference"))
+    return _per_protocol(exp, body, out, (("fig_h2_regions", "Region differences"),
+                                          ("fig_h2_pixel_difference", "Pixel-wise saliency difference")))
 
 
 def _filters(exp: _Experiment) -> str:
@@ -303,7 +313,7 @@ def _cka(exp: _Experiment, out: Path) -> str:
         return "Linear CKA of the penultimate layer on the same probe images:\n\n" + _md(
             table.groupby("kind")["cka"].agg(["mean", "std", "count"]).reset_index())
 
-    return _per_protocol(exp, body) + "\n\n" + _figure(out, "fig_cka", "CKA between and within cultures")
+    return _per_protocol(exp, body, out, (("fig_cka", "CKA between and within cultures"),))
 
 
 def _human(exp: _Experiment) -> str:
@@ -392,10 +402,31 @@ def _training_kind(exp: _Experiment) -> str:
 
 def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, faces: bool = True,
                  beside: str | os.PathLike | None = None) -> list[Path]:
-    """Write ``report.md``, ``report.html`` and ``figures/`` for an experiment folder; returns the two reports."""
+    """Write ``report.md``, ``report.html`` and ``figures/`` for an experiment folder; returns the two reports.
+
+    An earlier report's ``figures/`` is replaced whole (kept aside until the new report is written,
+    and put back if writing fails), so no figure of it stays behind: with ``faces=False`` no face
+    figure of an earlier run with faces survives into a folder that gets published."""
     experiment_dir, out = Path(experiment_dir), Path(out)
     exp = _Experiment(experiment_dir)
     other = _Experiment(Path(beside)) if beside is not None else None
+    figures, previous = out / FIGURES_DIR, out / f".{FIGURES_DIR}.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if figures.exists():
+        figures.rename(previous)
+    try:
+        reports = _write_report(exp, other, out, faces)
+    except BaseException:
+        shutil.rmtree(figures, ignore_errors=True)
+        if previous.exists():
+            previous.rename(figures)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    return reports
+
+
+def _write_report(exp: _Experiment, other: _Experiment | None, out: Path, faces: bool) -> list[Path]:
+    experiment_dir = exp.directory
     regenerate(experiment_dir, out / FIGURES_DIR, faces=faces)
     bodies = [_datasets(exp), _models(exp), _accuracy(exp, out), _chance(exp),
               (_table_file(out, "table4_misclassification") + "\n\n" + _figure(out, "table4_misclassification",

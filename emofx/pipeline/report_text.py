@@ -34,6 +34,11 @@ def format_p(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):.3g}"
 
 
+def significant(p_value: Any) -> bool:
+    """Below :data:`ALPHA` (a p-value of 0, e.g. one that underflowed, is significant; a missing one is not)."""
+    return p_value is not None and p_value == p_value and float(p_value) < ALPHA
+
+
 def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     """H1 (accuracy depends on culture), as collected and matched."""
     parts = []
@@ -41,7 +46,7 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         acc = summary["accuracy"]
         a, b = summary["cultures"]["a"], summary["cultures"]["b"]
         verdict = ("the difference is larger than the trial-to-trial variation would give by chance"
-                   if (acc.get("p_value") or 1) < ALPHA else
+                   if significant(acc.get("p_value")) else
                    "this does not show a difference: trials of one culture vary about as much as the cultures differ")
         parts.append(
             f"**{protocol.capitalize()}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "
@@ -70,16 +75,16 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     for protocol, summary in summaries.items():
         a, b = summary["cultures"]["a"], summary["cultures"]["b"]
         tests = summary["region_tests"]
-        significant = sorted((t for t in tests if (t.get("p_adjusted") if t.get("p_adjusted") is not None else 1)
-                              < ALPHA), key=lambda t: (t["p_adjusted"], -abs(t["effect_size"] or 0)))
+        differing = sorted((t for t in tests if significant(t.get("p_adjusted"))),
+                           key=lambda t: (t["p_adjusted"], -abs(t["effect_size"] or 0)))
         listed = "; ".join(f"{t['emotion']}/{t['region']} ({100 * t['diff']:+.1f} points of saliency mass, g = "
                            f"{_num(t['effect_size'])}, corrected p = {format_p(t['p_adjusted'])})"
-                           for t in significant[:MAX_LISTED])
-        if len(significant) > MAX_LISTED:
+                           for t in differing[:MAX_LISTED])
+        if len(differing) > MAX_LISTED:
             listed = (f"the {MAX_LISTED} with the smallest corrected p are {listed} (all of them in the region tests' "
                       "table)")
-        regions = (f"{len(significant)} of {len(tests)} emotion x region tests differ after correction: {listed}"
-                   if significant else f"none of the {len(tests)} emotion x region tests differs after correction "
+        regions = (f"{len(differing)} of {len(tests)} emotion x region tests differ after correction: {listed}"
+                   if differing else f"none of the {len(tests)} emotion x region tests differs after correction "
                    f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))})")
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
@@ -117,7 +122,7 @@ def human_paragraph(human: list[Mapping[str, Any]]) -> str:
         f"On {h['culture']} images the models' probability of the posed class and the share of observers who chose "
         f"the posed emotion correlate with Spearman rho = {_num(h['rho'])} (p = {format_p(h['p_value'])}, {h['n_images']} rated "
         "test images; neutral has no rating): " + ("images people find clear are also the ones the models are sure of."
-                                                   if (h.get("rho") or 0) > 0 and (h.get("p_value") or 1) < ALPHA
+                                                   if (h.get("rho") or 0) > 0 and significant(h.get("p_value"))
                                                    else "the data do not show that people and models find the same "
                                                         "images clear.") + _observer_sentence(h) for h in human)
 

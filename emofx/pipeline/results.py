@@ -116,7 +116,34 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
             for key, value in json.loads(results_path.read_text()).items():
                 row[f"result.{key}" if key in row else key] = value
         rows.append(row)
+    _fill_defaults(rows)
     return pd.DataFrame(rows, columns=None if rows else ["notebook", "run", "status", "seconds", "error", "run_dir"])
+
+
+def _fill_defaults(rows: list[dict[str, Any]]) -> None:
+    """Give each run the parameters its sweep left at the notebook's defaults (status.json records only the
+    values passed), read from the parameters cell of the executed notebook of the notebook's first run, in place.
+    Defaults that are not Python literals, and runs without an executed notebook, are left as they are."""
+    import ast
+
+    from emofx.pipeline.experiments import BatchError, notebook_parameters
+
+    defaults: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        stem = row["notebook"]
+        if stem not in defaults:
+            try:
+                declared = notebook_parameters(Path(row["run_dir"]) / f"{stem}.ipynb")
+            except (OSError, ValueError, BatchError):  # not executed yet (a failed start) or not a notebook
+                declared = {}
+            defaults[stem] = {}
+            for name, text in declared.items():
+                try:
+                    defaults[stem][name] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    continue
+        for name, value in defaults[stem].items():
+            row.setdefault(name, value)
 
 
 def completed_runs(experiment_dir: str | os.PathLike, notebook: str) -> pd.DataFrame:

@@ -108,16 +108,21 @@ def cka_bars(cka: pd.DataFrame) -> Figure:
     return fig
 
 
-def save_comparison_figures(comparison: "Comparison", out: str | Path) -> list[Path]:
-    """Every comparison figure as a PNG in ``out``; returns the written paths."""
-    out = Path(out)
-    tables = comparison.tables
-    names = (comparison.culture_a, comparison.culture_b)
-    figures = {
-        "accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], comparison.accuracy),
+def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
+                       names: tuple[str, str]) -> dict[str, Figure]:
+    """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
+    ``transfer``, ``cka``), its accuracy test, its pixel-wise maps and the two cultures' names."""
+    return {
+        "accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy),
         "region_differences": region_difference_heatmap(tables["region_tests"]),
-        "pixel_difference": pixel_difference_map(comparison.pixel, names),
+        "pixel_difference": pixel_difference_map(pixel, names),
         "transfer_matrix": transfer_heatmap(tables["transfer"]),
         "cka": cka_bars(tables["cka"]),
     }
-    return [path for name, fig in figures.items() for path in save_figure(fig, out / name)]
+
+
+def save_comparison_figures(comparison: "Comparison", out: str | Path) -> list[Path]:
+    """Every comparison figure as a PNG in ``out``; returns the written paths."""
+    figures = comparison_figures(comparison.tables, comparison.accuracy, comparison.pixel,
+                                 (comparison.culture_a, comparison.culture_b))
+    return [path for name, fig in figures.items() for path in save_figure(fig, Path(out) / name)]

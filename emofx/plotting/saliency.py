@@ -50,10 +50,11 @@ def pick_examples(labels: np.ndarray, n_classes: int, per_class: int, seed: int 
 def saliency_grid(
     images: np.ndarray, maps: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
     culture: str = "", method: str = "guided backpropagation", per_class: int = 6, seed: int = 0,
-    overlay: bool = False, mode: str = "abs",
+    overlay: bool = False, mode: str = "abs", explained: str = "each image's class node",
 ):
-    """Figures 5-6: rows = emotions, columns = random example faces of that emotion, each
-    showing its map (or the map over the face with ``overlay``); the title names the culture."""
+    """Figures 5-6: rows = emotions (the images' labels), columns = random example faces of that
+    emotion, each showing its map (or the map over the face with ``overlay``); the title names the
+    culture, the method and what the maps explain (``explained``, e.g. "the happy class")."""
     examples = [(c, idx) for c, idx in enumerate(pick_examples(np.asarray(labels), len(classes), per_class, seed))
                 if len(idx)]
     if not examples:
@@ -70,7 +71,7 @@ def saliency_grid(
                 ax.axis("off")
         axes[row, 0].set_ylabel(classes[c])
     who = f"{culture} faces" if culture else "faces"
-    fig.suptitle(f"Salient features in {who}: {method} from each image's class node")
+    fig.suptitle(f"Salient features in {who}: {method} from {explained}")
     fig.tight_layout()
     return fig
 

@@ -87,7 +87,7 @@ class Comparison:
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``emofx compare`` writes to summary.json)."""
         cka = self.tables["cka"].groupby("kind")["cka"].mean()
-        return _json_ready({
+        return json_ready({
             "cultures": {"a": self.culture_a, "b": self.culture_b},
             "shared_classes": sorted(self.tables["class_errors"]["emotion"].unique()),
             "config": asdict(self.config),
@@ -142,6 +142,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
 
     predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
     flags = chance_flags(pd.concat(predictions, ignore_index=True), config.chance_alpha, seed=config.seed)
+    recorded_flags = b.relabel_trials(a.relabel_trials(flags))  # the tables name trials by their runs' trial ids
     if config.exclude_chance and flags["flagged"].any():
         kept = [flags.query("culture == @c.name and not flagged")["trial"].tolist() for c in (a, b)]
         if min(map(len, kept)) < 2:
@@ -155,7 +156,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     transfer = transfer_matrix([a, b])
     steps.update()
 
-    measured = [saliency_measures(c, r, config) for c, r in ((a, regions_a), (b, regions_b))]
+    on_shared = [c.on_classes(classes) for c in (a, b)]  # H2 and CKA, like H1, on the classes both cultures have
+    measured = [saliency_measures(c, r, config) for c, r in zip(on_shared, (regions_a, regions_b))]
     measures = pd.concat([m[0] for m in measured], ignore_index=True)
     maps = np.concatenate([m[1] for m in measured])
     region_names = list(regions_a.region_names)
@@ -165,7 +167,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     pixel = pixel_difference(measures, maps, a.name, b.name, config)
     steps.update()
 
-    filters = pd.concat([filter_table(c, r, config) for c, r in ((a, regions_a), (b, regions_b))], ignore_index=True)
+    filters = pd.concat([filter_table(c, r, config) for c, r in zip(on_shared, (regions_a, regions_b))],
+                        ignore_index=True)
     tests["filters"] = filter_test(filters, a.name, b.name, region_names, config)
     steps.update()
     cka = cka_table(a, b, config)
@@ -175,18 +178,22 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     humans = [h for h in (human_baseline(c) for c in (a, b)) if h is not None]
     tests["human"] = [h[1] for h in humans]
     notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})",
-             *chance_notes(flags, config.chance_alpha, config.exclude_chance))
+             *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance))
+
+    def recorded(table: pd.DataFrame, culture: str = "culture", trial: str = "trial") -> pd.DataFrame:
+        return b.relabel_trials(a.relabel_trials(table, culture, trial), culture, trial)
+
     tables = {
-        "trial_metrics": pd.concat([trial_metrics(p) for p in predictions], ignore_index=True),
-        "class_errors": errors,
+        "trial_metrics": recorded(pd.concat([trial_metrics(p) for p in predictions], ignore_index=True), "train_culture"),
+        "class_errors": recorded(errors),
         "class_error_tests": class_error_tests(errors, a.name, b.name, config),
-        "transfer": transfer,
-        "saliency_measures": measures,
+        "transfer": recorded(transfer, "train_culture"),
+        "saliency_measures": recorded(measures),
         "region_tests": region_tests,
         "proximity_tests": proximity_tests,
-        "filters": filters,
-        "cka": cka,
-        "chance": flags,
+        "filters": recorded(filters),
+        "cka": recorded(recorded(cka, "culture_1", "trial_1"), "culture_2", "trial_2"),
+        "chance": recorded_flags,
         "human_baseline": pd.concat([h[0] for h in humans], ignore_index=True) if humans else pd.DataFrame(
             columns=["culture", "emotion", "observer_agreement", "rated_images", "model_accuracy",
                      "model_accuracy_std", "model_confidence"]),
@@ -194,12 +201,12 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     return Comparison(a.name, b.name, config, tables, tests, pixel, notes)
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Plain JSON types: numpy scalars to Python, non-finite floats to None."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (np.integer,)):

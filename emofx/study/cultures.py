@@ -11,6 +11,7 @@ from functools import reduce
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
@@ -87,16 +88,25 @@ class CompareConfig:
 
 @dataclass(frozen=True, eq=False)
 class CultureRuns:
-    """One culture's trials: its dataset, and per trial a trained model and its test images."""
+    """One culture's trials: its dataset, and per trial a trained model and its test images.
+
+    ``trial_ids`` name the trials in the comparison's tables (the runs' recorded trial numbers when
+    :meth:`load` finds them distinct; default 0, 1, ...); code indexes trials by position."""
 
     name: str
     dataset: FaceDataset
     models: tuple[TrainedModel, ...]
     test_indices: tuple[np.ndarray, ...]
+    trial_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ComparisonError(f"culture {self.name!r} has no trained runs")
+        if not self.trial_ids:
+            object.__setattr__(self, "trial_ids", tuple(range(len(self.models))))
+        if len(self.trial_ids) != len(self.models) or len(set(self.trial_ids)) != len(self.trial_ids):
+            raise ComparisonError(f"culture {self.name!r}: trial ids {list(self.trial_ids)} must be distinct, "
+                                  f"one per model ({len(self.models)})")
         if len(self.models) != len(self.test_indices):
             raise ComparisonError(f"culture {self.name!r}: {len(self.models)} models but "
                                   f"{len(self.test_indices)} test index sets")
@@ -112,9 +122,21 @@ class CultureRuns:
         return len(self.models)
 
     def trials(self, keep: Sequence[int]) -> "CultureRuns":
-        """The same culture with only the trials ``keep``."""
+        """The same culture with only the trials at positions ``keep``."""
         return CultureRuns(self.name, self.dataset, tuple(self.models[k] for k in keep),
-                           tuple(self.test_indices[k] for k in keep))
+                           tuple(self.test_indices[k] for k in keep), tuple(self.trial_ids[k] for k in keep))
+
+    def on_classes(self, classes: Sequence[str]) -> "CultureRuns":
+        """The same trials with each test set cut to the images of ``classes`` (those both cultures have)."""
+        names = self.dataset.label_names
+        return CultureRuns(self.name, self.dataset, self.models,
+                           tuple(t[np.isin(names[t], list(classes))] for t in self.test_indices), self.trial_ids)
+
+    def relabel_trials(self, table: pd.DataFrame, culture: str = "culture", trial: str = "trial") -> pd.DataFrame:
+        """``table`` with this culture's trial positions in column ``trial`` replaced by its trial ids."""
+        mine = table[culture] == self.name
+        ids = np.asarray(self.trial_ids)
+        return table.assign(**{trial: np.where(mine, ids[np.where(mine, table[trial], 0).astype(int)], table[trial])})
 
     def test_set(self, trial: int) -> FaceDataset:
         return self.dataset.subset(self.test_indices[trial])
@@ -122,25 +144,35 @@ class CultureRuns:
     @classmethod
     def load(cls, runs_dir: str | os.PathLike, dataset: FaceDataset, name: str | None = None) -> "CultureRuns":
         """The trial runs under ``runs_dir`` (see :mod:`emofx.study.runs`), evaluated on ``dataset``."""
-        from emofx.study.runs import load_runs
+        from emofx.study.runs import dataset_fingerprint, load_runs
 
         runs = load_runs(runs_dir)
         if not runs:
             raise FileNotFoundError(f"no trained runs under {runs_dir}; train some with `emofx train ... --out`")
         models = tuple(run.model for run in runs)
         tests = tuple(np.asarray(run.split.test, dtype=int) for run in runs)
+        fingerprint = dataset_fingerprint(dataset)
         for run in runs:
             if run.split.n_images != len(dataset):
                 raise ComparisonError(
                     f"run {run.directory} was split from {run.split.n_images} images but the dataset has "
                     f"{len(dataset)}; pass the dataset the runs were trained on"
                 )
-        return cls(name or _culture_name(dataset, runs_dir), dataset, models, tests)
+            recorded = run.metrics.get("data", {}).get("fingerprint")
+            if recorded is not None and recorded != fingerprint:
+                raise ComparisonError(
+                    f"run {run.directory} was trained on other images than this dataset's (fingerprint {recorded} "
+                    f"against {fingerprint}; the run trained on {run.metrics['data'].get('path', '?')}); pass the "
+                    "dataset the runs were trained on"
+                )
+        recorded = tuple(int(run.split.trial) for run in runs)
+        ids = recorded if len(set(recorded)) == len(recorded) else ()  # else positions (e.g. one trial, many seeds)
+        return cls(name or _culture_name(dataset, runs_dir), dataset, models, tests, ids)
 
 
 def _culture_name(dataset: FaceDataset, fallback: str | os.PathLike) -> str:
     names = sorted(set(dataset.culture) - {""})
-    return names[0] if len(names) == 1 else Path(fallback).name
+    return str(names[0]) if len(names) == 1 else Path(fallback).name
 
 
 # ---------------------------------------------------------------------------- training trials

@@ -155,11 +155,12 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
                       dropped_model_classes, first.dropped_data_classes)
 
 
-def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512, flip_average: bool = False) -> Evaluation:
+def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
+             flip_average: bool | None = None) -> Evaluation:
     """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped.
 
     ``flip_average``: average each image's probabilities with its mirror image's (test-time
-    augmentation, part of the ``strong`` recipe)."""
+    augmentation, part of the ``strong`` recipe); ``None``: as the model's recipe evaluates."""
     side = model.config.input_size
     if dataset.image_shape != (side, side):
         h, w = dataset.image_shape
