@@ -116,6 +116,29 @@ def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys)
     assert "not a complete emofx run" in capsys.readouterr().err
 
 
+def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_model(run_dir, data_files, tmp_path,
+                                                                                    capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    data = tmp_path / "a.npz"
+    shutil.copy(data_files["train"], data)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps({**metrics, "data": {**metrics["data"], "path": str(data)}}))
+    assert main(["evaluate", str(copy), "--json"]) == 0  # the same file, moved: fine
+    capsys.readouterr()
+    make_synthetic("universal", n_per_class=16, seed=9, classes=("happy", "sad", "surprised")).save(data, overwrite=True)
+    assert main(["evaluate", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "has changed since" in err and "--data" in err and err.count("\n") == 1
+    model_json = copy / "checkpoint" / "model.json"
+    model_json.write_text(model_json.read_text().replace('"model_config": {', '"model_config": {"future_field": 1, '))
+    assert main(["evaluate", str(copy), "--data", str(data_files["train"])]) == 2
+    err = capsys.readouterr().err
+    assert "model.json is not a readable emofx model" in err and "future_field" in err and err.count("\n") == 1
+
+
 def test_evaluate_on_another_class_set_names_the_dropped_classes(run_dir, data_files, capsys):
     assert main(["evaluate", str(run_dir), "--data", str(data_files["other"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -141,6 +164,11 @@ def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
         assert (out / "figures" / name).stat().st_size > 1000, name
     assert json.loads((out / "quickstart.json").read_text())["status"] == "done"
     assert len(load_runs(out / "runs")) == 2
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["quickstart", "--out", str(out), "--trials", "1", "--n-per-class", "15", "--epochs", "2",
+                 "--quiet"]) == 2  # other settings: refused before anything is rewritten
+    assert "already holds a different run" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_files, tmp_path, capsys):

@@ -30,6 +30,12 @@ def test_parameter_count_matches_reference_architecture():
     assert _count(_shapes(ModelConfig(num_classes=7, input_size=96))) == 3_793_255 + (12 * 12 - 6 * 6) * 256 * 300
 
 
+def test_a_model_without_units_is_refused():
+    for fields in ({"widths": (0, 8, 8)}, {"widths": ()}, {"dense_units": 0}):
+        with pytest.raises(ValueError, match="every layer needs at least one unit"):
+            ModelConfig(**{"num_classes": 3, **fields})
+
+
 def test_layer_shapes_and_output_shape():
     config = ModelConfig(num_classes=7)
     shapes = _shapes(config)

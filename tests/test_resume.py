@@ -4,6 +4,7 @@ normalisation options of `emofx train`, their bad-input refusals, and `--split a
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -121,6 +122,8 @@ def test_resume_refuses_another_run_and_leaves_it_untouched(data_file, tmp_path,
     (["--norm", "group"], "unknown --norm 'group'; choose one of none, batch"),
     (["--resume", "--overwrite"], "give one of them"),
     (["--conv-lr-scale", "-1"], "conv_lr_scale must be >= 0"),
+    (["--no-augment", "--rotation", "10"], "--no-augment turns rotation off, --rotation 10.0 turns it on"),
+    (["--dense-units", "0"], "every layer needs at least one unit"),
 ])
 def test_bad_options_give_one_line_and_write_nothing(data_file, tmp_path, capsys, option, message):
     out = tmp_path / "run"
@@ -138,6 +141,27 @@ def test_init_from_another_normalisation_is_refused_before_anything_is_written(d
     err = capsys.readouterr().err
     assert "differs in norm none (this training: batch)" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_init_from_another_shape_ends_the_process_with_the_error_not_an_abort(data_file, uninterrupted, tmp_path):
+    # The first training program compiles in a background thread; an error raised meanwhile must wait for it,
+    # or the interpreter exits while XLA compiles and the process aborts (SIGABRT) after printing the error.
+    command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(tmp_path / "tuned"), *TINY,
+               "--widths", "4,8,16", "--epochs", "1", "--init-from", str(uninterrupted)]
+    fresh = {**os.environ, "EMOFX_COMPILATION_CACHE": "off"}  # compiling, not loading: the thread is still busy
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=fresh)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "differs in widths" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "tuned").exists()
+
+
+def test_a_diverged_run_keeps_no_state_to_resume(data_file, tmp_path, capsys):
+    out = tmp_path / "diverged"
+    assert main(["train", str(data_file), "--out", str(out), "--epochs", "2", "--lr", "1e6", "--eval-every", "1",
+                 *TINY]) == 1
+    assert "NaN" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["stop_reason"] == "nan_loss"
+    assert not (out / STATE_FILE).exists()  # resuming would diverge again at the same step
 
 
 def test_recipe_and_norm_are_recorded_in_metrics_and_checkpoint(data_file, tmp_path, capsys):

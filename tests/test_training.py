@@ -72,6 +72,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_parameters(parts):
     assert np.all(np.isfinite(diverging.model.predict_proba(parts[1].images)))
 
 
+def test_a_batch_larger_than_the_training_set_is_named(parts):
+    with pytest.warns(UserWarning, match="the batch \\(64\\) is larger than the 32 training images"):
+        fit(*parts, replace(CONFIG, epochs=1, batch_size=64), TINY, progress=False)
+
+
 def test_interrupt_returns_the_best_model_so_far(parts, monkeypatch):
     real, calls = training.make_train_chunk, []
 

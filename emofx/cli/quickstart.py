@@ -87,28 +87,32 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
     from emofx.plotting.curves import learning_curves
     from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
     from emofx.study.evaluation import aggregate_confusions, evaluate, misclassification_table
-    from emofx.study.runs import runs_frame, train_run
+    from emofx.study.runs import RunPlan, check_plans, runs_frame, train_run
 
     if config.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {config.trials}")
     started = time.perf_counter()
     _check_output(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(json.dumps({"status": "running", "config": {**asdict(config), "widths": list(config.widths)}}))
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
                                learning_rate=config.learning_rate, seed=config.seed)
     datasets = {name: make_synthetic(dialect, n_per_class=config.n_per_class, seed=config.seed, culture=name,
                                      classes=CLASSES)
                 for name, dialect in CULTURES.items()}
+    models = {name: ModelConfig(num_classes=len(dataset.classes), widths=config.widths, dense_units=config.dense_units)
+              for name, dataset in datasets.items()}
+    for name, dataset in datasets.items():  # refuse (e.g. an earlier quickstart's other runs) before writing anything
+        check_plans([RunPlan(dataset, out / "runs" / name / f"trial-{trial}", trial, "subject")
+                     for trial in range(config.trials)], train_config, models[name], overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"status": "running", "config": {**asdict(config), "widths": list(config.widths)}}))
     data_paths = {name: ds.save(out / "data" / f"{name}.npz", overwrite=True) for name, ds in datasets.items()}
 
     runs: dict[str, list] = {name: [] for name in datasets}
     bar = tqdm(total=len(datasets) * config.trials, desc="quickstart", unit="model", disable=not progress)
     for name, dataset in datasets.items():
-        model = ModelConfig(num_classes=len(dataset.classes), widths=config.widths, dense_units=config.dense_units)
         for trial in range(config.trials):
             run, _ = train_run(dataset, out / "runs" / name / f"trial-{trial}", split_kind="subject", trial=trial,
-                               train_config=train_config, model_config=model, data_path=data_paths[name],
+                               train_config=train_config, model_config=models[name], data_path=data_paths[name],
                                overwrite=overwrite, progress=False)
             runs[name].append(run)
             bar.set_postfix(culture=name, acc=f"{run.metrics['test_accuracy']:.3f}")

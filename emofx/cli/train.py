@@ -115,6 +115,8 @@ def train_config(args: argparse.Namespace, precision: str | None = None):
              "flip_average": args.flip_average,
              "conv_lr_scale": 0.0 if args.freeze_conv else args.conv_lr_scale}
     overrides = {k: v for k, v in given.items() if v is not None}
+    if args.no_augment and args.rotation:
+        raise ValueError(f"--no-augment turns rotation off, --rotation {args.rotation} turns it on: give one of them")
     if args.no_augment:
         overrides.update(vars(NO_AUGMENTATION))
     return recipe_config(args.recipe, **overrides, soft_targets=args.soft_targets,

@@ -49,14 +49,6 @@ class AugmentConfig:
                 raise ValueError(f"{name} must lie in [0, 1); got {value}")
 
     @property
-    def enabled(self) -> bool:
-        return self.flip or self.warps or self.photometric or self.erasing > 0
-
-    @property
-    def warps(self) -> bool:
-        return self.rotation_degrees > 0 or self.shift > 0 or self.scale > 0
-
-    @property
     def photometric(self) -> bool:
         return self.brightness > 0 or self.contrast > 0
 

@@ -169,9 +169,14 @@ class TrainedModel:
         class set a clear :class:`CheckpointError` rather than a shape error later.
         """
         directory = resolve_checkpoint_dir(directory)
-        payload = json.loads((directory / MODEL_FILE).read_text())
-        config = ModelConfig.from_dict(payload["model_config"])
-        classes = tuple(payload["classes"])
+        try:
+            payload = json.loads((directory / MODEL_FILE).read_text())
+            config = ModelConfig.from_dict(payload["model_config"])
+            classes = tuple(payload["classes"])
+        except (ValueError, KeyError, TypeError) as err:  # damaged, or written by another emofx version
+            detail = f"no field {err}" if isinstance(err, KeyError) else str(err)
+            raise CheckpointError(f"{directory / MODEL_FILE} is not a readable emofx model ({detail}); retrain the "
+                                  "run, or read it with the emofx version that wrote it") from None
         if expect_config is not None and expect_config.architecture() != config.architecture():
             raise CheckpointError(
                 f"checkpoint {directory} has architecture {config.architecture()}, "

@@ -20,6 +20,7 @@ the part spent during a run separately from its steps.
 from __future__ import annotations
 
 import ctypes
+from contextlib import contextmanager
 import hashlib
 import os
 import platform
@@ -28,7 +29,7 @@ import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 from emofx.data.paths import cache_root
 
@@ -162,6 +163,17 @@ def compile_in_background(jitted: Any, arguments: Callable[[], tuple]) -> thread
     thread = threading.Thread(target=work, name="emofx-compile", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def joined_on_error(thread: threading.Thread) -> Iterator[None]:
+    """Wait for a :func:`compile_in_background` thread before an error leaves the block: a process
+    that exits while XLA still compiles in another thread aborts (SIGABRT) instead of reporting the error."""
+    try:
+        yield
+    except BaseException:
+        thread.join()
+        raise
 
 
 def process_seconds() -> float:

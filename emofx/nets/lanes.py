@@ -46,6 +46,7 @@ from emofx.nets.targets import training_targets
 from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
                                  chunk_lengths, describe_stop, evaluator_function, init_state, model_for,
                                  snapshot, training_key, weighted_targets)
+from emofx.nets.train_state import history_row, improves
 from emofx.nets.transfer import initial_variables
 
 
@@ -173,11 +174,9 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
                     reasons[k], steps[k] = "nan_loss", steps[k] + (bad[0] + 1 if len(bad) else len(train_losses))
                     continue
                 steps[k] = limit[k]
-                rows[k].append(dict(step=int(steps[k]), epoch=float(steps[k] / spe[k]),
-                                    lr=float(learning_rates[k][steps[k] - 1]), train_loss=float(train_losses.mean()),
-                                    train_error=float(train_errors.mean()), val_error=float(errors[k]),
-                                    val_loss=float(losses[k])))
-                if (errors[k], losses[k]) < (best[k]["error"], best[k]["loss"]):
+                rows[k].append(history_row(steps[k], spe[k], learning_rates[k][steps[k] - 1], train_losses,
+                                           train_errors, errors[k], losses[k]))
+                if improves(float(errors[k]), float(losses[k]), best[k]):
                     best[k], since_best[k] = snapshot(_lane(state, k), int(steps[k]), float(errors[k]),
                                                       float(losses[k])), 0
                 else:

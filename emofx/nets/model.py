@@ -70,6 +70,9 @@ class ModelConfig:
             raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes; got {self.num_classes}")
+        if not self.widths or min(self.widths) < 1 or self.dense_units < 1:
+            raise ValueError(f"every layer needs at least one unit; got widths {list(self.widths)} and "
+                             f"{self.dense_units} dense units")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "widths": list(self.widths)}

@@ -126,10 +126,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return cls(**data)
-
 
 @dataclass(frozen=True)
 class StepConfig:

@@ -46,6 +46,20 @@ class LoopProgress:
     compile_seconds: float = 0.0
 
 
+def history_row(step: int, steps_per_epoch: int, lr: float, train_losses: np.ndarray, train_errors: np.ndarray,
+                val_error: float, val_loss: float) -> dict[str, float]:
+    """One row of a training history (``HISTORY_COLUMNS`` of :mod:`emofx.nets.training`): a validation
+    after ``step`` steps, with the mean training loss and error of the steps since the previous one."""
+    return dict(step=int(step), epoch=float(step / steps_per_epoch), lr=float(lr),
+                train_loss=float(np.mean(train_losses)), train_error=float(np.mean(train_errors)),
+                val_error=float(val_error), val_loss=float(val_loss))
+
+
+def improves(val_error: float, val_loss: float, best: Mapping[str, Any]) -> bool:
+    """Whether a validation beats the ``best`` so far: a lower error, ties broken by a lower loss."""
+    return (val_error, val_loss) < (best["error"], best["loss"])
+
+
 def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, key: jax.Array,
                         progress: LoopProgress) -> None:
     """Write ``state`` (a pytree), the data ``key`` and ``progress`` to ``path`` in one atomic write."""

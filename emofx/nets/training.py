@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -39,7 +40,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
-from emofx.nets.compilation import (compile_in_background, compile_seconds, process_seconds,
+from emofx.nets.compilation import (compile_in_background, compile_seconds, joined_on_error, process_seconds,
                                     release_after_first_run)
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
@@ -47,7 +48,7 @@ from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainC
                                      cross_entropy, learning_rate_schedule, make_optimizer)
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import agreement_weights, training_targets
-from emofx.nets.train_state import LoopProgress, load_training_state, save_training_state
+from emofx.nets.train_state import LoopProgress, history_row, improves, load_training_state, save_training_state
 from emofx.nets.transfer import initial_variables
 
 __all__ = ["DENSE_LAYERS", "SCHEDULES", "StepConfig", "TrainConfig", "TrainingError", "cross_entropy",
@@ -330,6 +331,10 @@ def fit(
     """
     started, compiled_before = time.perf_counter(), compile_seconds()
     check_trainable(train_set, val_set)
+    if config.batch_size > len(train_set):
+        warnings.warn(f"the batch ({config.batch_size}) is larger than the {len(train_set)} training images: every "
+                      "step repeats some of them and costs a whole batch; choose a batch size of at most "
+                      f"{len(train_set)}", stacklevel=2)
     model_config = model_for(train_set, model)
     spe = math.ceil(len(train_set) / config.batch_size)
     total_steps = config.epochs * spe
@@ -341,32 +346,33 @@ def fit(
     first_chunk = _prepare_first_chunk(model_config, config, spe,
                                        chunk_lengths(min(eval_every, total_steps), config.unroll_steps)[0],
                                        images, targets, data_key, stats)
-    variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
-    state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
-    schedule = learning_rate_schedule(StepConfig.of(config, spe))
-    learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
-    images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
-    evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
-                              config.flip_average)
-    validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
-                                                          val_images, val_targets, stats, n_val))
-    state_tag = {"tag": dict(tag or {}), "model": model_config.to_dict(), "train": config.to_dict(), "trial": trial,
-                 "n_train": len(train_set), "n_val": len(val_set)}
+    with joined_on_error(first_chunk):  # e.g. an --init-from model of another shape
+        variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
+        state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
+        schedule = learning_rate_schedule(StepConfig.of(config, spe))
+        learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
+        images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
+        evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
+                                  config.flip_average)
+        validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
+                                                              val_images, val_targets, stats, n_val))
+        state_tag = {"tag": dict(tag or {}), "model": model_config.to_dict(), "train": config.to_dict(), "trial": trial,
+                     "n_train": len(train_set), "n_val": len(val_set)}
 
-    if resume:
-        if state_path is None:
-            raise TrainingError("resuming needs the state_path the interrupted training saved its state to")
-        state, data_key, loop = load_training_state(state_path, state_tag, state, state.params)
-    else:
-        val_error, val_loss = validate(state)
-        loop = LoopProgress(
-            rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
-                       val_error=val_error, val_loss=val_loss)],
-            best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
-    earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
-    stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
-    bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
-    ready_seconds, last_save = float("nan"), -math.inf
+        if resume:
+            if state_path is None:
+                raise TrainingError("resuming needs the state_path the interrupted training saved its state to")
+            state, data_key, loop = load_training_state(state_path, state_tag, state, state.params)
+        else:
+            val_error, val_loss = validate(state)
+            loop = LoopProgress(
+                rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
+                           val_error=val_error, val_loss=val_loss)],
+                best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
+        earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
+        stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
+        bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
+        ready_seconds, last_save = float("nan"), -math.inf
     first_chunk.join()
     try:
         while stop_reason == "completed" and loop.step < total_steps:
@@ -393,11 +399,10 @@ def fit(
             if not np.isfinite(val_loss):  # parameters so large that the logits overflow
                 stop_reason = "nan_loss"
                 break
-            loop.rows.append(dict(step=loop.step, epoch=loop.step / spe, lr=float(learning_rates[loop.step - 1]),
-                                  train_loss=float(losses.mean()), train_error=float(errors.mean()),
-                                  val_error=val_error, val_loss=val_loss))
+            loop.rows.append(history_row(loop.step, spe, learning_rates[loop.step - 1], losses, errors, val_error,
+                                         val_loss))
             bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
-            if (val_error, val_loss) < (loop.best["error"], loop.best["loss"]):
+            if improves(val_error, val_loss, loop.best):
                 loop.best, loop.since_best = snapshot(state, loop.step, val_error, val_loss), 0
             else:
                 loop.since_best += 1

@@ -46,7 +46,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.json"
 RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR, STATE_FILE)
-FINISHED = ("completed", "early_stopping")
+FINISHED = ("completed", "early_stopping", "nan_loss")  # no state kept: resuming a diverged run diverges again
 
 
 class RunError(ValueError):
@@ -197,6 +197,14 @@ def _prepare(plan: RunPlan, train_config: TrainConfig, model_config: ModelConfig
     if len(split.test) == 0:
         raise TrainingError(f"the {plan.split_kind!r} split of this dataset has no test images; use another --split")
     return _Prepared(plan, directory, identity, split, config)
+
+
+def check_plans(plans: Sequence[RunPlan], train_config: TrainConfig, model_config: ModelConfig,
+                overwrite: bool = False) -> None:
+    """Refuse plans (trained from scratch) that :func:`train_run` would refuse, before the caller writes
+    anything: a directory holding another run or unrelated files, a split without test images."""
+    for plan in plans:
+        _prepare(plan, train_config, model_config, None, overwrite, False)
 
 
 def train_run(
@@ -365,7 +373,13 @@ def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
                                                                                             first.split.test):
             raise RunError(f"{run.directory} was tested on other images than {first.directory} (another dataset or "
                            "split); an ensemble needs the same test images, or a dataset given explicitly (--data)")
-    return first.dataset().subset(first.split.test)
+    dataset = first.dataset()
+    recorded = first.metrics["data"].get("fingerprint")
+    if recorded is not None and recorded != dataset_fingerprint(dataset):
+        raise RunError(f"{first.metrics['data']['path']} has changed since {first.directory} was trained on it "
+                       f"(fingerprint {dataset_fingerprint(dataset)}, recorded {recorded}): its test split no longer "
+                       "names the test images; evaluate on a dataset given explicitly (--data)")
+    return dataset.subset(first.split.test)
 
 
 def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
