@@ -162,8 +162,7 @@ def culture_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> Any:
         raise FiguresError(f"no completed training runs of culture {culture!r}; cultures with runs: "
                            f"{', '.join(sorted(runs_by_culture)) or 'none'}")
     runs = runs_by_culture[culture]
-    return CultureRuns(culture, runs[0].dataset(), tuple(run.model for run in runs),
-                       tuple(np.asarray(run.split.test, dtype=int) for run in runs))
+    return CultureRuns.from_runs(culture, runs, runs[0].dataset())
 
 
 def culture_tables(runs_by_culture: dict[str, list[Run]]) -> dict[str, pd.DataFrame]:

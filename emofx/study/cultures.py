@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from functools import reduce
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from emofx.data.splits import Split, balanced_subsample, make_split
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig
 from emofx.nets.training import TrainConfig, fit
+
+if TYPE_CHECKING:
+    from emofx.study.runs import Run
 
 UNITS = ("trials", "images")
 ALL_EMOTIONS = "all"  # the emotion label of region-level rows pooled over emotions
@@ -144,13 +147,19 @@ class CultureRuns:
     @classmethod
     def load(cls, runs_dir: str | os.PathLike, dataset: FaceDataset, name: str | None = None) -> "CultureRuns":
         """The trial runs under ``runs_dir`` (see :mod:`emofx.study.runs`), evaluated on ``dataset``."""
-        from emofx.study.runs import dataset_fingerprint, load_runs
+        from emofx.study.runs import load_runs
 
         runs = load_runs(runs_dir)
         if not runs:
             raise FileNotFoundError(f"no trained runs under {runs_dir}; train some with `emofx train ... --out`")
-        models = tuple(run.model for run in runs)
-        tests = tuple(np.asarray(run.split.test, dtype=int) for run in runs)
+        return cls.from_runs(name or _culture_name(dataset, runs_dir), runs, dataset)
+
+    @classmethod
+    def from_runs(cls, name: str, runs: Sequence["Run"], dataset: FaceDataset) -> "CultureRuns":
+        """Trained runs of one culture on ``dataset``, refused unless each was trained on it (its size and
+        fingerprint); trials are named by the runs' recorded trial numbers when those are distinct."""
+        from emofx.study.runs import dataset_fingerprint
+
         fingerprint = dataset_fingerprint(dataset)
         for run in runs:
             if run.split.n_images != len(dataset):
@@ -165,9 +174,10 @@ class CultureRuns:
                     f"against {fingerprint}; the run trained on {run.metrics['data'].get('path', '?')}); pass the "
                     "dataset the runs were trained on"
                 )
-        recorded = tuple(int(run.split.trial) for run in runs)
-        ids = recorded if len(set(recorded)) == len(recorded) else ()  # else positions (e.g. one trial, many seeds)
-        return cls(name or _culture_name(dataset, runs_dir), dataset, models, tests, ids)
+        recorded_trials = tuple(int(run.split.trial) for run in runs)
+        ids = recorded_trials if len(set(recorded_trials)) == len(runs) else ()  # else positions (one trial, seeds)
+        return cls(name, dataset, tuple(run.model for run in runs),
+                   tuple(np.asarray(run.split.test, dtype=int) for run in runs), ids)
 
 
 def _culture_name(dataset: FaceDataset, fallback: str | os.PathLike) -> str:
