@@ -144,3 +144,39 @@ def test_matched_training_equalises_per_class_counts():
         np.testing.assert_array_equal(counts[0], counts[1])
         assert counts[0].min() == counts[0].max()
         assert set(chosen[0][trial]) <= set(splits[0][trial].train)
+
+
+class _FixedFeatures:
+    """A stand-in model whose last-conv features are given (for filter_regions)."""
+
+    variables = None
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features = features
+
+    def module(self):
+        return self
+
+    def apply(self, variables, images, method):
+        assert method == "conv_features"
+        return self.features[:len(images)]
+
+
+def test_a_filter_gets_its_region_from_where_it_fires_not_from_where_it_is_silent():
+    activations = np.zeros((2, 2, 2, 2), np.float32)  # 2 images, 2x2 positions, 2 filters
+    activations[0, 0, 0, 0], activations[1, 0, 0, 0] = 3.0, 2.0  # filter 0 fires only in the top-left cell
+    masks = np.zeros((2, 2, 8, 8), bool)
+    masks[:, 0, :4, :4] = True  # region 0: the top-left quadrant
+    masks[:, 1] = ~masks[:, 0]  # region 1: the rest
+    found = features.filter_regions(_FixedFeatures(activations), np.zeros((2, 8, 8), np.uint8), masks, top_k=8)
+    assert found.tolist() == [0, -1]  # its 6 silent positions (all in the rest) do not vote; filter 1 is dead
+    with pytest.raises(cultures.ComparisonError, match="filter_top_k must be at least 1"):
+        cultures.CompareConfig(filter_top_k=0)
+
+
+def test_landmark_distance_counts_only_salient_pixels():
+    landmarks = np.array([[[10.0, 20.0], [30.0, 30.0]]] * 2)
+    maps = np.zeros((2, 48, 48))
+    maps[0, 20, 10] = 1.0  # one salient pixel, on the first landmark (row y = 20, column x = 10)
+    distance = features.landmark_distance(maps, landmarks, top_fraction=0.05)
+    assert distance[0] == 0.0 and np.isnan(distance[1])

@@ -98,7 +98,8 @@ def test_no_face_is_skipped_unless_the_centre_crop_is_asked_for():
     assert method == AS_IS and face.shape == (32, 32)
 
 
-@pytest.mark.parametrize("bad", [dict(size=4), dict(margin=-0.1), dict(scale_factor=1.0), dict(min_face_fraction=0)])
+@pytest.mark.parametrize("bad", [dict(size=4), dict(margin=-0.1), dict(scale_factor=1.0), dict(min_face_fraction=0),
+                                 dict(detect_max_side=0), dict(min_neighbors=-1)])
 def test_face_options_are_validated(bad):
     with pytest.raises(ValueError):
         FaceOptions(**bad)

@@ -56,6 +56,19 @@ def test_truth_uses_the_synthetic_masks_and_places_landmarks_on_them(synthetic):
     assert width[synthetic.labels == afraid].mean() > 1.5 * width[synthetic.labels == surprised].mean()
 
 
+def test_template_follows_the_margin_the_faces_were_cut_with(synthetic):
+    from dataclasses import replace
+
+    from emofx.data.landmarks import aligned_eyes
+
+    wide = replace(synthetic, meta={**synthetic.meta, "face_options": {"detect": True, "margin": 0.3}})
+    eyes = face_regions(wide, "template").landmarks[0, :2]
+    assert np.allclose(eyes, aligned_eyes(0.3) * 48 - 0.5, atol=1e-5)
+    assert not np.allclose(eyes, template_eyes(48, 48), atol=0.5)  # the default margin's eyes are further apart
+    as_given = replace(synthetic, meta={**synthetic.meta, "face_options": {"detect": False, "margin": 0.3}})
+    assert np.allclose(face_regions(as_given, "template").landmarks[0, :2], template_eyes(48, 48))
+
+
 def test_template_scales_with_the_image_and_is_the_same_for_every_face(synthetic):
     maps = face_regions(synthetic, "template")
     assert maps.method == "template" and set(maps.image_method) == {"template"}

@@ -35,6 +35,28 @@ def test_randomise_layers_replaces_only_those_layers(model):
         metrics.randomise_layers(model, ["conv9"], seed=1)
 
 
+def test_randomising_a_layer_resets_its_batch_normalisation(make_tiny_model):
+    import jax
+    from dataclasses import replace
+
+    from emofx.nets.model import init_variables
+
+    plain = make_tiny_model(("happy", "sad"), seed=0)
+    config = replace(plain.config, norm="batch")
+    trained = init_variables(config, 5)  # stands in for trained values: anything but a fresh layer's
+    shifted = jax.tree.map(lambda v: v + 1.0, trained)
+    model = TrainedModel(config, shifted["params"], plain.classes, batch_stats=shifted["batch_stats"])
+    changed = metrics.randomise_layers(model, ["dense"], seed=3)
+    fresh = init_variables(config, 3)
+    for name in ("dense", "dense_norm"):
+        for a, b in zip(jax.tree.leaves(changed.params[name]), jax.tree.leaves(fresh["params"][name])):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(changed.batch_stats["dense_norm"]), jax.tree.leaves(fresh["batch_stats"]["dense_norm"])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(changed.batch_stats["conv1"]), jax.tree.leaves(shifted["batch_stats"]["conv1"])):
+        np.testing.assert_array_equal(a, b)  # layers not randomised keep theirs
+
+
 def test_rank_correlation_is_spearman():
     from scipy.stats import spearmanr
 
@@ -100,6 +122,11 @@ def test_region_scores_hand_computed():
     assert summary["pointing_game"] == 0.5  # only correctly classified images count
     assert summary["mass_ratio"] == pytest.approx((4 + 4 / 3 + 1) / 3)
     assert summary["n_correct"] == 2 and summary["n_images"] == 3
+    # a map without saliency has no maximum: it is left out, not counted as a hit at pixel (0, 0)
+    empty = metrics.region_scores(np.concatenate([maps, np.zeros((1, 4, 4))]), np.concatenate([masks, masks[:1]]),
+                                  correct=[True, True, False, True])
+    assert np.isnan(empty["hit"].iloc[3]) and np.isnan(empty["mass_share"].iloc[3])
+    assert metrics.summarise_region_scores(empty) == {**summary, "n_empty_maps": 1}
 
 
 def _masked_dataset(meta: dict) -> FaceDataset:

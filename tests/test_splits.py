@@ -134,6 +134,14 @@ def test_empty_class_in_a_part_is_an_error_naming_class_and_part():
         make_split(_labels_only(["happy"] * 50 + ["afraid"] * 5, subjects), "subject")
 
 
+def test_a_negative_seed_is_named():
+    ds = _labels_only(["happy"] * 20 + ["sad"] * 20)
+    with pytest.raises(SplitError, match="seed and trial of a split must be >= 0; got seed -1"):
+        make_split(ds, "kfold", seed=-1)
+    with pytest.raises(SplitError, match="seed of a subsample must be >= 0"):
+        balanced_subsample(ds, np.arange(len(ds)), 2, seed=-3)
+
+
 def test_fewer_than_two_training_images_is_an_error():
     ds = _labels_only(["happy"] * 10 + ["sad"] * 3)
     with pytest.raises(SplitError, match=r"'sad' has 1 images in the train part \(needs >= 2\)"):

@@ -105,6 +105,9 @@ class FaceOptions:
             raise ValueError(f"scale_factor must be > 1; got {self.scale_factor}")
         if not 0 < self.min_face_fraction <= 1:
             raise ValueError(f"min_face_fraction must lie in (0, 1]; got {self.min_face_fraction}")
+        if self.detect_max_side < 1 or self.min_neighbors < 0:
+            raise ValueError(f"detect_max_side must be >= 1 and min_neighbors >= 0; got {self.detect_max_side} "
+                             f"and {self.min_neighbors}")
 
 
 @dataclass(frozen=True)

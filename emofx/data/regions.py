@@ -33,14 +33,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.landmarks import ALIGNED_EYES, LEFT_EYE, RIGHT_EYE, detect_eyes
+from emofx.data.landmarks import ALIGNED_MARGIN, LEFT_EYE, RIGHT_EYE, aligned_eyes, detect_eyes
 
 FEATURE_REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 REGION_NAMES: tuple[str, ...] = FEATURE_REGIONS + ("rest",)
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_centre", "mouth_left", "mouth_right")
 METHODS: tuple[str, ...] = ("auto", "truth", "landmarks", "eyes", "template")
 # Mean-face eye centres as fractions of the crop's width and height (aligned crops put the eyes here).
-TEMPLATE_EYES = ALIGNED_EYES
 REGION_MARGIN = 0.08  # landmark polygons are dilated by this many eye distances
 BROW_DEPTH = 0.12  # a brow's band below its five points, in eye distances
 # The 68-point indices of each region's polygons (iBUG 300-W layout), in the priority order of _REGION_SHAPES.
@@ -79,8 +78,9 @@ class RegionMaps:
         region_names: the R names (``eyes``, ``brows``, ``nose``, ``mouth``, ``rest``).
         landmarks: float32 (N, L, 2), (x, y) pixel-index coordinates.
         landmark_names: the L names (:data:`LANDMARK_NAMES`).
-        method: the method asked for, ``auto`` resolved (``truth``, ``eyes`` or ``template``).
-        image_method: str (N,), what each image got (``eyes`` may fall back to ``template``).
+        method: the method asked for, ``auto`` resolved (``truth``, ``landmarks``, ``eyes`` or ``template``).
+        image_method: str (N,), what each image got (``landmarks`` may fall back to ``eyes``, and
+            ``eyes`` to ``template``).
     """
 
     masks: np.ndarray
@@ -127,7 +127,7 @@ def face_regions(dataset: FaceDataset, method: str = "auto", *, progress: bool =
     if method == "landmarks" and not has_points:
         raise RegionError("this dataset has no 68-point landmarks; prepare it with --landmarks dlib68, "
                           "or use the region method 'eyes' or 'template'")
-    eyes = np.broadcast_to(template_eyes(height, width), (n, 2, 2)).copy()
+    eyes = np.broadcast_to(template_eyes(height, width, crop_margin(dataset)), (n, 2, 2)).copy()
     image_method = np.full(n, "template", dtype=object)
     with_68 = np.zeros(n, dtype=bool)
     if method == "landmarks":
@@ -149,9 +149,19 @@ def face_regions(dataset: FaceDataset, method: str = "auto", *, progress: bool =
     return RegionMaps(masks, REGION_NAMES, landmarks, LANDMARK_NAMES, method, image_method.astype(str))
 
 
-def template_eyes(height: int, width: int) -> np.ndarray:
-    """(2, 2) mean-face eye centres (left, right) as (x, y) pixel-index coordinates."""
-    return np.array([[fx * width - 0.5, fy * height - 0.5] for fx, fy in TEMPLATE_EYES], dtype=np.float32)
+def template_eyes(height: int, width: int, margin: float = ALIGNED_MARGIN) -> np.ndarray:
+    """(2, 2) mean-face eye centres (left, right) as (x, y) pixel-index coordinates, in crops with a
+    face ``margin`` per side (:func:`emofx.data.landmarks.aligned_eyes`)."""
+    return (aligned_eyes(margin) * np.array([width, height]) - 0.5).astype(np.float32)
+
+
+def crop_margin(dataset: FaceDataset) -> float:
+    """The face margin the dataset's crops were cut or aligned with (``emofx prepare --margin``); the mean
+    face's default for images taken as they are (already-cropped faces, synthetic data)."""
+    options = dataset.meta.get("face_options") or {}
+    if options.get("detect") or options.get("align"):
+        return float(options.get("margin", ALIGNED_MARGIN))
+    return ALIGNED_MARGIN
 
 
 def regions_from_eyes(eyes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -136,8 +136,8 @@ def make_split(
     if kind not in SPLIT_KINDS:
         raise SplitError(f"unknown split kind {kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
     fractions = _check_fractions(fractions)
-    if int(trial) < 0:
-        raise SplitError(f"trial must be >= 0; got {trial}")
+    if int(trial) < 0 or int(seed) < 0:
+        raise SplitError(f"the seed and trial of a split must be >= 0; got seed {seed}, trial {trial}")
     if len(dataset) == 0:
         raise SplitError("cannot split an empty dataset")
     if kind == "auto":
@@ -177,6 +177,8 @@ def balanced_subsample(
     ``per_class`` is one count for every class, or a mapping class -> count; classes the mapping
     leaves out are dropped. Asking for more images of a class than ``indices`` holds is an error.
     """
+    if int(seed) < 0:
+        raise SplitError(f"the seed of a subsample must be >= 0; got {seed}")
     indices = np.asarray(indices, dtype=np.int64)
     wanted = {c: int(per_class) for c in dataset.classes} if isinstance(per_class, (int, np.integer)) \
         else {str(c): int(k) for c, k in per_class.items()}

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from emofx.data.dataset import FaceDataset
 from emofx.explain.saliency import attribute, class_scores
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
-from emofx.nets.model import init_params
+from emofx.nets.model import init_variables
 
 # Where each synthetic dialect puts its emotion signal (used when the dataset's meta does
 # not list ``signal_regions`` itself).
@@ -46,13 +46,18 @@ def randomisation_order(params: Mapping[str, Any]) -> list[str]:
 
 
 def randomise_layers(model: TrainedModel, layers: Sequence[str], seed: int) -> TrainedModel:
-    """A copy of ``model`` whose ``layers`` hold freshly initialised parameters (``seed``)."""
-    fresh = init_params(model.config, seed)
+    """A copy of ``model`` whose ``layers`` hold freshly initialised parameters (``seed``): with batch
+    normalisation, a layer's normalisation too (``dense`` with ``dense_norm``, a conv's own) and
+    its running statistics, so nothing trained of a randomised layer is left."""
     unknown = [name for name in layers if name not in model.params]
     if unknown:
         raise ValueError(f"layers {unknown} are not in the model; it has {list(model.params)}")
-    params = {name: (fresh[name] if name in layers else value) for name, value in model.params.items()}
-    return replace(model, params=params)
+    fresh = init_variables(model.config, seed)
+    chosen = set(layers) | {f"{name}_norm" for name in layers}
+    params = {name: (fresh["params"][name] if name in chosen else value) for name, value in model.params.items()}
+    batch_stats = model.batch_stats if model.batch_stats is None else {
+        name: (fresh["batch_stats"][name] if name in chosen else value) for name, value in model.batch_stats.items()}
+    return replace(model, params=params, batch_stats=batch_stats)
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -178,13 +183,14 @@ def signal_region_masks(dataset: FaceDataset) -> np.ndarray:
 
 def region_scores(maps: np.ndarray, masks: np.ndarray, correct: np.ndarray) -> pd.DataFrame:
     """Per image: ``hit`` (the absolute map's maximum lies in the mask), ``mass_share`` (share
-    of absolute saliency inside the mask), ``area_share`` and ``mass_ratio`` (their ratio)."""
+    of absolute saliency inside the mask), ``area_share`` and ``mass_ratio`` (their ratio). A map
+    without saliency (all zero) has no maximum and no mass: ``hit`` and the shares are NaN."""
     saliency = np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1)
     inside = np.asarray(masks, bool).reshape(len(masks), -1)
     if saliency.shape != inside.shape:
         raise ValueError(f"maps {np.shape(maps)} and region masks {np.shape(masks)} differ in shape")
-    hit = inside[np.arange(len(inside)), saliency.argmax(axis=1)]
     total = saliency.sum(axis=1)
+    hit = np.where(total > 0, inside[np.arange(len(inside)), saliency.argmax(axis=1)], np.nan)
     mass_share = (saliency * inside).sum(axis=1) / np.where(total > 0, total, np.nan)
     area_share = inside.mean(axis=1)
     frame = pd.DataFrame({
@@ -200,14 +206,19 @@ def region_scores(maps: np.ndarray, masks: np.ndarray, correct: np.ndarray) -> p
 
 def summarise_region_scores(scores: pd.DataFrame) -> dict[str, float]:
     """``pointing_game``: hit rate over correctly classified images; ``mass_ratio``: mean
-    per-image mass ratio over all images (and over the correct ones)."""
+    per-image mass ratio over all images (and over the correct ones). Maps without saliency are
+    left out of every mean and counted in ``n_empty_maps``."""
+    empty = scores["hit"].isna()
+    n_empty = int(empty.sum())
+    scores = scores[~empty]
     correct = scores[scores["correct"]]
     return {
-        "pointing_game": float(correct["hit"].mean()) if len(correct) else float("nan"),
+        "pointing_game": float(correct["hit"].astype(float).mean()) if len(correct) else float("nan"),
         "mass_ratio": float(scores["mass_ratio"].mean()),
         "mass_ratio_correct": float(correct["mass_ratio"].mean()) if len(correct) else float("nan"),
         "mass_share": float(scores["mass_share"].mean()),
         "area_share": float(scores["area_share"].mean()),
         "n_images": int(len(scores)),
         "n_correct": int(len(correct)),
+        "n_empty_maps": n_empty,
     }

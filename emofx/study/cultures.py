@@ -87,6 +87,8 @@ class CompareConfig:
             raise ComparisonError(f"chance_alpha must lie in (0, 1); got {self.chance_alpha}")
         if not 0 < self.top_fraction <= 1:
             raise ComparisonError(f"top_fraction must lie in (0, 1]; got {self.top_fraction}")
+        if self.filter_top_k < 1:
+            raise ComparisonError(f"filter_top_k must be at least 1; got {self.filter_top_k}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,6 +3,7 @@ pixel-wise differences, the region of each conv filter, and linear CKA between r
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 from typing import Any, Sequence
 
@@ -35,17 +36,22 @@ def landmark_distance(maps: np.ndarray, landmarks: np.ndarray, top_fraction: flo
     """Mean distance (pixels) from each image's top ``top_fraction`` most salient pixels to the nearest landmark.
 
     ``landmarks`` is (N, L, 2) in (x, y) pixel coordinates; NaN landmarks are skipped (an image
-    with none gets NaN). The paper's proposed proximity measure (section 5): small when high
-    gradients sit on facial landmarks.
+    with none gets NaN). Only salient pixels (above 0) count among the top ones: a sparse map is
+    measured on its salient pixels, an all-zero map gets NaN. The paper's proposed proximity
+    measure (section 5): small when high gradients sit on facial landmarks.
     """
-    mass = np.abs(np.asarray(maps, dtype=np.float64))
-    n, height, width = mass.shape
+    mass = np.abs(np.asarray(maps, dtype=np.float64)).reshape(len(maps), -1)
+    n, (height, width) = len(mass), np.shape(maps)[1:]
     k = max(1, int(round(top_fraction * height * width)))
-    top = np.argpartition(-mass.reshape(n, -1), k - 1, axis=1)[:, :k]
+    top = np.argpartition(-mass, k - 1, axis=1)[:, :k]
+    salient = np.take_along_axis(mass, top, axis=1) > 0  # (N, k)
     points = np.stack([top % width, top // width], axis=-1).astype(np.float64)  # (N, k, 2) as (x, y)
     distances = np.linalg.norm(points[:, :, None, :] - np.asarray(landmarks, np.float64)[:, None, :, :], axis=-1)
     distances = np.where(np.isnan(distances), np.inf, distances).min(axis=2)  # missing landmarks (NaN) are skipped
-    return np.where(np.isinf(distances), np.nan, distances).mean(axis=1)
+    distances = np.where(np.isinf(distances) | ~salient, np.nan, distances)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an image without salient pixels or landmarks: NaN
+        return np.nanmean(distances, axis=1)
 
 
 def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareConfig) -> tuple[pd.DataFrame, np.ndarray]:
@@ -156,7 +162,9 @@ def filter_regions(model: TrainedModel, images: np.ndarray, masks: np.ndarray, t
     """For every last-conv filter, the region (index into masks' R axis) where it fires hardest.
 
     A filter's ``top_k`` largest activations over all images and positions each vote with the
-    region under its receptive-field centre in that image; dead filters (never active) get -1.
+    region under its receptive-field centre in that image, if the filter is active there (above 0:
+    a filter that fires at fewer positions gets fewer votes, not votes from where it is silent);
+    dead filters (never active) get -1.
     """
     features = np.concatenate([
         np.asarray(model.module().apply(model.variables, as_unit_float(images[s:s + 256]),
@@ -172,7 +180,8 @@ def filter_regions(model: TrainedModel, images: np.ndarray, masks: np.ndarray, t
     row, col = np.divmod(rest, w)
     centre_y = ((row + 0.5) * height / h).astype(int).clip(0, height - 1)
     centre_x = ((col + 0.5) * width / w).astype(int).clip(0, width - 1)
-    votes = masks[image, :, centre_y, centre_x]  # (k, F, R)
+    active = np.take_along_axis(flat, top, axis=0) > 0  # (k, F)
+    votes = masks[image, :, centre_y, centre_x] * active[:, :, None]  # (k, F, R)
     winner = votes.sum(axis=0).argmax(axis=1)
     dead = flat.max(axis=0) <= 0
     return np.where(dead, -1, winner)
