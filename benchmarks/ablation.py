@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emofx.cli.train import _int_tuple
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import dead_dense_units, evaluate
 from emofx.nets.model import ModelConfig
@@ -141,21 +142,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="training steps per compiled program (1 compiles faster but runs slower on a CPU; "
                              f"default {TrainConfig.unroll_steps})")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (and what they re-score)")
-    parser.add_argument("--widths", help="conv widths, e.g. 16,32,64 (default the paper's 64,128,256): a smaller "
-                                         "network where the CPU cannot afford the paper's")
+    parser.add_argument("--widths", type=_int_tuple,
+                        help="conv widths, e.g. 16,32,64 (default the paper's 64,128,256): a smaller "
+                             "network where the CPU cannot afford the paper's")
     parser.add_argument("--dense-units", type=int, help="dense units (default the paper's 300)")
     args = parser.parse_args(argv)
 
-    try:
+    try:  # settings the library refuses (e.g. --epochs 0) and unreadable data: one line, before any training
+        table = variants(args.epochs, args.seed, args.batch_size, args.unroll_steps)
         dataset = subset(FaceDataset.load(args.data), args.train, args.val, args.test, args.seed)
+        architecture = {"num_classes": len(dataset.classes),
+                        **{k: v for k, v in (("widths", args.widths), ("dense_units", args.dense_units)) if v}}
+        ModelConfig(**architecture)  # refuses impossible widths now rather than at the first variant
     except (OSError, ValueError) as err:
         parser.error(str(err))
-    architecture = {"num_classes": len(dataset.classes)}
     if args.widths:
-        architecture["widths"] = tuple(int(w) for w in args.widths.split(","))
-    if args.dense_units:
-        architecture["dense_units"] = args.dense_units
-    table = variants(args.epochs, args.seed, args.batch_size, args.unroll_steps)
+        args.widths = ",".join(map(str, args.widths))  # as settings.json and the table's header record them
     if args.only:
         unknown = sorted(set(args.only) - {v.name for v in table})
         if unknown:

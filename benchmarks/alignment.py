@@ -8,7 +8,9 @@ before; trains the paper's CNN with the paper's recipe on ``--trials`` subject-i
 of each (the same splits for both variants: they hold the same faces in the same order), and writes
 ``alignment.csv`` (one row per run), ``summary.csv``/``summary.md`` (per culture: mean and std of
 test accuracy per variant, the difference, its permutation p-value over trials, exact for 5 vs 5)
-and ``summary.json``. Finished runs are kept, so an interrupted call resumes where it stopped.
+and ``summary.json``. Finished runs are kept, so an interrupted call resumes where it stopped; a
+finished run made with other settings (e.g. another ``--epochs``) is refused, and a kept run reports
+the seconds it recorded when it was trained.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.loaders import load
 from emofx.data.paths import shared_data_root
-from emofx.nets.training import TrainConfig
+from emofx.nets.model import ModelConfig
+from emofx.nets.training import TrainConfig, TrainingError
 from emofx.study import stats
-from emofx.study.runs import load_run, train_run
+from emofx.study.runs import Run, RunError, load_run, run_identity, train_run
 
 CULTURES = {"kdef": "kdef/frontal", "taiwanese": "taiwanese"}
 VARIANTS = {"aligned": True, "unaligned": False}
@@ -41,6 +43,23 @@ def prepared(culture: str, aligned: bool, folder: Path) -> FaceDataset:
     dataset = load(shared_data_root() / CULTURES[culture], culture, landmarks="dlib68", align=aligned, progress=True)
     dataset.save(path)
     return dataset
+
+
+def kept_run(directory: Path, dataset: FaceDataset, trial: int, config: TrainConfig) -> Run | None:
+    """The finished run in ``directory`` if it is the run asked for (None where there is none yet);
+    :class:`RunError` when it was made with other data or settings."""
+    if not (directory / "metrics.json").exists():
+        return None
+    run = load_run(directory)
+    asked = json.loads(json.dumps(run_identity(dataset, "subject", config.seed, trial, config,
+                                               ModelConfig(num_classes=len(dataset.classes)), None)))
+    if run.metrics.get("identity") != asked:
+        old, new = (run.metrics.get("identity") or {}).get("train_config", {}), asked["train_config"]
+        what = ", ".join(f"{k} {old.get(k)} (asked {new.get(k)})" for k in sorted(old.keys() | new.keys())
+                         if old.get(k) != new.get(k))
+        raise RunError(f"{directory} holds a run made with other settings ({what or 'other data, split or model'}); "
+                       "ask for its settings again or choose another --out")
+    return run
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -67,24 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not shared_data_root().is_dir():
         parser.error(f"the shared data folder {shared_data_root()} is missing; set EMOFX_DATA")
+    if args.trials < 1:
+        parser.error(f"--trials must be at least 1; got {args.trials}")
+    try:
+        config = TrainConfig(epochs=args.epochs, patience=0)
+    except TrainingError as err:
+        parser.error(str(err))
     args.out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(epochs=args.epochs, patience=0)
     rows = []
     for culture in CULTURES:
         for variant, aligned in VARIANTS.items():
             dataset = prepared(culture, aligned, args.out / "data")
             for trial in range(args.trials):
                 directory = args.out / "runs" / culture / variant / f"trial-{trial}"
-                tick = time.perf_counter()
-                if (directory / "metrics.json").exists():
-                    run = load_run(directory)
-                else:
-                    run, _ = train_run(dataset, directory, split_kind="subject", trial=trial, train_config=config,
-                                       progress=False)
+                try:
+                    run = kept_run(directory, dataset, trial, config) or train_run(
+                        dataset, directory, split_kind="subject", trial=trial, train_config=config, progress=False)[0]
+                except (RunError, TrainingError) as err:
+                    parser.error(str(err))
                 rows.append({"culture": culture, "variant": variant, "trial": trial,
                              "test_accuracy": run.metrics["test_accuracy"],
                              "balanced_accuracy": run.metrics["balanced_accuracy"],
-                             "n_train": run.metrics["n_train"], "seconds": round(time.perf_counter() - tick, 1)})
+                             "n_train": run.metrics["n_train"], "seconds": round(run.metrics["seconds"], 1)})
                 print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "alignment.csv", index=False)

@@ -27,18 +27,22 @@ disjoint groups, one per trial, so every trial is an independent draw of people 
 culture and the permutation over trials is exact for the question "do new people of these
 cultures differ?" (see emofx.study.comparison.independent_splits).
 
-Options: ``--experiments`` (comma list), ``--stage train|analyse|all``, ``--size`` (px),
+Options: ``--experiments`` (comma list of planted, imbalance, null, simulated), ``--stage train|analyse|all``
+(``analyse`` only reads trained models and refuses missing ones), ``--size`` (px),
 ``--epochs``, ``--no-augment``, ``--split-kind``, ``--images-per-person``, ``--planted-per-class``,
 ``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--widths``, ``--dense-units``, ``--quick`` (tiny smoke test),
-``--out`` (results, JSON/CSV) and ``--cache`` (trained models, resumable). Design defaults: 48 px,
+``--out`` (required: results, JSON/CSV; result files that exist already are refused before any
+training unless ``--overwrite``) and ``--cache`` (trained models, resumable). Design defaults: 48 px,
 widths (8, 16, 16), dense 32, 30 epochs, batch 32, flips and 5 degree rotations, 60/20/20 splits.
-The exact commands behind every result file are in benchmarks/results/calibration/README.md.
+The exact commands behind every result file are in benchmarks/results/calibration/README.md (those
+without ``--out`` wrote to ``benchmarks/results/calibration``, the former default).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,6 +51,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+if not __package__:  # run as `python benchmarks/calibration.py` (the commands in its results' README)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.outputs import refuse_existing
+from emofx.cli.train import _int_tuple
 from emofx.data.emotions import shared_classes
 from emofx.data.regions import face_regions
 from emofx.data.synthetic import make_synthetic
@@ -54,6 +62,8 @@ from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig
 from emofx.nets.training import TrainConfig
 from emofx.study import accuracy, comparison, cultures, features
+
+EXPERIMENTS = ("planted", "imbalance", "null", "simulated")
 
 
 @dataclass(frozen=True)
@@ -130,11 +140,39 @@ def null_pair_indices(design: Design) -> list[tuple[int, int]]:
     return [every[k] for k in sorted(chosen)]
 
 
+def result_files(design: Design, experiment: str) -> tuple[str, ...]:
+    """The names of the files ``experiment`` writes into ``--out`` (the report .json last)."""
+    if experiment == "simulated":
+        return ("simulated.json",)
+    if experiment == "imbalance":
+        return ("imbalance_accuracy.csv", "imbalance.json")
+    if experiment == "planted":
+        return (f"planted_{design.split_kind}_region_tests.csv", f"planted_{design.split_kind}.json")
+    name = f"null_{design.split_kind}" if design.null_samples >= 2 * design.null_pairs else "null_shared"
+    return (f"{name}_pairs.csv", f"{name}.json")
+
+
+def cache_folder(cache: Path, design: Design, spec_a: tuple, spec_b: tuple | None = None, matched: bool = False
+                 ) -> Path:
+    """Where one culture's trials (``spec_b`` None) or one pair's are cached."""
+    key = "__".join("-".join(map(str, s)) for s in (spec_a, spec_b) if s is not None) + ("__matched" if matched else "")
+    return cache / f"{key}__{design.tag()}"
+
+
+def cache_folders(cache: Path, design: Design, todo: list[tuple[str, tuple]]) -> list[Path]:
+    """The cache folders the (experiment, pair) items of ``todo`` train into (null: one per sample)."""
+    folders = []
+    for experiment, (spec_a, spec_b, matched) in todo:
+        folders += ([cache_folder(cache, design, spec) for spec in (spec_a, spec_b)] if experiment == "null"
+                    else [cache_folder(cache, design, spec_a, spec_b, matched)])
+    return list(dict.fromkeys(folders))
+
+
 def trained_culture(cache: Path, spec: tuple, design: Design) -> cultures.CultureRuns:
     """Train (or read from ``cache``) one culture's trials, unmatched."""
     dialect, n, seed, name = spec
     dataset = design.dataset(dialect, n, seed, name)
-    folder = cache / f"{'-'.join(map(str, spec))}__{design.tag()}"
+    folder = cache_folder(cache, design, spec)
     if (folder / "done").exists():
         return _load_culture(folder, dataset, name)
     splits = cultures.culture_splits(dataset, design.trials, design.split_kind, seed, design.fractions)
@@ -155,8 +193,7 @@ def trained_pair(cache: Path, spec_a: tuple, spec_b: tuple, matched: bool, desig
                  ) -> tuple[cultures.CultureRuns, cultures.CultureRuns]:
     """Train (or read from ``cache``) both cultures' trials for one pair."""
     datasets = [design.dataset(*spec) for spec in (spec_a, spec_b)]
-    key = "__".join("-".join(map(str, s)) for s in (spec_a, spec_b)) + ("__matched" if matched else "")
-    folder = cache / f"{key}__{design.tag()}"
+    folder = cache_folder(cache, design, spec_a, spec_b, matched)
     if (folder / "done").exists():
         return tuple(_load_culture(folder / spec[3], data, spec[3]) for spec, data in zip((spec_a, spec_b), datasets))
     runs = cultures.train_pair(datasets[0], datasets[1], (spec_a[3], spec_b[3]), trials=design.trials, matched=matched,
@@ -260,12 +297,15 @@ def simulated_null(pairs: int, trials: int, images: int, model_spread: float, se
     return {"model_spread": model_spread, "pairs": pairs, **{f"fpr_{k}_unit": v / pairs for k, v in hits.items()}}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for the result JSON/CSV files (e.g. benchmarks/results/calibration)")
+    parser.add_argument("--overwrite", action="store_true", help="replace result files that exist in --out")
     parser.add_argument("--cache", type=Path, default=Path(".emofx_cache/calibration"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the pipeline")
-    parser.add_argument("--experiments", default="planted,imbalance,null")
+    parser.add_argument("--experiments", default="planted,imbalance,null",
+                        help=f"comma-separated, of {','.join(EXPERIMENTS)} (default planted,imbalance,null)")
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--null-samples", type=int, help="independent null samples (>= 2 x pairs: disjoint pairs)")
     parser.add_argument("--imbalance-pairs", type=int, help="replicate pairs of the imbalance experiment")
@@ -278,11 +318,11 @@ def main() -> None:
                              "give each trial its own people (independent)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                         help="train without flips and rotations")
-    parser.add_argument("--widths", type=lambda text: tuple(int(w) for w in text.split(",")),
+    parser.add_argument("--widths", type=_int_tuple,
                         help="conv widths, comma-separated (default 8,16,16)")
     parser.add_argument("--dense-units", type=int, help="units of the dense layer (default 32)")
     parser.add_argument("--planted-per-class", type=int, help="images per emotion of each planted culture")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     design = Design.quick() if args.quick else Design()
     overrides = {"null_samples": args.null_samples, "imbalance_pairs": args.imbalance_pairs, "size": args.size,
                  "null_per_class": args.null_per_class, "images_per_person": args.images_per_person,
@@ -290,8 +330,23 @@ def main() -> None:
                  "augment": args.augment, "widths": args.widths, "dense_units": args.dense_units}
     design = replace(design, **{k: v for k, v in overrides.items() if v is not None})
     config = cultures.CompareConfig(n_permutations=1999, n_boot=1000, cka_images=100, progress=False)
-    pairs = culture_pairs(design)
-    wanted = [e for e in args.experiments.split(",") if e]
+    try:  # settings the library refuses (e.g. --epochs 0): one line, before any training
+        pairs, _, _ = culture_pairs(design), design.train_config(), design.model_config()
+    except ValueError as error:
+        parser.error(str(error))
+    wanted = list(dict.fromkeys(e for e in args.experiments.split(",") if e))
+    unknown = sorted(set(wanted) - set(EXPERIMENTS))
+    if unknown:
+        parser.error(f"--experiments: unknown {', '.join(unknown)}; choose from {','.join(EXPERIMENTS)}")
+    written = [e for e in wanted if e == "simulated" or args.stage != "train"]
+    refuse_existing(parser, [args.out / name for e in written for name in result_files(design, e)], "--out",
+                    args.overwrite)
+    todo = [(e, spec) for e in wanted if e != "simulated" for spec in pairs[e]]
+    if args.stage == "analyse":
+        missing = [str(f) for f in cache_folders(args.cache, design, todo) if not (f / "done").exists()]
+        if missing:
+            parser.error(f"--stage analyse: {len(missing)} trained models missing from --cache (e.g. {missing[0]}); "
+                         "run --stage train with the same options first")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     header = {"design": asdict(design), "compare_config": asdict(config)}
@@ -299,9 +354,7 @@ def main() -> None:
         spreads = (0.0, 0.5) if args.quick else (0.0, 0.25, 0.5, 1.0)
         sims = [simulated_null(10 if args.quick else 100, design.trials, 4, spread, design.seed, config)
                 for spread in tqdm(spreads, desc="simulated null")]
-        _write_report(args.out / "simulated.json", {**header, "simulated_null": sims})
-        wanted.remove("simulated")
-    todo = [(e, spec) for e in wanted for spec in pairs[e]]
+        _write_report(args.out / result_files(design, "simulated")[-1], {**header, "simulated_null": sims})
     trained = {}
     for experiment, (spec_a, spec_b, matched) in tqdm(todo, desc="train pairs"):
         if experiment == "null":  # samples are shared between pairs: train each once
@@ -316,23 +369,24 @@ def main() -> None:
     if "planted" in wanted:
         (key,) = [k for k in trained if k[0] == "planted"]
         row, tests = analyse_pair(*trained[key], config)
-        tests.to_csv(args.out / f"planted_{design.split_kind}_region_tests.csv", index=False)
-        _write_report(args.out / f"planted_{design.split_kind}.json",
-                      {**header, "planted": {**row, **planted_verdict(tests)}})
+        table, report = result_files(design, "planted")
+        tests.to_csv(args.out / table, index=False)
+        _write_report(args.out / report, {**header, "planted": {**row, **planted_verdict(tests)}})
     if "imbalance" in wanted:
         rows = [{"pair": k[1][2], "matched": k[3], **accuracy_only(*runs, config)}
                 for k, runs in trained.items() if k[0] == "imbalance"]
         frame = pd.DataFrame(rows)
-        frame.to_csv(args.out / "imbalance_accuracy.csv", index=False)
-        _write_report(args.out / "imbalance.json", {**header, "imbalance": frame[
+        table, report = result_files(design, "imbalance")
+        frame.to_csv(args.out / table, index=False)
+        _write_report(args.out / report, {**header, "imbalance": frame[
             ["pair", "matched", "culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high"]].to_dict(orient="records")})
     if "null" in wanted:
         null = [runs for k, runs in trained.items() if k[0] == "null"]
         samples = {c.name: c for pair in null for c in pair}
         frame = null_rows(samples, [(a.name, b.name) for a, b in null], config)
-        name = f"null_{design.split_kind}" if design.null_samples >= 2 * design.null_pairs else "null_shared"
-        frame.to_csv(args.out / f"{name}_pairs.csv", index=False)
-        _write_report(args.out / f"{name}.json", {**header, "null": null_summary(frame)})
+        table, report = result_files(design, "null")
+        frame.to_csv(args.out / table, index=False)
+        _write_report(args.out / report, {**header, "null": null_summary(frame)})
     print(f"done in {time.perf_counter() - started:.0f}s")
 
 

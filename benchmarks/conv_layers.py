@@ -12,7 +12,8 @@ worth comparing on CPU:
 * ``patches`` (kernel gradient only): the 25 shifted slices of the padded input stacked
   into a (B*H*W, 25*Cin) matrix and contracted with the output gradient in one matmul;
 * ``winograd``: :mod:`emofx.nets.winograd` (layers with at least 64 input channels), each piece
-  doing 2.5x fewer multiply-adds than the GFLOP column counts.
+  doing fewer multiply-adds than the GFLOP column counts: 3x with tiles of 6 (the default
+  precision), 2.5x with tiles of 4 (``high`` and ``highest``).
 
 It also times the whole compiled training step with ``conv_impl="lax"``, ``"split-grad"``
 and ``"winograd"``. Alternatives are interleaved within each repeat so that load from other

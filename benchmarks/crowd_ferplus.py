@@ -20,7 +20,8 @@ Every row is scored as the recipe says, with test-time flip averaging under ``st
 ``--save-models DIR`` keeps each arm's trained model as ``DIR/ARM`` (``+`` written ``_``): a checkpoint
 that ``emofx train --init-from`` reads, e.g. to fine-tune the cultures from FER+.
 
-Writes a CSV table and a Markdown table (with the command) to ``--out``:
+Writes a CSV table and a Markdown table (with the command) to ``--out`` (existing ones are refused
+before any training unless ``--overwrite``):
 
     EMOFX_DATA=../shared/data python -m benchmarks.crowd_ferplus --limit 3000 --epochs 6 \
         --out benchmarks/results/crowd/ferplus_subset
@@ -37,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.outputs import refuse_existing
+from emofx.cli.train import _int_tuple
 from emofx.crowd.aggregate import aggregate, apply_aggregation
 from emofx.crowd.answers import attach_ferplus_votes
 from emofx.data.dataset import FaceDataset
@@ -71,6 +74,14 @@ def _refuse_saved_models(save_models: Path | None, arms: list[str]) -> None:
         if (save_models / _folder(arm)).exists():
             raise CheckpointError(f"{save_models / _folder(arm)} already exists; choose another --save-models "
                                   "folder or remove it (nothing is overwritten)")
+
+
+def _require_data(root: Path) -> None:
+    """Refuse a --data folder without fer2013/ and ferplus/ before any work."""
+    missing = [str(root / name) for name in ("fer2013", "ferplus") if not (root / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} not found; point --data (or EMOFX_DATA) at the folder "
+                                "holding fer2013/ and ferplus/")
 
 
 def label_schemes(data_root: Path, seed: int) -> tuple[FaceDataset, FaceDataset]:
@@ -159,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", choices=list(RECIPES), default="paper",
                         help="training recipe of every arm (default paper; strong: the accuracy recipe)")
-    parser.add_argument("--widths", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
+    parser.add_argument("--widths", type=_int_tuple, default=None,
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
     parser.add_argument("--init-from", type=Path, metavar="RUN_DIR",
@@ -171,14 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-models", type=Path, metavar="DIR",
                         help="keep each arm's trained model as DIR/ARM (a checkpoint folder, never overwritten)")
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing .csv and .md")
     args = parser.parse_args(argv)
+    refuse_existing(parser, [args.out.with_suffix(".csv"), args.out.with_suffix(".md")], "--out", args.overwrite)
     args.limit, args.val_limit = args.limit or None, args.val_limit or None
     started = time.perf_counter()
     command = "python -m benchmarks.crowd_ferplus " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     device = device_description()
 
     def record(table: pd.DataFrame) -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out.with_suffix(".csv"), index=False)
         args.out.with_suffix(".md").write_text(
             f"# FER+ label schemes ({'subset of ' + str(args.limit) if args.limit else 'all'} training images, "
@@ -189,11 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             + table.to_markdown(index=False) + "\n")
         print(table.tail(1).to_markdown(index=False), flush=True)
 
-    try:  # a wrong --init-from, setting or model folder: one line and exit status 2
+    try:  # a wrong --init-from, setting, model folder or data folder: one line and exit status 2
         _refuse_saved_models(args.save_models, args.arms)
         init_from = TrainedModel.load(args.init_from) if args.init_from else None
+        _require_data(Path(args.data))
         run(args, record, init_from)
-    except (CheckpointError, TrainingError) as error:
+    except (CheckpointError, TrainingError, FileNotFoundError) as error:
         print(f"crowd_ferplus: {error}", file=sys.stderr)
         return 2
     return 0

@@ -3,9 +3,11 @@
 7 classes with uniform true labels, 5 answers per image from a pool of 50 workers, 30% of them
 low-quality (half uniform spammers, half answering one favourite class 80% of the time); good
 workers are right 55-85% of the time with their own systematic confusions
-(:class:`emofx.crowd.simulate.CrowdConfig` defaults). One crowd per seed.
+(:class:`emofx.crowd.simulate.CrowdConfig` defaults). One crowd per seed. An existing ``--out``
+.csv or .md is refused unless ``--overwrite``. The committed table:
 
-    python -m benchmarks.crowd_simulated --images 2000 --seeds 0 1 2 3 4 --out benchmarks/results/crowd/simulated
+    python -m benchmarks.crowd_simulated --images 2000 --seeds 0 1 2 3 4 --methods mv ds wawa \
+        --out benchmarks/results/crowd/simulated
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.outputs import refuse_existing
 from emofx.crowd.aggregate import METHODS, accuracy_against, aggregate_votes
 from emofx.crowd.answers import tabulate_answers
 from emofx.crowd.simulate import CrowdConfig, simulate_crowd
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "ferplus"],
                         default=["mv", "ds", "glad", "mace", "wawa"])
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing .csv and .md")
     args = parser.parse_args(argv)
+    refuse_existing(parser, [args.out.with_suffix(".csv"), args.out.with_suffix(".md")], "--out", args.overwrite)
     started = time.perf_counter()
     runs = pd.DataFrame([row for seed in args.seeds for row in measure(args.images, seed, args.methods, CrowdConfig())])
     summary = runs.groupby("method", sort=False).agg(accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),

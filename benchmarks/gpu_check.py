@@ -18,8 +18,9 @@ Steps, each a separate process so that one failure does not hide the others:
 
 Quick mode shrinks each step (a few tests, 8x8 benchmark images without PyTorch, tiny networks on
 synthetic cultures and 500 FER2013 images); a step whose data is missing is ``skipped`` with the
-reason. The summary (``OUT/gpu_check.json``, also printed last) holds, per step, its status
-(``passed``, ``failed``, ``skipped``), seconds, the command and its parsed result.
+reason; a step that raises any other error is ``failed`` with the error's type and message. The summary
+(``OUT/gpu_check.json``, also printed last) holds, per step, its status (``passed``, ``failed``,
+``skipped``), seconds, the command and its parsed result.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def last_json(text: str) -> dict[str, Any]:
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`environment_info` in a new process (JAX and PyTorch are never imported here)."""
+    command = [sys.executable, "-c", "import json; from benchmarks.gpu_check import environment_info; "
+                                     "print(json.dumps(environment_info()))"]
+    return {"command": shlex.join(command), **last_json(run_command(command, args.timeout,
+                                                                    args.out / "environment.log"))}
+
+
+def environment_info() -> dict[str, Any]:
+    """Python, JAX, PyTorch, precision and XLA settings, and ``nvidia-smi``'s view of the GPUs."""
     import jax
 
     info: dict[str, Any] = {
@@ -180,6 +190,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 
 def run_step(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one step; any error it raises is recorded as its status and message, never raised."""
     start = time.perf_counter()
     try:
         result, status, message = RUNNERS[name](args), "passed", ""
@@ -187,6 +198,8 @@ def run_step(name: str, args: argparse.Namespace) -> dict[str, Any]:
         result, status, message = None, "skipped", str(err)
     except StepFailed as err:
         result, status, message = None, "failed", str(err)
+    except Exception as err:  # a bug or surprise in the step itself: recorded, so the summary is still written
+        result, status, message = None, "failed", f"{type(err).__name__}: {err}"
     return {"status": status, "seconds": round(time.perf_counter() - start, 1), "message": message,
             "result": result}
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.outputs import refuse_existing
 from benchmarks.workloads import TASKS, BenchConfig
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
 
@@ -227,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cores must be between 1 and the {len(available)} cores this process may use; got {args.cores}")
     if args.calls < 1 or args.top < 1:
         parser.error(f"--calls and --top must be >= 1; got {args.calls} and {args.top}")
-    if args.json and args.json.exists():
-        parser.error(f"--json {args.json} already exists; choose a new file name")
+    if args.json:
+        refuse_existing(parser, [args.json], "--json")
+        if not args.json.parent.is_dir():
+            parser.error(f"--json {args.json}: the folder {args.json.parent} does not exist; create it first")
     try:
         config = BenchConfig(batch_size=args.batch_size, image_size=args.image_size, train_steps=args.train_steps)
     except ValueError as error:

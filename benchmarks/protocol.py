@@ -10,7 +10,8 @@ and per-run rows. Data
 preparation is excluded (pass prepared ``.npz`` files). Early stopping is off so that every run
 trains all its epochs, as the protocol's time budget assumes. ``--lanes`` trains every run of
 the same classes and image size side by side as one vmapped program
-(``emofx.study.runs.train_runs``); the per-run times are then the whole batch's.
+(``emofx.study.runs.train_runs``); the per-run times are then the whole batch's. Runs go to
+``OUT/<dataset file stem>/trial-K``, so the datasets' file names must differ.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import jax
 
 from emofx.cli.train import _int_tuple, model_template
 from emofx.data.dataset import FaceDataset
-from emofx.nets.training import TrainConfig
+from emofx.data.splits import SPLIT_KINDS, SplitError
+from emofx.nets.training import TrainConfig, TrainingError
 from emofx.study.machine import cpu_shares, cpu_times
-from emofx.study.runs import RunPlan, train_run, train_runs
+from emofx.study.runs import RunError, RunPlan, check_plans, train_run, train_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("datasets", nargs="+", help="prepared emofx datasets, one per culture")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--split", default="auto", help="split kind (default: subject when subjects are known)")
+    parser.add_argument("--split", default="auto", choices=SPLIT_KINDS,
+                        help="split kind (default auto: subject when subjects are known)")
     parser.add_argument("--lanes", action="store_true",
                         help="train all runs of one image size and class set as one vmapped program")
     parser.add_argument("--out", required=True, help="folder for the run directories (must not exist)")
@@ -48,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists():
         parser.error(f"{out} already exists; choose a new --out folder")
+    if args.trials < 1:
+        parser.error(f"--trials must be at least 1; got {args.trials}")
+    stems = [Path(path).stem for path in args.datasets]
+    if len(set(stems)) < len(stems):
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        parser.error(f"datasets share the file name {', '.join(twice)} (runs go to --out/<file name>/); "
+                     "rename or copy one of them")
     datasets = []
     for path in args.datasets:
         try:
@@ -55,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             parser.error(str(err))
 
-    config = TrainConfig(epochs=args.epochs, patience=0)
-    plans = []
-    for path, dataset in zip(args.datasets, datasets):
-        plans += [RunPlan(dataset, out / Path(path).stem / f"trial-{trial}", trial, args.split)
-                  for trial in range(args.trials)]
+    plans = [RunPlan(dataset, out / stem / f"trial-{trial}", trial, args.split)
+             for stem, dataset in zip(stems, datasets) for trial in range(args.trials)]
+    try:  # settings, splits and models the library refuses: one line, before any training
+        config = TrainConfig(epochs=args.epochs, patience=0)
+        for plan in plans:
+            check_plans([plan], config, model_template(args.widths, args.dense_units, len(plan.dataset.classes)))
+    except ValueError as err:
+        parser.error(str(err))
     groups = [[plan] for plan in plans]
     if args.lanes:
         shapes: dict[tuple, list[RunPlan]] = {}
@@ -71,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     for group in groups:
         tick = time.perf_counter()
         model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
-        trained = _train(group, config, model, args.lanes)
+        try:
+            trained = _train(group, config, model, args.lanes)
+        except (TrainingError, SplitError, RunError) as err:
+            parser.error(str(err))
         step_seconds += trained[0][1].step_seconds  # a group's runs share its times
         compile_seconds += trained[0][1].compile_seconds
         for plan, (run, result) in zip(group, trained):

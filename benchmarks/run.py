@@ -1,6 +1,6 @@
 """Benchmark suite: emofx vs PyTorch eager on the paper's CNN, plus the machine's matmul rate.
 
-    python -m benchmarks.run --json      # full run (a few minutes on 2 cores)
+    python -m benchmarks.run --json      # full run (about a minute on 2 cores)
     python -m benchmarks.run --quick     # smoke test
     python -m benchmarks.run --json --batch-size 64 512   # a sweep (on a GPU: torch eager and torch.compile)
 
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.outputs import refuse_existing
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
 from emofx.nets.allocator import allocator_setting, with_huge_pages
 from emofx.study.machine import cpu_shares, cpu_times
@@ -334,8 +335,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--malloc", choices=("default", "hugepages"), default="default",
                         help="the C allocator of every worker: this process's settings (default), or with glibc's "
                              "huge pages (hugepages: emofx.nets.allocator)")
-    parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it "
+                                                    "(OUTPUT.repeats.csv; neither may exist)")
+    args = parser.parse_args(argv)
+    if args.output is not None:
+        refuse_existing(parser, [args.output, repeats_path(args.output)], "--output")
+    return args
+
+
+def repeats_path(output: Path) -> Path:
+    """The per-repeat CSV written beside the summary JSON ``output``."""
+    return output.with_suffix(".repeats.csv")
 
 
 def torch_device(choice: str) -> str:
@@ -371,9 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     compile_torch = include_torch and (args.torch_compile if args.torch_compile is not None else device == "cuda")
-    if args.output is not None and args.output.exists():
-        print(f"error: {args.output} exists; choose another --output path", file=sys.stderr)
-        return 2
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     tables, summaries = [], {}
     try:
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=2))
-        pd.concat(tables).to_csv(args.output.with_suffix(".repeats.csv"), index=False)
+        pd.concat(tables).to_csv(repeats_path(args.output), index=False)
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.outputs import refuse_existing
 from emofx.data.synthetic import make_synthetic
 
 
@@ -47,15 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class (default 60)")
     parser.add_argument("--out", help="also write the JSON summary here (must not exist)")
     args = parser.parse_args(argv)
-    if args.out and Path(args.out).exists():
-        parser.error(f"{args.out} already exists; choose a new --out file")
+    refuse_existing(parser, [args.out] if args.out else [], "--out")
+    if args.data and not Path(args.data).is_file():
+        parser.error(f"{args.data} is not a file; give a prepared emofx dataset (.npz), or none for a synthetic one")
 
     with tempfile.TemporaryDirectory(prefix="emofx-startup-") as tmp:
         folder = Path(tmp)
         data = Path(args.data) if args.data else make_synthetic(n_per_class=args.per_class,
                                                                   seed=0).save(folder / "synthetic.npz")
-        first = timed_train(data, folder / "first", folder / "cache", args.epochs)
-        later = [timed_train(data, folder / f"later-{i}", folder / "cache", args.epochs) for i in range(args.later)]
+        try:
+            first = timed_train(data, folder / "first", folder / "cache", args.epochs)
+            later = [timed_train(data, folder / f"later-{i}", folder / "cache", args.epochs)
+                     for i in range(args.later)]
+        except subprocess.CalledProcessError as err:
+            parser.exit(1, f"{parser.prog}: `emofx train` failed with exit status {err.returncode} "
+                           "(its error is printed above)\n")
     summary = {"machine": platform.machine(), "cpus": os.cpu_count(), "data": str(args.data or "synthetic"),
                "epochs": args.epochs, "first_process": first, "later_processes": later,
                "later_ready_seconds_max": max((run["ready_seconds"] for run in later), default=None)}

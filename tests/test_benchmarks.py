@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import run
@@ -36,9 +37,36 @@ def test_cli_refuses_bad_arguments_before_starting_workers(tmp_path, capsys):
     assert "train_steps" in capsys.readouterr().err
     existing = tmp_path / "out.json"
     existing.write_text("{}")
-    assert run.main(["--output", str(existing)]) == 2
-    assert "exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--output", str(existing)])
+    assert exit_info.value.code == 2 and "out.json already exists" in capsys.readouterr().err
     assert existing.read_text() == "{}"
+    beside = tmp_path / "new.repeats.csv"  # the per-repeat table written beside --output new.json
+    beside.write_text("keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--output", str(tmp_path / "new.json")])
+    assert exit_info.value.code == 2 and "new.repeats.csv already exists" in capsys.readouterr().err
+    assert beside.read_text() == "keep me" and not (tmp_path / "new.json").exists()
+
+
+def test_summary_takes_the_median_over_repeats_and_the_ratio_of_medians():
+    speeds = {("emofx", "train"): [30.0, 10.0, 20.0, 50.0, 40.0], ("torch", "train"): [5.0, 100.0, 10.0, 20.0, 15.0],
+              ("emofx", "infer"): [300.0, 100.0, 200.0], ("torch", "infer"): [80.0, 50.0, 120.0],
+              ("emofx", "saliency"): [9.0, 3.0, 6.0], ("torch", "saliency"): [4.0, 4.0, 1.0]}
+    table = pd.DataFrame([{"framework": f, "task": t, "repeat": r, "images_per_s": v}
+                          for (f, t), values in speeds.items() for r, v in enumerate(values)])
+    config = BenchConfig()
+    out = run._summarise(table, config, matmul_gflops=100.0, frameworks=["emofx", "torch"])
+    assert (out["emofx_train_ips"], out["torch_train_ips"], out["train_ratio"]) == (30.0, 15.0, 2.0)
+    assert (out["emofx_infer_ips"], out["torch_infer_ips"], out["infer_ratio"]) == (200.0, 80.0, 2.5)
+    assert (out["emofx_saliency_ips"], out["torch_saliency_ips"], out["saliency_ratio"]) == (6.0, 4.0, 1.5)
+    assert "train_ratio_compile" not in out  # torch.compile was not timed
+    flops = conv_net_flops(ModelConfig(num_classes=config.num_classes, input_size=config.image_size))
+    train_gflop = flops["train"] / 1e9
+    assert out["emofx_train_gflops"] == pytest.approx(30.0 * train_gflop, abs=0.01)
+    assert out["train_efficiency"] == pytest.approx(out["emofx_train_gflops"] / 100.0, abs=1e-3)
+    alone = run._summarise(table[table["framework"] == "emofx"], config, 100.0, ["emofx"])
+    assert "torch_train_ips" not in alone and alone["train_ratio"] is None  # emofx only: no ratio
 
 
 def test_torch_reference_is_the_same_network_as_emofx():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import gpu_check
 
 
@@ -37,11 +39,32 @@ def test_a_failing_or_skipped_step_is_recorded_and_the_others_still_run(tmp_path
 
 
 def test_unknown_steps_are_refused(capsys):
-    try:
+    with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(["--only", "tests,lunch"])
-    except SystemExit as exit_:
-        assert exit_.code == 2
+    assert exit_info.value.code == 2
     assert "unknown steps ['lunch']" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_in_a_step_is_recorded_and_the_summary_still_written(tmp_path, monkeypatch):
+    def breaks(args):
+        raise KeyError("by_batch_size")
+
+    monkeypatch.setitem(gpu_check.RUNNERS, "benchmark", breaks)
+    monkeypatch.setitem(gpu_check.RUNNERS, "protocol", lambda args: {"fine": True})
+    assert gpu_check.main(["--quick", "--only", "benchmark,protocol", "--out", str(tmp_path)]) == 1
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["ok"] is False
+    assert summary["steps"]["benchmark"]["status"] == "failed"
+    assert summary["steps"]["benchmark"]["message"] == "KeyError: 'by_batch_size'"
+    assert summary["steps"]["protocol"] == {"status": "passed", "seconds": summary["steps"]["protocol"]["seconds"],
+                                            "message": "", "result": {"fine": True}}
+
+
+def test_the_environment_step_runs_in_its_own_process(tmp_path):
+    assert gpu_check.main(["--only", "environment", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]["environment"]["result"]
+    assert result["backend"] in ("cpu", "gpu", "tpu") and result["jax"] and result["devices"]
+    assert "environment_info" in result["command"] and (tmp_path / "environment.log").read_text().startswith("$ ")
 
 
 def test_steps_needing_missing_real_data_are_skipped_with_the_reason(tmp_path, monkeypatch):

@@ -121,6 +121,15 @@ def test_cli_keeps_an_existing_json(tmp_path, monkeypatch, capsys):
     assert existing.read_text() == "keep me"
 
 
+def test_cli_refuses_a_json_path_in_a_missing_folder_before_profiling(tmp_path, monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    monkeypatch.setattr(op_profile, "profile_task", lambda *args, **kwargs: pytest.fail("profiled anyway"))
+    with pytest.raises(SystemExit) as exit_info:
+        op_profile.main(["train", "--json", str(tmp_path / "missing" / "profile.json")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and f"the folder {tmp_path / 'missing'} does not exist" in error
+
+
 def test_cli_refuses_to_run_once_jax_is_imported(capsys):
     import jax  # noqa: F401  (imported by the test session anyway)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -36,3 +37,28 @@ def test_lanes_train_every_run_of_both_cultures_as_one_program(cultures, tmp_pat
     assert 0 < lanes["train_step_seconds"] < lanes["total_seconds"]
     assert lanes["cpu_shares"]["this_process"] > 0 and sum(lanes["cpu_shares"].values()) == pytest.approx(1, abs=1e-3)
     assert (tmp_path / "lanes" / "west" / "trial-1" / "metrics.json").exists()
+
+
+def test_datasets_with_the_same_file_name_are_refused_before_training(cultures, tmp_path, capsys):
+    twin = tmp_path / "elsewhere" / "east.npz"  # a/east.npz and b/east.npz would share out/east/trial-K
+    twin.parent.mkdir()
+    shutil.copy(cultures[0], twin)
+    with pytest.raises(SystemExit) as exit_info:
+        protocol.main([cultures[0], str(twin), *TINY, "--out", str(tmp_path / "runs")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "share the file name east" in error
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--trials", "0"], "--trials must be at least 1; got 0"),
+    (["--epochs", "0"], "epochs must be at least 1; got 0"),
+    (["--split", "bogus"], "invalid choice: 'bogus'"),
+    (["--widths", "8,x"], "expected comma-separated integers"),
+])
+def test_bad_settings_are_one_line_errors_before_training(cultures, tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit) as exit_info:
+        protocol.main([*cultures, *TINY, *options, "--out", str(tmp_path / "runs")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "error: " in error and message in error
+    assert not (tmp_path / "runs").exists()
