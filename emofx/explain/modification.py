@@ -1,9 +1,11 @@
 """Emotion modification: gradient ascent on the image toward a target class (paper section 4.3).
 
 Each step adds ``step_size`` x the gradient of the target's probability divided by its
-standard deviation over the image (the reference: 0.01 x gradient / std, 10 steps; computed
-through the log-probability, whose normalised gradient is the same but does not underflow),
-optionally minus an L2 pull toward the original, and clips pixels to [0, 1]. With the
+standard deviation over the image (0.01 x gradient / std, 10 steps, as the reference code; computed
+through the log-probability, whose gradient normalised per image is the same but does not underflow),
+optionally minus an L2 pull toward the original, and clips pixels to [0, 1]. The normalisation is per
+image, so every image moves alike: the reference code divides the gradient of its batch's mean
+probability by one std over the whole batch, so that confident images move less. With the
 target equal to the image's class this intensifies the emotion; otherwise it converts it
 (the paper's Figure 7: happy to afraid, happy to sad, neutral to happy).
 """

@@ -4,7 +4,8 @@
 reference implementation, the ``paper`` recipe of :mod:`emofx.nets.recipes`); :class:`StepConfig`
 is the part the compiled training step depends on. Reference hyper-parameters
 (safooray/EmotionClassificationCNN): learning rate 0.05 decayed x0.999 per epoch (staircase),
-momentum 0.9, L2 5e-4 on the dense layers, batch 64.
+momentum 0.9, L2 5e-4 on the dense layers' kernels (the reference decays their biases too), batch 64;
+the ``paper`` recipe's other departures from that code are listed in :mod:`emofx.nets.recipes`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
 """Named training recipes: frozen presets of :class:`emofx.nets.training.TrainConfig`.
 
-``paper`` is the reference implementation (safooray/EmotionClassificationCNN), exactly the
-defaults of :class:`TrainConfig`: SGD with momentum 0.9, learning rate 0.05 decayed x0.999 per
-epoch, L2 5e-4 on the dense layers, flips and +-5 degree rotations, early stopping after 10
-validations without improvement. Use it to reproduce the paper.
+``paper`` is the reference implementation's optimisation (safooray/EmotionClassificationCNN, which
+the paper links; the paper's text gives none of these numbers), the defaults of :class:`TrainConfig`:
+SGD with momentum 0.9, batch 64, learning rate 0.05 decayed x0.999 per epoch, L2 5e-4 on the dense
+layers' kernels, flips and +-5 degree rotations. Where emofx departs from that code, on purpose:
+training runs for a set number of epochs (30 in the studies here, not the paper's 10,000) with early
+stopping after 10 validations without improvement, keeping the best validation checkpoint (the paper
+tests after the last epoch); the dense layers' biases are not decayed (the reference decays them
+too); weights start from Flax's LeCun-normal initialisation with zero biases (the reference: a
+truncated normal of std 0.01, dense biases 0.1); inputs are standardised by the training set's
+pixel mean and std (the reference: a fixed (x - 127.5) / 255); rotations turn about the image
+centre with replicated edges (the reference's skimage warp turns about the top-left corner and
+fills with grey). Use it to reproduce the paper's setting.
 
 ``strong`` adds what the best small-CNN results on FER2013 use (e.g. Khaireddin & Chen 2021;
 Zhong et al. 2020 for random erasing; Szegedy et al. 2016 for label smoothing): a linear

@@ -8,8 +8,8 @@ PDF) and table (CSV and Markdown) whose records exist, under stable names:
 | name | from | what |
 |---|---|---|
 | ``fig4_learning_curves`` | 01_benchmark folds (else 02_train_culture trials) | training/validation error, mean ± std |
-| ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3) |
-| ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4) |
+| ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3; rows true, columns predicted: the paper's tables are the transpose) |
+| ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4; mean of the trials' rates) |
 | ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6); ``_<run>`` added where a culture has several runs |
 | ``table5_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and emotion |
 | ``fig7_modification`` | 04_emotion_modification | intensification and conversion panels (Figure 7) |

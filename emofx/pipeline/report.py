@@ -239,7 +239,7 @@ def _modification(exp: _Experiment, out: Path, faces: bool) -> str:
         (out / FIGURES_DIR).glob("fig7_modification*.png"))) if faces else (
         "The panels show faces and are not included here (the datasets' terms).")
     return ("Gradient ascent on the image toward a target class. The default steps follow the vanilla gradient of "
-            "the target probability (the method that raises it); guided-backprop steps, the paper's wording, are "
+            "the target probability (the method that raises it); guided-backprop steps, as in the reference code, are "
             "shown beside them. Mean target probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
 
 

@@ -76,7 +76,7 @@ def saliency_grid(
     return fig
 
 
-_METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps, the paper's wording"}
+_METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps, as in the reference code"}
 
 
 def modification_panel(

@@ -82,7 +82,8 @@ class Evaluation:
         return confusion_counts(self.labels, self.predictions, self.classes, totals=totals)
 
     def per_class_error(self) -> pd.Series:
-        """% of each class's images misclassified, and the overall % as ``total`` (the paper's Table 4)."""
+        """% of each class's images misclassified, and the overall % as ``total`` (the quantity of the
+        paper's Table 4; see :func:`misclassification_table` for how the two average over trials)."""
         values = 100.0 * (1.0 - self._recall())
         return pd.Series([*values, 100.0 * (1.0 - self.accuracy)], index=[*self.classes, TOTAL],
                          name="misclassified_percent")
@@ -223,6 +224,9 @@ def misclassification_table(groups: Mapping[str, Sequence[Evaluation]]) -> tuple
     """Per-class and total misclassification % per group (e.g. culture): mean and std over trials.
 
     Rows are the groups, columns the classes (union, canonical order as first seen) plus ``total``.
+    The paper's Table 4 is the same per-class error taken from its trial-averaged confusion matrix
+    (a ratio of averages, which its Tables 2-3 give with the true class in columns: e.g. Korean afraid
+    1 - 0.6 / 1.8 = 66.7%); here each trial's rate is averaged, so that a std over trials comes with it.
     """
     means, stds = {}, {}
     for name, evaluations in groups.items():
