@@ -172,6 +172,8 @@ def test_exclusion_lists_with_relative_paths_travel_with_the_data(web_folder, tm
     pd.DataFrame({"path": ["elsewhere/other.png"]}).to_csv(listing, index=False)
     with pytest.raises(ValueError, match="no image of the dataset is listed"):
         exclude_listed(dataset, listing)
+    kept, excluded = exclude_listed(dataset, listing, sample=True)  # a --limit sample may hold none of them
+    assert excluded == 0 and len(kept) == len(dataset)
 
 
 def test_overwrite_never_deletes_the_source_or_a_folder_collect_did_not_write(web_folder, tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_save_refuses_to_overwrite_and_load_rejects_foreign_files(tmp_path):
     with pytest.raises(DatasetError, match="not an emofx dataset"):
         FaceDataset.load(tmp_path / "other.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(DatasetError, match="not a readable emofx dataset"):
+    with pytest.raises(DatasetError, match="not a readable .npz file"):
         FaceDataset.load(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError, match="emofx prepare"):
         FaceDataset.load(tmp_path / "none.npz")
@@ -112,8 +112,12 @@ def test_resizing_moves_landmarks_with_the_pixels_and_rejects_bad_sizes():
 def test_a_damaged_dataset_file_is_one_clear_error(tmp_path):
     tiny().save(tmp_path / "whole.npz")
     (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:2000])
-    with pytest.raises(DatasetError, match="not a readable emofx dataset"):
+    with pytest.raises(DatasetError, match="not a readable .npz file"):
         FaceDataset.load(tmp_path / "cut.npz")
+    whole = (tmp_path / "whole.npz").read_bytes()  # a damaged member inside an intact archive
+    (tmp_path / "bad_member.npz").write_bytes(whole.replace(b"\x93NUMPY", b"\x93NUMPZ", 1))
+    with pytest.raises(DatasetError, match="not a readable emofx dataset"):
+        FaceDataset.load(tmp_path / "bad_member.npz")
 
 
 def test_bad_construction_is_an_error():

@@ -80,13 +80,14 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
     (root / "a" / "happy" / "cut.jpg").write_bytes(fer_files["sad"][1].read_bytes()[:300])
     (root / "a" / "sad").mkdir()  # class folder without images
     shutil.copy(fer_files["sad"][2], root / "stray.jpg")
+    shutil.copy(fer_files["sad"][2], root / "b" / "loose.jpg")  # in a split folder, beside its class folders
     data = load_folder(root)
     assert len(data) == 3 and set(data.split) == {"a", "b"}
     reasons = {s["path"].split("/")[-1]: s["reason"] for s in data.skipped}
     assert reasons["notes.txt"].startswith("not an image file")
     assert "truncated" in reasons["cut.jpg"]
     assert reasons["sad"] == "class folder has no images"
-    assert "not inside a class folder" in reasons["stray.jpg"]
+    assert "not inside a class folder" in reasons["stray.jpg"] and "not inside a class folder" in reasons["loose.jpg"]
     assert data.meta["duplicates"]["files"] == 1
     assert data.extras["content_hash"][0] == data.extras["content_hash"][2]
     with pytest.raises(SourceError, match="strict"):
@@ -194,6 +195,19 @@ def test_ferplus_joined_through_the_mapping(tmp_path, shared_dataset):
         load_ferplus(tmp_path, images=shared_dataset("fer2013"), mapping=tmp_path / "none.csv")
 
 
+def test_limit_shares_out_over_classes_even_when_the_listing_cycles_through_them():
+    from emofx.data.loaders.common import _spread
+
+    cycling = [c for _ in range(10) for c in "abcdefg"]  # 70 files, 7 classes in turn (KDEF's order)
+    for limit in (7, 14, 21, 49):
+        chosen = _spread(len(cycling), limit, cycling)
+        assert len(chosen) == limit == len(set(chosen))
+        assert {c: [cycling[i] for i in chosen].count(c) for c in "abcdefg"} == dict.fromkeys("abcdefg", limit // 7)
+    assert len({i // 7 for i in _spread(70, 7, cycling)}) == 7  # one per class, from 7 different rounds (people)
+    small = ["a"] * 2 + ["b"] * 20  # a class smaller than its share gives the rest to the others
+    assert [small[i] for i in _spread(22, 10, small)].count("a") == 2
+
+
 # ---------------------------------------------------------------------------- KDEF and Taiwanese
 def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
     kdef = shared_dataset("kdef/frontal")
@@ -202,7 +216,8 @@ def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
     names = [p.split("/")[-1] for p in data.path]
     assert list(data.subject) == [n[1:4] for n in names]
     assert list(data.label_names) == [KDEF_EXPRESSIONS[n[4:6]] for n in names]
-    assert len(set(data.label_names)) >= 5 and len(set(data.subject)) >= 5  # spread over the sorted files
+    # spread over the classes and, within each, over the sorted files (people)
+    assert data.counts() == {c: 2 for c in data.classes} and len(data.classes) == 7 and len(set(data.subject)) >= 7
     folder = tmp_path / "kdef"
     folder.mkdir()
     (folder / "AM05HAS.JPG").symlink_to(kdef / "AM05HAS.JPG")
@@ -279,6 +294,13 @@ def test_manifest_round_trip(tmp_path, fer_files):
     assert list(data.subject[:4]) == ["p0", "p1", "p2", "p0"] and list(data.split[-2:]) == ["test", "test"]
     np.testing.assert_array_equal(data.images[0], np.asarray(Image.open(fer_files["angry"][0])))
     assert "file not found" in data.skipped[0]["reason"]
+    assert data.meta["duplicates"]["files"] == 0
+    pd.DataFrame(rows[:2] + rows[:1]).to_csv(tmp_path / "twice.csv", index=False)  # one file listed twice
+    twice = load_manifest(tmp_path / "twice.csv")
+    assert twice.meta["duplicates"] == {"files": 1, "groups": 1, "examples": [[twice.path[0], twice.path[0]]]}
+    from emofx.cli.prepare import remaining_duplicates
+
+    assert remaining_duplicates(twice) == twice.meta["duplicates"]  # counted alike before and after --exclude
     pd.DataFrame({"path": ["imgs/0.png"], "emotion": ["grumpy"]}).to_csv(tmp_path / "odd.csv", index=False)
     with pytest.raises(UnknownEmotionError, match=r"odd.csv.*grumpy.*accepted names"):
         load_manifest(tmp_path / "odd.csv")

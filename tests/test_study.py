@@ -272,6 +272,7 @@ def test_the_model_is_the_papers_on_real_faces_and_a_shrunken_one_is_stated():
 
 def test_sources_name_real_and_synthetic_data(tmp_path, monkeypatch):
     assert is_real("kdef") and is_real("x.npz") and not is_real("synthetic:eyes")
+    assert is_real("synthetic_faces.npz") and not is_real("synthetic")  # a prepared file, whatever its name
     stand_in = load_source("synthetic:mouth", "Taiwanese", n_per_class=5)
     assert set(stand_in.culture) == {"Taiwanese"} and len(stand_in) == 35
     with pytest.raises(SourceNameError, match="unknown dataset"):

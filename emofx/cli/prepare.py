@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=48, help="side of the square faces in pixels (default 48)")
     parser.add_argument("--strict", action="store_true", help="stop at any unusable input instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
-    parser.add_argument("--limit", type=int, help="use at most N inputs, evenly spread (a quick look)")
+    parser.add_argument("--limit", type=int, help="use at most N inputs, spread evenly over the classes and within "
+                        "each (a quick look; chosen before --exclude leaves images out)")
     parser.add_argument("--exclude", type=Path, metavar="CSV",
                         help="leave out the images listed in this CSV's path column (e.g. the exclude.csv of "
                              "`emofx collect`: a deduplicated benchmark)")
@@ -164,11 +165,13 @@ def summary(dataset: FaceDataset, out: Path) -> str:
     return "\n".join(lines)
 
 
-def exclude_listed(dataset: FaceDataset, listing: Path) -> tuple[FaceDataset, int]:
+def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) -> tuple[FaceDataset, int]:
     """The dataset without the images listed in ``listing``'s ``path`` column.
 
     Absolute paths match the image's resolved path; relative ones match its trailing path
-    components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the data.
+    components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the data. A list
+    naming none of the images is an error (its paths likely have another form), unless the dataset
+    is a ``sample`` (``--limit``), which may simply hold none of them.
     """
     import pandas as pd
 
@@ -185,23 +188,19 @@ def exclude_listed(dataset: FaceDataset, listing: Path) -> tuple[FaceDataset, in
         return str(resolved) in absolute or any("/".join(resolved.parts[-d:]) in relative for d in depths)
 
     drop = np.array([listed(p) for p in dataset.path], dtype=bool)
-    if entries and not drop.any():
+    if entries and not drop.any() and not sample:
         raise ValueError(f"no image of the dataset is listed in --exclude {listing} "
                          f"(listed paths look like {entries[0]})")
     return dataset.subset(~drop), int(drop.sum())
 
 
 def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:
-    """Identical files still in the dataset (by ``extras["content_hash"]``), counted as the loaders count them."""
-    from emofx.data.dedup import NO_GROUP, exact_groups
+    """Identical images still in the dataset (by ``extras["content_hash"]``), counted as the loaders count them."""
+    from emofx.data.loaders.common import count_duplicates
 
     if "content_hash" not in dataset.extras:
         return {"files": 0, "groups": 0, "examples": []}
-    groups = exact_groups(dataset.extras["content_hash"])
-    grouped = groups != NO_GROUP
-    n_groups = len(np.unique(groups[grouped]))
-    examples = [sorted(dataset.path[groups == g].tolist()) for g in np.unique(groups[grouped])[:5]]
-    return {"files": int(grouped.sum() - n_groups), "groups": n_groups, "examples": examples}
+    return count_duplicates(dataset.path, dataset.extras["content_hash"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--exclude {args.exclude} does not exist")
     dataset = load(args.source, args.format, **loader_kwargs(args))
     if args.exclude is not None:
-        dataset, excluded = exclude_listed(dataset, args.exclude)
+        dataset, excluded = exclude_listed(dataset, args.exclude, sample=args.limit is not None)
         dataset = replace(dataset, meta={**dataset.meta, "duplicates": remaining_duplicates(dataset),
                                          "excluded": {"list": str(args.exclude.absolute()), "images": excluded}})
         print(f"left out {excluded} images listed in {args.exclude}")

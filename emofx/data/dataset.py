@@ -255,6 +255,9 @@ class FaceDataset:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"dataset file {path} does not exist; create one with `emofx prepare`")
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise DatasetError(f"{path} is not a readable .npz file (damaged, or another kind of file), so not an "
+                               "emofx dataset; create one with `emofx prepare`")
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "__emofx__" not in data.files:

@@ -47,7 +47,8 @@ class SourceNameError(ValueError):
 
 def is_real(source: str) -> bool:
     """Whether ``source`` names real faces (a shared dataset or a prepared file), not synthetic ones."""
-    return not str(source).startswith(SYNTHETIC)
+    source = str(source)
+    return not (source == SYNTHETIC or source.startswith(SYNTHETIC + ":"))  # e.g. synthetic_faces.npz is a file
 
 
 def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "auto", align: bool | None = None,

@@ -59,13 +59,28 @@ def _existing(source: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _spread(n: int, limit: int | None) -> list[int]:
-    """At most ``limit`` indices evenly spread over ``range(n)`` (all of them without a limit)."""
+def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> list[int]:
+    """At most ``limit`` indices evenly spread over ``range(n)`` (all of them without a limit).
+
+    With ``labels`` (one per index) the limit is shared out over the classes as evenly as their
+    sizes allow, and spread within each class, each class's picks offset by its own fraction of a
+    step (so one pick per class still comes from different places, e.g. different people): a
+    listing that cycles through the classes (KDEF's AF01AFS, AF01ANS, ...) would otherwise give
+    every few classes only."""
     if limit is None or limit >= n:
         return list(range(n))
     if limit < 1:
         raise ValueError(f"limit must be a positive number of images; got {limit}")
-    return [int(i) for i in np.linspace(0, n - 1, limit).round().astype(int)]
+    if labels is None:
+        return [int(i) for i in np.linspace(0, n - 1, limit).round().astype(int)]
+    groups = [np.flatnonzero(np.asarray(labels) == label) for label in dict.fromkeys(labels)]
+    quota, left = [0] * len(groups), limit
+    while left:  # one more image for every class that still has one, in turn
+        for k, members in enumerate(groups):
+            if left and quota[k] < len(members):
+                quota[k], left = quota[k] + 1, left - 1
+    return sorted(int(members[i]) for k, (members, q) in enumerate(zip(groups, quota)) if q
+                  for i in ((np.arange(q) + (k + 0.5) / len(groups)) * len(members) / q).astype(int))
 
 
 def _folder_files(root: Path) -> dict[Path, list[Path]]:
@@ -131,13 +146,14 @@ def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool)
         raise SourceError(f"{len(skipped)} input(s) of {source} could not be used (strict mode): {listing}{more}")
 
 
-def _duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
-    """Files with identical bytes: how many repeat another, in how many groups, a few examples."""
+def count_duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
+    """Images with identical bytes (``hashes``, 0: unknown): how many repeat another, in how many groups,
+    a few examples. One file used twice (FER+ maps some rows to one FER2013 file) counts as a repeat."""
     groups: dict[int, list[str]] = defaultdict(list)
     for path, digest in zip(paths, hashes):
         if digest:
             groups[int(digest)].append(str(path))
-    repeated = [sorted(set(g)) for g in groups.values() if len(set(g)) > 1]
+    repeated = [sorted(g) for g in groups.values() if len(g) > 1]
     return {
         "files": int(sum(len(g) - 1 for g in repeated)),
         "groups": len(repeated),
@@ -188,7 +204,7 @@ def _build(
                              "landmarks": options.landmarks, "align": options.align},
             "aligned": bool(options.align),
             "landmarks": _landmark_summary(batch, options),
-            "duplicates": _duplicates(paths, batch.content_hash[kept]),
+            "duplicates": count_duplicates(paths, batch.content_hash[kept]),
             **(meta or {}),
         },
         skipped=skipped,

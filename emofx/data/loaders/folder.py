@@ -51,6 +51,9 @@ def load_folder(
     if not folders:
         raise SourceError(f"no class folders with images under {root}; expected ROOT/<emotion>/<image> "
                           f"(e.g. {root / 'happy' / 'img001.jpg'})")
+    named = {f for f in folders if f.name.strip().lower() in ALIASES}
+    for split_folder in [f for f in folders if f not in named and any(c.parent == f for c in named)]:
+        stray += folders.pop(split_folder)  # a split folder (it holds class folders): its own images are strays
     unknown = sorted({f.name for f in folders if f.name.strip().lower() not in ALIASES})
     if unknown:
         raise UnknownEmotionError(
@@ -72,6 +75,6 @@ def load_folder(
             prefix = path.name.split("_", 1)[0]
             split = prefix if prefix in FER2013_SPLITS else ("" if split_folder == "." else split_folder)
             inputs.add(path, folder.name, culture=culture, split=split)
-    inputs = inputs.take(_spread(len(inputs.files), limit))
+    inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
     options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=root, fmt="folder", strict=strict, progress=progress)

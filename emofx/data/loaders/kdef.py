@@ -64,7 +64,7 @@ def load_kdef(
         inputs.add(path, KDEF_EXPRESSIONS[expression], culture=culture, subject=f"{sex}{actor}")
     if not inputs.files:
         raise SourceError(f"no KDEF images with angle(s) {sorted(wanted)} under {root}")
-    inputs = inputs.take(_spread(len(inputs.files), limit))
+    inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
     options = photo_options(size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=root, fmt="kdef", strict=strict, progress=progress,
                   meta={"angles": sorted(wanted), "other_angles_ignored": other_angles})

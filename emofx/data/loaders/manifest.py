@@ -65,6 +65,6 @@ def load_manifest(
     if not inputs.files:
         _check_strict(inputs.skipped, csv_path, strict)
         raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped)")
-    inputs = inputs.take(_spread(len(inputs.files), limit))
+    inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
     options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=csv_path, fmt="manifest", strict=strict, progress=progress)

@@ -83,7 +83,7 @@ def load_mat(
                    for i in range(n) if labels[i] < 0]
         labels = [label_names[int(v) - base] if v >= 0 else "" for v in labels]
     _check_strict(skipped, path, strict)
-    keep = [keep[i] for i in _spread(len(keep), limit)]
+    keep = [keep[i] for i in _spread(len(keep), limit, [labels[i] for i in keep])]
     per_image = {name: _mat_strings(data[var]) for name, var in (("subject", "subjects"), ("culture", "cultures"))
                  if var in data}
     for name, values in per_image.items():

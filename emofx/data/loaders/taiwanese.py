@@ -108,7 +108,7 @@ def load_taiwanese(
         keys.append(_taiwanese_key(performer, kind, view, letter.lower(), serial))
     if not inputs.files:
         raise SourceError(f"no Taiwanese face images with view(s) {sorted(wanted)} under {root}")
-    chosen = _spread(len(inputs.files), limit)
+    chosen = _spread(len(inputs.files), limit, inputs.labels)
     inputs, keys = inputs.take(chosen), [keys[i] for i in chosen]
     extras, meta = {}, {"views": sorted(wanted), "other_views_ignored": other_views}
     info_file = next((p / "Image_info.xls" for p in (root, root.parent) if (p / "Image_info.xls").exists()), None)
