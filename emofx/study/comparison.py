@@ -163,7 +163,11 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     region_names = list(regions_a.region_names)
     steps.update()
     region_tests = measure_tests(measures, a.name, b.name, region_names, config)
-    proximity_tests = measure_tests(measures, a.name, b.name, ["landmark_distance"], config)
+    try:
+        proximity_tests, proximity_notes = measure_tests(measures, a.name, b.name, ["landmark_distance"], config), ()
+    except ComparisonError as err:  # e.g. maps without salient pixels (dead guided ReLUs) have no distance
+        proximity_tests = region_tests.iloc[:0]
+        proximity_notes = (f"landmark proximity not tested: {err} (a map without salient pixels has no distance)",)
     pixel = pixel_difference(measures, maps, a.name, b.name, config)
     steps.update()
 
@@ -177,7 +181,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
 
     humans = [h for h in (human_baseline(c) for c in (a, b)) if h is not None]
     tests["human"] = [h[1] for h in humans]
-    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})",
+    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})", *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance))
 
     def recorded(table: pd.DataFrame, culture: str = "culture", trial: str = "trial") -> pd.DataFrame:
