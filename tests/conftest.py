@@ -84,6 +84,14 @@ def assert_close_to_scale():
     return check
 
 
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    """A cache folder of the test's own (``$EMOFX_CACHE``): prepared faces neither come from nor go to the
+    user's cache. Files that prepare faces use it for every test (``pytestmark``)."""
+    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of ../shared/data (or $EMOFX_DATA); skips the test when it is absent."""

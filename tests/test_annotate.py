@@ -44,6 +44,20 @@ def test_answer_log_is_resumable_and_shared_by_annotators(tmp_path):
     assert answers.frame["time"].tolist() == [1.5, 1.5, 1.5]
 
 
+def test_annotators_answering_at_once_keep_each_others_answers_and_the_files_other_columns(tmp_path):
+    path = tmp_path / "answers.csv"
+    pd.DataFrame({"image": ["z.png"], "worker": ["eve"], "label": ["sad"], "time": [2.0],
+                  "comment": ["blurry"]}).to_csv(path, index=False)
+    ann, bob = AnswerLog(path), AnswerLog(path)  # two notebooks open on one shared file
+    ann.record("a.png", "ann", "happy")
+    bob.record("b.png", "bob", "sad")
+    ann.record("c.png", "ann", "angry")
+    saved = pd.read_csv(path, keep_default_na=False)
+    assert sorted(zip(saved["image"], saved["worker"])) == [("a.png", "ann"), ("b.png", "bob"), ("c.png", "ann"),
+                                                           ("z.png", "eve")]
+    assert saved.set_index("image").loc["z.png", "comment"] == "blurry"
+
+
 def test_a_correction_replaces_the_earlier_answer_and_bad_answers_write_nothing(tmp_path):
     path = tmp_path / "answers.csv"
     log = AnswerLog(path)
@@ -147,6 +161,15 @@ def test_labels_bad_input_is_one_line(answered_dataset, capsys, monkeypatch):
     assert "no crowd answers or votes" in capsys.readouterr().err
     assert main(["labels", "import", str(folder / "data.npz"), "--answers", str(folder / "answers.csv"),
                  "--out", str(folder / "a.npz")]) == 0
+    assert main(["labels", "aggregate", str(folder / "a.npz"), "--out", str(folder / "m.npz"),
+                 "--table", str(folder / "same.csv"), "--agreement", str(folder / "same.csv")]) == 2
+    assert "given for two outputs" in capsys.readouterr().err and not (folder / "m.npz").exists()
+    votes_only = FaceDataset.load(folder / "a.npz")
+    FaceDataset(**{**votes_only.__dict__, "extras": {"votes": votes_only.extras["votes"]},
+                   "meta": {"vote_names": votes_only.meta["vote_names"]}}).save(folder / "votes.npz")
+    assert main(["labels", "aggregate", str(folder / "votes.npz"), "--out", str(folder / "v.npz"),
+                 "--workers", str(folder / "w.csv")]) == 2
+    assert "without worker identities" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "crowdkit.aggregation", None)  # crowd-kit not installed
     assert main(["labels", "aggregate", str(folder / "a.npz"), "--method", "glad", "--out", str(folder / "g.npz")]) == 2
     assert 'pip install "emofx[crowd]"' in capsys.readouterr().err

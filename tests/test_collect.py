@@ -17,9 +17,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.data.synthetic import make_synthetic
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")  # faces prepared here are cached in the test's folder
 
 
 @pytest.fixture

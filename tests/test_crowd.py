@@ -55,6 +55,11 @@ def test_mturk_batch_results_are_read_and_rejected_assignments_left_out(tmp_path
     assert dataset.extras["votes"][0, names.index("happy")] == 2
     assert dataset.extras["votes"][1, names.index("afraid")] == 1
     assert report.images_answered == 2 and report.not_in_dataset == 0
+    from emofx.cli import main
+
+    blank_dataset(np.array([3, 2])).save(tmp_path / "data.npz")  # a rejected assignment never stops --strict
+    assert main(["labels", "import", str(tmp_path / "data.npz"), "--answers", str(path), "--strict",
+                 "--out", str(tmp_path / "answered.npz")]) == 0
 
 
 def test_plain_answers_count_bad_rows_instead_of_failing(tmp_path):
@@ -174,6 +179,36 @@ def test_agreement_coefficients():
                                [2, 2, 8, 1, 1], [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2],
                                [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]])
     assert agreement_table(fleiss_example, tuple("abcde")).loc["all", "fleiss_kappa"] == pytest.approx(0.210, abs=1e-3)
+    # by hand: 4 images, 2 answers each (a a, a b, b b, b b); coincidences o_aa 2, o_ab = o_ba 1, o_bb 4, so
+    # alpha = 1 - (2/8) / (2 * 3 * 5 / (8 * 7)) = 8/15; kappa = (3/4 - 34/64) / (1 - 34/64) = 7/15
+    mixed = agreement_table(np.array([[2, 0], [1, 1], [0, 2], [0, 2]]), ("a", "b")).loc["all"]
+    assert mixed["krippendorff_alpha"] == pytest.approx(8 / 15) and mixed["fleiss_kappa"] == pytest.approx(7 / 15)
+
+
+def test_answers_keep_the_text_none_apart_from_missing_cells_and_crowds_are_validated():
+    frame = pd.DataFrame({"image": ["a", "b", "c", None], "worker": ["w", "nan", "w", "w"],
+                          "label": ["happy", "sad", "None", "happy"]})
+    answers = answers_from_frame(frame)
+    # a worker may be called nan, and the label "None" reads as "none" does; only the missing image is empty
+    assert answers.frame["worker"].tolist() == ["w", "nan", "w"]
+    assert answers.frame["label"].tolist() == ["happy", "sad", "unknown"]
+    assert answers.dropped == {"empty": 1, "unknown_label": 0, "repeated": 0}
+    for bad in ({"favourite_share": 1.5}, {"error_concentration": 0.0}):
+        with pytest.raises(ValueError, match="favourite_share must lie in"):
+            CrowdConfig(**bad)
+
+
+def test_importing_votes_drops_an_earlier_imports_worker_answers():
+    dataset, _, _ = simulated(6, seed=0)
+    ratings = np.tile([[0.5, 0.5, 0, 0, 0, 0]], (len(dataset), 1))
+    dataset = FaceDataset(**{**dataset.__dict__,
+                             "extras": {**dataset.extras, "ratings": ratings, "observers": np.full(len(dataset), 4.0)},
+                             "meta": {**dataset.meta, "rating_names": ["happy", "sad", "angry", "disgusted",
+                                                                       "afraid", "surprised"]}})
+    attached, _ = attach_observer_votes(dataset)
+    assert "answer_worker" not in attached.extras and "workers" not in attached.meta
+    with pytest.raises(AnswersError, match="no worker identities"):
+        answers_of(attached)
 
 
 # ---------------------------------------------------------------------------- observers, training weights

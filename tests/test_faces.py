@@ -25,9 +25,7 @@ from emofx.data.faces import (
 )
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOFX_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")  # faces prepared here are cached in the test's folder
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
@@ -47,7 +49,8 @@ def test_real_counters_advance_while_this_process_works():
     before = cpu_times()
     if before.machine_ticks is None:
         pytest.skip("no /proc/stat on this system (not Linux)")
-    total = 0
+    total, deadline = 0, time.monotonic() + 30
     while (shares := cpu_shares(before)) is None or shares["this_process"] == 0:
+        assert time.monotonic() < deadline, "30 s of work never showed up as this process's CPU time"
         total += sum(i * i for i in range(200_000))  # busy for a few ticks
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3) and shares["this_process"] > 0

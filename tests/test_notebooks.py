@@ -105,12 +105,17 @@ def test_saliency_modification_and_comparison_results(executed):
 
 def test_quickstart_and_benchmark_results(executed):
     experiment_dir, _ = executed
-    quick = json.loads((results_of(experiment_dir, "00_quickstart") / results.RESULTS_FILE).read_text())
-    assert 0 <= quick["test_accuracy"] <= 1 and quick["mean_abs_change"] > 0
+    quick_dir = results_of(experiment_dir, "00_quickstart")
+    quick = json.loads((quick_dir / results.RESULTS_FILE).read_text())
+    run = json.loads((quick_dir / figures.RUN_DIR / "metrics.json").read_text())
+    assert quick["test_accuracy"] == pytest.approx(run["test_accuracy"]) and quick["mean_abs_change"] > 0
     bench = results_of(experiment_dir, "01_benchmark")
     assert sorted(p.name for p in (bench / figures.FOLDS_DIR).iterdir()) == ["fold-0", "fold-1"]
     folds = json.loads((bench / results.RESULTS_FILE).read_text())
-    assert folds["folds"] == 2 and 0 <= folds["test_error_mean"] <= 1
+    errors = [1 - json.loads((bench / figures.FOLDS_DIR / f"fold-{k}" / "metrics.json").read_text())["test_accuracy"]
+              for k in range(2)]
+    assert folds["folds"] == 2 and folds["test_error_mean"] == pytest.approx(np.mean(errors))
+    assert folds["test_error_std"] == pytest.approx(np.std(errors, ddof=1))  # as every table of emofx
 
 
 def test_figures_regenerates_every_figure_and_table_from_the_runs(executed, tmp_path, capsys):

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the Taiwanese set's observer proportions (attached by `emofx prepare --format taiwanese`)")
     imp.add_argument("--out", required=True, type=Path, metavar="OUT.npz")
     imp.add_argument("--strict", action="store_true",
-                     help="stop when any answer is left out (unknown label, repeated, image not in the dataset)")
+                     help="stop when any answer is left out (empty row, unknown label, repeated, image not in the "
+                          "dataset; rejected MTurk assignments are always left out and never stop it)")
     imp.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
     agg = sub.add_parser("aggregate", help="aggregate the attached answers into labels")
@@ -62,7 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_outputs(paths: list[Path | None], data: str, overwrite: bool) -> None:
-    for path in (p for p in paths if p is not None):
+    given = [p for p in paths if p is not None]
+    same = [p for i, p in enumerate(given) if any(p.resolve() == q.resolve() for q in given[:i])]
+    if same:
+        raise ValueError(f"{same[0]} is given for two outputs; each output needs a file of its own")
+    for path in given:
         if path.resolve() == Path(data).resolve():
             raise ValueError(f"{path} is the input dataset; write to another file")
         if path.exists() and not overwrite:
@@ -88,7 +93,8 @@ def run_import(args: argparse.Namespace) -> int:
         answers = read_answers(args.answers)
         print(answers.summary())
         attached, report = attach_answers(dataset, answers)
-        left_out = sum(answers.dropped.values()) + report.not_in_dataset
+        # answers the requester rejected (MTurk) are left out by choice, not a problem with the file
+        left_out = sum(v for k, v in answers.dropped.items() if k != "rejected") + report.not_in_dataset
     elif args.ferplus:
         attached, report = attach_ferplus_votes(dataset, args.ferplus)
         left_out = 0
@@ -110,6 +116,10 @@ def run_aggregate(args: argparse.Namespace) -> int:
 
     _check_outputs([args.out, args.table, args.workers, args.agreement], args.data, args.overwrite)
     dataset = FaceDataset.load(args.data)
+    if args.workers and "answer_worker" not in dataset.extras:
+        raise ValueError(f"{args.data} has vote counts without worker identities (e.g. FER+), so there is no "
+                         "worker table: leave out --workers, or attach named answers with `emofx labels import "
+                         "--answers`")
     result = aggregate(dataset, args.method, seed=args.seed)
     relabelled, dropped = apply_aggregation(dataset, result, keep_unanswered=not args.drop_unanswered)
     votes = np.asarray(dataset.extras["votes"])
@@ -126,8 +136,8 @@ def run_aggregate(args: argparse.Namespace) -> int:
     print("left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     if agreement is not None:
         overall = agreement.loc["all"]
-        print(f"Krippendorff's alpha {overall['krippendorff_alpha']:.3f} ({overall['alpha_images']} images), "
-              f"Fleiss' kappa {overall['fleiss_kappa']:.3f} ({overall['fleiss_images']} images)")
+        print(f"Krippendorff's alpha {overall['krippendorff_alpha']:.3f} ({int(overall['alpha_images'])} images), "
+              f"Fleiss' kappa {overall['fleiss_kappa']:.3f} ({int(overall['fleiss_images'])} images)")
     if result.workers is not None:
         worst = result.workers.sort_values("quality").head(3)
         print(f"worker quality = {QUALITY_MEANING[args.method]}; lowest: "

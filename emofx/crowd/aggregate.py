@@ -107,7 +107,7 @@ def answer_statistics(votes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     chosen = share[np.arange(len(votes)), np.maximum(labels, 0)]
     agreement = np.where((total > 0) & (labels >= 0), chosen, np.nan)
     logs = np.log2(share, out=np.zeros_like(share), where=share > 0)
-    entropy = np.where(total > 0, -(share * logs).sum(axis=1), np.nan)
+    entropy = np.where(total > 0, -(share * logs).sum(axis=1) + 0.0, np.nan)  # + 0.0: no -0.0 for unanimity
     return agreement, entropy
 
 

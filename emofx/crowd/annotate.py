@@ -1,10 +1,12 @@
 """Annotation by hand: the answer log and the widget behind notebook 06.
 
 :class:`AnswerLog` keeps one long-format answers CSV (``image, worker, label, time``, the
-plain layout :func:`emofx.crowd.answers.read_answers` reads) shared by several annotators.
-Every answer rewrites the file atomically (a temporary file renamed over it), so a crash never
-leaves half a file, and reopening the log resumes each annotator where they stopped. A second
-answer by the same annotator to the same image replaces the first (a correction).
+plain layout :func:`emofx.crowd.answers.read_answers` reads; other columns are kept) shared by
+several annotators. Every answer re-reads the file under a lock (``.<name>.lock`` beside it), so
+annotators answering at the same time keep each other's answers, and rewrites it atomically (a
+temporary file renamed over it), so a crash never leaves half a file; reopening the log resumes
+each annotator where they stopped. A second answer by the same annotator to the same image
+replaces the first (a correction).
 
 :func:`annotation_widget` shows the images of a manifest one by one with a button per emotion
 and keyboard shortcuts (type the key into the shortcut box); it needs ``ipywidgets``.
@@ -21,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
 from emofx.data.emotions import EMOTIONS
@@ -56,7 +59,7 @@ class AnswerLog:
         missing = [c for c in LOG_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"{self.path} is not an answers log (missing columns {missing}); choose another file")
-        return frame[list(LOG_COLUMNS)]
+        return frame
 
     def record(self, image: str, worker: str, label: str, seconds: float = float("nan")) -> None:
         """Store one answer (replacing this worker's earlier answer to the image) and write the file."""
@@ -66,15 +69,17 @@ class AnswerLog:
         canonical = canonical_answer(label)
         if canonical not in self.labels:
             raise ValueError(f"unknown label {label!r}; choose one of {', '.join(self.labels)}")
-        kept = self.frame[~((self.frame["image"] == image) & (self.frame["worker"] == worker))]
-        row = pd.DataFrame([{"image": image, "worker": worker, "label": canonical, "time": round(seconds, 2)}])
-        self.frame = pd.concat([kept, row], ignore_index=True) if len(kept) else row
-        self._write()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.path.with_name(f".{self.path.name}.lock")):
+            frame = self._read()  # as the other annotators left it
+            kept = frame[~((frame["image"] == image) & (frame["worker"] == worker))]
+            row = pd.DataFrame([{"image": image, "worker": worker, "label": canonical, "time": round(seconds, 2)}])
+            self.frame = pd.concat([kept, row], ignore_index=True) if len(kept) else row
+            self._write()
 
     def _write(self) -> None:
         buffer = io.StringIO()
         self.frame.to_csv(buffer, index=False)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         try:
             tmp.write_text(buffer.getvalue())

@@ -149,14 +149,15 @@ def answers_from_frame(frame: pd.DataFrame, *, layout: str = "frame", source: st
     missing = [c for c in ("image", "worker", "label") if c not in frame.columns]
     if missing:
         raise AnswersError(f"{where}answers need columns image, worker, label; missing {missing}")
+    fields = ["image", "worker", "label"]
+    missing_value = frame[fields].isna().any(axis=1).to_numpy()  # NaN/None cells, not the text "None" or "nan"
     frame = pd.DataFrame({
         "image": frame["image"].astype(str).str.strip(),
         "worker": frame["worker"].astype(str).str.strip(),
         "label": frame["label"].astype(str).str.strip(),
         "time": pd.to_numeric(frame["time"], errors="coerce") if "time" in frame.columns else np.nan,
     })
-    empty = (frame[["image", "worker", "label"]] == "").any(axis=1) | frame[["image", "worker", "label"]].isin(
-        ["nan", "None"]).any(axis=1)
+    empty = (frame[fields] == "").any(axis=1) | missing_value
     frame = frame[~empty]
     canonical = frame["label"].map(canonical_answer)
     unknown = frame.loc[canonical.isna(), "label"].value_counts()
@@ -325,8 +326,9 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
         raise AnswersError(f"no dataset path matches a FER2013 file of {mapping_csv.name} (dataset paths look "
                            f"like {dataset.path[0]!r}; expected .../train/angry/Training_1426440.jpg)")
     votes = np.where(rows[:, None] >= 0, counts[np.maximum(rows, 0)], 0).astype(np.int16)
-    attached = replace(dataset, extras={**dataset.extras, "votes": votes, "ferplus_row": rows},
-                       meta={**dataset.meta, "vote_names": [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS],
+    vote_names = [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS]
+    attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes, "ferplus_row": rows},
+                       meta={**_without_answers(dataset.meta), "vote_names": vote_names,
                              "answers": {"source": str(votes_csv), "layout": "ferplus-votes"}})
     # FER+ rates every FER2013 image; those outside the dataset (a subset) are not answers left out.
     report = AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
@@ -346,12 +348,18 @@ def attach_observer_votes(dataset: FaceDataset) -> tuple[FaceDataset, AttachRepo
     observers = np.nan_to_num(np.asarray(dataset.extras["observers"], np.float64))
     votes = np.rint(ratings * observers[:, None]).astype(np.int16)
     votes[~np.isin(dataset.label_names, list(dataset.meta["rating_names"]))] = 0
-    attached = replace(dataset, extras={**dataset.extras, "votes": votes},
-                       meta={**dataset.meta, "vote_names": list(dataset.meta["rating_names"]),
+    attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes},
+                       meta={**_without_answers(dataset.meta), "vote_names": list(dataset.meta["rating_names"]),
                              "answers": {"source": dataset.meta.get("ratings_file", ""), "layout": "observer-proportions"}})
     answered = int((votes.sum(axis=1) > 0).sum())
     return attached, AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
                                   images_answered=answered, images=len(dataset))
+
+
+def _without_answers(fields: dict) -> dict:
+    """``fields`` (a dataset's extras or meta) without an earlier import's worker answers: vote counts
+    attached now replace them, and their label indices would be read against the new vote names."""
+    return {k: v for k, v in fields.items() if k not in ("answer_worker", "answer_label", "workers")}
 
 
 def vote_matrix(dataset: FaceDataset) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -46,6 +46,9 @@ class CrowdConfig:
         low, high = self.good_accuracy
         if not 0 <= low <= high <= 1:
             raise ValueError(f"good_accuracy must be (low, high) within [0, 1]; got {self.good_accuracy}")
+        if not 0 <= self.favourite_share <= 1 or self.error_concentration <= 0:
+            raise ValueError(f"favourite_share must lie in [0, 1] and error_concentration be > 0; got "
+                             f"{self.favourite_share} and {self.error_concentration}")
 
 
 @dataclass(frozen=True, eq=False)

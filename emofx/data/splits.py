@@ -44,6 +44,8 @@ class SplitError(ValueError):
     """A split cannot be made as asked (e.g. a class would be missing from a part)."""
 
 
+DEFAULT_FOLDS = 4  # kfold: the number of folds (each fold is the test part of one trial)
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """Index arrays of the train, validation and test parts of one dataset, with how they were made.
@@ -125,7 +127,7 @@ def make_split(
     seed: int = 0,
     trial: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    n_folds: int = 4,
+    n_folds: int = DEFAULT_FOLDS,
 ) -> Split:
     """Split ``dataset`` into train/val/test, reproducibly from ``(seed, trial)``.
 

@@ -461,6 +461,13 @@ SCALAR_METRICS = ("culture", "split", "recipe", "norm", "seed", "trial", "test_a
                   "device")
 
 
+def test_error_summary(runs: Sequence[Run]) -> dict[str, float]:
+    """Mean and std over ``runs`` (ddof 1, as every table of emofx) of the test error, 1 - test accuracy."""
+    errors = 1.0 - np.array([run.metrics["test_accuracy"] for run in runs], dtype=np.float64)
+    return {"test_error_mean": float(errors.mean()),
+            "test_error_std": float(errors.std(ddof=1)) if len(errors) > 1 else 0.0}
+
+
 def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:
     """A tidy table of runs: one row each, with its directory, data fingerprint and scalar metrics.
 
