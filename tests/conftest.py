@@ -84,6 +84,14 @@ def assert_close_to_scale():
     return check
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that reads the real datasets (through these fixtures) carries the ``shared_data`` marker,
+    so ``-m "not shared_data"`` leaves them all out."""
+    for item in items:
+        if {"shared_data", "shared_dataset", "ferplus_slice"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared_data)
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch) -> Path:
     """A cache folder of the test's own (``$EMOFX_CACHE``): prepared faces neither come from nor go to the

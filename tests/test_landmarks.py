@@ -163,7 +163,6 @@ def test_dlib_landmark_regions_agree_with_synthetic_truth_better_than_the_templa
 
 # ---------------------------------------------------------------------------- real photos
 @needs_dlib
-@pytest.mark.shared_data
 def test_dlib68_on_kdef_photos_aligns_the_eyes(shared_dataset):
     files = sorted(shared_dataset("kdef/frontal").glob("*.JPG"))[::140][:7]
     options = FaceOptions(size=48, landmarks="dlib68", align=True)
@@ -184,7 +183,6 @@ def test_dlib68_on_kdef_photos_aligns_the_eyes(shared_dataset):
 
 
 @needs_dlib
-@pytest.mark.shared_data
 def test_prepare_kdef_records_landmarks_and_alignment(shared_dataset, tmp_path, monkeypatch):
     from emofx.cli import main
     from emofx.data.dataset import FaceDataset

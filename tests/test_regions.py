@@ -97,7 +97,6 @@ def test_regions_follow_the_eye_axis():
     assert np.all(masks.sum(axis=1) == 1)
 
 
-@pytest.mark.shared_data
 def test_eye_cascade_on_real_crops(kdef_crops):
     maps = face_regions(kdef_crops)  # auto -> eyes for data without ground truth
     assert maps.method == "eyes"

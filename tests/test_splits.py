@@ -178,12 +178,14 @@ def test_balanced_subsample(faces):
         balanced_subsample(faces, split.train, {"glee": 1}, seed=0)
 
 
-@pytest.mark.shared_data
 def test_kdef_subject_split_keeps_actors_apart(shared_dataset):
-    """KDEF file names (AF01ANS.JPG: session, sex, actor, expression, angle) give the subject."""
-    files = sorted(p.name for p in shared_dataset("kdef/frontal").glob("*.JPG"))
-    assert len(files) == 980
-    ds = _labels_only([f[4:6] for f in files], subjects=[f[1:4] for f in files])
+    """The KDEF loader's subjects (sex and actor of AF01ANS.JPG: session, sex, actor, expression, angle)
+    keep each actor in one part of a subject split."""
+    from emofx.data.loaders.kdef import kdef_inputs
+
+    inputs, _ = kdef_inputs(shared_dataset("kdef/frontal"))
+    assert len(inputs.files) == 980
+    ds = _labels_only(inputs.labels, subjects=inputs.subject)
     assert len(set(ds.subject)) == 70
     split = make_split(ds, seed=0)
     assert split.kind == "subject"

@@ -77,10 +77,10 @@ def _check_outputs(paths: list[Path | None], data: str, overwrite: bool) -> None
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    from emofx.data.paths import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    frame.to_csv(tmp)
-    tmp.replace(path)
+    atomic_write(path, frame.to_csv())
 
 
 def run_import(args: argparse.Namespace) -> int:

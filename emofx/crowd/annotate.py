@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
 from emofx.data.emotions import EMOTIONS
+from emofx.data.paths import atomic_write
 
 LOG_COLUMNS: tuple[str, ...] = ("image", "worker", "label", "time")
 DEFAULT_LABELS: tuple[str, ...] = EMOTIONS[:7] + NON_EMOTIONS
@@ -78,14 +79,7 @@ class AnswerLog:
             self._write()
 
     def _write(self) -> None:
-        buffer = io.StringIO()
-        self.frame.to_csv(buffer, index=False)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        try:
-            tmp.write_text(buffer.getvalue())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(self.path, self.frame.to_csv(index=False))
 
     def answered(self, worker: str) -> set[str]:
         """The images ``worker`` has answered."""

@@ -107,7 +107,8 @@ def read_answers(path: str | os.PathLike) -> Answers:
     """Read a Mechanical Turk batch-results CSV or a plain ``image, worker, label[, time]`` CSV."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"answers file {path} does not exist")
+        raise FileNotFoundError(f"answers file {path} " + ("is a folder; give the CSV file in it" if path.is_dir()
+                                                           else "does not exist"))
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:

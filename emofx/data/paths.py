@@ -1,8 +1,9 @@
-"""Where emofx finds the shared real datasets and keeps its caches."""
+"""Where emofx finds the shared real datasets and keeps its caches, and how it writes a file whole."""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 DATA_ENV = "EMOFX_DATA"
@@ -32,3 +33,18 @@ def cache_root() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     return Path.home() / ".cache" / "emofx"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it (one per process and thread), flushed
+    to disk and renamed over ``path``: a reader, or a crash, never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

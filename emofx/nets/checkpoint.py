@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from emofx.data.paths import atomic_write
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.model import (EmotionCNN, ModelConfig, model_variables, pixel_free, pixel_stats, variable_shapes,
                               standardise)
@@ -253,13 +254,6 @@ def _probabilities(config: ModelConfig, batch_size: int, flip_average: bool):
         return jax.lax.map(lambda x: one(variables, x, stats), batches).reshape(images.shape[0], -1)
 
     return jax.jit(probabilities)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _json_default(obj: Any) -> Any:

@@ -19,7 +19,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from emofx.nets.checkpoint import atomic_write
+from emofx.data.paths import atomic_write
 
 STATE_FILE = "training_state.msgpack"
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from emofx.data.paths import atomic_write
+
 STATUS_FILE = "status.json"
 RESULTS_DIR = "results"
 RESULTS_FILE = "results.json"
@@ -41,12 +43,7 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

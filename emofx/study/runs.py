@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, atomic_write, device_description,
+from emofx.data.paths import atomic_write
+from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
                                    library_versions)
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals

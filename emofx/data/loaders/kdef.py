@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Sequence
 
 from emofx.data.dataset import FaceDataset
@@ -46,6 +47,16 @@ def load_kdef(
     actor with sex (``F01``), so subject-independent splits are possible.
     """
     root = _existing(source, "KDEF folder")
+    inputs, other_angles = kdef_inputs(root, culture, angles)
+    inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
+    options = photo_options(size, margin, center_crop_fallback, landmarks, align)
+    return _build(inputs, options, source=root, fmt="kdef", strict=strict, progress=progress,
+                  meta={"angles": sorted({a.upper() for a in angles}), "other_angles_ignored": other_angles})
+
+
+def kdef_inputs(root: Path, culture: str = "Swedish", angles: Sequence[str] = ("S",)) -> tuple[_Inputs, int]:
+    """The KDEF photos of ``angles`` under ``root`` with their expression and subject (from the file names
+    alone, no image read), and how many photos of other angles were left out."""
     wanted = {a.upper() for a in angles}
     bad = sorted(wanted - set(KDEF_ANGLES))
     if bad:
@@ -64,7 +75,4 @@ def load_kdef(
         inputs.add(path, KDEF_EXPRESSIONS[expression], culture=culture, subject=f"{sex}{actor}")
     if not inputs.files:
         raise SourceError(f"no KDEF images with angle(s) {sorted(wanted)} under {root}")
-    inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
-    options = photo_options(size, margin, center_crop_fallback, landmarks, align)
-    return _build(inputs, options, source=root, fmt="kdef", strict=strict, progress=progress,
-                  meta={"angles": sorted(wanted), "other_angles_ignored": other_angles})
+    return inputs, other_angles
