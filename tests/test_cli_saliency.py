@@ -48,7 +48,9 @@ def test_saliency_command(tiny_run, tmp_path, capsys, method):
     assert (out / "grid.png").stat().st_size > 0
     scores = json.loads((out / "scores.json").read_text())
     assert scores["signal_regions"] == ["mouth"]
-    assert 0 <= scores["pointing_game"] <= 1 and scores["mass_ratio"] > 0
+    # the model learnt the mouth dialect: its maps put far more mass on the mouth than the mouth's share of the
+    # image (2.4-3.8x measured for these methods; 1 would be chance)
+    assert 0 <= scores["pointing_game"] <= 1 and scores["mass_ratio"] > 1.5
     assert scores["n_images"] == len(indices)
     per_image = pd.read_csv(out / "region_scores.csv")
     assert per_image["data_index"].tolist() == indices.tolist()
