@@ -92,6 +92,25 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.shared_data)
 
 
+@pytest.fixture(scope="session")
+def write_notebook():
+    """A factory of papermill-ready notebooks: ``write(path, parameters, body)`` writes a cell tagged
+    ``parameters`` and one body cell (Python 3 kernel) and returns ``path``."""
+    import nbformat
+
+    def write(path: Path, parameters: str, body: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+        return path
+
+    return write
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch) -> Path:
     """A cache folder of the test's own (``$EMOFX_CACHE``): prepared faces neither come from nor go to the

@@ -26,16 +26,8 @@ BODY = (
 
 
 @pytest.fixture()
-def notebook(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(PARAMETERS)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(BODY)]
-    path = tmp_path / "nb" / "tiny.ipynb"
-    path.parent.mkdir()
-    nbformat.write(nb, path)
-    return path
+def notebook(tmp_path, write_notebook):
+    return write_notebook(tmp_path / "nb" / "tiny.ipynb", PARAMETERS, BODY)
 
 
 def sweep_of(notebook, tmp_path, **grid):

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from emofx.pipeline import batch, experiments, results
@@ -54,19 +53,8 @@ save_results(output_dir, total=int(runs['y'].sum()) * x, sources=len(runs))
 """
 
 
-def write_notebook(path: Path, parameters: str, body: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cell = nbformat.v4.new_code_cell(parameters)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.fixture()
-def notebooks(tmp_path):
+def notebooks(tmp_path, write_notebook):
     return (write_notebook(tmp_path / "nb" / "source.ipynb", SOURCE_PARAMETERS, SOURCE_BODY),
             write_notebook(tmp_path / "nb" / "reader.ipynb", READER_PARAMETERS, READER_BODY))
 
