@@ -276,6 +276,26 @@ def test_mat_round_trip(tmp_path, fer_files):
         load_mat(path)
 
 
+def test_mat_layout_and_label_base_are_said_not_guessed_when_ambiguous(tmp_path):
+    square = np.stack([np.full((8, 8), 10 * k, np.uint8) for k in range(8)], axis=-1)  # H x W x N, N = H = W
+    labels = np.arange(1, 9) % 6  # codes 0-5: a 0 occurs, so they are read from 0
+    path = tmp_path / "square.mat"
+    scipy.io.savemat(path, {"images": square, "labels": labels.reshape(-1, 1)})
+    with pytest.raises(SourceError, match="N x H x W and H x W x N both fit; say which"):
+        load_mat(path, size=8)
+    data = load_mat(path, size=8, layout="HWN")
+    assert [int(im.mean()) for im in data.images] == [10 * k for k in range(8)]  # image k is all 10 k
+    assert data.meta["label_base"] == 0
+    from emofx.cli import main
+
+    assert main(["prepare", str(path), "--format", "mat", "--size", "8", "--layout", "HWN",
+                 "--out", str(tmp_path / "square.npz")]) == 0
+    one_based = np.arange(1, 7).reshape(-1, 1)  # codes 1..6 with no 0: 1-based unless told
+    scipy.io.savemat(path, {"images": np.zeros((6, 8, 8), np.uint8), "labels": one_based})
+    assert list(load_mat(path, size=8).label_names)[:2] == ["angry", "disgusted"]
+    assert list(load_mat(path, size=8, label_base=0).label_names)[:2] == ["disgusted", "afraid"]
+
+
 def test_manifest_round_trip(tmp_path, fer_files):
     rows = []
     for i, cls in enumerate(FER_CLASSES):

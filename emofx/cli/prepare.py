@@ -75,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     specific.add_argument("--no-ratings", dest="ratings", action="store_false", default=None,
                           help="taiwanese: do not attach Image_info.xls observer ratings")
     specific.add_argument("--label-names", help="mat: comma-separated names of numeric labels, in code order")
+    specific.add_argument("--label-base", type=int, choices=(0, 1),
+                          help="mat: the code of the first label name (default: 0 when a label 0 occurs, else 1)")
+    specific.add_argument("--layout", choices=("auto", "NHW", "HWN"),
+                          help="mat: images stored N x H x W or H x W x N (default auto: the axis of length N)")
     specific.add_argument("--root", help="manifest: folder that relative paths start from (default the CSV's)")
     specific.add_argument("--dialect", help="synthetic: universal, eyes, mouth, ... (default universal)")
     specific.add_argument("--n-per-class", type=int, help="synthetic: images per class (default 100)")
@@ -104,6 +108,8 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "views": _views(args.views) if args.views else None,
         "ratings": args.ratings,
         "label_names": split_list(args.label_names) if args.label_names else None,
+        "label_base": args.label_base,
+        "layout": args.layout,
         "root": args.root,
         "dialect": args.dialect,
         "n_per_class": args.n_per_class,

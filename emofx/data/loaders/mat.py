@@ -16,6 +16,8 @@ from emofx.data.loaders.common import (
 )
 from emofx.data.loaders.fer2013 import FER2013_CODES
 
+MAT_LAYOUTS: tuple[str, ...] = ("auto", "NHW", "HWN")  # where the images' axis of length N is
+
 
 def _mat_strings(value: Any) -> list[str]:
     """A MATLAB char matrix or cell array of strings as a flat list of Python strings."""
@@ -35,14 +37,21 @@ def load_mat(
     size: int = 48,
     strict: bool = False,
     limit: int | None = None,
+    layout: str = "auto",
+    label_base: int | None = None,
 ) -> FaceDataset:
     """A MATLAB file with ``images`` (N x H x W, or H x W x N) and ``labels`` (N).
 
-    Numeric labels index ``label_names`` (default the TFD/FER2013 order angry, disgusted,
-    afraid, happy, sad, surprised, neutral), 1-based unless a 0 occurs; negative labels mean
-    unlabelled and are skipped. Text labels are emotion names. Optional variables
-    ``subjects`` and ``cultures`` give per-image subject and culture.
+    ``layout`` is ``NHW``, ``HWN`` or ``auto`` (the axis of length N; as many images as rows is
+    ambiguous and refused). Numeric labels index ``label_names`` (default the TFD/FER2013 order
+    angry, disgusted, afraid, happy, sad, surprised, neutral) from ``label_base`` (None: 0 when a 0
+    occurs, else 1; recorded in ``meta``); negative labels mean unlabelled and are skipped. Text
+    labels are emotion names. Optional variables ``subjects`` and ``cultures`` give per-image
+    subject and culture.
     """
+    if layout not in MAT_LAYOUTS or label_base not in (None, 0, 1):
+        raise ValueError(f"layout must be one of {', '.join(MAT_LAYOUTS)} and label_base 0 or 1; got {layout!r} "
+                         f"and {label_base!r}")
     import scipy.io
 
     path = _existing(source, "MATLAB file")
@@ -62,7 +71,10 @@ def load_mat(
     images = np.asarray(data["images"])
     if images.ndim != 3:
         raise SourceError(f"{path}: images has shape {images.shape}; expected N x H x W")
-    if images.shape[0] != n and images.shape[2] == n:
+    if layout == "auto" and images.shape[0] == images.shape[2] == n:
+        raise SourceError(f"{path}: images is {'x'.join(map(str, images.shape))} for {n} labels, so N x H x W and "
+                          "H x W x N both fit; say which (CLI: --layout NHW or HWN)")
+    if layout == "HWN" or (layout == "auto" and images.shape[0] != n and images.shape[2] == n):
         images = np.transpose(images, (2, 0, 1))
     if images.shape[0] != n:
         raise SourceError(f"{path}: {images.shape[0]} images but {n} labels")
@@ -70,10 +82,12 @@ def load_mat(
         images = np.asarray(images, dtype=np.float64)
         images = np.clip(images * 255.0 if images.max() <= 1.0 else images, 0, 255).round().astype(np.uint8)
     skipped: list[dict[str, str]] = []
+    meta: dict[str, Any] = {"source": str(path.absolute()), "format": "mat"}
     if isinstance(labels, list):
         keep = list(range(n))
     else:
-        base = 0 if np.any(labels == 0) else 1
+        base = label_base if label_base is not None else 0 if np.any(labels == 0) else 1
+        meta["label_base"] = int(base)  # shown by `emofx info`: the guess, when it was one, is visible
         out_of_range = sorted({int(v) for v in labels if v >= 0 and not 0 <= v - base < len(label_names)})
         if out_of_range:
             raise SourceError(f"{path}: labels {out_of_range} have no name; label_names has {len(label_names)} "
@@ -94,6 +108,6 @@ def load_mat(
         images[keep], [labels[i] for i in keep], culture=cultures,
         subject=[per_image["subject"][i] for i in keep] if "subject" in per_image else None,
         path=[f"{path}#{i}" for i in keep],
-        meta={"source": str(path.absolute()), "format": "mat"}, skipped=skipped,
+        meta=meta, skipped=skipped,
     )
     return resize_dataset(dataset, size)
