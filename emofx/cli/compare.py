@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from emofx.cli.saliency import at_least_one
 from emofx.data.dataset import FaceDataset
 from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
@@ -59,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if summary_path.exists() and not args.overwrite:
         raise FileExistsError(f"{summary_path} already exists; choose another --out or pass --overwrite")
     for flag, value in (("--permutations", args.permutations), ("--bootstrap", args.bootstrap)):
-        if value < 1:
-            raise ValueError(f"{flag} must be at least 1; got {value}")
+        at_least_one(value, flag)
     config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,
                            n_permutations=args.permutations, n_boot=args.bootstrap, seed=args.seed,
                            chance_alpha=args.chance_alpha, exclude_chance=args.exclude_chance)

@@ -73,8 +73,7 @@ def spread_over_classes(labels: np.ndarray, n: int | None, seed: int) -> np.ndar
     """Positions of about ``n`` images spread evenly over the classes (all when ``n`` is None)."""
     if n is None:
         return np.arange(len(labels))
-    if n < 1:
-        raise ValueError(f"--n must be at least 1; got {n}")
+    at_least_one(n, "--n")
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     per_class = math.ceil(n / len(classes))

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from emofx.data.dataset import MAX_SIDE, MIN_SIDE
 from emofx.data.landmarks import (
     LANDMARK_METHODS,
     N_POINTS,
@@ -39,7 +40,6 @@ from emofx.data.landmarks import (
     find_landmarks,
     warp_face,
 )
-from emofx.data.dataset import MAX_SIDE, MIN_SIDE
 from emofx.data.paths import cache_root
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(

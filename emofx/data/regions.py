@@ -39,7 +39,6 @@ FEATURE_REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 REGION_NAMES: tuple[str, ...] = FEATURE_REGIONS + ("rest",)
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_centre", "mouth_left", "mouth_right")
 METHODS: tuple[str, ...] = ("auto", "truth", "landmarks", "eyes", "template")
-# Mean-face eye centres as fractions of the crop's width and height (aligned crops put the eyes here).
 REGION_MARGIN = 0.08  # landmark polygons are dilated by this many eye distances
 BROW_DEPTH = 0.12  # a brow's band below its five points, in eye distances
 # The 68-point indices of each region's polygons (iBUG 300-W layout), in the priority order of _REGION_SHAPES.

@@ -46,6 +46,7 @@ class SplitError(ValueError):
 
 DEFAULT_FOLDS = 4  # kfold: the number of folds (each fold is the test part of one trial)
 
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """Index arrays of the train, validation and test parts of one dataset, with how they were made.

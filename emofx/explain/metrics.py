@@ -213,7 +213,7 @@ def summarise_region_scores(scores: pd.DataFrame) -> dict[str, float]:
     scores = scores[~empty]
     correct = scores[scores["correct"]]
     return {
-        "pointing_game": float(correct["hit"].astype(float).mean()) if len(correct) else float("nan"),
+        "pointing_game": float(correct["hit"].mean()) if len(correct) else float("nan"),
         "mass_ratio": float(scores["mass_ratio"].mean()),
         "mass_ratio_correct": float(correct["mass_ratio"].mean()) if len(correct) else float("nan"),
         "mass_share": float(scores["mass_share"].mean()),

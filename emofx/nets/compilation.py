@@ -20,7 +20,6 @@ the part spent during a run separately from its steps.
 from __future__ import annotations
 
 import ctypes
-from contextlib import contextmanager
 import hashlib
 import os
 import platform
@@ -28,6 +27,7 @@ import threading
 import time
 import warnings
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator
 

@@ -366,8 +366,7 @@ def fit(
         else:
             val_error, val_loss = validate(state)
             loop = LoopProgress(
-                rows=[dict(step=0, epoch=0.0, lr=float(learning_rates[0]), train_loss=np.nan, train_error=np.nan,
-                           val_error=val_error, val_loss=val_loss)],
+                rows=[history_row(0, spe, learning_rates[0], np.nan, np.nan, val_error, val_loss)],
                 best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
         earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
         stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"

@@ -63,6 +63,7 @@ from emofx.pipeline.results import (
 )
 from emofx.pipeline.locking import run_claim
 
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything one worker needs to execute one run (picklable, paths absolute)."""

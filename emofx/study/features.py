@@ -3,7 +3,6 @@ pixel-wise differences, the region of each conv filter, and linear CKA between r
 
 from __future__ import annotations
 
-import warnings
 from itertools import combinations
 from typing import Any, Sequence
 
@@ -41,17 +40,16 @@ def landmark_distance(maps: np.ndarray, landmarks: np.ndarray, top_fraction: flo
     measure (section 5): small when high gradients sit on facial landmarks.
     """
     mass = np.abs(np.asarray(maps, dtype=np.float64)).reshape(len(maps), -1)
-    n, (height, width) = len(mass), np.shape(maps)[1:]
+    height, width = np.shape(maps)[1:]
     k = max(1, int(round(top_fraction * height * width)))
     top = np.argpartition(-mass, k - 1, axis=1)[:, :k]
     salient = np.take_along_axis(mass, top, axis=1) > 0  # (N, k)
     points = np.stack([top % width, top // width], axis=-1).astype(np.float64)  # (N, k, 2) as (x, y)
     distances = np.linalg.norm(points[:, :, None, :] - np.asarray(landmarks, np.float64)[:, None, :, :], axis=-1)
     distances = np.where(np.isnan(distances), np.inf, distances).min(axis=2)  # missing landmarks (NaN) are skipped
-    distances = np.where(np.isinf(distances) | ~salient, np.nan, distances)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an image without salient pixels or landmarks: NaN
-        return np.nanmean(distances, axis=1)
+    counted = np.isfinite(distances) & salient  # an image with none (no salient pixel or landmark) gets NaN
+    total = np.where(counted, distances, 0.0).sum(axis=1)
+    return np.where(counted.any(axis=1), total / np.maximum(counted.sum(axis=1), 1), np.nan)
 
 
 def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareConfig) -> tuple[pd.DataFrame, np.ndarray]:

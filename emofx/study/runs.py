@@ -30,10 +30,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from emofx.data.dataset import FaceDataset
 from emofx.data.paths import atomic_write
 from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
                                    library_versions)
-from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting

@@ -73,7 +73,8 @@ def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> l
         raise ValueError(f"limit must be a positive number of images; got {limit}")
     if labels is None:
         return [int(i) for i in np.linspace(0, n - 1, limit).round().astype(int)]
-    groups = [np.flatnonzero(np.asarray(labels) == label) for label in dict.fromkeys(labels)]
+    names = np.asarray(labels)
+    groups = [np.flatnonzero(names == label) for label in dict.fromkeys(labels)]
     quota, left = [0] * len(groups), limit
     while left:  # one more image for every class that still has one, in turn
         for k, members in enumerate(groups):
