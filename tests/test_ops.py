@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from emofx.explain.saliency import guided_relu
 from emofx.nets import ops, winograd
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params
 from emofx.nets.precision import use_precision
@@ -154,6 +155,30 @@ def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
     theirs = jax.vjp(window, x)[1](cotangent)[0]
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=0)  # both route each value unchanged: no arithmetic
     assert int((ours != 0).sum()) == cotangent.size  # one maximum per window (no ties in random data)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_on_ties_like_reduce_window():
+    # Windows of 4, 3 and 2 equal maxima in every arrangement, as ReLU outputs (zeros) give them.
+    corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 4, indexing="ij")).reshape(4, -1).T  # (16, 4): each window
+    x = jnp.asarray(corners.reshape(1, 16, 2, 2).transpose(0, 2, 1, 3).reshape(1, 2, 32, 1))
+    cotangent = jnp.arange(1.0, 17.0).reshape(1, 1, 16, 1)
+    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+    np.testing.assert_array_equal(ops.max_pool_2x2(x), window(x))
+    ours = jax.jit(jax.vjp(ops.max_pool_2x2, x)[1])(cotangent)[0]
+    np.testing.assert_array_equal(ours, jax.vjp(window, x)[1](cotangent)[0])
+    routed = np.asarray(ours).reshape(2, 16, 2).transpose(1, 0, 2).reshape(16, 4)  # per window, raster order
+    first_maximum = np.argmax(corners, axis=1)
+    np.testing.assert_array_equal(routed[np.arange(16), first_maximum], np.arange(1.0, 17.0))
+    assert np.count_nonzero(routed) == 16  # nothing to the other maxima: the gradient's sum is kept
+
+
+def test_pooling_before_the_activation_gives_the_values_and_gradients_of_pooling_after():
+    x, cotangent = normal_arrays(3, (2, 6, 8, 3), (2, 3, 4, 3))
+    for activation in (jax.nn.relu, guided_relu):
+        before = lambda a, act=activation: act(ops.max_pool_2x2(a))  # noqa: E731 (the model's order)
+        after = lambda a, act=activation: ops.max_pool_2x2(act(a))  # noqa: E731
+        np.testing.assert_array_equal(before(x), after(x))
+        np.testing.assert_array_equal(jax.vjp(before, x)[1](cotangent)[0], jax.vjp(after, x)[1](cotangent)[0])
 
 
 def test_auto_picks_the_fast_path_on_cpu_and_lax_elsewhere():

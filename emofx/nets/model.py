@@ -5,7 +5,8 @@ reference: safooray/EmotionClassificationCNN, Model.py).
 The model takes images in [0, 1] and standardises them with the training set's pixel
 mean and std (fixed in :class:`ModelConfig`), so saliency and emotion modification work
 directly in pixel space. The activation is a module attribute so that guided
-backpropagation can swap in a guided ReLU without patching anything.
+backpropagation can swap in a guided ReLU without patching anything; it must be non-decreasing
+(both are), because the pooled layers pool before they activate.
 
 ``ModelConfig.norm = "batch"`` adds batch normalisation after each convolution and after the
 dense layer, before the activation (not in the paper; the layer sizes stay the paper's). The
@@ -170,7 +171,9 @@ class EmotionCNN(nn.Module):
         x = self.standardise(images)
         for i, conv in enumerate(self.convs):
             last = i == len(self.convs) - 1
-            x = conv(x, train, self.activation if last else lambda y: ops.max_pool_2x2(self.activation(y)))
+            # Pooling before the activation: the same values (the activation is non-decreasing, so it
+            # commutes with the max) and gradients, with the activation on a quarter of the positions.
+            x = conv(x, train, self.activation if last else lambda y: self.activation(ops.max_pool_2x2(y)))
         return x
 
     def classify_features(self, features: jax.Array, train: bool = False) -> jax.Array:

@@ -39,11 +39,14 @@ Convolution implementations (``ModelConfig.conv_impl``):
 On the CPU paths the first layer (few input channels) runs in chunks of :data:`LAYER_CHUNK`
 images, activation and pooling included (:func:`layer_batch_chunk`, used by the model).
 
-Pooling is a reshape + max, which JAX differentiates with a mask of the window maxima
-(ties share the gradient equally, divided by a count of the maxima per window), where
-``lax.reduce_window`` pooling would need a select-and-scatter. On the CPU, XLA runs the max and
-that count as YNNPACK reductions: with the bias gradients' sums, 5% of a training call of the
-paper's CNN on one core (``python -m benchmarks.op_profile train --cores 1``).
+Pooling is a reshape + max with a hand-written gradient: the forward pass under differentiation
+keeps, per window, which of its four positions holds the maximum (int8; the first in raster order
+on ties, as ``lax.reduce_window``'s select-and-scatter does), and the backward pass routes the
+output gradient there with elementwise selects. JAX's own rule for the max kept the whole float
+input and counted the maxima per window with YNNPACK reductions, which with the bias gradients'
+sums took 5% of a training call (``python -m benchmarks.op_profile train --cores 1``); the hand-written
+rule and pooling before the activation (:class:`emofx.nets.model.EmotionCNN`) made guided saliency
+about 7% and training about 4% faster on 2 cores (``benchmarks/results/benchmark/README.md``, run18).
 """
 
 from __future__ import annotations
@@ -205,7 +208,26 @@ def in_batch_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, chunk: i
     return y.reshape(x.shape[0], *y.shape[2:])
 
 
+@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max pooling with stride 2 on NHWC input (H and W must be even)."""
     b, h, w, c = x.shape
     return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def _max_pool_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # The window's corners in raster order; the residual is which one holds the maximum (int8),
+    # a quarter of the input's positions at a quarter of a float's size, instead of the input.
+    first, second, third, fourth = x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+    top, bottom = jnp.maximum(first, second), jnp.maximum(third, fourth)
+    corner = jnp.where(top >= bottom, jnp.where(first >= second, 0, 1), jnp.where(third >= fourth, 2, 3))
+    return jnp.maximum(top, bottom), corner.astype(jnp.int8)
+
+
+def _max_pool_backward(corner: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
+    b, h, w, c = grad.shape
+    routed = jnp.stack([jnp.where(corner == k, grad, 0) for k in range(4)], axis=-1)  # (b, h, w, c, 4)
+    return (routed.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c),)
+
+
+max_pool_2x2.defvjp(_max_pool_forward, _max_pool_backward)
