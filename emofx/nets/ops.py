@@ -226,8 +226,10 @@ def _max_pool_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _max_pool_backward(corner: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
     b, h, w, c = grad.shape
-    routed = jnp.stack([jnp.where(corner == k, grad, 0) for k in range(4)], axis=-1)  # (b, h, w, c, 4)
-    return (routed.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c),)
+    # Each window's gradient and corner broadcast over its 2 x 2 positions (channels stay innermost).
+    spread = lambda a: jnp.broadcast_to(a[:, :, None, :, None, :], (b, h, 2, w, 2, c))  # noqa: E731
+    position = 2 * jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 2) + jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 4)
+    return (jnp.where(spread(corner) == position, spread(grad), 0).reshape(b, 2 * h, 2 * w, c),)
 
 
 max_pool_2x2.defvjp(_max_pool_forward, _max_pool_backward)
