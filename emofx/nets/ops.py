@@ -46,7 +46,7 @@ output gradient there with elementwise selects. JAX's own rule for the max kept 
 input and counted the maxima per window with YNNPACK reductions, which with the bias gradients'
 sums took 5% of a training call (``python -m benchmarks.op_profile train --cores 1``); the hand-written
 rule and pooling before the activation (:class:`emofx.nets.model.EmotionCNN`) made guided saliency
-about 7% and training about 4% faster on 2 cores (``benchmarks/results/benchmark/README.md``, run18).
+about 1.2x faster on 2 cores, training a few percent (``benchmarks/results/benchmark/README.md``, run18-run19).
 """
 
 from __future__ import annotations
