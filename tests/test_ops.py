@@ -158,7 +158,7 @@ def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
 
 
 def test_max_pool_gradient_goes_to_the_first_maximum_on_ties_like_reduce_window():
-    # Windows of 4, 3 and 2 equal maxima in every arrangement, as ReLU outputs (zeros) give them.
+    # Windows of 4, 3 and 2 equal maxima in every arrangement, as uniform image regions give them.
     corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 4, indexing="ij")).reshape(4, -1).T  # (16, 4): each window
     x = jnp.asarray(corners.reshape(1, 16, 2, 2).transpose(0, 2, 1, 3).reshape(1, 2, 32, 1))
     cotangent = jnp.arange(1.0, 17.0).reshape(1, 1, 16, 1)

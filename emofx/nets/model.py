@@ -172,7 +172,8 @@ class EmotionCNN(nn.Module):
         for i, conv in enumerate(self.convs):
             last = i == len(self.convs) - 1
             # Pooling before the activation: the same values (the activation is non-decreasing, so it
-            # commutes with the max) and gradients, with the activation on a quarter of the positions.
+            # commutes with the max) and, where a window's maximum is unique, the same gradients, with
+            # the activation on a quarter of the positions.
             x = conv(x, train, self.activation if last else lambda y: self.activation(ops.max_pool_2x2(y)))
         return x
 

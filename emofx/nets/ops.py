@@ -228,7 +228,8 @@ def _max_pool_backward(corner: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
     b, h, w, c = grad.shape
     # Each window's gradient and corner broadcast over its 2 x 2 positions (channels stay innermost).
     spread = lambda a: jnp.broadcast_to(a[:, :, None, :, None, :], (b, h, 2, w, 2, c))  # noqa: E731
-    position = 2 * jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 2) + jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 4)
+    row, column = (jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), axis) for axis in (2, 4))
+    position = 2 * row + column
     return (jnp.where(spread(corner) == position, spread(grad), 0).reshape(b, 2 * h, 2 * w, c),)
 
 
