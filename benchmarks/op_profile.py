@@ -2,12 +2,16 @@
 
     python -m benchmarks.op_profile train --cores 1       # the paper CNN's 4-step training call, one core
     python -m benchmarks.op_profile infer --json out.json
+    python -m benchmarks.op_profile saliency --cores 1 --by source   # time per layer and JAX operation
 
 Runs ``benchmarks.workloads``' emofx call of a task (the same program ``benchmarks.run`` times) a few
 times under ``jax.profiler.trace`` with XLA's per-operation trace events switched on
 (``--xla_cpu_enable_xprof_traceme``), then adds up each operation's *exclusive* time (its own
 time, less the operations nested in it, such as a loop's body) by operation name without XLA's
-numeric suffix (``add_bitcast_fusion.7`` -> ``add_bitcast_fusion``) and by kind:
+numeric suffix (``add_bitcast_fusion.7`` -> ``add_bitcast_fusion``), or with ``--by source`` by the JAX
+operation each came from (XLA's ``op_name`` metadata, such as
+``transpose(jvp(EmotionCNN))/EmotionCNN.conv_features/conv1/.../select_n``: which layer, forward or
+backward, and what in it), and by kind:
 
 * ``matmul``: dots, convolutions and the fusions built around one (read from the optimised HLO
   that XLA dumps while compiling: YNNPACK also runs pooling reductions, which are not matmuls);
@@ -51,6 +55,8 @@ MATMUL_OPCODES = ("dot", "convolution")
 LOOP_OPCODES = ("while", "conditional", "call")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.-]+) = (.*)$")
 _CALLED = re.compile(r"(?:calls|to_apply|body|condition)=%([\w.-]+)")
+_OP_NAME = re.compile(r'op_name="(?:jit\([^/"]*\)/)?([^"]*)"')  # the JAX operation, without the program's name
+GROUPINGS = ("op", "source")
 
 
 def hlo_op_kinds(hlo_text: str) -> dict[str, str]:
@@ -82,6 +88,16 @@ def hlo_op_kinds(hlo_text: str) -> dict[str, str]:
             else:
                 kinds[name] = "loop" if opcode in LOOP_OPCODES else "other"
     return kinds
+
+
+def hlo_op_sources(hlo_text: str) -> dict[str, str]:
+    """The JAX operation (``op_name`` metadata, less the leading ``jit(...)/``) of every instruction of an
+    optimised HLO module's text that has one."""
+    sources = {}
+    for line in hlo_text.splitlines():
+        if (match := _INSTRUCTION.match(line)) and (name := _OP_NAME.search(line)):
+            sources[match.group(1)] = name.group(1)
+    return sources
 
 
 def _opcode(definition: str) -> str:
@@ -131,19 +147,40 @@ def classify(totals: Counter, dumps: list[tuple[str, str]]) -> dict[tuple[str, s
     """The kind of each traced (module, operation), from the dumped optimised modules
     ``dumps`` [(module name, HLO text)]: of the modules of that name, the one that defines every
     traced operation (a module name such as ``jit_step`` may be compiled more than once)."""
+    kinds = {}
+    for module, (ops, text) in _defining_modules(totals, dumps).items():
+        found = hlo_op_kinds(text)
+        kinds.update({(module, op): found[op] for op in ops})
+    return kinds
+
+
+def sources(totals: Counter, dumps: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The JAX operation each traced (module, operation) came from (:func:`hlo_op_sources`), from the same
+    dumped module as :func:`classify`; an operation without ``op_name`` metadata keeps its own name."""
+    names = {}
+    for module, (ops, text) in _defining_modules(totals, dumps).items():
+        found = hlo_op_sources(text)
+        names.update({(module, op): found.get(op, op) for op in ops})
+    return names
+
+
+def _defining_modules(totals: Counter, dumps: list[tuple[str, str]]) -> dict[str, tuple[set[str], str]]:
+    """Per traced module name: its traced operations, and the text of the dumped module of that name that
+    defines them all (raises where none does)."""
     traced: dict[str, set[str]] = defaultdict(set)
     for module, op in totals:
         traced[module].add(op)
-    kinds = {}
+    chosen = {}
     for module, ops in traced.items():
-        candidates = [hlo_op_kinds(text) for name, text in dumps if name == module]
-        best = max(candidates, key=lambda found: len(ops & found.keys()), default={})
-        missing = sorted(ops - best.keys())
+        candidates = [(text, {m.group(1) for m in map(_INSTRUCTION.match, text.splitlines()) if m})
+                      for name, text in dumps if name == module]
+        text, defined = max(candidates, key=lambda candidate: len(ops & candidate[1]), default=("", set()))
+        missing = sorted(ops - defined)
         if missing:
             raise RuntimeError(f"no dumped HLO module {module!r} defines the traced operations {missing[:5]}; "
                                "was a program loaded from a compilation cache?")
-        kinds.update({(module, op): best[op] for op in ops})
-    return kinds
+        chosen[module] = (ops, text)
+    return chosen
 
 
 def _dumped_modules(folder: Path) -> list[tuple[str, str]]:
@@ -165,10 +202,14 @@ def _trace_events(folder: Path) -> list[dict[str, Any]]:
     return trace["traceEvents"] if isinstance(trace, dict) else trace
 
 
-def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5,
+                 by: str = "op") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Time ``calls`` calls of emofx's ``task`` (after warm-up), then trace as many: one row per
-    operation name (ms per call, share, kind), and a summary (untraced wall ms per call, ms and share per kind,
-    ``matmul_bound_speedup``). JAX must not have been imported with other XLA flags before."""
+    operation name, or per JAX operation with ``by="source"`` (ms per call, share, kind), and a summary
+    (untraced wall ms per call, ms and share per kind, ``matmul_bound_speedup``). JAX must not have been
+    imported with other XLA flags before."""
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}")
     import jax
 
     from benchmarks.workloads import emofx_workload
@@ -188,17 +229,19 @@ def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5)
     if not totals:
         raise RuntimeError("the trace holds no XLA operation events: XLA_FLAGS must include "
                            "--xla_cpu_enable_xprof_traceme=true before JAX starts (run this module as a script)")
-    kinds = classify(totals, _dumped_modules(hlo_dump))
+    dumps = _dumped_modules(hlo_dump)
+    kinds = classify(totals, dumps)
+    names = sources(totals, dumps) if by == "source" else {key: re.sub(r"\.\d+$", "", key[1]) for key in totals}
     rows = Counter()
-    for (module, op), time_us in totals.items():
-        rows[(re.sub(r"\.\d+$", "", op), kinds[(module, op)])] += time_us
-    table = pd.DataFrame([{"op": op, "kind": kind, "ms_per_call": 1e-3 * t / calls} for (op, kind), t in rows.items()])
+    for key, time_us in totals.items():
+        rows[(names[key], kinds[key])] += time_us
+    table = pd.DataFrame([{by: name, "kind": kind, "ms_per_call": 1e-3 * t / calls} for (name, kind), t in rows.items()])
     table["share"] = table["ms_per_call"] / table["ms_per_call"].sum()
     table = table.sort_values("ms_per_call", ascending=False, ignore_index=True)
     by_kind = table.groupby("kind")["ms_per_call"].sum()
     op_ms = float(by_kind.sum())
     summary = {
-        "task": task, "images_per_call": config.images_per_call(task), "calls": calls,
+        "task": task, "images_per_call": config.images_per_call(task), "calls": calls, "grouped_by": by,
         "wall_ms_per_call": wall_ms, "op_ms_per_call": op_ms,
         "ms_per_call_by_kind": {kind: float(ms) for kind, ms in by_kind.items()},
         "share_by_kind": {kind: float(ms / op_ms) for kind, ms in by_kind.items()},
@@ -219,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--train-steps", type=int, default=BenchConfig.train_steps)
     parser.add_argument("--top", type=int, default=15, help="operations listed (default 15)")
+    parser.add_argument("--by", choices=GROUPINGS, default="op",
+                        help="group by XLA operation name (op, the default) or by the JAX operation each came from "
+                             "(source: layer, forward or backward, and what in it)")
     parser.add_argument("--json", type=Path, help="also write the summary and every operation's row here (must not exist)")
     args = parser.parse_args(argv)
     if "jax" in sys.modules:
@@ -244,13 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[COMPILATION_CACHE_ENV] = "off"
     os.environ["JAX_PLATFORMS"] = "cpu"
     try:
-        table, summary = profile_task(args.task, config, hlo_dump, args.calls)
+        table, summary = profile_task(args.task, config, hlo_dump, args.calls, args.by)
     except RuntimeError as error:
         parser.exit(1, f"{parser.prog}: {error}\n")
     finally:
         shutil.rmtree(hlo_dump, ignore_errors=True)
     with pd.option_context("display.width", 160):
-        print(table.head(args.top).round({"ms_per_call": 2, "share": 3}).to_string(index=False))
+        shown = table.head(args.top).round({"ms_per_call": 2, "share": 3})
+        width = int(shown[args.by].str.len().max())  # names left-aligned, header included
+        shown = shown.assign(**{args.by: shown[args.by].str.ljust(width)}).rename(columns={args.by: args.by.ljust(width)})
+        print(shown.to_string(index=False))
     print(f"\n{args.task}: {summary['wall_ms_per_call']:.1f} ms per call of {summary['images_per_call']} images on "
           f"{summary['cores']} core(s); operations {summary['op_ms_per_call']:.1f} ms, of which "
           + ", ".join(f"{kind} {share:.0%}" for kind, share in sorted(summary["share_by_kind"].items()))

@@ -61,7 +61,7 @@ HLO = """HloModule jit_step, entry_computation_layout={(f32[8,8]{1,0})->f32[8,8]
 
 ENTRY %main (x.1: f32[8,8]) -> f32[8,8] {
   %x.1 = f32[8,8]{1,0} parameter(0)
-  %ynn_fusion.1 = f32[1,8,8,4]{3,2,1,0} fusion(%x.1, %x.1), kind=kCustom, calls=%conv_computation
+  %ynn_fusion.1 = f32[1,8,8,4]{3,2,1,0} fusion(%x.1, %x.1), kind=kCustom, calls=%conv_computation, metadata={op_name="jit(step)/transpose(jvp(EmotionCNN))/conv2/conv_general_dilated" source_file="/x/ops.py" source_line=7}
   %ynn_fusion.2 = f32[1,4,4,4]{3,2,1,0} fusion(%ynn_fusion.1), kind=kCustom, calls=%pool_computation
   %call.6 = (s32[], f32[8,8]{1,0}, /*index=2*/u32[]) call(%x.1), to_apply=%body
   ROOT %while.7 = (s32[], f32[8,8]{1,0}) while(%call.6), condition=%max_of, body=%body
@@ -83,14 +83,26 @@ def test_operation_kinds_come_from_the_optimised_hlo():
         op_profile.classify(traced, [("jit_step", other_module)])
 
 
-def test_cli_profiles_a_tiny_inference_call_in_a_new_process(tmp_path):
+def test_operations_are_traced_to_the_jax_operation_they_came_from():
+    assert op_profile.hlo_op_sources(HLO) == {"ynn_fusion.1": "transpose(jvp(EmotionCNN))/conv2/conv_general_dilated"}
+    traced = {("jit_step", "ynn_fusion.1"): 5.0, ("jit_step", "ynn_fusion.2"): 1.0}
+    assert op_profile.sources(traced, [("jit_step", HLO)]) == {  # without metadata: the operation's own name
+        ("jit_step", "ynn_fusion.1"): "transpose(jvp(EmotionCNN))/conv2/conv_general_dilated",
+        ("jit_step", "ynn_fusion.2"): "ynn_fusion.2"}
+
+
+@pytest.mark.parametrize("by", op_profile.GROUPINGS)
+def test_cli_profiles_a_tiny_inference_call_in_a_new_process(tmp_path, by):
     out = tmp_path / "profile.json"
     command = [sys.executable, "-m", "benchmarks.op_profile", "infer", "--cores", "1", "--calls", "2",
-               "--batch-size", "2", "--image-size", "8", "--json", str(out)]
+               "--batch-size", "2", "--image-size", "8", "--by", by, "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["task"] == "infer" and summary["cores"] == 1 and summary["images_per_call"] == 2
+    assert summary["grouped_by"] == by and all(by in op for op in summary["ops"])
+    if by == "source":  # the model's layers, by name
+        assert any("EmotionCNN.conv_features/conv1" in op["source"] for op in summary["ops"])
     assert summary["ms_per_call_by_kind"]["matmul"] > 0 and summary["wall_ms_per_call"] > 0
     assert sum(summary["share_by_kind"].values()) == pytest.approx(1.0)
     assert summary["matmul_bound_speedup"] == pytest.approx(
