@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emofx.cli.train import _int_tuple
+from emofx.cli.train import int_tuple
 from emofx.data.dataset import FaceDataset
 from emofx.study.evaluation import dead_dense_units, evaluate
 from emofx.nets.model import ModelConfig
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="training steps per compiled program (1 compiles faster but runs slower on a CPU; "
                              f"default {TrainConfig.unroll_steps})")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (and what they re-score)")
-    parser.add_argument("--widths", type=_int_tuple,
+    parser.add_argument("--widths", type=int_tuple,
                         help="conv widths, e.g. 16,32,64 (default the paper's 64,128,256): a smaller "
                              "network where the CPU cannot afford the paper's")
     parser.add_argument("--dense-units", type=int, help="dense units (default the paper's 300)")

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 if not __package__:  # run as `python benchmarks/calibration.py` (the commands in its results' README)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.outputs import refuse_existing
-from emofx.cli.train import _int_tuple
+from emofx.cli.train import int_tuple
 from emofx.data.emotions import shared_classes
 from emofx.data.regions import face_regions
 from emofx.data.synthetic import make_synthetic
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                              "give each trial its own people (independent)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                         help="train without flips and rotations")
-    parser.add_argument("--widths", type=_int_tuple,
+    parser.add_argument("--widths", type=int_tuple,
                         help="conv widths, comma-separated (default 8,16,16)")
     parser.add_argument("--dense-units", type=int, help="units of the dense layer (default 32)")
     parser.add_argument("--planted-per-class", type=int, help="images per emotion of each planted culture")

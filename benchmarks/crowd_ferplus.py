@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.outputs import refuse_existing
-from emofx.cli.train import _int_tuple
+from emofx.cli.train import int_tuple
 from emofx.crowd.aggregate import aggregate, apply_aggregation
 from emofx.crowd.answers import attach_ferplus_votes
 from emofx.data.dataset import FaceDataset
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", choices=list(RECIPES), default="paper",
                         help="training recipe of every arm (default paper; strong: the accuracy recipe)")
-    parser.add_argument("--widths", type=_int_tuple, default=None,
+    parser.add_argument("--widths", type=int_tuple, default=None,
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
     parser.add_argument("--init-from", type=Path, metavar="RUN_DIR",

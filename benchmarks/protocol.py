@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from emofx.cli.train import _int_tuple, model_template
+from emofx.cli.train import int_tuple, model_template
 from emofx.data.dataset import FaceDataset
 from emofx.data.splits import SPLIT_KINDS, SplitError
 from emofx.nets.training import TrainConfig, TrainingError
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train all runs of one image size and class set as one vmapped program")
     parser.add_argument("--out", required=True, help="folder for the run directories (must not exist)")
     # Smaller networks for quick checks (benchmarks/gpu_check.py --quick), not the paper's.
-    parser.add_argument("--widths", type=_int_tuple, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--widths", type=int_tuple, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -86,11 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the persistent compilation cache, or off (default $EMOFX_COMPILATION_CACHE "
                              "or ~/.cache/emofx/jax/<machine>)")
     # Smaller networks for tests and quick experiments (not the paper's architecture).
-    parser.add_argument("--widths", type=_int_tuple, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--widths", type=int_tuple, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
+def int_tuple(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated integers (``--widths 64,128,256``), for every command that takes widths."""
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:

@@ -228,8 +228,7 @@ def _max_pool_backward(corner: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
     b, h, w, c = grad.shape
     # Each window's gradient and corner broadcast over its 2 x 2 positions (channels stay innermost).
     spread = lambda a: jnp.broadcast_to(a[:, :, None, :, None, :], (b, h, 2, w, 2, c))  # noqa: E731
-    row, column = (jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), axis) for axis in (2, 4))
-    position = 2 * row + column
+    position = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)  # 2 x row + column, as the corners
     return (jnp.where(spread(corner) == position, spread(grad), 0).reshape(b, 2 * h, 2 * w, c),)
 
 
