@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test venv figures
+.PHONY: quickstart test venv figures lab
 
 venv: $(BIN)/emofx
 
@@ -32,3 +32,8 @@ test: $(BIN)/emofx
 figures: $(BIN)/emofx
 	$(BIN)/emofx batch --config experiments/synthetic_cultures.yaml --workers 2
 	$(BIN)/emofx figures papermill_runs/synthetic_cultures --out figures/
+
+# JupyterLab on the notebooks; its kernels start with glibc's huge pages, as the emofx command does
+# (emofx/nets/allocator.py; EMOFX_HUGE_PAGES=0 leaves them out).
+lab: $(BIN)/emofx
+	GLIBC_TUNABLES="$$($(BIN)/python -m emofx.nets.allocator)" $(BIN)/jupyter lab notebooks/

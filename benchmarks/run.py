@@ -43,7 +43,7 @@ import pandas as pd
 
 from benchmarks.outputs import refuse_existing
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
-from emofx.nets.allocator import allocator_setting, with_huge_pages
+from emofx.nets.allocator import allocator_setting, command_environment, with_huge_pages
 from emofx.study.machine import cpu_shares, cpu_times
 
 QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)), train_steps=2)
@@ -203,15 +203,29 @@ def torch_available() -> bool:
 
 
 # ---------------------------------------------------------------------------- the run
+MALLOC_MODES = ("default", "hugepages", "inherit")
+
+
+def worker_environment(framework: str, malloc: str) -> dict[str, str] | None:
+    """The environment ``framework``'s worker starts in (None: this process's) for the C allocator
+    setting ``malloc``: ``default``, each framework as its own command runs it (emofx with glibc's huge
+    pages, as the ``emofx`` command starts itself, :mod:`emofx.nets.allocator`; PyTorch as this process);
+    ``hugepages``, every worker with them; ``inherit``, every worker as this process."""
+    if malloc not in MALLOC_MODES:
+        raise ValueError(f"unknown allocator setting {malloc!r}; choose one of {', '.join(MALLOC_MODES)}")
+    if malloc == "hugepages":
+        return with_huge_pages()
+    return command_environment() if malloc == "default" and framework == "emofx" else None
+
+
 def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
-                  torch_compile: bool = False, huge_pages: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  torch_compile: bool = False, malloc: str = "default") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Time every task for emofx (and torch eager, and torch.compile), interleaved; returns the
     per-repeat table and the summary. A task that torch.compile cannot run is reported as null.
-    ``huge_pages`` starts every worker with glibc's huge-page tunable (:mod:`emofx.nets.allocator`)."""
+    ``malloc``: the C allocator setting of the workers (:func:`worker_environment`)."""
     frameworks = ["emofx"] + (["torch"] if include_torch else []) + (["torch_compile"] if torch_compile else [])
     load_before, started = os.getloadavg(), cpu_times()
-    environ = with_huge_pages() if huge_pages else None
-    workers = {name: Worker(name, config, environ) for name in frameworks}
+    workers = {name: Worker(name, config, worker_environment(name, malloc)) for name in frameworks}
     rows = []
     summary: dict[str, Any] = {}
     try:
@@ -332,9 +346,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also time torch.compile (default: on a GPU)")
     parser.add_argument("--no-torch", action="store_true", help="time emofx only")
-    parser.add_argument("--malloc", choices=("default", "hugepages"), default="default",
-                        help="the C allocator of every worker: this process's settings (default), or with glibc's "
-                             "huge pages (hugepages: emofx.nets.allocator)")
+    parser.add_argument("--malloc", choices=MALLOC_MODES, default="default",
+                        help="the workers' C allocator: each framework as its own command runs it (default: emofx "
+                             "with glibc's huge pages unless EMOFX_HUGE_PAGES=0, PyTorch as this process), every "
+                             "worker with huge pages (hugepages), or every worker as this process (inherit); "
+                             "emofx.nets.allocator")
     parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it "
                                                     "(OUTPUT.repeats.csv; neither may exist)")
     args = parser.parse_args(argv)
@@ -387,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         for config in configs:
             log(f"batch size {config.batch_size}")
             table, summaries[config.batch_size] = run_benchmark(config, include_torch, log, compile_torch,
-                                                               args.malloc == "hugepages")
+                                                               args.malloc)
             tables.append(table.assign(batch_size=config.batch_size))
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,5 +1,5 @@
 import sys
 
-from emofx.cli import main
+from emofx.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import run
 from benchmarks.workloads import BenchConfig, conv_net_flops
-from emofx.nets.allocator import with_huge_pages
+from emofx.nets.allocator import command_environment, with_huge_pages
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig, count_params, init_params
 
@@ -89,6 +89,18 @@ def test_torch_reference_is_the_same_network_as_emofx():
     np.testing.assert_allclose(torch_maps, emofx_maps, rtol=1e-3, atol=1e-4 * np.abs(emofx_maps).max())
 
 
+def test_workers_get_the_allocator_each_framework_runs_with(monkeypatch):
+    monkeypatch.delenv("EMOFX_HUGE_PAGES", raising=False)
+    assert run.worker_environment("emofx", "default") == command_environment()  # as the emofx command starts
+    assert run.worker_environment("torch", "default") is None  # PyTorch as this process
+    assert run.worker_environment("emofx", "inherit") is None and run.worker_environment("torch", "inherit") is None
+    assert run.worker_environment("torch", "hugepages") == with_huge_pages()
+    monkeypatch.setenv("EMOFX_HUGE_PAGES", "0")
+    assert run.worker_environment("emofx", "default") == dict(os.environ)
+    with pytest.raises(ValueError, match="unknown allocator setting 'fast'"):
+        run.worker_environment("emofx", "fast")
+
+
 def test_benchmark_run_times_every_task_end_to_end():
     # A tiny plan (8x8 images, batch 4) through the real worker processes and workloads; the
     # paper's widths keep the second layer on the Winograd path.
@@ -98,7 +110,7 @@ def test_benchmark_run_times_every_task_end_to_end():
     include_torch = run.torch_available()
     environ_before = dict(os.environ)
     table, summary = run.run_benchmark(config, include_torch=include_torch, log=lambda message: None,
-                                       huge_pages=True)
+                                       malloc="hugepages")
     frameworks = ["emofx"] + (["torch"] if include_torch else [])
     assert dict(os.environ) == environ_before  # the workers' environment is theirs alone
     expected = with_huge_pages().get("GLIBC_TUNABLES")  # with hugetlb=1 where the C library is glibc
