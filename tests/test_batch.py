@@ -87,6 +87,17 @@ def test_sweep_runs_every_combination_then_skips_and_redoes_only_what_is_missing
     assert len(results.read_runs(experiment.directory)) == 4
 
 
+def test_kernels_talk_over_encrypted_sockets_without_warning(notebook, tmp_path, capfd):
+    from jupyter_client.manager import KernelManager
+
+    if "transport_encryption" not in KernelManager.class_trait_names():
+        pytest.skip("this jupyter_client cannot provision CurveZMQ keys (8.10 and later can)")
+    assert batch.kernel_settings()["config"].KernelManager.transport_encryption == "auto"
+    outcome = batch.run_experiment(sweep_of(notebook, tmp_path, x=[3]), progress=False)[0]
+    assert outcome.count("ok") == 1
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's own stderr, at the descriptor
+
+
 def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path):
     def experiment(label):
         return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")

@@ -215,6 +215,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
             progress_bar=False,
             cwd=str(spec.notebook.parent),
             execution_timeout=spec.cell_timeout,
+            **kernel_settings(),
         )
     except PapermillExecutionError as err:
         error = {"type": err.ename, "message": _first_line(err.evalue), "cell": err.cell_index,
@@ -269,6 +270,20 @@ def _plain(text: str) -> str:
 def _first_line(text: str) -> str:
     text = _plain(text).strip()
     return text.splitlines()[0] if text else ""
+
+
+def kernel_settings() -> dict[str, Any]:
+    """papermill's keyword arguments for the kernel of a run: sockets encrypted with CurveZMQ keys that
+    the kernel manager provisions (jupyter_client 8.10 and later, pyzmq with CurveZMQ, kernels that declare
+    support, as ipykernel's do), which also spares every run ipykernel's warning about unencrypted TCP;
+    none where jupyter_client or pyzmq cannot (the kernel then talks plain TCP on this machine, as before)."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
 
 
 def ensure_kernel(kernel_name: str = DEFAULT_KERNEL) -> None:
