@@ -17,9 +17,11 @@ allocator as the process found it. Python sessions and Jupyter servers started o
 Every run records the setting in force (``malloc_tunables`` in ``metrics.json``).
 
 Measured on 2 Xeon cores with the current memory use (``benchmarks/results/benchmark/README.md``,
-run20): an emofx process alone infers 14% faster, computes saliency 5% faster and trains 2% faster,
-at the same peak memory. (With the larger buffers of an earlier version, run6-run9, peak training
-memory beside a PyTorch process rose by 21-25% in two of five runs, which kept it an opt-in then.)
+run20-run21): an emofx process alone infers 14% faster, computes saliency 5% faster and trains 2% faster,
+at the same peak memory, and two side by side gain as much or more; alternating with a PyTorch process
+(the interleaved benchmark) the medians hardly move and inference spreads more. (With the larger buffers
+of an earlier version, run6-run9, peak training memory beside a PyTorch process rose by 21-25% in two of
+five runs, which kept it an opt-in then.)
 """
 
 from __future__ import annotations
