@@ -15,14 +15,15 @@ import pytest
 
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
-from emofx.nets.allocator import HUGE_PAGES_ENV, TUNABLES_ENV, command_environment, huge_pages_supported, with_huge_pages
+from emofx.nets.allocator import (HUGE_PAGES_ENV, RESTARTED_ENV, TUNABLES_ENV, command_environment, huge_pages_supported,
+                                  with_huge_pages)
 
 glibc_only = pytest.mark.skipif(not huge_pages_supported(),
                                 reason=f"the hugetlb tunable is glibc's, 2.35 or later (here: {platform.libc_ver()})")
 
 
 def _environment(tunables: str | None = None) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if k not in (TUNABLES_ENV, HUGE_PAGES_ENV)}
+    environ = {k: v for k, v in os.environ.items() if k not in (TUNABLES_ENV, HUGE_PAGES_ENV, RESTARTED_ENV)}
     return environ if tunables is None else {**environ, TUNABLES_ENV: tunables}
 
 
@@ -79,6 +80,9 @@ def test_the_command_restarts_itself_once_with_huge_pages_in_the_same_process():
     assert len(off) == 2 and off[1].endswith(" None")  # switched off: no restart, nothing added
     mine = _probe(_environment("glibc.malloc.hugetlb=0"))
     assert len(mine) == 2 and mine[1].endswith(" glibc.malloc.hugetlb=0")  # nothing to add: no restart
+    # A restarted process whose C library dropped the tunable (secure-execution mode) does not restart again.
+    dropped = _probe({**_environment(), RESTARTED_ENV: "1"})
+    assert len(dropped) == 2 and dropped[1].endswith(" None")
 
 
 @glibc_only

@@ -35,6 +35,7 @@ TUNABLES_ENV = "GLIBC_TUNABLES"
 HUGE_PAGES = ("glibc.malloc.hugetlb", "1")  # madvise(MADV_HUGEPAGE) on what malloc maps
 HUGE_PAGES_ENV = "EMOFX_HUGE_PAGES"  # "0": the emofx command leaves the C allocator alone
 FIRST_GLIBC = (2, 35)  # the first glibc with the hugetlb tunable
+RESTARTED_ENV = "EMOFX_ALLOCATOR_RESTARTED"  # set in the restarted process: never restart twice
 
 
 def huge_pages_supported() -> bool:
@@ -71,11 +72,13 @@ def command_environment(environ: Mapping[str, str] | None = None) -> dict[str, s
 
 def restart_with_huge_pages() -> None:
     """Replace this process by the same command line started in :func:`command_environment`, when
-    that adds something to ``GLIBC_TUNABLES`` (once: the new process finds it there). Returns
-    without a change where nothing is to be added or the process cannot be started again."""
+    that adds something to ``GLIBC_TUNABLES``. Once only: the new process finds the tunable there, and
+    :data:`RESTARTED_ENV` stops a second restart where the C library drops it (secure-execution mode).
+    Returns without a change where nothing is to be added or the process cannot be started again."""
     environ = command_environment()
-    if environ.get(TUNABLES_ENV) == os.environ.get(TUNABLES_ENV):
+    if environ.get(TUNABLES_ENV) == os.environ.get(TUNABLES_ENV) or os.environ.get(RESTARTED_ENV):
         return
+    environ[RESTARTED_ENV] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
     try:
