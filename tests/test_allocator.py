@@ -38,10 +38,15 @@ def test_huge_pages_join_the_users_tunables_and_the_users_own_value_wins():
     assert shown.strip() == mine + ":glibc.malloc.hugetlb=1"  # the value to export
 
 
-def test_a_run_records_the_allocator_setting_in_force(tmp_path, monkeypatch):
+def _tiny_training(tmp_path) -> tuple:
+    """A small synthetic dataset and `emofx train` options that train a tiny network on it in seconds."""
     data = make_synthetic("universal", n_per_class=8, classes=("happy", "sad")).save(tmp_path / "a.npz")
-    tiny = ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "8", "--epochs", "1", "--split", "random",
-            "--quiet"]
+    return data, ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "8", "--epochs", "1", "--split",
+                  "random", "--quiet"]
+
+
+def test_a_run_records_the_allocator_setting_in_force(tmp_path, monkeypatch):
+    data, tiny = _tiny_training(tmp_path)
     monkeypatch.delenv(TUNABLES_ENV, raising=False)
     assert main(["train", str(data), "--out", str(tmp_path / "plain"), *tiny]) == 0
     monkeypatch.setenv(TUNABLES_ENV, "glibc.malloc.hugetlb=1")
@@ -49,7 +54,6 @@ def test_a_run_records_the_allocator_setting_in_force(tmp_path, monkeypatch):
     recorded = [json.loads((tmp_path / name / "metrics.json").read_text())["malloc_tunables"]
                 for name in ("plain", "huge")]
     assert recorded == [None, "glibc.malloc.hugetlb=1"]
-
 
 
 @glibc_only
@@ -87,9 +91,7 @@ def test_the_command_restarts_itself_once_with_huge_pages_in_the_same_process():
 
 @glibc_only
 def test_an_emofx_command_runs_with_huge_pages(tmp_path):
-    data = make_synthetic("universal", n_per_class=8, classes=("happy", "sad")).save(tmp_path / "a.npz")
-    tiny = ["--widths", "4,8,8", "--dense-units", "16", "--batch-size", "8", "--epochs", "1", "--split", "random",
-            "--quiet"]
+    data, tiny = _tiny_training(tmp_path)
     subprocess.run([sys.executable, "-m", "emofx", "train", str(data), "--out", str(tmp_path / "run"), *tiny],
                    env=_environment(), check=True, capture_output=True)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
