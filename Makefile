@@ -33,7 +33,7 @@ figures: $(BIN)/emofx
 	$(BIN)/emofx batch --config experiments/synthetic_cultures.yaml --workers 2
 	$(BIN)/emofx figures papermill_runs/synthetic_cultures --out figures/
 
-# JupyterLab on the notebooks; its kernels start with glibc's huge pages, as the emofx command does
-# (emofx/nets/allocator.py; EMOFX_HUGE_PAGES=0 leaves them out).
+# JupyterLab on the notebooks; its kernels start with the C allocator settings the emofx command runs with
+# (emofx/nets/allocator.py; EMOFX_TUNED_MALLOC=0 leaves them out).
 lab: $(BIN)/emofx
 	GLIBC_TUNABLES="$$($(BIN)/python -m emofx.nets.allocator)" $(BIN)/jupyter lab notebooks/

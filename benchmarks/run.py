@@ -36,14 +36,14 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.outputs import refuse_existing
 from benchmarks.workloads import TASKS, WORKLOADS, BenchConfig, conv_net_flops, jax_matmul_gflops
-from emofx.nets.allocator import allocator_setting, command_environment, with_huge_pages
+from emofx.nets.allocator import allocator_setting, command_environment, with_tuned_malloc
 from emofx.study.machine import cpu_shares, cpu_times
 
 QUICK = BenchConfig(repeats=2, warmup=1, calls=(("train", 1), ("infer", 2), ("saliency", 1)), train_steps=2)
@@ -176,21 +176,39 @@ class Worker:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+        child.close()  # the worker's end lives in the worker alone: its death ends the pipe (EOFError)
         self.info = self._answer("start-up")
 
     def ask(self, command: str, *args: Any) -> Any:
-        self.conn.send((command, *args))
-        return self._answer(f"{command} {' '.join(map(str, args))}".strip())
+        what = f"{command} {' '.join(map(str, args))}".strip()
+        try:
+            self.conn.send((command, *args))
+        except OSError:  # BrokenPipeError: the worker is gone
+            self._died(what)
+        return self._answer(what)
 
     def _answer(self, what: str) -> Any:
-        status, value = self.conn.recv()
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            self._died(what)
         if status != "ok":
             raise RuntimeError(f"{self.framework} worker failed during {what}: {value}")
         return value
 
+    def _died(self, what: str) -> NoReturn:
+        """Raise the error of a worker that exited without answering (a crash, or killed for memory)."""
+        self.process.join(timeout=10)
+        raise RuntimeError(f"{self.framework} worker exited (status {self.process.exitcode}) during {what}, "
+                           "without an answer: a crash in the framework, or the process was killed "
+                           "(out of memory?); run it again with fewer images per call (--batch-size)")
+
     def close(self) -> None:
         if self.process.is_alive():
-            self.conn.send(("stop",))
+            try:
+                self.conn.send(("stop",))
+            except OSError:  # it died meanwhile
+                pass
         self.process.join(timeout=30)
 
 
@@ -203,18 +221,18 @@ def torch_available() -> bool:
 
 
 # ---------------------------------------------------------------------------- the run
-MALLOC_MODES = ("default", "hugepages", "inherit")
+MALLOC_MODES = ("default", "tuned", "inherit")
 
 
 def worker_environment(framework: str, malloc: str) -> dict[str, str] | None:
     """The environment ``framework``'s worker starts in (None: this process's) for the C allocator
-    setting ``malloc``: ``default``, each framework as its own command runs it (emofx with glibc's huge
-    pages, as the ``emofx`` command starts itself, :mod:`emofx.nets.allocator`; PyTorch as this process);
-    ``hugepages``, every worker with them; ``inherit``, every worker as this process."""
+    setting ``malloc``: ``default``, each framework as its own command runs it (emofx with glibc's
+    tunables, as the ``emofx`` command starts itself, :mod:`emofx.nets.allocator`; PyTorch as this
+    process); ``tuned``, every worker with them; ``inherit``, every worker as this process."""
     if malloc not in MALLOC_MODES:
         raise ValueError(f"unknown allocator setting {malloc!r}; choose one of {', '.join(MALLOC_MODES)}")
-    if malloc == "hugepages":
-        return with_huge_pages()
+    if malloc == "tuned":
+        return with_tuned_malloc()
     return command_environment() if malloc == "default" and framework == "emofx" else None
 
 
@@ -348,8 +366,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-torch", action="store_true", help="time emofx only")
     parser.add_argument("--malloc", choices=MALLOC_MODES, default="default",
                         help="the workers' C allocator: each framework as its own command runs it (default: emofx "
-                             "with glibc's huge pages unless EMOFX_HUGE_PAGES=0, PyTorch as this process), every "
-                             "worker with huge pages (hugepages), or every worker as this process (inherit); "
+                             "with glibc's tunables unless EMOFX_TUNED_MALLOC=0, PyTorch as this process), every "
+                             "worker with them (tuned), or every worker as this process (inherit); "
                              "emofx.nets.allocator")
     parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it "
                                                     "(OUTPUT.repeats.csv; neither may exist)")

@@ -1,7 +1,8 @@
-"""glibc's huge-page tunable (emofx.nets.allocator): how it joins the user's tunables, that the emofx
-command starts itself again with it (once, unless EMOFX_HUGE_PAGES=0), and that runs record the setting
-in force. What it does to page faults and speed depends on the machine's load, so
-it is measured by `benchmarks.run` (faults per call, `--malloc hugepages`), not asserted here."""
+"""glibc's allocator tunables (emofx.nets.allocator): how they join the user's tunables, that the emofx
+command starts itself again with them (once, unless EMOFX_TUNED_MALLOC=0), that a freed buffer is kept
+for the next allocation, and that runs record the setting in force. What they do to speed depends on
+the machine's load, so that is measured by `benchmarks.run` (faults per call, `--malloc tuned`), not
+asserted here."""
 
 from __future__ import annotations
 
@@ -15,27 +16,48 @@ import pytest
 
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
-from emofx.nets.allocator import (HUGE_PAGES_ENV, RESTARTED_ENV, TUNABLES_ENV, command_environment, huge_pages_supported,
-                                  with_huge_pages)
+from emofx.nets.allocator import (RESTARTED_ENV, TUNABLES_ENV, TUNED_MALLOC_ENV, command_environment, tunables_supported,
+                                  with_tuned_malloc)
 
-glibc_only = pytest.mark.skipif(not huge_pages_supported(),
-                                reason=f"the hugetlb tunable is glibc's, 2.35 or later (here: {platform.libc_ver()})")
+glibc_only = pytest.mark.skipif(not tunables_supported(),
+                                reason=f"the tunables are glibc's, 2.35 or later (here: {platform.libc_ver()})")
+TUNED = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=268435456:"
+         "glibc.malloc.trim_threshold=536870912")
 
 
 def _environment(tunables: str | None = None) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if k not in (TUNABLES_ENV, HUGE_PAGES_ENV, RESTARTED_ENV)}
+    environ = {k: v for k, v in os.environ.items() if k not in (TUNABLES_ENV, TUNED_MALLOC_ENV, RESTARTED_ENV)}
     return environ if tunables is None else {**environ, TUNABLES_ENV: tunables}
 
 
 @glibc_only
-def test_huge_pages_join_the_users_tunables_and_the_users_own_value_wins():
-    assert with_huge_pages(_environment())[TUNABLES_ENV] == "glibc.malloc.hugetlb=1"
+def test_the_tunables_join_the_users_and_the_users_own_values_win():
+    assert with_tuned_malloc(_environment())[TUNABLES_ENV] == TUNED
     mine = "glibc.malloc.tcache_count=0"
-    assert with_huge_pages(_environment(mine))[TUNABLES_ENV] == mine + ":glibc.malloc.hugetlb=1"
-    assert with_huge_pages(_environment("glibc.malloc.hugetlb=0"))[TUNABLES_ENV] == "glibc.malloc.hugetlb=0"
+    assert with_tuned_malloc(_environment(mine))[TUNABLES_ENV] == f"{mine}:{TUNED}"
+    theirs = "glibc.malloc.hugetlb=0:glibc.malloc.trim_threshold=1"
+    assert with_tuned_malloc(_environment(theirs))[TUNABLES_ENV] == theirs + ":glibc.malloc.mmap_threshold=268435456"
     shown = subprocess.run([sys.executable, "-m", "emofx.nets.allocator"], env=_environment(mine),
                            capture_output=True, text=True, check=True).stdout
-    assert shown.strip() == mine + ":glibc.malloc.hugetlb=1"  # the value to export
+    assert shown.strip() == f"{mine}:{TUNED}"  # the value to export
+
+
+# Allocates, touches and frees a 64 MiB buffer, then counts the page faults of doing it again.
+_REUSE = ("import resource, numpy as np; faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt; "
+          "del_ = np.ones(2 ** 24, np.float32); del del_; before = faults(); "
+          "again = np.ones(2 ** 24, np.float32); print(faults() - before)")
+
+
+@glibc_only
+def test_a_freed_buffer_is_kept_for_the_next_allocation():
+    # XLA's CPU calls free their buffers and allocate them again: with the tunables the second
+    # allocation reuses the first's memory (no page faults); by glibc's default it is mapped anew.
+    def second_allocation_faults(environ: dict[str, str]) -> int:
+        return int(subprocess.run([sys.executable, "-c", _REUSE], env=environ, capture_output=True, text=True,
+                                  check=True).stdout)
+
+    assert second_allocation_faults(command_environment(_environment())) < 100
+    assert second_allocation_faults(_environment("glibc.malloc.hugetlb=0")) >= 16  # 64 MiB in 2 MiB pages at most
 
 
 def _tiny_training(tmp_path) -> tuple:
@@ -49,24 +71,24 @@ def test_a_run_records_the_allocator_setting_in_force(tmp_path, monkeypatch):
     data, tiny = _tiny_training(tmp_path)
     monkeypatch.delenv(TUNABLES_ENV, raising=False)
     assert main(["train", str(data), "--out", str(tmp_path / "plain"), *tiny]) == 0
-    monkeypatch.setenv(TUNABLES_ENV, "glibc.malloc.hugetlb=1")
-    assert main(["train", str(data), "--out", str(tmp_path / "huge"), *tiny]) == 0
+    monkeypatch.setenv(TUNABLES_ENV, TUNED)
+    assert main(["train", str(data), "--out", str(tmp_path / "tuned"), *tiny]) == 0
     recorded = [json.loads((tmp_path / name / "metrics.json").read_text())["malloc_tunables"]
-                for name in ("plain", "huge")]
-    assert recorded == [None, "glibc.malloc.hugetlb=1"]
+                for name in ("plain", "tuned")]
+    assert recorded == [None, TUNED]
 
 
 @glibc_only
-def test_the_command_environment_has_huge_pages_unless_switched_off():
-    assert command_environment(_environment())[TUNABLES_ENV] == "glibc.malloc.hugetlb=1"
-    assert TUNABLES_ENV not in command_environment({**_environment(), HUGE_PAGES_ENV: "0"})
-    mine = "glibc.malloc.hugetlb=0"
-    assert command_environment(_environment(mine))[TUNABLES_ENV] == mine  # the user's own value wins
+def test_the_command_environment_has_the_tunables_unless_switched_off():
+    assert command_environment(_environment())[TUNABLES_ENV] == TUNED
+    assert TUNABLES_ENV not in command_environment({**_environment(), TUNED_MALLOC_ENV: "0"})
+    mine = TUNED.replace("hugetlb=1", "hugetlb=0")
+    assert command_environment(_environment(mine))[TUNABLES_ENV] == mine  # the user's own values win
 
 
 # Prints its process id and tunables each time it starts, restarting itself once in between.
 _PROBE = ("import os; print('start', os.getpid(), flush=True); "
-          "from emofx.nets.allocator import restart_with_huge_pages; restart_with_huge_pages(); "
+          "from emofx.nets.allocator import restart_with_tuned_malloc; restart_with_tuned_malloc(); "
           "print('running', os.getpid(), os.environ.get('GLIBC_TUNABLES'))")
 
 
@@ -76,23 +98,24 @@ def _probe(environ: dict[str, str]) -> list[str]:
 
 
 @glibc_only
-def test_the_command_restarts_itself_once_with_huge_pages_in_the_same_process():
+def test_the_command_restarts_itself_once_with_the_tunables_in_the_same_process():
     start, again, running = _probe(_environment())
     pid = start.split()[1]
-    assert again == f"start {pid}" and running == f"running {pid} glibc.malloc.hugetlb=1"  # exec: the same process
-    off = _probe({**_environment(), HUGE_PAGES_ENV: "0"})
+    assert again == f"start {pid}" and running == f"running {pid} {TUNED}"  # exec: the same process
+    off = _probe({**_environment(), TUNED_MALLOC_ENV: "0"})
     assert len(off) == 2 and off[1].endswith(" None")  # switched off: no restart, nothing added
-    mine = _probe(_environment("glibc.malloc.hugetlb=0"))
-    assert len(mine) == 2 and mine[1].endswith(" glibc.malloc.hugetlb=0")  # nothing to add: no restart
+    theirs = TUNED.replace("hugetlb=1", "hugetlb=0")
+    mine = _probe(_environment(theirs))
+    assert len(mine) == 2 and mine[1].endswith(f" {theirs}")
     # A restarted process whose C library dropped the tunable (secure-execution mode) does not restart again.
     dropped = _probe({**_environment(), RESTARTED_ENV: "1"})
     assert len(dropped) == 2 and dropped[1].endswith(" None")
 
 
 @glibc_only
-def test_an_emofx_command_runs_with_huge_pages(tmp_path):
+def test_an_emofx_command_runs_with_the_tunables(tmp_path):
     data, tiny = _tiny_training(tmp_path)
     subprocess.run([sys.executable, "-m", "emofx", "train", str(data), "--out", str(tmp_path / "run"), *tiny],
                    env=_environment(), check=True, capture_output=True)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["malloc_tunables"] == "glibc.malloc.hugetlb=1"
+    assert metrics["malloc_tunables"] == TUNED

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import run
 from benchmarks.workloads import BenchConfig, conv_net_flops
-from emofx.nets.allocator import command_environment, with_huge_pages
+from emofx.nets.allocator import TUNED_MALLOC_ENV, command_environment, with_tuned_malloc
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig, count_params, init_params
 
@@ -90,12 +90,12 @@ def test_torch_reference_is_the_same_network_as_emofx():
 
 
 def test_workers_get_the_allocator_each_framework_runs_with(monkeypatch):
-    monkeypatch.delenv("EMOFX_HUGE_PAGES", raising=False)
+    monkeypatch.delenv(TUNED_MALLOC_ENV, raising=False)
     assert run.worker_environment("emofx", "default") == command_environment()  # as the emofx command starts
     assert run.worker_environment("torch", "default") is None  # PyTorch as this process
     assert run.worker_environment("emofx", "inherit") is None and run.worker_environment("torch", "inherit") is None
-    assert run.worker_environment("torch", "hugepages") == with_huge_pages()
-    monkeypatch.setenv("EMOFX_HUGE_PAGES", "0")
+    assert run.worker_environment("torch", "tuned") == with_tuned_malloc()
+    monkeypatch.setenv(TUNED_MALLOC_ENV, "0")
     assert run.worker_environment("emofx", "default") == dict(os.environ)
     with pytest.raises(ValueError, match="unknown allocator setting 'fast'"):
         run.worker_environment("emofx", "fast")
@@ -110,11 +110,11 @@ def test_benchmark_run_times_every_task_end_to_end():
     include_torch = run.torch_available()
     environ_before = dict(os.environ)
     table, summary = run.run_benchmark(config, include_torch=include_torch, log=lambda message: None,
-                                       malloc="hugepages")
+                                       malloc="tuned")
     frameworks = ["emofx"] + (["torch"] if include_torch else [])
     assert dict(os.environ) == environ_before  # the workers' environment is theirs alone
-    expected = with_huge_pages().get("GLIBC_TUNABLES")  # with hugetlb=1 where the C library is glibc
-    for name in frameworks:  # every worker started with it (--malloc hugepages)
+    expected = with_tuned_malloc().get("GLIBC_TUNABLES")  # where the C library is glibc 2.35+
+    for name in frameworks:  # every worker started with them (--malloc tuned)
         assert summary[f"{name}_malloc_tunables"] == expected
     assert len(table) == len(frameworks) * 3
     for name in frameworks:
@@ -130,3 +130,15 @@ def test_benchmark_run_times_every_task_end_to_end():
     assert summary["train_ratio"] == (pytest.approx(expected_ratio, rel=1e-2) if include_torch else None)
     rows = table[(table["framework"] == "emofx") & (table["task"] == "train")]
     assert rows["images_per_s"].iloc[0] == pytest.approx(8 / rows["seconds"].iloc[0])
+
+
+def test_a_worker_that_dies_is_an_error_naming_it_not_a_hang():
+    # A crash or an out-of-memory kill used to leave the parent waiting on the pipe for ever.
+    config = BenchConfig(batch_size=2, image_size=8, repeats=1, warmup=1, train_steps=1, dataset_size=4,
+                         calls=(("train", 1), ("infer", 1), ("saliency", 1)))
+    worker = run.Worker("emofx", config)
+    worker.process.kill()
+    with pytest.raises(RuntimeError, match=r"emofx worker exited \(status -9\) during warm_up infer"):
+        worker.ask("warm_up", "infer")
+    worker.close()
+    assert not worker.process.is_alive()

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from emofx.nets.allocator import restart_with_huge_pages
+from emofx.nets.allocator import restart_with_tuned_malloc
 
 COMMANDS: dict[str, str] = {
     "prepare": "turn a face collection into an emofx dataset (.npz)",
@@ -75,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> int:
-    """The ``emofx`` command: :func:`main` in a process with glibc's huge pages, which spare XLA's CPU
-    calls most of their page faults (:mod:`emofx.nets.allocator`; ``EMOFX_HUGE_PAGES=0`` leaves them out)."""
-    restart_with_huge_pages()
+    """The ``emofx`` command: :func:`main` in a process whose C allocator spares XLA's CPU calls most of
+    their page faults (:mod:`emofx.nets.allocator`; ``EMOFX_TUNED_MALLOC=0`` leaves it as it is)."""
+    restart_with_tuned_malloc()
     return main()
 
 
