@@ -6,7 +6,9 @@ Trains every (culture, trial) run with ``emofx.study.runs.train_run`` (subject-i
 where subjects are known) and prints, last, one JSON object: total wall seconds, seconds
 inside the compiled training steps, the fraction outside them, seconds spent compiling (or
 loading compiled programs from the persistent cache; they overlap the first steps of a shape),
-and per-run rows. Data
+and per-run rows. Run as a script, it first restarts itself with the C allocator settings the
+``emofx`` command runs with (``emofx.nets.allocator``; ``EMOFX_TUNED_MALLOC=0`` leaves them out), so it times
+what a study's ``emofx`` processes spend; the JSON records them (``malloc_tunables``). Data
 preparation is excluded (pass prepared ``.npz`` files). Early stopping is off so that every run
 trains all its epochs, as the protocol's time budget assumes. ``--lanes`` trains every run of
 the same classes and image size side by side as one vmapped program
@@ -28,6 +30,7 @@ import jax
 from emofx.cli.train import int_tuple, model_template
 from emofx.data.dataset import FaceDataset
 from emofx.data.splits import SPLIT_KINDS, SplitError
+from emofx.nets.allocator import allocator_setting, restart_with_tuned_malloc
 from emofx.nets.training import TrainConfig, TrainingError
 from emofx.study.machine import cpu_shares, cpu_times
 from emofx.study.runs import RunError, RunPlan, check_plans, train_run, train_runs
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": len(rows), "epochs": args.epochs, "lanes": args.lanes, "total_seconds": total,
         "train_step_seconds": step_seconds, "compile_seconds": compile_seconds,
         "outside_fraction": 1 - step_seconds / total, "device": jax.default_backend(),
-        "cpu_count": os.cpu_count(), "cpu_shares": cpu_shares(started), "per_run": rows,
+        "cpu_count": os.cpu_count(), "cpu_shares": cpu_shares(started), "malloc_tunables": allocator_setting(),
+        "per_run": rows,
     }
     print(json.dumps(summary))
     return 0
@@ -120,4 +124,5 @@ def _train(group: list[RunPlan], config: TrainConfig, model, lanes: bool) -> lis
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()
     sys.exit(main())
