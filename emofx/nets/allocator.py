@@ -27,10 +27,10 @@ Every run records the setting in force (``malloc_tunables`` in ``metrics.json``)
 
 Measured on 2 Xeon cores (``benchmarks/results/benchmark/README.md``, run20-run22): huge pages alone
 made an emofx process 14% faster at inference, 5% at saliency and 2% at training, but beside a PyTorch
-process (the interleaved benchmark) its inference spread over 696-1078 img/s from call to call;
-with the thresholds too it runs at 1012-1209 img/s there (inference 2.5-2.7x PyTorch eager, saliency
-2.5-2.7x, training unchanged), at the same peak training memory; ``emofx train`` on KDEF held 7% more
-memory at its end (1015 against 947 MiB) in the same time.
+process (the interleaved benchmark) its inference spread over 672-1078 img/s from call to call; with the
+thresholds too its median was 1058-1153 img/s over five runs (inference 2.3-2.7x PyTorch eager, saliency
+2.4-3.1x, training unchanged), at the same peak training memory. ``emofx train`` on KDEF (10 epochs) took
+the same 36.3 s and held 1043 MiB at most instead of 952; the paper protocol on 2 cores took 777 s (822 before).
 """
 
 from __future__ import annotations
