@@ -29,7 +29,8 @@ Measured on 2 Xeon cores (``benchmarks/results/benchmark/README.md``, run20-run2
 made an emofx process 14% faster at inference, 5% at saliency and 2% at training, but beside a PyTorch
 process (the interleaved benchmark) its inference spread over 672-1078 img/s from call to call; with the
 thresholds too its median was 1058-1153 img/s over five runs (inference 2.3-2.7x PyTorch eager, saliency
-2.4-3.1x, training unchanged), at the same peak training memory. ``emofx train`` on KDEF (10 epochs) took
+2.4-3.1x, training unchanged), at the same peak training memory; two emofx processes side by side gained
+nothing (training 133-138 img/s each against 138-147). ``emofx train`` on KDEF (10 epochs) took
 the same 36.3 s and held 1043 MiB at most instead of 952; the paper protocol on 2 cores took 777 s (822 before).
 """
 
