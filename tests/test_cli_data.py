@@ -137,3 +137,21 @@ def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
     assert "left out per-image extras that not every dataset has (or has in another shape): agreement" in \
         capsys.readouterr().out
     assert "agreement" not in FaceDataset.load(tmp_path / "m.npz").extras
+
+
+def test_help_lists_the_environment_variables_every_command_reads(capsys):
+    from emofx.cli import ENVIRONMENT
+    from emofx.data.paths import CACHE_ENV, DATA_ENV
+    from emofx.nets.allocator import TUNED_MALLOC_ENV
+    from emofx.nets.compilation import COMPILATION_CACHE_ENV
+    from emofx.nets.precision import PRECISION_ENV
+
+    # The help spells the names out (to stay light); they must be the ones the modules read.
+    assert set(ENVIRONMENT) == {DATA_ENV, CACHE_ENV, PRECISION_ENV, COMPILATION_CACHE_ENV, TUNED_MALLOC_ENV}
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    shown = capsys.readouterr().out
+    assert "environment variables (every command):" in shown
+    for name in ENVIRONMENT:
+        assert f"  {name} " in shown

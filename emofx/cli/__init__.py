@@ -30,6 +30,16 @@ COMMANDS: dict[str, str] = {
     "report": "one report (Markdown, HTML) on an experiment's recorded runs",
 }
 
+# Environment variables every command reads (the modules named own them; spelled out here so that
+# `emofx --help` imports nothing heavy).
+ENVIRONMENT: dict[str, str] = {
+    "EMOFX_DATA": "folder of the real datasets (default ../shared/data beside the project)",
+    "EMOFX_CACHE": "folder of prepared faces (default ~/.cache/emofx)",
+    "EMOFX_PRECISION": "matmul/convolution precision: default, high or highest (emofx.nets.precision)",
+    "EMOFX_COMPILATION_CACHE": "folder of compiled programs, or off (emofx.nets.compilation)",
+    "EMOFX_TUNED_MALLOC": "0 leaves the C allocator as it is (emofx.nets.allocator)",
+}
+
 # Errors that mean "the user's input was wrong": reported in one line, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError)
 
@@ -39,9 +49,13 @@ def _command_module(name: str):
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    width = max(map(len, ENVIRONMENT))
     parser = argparse.ArgumentParser(
         prog="emofx",
         description="Facial emotion representations across cultures (Yousefi et al.), in JAX.",
+        epilog="environment variables (every command):\n" + "\n".join(
+            f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
