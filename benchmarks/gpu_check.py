@@ -132,11 +132,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {"command": shlex.join(command), "by_batch_size": by_size}
 
 
-def _prepare(args: argparse.Namespace, source: str | Path, name: str, *options: str) -> Path:
+def _prepare(args: argparse.Namespace, name: str, source: Callable[[], str | Path], *options: str) -> Path:
+    """``OUT/data/NAME.npz``, prepared by ``emofx prepare`` from ``source()`` unless it is there already:
+    a machine without the raw data runs with prepared files put there (``benchmarks/device_check.sh``)."""
     out = args.out / "data" / f"{name}.npz"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        run_command([sys.executable, "-m", "emofx", "prepare", str(source), "--out", str(out), "--no-progress",
+        run_command([sys.executable, "-m", "emofx", "prepare", str(source()), "--out", str(out), "--no-progress",
                      *options], args.timeout, args.out / f"prepare-{name}.log")
     return out
 
@@ -152,13 +154,13 @@ def _shared(name: str) -> Path:
 
 def protocol(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
-        data = [_prepare(args, "synthetic", dialect, "--format", "synthetic", "--dialect", dialect,
+        data = [_prepare(args, dialect, lambda: "synthetic", "--format", "synthetic", "--dialect", dialect,
                          "--n-per-class", "6") for dialect in ("eyes", "mouth")]
         plan = ["--trials", "1", "--epochs", "1", "--split", "random", *TINY_NET]
     else:
         # Faces as the published protocol timing prepared them (no landmarks: dlib would add minutes).
-        data = [_prepare(args, _shared("kdef") / "frontal", "kdef", "--format", "kdef", "--landmarks", "none"),
-                _prepare(args, _shared("taiwanese"), "taiwanese", "--format", "taiwanese", "--landmarks", "none")]
+        data = [_prepare(args, "kdef", lambda: _shared("kdef") / "frontal", "--format", "kdef", "--landmarks", "none"),
+                _prepare(args, "taiwanese", lambda: _shared("taiwanese"), "--format", "taiwanese", "--landmarks", "none")]
         plan = ["--trials", "5", "--epochs", "20"]
     result = {}
     for name, extra in (("one_at_a_time", []), ("lanes", ["--lanes"])):
@@ -170,9 +172,9 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fer2013(args: argparse.Namespace) -> dict[str, Any]:
-    source = _shared("fer2013")
     limit = ["--limit", "500"] if args.quick else []  # enough for every class in a random split
-    data = _prepare(args, source, "fer2013-quick" if args.quick else "fer2013", "--format", "folder", *limit)
+    data = _prepare(args, "fer2013-quick" if args.quick else "fer2013", lambda: _shared("fer2013"), "--format", "folder",
+                    *limit)
     plan = ["--epochs", "1", "--split", "random", *TINY_NET] if args.quick else ["--epochs", "3", "--split",
                                                                                    "predefined"]
     run_dir = args.out / "fer2013-run"

@@ -1,8 +1,12 @@
-"""benchmarks/gpu_check: the JSON summary of its quick mode (one cheap step really run), and failures."""
+"""benchmarks/gpu_check: the JSON summary of its quick mode (one cheap step really run), failures, and
+benchmarks/device_check.sh's carried data."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -73,3 +77,24 @@ def test_steps_needing_missing_real_data_are_skipped_with_the_reason(tmp_path, m
     steps = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["steps"]
     for name, folder in (("protocol", "kdef"), ("fer2013", "fer2013")):
         assert steps[name]["status"] == "skipped" and f"{folder} not found" in steps[name]["message"]
+
+
+def test_prepared_sets_in_the_output_folder_stand_in_for_missing_raw_data(tmp_path, monkeypatch):
+    # benchmarks/device_check.sh puts the carried, prepared KDEF and Taiwanese sets there on a machine without them.
+    monkeypatch.setenv("EMOFX_DATA", str(tmp_path / "nowhere"))
+    args = argparse.Namespace(out=tmp_path, timeout=60.0, quick=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "kdef.npz").write_bytes(b"prepared elsewhere")
+    assert gpu_check._prepare(args, "kdef", lambda: gpu_check._shared("kdef") / "frontal") == tmp_path / "data" / "kdef.npz"
+    with pytest.raises(gpu_check.StepSkipped, match="taiwanese not found"):
+        gpu_check._prepare(args, "taiwanese", lambda: gpu_check._shared("taiwanese"))
+
+
+def test_device_check_refuses_to_run_without_the_carried_files(tmp_path):
+    script = str(gpu_check.ROOT / "benchmarks" / "device_check.sh")
+    usage = subprocess.run(["bash", script], capture_output=True, text=True)
+    assert usage.returncode == 2 and "device_check.sh pack" in usage.stdout
+    missing = subprocess.run(["bash", script, "run", str(tmp_path / "results")], capture_output=True, text=True,
+                             env={**os.environ, "CARRY": str(tmp_path / "carry")})
+    assert missing.returncode == 2 and "fer2013.npz is missing: run" in missing.stderr
+    assert not (tmp_path / "results").exists()
