@@ -116,7 +116,8 @@ def environment_info() -> dict[str, Any]:
 
 def tests(args: argparse.Namespace) -> dict[str, Any]:
     selection = ["tests/test_ops.py", "-k", "one_hot or max_pool or unknown"] if args.quick else list(DEVICE_TESTS)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection]  # no -n: one process
+    # One process (no -n), and without the project's xdist options, so that a Python without pytest-xdist runs it.
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *selection]
     text = run_command(command, args.timeout, args.out / "tests.log")
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|error)", text.splitlines()[-1])}
     return {"command": shlex.join(command), **counts}
