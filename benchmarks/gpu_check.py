@@ -161,7 +161,8 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
     else:
         # Faces as the published protocol timing prepared them (no landmarks: dlib would add minutes).
         data = [_prepare(args, "kdef", lambda: _shared("kdef") / "frontal", "--format", "kdef", "--landmarks", "none"),
-                _prepare(args, "taiwanese", lambda: _shared("taiwanese"), "--format", "taiwanese", "--landmarks", "none")]
+                _prepare(args, "taiwanese", lambda: _shared("taiwanese"), "--format", "taiwanese",
+                         "--landmarks", "none")]
         plan = ["--trials", "5", "--epochs", "20"]
     result = {}
     for name, extra in (("one_at_a_time", []), ("lanes", ["--lanes"])):
@@ -174,8 +175,8 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
 
 def fer2013(args: argparse.Namespace) -> dict[str, Any]:
     limit = ["--limit", "500"] if args.quick else []  # enough for every class in a random split
-    data = _prepare(args, "fer2013-quick" if args.quick else "fer2013", lambda: _shared("fer2013"), "--format", "folder",
-                    *limit)
+    name = "fer2013-quick" if args.quick else "fer2013"
+    data = _prepare(args, name, lambda: _shared("fer2013"), "--format", "folder", *limit)
     plan = ["--epochs", "1", "--split", "random", *TINY_NET] if args.quick else ["--epochs", "3", "--split",
                                                                                    "predefined"]
     run_dir = args.out / "fer2013-run"

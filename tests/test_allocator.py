@@ -16,8 +16,8 @@ import pytest
 
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
-from emofx.nets.allocator import (RESTARTED_ENV, TUNABLES_ENV, TUNED_MALLOC_ENV, command_environment, tunables_supported,
-                                  with_tuned_malloc)
+from emofx.nets.allocator import (RESTARTED_ENV, TUNABLES_ENV, TUNED_MALLOC_ENV, command_environment,
+                                  tunables_supported, with_tuned_malloc)
 
 glibc_only = pytest.mark.skipif(not tunables_supported(),
                                 reason=f"the tunables are glibc's, 2.35 or later (here: {platform.libc_ver()})")

@@ -85,7 +85,8 @@ def test_prepared_sets_in_the_output_folder_stand_in_for_missing_raw_data(tmp_pa
     args = argparse.Namespace(out=tmp_path, timeout=60.0, quick=False)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "kdef.npz").write_bytes(b"prepared elsewhere")
-    assert gpu_check._prepare(args, "kdef", lambda: gpu_check._shared("kdef") / "frontal") == tmp_path / "data" / "kdef.npz"
+    prepared = gpu_check._prepare(args, "kdef", lambda: gpu_check._shared("kdef") / "frontal")
+    assert prepared == tmp_path / "data" / "kdef.npz"
     with pytest.raises(gpu_check.StepSkipped, match="taiwanese not found"):
         gpu_check._prepare(args, "taiwanese", lambda: gpu_check._shared("taiwanese"))
 
