@@ -6,7 +6,7 @@
 #   bash benchmarks/device_check.sh run [DIR]      # there, with .carry/ travelling along (git ignores it)
 #
 # pack: FER2013's JPEG files as one file (benchmarks/device_data.py: the very bytes, 43 MiB) and KDEF and
-# the Taiwanese set prepared as the protocol step prepares them (2.5 and 3.5 MiB). It reads the data from
+# the Taiwanese set prepared as the protocol step prepares them (2.2 and 2.7 MiB). It reads the data from
 # $EMOFX_DATA (default ../shared/data) and refuses to overwrite: remove .carry/ to pack again.
 # run: unpacks FER2013 into a temporary folder, puts the prepared sets where gpu_check looks for them
 # (gpu_check_out/data/), runs every step (further arguments go to gpu_check.sh), and copies the JSON

@@ -44,7 +44,7 @@ def test_the_tunables_join_the_users_and_the_users_own_values_win():
 
 # Allocates, touches and frees a 64 MiB buffer, then counts the page faults of doing it again.
 _REUSE = ("import resource, numpy as np; faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt; "
-          "del_ = np.ones(2 ** 24, np.float32); del del_; before = faults(); "
+          "first = np.ones(2 ** 24, np.float32); del first; before = faults(); "
           "again = np.ones(2 ** 24, np.float32); print(faults() - before)")
 
 

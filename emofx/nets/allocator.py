@@ -89,7 +89,7 @@ def command_environment(environ: Mapping[str, str] | None = None) -> dict[str, s
 def restart_with_tuned_malloc() -> None:
     """Replace this process by the same command line started in :func:`command_environment`, when
     that adds something to ``GLIBC_TUNABLES``. Once only: the new process finds the tunables there, and
-    :data:`RESTARTED_ENV` stops a second restart where the C library drops it (secure-execution mode).
+    :data:`RESTARTED_ENV` stops a second restart where the C library drops them (secure-execution mode).
     Returns without a change where nothing is to be added or the process cannot be started again."""
     environ = command_environment()
     if environ.get(TUNABLES_ENV) == os.environ.get(TUNABLES_ENV) or os.environ.get(RESTARTED_ENV):
