@@ -10,7 +10,7 @@
 # $EMOFX_DATA (default ../shared/data) and refuses to overwrite: remove .carry/ to pack again.
 # run: unpacks FER2013 into a temporary folder, puts the prepared sets where gpu_check looks for them
 # (gpu_check_out/data/), runs every step (further arguments go to gpu_check.sh), and copies the JSON
-# summary and the steps' logs into DIR (default $OUT when set, else device_check_out): at most 8 files.
+# summary and the steps' logs into DIR (default $OUT when set, else device_check_out), one log per step.
 # Python: $PYTHON, else .venv/bin/python for pack and python3 for run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +40,8 @@ case "${1:-}" in
     status=0
     EMOFX_DATA="$DATA_DIR" PYTHON="$PYTHON" bash benchmarks/gpu_check.sh --out gpu_check_out "${@:3}" || status=$?
     mkdir -p "$RESULTS"
-    cp gpu_check_out/gpu_check.json "$RESULTS"/
-    for step in tests benchmark protocol-one_at_a_time protocol-lanes fer2013 prepare-fer2013 environment; do
-      if [ -f "gpu_check_out/$step.log" ]; then cp "gpu_check_out/$step.log" "$RESULTS"/; fi
-    done
+    shopt -s nullglob
+    cp gpu_check_out/gpu_check.json gpu_check_out/*.log "$RESULTS"/  # the summary, and each step's log
     exit "$status"
     ;;
   *)
