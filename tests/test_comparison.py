@@ -125,6 +125,37 @@ def test_accuracy_test_states_units_and_finds_a_difference():
     assert same["p_value"] == pytest.approx(1.0) and same["ci_low"] <= 0 <= same["ci_high"]
 
 
+def _runs(accuracies: dict[str, list[float]]) -> pd.DataFrame:
+    """One row per training run, as the report reads them: culture, trial, test_accuracy."""
+    return pd.DataFrame([{"culture": c, "trial": t, "test_accuracy": v}
+                         for c, values in accuracies.items() for t, v in enumerate(values)])
+
+
+def test_gap_change_pairs_trials_and_finds_a_gap_that_widened():
+    scratch = {"A": [0.70, 0.75, 0.80, 0.72, 0.78], "B": [0.50, 0.55, 0.45, 0.52, 0.48]}
+    lift_a, lift_b = [0.09, 0.10, 0.11, 0.10, 0.10], [0.00, 0.01, -0.01, 0.00, 0.00]
+    pretrained = {"A": list(np.add(scratch["A"], lift_a)), "B": list(np.add(scratch["B"], lift_b))}
+    result = accuracy.gap_change(_runs(pretrained), _runs(scratch), "A", "B")
+    assert result["gap_second"] == pytest.approx(0.25) and result["gap_first"] == pytest.approx(0.35)
+    assert result["change"] == pytest.approx(0.10)
+    assert result["p_value"] == pytest.approx(2 / 252)  # every A change above every B change: the two extreme splits
+    assert result["effect_size"] > 5 and "exact over 252 splits" in result["p_unit"]
+    # the same lift for both cultures: no change of the gap, nothing found
+    alike = {"A": list(np.add(scratch["A"], lift_a)), "B": list(np.add(scratch["B"], lift_a))}
+    same = accuracy.gap_change(_runs(alike), _runs(scratch), "A", "B")
+    assert same["change"] == pytest.approx(0.0, abs=1e-12) and same["p_value"] == pytest.approx(1.0)
+
+
+def test_gap_change_uses_only_the_trials_both_experiments_ran():
+    first = _runs({"A": [0.9, 0.8, 0.7], "B": [0.5, 0.6, 0.4]})
+    second = _runs({"A": [0.6, 0.7], "B": [0.5, 0.5]})  # no trial 2 here: it is left out of both
+    result = accuracy.gap_change(first, second, "A", "B")
+    assert result["gap_first"] == pytest.approx(0.85 - 0.55) and result["gap_second"] == pytest.approx(0.65 - 0.5)
+    assert "2 vs 2" in result["p_unit"]
+    with pytest.raises(cultures.ComparisonError, match="B: 1 trial"):
+        accuracy.gap_change(first, second[(second["culture"] == "A") | (second["trial"] == 0)], "A", "B")
+
+
 def test_balanced_accuracy_weights_reproduce_the_metric():
     frame = _predictions("A", [0.7, 0.6])
     weighted = accuracy.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")

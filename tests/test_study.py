@@ -126,6 +126,12 @@ def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
     assert sum("strong recipe, fine-tuned from pretrained" in row for row in rows) == 2
     assert sum("paper recipe, from scratch" in row for row in rows) == 4
     assert all(" ± " in row for row in rows)
+    # whether the gap between the cultures changed with the training: the protocol both experiments ran
+    gap = section.split("Does the gap between the cultures change")[1]
+    change = [line for line in gap.splitlines() if line.startswith("| collected")]
+    assert len(change) == 1 and "Swedish" in change[0] and "2 vs 2" in change[0]
+    gaps = [float(cell) for cell in change[0].split("|")[4:7]]  # gap here, gap there, change
+    assert gaps[2] == pytest.approx(gaps[0] - gaps[1], abs=2e-3)
     # the fine-tuning settings the experiment file sets are named in the recipe table
     recipe = text.split("## Models and recipe\n")[1].split("How training ended")[0]
     assert "conv_lr_scale" in recipe and "patience" in recipe and "init_from" in recipe

@@ -37,7 +37,9 @@ from emofx.pipeline.figures import (
     regenerate,
 )
 from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_runs
+from emofx.study.accuracy import gap_change
 from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
+from emofx.study.cultures import ComparisonError
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
 SECTIONS = (
@@ -387,7 +389,30 @@ def _beside(exp: _Experiment, other: _Experiment) -> str:
         parts.append("Test accuracy of both experiments, mean ± std over trials:\n\n"
                      + _md(pd.concat(accuracy, ignore_index=True)[columns]))
     parts.append("H1 and CKA of both experiments side by side:\n\n" + _md(pd.DataFrame(frames)))
+    changes = _gap_changes(exp, other)
+    if not changes.empty:
+        parts.append(f"Does the gap between the cultures change from {other.directory.name} to {exp.directory.name}? "
+                     "Per culture, each trial's test accuracy here minus the same trial's there; the gap's change is "
+                     "culture a's mean change minus culture b's, tested by reassigning the trials' changes between "
+                     "the cultures:\n\n" + _md(changes))
     return "\n\n".join(parts)
+
+
+def _gap_changes(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
+    """:func:`gap_change` per protocol both experiments trained two cultures in (in the comparison's order)."""
+    rows = []
+    for protocol in sorted(set(exp.training.get("protocol", ())) & set(other.training.get("protocol", ()))):
+        first, second = (e.training[e.training["protocol"] == protocol] for e in (exp, other))
+        named = exp.comparisons.get(protocol, {}).get("summary", {}).get("cultures")
+        cultures = [named["a"], named["b"]] if named else sorted(first["culture"].unique())
+        if len(cultures) != 2 or not set(cultures) <= set(second["culture"]):
+            continue
+        try:
+            rows.append({"protocol": protocol, **gap_change(first, second, *cultures)})
+        except ComparisonError as err:  # too few shared trials: say so in the table rather than fail the report
+            rows.append({"protocol": protocol, "culture_a": cultures[0], "culture_b": cultures[1], "p_unit": str(err)})
+    names = {"gap_first": f"gap {exp.directory.name}", "gap_second": f"gap {other.directory.name}"}
+    return pd.DataFrame(rows).rename(columns=names)
 
 
 def _training_kind(exp: _Experiment) -> str:

@@ -1,5 +1,6 @@
 """H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with a bootstrap
-interval over test images, per-class errors and the train-culture x test-culture transfer matrix."""
+interval over test images, per-class errors, the train-culture x test-culture transfer matrix, and
+whether the gap between two cultures changes between two experiments (another training)."""
 
 from __future__ import annotations
 
@@ -91,13 +92,50 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         "effect_size": float(stats.hedges_g(per_trial[0], per_trial[1])) if len(per_trial[0]) + len(per_trial[1]) > 2
         else float("nan"),
         "p_value": float(test.p_value),
-        "p_unit": f"trials ({len(per_trial[0])} vs {len(per_trial[1])}; "
-                  f"{'exact over' if test.exact else 'Monte-Carlo,'} {test.n_permutations} splits)",
+        "p_unit": _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1])),
         "ci_low": interval.low,
         "ci_high": interval.high,
         "ci_unit": f"test images, stratified by trial and class ({config.n_boot} resamples, "
                    f"{interval.confidence:.0%} percentile interval)",
     }
+
+
+def gap_change(first: pd.DataFrame, second: pd.DataFrame, culture_a: str, culture_b: str, *,
+               metric: str = "test_accuracy", n_permutations: int = 9999, seed: int = 0) -> dict[str, Any]:
+    """Does the gap between two cultures (a minus b) change from experiment ``second`` to ``first``?
+
+    Each frame has one row per training run (columns ``culture``, ``trial`` and ``metric``), such as
+    two experiments that differ only in how the models were trained. Per culture, every trial both
+    ran gets its change (first minus second; trials of one index share their subject split when
+    both experiments use the same seed and split); the gap's change is culture a's mean change minus
+    culture b's. If training moved both cultures alike, a's and b's trial changes are exchangeable:
+    the permutation test reassigns them between the cultures (exact over 252 splits at 5 vs 5).
+    """
+    changes = {}
+    for culture in (culture_a, culture_b):
+        pair = [f.loc[f["culture"] == culture].set_index("trial")[metric] for f in (first, second)]
+        both = pd.concat(pair, axis=1, keys=["first", "second"], join="inner").dropna()
+        if len(both) < 2:
+            raise ComparisonError(f"{culture}: {len(both)} trial(s) in both experiments; the gap's change needs "
+                                  "at least 2 per culture (run the same trials in both)")
+        changes[culture] = both
+    a, b = changes[culture_a], changes[culture_b]
+    delta_a, delta_b = (a["first"] - a["second"]).to_numpy(), (b["first"] - b["second"]).to_numpy()
+    test = stats.permutation_test(delta_a, delta_b, n_permutations=n_permutations, seed=seed)
+    return {
+        "culture_a": culture_a, "culture_b": culture_b,
+        "gap_first": float(a["first"].mean() - b["first"].mean()),
+        "gap_second": float(a["second"].mean() - b["second"].mean()),
+        "change": float(delta_a.mean() - delta_b.mean()),
+        "effect_size": float(stats.hedges_g(delta_a, delta_b)),
+        "p_value": float(test.p_value),
+        "p_unit": _permuted_units("trials' changes", test, len(delta_a), len(delta_b)),
+    }
+
+
+def _permuted_units(units: str, test: stats.PermutationTest, n_a: int, n_b: int) -> str:
+    """What a permutation p-value was computed over, e.g. ``trials (5 vs 5; exact over 252 splits)``."""
+    return f"{units} ({n_a} vs {n_b}; {'exact over' if test.exact else 'Monte-Carlo,'} {test.n_permutations} splits)"
 
 
 def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, config: CompareConfig) -> pd.DataFrame:
