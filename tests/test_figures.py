@@ -152,3 +152,23 @@ def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):
     assert "run `emofx batch` first" in capsys.readouterr().err
     assert main(["figures", str(experiment), "--out", str(tmp_path / "cli")]) == 0
     assert "written  table2_confusion_*" in capsys.readouterr().out
+
+
+def test_comparison_figures_with_jitter_are_the_same_for_the_same_numbers(tmp_path):
+    """Seaborn jitters strip plots from NumPy's global generator: the same numbers must still draw the same
+    file, and the caller's global generator must be left as it was."""
+    from emofx.plotting.comparison import accuracy_by_culture, cka_bars
+
+    trials = pd.DataFrame({"train_culture": ["a"] * 5 + ["b"] * 5, "test_culture": ["a"] * 5 + ["b"] * 5,
+                           "accuracy": [0.8, 0.82, 0.85, 0.79, 0.81, 0.6, 0.62, 0.58, 0.61, 0.6]})
+    test = {"diff": 0.2, "ci_low": 0.15, "ci_high": 0.25, "p_value": 0.008}
+    kinds = ["within_a"] * 3 + ["within_b"] * 3 + ["between"] * 9
+    cka = pd.DataFrame({"kind": kinds, "cka": np.linspace(0.1, 0.9, 15)})
+    drawn = []
+    for seed in (1, 2):
+        np.random.seed(seed)  # another global state each time
+        for name, fig in (("h1", accuracy_by_culture(trials, test)), ("cka", cka_bars(cka))):
+            fig.savefig(tmp_path / f"{name}{seed}.png")
+        assert np.random.randint(1 << 30) == np.random.RandomState(seed).randint(1 << 30)  # state put back
+        drawn.append([(tmp_path / f"{name}{seed}.png").read_bytes() for name in ("h1", "cka")])
+    assert drawn[0] == drawn[1]

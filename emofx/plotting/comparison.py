@@ -25,12 +25,24 @@ def _significance_mark(p: float) -> str:
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+def _stripplot(seed: int = 0, **kwargs: Any) -> None:
+    """``sns.stripplot`` with its jitter drawn from ``seed``, so the same numbers draw the same figure.
+
+    Seaborn draws the jitter from NumPy's global generator; it is seeded for the call and put back after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        sns.stripplot(**kwargs)
+    finally:
+        np.random.set_state(state)
+
+
 def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy") -> Figure:
     """Per-trial accuracy of each culture on its own test images, and the difference with its CI."""
     own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
     fig = Figure(figsize=(7.5, 3.5))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    sns.stripplot(data=own, x="train_culture", y=metric, ax=left, size=7, jitter=0.08, color="0.3")
+    _stripplot(data=own, x="train_culture", y=metric, ax=left, size=7, jitter=0.08, color="0.3")
     sns.pointplot(data=own, x="train_culture", y=metric, ax=left, errorbar=None, color="C3", markers="_",
                   markersize=30, linestyle="none")
     left.set(xlabel="culture", ylabel=metric.replace("_", " "), title="per trial (dots) and mean (bar)")
@@ -102,7 +114,7 @@ def cka_bars(cka: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(4.5, 3.5))
     ax = fig.subplots()
     sns.barplot(data=cka, x="kind", y="cka", order=order, ax=ax, errorbar=None, color="C0", alpha=0.6)
-    sns.stripplot(data=cka, x="kind", y="cka", order=order, ax=ax, color="0.2", size=4)
+    _stripplot(data=cka, x="kind", y="cka", order=order, ax=ax, color="0.2", size=4)
     ax.set(ylim=(0, 1), xlabel="", ylabel="linear CKA (penultimate layer)", title="representational similarity")
     fig.tight_layout()
     return fig
