@@ -102,5 +102,10 @@ def test_figures_are_written(tmp_path):
         *save_figure(learning_curves([history, history.assign(val_error=[0.6, 0.4, 0.2])]), tmp_path / "curves"),
     ]
     assert all(p.exists() and p.stat().st_size > 1000 for p in written)
+    # no creation date inside: the same figure saves to the same bytes, so a regenerated report changes no file
+    again = [save_figure(confusion_heatmap(mean, std, title="t"), tmp_path / name, formats=("png", "pdf"))
+             for name in ("first", "second")]
+    assert [p.read_bytes() for p in again[0]] == [p.read_bytes() for p in again[1]]
+    assert b"CreationDate" not in again[0][1].read_bytes()
     with pytest.raises(ValueError, match="no columns"):
         learning_curves(history, columns=("loss",))

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Iterable
 
 
+_UNDATED = {"pdf": {"CreationDate": None}}
+
+
 def save_figure(fig, path: str | Path, formats: Iterable[str] = ("png",), dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the written paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the written paths.
+
+    No creation date is written into PDF files, so the same figure saves to the same PNG and PDF bytes
+    (a regenerated report changes no file whose figure did not change)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -23,7 +29,7 @@ def save_figure(fig, path: str | Path, formats: Iterable[str] = ("png",), dpi: i
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        fig.savefig(target, dpi=dpi, bbox_inches="tight", metadata=_UNDATED.get(fmt))
         written.append(target)
     plt.close(fig)
     return written
