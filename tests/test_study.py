@@ -5,6 +5,7 @@ and the pieces it adds: the matched protocol, chance flags, the human baseline, 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -147,6 +148,22 @@ def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
     assert not any(n.startswith(("fig5_saliency", "fig7_modification")) for n in figures)
     assert "table5_saliency_regions.csv" in figures and "table2_confusion_Swedish.csv" in figures
     assert "not included here" in (out / report.REPORT_MD).read_text()
+
+
+def test_report_regenerates_byte_for_byte(studies, tmp_path):
+    """Two reports from the same runs are the same files (figures included) but for the date in the title."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert any(p.suffix == ".pdf" for p in files) and (Path("figures") / "fig_h1_accuracy_collected.png") in files
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    undated = re.compile(r"\(\d{4}-\d\d-\d\d \d\d:\d\d UTC; nothing retrained\)")
+    for name in files:
+        a, b = (first / name).read_bytes(), (second / name).read_bytes()
+        if name.suffix in (".md", ".html") and name.parent == Path("."):
+            a, b = (undated.sub("", x.decode()) for x in (a, b))
+        assert a == b, f"{name} differs between two reports of the same runs"
 
 
 def test_report_refuses_bad_input(studies, reports, tmp_path, capsys):
