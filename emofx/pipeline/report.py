@@ -401,7 +401,7 @@ def _beside(exp: _Experiment, other: _Experiment) -> str:
 def _gap_changes(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
     """:func:`gap_change` per protocol both experiments trained two cultures in (in the comparison's order)."""
     rows = []
-    for protocol in sorted(set(exp.training.get("protocol", ())) & set(other.training.get("protocol", ()))):
+    for protocol in sorted(set(exp.training["protocol"]) & set(other.training["protocol"])):
         first, second = (e.training[e.training["protocol"] == protocol] for e in (exp, other))
         named = exp.comparisons.get(protocol, {}).get("summary", {}).get("cultures")
         cultures = [named["a"], named["b"]] if named else sorted(first["culture"].unique())
