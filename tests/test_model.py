@@ -1,7 +1,9 @@
-"""The paper's CNN: architecture sizes and the checkpoint round trip."""
+"""The paper's CNN: architecture sizes, the checkpoint round trip and the provenance it records."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import replace
 
 import jax
@@ -9,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emofx.nets.checkpoint import CheckpointError, TrainedModel
+from emofx.nets.checkpoint import CheckpointError, TrainedModel, source_revision
 from emofx.nets.model import EmotionCNN, ModelConfig, init_params
 
 TINY = ModelConfig(num_classes=3, widths=(8, 16, 16), dense_units=32, pixel_mean=0.4, pixel_std=0.2)
@@ -58,6 +60,7 @@ def test_checkpoint_round_trip_predicts_identically(tiny_model, tmp_path):
     loaded = TrainedModel.load(tmp_path / "ckpt")
     assert loaded.config == TINY and loaded.classes == tiny_model.classes
     assert loaded.info["split"] == {"train": [0, 1]}
+    assert loaded.info["versions"]["emofx-commit"] == source_revision()  # the code that made it
     np.testing.assert_array_equal(loaded.predict_proba(images), tiny_model.predict_proba(images))
 
 
@@ -89,3 +92,27 @@ def test_a_checkpoint_whose_arrays_do_not_fit_its_model_json_is_refused(tiny_mod
     with pytest.raises(CheckpointError, match="expected model.json and params.msgpack"):
         TrainedModel.load(tmp_path / "good")
     assert (tmp_path / "good" / MODEL_FILE).is_file()  # nothing else touched
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_source_revision_names_the_commit_and_whether_the_package_changed(tmp_path):
+    repo, package = tmp_path / "repo", tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    (repo / "elsewhere.py").write_text("y = 1\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=emofx", "-c", "user.email=emofx@example.org",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    assert source_revision(package) == ""  # in a repository that does not track it
+    git("add", "."), git("commit", "-qm", "first")
+    commit = git("rev-parse", "HEAD")
+    assert len(commit) == 40 and source_revision(package) == commit
+    (package / "notes.txt").write_text("not source")  # untracked files are not changes of the source
+    (repo / "elsewhere.py").write_text("y = 2\n")  # nor are changes outside the package
+    assert source_revision(package) == commit
+    (package / "__init__.py").write_text("x = 2\n")
+    assert source_revision(package) == commit + "+dirty"
+    assert source_revision(tmp_path) == ""  # not a git checkout at all

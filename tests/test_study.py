@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
+from emofx.nets.checkpoint import source_revision
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
@@ -98,6 +99,9 @@ def test_report_has_every_section(reports, name, saliency_culture):
     assert (out / "figures" / f"fig5_saliency_{saliency_culture}.png").is_file()  # the culture its 03 run drew
     assert "data:image/png;base64," in html and 'src="figures/' not in html  # self-contained
     assert "vanilla gradient" in text and "guided" in text
+    revision = source_revision()  # the code of the training runs and of the report, side by side
+    report_code, runs_code = (revision, revision) if revision else ("not a git checkout", "not recorded")
+    assert re.search(rf"\| emofx-commit +\| {re.escape(report_code)} +\| {re.escape(runs_code)} +\|", text)
 
 
 def test_report_answers_both_protocols_and_flags_chance(studies, reports):

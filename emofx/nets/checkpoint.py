@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
@@ -46,13 +47,34 @@ def device_description() -> str:
     return f"{name} ({os.cpu_count()} cores)"
 
 
+def source_revision(package: Path | None = None) -> str:
+    """The git commit a package's source (default: emofx's own) was checked out at, with ``+dirty`` when its
+    tracked files differ from that commit, or '' when its ``__init__.py`` is not a tracked file of a git checkout
+    (an installed wheel, no git): recorded with every run because the version number alone does not say which
+    code made the numbers."""
+    package = package or Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")  # this package, not a repository it happens to sit in
+        commit, changes = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+dirty" if changes else "")
+
+
 def library_versions() -> dict[str, str]:
+    """Versions of emofx (and its source commit, :func:`source_revision`), the numeric libraries and Python."""
     import optax
 
     from emofx import __version__
 
     return {
         "emofx": __version__,
+        "emofx-commit": source_revision(),
         "jax": jax.__version__,
         "flax": flax.__version__,
         "optax": optax.__version__,

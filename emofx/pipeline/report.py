@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emofx.nets.checkpoint import source_revision
 from emofx.pipeline import report_text
 from emofx.pipeline.figures import (
     COLLECTED,
@@ -356,15 +357,16 @@ def _wall_time(exp: _Experiment) -> str:
 def _versions(exp: _Experiment) -> str:
     from importlib import metadata
 
-    recorded = {} if exp.training.empty else _read_json(
-        Path(exp.training["run_dir"].iloc[0]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
-    rows = [{"library": "python", "report": platform.python_version(), "training runs": recorded.get("python", "")}]
-    for name in LIBRARIES:
-        try:
-            now = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            now = "not installed"
-        rows.append({"library": name, "report": now, "training runs": recorded.get(name, "")})
+    installed = {re.sub(r"[-_.]+", "-", dist.name).lower(): dist.version
+                 for dist in metadata.distributions() if dist.name}
+    runs = [_read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
+            for run in exp.training.get("run_dir", [])]
+    commits = ", ".join(sorted({run.get("emofx-commit") or "not recorded" for run in runs}))
+    recorded = {**(runs or [{}])[0], "emofx-commit": commits}
+    now = {"emofx-commit": source_revision() or "not a git checkout", "python": platform.python_version(),
+           **{name: installed.get(name, "not installed") for name in LIBRARIES}}
+    rows = [{"library": name, "report": version, "training runs": recorded.get(name, "")}
+            for name, version in now.items()]
     return _md(pd.DataFrame(rows)) + f"\n\nMachine of the report: {platform.platform()}, {os.cpu_count()} CPUs."
 
 
