@@ -11,6 +11,7 @@ import pytest
 
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
+from emofx.nets.checkpoint import source_revision
 from emofx.study.runs import load_run, load_runs, runs_frame
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
@@ -70,6 +71,7 @@ def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_sp
     assert load_run(tmp_path / "again").split.test.tolist() != load_run(run_dir).split.test.tolist()
     table = runs_frame(tmp_path)
     assert table["run"].tolist() == ["again"] and table.loc[0, "trial"] == 1
+    assert table.loc[0, "code"] == source_revision()  # which code trained it
     assert len(load_runs(tmp_path)) == 1
 
 

@@ -470,7 +470,8 @@ def test_error_summary(runs: Sequence[Run]) -> dict[str, float]:
 
 
 def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:
-    """A tidy table of runs: one row each, with its directory, data fingerprint and scalar metrics.
+    """A tidy table of runs: one row each, with its directory, data fingerprint, the code that trained it (emofx's
+    git commit, :func:`emofx.nets.checkpoint.source_revision`) and scalar metrics.
 
     ``runs`` may be a parent directory (read with :func:`load_runs`); ``run`` is the directory
     relative to ``relative_to`` (default: that parent) for readable grouping.
@@ -481,7 +482,8 @@ def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.Pa
     rows = []
     for run in runs:
         name = str(run.directory.relative_to(relative_to)) if relative_to is not None else str(run.directory)
-        row = {"run": name, "directory": str(run.directory), "data": run.metrics.get("data", {}).get("fingerprint")}
+        row = {"run": name, "directory": str(run.directory), "data": run.metrics.get("data", {}).get("fingerprint"),
+               "code": run.metrics.get("versions", {}).get("emofx-commit")}
         row.update({key: run.metrics.get(key) for key in SCALAR_METRICS})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run", "directory", "data", *SCALAR_METRICS])
+    return pd.DataFrame(rows, columns=["run", "directory", "data", "code", *SCALAR_METRICS])
