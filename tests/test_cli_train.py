@@ -99,6 +99,18 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     assert main(["evaluate", str(run_dir), str(moved)]) == 2
     assert "was tested on other images" in capsys.readouterr().err
     assert _evaluate_json(capsys, str(run_dir), str(moved), "--data", str(data_files["other"]))["n"] == 8
+    # Compared image by image: the counts are those of the two runs' predictions.
+    result = _evaluate_json(capsys, str(run_dir), "--against", str(other))
+    right_here, right_there = (first["true"] == first["predicted"]), (second["true"] == second["predicted"])
+    comparison = result["comparison"]
+    assert comparison["only_a"] == int((right_here & ~right_there).sum())
+    assert comparison["only_b"] == int((~right_here & right_there).sum())
+    assert result["against"]["run"] == str(other) and result["against"]["accuracy"] == comparison["accuracy_b"]
+    assert comparison["accuracy_a"] - comparison["accuracy_b"] == pytest.approx(comparison["difference"])
+    assert main(["evaluate", str(run_dir), "--against", str(moved)]) == 2
+    assert "a comparison (--against) needs the same test images" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir), "--against", str(other), "--data", str(data_files["other"])]) == 0
+    assert "McNemar exact p" in capsys.readouterr().out
 
 
 def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys):

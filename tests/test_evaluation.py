@@ -16,6 +16,7 @@ from emofx.study.evaluation import (
     EvaluationError,
     aggregate_confusions,
     average_evaluations,
+    compare_evaluations,
     evaluate,
     evaluate_probabilities,
     metrics_table,
@@ -54,6 +55,18 @@ def test_an_ensemble_averages_probabilities_and_can_beat_its_members():
     assert average_evaluations([first]).probabilities.tolist() == first.probabilities.tolist()
     with pytest.raises(EvaluationError, match="member 1 scored other images"):
         average_evaluations([first, evaluate_probabilities(labels[::-1], second.probabilities, CLASSES)])
+
+
+def test_two_evaluations_of_the_same_images_are_compared_image_by_image():
+    labels = np.array([0, 1, 2, 0, 1])
+    onehot = np.eye(3)
+    first = evaluate_probabilities(labels, onehot[[0, 1, 2, 1, 2]], CLASSES)  # right on images 0-2
+    second = evaluate_probabilities(labels, onehot[[1, 1, 2, 0, 2]], CLASSES)  # right on images 1-3
+    comparison = compare_evaluations(first, second)
+    assert (comparison.only_a, comparison.only_b, comparison.n) == (1, 1, 5)
+    assert comparison.accuracy_a == comparison.accuracy_b == 0.6 and comparison.p_value == 1.0
+    with pytest.raises(EvaluationError, match="second evaluation scored other images"):
+        compare_evaluations(first, evaluate_probabilities(labels[::-1], second.probabilities, CLASSES))
 
 
 def test_aggregation_over_trials_gives_mean_and_std():

@@ -166,3 +166,35 @@ def test_step_down_max_t():
     # the least extreme of two features is compared with itself only: max(first's p_fwer, its raw p)
     two = stats.permutation_test(a[:, [0, 7]], b[:, [0, 7]], statistic="welch_t")
     assert two.p_fwer[1] == pytest.approx(max(two.p_fwer[0], two.p_value[1]))
+
+
+def test_mcnemar_counts_discordant_images_and_matches_the_exact_binomial_test():
+    rng = np.random.default_rng(3)
+    a = rng.random(500) < 0.7
+    b = np.where(rng.random(500) < 0.8, a, ~a)  # agrees with a on about 80% of the images
+    result = stats.mcnemar_test(a, b)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    assert (result.only_a, result.only_b, result.n) == (only_a, only_b, 500)
+    assert result.difference == pytest.approx(a.mean() - b.mean()) == pytest.approx((only_a - only_b) / 500)
+    assert result.p_value == pytest.approx(scipy_stats.binomtest(only_a, only_a + only_b).pvalue, rel=1e-12)
+    # The interval: the mean per-image difference (-1, 0, +1) plus or minus 1.96 standard errors.
+    d = a.astype(int) - b.astype(int)
+    half = 1.959964 * d.std() / np.sqrt(500)
+    assert (result.low, result.high) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-6)
+    swapped = stats.mcnemar_test(b, a)  # the same test from the other side
+    assert swapped.p_value == result.p_value and swapped.difference == -result.difference
+
+
+def test_mcnemar_known_answers():
+    # 64 images only the first classifier gets right, 48 only the second (p = 0.156, as scipy's binomtest),
+    # 120 that decide nothing.
+    a = np.r_[np.ones(64), np.zeros(48), np.ones(100), np.zeros(20)]
+    b = np.r_[np.zeros(64), np.ones(48), np.ones(100), np.zeros(20)]
+    assert stats.mcnemar_test(a, b).p_value == pytest.approx(0.1560663, abs=1e-7)
+    same = stats.mcnemar_test(a, a)  # no discordant image: no evidence either way
+    assert same.p_value == 1.0 and same.difference == same.low == same.high == 0.0
+    assert stats.mcnemar_test([1] * 10, [0] * 10).p_value == pytest.approx(2 / 2 ** 10)
+    with pytest.raises(stats.StatsInputError, match="equally long"):
+        stats.mcnemar_test(a, b[:-1])
+    with pytest.raises(stats.StatsInputError, match="non-empty"):
+        stats.mcnemar_test([], [])

@@ -7,6 +7,10 @@ cross-culture transfer is measured); the classes dropped on either side are name
 Several run directories are scored as one ensemble: each image's probabilities are averaged over
 the models. Without --data they must share their test images (the same dataset and split, e.g. one
 trial fine-tuned from different pre-trained models).
+
+--against scores a second run (or ensemble) on the same images and compares the two image by image:
+the accuracy difference with its 95% interval, the images only one of them gets right, and McNemar's
+exact p (e.g. two recipes on one test split: `emofx evaluate runs/strong --against runs/paper`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emofx.study.stats import PairedAccuracy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", metavar="RUN_DIR", nargs="+",
                         help="a run directory (from `emofx train`); several are scored as one ensemble")
+    parser.add_argument("--against", metavar="RUN_DIR", nargs="+",
+                        help="compare with this run (several: their ensemble) on the same images, image by image")
     parser.add_argument("--data", metavar="OTHER.npz", help="dataset to evaluate on (default: the run's test images)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to this CSV")
@@ -28,31 +38,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from emofx.data.dataset import FaceDataset
-    from emofx.study.runs import evaluate_runs, load_run
+    from emofx.study.evaluation import compare_evaluations
+    from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
     members = [load_run(directory) for directory in args.runs]
+    rivals = [load_run(directory) for directory in args.against or []]
     names = [str(member.directory) for member in members]
     if args.data:
-        evaluation = evaluate_runs(members, FaceDataset.load(args.data), flip_average=args.flip_average)
-        source = str(Path(args.data).resolve())
+        images, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
     else:
-        evaluation = evaluate_runs(members, flip_average=args.flip_average)
-        whose = "the run's" if len(names) == 1 else "the runs'"
+        images = shared_test_images(members + rivals)
+        whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
+    evaluation = evaluate_runs(members, images, flip_average=args.flip_average)
     if args.predictions:
         target = Path(args.predictions)
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         evaluation.predictions_frame().to_csv(target)
-    scored = names[0] if len(names) == 1 else f"ensemble of {len(names)} runs ({', '.join(names)})"
-    summary = {"run": names[0] if len(names) == 1 else names, "data": source, **evaluation.summary()}
+    summary = {"run": _named(names), "data": source, **evaluation.summary()}
+    if rivals:
+        rival = evaluate_runs(rivals, images, flip_average=args.flip_average)
+        comparison = compare_evaluations(evaluation, rival)
+        summary.update(against={"run": _named([str(r.directory) for r in rivals]), **rival.summary()},
+                       comparison=asdict(comparison))
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{scored} on {source}")
+    print(f"{_scored(names)} on {source}")
     print(f"accuracy {evaluation.accuracy:.4f}  balanced accuracy {evaluation.balanced_accuracy:.4f}  "
           f"macro F1 {evaluation.macro_f1:.4f}  ({evaluation.n} images)")
+    if rivals:
+        print(f"against {_scored([str(r.directory) for r in rivals])}: {_comparison_line(comparison)}")
     if evaluation.dropped_model_classes:
         print(f"model classes absent from the data (not predicted): {', '.join(evaluation.dropped_model_classes)}")
     if evaluation.dropped_data_classes:
@@ -63,3 +83,17 @@ def run(args: argparse.Namespace) -> int:
     print("\n% misclassified:")
     print(evaluation.per_class_error().round(1).to_string())
     return 0
+
+
+def _named(names: list[str]) -> str | list[str]:
+    return names[0] if len(names) == 1 else names
+
+
+def _scored(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"ensemble of {len(names)} runs ({', '.join(names)})"
+
+
+def _comparison_line(c: "PairedAccuracy") -> str:
+    return (f"accuracy {c.accuracy_a:.4f} vs {c.accuracy_b:.4f}, difference {100 * c.difference:+.1f} points "
+            f"({100 * c.confidence:.0f}% interval {100 * c.low:+.1f} to {100 * c.high:+.1f}); right only here "
+            f"{c.only_a}, only there {c.only_b} of {c.n} images; McNemar exact p = {c.p_value:.3g}")

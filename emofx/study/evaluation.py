@@ -19,6 +19,7 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import shared_classes
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.study.stats import PairedAccuracy, mcnemar_test
 
 TOTAL = "total"
 
@@ -147,13 +148,24 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         raise EvaluationError("an ensemble needs at least one evaluation")
     first = evaluations[0]
     for k, other in enumerate(evaluations[1:], start=1):
-        if other.classes != first.classes or not np.array_equal(other.labels, first.labels):
-            raise EvaluationError(f"ensemble member {k} scored other images or classes than member 0 "
-                                  f"({other.n} images over {list(other.classes)} vs {first.n} over "
-                                  f"{list(first.classes)}); evaluate every member on the same images")
+        _require_same_images(first, other, f"ensemble member {k}", "member 0")
     dropped_model_classes = tuple(dict.fromkeys(c for e in evaluations for c in e.dropped_model_classes))
     return Evaluation(first.classes, first.labels, np.mean([e.probabilities for e in evaluations], axis=0),
                       dropped_model_classes, first.dropped_data_classes)
+
+
+def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95) -> PairedAccuracy:
+    """Whether ``a`` is more accurate than ``b`` on the images both scored (McNemar's test, image by image;
+    :func:`emofx.study.stats.mcnemar_test`), e.g. two recipes, or a model and an ensemble, on one test split."""
+    _require_same_images(b, a, "the second evaluation", "the first")
+    return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence)
+
+
+def _require_same_images(first: Evaluation, other: Evaluation, other_name: str, first_name: str) -> None:
+    if other.classes != first.classes or not np.array_equal(other.labels, first.labels):
+        raise EvaluationError(f"{other_name} scored other images or classes than {first_name} "
+                              f"({other.n} images over {list(other.classes)} vs {first.n} over "
+                              f"{list(first.classes)}); evaluate both on the same images")
 
 
 def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,

@@ -373,7 +373,8 @@ def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
         if run.metrics["data"]["path"] != first.metrics["data"]["path"] or not np.array_equal(run.split.test,
                                                                                             first.split.test):
             raise RunError(f"{run.directory} was tested on other images than {first.directory} (another dataset or "
-                           "split); an ensemble needs the same test images, or a dataset given explicitly (--data)")
+                           "split); an ensemble or a comparison (--against) needs the same test images, or a dataset "
+                           "given explicitly (--data)")
     dataset = first.dataset()
     recorded = first.metrics["data"].get("fingerprint")
     if recorded is not None and recorded != dataset_fingerprint(dataset):

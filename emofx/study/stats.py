@@ -1,5 +1,6 @@
 """Calibrated statistics for comparing two groups (cultures): permutation tests, bootstrap
-confidence intervals, multiple-comparison corrections, effect sizes and linear CKA.
+confidence intervals, multiple-comparison corrections, effect sizes, linear CKA, and McNemar's
+test of two classifiers scored on the same images.
 
 Everything here is pure numpy, vectorised over trailing "feature" axes (regions, pixels,
 categories) so that many tests share one set of permutations, and every random choice comes
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from math import comb
+from math import comb, sqrt
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -57,6 +59,31 @@ class BootstrapInterval:
     high: float
     confidence: float
     n_boot: int
+
+
+@dataclass(frozen=True)
+class PairedAccuracy:
+    """Two classifiers' accuracies on the same images, compared image by image (:func:`mcnemar_test`).
+
+    Attributes:
+        n: images scored by both.
+        accuracy_a, accuracy_b: each classifier's accuracy.
+        difference: ``accuracy_a - accuracy_b``, with its ``low`` - ``high`` interval at ``confidence``
+            (normal approximation to the mean of the per-image differences, each -1, 0 or +1).
+        only_a, only_b: images only ``a`` / only ``b`` classifies right (the discordant pairs).
+        p_value: McNemar's exact two-sided p: under "equally accurate" each discordant image is a fair coin.
+    """
+
+    n: int
+    accuracy_a: float
+    accuracy_b: float
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    only_a: int
+    only_b: int
+    p_value: float
 
 
 # ---------------------------------------------------------------- permutation machinery
@@ -322,3 +349,27 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     if norm_x == 0 or norm_y == 0:
         raise StatsInputError("CKA is undefined for a constant representation (every input maps to the same vector)")
     return float(np.linalg.norm(y.T @ x) ** 2 / (norm_x * norm_y))
+
+
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95) -> PairedAccuracy:
+    """Compare two classifiers scored on the same images from whether each got each image right.
+
+    Images both get right or both get wrong say nothing about which is better; McNemar's exact test
+    asks whether the discordant ones split unevenly (a two-sided binomial test at 1/2). On paired
+    predictions it is far more sensitive than comparing the two accuracies as independent proportions.
+    """
+    a, b = np.asarray(correct_a), np.asarray(correct_b)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise StatsInputError(f"need two equally long, non-empty vectors of right/wrong per image; got shapes "
+                              f"{a.shape} and {b.shape}")
+    a, b, n = a.astype(bool), b.astype(bool), a.size
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    discordant = only_a + only_b
+    # Exact: twice the smaller tail of Binomial(discordant, 1/2), in integer arithmetic.
+    tail = sum(comb(discordant, k) for k in range(min(only_a, only_b) + 1))
+    p_value = min(1.0, 2 * tail / 2 ** discordant)
+    difference = (only_a - only_b) / n
+    spread = sqrt(max(discordant / n - difference ** 2, 0.0) / n)  # std error of the mean per-image difference
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return PairedAccuracy(n, float(a.mean()), float(b.mean()), difference, difference - z * spread,
+                          difference + z * spread, confidence, only_a, only_b, p_value)
