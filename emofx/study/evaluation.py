@@ -157,7 +157,7 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
 def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95) -> PairedAccuracy:
     """Whether ``a`` is more accurate than ``b`` on the images both scored (McNemar's test, image by image;
     :func:`emofx.study.stats.mcnemar_test`), e.g. two recipes, or a model and an ensemble, on one test split."""
-    _require_same_images(b, a, "the second evaluation", "the first")
+    _require_same_images(a, b, "the second evaluation", "the first")
     return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence)
 
 
