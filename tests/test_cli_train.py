@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,13 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     assert "a comparison (--against) needs the same test images" in capsys.readouterr().err
     assert main(["evaluate", str(run_dir), "--against", str(other), "--data", str(data_files["other"])]) == 0
     assert "McNemar exact p" in capsys.readouterr().out
+    # A copy of the same data elsewhere (each study keeps its own) holds the same test images: same fingerprint.
+    copy = tmp_path / "copy" / "a.npz"
+    copy.parent.mkdir()
+    shutil.copy(data_files["train"], copy)
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["train", str(copy), "--out", str(elsewhere), *TINY]) == 0
+    assert _evaluate_json(capsys, str(elsewhere), "--against", str(run_dir))["comparison"]["n"] == result["n"]
 
 
 def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys):
@@ -132,8 +140,6 @@ def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys)
 
 def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_model(run_dir, data_files, tmp_path,
                                                                                     capsys):
-    import shutil
-
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     data = tmp_path / "a.npz"

@@ -360,8 +360,9 @@ def load_run(directory: str | os.PathLike) -> Run:
 def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
     """The test images one run, or several forming an ensemble, were scored on.
 
-    Several runs must share them: the same dataset file and test split (e.g. one trial fine-tuned
-    from different pre-trained models)."""
+    Several runs must share them: the same dataset (the same recorded fingerprint, or without one the
+    same file) and test split, e.g. one trial fine-tuned from different pre-trained models, or trained
+    by two studies that each keep a copy of the data."""
     if not runs:
         raise RunError("no runs given")
     for run in runs:
@@ -370,8 +371,8 @@ def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
                            "explicitly (--data)")
     first = runs[0]
     for run in runs[1:]:
-        if run.metrics["data"]["path"] != first.metrics["data"]["path"] or not np.array_equal(run.split.test,
-                                                                                            first.split.test):
+        if not _same_data(run.metrics["data"], first.metrics["data"]) or not np.array_equal(run.split.test,
+                                                                                          first.split.test):
             raise RunError(f"{run.directory} was tested on other images than {first.directory} (another dataset or "
                            "split); an ensemble or a comparison (--against) needs the same test images, or a dataset "
                            "given explicitly (--data)")
@@ -382,6 +383,13 @@ def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
                        f"(fingerprint {dataset_fingerprint(dataset)}, recorded {recorded}): its test split no longer "
                        "names the test images; evaluate on a dataset given explicitly (--data)")
     return dataset.subset(first.split.test)
+
+
+def _same_data(recorded: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two runs' recorded datasets are the same images: by fingerprint where both have one, else by path."""
+    if recorded.get("fingerprint") and other.get("fingerprint"):
+        return recorded["fingerprint"] == other["fingerprint"]
+    return recorded["path"] == other["path"]
 
 
 def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
