@@ -10,7 +10,6 @@ committed results folder is written that way.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ import pandas as pd
 
 from emofx.nets.checkpoint import source_revision
 from emofx.pipeline import report_text
+from emofx.pipeline.html import markdown_to_html
 from emofx.pipeline.figures import (
     COLLECTED,
     COMPARISON,
@@ -472,25 +472,6 @@ def _write_report(exp: _Experiment, other: _Experiment | None, out: Path, faces:
     (out / REPORT_MD).write_text(text)
     (out / REPORT_HTML).write_text(markdown_to_html(text, out, title=f"{experiment_dir.name}: report"))
     return [out / REPORT_MD, out / REPORT_HTML]
-
-
-def markdown_to_html(text: str, base: Path, title: str) -> str:
-    """A self-contained HTML page: the Markdown converted, every local PNG embedded as a data URI."""
-    import markdown
-
-    body = markdown.markdown(text, extensions=["tables"])
-
-    def embed(match: re.Match) -> str:
-        path = base / match.group(1)
-        if not path.is_file():
-            return match.group(0)
-        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
-
-    body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    style = ("body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}table{border-collapse:collapse;"
-             "font-size:85%}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style>"
-            f"</head><body>\n{body}\n</body></html>\n")
 
 
 def results_exist(out: Path) -> bool:
