@@ -21,7 +21,7 @@ from emofx.data.synthetic import make_synthetic
 from emofx.nets.model import ModelConfig, chosen_model
 from emofx.nets.training import TrainConfig
 from emofx.pipeline import batch, experiments, report
-from emofx.study.accuracy import predictions_frame
+from emofx.study.accuracy import predictions_frame, trial_pairs
 from emofx.pipeline.report_text import human_paragraph
 from emofx.study.baselines import (against_observers, balanced_accuracy_p_value, chance_flags, confusion_p_value,
                                   human_baseline)
@@ -132,11 +132,18 @@ def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
     assert sum("paper recipe, from scratch" in row for row in rows) == 4
     assert all(" ± " in row for row in rows)
     # whether the gap between the cultures changed with the training: the protocol both experiments ran
-    gap = section.split("Does the gap between the cultures change")[1]
+    gap, pairs = section.split("Does the gap between the cultures change")[1].split("Each trial's model here")
     change = [line for line in gap.splitlines() if line.startswith("| collected")]
     assert len(change) == 1 and "Swedish" in change[0] and "2 vs 2" in change[0]
     gaps = [float(cell) for cell in change[0].split("|")[4:7]]  # gap here, gap there, change
     assert gaps[2] == pytest.approx(gaps[0] - gaps[1], abs=2e-3)
+    # each trial's two models image by image: 2 cultures x 2 trials of the protocol both ran, counts that add up
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in pairs.splitlines() if line.startswith("| coll")]
+    assert sorted((row[1], row[2]) for row in rows) == [("Swedish", "0"), ("Swedish", "1"), ("Taiwanese", "0"),
+                                                        ("Taiwanese", "1")]
+    for row in rows:
+        n, here, there, only_here, only_there, p_value, p_holm = map(float, row[3:10])
+        assert here - there == pytest.approx((only_here - only_there) / n, abs=2e-3) and p_holm >= p_value
     # the fine-tuning settings the experiment file sets are named in the recipe table
     recipe = text.split("## Models and recipe\n")[1].split("How training ended")[0]
     assert "conv_lr_scale" in recipe and "patience" in recipe and "init_from" in recipe
@@ -308,3 +315,27 @@ def test_sources_name_real_and_synthetic_data(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOFX_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="EMOFX_DATA"):
         load_source("kdef", "Swedish")
+
+
+def test_trial_pairs_compare_the_same_trials_runs_image_by_image(studies):
+    def runs(name: str) -> pd.DataFrame:
+        rows = []
+        for directory in sorted((studies[name] / "02_train_culture").iterdir()):
+            key = dict(part.split("=") for part in directory.name.split("__"))
+            if key["protocol"] == "collected":
+                rows.append({"culture": key["culture"], "trial": int(key["trial"]),
+                             "run": str(directory / "results" / "run")})
+        return pd.DataFrame(rows)
+
+    pretrained, scratch = runs("kdef_vs_taiwanese_pretrained"), runs("kdef_vs_taiwanese")
+    table = trial_pairs(pretrained, scratch)
+    assert len(table) == 4 and table["note"].isna().all()
+    for _, row in table.iterrows():  # each side's accuracy is the one its run recorded on the same test images
+        for side, frame in (("first", pretrained), ("second", scratch)):
+            run = frame[(frame["culture"] == row["culture"]) & (frame["trial"] == row["trial"])]["run"].item()
+            metrics = json.loads((Path(run) / "metrics.json").read_text())
+            assert row[f"accuracy_{side}"] == pytest.approx(metrics["test_accuracy"]) and row["n"] == metrics["n_test"]
+    assert (table["p_holm"] >= table["p_value"]).all() and (table["p_value"] <= 1).all()
+    # Trials 0 and 1 split other subjects: such a pair is not compared, and says why.
+    crossed = trial_pairs(pretrained.assign(trial=1 - pretrained["trial"]), scratch)
+    assert crossed["p_value"].isna().all() and crossed["note"].str.contains("tested on other images").all()

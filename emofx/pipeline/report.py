@@ -38,7 +38,7 @@ from emofx.pipeline.figures import (
     regenerate,
 )
 from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_runs
-from emofx.study.accuracy import gap_change
+from emofx.study.accuracy import gap_change, trial_pairs
 from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
 from emofx.study.cultures import ComparisonError
 
@@ -397,7 +397,21 @@ def _beside(exp: _Experiment, other: _Experiment) -> str:
                      "Per culture, each trial's test accuracy here minus the same trial's there; the gap's change is "
                      "culture a's mean change minus culture b's, tested by reassigning the trials' changes between "
                      "the cultures:\n\n" + _md(changes))
+    pairs = _trial_pairs(exp, other)
+    if not pairs.empty:
+        parts.append(f"Each trial's model here against the same trial's there, image by image on the trial's test images "
+                     "(McNemar's exact test; `only` counts the images one of the two gets right; Holm over the "
+                     "table):\n\n" + _md(pairs.dropna(axis=1, how="all"), floatfmt=".4g"))
     return "\n\n".join(parts)
+
+
+def _trial_pairs(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
+    """:func:`trial_pairs` of the two experiments' training runs, with the experiments' names in the columns."""
+    keys = ["protocol", "culture", "trial"]
+    runs = [e.training[keys].assign(run=[str(Path(d) / RESULTS_DIR / RUN_DIR) for d in e.training["run_dir"]])
+            for e in (exp, other)]
+    table = trial_pairs(*runs, keys=keys)
+    return table.rename(columns=lambda c: c.replace("first", exp.directory.name).replace("second", other.directory.name))
 
 
 def _gap_changes(exp: _Experiment, other: _Experiment) -> pd.DataFrame:

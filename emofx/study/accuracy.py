@@ -1,6 +1,7 @@
 """H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with a bootstrap
-interval over test images, per-class errors, the train-culture x test-culture transfer matrix, and
-whether the gap between two cultures changes between two experiments (another training)."""
+interval over test images, per-class errors, the train-culture x test-culture transfer matrix,
+whether the gap between two cultures changes between two experiments (another training), and each
+trial's two models of two experiments compared image by image."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pandas as pd
 from emofx.data.emotions import shared_classes
 from emofx.study import stats
 from emofx.study.cultures import METRICS, CompareConfig, ComparisonError, CultureRuns
+from emofx.study.evaluation import compare_evaluations
+from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_images
 
 
 def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
@@ -163,3 +166,32 @@ def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:
     frames = [trial_metrics(predictions_frame(train, test, classes)) for train, test in product(cultures, cultures)]
     return pd.concat(frames, ignore_index=True)
 
+
+
+def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] = ("culture", "trial")) -> pd.DataFrame:
+    """Each trial's runs in two experiments compared image by image.
+
+    ``first`` and ``second`` have one row per run (``keys`` and ``run``, its directory); rows with equal keys
+    pair up. Both runs of a pair are scored on the trial's test images, which they must share (the same data and
+    split, as two studies with the same seeds have), and compared by McNemar's exact test
+    (:func:`emofx.study.evaluation.compare_evaluations`): far more sensitive within a trial than the trial-level
+    test of :func:`gap_change`, but each trial says only what its own ~100 test images can. ``p_holm`` corrects
+    over the table; a pair whose runs saw other images says why in ``note``.
+    """
+    rows = []
+    for _, pair in first.merge(second, on=list(keys), suffixes=("_first", "_second")).iterrows():
+        row = {key: pair[key] for key in keys}
+        try:
+            members = [load_run(pair["run_first"])], [load_run(pair["run_second"])]
+            images = shared_test_images(members[0] + members[1])
+        except RunError as err:
+            rows.append({**row, "note": str(err)})
+            continue
+        result = compare_evaluations(*(evaluate_runs(runs, images) for runs in members))
+        rows.append({**row, "n": result.n, "accuracy_first": result.accuracy_a, "accuracy_second": result.accuracy_b,
+                     "only_first": result.only_a, "only_second": result.only_b, "p_value": result.p_value})
+    columns = [*keys, "n", "accuracy_first", "accuracy_second", "only_first", "only_second", "p_value", "p_holm", "note"]
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    tested = table["p_value"].notna()
+    table.loc[tested, "p_holm"] = stats.holm(table.loc[tested, "p_value"].to_numpy(float))
+    return table
