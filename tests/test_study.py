@@ -138,7 +138,8 @@ def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
     gaps = [float(cell) for cell in change[0].split("|")[4:7]]  # gap here, gap there, change
     assert gaps[2] == pytest.approx(gaps[0] - gaps[1], abs=2e-3)
     # each trial's two models image by image: 2 cultures x 2 trials of the protocol both ran, counts that add up
-    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in pairs.splitlines() if line.startswith("| coll")]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]]
+            for line in pairs.splitlines() if line.startswith("| collected")]
     assert sorted((row[1], row[2]) for row in rows) == [("Swedish", "0"), ("Swedish", "1"), ("Taiwanese", "0"),
                                                         ("Taiwanese", "1")]
     for row in rows:

@@ -399,8 +399,8 @@ def _beside(exp: _Experiment, other: _Experiment) -> str:
                      "the cultures:\n\n" + _md(changes))
     pairs = _trial_pairs(exp, other)
     if not pairs.empty:
-        parts.append(f"Each trial's model here against the same trial's there, image by image on the trial's test images "
-                     "(McNemar's exact test; `only` counts the images one of the two gets right; Holm over the "
+        parts.append("Each trial's model here against the same trial's there, image by image on the trial's test "
+                     "images (McNemar's exact test; `only` counts the images one of the two gets right; Holm over the "
                      "table):\n\n" + _md(pairs.dropna(axis=1, how="all"), floatfmt=".4g"))
     return "\n\n".join(parts)
 
@@ -411,7 +411,8 @@ def _trial_pairs(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
     runs = [e.training[keys].assign(run=[str(Path(d) / RESULTS_DIR / RUN_DIR) for d in e.training["run_dir"]])
             for e in (exp, other)]
     table = trial_pairs(*runs, keys=keys)
-    return table.rename(columns=lambda c: c.replace("first", exp.directory.name).replace("second", other.directory.name))
+    names = {"first": exp.directory.name, "second": other.directory.name}
+    return table.rename(columns=lambda c: "_".join(names.get(part, part) for part in c.split("_")))
 
 
 def _gap_changes(exp: _Experiment, other: _Experiment) -> pd.DataFrame:

@@ -167,7 +167,6 @@ def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-
 def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] = ("culture", "trial")) -> pd.DataFrame:
     """Each trial's runs in two experiments compared image by image.
 
@@ -190,7 +189,8 @@ def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] =
         result = compare_evaluations(*(evaluate_runs(runs, images) for runs in members))
         rows.append({**row, "n": result.n, "accuracy_first": result.accuracy_a, "accuracy_second": result.accuracy_b,
                      "only_first": result.only_a, "only_second": result.only_b, "p_value": result.p_value})
-    columns = [*keys, "n", "accuracy_first", "accuracy_second", "only_first", "only_second", "p_value", "p_holm", "note"]
+    columns = [*keys, "n", "accuracy_first", "accuracy_second", "only_first", "only_second", "p_value", "p_holm",
+               "note"]
     table = pd.DataFrame(rows).reindex(columns=columns)
     tested = table["p_value"].notna()
     table.loc[tested, "p_holm"] = stats.holm(table.loc[tested, "p_value"].to_numpy(float))
