@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import time
 from pathlib import Path
@@ -357,14 +356,18 @@ def _wall_time(exp: _Experiment) -> str:
 def _versions(exp: _Experiment) -> str:
     from importlib import metadata
 
-    installed = {re.sub(r"[-_.]+", "-", dist.name).lower(): dist.version
-                 for dist in metadata.distributions() if dist.name}
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
     runs = [_read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
             for run in exp.training.get("run_dir", [])]
     commits = ", ".join(sorted({run.get("emofx-commit") or "not recorded" for run in runs}))
     recorded = {**(runs or [{}])[0], "emofx-commit": commits}
     now = {"emofx-commit": source_revision() or "not a git checkout", "python": platform.python_version(),
-           **{name: installed.get(name, "not installed") for name in LIBRARIES}}
+           **{name: installed(name) for name in LIBRARIES}}
     rows = [{"library": name, "report": version, "training runs": recorded.get(name, "")}
             for name, version in now.items()]
     return _md(pd.DataFrame(rows)) + f"\n\nMachine of the report: {platform.platform()}, {os.cpu_count()} CPUs."
