@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 from emofx.cli import main
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.pipeline import batch, experiments, figures, results
+from emofx.study.runs import test_error_summary as error_summary  # (not collected as a test)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TINY_MODEL = {"widths": [8, 16, 16], "dense_units": 32}
@@ -61,6 +64,10 @@ def test_every_notebook_ran_to_the_end(executed):
     executed_02 = nbformat.read(experiment_dir / "02_train_culture" / "culture=eyes__trial=0" / "02_train_culture.ipynb", 4)
     outputs = [o for cell in executed_02.cells if cell.cell_type == "code" for o in cell.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the confusion matrix is shown
+    # Progress bars as text (emofx batch's kernels: emofx.data.progress): the saved notebook keeps the last frame.
+    streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert re.search(r"train: 100%\|[^\n]*\| (\d+)/\1 ", streams), streams[-500:]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
 
 
 def test_train_culture_records_a_run_per_culture_and_trial(executed):
@@ -116,6 +123,8 @@ def test_quickstart_and_benchmark_results(executed):
               for k in range(2)]
     assert folds["folds"] == 2 and folds["test_error_mean"] == pytest.approx(np.mean(errors))
     assert folds["test_error_std"] == pytest.approx(np.std(errors, ddof=1))  # as every table of emofx
+    one_fold = error_summary([SimpleNamespace(metrics={"test_accuracy": 0.75})])
+    assert one_fold == {"test_error_mean": pytest.approx(0.25), "test_error_std": None}  # no spread from one fold
 
 
 def test_figures_regenerates_every_figure_and_table_from_the_runs(executed, tmp_path, capsys):

@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "EMOFX_PRECISION": "matmul/convolution precision: default, high or highest (emofx.nets.precision)",
     "EMOFX_COMPILATION_CACHE": "folder of compiled programs, or off (emofx.nets.compilation)",
     "EMOFX_TUNED_MALLOC": "0 leaves the C allocator as it is (emofx.nets.allocator)",
+    "EMOFX_PROGRESS": "progress bars: auto, text or off (emofx.data.progress)",
 }
 
 # Errors that mean "the user's input was wrong": reported in one line, exit status 2.

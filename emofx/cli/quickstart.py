@@ -78,7 +78,7 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
 
     matplotlib.use("Agg")
     import pandas as pd
-    from tqdm.auto import tqdm
+    from emofx.data.progress import tqdm
 
     from emofx.data.synthetic import make_synthetic
     from emofx.nets.model import ModelConfig

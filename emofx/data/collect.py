@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from emofx.data import dedup
 from emofx.data.dataset import FaceDataset
@@ -40,6 +39,7 @@ from emofx.data.emotions import ALIASES
 from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, find_face,
                               square_around)
 from emofx.data.landmarks import detect_eyes
+from emofx.data.progress import tqdm
 from emofx.data.splits import PREDEFINED_NAMES
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif"})

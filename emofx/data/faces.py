@@ -27,7 +27,6 @@ from typing import Sequence
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import MAX_SIDE, MIN_SIDE
 from emofx.data.landmarks import (
@@ -41,6 +40,7 @@ from emofx.data.landmarks import (
     warp_face,
 )
 from emofx.data.paths import cache_root
+from emofx.data.progress import tqdm
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}

@@ -30,10 +30,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.landmarks import ALIGNED_MARGIN, LEFT_EYE, RIGHT_EYE, aligned_eyes, detect_eyes
+from emofx.data.progress import tqdm
 
 FEATURE_REGIONS: tuple[str, ...] = ("eyes", "brows", "nose", "mouth")
 REGION_NAMES: tuple[str, ...] = FEATURE_REGIONS + ("rest",)

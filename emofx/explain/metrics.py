@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from scipy import integrate, ndimage, stats
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.progress import tqdm
 from emofx.explain.saliency import attribute, class_scores
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.model import init_variables

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.emotions import UnknownEmotionError, canonical_emotion
+from emofx.data.progress import tqdm
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 

@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.progress import tqdm
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.compilation import compile_seconds, process_seconds

@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.progress import tqdm
 from emofx.nets.augment import augment
 from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import TrainedModel, as_unit_float

@@ -18,9 +18,8 @@ with a marker, so a half-written run is never read. Runs are independent tasks s
 to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
 :mod:`emofx.pipeline.executors`). Whoever executes a run holds its claim
 (:mod:`emofx.pipeline.locking`) and re-reads its state under it, so two batch processes on
-one experiment never execute the same run twice. Kernels share JAX's persistent compilation cache
-(``$JAX_COMPILATION_CACHE_DIR``, default ``<emofx cache>/jax``), so runs after the first skip
-most compilation.
+one experiment never execute the same run twice. Kernels share emofx's persistent compilation cache
+(:func:`emofx.nets.compilation.compilation_cache_dir`), so runs after the first skip most compilation.
 """
 
 from __future__ import annotations
@@ -38,8 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from tqdm.auto import tqdm
-
+from emofx.data.progress import text_progress_for_saved_notebooks, tqdm
 from emofx.pipeline.experiments import (
     DEFAULT_KERNEL,
     EXPERIMENT_PARAMETER,
@@ -207,16 +205,17 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     started = time.time()
     error: dict[str, Any] | None = None
     try:
-        papermill.execute_notebook(
-            str(spec.notebook),
-            str(run_dir / spec.notebook.name),
-            parameters={**spec.parameters, **spec.injected},
-            kernel_name=spec.kernel_name,
-            progress_bar=False,
-            cwd=str(spec.notebook.parent),
-            execution_timeout=spec.cell_timeout,
-            **kernel_settings(),
-        )
+        with text_progress_for_saved_notebooks():
+            papermill.execute_notebook(
+                str(spec.notebook),
+                str(run_dir / spec.notebook.name),
+                parameters={**spec.parameters, **spec.injected},
+                kernel_name=spec.kernel_name,
+                progress_bar=False,
+                cwd=str(spec.notebook.parent),
+                execution_timeout=spec.cell_timeout,
+                **kernel_settings(),
+            )
     except PapermillExecutionError as err:
         error = {"type": err.ename, "message": _first_line(err.evalue), "cell": err.cell_index,
                  "traceback": _plain("\n".join(err.traceback))}
@@ -364,7 +363,7 @@ def run_sweep(
     return summarise(experiment, sweep, specs, [*skipped, *outcomes])
 
 
-def progress_bar(description: str, total: int, progress: bool = True, **options: Any) -> tqdm:
+def progress_bar(description: str, total: int, progress: bool = True, **options: Any) -> Any:
     """The batch progress bar of one sweep (silent when there is nothing to run)."""
     return tqdm(total=total, desc=description, unit="run", disable=not progress or not total, **options)
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.emotions import shared_classes
+from emofx.data.progress import tqdm
 from emofx.data.regions import RegionMaps
 from emofx.study.accuracy import (
     accuracy_test,

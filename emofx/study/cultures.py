@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import shared_classes
+from emofx.data.progress import tqdm
 from emofx.data.splits import Split, balanced_subsample, make_split
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig

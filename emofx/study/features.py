@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from emofx.data.progress import tqdm
 from emofx.data.regions import RegionMaps
 from emofx.explain.saliency import attribute
 from emofx.nets.checkpoint import TrainedModel, as_unit_float

@@ -9,7 +9,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emofx.data.dataset import FaceDataset, resize_dataset
 from emofx.data.emotions import UnknownEmotionError, canonicalize_all
@@ -23,6 +22,7 @@ from emofx.data.loaders.common import (
     _read_csv,
     _spread,
 )
+from emofx.data.progress import tqdm
 
 FER2013_CODES: tuple[str, ...] = ("angry", "disgusted", "afraid", "happy", "sad", "surprised", "neutral")
 FER2013_SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
