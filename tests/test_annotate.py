@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,6 @@ def test_notebook_06_runs_headless_and_aggregates_a_log(tmp_path):
                    if cell.cell_type == "code" for o in cell.outputs)
     assert "4 images, 4 still to answer by cy" in text
     assert "krippendorff_alpha" in text
+    results = json.loads((tmp_path / "out" / "results.json").read_text())  # standard JSON: no NaN token
+    assert (results["images"], results["answers"], results["annotators"], results["method"]) == (4, 8, 2, "mv")
+    assert results["krippendorff_alpha"] is None  # every answer "happy": agreement is undefined, NaN written as null

@@ -217,3 +217,9 @@ def test_relative_data_and_cache_folders_are_made_absolute_for_kernels_started_e
     assert Path(os.environ[CACHE_ENV]) == tmp_path / "cache"
     monkeypatch.chdir(tmp_path.parent)  # a notebook kernel's folder: the same data folder
     assert shared_data_root() == tmp_path.parent / "shared" / "data"
+
+
+def test_results_files_are_standard_json(tmp_path):
+    path = results.save_results(tmp_path, accuracy=float("nan"), spread=float("inf"), n=3, label="eyes")
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert json.loads(path.read_text()) == {"accuracy": None, "spread": None, "n": 3, "label": "eyes"}

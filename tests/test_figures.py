@@ -172,3 +172,26 @@ def test_comparison_figures_with_jitter_are_the_same_for_the_same_numbers(tmp_pa
         assert np.random.randint(1 << 30) == np.random.RandomState(seed).randint(1 << 30)  # state put back
         drawn.append([(tmp_path / f"{name}{seed}.png").read_bytes() for name in ("h1", "cka")])
     assert drawn[0] == drawn[1]
+
+
+def test_figures_name_what_they_show_and_keep_errors_in_range():
+    from emofx.plotting.comparison import cka_bars
+    from emofx.plotting.curves import learning_curves
+    from emofx.plotting.saliency import saliency_grid
+
+    cka = pd.DataFrame({"kind": ["within_a", "within_b", "between", "between"], "cka": [0.9, 0.8, 0.5, 0.6]})
+    labels = [tick.get_text() for tick in cka_bars(cka, ("eyes", "mouth")).axes[0].get_xticklabels()]
+    assert labels == ["within eyes", "within mouth", "between"]
+
+    images = np.zeros((4, 8, 8), np.uint8)
+    grid = saliency_grid(images, np.ones((4, 8, 8)), np.array([0, 0, 1, 1]), ["happy", "sad"],
+                         culture="eyes", method="integrated-gradients", per_class=2)
+    assert grid._suptitle.get_text() == "Salient features in eyes faces: integrated gradients from each image's class node"
+
+    # two folds whose errors differ a lot: mean ± std would reach past 1 and below 0
+    histories = [pd.DataFrame({"step": [1, 2], "train_error": [1.0, 0.0], "val_error": [0.95, 0.05]}),
+                 pd.DataFrame({"step": [1, 2], "train_error": [0.5, 0.5], "val_error": [0.2, 0.7]})]
+    ax = learning_curves(histories).axes[0]
+    bands = np.concatenate([np.concatenate([path.vertices for path in band.get_paths()]) for band in ax.collections])
+    assert bands[:, 1].min() >= 0.0 and bands[:, 1].max() <= 1.0
+    assert bands[:, 1].max() == pytest.approx(1.0)  # cut at 1, not shrunk

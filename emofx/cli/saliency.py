@@ -200,8 +200,7 @@ def run(args: argparse.Namespace) -> int:
     np.savez_compressed(out / "maps.npz", maps=maps, indices=indices, labels=labels, targets=targets,
                         predictions=predictions, classes=np.asarray(model.classes), method=np.asarray(args.method))
     cultures = sorted(set(data.culture)) or [""]
-    method_name = "guided backpropagation" if args.method == "guided" else args.method
-    grid = {"method": method_name, "per_class": args.per_class, "seed": args.seed, "overlay": args.overlay,
+    grid = {"method": args.method, "per_class": args.per_class, "seed": args.seed, "overlay": args.overlay,
             "explained": _explained(args.target, options.get("score"), model.classes)}
     save_figure(saliency_grid(data.images, maps, labels, model.classes, culture=" + ".join(c for c in cultures if c),
                               **grid), out / "grid.png")

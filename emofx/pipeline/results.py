@@ -55,11 +55,14 @@ def _json_default(obj: Any) -> Any:
 
 
 def save_results(output_dir: str | os.PathLike, **values: Any) -> Path:
-    """Write a notebook's scalar results to ``output_dir/results.json`` (read back by :func:`read_runs`)."""
+    """Write a notebook's scalar results to ``output_dir/results.json`` (read back by :func:`read_runs`); NaN and
+    infinities become null, so the file is standard JSON."""
+    from emofx.study.comparison import json_ready
+
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     path = output / RESULTS_FILE
-    _atomic_write_json(path, values)
+    _atomic_write_json(path, json_ready(values))
     return path
 
 

@@ -108,9 +108,12 @@ def transfer_heatmap(transfer: pd.DataFrame, metric: str = "accuracy") -> Figure
     return fig
 
 
-def cka_bars(cka: pd.DataFrame) -> Figure:
-    """Mean linear CKA between cultures and within each culture (between trials), with every pair."""
-    order = [k for k in ("within_a", "within_b", "between") if k in set(cka["kind"])]
+def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
+    """Mean linear CKA between cultures and within each culture (between trials), with every pair; ``names`` (the
+    two cultures) label the bars."""
+    words = {"within_a": f"within {names[0]}", "within_b": f"within {names[1]}", "between": "between"}
+    order = [words[k] for k in words if k in set(cka["kind"])]
+    cka = cka.assign(kind=cka["kind"].map(words))
     fig = Figure(figsize=(4.5, 3.5))
     ax = fig.subplots()
     sns.barplot(data=cka, x="kind", y="cka", order=order, ax=ax, errorbar=None, color="C0", alpha=0.6)
@@ -129,7 +132,7 @@ def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any]
         "region_differences": region_difference_heatmap(tables["region_tests"]),
         "pixel_difference": pixel_difference_map(pixel, names),
         "transfer_matrix": transfer_heatmap(tables["transfer"]),
-        "cka": cka_bars(tables["cka"]),
+        "cka": cka_bars(tables["cka"], names),
     }
 
 

@@ -16,7 +16,8 @@ CURVES = {"train_error": "training error", "val_error": "validation error"}
 
 def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns: Sequence[str] = tuple(CURVES),
                     title: str = "", ax: plt.Axes | None = None) -> plt.Figure:
-    """Mean (markers) and ± std band (shaded) over histories of each column, by step."""
+    """Mean (markers) and ± std band (shaded) over histories of each column, by step; the band is cut to [0, 1],
+    the range an error can take."""
     histories = [histories] if isinstance(histories, pd.DataFrame) else list(histories)
     if not histories:
         raise ValueError("no histories to plot")
@@ -29,7 +30,8 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
         stats = long.groupby("step")[column].agg(["mean", "std"]).dropna(subset=["mean"])
         spread = stats["std"].fillna(0.0)
         line, = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=CURVES.get(column, column))
-        ax.fill_between(stats.index, stats["mean"] - spread, stats["mean"] + spread, color=line.get_color(), alpha=0.2)
+        ax.fill_between(stats.index, (stats["mean"] - spread).clip(lower=0.0), (stats["mean"] + spread).clip(upper=1.0),
+                        color=line.get_color(), alpha=0.2)
     ax.set_xlabel("training step")
     ax.set_ylabel("error")
     ax.set_ylim(bottom=0)

@@ -47,14 +47,19 @@ def pick_examples(labels: np.ndarray, n_classes: int, per_class: int, seed: int 
     return [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in range(n_classes)]
 
 
+_SALIENCY_WORDS = {"guided": "guided backpropagation", "gradient": "the vanilla gradient", "smoothgrad": "SmoothGrad",
+                   "integrated-gradients": "integrated gradients", "gradcam": "Grad-CAM"}
+
+
 def saliency_grid(
     images: np.ndarray, maps: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
-    culture: str = "", method: str = "guided backpropagation", per_class: int = 6, seed: int = 0,
+    culture: str = "", method: str = "guided", per_class: int = 6, seed: int = 0,
     overlay: bool = False, mode: str = "abs", explained: str = "each image's class node",
 ):
     """Figures 5-6: rows = emotions (the images' labels), columns = random example faces of that
     emotion, each showing its map (or the map over the face with ``overlay``); the title names the
-    culture, the method and what the maps explain (``explained``, e.g. "the happy class")."""
+    culture, the method (a name of :data:`emofx.explain.saliency.METHODS`, written out) and what the maps explain
+    (``explained``, e.g. "the happy class")."""
     examples = [(c, idx) for c, idx in enumerate(pick_examples(np.asarray(labels), len(classes), per_class, seed))
                 if len(idx)]
     if not examples:
@@ -71,7 +76,7 @@ def saliency_grid(
                 ax.axis("off")
         axes[row, 0].set_ylabel(classes[c])
     who = f"{culture} faces" if culture else "faces"
-    fig.suptitle(f"Salient features in {who}: {method} from {explained}")
+    fig.suptitle(f"Salient features in {who}: {_SALIENCY_WORDS.get(method, method)} from {explained}")
     fig.tight_layout()
     return fig
 

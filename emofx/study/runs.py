@@ -471,11 +471,12 @@ SCALAR_METRICS = ("culture", "split", "recipe", "norm", "seed", "trial", "test_a
                   "device")
 
 
-def test_error_summary(runs: Sequence[Run]) -> dict[str, float]:
-    """Mean and std over ``runs`` (ddof 1, as every table of emofx) of the test error, 1 - test accuracy."""
+def test_error_summary(runs: Sequence[Run]) -> dict[str, float | None]:
+    """Mean and std over ``runs`` (ddof 1, as every table of emofx) of the test error, 1 - test accuracy; the std
+    is None for a single run (nothing to estimate it from)."""
     errors = 1.0 - np.array([run.metrics["test_accuracy"] for run in runs], dtype=np.float64)
     return {"test_error_mean": float(errors.mean()),
-            "test_error_std": float(errors.std(ddof=1)) if len(errors) > 1 else 0.0}
+            "test_error_std": float(errors.std(ddof=1)) if len(errors) > 1 else None}
 
 
 def runs_frame(runs: Sequence[Run] | str | os.PathLike, relative_to: str | os.PathLike | None = None) -> pd.DataFrame:
