@@ -183,7 +183,7 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
                     since_best[k] += 1
                 if config.patience and since_best[k] >= config.patience:
                     reasons[k] = "early_stopping"
-            bar.set_postfix(val_err=f"{np.mean(errors):.3f}")
+            bar.set_postfix(val_err=f"{np.mean(errors):.3f}", refresh=False)  # drawn at the next update
     except KeyboardInterrupt:
         reasons = ["interrupted" if r == "completed" and s < t else r for r, s, t in zip(reasons, steps, totals)]
     finally:

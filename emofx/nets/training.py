@@ -400,7 +400,7 @@ def fit(
                 break
             loop.rows.append(history_row(loop.step, spe, learning_rates[loop.step - 1], losses, errors, val_error,
                                          val_loss))
-            bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}")
+            bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}", refresh=False)
             if improves(val_error, val_loss, loop.best):
                 loop.best, loop.since_best = snapshot(state, loop.step, val_error, val_loss), 0
             else:
