@@ -204,6 +204,8 @@ def test_cli_runs_a_config_and_a_command_line_sweep(notebook, tmp_path, capsys):
     assert main(["batch", str(notebook), "--experiment", "cli", "-p", "nope", "1", "--runs-dir",
                  str(tmp_path / "runs")]) == 2
     assert "has no parameter 'nope'" in capsys.readouterr().err
+    assert main([*args, "--timeout", "-5"]) == 2
+    assert "--timeout must be a positive number of seconds per cell; got -5.0" in capsys.readouterr().err
 
 
 def test_relative_data_and_cache_folders_are_made_absolute_for_kernels_started_elsewhere(tmp_path, monkeypatch):

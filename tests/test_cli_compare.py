@@ -121,8 +121,13 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
 
     before = (out / "summary.json").read_text()
     assert main(argv) == 2  # never overwrites silently
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds summary.json" in capsys.readouterr().err
     assert (out / "summary.json").read_text() == before
+    taken = tmp_path / "taken.txt"  # a file as --out: refused before the comparison's work, the file kept
+    taken.write_text("mine")
+    at = argv.index("--out") + 1
+    assert main([*argv[:at], str(taken), *argv[at + 1:]]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err and taken.read_text() == "mine"
 
 
 def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):

@@ -142,12 +142,14 @@ def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
 def test_help_lists_the_environment_variables_every_command_reads(capsys):
     from emofx.cli import ENVIRONMENT
     from emofx.data.paths import CACHE_ENV, DATA_ENV
+    from emofx.data.progress import PROGRESS_ENV
     from emofx.nets.allocator import TUNED_MALLOC_ENV
     from emofx.nets.compilation import COMPILATION_CACHE_ENV
     from emofx.nets.precision import PRECISION_ENV
 
     # The help spells the names out (to stay light); they must be the ones the modules read.
-    assert set(ENVIRONMENT) == {DATA_ENV, CACHE_ENV, PRECISION_ENV, COMPILATION_CACHE_ENV, TUNED_MALLOC_ENV}
+    assert set(ENVIRONMENT) == {DATA_ENV, CACHE_ENV, PRECISION_ENV, COMPILATION_CACHE_ENV, TUNED_MALLOC_ENV,
+                                PROGRESS_ENV}
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
@@ -155,3 +157,24 @@ def test_help_lists_the_environment_variables_every_command_reads(capsys):
     assert "environment variables (every command):" in shown
     for name in ENVIRONMENT:
         assert f"  {name} " in shown
+
+
+def test_damaged_inputs_and_folders_as_outputs_are_one_line_errors(tmp_path, capsys):
+    from emofx.data.synthetic import make_synthetic
+
+    data = make_synthetic("eyes", n_per_class=2, seed=0, size=16, classes=("happy", "sad")).save(tmp_path / "a.npz")
+    folder = tmp_path / "taken.npz"
+    folder.mkdir()
+    assert main(["merge", str(data), str(data), "--out", str(folder), "--overwrite"]) == 2
+    assert "taken.npz is a folder (given as --out)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "taken.npz"]  # no partial file, folder kept
+
+    with np.load(data) as stored:  # the same dataset without its labels, and one from a future emofx
+        arrays = {name: stored[name] for name in stored.files}
+    header = json.loads(str(arrays["__emofx__"]))
+    np.savez(tmp_path / "nolabels.npz", **{name: a for name, a in arrays.items() if name != "labels"})
+    np.savez(tmp_path / "future.npz", **{**arrays, "__emofx__": np.array(json.dumps({**header, "version": 99}))})
+    assert main(["info", str(tmp_path / "nolabels.npz")]) == 2
+    assert "is a damaged emofx dataset: it lacks labels" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "future.npz")]) == 2
+    assert "format version 99, which this emofx (reading up to version 1) cannot read" in capsys.readouterr().err

@@ -148,3 +148,29 @@ def test_modify_command_rejects_unknown_classes(tiny_run, tmp_path, capsys):
     run_dir, data_path = tiny_run
     assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "angry", "--out", str(tmp_path)]) == 2
     assert "not a class of this model" in capsys.readouterr().err
+
+
+def test_data_without_the_models_classes_or_regions_is_handled_before_any_output(tiny_run, tmp_path, capsys):
+    from emofx.data.dataset import merge
+
+    run_dir, data_path = tiny_run
+    faces = make_synthetic("mouth", n_per_class=3, seed=0, size=24, classes=("happy", "angry"))
+    strangers = faces.subset(np.flatnonzero(faces.label_names == "angry")).save(tmp_path / "strangers.npz")
+    for command in (["saliency"], ["modify", "--to", "happy"], ["evaluate"]):
+        out = [] if command == ["evaluate"] else ["--out", str(tmp_path / command[0])]
+        assert main([command[0], str(run_dir), "--data", str(strangers), *command[1:], *out]) == 2
+        assert "shows a class the model knows (happy)" in capsys.readouterr().err  # the classes both have
+        assert not (tmp_path / command[0]).exists()
+    assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--step-size", "nan",
+                 "--out", str(tmp_path / "nan")]) == 2
+    assert "a finite step_size > 0" in capsys.readouterr().err and not (tmp_path / "nan").exists()
+
+    # merged faces of one dialect keep it (region scores as for one file); of two dialects, the scores are skipped
+    same = merge([make_synthetic("mouth", n_per_class=3, seed=s, size=24, classes=CLASSES) for s in (5, 6)])
+    mixed = merge([make_synthetic(d, n_per_class=3, seed=5, size=24, classes=CLASSES) for d in ("mouth", "eyes")])
+    for name, data, regions in (("same", same, True), ("mixed", mixed, False)):
+        assert main(["saliency", str(run_dir), "--data", str(data.save(tmp_path / f"{name}.npz")), "--quiet",
+                     "--out", str(tmp_path / f"maps-{name}")]) == 0
+        printed = capsys.readouterr().out
+        scores = json.loads((tmp_path / f"maps-{name}" / "scores.json").read_text())
+        assert ("pointing_game" in scores) == regions and ("region scores skipped" in printed) != regions

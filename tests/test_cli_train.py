@@ -136,6 +136,13 @@ def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys)
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing-here")]) == 2
     assert "not a complete emofx run" in capsys.readouterr().err
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY, "--lr", "inf"]) == 2
+    assert "learning_rate must be positive and finite; got inf" in capsys.readouterr().err
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY, "--freeze-conv"]) == 2
+    assert "--freeze-conv keeps pre-trained convolutional layers fixed: give --init-from" in capsys.readouterr().err
+    assert main(["quickstart", "--seed", "-1", "--out", str(tmp_path / "q")]) == 2
+    assert "--seed" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "q").exists()
 
 
 def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_model(run_dir, data_files, tmp_path,

@@ -143,6 +143,8 @@ def test_collect_rejects_bad_input(tmp_path, capsys):
     assert main(["collect", str(tmp_path / "src"), "--queries", str(tmp_path / "q.csv"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "expected columns file, query" in capsys.readouterr().err
+    assert main(["collect", str(tmp_path / "src"), "--min-sharpness", "nan", "--out", str(tmp_path / "o")]) == 2
+    assert "must be finite and >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,12 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     assert (finished["step"], finished["test_accuracy"]) == (planned, metrics["test_accuracy"])
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
                  *TINY]) == 2
+    damaged = tmp_path / "damaged"  # a run whose metrics.json broke: listed as such, the others still shown
+    shutil.copytree(uninterrupted, damaged)
+    (damaged / "metrics.json").write_text("{not json")
+    listed = {row["run"]: row["status"] for row in _info(tmp_path, capsys)["runs"]}
+    assert listed["killed"] == "completed" and listed["damaged"].startswith("unreadable: ")
+    assert "corrupt run file" in listed["damaged"]
 
 
 def test_resume_refuses_another_run_and_leaves_it_untouched(data_file, tmp_path, capsys):

@@ -21,6 +21,7 @@ Two batch processes on one experiment never execute the same run twice (runs are
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from emofx.pipeline import executors
@@ -81,6 +82,8 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not 0 < args.timeout < math.inf:
+        raise BatchError(f"--timeout must be a positive number of seconds per cell; got {args.timeout}")
     experiment = experiment_from_args(args)
     options = dict(only=args.only, force=args.force, kernel_name=args.kernel, cell_timeout=args.timeout,
                    progress=not args.no_progress)

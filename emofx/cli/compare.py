@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from emofx.cli.saliency import at_least_one
+from emofx.cli.saliency import at_least_one, refuse_to_overwrite
 from emofx.data.dataset import FaceDataset
 from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
@@ -56,9 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary_path = args.out / "summary.json"
-    if summary_path.exists() and not args.overwrite:
-        raise FileExistsError(f"{summary_path} already exists; choose another --out or pass --overwrite")
+    refuse_to_overwrite(args.out, ("summary.json",), args.overwrite)
     for flag, value in (("--permutations", args.permutations), ("--bootstrap", args.bootstrap)):
         at_least_one(value, flag)
     config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
-from emofx.study.runs import holds_run, run_status, runs_status
+from emofx.study.run_status import holds_run, run_status, runs_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

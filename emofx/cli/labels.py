@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.crowd.aggregate import METHODS, QUALITY_MEANING
+from emofx.data.paths import check_new_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +71,7 @@ def _check_outputs(paths: list[Path | None], data: str, overwrite: bool) -> None
     for path in given:
         if path.resolve() == Path(data).resolve():
             raise ValueError(f"{path} is the input dataset; write to another file")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        check_new_file(path, overwrite, option="")  # a folder is refused even with --overwrite
     if paths[0] is not None and paths[0].suffix != ".npz":
         raise ValueError(f"--out {paths[0]} must end in .npz")
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from emofx.cli.prepare import summary
 from emofx.data.dataset import FaceDataset, merge
+from emofx.data.paths import check_new_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out} must end in .npz")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    check_new_file(args.out, args.overwrite)
     if args.out.resolve() in {p.resolve() for p in args.datasets}:
         raise ValueError(f"--out {args.out} is one of the inputs; write the merged set to a new file")
     datasets = [FaceDataset.load(p) for p in args.datasets]

@@ -27,6 +27,7 @@ from typing import Any
 from emofx.data.dataset import FaceDataset
 from emofx.data.landmarks import LANDMARK_METHODS
 from emofx.data.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, load, loader_options
+from emofx.data.paths import check_new_file
 
 # Options every file loader shares: passed only to the loaders that take them.
 _COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", "center_crop_fallback", "landmarks",
@@ -135,8 +136,7 @@ def _check_out(out: Path, source: str, overwrite: bool) -> Path:
     """Fail before any work when --out exists, is not .npz, or lies inside the source."""
     if out.suffix != ".npz":
         raise ValueError(f"--out {out} must end in .npz")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    check_new_file(out, overwrite)
     source_path = Path(source).expanduser()
     if source_path.is_dir() and out.resolve().is_relative_to(source_path.resolve()):
         raise ValueError(f"--out {out} lies inside the source {source}; write the dataset elsewhere "

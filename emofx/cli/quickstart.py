@@ -44,6 +44,10 @@ class QuickstartConfig:
     dense_units: int = 128
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"the seed (--seed) must be a non-negative integer; got {self.seed}")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the file list's layout

@@ -64,6 +64,10 @@ def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
         raise ValueError(f"{data_path} has classes {list(dataset.classes)}, none of which the model knows "
                          f"({list(model.classes)})")
     indices = indices[np.isin(dataset.label_names[indices], known)]
+    if not len(indices):
+        pool = "the run's test images" if own else f"its {len(dataset)} images"
+        raise ValueError(f"{data_path}: none of {pool} shows a class the model knows ({', '.join(known)}); give "
+                         "--data a dataset with faces of those emotions")
     subset = dataset.subset(indices)
     labels = np.array([model.classes.index(name) for name in subset.label_names], np.int32)
     return HeldOutImages(model, subset, indices, labels, description)
@@ -192,6 +196,12 @@ def run(args: argparse.Namespace) -> int:
     model = held.model
     targets = resolve_targets(model, data.images, args.target, labels)
     options = method_options(args)
+    signal, skipped_regions = None, ""
+    if "region_masks" in data.extras:  # known before any work, so nothing is left half-written
+        try:
+            signal = signal_regions(data)
+        except ValueError as err:
+            skipped_regions = f"region scores skipped: {err}"
     maps = attribute(model, data.images, targets, args.method, progress=not args.quiet, **options)
     predictions = model.predict(data.images)
 
@@ -212,11 +222,11 @@ def run(args: argparse.Namespace) -> int:
 
     scores: dict = {"method": args.method, "target": args.target, "options": options, "images": held.description,
                     "n_images": int(len(data)), "accuracy": float(np.mean(predictions == labels))}
-    if "region_masks" in data.extras:
+    if signal is not None:
         per_image = region_scores(maps, signal_region_masks(data), predictions == labels)
         per_image.insert(0, "data_index", indices)
         per_image.to_csv(out / "region_scores.csv")
-        scores.update(signal_regions=list(signal_regions(data)), **summarise_region_scores(per_image))
+        scores.update(signal_regions=list(signal), **summarise_region_scores(per_image))
     if args.method == "integrated-gradients":
         check = completeness(model, data.images, targets, maps, score=options.get("score", "probability"))
         error = check["relative_error"]
@@ -229,4 +239,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "scores.json").write_text(json.dumps(json_ready(scores), indent=2))  # NaN (e.g. no image right) -> null
     summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
     print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))
+    if skipped_regions:
+        print(skipped_regions)
     return 0

@@ -116,6 +116,9 @@ def train_config(args: argparse.Namespace, precision: str | None = None):
              "flip_average": args.flip_average,
              "conv_lr_scale": 0.0 if args.freeze_conv else args.conv_lr_scale}
     overrides = {k: v for k, v in given.items() if v is not None}
+    if args.freeze_conv and not args.init_from:
+        raise ValueError("--freeze-conv keeps pre-trained convolutional layers fixed: give --init-from RUN (for "
+                         "fixed random ones, a baseline, say so with --conv-lr-scale 0)")
     if args.no_augment and args.rotation:
         raise ValueError(f"--no-augment turns rotation off, --rotation {args.rotation} turns it on: give one of them")
     if args.no_augment:

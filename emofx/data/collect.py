@@ -21,6 +21,7 @@ name when that is an emotion, and FER2013 file names give the split.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -82,8 +83,9 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.faces not in FACE_MODES:
             raise CollectError(f"faces must be one of {FACE_MODES}; got {self.faces!r}")
-        if self.min_face < 0 or self.min_sharpness < 0:
-            raise CollectError(f"min_face and min_sharpness must be >= 0; got {self.min_face}, {self.min_sharpness}")
+        if not (0 <= self.min_face < math.inf and 0 <= self.min_sharpness < math.inf):
+            raise CollectError(f"min_face and min_sharpness must be finite and >= 0; got {self.min_face}, "
+                               f"{self.min_sharpness}")
         if not -1 <= self.near_threshold < dedup.HASH_BITS:
             raise CollectError(f"near_threshold must lie in [-1, {dedup.HASH_BITS}); got {self.near_threshold}")
         if self.hash_method not in dedup.HASH_METHODS:

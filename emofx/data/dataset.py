@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.emotions import EMOTIONS, canonicalize_all, ordered_classes
+from emofx.data.paths import check_new_file
 
 FORMAT_TAG = "emofx-dataset"
 FORMAT_VERSION = 1
@@ -227,8 +228,7 @@ class FaceDataset:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        check_new_file(path, overwrite, option="")
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {
             "format": FORMAT_TAG,
@@ -245,8 +245,11 @@ class FaceDataset:
             **{f"extra__{k}": v for k, v in self.extras.items()},
         }
         tmp = path.with_name(path.name + ".partial.npz")
-        _write_npz(tmp, {"__emofx__": np.array(json.dumps(header)), **arrays}, stored=("images",))
-        os.replace(tmp, path)
+        try:
+            _write_npz(tmp, {"__emofx__": np.array(json.dumps(header)), **arrays}, stored=("images",))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
         return path
 
     @classmethod
@@ -272,6 +275,14 @@ class FaceDataset:
             raise DatasetError(f"{path} is not a readable emofx dataset ({err}); create one with `emofx prepare`") from err
         if header.get("format") != FORMAT_TAG:
             raise DatasetError(f"{path} is not an emofx dataset (format {header.get('format')!r})")
+        if not isinstance(header.get("version"), int) or header["version"] > FORMAT_VERSION:
+            raise DatasetError(f"{path} is an emofx dataset of format version {header.get('version')!r}, which this "
+                               f"emofx (reading up to version {FORMAT_VERSION}) cannot read; update emofx")
+        missing = [name for name in ("images", "labels", *_PER_IMAGE_TEXT) if name not in arrays]
+        missing += ["classes (header)"] if "classes" not in header else []
+        if missing:
+            raise DatasetError(f"{path} is a damaged emofx dataset: it lacks {', '.join(missing)}; prepare it again "
+                               "with `emofx prepare`")
         return cls(
             images=arrays["images"],
             labels=arrays["labels"],
@@ -315,7 +326,7 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
         raise DatasetError(f"cannot merge images of different sizes {sorted(shapes)}; pass resize (CLI: --size)")
     names = np.concatenate([d.label_names for d in datasets])
     meta: dict[str, Any] = {"merged_from": [d.meta.get("source", "") for d in datasets]}
-    for key in ("vote_names", "region_names"):
+    for key in ("vote_names", "region_names", "dialect", "signal_regions"):  # kept where every input agrees
         values = {json.dumps(d.meta.get(key)) for d in datasets}
         if len(values) == 1 and datasets[0].meta.get(key) is not None:
             meta[key] = datasets[0].meta[key]

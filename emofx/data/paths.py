@@ -48,3 +48,14 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_new_file(path: str | os.PathLike, overwrite: bool, option: str = "--out") -> None:
+    """Stop before any work when an output file cannot be written as asked: ``path`` is a folder (even with
+    ``overwrite``, a folder is never replaced), or it exists and ``overwrite`` is off."""
+    path = Path(path)
+    if path.is_dir():
+        given = f" (given as {option})" if option else ""
+        raise IsADirectoryError(f"{path} is a folder{given}; give the name of a file to write")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")

@@ -12,6 +12,7 @@ target equal to the image's class this intensifies the emotion; otherwise it con
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -50,9 +51,10 @@ class ModificationConfig:
     def __post_init__(self) -> None:
         if self.method not in GRADIENTS:
             raise ValueError(f"modification method must be one of {GRADIENTS}; got {self.method!r}")
-        if self.steps < 1 or self.step_size <= 0 or self.l2_penalty < 0:
+        if self.steps < 1 or not 0 < self.step_size < math.inf or not 0 <= self.l2_penalty < math.inf:
             raise ValueError(
-                f"need steps >= 1, step_size > 0 and l2_penalty >= 0; got {self.steps}, {self.step_size}, {self.l2_penalty}"
+                f"need steps >= 1, a finite step_size > 0 and a finite l2_penalty >= 0; got {self.steps}, "
+                f"{self.step_size}, {self.l2_penalty}"
             )
 
 

@@ -10,6 +10,7 @@ the ``paper`` recipe's other departures from that code are listed in :mod:`emofx
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -94,8 +95,8 @@ class TrainConfig:
         for name, value in positive.items():
             if int(value) < 1:
                 raise TrainingError(f"{name} must be at least 1; got {value}")
-        if not self.learning_rate > 0:
-            raise TrainingError(f"learning_rate must be positive; got {self.learning_rate}")
+        if not 0 < self.learning_rate < math.inf:
+            raise TrainingError(f"learning_rate must be positive and finite; got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
             raise TrainingError(f"lr_decay must lie in (0, 1]; got {self.lr_decay}")
         if self.eval_every < 0 or self.patience < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:

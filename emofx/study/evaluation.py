@@ -186,6 +186,9 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
     counts = dataset.counts()
     dropped_data = {c: counts[c] for c in dataset.classes if c not in scored}
     data = dataset.restrict_classes(scored) if dropped_data else dataset
+    if not len(data):
+        raise EvaluationError(f"no image of the dataset ({len(dataset)} images) shows a class the model knows "
+                              f"({', '.join(scored)}): nothing to evaluate")
     probabilities = model.predict_proba(data.images, batch_size, flip_average=flip_average)
     columns = [model.classes.index(c) for c in scored]
     kept = probabilities[:, columns]

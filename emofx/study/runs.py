@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +37,7 @@ from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, wi
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
-from emofx.nets.train_state import STATE_FILE, read_progress, read_tag
+from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
 from emofx.nets.lanes import Lane, fit_lanes
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
@@ -402,55 +401,6 @@ def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
     return average_evaluations([
         evaluate(run.model, images, flip_average=run.model.flip_average if flip_average is None else flip_average)
         for run in runs])
-
-
-def holds_run(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` is a run directory, finished or not (it holds metrics.json or a training state)."""
-    return any((Path(directory) / name).is_file() for name in (METRICS_FILE, STATE_FILE))
-
-
-def run_status(directory: str | os.PathLike) -> dict[str, Any]:
-    """Where a run directory stands, from its files alone (nothing is loaded onto a device).
-
-    ``status``: ``unfinished`` (a training state and no metrics: training now, or killed; continue
-    with the same command plus ``--resume``), ``interrupted`` (stopped early, state kept: resumable
-    too), or the recorded ``stop_reason`` of a finished run (``completed``, ``early_stopping``,
-    ``nan_loss``). Saved progress (step, epoch of the planned ``epochs``, best validation, seconds,
-    ``saved_at``) comes from the training state; a finished run adds its test metrics.
-    """
-    directory = Path(directory)
-    state, metrics_file = directory / STATE_FILE, directory / METRICS_FILE
-    if not holds_run(directory):
-        raise RunError(f"{directory} holds no emofx run (neither {METRICS_FILE} nor {STATE_FILE}); "
-                       "give a run directory written by `emofx train`")
-    status: dict[str, Any] = {"directory": str(directory), "resumable": state.exists()}
-    if state.exists():
-        status.update(read_progress(state), status="unfinished",
-                      saved_at=datetime.fromtimestamp(state.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"))
-    if metrics_file.exists():
-        run = load_run(directory)
-        recorded = {key: run.metrics.get(key) for key in SCALAR_METRICS if key != "steps"}
-        status.update(recorded, status=run.metrics.get("stop_reason"), step=run.metrics.get("steps"),
-                      epoch=float(run.history["epoch"].iloc[-1]) if len(run.history) else None)
-        status.setdefault("epochs", run.metrics.get("config", {}).get("train", {}).get("epochs"))
-    return status
-
-
-STATUS_COLUMNS = ("run", "status", "epoch", "epochs", "best_val_error", "test_accuracy", "seconds")
-
-
-def runs_status(parent: str | os.PathLike) -> pd.DataFrame:
-    """:func:`run_status` of every run at or below ``parent``, finished or not: one row each, ``run``
-    relative to ``parent`` (columns :data:`STATUS_COLUMNS`)."""
-    parent = Path(parent)
-    if not parent.is_dir():
-        raise RunError(f"{parent} is not a directory of runs")
-    directories = sorted({p.parent for name in (METRICS_FILE, STATE_FILE) for p in parent.rglob(name)})
-    if not directories:
-        raise RunError(f"{parent} holds no emofx run (neither {METRICS_FILE} nor {STATE_FILE} at or below it); "
-                       "give a run directory written by `emofx train`")
-    rows = [{**run_status(d), "run": str(d.relative_to(parent))} for d in directories]
-    return pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
 
 
 def find_runs(parent: str | os.PathLike) -> list[Path]:
