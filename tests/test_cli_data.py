@@ -178,3 +178,9 @@ def test_damaged_inputs_and_folders_as_outputs_are_one_line_errors(tmp_path, cap
     assert "is a damaged emofx dataset: it lacks labels" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "future.npz")]) == 2
     assert "format version 99, which this emofx (reading up to version 1) cannot read" in capsys.readouterr().err
+
+    assert main(["merge", str(data), str(data), "--out", str(tmp_path / "twice.npz")]) == 2
+    assert "is given twice" in capsys.readouterr().err and not (tmp_path / "twice.npz").exists()
+    other = make_synthetic("eyes", n_per_class=3, seed=0, size=16, classes=("happy", "sad"))  # same paths, other faces
+    assert main(["merge", str(data), str(other.save(tmp_path / "b.npz")), "--out", str(tmp_path / "ab.npz")]) == 0
+    assert "note: 4 image paths occur more than once" in capsys.readouterr().out

@@ -50,7 +50,7 @@ def table(dataset: FaceDataset) -> str:
     counts = (pd.crosstab(frame["emotion"], frame[columns], margins=True, margins_name="total")
               if columns else frame["emotion"].value_counts().rename("images").to_frame())
     order = [c for c in dataset.classes if c in counts.index] + [i for i in counts.index if i not in dataset.classes]
-    lines += ["", counts.loc[order].to_string()]
+    lines += ["", counts.loc[order].to_string() if len(dataset) else "no images"]
     if dataset.skipped:
         lines += ["", "skipped:"] + [f"  {s['path']}: {s['reason']}" for s in dataset.skipped[:20]]
         if len(dataset.skipped) > 20:

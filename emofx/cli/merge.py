@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     check_new_file(args.out, args.overwrite)
     if args.out.resolve() in {p.resolve() for p in args.datasets}:
         raise ValueError(f"--out {args.out} is one of the inputs; write the merged set to a new file")
+    inputs = [p.resolve() for p in args.datasets]
+    twice = next((p for i, p in enumerate(args.datasets) if inputs[i] in inputs[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{twice} is given twice; every image would be in the merged set twice")
     datasets = [FaceDataset.load(p) for p in args.datasets]
     merged = merge(datasets, resize=args.size)
     dropped = sorted(set().union(*(d.extras for d in datasets)) - set(merged.extras))
@@ -45,4 +49,8 @@ def run(args: argparse.Namespace) -> int:
     print(summary(merged, args.out))
     if dropped:
         print(f"left out per-image extras that not every dataset has (or has in another shape): {', '.join(dropped)}")
+    paths, counts = np.unique(merged.path.astype(str), return_counts=True)
+    if (counts > 1).any():
+        print(f"note: {int((counts > 1).sum())} image paths occur more than once (e.g. {paths[counts > 1][0]}); "
+              "every copy is kept, and crowd answers matched by path reach only one of them")
     return 0

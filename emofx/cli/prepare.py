@@ -179,11 +179,9 @@ def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) ->
     naming none of the images is an error (its paths likely have another form), unless the dataset
     is a ``sample`` (``--limit``), which may simply hold none of them.
     """
-    import pandas as pd
+    from emofx.data.loaders.common import _read_csv
 
-    table = pd.read_csv(listing, dtype=str, keep_default_na=False)
-    if "path" not in table.columns:
-        raise ValueError(f"--exclude {listing} has no path column (expected e.g. the exclude.csv of emofx collect)")
+    table = _read_csv(listing, ["path"], "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
     entries = [Path(p.strip()) for p in table["path"] if p.strip()]
     absolute = {str(p.resolve()) for p in entries if p.is_absolute()}
     relative = {p.as_posix() for p in entries if not p.is_absolute()}

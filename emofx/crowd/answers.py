@@ -183,6 +183,12 @@ def vote_vocabulary(labels: Sequence[str], classes: Sequence[str] = ()) -> tuple
     return tuple(e for e in EMOTIONS if e in present) + tuple(n for n in NON_EMOTIONS if n in present)
 
 
+def _example(value: object, limit: int = 80) -> str:
+    """A value quoted for an error message: plain text (not numpy's repr), cut to ``limit`` characters."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _image_key(text: str) -> str:
     """The file name an image reference points at (a path or a URL)."""
     parsed = urlparse(text)
@@ -271,7 +277,8 @@ def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset,
     outside = index < 0
     if outside.all():
         raise AnswersError(f"none of the {len(frame)} answers names an image of the dataset "
-                           f"(e.g. {frame['image'].iloc[0]!r}; dataset paths look like {dataset.path[0]!r}); "
+                           f"(e.g. {_example(frame['image'].iloc[0])}; dataset paths look like "
+                           f"{_example(dataset.path[0])}); "
                            "answers match a dataset path exactly or by file name")
     used, rows = frame[~outside], index[~outside]
     table = tabulate_answers(used, rows, len(dataset), dataset.classes)
@@ -325,7 +332,7 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
     rows = np.array([file_row.get(t, -1) for t in tail], dtype=np.int64)
     if (rows < 0).all():
         raise AnswersError(f"no dataset path matches a FER2013 file of {mapping_csv.name} (dataset paths look "
-                           f"like {dataset.path[0]!r}; expected .../train/angry/Training_1426440.jpg)")
+                           f"like {_example(dataset.path[0])}; expected .../train/angry/Training_1426440.jpg)")
     votes = np.where(rows[:, None] >= 0, counts[np.maximum(rows, 0)], 0).astype(np.int16)
     vote_names = [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS]
     attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes, "ferplus_row": rows},

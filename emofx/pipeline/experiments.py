@@ -150,7 +150,8 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"experiment file {path} not found")
+        raise FileNotFoundError(f"experiment file {path} " + ("is a folder; give the YAML file (e.g. experiments/"
+                                "synthetic_cultures.yaml)" if path.is_dir() else "not found"))
     try:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -186,7 +187,8 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     import papermill
 
     if not notebook.is_file():
-        raise FileNotFoundError(f"notebook {notebook} not found")
+        raise FileNotFoundError(f"notebook {notebook} " + ("is a folder; give an .ipynb file" if notebook.is_dir()
+                                                            else "not found"))
     try:
         nb = nbformat.read(notebook, as_version=4)
     except (nbformat.ValidationError, ValueError, AttributeError, KeyError) as err:  # ValueError: not JSON

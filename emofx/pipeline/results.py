@@ -113,7 +113,12 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
         row.update(status.get("parameters", {}))
         results_path = run_dir / RESULTS_DIR / RESULTS_FILE
         if status.get("status") == "ok" and results_path.is_file():
-            for key, value in json.loads(results_path.read_text()).items():
+            try:
+                recorded = json.loads(results_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"{results_path} is not readable JSON ({err}); run that notebook again "
+                                 "(`emofx batch ... --force`) or remove the run folder") from err
+            for key, value in recorded.items():
                 row[f"result.{key}" if key in row else key] = value
         rows.append(row)
     _fill_defaults(rows)
