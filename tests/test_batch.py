@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -167,6 +168,8 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grids: {}\n")
     with pytest.raises(experiments.BatchError, match="unknown key 'grids'"):
         experiments.load_experiment(bad)
+    with pytest.raises(FileNotFoundError, match="is a folder; give the YAML file"):
+        experiments.load_experiment(tmp_path)
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: [1, 2]\n")
     with pytest.raises(experiments.BatchError, match="'grid' must map parameter names to values"):
         experiments.load_experiment(bad)
@@ -221,7 +224,12 @@ def test_relative_data_and_cache_folders_are_made_absolute_for_kernels_started_e
     assert shared_data_root() == tmp_path.parent / "shared" / "data"
 
 
-def test_results_files_are_standard_json(tmp_path):
+def test_results_files_are_standard_json_and_a_damaged_one_is_named(notebook, tmp_path):
     path = results.save_results(tmp_path, accuracy=float("nan"), spread=float("inf"), n=3, label="eyes")
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
     assert json.loads(path.read_text()) == {"accuracy": None, "spread": None, "n": 3, "label": "eyes"}
+    batch.run_experiment(sweep_of(notebook, tmp_path, x=[1]), progress=False)
+    written = next((tmp_path / "runs").rglob(results.RESULTS_FILE))
+    written.write_text("{damaged")
+    with pytest.raises(ValueError, match=re.escape(f"{written} is not readable JSON")):
+        results.read_runs(tmp_path / "runs" / "exp")
