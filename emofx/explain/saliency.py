@@ -199,20 +199,22 @@ def _check_score(score: str) -> None:
         raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
 
 
-def vanilla_gradient(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
+def vanilla_gradient(model: TrainedModel, images: np.ndarray, targets: np.ndarray,
+                     score: str = "probability") -> jax.Array:
     """d score / d image: the paper's map (section 2.2) with ``score="probability"``."""
     _check_score(score)
     return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "relu", score)
 
 
-def guided_backprop(model: TrainedModel, images, targets, score: str = "probability") -> jax.Array:
+def guided_backprop(model: TrainedModel, images: np.ndarray, targets: np.ndarray,
+                    score: str = "probability") -> jax.Array:
     """The gradient through guided ReLUs (the paper's Figures 5-6: from the class's softmax node)."""
     _check_score(score)
     return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "guided", score)
 
 
 def smoothgrad(
-    model: TrainedModel, images, targets, score: str = "probability", base: str = "gradient",
+    model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "probability", base: str = "gradient",
     n_samples: int = 25, noise_level: float = 0.15, seed: int = 0, first_index: int = 0,
 ) -> jax.Array:
     """Mean gradient over ``n_samples`` noisy copies (Smilkov et al. 2017); noise std is
@@ -231,7 +233,7 @@ def smoothgrad(
 
 
 def integrated_gradients(
-    model: TrainedModel, images, targets, score: str = "probability",
+    model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "probability",
     baseline: float | np.ndarray = 0.0, steps: int = IG_STEPS,
 ) -> jax.Array:
     """(x - baseline) times the mean gradient along the straight path (Sundararajan et al. 2017),
@@ -246,7 +248,7 @@ def integrated_gradients(
                                       "relu", score, int(steps))
 
 
-def gradcam(model: TrainedModel, images, targets, score: str = "logit") -> jax.Array:
+def gradcam(model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "logit") -> jax.Array:
     """Grad-CAM (Selvaraju et al. 2017) on the last convolution, upsampled bilinearly to the image."""
     _check_score(score)
     return _gradcam_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), score)
@@ -264,7 +266,7 @@ def occlusion_patches(size: int, patch: int, stride: int) -> np.ndarray:
 
 
 def occlusion(
-    model: TrainedModel, images, targets, score: str = "probability",
+    model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "probability",
     patch: int = 8, stride: int = 4, fill: float = 0.5,
 ) -> jax.Array:
     """Drop of the score when a ``patch`` square is set to ``fill``, averaged over the squares

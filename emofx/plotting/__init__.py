@@ -11,13 +11,16 @@ All functions return a matplotlib Figure and never call ``plt.show``; use :func:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 _UNDATED = {"pdf": {"CreationDate": None}}
 
 
-def save_figure(fig, path: str | Path, formats: Iterable[str] = ("png",), dpi: int = 150) -> list[Path]:
+def save_figure(fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int = 150) -> list[Path]:
     """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the written paths.
 
     No creation date is written into PDF files, so the same figure saves to the same PNG and PDF bytes

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from emofx.explain.modification import ModificationResult
 
@@ -26,7 +27,7 @@ def viewable_maps(maps: np.ndarray, mode: str = "abs", percentile: float = 99.0)
     return np.clip(np.abs(scaled), 0, 1) if mode == "abs" else np.clip(scaled, -1, 1)
 
 
-def show_map(ax, saliency: np.ndarray, image: np.ndarray | None = None, mode: str = "abs",
+def show_map(ax: plt.Axes, saliency: np.ndarray, image: np.ndarray | None = None, mode: str = "abs",
              percentile: float = 99.0, alpha: float = 0.6) -> None:
     """Draw one map on ``ax``, over the grayscale ``image`` when given (an overlay)."""
     view = viewable_maps(saliency[None], mode, percentile)[0]
@@ -55,7 +56,7 @@ def saliency_grid(
     images: np.ndarray, maps: np.ndarray, labels: np.ndarray, classes: Sequence[str], *,
     culture: str = "", method: str = "guided", per_class: int = 6, seed: int = 0,
     overlay: bool = False, mode: str = "abs", explained: str = "each image's class node",
-):
+) -> plt.Figure:
     """Figures 5-6: rows = emotions (the images' labels), columns = random example faces of that
     emotion, each showing its map (or the map over the face with ``overlay``); the title names the
     culture, the method (a name of :data:`emofx.explain.saliency.METHODS`, written out) and what the maps explain
@@ -87,7 +88,7 @@ _METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backpro
 def modification_panel(
     result: ModificationResult, images: Sequence[int] | None = None, n_intermediate: int = 3,
     source_names: Sequence[str] | None = None, method: str = "",
-):
+) -> plt.Figure:
     """Figure 7: per row one image, columns original, ``n_intermediate`` steps and the result,
     each titled with the target class's probability. ``source_names`` (one per image in
     ``result``, e.g. the original emotions) label the rows; ``method`` (the gradient that made the
@@ -116,7 +117,7 @@ def modification_panel(
     return fig
 
 
-def randomisation_curves(frame):
+def randomisation_curves(frame: pd.DataFrame) -> plt.Figure:
     """Adebayo et al.'s Figure: mean rank correlation with the trained model's maps as layers
     are re-initialised from the top down (one line per method; absolute and signed maps)."""
     import seaborn as sns
