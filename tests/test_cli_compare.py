@@ -69,16 +69,18 @@ def test_compare_api_on_tiny_runs(tiny_runs):
 def test_tables_name_trials_by_their_ids_and_h2_sees_only_the_shared_classes(tiny_runs):
     from dataclasses import replace
 
+    from emofx.data.emotions import ordered_classes
+
     (a, regions_a), (b, regions_b) = [
         (cultures.CultureRuns.load(tiny_runs[n][0], d), face_regions(d))
         for n, d in ((n, FaceDataset.load(tiny_runs[n][1])) for n in ("a", "b"))]
     a = replace(a, trial_ids=(3, 7))
     # b's first test image of each trial re-labelled with a class a lacks: H1 and H2 must both leave it out
-    extra = replace(b.dataset, classes=(*b.dataset.classes, "afraid"))
+    classes = ordered_classes((*b.dataset.classes, "afraid"))
+    labels = np.array([classes.index(c) for c in b.dataset.classes])[b.dataset.labels]
     odd = [int(t[0]) for t in b.test_indices]
-    labels = extra.labels.copy()
-    labels[odd] = len(extra.classes) - 1
-    b = replace(b, dataset=replace(extra, labels=labels))
+    labels[odd] = classes.index("afraid")
+    b = replace(b, dataset=replace(b.dataset, classes=classes, labels=labels))
     result = comparison.compare(a, b, regions_a, regions_b, QUICK)
     for name in ("trial_metrics", "transfer"):
         table = result.tables[name]

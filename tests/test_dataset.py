@@ -80,6 +80,29 @@ def test_subset_and_restrict_classes():
     assert len(data.subset(data.split == "train")) == 3
     with pytest.raises(DatasetError, match="not in this dataset"):
         data.restrict_classes(["angry"])
+    assert len(data.subset([])) == 0
+    with pytest.raises(DatasetError, match="a boolean mask of \\(5,\\) for 6 images"):
+        data.subset(np.ones(5, bool))
+
+
+def test_labels_and_classes_mean_one_thing():
+    from dataclasses import replace
+
+    data = tiny()
+    images, names = data.images, list(data.label_names)
+    with pytest.raises(DatasetError, match="classes must be distinct and in emofx's order \\('happy', 'sad'\\)"):
+        replace(data, labels=1 - data.labels, classes=("sad", "happy"))  # would read every label wrong
+    with pytest.raises(DatasetError, match="classes must be distinct"):
+        replace(data, classes=("happy", "happy"))
+    with pytest.raises(DatasetError, match="labels must be integer class indices; got float64"):
+        replace(data, labels=data.labels + 0.5)
+    with pytest.raises(DatasetError, match="images must be uint8 pixels \\(0-255\\); got float64 values"):
+        FaceDataset.from_label_names(images / 255.0, names)  # [0, 1] floats would become 0 and 1
+    with pytest.raises(DatasetError, match="images must be uint8 pixels"):
+        FaceDataset.from_label_names(images.astype(np.int16) + 200, names)  # would wrap past 255
+    with pytest.raises(DatasetError, match="5 images for 6 label names"):
+        FaceDataset.from_label_names(images[:5], names)
+    assert FaceDataset.from_label_names(images.astype(np.int64), names).images.dtype == np.uint8
 
 
 def test_merge_unites_classes_and_needs_one_size():

@@ -137,3 +137,39 @@ def test_bad_requests_are_clear_errors(model, images):
         saliency.attribute(model, images, np.zeros(5, np.int32), "gradient", score="odds")
     with pytest.raises(ValueError, match="one target per image"):
         saliency.attribute(model, images, np.zeros(3, np.int32), "gradient")
+
+
+def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images):
+    from emofx.explain.modification import ModificationConfig, modify
+
+    pixels = np.round(images * 255)  # 0-255 pixels as floats: would pass unscaled and give wrong maps
+    targets = np.arange(5) % len(CLASSES)
+    for call in (lambda x: saliency.attribute(model, x, targets, "gradient"),
+                 lambda x: saliency.vanilla_gradient(model, x, targets),
+                 lambda x: modify(model, x, targets, ModificationConfig(steps=1)),
+                 lambda x: model.predict_proba(x)):
+        with pytest.raises(ValueError, match="float images must lie in \\[0, 1\\]; these range from 0 to 255"):
+            call(pixels)
+        with pytest.raises(ValueError, match="images of type int64: give uint8 pixels"):
+            call(pixels.astype(np.int64))
+        with pytest.raises(ValueError, match="the model takes \\(N, 16, 16\\)"):
+            call(np.zeros((5, 12, 12), np.float32))
+    np.testing.assert_allclose(model.predict_proba(pixels.astype(np.uint8)), model.predict_proba(pixels / 255),
+                               atol=1e-6)  # uint8 and [0, 1] floats are the same images
+    for bad, message in ((np.full(5, len(CLASSES)), "target indices must lie in \\[0, 4\\)"),
+                         (np.full(5, -1), "target indices must lie in \\[0, 4\\)"),
+                         (np.array(["happy"] * 5), "targets must be class indices.*resolve_targets"),
+                         (np.full(5, 1.5), "targets must be class indices")):
+        with pytest.raises(ValueError, match=message):
+            saliency.attribute(model, images, bad, "gradcam")
+        with pytest.raises(ValueError, match=message):
+            modify(model, images, bad, ModificationConfig(steps=1))
+    with pytest.raises(TypeError, match="expected a TrainedModel \\(a run's .model"):
+        saliency.guided_backprop("runs/some-run", images, targets)
+    with pytest.raises(ValueError, match="baseline must be uint8 pixels or floats in \\[0, 1\\]"):
+        saliency.integrated_gradients(model, images, targets, baseline=128.0)
+    with pytest.raises(ValueError, match="occlusion fill must lie in \\[0, 1\\]"):
+        saliency.occlusion(model, images, targets, fill=128)
+    maps = saliency.attribute(model, images, targets, "integrated-gradients", steps=4)
+    with pytest.raises(ValueError, match="need one map per image \\(5\\); got 4"):
+        saliency.completeness(model, images, targets, maps[:4])

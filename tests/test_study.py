@@ -99,6 +99,8 @@ def test_report_has_every_section(reports, name, saliency_culture):
     assert (out / "figures" / f"fig5_saliency_{saliency_culture}.png").is_file()  # the culture its 03 run drew
     assert "data:image/png;base64," in html and 'src="figures/' not in html  # self-contained
     assert "vanilla gradient" in text and "guided" in text
+    named = re.findall(r"`(figures/[^`]+)`", text)  # every file the text points to is in the report's folder
+    assert named and all((out / path).is_file() for path in named), named
     revision = source_revision()  # the code of the training runs and of the report, side by side
     report_code, runs_code = (revision, revision) if revision else ("not a git checkout", "not recorded")
     assert re.search(rf"\| emofx-commit +\| {re.escape(report_code)} +\| {re.escape(runs_code)} +\|", text)

@@ -65,13 +65,20 @@ class FaceDataset:
                 f"images must be uint8 of shape (N, H, W); got {images.dtype} {images.shape}"
             )
         n = len(images)
-        labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        raw_labels = np.asarray(self.labels)
+        if raw_labels.size and raw_labels.dtype.kind not in "iu":
+            raise DatasetError(f"labels must be integer class indices; got {raw_labels.dtype} values (emotion names: "
+                               "FaceDataset.from_label_names)")
+        labels = raw_labels.astype(np.int32).reshape(-1)
         if len(labels) != n:
             raise DatasetError(f"{len(labels)} labels for {n} images")
         classes = tuple(self.classes)
         unknown = [c for c in classes if c not in EMOTIONS]
         if unknown:
             raise DatasetError(f"classes {unknown} are not canonical emotions {EMOTIONS}")
+        if classes != tuple(e for e in EMOTIONS if e in classes) or len(set(classes)) != len(classes):
+            raise DatasetError(f"classes must be distinct and in emofx's order {ordered_classes(classes)}; got "
+                               f"{list(classes)} (FaceDataset.from_label_names orders them for you)")
         if n and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DatasetError(f"labels must lie in [0, {len(classes)}); got {labels.min()}..{labels.max()}")
         object.__setattr__(self, "images", images)
@@ -108,10 +115,17 @@ class FaceDataset:
         classes = ordered_classes(names)
         index = {c: i for i, c in enumerate(classes)}
         n = len(names)
+        pixels = np.asarray(images)
+        if len(pixels) != n:
+            raise DatasetError(f"{len(pixels)} images for {n} label names")
+        if pixels.dtype != np.uint8 and pixels.size and (pixels.dtype.kind not in "iu" or pixels.min() < 0
+                                                         or pixels.max() > 255):
+            raise DatasetError(f"images must be uint8 pixels (0-255); got {pixels.dtype} values {pixels.min()}.."
+                               f"{pixels.max()} (floats in [0, 1]: (images * 255).round().astype(np.uint8))")
         if isinstance(culture, str):
             culture = [culture] * n
         return cls(
-            images=np.asarray(images, dtype=np.uint8).reshape(n, *np.asarray(images).shape[1:]),
+            images=pixels.astype(np.uint8),
             labels=np.array([index[c] for c in names], dtype=np.int32),
             classes=classes,
             culture=np.asarray(culture, dtype=object),
@@ -175,7 +189,11 @@ class FaceDataset:
         """The images at ``indices`` (a boolean mask or integer indices); classes unchanged."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise DatasetError(f"a boolean mask of {idx.shape} for {len(self)} images; give one value per image")
             idx = np.flatnonzero(idx)
+        elif idx.size == 0:
+            idx = idx.astype(np.int64)  # an empty list: no image (numpy would read it as float indices)
         return replace(
             self,
             images=self.images[idx],

@@ -23,7 +23,7 @@ import pandas as pd
 
 from emofx.data.progress import tqdm
 from emofx.explain.saliency import class_scores
-from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_images, check_targets
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 GRADIENTS = ("gradient", "guided")
@@ -140,10 +140,13 @@ def modify(
     config: ModificationConfig = ModificationConfig(), batch_size: int = 64, progress: bool = False,
 ) -> ModificationResult:
     """Walk uint8 or [0, 1] ``images`` (N, H, W) toward class indices ``targets`` (N,)."""
+    if np.ndim(images) != 3:
+        raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    check_images(images, model.config.input_size)
+    targets = check_targets(targets, len(images), len(model.classes))
     x = np.asarray(as_unit_float(images))
-    targets = np.asarray(targets, dtype=np.int32)
-    if x.ndim != 3 or targets.shape != (len(x),):
-        raise ValueError(f"need images (N, H, W) and one target per image; got {x.shape} and {targets.shape}")
     activation = "guided" if config.method == "guided" else "relu"
     paths, probabilities = [], []
     for start in tqdm(range(0, len(x), batch_size), desc="modification", disable=not progress, leave=False):

@@ -29,7 +29,7 @@ import pandas as pd
 
 from emofx.data.emotions import UnknownEmotionError, canonical_emotion
 from emofx.data.progress import tqdm
-from emofx.nets.checkpoint import TrainedModel, as_unit_float
+from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_images, check_targets
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 SCORES = ("probability", "logit", "log-probability")
@@ -199,18 +199,38 @@ def _check_score(score: str) -> None:
         raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
 
 
+def _inputs(model: TrainedModel, images: np.ndarray, targets: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """What every method takes, checked: the images as float32 in [0, 1] and the targets as class indices."""
+    if not isinstance(model, TrainedModel):
+        raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
+                        f"{type(model).__name__}")
+    check_images(images, model.config.input_size)
+    return as_unit_float(images), jnp.asarray(check_targets(targets, len(images), len(model.classes)))
+
+
+def _baseline(baseline: float | np.ndarray, shape: tuple[int, ...]) -> jax.Array:
+    """An integrated-gradients baseline (a value, or one or N images) as [0, 1] floats of ``shape``."""
+    value = np.asarray(baseline)
+    if value.dtype != np.uint8 and value.size and not (0 <= value.min() and value.max() <= 1):
+        raise ValueError(f"the baseline must be uint8 pixels or floats in [0, 1] (0.5 is mid-grey); got values "
+                         f"{value.min():.4g}..{value.max():.4g}")
+    return jnp.broadcast_to(as_unit_float(value), shape)
+
+
 def vanilla_gradient(model: TrainedModel, images: np.ndarray, targets: np.ndarray,
                      score: str = "probability") -> jax.Array:
     """d score / d image: the paper's map (section 2.2) with ``score="probability"``."""
     _check_score(score)
-    return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "relu", score)
+    images, targets = _inputs(model, images, targets)
+    return _gradient_core(*_compiled(model), images, targets, "relu", score)
 
 
 def guided_backprop(model: TrainedModel, images: np.ndarray, targets: np.ndarray,
                     score: str = "probability") -> jax.Array:
     """The gradient through guided ReLUs (the paper's Figures 5-6: from the class's softmax node)."""
     _check_score(score)
-    return _gradient_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), "guided", score)
+    images, targets = _inputs(model, images, targets)
+    return _gradient_core(*_compiled(model), images, targets, "guided", score)
 
 
 def smoothgrad(
@@ -225,10 +245,10 @@ def smoothgrad(
         raise ValueError(f"smoothgrad base must be 'gradient' or 'guided'; got {base!r}")
     if n_samples < 1:
         raise ValueError(f"smoothgrad needs n_samples >= 1; got {n_samples}")
-    images = as_unit_float(images)
+    images, targets = _inputs(model, images, targets)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), first_index + jnp.arange(len(images)))
     activation = "guided" if base == "guided" else "relu"
-    return _smoothgrad_core(*_compiled(model), images, jnp.asarray(targets), keys,
+    return _smoothgrad_core(*_compiled(model), images, targets, keys,
                             jnp.float32(noise_level), activation, score, int(n_samples))
 
 
@@ -242,16 +262,17 @@ def integrated_gradients(
     _check_score(score)
     if steps < 1:
         raise ValueError(f"integrated gradients needs steps >= 1; got {steps}")
-    images = as_unit_float(images)
-    base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
-    return _integrated_gradients_core(*_compiled(model), images, jnp.asarray(targets), base,
+    images, targets = _inputs(model, images, targets)
+    base = _baseline(baseline, images.shape)
+    return _integrated_gradients_core(*_compiled(model), images, targets, base,
                                       "relu", score, int(steps))
 
 
 def gradcam(model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "logit") -> jax.Array:
     """Grad-CAM (Selvaraju et al. 2017) on the last convolution, upsampled bilinearly to the image."""
     _check_score(score)
-    return _gradcam_core(*_compiled(model), as_unit_float(images), jnp.asarray(targets), score)
+    images, targets = _inputs(model, images, targets)
+    return _gradcam_core(*_compiled(model), images, targets, score)
 
 
 def occlusion_patches(size: int, patch: int, stride: int) -> np.ndarray:
@@ -272,9 +293,11 @@ def occlusion(
     """Drop of the score when a ``patch`` square is set to ``fill``, averaged over the squares
     covering each pixel (Zeiler & Fergus 2014)."""
     _check_score(score)
-    images = as_unit_float(images)
+    if not 0 <= fill <= 1:
+        raise ValueError(f"occlusion fill must lie in [0, 1] (0.5 is mid-grey); got {fill}")
+    images, targets = _inputs(model, images, targets)
     patches = jnp.asarray(occlusion_patches(images.shape[1], patch, stride))
-    return _occlusion_core(*_compiled(model), images, jnp.asarray(targets), patches,
+    return _occlusion_core(*_compiled(model), images, targets, patches,
                            jnp.float32(fill), score)
 
 
@@ -302,11 +325,10 @@ def attribute(
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
     images = np.asarray(images)
-    targets = np.asarray(targets, dtype=np.int32)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W); got {images.shape}")
-    if targets.shape != (len(images),):
-        raise ValueError(f"need one target per image ({len(images)}); got shape {targets.shape}")
+    _inputs(model, images, targets)  # every batch is checked again, but a mistake stops before any work
+    targets = check_targets(targets, len(images), len(model.classes))
     n = len(images)
     if n == 0:
         return np.zeros(images.shape, np.float32)
@@ -332,9 +354,10 @@ def completeness(
 ) -> pd.DataFrame:
     """Integrated Gradients' completeness per image: ``attribution_sum`` against
     ``score_difference`` = score(image) - score(baseline), and their ``relative_error``."""
-    images = as_unit_float(images)
-    base = jnp.broadcast_to(as_unit_float(np.asarray(baseline)), images.shape)
-    targets = jnp.asarray(targets, jnp.int32)
+    images, targets = _inputs(model, images, targets)
+    if len(maps) != len(images):
+        raise ValueError(f"need one map per image ({len(images)}); got {len(maps)}")
+    base = _baseline(baseline, images.shape)
     at_image = np.asarray(class_scores(model.config, model.variables, images, targets, score=score))
     at_baseline = np.asarray(class_scores(model.config, model.variables, base, targets, score=score))
     difference = at_image - at_baseline

@@ -129,6 +129,7 @@ class TrainedModel:
         image and its mirror image (test-time augmentation), inside the same call; ``None``: as the
         model's recipe evaluates (:attr:`flip_average`), so predictions match its metrics.json.
         """
+        check_images(images, self.config.input_size)
         n = len(images)
         if n == 0:
             return np.zeros((0, len(self.classes)), np.float32)
@@ -247,8 +248,43 @@ def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:
     )
 
 
+def check_images(images: jax.Array | np.ndarray, size: int) -> None:
+    """Refuse, saying what to do, images a model of input ``size`` would misread: not (N, size, size) (a trailing
+    channel of 1 is allowed), integers other than uint8, or floats outside [0, 1] (0-255 pixels as floats would
+    otherwise pass through :func:`as_unit_float` unscaled, and every prediction and map would be silently wrong)."""
+    shape = tuple(np.shape(images))
+    if len(shape) not in (3, 4) or shape[1:3] != (size, size) or shape[3:] not in ((), (1,)):
+        raise ValueError(f"images of shape {shape}: the model takes (N, {size}, {size}) grayscale faces "
+                         f"(one face: images[None]; another size: prepare the data with --size {size})")
+    dtype = np.dtype(getattr(images, "dtype", np.asarray(images).dtype))
+    if dtype == np.uint8 or not shape[0]:
+        return
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"images of type {dtype}: give uint8 pixels (0-255) or floats in [0, 1]")
+    low, high = float(jnp.min(images)), float(jnp.max(images))
+    if not (-1e-4 <= low and high <= 1 + 1e-4):  # NaN fails too
+        raise ValueError(f"float images must lie in [0, 1]; these range from {low:.4g} to {high:.4g} (pixels 0-255 as "
+                         "floats: divide by 255, or pass uint8)")
+
+
+def check_targets(targets: np.ndarray | Sequence[int], n_images: int, n_classes: int) -> np.ndarray:
+    """Class indices (N,) as int32, refused unless they are ``n_images`` integers in [0, ``n_classes``): an index
+    past the model's classes would give all-zero maps or a walk toward nothing, with no error from the device."""
+    array = np.asarray(targets)
+    if array.size and array.dtype.kind not in "iu":
+        raise ValueError(f"targets must be class indices (integers); got {array.dtype} values (class names, 'label' or "
+                         "'predicted': emofx.explain.saliency.resolve_targets turns them into indices)")
+    if array.shape != (n_images,):
+        raise ValueError(f"need one target per image ({n_images}); got shape {array.shape}")
+    if n_images and (array.min() < 0 or array.max() >= n_classes):
+        raise ValueError(f"target indices must lie in [0, {n_classes}) (the model's classes); got "
+                         f"{array.min()}..{array.max()}")
+    return array.astype(np.int32)
+
+
 def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
-    """uint8 images to float32 in [0, 1]; float images are passed through."""
+    """uint8 images to float32 in [0, 1]; float images are passed through (checked at the public entry points by
+    :func:`check_images`; this also runs inside compiled functions, where values cannot be looked at)."""
     if getattr(images, "dtype", None) == np.uint8:
         return jnp.asarray(images, jnp.float32) / 255.0
     return jnp.asarray(images, jnp.float32)

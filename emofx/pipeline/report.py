@@ -286,7 +286,8 @@ def _h2(exp: _Experiment, out: Path) -> str:
         pixel = s.get("pixelwise", {})
         return (f"Share of saliency mass per emotion and region, {s['cultures']['a']} minus {s['cultures']['b']}, "
                 f"the 12 smallest corrected p-values of {len(regions)} tests (correction: {s['config']['correction']}, "
-                f"unit: {s['config']['unit']}; all in `region_tests.csv`):\n\n" + _md(top) +
+                f"unit: {s['config']['unit']}; all in `figures/table_h2_region_tests{record['suffix']}.csv`):\n\n" +
+                _md(top) +
                 "\n\nDistance of the most salient pixels to the nearest landmark:\n\n" +
                 _md(tables.get("proximity_tests", pd.DataFrame())) +
                 f"\n\nPixel-wise map ({pixel.get('correction', '')}): smallest p = "
@@ -349,7 +350,8 @@ def _wall_time(exp: _Experiment) -> str:
     if {"prepare_seconds", "train_seconds"} <= set(exp.training.columns):
         extra = (f"\n\nInside 02_train_culture: preparing data {exp.training['prepare_seconds'].sum():.0f} s, training "
                  f"{exp.training['train_seconds'].sum():.0f} s (the rest is kernel start, evaluation and recording).")
-    return ("Seconds of each notebook run as recorded by `emofx batch` (status.json), summed per stage; "
+    return ("Seconds of each notebook run as recorded by `emofx batch` (each run's status.json in the experiment "
+            "folder), summed per stage; "
             f"total {runs['seconds'].sum():.0f} s:\n\n" + _md(table, floatfmt=".1f") + extra)
 
 

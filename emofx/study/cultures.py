@@ -89,6 +89,9 @@ class CompareConfig:
             raise ComparisonError(f"top_fraction must lie in (0, 1]; got {self.top_fraction}")
         if self.filter_top_k < 1:
             raise ComparisonError(f"filter_top_k must be at least 1; got {self.filter_top_k}")
+        if self.n_permutations < 1 or self.n_boot < 1:
+            raise ComparisonError(f"n_permutations and n_boot must be at least 1; got {self.n_permutations}, "
+                                  f"{self.n_boot}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -62,7 +62,9 @@ def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareCon
     for trial in tqdm(range(runs.n_trials), desc=f"saliency {runs.name}", disable=not config.progress, leave=False):
         indices = runs.test_indices[trial]
         data = runs.dataset.subset(indices)
-        maps = attribute(runs.models[trial], data.images, data.labels, method=config.saliency_method)
+        model = runs.models[trial]
+        targets = np.array([model.classes.index(name) for name in data.label_names], np.int32)  # the model's order
+        maps = attribute(model, data.images, targets, method=config.saliency_method)
         shares = region_shares(maps, regions.masks[indices])
         frame = pd.DataFrame(shares, columns=list(regions.region_names))
         frame.insert(0, "emotion", data.label_names)

@@ -98,6 +98,8 @@ def group_assignments(n_a: int, n_b: int, n_permutations: int, seed: int) -> tup
     """
     if n_a < 1 or n_b < 1:
         raise StatsInputError(f"each group needs at least one unit; got {n_a} and {n_b}")
+    if n_permutations < 1:
+        raise StatsInputError(f"n_permutations must be at least 1; got {n_permutations}")
     n = n_a + n_b
     observed = np.zeros(n, dtype=bool)
     observed[:n_a] = True
@@ -362,6 +364,9 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
         raise StatsInputError(f"need two equally long, non-empty vectors of right/wrong per image; got shapes "
                               f"{a.shape} and {b.shape}")
+    if not all(v.dtype == bool or np.isin(v, (0, 1)).all() for v in (a, b)):
+        raise StatsInputError("need right/wrong per image (booleans, or 0 and 1), e.g. predictions == labels; got "
+                              "other values")
     a, b, n = a.astype(bool), b.astype(bool), a.size
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
