@@ -1,4 +1,4 @@
-"""FER+ label schemes compared: hard majority, plurality, soft vote distribution, agreement weighting.
+r"""FER+ label schemes compared: hard majority, plurality, soft vote distribution, agreement weighting.
 
 All arms train the paper's CNN (or a reduced one: ``--widths``, ``--dense-units``) with one
 recipe (``--recipe``: ``paper``, the default, or ``strong``; ``--epochs`` as given) and one seed
@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md written)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing .csv and .md")
     args = parser.parse_args(argv)
+    if min(args.limit, args.val_limit) < 0 or args.epochs < 1:
+        parser.error(f"--limit and --val-limit must be >= 0 (0: all) and --epochs >= 1; got {args.limit}, "
+                     f"{args.val_limit}, {args.epochs}")
     refuse_existing(parser, [args.out.with_suffix(".csv"), args.out.with_suffix(".md")], "--out", args.overwrite)
     args.limit, args.val_limit = args.limit or None, args.val_limit or None
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Aggregation methods on simulated crowds: accuracy of the aggregated labels against the truth.
+r"""Aggregation methods on simulated crowds: accuracy of the aggregated labels against the truth.
 
 7 classes with uniform true labels, 5 answers per image from a pool of 50 workers, 30% of them
 low-quality (half uniform spammers, half answering one favourite class 80% of the time); good
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output path without suffix (.csv and .md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing .csv and .md")
     args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error(f"--images must be at least 1; got {args.images}")
     refuse_existing(parser, [args.out.with_suffix(".csv"), args.out.with_suffix(".md")], "--out", args.overwrite)
     started = time.perf_counter()
     runs = pd.DataFrame([row for seed in args.seeds for row in measure(args.images, seed, args.methods, CrowdConfig())])

@@ -216,6 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps (default all: {','.join(STEPS)})")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command (default 600)")
     args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds; got {args.timeout}")
     args.steps = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(args.steps) - set(STEPS))
     if unknown:

@@ -372,6 +372,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="also write the summary JSON here and the repeats as CSV beside it "
                                                     "(OUTPUT.repeats.csv; neither may exist)")
     args = parser.parse_args(argv)
+    if args.image_size < 8:
+        parser.error(f"--image-size must be at least 8 (three 2x2 poolings); got {args.image_size}")
     if args.output is not None:
         refuse_existing(parser, [args.output, repeats_path(args.output)], "--output")
     return args

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class (default 60)")
     parser.add_argument("--out", help="also write the JSON summary here (must not exist)")
     args = parser.parse_args(argv)
+    if args.later < 0:
+        parser.error(f"--later must be >= 0; got {args.later}")
     refuse_existing(parser, [args.out] if args.out else [], "--out")
     if args.data and not Path(args.data).is_file():
         parser.error(f"{args.data} is not a file; give a prepared emofx dataset (.npz), or none for a synthetic one")

@@ -47,6 +47,16 @@ def test_cli_refuses_bad_arguments_before_starting_workers(tmp_path, capsys):
         run.main(["--output", str(tmp_path / "new.json")])
     assert exit_info.value.code == 2 and "new.repeats.csv already exists" in capsys.readouterr().err
     assert beside.read_text() == "keep me" and not (tmp_path / "new.json").exists()
+    from benchmarks import crowd_simulated, gpu_check, startup
+
+    for main, argv, message in ((run.main, ["--image-size", "4"], "--image-size must be at least 8"),
+                                (startup.main, ["--later", "-1"], "--later must be >= 0"),
+                                (crowd_simulated.main, ["--images", "0", "--out", str(tmp_path / "c")],
+                                 "--images must be at least 1"),
+                                (gpu_check.main, ["--timeout", "-1"], "--timeout must be a positive number")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_summary_takes_the_median_over_repeats_and_the_ratio_of_medians():
