@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,6 @@ def test_compare_api_on_tiny_runs(tiny_runs):
 
 
 def test_tables_name_trials_by_their_ids_and_h2_sees_only_the_shared_classes(tiny_runs):
-    from dataclasses import replace
-
     from emofx.data.emotions import ordered_classes
 
     (a, regions_a), (b, regions_b) = [
@@ -103,6 +102,15 @@ def test_culture_runs_reject_another_dataset(tiny_runs):
     swapped = FaceDataset.load(tiny_runs["b"][1])  # the other culture: as many images, other faces
     with pytest.raises(cultures.ComparisonError, match="trained on other images than this dataset's"):
         cultures.CultureRuns.load(tiny_runs["a"][0], swapped)
+    own = FaceDataset.load(tiny_runs["a"][1])
+    runs = cultures.CultureRuns.load(tiny_runs["a"][0], own)
+    partial = face_regions(own.subset(np.arange(10)))  # regions of another (smaller) set of images
+    with pytest.raises(cultures.ComparisonError, match="cover 10 images but its dataset has"):
+        comparison.compare(runs, replace(runs, name="b"), partial, partial, QUICK)
+    from emofx.study.evaluation import evaluate
+
+    with pytest.raises(TypeError, match="evaluate takes a TrainedModel \\(a run's .model\\) and a FaceDataset"):
+        evaluate(str(tiny_runs["a"][0]), own)
 
 
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):

@@ -164,8 +164,9 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
             saliency.attribute(model, images, bad, "gradcam")
         with pytest.raises(ValueError, match=message):
             modify(model, images, bad, ModificationConfig(steps=1))
-    with pytest.raises(TypeError, match="expected a TrainedModel \\(a run's .model"):
-        saliency.guided_backprop("runs/some-run", images, targets)
+    for call in (saliency.guided_backprop, lambda *args: modify(*args, ModificationConfig(steps=1))):
+        with pytest.raises(TypeError, match="expected a TrainedModel \\(a run's .model"):
+            call("runs/some-run", images, targets)
     with pytest.raises(ValueError, match="baseline must be uint8 pixels or floats in \\[0, 1\\]"):
         saliency.integrated_gradients(model, images, targets, baseline=128.0)
     with pytest.raises(ValueError, match="occlusion fill must lie in \\[0, 1\\]"):

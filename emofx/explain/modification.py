@@ -140,6 +140,9 @@ def modify(
     config: ModificationConfig = ModificationConfig(), batch_size: int = 64, progress: bool = False,
 ) -> ModificationResult:
     """Walk uint8 or [0, 1] ``images`` (N, H, W) toward class indices ``targets`` (N,)."""
+    if not isinstance(model, TrainedModel):
+        raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
+                        f"{type(model).__name__}")
     if np.ndim(images) != 3:
         raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")
     if batch_size < 1:

@@ -130,6 +130,10 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     """Compare two cultures' trial runs: H1 accuracy, transfer, H2 regions/proximity/pixels/filters, CKA."""
     if a.name == b.name:
         raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
+    for runs, regions in ((a, regions_a), (b, regions_b)):
+        if len(regions.masks) != len(runs.dataset):
+            raise ComparisonError(f"the regions given for {runs.name} cover {len(regions.masks)} images but its "
+                                  f"dataset has {len(runs.dataset)}; pass face_regions() of the culture's dataset")
     if tuple(regions_a.region_names) != tuple(regions_b.region_names):
         raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs {list(regions_b.region_names)}")
     if a.dataset.image_shape != b.dataset.image_shape:

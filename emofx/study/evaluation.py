@@ -174,6 +174,9 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
 
     ``flip_average``: average each image's probabilities with its mirror image's (test-time
     augmentation, part of the ``strong`` recipe); ``None``: as the model's recipe evaluates."""
+    if not isinstance(model, TrainedModel) or not isinstance(dataset, FaceDataset):
+        raise TypeError(f"evaluate takes a TrainedModel (a run's .model) and a FaceDataset (FaceDataset.load(path)); "
+                        f"got {type(model).__name__} and {type(dataset).__name__}")
     side = model.config.input_size
     if dataset.image_shape != (side, side):
         h, w = dataset.image_shape
