@@ -261,7 +261,8 @@ def check_images(images: jax.Array | np.ndarray, size: int) -> None:
         return
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"images of type {dtype}: give uint8 pixels (0-255) or floats in [0, 1]")
-    low, high = float(jnp.min(images)), float(jnp.max(images))
+    xp = jnp if isinstance(images, jax.Array) else np  # host arrays are looked at on the host: no transfer
+    low, high = float(xp.min(images)), float(xp.max(images))
     if not (-1e-4 <= low and high <= 1 + 1e-4):  # NaN fails too
         raise ValueError(f"float images must lie in [0, 1]; these range from {low:.4g} to {high:.4g} (pixels 0-255 as "
                          "floats: divide by 255, or pass uint8)")
