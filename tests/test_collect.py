@@ -111,6 +111,11 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     assert len(exclude) == 4
     assert main(["collect", str(web_folder), "--out", str(out)]) == 2  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
+    (out / "NOTES.txt").write_text("mine")  # a file of the user's beside the collection survives --overwrite
+    assert main(["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--out", str(out),
+                 "--quiet", "--no-write-faces", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert (out / "NOTES.txt").read_text() == "mine" and json.loads((out / "report.json").read_text())["kept"] == 8
     clean = tmp_path / "clean.npz"
     assert main(["prepare", str(web_folder), "--format", "folder", "--faces", "cropped", "--out", str(clean),
                  "--exclude", str(out / "exclude.csv"), "--no-progress"]) == 0

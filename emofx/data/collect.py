@@ -380,12 +380,15 @@ def _group_summary(duplicates: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- writing
+COLLECTION_FILES = ("faces", "manifest.csv", "dropped.csv", "duplicates.csv", "exclude.csv", "report.json")
+
+
 def write_collection(collection: Collection, out: str | os.PathLike, *, write_faces: bool = True,
                      overwrite: bool = False) -> Path:
     """Write the manifest, faces, drop report, duplicate groups, exclusion list and summary into ``out``.
 
     Everything is written into a temporary folder first and moved into place at the end, so
-    ``out`` is either complete or absent. With ``write_faces`` the manifest's ``path`` is the
+    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it. With ``write_faces`` the manifest's ``path`` is the
     face PNG (``faces/00001.png``); otherwise the source file.
     """
     import json
@@ -419,6 +422,9 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     collection.exclusion_list().to_csv(partial / "exclude.csv", index=False)
     (partial / "report.json").write_text(json.dumps(collection.summary, indent=2, default=str) + "\n")
     if out.exists():
+        for item in out.iterdir():  # files the user put beside an earlier collection stay
+            if item.name not in COLLECTION_FILES:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, partial / item.name)
         shutil.rmtree(out)
     partial.rename(out)
     return out
