@@ -184,3 +184,5 @@ def test_damaged_inputs_and_folders_as_outputs_are_one_line_errors(tmp_path, cap
     other = make_synthetic("eyes", n_per_class=3, seed=0, size=16, classes=("happy", "sad"))  # same paths, other faces
     assert main(["merge", str(data), str(other.save(tmp_path / "b.npz")), "--out", str(tmp_path / "ab.npz")]) == 0
     assert "note: 4 image paths occur more than once" in capsys.readouterr().out
+    assert main(["quickstart", "--out", str(data)]) == 2  # the system's own error, path first, no "[Errno 20]"
+    assert capsys.readouterr().err.strip().endswith(f"error: {data}: not a directory")

@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except USER_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.strerror and err.filename:  # the system's own words, path first
+            message = f"{err.filename}: {err.strerror[:1].lower()}{err.strerror[1:]}" + (
+                f" (moving it to {err.filename2})" if err.filename2 else "")
         print(f"emofx {args.command}: error: {message}", file=sys.stderr)
         return 2
 
