@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.emotions import EMOTIONS, canonicalize_all, ordered_classes
-from emofx.data.paths import check_new_file
 
 FORMAT_TAG = "emofx-dataset"
 FORMAT_VERSION = 1
@@ -246,7 +245,10 @@ class FaceDataset:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        check_new_file(path, overwrite, option="")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; give the name of a file to write")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {
             "format": FORMAT_TAG,
