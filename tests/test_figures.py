@@ -186,7 +186,8 @@ def test_figures_name_what_they_show_and_keep_errors_in_range():
     images = np.zeros((4, 8, 8), np.uint8)
     grid = saliency_grid(images, np.ones((4, 8, 8)), np.array([0, 0, 1, 1]), ["happy", "sad"],
                          culture="eyes", method="integrated-gradients", per_class=2)
-    assert grid._suptitle.get_text() == "Salient features in eyes faces: integrated gradients from each image's class node"
+    title = "Salient features in eyes faces: integrated gradients from each image's class node"
+    assert grid._suptitle.get_text() == title
 
     # two folds whose errors differ a lot: mean ± std would reach past 1 and below 0
     histories = [pd.DataFrame({"step": [1, 2], "train_error": [1.0, 0.0], "val_error": [0.95, 0.05]}),

@@ -198,7 +198,7 @@ def test_mcnemar_known_answers():
         stats.mcnemar_test(a, b[:-1])
     with pytest.raises(stats.StatsInputError, match="non-empty"):
         stats.mcnemar_test([], [])
-    with pytest.raises(stats.StatsInputError, match="right/wrong per image"):  # scores or class indices, not right/wrong
+    with pytest.raises(stats.StatsInputError, match="right/wrong per image"):  # scores, not right/wrong
         stats.mcnemar_test(np.linspace(0, 1, 10), np.linspace(1, 0, 10))
     with pytest.raises(stats.StatsInputError, match="n_permutations must be at least 1"):
         stats.permutation_test(a[:5], b[:5], n_permutations=0)

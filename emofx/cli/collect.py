@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method, help="perceptual hash")
     parser.add_argument("--no-write-faces", action="store_true",
                         help="do not write face PNGs (the manifest then points at the source files)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the collection in OUT (files of yours beside it are kept)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the collection in OUT (files of yours beside it are kept)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -388,8 +388,8 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     """Write the manifest, faces, drop report, duplicate groups, exclusion list and summary into ``out``.
 
     Everything is written into a temporary folder first and moved into place at the end, so
-    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it. With ``write_faces`` the manifest's ``path`` is the
-    face PNG (``faces/00001.png``); otherwise the source file.
+    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it. With
+    ``write_faces`` the manifest's ``path`` is the face PNG (``faces/00001.png``); otherwise the source file.
     """
     import json
 

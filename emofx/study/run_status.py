@@ -36,7 +36,8 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     status: dict[str, Any] = {"directory": str(directory), "resumable": state.exists()}
     if state.exists():
         status.update(read_progress(state), status="unfinished",
-                      saved_at=datetime.fromtimestamp(state.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"))
+                      saved_at=datetime.fromtimestamp(state.stat().st_mtime, timezone.utc).isoformat(
+                          timespec="seconds"))
     if metrics_file.exists():
         run = load_run(directory)
         recorded = {key: run.metrics.get(key) for key in SCALAR_METRICS if key != "steps"}
