@@ -39,3 +39,17 @@ def test_batch_kernels_get_text_bars_unless_the_user_chose(monkeypatch):
     with text_progress_for_saved_notebooks():
         assert progress_mode() == "off"
     assert progress_mode() == "off"
+
+
+def test_nested_text_bars_follow_one_another_without_cursor_movements(monkeypatch):
+    monkeypatch.setenv(PROGRESS_ENV, "text")
+    stream = io.StringIO()
+    outer = tqdm(total=2, desc="compare", file=stream)
+    for name in ("a", "b"):
+        list(tqdm(range(3), desc=f"saliency {name}", leave=False, file=stream))
+        outer.update(1)
+    outer.close()
+    frames = [line.split("\r")[-1] for line in stream.getvalue().split("\n")[:-1]]  # what a notebook shows
+    assert "\x1b[" not in stream.getvalue()
+    assert [frame.split(":")[0] for frame in frames] == ["saliency a", "saliency b", "compare"]
+    assert all("100%" in frame for frame in frames)

@@ -44,6 +44,7 @@ def tqdm(*args: Any, **kwargs: Any) -> Any:
 
         kwargs.setdefault("mininterval", TEXT_REDRAW_SECONDS)
         kwargs["leave"] = True  # a saved notebook keeps the last frame instead of an erased line
+        kwargs["position"] = 0  # nested bars one after another, without cursor movements a saved notebook keeps
         return text_bar(*args, **kwargs)
     from tqdm.auto import tqdm as auto_bar
 
