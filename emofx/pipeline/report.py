@@ -151,7 +151,7 @@ def _models(exp: _Experiment) -> str:
     settings = ("split", "seed", "epochs", "patience", "batch_size", "learning_rate", "recipe", "norm", "init_from",
                 "conv_lr_scale")
     keys = [k for k in settings if k in exp.training]
-    recipe = exp.training[keys].map(_plain).drop_duplicates()
+    recipe = exp.training[keys].astype(object).fillna("none").map(_plain).drop_duplicates()  # unset: none
     models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
     stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
     caveat = ("\n\nEvery trial re-splits the same people of a culture by subject (no person in two parts of a trial), "
