@@ -25,7 +25,7 @@ from scipy import integrate, ndimage, stats
 from emofx.data.dataset import FaceDataset
 from emofx.data.progress import tqdm
 from emofx.explain.saliency import attribute, class_scores
-from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_images, check_targets
+from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_model_inputs
 from emofx.nets.model import init_variables
 
 # Where each synthetic dialect puts its emotion signal (used when the dataset's meta does
@@ -123,8 +123,7 @@ def deletion_insertion_curves(
     """The target's score as the most salient pixels (by absolute map value) are deleted
     (replaced by ``deletion_baseline``) or inserted into ``insertion_baseline``, at
     ``steps + 1`` fractions from 0 to 1. Rows: image, curve, fraction, score."""
-    check_images(images, model.config.input_size)
-    targets = check_targets(targets, len(images), len(model.classes))
+    targets = check_model_inputs(model, images, targets)
     x = np.asarray(as_unit_float(images))
     n, h, w = x.shape
     order = np.argsort(-np.abs(np.asarray(maps)).reshape(n, -1), axis=1, kind="stable")

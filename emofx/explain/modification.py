@@ -23,7 +23,7 @@ import pandas as pd
 
 from emofx.data.progress import tqdm
 from emofx.explain.saliency import class_scores
-from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_images, check_targets
+from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_model_inputs
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 GRADIENTS = ("gradient", "guided")
@@ -140,15 +140,11 @@ def modify(
     config: ModificationConfig = ModificationConfig(), batch_size: int = 64, progress: bool = False,
 ) -> ModificationResult:
     """Walk uint8 or [0, 1] ``images`` (N, H, W) toward class indices ``targets`` (N,)."""
-    if not isinstance(model, TrainedModel):
-        raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
-                        f"{type(model).__name__}")
+    targets = check_model_inputs(model, images, targets)
     if np.ndim(images) != 3:
         raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
-    check_images(images, model.config.input_size)
-    targets = check_targets(targets, len(images), len(model.classes))
     x = np.asarray(as_unit_float(images))
     activation = "guided" if config.method == "guided" else "relu"
     paths, probabilities = [], []

@@ -29,7 +29,7 @@ import pandas as pd
 
 from emofx.data.emotions import UnknownEmotionError, canonical_emotion
 from emofx.data.progress import tqdm
-from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_images, check_targets
+from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_model_inputs
 from emofx.nets.model import EmotionCNN, ModelConfig, pixel_free, pixel_stats, standardise
 
 SCORES = ("probability", "logit", "log-probability")
@@ -201,11 +201,8 @@ def _check_score(score: str) -> None:
 
 def _inputs(model: TrainedModel, images: np.ndarray, targets: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """What every method takes, checked: the images as float32 in [0, 1] and the targets as class indices."""
-    if not isinstance(model, TrainedModel):
-        raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
-                        f"{type(model).__name__}")
-    check_images(images, model.config.input_size)
-    return as_unit_float(images), jnp.asarray(check_targets(targets, len(images), len(model.classes)))
+    targets = check_model_inputs(model, images, targets)
+    return as_unit_float(images), jnp.asarray(targets)
 
 
 def _baseline(baseline: float | np.ndarray, shape: tuple[int, ...]) -> jax.Array:
@@ -327,8 +324,7 @@ def attribute(
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W); got {images.shape}")
-    _inputs(model, images, targets)  # every batch is checked again, but a mistake stops before any work
-    targets = check_targets(targets, len(images), len(model.classes))
+    targets = check_model_inputs(model, images, targets)  # a mistake stops before any batch
     n = len(images)
     if n == 0:
         return np.zeros(images.shape, np.float32)

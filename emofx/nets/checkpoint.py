@@ -256,7 +256,7 @@ def check_images(images: jax.Array | np.ndarray, size: int) -> None:
     if len(shape) not in (3, 4) or shape[1:3] != (size, size) or shape[3:] not in ((), (1,)):
         raise ValueError(f"images of shape {shape}: the model takes (N, {size}, {size}) grayscale faces "
                          f"(one face: images[None]; another size: prepare the data with --size {size})")
-    dtype = np.dtype(getattr(images, "dtype", np.asarray(images).dtype))
+    dtype = np.dtype(images.dtype if hasattr(images, "dtype") else np.asarray(images).dtype)  # a device array stays
     if dtype == np.uint8 or not shape[0]:
         return
     if not np.issubdtype(dtype, np.floating):
@@ -281,6 +281,18 @@ def check_targets(targets: np.ndarray | Sequence[int], n_images: int, n_classes:
         raise ValueError(f"target indices must lie in [0, {n_classes}) (the model's classes); got "
                          f"{array.min()}..{array.max()}")
     return array.astype(np.int32)
+
+
+def check_model_inputs(model: TrainedModel, images: jax.Array | np.ndarray,
+                       targets: np.ndarray | Sequence[int]) -> np.ndarray:
+    """What every method that explains or changes images takes, checked before any work: a :class:`TrainedModel`,
+    images it reads as meant (:func:`check_images`) and one class index per image (:func:`check_targets`, whose
+    int32 targets it returns)."""
+    if not isinstance(model, TrainedModel):
+        raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
+                        f"{type(model).__name__}")
+    check_images(images, model.config.input_size)
+    return check_targets(targets, len(images), len(model.classes))
 
 
 def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
