@@ -16,6 +16,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.study.evaluation import evaluate
 from emofx.nets.model import ModelConfig, init_params, init_variables, pixel_free, pixel_stats
+from emofx.nets.precision import use_precision
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.training import (StepConfig, TrainConfig, TrainingError, check_trainable, cross_entropy, fit,
                             init_state, learning_rate_schedule, make_optimizer, make_train_step,
@@ -91,6 +92,17 @@ def test_interrupt_returns_the_best_model_so_far(parts, monkeypatch):
     assert stopped.stop_reason == "interrupted" and stopped.steps == 2
     assert stopped.best_step in (0, 2) and "interrupted" in stopped.stop_message
     assert stopped.model.predict(parts[1].images).shape == (len(parts[1]),)
+
+
+def test_validation_runs_at_the_trainings_own_precision(parts, monkeypatch):
+    # TrainConfig.precision rules the whole training, whatever the process's: the validation loss picks the best
+    # step and is recorded with the run (it ran at the process's precision before).
+    seen, make = [], training.make_evaluator
+    monkeypatch.setattr(training, "make_evaluator", lambda *args: seen.append(args[3]) or make(*args))
+    with use_precision("default"):
+        fit(*parts, replace(CONFIG, precision="highest", epochs=1), TINY, progress=False)
+        fit(*parts, replace(CONFIG, epochs=1), TINY, progress=False)
+    assert seen == ["highest", "default"]
 
 
 def test_early_stopping_after_patience_validations_without_improvement(parts, monkeypatch):

@@ -68,8 +68,8 @@ def _lanes_chunk(model_config: ModelConfig, step_config: StepConfig, batch_size:
 
 
 @lru_cache(maxsize=16)
-def _lanes_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
-    return jax.jit(jax.vmap(evaluator_function(model_config, batch_size, flip_average)))
+def _lanes_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool, precision: str) -> Callable:
+    return jax.jit(at_precision(jax.vmap(evaluator_function(model_config, batch_size, flip_average)), precision))
 
 
 def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -130,7 +130,8 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
 
     shared = pixel_free(model_configs[0])
     step_config = StepConfig.of(config, 1)  # steps_per_epoch is passed as data
-    evaluator = _lanes_evaluator(shared, min(config.eval_batch_size, val_images.shape[1]), config.flip_average)
+    evaluator = _lanes_evaluator(shared, min(config.eval_batch_size, val_images.shape[1]), config.flip_average,
+                                 step_config.precision)
 
     def validate(state: Any) -> tuple[np.ndarray, np.ndarray]:
         errors, losses = evaluator(model_variables(state.params, state.batch_stats), val_images, val_targets,

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from emofx.nets.augment import AugmentConfig
-from emofx.nets.precision import resolve_precision
+from emofx.nets.precision import precision_for, resolve_precision
 
 DENSE_LAYERS = ("dense", "output")
 SCHEDULES = ("exponential", "cosine")
@@ -85,7 +85,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     flip_average: bool = False
     conv_lr_scale: float = 1.0
-    precision: str | None = None  # None: the process's setting ($EMOFX_PRECISION, else default)
+    precision: str | None = None  # None: the one in force when the steps are built (emofx.nets.precision.precision_for)
 
     def __post_init__(self) -> None:
         if self.precision is not None:
@@ -155,7 +155,7 @@ class StepConfig:
     @classmethod
     def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
         return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
-                   config.augmentation, int(steps_per_epoch), resolve_precision(config.precision), config.schedule,
+                   config.augmentation, int(steps_per_epoch), precision_for(config.precision), config.schedule,
                    float(min(config.warmup_epochs, config.epochs)),
                    config.epochs if config.schedule == "cosine" else 0, config.decay_all_layers,
                    config.label_smoothing, config.conv_lr_scale)

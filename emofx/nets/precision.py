@@ -11,7 +11,8 @@ completeness, gradient checks) need full float32. The setting:
     layers take tiles of 6 (:mod:`emofx.nets.winograd`: about 8% faster training and inference,
     2e-5 relative error per layer instead of 4e-6, 25x under TF32's);
 ``high``
-    at least bfloat16x3 / TF32x3 (about float32 accuracy at lower cost where supported);
+    TF32 still on NVIDIA GPUs (XLA's GPU backend allows it wherever every operand's precision is at
+    most HIGH), three bfloat16 passes on TPUs, float32 on CPUs (with the Winograd layers' exact tiles);
 ``highest``
     full float32 everywhere.
 
@@ -33,6 +34,7 @@ import jax
 PRECISIONS = ("default", "high", "highest")
 FAST_PRECISIONS = ("default", "fastest", "bfloat16")  # JAX's names of the backend's default precision
 PRECISION_ENV = "EMOFX_PRECISION"
+JAX_NAMES = {"float32": "highest", "tensorfloat32": "high", "bfloat16": "default", "fastest": "default"}
 
 
 def resolve_precision(value: str | None = None) -> str:
@@ -42,6 +44,20 @@ def resolve_precision(value: str | None = None) -> str:
     if name not in PRECISIONS:
         source = "" if value is not None else f" (from ${PRECISION_ENV})"
         raise ValueError(f"unknown precision {name!r}{source}; choose one of {', '.join(PRECISIONS)}")
+    return name
+
+
+def precision_for(value: str | None = None) -> str:
+    """The precision a computation runs at: ``value`` (resolved by :func:`resolve_precision`), else the one
+    in force (``$EMOFX_PRECISION`` from the start, then :func:`set_precision` / :func:`use_precision`), in
+    emofx's names (JAX's ``float32``, ``tensorfloat32`` and ``bfloat16`` are ``highest``, ``high``, ``default``)."""
+    if value is not None:
+        return resolve_precision(value)
+    in_force = precision_in_force()
+    name = JAX_NAMES.get(in_force, in_force)
+    if name not in PRECISIONS:
+        raise ValueError(f"the precision in force (jax_default_matmul_precision) is {in_force!r}, none of emofx's; "
+                         f"set one of {', '.join(PRECISIONS)} with emofx.nets.precision.set_precision")
     return name
 
 

@@ -46,7 +46,7 @@ from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_var
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, chunk_lengths,
                                      cross_entropy, learning_rate_schedule, make_optimizer)
-from emofx.nets.precision import at_precision
+from emofx.nets.precision import at_precision, precision_for
 from emofx.nets.targets import agreement_weights, training_targets
 from emofx.nets.train_state import LoopProgress, history_row, improves, load_training_state, save_training_state
 from emofx.nets.transfer import initial_variables
@@ -228,17 +228,21 @@ def evaluator_function(model_config: ModelConfig, batch_size: int, flip_average:
 
 
 @lru_cache(maxsize=16)
-def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool) -> Callable:
-    return jax.jit(evaluator_function(model_config, batch_size, flip_average))
+def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool,
+                        precision: str | None) -> Callable:
+    evaluate = evaluator_function(model_config, batch_size, flip_average)
+    return jax.jit(evaluate if precision is None else at_precision(evaluate, precision))
 
 
-def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_average: bool = False) -> Callable:
+def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_average: bool = False,
+                   precision: str | None = None) -> Callable:
     """A compiled ``evaluate(variables, images, targets, stats, n=None) -> (error rate, mean loss)``,
     in batches of ``batch_size`` (the last one padded and masked) over the first ``n`` rows
     (default all; the rest is padding); ``variables`` as :func:`emofx.nets.model.model_variables`
     gives them (eval mode), ``stats`` as for :func:`make_train_chunk`. ``flip_average`` scores
-    the mean probabilities of each image and its mirror image."""
-    compiled = _compiled_evaluator(pixel_free(model_config), batch_size, flip_average)
+    the mean probabilities of each image and its mirror image. ``precision``: the matmul precision
+    (:mod:`emofx.nets.precision`; ``None``: the one in force), a training's own for its validation."""
+    compiled = _compiled_evaluator(pixel_free(model_config), batch_size, flip_average, precision)
 
     def evaluate(variables: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
                  n: int | None = None) -> tuple[jax.Array, jax.Array]:
@@ -353,7 +357,7 @@ def fit(
         learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
         images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
         evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
-                                  config.flip_average)
+                                  config.flip_average, precision_for(config.precision))
         validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
                                                               val_images, val_targets, stats, n_val))
         state_tag = {"tag": dict(tag or {}), "model": model_config.to_dict(), "train": config.to_dict(), "trial": trial,
