@@ -19,6 +19,8 @@ quickstart: $(BIN)/emofx
 
 # The tests that compare implementations' numbers run a second time on an AVX-512 CPU, compiled by XLA as for an
 # AVX2 CPU (another vector width, another summation order): a tolerance that holds for one width only fails here.
+# Then, on any CPU, once more at the fast precision with a GPU's TensorFloat-32 products emulated, a GPU's
+# convolution paths and its tolerances: a tolerance too tight for a GPU fails here, without a GPU.
 NUMERICS := tests/test_ops.py tests/test_model.py tests/test_saliency.py tests/test_lanes.py
 
 test: $(BIN)/emofx
@@ -27,6 +29,8 @@ test: $(BIN)/emofx
 		echo "AVX-512 CPU: the numerics again as compiled for AVX2 (XLA_FLAGS=--xla_cpu_max_isa=AVX2)"; \
 		XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=AVX2" $(BIN)/python -m pytest -n 2 $(NUMERICS); \
 	fi
+	@echo "The numerics at the fast precision as a GPU computes it: TF32 products, emulated (tests/emulated_tf32.py)"
+	EMOFX_TEST_EMULATE_TF32=1 EMOFX_PRECISION=default $(BIN)/python -m pytest -n 2 $(NUMERICS)
 
 # Every paper figure from scratch: papermill runs of the notebooks, then the figures from their records.
 figures: $(BIN)/emofx

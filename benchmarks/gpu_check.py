@@ -8,7 +8,9 @@ Steps, each a separate process so that one failure does not hide the others:
 ``environment``  Python, JAX (version, backend, devices), PyTorch (version, CUDA), the precision
                  setting, XLA flags, ``nvidia-smi`` when present;
 ``tests``        the numerics tests that depend on the device (fast convolutions vs ``lax.conv``,
-                 the model, training, saliency, the PyTorch parity checks);
+                 the model, training, saliency, the PyTorch parity checks) at ``highest``, then those
+                 that compare implementations at ``default`` (``at_default``: the GPU's own TF32, whose
+                 tolerances ``make test`` checks on a CPU by emulation, ``tests/emulated_tf32.py``);
 ``benchmark``    ``python -m benchmarks.run`` at batch 64 and 512 (PyTorch eager and
                  torch.compile on the same device);
 ``protocol``     ``python -m benchmarks.protocol`` on KDEF and the Taiwanese set, 5 trials x 20
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("environment", "tests", "benchmark", "protocol", "fer2013")
 DEVICE_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_training.py", "tests/test_lanes.py",
                 "tests/test_saliency.py", "tests/test_benchmarks.py")
+NUMERICS_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_saliency.py", "tests/test_lanes.py")  # Makefile
+QUICK_TESTS = ("tests/test_ops.py", "-k", "one_hot or max_pool or unknown")
 TINY_NET = ("--widths", "4,8,8", "--dense-units", "8")
 
 
@@ -53,13 +57,15 @@ class StepSkipped(RuntimeError):
     """A step cannot run here (e.g. its data is missing)."""
 
 
-def run_command(command: list[str], timeout: float, log: Path) -> str:
-    """Run ``command`` in the repository root; its output goes to ``log`` and is returned."""
+def run_command(command: list[str], timeout: float, log: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``command`` in the repository root (with ``env`` added to the environment); its output goes to
+    ``log`` and is returned."""
     with open(log, "w") as out:
         out.write("$ " + shlex.join(command) + "\n")
         out.flush()
         try:
-            done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+            done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env={**os.environ, **(env or {})})
         except subprocess.TimeoutExpired:
             raise StepFailed(f"timed out after {timeout:.0f} s (see {log})") from None
     text = log.read_text()
@@ -114,13 +120,20 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-def tests(args: argparse.Namespace) -> dict[str, Any]:
-    selection = ["tests/test_ops.py", "-k", "one_hot or max_pool or unknown"] if args.quick else list(DEVICE_TESTS)
+def _pytest(selection: tuple[str, ...], precision: str, log: Path, timeout: float) -> dict[str, Any]:
+    """Run the tests ``selection`` at matmul ``precision``: the command and its counts."""
     # One process (no -n), and without the project's xdist options, so that a Python without pytest-xdist runs it.
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *selection]
-    text = run_command(command, args.timeout, args.out / "tests.log")
+    text = run_command(command, timeout, log, env={"EMOFX_PRECISION": precision})
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|error)", text.splitlines()[-1])}
-    return {"command": shlex.join(command), **counts}
+    return {"command": f"EMOFX_PRECISION={precision} {shlex.join(command)}", **counts}
+
+
+def tests(args: argparse.Namespace) -> dict[str, Any]:
+    result = _pytest(QUICK_TESTS if args.quick else DEVICE_TESTS, "highest", args.out / "tests.log", args.timeout)
+    result["at_default"] = _pytest(QUICK_TESTS if args.quick else NUMERICS_TESTS, "default",
+                                   args.out / "tests-default.log", args.timeout)
+    return result
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from benchmarks.workloads import BenchConfig, conv_net_flops
 from emofx.nets.allocator import TUNED_MALLOC_ENV, command_environment, with_tuned_malloc
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig, count_params, init_params
+from emofx.nets.precision import use_precision
 
 
 def test_paper_cnn_flops_match_the_issue_budget():
@@ -91,10 +92,12 @@ def test_torch_reference_is_the_same_network_as_emofx():
         ref.TorchEmotionCNN(ref.TorchModelConfig(num_classes=4, widths=(8, 16, 16), dense_units=32)), model.params)
     images = np.random.default_rng(0).random((3, 48, 48), dtype=np.float32)
     targets = np.array([0, 2, 3], np.int32)
+    with use_precision("highest"):  # PyTorch on the CPU multiplies in float32: so must emofx, whatever the session's
+        logits, emofx_maps = model.logits(images), saliency.guided_backprop(model, images, targets)
     np.testing.assert_allclose(ref.infer(torch_model, torch.from_numpy(images)).numpy(),
-                               np.asarray(model.logits(images)), rtol=1e-4, atol=1e-5)
+                               np.asarray(logits), rtol=1e-4, atol=1e-5)
     torch_maps = ref.guided_backprop(torch_model, torch.from_numpy(images), torch.from_numpy(targets).long()).numpy()
-    emofx_maps = np.asarray(saliency.guided_backprop(model, images, targets))
+    emofx_maps = np.asarray(emofx_maps)
     assert np.abs(emofx_maps).max() > 0
     np.testing.assert_allclose(torch_maps, emofx_maps, rtol=1e-3, atol=1e-4 * np.abs(emofx_maps).max())
 

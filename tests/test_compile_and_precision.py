@@ -22,13 +22,25 @@ def test_precision_comes_from_the_value_then_the_environment_then_default(monkey
     assert precision.resolve_precision("HIGHEST") == "highest"
     monkeypatch.setenv(precision.PRECISION_ENV, "high")
     assert precision.resolve_precision() == "high" and TrainConfig().precision is None
-    assert StepConfig.of(TrainConfig(), 1).precision == "high"  # resolved when the steps are compiled
     assert TrainConfig(precision="default").precision == "default"
     monkeypatch.setenv(precision.PRECISION_ENV, "tf32")
     with pytest.raises(ValueError, match=r"unknown precision 'tf32' \(from \$EMOFX_PRECISION\); choose one of"):
         precision.resolve_precision()
     with pytest.raises(ValueError, match="unknown precision 'fast'"):
         TrainConfig(precision="fast")
+
+
+def test_a_training_without_a_precision_of_its_own_takes_the_one_in_force():
+    # Resolved when the steps are built: $EMOFX_PRECISION from the start (emofx.nets.model sets it), then
+    # set_precision / use_precision in Python (they were ignored: a training read the environment variable again).
+    for name in ("high", "default", "highest"):
+        with precision.use_precision(name):
+            assert StepConfig.of(TrainConfig(), 1).precision == name == precision.precision_for()
+            assert StepConfig.of(TrainConfig(precision="high"), 1).precision == "high"
+    with jax.default_matmul_precision("tensorfloat32"):  # JAX's own names, in emofx's
+        assert precision.precision_for() == "high"
+    with jax.default_matmul_precision("F32_F32_F32"), pytest.raises(ValueError, match="none of emofx's"):
+        precision.precision_for()
 
 
 def test_use_precision_applies_to_what_is_traced_inside():
@@ -40,6 +52,47 @@ def test_use_precision_applies_to_what_is_traced_inside():
     assert "HIGH" in text  # the dot carries the precision into the compiled program
     wrapped = jax.jit(precision.at_precision(lambda a: a @ a, "highest"))
     assert "HIGHEST" in wrapped.lower(jnp.ones((2, 2))).as_text()
+
+
+def test_tf32_emulation_cuts_the_operands_of_products_a_gpu_would_run_in_tf32():
+    # tests/emulated_tf32.py, which `make test` relies on for a GPU's tolerances: it must cut exactly the
+    # operands a GPU's TF32 cuts (float32, at default and high, forward and backward), and nothing else.
+    from emulated_tf32 import emulated_tf32, to_tf32
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 300), dtype=np.float32), rng.standard_normal((300, 5), dtype=np.float32)
+    bits = x.view(np.uint32)
+    assert np.array_equal(np.asarray(to_tf32(x)).view(np.uint32), bits & 0xFFFFE000)
+    exact = x.astype(np.float64) @ y
+    cut = np.asarray(to_tf32(x), np.float64) @ np.asarray(to_tf32(y), np.float64)
+    assert np.abs(cut - exact).max() > 1e-3  # what the test can tell apart: TF32 errs ~100x more than float32
+
+    def product(a, b):  # a function of its own: no program compiled outside the block is reused inside it
+        return jnp.dot(a, b)
+
+    def kernel_gradient(image, kernel):
+        def total(k):
+            return jax.lax.conv_general_dilated(image, k, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()
+        return jax.grad(total)(kernel)
+
+    image = rng.standard_normal((2, 8, 8, 3), dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 4), dtype=np.float32)
+    before = np.asarray(jax.jit(lambda a, b: jnp.dot(a, b))(x, y))
+    with emulated_tf32():
+        for name in ("default", "high", "highest"):
+            with precision.use_precision(name):
+                got, gradient = np.asarray(product(x, y)), np.asarray(kernel_gradient(image, kernel))
+            if name == "highest":
+                assert np.abs(got - exact).max() < 1e-4
+            else:
+                assert np.abs(got - cut).max() < 1e-4, name
+                # The kernel gradient sums products of the image's pixels, which are cut: the same as a cut image's.
+                with precision.use_precision("highest"):
+                    want = np.asarray(kernel_gradient(np.asarray(to_tf32(image)), kernel))
+                np.testing.assert_allclose(gradient, want, rtol=0, atol=1e-5, err_msg=name)
+    after = np.asarray(jax.jit(lambda a, b: jnp.dot(a, b))(x, y))
+    np.testing.assert_array_equal(after, before)  # and as before once the block is left
 
 
 def test_cache_folder_setting(monkeypatch, tmp_path):

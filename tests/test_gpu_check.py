@@ -20,7 +20,10 @@ def test_quick_mode_writes_one_summary_with_every_step(tmp_path):
     assert summary["mode"] == "quick" and summary["ok"] is True and summary["seconds"] > 0
     assert list(summary["steps"]) == list(gpu_check.STEPS)
     tests = summary["steps"]["tests"]
-    assert tests["status"] == "passed" and tests["result"]["passed"] == 4 and "pytest" in tests["result"]["command"]
+    assert tests["status"] == "passed" and tests["result"]["passed"] == 4
+    assert tests["result"]["command"].startswith("EMOFX_PRECISION=highest ") and "pytest" in tests["result"]["command"]
+    assert tests["result"]["at_default"]["passed"] == 4
+    assert tests["result"]["at_default"]["command"].startswith("EMOFX_PRECISION=default ")
     assert {s["status"] for name, s in summary["steps"].items() if name != "tests"} == {"not run"}
     assert (tmp_path / "tests.log").read_text().startswith("$ ")
 

@@ -84,13 +84,18 @@ def test_winograd_matches_lax_on_any_shape(shape, precision, assert_close_to_sca
 
 
 def test_winograd_tile_follows_the_precision_in_force():
-    assert winograd.tile_for("default") == winograd.tile_for("bfloat16") == winograd.FAST_TILE == 6
-    assert winograd.tile_for("highest") == winograd.tile_for("high") == winograd.TILE == 4
-    assert winograd.tile_for("float32") == winograd.tile_for("tensorfloat32") == 4
+    assert winograd.tile_for("default", "cpu") == winograd.tile_for("bfloat16", "cpu") == winograd.FAST_TILE == 6
+    assert winograd.tile_for("highest", "cpu") == winograd.tile_for("high", "cpu") == winograd.TILE == 4
+    assert winograd.tile_for("float32", "cpu") == winograd.tile_for("tensorfloat32", "cpu") == 4
+    # Where the fast precision multiplies in TF32 or bfloat16, the larger tile's transforms would amplify that rounding.
+    assert winograd.tile_for("default", "gpu") == winograd.tile_for("default", "tpu") == 4
     x, kernel = normal_arrays(3, (2, 5, 12, 64), (5, 5, 64, 8))
     padding = ((2, 2), (2, 2))
     by_precision = {}
     for precision, tile in (("default", 6), ("highest", 4)):
+        if winograd.tile_for(precision) != tile:
+            pytest.skip(f"the {jax.default_backend()} backend takes tiles of {winograd.tile_for(precision)} "
+                        f"at {precision}: nothing to tell apart")
         with use_precision(precision):
             traced = jax.jit(lambda a, k: winograd.conv2d(a, k, padding))(x, kernel)
             explicit = jax.jit(lambda a, k, tile=tile: winograd.conv2d(a, k, padding, tile=tile))(x, kernel)
@@ -195,7 +200,11 @@ def test_unknown_implementation_is_a_clear_error():
 
 
 @pytest.mark.parametrize("impl", ["split-grad", "winograd"])
-def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close):
+def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close_to_scale, rtol_at):
+    # Whether the formulations compute one function, at full float32 whatever the session's precision: through
+    # three layers and back, TF32's rounding (amplified by Winograd's transforms, 2-4e-3 of the scale per layer
+    # against the direct convolution's 8e-4, tests/emulated_tf32.py) compounds past any tolerance that still
+    # tests something. Each layer alone is compared at each precision above (test_winograd_matches_lax_on_any_shape).
     configs = {impl: ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, conv_impl=impl)
                for impl in ("lax", "split-grad", "winograd")}
     params = init_params(configs["lax"], 3)
@@ -212,14 +221,16 @@ def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close
         (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
         return logits, grads
 
-    (ref_logits, ref_grads), (fast_logits, fast_grads) = run("lax"), run(impl)
-    assert_close(fast_logits, ref_logits, "logits")
+    with use_precision("highest"):
+        (ref_logits, ref_grads), (fast_logits, fast_grads) = run("lax"), run(impl)
+    rtol = rtol_at("highest")
+    assert_close_to_scale(fast_logits, ref_logits, rtol, "logits")
     flat_ref = jax.tree_util.tree_leaves_with_path(ref_grads)
     flat_fast = dict(jax.tree_util.tree_leaves_with_path(fast_grads))
     assert len(flat_ref) == 10  # kernel and bias of 3 convs, dense and output
     for path, want in flat_ref:
         assert float(jnp.abs(want).max()) > 0, f"zero reference gradient at {path}"
-        assert_close(flat_fast[path], want, f"gradient {jax.tree_util.keystr(path)}")
+        assert_close_to_scale(flat_fast[path], want, rtol, f"gradient {jax.tree_util.keystr(path)}")
 
 
 def test_few_channel_layers_run_in_batch_chunks_on_the_cpu_path_only():

@@ -26,8 +26,12 @@ The tile follows the matmul precision in force when the convolution is traced
 by a few 1e-6 relative (4e-6 for the paper's second layer against a float64 reference); at
 ``default``, the fast setting training and inference run at, F(6, kw) with the points 0, +-1, +-2,
 +-1/2, +-3/2: 3x instead of 2.5x fewer multiply-adds than the direct convolution, about 8% faster training
-and inference on 2 cores, at 1-2e-5 relative error (the points +-3 instead of +-3/2: 4e-5). That is
-still 25x more accurate than the TensorFloat-32 a GPU's ``default`` multiplies in (5e-4).
+and inference on 2 cores, at 1-2e-5 relative error (the points +-3 instead of +-3/2: 4e-5), on a CPU,
+whose products stay float32 at every precision. Where ``default`` multiplies in TensorFloat-32 or bfloat16
+(GPUs, TPUs), the transforms amplify that rounding instead: with TF32 emulated on a CPU
+(``tests/emulated_tf32.py``) F(6, 5) erred by 0.8-2.8% of the output's scale on the paper's layers, F(4, 5)
+by 0.16-0.37%, the direct convolution by 0.08%; there the tile stays 4 (and ``auto`` takes ``lax`` anyway,
+:mod:`emofx.nets.ops`).
 
 Measured on 2 cores and not taken: a 2D transform for the kernel gradient alone saved under 10% at
 3x the error; channel-major copies of the kernel gradient's operands (for dots without a transposed
@@ -50,8 +54,8 @@ import numpy as np
 
 from emofx.nets.precision import FAST_PRECISIONS, precision_in_force
 
-TILE = 4  # at the `high` and `highest` precisions
-FAST_TILE = 6  # at `default` precision (module doc)
+TILE = 4  # at the `high` and `highest` precisions, and wherever products are not float32
+FAST_TILE = 6  # at a CPU's `default` precision (module doc)
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2),
           Fraction(3, 2), Fraction(-3, 2), Fraction(3), Fraction(-3))
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -59,11 +63,12 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 Padding = tuple[int, int]
 
 
-def tile_for(precision: str) -> int:
+def tile_for(precision: str, backend: str | None = None) -> int:
     """The tile (outputs per transform) at matmul ``precision`` (named as
-    :func:`emofx.nets.precision.precision_in_force` names it): :data:`FAST_TILE` at the backend's
-    default precision, else :data:`TILE`."""
-    return FAST_TILE if precision in FAST_PRECISIONS else TILE
+    :func:`emofx.nets.precision.precision_in_force` names it) on ``backend`` (default: JAX's default
+    backend): :data:`FAST_TILE` at a CPU's default precision, else :data:`TILE` (module doc)."""
+    fast_cpu = precision in FAST_PRECISIONS and (backend or jax.default_backend()) == "cpu"
+    return FAST_TILE if fast_cpu else TILE
 
 
 @lru_cache(maxsize=None)
