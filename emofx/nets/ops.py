@@ -27,7 +27,7 @@ Convolution implementations (``ModelConfig.conv_impl``):
 ``"winograd"``
     layers with at least :data:`WINOGRAD_MIN_CHANNELS` input channels and kernels at least
     3 wide go through :mod:`emofx.nets.winograd` (Winograd F(4, kw) along the width, F(6, kw)
-    at the ``default`` precision: 2.5x / 3x fewer multiply-adds for 5x5 kernels, forward and both
+    at a CPU's ``default`` precision: 2.5x / 3x fewer multiply-adds for 5x5 kernels, forward and both
     gradients; measured on 2 cores with F(4, 5), the paper's second and third layers' forward +
     backward 1.3x and 1.7x faster than ``split-grad``); other layers take ``split-grad``.
     Narrower layers gain nothing (their Winograd-domain matmuls contract over too few values
