@@ -111,6 +111,8 @@ def test_tiles_of_6_are_a_cpus_only_as_tf32_rounding_grows_through_them():
     # 1.6-3.7e-3 by F(4, 5) and 0.86-2.8e-2 by F(6, 5); in float32 on a CPU, F(6, 5) errs by 2e-5 (test above).
     from emulated_tf32 import emulated_tf32
 
+    if jax.devices()[0].platform != "cpu":
+        pytest.skip("emulates TF32 on a CPU; on this device the fast precision's own errors are the other tests'")
     errors = {}
     for shape in SHAPES[:3]:
         b, h, w, c_in, c_out, k = shape
