@@ -29,7 +29,7 @@ test: $(BIN)/emofx
 		echo "AVX-512 CPU: the numerics again as compiled for AVX2 (XLA_FLAGS=--xla_cpu_max_isa=AVX2)"; \
 		XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=AVX2" $(BIN)/python -m pytest -n 2 $(NUMERICS); \
 	fi
-	@echo "The numerics at the fast precision as a GPU computes it: TF32 products, emulated (tests/emulated_tf32.py)"
+	@echo "The numerics at the fast precision as a GPU computes it: TF32 products, emulated (benchmarks/emulated_tf32.py)"
 	EMOFX_TEST_EMULATE_TF32=1 EMOFX_PRECISION=default $(BIN)/python -m pytest -n 2 $(NUMERICS)
 
 # Every paper figure from scratch: papermill runs of the notebooks, then the figures from their records.

@@ -10,7 +10,7 @@ Steps, each a separate process so that one failure does not hide the others:
 ``tests``        the numerics tests that depend on the device (fast convolutions vs ``lax.conv``,
                  the model, training, saliency, the PyTorch parity checks) at ``highest``, then those
                  that compare implementations at ``default`` (``at_default``: the GPU's own TF32, whose
-                 tolerances ``make test`` checks on a CPU by emulation, ``tests/emulated_tf32.py``);
+                 tolerances ``make test`` checks on a CPU by emulation, ``benchmarks/emulated_tf32.py``);
 ``benchmark``    ``python -m benchmarks.run`` at batch 64 and 512 (PyTorch eager and
                  torch.compile on the same device);
 ``protocol``     ``python -m benchmarks.protocol`` on KDEF and the Taiwanese set, 5 trials x 20

@@ -13,7 +13,9 @@ preparation is excluded (pass prepared ``.npz`` files). Early stopping is off so
 trains all its epochs, as the protocol's time budget assumes. ``--lanes`` trains every run of
 the same classes and image size side by side as one vmapped program
 (``emofx.study.runs.train_runs``); the per-run times are then the whole batch's. Runs go to
-``OUT/<dataset file stem>/trial-K``, so the datasets' file names must differ.
+``OUT/<dataset file stem>/trial-K``, so the datasets' file names must differ. ``--emulate-tf32`` (a CPU
+only) trains as a GPU would at the precision in force, its TF32 products and its convolution path
+emulated (``benchmarks/emulated_tf32.py``; 2.5-3x slower): what a study on a GPU would report.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import jax
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", action="store_true",
                         help="train all runs of one image size and class set as one vmapped program")
     parser.add_argument("--out", required=True, help="folder for the run directories (must not exist)")
+    parser.add_argument("--emulate-tf32", action="store_true",
+                        help="on a CPU: train with a GPU's TF32 products and convolution path, emulated")
     # Smaller networks for quick checks (benchmarks/gpu_check.py --quick), not the paper's.
     parser.add_argument("--widths", type=int_tuple, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
@@ -56,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{out} already exists; choose a new --out folder")
     if args.trials < 1:
         parser.error(f"--trials must be at least 1; got {args.trials}")
+    device = jax.default_backend()
+    if args.emulate_tf32 and device != "cpu":
+        parser.error(f"--emulate-tf32 emulates a GPU on a CPU; JAX runs on {device} here: leave it out")
     stems = [Path(path).stem for path in args.datasets]
     if len(set(stems)) < len(stems):
         twice = sorted({stem for stem in stems if stems.count(stem) > 1})
@@ -84,29 +92,35 @@ def main(argv: list[str] | None = None) -> int:
         groups = list(shapes.values())
     rows, step_seconds, compile_seconds = [], 0.0, 0.0
     start, started = time.perf_counter(), cpu_times()
-    for group in groups:
-        tick = time.perf_counter()
-        model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
-        try:
-            trained = _train(group, config, model, args.lanes)
-        except (TrainingError, SplitError, RunError) as err:
-            parser.error(str(err))
-        step_seconds += trained[0][1].step_seconds  # a group's runs share its times
-        compile_seconds += trained[0][1].compile_seconds
-        for plan, (run, result) in zip(group, trained):
-            dataset = plan.dataset
-            rows.append({
-                "culture": str(dataset.culture[0] or Path(plan.directory).parent.name), "trial": plan.trial,
-                "lanes": len(group), "n_train": run.metrics["n_train"],
-                "test_accuracy": run.metrics["test_accuracy"], "seconds": time.perf_counter() - tick,
-                "train_step_seconds": result.step_seconds, "compile_seconds": result.compile_seconds,
-            })
-            print(json.dumps(rows[-1]), flush=True)
+    with ExitStack() as emulation:
+        if args.emulate_tf32:
+            from benchmarks.emulated_tf32 import emulated_tf32
+
+            emulation.enter_context(emulated_tf32(gpu_paths=True))
+            device = "cpu, a GPU's TF32 products and convolution path emulated (benchmarks/emulated_tf32.py)"
+        for group in groups:
+            tick = time.perf_counter()
+            model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
+            try:
+                trained = _train(group, config, model, args.lanes)
+            except (TrainingError, SplitError, RunError) as err:
+                parser.error(str(err))
+            step_seconds += trained[0][1].step_seconds  # a group's runs share its times
+            compile_seconds += trained[0][1].compile_seconds
+            for plan, (run, result) in zip(group, trained):
+                dataset = plan.dataset
+                rows.append({
+                    "culture": str(dataset.culture[0] or Path(plan.directory).parent.name), "trial": plan.trial,
+                    "lanes": len(group), "n_train": run.metrics["n_train"],
+                    "test_accuracy": run.metrics["test_accuracy"], "seconds": time.perf_counter() - tick,
+                    "train_step_seconds": result.step_seconds, "compile_seconds": result.compile_seconds,
+                })
+                print(json.dumps(rows[-1]), flush=True)
     total = time.perf_counter() - start
     summary = {
         "runs": len(rows), "epochs": args.epochs, "lanes": args.lanes, "total_seconds": total,
         "train_step_seconds": step_seconds, "compile_seconds": compile_seconds,
-        "outside_fraction": 1 - step_seconds / total, "device": jax.default_backend(),
+        "outside_fraction": 1 - step_seconds / total, "device": device,
         "cpu_count": os.cpu_count(), "cpu_shares": cpu_shares(started), "malloc_tunables": allocator_setting(),
         "per_run": rows,
     }

@@ -8,7 +8,7 @@ unbatched maps), so it runs at full float32 matmul/convolution precision (``high
 layers take their faster, less exact tiles. Run
 ``EMOFX_PRECISION=default pytest`` to test the fast default; comparisons then widen by
 :func:`float32_rtol`. With ``EMOFX_TEST_EMULATE_TF32=1`` as well, a CPU multiplies at ``default`` and
-``high`` as a GPU does, in TensorFloat-32 (``emulated_tf32.py``), takes a GPU's paths and tolerances,
+``high`` as a GPU does, in TensorFloat-32 (``benchmarks/emulated_tf32.py``), takes a GPU's paths and tolerances,
 and so checks them without a GPU (``make test`` runs the numerics so).
 """
 
@@ -35,30 +35,26 @@ EMULATING_TF32 = os.environ.get(EMULATE_TF32_ENV, "") not in ("", "0")
 
 
 def pytest_configure(config) -> None:
-    """Under ``$EMOFX_TEST_EMULATE_TF32``, for the whole session: TF32 products at ``default``/``high``, and
-    ``jax.default_backend()`` reads ``gpu``, so that emofx takes a GPU's paths (``auto`` convolutions by
-    ``lax``, i.e. cuDNN there; Winograd tiles of 4) and the tests a GPU's tolerances (JAX's own code asks
-    its backend module, not this public name). Meant for the in-process numerics (the Makefile's NUMERICS):
-    across the whole suite, commands run in subprocesses compute in plain float32 on the CPU and benchmarks
-    look for a GPU, so four tests that set those beside in-process results fail for that reason alone."""
+    """Under ``$EMOFX_TEST_EMULATE_TF32``, for the whole session: TF32 products at ``default``/``high`` and a
+    GPU's paths and tolerances (``benchmarks/emulated_tf32.py``). Meant for the in-process numerics (the
+    Makefile's NUMERICS): across the whole suite, commands run in subprocesses compute in plain float32 on
+    the CPU and benchmarks look for a GPU, so four tests that set those beside in-process results fail for
+    that reason alone."""
     if not EMULATING_TF32:
         return
-    from emulated_tf32 import cpu_lowering_table, emulated_tf32
+    from benchmarks.emulated_tf32 import cpu_lowering_table, emulated_tf32
 
     try:
         cpu_lowering_table()
     except RuntimeError as error:
         pytest.exit(f"TF32 emulation skipped, a GPU's tolerances are not checked in this run: {error}", returncode=0)
-    config.emofx_tf32 = emulated_tf32()
+    config.emofx_tf32 = emulated_tf32(gpu_paths=True)
     config.emofx_tf32.__enter__()
-    config.emofx_default_backend = jax.default_backend
-    jax.default_backend = lambda: "gpu"
 
 
 def pytest_unconfigure(config) -> None:
     """Undo :func:`pytest_configure`."""
     if hasattr(config, "emofx_tf32"):
-        jax.default_backend = config.emofx_default_backend
         config.emofx_tf32.__exit__(None, None, None)
 
 
@@ -77,7 +73,7 @@ def float32_rtol(precision: str | None = None, backend: str | None = None) -> fl
     float64 reference, ``emofx/nets/winograd.py``): 5e-4. At ``default``/``high`` a GPU multiplies in
     TensorFloat-32 (operands cut to 10 mantissa bits: 2**-11 relative if rounded, 2**-10 if truncated),
     a TPU in bfloat16 passes (``default``: u = 2**-8). TF32's 1e-2 is measured, with TF32 emulated on a
-    CPU by truncation (``emulated_tf32.py``; ``make test`` runs the numerics so): one layer, output and
+    CPU by truncation (``benchmarks/emulated_tf32.py``; ``make test`` runs the numerics so): one layer, output and
     both gradients, errs by 6-10e-4 of the output's scale by the direct convolution and by 1.4-7.7e-3 by
     Winograd F(4, k), the tile it takes there, so the two stay within 8.5e-3 of each other on every
     shape of ``tests/test_ops.py``; comparisons through whole models run at ``highest``. bfloat16's 1e-1

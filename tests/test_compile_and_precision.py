@@ -55,9 +55,9 @@ def test_use_precision_applies_to_what_is_traced_inside():
 
 
 def test_tf32_emulation_cuts_the_operands_of_products_a_gpu_would_run_in_tf32():
-    # tests/emulated_tf32.py, which `make test` relies on for a GPU's tolerances: it must cut exactly the
+    # benchmarks/emulated_tf32.py, which `make test` relies on for a GPU's tolerances: it must cut exactly the
     # operands a GPU's TF32 cuts (float32, at default and high, forward and backward), and nothing else.
-    from emulated_tf32 import emulated_tf32, to_tf32
+    from benchmarks.emulated_tf32 import emulated_tf32, to_tf32
 
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((16, 300), dtype=np.float32), rng.standard_normal((300, 5), dtype=np.float32)

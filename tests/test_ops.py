@@ -106,10 +106,10 @@ def test_winograd_tile_follows_the_precision_in_force():
 
 
 def test_tiles_of_6_are_a_cpus_only_as_tf32_rounding_grows_through_them():
-    # Why winograd.tile_for gives tiles of 6 on a CPU only: with a GPU's TF32 emulated (tests/emulated_tf32.py),
+    # Why winograd.tile_for gives tiles of 6 on a CPU only: with a GPU's TF32 emulated (benchmarks/emulated_tf32.py),
     # the paper's three layers' outputs err by (relative to their scale) 7.6-9.7e-4 by the direct convolution,
     # 1.6-3.7e-3 by F(4, 5) and 0.86-2.8e-2 by F(6, 5); in float32 on a CPU, F(6, 5) errs by 2e-5 (test above).
-    from emulated_tf32 import emulated_tf32
+    from benchmarks.emulated_tf32 import emulated_tf32
 
     if jax.devices()[0].platform != "cpu":
         pytest.skip("emulates TF32 on a CPU; on this device the fast precision's own errors are the other tests'")
@@ -229,7 +229,7 @@ def test_unknown_implementation_is_a_clear_error():
 def test_whole_model_logits_and_parameter_gradients_match_lax(impl, assert_close_to_scale, rtol_at):
     # Whether the formulations compute one function, at full float32 whatever the session's precision: through
     # three layers and back, TF32's rounding (amplified by Winograd's transforms, 2-4e-3 of the scale per layer
-    # against the direct convolution's 8e-4, tests/emulated_tf32.py) compounds past any tolerance that still
+    # against the direct convolution's 8e-4, benchmarks/emulated_tf32.py) compounds past any tolerance that still
     # tests something. Each layer alone is compared at each precision above (test_winograd_matches_lax_on_any_shape).
     configs = {impl: ModelConfig(num_classes=5, widths=(64, 64, 16), dense_units=32, conv_impl=impl)
                for impl in ("lax", "split-grad", "winograd")}

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import jax
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import protocol
 from emofx.data.synthetic import make_synthetic
+from emofx.nets.precision import use_precision
 
 TINY = ["--trials", "2", "--epochs", "2", "--widths", "8,16,16", "--dense-units", "32"]
 
@@ -48,6 +52,22 @@ def test_datasets_with_the_same_file_name_are_refused_before_training(cultures, 
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_info.value.code == 2 and "share the file name east" in error
     assert not (tmp_path / "runs").exists()
+
+
+def test_emulated_tf32_trains_as_a_gpu_would_and_says_so(cultures, tmp_path, capsys):
+    one = [cultures[0], "--trials", "1", "--epochs", "2", "--widths", "8,16,16", "--dense-units", "32"]
+    before = jax.default_backend()
+    with use_precision("default"):  # where a GPU multiplies in TF32
+        assert protocol.main([*one, "--out", str(tmp_path / "plain")]) == 0
+        plain = _summary(capsys)
+        assert protocol.main([*one, "--emulate-tf32", "--out", str(tmp_path / "tf32")]) == 0
+        emulated = _summary(capsys)
+    assert jax.default_backend() == before  # the GPU's paths end with the protocol
+    assert plain["device"] == "cpu" and "TF32" in emulated["device"] and "emulated" in emulated["device"]
+    losses = [pd.read_csv(tmp_path / name / "east" / "trial-0" / "history.csv")["val_loss"].to_numpy()
+              for name in ("plain", "tf32")]
+    difference = np.abs(losses[0] - losses[1]).max() / np.abs(losses[0]).max()
+    assert 1e-5 < difference < 0.05  # TF32's rounding (~1e-3), not float32's (~1e-7), nor another training
 
 
 @pytest.mark.parametrize("options, message", [

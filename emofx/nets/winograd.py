@@ -29,7 +29,7 @@ by a few 1e-6 relative (4e-6 for the paper's second layer against a float64 refe
 and inference on 2 cores, at 1-2e-5 relative error (the points +-3 instead of +-3/2: 4e-5), on a CPU,
 whose products stay float32 at every precision. Where ``default`` multiplies in TensorFloat-32 or bfloat16
 (GPUs, TPUs), the transforms amplify that rounding instead: with TF32 emulated on a CPU
-(``tests/emulated_tf32.py``) F(6, 5) erred by 0.8-2.8% of the output's scale on the paper's layers, F(4, 5)
+(``benchmarks/emulated_tf32.py``) F(6, 5) erred by 0.8-2.8% of the output's scale on the paper's layers, F(4, 5)
 by 0.16-0.37%, the direct convolution by 0.08%; there the tile stays 4 (and ``auto`` takes ``lax`` anyway,
 :mod:`emofx.nets.ops`).
 

@@ -12,9 +12,12 @@ products at ``highest`` are left as they are.
 
 The low 13 mantissa bits are dropped (truncation) rather than rounded: a GPU's libraries round or
 truncate by kernel, and truncation's error (up to 2**-10 of each operand) is the larger of the two.
+With ``gpu_paths``, ``jax.default_backend()`` also reads ``gpu`` inside the block, so that emofx takes a
+GPU's paths (``auto`` convolutions by ``lax``, cuDNN's on a GPU; Winograd tiles of 4): ``make test``'s
+emulated pass and ``python -m benchmarks.protocol --emulate-tf32`` (what a GPU's training gives, slowly).
 
-Test support only: it replaces two lowering rules of JAX's CPU backend through JAX's internal lowering
-table (``jax._src.interpreters.mlir``), so it is tied to JAX's internals and kept out of the library.
+A measurement tool, not part of the library: it replaces two lowering rules of JAX's CPU backend through
+JAX's internal lowering table (``jax._src.interpreters.mlir``), so it is tied to JAX's internals.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def _rounding_rule(original):
 
 def cpu_lowering_table() -> dict:
     """JAX's table of the CPU backend's lowering rules, which the emulation edits; a RuntimeError that says
-    why when this JAX keeps it elsewhere (then the emulated pass of ``make test`` is skipped, with that reason)."""
+    why when this JAX keeps it elsewhere (``make test`` then skips its emulated pass, with that reason)."""
     try:
         from jax._src.interpreters import mlir
 
@@ -74,28 +77,33 @@ def cpu_lowering_table() -> dict:
     except (ImportError, AttributeError, KeyError) as error:
         raise RuntimeError(f"jax {jax.__version__} keeps its CPU lowering rules elsewhere than "
                            f"jax._src.interpreters.mlir._platform_specific_lowerings ({error!r}); "
-                           "tests/emulated_tf32.py needs updating for it") from error
+                           "benchmarks/emulated_tf32.py needs updating for it") from error
     return table
 
 
 @contextmanager
-def emulated_tf32() -> Iterator[None]:
-    """Within the block, the CPU backend multiplies at ``default`` and ``high`` as a GPU does, in TF32.
+def emulated_tf32(gpu_paths: bool = False) -> Iterator[None]:
+    """Within the block, the CPU backend multiplies at ``default`` and ``high`` as a GPU does, in TF32
+    (and with ``gpu_paths``, emofx takes a GPU's paths: module doc).
 
     JAX's in-memory caches are cleared on entry and exit, so no program compiled on one side of the
     switch runs on the other; programs in the persistent compilation cache are keyed by their (rounded
-    or not) code and cannot mix.
+    or not) code and cannot mix. JAX's own code asks its backend module, not the public
+    ``jax.default_backend``, so only code that asks the public name (emofx's) sees ``gpu``.
     """
     from jax._src.interpreters import mlir
 
     table = cpu_lowering_table()
     primitives = (lax.dot_general_p, lax.conv_general_dilated_p)
-    saved = {p: table[p] for p in primitives}
+    saved, default_backend = {p: table[p] for p in primitives}, jax.default_backend
     jax.clear_caches()
     try:
         for primitive, entry in saved.items():
             mlir.register_lowering(primitive, _rounding_rule(entry.rule), platform="cpu")
+        if gpu_paths:
+            jax.default_backend = lambda: "gpu"
         yield
     finally:
         table.update(saved)
+        jax.default_backend = default_backend
         jax.clear_caches()
