@@ -1,4 +1,4 @@
-"""A GPU's TensorFloat-32 arithmetic, emulated on a CPU, for the tests' tolerances at the fast precision.
+"""A GPU's TensorFloat-32 arithmetic, emulated on a CPU: the tests' GPU tolerances, and what a GPU's training gives.
 
 At the ``default`` and ``high`` matmul precisions an NVIDIA GPU (Ampere and later) multiplies float32
 operands in TensorFloat-32 (XLA's GPU backend allows TF32 wherever every operand's precision is at most
