@@ -19,6 +19,7 @@ from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.model import ModelConfig, chosen_model
+from emofx.nets.precision import precision_in_force, use_precision
 from emofx.nets.training import TrainConfig
 from emofx.pipeline import batch, experiments, report
 from emofx.study.accuracy import predictions_frame, trial_pairs
@@ -26,6 +27,8 @@ from emofx.pipeline.report_text import human_paragraph
 from emofx.study.baselines import (against_observers, balanced_accuracy_p_value, chance_flags, confusion_p_value,
                                   human_baseline)
 from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
+from emofx.study import runs
+from emofx.study.evaluation import evaluate
 from emofx.study.runs import train_run
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -191,6 +194,24 @@ def test_report_refuses_bad_input(studies, reports, tmp_path, capsys):
 def test_modification_runs_record_both_methods(studies):
     results = json.loads(next(studies["kdef_vs_taiwanese"].glob("04_emotion_modification/*/results/results.json")).read_text())
     assert results["method"] == "gradient" and "guided_final_target_probability" in results
+
+
+def test_a_run_is_evaluated_and_recorded_at_its_own_precision(tmp_path, monkeypatch):
+    # Asked of TrainConfig, or else the one in force: training, validation and the test evaluation, and the record.
+    seen = []
+
+    def evaluate_and_note(*args, **kwargs):
+        seen.append(precision_in_force())
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate", evaluate_and_note)
+    faces = make_synthetic("universal", n_per_class=15, seed=5)  # as the studies' stand-in pre-trained run
+    model = ModelConfig(num_classes=7, widths=(4, 8), dense_units=8)
+    with use_precision("default"):
+        for name, config in (("asked", TrainConfig(epochs=1, precision="high")), ("in_force", TrainConfig(epochs=1))):
+            run, _ = train_run(faces, tmp_path / name, train_config=config, model_config=model, progress=False)
+            seen.append(run.metrics["precision"])
+    assert seen == ["high", "high", "default", "default"]
 
 
 def test_matched_splits_equalise_people_and_per_class_training_counts():

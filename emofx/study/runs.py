@@ -37,6 +37,7 @@ from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, wi
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
+from emofx.nets.precision import precision_for, use_precision
 from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
 from emofx.nets.lanes import Lane, fit_lanes
@@ -278,7 +279,9 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
     the CPU times when training (in this process: after a resume, since then) began."""
     dataset, split, identity, train_config = prepared.plan.dataset, prepared.split, prepared.identity, prepared.config
     data_path = prepared.plan.data_path
-    evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
+    precision = precision_for(train_config.precision)
+    with use_precision(precision):  # the run's own, as in its training and validation
+        evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
     metrics = {
         "test_accuracy": evaluation.accuracy,
         "balanced_accuracy": evaluation.balanced_accuracy,
@@ -311,6 +314,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
         "versions": library_versions(),
         "device": device_description(),
+        "precision": precision,  # what it trained and was evaluated at (config.train.precision: what was asked)
         "malloc_tunables": allocator_setting(),
         "cpu_shares": cpu_shares(started),
         "identity": identity,
