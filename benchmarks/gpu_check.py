@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("environment", "tests", "benchmark", "protocol", "fer2013")
 DEVICE_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_training.py", "tests/test_lanes.py",
                 "tests/test_saliency.py", "tests/test_benchmarks.py")
-NUMERICS_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_saliency.py", "tests/test_lanes.py")  # Makefile
+# The Makefile's NUMERICS: the tests that compare implementations, run again at the fast precision.
+NUMERICS_TESTS = ("tests/test_ops.py", "tests/test_model.py", "tests/test_saliency.py", "tests/test_lanes.py")
 QUICK_TESTS = ("tests/test_ops.py", "-k", "one_hot or max_pool or unknown")
 TINY_NET = ("--widths", "4,8,8", "--dense-units", "8")
 
