@@ -228,10 +228,8 @@ def evaluator_function(model_config: ModelConfig, batch_size: int, flip_average:
 
 
 @lru_cache(maxsize=16)
-def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool,
-                        precision: str | None) -> Callable:
-    evaluate = evaluator_function(model_config, batch_size, flip_average)
-    return jax.jit(evaluate if precision is None else at_precision(evaluate, precision))
+def _compiled_evaluator(model_config: ModelConfig, batch_size: int, flip_average: bool, precision: str) -> Callable:
+    return jax.jit(at_precision(evaluator_function(model_config, batch_size, flip_average), precision))
 
 
 def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_average: bool = False,
@@ -241,8 +239,8 @@ def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_averag
     (default all; the rest is padding); ``variables`` as :func:`emofx.nets.model.model_variables`
     gives them (eval mode), ``stats`` as for :func:`make_train_chunk`. ``flip_average`` scores
     the mean probabilities of each image and its mirror image. ``precision``: the matmul precision
-    (:mod:`emofx.nets.precision`; ``None``: the one in force), a training's own for its validation."""
-    compiled = _compiled_evaluator(pixel_free(model_config), batch_size, flip_average, precision)
+    (:mod:`emofx.nets.precision`; ``None``: the one in force now), a training's own for its validation."""
+    compiled = _compiled_evaluator(pixel_free(model_config), batch_size, flip_average, precision_for(precision))
 
     def evaluate(variables: Any, images: jax.Array, targets: jax.Array, stats: jax.Array,
                  n: int | None = None) -> tuple[jax.Array, jax.Array]:
