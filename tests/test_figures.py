@@ -129,11 +129,46 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
     other = record_run(experiment, figures.SALIENCY, {"culture": "eyes", "method": "gradient"})
     figures.save_saliency(other, faces.images, -maps, faces.labels, faces.classes, "eyes", "gradient")
     shares.assign(eyes=0.9, rest=-0.15).to_csv(other / figures.REGION_SHARES_FILE, index=False)
-    figures.regenerate(experiment, tmp_path / "again")
-    grids = sorted(p.name for p in (tmp_path / "again").glob("fig5_saliency_*.png"))
+    figures.regenerate(experiment, out)  # regenerated in place: the lone run's grid, now named by run, goes
+    grids = sorted(p.name for p in out.glob("fig5_saliency_*.png"))
     assert grids == ["fig5_saliency_eyes_culture=eyes.png", "fig5_saliency_eyes_culture=eyes__method=gradient.png"]
-    regions = pd.read_csv(tmp_path / "again" / "table5_saliency_regions.csv")
+    assert not (out / "fig5_saliency_eyes.pdf").exists()
+    regions = pd.read_csv(out / "table5_saliency_regions.csv")
     assert regions.groupby("method")["eyes"].mean().to_dict() == {"gradient": 0.9, "guided": 0.5}
+
+
+def test_figures_of_another_experiment_are_replaced_only_when_asked(experiment, tmp_path, capsys):
+    out = tmp_path / "figures"
+    figures.regenerate(experiment, out)
+    manifest = json.loads((out / figures.MANIFEST).read_text())
+    assert manifest["experiment"] == "exp" and "table2_confusion_eyes.csv" in manifest["files"]
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != figures.MANIFEST)
+    (out / "notes.txt").write_text("mine")
+
+    other = tmp_path / "papermill_runs" / "other"
+    confusion = [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
+    record_training(record_run(other, figures.TRAINING, {"culture": "lips", "trial": 0}), confusion, 0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match="figures drawn from experiment 'exp'.*--overwrite"):
+        figures.regenerate(other, out)
+    assert main(["figures", str(other), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written, nothing lost
+
+    assert main(["figures", str(other), "--out", str(out), "--overwrite"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert "table2_confusion_lips.csv" in names and "table2_confusion_eyes.csv" not in names  # no figure of exp stays
+    assert (out / "notes.txt").read_text() == "mine"  # a file that is not ours is left alone
+    assert json.loads((out / figures.MANIFEST).read_text())["experiment"] == "other"
+
+    unknown = tmp_path / "unknown"  # figures without a manifest (drawn by hand, or by an older emofx)
+    unknown.mkdir()
+    (unknown / "table_h1_accuracy.csv").write_text("metric\n")
+    with pytest.raises(FileExistsError, match="figures of unknown origin \\(table_h1_accuracy.csv\\)"):
+        figures.regenerate(experiment, unknown)
+    (out / figures.MANIFEST).write_text("{not json")
+    with pytest.raises(figures.FiguresError, match="figures.json is not the JSON emofx figures writes"):
+        figures.regenerate(other, out)
 
 
 def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):

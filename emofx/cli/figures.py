@@ -8,6 +8,8 @@ table4_misclassification, fig5_saliency_<culture>, table5_saliency_regions, fig7
 and the culture comparison (fig_h1_accuracy, fig_h2_regions, fig_h2_pixel_difference,
 fig_transfer_matrix, fig_cka, table_h1_accuracy, table_h2_region_tests, table_transfer,
 table_cka). Groups whose notebook has no completed run are skipped and listed.
+Figures drawn before from the same experiment are regenerated (those no longer drawn are removed);
+figures from another experiment are replaced only with --overwrite (OUT/figures.json says whose they are).
 Exit status 1 when a group's records exist but could not be drawn.
 """
 
@@ -20,12 +22,13 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", type=Path, help="an experiment folder, e.g. papermill_runs/synthetic_cultures")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace figures drawn from another experiment")
 
 
 def run(args: argparse.Namespace) -> int:
     from emofx.pipeline.figures import regenerate
 
-    report = regenerate(args.experiment, args.out)
+    report = regenerate(args.experiment, args.out, overwrite=args.overwrite)
     for row in report.itertuples():
         print(f"{row.status:8} {row.figure}: {row.files}")
     print(f"figures and tables in {args.out}")

@@ -46,6 +46,8 @@ MODIFICATION_FILE = "modification.npz"
 COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
 COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched
 FORMATS = ("png", "pdf")
+MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
+OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")
 COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "region_differences": "fig_h2_regions",
                       "pixel_difference": "fig_h2_pixel_difference", "transfer_matrix": "fig_transfer_matrix",
                       "cka": "fig_cka"}  # the comparison's figures (emofx.plotting.comparison) by their names here
@@ -339,10 +341,14 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces: bool = True) -> pd.DataFrame:
+def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces: bool = True,
+               overwrite: bool = False) -> pd.DataFrame:
     """Write every figure and table the experiment's records allow into ``out``.
 
     ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
+    ``out`` may hold figures drawn from the same experiment before (they are regenerated, and those no longer
+    drawn are removed); figures from another experiment, or of unknown origin, are replaced only with
+    ``overwrite`` (:func:`check_output`). ``out/figures.json`` records the experiment and the files.
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
     or the reason it was skipped); nothing is retrained.
@@ -355,6 +361,7 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
     notebooks = set(runs.loc[runs["status"] == "ok", "notebook"]) if len(runs) else set()
     if not notebooks:
         raise FiguresError(f"{experiment_dir} holds no completed notebook runs; run `emofx batch` first")
+    earlier = check_output(out, experiment_dir, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     groups = [
         ("fig4_learning_curves", f"{BENCHMARK} or {TRAINING}", BENCHMARK in notebooks or TRAINING in notebooks,
@@ -368,7 +375,7 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
         ("fig_h1_*, fig_h2_*, fig_transfer_matrix, fig_cka, table_h1/h2/transfer/cka", COMPARISON,
          COMPARISON in notebooks, lambda: _comparison_figures(experiment_dir, out)),
     ]
-    rows = []
+    rows, written = [], set()
     for figure, source, available, draw in groups:
         if not available:
             rows.append({"figure": figure, "source": source, "status": "skipped",
@@ -379,6 +386,50 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
         except (FileNotFoundError, KeyError, ValueError) as err:
             rows.append({"figure": figure, "source": source, "status": "failed", "files": f"{type(err).__name__}: {err}"})
             continue
+        written |= {p.name for p in files}
         rows.append({"figure": figure, "source": source, "status": "written",
                      "files": ", ".join(sorted({p.stem for p in files}))})
-    return pd.DataFrame(rows)
+    report = pd.DataFrame(rows)
+    _replace_earlier(out, experiment_dir, earlier, written, complete=not (report["status"] == "failed").any())
+    return report
+
+
+def check_output(out: Path, experiment_dir: Path, overwrite: bool) -> set[str]:
+    """The earlier figures and tables in ``out`` that a regeneration replaces: those its manifest lists, else
+    any file named as ours. Raises ``FileExistsError`` (before any work) when ``out`` holds figures not drawn
+    from ``experiment_dir`` (by its folder name) and ``overwrite`` is not set."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
+    manifest = _read_manifest(out / MANIFEST)
+    listed = set(manifest.get("files", []))
+    existing = listed or {p.name for pattern in OUTPUT_PATTERNS for p in out.glob(pattern) if p.is_file()}
+    if not existing or overwrite or manifest.get("experiment") == experiment_name(experiment_dir):
+        return existing
+    origin = f"figures drawn from experiment {manifest['experiment']!r}" if manifest else "figures of unknown origin"
+    shown = ", ".join(sorted(existing)[:3]) + (", ..." if len(existing) > 3 else "")
+    raise FileExistsError(f"{out} already holds {origin} ({shown}); choose another --out, or pass --overwrite "
+                          f"to replace them with those of {experiment_name(experiment_dir)!r}")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as err:
+        raise FiguresError(f"{path} is not the JSON emofx figures writes ({err}); remove it, or choose another --out")
+
+
+def experiment_name(experiment_dir: Path) -> str:
+    """An experiment's name, as its manifest records it: its folder's name (``papermill_runs/<name>``)."""
+    return experiment_dir.resolve().name
+
+
+def _replace_earlier(out: Path, experiment_dir: Path, earlier: set[str], written: set[str], complete: bool) -> None:
+    """Remove the earlier figures that were not drawn again (only when every group could be drawn: a failed
+    group's earlier figures stay, and stay listed) and record what ``out`` now holds in its manifest."""
+    stale = earlier - written
+    if complete:
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+    files = sorted(written if complete else written | stale)
+    manifest = {"experiment": experiment_name(experiment_dir), "files": files}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
