@@ -69,6 +69,27 @@ def test_two_evaluations_of_the_same_images_are_compared_image_by_image():
         compare_evaluations(first, evaluate_probabilities(labels[::-1], second.probabilities, CLASSES))
 
 
+def test_evaluations_of_other_images_with_the_same_labels_are_not_compared():
+    config = ModelConfig(num_classes=3, widths=(4, 8, 8), dense_units=8)
+    model = TrainedModel(config=config, params=init_params(config, 0), classes=CLASSES)
+    other_model = TrainedModel(config=config, params=init_params(config, 1), classes=CLASSES)
+    rng = np.random.default_rng(0)
+    names = ["angry", "happy", "sad", "happy", "sad"]
+    faces = FaceDataset.from_label_names(rng.integers(0, 256, (5, 48, 48), dtype=np.uint8), names)
+    strangers = FaceDataset.from_label_names(rng.integers(0, 256, (5, 48, 48), dtype=np.uint8), names)
+    mine, theirs = evaluate(model, faces), evaluate(other_model, faces)
+    assert mine.images_digest == theirs.images_digest is not None
+    assert compare_evaluations(mine, theirs).n == 5
+    assert average_evaluations([mine, theirs]).images_digest == mine.images_digest
+    elsewhere = evaluate(other_model, strangers)  # the same labels in the same order, other pixels
+    with pytest.raises(EvaluationError, match="same 5 labels in the same order, but other pixels"):
+        compare_evaluations(mine, elsewhere)
+    with pytest.raises(EvaluationError, match="member 1 scored other images"):
+        average_evaluations([mine, elsewhere])
+    labels_only = evaluate_probabilities(mine.labels, elsewhere.probabilities, CLASSES)  # no pixels to tell by
+    assert labels_only.images_digest is None and compare_evaluations(mine, labels_only).n == 5
+
+
 def test_aggregation_over_trials_gives_mean_and_std():
     trials = [_evaluation([0, 1, 1, 1, 2, 0]), _evaluation([0, 0, 1, 1, 2, 2])]
     mean, std = aggregate_confusions([t.confusion() for t in trials])

@@ -24,8 +24,8 @@ NO_GROUP = -1
 _BLOCK = 1024
 
 
-def content_digest(data: bytes) -> int:
-    """A 64-bit digest of file bytes (equal bytes, equal digest)."""
+def content_digest(data: bytes | np.ndarray) -> int:
+    """A 64-bit digest of file bytes or a C-contiguous array's memory (equal bytes, equal digest)."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 

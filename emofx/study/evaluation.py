@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.dedup import content_digest
 from emofx.data.emotions import shared_classes
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.study.stats import PairedAccuracy, mcnemar_test
@@ -38,6 +39,8 @@ class Evaluation:
         probabilities: (N, C) probabilities over ``classes``.
         dropped_model_classes: model classes absent from the data (their probability mass removed).
         dropped_data_classes: data classes the model does not know -> number of images left out.
+        images_digest: a 64-bit digest of the scored images' pixels (None where only labels were given), so
+            that two evaluations compared image by image are known to have scored the same images.
     """
 
     classes: tuple[str, ...]
@@ -45,6 +48,7 @@ class Evaluation:
     probabilities: np.ndarray
     dropped_model_classes: tuple[str, ...] = ()
     dropped_data_classes: Mapping[str, int] = field(default_factory=dict)
+    images_digest: int | None = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -151,7 +155,7 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         _require_same_images(first, other, f"ensemble member {k}", "member 0")
     dropped_model_classes = tuple(dict.fromkeys(c for e in evaluations for c in e.dropped_model_classes))
     return Evaluation(first.classes, first.labels, np.mean([e.probabilities for e in evaluations], axis=0),
-                      dropped_model_classes, first.dropped_data_classes)
+                      dropped_model_classes, first.dropped_data_classes, first.images_digest)
 
 
 def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95) -> PairedAccuracy:
@@ -166,6 +170,9 @@ def _require_same_images(first: Evaluation, other: Evaluation, other_name: str, 
         raise EvaluationError(f"{other_name} scored other images or classes than {first_name} "
                               f"({other.n} images over {list(other.classes)} vs {first.n} over "
                               f"{list(first.classes)}); evaluate both on the same images")
+    if None not in (first.images_digest, other.images_digest) and first.images_digest != other.images_digest:
+        raise EvaluationError(f"{other_name} scored other images than {first_name}: the same {first.n} labels in the "
+                              "same order, but other pixels; evaluate both on the same images")
 
 
 def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
@@ -202,6 +209,7 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
         probabilities=kept,
         dropped_model_classes=tuple(c for c in model.classes if c not in scored),
         dropped_data_classes=dropped_data,
+        images_digest=content_digest(np.ascontiguousarray(data.images)),
     )
 
 
