@@ -14,7 +14,10 @@ and so checks them without a GPU (``make test`` runs the numerics so).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -26,9 +29,25 @@ from emofx.nets.precision import FAST_PRECISIONS, PRECISION_ENV, precision_in_fo
 os.environ.setdefault(PRECISION_ENV, "highest")  # also for the CLI and notebook processes the tests start
 set_precision()
 
-from emofx.data.paths import DATA_ENV, shared_data_root  # noqa: E402  (after the precision is set)
+from emofx.data.paths import CACHE_ENV, DATA_ENV, shared_data_root  # noqa: E402  (after the precision is set)
 from emofx.nets.checkpoint import TrainedModel  # noqa: E402
+from emofx.nets.compilation import COMPILATION_CACHE_ENV, compilation_cache_dir  # noqa: E402
 from emofx.nets.model import ModelConfig, init_params  # noqa: E402
+
+
+def _use_a_faces_cache_of_the_suites_own() -> None:
+    """Faces the tests prepare (and those the commands they start prepare) go to a cache folder of this
+    process's own, removed at its end: a test never reads faces that other code prepared into the user's
+    cache (``~/.cache/emofx`` or ``$EMOFX_CACHE``), nor leaves files there. Compiled programs still go to the
+    user's compilation cache (JAX keys each by program and versions), named explicitly so that the
+    commands keep finding it."""
+    compiled = compilation_cache_dir()
+    os.environ[COMPILATION_CACHE_ENV] = str(compiled) if compiled is not None else "off"
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="emofx-tests-cache-")
+    atexit.register(shutil.rmtree, os.environ[CACHE_ENV], ignore_errors=True)
+
+
+_use_a_faces_cache_of_the_suites_own()
 
 EMULATE_TF32_ENV = "EMOFX_TEST_EMULATE_TF32"
 EMULATING_TF32 = os.environ.get(EMULATE_TF32_ENV, "") not in ("", "0")
