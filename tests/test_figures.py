@@ -166,6 +166,9 @@ def test_figures_of_another_experiment_are_replaced_only_when_asked(experiment, 
     (unknown / "table_h1_accuracy.csv").write_text("metric\n")
     with pytest.raises(FileExistsError, match="figures of unknown origin \\(table_h1_accuracy.csv\\)"):
         figures.regenerate(experiment, unknown)
+    figures.regenerate(experiment, unknown, overwrite=True)  # written over by name only: not known to be ours
+    assert (unknown / "table_h1_accuracy.csv").read_text() == "metric\n"
+    assert (unknown / "table2_confusion_eyes.csv").exists()
     (out / figures.MANIFEST).write_text("{not json")
     with pytest.raises(figures.FiguresError, match="figures.json is not the JSON emofx figures writes"):
         figures.regenerate(other, out)

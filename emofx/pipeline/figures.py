@@ -347,8 +347,9 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
 
     ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
     ``out`` may hold figures drawn from the same experiment before (they are regenerated, and those no longer
-    drawn are removed); figures from another experiment, or of unknown origin, are replaced only with
-    ``overwrite`` (:func:`check_output`). ``out/figures.json`` records the experiment and the files.
+    drawn are removed); figures from another experiment, or of unknown origin (no manifest: written over by
+    name only, never removed), are replaced only with ``overwrite`` (:func:`check_output`). ``out/figures.json``
+    records the experiment and the files.
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
     or the reason it was skipped); nothing is retrained.
@@ -395,16 +396,17 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
 
 
 def check_output(out: Path, experiment_dir: Path, overwrite: bool) -> set[str]:
-    """The earlier figures and tables in ``out`` that a regeneration replaces: those its manifest lists, else
-    any file named as ours. Raises ``FileExistsError`` (before any work) when ``out`` holds figures not drawn
-    from ``experiment_dir`` (by its folder name) and ``overwrite`` is not set."""
+    """The earlier figures and tables in ``out`` that a regeneration replaces: those its manifest lists (files
+    without one are only written over where a new file takes their name). Raises ``FileExistsError`` (before
+    any work) when ``out`` holds figures not drawn from ``experiment_dir`` (by its folder name), or files
+    named as ours without a manifest, and ``overwrite`` is not set."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
     manifest = _read_manifest(out / MANIFEST)
     listed = set(manifest.get("files", []))
     existing = listed or {p.name for pattern in OUTPUT_PATTERNS for p in out.glob(pattern) if p.is_file()}
     if not existing or overwrite or manifest.get("experiment") == experiment_name(experiment_dir):
-        return existing
+        return listed
     origin = f"figures drawn from experiment {manifest['experiment']!r}" if manifest else "figures of unknown origin"
     shown = ", ".join(sorted(existing)[:3]) + (", ..." if len(existing) > 3 else "")
     raise FileExistsError(f"{out} already holds {origin} ({shown}); choose another --out, or pass --overwrite "
