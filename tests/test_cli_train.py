@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,6 +144,33 @@ def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys)
     assert main(["quickstart", "--seed", "-1", "--out", str(tmp_path / "q")]) == 2
     assert "--seed" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "q").exists()
+
+
+def test_emofx_warnings_are_one_line_and_running_out_of_memory_says_what_to_ask_less_of(data_files, tmp_path,
+                                                                                          capsys, monkeypatch):
+    # The batch (64) is larger than the training images (39 of the 48, after the random split).
+    big_batch = [*TINY[:TINY.index("--batch-size")], "--batch-size", "64", *TINY[TINY.index("--batch-size") + 2:]]
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "big"), *big_batch]) == 0
+    err = capsys.readouterr().err
+    assert "emofx train: warning: the batch (64) is larger than the 39 training images" in err
+    assert "UserWarning" not in err and "runs.py" not in err
+
+    def out_of_memory(*args, **kwargs):  # as XLA raises it (on a CPU; a GPU's words differ after the status)
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 195085935360 bytes.")
+
+    monkeypatch.setattr("emofx.study.runs.fit", out_of_memory)
+    assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("emofx train: error: out of memory (Out of memory allocating 195085935360 bytes = 181.7 GiB); "
+                   "ask for a smaller --batch-size, or fewer --seeds or --trials side by side")
+    assert not (tmp_path / "r").exists()
+
+    def other_failure(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr("emofx.study.runs.fit", other_failure)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):  # not ours to explain: the traceback stays
+        main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY])
 
 
 def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_model(run_dir, data_files, tmp_path,

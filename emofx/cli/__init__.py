@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import warnings
+from pathlib import Path
 from typing import Sequence
 
 from emofx.nets.allocator import restart_with_tuned_malloc
@@ -43,6 +46,15 @@ ENVIRONMENT: dict[str, str] = {
 
 # Errors that mean "the user's input was wrong": reported in one line, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError)
+
+# XLA's failure to allocate memory (a JaxRuntimeError, on a CPU or a GPU) starts so; reported in one line, exit
+# status 1, with what to ask for less of.
+OUT_OF_MEMORY = "RESOURCE_EXHAUSTED:"
+LESS_MEMORY = {
+    "train": "a smaller --batch-size, or fewer --seeds or --trials side by side",
+    "saliency": "a smaller --n",
+    "modify": "a smaller --n",
+}
 
 
 def _command_module(name: str):
@@ -79,10 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"emofx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if not str(err).startswith(OUT_OF_MEMORY):
+            raise
+        words = _with_gib(str(err).splitlines()[0][len(OUT_OF_MEMORY):].strip().rstrip("."))
+        less = LESS_MEMORY.get(args.command, "less data at once, or a machine with more memory")
+        print(f"emofx {args.command}: error: out of memory ({words}); ask for {less}", file=sys.stderr)
+        return 1
     except USER_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         if isinstance(err, OSError) and err.strerror and err.filename:  # the system's own words, path first
@@ -90,6 +111,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" (moving it to {err.filename2})" if err.filename2 else "")
         print(f"emofx {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _with_gib(words: str) -> str:
+    """XLA's ``... allocating N bytes`` with the size in GiB beside it."""
+    return re.sub(r"(\d+) bytes", lambda m: f"{m.group(0)} = {int(m.group(1)) / 2 ** 30:.1f} GiB", words)
+
+
+def _one_line_warnings(command: str, show_otherwise):
+    """``warnings.showwarning`` for a command: emofx's own warnings (written for the user) as one line
+    ``emofx COMMAND: warning: ...``, without the source line; other libraries' warnings as ``show_otherwise`` does."""
+    package = str(Path(__file__).resolve().parent.parent)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(package):
+            return show_otherwise(message, category, filename, lineno, file, line)
+        print(f"emofx {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
 
 
 def console_main() -> int:
