@@ -122,7 +122,7 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     assert _evaluate_json(capsys, str(elsewhere), "--against", str(run_dir))["comparison"]["n"] == result["n"]
 
 
-def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys):
+def test_refuses_bad_inputs_with_one_line_messages(run_dir, data_files, tmp_path, capsys):
     not_emofx = tmp_path / "x.npz"
     np.savez(not_emofx, images=np.zeros((2, 48, 48), np.uint8))
     assert main(["train", str(not_emofx), "--out", str(tmp_path / "r")]) == 2
@@ -137,6 +137,8 @@ def test_refuses_bad_inputs_with_one_line_messages(data_files, tmp_path, capsys)
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing-here")]) == 2
     assert "not a complete emofx run" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir), str(run_dir.parent / ".." / run_dir.parent.name / run_dir.name)]) == 2
+    assert f"run {run_dir.parent / '..' / run_dir.parent.name / run_dir.name} is given twice" in capsys.readouterr().err
     assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY, "--lr", "inf"]) == 2
     assert "learning_rate must be positive and finite; got inf" in capsys.readouterr().err
     assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY, "--freeze-conv"]) == 2

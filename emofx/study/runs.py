@@ -400,7 +400,12 @@ def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
     """Score one run, or several as an ensemble (each image's probabilities averaged over the models).
 
     On ``dataset``, or by default on the runs' shared test images. Each model scores as its recipe
-    says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average`` is given."""
+    says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average`` is given.
+    A run given twice is refused: its model would count twice in the ensemble."""
+    seen = [run.directory.resolve() for run in runs]
+    twice = next((run.directory for i, run in enumerate(runs) if seen[i] in seen[:i]), None)
+    if twice is not None:
+        raise ValueError(f"run {twice} is given twice; its model would count twice in the ensemble")
     images = shared_test_images(runs) if dataset is None else dataset
     return average_evaluations([
         evaluate(run.model, images, flip_average=run.model.flip_average if flip_average is None else flip_average)
