@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"score ROOT/{POOLED}/ARM/trial-<k> (trained on the cultures pooled with "
                              "benchmarks.pooled_cultures, keeping ARM's splits) on each dataset's test images")
     args = parser.parse_args(argv)
+    for spec in args.ensemble:
+        members = [m for m in spec.split(",") if m]
+        if len(set(members)) != len(members):
+            parser.error(f"--ensemble {spec} names an arm twice; its models would count twice in the ensemble")
     trial_rows, ensemble_rows = [], []
     pooled = {arm: trial_directories(args.root, POOLED, arm) for arm in args.pooled}
     for arm in [arm for arm, found in pooled.items() if not found]:

@@ -67,7 +67,7 @@ def test_an_empty_collection_is_refused_with_a_message(tmp_path, capsys):
     assert "nothing collected" in capsys.readouterr().err
 
 
-def test_rated_datasets_are_scored_against_the_observers(tmp_path):
+def test_rated_datasets_are_scored_against_the_observers(tmp_path, capsys):
     """As for the Taiwanese set: rows and summary set the models beside one observer and the plurality."""
     data = make_synthetic("universal", n_per_class=12, classes=("happy", "sad", "surprised"))
     rng = np.random.default_rng(0)
@@ -76,12 +76,16 @@ def test_rated_datasets_are_scored_against_the_observers(tmp_path):
     agreement[:4] = np.nan  # unrated images are left out
     rated = replace(data, meta={**data.meta, "rating_names": list(data.classes)},
                     extras={**data.extras, "ratings": ratings, "agreement": agreement}).save(tmp_path / "r.npz")
-    for trial in (0, 1):
-        assert main(["train", str(rated), *TINY, "--trial", str(trial),
-                     "--out", str(tmp_path / "root" / "rated" / "arm" / f"trial-{trial}")]) == 0
+    for arm, learning_rate in (("arm", "0.02"), ("other", "0.05")):
+        for trial in (0, 1):
+            assert main(["train", str(rated), *TINY, "--lr", learning_rate, "--trial", str(trial),
+                         "--out", str(tmp_path / "root" / "rated" / arm / f"trial-{trial}")]) == 0
     out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        finetune_trials.main([str(tmp_path / "root"), "--out", str(out), "--arms", "arm", "--ensemble", "arm,arm"])
+    assert "--ensemble arm,arm names an arm twice" in capsys.readouterr().err and not out.exists()
     assert finetune_trials.main([str(tmp_path / "root"), "--out", str(out), "--datasets", "rated", "--arms", "arm",
-                                 "--ensemble", "arm,arm"]) == 0
+                                 "--ensemble", "arm,other"]) == 0
     trials = pd.read_csv(out / "trials.csv")
     expected = []
     for trial in (0, 1):
@@ -98,4 +102,4 @@ def test_rated_datasets_are_scored_against_the_observers(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "| arm or ensemble | trials | rated images | model | one observer | observers' plurality |" in summary
     assert f"| arm | 2 | {rated_images} | " in summary and f"| {100 * pooled:.1f}% |" in summary
-    assert f"| ensemble of arm & arm | 2 | {rated_images} | " in summary
+    assert f"| ensemble of arm & other | 2 | {rated_images} | " in summary
