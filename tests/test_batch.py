@@ -180,6 +180,9 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
     (tmp_path / "empty.ipynb").write_text("{}")
     with pytest.raises(experiments.BatchError, match="is not a Jupyter notebook"):
         batch.run_experiment(sweep_of(tmp_path / "empty.ipynb", tmp_path, x=[1]), progress=False)
+    with pytest.raises(experiments.BatchError, match="parameter 'x' of tiny.ipynb repeats the value 0; each run is"):
+        experiments.Sweep(notebook, {"x": [0, 1, 0]})
+    assert len(experiments.Sweep(notebook, {"x": [1, "1", None, [1]]}).parameter_sets()) == 4  # four values
     twice = (experiments.Sweep(notebook, {"x": [1, 2]}, {"label": "a"}), experiments.Sweep(notebook, {"x": [2]}))
     with pytest.raises(experiments.BatchError, match="sweeps 1 and 2 of exp both write the run tiny/x=2"):
         experiments.Experiment("exp", twice, tmp_path / "runs")

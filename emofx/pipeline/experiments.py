@@ -47,6 +47,12 @@ class Sweep:
         empty = [k for k, v in grid.items() if not v]
         if empty:
             raise BatchError(f"parameter {empty[0]!r} of {self.notebook.name} has no values to sweep")
+        for key, values in grid.items():
+            texts = [json.dumps(value, sort_keys=True, default=str) for value in values]
+            repeat = next((i for i, text in enumerate(texts) if text in texts[:i]), None)
+            if repeat is not None:
+                raise BatchError(f"parameter {key!r} of {self.notebook.name} repeats the value {values[repeat]!r}; "
+                                 "each run is done once, so give every value once")
         both = sorted(set(grid) & set(self.fixed))
         if both:
             raise BatchError(f"parameter {both[0]!r} of {self.notebook.name} is both swept and fixed")
