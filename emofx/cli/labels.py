@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.crowd.aggregate import METHODS, QUALITY_MEANING
-from emofx.data.paths import check_new_file
+from emofx.data.paths import check_new_file, given_twice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_outputs(paths: list[Path | None], data: str, overwrite: bool) -> None:
     given = [p for p in paths if p is not None]
-    same = [p for i, p in enumerate(given) if any(p.resolve() == q.resolve() for q in given[:i])]
-    if same:
-        raise ValueError(f"{same[0]} is given for two outputs; each output needs a file of its own")
+    same = given_twice(given)
+    if same is not None:
+        raise ValueError(f"{same} is given for two outputs; each output needs a file of its own")
     for path in given:
         if path.resolve() == Path(data).resolve():
             raise ValueError(f"{path} is the input dataset; write to another file")

@@ -18,7 +18,7 @@ import numpy as np
 
 from emofx.cli.prepare import summary
 from emofx.data.dataset import FaceDataset, merge
-from emofx.data.paths import check_new_file
+from emofx.data.paths import check_new_file, given_twice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_file(args.out, args.overwrite)
     if args.out.resolve() in {p.resolve() for p in args.datasets}:
         raise ValueError(f"--out {args.out} is one of the inputs; write the merged set to a new file")
-    inputs = [p.resolve() for p in args.datasets]
-    twice = next((p for i, p in enumerate(args.datasets) if inputs[i] in inputs[:i]), None)
+    twice = given_twice(args.datasets)
     if twice is not None:
         raise ValueError(f"{twice} is given twice; every image would be in the merged set twice")
     datasets = [FaceDataset.load(p) for p in args.datasets]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Sequence
 
 DATA_ENV = "EMOFX_DATA"
 CACHE_ENV = "EMOFX_CACHE"
@@ -48,6 +49,18 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def given_twice(paths: Sequence[str | os.PathLike]) -> Path | None:
+    """The first of ``paths`` that names the same file or folder as an earlier one (once resolved), else None:
+    commands refuse an input or output given twice rather than use it twice."""
+    seen: set[Path] = set()
+    for path in paths:
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            return Path(path)
+        seen.add(resolved)
+    return None
 
 
 def check_new_file(path: str | os.PathLike, overwrite: bool, option: str = "--out") -> None:

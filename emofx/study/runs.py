@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.paths import atomic_write
+from emofx.data.paths import atomic_write, given_twice
 from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
                                    library_versions)
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
@@ -402,8 +402,7 @@ def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
     On ``dataset``, or by default on the runs' shared test images. Each model scores as its recipe
     says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average`` is given.
     A run given twice is refused: its model would count twice in the ensemble."""
-    seen = [run.directory.resolve() for run in runs]
-    twice = next((run.directory for i, run in enumerate(runs) if seen[i] in seen[:i]), None)
+    twice = given_twice([run.directory for run in runs])
     if twice is not None:
         raise ValueError(f"run {twice} is given twice; its model would count twice in the ensemble")
     images = shared_test_images(runs) if dataset is None else dataset
