@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -121,7 +122,7 @@ def _with_gib(words: str) -> str:
 def _one_line_warnings(command: str, show_otherwise):
     """``warnings.showwarning`` for a command: emofx's own warnings (written for the user) as one line
     ``emofx COMMAND: warning: ...``, without the source line; other libraries' warnings as ``show_otherwise`` does."""
-    package = str(Path(__file__).resolve().parent.parent)
+    package = os.path.join(Path(__file__).resolve().parent.parent, "")  # emofx's folder, ending in a separator
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not str(filename).startswith(package):
