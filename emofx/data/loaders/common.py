@@ -140,11 +140,16 @@ def photo_options(size: int, margin: float, center_crop_fallback: bool, landmark
                        landmarks=method, align=align)
 
 
+def skipped_listing(skipped: Sequence[dict[str, str]], first: int) -> str:
+    """The ``first`` skipped inputs with their reasons (``path: reason; ...``), for an error message."""
+    return "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:first])
+
+
 def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool) -> None:
     if strict and skipped:
-        listing = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:10])
         more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
-        raise SourceError(f"{len(skipped)} input(s) of {source} could not be used (strict mode): {listing}{more}")
+        raise SourceError(f"{len(skipped)} input(s) of {source} could not be used (strict mode): "
+                          f"{skipped_listing(skipped, 10)}{more}")
 
 
 def count_duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
@@ -182,8 +187,8 @@ def _build(
     skipped = inputs.skipped + list(batch.skipped)
     _check_strict(skipped, source, strict)
     if not len(batch.kept):
-        examples = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:5])
-        raise SourceError(f"no faces could be prepared from {source} ({len(skipped)} inputs skipped: {examples})")
+        raise SourceError(f"no faces could be prepared from {source} ({len(skipped)} inputs skipped: "
+                          f"{skipped_listing(skipped, 5)})")
     kept = batch.kept
     take = lambda values: [values[i] for i in kept]  # noqa: E731
     paths = np.array([str(p) for p in take(inputs.files)])

@@ -21,6 +21,7 @@ from emofx.data.loaders.common import (
     _Inputs,
     _read_csv,
     _spread,
+    skipped_listing,
 )
 from emofx.data.progress import tqdm
 
@@ -93,7 +94,7 @@ def load_fer2013_csv(
                                           progress)
     _check_strict(skipped, path, strict)
     if not rows:
-        raise SourceError(f"no usable rows in {path} ({len(skipped)} rows skipped)")
+        raise SourceError(f"no usable rows in {path} ({len(skipped)} rows skipped: {skipped_listing(skipped, 5)})")
     usage = frame["Usage"].str.strip() if "Usage" in frame.columns else pd.Series("", index=frame.index)
     labels = [_fer2013_label(frame.at[r, "emotion"]) for r in rows]
     try:

@@ -16,6 +16,7 @@ from emofx.data.loaders.common import (
     _Inputs,
     _read_csv,
     _spread,
+    skipped_listing,
 )
 
 
@@ -64,7 +65,8 @@ def load_manifest(
         )
     if not inputs.files:
         _check_strict(inputs.skipped, csv_path, strict)
-        raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped)")
+        raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped: "
+                          f"{skipped_listing(inputs.skipped, 5)})")
     inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
     options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=csv_path, fmt="manifest", strict=strict, progress=progress)
