@@ -324,8 +324,9 @@ def test_manifest_round_trip(tmp_path, fer_files):
         load_manifest(tmp_path / "odd.csv")
     pd.DataFrame({"path": ["imgs/0.png", "imgs/1.png"], "emotion": ["", ""]}).to_csv(tmp_path / "unlabelled.csv",
                                                                                    index=False)
-    with pytest.raises(SourceError, match=r"no usable rows in .*unlabelled.csv \(2 skipped: .*#0: row 0: empty emotion;"):
-        load_manifest(tmp_path / "unlabelled.csv")  # the error says why every row was left out
+    # the error says why every row was left out
+    with pytest.raises(SourceError, match=r"no usable rows in .*unlabelled.csv \(2 skipped: .*#0: row 0: empty emotion"):
+        load_manifest(tmp_path / "unlabelled.csv")
     pd.DataFrame({"file": ["imgs/0.png"]}).to_csv(tmp_path / "nocols.csv", index=False)
     with pytest.raises(SourceError, match=r"lacks column"):
         load_manifest(tmp_path / "nocols.csv")
