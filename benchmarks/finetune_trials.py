@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"score ROOT/{POOLED}/ARM/trial-<k> (trained on the cultures pooled with "
                              "benchmarks.pooled_cultures, keeping ARM's splits) on each dataset's test images")
     args = parser.parse_args(argv)
-    for spec in args.ensemble:
-        members = [m for m in spec.split(",") if m]
+    ensembles = [[m for m in spec.split(",") if m] for spec in args.ensemble]
+    for spec, members in zip(args.ensemble, ensembles):
         if len(set(members)) != len(members):
             parser.error(f"--ensemble {spec} names an arm twice; its models would count twice in the ensemble")
     trial_rows, ensemble_rows = [], []
@@ -212,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                               "to take the test images from; left out", file=sys.stderr)
                         continue
                     trial_rows.append(pooled_row(dataset, arm, k, runs[k], found[k]))
-            for spec in args.ensemble:
-                members = [m for m in spec.split(",") if m]
+            for members in ensembles:
                 found = [trial_directories(args.root, dataset, m) for m in members]
                 for k in sorted(set.intersection(*(set(f) for f in found))):
                     ensemble_rows.append(ensemble_row(dataset, members, k, [f[k] for f in found]))
