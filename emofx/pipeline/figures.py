@@ -205,6 +205,14 @@ def mean_std_text(mean: pd.DataFrame, std: pd.DataFrame, fmt: str = ".1f") -> pd
     return pd.DataFrame(cells, index=mean.index, columns=mean.columns)
 
 
+def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers: bool = True) -> str:
+    """``frame`` as a Markdown table (``_(empty)_`` for no rows); ``numbers=False`` leaves numeric-looking text
+    as written (a run's settings: 30, not 30.000)."""
+    if not len(frame):
+        return "_(empty)_"
+    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, markdown: pd.DataFrame | None = None) -> list[Path]:
     """``frame`` as CSV and (``markdown`` or ``frame``) as Markdown beside it; returns both paths."""
     path = Path(path)
@@ -310,11 +318,17 @@ def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
 
 def comparison_labels(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """(label, figure-name suffix) of each completed comparison run in ``runs`` (in their order): the label
-    is the run's protocol, or protocol and run name where runs share a protocol; the suffix is empty
-    for a lone run, else ``_<label>`` made safe for a file name."""
+    is the run's protocol, or where runs share a protocol the protocol and the two cultures compared
+    (``collected: eyes vs mouth``; the run's name where two runs compare the same cultures); the suffix is
+    empty for a lone run, else ``_<label>`` made safe for a file name."""
     protocols = [p if isinstance(p, str) else COLLECTED for p in runs.get("protocol", [None] * len(runs))]
-    labels = [p if protocols.count(p) == 1 else f"{p} {run}" for p, run in zip(protocols, runs["run"])]
-    return [(label, "" if len(labels) == 1 else "_" + re.sub(r"[^A-Za-z0-9._+-]", "-", label)) for label in labels]
+    pairs = [c if isinstance(c, (list, tuple)) and len(c) == 2 else None
+             for c in runs.get("cultures", [None] * len(runs))]
+    labels = [p if protocols.count(p) == 1 else f"{p}: {pair[0]} vs {pair[1]}" if pair else f"{p} {run}"
+              for p, pair, run in zip(protocols, pairs, runs["run"])]
+    labels = [label if labels.count(label) == 1 else f"{p} {run}"
+              for label, p, run in zip(labels, protocols, runs["run"])]
+    return [(label, "" if len(labels) == 1 else "_" + re.sub(r"[^A-Za-z0-9._+-]+", "-", label)) for label in labels]
 
 
 def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:

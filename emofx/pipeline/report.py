@@ -10,7 +10,6 @@ committed results folder is written that way.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -24,22 +23,12 @@ import pandas as pd
 from emofx.nets.checkpoint import source_revision
 from emofx.pipeline import report_text
 from emofx.pipeline.html import markdown_to_html
-from emofx.pipeline.figures import (
-    COLLECTED,
-    COMPARISON,
-    COMPARISON_DIR,
-    MODIFICATION,
-    RUN_DIR,
-    SALIENCY,
-    TRAINING,
-    comparison_labels,
-    mean_std_text,
-    regenerate,
-)
-from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_runs
-from emofx.study.accuracy import gap_change, trial_pairs
+from emofx.pipeline.figures import MODIFICATION, RUN_DIR, SALIENCY, mean_std_text, regenerate
+from emofx.pipeline.figures import markdown_table as _md
+from emofx.pipeline.report_beside import beside_section
+from emofx.pipeline.report_records import Experiment, protocol_of
+from emofx.pipeline.results import RESULTS_DIR, read_json
 from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
-from emofx.study.cultures import ComparisonError
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
 SECTIONS = (
@@ -50,16 +39,6 @@ SECTIONS = (
 )
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pandas", "opencv-python-headless", "dlib-bin",
              "papermill", "markdown")
-
-
-class ReportError(ValueError):
-    """An experiment folder with nothing to report."""
-
-
-def _md(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers: bool = True) -> str:
-    if not len(frame):
-        return "_(empty)_"
-    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
 
 
 def _plain(value: Any) -> str:
@@ -79,47 +58,14 @@ def _table_file(out: Path, name: str) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _protocol(row: pd.Series) -> str:
-    value = row.get("protocol")
-    return COLLECTED if value is None or value != value else str(value)
-
-
-class _Experiment:
-    """What the report reads from one experiment folder."""
-
-    def __init__(self, directory: Path) -> None:
-        runs = read_runs(directory)
-        if runs.empty or not (runs["status"] == "ok").any():
-            raise ReportError(f"{directory} holds no completed notebook runs; run `emofx batch` first")
-        self.directory, self.runs = directory, runs
-        self.ok = runs[runs["status"] == "ok"].copy()
-        self.ok["protocol"] = [_protocol(row) for _, row in self.ok.iterrows()]
-        self.training = self.ok[self.ok["notebook"] == TRAINING]
-        self.comparisons: dict[str, dict[str, Any]] = {}  # by label (the protocol), with their figures' suffix
-        compared = self.ok[self.ok["notebook"] == COMPARISON].sort_values("run")
-        for (label, suffix), run_dir in zip(comparison_labels(compared), compared["run_dir"]):
-            record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
-            tables = {p.stem: pd.read_csv(p) for p in record.glob("*.csv")}
-            self.comparisons[label] = {"summary": _read_json(record / "summary.json"), "tables": tables,
-                                       "suffix": suffix}
-
-    def notebook(self, name: str) -> pd.DataFrame:
-        return self.ok[self.ok["notebook"] == name]
-
-
 # ----------------------------------------------------------------------------- sections
 
 
-def _datasets(exp: _Experiment) -> str:
+def _datasets(exp: Experiment) -> str:
     if exp.training.empty:
         return "No completed 02_train_culture runs: no dataset was prepared."
     rows = []
-    for (protocol, culture), group in exp.training.groupby(["protocol", "culture"]):
-        info = _read_json(Path(group["run_dir"].iloc[0]) / RESULTS_DIR / DATASET_FILE)
+    for (protocol, culture), info in exp.datasets.items():
         landmarks = info.get("landmarks", {})
         rows.append({
             "culture": culture, "protocol": protocol, "source": info.get("source", ""), "images": info.get("n"),
@@ -145,7 +91,7 @@ def _datasets(exp: _Experiment) -> str:
             "to one per-class count:\n\n" + _md(sizes) + region_text)
 
 
-def _models(exp: _Experiment) -> str:
+def _models(exp: Experiment) -> str:
     if exp.training.empty:
         return "No completed training runs."
     settings = ("split", "seed", "epochs", "patience", "batch_size", "learning_rate", "recipe", "norm", "init_from",
@@ -154,15 +100,18 @@ def _models(exp: _Experiment) -> str:
     recipe = exp.training[keys].astype(object).fillna("none").map(_plain).drop_duplicates()  # unset: none
     models = sorted(set(exp.training["model"].dropna())) if "model" in exp.training else ["not recorded"]
     stops = exp.training.groupby(["protocol", "culture"])["stop_reason"].agg(lambda s: ", ".join(sorted(set(s))))
+    people = min(((info["subjects"], culture) for (_, culture), info in exp.datasets.items() if info.get("subjects")),
+                 default=None)
     caveat = ("\n\nEvery trial re-splits the same people of a culture by subject (no person in two parts of a trial), "
               "so the trial-level tests speak about these people and new models, not about new people of the culture "
-              "(that needs `independent` splits: disjoint people per trial, too few here with 29 Taiwanese performers)."
+              "(that needs `independent` splits: disjoint people per trial" +
+              (f"; the smallest culture here has {people[0]} people, {people[1]})." if people else ").")
               if "split" in recipe and (recipe["split"] == "subject").any() else "")
     return ("Model: " + "; ".join(models) + ".\n\nRecipe and split:\n\n" + _md(recipe, numbers=False) + caveat +
             "\n\nHow training ended:\n\n" + _md(stops.reset_index()))
 
 
-def _accuracy(exp: _Experiment, out: Path) -> str:
+def _accuracy(exp: Experiment, out: Path) -> str:
     if exp.training.empty:
         return "No completed training runs."
     metrics = ["test_accuracy", "balanced_accuracy", "macro_f1"]
@@ -178,18 +127,18 @@ def _accuracy(exp: _Experiment, out: Path) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def _per_protocol(exp: _Experiment, body, out: Path | None = None, figures: tuple[tuple[str, str], ...] = ()) -> str:
+def _per_protocol(exp: Experiment, body, out: Path | None = None, figures: tuple[tuple[str, str], ...] = ()) -> str:
     """One subsection per comparison: ``body(record)``, then its ``figures`` ((name, caption) in ``out``)."""
     if not exp.comparisons:
         return "No completed 05_compare_cultures run."
     parts = []
-    for protocol, record in exp.comparisons.items():
-        drawn = [_figure(out, name + record["suffix"], f"{caption} ({protocol})") for name, caption in figures]
-        parts.append("\n\n".join([f"### {protocol.capitalize()}\n\n{body(record)}", *filter(None, drawn)]))
+    for label, record in exp.comparisons.items():
+        drawn = [_figure(out, name + record["suffix"], f"{caption} ({label})") for name, caption in figures]
+        parts.append("\n\n".join([f"### {report_text.heading(label)}\n\n{body(record)}", *filter(None, drawn)]))
     return "\n\n".join(parts)
 
 
-def _chance(exp: _Experiment) -> str:
+def _chance(exp: Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("chance", pd.DataFrame())
         notes = [n for n in record["summary"].get("notes", []) if "chance" in n]
@@ -200,7 +149,7 @@ def _chance(exp: _Experiment) -> str:
     rows = []
     training = exp.training.sort_values(["protocol", "culture", "trial"]) if len(exp.training) else exp.training
     for _, row in training.iterrows():
-        confusion = _read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
+        confusion = read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
         if confusion:
             value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
             rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": int(row["trial"]),
@@ -218,7 +167,7 @@ def _chance(exp: _Experiment) -> str:
             "in notebook 05 leaves them out.\n\n" + listed + "As the comparison (05) saw them:\n\n" + _per_protocol(exp, body))
 
 
-def _saliency(exp: _Experiment, out: Path, faces: bool) -> str:
+def _saliency(exp: Experiment, out: Path, faces: bool) -> str:
     runs = exp.notebook(SALIENCY)
     if runs.empty:
         return "No completed 03_saliency run."
@@ -231,7 +180,7 @@ def _saliency(exp: _Experiment, out: Path, faces: bool) -> str:
         out, "table5_saliency_regions")
 
 
-def _modification(exp: _Experiment, out: Path, faces: bool) -> str:
+def _modification(exp: Experiment, out: Path, faces: bool) -> str:
     runs = exp.notebook(MODIFICATION)
     if runs.empty:
         return "No completed 04_emotion_modification run."
@@ -245,7 +194,7 @@ def _modification(exp: _Experiment, out: Path, faces: bool) -> str:
             "shown beside them. Mean target probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
 
 
-def _h1(exp: _Experiment, out: Path) -> str:
+def _h1(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         s = record["summary"]
         rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
@@ -265,7 +214,7 @@ def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _transfer(exp: _Experiment, out: Path) -> str:
+def _transfer(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("transfer", pd.DataFrame())
         grouped = table.groupby(["train_culture", "test_culture"])[["accuracy", "balanced_accuracy"]]
@@ -273,11 +222,12 @@ def _transfer(exp: _Experiment, out: Path) -> str:
                 "all its images), on the shared classes:\n\n" +
                 _md(mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f").reset_index()))
 
-    text = report_text.transfer_paragraph({p: _transfer_rows(r) for p, r in exp.comparisons.items()}) if exp.comparisons else ""
+    rows = {label: _transfer_rows(r) for label, r in exp.comparisons.items()}
+    text = report_text.transfer_paragraph(rows, exp.sources()) if exp.comparisons else ""
     return _per_protocol(exp, body, out, (("fig_transfer_matrix", "Transfer matrix"),)) + "\n\n" + text
 
 
-def _h2(exp: _Experiment, out: Path) -> str:
+def _h2(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         s, tables = record["summary"], record["tables"]
         regions = tables.get("region_tests", pd.DataFrame())
@@ -298,7 +248,7 @@ def _h2(exp: _Experiment, out: Path) -> str:
                                           ("fig_h2_pixel_difference", "Pixel-wise saliency difference")))
 
 
-def _filters(exp: _Experiment) -> str:
+def _filters(exp: Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         s = record["summary"]
         f = s["filters"]
@@ -310,7 +260,7 @@ def _filters(exp: _Experiment) -> str:
     return _per_protocol(exp, body)
 
 
-def _cka(exp: _Experiment, out: Path) -> str:
+def _cka(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("cka", pd.DataFrame())
         return "Linear CKA of the penultimate layer on the same probe images:\n\n" + _md(
@@ -319,7 +269,7 @@ def _cka(exp: _Experiment, out: Path) -> str:
     return _per_protocol(exp, body, out, (("fig_cka", "CKA between and within cultures"),))
 
 
-def _human(exp: _Experiment) -> str:
+def _human(exp: Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         table = record["tables"].get("human_baseline", pd.DataFrame())
         if table.empty:
@@ -331,17 +281,19 @@ def _human(exp: _Experiment) -> str:
     return _per_protocol(exp, body)
 
 
-def _conclusions(exp: _Experiment) -> str:
+def _conclusions(exp: Experiment) -> str:
     if not exp.comparisons:
         return "No comparison was run, so no hypothesis is answered."
-    summaries = {p: r["summary"] for p, r in exp.comparisons.items()}
-    return ("### H1: does accuracy depend on culture?\n\n" + report_text.h1_paragraph(summaries) +
-            "\n\n### H2: do the learnt features depend on culture?\n\n" + report_text.h2_paragraph(summaries))
+    summaries = {label: r["summary"] for label, r in exp.comparisons.items()}
+    protocols = {label: r["protocol"] for label, r in exp.comparisons.items()}
+    return ("### H1: does accuracy depend on culture?\n\n" + report_text.h1_paragraph(summaries, protocols, exp.sources())
+            + "\n\n### H2: do the learnt features depend on culture?\n\n"
+            + report_text.h2_paragraph(summaries, exp.sources()))
 
 
-def _wall_time(exp: _Experiment) -> str:
+def _wall_time(exp: Experiment) -> str:
     runs = exp.runs.copy()
-    runs["protocol"] = [_protocol(row) for _, row in runs.iterrows()]
+    runs["protocol"] = [protocol_of(row) for _, row in runs.iterrows()]
     table = runs.groupby(["notebook", "protocol"]).agg(
         runs=("run", "size"), ok=("status", lambda s: int((s == "ok").sum())),
         failed=("status", lambda s: int((s == "failed").sum())), seconds=("seconds", "sum"),
@@ -355,7 +307,7 @@ def _wall_time(exp: _Experiment) -> str:
             f"total {runs['seconds'].sum():.0f} s:\n\n" + _md(table, floatfmt=".1f") + extra)
 
 
-def _versions(exp: _Experiment) -> str:
+def _versions(exp: Experiment) -> str:
     from importlib import metadata
 
     def installed(name: str) -> str:
@@ -364,7 +316,7 @@ def _versions(exp: _Experiment) -> str:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    runs = [_read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
+    runs = [read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
             for run in exp.training.get("run_dir", [])]
     commits = ", ".join(sorted({run.get("emofx-commit") or "not recorded" for run in runs}))
     recorded = {**(runs or [{}])[0], "emofx-commit": commits}
@@ -373,75 +325,6 @@ def _versions(exp: _Experiment) -> str:
     rows = [{"library": name, "report": version, "training runs": recorded.get(name, "")}
             for name, version in now.items()]
     return _md(pd.DataFrame(rows)) + f"\n\nMachine of the report: {platform.platform()}, {os.cpu_count()} CPUs."
-
-
-def _beside(exp: _Experiment, other: _Experiment) -> str:
-    accuracy, frames = [], []
-    for name, e in ((exp.directory.name, exp), (other.directory.name, other)):
-        if not e.training.empty:
-            metrics = ["test_accuracy", "balanced_accuracy"]
-            grouped = e.training.groupby(["protocol", "culture"])[metrics]
-            table = mean_std_text(grouped.mean(), grouped.std(ddof=1).fillna(0.0), ".3f")
-            table["trials"] = e.training.groupby(["protocol", "culture"]).size()
-            table.insert(0, "training", _training_kind(e))
-            accuracy.append(table.reset_index().assign(experiment=name))
-        for protocol, record in e.comparisons.items():
-            acc = record["summary"]["accuracy"]
-            frames.append({"experiment": name, "protocol": protocol, "a": acc["culture_a"], "b": acc["culture_b"],
-                           "diff": acc["diff"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"], "p_value": acc["p_value"],
-                           "cka_between": record["summary"]["cka"]["between"]})
-    columns = ["experiment", "training", "protocol", "culture", "test_accuracy", "balanced_accuracy", "trials"]
-    parts = []
-    if accuracy:
-        parts.append("Test accuracy of both experiments, mean ± std over trials:\n\n"
-                     + _md(pd.concat(accuracy, ignore_index=True)[columns]))
-    parts.append("H1 and CKA of both experiments side by side:\n\n" + _md(pd.DataFrame(frames)))
-    changes = _gap_changes(exp, other)
-    if not changes.empty:
-        parts.append(f"Does the gap between the cultures change from {other.directory.name} to {exp.directory.name}? "
-                     "Per culture, each trial's test accuracy here minus the same trial's there; the gap's change is "
-                     "culture a's mean change minus culture b's, tested by reassigning the trials' changes between "
-                     "the cultures:\n\n" + _md(changes))
-    pairs = _trial_pairs(exp, other)
-    if not pairs.empty:
-        parts.append("Each trial's model here against the same trial's there, image by image on the trial's test "
-                     "images (McNemar's exact test; `only` counts the images one of the two gets right; Holm over the "
-                     "table):\n\n" + _md(pairs.dropna(axis=1, how="all"), floatfmt=".4g"))
-    return "\n\n".join(parts)
-
-
-def _trial_pairs(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
-    """:func:`trial_pairs` of the two experiments' training runs, with the experiments' names in the columns."""
-    keys = ["protocol", "culture", "trial"]
-    runs = [e.training[keys].assign(run=[str(Path(d) / RESULTS_DIR / RUN_DIR) for d in e.training["run_dir"]])
-            for e in (exp, other)]
-    table = trial_pairs(*runs, keys=keys)
-    names = {"first": exp.directory.name, "second": other.directory.name}
-    return table.rename(columns=lambda c: "_".join(names.get(part, part) for part in c.split("_")))
-
-
-def _gap_changes(exp: _Experiment, other: _Experiment) -> pd.DataFrame:
-    """:func:`gap_change` per protocol both experiments trained two cultures in (in the comparison's order)."""
-    rows = []
-    for protocol in sorted(set(exp.training["protocol"]) & set(other.training["protocol"])):
-        first, second = (e.training[e.training["protocol"] == protocol] for e in (exp, other))
-        named = exp.comparisons.get(protocol, {}).get("summary", {}).get("cultures")
-        cultures = [named["a"], named["b"]] if named else sorted(first["culture"].unique())
-        if len(cultures) != 2 or not set(cultures) <= set(second["culture"]):
-            continue
-        try:
-            rows.append({"protocol": protocol, **gap_change(first, second, *cultures)})
-        except ComparisonError as err:  # too few shared trials: say so in the table rather than fail the report
-            rows.append({"protocol": protocol, "culture_a": cultures[0], "culture_b": cultures[1], "p_unit": str(err)})
-    names = {"gap_first": f"gap {exp.directory.name}", "gap_second": f"gap {other.directory.name}"}
-    return pd.DataFrame(rows).rename(columns=names)
-
-
-def _training_kind(exp: _Experiment) -> str:
-    """How an experiment's models were trained: recipe, and the run they started from (or from scratch)."""
-    metrics = _read_json(Path(exp.training["run_dir"].iloc[0]) / RESULTS_DIR / RUN_DIR / "metrics.json")
-    start = f"fine-tuned from {Path(metrics['init_from']).name}" if metrics.get("init_from") else "from scratch"
-    return f"{metrics.get('recipe', '?')} recipe, {start}"
 
 
 # ----------------------------------------------------------------------------- writing
@@ -455,8 +338,8 @@ def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, f
     and put back if writing fails), so no figure of it stays behind: with ``faces=False`` no face
     figure of an earlier run with faces survives into a folder that gets published."""
     experiment_dir, out = Path(experiment_dir), Path(out)
-    exp = _Experiment(experiment_dir)
-    other = _Experiment(Path(beside)) if beside is not None else None
+    exp = Experiment(experiment_dir)
+    other = Experiment(Path(beside)) if beside is not None else None
     figures, previous = out / FIGURES_DIR, out / f".{FIGURES_DIR}.previous"
     shutil.rmtree(previous, ignore_errors=True)
     if figures.exists():
@@ -472,7 +355,7 @@ def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, f
     return reports
 
 
-def _write_report(exp: _Experiment, other: _Experiment | None, out: Path, faces: bool) -> list[Path]:
+def _write_report(exp: Experiment, other: Experiment | None, out: Path, faces: bool) -> list[Path]:
     experiment_dir = exp.directory
     regenerate(experiment_dir, out / FIGURES_DIR, faces=faces)
     bodies = [_datasets(exp), _models(exp), _accuracy(exp, out), _chance(exp),
@@ -482,11 +365,11 @@ def _write_report(exp: _Experiment, other: _Experiment | None, out: Path, faces:
               _h2(exp, out), _filters(exp), _cka(exp, out), _human(exp), _conclusions(exp), _wall_time(exp),
               _versions(exp)]
     title = (f"# {experiment_dir.name}: report\n\nFrom the recorded runs in `{experiment_dir}` "
-             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). Culture is confounded with "
-             "studio, lighting and posing instructions here: see *What the numbers say*.")
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). What else differs between the "
+             "cultures than culture: see *What the numbers say*.")
     sections = [f"## {heading}\n\n{body.strip() or '_(nothing recorded)_'}" for heading, body in zip(SECTIONS, bodies)]
     if other is not None:
-        sections.append(f"## Beside {other.directory.name}\n\n{_beside(exp, other)}")
+        sections.append(f"## Beside {other.directory.name}\n\n{beside_section(exp, other)}")
     text = "\n\n".join([title, *sections]) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_MD).write_text(text)

@@ -1,24 +1,65 @@
 """The report's plain-language paragraphs: what each hypothesis's numbers do and do not support.
 
-Each function takes the comparison summaries (``summary.json`` of 05_compare_cultures, by
-protocol) and returns Markdown; numbers are quoted, never rounded into words alone.
+Each function takes the comparison summaries (``summary.json`` of 05_compare_cultures, by the
+comparison's label: its protocol, or protocol and cultures where a protocol compares several pairs) and
+returns Markdown; numbers are quoted, never rounded into words alone.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
+from emofx.pipeline.figures import COLLECTED, MATCHED
+from emofx.study.stats import holm
+
 ALPHA = 0.05
 MAX_LISTED = 6  # region differences named in the text; the table lists every test
-CONFOUND = (
-    "Culture is not the only thing that differs between these datasets: each culture is one dataset, photographed "
-    "in its own studio, with its own camera, lighting, image size and framing, and posed by its own people under "
-    "their own instructions (KDEF: amateur actors in one session per expression; the Taiwanese set: performers in "
-    "theatric, FACS-guided and personal-event performances). Any difference reported here is a difference between "
-    "these two datasets; the matched protocol removes differences of size, class balance and number of people, not these. "
-    "Telling culture apart from them needs several datasets per culture or one study that photographs both "
-    "cultures alike."
-)
+SYNTHETIC = "synthetic"  # the source of emofx's generated faces, also as "synthetic:<dialect>"
+SOURCE_NOTES = {  # how the people of a known source were photographed, for the confound sentence
+    "kdef": "KDEF: amateur actors in one session per expression",
+    "taiwanese": "the Taiwanese set: performers in theatric, FACS-guided and personal-event performances",
+}
+
+
+def confound(sources: Mapping[str, str]) -> str:
+    """What else differs between the cultures than culture, from each culture's data source (``culture -> source``,
+    as ``emofx prepare`` records it): synthetic dialects, one collection, or one dataset per culture."""
+    kinds = set(sources.values())
+    if _synthetic(sources):
+        return ("These cultures are dialects of emofx's synthetic face generator (`emofx.data.synthetic`): one "
+                "generator draws every face, and the dialects differ by construction in which facial regions carry "
+                "each emotion. A difference here shows that the analysis finds a difference put there on purpose; it "
+                "says nothing about people.")
+    if len(kinds) == 1:
+        return (f"All cultures come from one collection ({kinds.pop()}); culture is still not the only thing that may "
+                "differ between its parts: who photographed them, how, and under which instructions. Any difference "
+                "reported here is a difference between these parts of the collection.")
+    notes = [SOURCE_NOTES[k] for k in sorted(kinds) if k in SOURCE_NOTES]
+    return ("Culture is not the only thing that differs between these datasets: each culture is one dataset, "
+            "photographed in its own studio, with its own camera, lighting, image size and framing, and posed by its "
+            "own people under their own instructions" + (f" ({'; '.join(notes)})" if notes else "") + ". Any "
+            "difference reported here is a difference between these datasets; the matched protocol removes differences "
+            "of size, class balance and number of people, not these. Telling culture apart from them needs several "
+            "datasets per culture or one study that photographs every culture alike.")
+
+
+def _synthetic(sources: Mapping[str, str]) -> bool:
+    return bool(sources) and all(s.split(":")[0] == SYNTHETIC for s in sources.values())
+
+
+def unsupported(claim: str, sources: Mapping[str, str]) -> str:
+    """What the numbers do not support (``claim``), then :func:`confound`; for synthetic dialects only the latter,
+    since their differences were put there by construction."""
+    if _synthetic(sources):
+        return confound(sources)
+    return f"What the numbers do not support: {claim} " + confound(sources)
+
+
+def heading(label: str) -> str:
+    """A comparison's label as a heading: its first letter capitalised, culture names left as they are."""
+    return label[:1].upper() + label[1:]
 
 
 def _pct(value: Any) -> str:
@@ -39,40 +80,70 @@ def significant(p_value: Any) -> bool:
     return p_value is not None and p_value == p_value and float(p_value) < ALPHA
 
 
-def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
-    """H1 (accuracy depends on culture), as collected and matched."""
-    parts = []
-    for protocol, summary in summaries.items():
+def holm_over_pairs(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[str, str]) -> dict[str, float]:
+    """H1's p-value of each comparison Holm-adjusted over the comparisons of its protocol (by label), for the
+    protocols that compare more than one pair of cultures: k cultures give k (k - 1) / 2 tests of one question."""
+    adjusted = {}
+    for protocol in set(protocols.values()):
+        labels = [label for label in summaries if protocols[label] == protocol]
+        if len(labels) > 1:
+            p_values = [summaries[label]["accuracy"].get("p_value") for label in labels]
+            corrected = holm(np.array([np.nan if p is None else p for p in p_values], dtype=float))
+            adjusted.update({label: float(p) for label, p in zip(labels, corrected) if p == p})
+    return adjusted
+
+
+def _cultures(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(c for s in summaries.values() for c in (s["cultures"]["a"], s["cultures"]["b"])))
+
+
+def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[str, str] | None = None,
+                 sources: Mapping[str, str] | None = None) -> str:
+    """H1 (accuracy depends on culture) for each comparison (by label; ``protocols``: each label's protocol, default
+    the label), then each pair of cultures as collected against matched, then what the numbers do not support
+    (``sources``: each culture's data source, :func:`confound`). Where a protocol compares several pairs, the verdict
+    follows the p-value Holm-adjusted over them (:func:`holm_over_pairs`)."""
+    protocols = protocols or {label: label for label in summaries}
+    adjusted = holm_over_pairs(summaries, protocols)
+    parts, by_pair = [], {}
+    for label, summary in summaries.items():
         acc = summary["accuracy"]
         a, b = summary["cultures"]["a"], summary["cultures"]["b"]
+        by_pair.setdefault((a, b), {})[protocols[label]] = acc["diff"]
+        pairs = sum(protocols[other] == protocols[label] for other in summaries)
+        holm_text = (f"; Holm-adjusted over the {pairs} pairs of cultures of this protocol, p = "
+                     f"{format_p(adjusted[label])}" if label in adjusted else "")
         verdict = ("the difference is larger than the trial-to-trial variation would give by chance"
-                   if significant(acc.get("p_value")) else
+                   if significant(adjusted.get(label, acc.get("p_value"))) else
                    "this does not show a difference: trials of one culture vary about as much as the cultures differ")
         parts.append(
-            f"**{protocol.capitalize()}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "
+            f"**{heading(label)}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "
             f"{_pct(acc['culture_b'])} (difference {100 * acc['diff']:+.1f} points, 95% bootstrap interval "
             f"{100 * acc['ci_low']:+.1f} to {100 * acc['ci_high']:+.1f} over test images; permutation p = "
-            f"{format_p(acc['p_value'])} over {acc['p_unit']}; Hedges' g = {_num(acc['effect_size'])}): {verdict}.")
+            f"{format_p(acc['p_value'])} over {acc['p_unit']}{holm_text}; Hedges' g = {_num(acc['effect_size'])}): "
+            f"{verdict}.")
         flagged = summary.get("chance", {}).get("flagged", [])
         if flagged:
-            parts.append(f"{len(flagged)} trial(s) of this protocol are not clearly above chance (listed above); the "
+            parts.append(f"{len(flagged)} trial(s) of this comparison are not clearly above chance (listed above); the "
                          "accuracy difference then partly measures failed training, not the cultures.")
-    if len(summaries) == 2:
-        diffs = [s["accuracy"]["diff"] for s in summaries.values()]
-        parts.append("Comparing the two protocols: when size, class balance and number of people are equalised the "
-                     f"difference goes from {100 * diffs[0]:+.1f} to {100 * diffs[1]:+.1f} points, so "
-                     + ("most of it is not explained by how many images and people each set has."
-                        if abs(diffs[1]) >= 0.5 * abs(diffs[0]) else
-                        "much of the as-collected difference comes from how many images and people each set has."))
-    parts.append("What the numbers do not support: that being Swedish or Taiwanese makes expressions easier or harder "
-                 "to recognise. " + CONFOUND)
+    for (a, b), diffs in by_pair.items():
+        if COLLECTED in diffs and MATCHED in diffs:
+            before, after = diffs[COLLECTED], diffs[MATCHED]
+            parts.append(f"Comparing the two protocols{f' ({a} vs {b})' if len(by_pair) > 1 else ''}: when size, "
+                         "class balance and number of people are equalised the difference goes from "
+                         f"{100 * before:+.1f} to {100 * after:+.1f} points, so "
+                         + ("most of it is not explained by how many images and people each set has."
+                            if abs(after) >= 0.5 * abs(before) else
+                            "much of the as-collected difference comes from how many images and people each set has."))
+    parts.append(unsupported(f"that a face's culture ({', '.join(_cultures(summaries))}) makes expressions easier or "
+                             "harder to recognise.", sources or {}))
     return "\n\n".join(parts)
 
 
-def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
-    """H2 (the learnt features depend on culture): region tests, filters, CKA."""
+def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None) -> str:
+    """H2 (the learnt features depend on culture) for each comparison (by label): region tests, filters, CKA."""
     parts = []
-    for protocol, summary in summaries.items():
+    for label, summary in summaries.items():
         a, b = summary["cultures"]["a"], summary["cultures"]["b"]
         tests = summary["region_tests"]
         differing = sorted((t for t in tests if significant(t.get("p_adjusted"))),
@@ -88,7 +159,7 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
                    f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))})")
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
-            f"**{protocol.capitalize()}.** Where the models look ({summary['config']['saliency_method']} saliency, share "
+            f"**{heading(label)}.** Where the models look ({summary['config']['saliency_method']} saliency, share "
             f"of the map in each landmark region, {a} minus {b}): {regions}. The filters' preferred regions differ by "
             f"a total variation of {_num(filters['total_variation'], '.3f')} (permutation p = {format_p(filters['p_value'])} over "
             f"models). Representations: linear CKA between the cultures' models {_num(cka['between'], '.3f')}, within "
@@ -97,21 +168,22 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]]) -> str:
                "one culture do)." if cka["between"] is not None and cka["within_a"] is not None and
                cka["within_b"] is not None and cka["between"] < min(cka["within_a"], cka["within_b"]) else
                " (between is not below both within values)."))
-    parts.append("What the numbers do not support: that the cultures express emotions with different facial regions. "
-                 "Saliency shows what the trained models use, which follows the images as well as the faces: "
-                 "alignment, lighting, hair and background framing differ between the sets. " + CONFOUND)
+    parts.append(unsupported("that the cultures express emotions with different facial regions. Saliency shows what "
+                             "the trained models use, which follows the images as well as the faces: alignment, "
+                             "lighting, hair and background framing differ between the sets.", sources or {}))
     return "\n\n".join(parts)
 
 
-def transfer_paragraph(transfer: Mapping[str, Any]) -> str:
-    """Cross-culture transfer: own-culture vs other-culture accuracy per training culture."""
+def transfer_paragraph(transfer: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> str:
+    """Cross-culture transfer: own-culture vs other-culture accuracy per training culture (by comparison label)."""
     lines = []
-    for protocol, rows in transfer.items():
+    for label, rows in transfer.items():
         for row in rows:
-            lines.append(f"{protocol}: models trained on {row['train_culture']} reach {_pct(row['own'])} on their own "
+            lines.append(f"{label}: models trained on {row['train_culture']} reach {_pct(row['own'])} on their own "
                          f"culture's test images and {_pct(row['other'])} on the other culture's images.")
-    return (" ".join(lines) + " A drop from own to other culture is the in-group advantage the paper asks about, "
-            "but a drop is also expected from any change of studio and posing (the confound below).")
+    caveat = ("between synthetic dialects it is built in." if _synthetic(sources or {}) else
+              "but a drop is also expected from any change of studio and posing (the confound below).")
+    return " ".join(lines) + " A drop from own to other culture is the in-group advantage the paper asks about; " + caveat
 
 
 def human_paragraph(human: list[Mapping[str, Any]]) -> str:

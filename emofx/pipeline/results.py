@@ -86,6 +86,11 @@ def save_dataset(output_dir: str | os.PathLike, dataset: Any, **values: Any) -> 
 # ----------------------------------------------------------------------------- reading results
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON record, or ``{}`` when the file is missing (a run that did not write it)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) -> pd.DataFrame:
     """All recorded runs of an experiment: one row per run with its notebook, run name,
     status, seconds, error, run_dir, then its parameters, then the scalars of its results.json.

@@ -1,0 +1,69 @@
+"""The report's labels and plain-language paragraphs for any number of cultures and any data source."""
+
+import pandas as pd
+import pytest
+
+from emofx.pipeline.figures import comparison_labels
+from emofx.pipeline.report_text import confound, h1_paragraph, holm_over_pairs
+
+
+def summary(a: str, b: str, diff: float, p_value: float) -> dict:
+    """A comparison's summary.json as far as the H1 paragraph reads it."""
+    accuracy = {"culture_a": 0.6 + diff, "culture_b": 0.6, "diff": diff, "ci_low": diff - 0.05, "ci_high": diff + 0.05,
+                "p_value": p_value, "p_unit": "trials (5 vs 5)", "effect_size": 1.0}
+    return {"cultures": {"a": a, "b": b}, "accuracy": accuracy, "chance": {"flagged": []}}
+
+
+def test_comparison_labels_name_the_cultures_where_a_protocol_compares_several_pairs():
+    runs = pd.DataFrame({"run": ["c=ab", "c=ac", "c=ab2", "protocol=matched"],
+                         "protocol": ["collected", "collected", "collected", "matched"],
+                         "cultures": [["Swedish", "Taiwanese"], ["Swedish", "Japanese"], ["Swedish", "Taiwanese"],
+                                      ["Swedish", "Taiwanese"]]})
+    assert comparison_labels(runs) == [
+        ("collected c=ab", "_collected-c-ab"),  # the same two cultures twice in a protocol: the runs' names
+        ("collected: Swedish vs Japanese", "_collected-Swedish-vs-Japanese"),
+        ("collected c=ab2", "_collected-c-ab2"),
+        ("matched", "_matched"),
+    ]
+    assert comparison_labels(runs.iloc[[3]]) == [("matched", "")]  # a lone comparison: its protocol, no suffix
+
+
+def test_h1_holm_adjusts_over_the_pairs_of_cultures_a_protocol_compares():
+    summaries = {"collected: A vs B": summary("A", "B", 0.10, 0.01), "collected: A vs C": summary("A", "C", 0.08, 0.04),
+                 "collected: B vs C": summary("B", "C", -0.02, 0.03), "matched: A vs B": summary("A", "B", 0.04, 0.04)}
+    protocols = {label: label.split(":")[0] for label in summaries}
+    adjusted = holm_over_pairs(summaries, protocols)
+    # Holm over the three collected tests (0.01 x 3, then 0.03 x 2, then max(0.04 x 1, 0.06)); matched has one test
+    assert adjusted == pytest.approx({"collected: A vs B": 0.03, "collected: B vs C": 0.06, "collected: A vs C": 0.06})
+    text = h1_paragraph(summaries, protocols, {"A": "kdef", "B": "taiwanese", "C": "web"})
+    paragraphs = {p.split(".**")[0].lstrip("*"): p for p in text.split("\n\n") if p.startswith("**")}
+    assert "Holm-adjusted over the 3 pairs of cultures of this protocol, p = 0.03" in paragraphs["Collected: A vs B"]
+    assert "larger than the trial-to-trial variation" in paragraphs["Collected: A vs B"]
+    # raw p = 0.04 < 0.05, but not after the correction: the verdict follows the adjusted p
+    assert "does not show a difference" in paragraphs["Collected: A vs C"]
+    assert "Holm" not in paragraphs["Matched: A vs B"] and "larger than" in paragraphs["Matched: A vs B"]
+    # collected against matched for the one pair run both ways, named since there are several pairs
+    assert "Comparing the two protocols (A vs B): " in text and "from +10.0 to +4.0 points" in text
+    assert "that a face's culture (A, B, C) makes" in text and "KDEF: amateur actors" in text
+
+
+def test_two_protocols_of_one_pair_read_as_before():
+    summaries = {"collected": summary("Swedish", "Taiwanese", 0.17, 0.008),
+                 "matched": summary("Swedish", "Taiwanese", 0.19, 0.02)}
+    text = h1_paragraph(summaries)
+    assert text.startswith("**Collected.** Swedish models reached 77.0%") and "Holm" not in text
+    assert "Comparing the two protocols: when size" in text and "from +17.0 to +19.0 points" in text
+
+
+def test_the_confound_follows_where_the_cultures_faces_come_from():
+    real = confound({"Swedish": "kdef", "Taiwanese": "taiwanese"})
+    assert "each culture is one dataset" in real and "KDEF: amateur actors" in real and "Taiwanese set" in real
+    assert "each culture is one dataset" in confound({"A": "a.npz", "B": "b.npz"}) and "KDEF" not in confound({})
+    synthetic = confound({"eyes": "synthetic", "mouth": "synthetic:mouth"})
+    assert "synthetic face generator" in synthetic and "studio" not in synthetic
+    one = confound({"Japanese": "collection", "Korean": "collection"})
+    assert "All cultures come from one collection (collection)" in one
+    # for synthetic dialects the text does not deny the difference they were built with
+    synthetic_text = h1_paragraph({"collected": summary("eyes", "mouth", 0.1, 0.01)}, sources={"eyes": "synthetic",
+                                                                                            "mouth": "synthetic"})
+    assert "do not support" not in synthetic_text and "synthetic face generator" in synthetic_text
