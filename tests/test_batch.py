@@ -99,6 +99,22 @@ def test_kernels_talk_over_encrypted_sockets_without_warning(notebook, tmp_path,
     assert "without encryption" not in capfd.readouterr().err  # the kernel's own stderr, at the descriptor
 
 
+def test_the_kernels_own_log_stays_off_the_batchs_terminal(tmp_path, write_notebook, capfd):
+    # jupyter_client interrupts every kernel before shutting it down; one busy with a message then logs
+    # "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." on the terminal of a batch that went well
+    body = ("from ipykernel.kernelapp import IPKernelApp\n"
+            "IPKernelApp.instance().log.error('kernel log line')\n"
+            "IPKernelApp.instance().log.critical('kernel critical line')\n"
+            "print('cell output line')")
+    logging = write_notebook(tmp_path / "nb" / "logging.ipynb", PARAMETERS, body)
+    outcome = batch.run_experiment(sweep_of(logging, tmp_path, x=[1]), progress=False)[0]
+    assert outcome.count("ok") == 1
+    err = capfd.readouterr().err
+    assert "kernel log line" not in err and "kernel critical line" in err  # at the level kernel_settings sets
+    saved = nbformat.read(next((tmp_path / "runs").rglob("logging.ipynb")), as_version=4)
+    assert "cell output line" in json.dumps(saved.cells[-1].outputs)  # the notebook's own outputs are kept
+
+
 def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path):
     def experiment(label):
         return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")

@@ -61,6 +61,8 @@ from emofx.pipeline.results import (
 )
 from emofx.pipeline.locking import run_claim
 
+KERNEL_LOG_LEVEL = "CRITICAL"  # the kernel process's own log in batch runs (kernel_settings)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -272,17 +274,21 @@ def _first_line(text: str) -> str:
 
 
 def kernel_settings() -> dict[str, Any]:
-    """papermill's keyword arguments for the kernel of a run: sockets encrypted with CurveZMQ keys that
-    the kernel manager provisions (jupyter_client 8.10 and later, pyzmq with CurveZMQ, kernels that declare
-    support, as ipykernel's do), which also spares every run ipykernel's warning about unencrypted TCP;
-    none where jupyter_client or pyzmq cannot (the kernel then talks plain TCP on this machine, as before)."""
+    """papermill's keyword arguments for the kernel of a run. Its own log (not the notebook's outputs) at
+    CRITICAL only: jupyter_client sends every kernel SIGINT before asking it to shut down, and a kernel that is
+    still handling a message then logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." on the
+    terminal of a batch whose runs all succeeded (seen with 2 workers on 2 cores). Sockets encrypted with
+    CurveZMQ keys that the kernel manager provisions (jupyter_client 8.10 and later, pyzmq with CurveZMQ,
+    kernels that declare support, as ipykernel's do), which also spares every run ipykernel's warning about
+    unencrypted TCP; none where jupyter_client or pyzmq cannot (plain TCP on this machine, as before)."""
     import zmq
     from jupyter_client.manager import KernelManager
     from traitlets.config import Config
 
-    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
-        return {}
-    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+    settings: dict[str, Any] = {"extra_arguments": [f"--IPKernelApp.log_level={KERNEL_LOG_LEVEL}"]}
+    if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+        settings["config"] = Config({"KernelManager": {"transport_encryption": "auto"}})
+    return settings
 
 
 def ensure_kernel(kernel_name: str = DEFAULT_KERNEL) -> None:
