@@ -180,8 +180,16 @@ def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):
         figures.modification_examples(faces, [["happy", "sad"]])
     with pytest.raises(figures.FiguresError, match=r"\[source, target\]"):
         figures.modification_examples(faces, [["happy"]])
+    runs = figures.training_runs(experiment)
     with pytest.raises(figures.FiguresError, match="no completed training runs of culture 'klingon'"):
-        figures.culture_runs(figures.training_runs(experiment), "klingon")
+        figures.culture_runs(runs, "klingon")
+    # notebook 05 compares two cultures, checked before any work; more go a pair at a time
+    assert figures.compared_pair(["eyes", "mouth"], runs) == ("eyes", "mouth")
+    for cultures in (["eyes", "mouth", "universal"], ["eyes"], ["eyes", "eyes"], "eyes"):
+        with pytest.raises(figures.FiguresError, match=r"two different cultures.*once per pair"):
+            figures.compared_pair(cultures, runs)
+    with pytest.raises(figures.FiguresError, match="culture 'klingon'; cultures with runs: eyes, mouth"):
+        figures.compared_pair(["eyes", "klingon"], runs)
     empty = tmp_path / "papermill_runs" / "empty"
     empty.mkdir(parents=True)
     with pytest.raises(figures.FiguresError, match="no completed notebook runs"):

@@ -156,13 +156,31 @@ def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) 
     return by_culture
 
 
+def compared_pair(cultures: Sequence[str], runs_by_culture: dict[str, list[Run]]) -> tuple[str, str]:
+    """Notebook 05's ``cultures``, checked before any work: two different cultures, each with training runs.
+    More cultures are compared a pair at a time (one notebook run per pair)."""
+    names = [cultures] if isinstance(cultures, str) else list(cultures)
+    if len(names) != 2 or names[0] == names[1]:
+        raise FiguresError(
+            f"cultures must name two different cultures; got {names}. To compare more, run notebook 05 once per "
+            "pair, e.g. in the experiment file: grid: {cultures: [[A, B], [A, C], [B, C]]}")
+    for name in names:
+        _require_runs(runs_by_culture, name)
+    return names[0], names[1]
+
+
+def _require_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> None:
+    """Raise :class:`FiguresError` naming the cultures that have runs when ``culture`` has none."""
+    if culture not in runs_by_culture:
+        raise FiguresError(f"no completed training runs of culture {culture!r}; cultures with runs: "
+                           f"{', '.join(sorted(runs_by_culture)) or 'none'}")
+
+
 def culture_runs(runs_by_culture: dict[str, list[Run]], culture: str) -> Any:
     """One culture's trials as :class:`emofx.study.comparison.CultureRuns` (models, test indices, dataset)."""
     from emofx.study.cultures import CultureRuns
 
-    if culture not in runs_by_culture:
-        raise FiguresError(f"no completed training runs of culture {culture!r}; cultures with runs: "
-                           f"{', '.join(sorted(runs_by_culture)) or 'none'}")
+    _require_runs(runs_by_culture, culture)
     runs = runs_by_culture[culture]
     return CultureRuns.from_runs(culture, runs, runs[0].dataset())
 
