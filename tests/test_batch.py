@@ -115,15 +115,20 @@ def test_the_kernels_own_log_stays_off_the_batchs_terminal(tmp_path, write_noteb
     assert "cell output line" in json.dumps(saved.cells[-1].outputs)  # the notebook's own outputs are kept
 
 
-def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path):
+def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path, monkeypatch):
     def experiment(label):
         return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")
 
+    # runs on threads of this process: none may change the process's working folder (two papermill runs that
+    # each chdir and restore left the pytest worker in a notebook folder, and later tests' `python -m` failed)
+    chdirs = []
+    monkeypatch.setattr(os, "chdir", lambda path: chdirs.append(path))
     threads = batch.run_experiment(
         experiment("a"), workers=2, progress=False,
         executor_factory=lambda n: concurrent.futures.ThreadPoolExecutor(max_workers=n),
     )[0]
-    assert threads.count("ok") == 2
+    assert threads.count("ok") == 2 and set(map(str, chdirs)) <= {os.getcwd()}  # papermill's restores only
+    monkeypatch.undo()
     changed = batch.run_experiment(experiment("z"), progress=False)[0]
     assert [(o.status, o.previous) for o in changed.outcomes] == [("ok", "changed")] * 2
     runs = results.read_runs(tmp_path / "runs" / "exp")

@@ -214,7 +214,9 @@ def execute_run(spec: RunSpec) -> RunOutcome:
                 parameters={**spec.parameters, **spec.injected},
                 kernel_name=spec.kernel_name,
                 progress_bar=False,
-                cwd=str(spec.notebook.parent),
+                # the kernel starts in the notebook's folder (its relative paths); papermill's `cwd` would chdir
+                # this whole process instead, which runs on threads of one process race on
+                resources={"metadata": {"path": str(spec.notebook.parent)}},
                 execution_timeout=spec.cell_timeout,
                 **kernel_settings(),
             )
