@@ -62,7 +62,7 @@ def test_the_confound_follows_where_the_cultures_faces_come_from():
     synthetic = confound({"eyes": "synthetic", "mouth": "synthetic:mouth"})
     assert "synthetic face generator" in synthetic and "studio" not in synthetic
     one = confound({"Japanese": "collection", "Korean": "collection"})
-    assert "All cultures come from one collection (collection)" in one
+    assert "All cultures come from one file (collection)" in one
     # for synthetic dialects the text does not deny the difference they were built with
     synthetic_text = h1_paragraph({"collected": summary("eyes", "mouth", 0.1, 0.01)}, sources={"eyes": "synthetic",
                                                                                             "mouth": "synthetic"})

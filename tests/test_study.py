@@ -16,6 +16,7 @@ import pytest
 from emofx.cli import main
 from emofx.nets.checkpoint import source_revision
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
+from emofx.data.dataset import merge
 from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.model import ModelConfig, chosen_model
@@ -338,6 +339,20 @@ def test_sources_name_real_and_synthetic_data(tmp_path, monkeypatch):
     assert set(stand_in.culture) == {"Taiwanese"} and len(stand_in) == 35
     with pytest.raises(SourceNameError, match="unknown dataset"):
         load_source("klingon", "K")
+    # a file of several cultures (emofx merge, a culture-labelled collection) gives each culture its own images:
+    # before, every culture's model of notebook 02 trained on all of them
+    parts = [make_synthetic(dialect, n_per_class=8, seed=0) for dialect in ("eyes", "mouth", "universal")]
+    merge(parts).save(tmp_path / "three.npz")
+    mouth = load_source(str(tmp_path / "three.npz"), "mouth")
+    assert set(mouth.culture) == {"mouth"} and len(mouth) == 56
+    assert np.array_equal(mouth.images, parts[1].images)
+    with pytest.raises(SourceNameError, match="holds the cultures eyes, mouth, universal, not 'Swedish'"):
+        load_source(str(tmp_path / "three.npz"), "Swedish")
+    parts[0].save(tmp_path / "eyes.npz")  # a file of one culture stands in for any culture, whole
+    assert len(load_source(str(tmp_path / "eyes.npz"), "Swedish")) == 56
+    data, split = prepare_culture({"eyes": str(tmp_path / "three.npz"), "mouth": str(tmp_path / "three.npz")},
+                                  "mouth", "matched", "random", 0, 0)
+    assert set(data.culture) == {"mouth"} and len(data) == 56 and split is not None
     monkeypatch.setenv("EMOFX_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="EMOFX_DATA"):
         load_source("kdef", "Swedish")

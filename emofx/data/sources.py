@@ -9,7 +9,7 @@ notebook runs on real faces and on synthetic stand-ins:
 | ``taiwanese`` | the Taiwanese performers' front views with observer ratings (``taiwanese``), culture Taiwanese |
 | ``synthetic`` | the synthetic dialect named by the culture (``eyes``, ``mouth``, ``universal``) |
 | ``synthetic:<dialect>`` | that synthetic dialect, recorded under the requested culture name (a stand-in) |
-| a path ending in ``.npz`` | a dataset file written by ``emofx prepare`` |
+| a path ending in ``.npz`` | a dataset file written by ``emofx prepare`` or ``emofx merge``: where it holds several cultures, the requested culture's images (:func:`culture_part`) |
 
 Real photos are prepared as ``emofx prepare`` does (faces found, 68 landmarks, aligned by the eyes,
 results cached under ``$EMOFX_CACHE``), so the second run of a notebook prepares nothing again.
@@ -51,6 +51,18 @@ def is_real(source: str) -> bool:
     return not (source == SYNTHETIC or source.startswith(SYNTHETIC + ":"))  # e.g. synthetic_faces.npz is a file
 
 
+def culture_part(dataset: FaceDataset, culture: str, source: str) -> FaceDataset:
+    """The images of ``culture`` where ``dataset`` holds several cultures (a merged or culture-labelled collection);
+    a dataset of one culture whole, whatever that culture is called (a file standing in for a culture)."""
+    cultures = sorted(set(dataset.culture) - {""})
+    if len(cultures) < 2:
+        return dataset
+    if culture not in cultures:
+        raise SourceNameError(f"{source} holds the cultures {', '.join(cultures)}, not {culture!r}: name one of "
+                              "them, or give this culture a file of its own")
+    return dataset.subset(dataset.culture == culture)
+
+
 def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "auto", align: bool | None = None,
                 n_per_class: int = 60, seed: int = 0, progress: bool = False) -> FaceDataset:
     """The dataset named by ``source`` (see the module's table) for ``culture``.
@@ -75,6 +87,6 @@ def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "
         return load(folder, shared.format, culture=culture or shared.culture, size=size, landmarks=landmarks,
                     align=align, progress=progress)
     if source.endswith(".npz"):
-        return FaceDataset.load(Path(source))
+        return culture_part(FaceDataset.load(Path(source)), culture, source)
     raise SourceNameError(f"unknown dataset {source!r}: give {', '.join(sorted(SHARED_SOURCES))}, {SYNTHETIC}, "
                           f"{SYNTHETIC}:<dialect> or a .npz file from `emofx prepare`")

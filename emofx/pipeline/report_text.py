@@ -33,9 +33,9 @@ def confound(sources: Mapping[str, str]) -> str:
                 "each emotion. A difference here shows that the analysis finds a difference put there on purpose; it "
                 "says nothing about people.")
     if len(kinds) == 1:
-        return (f"All cultures come from one collection ({kinds.pop()}); culture is still not the only thing that may "
-                "differ between its parts: who photographed them, how, and under which instructions. Any difference "
-                "reported here is a difference between these parts of the collection.")
+        return (f"All cultures come from one file ({kinds.pop()}), one collection or several merged; either way "
+                "culture is not the only thing that may differ between its parts: who photographed them, how, and "
+                "under which instructions. Any difference reported here is a difference between these parts.")
     notes = [SOURCE_NOTES[k] for k in sorted(kinds) if k in SOURCE_NOTES]
     return ("Culture is not the only thing that differs between these datasets: each culture is one dataset, "
             "photographed in its own studio, with its own camera, lighting, image size and framing, and posed by its "
