@@ -123,6 +123,8 @@ def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
     assert "wrote" in capsys.readouterr().out
     info = info_json(merged, capsys)
     assert info["n"] == 12 and info["cultures"] == {"X": 6, "Y": 6} and info["image_shape"] == [48, 48]
+    assert main(["info", str(merged)]) == 0
+    assert f"merged from {fer_folder}, {fer_folder}" in capsys.readouterr().out  # where each part came from
     pooled = tmp_path / "pooled.npz"
     assert main(["merge", str(first), str(second), "--out", str(pooled), "--size", "32", "--culture", "XY"]) == 0
     capsys.readouterr()

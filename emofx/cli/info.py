@@ -36,7 +36,8 @@ def table(dataset: FaceDataset) -> str:
         ("classes", f"{len(info['classes'])}: {', '.join(info['classes'])}"),
         ("subjects", str(info["subjects"])),
         ("cultures", ", ".join(f"{c or '(none)'} {k}" for c, k in info["cultures"].items())),
-        ("format", f"{info.get('format', '?')} from {info.get('source', '?')}"),
+        ("format", f"{info.get('format', '?')} from {info.get('source', '?')}" if "merged_from" not in dataset.meta
+         else "merged from " + ", ".join(source or "?" for source in dataset.meta["merged_from"])),
         ("extras", ", ".join(info["extras"]) or "none"),
         ("skipped", str(len(info["skipped"]))),
     ]
