@@ -27,7 +27,7 @@ from emofx.study.accuracy import predictions_frame, trial_pairs
 from emofx.pipeline.report_text import human_paragraph
 from emofx.study.baselines import (against_observers, balanced_accuracy_p_value, chance_flags, confusion_p_value,
                                   human_baseline)
-from emofx.study.cultures import CultureRuns, matched_splits, prepare_culture
+from emofx.study.cultures import ComparisonError, CultureRuns, matched_splits, prepare_culture
 from emofx.study import runs
 from emofx.study.evaluation import evaluate
 from emofx.study.runs import train_run
@@ -353,6 +353,8 @@ def test_sources_name_real_and_synthetic_data(tmp_path, monkeypatch):
     data, split = prepare_culture({"eyes": str(tmp_path / "three.npz"), "mouth": str(tmp_path / "three.npz")},
                                   "mouth", "matched", "random", 0, 0)
     assert set(data.culture) == {"mouth"} and len(data) == 56 and split is not None
+    with pytest.raises(ComparisonError, match=r"every culture, e\.g\. dataset: \{mouth: .*three\.npz, OTHER"):
+        prepare_culture({"mouth": str(tmp_path / "three.npz")}, "mouth", "matched", "random", 0, 0)
     monkeypatch.setenv("EMOFX_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="EMOFX_DATA"):
         load_source("kdef", "Swedish")

@@ -293,7 +293,8 @@ def prepare_culture(sources: Mapping[str, str], culture: str, protocol: str = "c
     if protocol != "matched":
         raise ComparisonError(f"protocol must be 'collected' or 'matched'; got {protocol!r}")
     if len(sources) < 2:
-        raise ComparisonError("the matched protocol matches cultures: name the dataset of every culture")
+        raise ComparisonError("the matched protocol matches cultures: name the dataset of every culture, e.g. "
+                              f"dataset: {{{culture}: {sources[culture]}, OTHER: ...}} (one file may serve several)")
     names = sorted(sources)
     datasets = [load_source(sources[name], name, **prepare) for name in names]
     classes = reduce(shared_classes, [d.classes for d in datasets])
