@@ -382,3 +382,26 @@ def test_trial_pairs_compare_the_same_trials_runs_image_by_image(studies):
     # Trials 0 and 1 split other subjects: such a pair is not compared, and says why.
     crossed = trial_pairs(pretrained.assign(trial=1 - pretrained["trial"]), scratch)
     assert crossed["p_value"].isna().all() and crossed["note"].str.contains("tested on other images").all()
+
+
+def test_three_cultures_are_compared_a_pair_at_a_time_and_h1_is_corrected_over_the_pairs(tmp_path, monkeypatch):
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "jax-cache"))
+    experiment = experiments.load_experiment(EXPERIMENTS / "synthetic_three_dialects.yaml", runs_dir=tmp_path / "runs")
+    s02, s03, s05 = experiment.sweeps
+    sweeps = (experiments.Sweep(s02.notebook, s02.grid, {**s02.fixed, **TINY}),
+              experiments.Sweep(s03.notebook, s03.grid, {"per_class": 2}),
+              experiments.Sweep(s05.notebook, s05.grid, {"n_permutations": 99, "n_boot": 50, "cka_images": 20}))
+    tiny = experiments.Experiment(experiment.name, sweeps, experiment.runs_dir)
+    for summary in batch.run_experiment(tiny, workers=2, progress=False):
+        assert summary.count("ok") == len(summary.outcomes), summary.describe()
+    assert main(["report", str(tiny.directory), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / report.REPORT_MD).read_text()
+    pairs = ["eyes vs mouth", "eyes vs universal", "mouth vs universal"]
+    for pair in pairs:  # each comparison under its own heading, its figures under their own names
+        assert f"### Collected: {pair}\n" in text and f"**Collected: {pair}.**" in text
+        assert (tmp_path / "report" / "figures" / f"fig_h1_accuracy_collected-{pair.replace(' ', '-')}.png").is_file()
+    h1 = text.split("### H1: does accuracy depend on culture?")[1].split("### H2")[0]
+    assert h1.count("Holm-adjusted over the 3 pairs of cultures of this protocol") == 3
+    assert "synthetic face generator" in h1 and "KDEF" not in text and "Swedish" not in text
+    sizes = text.split("## Datasets and preparation")[1].split("## Models and recipe")[0]
+    assert sizes.count("| collected  |") == 6  # three cultures in the datasets table and in the sizes table
