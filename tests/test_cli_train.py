@@ -265,3 +265,14 @@ def test_seeds_side_by_side_give_the_runs_of_separate_seeds(run_dir, data_files,
         assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "bad"), *TINY, *bad]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_file_of_several_cultures_is_trained_pooled_and_says_so(tmp_path, capsys):
+    from emofx.data.dataset import merge
+
+    parts = [make_synthetic(d, n_per_class=6, classes=("happy", "sad", "surprised")) for d in ("eyes", "mouth")]
+    merge(parts).save(tmp_path / "two.npz")
+    assert main(["train", str(tmp_path / "two.npz"), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'two.npz'} holds 2 cultures (eyes 18, mouth 18): one model learns them pooled" in out
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_train"] > 18  # both cultures' images

@@ -142,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         enable_compilation_cache(args.compile_cache)
     config = train_config(args, precision=set_precision(args.precision))  # also the test evaluation's precision
     dataset = FaceDataset.load(args.data)
+    cultures = dataset.info()["cultures"]
+    if len(cultures) > 1:
+        print(f"note: {args.data} holds {len(cultures)} cultures ({', '.join(f'{c} {n}' for c, n in cultures.items())}): "
+              "one model learns them pooled; for one culture's model, train on that culture's own file (notebook 02 "
+              "takes a culture out of such a file)")
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")
