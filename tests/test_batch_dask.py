@@ -117,8 +117,9 @@ def test_dask_gives_the_results_and_statuses_of_the_process_pool_then_skips_ever
 
     pool = batch.run_experiment(experiment("pool"), workers=2, progress=False)
     on_dask = executors.run_experiment_on_dask(experiment("dask"), connect(client), progress=False)
+    errors = [(o.name, o.error) for s in (*pool, *on_dask) for o in s.outcomes if o.error]  # why, should one fail
     assert [[(o.name, o.status, o.previous) for o in s.outcomes] for s in on_dask] == \
-           [[(o.name, o.status, o.previous) for o in s.outcomes] for s in pool]
+           [[(o.name, o.status, o.previous) for o in s.outcomes] for s in pool], errors
     assert [s.count("ok") for s in on_dask] == [2, 2]
     frames = [results.read_runs(tmp_path / where / "exp").drop(columns=["run_dir", "seconds", "log"])
               for where in ("pool", "dask")]
