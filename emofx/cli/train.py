@@ -144,9 +144,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = FaceDataset.load(args.data)
     cultures = dataset.info()["cultures"]
     if len(cultures) > 1:
-        print(f"note: {args.data} holds {len(cultures)} cultures ({', '.join(f'{c} {n}' for c, n in cultures.items())}): "
-              "one model learns them pooled; for one culture's model, train on that culture's own file (notebook 02 "
-              "takes a culture out of such a file)")
+        counts = ", ".join(f"{c} {n}" for c, n in cultures.items())
+        print(f"note: {args.data} holds {len(cultures)} cultures ({counts}): one model learns them pooled; for one "
+              "culture's model, train on that culture's own file (notebook 02 takes a culture out of such a file)")
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")

@@ -286,9 +286,10 @@ def _conclusions(exp: Experiment) -> str:
         return "No comparison was run, so no hypothesis is answered."
     summaries = {label: r["summary"] for label, r in exp.comparisons.items()}
     protocols = {label: r["protocol"] for label, r in exp.comparisons.items()}
-    return ("### H1: does accuracy depend on culture?\n\n" + report_text.h1_paragraph(summaries, protocols, exp.sources())
+    sources = exp.sources()
+    return ("### H1: does accuracy depend on culture?\n\n" + report_text.h1_paragraph(summaries, protocols, sources)
             + "\n\n### H2: do the learnt features depend on culture?\n\n"
-            + report_text.h2_paragraph(summaries, exp.sources()))
+            + report_text.h2_paragraph(summaries, sources))
 
 
 def _wall_time(exp: Experiment) -> str:
@@ -365,8 +366,8 @@ def _write_report(exp: Experiment, other: Experiment | None, out: Path, faces: b
               _h2(exp, out), _filters(exp), _cka(exp, out), _human(exp), _conclusions(exp), _wall_time(exp),
               _versions(exp)]
     title = (f"# {experiment_dir.name}: report\n\nFrom the recorded runs in `{experiment_dir}` "
-             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). What else differs between the "
-             "cultures than culture: see *What the numbers say*.")
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). What else differs between "
+             "the cultures than culture: see *What the numbers say*.")
     sections = [f"## {heading}\n\n{body.strip() or '_(nothing recorded)_'}" for heading, body in zip(SECTIONS, bodies)]
     if other is not None:
         sections.append(f"## Beside {other.directory.name}\n\n{beside_section(exp, other)}")

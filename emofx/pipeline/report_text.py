@@ -183,7 +183,8 @@ def transfer_paragraph(transfer: Mapping[str, Any], sources: Mapping[str, str] |
                          f"culture's test images and {_pct(row['other'])} on the other culture's images.")
     caveat = ("between synthetic dialects it is built in." if _synthetic(sources or {}) else
               "but a drop is also expected from any change of studio and posing (the confound below).")
-    return " ".join(lines) + " A drop from own to other culture is the in-group advantage the paper asks about; " + caveat
+    return (" ".join(lines) + " A drop from own to other culture is the in-group advantage the paper asks about; "
+            + caveat)
 
 
 def human_paragraph(human: list[Mapping[str, Any]]) -> str:
