@@ -257,3 +257,15 @@ def test_results_files_are_standard_json_and_a_damaged_one_is_named(notebook, tm
     written.write_text("{damaged")
     with pytest.raises(ValueError, match=re.escape(f"{written} is not readable JSON")):
         results.read_runs(tmp_path / "runs" / "exp")
+
+
+def test_a_notebook_that_names_no_kernel_runs_as_python_and_its_experiment_has_a_report(notebook, tmp_path, capsys):
+    # written by a script or jupytext, not saved by Jupyter: papermill alone refused to read or run it
+    bare = nbformat.read(notebook, as_version=4)
+    bare.metadata = {}
+    nbformat.write(bare, notebook)
+    summary = batch.run_experiment(sweep_of(notebook, tmp_path, x=[2]), progress=False)[0]
+    assert summary.count("ok") == 1, summary.describe()
+    assert results.read_runs(tmp_path / "runs" / "exp")["y"].tolist() == [20]
+    assert main(["report", str(tmp_path / "runs" / "exp"), "--out", str(tmp_path / "report")]) == 0
+    assert "No completed 02_train_culture runs" in (tmp_path / "report" / "report.md").read_text()

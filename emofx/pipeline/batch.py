@@ -46,6 +46,7 @@ from emofx.pipeline.experiments import (
     Experiment,
     Sweep,
     load_experiment,
+    missing_language,
     notebook_parameters,
     parameter_hash,
     parameter_set_name,
@@ -213,6 +214,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
                 str(run_dir / spec.notebook.name),
                 parameters={**spec.parameters, **spec.injected},
                 kernel_name=spec.kernel_name,
+                language=missing_language(spec.notebook),
                 progress_bar=False,
                 # the kernel starts in the notebook's folder (its relative paths); papermill's `cwd` would chdir
                 # this whole process instead, which runs on threads of one process race on

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -187,10 +188,33 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
     return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
 
 
+def missing_language(notebook: Path) -> str | None:
+    """``python`` for a notebook that names no kernel language (papermill then needs one to write its
+    parameters), else None (papermill reads the notebook's own)."""
+    import nbformat
+
+    metadata = nbformat.read(notebook, as_version=4).metadata
+    return None if metadata.get("kernelspec", {}).get("language") or metadata.get("language_info") else "python"
+
+
+def _inspect(notebook: Path, nb: Any) -> dict[str, Any]:
+    """papermill's reading of the parameters cell. A notebook that names no kernel (written by a script or
+    jupytext rather than saved by Jupyter) is read as a Python notebook, as `emofx batch --kernel` runs it."""
+    import nbformat
+    import papermill
+
+    if nb.metadata.get("kernelspec", {}).get("name"):
+        return papermill.inspect_notebook(str(notebook))
+    nb.metadata["kernelspec"] = {"name": DEFAULT_KERNEL, "language": "python", "display_name": "Python 3"}
+    with tempfile.TemporaryDirectory() as folder:
+        named = Path(folder) / notebook.name
+        nbformat.write(nb, named)
+        return papermill.inspect_notebook(str(named))
+
+
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The parameters declared in the notebook's cell tagged ``parameters`` (name -> default text)."""
     import nbformat
-    import papermill
 
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} " + ("is a folder; give an .ipynb file" if notebook.is_dir()
@@ -203,7 +227,7 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     cells = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if not cells:
         raise BatchError(f"{notebook.name} has no cell tagged 'parameters' (View > Cell Toolbar > Tags in Jupyter)")
-    declared = {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+    declared = {name: info["default"] for name, info in _inspect(notebook, nb).items()}
     try:
         assigned = {target.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
                     for target in node.targets if isinstance(target, ast.Name)}

@@ -42,7 +42,7 @@ class Experiment:
                                        "suffix": suffix, "protocol": run["protocol"]}
         # what `emofx prepare` recorded of each culture's data, by (protocol, culture)
         self.datasets = {key: read_json(Path(group["run_dir"].iloc[0]) / RESULTS_DIR / DATASET_FILE)
-                         for key, group in self.training.groupby(["protocol", "culture"])}
+                         for key, group in self.training.groupby(["protocol", "culture"])} if len(self.training) else {}
 
     def sources(self) -> dict[str, str]:
         """Each culture's data source as `emofx prepare` recorded it (kdef, synthetic:eyes, a file, ...)."""
