@@ -36,7 +36,7 @@ from emofx.data.splits import SPLIT_KINDS, SplitError
 from emofx.nets.allocator import allocator_setting, restart_with_tuned_malloc
 from emofx.nets.training import TrainConfig, TrainingError
 from emofx.study.machine import cpu_shares, cpu_times
-from emofx.study.runs import RunError, RunPlan, check_plans, train_run, train_runs
+from emofx.study.runs import RunError, RunPlan, check_plans, train_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             tick = time.perf_counter()
             model = model_template(args.widths, args.dense_units, len(group[0].dataset.classes))
             try:
-                trained = _train(group, config, model, args.lanes)
+                trained = train_runs(group, train_config=config, model_config=model, progress=False,
+                                     side_by_side=args.lanes)
             except (TrainingError, SplitError, RunError) as err:
                 parser.error(str(err))
             step_seconds += trained[0][1].step_seconds  # a group's runs share its times
@@ -126,15 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary))
     return 0
-
-
-def _train(group: list[RunPlan], config: TrainConfig, model, lanes: bool) -> list:
-    """Train a group of runs as lanes of one program, or its single run alone."""
-    if lanes:
-        return train_runs(group, train_config=config, model_config=model, progress=False)
-    plan, = group
-    return [train_run(plan.dataset, plan.directory, split_kind=plan.split_kind, trial=plan.trial,
-                      train_config=config, model_config=model, progress=False)]
 
 
 if __name__ == "__main__":

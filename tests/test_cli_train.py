@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -164,7 +165,7 @@ def test_emofx_warnings_are_one_line_and_running_out_of_memory_says_what_to_ask_
     assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY]) == 1
     err = capsys.readouterr().err.strip()
     assert err == ("emofx train: error: out of memory (Out of memory allocating 195085935360 bytes = 181.7 GiB); "
-                   "ask for a smaller --batch-size, or fewer --seeds or --trials side by side")
+                   "ask for a smaller --batch-size, or fewer --seeds or --trials side by side (or --side-by-side no)")
     assert not (tmp_path / "r").exists()
 
     def other_failure(*args, **kwargs):
@@ -228,9 +229,38 @@ def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_trials_on_a_cpu_are_the_separate_trainings_one_after_another(run_dir, data_files, tmp_path, capsys):
+    out = tmp_path / "trials"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2"]) == 0  # auto: one by one
+    assert capsys.readouterr().out.count("test accuracy") == 2
+    separate, first = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, out / "trial-0"))
+    assert _numbers(first) == _numbers(separate)  # exactly: the same program on the same data
+    assert load_run(out / "trial-0").history.equals(load_run(run_dir).history)
+    second = load_run(out / "trial-1")
+    assert second.metrics["trial"] == 1 and second.split.test.tolist() != load_run(run_dir).split.test.tolist()
+    assert first["train_step_seconds"] != second.metrics["train_step_seconds"]  # each run's own time, not the batch's
+    assert not list(out.rglob("training_state.msgpack"))
+
+
+def test_ctrl_c_in_one_of_several_trials_stops_the_rest(data_files, tmp_path, monkeypatch, capsys):
+    from emofx.study import runs
+
+    real_fit = runs.fit
+
+    def interrupted_fit(*args, **kwargs):  # as fit returns after Ctrl-C: the run so far, to be recorded
+        return replace(real_fit(*args, **kwargs), stop_reason="interrupted")
+
+    monkeypatch.setattr(runs, "fit", interrupted_fit)
+    out = tmp_path / "trials"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "3"]) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["trial-0"]  # recorded; trials 1 and 2 never started
+    assert load_run(out / "trial-0").metrics["stop_reason"] == "interrupted"
+
+
 def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_files, tmp_path, capsys):
     out = tmp_path / "lanes"
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2"]) == 0
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--side-by-side",
+                 "yes"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("test accuracy") == 2 and str(out / "trial-1") in printed
     separate = json.loads((run_dir / "metrics.json").read_text())
@@ -250,7 +280,8 @@ def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_f
 
 def test_seeds_side_by_side_give_the_runs_of_separate_seeds(run_dir, data_files, tmp_path, capsys):
     out = tmp_path / "seeds"
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--seeds", "0", "5"]) == 0
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--seeds", "0", "5", "--side-by-side",
+                 "yes"]) == 0
     assert capsys.readouterr().out.count("test accuracy") == 2
     separate = json.loads((run_dir / "metrics.json").read_text())  # --seed 0 alone
     side_by_side = json.loads((out / "seed-0" / "metrics.json").read_text())

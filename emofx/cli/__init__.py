@@ -52,7 +52,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, F
 # status 1, with what to ask for less of.
 OUT_OF_MEMORY = "RESOURCE_EXHAUSTED:"
 LESS_MEMORY = {
-    "train": "a smaller --batch-size, or fewer --seeds or --trials side by side",
+    "train": "a smaller --batch-size, or fewer --seeds or --trials side by side (or --side-by-side no)",
     "saliency": "a smaller --n",
     "modify": "a smaller --n",
 }

@@ -34,12 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trial", type=int, default=0,
                         help="trial number: another trial gives another split and initialisation (default 0)")
     parser.add_argument("--trials", type=int, default=1, metavar="N",
-                        help="train N trials (--trial, --trial + 1, ...) side by side as one vmapped program, each "
-                             "run in RUN_DIR/trial-K: the numbers of N separate runs, one dispatch for all; for "
-                             "GPUs (on a CPU about 3x slower than separate runs; no --resume) (default 1)")
+                        help="train N trials (--trial, --trial + 1, ...), each run in RUN_DIR/trial-K with the "
+                             "numbers of a separate run (see --side-by-side; no --resume) (default 1)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                        help="train these seeds side by side as one vmapped program instead of --seed, each run in "
-                             "RUN_DIR/seed-S: the numbers of separate runs with --seed S; for GPUs, as --trials")
+                        help="train these seeds instead of --seed, each run in RUN_DIR/seed-S with the numbers of "
+                             "a separate run with --seed S (see --side-by-side)")
+    parser.add_argument("--side-by-side", choices=("auto", "yes", "no"), default="auto",
+                        help="train --trials or --seeds as one vmapped program (yes: one dispatch for all, numbers "
+                             "within float tolerance of separate runs) or one after another (no); default auto: "
+                             "side by side on a GPU, one after another on a CPU, where the vmapped program runs "
+                             "about 3x slower per image")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")
     if (args.trials > 1 or args.seeds) and args.resume:
-        raise ValueError("--resume continues one run; runs trained side by side (--trials, --seeds) start afresh")
+        raise ValueError("--resume continues one run; runs of --trials or --seeds start afresh")
     if args.seeds and args.trials > 1:
         raise ValueError("give --trials or --seeds, not both")
     if args.seeds and len(set(args.seeds)) < len(args.seeds):
@@ -165,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         plans = []
     if plans:
+        side_by_side = {"auto": None, "yes": True, "no": False}[args.side_by_side]
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
-                             overwrite=args.overwrite, progress=not args.quiet)
+                             overwrite=args.overwrite, progress=not args.quiet, side_by_side=side_by_side)
     else:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,

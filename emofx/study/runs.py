@@ -40,7 +40,7 @@ from emofx.nets.model import ModelConfig
 from emofx.nets.precision import precision_for, use_precision
 from emofx.nets.train_state import STATE_FILE, read_tag
 from emofx.data.splits import Split, make_split
-from emofx.nets.lanes import Lane, fit_lanes
+from emofx.nets.lanes import Lane, fit_lanes, lanes_pay_off
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 
 METRICS_FILE = "metrics.json"
@@ -238,9 +238,16 @@ def train_run(
     plan = RunPlan(dataset, directory, trial, split_kind, split, data_path)
     prepared = _prepare(plan, train_config, model_config, init_path, overwrite, resume)
     initial = TrainedModel.load(init_from) if init_from is not None else None
+    return _train_alone(prepared, model_config, initial, init_path, progress, resume)
+
+
+def _train_alone(prepared: _Prepared, model_config: ModelConfig, initial: TrainedModel | None, init_path: str | None,
+                 progress: bool, resume: bool = False) -> tuple[Run, TrainResult]:
+    """Train one prepared run by itself (:func:`emofx.nets.training.fit`) and record it."""
+    plan, split = prepared.plan, prepared.split
     started = cpu_times()
-    result = fit(dataset.subset(prepared.split.train), dataset.subset(prepared.split.val), train_config, model_config,
-                 trial=trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
+    result = fit(plan.dataset.subset(split.train), plan.dataset.subset(split.val), prepared.config, model_config,
+                 trial=plan.trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
                  resume=resume, tag=prepared.identity)
     return _record(prepared, result, init_path, started), result
 
@@ -253,11 +260,15 @@ def train_runs(
     init_from: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    side_by_side: bool | None = None,
 ) -> list[tuple[Run, TrainResult]]:
-    """Train several runs (trials, seeds, cultures of one image size and class set) side by side as
-    one vmapped program (:func:`emofx.nets.lanes.fit_lanes`) and record each as :func:`train_run`
-    would: the same directories, files and numbers within float tolerance. Every directory is
-    checked before any training; the runs' times are those of the whole batch."""
+    """Train several runs (trials, seeds, cultures of one image size and class set) and record each
+    as :func:`train_run` would. Every directory is checked before any training.
+
+    ``side_by_side``: as one vmapped program (:func:`emofx.nets.lanes.fit_lanes`; the same
+    directories, files and numbers within float tolerance, the runs' times those of the whole
+    batch), or one after another (exactly :func:`train_run`'s numbers); default: side by side where
+    that is faster (:func:`emofx.nets.lanes.lanes_pay_off`: on a GPU, not on a CPU)."""
     if not plans:
         return []
     model_config = model_config or ModelConfig(num_classes=len(plans[0].dataset.classes))
@@ -267,6 +278,13 @@ def train_runs(
     if len(set(directories)) < len(directories):
         raise RunError("two of the runs to train share a directory; give each its own")
     initial = TrainedModel.load(init_from) if init_from is not None else None
+    if not (lanes_pay_off() if side_by_side is None else side_by_side):
+        trained = []
+        for one in prepared:
+            trained.append(_train_alone(one, model_config, initial, init_path, progress))
+            if trained[-1][1].stop_reason == "interrupted":  # Ctrl-C stops the whole batch, this run recorded
+                break
+        return trained
     lanes = [Lane(p.plan.dataset.subset(p.split.train), p.plan.dataset.subset(p.split.val), trial=p.plan.trial,
                   seed=p.config.seed, init_from=initial) for p in prepared]
     started = cpu_times()
