@@ -54,6 +54,18 @@ def test_saliency_command(tiny_run, tmp_path, capsys, method):
     assert scores["n_images"] == len(indices)
     per_image = pd.read_csv(out / "region_scores.csv")
     assert per_image["data_index"].tolist() == indices.tolist()
+    # Share of saliency per facial region (here the synthetic faces' true regions), beside each region's area.
+    assert scores["regions"]["method"] == "truth" and (out / "region_shares.png").stat().st_size > 0
+    shares = pd.read_csv(out / "region_shares.csv")
+    assert shares["data_index"].tolist() == indices.tolist()
+    regions = scores["regions"]["regions"]
+    np.testing.assert_allclose(shares[regions].sum(axis=1), 1.0, atol=1e-9)  # disjoint regions cover the face
+    assert list(scores["region_shares"]) == ["all", *CLASSES]
+    for emotion in CLASSES:
+        mine = shares[shares["emotion"] == emotion][regions].mean()
+        assert scores["region_shares"][emotion] == pytest.approx(mine.to_dict())
+    assert sum(scores["region_area_share"].values()) == pytest.approx(1.0)
+    assert scores["region_shares"]["all"]["mouth"] > 1.5 * scores["region_area_share"]["mouth"]
     if method == "integrated-gradients":
         assert scores["completeness"]["median_relative_error"] < 0.1
     else:
@@ -80,6 +92,8 @@ def test_saliency_command_rejects_bad_requests(tiny_run, tmp_path, capsys):
     assert "not a complete emofx run" in capsys.readouterr().err
     assert main(["saliency", *base, "--per-class", "0"]) == 2  # refused before any work: nothing written
     assert "--per-class must be at least 1" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["saliency", *base, "--regions", "landmarks"]) == 2  # synthetic faces carry no 68 points
+    assert "has no 68-point landmarks" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--show", "0",
                  "--out", str(tmp_path / "m")]) == 2
     assert "--show must be at least 1" in capsys.readouterr().err and not (tmp_path / "m").exists()
@@ -101,7 +115,8 @@ def test_overwrite_leaves_no_output_of_the_earlier_run(tiny_run, tmp_path):
     (stale / "grid-Klingon.png").write_bytes(b"old")
     (stale / "randomisation.csv").write_text("old")
     assert main(["saliency", str(run_dir), "--data", str(data_path), "--method", "gradient", "--n", "6",
-                 "--per-class", "1", "--target", "happy", "--out", str(stale), "--overwrite", "--quiet"]) == 0
+                 "--per-class", "1", "--target", "happy", "--regions", "none", "--out", str(stale), "--overwrite",
+                 "--quiet"]) == 0
     assert sorted(p.name for p in stale.iterdir()) == ["grid.png", "maps.npz", "region_scores.csv", "scores.json"]
     scores = json.loads((stale / "scores.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert scores["target"] == "happy"

@@ -6,7 +6,8 @@ OUT/maps.npz (maps, data indices, labels, targets, predictions), OUT/grid.png (r
 emotions, columns = example faces; one grid per culture) and OUT/scores.json (accuracy; when
 the data has region masks, as synthetic faces do, the pointing game and the mass ratio against
 the regions that carry the emotion signal, per image in OUT/region_scores.csv; for
-integrated-gradients, completeness). --sanity adds the cascading randomisation check
+integrated-gradients, completeness; the share of saliency mass in each facial region, per image
+in OUT/region_shares.csv and per emotion in scores.json and OUT/region_shares.png). --sanity adds the cascading randomisation check
 (randomisation.csv, randomisation.png) and deletion/insertion curves (deletion_insertion.csv).
 Example: emofx saliency runs/mouth --data mouth.npz --method guided --out saliency/mouth
 """
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from emofx.data.dataset import FaceDataset
     from emofx.nets.checkpoint import TrainedModel
 
-OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "randomisation.csv", "randomisation.png",
-           "deletion_insertion.csv")
+OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "region_shares.csv", "region_shares.png",
+           "randomisation.csv", "randomisation.png", "deletion_insertion.csv")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def at_least_one(value: int | None, option: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from emofx.data.regions import METHODS as REGION_METHODS
     from emofx.explain.saliency import IG_STEPS, METHODS, SCORES
 
     parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
@@ -136,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=IG_STEPS,
                         help=f"integrated-gradients path steps (default {IG_STEPS})")
     parser.add_argument("--samples", type=int, default=25, help="smoothgrad noisy samples (default 25)")
+    parser.add_argument("--regions", choices=[*REGION_METHODS, "none"], default="auto",
+                        help="facial regions for the share of saliency per region (region_shares.csv/.png): auto "
+                             "(the default) takes the true regions of synthetic faces, else the 68 landmarks where "
+                             "the data has them, else the eye cascade; none skips the shares")
     parser.add_argument("--sanity", action="store_true",
                         help="also run the sanity checks: cascading randomisation (randomisation.csv/.png) and "
                              "deletion/insertion curves (deletion_insertion.csv), summarised in scores.json")
@@ -177,11 +184,35 @@ def sanity_checks(model, images, targets, maps, args, options, out: Path) -> dic
     }
 
 
+def region_share_summary(maps: np.ndarray, regions, data: FaceDataset, indices: np.ndarray, classes: Sequence[str],
+                         method: str, out: Path) -> dict:
+    """Each image's share of saliency mass per facial region (OUT/region_shares.csv), their means per emotion
+    (OUT/region_shares.png) and the summary for scores.json: the means, overall and per emotion, beside each
+    region's share of the pixels (what a map spread evenly over the face would give)."""
+    from emofx.pipeline.figures import saliency_region_shares
+    from emofx.plotting import save_figure
+    from emofx.plotting.saliency import region_share_heatmap
+
+    names = list(regions.region_names)
+    shares = saliency_region_shares(maps, regions, data)
+    shares.insert(0, "data_index", indices)
+    shares.to_csv(out / "region_shares.csv", index=False)
+    by_emotion = shares.groupby("emotion")[names].mean().reindex([c for c in classes if c in set(shares["emotion"])])
+    area = pd.Series(regions.masks.mean(axis=(0, 2, 3)), index=names)
+    cultures = sorted(set(data.culture) - {""})
+    save_figure(region_share_heatmap(by_emotion, area, culture=" + ".join(cultures), method=method),
+                out / "region_shares.png")
+    return {"regions": regions.info(), "region_shares": {"all": shares[names].mean().to_dict(),
+                                                         **by_emotion.to_dict(orient="index")},
+            "region_area_share": area.to_dict()}
+
+
 def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     from emofx.explain.metrics import region_scores, signal_region_masks, signal_regions, summarise_region_scores
+    from emofx.data.regions import face_regions
     from emofx.explain.saliency import attribute, completeness, resolve_targets
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import saliency_grid
@@ -202,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
             signal = signal_regions(data)
         except ValueError as err:
             skipped_regions = f"region scores skipped: {err}"
+    regions = None if args.regions == "none" else face_regions(data, args.regions, progress=not args.quiet)
     maps = attribute(model, data.images, targets, args.method, progress=not args.quiet, **options)
     predictions = model.predict(data.images)
 
@@ -227,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         per_image.insert(0, "data_index", indices)
         per_image.to_csv(out / "region_scores.csv")
         scores.update(signal_regions=list(signal), **summarise_region_scores(per_image))
+    if regions is not None:
+        scores.update(region_share_summary(maps, regions, data, indices, model.classes, args.method, out))
     if args.method == "integrated-gradients":
         check = completeness(model, data.images, targets, maps, score=options.get("score", "probability"))
         error = check["relative_error"]
@@ -239,6 +273,11 @@ def run(args: argparse.Namespace) -> int:
     (out / "scores.json").write_text(json.dumps(json_ready(scores), indent=2))  # NaN (e.g. no image right) -> null
     summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
     print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))
+    if regions is not None:
+        overall = scores["region_shares"]["all"]
+        print(f"share of saliency per region ({regions.method}): "
+              + ", ".join(f"{name} {share:.2f} (area {scores['region_area_share'][name]:.2f})"
+                          for name, share in overall.items()) + f"; per emotion in {out / 'region_shares.png'}")
     if skipped_regions:
         print(skipped_regions)
     return 0

@@ -82,6 +82,25 @@ def saliency_grid(
     return fig
 
 
+def region_share_heatmap(shares: pd.DataFrame, area: pd.Series, *, culture: str = "", method: str = "guided"
+                         ) -> plt.Figure:
+    """Mean share of the saliency mass per emotion (rows) and facial region (columns), with a last row
+    ``area (even map)``: each region's share of the pixels, what a map spread evenly over the face would give."""
+    import seaborn as sns
+
+    table = pd.concat([shares, area.rename("area (even map)").to_frame().T])
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(table.columns), 1.0 + 0.45 * len(table)))
+    sns.heatmap(table.astype(float), annot=True, fmt=".2f", cmap="Purples", vmin=0, ax=ax,
+                cbar_kws={"label": "share of saliency mass"}, annot_kws={"fontsize": 8})
+    ax.axhline(len(shares), color="white", linewidth=3)  # the area row is a reference, not an emotion
+    ax.set_xlabel("facial region")
+    ax.set_ylabel("")
+    who = f"{culture} faces" if culture else "faces"
+    ax.set_title(f"Where the model looks in {who} ({_SALIENCY_WORDS.get(method, method)})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 _METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps, as in the reference code"}
 
 
