@@ -126,8 +126,13 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
         assert (out / f"{name}.csv").stat().st_size > 0
     for name in ("accuracy_by_culture", "region_differences", "pixel_difference", "transfer_matrix", "cka"):
         assert (out / f"{name}.png").stat().st_size > 0
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
     assert printed["accuracy"]["p_value"] == summary["accuracy"]["p_value"]
+    # 2 trials per culture: every test over trials is bound to p >= 1/3, and the user is told so
+    assert summary["accuracy"]["smallest_p"] == pytest.approx(1 / 3)
+    warning = next(n for n in summary["notes"] if n.startswith("too few trials"))
+    assert f"emofx compare: {warning}" in captured.err and "train at least 4 trials per culture" in warning
 
     before = (out / "summary.json").read_text()
     assert main(argv) == 2  # never overwrites silently

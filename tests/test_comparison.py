@@ -8,7 +8,7 @@ import pytest
 
 from emofx.data.splits import make_split
 from emofx.data.synthetic import make_synthetic
-from emofx.study import accuracy, cultures, features
+from emofx.study import accuracy, comparison, cultures, features
 
 QUICK = cultures.CompareConfig(n_permutations=499, n_boot=200, cka_images=20, filter_top_k=5, progress=False)
 
@@ -123,6 +123,21 @@ def test_accuracy_test_states_units_and_finds_a_difference():
     assert "trials" in result["p_unit"] and "test images" in result["ci_unit"]
     same = accuracy.accuracy_test(a, a.assign(train_culture="B", test_culture="B"), QUICK)
     assert same["p_value"] == pytest.approx(1.0) and same["ci_low"] <= 0 <= same["ci_high"]
+    assert result["smallest_p"] == pytest.approx(2 / 252)  # reached: the cultures' trials do not overlap
+
+
+@pytest.mark.parametrize("accuracies_a, accuracies_b, smallest", [
+    ([0.9, 0.95], [0.5, 0.55], 2 / 6),  # 2 vs 2: however far apart, p = 1/3
+    ([0.9, 0.95, 0.9, 0.85], [0.5, 0.55, 0.5, 0.45], 2 / 70),
+    ([0.9, 0.95, 0.9], [0.5, 0.55, 0.5, 0.45, 0.5], 1 / 56),  # unequal groups: no mirror split as extreme
+])
+def test_smallest_p_is_what_the_permutation_test_gives_groups_far_apart(accuracies_a, accuracies_b, smallest):
+    result = accuracy.accuracy_test(_predictions("A", accuracies_a), _predictions("B", accuracies_b), QUICK)
+    assert result["p_value"] == pytest.approx(smallest) and result["smallest_p"] == pytest.approx(smallest)
+    notes = comparison.too_few_trials(len(accuracies_a), len(accuracies_b), QUICK)
+    assert bool(notes) == (smallest >= 0.05)
+    if notes:
+        assert notes[0].startswith("too few trials: with 2 and 2 trials") and "below 0.33" in notes[0]
 
 
 def _runs(accuracies: dict[str, list[float]]) -> pd.DataFrame:

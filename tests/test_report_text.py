@@ -55,6 +55,19 @@ def test_two_protocols_of_one_pair_read_as_before():
     assert "Comparing the two protocols: when size" in text and "from +17.0 to +19.0 points" in text
 
 
+def test_h1_with_too_few_trials_says_the_test_cannot_decide_not_that_trials_vary():
+    few = summary("Swedish", "Taiwanese", 0.11, 1 / 3)
+    few["accuracy"]["smallest_p"] = 1 / 3  # 2 vs 2 trials
+    enough = summary("Swedish", "Taiwanese", 0.01, 0.6)
+    enough["accuracy"]["smallest_p"] = 2 / 252
+    text = h1_paragraph({"collected": few, "matched": enough})
+    collected, matched = (p for p in text.split("\n\n") if p.startswith("**"))
+    assert "too few trials to tell" in collected and "cannot give p below 0.33" in collected
+    assert "vary about as much" not in collected
+    assert "does not show a difference: trials of one culture vary about as much" in matched
+    assert "too few" not in matched
+
+
 def test_the_confound_follows_where_the_cultures_faces_come_from():
     real = confound({"Swedish": "kdef", "Taiwanese": "taiwanese"})
     assert "each culture is one dataset" in real and "KDEF: amateur actors" in real and "Taiwanese set" in real

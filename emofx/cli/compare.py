@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         save_comparison_figures(result, args.out)
     accuracy = result.accuracy
     for note in result.notes:
-        if "chance" in note:
-            print(f"emofx compare: {note}", file=sys.stderr)
+        print(f"emofx compare: {note}", file=sys.stderr)
     print(json.dumps({
         "cultures": [a.name, b.name],
         "accuracy": {k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high")},

@@ -113,8 +113,12 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
         pairs = sum(protocols[other] == protocols[label] for other in summaries)
         holm_text = (f"; Holm-adjusted over the {pairs} pairs of cultures of this protocol, p = "
                      f"{format_p(adjusted[label])}" if label in adjusted else "")
+        smallest = acc.get("smallest_p")  # None in summaries written before emofx recorded it
         verdict = ("the difference is larger than the trial-to-trial variation would give by chance"
                    if significant(adjusted.get(label, acc.get("p_value"))) else
+                   f"too few trials to tell: with these, a permutation test cannot give p below {smallest:.2g}, "
+                   "however the cultures differ (train at least 4 trials per culture)"
+                   if smallest is not None and not significant(smallest) else
                    "this does not show a difference: trials of one culture vary about as much as the cultures differ")
         parts.append(
             f"**{heading(label)}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "

@@ -96,6 +96,7 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         else float("nan"),
         "p_value": float(test.p_value),
         "p_unit": _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1])),
+        "smallest_p": stats.smallest_p(len(per_trial[0]), len(per_trial[1]), config.n_permutations),
         "ci_low": interval.low,
         "ci_high": interval.high,
         "ci_unit": f"test images, stratified by trial and class ({config.n_boot} resamples, "

@@ -48,6 +48,7 @@ from emofx.study.accuracy import (
     transfer_matrix,
     trial_metrics,
 )
+from emofx.study import stats
 from emofx.study.baselines import chance_flags, chance_notes, human_baseline
 from emofx.study.cultures import CompareConfig, ComparisonError, CultureRuns
 from emofx.study.features import (
@@ -125,6 +126,18 @@ class Comparison:
         return written
 
 
+def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.05) -> list[str]:
+    """A warning where the tests over trials cannot reach ``alpha`` whatever the models do (2 vs 2: p >= 0.33)."""
+    smallest = stats.smallest_p(n_a, n_b, config.n_permutations)
+    if smallest < alpha:
+        return []
+    over_trials = "the accuracy and filter tests" + (", and the region, proximity and pixel tests"
+                                                     if config.unit == "trials" else "")
+    return [f"too few trials: with {n_a} and {n_b} trials a permutation test over trials cannot give p below "
+            f"{smallest:.2g} ({over_trials}), so no difference can reach p < {alpha} however large; train at least "
+            "4 trials per culture (smallest p 0.029; 5 each: 0.0079)"]
+
+
 def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
             config: CompareConfig = CompareConfig()) -> Comparison:
     """Compare two cultures' trial runs: H1 accuracy, transfer, H2 regions/proximity/pixels/filters, CKA."""
@@ -186,7 +199,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     humans = [h for h in (human_baseline(c) for c in (a, b)) if h is not None]
     tests["human"] = [h[1] for h in humans]
     notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})", *proximity_notes,
-             *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance))
+             *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
+             *too_few_trials(a.n_trials, b.n_trials, config))
 
     def recorded(table: pd.DataFrame, culture: str = "culture", trial: str = "trial") -> pd.DataFrame:
         return b.relabel_trials(a.relabel_trials(table, culture, trial), culture, trial)
