@@ -131,8 +131,8 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.0
     smallest = stats.smallest_p(n_a, n_b, config.n_permutations)
     if smallest < alpha:
         return []
-    over_trials = "the accuracy and filter tests" + (", and the region, proximity and pixel tests"
-                                                     if config.unit == "trials" else "")
+    over_trials = "the accuracy, per-class error and filter tests" + (
+        ", and the region, proximity and pixel tests" if config.unit == "trials" else "")
     return [f"too few trials: with {n_a} and {n_b} trials a permutation test over trials cannot give p below "
             f"{smallest:.2g} ({over_trials}), so no difference can reach p < {alpha} however large; train at least "
             "4 trials per culture (smallest p 0.029; 5 each: 0.0079)"]
