@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:
     from emofx.data.dataset import FaceDataset
@@ -189,7 +188,7 @@ def region_share_summary(maps: np.ndarray, regions, data: FaceDataset, indices: 
     """Each image's share of saliency mass per facial region (OUT/region_shares.csv), their means per emotion
     (OUT/region_shares.png) and the summary for scores.json: the means, overall and per emotion, beside each
     region's share of the pixels (what a map spread evenly over the face would give)."""
-    from emofx.pipeline.figures import saliency_region_shares
+    from emofx.pipeline.figures import region_share_means, saliency_region_shares
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import region_share_heatmap
 
@@ -197,8 +196,7 @@ def region_share_summary(maps: np.ndarray, regions, data: FaceDataset, indices: 
     shares = saliency_region_shares(maps, regions, data)
     shares.insert(0, "data_index", indices)
     shares.to_csv(out / "region_shares.csv", index=False)
-    by_emotion = shares.groupby("emotion")[names].mean().reindex([c for c in classes if c in set(shares["emotion"])])
-    area = pd.Series(regions.masks.mean(axis=(0, 2, 3)), index=names)
+    by_emotion, area = region_share_means(shares, regions, classes)
     cultures = sorted(set(data.culture) - {""})
     save_figure(region_share_heatmap(by_emotion, area, culture=" + ".join(cultures), method=method),
                 out / "region_shares.png")

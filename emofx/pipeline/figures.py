@@ -90,6 +90,15 @@ def saliency_region_shares(maps: np.ndarray, regions: Any, dataset: FaceDataset)
     return shares
 
 
+def region_share_means(shares: pd.DataFrame, regions: Any, classes: Sequence[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """The mean of :func:`saliency_region_shares` per emotion (rows in ``classes`` order, those present) and
+    region, and each region's share of the pixels: what a map spread evenly over the face would give."""
+    names = list(regions.region_names)
+    by_emotion = shares.groupby("emotion")[names].mean()
+    area = pd.Series(regions.masks.mean(axis=(0, 2, 3)), index=names)
+    return by_emotion.reindex([c for c in classes if c in by_emotion.index]), area
+
+
 def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]], per_change: int = 1,
                           seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images to modify for Figure 7: for each ``[source, target]`` class pair (``source == target``
