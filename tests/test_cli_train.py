@@ -137,7 +137,9 @@ def test_refuses_bad_inputs_with_one_line_messages(run_dir, data_files, tmp_path
     assert main(["train", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing-here")]) == 2
-    assert "not a complete emofx run" in capsys.readouterr().err
+    assert "nothing-here: no such run directory" in capsys.readouterr().err
+    assert main(["evaluate", str(occupied)]) == 2
+    assert "not a complete emofx run (missing metrics.json" in capsys.readouterr().err
     assert main(["evaluate", str(run_dir), str(run_dir.parent / ".." / run_dir.parent.name / run_dir.name)]) == 2
     assert f"run {run_dir.parent / '..' / run_dir.parent.name / run_dir.name} is given twice" in capsys.readouterr().err
     assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "r"), *TINY, "--lr", "inf"]) == 2
@@ -240,6 +242,9 @@ def test_trials_on_a_cpu_are_the_separate_trainings_one_after_another(run_dir, d
     assert second.metrics["trial"] == 1 and second.split.test.tolist() != load_run(run_dir).split.test.tolist()
     assert first["train_step_seconds"] != second.metrics["train_step_seconds"]  # each run's own time, not the batch's
     assert not list(out.rglob("training_state.msgpack"))
+    assert main(["evaluate", str(out)]) == 2  # the folder of the trials, not a run: the message names them
+    assert f"{out} holds 2 runs (trial-0, trial-1), not one run; give one of them, e.g. {out / 'trial-0'}" in (
+        capsys.readouterr().err)
 
 
 def test_ctrl_c_in_one_of_several_trials_stops_the_rest(data_files, tmp_path, monkeypatch, capsys):

@@ -366,7 +366,14 @@ def write_run(directory: str | os.PathLike, model: TrainedModel, metrics: dict[s
 def load_run(directory: str | os.PathLike) -> Run:
     """Read one run directory (metrics.json, history.csv, split.json; the model on demand)."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run directory; give a directory `emofx train` wrote")
     missing = [name for name in (METRICS_FILE, HISTORY_FILE, SPLIT_FILE) if not (directory / name).exists()]
+    below = find_runs(directory) if missing else []
+    if below:  # e.g. the --out of `emofx train --trials N`, which holds trial-0 .. trial-(N-1)
+        names = ", ".join(str(p.relative_to(directory)) for p in below[:5]) + (", ..." if len(below) > 5 else "")
+        raise RunError(f"{directory} holds {len(below)} runs ({names}), not one run; give one of them, e.g. "
+                       f"{below[0]}")
     if missing:
         raise RunError(f"{directory} is not a complete emofx run (missing {', '.join(missing)}); "
                        "create one with `emofx train`")
