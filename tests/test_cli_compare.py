@@ -122,9 +122,14 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
     assert set(summary["accuracy"]) >= {"culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high"}
     assert set(summary["region_tests"][0]) >= {"emotion", "region", "diff", "effect_size", "p_value", "p_adjusted"}
     assert set(summary["cka"]) == {"between", "within_a", "within_b"}
-    for name in ("trial_metrics", "region_tests", "transfer", "cka", "filters", "saliency_measures"):
+    for name in ("trial_metrics", "confusion_tests", "region_tests", "transfer", "cka", "filters", "saliency_measures"):
         assert (out / f"{name}.csv").stat().st_size > 0
-    for name in ("accuracy_by_culture", "region_differences", "pixel_difference", "transfer_matrix", "cka"):
+    confusions = pd.read_csv(out / "confusion_tests.csv")
+    pd.testing.assert_frame_equal(pd.DataFrame(summary["confusion_tests"]), confusions, check_exact=False)
+    assert set(confusions["true"]) | set(confusions["predicted"]) <= {"happy", "surprised"}
+    assert (confusions["true"] != confusions["predicted"]).all()
+    for name in ("accuracy_by_culture", "confusion_differences", "region_differences", "pixel_difference",
+                 "transfer_matrix", "cka"):
         assert (out / f"{name}.png").stat().st_size > 0
     captured = capsys.readouterr()
     printed = json.loads(captured.out)

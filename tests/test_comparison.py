@@ -226,3 +226,45 @@ def test_landmark_distance_counts_only_salient_pixels():
     maps[0, 20, 10] = 1.0  # one salient pixel, on the first landmark (row y = 20, column x = 10)
     distance = features.landmark_distance(maps, landmarks, top_fraction=0.05)
     assert distance[0] == 0.0 and np.isnan(distance[1])
+
+
+def _confusing(culture: str, afraid_as_surprised: list[float], n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Predictions on afraid, surprised and sad faces: per trial, a share of the afraid faces taken for surprised, a
+    tenth of every emotion's faces taken for one other at random, the rest right."""
+    rng = np.random.default_rng(seed)
+    emotions = ("afraid", "surprised", "sad")
+    rows = []
+    for trial, share in enumerate(afraid_as_surprised):
+        for image in range(3 * n):
+            emotion = emotions[image % 3]
+            predicted = emotion
+            if emotion == "afraid" and image // 3 < round(share * n):
+                predicted = "surprised"
+            elif rng.random() < 0.1:
+                predicted = rng.choice([e for e in emotions if e != emotion])
+            rows.append({"train_culture": culture, "test_culture": culture, "trial": trial, "image": image,
+                         "emotion": emotion, "predicted": predicted})
+    frame = pd.DataFrame(rows)
+    frame["correct"] = (frame["emotion"] == frame["predicted"]).astype(float)
+    return frame
+
+
+def test_confusion_tests_find_the_confusion_one_culture_makes_more():
+    classes = ("afraid", "surprised", "sad")
+    a = _confusing("A", [0.40, 0.45, 0.35, 0.40, 0.50], seed=1)
+    b = _confusing("B", [0.05, 0.00, 0.10, 0.05, 0.05], seed=2)
+    rates = accuracy.confusion_rates(a, classes)
+    assert rates.shape == (5, 3, 3)
+    np.testing.assert_allclose(rates.sum(axis=2), 1.0)  # each row: every image of the emotion, one label each
+    assert 0.40 <= rates[0, 0, 1] <= 0.40 + 0.6 * 0.15  # the planted 40%, plus some random confusions
+    table = accuracy.confusion_tests(a, b, classes, QUICK).set_index(["true", "predicted"])
+    assert len(table) == 6 and set(table["unit"]) == {"trials"}  # every off-diagonal pair, confused at random
+    planted = table.loc[("afraid", "surprised")]
+    assert planted["rate_a"] == pytest.approx(rates[:, 0, 1].mean()) and planted["diff"] > 0.3
+    assert planted["p_adjusted"] < 0.05  # 5 vs 5 trials: exact, maxT over the 6 pairs
+    others = table.drop(index=("afraid", "surprised"))
+    assert (others["p_adjusted"] > 0.05).all()  # the random confusions do not differ
+    assert (table["p_adjusted"] >= table["p_value"] - 1e-12).all()
+    never = accuracy.confusion_tests(a.assign(predicted=a["emotion"]), b.assign(predicted=b["emotion"]), classes,
+                                     QUICK)
+    assert never.empty and "p_adjusted" in never.columns  # no model confused anything: nothing to test

@@ -68,6 +68,26 @@ def test_h1_with_too_few_trials_says_the_test_cannot_decide_not_that_trials_vary
     assert "too few" not in matched
 
 
+def test_h1_names_the_confusions_that_differ_or_the_largest_when_none_does():
+    def confusion(true, predicted, rate_a, rate_b, p_adjusted):
+        return {"true": true, "predicted": predicted, "rate_a": rate_a, "rate_b": rate_b, "diff": rate_a - rate_b,
+                "p_value": p_adjusted / 2, "p_adjusted": p_adjusted}
+
+    differing = summary("Swedish", "Taiwanese", 0.1, 0.01)
+    differing["confusion_tests"] = [confusion("afraid", "surprised", 0.46, 0.07, 0.008),
+                                    confusion("sad", "neutral", 0.39, 0.0, 0.3)]
+    similar = summary("Swedish", "Taiwanese", 0.1, 0.01)
+    similar["confusion_tests"] = [confusion("afraid", "surprised", 0.2, 0.1, 0.4),
+                                  confusion("sad", "neutral", 0.05, 0.3, 0.6)]
+    text = h1_paragraph({"collected": differing, "matched": similar, "older": summary("Swedish", "Taiwanese", 0, 1)})
+    found = [p for p in text.split("\n\n") if p.startswith("Which emotions the models confuse")]
+    assert len(found) == 2  # the summary written before confusions were tested has none
+    assert ("1 of the 2 pairs of emotions ever confused differ after correction: afraid taken for surprised (46% of "
+            "Swedish's afraid images vs 7%, corrected p = 0.008)") in found[0] and "sad taken" not in found[0]
+    assert ("none of the 2 pairs of emotions ever confused differs after correction (the largest difference: sad "
+            "taken for neutral (5% of Swedish's sad images vs 30%, corrected p = 0.6))") in found[1]
+
+
 def test_the_confound_follows_where_the_cultures_faces_come_from():
     real = confound({"Swedish": "kdef", "Taiwanese": "taiwanese"})
     assert "each culture is one dataset" in real and "KDEF: amateur actors" in real and "Taiwanese set" in real

@@ -125,6 +125,11 @@ def test_report_answers_both_protocols_and_flags_chance(studies, reports):
         at = text.index(f"(figures/fig_h1_accuracy_{protocol}.png)")
         assert text.rindex("### ", 0, at) == text.rindex(f"### {protocol.capitalize()}", 0, at)
         assert (reports["kdef_vs_taiwanese"] / "figures" / f"table_h1_accuracy_{protocol}.csv").is_file()
+        at = text.index(f"(figures/fig_h1_confusions_{protocol}.png)")  # which emotions the models confuse
+        assert text.rindex("### ", 0, at) == text.rindex(f"### {protocol.capitalize()}", 0, at)
+        assert (reports["kdef_vs_taiwanese"] / "figures" / f"table_h1_confusion_tests_{protocol}.csv").is_file()
+    assert text.count("Which emotions the models confuse (the paper's comparison of confusion matrices") == 2
+    assert "Confusions (the share of the true emotion's test images given the predicted label" in text
     wall = text.split("## Wall time per stage")[1]
     assert "02_train_culture" in wall and "05_compare_cultures" in wall
 

@@ -48,7 +48,8 @@ COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the
 FORMATS = ("png", "pdf")
 MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
 OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")
-COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "region_differences": "fig_h2_regions",
+COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "confusion_differences": "fig_h1_confusions",
+                      "region_differences": "fig_h2_regions",
                       "pixel_difference": "fig_h2_pixel_difference", "transfer_matrix": "fig_transfer_matrix",
                       "cka": "fig_cka"}  # the comparison's figures (emofx.plotting.comparison) by their names here
 
@@ -366,7 +367,8 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     for (_, suffix), run_dir in zip(comparison_labels(runs), runs["run_dir"]):
         record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
         summary = json.loads((record / "summary.json").read_text())
-        tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")}
+        tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")
+                  + (("confusion_tests",) if (record / "confusion_tests.csv").is_file() else ())}
         with np.load(record / "pixel_difference.npz") as data:
             pixel = {key: data[key] for key in data.files}
         names = (summary["cultures"]["a"], summary["cultures"]["b"])
@@ -376,6 +378,8 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
                                                  if not isinstance(v, (dict, list))}}
                            for metric in ("accuracy", "balanced_accuracy") if metric in summary])
         written += write_table(h1, out / f"table_h1_accuracy{suffix}")
+        if "confusion_tests" in tables:
+            written += write_table(tables["confusion_tests"], out / f"table_h1_confusion_tests{suffix}")
         written += write_table(tables["region_tests"], out / f"table_h2_region_tests{suffix}")
         written += write_table(tables["transfer"], out / f"table_transfer{suffix}")
         written += write_table(tables["cka"], out / f"table_cka{suffix}")

@@ -31,6 +31,7 @@ from emofx.pipeline.results import RESULTS_DIR, read_json
 from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
+CONFUSIONS_SHOWN = 8  # confusion pairs listed in the H1 section (largest differences); the CSV has them all
 SECTIONS = (
     "Datasets and preparation", "Models and recipe", "Accuracy per culture (Tables 2-3)", "Models above chance",
     "Misclassification (Table 4)", "Saliency (Figures 5-6)", "Emotion modification (Figure 7)",
@@ -199,10 +200,18 @@ def _h1(exp: Experiment, out: Path) -> str:
         s = record["summary"]
         rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
         errors = record["tables"].get("class_error_tests", pd.DataFrame())
-        return (f"{s['cultures']['a']} minus {s['cultures']['b']}:\n\n" + _md(pd.DataFrame(rows)) +
+        text = (f"{s['cultures']['a']} minus {s['cultures']['b']}:\n\n" + _md(pd.DataFrame(rows)) +
                 "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
+        confusions = record["tables"].get("confusion_tests")
+        if confusions is not None and len(confusions):
+            largest = confusions.reindex(confusions["diff"].abs().sort_values(ascending=False).index).head(CONFUSIONS_SHOWN)
+            text += (f"\n\nConfusions (the share of the true emotion's test images given the predicted label, a minus b; "
+                     f"permutation over trials, corrected over the {len(confusions)} pairs ever confused), the "
+                     f"{len(largest)} largest differences (every pair in `confusion_tests.csv`):\n\n" + _md(largest))
+        return text
 
-    return _per_protocol(exp, body, out, (("fig_h1_accuracy", "Accuracy per trial and culture"),))
+    return _per_protocol(exp, body, out, (("fig_h1_accuracy", "Accuracy per trial and culture"),
+                                          ("fig_h1_confusions", "Which emotions each culture's models confuse")))
 
 
 def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -126,6 +126,8 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
             f"{100 * acc['ci_low']:+.1f} to {100 * acc['ci_high']:+.1f} over test images; permutation p = "
             f"{format_p(acc['p_value'])} over {acc['p_unit']}{holm_text}; Hedges' g = {_num(acc['effect_size'])}): "
             f"{verdict}.")
+        if summary.get("confusion_tests"):
+            parts.append(_confusion_sentence(summary["confusion_tests"], a, b))
         flagged = summary.get("chance", {}).get("flagged", [])
         if flagged:
             parts.append(f"{len(flagged)} trial(s) of this comparison are not clearly above chance (listed above); the "
@@ -142,6 +144,25 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
     parts.append(unsupported(f"that a face's culture ({', '.join(_cultures(summaries))}) makes expressions easier or "
                              "harder to recognise.", sources or {}))
     return "\n\n".join(parts)
+
+
+def _confusion_sentence(tests: list[Mapping[str, Any]], a: str, b: str) -> str:
+    """Which confusions (one emotion taken for another) differ between the cultures after correction."""
+    def pair(t: Mapping[str, Any]) -> str:
+        return (f"{t['true']} taken for {t['predicted']} ({100 * t['rate_a']:.0f}% of {a}'s {t['true']} images vs "
+                f"{100 * t['rate_b']:.0f}%, corrected p = {format_p(t['p_adjusted'])})")
+
+    differing = sorted((t for t in tests if significant(t.get("p_adjusted"))), key=lambda t: t["p_adjusted"])
+    if differing:
+        found = (f"{len(differing)} of the {len(tests)} pairs of emotions ever confused differ after correction: "
+                 + "; ".join(pair(t) for t in differing[:MAX_LISTED]))
+    else:
+        largest = max(tests, key=lambda t: abs(t["diff"]))
+        found = (f"none of the {len(tests)} pairs of emotions ever confused differs after correction (the largest "
+                 f"difference: {pair(largest)})")
+    return (f"Which emotions the models confuse (the paper's comparison of confusion matrices, tested): {found}. A "
+            "culture recognised less accurately has more confusions everywhere; read a pair beside its emotion's "
+            "error difference.")
 
 
 def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str] | None = None) -> str:

@@ -1,5 +1,5 @@
-"""Culture-comparison figures: accuracy by culture, region-share differences, the pixel-wise
-difference map, the transfer matrix and CKA.
+"""Culture-comparison figures: accuracy by culture, confusion differences, region-share differences,
+the pixel-wise difference map, the transfer matrix and CKA.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display
 backend needed), so they can be saved from scripts and the CLI as well as shown in notebooks.
@@ -75,6 +75,30 @@ def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
     return fig
 
 
+def confusion_difference_heatmap(confusion_tests: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
+    """True x predicted heatmap of the confusion-rate difference (a minus b, share of the true emotion's test
+    images); * p_adj < .05, ** < .01; blank: the diagonal (the per-class error tests) and pairs never confused."""
+    classes = list(dict.fromkeys([*confusion_tests["true"], *confusion_tests["predicted"]]))
+    diff = confusion_tests.pivot(index="true", columns="predicted", values="diff").reindex(index=classes,
+                                                                                          columns=classes)
+    marks = confusion_tests.assign(mark=confusion_tests["p_adjusted"].map(_significance_mark)).pivot(
+        index="true", columns="predicted", values="mark").reindex(index=classes, columns=classes)
+    labels = np.array([[f"{100 * v:+.0f}{m}" if v == v else "" for v, m in zip(dr, mr)]
+                       for dr, mr in zip(diff.to_numpy(float), marks.to_numpy())])
+    limit = float(np.nanmax(np.abs(diff.to_numpy(float)))) if len(confusion_tests) else 0.0
+    fig = Figure(figsize=(0.8 * len(classes) + 2.5, 0.6 * len(classes) + 1.5))
+    ax = fig.subplots()
+    sns.heatmap(100 * diff.astype(float), annot=labels, fmt="", cmap="RdBu_r", center=0, vmin=-100 * (limit or 1),
+                vmax=100 * (limit or 1), ax=ax, cbar_kws={"label": f"points, {names[0]} - {names[1]}"},
+                annot_kws={"fontsize": 8})
+    ax.set(xlabel="predicted", ylabel="true")
+    correction = confusion_tests["correction"].iloc[0] if len(confusion_tests) else ""
+    ax.set_title(f"confusions: share of the true emotion's images, {names[0]} - {names[1]}\n(trials as unit; "
+                 f"{correction}: * < .05, ** < .01)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def pixel_difference_map(pixel: dict[str, np.ndarray], names: tuple[str, str] = ("a", "b"),
                          alpha: float = 0.05) -> Figure:
     """Mean saliency of each culture and their difference, outlining pixels with FWER p < ``alpha``."""
@@ -126,9 +150,13 @@ def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
 def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
                        names: tuple[str, str]) -> dict[str, Figure]:
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
-    ``transfer``, ``cka``), its accuracy test, its pixel-wise maps and the two cultures' names."""
+    ``transfer``, ``cka``; ``confusion_tests`` where the comparison has it), its accuracy test, its pixel-wise maps
+    and the two cultures' names."""
+    figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy)}
+    if "confusion_tests" in tables:  # comparisons recorded before emofx tested confusions have no such table
+        figures["confusion_differences"] = confusion_difference_heatmap(tables["confusion_tests"], names)
     return {
-        "accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy),
+        **figures,
         "region_differences": region_difference_heatmap(tables["region_tests"]),
         "pixel_difference": pixel_difference_map(pixel, names),
         "transfer_matrix": transfer_heatmap(tables["transfer"]),

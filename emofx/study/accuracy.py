@@ -1,7 +1,8 @@
 """H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with a bootstrap
-interval over test images, per-class errors, the train-culture x test-culture transfer matrix,
-whether the gap between two cultures changes between two experiments (another training), and each
-trial's two models of two experiments compared image by image."""
+interval over test images, per-class errors, which emotions the cultures' models confuse, the
+train-culture x test-culture transfer matrix, whether the gap between two cultures changes between
+two experiments (another training), and each trial's two models of two experiments compared image
+by image."""
 
 from __future__ import annotations
 
@@ -153,6 +154,44 @@ def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, conf
         "emotion": emotions, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0), "diff": a.mean(axis=0) - b.mean(axis=0),
         "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
     })
+
+
+def confusion_rates(predictions: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """Each trial's confusion matrix on its own culture's test images, rows normalised: (trials, C, C), entry
+    [t, i, j] the share of emotion ``classes[i]``'s images that trial t's model labelled ``classes[j]``."""
+    own = predictions[predictions["train_culture"] == predictions["test_culture"]]
+    matrices = []
+    for _, trial in own.groupby("trial", sort=True):
+        counts = pd.crosstab(trial["emotion"], trial["predicted"]).reindex(index=classes, columns=classes, fill_value=0)
+        matrices.append(counts.to_numpy(float) / np.maximum(counts.to_numpy().sum(axis=1, keepdims=True), 1))
+    return np.stack(matrices)
+
+
+def confusion_tests(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, classes: Sequence[str],
+                    config: CompareConfig) -> pd.DataFrame:
+    """Which confusions differ between the cultures: the paper's comparison of confusion matrices, tested.
+
+    For each pair of distinct emotions of ``classes`` (true, predicted), the share of the true emotion's test images that a
+    trial's model gave the other label, a minus b, with a permutation test over trials (Welch t) corrected over
+    the pairs (maxT, Holm or BH as ``config.correction``). Pairs that no model of either culture ever confused
+    are left out. A culture recognised less accurately has more confusions overall: read a pair beside its
+    emotion's error difference (:func:`class_error_tests`)."""
+    a, b = confusion_rates(predictions_a, classes), confusion_rates(predictions_b, classes)
+    true, predicted = np.nonzero(~np.eye(len(classes), dtype=bool))
+    confused = (a[:, true, predicted].max(axis=0) > 0) | (b[:, true, predicted].max(axis=0) > 0)
+    true, predicted = true[confused], predicted[confused]
+    columns = ["true", "predicted", "rate_a", "rate_b", "diff", "p_value", "p_adjusted", "correction", "unit"]
+    if not len(true):
+        return pd.DataFrame(columns=columns)
+    cells_a, cells_b = a[:, true, predicted], b[:, true, predicted]
+    test = stats.permutation_test(cells_a, cells_b, statistic="welch_t", n_permutations=config.n_permutations,
+                                  seed=config.seed)
+    adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
+    return pd.DataFrame({
+        "true": np.asarray(classes)[true], "predicted": np.asarray(classes)[predicted],
+        "rate_a": cells_a.mean(axis=0), "rate_b": cells_b.mean(axis=0), "diff": cells_a.mean(axis=0) - cells_b.mean(axis=0),
+        "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
+    }, columns=columns)
 
 
 def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:

@@ -11,6 +11,9 @@ The unit of every test is stated in its output:
   those people (and models trained on them), so a sample's own people shift all its trials;
   ``split_kind="independent"`` (:func:`independent_splits`) gives every trial disjoint people,
   so the test speaks about new people of the culture, not only about new models.
+- Confusions (H1, the paper's comparison of confusion matrices): for each pair of distinct
+  emotions, the share of one emotion's test images given the other's label, per trial; trials
+  are permuted and the pairs corrected as one family (max-T by default).
 - Features (H2): region shares, landmark proximity and the pixel-wise map are tested with
   trials as the unit by default (each trial's mean over its test images): every image of a
   culture is explained by that culture's models, so model-to-model variation shifts all of a
@@ -44,6 +47,7 @@ from emofx.study.accuracy import (
     accuracy_test,
     class_error_tests,
     class_errors,
+    confusion_tests,
     predictions_frame,
     transfer_matrix,
     trial_metrics,
@@ -98,6 +102,7 @@ class Comparison:
                                                "unit"]].to_dict(orient="records"),
             "proximity_tests": self.tables["proximity_tests"].to_dict(orient="records"),
             "class_error_tests": self.tables["class_error_tests"].to_dict(orient="records"),
+            "confusion_tests": self.tables["confusion_tests"].to_dict(orient="records"),
             "pixelwise": {"unit": self.config.unit, "correction": "max-statistic (Welch t) permutation, FWER",
                           "min_p_fwer": float(self.pixel["p_fwer"].min()),
                           "pixels_p_fwer_below_0.05": int((self.pixel["p_fwer"] < 0.05).sum())},
@@ -140,7 +145,8 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.0
 
 def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
             config: CompareConfig = CompareConfig()) -> Comparison:
-    """Compare two cultures' trial runs: H1 accuracy, transfer, H2 regions/proximity/pixels/filters, CKA."""
+    """Compare two cultures' trial runs: H1 accuracy and confusions, transfer, H2 regions/proximity/pixels/filters,
+    CKA."""
     if a.name == b.name:
         raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
     for runs, regions in ((a, regions_a), (b, regions_b)):
@@ -209,6 +215,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
         "trial_metrics": recorded(pd.concat([trial_metrics(p) for p in predictions], ignore_index=True), "train_culture"),
         "class_errors": recorded(errors),
         "class_error_tests": class_error_tests(errors, a.name, b.name, config),
+        "confusion_tests": confusion_tests(*predictions, classes, config),
         "transfer": recorded(transfer, "train_culture"),
         "saliency_measures": recorded(measures),
         "region_tests": region_tests,
