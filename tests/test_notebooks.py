@@ -105,6 +105,10 @@ def test_saliency_modification_and_comparison_results(executed):
     region_tests = pd.read_csv(comparison / "region_tests.csv")
     assert set(region_tests["region"]) == set(regions) and region_tests["p_adjusted"].between(0, 1).all()
     assert set(saliency["classes"]) <= set(region_tests["emotion"])  # a test per emotion and region
+    confusions = pd.read_csv(comparison / "confusion_tests.csv")
+    assert (confusions["true"] != confusions["predicted"]).all() and confusions["p_adjusted"].between(0, 1).all()
+    recorded = json.loads((comparison.parent / results.RESULTS_FILE).read_text())
+    assert recorded["confusions_significant"] == int((confusions["p_adjusted"] < 0.05).sum())
     transfer = pd.read_csv(comparison / "transfer.csv")
     assert {(a, b) for a, b in zip(transfer["train_culture"], transfer["test_culture"])} == {
         (a, b) for a in CULTURES for b in CULTURES}
