@@ -126,6 +126,7 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
         assert (out / f"{name}.csv").stat().st_size > 0
     confusions = pd.read_csv(out / "confusion_tests.csv")
     pd.testing.assert_frame_equal(pd.DataFrame(summary["confusion_tests"]), confusions, check_exact=False)
+    significant_confusions = int((confusions["p_adjusted"] < 0.05).sum())
     assert set(confusions["true"]) | set(confusions["predicted"]) <= {"happy", "surprised"}
     assert (confusions["true"] != confusions["predicted"]).all()
     for name in ("accuracy_by_culture", "confusion_differences", "region_differences", "pixel_difference",
@@ -134,6 +135,7 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
     captured = capsys.readouterr()
     printed = json.loads(captured.out)
     assert printed["accuracy"]["p_value"] == summary["accuracy"]["p_value"]
+    assert printed["significant_confusion_tests"] == significant_confusions
     # 2 trials per culture: every test over trials is bound to p >= 1/3, and the user is told so
     assert summary["accuracy"]["smallest_p"] == pytest.approx(1 / 3)
     warning = next(n for n in summary["notes"] if n.startswith("too few trials"))

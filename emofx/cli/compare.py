@@ -1,5 +1,5 @@
-"""Compare two cultures' trained runs: accuracy (H1), saliency regions, landmark proximity,
-pixel-wise maps, filters (H2) and representations (CKA), with calibrated tests.
+"""Compare two cultures' trained runs: accuracy and confusions (H1), saliency regions, landmark
+proximity, pixel-wise maps, filters (H2) and representations (CKA), with calibrated tests.
 
 RUNS_A and RUNS_B are directories holding each culture's trial runs (made by `emofx train`);
 --data-a/--data-b are the datasets those runs were trained on. OUT receives summary.json,
@@ -11,7 +11,9 @@ culture's people only when each trial used its own people (split kind "independe
 `emofx.study.comparison.culture_splits`); trials that re-split one sample answer for that sample.
 Every trial whose balanced accuracy is not clearly above chance (one-sided permutation test on its
 test images, p >= --chance-alpha) is flagged on stderr with the hypotheses it undermines;
---exclude-chance leaves such trials out of every test.
+--exclude-chance leaves such trials out of every test. Which emotions the models take for which is
+tested per pair of distinct emotions over trials (confusion_tests.csv, confusion_differences.png).
+With too few trials for any test over trials to reach p < 0.05 (2 or 3 per culture), stderr says so.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({
         "cultures": [a.name, b.name],
         "accuracy": {k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high")},
+        "significant_confusion_tests": int((result.tables["confusion_tests"]["p_adjusted"] < 0.05).sum()),
         "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
         "trials_not_above_chance": result.summary()["chance"]["flagged"],
         "out": str(args.out),
