@@ -104,7 +104,7 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     assert main(["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--out", str(out),
                  "--quiet", "--no-write-faces"]) == 0
     printed = capsys.readouterr().out
-    assert "exact   PrivateTest+Training" in printed
+    assert "    exact         PrivateTest+Training" in printed  # the kind column fits "against-exact"
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == 8
     exclude = pd.read_csv(out / "exclude.csv")
@@ -234,3 +234,45 @@ def test_a_folder_without_a_single_face_is_an_empty_collection(tmp_path):
     (tmp_path / "junk" / "b.png").write_bytes(b"\x89PNG broken")
     result = collect(tmp_path / "junk", CollectConfig(faces="cropped", min_face=0))
     assert len(result.kept) == 0 and result.summary["dropped"] == {"not an image": 2}
+
+
+def test_against_an_aligned_dataset_finds_exact_copies_of_its_files(web_folder, tmp_path, capsys):
+    """A prepared dataset keeps its files' digests: copies of them are found though its faces were aligned."""
+    from dataclasses import replace
+
+    files = sorted((web_folder / "train" / "sad").glob("Training_*.png"))[:2]
+    unrelated = make_synthetic(n_per_class=1, seed=9, classes=("happy", "sad"), images_per_subject_class=1)
+    aligned = replace(unrelated, extras={"content_hash": np.array([dedup.content_digest(f.read_bytes()) for f in files],
+                                                                  dtype=np.uint64)},
+                      meta={**unrelated.meta, "aligned": True})  # its faces no longer look like the files
+    aligned.save(tmp_path / "aligned.npz")
+    config = CollectConfig(faces="cropped", min_face=0, near_threshold=2)
+    result = collect(web_folder, config, against=[tmp_path / "aligned.npz"])
+    exact = result.dropped[result.dropped["reason"] == "exact duplicate of another dataset"]
+    assert sorted(exact["source"]) == sorted(map(str, files))
+    assert (exact["detail"].str.contains("aligned.npz:")).all()
+    assert set(exact["source"]) <= set(result.exclusion_list()["path"])
+    assert result.summary["against"]["aligned"] == [str(tmp_path / "aligned.npz")]
+    argv = ["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--out", str(tmp_path / "out"),
+            "--against", str(tmp_path / "aligned.npz"), "--quiet"]
+    assert main(argv) == 0
+    assert "holds aligned faces" in capsys.readouterr().out
+
+
+def test_against_a_folder_reads_its_images_as_the_collection_reads_its_own(web_folder, tmp_path):
+    """Photos in a folder given as --against are cropped to their faces like the collection's, so a face that
+    a collection crops from a smaller copy of a photo is found (with the photo's file digest for exact copies)."""
+    faces = make_synthetic(n_per_class=2, seed=3, classes=("happy", "sad"), images_per_subject_class=1)
+    photos, downloads = tmp_path / "photos", tmp_path / "downloads"
+    photos.mkdir()
+    downloads.mkdir()
+    for i, face in enumerate(faces.images):
+        photo = cv2.copyMakeBorder(cv2.resize(face, (192, 192)), 96, 96, 96, 96, cv2.BORDER_CONSTANT, value=40)
+        Image.fromarray(photo).save(photos / f"p{i}.png")
+    (downloads / "copy.png").write_bytes((photos / "p0.png").read_bytes())
+    Image.open(photos / "p1.png").resize((192, 192)).save(downloads / "small.jpg", quality=85)
+    result = collect(downloads, CollectConfig(faces="cropped", min_face=0, near_threshold=4), against=[photos])
+    reasons = dict(zip(result.dropped["source"].str.rsplit("/", n=1).str[-1], result.dropped["reason"]))
+    assert reasons == {"copy.png": "exact duplicate of another dataset",
+                       "small.jpg": "near duplicate of another dataset"}
+    assert result.summary["against"] == {"sources": [str(photos)], "aligned": [], "files": 4, "faces": 4}

@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder to write (must not exist unless --overwrite)")
     parser.add_argument("--queries", type=Path, help="CSV: file, query, emotion, language, culture")
     parser.add_argument("--against", action="append", default=[], metavar="DATASET",
-                        help="also drop near duplicates of this dataset (.npz or folder of faces); repeatable")
+                        help="also drop copies of this dataset's images (.npz or folder of images): exact copies "
+                             "of its files, and near copies of its faces (of an aligned dataset, give its source "
+                             "folder for those); repeatable")
     parser.add_argument("--faces", choices=FACE_MODES, default=defaults.faces,
                         help="detect faces, or take images as cropped faces (default detect)")
     parser.add_argument("--size", type=int, default=defaults.size, help=f"face side in pixels (default {defaults.size})")
@@ -64,8 +66,12 @@ def report_lines(summary: dict) -> list[str]:
         lines.append(f"  kept images missing from the query table: {summary['not_in_query_table']}")
     if summary["duplicate_groups"]:
         lines.append("  duplicate groups (kind, splits spanned: groups / images / removed):")
-        lines += [f"    {g['kind']:7s} {g['splits']:35s} {g['groups']:6d} / {g['images']:6d} / {g['removed']:6d}"
+        lines += [f"    {g['kind']:13s} {g['splits']:35s} {g['groups']:6d} / {g['images']:6d} / {g['removed']:6d}"
                   for g in summary["duplicate_groups"]]
+    for source in summary.get("against", {}).get("aligned", []):
+        lines.append(f"  note: {source} holds aligned faces (rotated and scaled to put the eyes in place): only exact "
+                     "copies of its files were found; for near copies (re-encoded, resized), give --against its "
+                     "source folder")
     return lines
 
 

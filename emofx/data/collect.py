@@ -10,7 +10,10 @@ reason:
    (variance of the Laplacian of the output face below ``min_sharpness``) and, with
    ``require_eyes``, faces whose two eyes are not found (the landmark-quality check);
 3. exact duplicates (same bytes) and near duplicates (perceptual hashes of the faces within
-   ``near_threshold`` bits), within the collection and against other datasets (``against``).
+   ``near_threshold`` bits), within the collection and against other datasets (``against``: the
+   file digests an emofx dataset recorded, or a folder's files; the faces of either). The faces of
+   a dataset prepared with alignment are rotated and scaled, so only exact copies of its files are
+   found: near copies (re-encoded, resized) need the dataset's source folder as ``against``.
 
 Of each duplicate group one image is kept: the one in the highest-priority split (test over
 validation over training, so a benchmark's test set stays whole and its copies leave training),
@@ -25,7 +28,7 @@ import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -118,6 +121,7 @@ class Collection:
         """The duplicates removed (``path``, ``reason``): give it to ``emofx prepare --exclude`` for a
         deduplicated benchmark."""
         rows = self.dropped[self.dropped["reason"].isin(["exact duplicate", "near duplicate",
+                                                           "exact duplicate of another dataset",
                                                            "near duplicate of another dataset"])]
         return rows.rename(columns={"source": "path"})[["path", "reason", "detail"]].reset_index(drop=True)
 
@@ -244,29 +248,60 @@ def _priority(split: np.ndarray) -> np.ndarray:
     return np.array([SPLIT_PRIORITY.get(PREDEFINED_NAMES.get(s.lower(), ""), -1) for s in split])
 
 
-def against_hashes(sources: Sequence[str | os.PathLike], config: CollectConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Perceptual hashes and paths of other datasets' faces (``.npz`` datasets or folders of face images)."""
-    hashes, paths = [], []
+@dataclass(frozen=True)
+class OtherImages:
+    """Other datasets' images to find copies of: their files' digests (``content``; exact copies) and their faces'
+    perceptual hashes (``faces``; near copies), each with the image's name, and the datasets whose faces were
+    aligned (their faces are framed otherwise than a collection's, so only exact copies of them are found)."""
+
+    content: np.ndarray
+    content_names: np.ndarray
+    faces: np.ndarray
+    face_names: np.ndarray
+    aligned: tuple[str, ...] = ()
+
+
+def other_images(sources: Sequence[str | os.PathLike], config: CollectConfig) -> OtherImages:
+    """:class:`OtherImages` of ``.npz`` datasets (the file digests they recorded, their faces) or folders of
+    images (read like the collection's own files: the face found as ``config`` says, and the centre square, so
+    that both a folder of photos and a folder of cropped faces compare)."""
+    content, content_names, faces, face_names, aligned = [], [], [], [], []
+    heif = register_heif()
     for source in sources:
         source = Path(source).expanduser()
         if source.suffix == ".npz":
             dataset = FaceDataset.load(source)
-            images, names = dataset.images, [f"{source}:{p}" for p in dataset.path]
+            names = [f"{source}:{p}" for p in dataset.path]
+            digests = dataset.extras.get("content_hash")
+            if digests is not None:
+                content += [int(d) for d in digests]
+                content_names += names
+            faces += list(dataset.images)
+            face_names += names
+            if dataset.meta.get("aligned"):
+                aligned.append(str(source))
         elif source.is_dir():
-            files = [p for p in _source_files(source)]
-            images, names = [], []
-            for p in files:
-                try:
-                    gray = decode_gray(p.read_bytes())
-                    images.append(crop_square(gray, center_square(gray)))
-                    names.append(str(p))
-                except (ImageReadError, OSError):
-                    continue
+            files = _source_files(source)
+            with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+                records = list(pool.map(lambda p: _one_file(p, replace(config, min_face=0, min_sharpness=0.0,
+                                                                       require_eyes=False), heif), files))
+            for path, record in zip(files, records):
+                if "content_hash" in record:
+                    content.append(record["content_hash"])
+                    content_names.append(str(path))
+                if "face" in record:
+                    faces.append(record["face"])
+                    face_names.append(str(path))
+                if config.faces == "detect" and "animated" in record:  # a readable image: its centre square too
+                    gray = decode_gray(path.read_bytes())
+                    centre = crop_square(gray, center_square(gray))
+                    faces.append(cv2.resize(centre, (config.size, config.size), interpolation=cv2.INTER_AREA))
+                    face_names.append(str(path))
         else:
             raise FileNotFoundError(f"--against {source} is neither an emofx dataset (.npz) nor a folder")
-        hashes.append(dedup.perceptual_hashes(images, config.hash_method))
-        paths.extend(names)
-    return (np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)), np.asarray(paths, dtype=str)
+    return OtherImages(np.asarray(content, dtype=np.uint64), np.asarray(content_names, dtype=str),
+                       dedup.perceptual_hashes(faces, config.hash_method) if faces else np.zeros(0, np.uint64),
+                       np.asarray(face_names, dtype=str), tuple(aligned))
 
 
 def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), *,
@@ -305,7 +340,8 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
         kept["emotion"] = np.where(emotion != "", emotion, kept["emotion"])
         kept["in_query_table"] = found
     kept["phash"] = dedup.perceptual_hashes(faces, config.hash_method) if len(kept) else np.zeros(0, np.uint64)
-    duplicates, keep = _deduplicate(kept, config, against)
+    others = other_images(against, config) if against else None
+    duplicates, keep = _deduplicate(kept, config, others)
     for index in np.flatnonzero(~keep):
         row = duplicates[(duplicates["index"] == index) & ~duplicates["kept"]].iloc[0]
         dropped.append({"source": kept.at[index, "source"], "reason": row["reason"], "detail": row["detail"]})
@@ -317,6 +353,9 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
         "config": asdict(config), "heif_support": heif,
         "duplicate_groups": _group_summary(duplicates),
     }
+    if others is not None:
+        summary["against"] = {"sources": [str(a) for a in against], "aligned": list(others.aligned),
+                              "files": len(others.content), "faces": len(others.faces)}
     if query_table is not None:
         summary["not_in_query_table"] = int((~kept.loc[keep, "in_query_table"]).sum())
     kept_frame = kept[keep].reset_index(drop=True)
@@ -326,7 +365,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
                       duplicates=duplicates.drop(columns=["index"]), summary=summary)
 
 
-def _deduplicate(kept: pd.DataFrame, config: CollectConfig, against: Sequence[str | os.PathLike]
+def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages | None
                  ) -> tuple[pd.DataFrame, np.ndarray]:
     """Duplicate groups (exact, near, against other datasets) and which images survive."""
     n = len(kept)
@@ -352,18 +391,21 @@ def _deduplicate(kept: pd.DataFrame, config: CollectConfig, against: Sequence[st
             "detail": [f"of {kept_of[g]}" for g in groups[members]],
         }))
         keep &= survivors
-    if against:
-        other_hashes, other_paths = against_hashes(against, config)
-        threshold = max(config.near_threshold, 0)
-        rows, cols = dedup.near_pairs(kept["phash"].to_numpy(np.uint64), threshold, other_hashes)
-        first = pd.Series(cols).groupby(rows).first()
-        members = first.index.to_numpy(np.int64)
-        parts.append(pd.DataFrame({
-            "kind": "against", "group": first.to_numpy(np.int64), "index": members, "source": source[members],
-            "split": split[members], "kept": False, "reason": "near duplicate of another dataset",
-            "detail": [f"of {other_paths[j]}" for j in first.to_numpy()],
-        }))
-        keep[members] = False
+    if others is not None:
+        first_of = {int(h): j for j, h in reversed(list(enumerate(others.content)))}
+        exact = {i: first_of[int(h)] for i, h in enumerate(kept["content_hash"].to_numpy(np.uint64)) if int(h) in first_of}
+        rows, cols = dedup.near_pairs(kept["phash"].to_numpy(np.uint64), max(config.near_threshold, 0), others.faces)
+        near = {int(i): int(j) for i, j in pd.Series(cols).groupby(rows).first().items() if int(i) not in exact}
+        for kind, matches, names, reason in (
+                ("against-exact", exact, others.content_names, "exact duplicate of another dataset"),
+                ("against", near, others.face_names, "near duplicate of another dataset")):
+            members = np.asarray(sorted(matches), dtype=np.int64)
+            parts.append(pd.DataFrame({
+                "kind": kind, "group": [matches[i] for i in members], "index": members, "source": source[members],
+                "split": split[members], "kept": False, "reason": reason,
+                "detail": [f"of {names[matches[i]]}" for i in members],
+            }))
+            keep[members] = False
     columns = ["kind", "group", "index", "source", "split", "kept", "reason", "detail"]
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), keep
 
@@ -375,7 +417,7 @@ def _group_summary(duplicates: pd.DataFrame) -> list[dict[str, Any]]:
     spans = duplicates.groupby(["kind", "group"]).agg(
         size=("source", "size"), splits=("split", lambda s: "+".join(sorted(set(s))) or "(none)"))
     table = spans.groupby(["kind", "splits"]).agg(groups=("size", "size"), images=("size", "sum")).reset_index()
-    table["removed"] = table["images"] - np.where(table["kind"] == "against", 0, table["groups"])
+    table["removed"] = table["images"] - np.where(table["kind"].str.startswith("against"), 0, table["groups"])
     return table.to_dict(orient="records")
 
 
