@@ -277,8 +277,9 @@ def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_f
     assert side_by_side["best_val_error"] == pytest.approx(separate["best_val_error"], abs=1e-6)
     assert load_run(out / "trial-1").metrics["trial"] == 1
     assert load_run(out / "trial-1").split.test.tolist() != load_run(out / "trial-0").split.test.tolist()
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--resume"]) == 2
-    assert "--resume continues one run" in capsys.readouterr().err
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--resume",
+                 "--side-by-side", "yes"]) == 2
+    assert "runs trained side by side start afresh" in capsys.readouterr().err
     assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "0"]) == 2
     assert "--trials must be at least 1" in capsys.readouterr().err
 
@@ -297,7 +298,7 @@ def test_seeds_side_by_side_give_the_runs_of_separate_seeds(run_dir, data_files,
     assert other.metrics["seed"] == other.metrics["identity"]["seed"] == other.metrics["config"]["train"]["seed"] == 5
     assert other.split.test.tolist() != load_run(out / "seed-0").split.test.tolist()  # the seed draws the split
     for bad, message in ((["--seeds", "1", "1"], "repeats a seed"), (["--seeds", "1", "--trials", "2"], "not both"),
-                         (["--seeds", "1", "--resume"], "--resume continues one run")):
+                         (["--seeds", "1", "--resume", "--side-by-side", "yes"], "side by side start afresh")):
         assert main(["train", str(data_files["train"]), "--out", str(tmp_path / "bad"), *TINY, *bad]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

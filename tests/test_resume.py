@@ -104,6 +104,37 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     assert "corrupt run file" in listed["damaged"]
 
 
+def test_trials_killed_midway_continue_where_they_stand(data_file, uninterrupted, tmp_path, capsys):
+    """`--trials 3` killed during trial 1: `--resume` keeps trial 0, resumes trial 1 and trains trial 2, each
+    to the numbers of its own uninterrupted run."""
+    out = tmp_path / "trials"
+    options = ["--epochs", str(EPOCHS), "--patience", "0", *TINY]
+    command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out), "--trials", "3", *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / "trial-1" / STATE_FILE
+    deadline = time.monotonic() + 600
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    assert state.exists() and not (out / "trial-2").exists()
+    first = _snapshot(out / "trial-0")
+    assert main(["train", str(data_file), "--out", str(out), "--trials", "3", "--side-by-side", "yes", "--resume",
+                 *options]) == 2  # side by side means afresh
+    assert "runs trained side by side start afresh" in capsys.readouterr().err
+    assert main(["train", str(data_file), "--out", str(out), "--trials", "3", "--resume", *options]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out / 'trial-0'}: already complete, kept as it is" in printed and printed.count("test accuracy") == 2
+    assert _snapshot(out / "trial-0") == first
+    in_process = {k: v for k, v in _numbers(uninterrupted).items() if k != "malloc_tunables"}  # `python -m emofx` tunes
+    assert {k: v for k, v in _numbers(out / "trial-0").items() if k != "malloc_tunables"} == in_process
+    alone = tmp_path / "trial-1-alone"
+    assert main(["train", str(data_file), "--out", str(alone), "--trial", "1", *options]) == 0
+    assert _numbers(out / "trial-1") == _numbers(alone)  # resumed to the numbers of an uninterrupted run
+    assert not list(out.rglob(STATE_FILE)) and load_run(out / "trial-2").metrics["trial"] == 2
+
+
 def test_resume_refuses_another_run_and_leaves_it_untouched(data_file, tmp_path, capsys):
     out = tmp_path / "other"
     process = subprocess.Popen([sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out),

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial number: another trial gives another split and initialisation (default 0)")
     parser.add_argument("--trials", type=int, default=1, metavar="N",
                         help="train N trials (--trial, --trial + 1, ...), each run in RUN_DIR/trial-K with the "
-                             "numbers of a separate run (see --side-by-side; no --resume) (default 1)")
+                             "numbers of a separate run (see --side-by-side) (default 1)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         help="train these seeds instead of --seed, each run in RUN_DIR/seed-S with the numbers of "
                              "a separate run with --seed S (see --side-by-side)")
@@ -80,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--conv-lr-scale", type=float, metavar="X",
                         help="multiply the convolutional layers' learning rate by X (fine-tuning, e.g. 0.1)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in RUN_DIR (same command otherwise)")
+                        help="continue the interrupted run in RUN_DIR (same command otherwise); with --trials or "
+                             "--seeds, continue where they stand: complete runs kept, the interrupted one resumed, "
+                             "the rest trained")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -154,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")
-    if (args.trials > 1 or args.seeds) and args.resume:
-        raise ValueError("--resume continues one run; runs of --trials or --seeds start afresh")
+    if (args.trials > 1 or args.seeds) and args.resume and args.side_by_side == "yes":
+        raise ValueError("runs trained side by side start afresh; --resume continues --trials or --seeds trained one "
+                         "after another (--side-by-side no)")
     if args.seeds and args.trials > 1:
         raise ValueError("give --trials or --seeds, not both")
     if args.seeds and len(set(args.seeds)) < len(args.seeds):
@@ -169,9 +172,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         plans = []
     if plans:
-        side_by_side = {"auto": None, "yes": True, "no": False}[args.side_by_side]
+        side_by_side = False if args.resume else {"auto": None, "yes": True, "no": False}[args.side_by_side]
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
-                             overwrite=args.overwrite, progress=not args.quiet, side_by_side=side_by_side)
+                             overwrite=args.overwrite, progress=not args.quiet, side_by_side=side_by_side,
+                             resume=args.resume)
+        done = {Path(run_.directory).resolve() for run_, _ in trained}
+        for plan in plans:
+            if Path(plan.directory).resolve() not in done and args.resume:
+                print(f"{plan.directory}: already complete, kept as it is")
     else:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,

@@ -183,21 +183,31 @@ class _Prepared:
     identity: dict[str, Any]
     split: Split
     config: TrainConfig  # the training configuration with the plan's seed
+    resume: bool = False  # continue the interrupted training saved in the directory
 
 
 def _prepare(plan: RunPlan, train_config: TrainConfig, model_config: ModelConfig, init_path: str | None,
-             overwrite: bool, resume: bool) -> _Prepared:
-    """The run's identity, a directory checked to be safe to write, its split and configuration."""
+             overwrite: bool, resume: bool | None) -> _Prepared | None:
+    """The run's identity, a directory checked to be safe to write, its split and configuration.
+
+    ``resume``: continue the interrupted training in the directory; ``None``: continue where the run stands
+    (resume it if interrupted, start it if its directory is empty, skip it (None) if this very run is complete)."""
     config = train_config if plan.seed is None else replace(train_config, seed=int(plan.seed))
     identity = run_identity(plan.dataset, plan.split_kind, config.seed, plan.trial, config, model_config, init_path)
     if plan.split is not None:
         identity["split_indices"] = hashlib.sha256(json.dumps(plan.split.to_dict()).encode()).hexdigest()[:16]
+    if resume is None:
+        directory = Path(plan.directory)
+        if (directory / METRICS_FILE).exists() and not (directory / STATE_FILE).exists() and (
+                _recorded_identity(directory) == json.loads(json.dumps(identity))):
+            return None
+        resume = (directory / STATE_FILE).exists()
     directory = check_run_directory(plan.directory, identity, overwrite, resume)
     split = plan.split if plan.split is not None else make_split(plan.dataset, kind=plan.split_kind,
                                                                  seed=config.seed, trial=plan.trial)
     if len(split.test) == 0:
         raise TrainingError(f"the {plan.split_kind!r} split of this dataset has no test images; use another --split")
-    return _Prepared(plan, directory, identity, split, config)
+    return _Prepared(plan, directory, identity, split, config, resume)
 
 
 def check_plans(plans: Sequence[RunPlan], train_config: TrainConfig, model_config: ModelConfig,
@@ -238,17 +248,17 @@ def train_run(
     plan = RunPlan(dataset, directory, trial, split_kind, split, data_path)
     prepared = _prepare(plan, train_config, model_config, init_path, overwrite, resume)
     initial = TrainedModel.load(init_from) if init_from is not None else None
-    return _train_alone(prepared, model_config, initial, init_path, progress, resume)
+    return _train_alone(prepared, model_config, initial, init_path, progress)
 
 
 def _train_alone(prepared: _Prepared, model_config: ModelConfig, initial: TrainedModel | None, init_path: str | None,
-                 progress: bool, resume: bool = False) -> tuple[Run, TrainResult]:
-    """Train one prepared run by itself (:func:`emofx.nets.training.fit`) and record it."""
+                 progress: bool) -> tuple[Run, TrainResult]:
+    """Train (or resume) one prepared run by itself (:func:`emofx.nets.training.fit`) and record it."""
     plan, split = prepared.plan, prepared.split
     started = cpu_times()
     result = fit(plan.dataset.subset(split.train), plan.dataset.subset(split.val), prepared.config, model_config,
                  trial=plan.trial, init_from=initial, progress=progress, state_path=prepared.directory / STATE_FILE,
-                 resume=resume, tag=prepared.identity)
+                 resume=prepared.resume, tag=prepared.identity)
     return _record(prepared, result, init_path, started), result
 
 
@@ -261,6 +271,7 @@ def train_runs(
     overwrite: bool = False,
     progress: bool = True,
     side_by_side: bool | None = None,
+    resume: bool = False,
 ) -> list[tuple[Run, TrainResult]]:
     """Train several runs (trials, seeds, cultures of one image size and class set) and record each
     as :func:`train_run` would. Every directory is checked before any training.
@@ -268,17 +279,21 @@ def train_runs(
     ``side_by_side``: as one vmapped program (:func:`emofx.nets.lanes.fit_lanes`; the same
     directories, files and numbers within float tolerance, the runs' times those of the whole
     batch), or one after another (exactly :func:`train_run`'s numbers); default: side by side where
-    that is faster (:func:`emofx.nets.lanes.lanes_pay_off`: on a GPU, not on a CPU)."""
+    that is faster (:func:`emofx.nets.lanes.lanes_pay_off`: on a GPU, not on a CPU). ``resume``
+    (one after another only) continues where the runs stand after an interruption: a run already
+    complete is skipped (and not returned), an interrupted one resumed, the others started."""
     if not plans:
         return []
+    if resume and side_by_side:
+        raise RunError("runs trained side by side start afresh; resume them one after another (side_by_side=False)")
     model_config = model_config or ModelConfig(num_classes=len(plans[0].dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
-    prepared = [_prepare(plan, train_config, model_config, init_path, overwrite, False) for plan in plans]
-    directories = [p.directory.resolve() for p in prepared]
-    if len(set(directories)) < len(directories):
+    if len({Path(plan.directory).resolve() for plan in plans}) < len(plans):
         raise RunError("two of the runs to train share a directory; give each its own")
+    prepared = [p for p in (_prepare(plan, train_config, model_config, init_path, overwrite, None if resume else False)
+                            for plan in plans) if p is not None]
     initial = TrainedModel.load(init_from) if init_from is not None else None
-    if not (lanes_pay_off() if side_by_side is None else side_by_side):
+    if resume or not (lanes_pay_off() if side_by_side is None else side_by_side):
         trained = []
         for one in prepared:
             trained.append(_train_alone(one, model_config, initial, init_path, progress))
