@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,
                              overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)]
-    for run_, result in trained:
+    for number, (run_, result) in enumerate(trained):
         m = run_.metrics
         for note in result.notes:
             print(f"note: {note}")
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
               f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
               f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
               f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
-              f"({m['compile_seconds']:.1f} s compiling{_ready(m)}) -> {run_.directory}")
+              f"({m['compile_seconds']:.1f} s compiling{_ready(m) if number == 0 else ''}) -> {run_.directory}")
     reasons = {result.stop_reason for _, result in trained}
     if "nan_loss" in reasons:
         for _, result in trained:
@@ -204,5 +204,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ready(metrics: dict) -> str:
+    """When the first step was ready after the process started: the cost of a new process, said of its first run."""
     ready = metrics.get("ready_seconds")
     return "" if ready is None else f"; first step {ready:.1f} s after the process started"
