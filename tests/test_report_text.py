@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from emofx.pipeline.figures import comparison_labels
-from emofx.pipeline.report_text import confound, h1_paragraph, holm_over_pairs
+from emofx.pipeline.report_text import confound, h1_paragraph, holm_over_pairs, smallest_p
 
 
 def summary(a: str, b: str, diff: float, p_value: float) -> dict:
@@ -66,6 +66,12 @@ def test_h1_with_too_few_trials_says_the_test_cannot_decide_not_that_trials_vary
     assert "vary about as much" not in collected
     assert "does not show a difference: trials of one culture vary about as much" in matched
     assert "too few" not in matched
+    older = summary("Swedish", "Taiwanese", 0.11, 1 / 3)  # written before smallest_p was recorded: read from p_unit
+    older["accuracy"]["p_unit"] = "trials (2 vs 2; exact over 6 splits)"
+    assert "cannot give p below 0.33" in h1_paragraph({"collected": older})
+    assert smallest_p({"p_unit": "trials (3 vs 5; exact over 56 splits)"}) == pytest.approx(1 / 56)
+    assert smallest_p({"p_unit": "trials (20 vs 20; Monte-Carlo, 10000 splits)"}) == pytest.approx(1e-4)
+    assert smallest_p({"p_unit": "trials (5 vs 5)"}) is None
 
 
 def test_h1_names_the_confusions_that_differ_or_the_largest_when_none_does():

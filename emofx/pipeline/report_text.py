@@ -7,6 +7,7 @@ returns Markdown; numbers are quoted, never rounded into words alone.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -80,6 +81,19 @@ def significant(p_value: Any) -> bool:
     return p_value is not None and p_value == p_value and float(p_value) < ALPHA
 
 
+def smallest_p(test: Mapping[str, Any]) -> float | None:
+    """The smallest p-value a permutation test over trials could give (:func:`emofx.study.stats.smallest_p`): as
+    recorded, or for a summary written before emofx recorded it, from its ``p_unit`` ("trials (2 vs 2; exact over 6
+    splits)"); None when neither says."""
+    if test.get("smallest_p") is not None:
+        return float(test["smallest_p"])
+    found = re.search(r"\((\d+) vs (\d+); (exact over|Monte-Carlo,) (\d+) splits\)", str(test.get("p_unit", "")))
+    if found is None:
+        return None
+    n_a, n_b, kind, splits = found.groups()
+    return (2.0 if kind == "exact over" and n_a == n_b else 1.0) / int(splits)
+
+
 def holm_over_pairs(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[str, str]) -> dict[str, float]:
     """H1's p-value of each comparison Holm-adjusted over the comparisons of its protocol (by label), for the
     protocols that compare more than one pair of cultures: k cultures give k (k - 1) / 2 tests of one question."""
@@ -113,7 +127,7 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
         pairs = sum(protocols[other] == protocols[label] for other in summaries)
         holm_text = (f"; Holm-adjusted over the {pairs} pairs of cultures of this protocol, p = "
                      f"{format_p(adjusted[label])}" if label in adjusted else "")
-        smallest = acc.get("smallest_p")  # None in summaries written before emofx recorded it
+        smallest = smallest_p(acc)
         verdict = ("the difference is larger than the trial-to-trial variation would give by chance"
                    if significant(adjusted.get(label, acc.get("p_value"))) else
                    f"too few trials to tell: with these, a permutation test cannot give p below {smallest:.2g}, "
