@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from emofx.pipeline.figures import comparison_labels
-from emofx.pipeline.report_text import confound, h1_paragraph, holm_over_pairs, smallest_p
+from emofx.pipeline.report_text import confound, h1_paragraph, h2_paragraph, holm_over_pairs, smallest_p
 
 
 def summary(a: str, b: str, diff: float, p_value: float) -> dict:
@@ -72,6 +72,25 @@ def test_h1_with_too_few_trials_says_the_test_cannot_decide_not_that_trials_vary
     assert smallest_p({"p_unit": "trials (3 vs 5; exact over 56 splits)"}) == pytest.approx(1 / 56)
     assert smallest_p({"p_unit": "trials (20 vs 20; Monte-Carlo, 10000 splits)"}) == pytest.approx(1e-4)
     assert smallest_p({"p_unit": "trials (5 vs 5)"}) is None
+
+
+def test_h2_and_the_confusions_say_when_the_trials_were_too_few_for_any_test():
+    def with_tests(p_unit: str) -> dict:
+        record = summary("A", "B", 0.1, 1 / 3)
+        record["accuracy"]["p_unit"] = p_unit
+        record["region_tests"] = [{"emotion": "happy", "region": "mouth", "diff": 0.2, "effect_size": 2.0,
+                                   "p_value": 1 / 3, "p_adjusted": 1 / 3, "unit": "trials"}]
+        record["confusion_tests"] = [{"true": "sad", "predicted": "happy", "rate_a": 0.3, "rate_b": 0.1, "diff": 0.2,
+                                      "p_value": 1 / 3, "p_adjusted": 1 / 3}]
+        record.update(config={"saliency_method": "guided"}, filters={"total_variation": 0.1, "p_value": 1 / 3},
+                      cka={"between": 0.5, "within_a": 0.6, "within_b": 0.7})
+        return record
+
+    few, enough = with_tests("trials (2 vs 2; exact over 6 splits)"), with_tests("trials (5 vs 5; exact over 252 splits)")
+    assert "no test over trials could reach p < 0.05" in h2_paragraph({"x": few})
+    assert "no test over trials could reach" not in h2_paragraph({"x": enough})
+    assert "no test over trials could reach p < 0.05" in h1_paragraph({"x": few})  # in the confusion sentence
+    assert "no test over trials could reach" not in h1_paragraph({"x": enough})
 
 
 def test_h1_names_the_confusions_that_differ_or_the_largest_when_none_does():

@@ -16,6 +16,7 @@ from emofx.pipeline.figures import COLLECTED, MATCHED
 from emofx.study.stats import holm
 
 ALPHA = 0.05
+TOO_FEW = "; with these trials no test over trials could reach p < 0.05"
 MAX_LISTED = 6  # region differences named in the text; the table lists every test
 SYNTHETIC = "synthetic"  # the source of emofx's generated faces, also as "synthetic:<dialect>"
 SOURCE_NOTES = {  # how the people of a known source were photographed, for the confound sentence
@@ -141,7 +142,7 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
             f"{format_p(acc['p_value'])} over {acc['p_unit']}{holm_text}; Hedges' g = {_num(acc['effect_size'])}): "
             f"{verdict}.")
         if summary.get("confusion_tests"):
-            parts.append(_confusion_sentence(summary["confusion_tests"], a, b))
+            parts.append(_confusion_sentence(summary["confusion_tests"], a, b, _too_few(summary)))
         flagged = summary.get("chance", {}).get("flagged", [])
         if flagged:
             parts.append(f"{len(flagged)} trial(s) of this comparison are not clearly above chance (listed above); the "
@@ -160,7 +161,13 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
     return "\n\n".join(parts)
 
 
-def _confusion_sentence(tests: list[Mapping[str, Any]], a: str, b: str) -> str:
+def _too_few(summary: Mapping[str, Any]) -> bool:
+    """Whether the comparison's trials are too few for any test over trials to reach :data:`ALPHA`."""
+    smallest = smallest_p(summary.get("accuracy", {}))
+    return smallest is not None and not significant(smallest)
+
+
+def _confusion_sentence(tests: list[Mapping[str, Any]], a: str, b: str, too_few: bool = False) -> str:
     """Which confusions (one emotion taken for another) differ between the cultures after correction."""
     def pair(t: Mapping[str, Any]) -> str:
         return (f"{t['true']} taken for {t['predicted']} ({100 * t['rate_a']:.0f}% of {a}'s {t['true']} images vs "
@@ -173,7 +180,7 @@ def _confusion_sentence(tests: list[Mapping[str, Any]], a: str, b: str) -> str:
     else:
         largest = max(tests, key=lambda t: abs(t["diff"]))
         found = (f"none of the {len(tests)} pairs of emotions ever confused differs after correction (the largest "
-                 f"difference: {pair(largest)})")
+                 f"difference: {pair(largest)}{TOO_FEW if too_few else ''})")
     return (f"Which emotions the models confuse (the paper's comparison of confusion matrices, tested): {found}. A "
             "culture recognised less accurately has more confusions everywhere; read a pair beside its emotion's "
             "error difference.")
@@ -195,7 +202,8 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
                       "table)")
         regions = (f"{len(differing)} of {len(tests)} emotion x region tests differ after correction: {listed}"
                    if differing else f"none of the {len(tests)} emotion x region tests differs after correction "
-                   f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))})")
+                   f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))}"
+                   + (TOO_FEW if tests and tests[0].get("unit") == "trials" and _too_few(summary) else "") + ")")
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
             f"**{heading(label)}.** Where the models look ({summary['config']['saliency_method']} saliency, share "
