@@ -165,6 +165,12 @@ def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):
                     "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o3"), "--unit", "images"]
     assert main(images_max_t) == 2
     assert "maxT" in capsys.readouterr().err
+    one_trial = tiny_runs["a"][0] / "trial0"  # a single run: no test over trials is possible
+    single = ["compare", str(one_trial), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+              "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o4")]
+    assert main(single) == 2
+    assert "a has 1 trial(s) and b 2: the tests over trials need at least 2 per culture" in capsys.readouterr().err
+    assert not (tmp_path / "o4").exists()
 
 
 def test_cli_compare_flags_trials_not_above_chance(tiny_runs, tmp_path, capsys):
