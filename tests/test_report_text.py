@@ -86,7 +86,8 @@ def test_h2_and_the_confusions_say_when_the_trials_were_too_few_for_any_test():
                       cka={"between": 0.5, "within_a": 0.6, "within_b": 0.7})
         return record
 
-    few, enough = with_tests("trials (2 vs 2; exact over 6 splits)"), with_tests("trials (5 vs 5; exact over 252 splits)")
+    few = with_tests("trials (2 vs 2; exact over 6 splits)")
+    enough = with_tests("trials (5 vs 5; exact over 252 splits)")
     assert "no test over trials could reach p < 0.05" in h2_paragraph({"x": few})
     assert "no test over trials could reach" not in h2_paragraph({"x": enough})
     assert "no test over trials could reach p < 0.05" in h1_paragraph({"x": few})  # in the confusion sentence

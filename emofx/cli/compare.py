@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name-b", help="culture B's name (default: the dataset's culture)")
     parser.add_argument("--saliency", default="guided", choices=list(SALIENCY_METHODS), help="attribution method")
     parser.add_argument("--regions", default="auto", choices=list(REGION_METHODS),
-                        help="facial regions (default auto: ground truth on synthetic data, else the 68 landmarks where "
-                             "the data has them, else the eye cascade)")
+                        help="facial regions (default auto: ground truth on synthetic data, else the 68 "
+                             "landmarks where the data has them, else the eye cascade)")
     parser.add_argument("--unit", default="trials", choices=list(UNITS), help="unit of the saliency tests")
     parser.add_argument("--correction", default="maxT", choices=list(CORRECTIONS),
                         help="multiple-comparison correction (maxT needs --unit trials)")

@@ -7,8 +7,9 @@ emotions, columns = example faces; one grid per culture) and OUT/scores.json (ac
 the data has region masks, as synthetic faces do, the pointing game and the mass ratio against
 the regions that carry the emotion signal, per image in OUT/region_scores.csv; for
 integrated-gradients, completeness; the share of saliency mass in each facial region, per image
-in OUT/region_shares.csv and per emotion in scores.json and OUT/region_shares.png). --sanity adds the cascading randomisation check
-(randomisation.csv, randomisation.png) and deletion/insertion curves (deletion_insertion.csv).
+in OUT/region_shares.csv and per emotion in scores.json and OUT/region_shares.png). --sanity adds
+the cascading randomisation check (randomisation.csv, randomisation.png) and deletion/insertion
+curves (deletion_insertion.csv).
 Example: emofx saliency runs/mouth --data mouth.npz --method guided --out saliency/mouth
 """
 

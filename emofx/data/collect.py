@@ -393,7 +393,8 @@ def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages 
         keep &= survivors
     if others is not None:
         first_of = {int(h): j for j, h in reversed(list(enumerate(others.content)))}
-        exact = {i: first_of[int(h)] for i, h in enumerate(kept["content_hash"].to_numpy(np.uint64)) if int(h) in first_of}
+        digests = kept["content_hash"].to_numpy(np.uint64)
+        exact = {i: first_of[int(h)] for i, h in enumerate(digests) if int(h) in first_of}
         rows, cols = dedup.near_pairs(kept["phash"].to_numpy(np.uint64), max(config.near_threshold, 0), others.faces)
         near = {int(i): int(j) for i, j in pd.Series(cols).groupby(rows).first().items() if int(i) not in exact}
         for kind, matches, names, reason in (

@@ -367,8 +367,9 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     for (_, suffix), run_dir in zip(comparison_labels(runs), runs["run_dir"]):
         record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
         summary = json.loads((record / "summary.json").read_text())
-        tables = {name: pd.read_csv(record / f"{name}.csv") for name in ("trial_metrics", "region_tests", "transfer", "cka")
-                  + (("confusion_tests",) if (record / "confusion_tests.csv").is_file() else ())}
+        names = ("trial_metrics", "region_tests", "transfer", "cka") + (
+            ("confusion_tests",) if (record / "confusion_tests.csv").is_file() else ())  # none in older records
+        tables = {name: pd.read_csv(record / f"{name}.csv") for name in names}
         with np.load(record / "pixel_difference.npz") as data:
             pixel = {key: data[key] for key in data.files}
         names = (summary["cultures"]["a"], summary["cultures"]["b"])

@@ -204,9 +204,10 @@ def _h1(exp: Experiment, out: Path) -> str:
                 "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
         confusions = record["tables"].get("confusion_tests")
         if confusions is not None and len(confusions):
-            largest = confusions.reindex(confusions["diff"].abs().sort_values(ascending=False).index).head(CONFUSIONS_SHOWN)
-            text += (f"\n\nConfusions (the share of the true emotion's test images given the predicted label, a minus b; "
-                     f"permutation over trials, corrected over the {len(confusions)} pairs ever confused), the "
+            order = confusions["diff"].abs().sort_values(ascending=False).index
+            largest = confusions.reindex(order).head(CONFUSIONS_SHOWN)
+            text += (f"\n\nConfusions (the share of the true emotion's test images given the predicted label, a minus "
+                     f"b; permutation over trials, corrected over the {len(confusions)} pairs ever confused), the "
                      f"{len(largest)} largest differences (every pair in `confusion_tests.csv`):\n\n" + _md(largest))
         return text
 

@@ -200,9 +200,10 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
         if len(differing) > MAX_LISTED:
             listed = (f"the {MAX_LISTED} with the smallest corrected p are {listed} (all of them in the region tests' "
                       "table)")
+        corrected = [t["p_adjusted"] for t in tests if t["p_adjusted"] is not None]
         regions = (f"{len(differing)} of {len(tests)} emotion x region tests differ after correction: {listed}"
                    if differing else f"none of the {len(tests)} emotion x region tests differs after correction "
-                   f"(smallest corrected p = {format_p(min((t['p_adjusted'] for t in tests if t['p_adjusted'] is not None), default=None))}"
+                   f"(smallest corrected p = {format_p(min(corrected, default=None))}"
                    + (TOO_FEW if tests and tests[0].get("unit") == "trials" and _too_few(summary) else "") + ")")
         filters, cka = summary["filters"], summary["cka"]
         parts.append(

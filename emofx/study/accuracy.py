@@ -171,11 +171,11 @@ def confusion_tests(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, cl
                     config: CompareConfig) -> pd.DataFrame:
     """Which confusions differ between the cultures: the paper's comparison of confusion matrices, tested.
 
-    For each pair of distinct emotions of ``classes`` (true, predicted), the share of the true emotion's test images that a
-    trial's model gave the other label, a minus b, with a permutation test over trials (Welch t) corrected over
-    the pairs (maxT, Holm or BH as ``config.correction``). Pairs that no model of either culture ever confused
-    are left out. A culture recognised less accurately has more confusions overall: read a pair beside its
-    emotion's error difference (:func:`class_error_tests`)."""
+    For each pair of distinct emotions of ``classes`` (true, predicted), the share of the true emotion's test
+    images that a trial's model gave the other label, a minus b, with a permutation test over trials (Welch t)
+    corrected over the pairs (maxT, Holm or BH as ``config.correction``). Pairs that no model of either
+    culture ever confused are left out. A culture recognised less accurately has more confusions overall:
+    read a pair beside its emotion's error difference (:func:`class_error_tests`)."""
     a, b = confusion_rates(predictions_a, classes), confusion_rates(predictions_b, classes)
     true, predicted = np.nonzero(~np.eye(len(classes), dtype=bool))
     confused = (a[:, true, predicted].max(axis=0) > 0) | (b[:, true, predicted].max(axis=0) > 0)
@@ -189,7 +189,8 @@ def confusion_tests(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, cl
     adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
     return pd.DataFrame({
         "true": np.asarray(classes)[true], "predicted": np.asarray(classes)[predicted],
-        "rate_a": cells_a.mean(axis=0), "rate_b": cells_b.mean(axis=0), "diff": cells_a.mean(axis=0) - cells_b.mean(axis=0),
+        "rate_a": cells_a.mean(axis=0), "rate_b": cells_b.mean(axis=0),
+        "diff": cells_a.mean(axis=0) - cells_b.mean(axis=0),
         "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
     }, columns=columns)
 

@@ -162,8 +162,9 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     if len(classes) < 2:
         raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to compare")
     if min(a.n_trials, b.n_trials) < 2:
-        raise ComparisonError(f"{a.name} has {a.n_trials} trial(s) and {b.name} {b.n_trials}: the tests over trials need "
-                              "at least 2 per culture, and 4 to be able to reach p < 0.05 (emofx train --trials 4)")
+        raise ComparisonError(f"{a.name} has {a.n_trials} trial(s) and {b.name} {b.n_trials}: the tests over "
+                              "trials need at least 2 per culture, and 4 to be able to reach p < 0.05 (emofx train "
+                              "--trials 4)")
     steps = tqdm(total=5, desc="compare", disable=not config.progress)
 
     predictions = [predictions_frame(c, classes=classes) for c in (a, b)]
