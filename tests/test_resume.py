@@ -55,19 +55,23 @@ def _info(path: Path, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_one(data_file, uninterrupted, tmp_path,
-                                                                                    capsys):
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS),
-               "--patience", "0", *TINY]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = out / STATE_FILE
+def _train_killed_once(state: Path, arguments: list[str]) -> None:
+    """Run `python -m emofx train ARGUMENTS` and SIGKILL it as soon as it has saved the training state ``state``."""
+    process = subprocess.Popen([sys.executable, "-m", "emofx", "train", *arguments], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+
+
+def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_one(data_file, uninterrupted, tmp_path,
+                                                                                    capsys):
+    out = tmp_path / "killed"
+    state = out / STATE_FILE
+    _train_killed_once(state, [str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", *TINY])
     assert state.exists() and not (out / "metrics.json").exists()
     assert read_tag(state)["train"]["epochs"] == EPOCHS  # the state names the training it belongs to
 
@@ -109,15 +113,8 @@ def test_trials_killed_midway_continue_where_they_stand(data_file, uninterrupted
     to the numbers of its own uninterrupted run."""
     out = tmp_path / "trials"
     options = ["--epochs", str(EPOCHS), "--patience", "0", *TINY]
-    command = [sys.executable, "-m", "emofx", "train", str(data_file), "--out", str(out), "--trials", "3", *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = out / "trial-1" / STATE_FILE
-    deadline = time.monotonic() + 600
-    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    _train_killed_once(state, [str(data_file), "--out", str(out), "--trials", "3", *options])
     assert state.exists() and not (out / "trial-2").exists()
     first = _snapshot(out / "trial-0")
     assert main(["train", str(data_file), "--out", str(out), "--trials", "3", "--side-by-side", "yes", "--resume",
