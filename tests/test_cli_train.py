@@ -241,6 +241,7 @@ def test_trials_on_a_cpu_are_the_separate_trainings_one_after_another(run_dir, d
     second = load_run(out / "trial-1")
     assert second.metrics["trial"] == 1 and second.split.test.tolist() != load_run(run_dir).split.test.tolist()
     assert first["train_step_seconds"] != second.metrics["train_step_seconds"]  # each run's own time, not the batch's
+    assert first["side_by_side"] == second.metrics["side_by_side"] == 1
     assert not list(out.rglob("training_state.msgpack"))
     assert main(["evaluate", str(out)]) == 2  # the folder of the trials, not a run: the message names them
     assert f"{out} holds 2 runs (trial-0, trial-1), not one run; give one of them, e.g. {out / 'trial-0'}" in (
@@ -276,6 +277,7 @@ def test_trials_side_by_side_give_the_runs_of_separate_trainings(run_dir, data_f
         assert side_by_side[key] == separate[key]
     assert side_by_side["best_val_error"] == pytest.approx(separate["best_val_error"], abs=1e-6)
     assert load_run(out / "trial-1").metrics["trial"] == 1
+    assert side_by_side["side_by_side"] == 2 and separate["side_by_side"] == 1  # whose times the seconds are
     assert load_run(out / "trial-1").split.test.tolist() != load_run(out / "trial-0").split.test.tolist()
     assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--resume",
                  "--side-by-side", "yes"]) == 2

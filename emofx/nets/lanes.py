@@ -211,4 +211,5 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
         step_seconds=step_seconds,
         compile_seconds=compiled,
         ready_seconds=ready_seconds,
+        side_by_side=len(lanes),
     ) for k in range(len(lanes))]

@@ -290,7 +290,9 @@ class TrainResult:
     chunks (the rest of ``seconds`` is overhead: validation, bookkeeping, compilation aside);
     ``compile_seconds`` the time spent compiling or loading compiled programs (in or out of steps);
     ``ready_seconds`` how long after the process started the first training step was dispatched
-    (imports, data, initial validation and compiling or loading the step: the cost of a new process).
+    (imports, data, initial validation and compiling or loading the step: the cost of a new process);
+    ``side_by_side`` how many trainings ran as one program (:func:`emofx.nets.lanes.fit_lanes`), all of whose
+    times these are (1: this training alone).
     """
 
     model: TrainedModel
@@ -305,6 +307,7 @@ class TrainResult:
     step_seconds: float
     compile_seconds: float = 0.0
     ready_seconds: float = float("nan")
+    side_by_side: int = 1  # trainings run together as one program (emofx.nets.lanes), whose times these are
 
 
 def fit(

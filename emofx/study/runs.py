@@ -334,6 +334,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "seconds": result.seconds,
         "train_step_seconds": result.step_seconds,
         "compile_seconds": result.compile_seconds,
+        "side_by_side": result.side_by_side,  # runs trained as one program: the times above are all of theirs
         "ready_seconds": None if np.isnan(result.ready_seconds) else result.ready_seconds,
         "seed": int(train_config.seed),
         "trial": int(prepared.plan.trial),
