@@ -17,6 +17,7 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
+from scipy.stats import binomtest
 
 Alternative = Literal["two-sided", "greater", "less"]
 Statistic = Literal["mean_diff", "welch_t"]
@@ -381,9 +382,7 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
     a, b, n = a.astype(bool), b.astype(bool), a.size
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
-    # Exact: twice the smaller tail of Binomial(discordant, 1/2), in integer arithmetic.
-    tail = sum(comb(discordant, k) for k in range(min(only_a, only_b) + 1))
-    p_value = min(1.0, 2 * tail / 2 ** discordant)
+    p_value = float(binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0  # exact, two-sided
     difference = (only_a - only_b) / n
     spread = sqrt(max(discordant / n - difference ** 2, 0.0) / n)  # std error of the mean per-image difference
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
