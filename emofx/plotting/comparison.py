@@ -67,7 +67,7 @@ def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
     limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
     fig = Figure(figsize=(1.3 * len(regions) + 2, 0.5 * len(diff) + 1.5))
     ax = fig.subplots()
-    sns.heatmap(diff, annot=labels, fmt="", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,
+    sns.heatmap(diff, annot=labels, fmt="", cmap="RdBu_r", vmin=-limit, vmax=limit, ax=ax,
                 cbar_kws={"label": "share difference (a - b)"})
     correction = region_tests["correction"].iloc[0] if "correction" in region_tests else ""
     ax.set_title(f"saliency mass share, a - b ({region_tests['unit'].iloc[0]} as unit; {correction}: * < .05, ** < .01)")
@@ -88,7 +88,7 @@ def confusion_difference_heatmap(confusion_tests: pd.DataFrame, names: tuple[str
     limit = float(np.nanmax(np.abs(diff.to_numpy(float)))) if len(confusion_tests) else 0.0
     fig = Figure(figsize=(0.8 * len(classes) + 2.5, 0.6 * len(classes) + 1.5))
     ax = fig.subplots()
-    sns.heatmap(100 * diff.astype(float), annot=labels, fmt="", cmap="RdBu_r", center=0, vmin=-100 * (limit or 1),
+    sns.heatmap(100 * diff.astype(float), annot=labels, fmt="", cmap="RdBu_r", vmin=-100 * (limit or 1),
                 vmax=100 * (limit or 1), ax=ax, cbar_kws={"label": f"points, {names[0]} - {names[1]}"},
                 annot_kws={"fontsize": 8})
     ax.set(xlabel="predicted", ylabel="true")
