@@ -315,3 +315,33 @@ def test_a_file_of_several_cultures_is_trained_pooled_and_says_so(tmp_path, caps
     out = capsys.readouterr().out
     assert f"note: {tmp_path / 'two.npz'} holds 2 cultures (eyes 18, mouth 18): one model learns them pooled" in out
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_train"] > 18  # both cultures' images
+
+
+def test_one_culture_of_a_file_of_several_is_trained_and_found_again_by_every_command(tmp_path, capsys):
+    from emofx.data.dataset import merge
+
+    parts = [make_synthetic(d, n_per_class=8, classes=("happy", "sad", "surprised"), culture=d, seed=4)
+             for d in ("eyes", "mouth")]
+    pooled = str(merge(parts).save(tmp_path / "two.npz"))
+    for culture in ("eyes", "mouth"):
+        assert main(["train", pooled, "--out", str(tmp_path / culture), "--culture", culture, "--trials", "2",
+                     *TINY]) == 0
+    assert "learns them pooled" not in capsys.readouterr().out
+    run = load_run(tmp_path / "eyes" / "trial-0")
+    m = run.metrics
+    assert m["data"]["culture"] == "eyes" and m["n_train"] + m["n_val"] + m["n_test"] == 24  # the eyes images only
+    assert set(run.dataset().culture) == {"eyes"} and len(run.dataset()) == 24
+    assert main(["evaluate", str(tmp_path / "eyes" / "trial-0"), "--json"]) == 0  # its own test images, found again
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(m["test_accuracy"])
+    assert main(["saliency", str(tmp_path / "eyes" / "trial-0"), "--data", pooled, "--out", str(tmp_path / "sal"),
+                 "--method", "gradient", "--quiet"]) == 0
+    assert "(the run's test images)" in capsys.readouterr().out  # the pooled file is recognised as the run's data
+    assert main(["compare", str(tmp_path / "eyes"), str(tmp_path / "mouth"), "--data-a", pooled, "--data-b", pooled,
+                 "--out", str(tmp_path / "cmp"), "--permutations", "99", "--bootstrap", "50", "--no-figures"]) == 0
+    assert json.loads(capsys.readouterr().out)["cultures"] == ["eyes", "mouth"]
+    assert main(["train", pooled, "--out", str(tmp_path / "bad"), "--culture", "klingon", *TINY]) == 2
+    assert "holds the cultures eyes, mouth, not 'klingon'" in capsys.readouterr().err
+    single = str(parts[0].save(tmp_path / "eyes.npz"))
+    assert main(["train", single, "--out", str(tmp_path / "bad"), "--culture", "eyes", *TINY]) == 2
+    assert "holds one culture (eyes); train on the whole file without --culture" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

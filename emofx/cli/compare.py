@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cultures = []
     for runs_dir, data_path, name in ((args.runs_a, args.data_a, args.name_a), (args.runs_b, args.data_b, args.name_b)):
         dataset = FaceDataset.load(data_path)
-        cultures.append((CultureRuns.load(runs_dir, dataset, name), face_regions(dataset, args.regions, progress=True)))
+        runs = CultureRuns.load(runs_dir, dataset, name)  # of a file of several cultures: the runs' culture's part
+        cultures.append((runs, face_regions(runs.dataset, args.regions, progress=True)))
     (a, regions_a), (b, regions_b) = cultures
     if a.name == b.name:
         raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")

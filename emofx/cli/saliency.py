@@ -53,7 +53,7 @@ def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
 
     recorded = load_run(run_dir)
     model = recorded.model
-    dataset = FaceDataset.load(data_path)
+    dataset = recorded.own_part(FaceDataset.load(data_path), data_path)  # a run of one culture of a pooled file
     if dataset.image_shape != (model.config.input_size,) * 2:
         raise ValueError(f"{data_path} holds {dataset.image_shape} images but the model of {run_dir} takes "
                          f"{model.config.input_size}x{model.config.input_size}; prepare the data with "

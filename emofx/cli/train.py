@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "within float tolerance of separate runs) or one after another (no); default auto: "
                              "side by side on a GPU, one after another on a CPU, where the vmapped program runs "
                              "about 3x slower per image")
+    parser.add_argument("--culture", metavar="NAME",
+                        help="train on this culture's images of a file holding several (from emofx merge, or a "
+                             "culture-labelled collection); recorded, so evaluation, saliency and comparison given "
+                             "the same file use the culture's images")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="auto",
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from emofx.data.dataset import FaceDataset
     from emofx.nets.compilation import enable_compilation_cache
     from emofx.nets.precision import set_precision
+    from emofx.data.sources import culture_part
     from emofx.study.runs import RunPlan, train_run, train_runs
 
     if args.resume and args.overwrite:
@@ -149,10 +154,15 @@ def run(args: argparse.Namespace) -> int:
     config = train_config(args, precision=set_precision(args.precision))  # also the test evaluation's precision
     dataset = FaceDataset.load(args.data)
     cultures = dataset.info()["cultures"]
-    if len(cultures) > 1:
+    if args.culture is not None and len(cultures) < 2:
+        raise ValueError(f"--culture {args.culture}: {args.data} holds one culture "
+                         f"({next(iter(cultures), 'unnamed')}); train on the whole file without --culture")
+    if args.culture is not None:
+        dataset = culture_part(dataset, args.culture, args.data)
+    elif len(cultures) > 1:
         counts = ", ".join(f"{c} {n}" for c, n in cultures.items())
         print(f"note: {args.data} holds {len(cultures)} cultures ({counts}): one model learns them pooled; for one "
-              "culture's model, train on that culture's own file (notebook 02 takes a culture out of such a file)")
+              "culture's model, add --culture NAME")
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {args.trials}")
@@ -165,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds repeats a seed: {args.seeds}")
     if args.seeds:
         plans = [RunPlan(dataset, Path(args.out) / f"seed-{seed}", args.trial, args.split, data_path=args.data,
-                         seed=seed) for seed in args.seeds]
+                         seed=seed, culture=args.culture) for seed in args.seeds]
     elif args.trials > 1:
-        plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data)
-                 for trial in range(args.trial, args.trial + args.trials)]
+        plans = [RunPlan(dataset, Path(args.out) / f"trial-{trial}", trial, args.split, data_path=args.data,
+                         culture=args.culture) for trial in range(args.trial, args.trial + args.trials)]
     else:
         plans = []
     if plans:
@@ -183,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,
-                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume)]
+                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume,
+                             culture=args.culture)]
     for number, (run_, result) in enumerate(trained):
         m = run_.metrics
         for note in result.notes:

@@ -157,6 +157,7 @@ class CultureRuns:
         runs = load_runs(runs_dir)
         if not runs:
             raise FileNotFoundError(f"no trained runs under {runs_dir}; train some with `emofx train ... --out`")
+        dataset = runs[0].own_part(dataset, "the dataset given")  # runs of one culture of a file of several
         return cls.from_runs(name or _culture_name(dataset, runs_dir), runs, dataset)
 
     @classmethod
@@ -165,6 +166,8 @@ class CultureRuns:
         fingerprint); trials are named by the runs' recorded trial numbers when those are distinct."""
         from emofx.study.runs import dataset_fingerprint
 
+        if runs:  # runs of one culture of a file holding several (emofx train --culture): that culture's images
+            dataset = runs[0].own_part(dataset, "the dataset given")
         fingerprint = dataset_fingerprint(dataset)
         for run in runs:
             if run.split.n_images != len(dataset):

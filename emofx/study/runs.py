@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.sources import culture_part
 from emofx.data.paths import atomic_write, given_twice
 from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
                                    library_versions)
@@ -87,8 +88,15 @@ class Run:
         return pd.Series(self.metrics["per_class_error"], name="misclassified_percent", dtype=float)
 
     def dataset(self) -> FaceDataset:
-        """The dataset the run was trained on (from the path recorded in metrics.json)."""
-        return FaceDataset.load(self.metrics["data"]["path"])
+        """The dataset the run was trained on (from the path recorded in metrics.json; of a file of several
+        cultures, the culture's part the run was trained on)."""
+        return self.own_part(FaceDataset.load(self.metrics["data"]["path"]), self.metrics["data"]["path"])
+
+    def own_part(self, dataset: FaceDataset, source: str) -> FaceDataset:
+        """``dataset`` (read from ``source``) as the run saw it: where the run was trained on one culture of a file
+        holding several (``emofx train --culture``), that culture's images; else the whole dataset."""
+        culture = self.metrics.get("data", {}).get("culture")
+        return culture_part(dataset, culture, source) if culture else dataset
 
 
 # ---------------------------------------------------------------------------- identity and safety
@@ -165,7 +173,7 @@ def _recorded_identity(directory: Path) -> Any:
 class RunPlan:
     """One run to train: its data, directory, trial, seed (default: the training configuration's)
     and split (``split`` replaces the one ``split_kind`` would make, e.g. the matched protocol's);
-    ``data_path`` is recorded."""
+    ``data_path`` and ``culture`` (where ``dataset`` is that culture's part of a file of several) are recorded."""
 
     dataset: FaceDataset
     directory: str | os.PathLike
@@ -174,6 +182,7 @@ class RunPlan:
     split: Split | None = None
     data_path: str | os.PathLike | None = None
     seed: int | None = None
+    culture: str | None = None  # the culture taken out of the file at data_path (recorded), None: the whole file
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,7 @@ def train_run(
     progress: bool = True,
     split: Split | None = None,
     resume: bool = False,
+    culture: str | None = None,
 ) -> tuple[Run, TrainResult]:
     """Split ``dataset``, train, evaluate on the test part and record everything in ``directory``.
 
@@ -241,11 +251,12 @@ def train_run(
     result (whose ``stop_reason`` tells whether training completed). ``split`` replaces the made
     split (e.g. the matched protocol's, :func:`emofx.study.cultures.matched_splits`). The training state is
     saved in ``directory`` at validations (see :func:`emofx.nets.training.fit`); ``resume`` continues an
-    interrupted run.
+    interrupted run. ``culture``: ``dataset`` is this culture's part of the file at ``data_path``, which holds
+    several (:func:`emofx.data.sources.culture_part`); recorded, so that :meth:`Run.dataset` gives it back.
     """
     model_config = model_config or ModelConfig(num_classes=len(dataset.classes))
     init_path = str(Path(init_from).resolve()) if init_from is not None else None
-    plan = RunPlan(dataset, directory, trial, split_kind, split, data_path)
+    plan = RunPlan(dataset, directory, trial, split_kind, split, data_path, culture=culture)
     prepared = _prepare(plan, train_config, model_config, init_path, overwrite, resume)
     initial = TrainedModel.load(init_from) if init_from is not None else None
     return _train_alone(prepared, model_config, initial, init_path, progress)
@@ -343,7 +354,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "split": split.kind,
         "culture": _cultures(dataset),
         "data": {"path": str(Path(data_path).resolve()) if data_path else None, "n": len(dataset),
-                 "fingerprint": identity["data"], "classes": list(dataset.classes)},
+                 "fingerprint": identity["data"], "classes": list(dataset.classes), "culture": prepared.plan.culture},
         "init_from": init_path,
         "config": {"train": train_config.to_dict(), "model": result.model.config.to_dict()},
         "versions": library_versions(),
