@@ -15,7 +15,8 @@ import pytest
 from emofx.cli import main
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.checkpoint import source_revision
-from emofx.study.runs import load_run, load_runs, runs_frame
+from emofx.study.run_tables import runs_frame
+from emofx.study.runs import load_run, load_runs
 
 TINY = ["--widths", "8,16,16", "--dense-units", "32", "--epochs", "2", "--batch-size", "16", "--lr", "0.02",
         "--split", "random", "--quiet"]

@@ -18,7 +18,7 @@ import pytest
 from emofx.cli import main
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.pipeline import batch, experiments, figures, results
-from emofx.study.runs import test_error_summary as error_summary  # (not collected as a test)
+from emofx.study.run_tables import test_error_summary as error_summary  # (not collected as a test)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TINY_MODEL = {"widths": [8, 16, 16], "dense_units": 32}

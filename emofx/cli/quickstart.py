@@ -91,7 +91,8 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
     from emofx.plotting.curves import learning_curves
     from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
     from emofx.study.evaluation import aggregate_confusions, evaluate, misclassification_table
-    from emofx.study.runs import RunPlan, check_plans, runs_frame, train_run
+    from emofx.study.run_tables import runs_frame
+    from emofx.study.runs import RunPlan, check_plans, train_run
 
     if config.trials < 1:
         raise ValueError(f"--trials must be at least 1; got {config.trials}")

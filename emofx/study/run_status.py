@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from emofx.nets.train_state import STATE_FILE, read_progress
-from emofx.study.runs import METRICS_FILE, SCALAR_METRICS, RunError, load_run
+from emofx.study.run_tables import SCALAR_METRICS
+from emofx.study.runs import METRICS_FILE, RunError, load_run
 
 
 def holds_run(directory: str | os.PathLike) -> bool:
