@@ -11,8 +11,8 @@ import pandas as pd
 from emofx.study.runs import Run, load_runs
 
 SCALAR_METRICS = ("culture", "split", "recipe", "norm", "seed", "trial", "test_accuracy", "balanced_accuracy",
-                  "macro_f1", "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason", "seconds",
-                  "device")
+                  "macro_f1", "n_train", "n_val", "n_test", "best_step", "best_val_error", "steps", "stop_reason",
+                  "seconds", "device")
 
 
 def test_error_summary(runs: Sequence[Run]) -> dict[str, float | None]:
