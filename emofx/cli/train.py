@@ -186,10 +186,11 @@ def run(args: argparse.Namespace) -> int:
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
                              overwrite=args.overwrite, progress=not args.quiet, side_by_side=side_by_side,
                              resume=args.resume)
-        done = {Path(run_.directory).resolve() for run_, _ in trained}
-        for plan in plans:
-            if Path(plan.directory).resolve() not in done and args.resume:
-                print(f"{plan.directory}: already complete, kept as it is")
+        if args.resume:
+            done = {Path(run_.directory).resolve() for run_, _ in trained}
+            for plan in plans:
+                if Path(plan.directory).resolve() not in done:
+                    print(f"{plan.directory}: already complete, kept as it is")
     else:
         trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
                              model_config=model, init_from=args.init_from, data_path=args.data,

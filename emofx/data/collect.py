@@ -261,6 +261,19 @@ class OtherImages:
     aligned: tuple[str, ...] = ()
 
 
+def _other_file(path: Path, config: CollectConfig, heif: bool) -> tuple[int | None, list[np.ndarray]]:
+    """One file of another dataset's folder: its digest (None when unreadable) and its faces, read as the
+    collection reads its own files (no size, blur or eye filter), plus, when faces are detected, the centre square
+    (so that a folder of cropped faces compares too)."""
+    record = _one_file(path, replace(config, min_face=0, min_sharpness=0.0, require_eyes=False), heif)
+    crops = [record["face"]] if "face" in record else []
+    if config.faces == "detect" and "animated" in record:  # a readable image
+        gray = decode_gray(path.read_bytes())
+        crops.append(cv2.resize(crop_square(gray, center_square(gray)), (config.size, config.size),
+                                interpolation=cv2.INTER_AREA))
+    return record.get("content_hash"), crops
+
+
 def other_images(sources: Sequence[str | os.PathLike], config: CollectConfig) -> OtherImages:
     """:class:`OtherImages` of ``.npz`` datasets (the file digests they recorded, their faces) or folders of
     images (read like the collection's own files: the face found as ``config`` says, and the centre square, so
@@ -283,20 +296,13 @@ def other_images(sources: Sequence[str | os.PathLike], config: CollectConfig) ->
         elif source.is_dir():
             files = _source_files(source)
             with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-                records = list(pool.map(lambda p: _one_file(p, replace(config, min_face=0, min_sharpness=0.0,
-                                                                       require_eyes=False), heif), files))
-            for path, record in zip(files, records):
-                if "content_hash" in record:
-                    content.append(record["content_hash"])
+                records = list(pool.map(lambda p: _other_file(p, config, heif), files))
+            for path, (digest, crops) in zip(files, records):
+                if digest is not None:
+                    content.append(digest)
                     content_names.append(str(path))
-                if "face" in record:
-                    faces.append(record["face"])
-                    face_names.append(str(path))
-                if config.faces == "detect" and "animated" in record:  # a readable image: its centre square too
-                    gray = decode_gray(path.read_bytes())
-                    centre = crop_square(gray, center_square(gray))
-                    faces.append(cv2.resize(centre, (config.size, config.size), interpolation=cv2.INTER_AREA))
-                    face_names.append(str(path))
+                faces += crops
+                face_names += [str(path)] * len(crops)
         else:
             raise FileNotFoundError(f"--against {source} is neither an emofx dataset (.npz) nor a folder")
     return OtherImages(np.asarray(content, dtype=np.uint64), np.asarray(content_names, dtype=str),

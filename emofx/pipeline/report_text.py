@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from emofx.pipeline.figures import COLLECTED, MATCHED
+from emofx.study import stats
 from emofx.study.stats import holm
 
 ALPHA = 0.05
@@ -92,7 +93,7 @@ def smallest_p(test: Mapping[str, Any]) -> float | None:
     if found is None:
         return None
     n_a, n_b, kind, splits = found.groups()
-    return (2.0 if kind == "exact over" and n_a == n_b else 1.0) / int(splits)
+    return stats.smallest_p(int(n_a), int(n_b), int(splits)) if kind == "exact over" else 1.0 / int(splits)
 
 
 def holm_over_pairs(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[str, str]) -> dict[str, float]:

@@ -140,7 +140,7 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.0
         ", and the region, proximity and pixel tests" if config.unit == "trials" else "")
     return [f"too few trials: with {n_a} and {n_b} trials a permutation test over trials cannot give p below "
             f"{smallest:.2g} ({over_trials}), so no difference can reach p < {alpha} however large; train at least "
-            "4 trials per culture (smallest p 0.029; 5 each: 0.0079)"]
+            f"4 trials per culture (smallest p {stats.smallest_p(4, 4):.2g}; 5 each: {stats.smallest_p(5, 5):.2g})"]
 
 
 def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
