@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from emofx.cli import main
 from emofx.data.dataset import FaceDataset
+from emofx.data.synthetic import make_synthetic
 
 FER_CLASSES = ("angry", "happy", "surprise")
 
@@ -188,3 +190,19 @@ def test_damaged_inputs_and_folders_as_outputs_are_one_line_errors(tmp_path, cap
     assert "note: 4 image paths occur more than once" in capsys.readouterr().out
     assert main(["quickstart", "--out", str(data)]) == 2  # the system's own error, path first, no "[Errno 20]"
     assert capsys.readouterr().err.strip().endswith(f"error: {data}: not a directory")
+
+
+def test_output_read_by_a_program_that_stops_early_ends_quietly(tmp_path):
+    """`emofx info FILE | head -1`: the reader gone, the command stops without a traceback or an error line."""
+    import subprocess
+    import sys
+
+    data = make_synthetic("universal", n_per_class=2, classes=("happy", "sad")).save(tmp_path / "a.npz")
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to the pipe now fails, as after `head` has exited
+    try:
+        done = subprocess.run([sys.executable, "-m", "emofx", "info", str(data)], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141 and done.stderr == ""

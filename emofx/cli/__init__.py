@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"emofx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except RuntimeError as err:
         if not str(err).startswith(OUT_OF_MEMORY):
             raise
@@ -112,6 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" (moving it to {err.filename2})" if err.filename2 else "")
         print(f"emofx {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _reader_gone() -> int:
+    """The program reading the output stopped early (``emofx evaluate RUN | head``): end quietly, as other command-line
+    tools do, with the status of a process that SIGPIPE ended; stdout goes nowhere so that Python's final flush of it
+    does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (e.g. captured by a test)
+        pass
+    return 141  # 128 + SIGPIPE (13)
 
 
 def _with_gib(words: str) -> str:
