@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
+from emofx.data.dataset import FaceDataset, merge
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.checkpoint import source_revision
 from emofx.study.run_tables import runs_frame
@@ -198,6 +199,40 @@ def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_mo
     assert main(["evaluate", str(copy), "--data", str(data_files["train"])]) == 2
     err = capsys.readouterr().err
     assert "model.json is not a readable emofx model" in err and "future_field" in err and err.count("\n") == 1
+
+
+def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tmp_path, capsys):
+    run = load_run(run_dir)
+    own = _evaluate_json(capsys, str(run_dir), "--data", str(data_files["train"]))
+    # Its own file: the training and validation images are found by their pixels; the test images remain.
+    assert own["left_out_seen"] == run.metrics["n_train"] + run.metrics["n_val"]
+    assert own["n"] == run.metrics["n_test"] and own["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
+    assert own["confusion"] == run.metrics["confusion"] and "--include-seen" in own["notes"][0]
+    everything = _evaluate_json(capsys, str(run_dir), "--data", str(data_files["train"]), "--include-seen")
+    assert everything["n"] == 48 and everything["left_out_seen"] == 0 and everything["notes"] == []
+    # A file of two cultures, one of which the run learned: that culture's unseen images and all of the other's,
+    # scored culture by culture too.
+    both = merge([FaceDataset.load(data_files["train"]), FaceDataset.load(data_files["other"])])
+    both = replace(both, culture=np.where(np.arange(len(both)) < 48, "A", "B").astype(object))
+    pooled = both.save(tmp_path / "both.npz")
+    result = _evaluate_json(capsys, str(run_dir), "--data", str(pooled))
+    assert result["left_out_seen"] == own["left_out_seen"]
+    by_culture = {row["culture"]: row for row in result["by_culture"]}
+    assert by_culture["A"]["n"] == own["n"] and by_culture["A"]["accuracy"] == pytest.approx(own["accuracy"])
+    assert by_culture["B"]["n"] == 8 and result["n"] == own["n"] + 8  # B's neutral faces: a class the run lacks
+    # Only the test images of its own file: refused with what to do instead.
+    assert main(["evaluate", str(run_dir), "--data",
+                 str(FaceDataset.load(data_files["train"]).subset(np.r_[run.split.train, run.split.val])
+                     .save(tmp_path / "seen.npz"))]) == 2
+    err = capsys.readouterr().err
+    assert "every image" in err and "without --data" in err and err.count("\n") == 1
+    # Its dataset file gone: the images cannot be checked, and the note says so.
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    metrics = json.loads((moved / "metrics.json").read_text())
+    (moved / "metrics.json").write_text(json.dumps({**metrics, "data": {**metrics["data"], "path": "gone.npz"}}))
+    result = _evaluate_json(capsys, str(moved), "--data", str(data_files["train"]))
+    assert result["n"] == 48 and "could not check" in result["notes"][0] and "gone.npz" in result["notes"][0]
 
 
 def test_evaluate_on_another_class_set_names_the_dropped_classes(run_dir, data_files, capsys):

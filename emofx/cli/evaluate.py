@@ -1,8 +1,11 @@
 """Evaluate a trained run on any emofx dataset, on the classes the model and the data share.
 
 With --data, every image of that dataset whose class the model knows is scored (this is how
-cross-culture transfer is measured); the classes dropped on either side are named. Without
---data, the run's own test images are scored again from the dataset recorded in the run.
+cross-culture transfer is measured); the classes dropped on either side are named. Images a run
+trained or validated on (the same pixels, e.g. the run's own file, or its culture in a file of
+several) are left out and counted, unless --include-seen; a dataset of several cultures is also
+scored culture by culture. Without --data, the run's own test images are scored again from the
+dataset recorded in the run.
 
 Several run directories are scored as one ensemble: each image's probabilities are averaged over
 the models. Without --data they must share their test images (the same dataset and split, e.g. one
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from emofx.data.dataset import FaceDataset
+    from emofx.study.runs import Run
     from emofx.study.stats import PairedAccuracy
 
 
@@ -30,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="RUN_DIR", nargs="+",
                         help="compare with this run (several: their ensemble) on the same images, image by image")
     parser.add_argument("--data", metavar="OTHER.npz", help="dataset to evaluate on (default: the run's test images)")
+    parser.add_argument("--include-seen", action="store_true",
+                        help="with --data, also score the images a run trained or validated on (left out by default: "
+                             "they inflate the accuracy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to this CSV")
     parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
@@ -47,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
     members = [load_run(directory) for directory in args.runs]
     rivals = [load_run(directory) for directory in args.against or []]
     names = [str(member.directory) for member in members]
+    notes: list[str] = []
+    left_out = 0
     if args.data:
         images, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
+        if not args.include_seen:
+            given = len(images)
+            images, notes = _unseen(members + rivals, images, args.data)
+            left_out = given - len(images)
     else:
         images = shared_test_images(members + rivals)
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
@@ -59,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         evaluation.predictions_frame().to_csv(target)
-    summary = {"run": _named(names), "data": source, **evaluation.summary()}
+    by_culture = _by_culture(members, images, args.flip_average)
+    summary = {"run": _named(names), "data": source, **evaluation.summary(), "left_out_seen": left_out,
+               "notes": notes}
+    if by_culture is not None:
+        summary["by_culture"] = by_culture.reset_index().to_dict(orient="records")
     if rivals:
         rival = evaluate_runs(rivals, images, flip_average=args.flip_average)
         comparison = compare_evaluations(evaluation, rival)
@@ -69,8 +89,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{_scored(names)} on {source}")
+    for note in notes:
+        print(f"note: {note}")
     print(f"accuracy {evaluation.accuracy:.4f}  balanced accuracy {evaluation.balanced_accuracy:.4f}  "
           f"macro F1 {evaluation.macro_f1:.4f}  ({evaluation.n} images)")
+    if by_culture is not None:
+        print("by culture:\n" + by_culture.round(4).to_string())
     if rivals:
         print(f"against {_scored([str(r.directory) for r in rivals])}: {_comparison_line(comparison)}")
     if evaluation.dropped_model_classes:
@@ -83,6 +107,43 @@ def run(args: argparse.Namespace) -> int:
     print("\n% misclassified:")
     print(evaluation.per_class_error().round(1).to_string())
     return 0
+
+
+def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["FaceDataset", list[str]]:
+    """``dataset`` without the images a run trained or validated on, and notes saying what was left out."""
+    from emofx.study.held_out import unseen_part
+
+    unseen, found = unseen_part(runs, dataset)
+    notes = [f"could not check for images the run trained on: {why}" for why in found.unchecked]
+    if found.n_seen and not len(unseen):
+        raise ValueError(f"every image of {path} ({len(dataset)}) is one the run trained or validated on; evaluate "
+                         "without --data to score its test images, or pass --include-seen to score them anyway")
+    if found.n_seen:
+        notes.append(f"left out {found.n_seen} of the {len(dataset)} images of {path}: the same pixels as images the "
+                     f"run trained or validated on (--include-seen scores them too); scoring the other {len(unseen)}")
+    return unseen, notes
+
+
+def _by_culture(runs: list["Run"], images: "FaceDataset", flip_average: bool | None) -> "pd.DataFrame | None":
+    """Accuracy per culture where ``images`` hold several (None otherwise); cultures without a class the model
+    knows are left out."""
+    import pandas as pd
+
+    from emofx.study.evaluation import EvaluationError
+    from emofx.study.runs import evaluate_runs
+
+    cultures = sorted(set(images.culture))
+    if len(cultures) < 2:
+        return None
+    rows = {}
+    for culture in cultures:
+        try:
+            scored = evaluate_runs(runs, images.subset(images.culture == culture), flip_average=flip_average)
+        except EvaluationError:
+            continue
+        rows[culture or "(none)"] = {"accuracy": scored.accuracy, "balanced_accuracy": scored.balanced_accuracy,
+                                     "n": scored.n}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
 
 
 def _named(names: list[str]) -> str | list[str]:
