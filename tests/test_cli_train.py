@@ -62,6 +62,11 @@ def test_train_writes_a_complete_run(run_dir, data_files, capsys):
     assert sorted(np.r_[run.split.train, run.split.val, run.split.test].tolist()) == list(range(48))
     assert run.model.classes == ("happy", "sad", "surprised")
     assert run.confusion().loc["total", "total"] == metrics["n_test"]
+    capsys.readouterr()
+    assert main(["info", str(run_dir)]) == 0  # what it was trained on, one fact a line
+    facts = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert facts["data"] == (f"{data_files['train'].resolve()} (universal; random split: {metrics['n_train']} train, "
+                             f"{metrics['n_val']} validation, {metrics['n_test']} test)")
 
 
 def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_split(run_dir, data_files, tmp_path):

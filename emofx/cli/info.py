@@ -70,6 +70,10 @@ def run_table(status: dict) -> str:
     if status.get("recipe"):
         facts.append(("training", f"recipe {status['recipe']}, norm {status['norm']}, seed {status['seed']}, "
                                   f"trial {status['trial']}"))
+    if status.get("data"):
+        parts = f"{status['n_train']} train, {status['n_val']} validation, {status['n_test']} test"
+        split = f"{status['split']} split: {parts}" if status.get("split") else parts
+        facts.append(("data", f"{status['data']} ({status.get('culture') or 'no culture named'}; {split})"))
     if status.get("epoch") is not None:
         facts.append(("progress", f"epoch {status['epoch']:g}{epochs} (step {status['step']}"
                                   f"{steps})"))

@@ -27,7 +27,8 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     with the same command plus ``--resume``), ``interrupted`` (stopped early, state kept: resumable
     too), or the recorded ``stop_reason`` of a finished run (``completed``, ``early_stopping``,
     ``nan_loss``). Saved progress (step, epoch of the planned ``epochs``, best validation, seconds,
-    ``saved_at``) comes from the training state; a finished run adds its test metrics.
+    ``saved_at``) comes from the training state; a finished run adds its test metrics and the ``data`` file it
+    was trained on.
     """
     directory = Path(directory)
     state, metrics_file = directory / STATE_FILE, directory / METRICS_FILE
@@ -42,7 +43,8 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     if metrics_file.exists():
         run = load_run(directory)
         recorded = {key: run.metrics.get(key) for key in SCALAR_METRICS if key != "steps"}
-        status.update(recorded, status=run.metrics.get("stop_reason"), step=run.metrics.get("steps"),
+        status.update(recorded, data=run.metrics.get("data", {}).get("path"), status=run.metrics.get("stop_reason"),
+                      step=run.metrics.get("steps"),
                       epoch=float(run.history["epoch"].iloc[-1]) if len(run.history) else None)
         status.setdefault("epochs", run.metrics.get("config", {}).get("train", {}).get("epochs"))
     return status
