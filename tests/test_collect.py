@@ -12,7 +12,8 @@ from PIL import Image
 
 from emofx.cli import main
 from emofx.data import dedup
-from emofx.data.collect import CollectConfig, collect, sharpness, write_collection
+from emofx.data.collect import CollectConfig, collect, sharpness
+from emofx.data.collection_files import write_collection
 from emofx.data.dataset import FaceDataset
 from emofx.data.synthetic import make_synthetic
 

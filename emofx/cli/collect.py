@@ -76,7 +76,8 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofx.data.collect import collect, write_collection
+    from emofx.data.collect import collect
+    from emofx.data.collection_files import write_collection
 
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")

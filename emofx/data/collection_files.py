@@ -1,0 +1,60 @@
+"""Writing a web collection (:class:`emofx.data.collect.Collection`) to a folder: the manifest, the faces, what
+was dropped and why, the duplicate groups, the exclusion list and the summary, all at once or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from emofx.data.collect import Collection, CollectError
+
+COLLECTION_FILES = ("faces", "manifest.csv", "dropped.csv", "duplicates.csv", "exclude.csv", "report.json")
+
+
+def write_collection(collection: Collection, out: str | os.PathLike, *, write_faces: bool = True,
+                     overwrite: bool = False) -> Path:
+    """Write the manifest, faces, drop report, duplicate groups, exclusion list and summary into ``out``.
+
+    Everything is written into a temporary folder first and moved into place at the end, so
+    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it. With
+    ``write_faces`` the manifest's ``path`` is the face PNG (``faces/00001.png``); otherwise the source file.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    source = Path(collection.summary["source"])
+    if out.resolve().is_relative_to(source.resolve()):
+        raise CollectError(f"--out {out} lies inside the source {source}; sources are only read")
+    if source.resolve().is_relative_to(out.resolve()):
+        raise CollectError(f"--out {out} contains the source {source}; replacing it would delete the source")
+    if out.exists() and not (out / "report.json").is_file():
+        raise CollectError(f"--out {out} exists and is not a collection (no report.json); --overwrite only "
+                           "replaces an earlier collection: choose another --out")
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "faces").mkdir(parents=True)
+    manifest = collection.kept.copy()
+    if write_faces:
+        names = [f"faces/{i:06d}.png" for i in range(len(manifest))]
+        for name, face in zip(names, collection.faces):
+            Image.fromarray(face).save(partial / name)
+        manifest.insert(0, "path", names)
+    else:
+        (partial / "faces").rmdir()
+        manifest.insert(0, "path", manifest["source"])
+    manifest.to_csv(partial / "manifest.csv", index=False)
+    collection.dropped.to_csv(partial / "dropped.csv", index=False)
+    collection.duplicates.to_csv(partial / "duplicates.csv", index=False)
+    collection.exclusion_list().to_csv(partial / "exclude.csv", index=False)
+    (partial / "report.json").write_text(json.dumps(collection.summary, indent=2, default=str) + "\n")
+    if out.exists():
+        for item in out.iterdir():  # files the user put beside an earlier collection stay
+            if item.name not in COLLECTION_FILES:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, partial / item.name)
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
