@@ -38,7 +38,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import pandas as pd
 
 from benchmarks.outputs import refuse_existing

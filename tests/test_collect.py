@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from emofx.cli import main
 from emofx.data import dedup
@@ -89,6 +89,64 @@ def test_dedup_helpers():
     assert dedup.exact_groups(np.array([5, 7, 5, 0, 0], dtype=np.uint64)).tolist() == [0, -1, 0, -1, -1]
     with pytest.raises(ValueError, match="threshold"):
         dedup.near_pairs(hashes, 64)
+
+
+def test_aligned_faces_pair_by_the_correlation_of_their_thumbnails_not_by_hash():
+    faces = make_synthetic(n_per_class=2, seed=1, classes=("happy", "sad"), images_per_subject_class=1).images
+    face = faces[0]
+    copy = cv2.resize(cv2.resize(np.clip(face * 1.1 + 5, 0, 255).astype(np.uint8), (96, 96)), (48, 48))
+    thumbs = dedup.thumbnails([face, copy, faces[1], np.full((48, 48), 7, np.uint8)])
+    assert thumbs.shape == (4, dedup.THUMBNAIL_SIDE ** 2) and thumbs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(thumbs[:3], axis=1), 1.0, rtol=1e-6)
+    assert thumbs[0] @ thumbs[1] > 0.995 > thumbs[0] @ thumbs[2]  # brighter and resized vs another face
+    assert not thumbs[3].any()  # a flat image correlates with nothing
+    rows, cols = dedup.correlated_pairs(thumbs, 0.005)
+    assert list(zip(rows, cols)) == [(0, 1)]
+    rows, cols = dedup.correlated_pairs(thumbs[1:], 0.005, others=thumbs[:1])
+    assert list(zip(rows, cols)) == [(0, 0)]
+    # Equal hashes group every item, unless both of a pair were aligned: then their correlation decides.
+    hashes = np.zeros(3, dtype=np.uint64)
+    assert dedup.near_groups(hashes, 4).tolist() == [0, 0, 0]
+    aligned = np.array([True, True, True])
+    assert dedup.near_groups(hashes, 4, aligned, thumbs[:3], 0.005).tolist() == [0, 0, -1]
+    assert dedup.near_groups(hashes, 4, np.array([True, True, False]), thumbs[:3], 0.005).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="1 - correlation"):
+        dedup.correlated_pairs(thumbs, 1.0)
+
+
+def test_a_posed_series_keeps_each_photo_and_loses_its_copies(shared_dataset, tmp_path):
+    """KDEF: one actor's seven expressions are seven images (a 64-bit hash of the crops puts his surprised face
+    within 4 bits of another), while brightened, re-encoded and reframed copies of one are near duplicates, within the collection and
+    against a dataset prepared, aligned, from the photos."""
+    pytest.importorskip("dlib")
+    photos = sorted((shared_dataset("kdef") / "frontal").glob("AM01*S.JPG"))
+    assert len(photos) == 7
+    downloads, originals = tmp_path / "downloads", tmp_path / "originals"
+    downloads.mkdir()
+    originals.mkdir()
+    for photo in photos:
+        (downloads / photo.name).symlink_to(photo)
+        (originals / photo.name).symlink_to(photo)
+    happy = Image.open(photos[3]).convert("RGB")
+    w, h = happy.size
+    ImageEnhance.Brightness(happy).enhance(1.1).save(downloads / "brighter.jpg", quality=90)
+    happy.save(downloads / "q50.jpg", quality=50)
+    happy.crop((w // 25, h // 25, w - w // 25, h - h // 25)).save(downloads / "reframed.jpg", quality=90)
+    result = collect(downloads, CollectConfig())
+    assert result.summary["config"]["landmarks"] == "dlib68" and result.kept["aligned"].all()
+    reasons = dict(zip(result.dropped["source"].str.rsplit("/", n=1).str[-1], result.dropped["reason"]))
+    assert reasons == {"brighter.jpg": "near duplicate", "q50.jpg": "near duplicate", "reframed.jpg": "near duplicate"}
+    assert sorted(result.kept["source"].str.rsplit("/", n=1).str[-1]) == sorted(p.name for p in photos)
+    by_hash = collect(downloads, CollectConfig(landmarks="none"))  # the crops by hash alone: surprise is lost
+    assert "AM01SUS.JPG" in set(by_hash.dropped["source"].str.rsplit("/", n=1).str[-1])
+    # Against the dataset prepared from the photos (aligned faces): the copies are near copies of its happy face.
+    assert main(["prepare", str(originals), "--format", "kdef", "--out", str(tmp_path / "kdef.npz")]) == 0
+    for photo in photos:
+        (downloads / photo.name).unlink()
+    against = collect(downloads, CollectConfig(), against=[tmp_path / "kdef.npz"])
+    assert against.summary["against"]["aligned_faces"] == 7 and len(against.kept) == 0
+    copies_of_the_dataset = against.dropped[against.dropped["reason"] == "near duplicate of another dataset"]
+    assert set(copies_of_the_dataset["detail"]) == {f"of {tmp_path / 'kdef.npz'}:{originals / photos[3].name}"}
 
 
 def test_against_another_dataset(web_folder, tmp_path):
@@ -276,4 +334,24 @@ def test_against_a_folder_reads_its_images_as_the_collection_reads_its_own(web_f
     reasons = dict(zip(result.dropped["source"].str.rsplit("/", n=1).str[-1], result.dropped["reason"]))
     assert reasons == {"copy.png": "exact duplicate of another dataset",
                        "small.jpg": "near duplicate of another dataset"}
-    assert result.summary["against"] == {"sources": [str(photos)], "aligned": [], "files": 4, "faces": 4}
+    assert result.summary["against"] == {"sources": [str(photos)], "aligned": [], "files": 4, "faces": 4,
+                                         "aligned_faces": 0}
+
+
+def test_near_duplicate_benchmark_counts_copies_caught_and_photos_kept(shared_dataset, tmp_path):
+    pytest.importorskip("dlib")
+    from benchmarks.near_duplicates import COPIES, KDEF_NAME, copies_row, series_row, write_copies
+
+    photos = sorted((shared_dataset("kdef") / "frontal").glob("AM01*S.JPG"))
+    write_copies(photos[:2], tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2 * (1 + len(COPIES))
+    row = copies_row(tmp_path, 2, "dlib68")
+    assert row["distinct_photos_kept"] == 2 and row["caught_q50"] == row["caught_reframed"] == 1.0
+    series = tmp_path / "series"
+    series.mkdir()
+    for photo in photos:
+        (series / photo.name).symlink_to(photo)
+    aligned, hashed = series_row("AM01", series, KDEF_NAME, "dlib68"), series_row("AM01", series, KDEF_NAME, "none")
+    assert (aligned["photos"], aligned["dropped_as_near_duplicates"], aligned["groups"]) == (7, 0, 0)
+    assert hashed["dropped_as_near_duplicates"] >= 1 and hashed["groups_across_expressions"] == hashed["groups"] >= 1
+    assert hashed["groups_across_people"] == 0

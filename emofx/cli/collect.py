@@ -9,8 +9,10 @@ Examples:
 
 Reads every image (JPEG, PNG, WebP, GIF: first frame, TIFF, BMP; HEIC/HEIF with pillow-heif),
 detects and crops the faces, filters by face size, blur (variance of the Laplacian) and
-optionally the eyes, and removes exact and near duplicates (perceptual hashes, --near-threshold
-bits of 64) within the collection and against other datasets (--against). queries.csv has
+optionally the eyes, and removes exact and near duplicates within the collection and against other
+datasets (--against): faces aligned on their eyes (dlib's landmarks, where installed) by the correlation
+of their thumbnails (--aligned-threshold), other faces by perceptual hash (--near-threshold bits of 64).
+queries.csv has
 columns file, query, emotion, language, culture (which search found each file). OUT/ receives
 manifest.csv (for `emofx prepare --format manifest` and notebook 06), faces/, dropped.csv (every
 dropped file and why), duplicates.csv (the groups), exclude.csv (the duplicates removed, for
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from emofx.data.collect import FACE_MODES, CollectConfig
 from emofx.data.dedup import HASH_METHODS
+from emofx.data.landmarks import LANDMARK_METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=Path, help="CSV: file, query, emotion, language, culture")
     parser.add_argument("--against", action="append", default=[], metavar="DATASET",
                         help="also drop copies of this dataset's images (.npz or folder of images): exact copies "
-                             "of its files, and near copies of its faces (of an aligned dataset, give its source "
-                             "folder for those); repeatable")
+                             "of its files, and near copies of its faces (of an aligned dataset: where this "
+                             "collection aligns its faces too, with the same --margin); repeatable")
     parser.add_argument("--faces", choices=FACE_MODES, default=defaults.faces,
                         help="detect faces, or take images as cropped faces (default detect)")
     parser.add_argument("--size", type=int, default=defaults.size, help=f"face side in pixels (default {defaults.size})")
@@ -49,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"near duplicates differ in at most this many hash bits of 64 "
                              f"(default {defaults.near_threshold}; -1 no near-duplicate search)")
     parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method, help="perceptual hash")
+    parser.add_argument("--landmarks", choices=("auto", *LANDMARK_METHODS), default=defaults.landmarks,
+                        help="align faces on their eyes for the near-duplicate search (auto: dlib's 68 points where "
+                             "faces are detected and dlib is installed; none: compare crops by hash alone)")
+    parser.add_argument("--aligned-threshold", type=float, default=defaults.aligned_threshold,
+                        help="two aligned faces are near duplicates when their 16x16 thumbnails correlate within this "
+                             f"of 1 (default {defaults.aligned_threshold})")
     parser.add_argument("--no-write-faces", action="store_true",
                         help="do not write face PNGs (the manifest then points at the source files)")
     parser.add_argument("--overwrite", action="store_true",
@@ -68,7 +77,8 @@ def report_lines(summary: dict) -> list[str]:
         lines.append("  duplicate groups (kind, splits spanned: groups / images / removed):")
         lines += [f"    {g['kind']:13s} {g['splits']:35s} {g['groups']:6d} / {g['images']:6d} / {g['removed']:6d}"
                   for g in summary["duplicate_groups"]]
-    for source in summary.get("against", {}).get("aligned", []):
+    unaligned = summary.get("config", {}).get("landmarks") == "none"  # the collection's own faces not aligned
+    for source in summary.get("against", {}).get("aligned", []) if unaligned else []:
         lines.append(f"  note: {source} holds aligned faces (rotated and scaled to put the eyes in place): only exact "
                      "copies of its files were found; for near copies (re-encoded, resized), give --against its "
                      "source folder")
@@ -88,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         perceptual_hash(np.zeros((8, 8), np.uint8), args.hash)
     config = CollectConfig(size=args.size, faces=args.faces, margin=args.margin, min_face=args.min_face,
                            min_sharpness=args.min_sharpness, require_eyes=args.require_eyes,
-                           near_threshold=args.near_threshold, hash_method=args.hash)
+                           near_threshold=args.near_threshold, hash_method=args.hash, landmarks=args.landmarks,
+                           aligned_threshold=args.aligned_threshold)
     collection = collect(args.source, config, queries=args.queries, against=args.against, progress=not args.quiet)
     out = write_collection(collection, args.out, write_faces=not args.no_write_faces, overwrite=args.overwrite)
     print("\n".join(report_lines(collection.summary)))

@@ -9,11 +9,13 @@ reason:
    takes each image as a face), faces smaller than ``min_face`` source pixels, blurred faces
    (variance of the Laplacian of the output face below ``min_sharpness``) and, with
    ``require_eyes``, faces whose two eyes are not found (the landmark-quality check);
-3. exact duplicates (same bytes) and near duplicates (perceptual hashes of the faces within
-   ``near_threshold`` bits), within the collection and against other datasets (``against``: the
-   file digests an emofx dataset recorded, or a folder's files; the faces of either). The faces of
-   a dataset prepared with alignment are rotated and scaled, so only exact copies of its files are
-   found: near copies (re-encoded, resized) need the dataset's source folder as ``against``.
+3. exact duplicates (same bytes) and near duplicates, within the collection and against other
+   datasets (``against``: the file digests an emofx dataset recorded, or a folder's files; the faces
+   of either). Faces aligned on their eyes (``landmarks``) are near duplicates when their thumbnails
+   correlate within ``aligned_threshold`` of 1; other faces when their perceptual hashes lie within
+   ``near_threshold`` bits (a hash of the crop also joins a person's photos of other expressions:
+   ``benchmarks/results/collect/README.md``). A dataset prepared with alignment is compared with the
+   collection's aligned faces; a collection that does not align finds only exact copies of its files.
 
 Of each duplicate group one image is kept: the one in the highest-priority split (test over
 validation over training, so a benchmark's test set stays whole and its copies leave training),
@@ -39,9 +41,9 @@ from PIL import Image
 from emofx.data import dedup
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
-from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, find_face,
-                              square_around)
-from emofx.data.landmarks import detect_eyes
+from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, eye_alignment,
+                              face_landmarks, find_face, square_around, warp_face)
+from emofx.data.landmarks import LANDMARK_METHODS, detect_eyes, dlib_available, resolve_method
 from emofx.data.progress import tqdm
 from emofx.data.splits import PREDEFINED_NAMES
 
@@ -67,8 +69,13 @@ class CollectConfig:
         min_face: smallest face side in source pixels.
         min_sharpness: smallest variance of the Laplacian of the output face (0: no blur filter).
         require_eyes: drop faces whose two eyes the eye cascade does not find.
-        near_threshold: largest Hamming distance (bits of 64) between near duplicates; -1: no near-duplicate search.
+        near_threshold: largest Hamming distance (bits of 64) between near duplicates' hashes; -1: no near-duplicate
+            search.
         hash_method: perceptual hash (``phash``, ``dhash``, ``ahash``, ``whash``).
+        landmarks: how faces are aligned on their eyes for the near-duplicate search: ``auto`` (dlib's 68 points
+            where faces are detected and dlib is installed, else no alignment), ``dlib68``, ``eyes`` or ``none``.
+            Two aligned faces are near duplicates by correlation (``aligned_threshold``), others by hash.
+        aligned_threshold: largest 1 - correlation of two eye-aligned 16x16 faces that are near duplicates.
         workers: threads reading and detecting.
     """
 
@@ -80,6 +87,8 @@ class CollectConfig:
     require_eyes: bool = False
     near_threshold: int = 4
     hash_method: str = "phash"
+    landmarks: str = "auto"
+    aligned_threshold: float = 0.005
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -92,7 +101,18 @@ class CollectConfig:
             raise CollectError(f"near_threshold must lie in [-1, {dedup.HASH_BITS}); got {self.near_threshold}")
         if self.hash_method not in dedup.HASH_METHODS:
             raise CollectError(f"hash_method must be one of {dedup.HASH_METHODS}; got {self.hash_method!r}")
+        if self.landmarks not in ("auto", *LANDMARK_METHODS):
+            raise CollectError(f"landmarks must be auto or one of {LANDMARK_METHODS}; got {self.landmarks!r}")
+        if not 0 <= self.aligned_threshold < 1:
+            raise CollectError(f"aligned_threshold (1 - correlation) must lie in [0, 1); got {self.aligned_threshold}")
         FaceOptions(size=self.size, margin=self.margin)  # validates size and margin
+
+    @property
+    def alignment(self) -> str:
+        """The landmark method faces are aligned with (``none``: not aligned); ``dlib68`` without dlib is an error."""
+        if self.landmarks == "auto":
+            return "dlib68" if self.faces == "detect" and dlib_available() else "none"
+        return resolve_method(self.landmarks, photos=self.faces == "detect")
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,15 +187,16 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
     except ImageReadError as err:
         return {**record, "reason": "not an image", "detail": str(err)}
     record["animated"] = _frame_count(data) > 1  # GIF/WebP/PNG animations: the first frame is used
-    if config.faces == "detect":
+    detected = config.faces == "detect"
+    if detected:
         box = find_face(gray, FaceOptions(size=config.size, margin=config.margin))
         if box is None:
             return {**record, "reason": "no face", "detail": f"{gray.shape[1]}x{gray.shape[0]} image"}
-        crop = crop_square(gray, square_around(box, config.margin))
+        square = square_around(box, config.margin)
     else:
-        x0, y0, side = center_square(gray)
-        box = (x0, y0, side, side)
-        crop = crop_square(gray, (x0, y0, side))
+        square = center_square(gray)
+        box = (square[0], square[1], square[2], square[2])
+    crop = crop_square(gray, square)
     side = int(min(box[2], box[3]))
     record.update(face_x=box[0], face_y=box[1], face_side=side)
     if side < config.min_face:
@@ -189,6 +210,12 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
     if config.require_eyes and detect_eyes(face) is None:
         return {**record, "reason": "eyes not found", "detail": "landmark check"}
     record["face"] = face
+    if config.landmarks not in ("auto", "none"):  # the eye-aligned face, for the near-duplicate search
+        options = FaceOptions(size=config.size, margin=config.margin, detect=detected, landmarks=config.landmarks,
+                              align=True)
+        alignment = eye_alignment(face_landmarks(gray, square, box if detected else None, face, options), options)
+        if alignment is not None:
+            record["aligned_face"] = warp_face(gray, alignment, config.size)
     return record
 
 
@@ -249,35 +276,41 @@ def _priority(split: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OtherImages:
-    """Other datasets' images to find copies of: their files' digests (``content``; exact copies) and their faces'
-    perceptual hashes (``faces``; near copies), each with the image's name, and the datasets whose faces were
-    aligned (their faces are framed otherwise than a collection's, so only exact copies of them are found)."""
+    """Other datasets' images to find copies of: their files' digests (``content``; exact copies), their faces'
+    perceptual hashes (``faces``; near copies) and the :func:`dedup.thumbnails` of their eye-aligned faces
+    (``thumbs``; near copies of a collection's aligned faces), each with the image's name, and the datasets whose
+    faces were aligned (a collection that does not align its faces finds only exact copies of those)."""
 
     content: np.ndarray
     content_names: np.ndarray
     faces: np.ndarray
     face_names: np.ndarray
+    thumbs: np.ndarray
+    thumb_names: np.ndarray
     aligned: tuple[str, ...] = ()
 
 
-def _other_file(path: Path, config: CollectConfig, heif: bool) -> tuple[int | None, list[np.ndarray]]:
-    """One file of another dataset's folder: its digest (None when unreadable) and its faces, read as the
+def _other_file(path: Path, config: CollectConfig, heif: bool
+                ) -> tuple[int | None, list[np.ndarray], np.ndarray | None]:
+    """One file of another dataset's folder: its digest (None when unreadable), its faces, read as the
     collection reads its own files (no size, blur or eye filter), plus, when faces are detected, the centre square
-    (so that a folder of cropped faces compares too)."""
+    (so that a folder of cropped faces compares too), and its eye-aligned face (None without one)."""
     record = _one_file(path, replace(config, min_face=0, min_sharpness=0.0, require_eyes=False), heif)
     crops = [record["face"]] if "face" in record else []
     if config.faces == "detect" and "animated" in record:  # a readable image
         gray = decode_gray(path.read_bytes())
         crops.append(cv2.resize(crop_square(gray, center_square(gray)), (config.size, config.size),
                                 interpolation=cv2.INTER_AREA))
-    return record.get("content_hash"), crops
+    return record.get("content_hash"), crops, record.get("aligned_face")
 
 
 def other_images(sources: Sequence[str | os.PathLike], config: CollectConfig) -> OtherImages:
-    """:class:`OtherImages` of ``.npz`` datasets (the file digests they recorded, their faces) or folders of
-    images (read like the collection's own files: the face found as ``config`` says, and the centre square, so
-    that both a folder of photos and a folder of cropped faces compare)."""
-    content, content_names, faces, face_names, aligned = [], [], [], [], []
+    """:class:`OtherImages` of ``.npz`` datasets (the file digests they recorded, their faces; an aligned dataset's
+    aligned faces as thumbnails where ``config`` aligns faces) or folders of images (read like the collection's own
+    files: the face found as ``config`` says, and the centre square, so that both a folder of photos and a folder of
+    cropped faces compare; the eye-aligned face where ``config`` aligns faces)."""
+    config = replace(config, landmarks=config.alignment)
+    content, content_names, faces, face_names, aligned_faces, aligned_names, aligned = [], [], [], [], [], [], []
     heif = register_heif()
     for source in sources:
         source = Path(source).expanduser()
@@ -292,21 +325,31 @@ def other_images(sources: Sequence[str | os.PathLike], config: CollectConfig) ->
             face_names += names
             if dataset.meta.get("aligned"):
                 aligned.append(str(source))
+                if config.landmarks != "none":
+                    each = np.asarray(dataset.extras.get("aligned", np.ones(len(dataset), bool)), dtype=bool)
+                    aligned_faces += list(dataset.images[each])
+                    aligned_names += list(np.asarray(names)[each])
         elif source.is_dir():
             files = _source_files(source)
             with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
                 records = list(pool.map(lambda p: _other_file(p, config, heif), files))
-            for path, (digest, crops) in zip(files, records):
+            for path, (digest, crops, aligned_face) in zip(files, records):
                 if digest is not None:
                     content.append(digest)
                     content_names.append(str(path))
                 faces += crops
                 face_names += [str(path)] * len(crops)
+                if aligned_face is not None:
+                    aligned_faces.append(aligned_face)
+                    aligned_names.append(str(path))
         else:
             raise FileNotFoundError(f"--against {source} is neither an emofx dataset (.npz) nor a folder")
     return OtherImages(np.asarray(content, dtype=np.uint64), np.asarray(content_names, dtype=str),
                        dedup.perceptual_hashes(faces, config.hash_method) if faces else np.zeros(0, np.uint64),
-                       np.asarray(face_names, dtype=str), tuple(aligned))
+                       np.asarray(face_names, dtype=str),
+                       dedup.thumbnails(aligned_faces) if aligned_faces else
+                       np.zeros((0, dedup.THUMBNAIL_SIDE ** 2), np.float32),
+                       np.asarray(aligned_names, dtype=str), tuple(aligned))
 
 
 def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), *,
@@ -322,6 +365,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     if not files:
         raise CollectError(f"no files under {root}")
     query_table = read_queries(queries, root) if queries is not None else None
+    config = replace(config, landmarks=config.alignment)  # resolved once: what the report records
     heif = register_heif()
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
         records = list(tqdm(pool.map(lambda p: _one_file(p, config, heif), files), total=len(files),
@@ -329,6 +373,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     dropped = [{k: r[k] for k in ("source", "reason", "detail")} for r in records if "reason" in r]
     good = [r for r in records if "face" in r]
     faces = np.stack([r.pop("face") for r in good]) if good else np.zeros((0, config.size, config.size), np.uint8)
+    aligned_faces = [r.pop("aligned_face", None) for r in good]
     kept = pd.DataFrame(good, columns=["source", "content_hash", "animated", "face_x", "face_y", "face_side",
                                        "sharpness"])
     provenance = [_provenance(Path(s), root) for s in kept["source"]]
@@ -345,8 +390,12 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
         kept["emotion"] = np.where(emotion != "", emotion, kept["emotion"])
         kept["in_query_table"] = found
     kept["phash"] = dedup.perceptual_hashes(faces, config.hash_method) if len(kept) else np.zeros(0, np.uint64)
+    kept["aligned"] = np.array([face is not None for face in aligned_faces], dtype=bool)
+    thumbs = np.zeros((len(kept), dedup.THUMBNAIL_SIDE ** 2), np.float32)
+    if kept["aligned"].any():
+        thumbs[kept["aligned"].to_numpy()] = dedup.thumbnails([face for face in aligned_faces if face is not None])
     others = other_images(against, config) if against else None
-    duplicates, keep = _deduplicate(kept, config, others)
+    duplicates, keep = _deduplicate(kept, thumbs, config, others)
     for index in np.flatnonzero(~keep):
         row = duplicates[(duplicates["index"] == index) & ~duplicates["kept"]].iloc[0]
         dropped.append({"source": kept.at[index, "source"], "reason": row["reason"], "detail": row["detail"]})
@@ -360,7 +409,8 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     }
     if others is not None:
         summary["against"] = {"sources": [str(a) for a in against], "aligned": list(others.aligned),
-                              "files": len(others.content), "faces": len(others.faces)}
+                              "files": len(others.content), "faces": len(others.faces),
+                              "aligned_faces": len(others.thumbs)}
     if query_table is not None:
         summary["not_in_query_table"] = int((~kept.loc[keep, "in_query_table"]).sum())
     kept_frame = kept[keep].reset_index(drop=True)
@@ -370,10 +420,12 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
                       duplicates=duplicates.drop(columns=["index"]), summary=summary)
 
 
-def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages | None
+def _deduplicate(kept: pd.DataFrame, thumbs: np.ndarray, config: CollectConfig, others: OtherImages | None
                  ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Duplicate groups (exact, near, against other datasets) and which images survive."""
+    """Duplicate groups (exact, near, against other datasets) and which images survive; ``thumbs`` are the
+    :func:`dedup.thumbnails` of the aligned faces (rows of images without one unused)."""
     n = len(kept)
+    aligned = kept["aligned"].to_numpy(dtype=bool) if n else np.zeros(0, bool)
     split = kept["split"].to_numpy(dtype=str) if n else np.zeros(0, str)
     priority = _priority(split)
     source = kept["source"].to_numpy(dtype=str) if n else np.zeros(0, str)
@@ -386,7 +438,8 @@ def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages 
         if kind == "exact":
             groups[remaining] = dedup.exact_groups(kept["content_hash"].to_numpy(np.uint64)[remaining])
         else:
-            groups[remaining] = dedup.near_groups(kept["phash"].to_numpy(np.uint64)[remaining], config.near_threshold)
+            groups[remaining] = dedup.near_groups(kept["phash"].to_numpy(np.uint64)[remaining], config.near_threshold,
+                                                  aligned[remaining], thumbs[remaining], config.aligned_threshold)
         survivors = dedup.keep_one_per_group(groups, priority)
         kept_of = {g: source[i] for i in np.flatnonzero(survivors & (groups != dedup.NO_GROUP)) for g in [groups[i]]}
         members = np.flatnonzero(groups != dedup.NO_GROUP)
@@ -400,11 +453,11 @@ def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages 
         first_of = {int(h): j for j, h in reversed(list(enumerate(others.content)))}
         digests = kept["content_hash"].to_numpy(np.uint64)
         exact = {i: first_of[int(h)] for i, h in enumerate(digests) if int(h) in first_of}
-        rows, cols = dedup.near_pairs(kept["phash"].to_numpy(np.uint64), max(config.near_threshold, 0), others.faces)
+        rows, cols = _near_others(kept["phash"].to_numpy(np.uint64), aligned, thumbs, config, others)
         near = {int(i): int(j) for i, j in pd.Series(cols).groupby(rows).first().items() if int(i) not in exact}
         for kind, matches, names, reason in (
                 ("against-exact", exact, others.content_names, "exact duplicate of another dataset"),
-                ("against", near, others.face_names, "near duplicate of another dataset")):
+                ("against", near, np.r_[others.face_names, others.thumb_names], "near duplicate of another dataset")):
             members = np.asarray(sorted(matches), dtype=np.int64)
             parts.append(pd.DataFrame({
                 "kind": kind, "group": [matches[i] for i in members], "index": members, "source": source[members],
@@ -414,6 +467,19 @@ def _deduplicate(kept: pd.DataFrame, config: CollectConfig, others: OtherImages 
             keep[members] = False
     columns = ["kind", "group", "index", "source", "split", "kept", "reason", "detail"]
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), keep
+
+
+def _near_others(hashes: np.ndarray, aligned: np.ndarray, thumbs: np.ndarray, config: CollectConfig,
+                 others: OtherImages) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (collection image, other image) of near copies of other datasets' images, the other image indexing
+    ``others.face_names`` followed by ``others.thumb_names``: aligned faces of both by correlation, any other pair
+    by hash."""
+    rows, cols = dedup.near_pairs(hashes, max(config.near_threshold, 0), others.faces)
+    with_thumb = np.isin(others.face_names, others.thumb_names)
+    by_hash = ~(aligned[rows] & with_thumb[cols])
+    index = np.flatnonzero(aligned)
+    pair_rows, pair_cols = dedup.correlated_pairs(thumbs[index], config.aligned_threshold, others.thumbs)
+    return np.r_[rows[by_hash], index[pair_rows]], np.r_[cols[by_hash], len(others.faces) + pair_cols]
 
 
 def _group_summary(duplicates: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Exact and near-duplicate images: content digests, perceptual hashes, groups, and which copy to keep.
+"""Exact and near-duplicate images: content digests, perceptual hashes, aligned-face correlations, groups, and
+which copy to keep.
 
 Exact duplicates share their file bytes (a BLAKE2b digest). Near duplicates (re-encoded,
 resized, slightly cropped or brightened copies) have perceptual hashes (``imagehash``:
@@ -6,6 +7,11 @@ pHash by default, 64 bits) within ``threshold`` bits of each other; groups are t
 components of that relation, so a chain of small differences forms one group. Hamming
 distances are computed for all pairs in blocks (35,887 FER2013 faces: about 1.3 billion pairs,
 seconds).
+
+Faces aligned on their eyes compare better by correlation: two copies of a photo stay within 0.005 of
+correlation 1 on 16x16 thumbnails however they were resized, re-encoded or reframed, while a person's other
+photos of a posed series (KDEF) lie further apart; a 64-bit hash of the crop puts some of those within 4 bits
+(``benchmarks/results/collect/README.md`` has the measurement).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ HASH_METHODS: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
 HASH_BITS = 64
 NO_GROUP = -1
 _BLOCK = 1024
+THUMBNAIL_SIDE = 16  # aligned faces are correlated as thumbnails of this side
 
 
 def content_digest(data: bytes | np.ndarray) -> int:
@@ -73,6 +80,39 @@ def near_pairs(hashes: np.ndarray, threshold: int, others: np.ndarray | None = N
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
+def thumbnails(faces: Sequence[np.ndarray] | np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """float32 (N, side * side): each grayscale face shrunk to ``side`` x ``side``, less its mean, at unit norm, so
+    that the dot product of two is their correlation (a flat face: zeros, correlated with nothing)."""
+    import cv2
+
+    shrunk = np.array([cv2.resize(np.asarray(face, dtype=np.uint8), (side, side), interpolation=cv2.INTER_AREA)
+                       for face in faces], dtype=np.float64).reshape(len(faces), side * side)
+    shrunk -= shrunk.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(shrunk, axis=1, keepdims=True)
+    return np.divide(shrunk, norms, out=np.zeros_like(shrunk), where=norms > 0).astype(np.float32)
+
+
+def correlated_pairs(thumbs: np.ndarray, threshold: float, others: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) of :func:`thumbnails` whose correlation is at least 1 - ``threshold``.
+
+    Within ``thumbs`` (i < j) when ``others`` is None, else between ``thumbs[i]`` and ``others[j]``.
+    """
+    if not 0 <= threshold < 1:
+        raise ValueError(f"an aligned near-duplicate threshold must lie in [0, 1) (1 - correlation); got {threshold}")
+    thumbs = np.asarray(thumbs, dtype=np.float32)
+    against = thumbs if others is None else np.asarray(others, dtype=np.float32)
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, len(thumbs), _BLOCK):
+        i, j = np.nonzero(thumbs[start:start + _BLOCK] @ against.T >= 1.0 - threshold)
+        i = i + start
+        if others is None:
+            i, j = i[j > i], j[j > i]
+        rows.append(i.astype(np.int64))
+        cols.append(j.astype(np.int64))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def groups_from_pairs(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Group id per item (connected components of the pairs); NO_GROUP for items in no pair."""
     if not len(rows):
@@ -97,9 +137,21 @@ def exact_groups(digests: np.ndarray) -> np.ndarray:
     return groups
 
 
-def near_groups(hashes: np.ndarray, threshold: int) -> np.ndarray:
-    """Group id per item for hashes within ``threshold`` bits (connected components); NO_GROUP when alone."""
-    return groups_from_pairs(len(hashes), *near_pairs(hashes, threshold))
+def near_groups(hashes: np.ndarray, threshold: int, aligned: np.ndarray | None = None,
+                thumbs: np.ndarray | None = None, aligned_threshold: float = 0.0) -> np.ndarray:
+    """Group id per item for hashes within ``threshold`` bits (connected components); NO_GROUP when alone.
+
+    Items whose faces were aligned on their eyes (``aligned``, with their :func:`thumbnails` ``thumbs``) pair with
+    each other by correlation instead (within ``aligned_threshold`` of 1): a person's other photos of a posed
+    series are not near duplicates. A pair with one unaligned item still pairs by hash."""
+    rows, cols = near_pairs(hashes, threshold)
+    if aligned is None or thumbs is None:
+        return groups_from_pairs(len(hashes), rows, cols)
+    by_hash = ~(aligned[rows] & aligned[cols])
+    index = np.flatnonzero(aligned)
+    pair_rows, pair_cols = correlated_pairs(thumbs[index], aligned_threshold)
+    return groups_from_pairs(len(hashes), np.r_[rows[by_hash], index[pair_rows]],
+                             np.r_[cols[by_hash], index[pair_cols]])
 
 
 def keep_one_per_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:

@@ -264,17 +264,31 @@ def extract_face(data: bytes, options: FaceOptions) -> Face | str:
     if options.landmarks == "none":
         return Face(crop, method)
     matrix = crop_matrix(*square, options.size)
-    hint = box if box is not None else (square[0], square[1], square[2], square[2])
-    marks = find_landmarks(gray, options.landmarks, box=hint, crop=(crop, matrix),
-                           upscale_to=0 if options.detect else _LANDMARK_UPSCALE)
-    aligned = options.align and bool(np.all(np.isfinite(marks.eyes)))
-    if aligned:
-        matrix = alignment_matrix(marks.eyes, options.size, options.margin)
-        crop = warp_face(gray, matrix, options.size)
+    marks = face_landmarks(gray, square, box, crop, options)
+    alignment = eye_alignment(marks, options) if options.align else None
+    if alignment is not None:
+        matrix, crop = alignment, warp_face(gray, alignment, options.size)
     marks = marks.transformed(matrix)
     if marks.found and not _within(marks.points, options.size):
         marks = Landmarks(marks.points, marks.eyes, marks.method, OUTSIDE)
-    return Face(crop, method, marks, aligned)
+    return Face(crop, method, marks, alignment is not None)
+
+
+def face_landmarks(gray: np.ndarray, square: tuple[int, int, int], box: tuple[int, int, int, int] | None,
+                   crop: np.ndarray, options: FaceOptions) -> Landmarks:
+    """Landmarks (photo coordinates, by ``options.landmarks``) of the face cropped from ``gray`` as the square
+    ``square`` (``crop``, at ``options.size``), the detector's ``box`` where there was one."""
+    hint = box if box is not None else (square[0], square[1], square[2], square[2])
+    return find_landmarks(gray, options.landmarks, box=hint, crop=(crop, crop_matrix(*square, options.size)),
+                          upscale_to=0 if options.detect else _LANDMARK_UPSCALE)
+
+
+def eye_alignment(marks: Landmarks, options: FaceOptions) -> np.ndarray | None:
+    """The 2x3 map that rotates and scales a photo to put the eyes of ``marks`` in place in a face of
+    ``options.size`` (:func:`warp_face` applies it); None where the eyes were not found."""
+    if not np.all(np.isfinite(marks.eyes)):
+        return None
+    return alignment_matrix(marks.eyes, options.size, options.margin)
 
 
 def _within(points: np.ndarray, size: int, slack: float = 0.15) -> bool:
