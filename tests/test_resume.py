@@ -98,8 +98,11 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     metrics = load_run(out).metrics
     assert finished["status"] == "completed" and not finished["resumable"] and finished["epoch"] == EPOCHS
     assert (finished["step"], finished["test_accuracy"]) == (planned, metrics["test_accuracy"])
+    kept = _snapshot(out)  # resuming the finished run again: nothing to do, as --trials --resume does
+    capsys.readouterr()
     assert main(["train", str(data_file), "--out", str(out), "--epochs", str(EPOCHS), "--patience", "0", "--resume",
-                 *TINY]) == 2
+                 *TINY]) == 0
+    assert capsys.readouterr().out == f"{out}: already complete, kept as it is\n" and _snapshot(out) == kept
     damaged = tmp_path / "damaged"  # a run whose metrics.json broke: listed as such, the others still shown
     shutil.copytree(uninterrupted, damaged)
     (damaged / "metrics.json").write_text("{not json")

@@ -84,9 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--conv-lr-scale", type=float, metavar="X",
                         help="multiply the convolutional layers' learning rate by X (fine-tuning, e.g. 0.1)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in RUN_DIR (same command otherwise); with --trials or "
-                             "--seeds, continue where they stand: complete runs kept, the interrupted one resumed, "
-                             "the rest trained")
+                        help="continue the interrupted run in RUN_DIR (same command otherwise; a finished one is "
+                             "kept); with --trials or --seeds, continue where they stand: complete runs kept, the "
+                             "interrupted one resumed, the rest trained")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from emofx.nets.compilation import enable_compilation_cache
     from emofx.nets.precision import set_precision
     from emofx.data.sources import culture_part
-    from emofx.study.runs import RunPlan, train_run, train_runs
+    from emofx.study.runs import RunComplete, RunPlan, train_run, train_runs
 
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in RUN_DIR and --overwrite replaces it: give one of them")
@@ -192,10 +192,14 @@ def run(args: argparse.Namespace) -> int:
                 if Path(plan.directory).resolve() not in done:
                     print(f"{plan.directory}: already complete, kept as it is")
     else:
-        trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
-                             model_config=model, init_from=args.init_from, data_path=args.data,
-                             overwrite=args.overwrite, progress=not args.quiet, resume=args.resume,
-                             culture=args.culture)]
+        try:
+            trained = [train_run(dataset, args.out, split_kind=args.split, trial=args.trial, train_config=config,
+                                 model_config=model, init_from=args.init_from, data_path=args.data,
+                                 overwrite=args.overwrite, progress=not args.quiet, resume=args.resume,
+                                 culture=args.culture)]
+        except RunComplete as complete:  # --resume of a run that finished: as --trials --resume keeps it
+            print(complete)
+            return 0
     for number, (run_, result) in enumerate(trained):
         m = run_.metrics
         for note in result.notes:

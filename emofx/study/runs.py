@@ -55,6 +55,10 @@ class RunError(ValueError):
     """A run directory is missing, incomplete, or would overwrite another run."""
 
 
+class RunComplete(RunError):
+    """The run asked to be resumed has finished already: nothing to do (not an error to the user)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Run:
     """A recorded run: its directory, metrics, history and split; the model loads on first use."""
@@ -151,8 +155,9 @@ def _check_resumable(directory: Path, identity: dict[str, Any]) -> Path:
     if not (directory / STATE_FILE).exists():
         finished = ((directory / METRICS_FILE).exists()
                     and _recorded_identity(directory) == json.loads(json.dumps(identity)))
-        raise RunError(f"{directory} holds a finished run: nothing to resume" if finished else
-                       f"{directory} holds no interrupted run to resume (no {STATE_FILE})")
+        if finished:
+            raise RunComplete(f"{directory}: already complete, kept as it is")
+        raise RunError(f"{directory} holds no interrupted run to resume (no {STATE_FILE})")
     if read_tag(directory / STATE_FILE).get("tag") != json.loads(json.dumps(identity)):
         raise RunError(f"{directory} holds an interrupted run with other data, split, seed, trial or settings; "
                        "resume it with its own command, or choose another --out")
