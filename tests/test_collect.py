@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -114,6 +115,43 @@ def test_aligned_faces_pair_by_the_correlation_of_their_thumbnails_not_by_hash()
         dedup.correlated_pairs(thumbs, 1.0)
 
 
+def test_aligned_faces_are_compared_by_correlation_within_and_against(tmp_path, monkeypatch):
+    """The aligned path, with the landmarks stubbed (dlib's points on synthetic drawings move between copies;
+    real photos: the KDEF test below): a brighter copy is a near duplicate, within the collection and of a
+    folder given as --against, and the method is recorded."""
+    from emofx.data import collect as collect_module
+    from emofx.data.landmarks import Landmarks
+
+    def eyes_in_place(gray, square, box, crop, options):
+        x0, y0, side = square
+        eyes = np.array([[x0 + 0.3 * side, y0 + 0.4 * side], [x0 + 0.7 * side, y0 + 0.4 * side]])
+        return Landmarks(np.full((68, 2), np.nan), eyes, "eyes", "ok")
+
+    monkeypatch.setattr(collect_module, "face_landmarks", eyes_in_place)
+    faces = make_synthetic(n_per_class=4, seed=0, classes=("happy", "sad"), images_per_subject_class=1)
+    root, elsewhere = tmp_path / "faces", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    for i, image in enumerate(faces.images):
+        Image.fromarray(image).save(root / f"{i}.png")
+    Image.fromarray(np.clip(faces.images[0] * 1.1 + 4, 0, 255).astype(np.uint8)).save(root / "copy.jpg", quality=90)
+    (elsewhere / "original.png").write_bytes((root / "0.png").read_bytes())
+    # At 12 bits of 64 the hash joins distinct faces (five pairs of these lie 8-12 bits apart); their aligned faces
+    # do not correlate, so only the copy goes.
+    config = CollectConfig(faces="cropped", min_face=0, landmarks="eyes", near_threshold=12)
+    result = collect(root, config)
+    assert result.summary["config"]["landmarks"] == "eyes" and result.kept["aligned"].all()
+    assert result.dropped[["source", "reason", "detail"]].values.tolist() == [
+        [str(root / "copy.jpg"), "near duplicate", f"of {root / '0.png'}"]]
+    assert len(result.kept) == len(faces)
+    assert collect(root, replace(config, landmarks="none")).summary["kept"] < len(faces)
+    against = collect(root, replace(config, near_threshold=-1), against=[elsewhere])
+    assert against.summary["against"]["aligned_faces"] == 1  # the folder's one face, aligned
+    dropped = dict(zip(against.dropped["source"], against.dropped["reason"]))
+    assert dropped == {str(root / "0.png"): "exact duplicate of another dataset",
+                       str(root / "copy.jpg"): "near duplicate of another dataset"}
+
+
 def test_a_posed_series_keeps_each_photo_and_loses_its_copies(shared_dataset, tmp_path):
     """KDEF: one actor's seven expressions are seven images (a 64-bit hash of the crops puts his surprised face
     within 4 bits of another), while brightened, re-encoded and reframed copies of one are near duplicates, within the collection and
@@ -166,6 +204,8 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     assert "    exact         PrivateTest+Training" in printed  # the kind column fits "against-exact"
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == 8
+    assert report["config"]["landmarks"] == "none"  # auto: cropped faces are not aligned
+    assert report["config"]["aligned_threshold"] == CollectConfig().aligned_threshold
     exclude = pd.read_csv(out / "exclude.csv")
     assert len(exclude) == 4
     assert main(["collect", str(web_folder), "--out", str(out)]) == 2  # refuses to overwrite
@@ -175,6 +215,9 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
                  "--quiet", "--no-write-faces", "--overwrite"]) == 0
     capsys.readouterr()
     assert (out / "NOTES.txt").read_text() == "mine" and json.loads((out / "report.json").read_text())["kept"] == 8
+    assert main(["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--out", str(tmp_path / "bad"),
+                 "--landmarks", "eyes", "--aligned-threshold", "1.5"]) == 2
+    assert "aligned_threshold (1 - correlation) must lie in [0, 1)" in capsys.readouterr().err
     clean = tmp_path / "clean.npz"
     assert main(["prepare", str(web_folder), "--format", "folder", "--faces", "cropped", "--out", str(clean),
                  "--exclude", str(out / "exclude.csv"), "--no-progress"]) == 0
