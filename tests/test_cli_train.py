@@ -215,6 +215,8 @@ def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tm
     assert own["confusion"] == run.metrics["confusion"] and "--include-seen" in own["notes"][0]
     everything = _evaluate_json(capsys, str(run_dir), "--data", str(data_files["train"]), "--include-seen")
     assert everything["n"] == 48 and everything["left_out_seen"] == 0 and everything["notes"] == []
+    assert main(["evaluate", str(run_dir), "--include-seen"]) == 2
+    assert "--include-seen applies to a dataset given with --data" in capsys.readouterr().err
     # A file of two cultures, one of which the run learned: that culture's unseen images and all of the other's,
     # scored culture by culture too.
     both = merge([FaceDataset.load(data_files["train"]), FaceDataset.load(data_files["other"])])

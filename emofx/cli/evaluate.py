@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from emofx.study.evaluation import compare_evaluations
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
+    if args.include_seen and not args.data:
+        raise ValueError("--include-seen applies to a dataset given with --data (the run's own test images hold "
+                         "no image it trained on)")
     members = [load_run(directory) for directory in args.runs]
     rivals = [load_run(directory) for directory in args.against or []]
     names = [str(member.directory) for member in members]
