@@ -284,6 +284,20 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert correlation["observer_accuracy"] == pytest.approx(np.nanmean(agreement))
     assert np.isnan(correlation["plurality_accuracy"])  # agreement only, no per-emotion ratings
     assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
+    # The other culture's models on the same images: here the same model, so the same numbers; a model that does
+    # not know an emotion leaves its images out.
+    same = CultureRuns("O", data, (model,), (np.arange(4),))
+    table, with_other = human_baseline(runs, same)
+    assert with_other["other_culture"] == "O"
+    assert with_other["other_model_accuracy"] == pytest.approx(with_other["model_accuracy"])
+    assert with_other["other_rho"] == pytest.approx(with_other["rho"])
+    np.testing.assert_allclose(table["other_models_accuracy"], table["model_accuracy"])  # each trial's images once
+    fewer = tuple(c for c in data.classes if c != "happy")
+    partial = CultureRuns("P", data.subset(np.flatnonzero(data.label_names != "happy")),
+                          (make_tiny_model(fewer, 1),), (np.arange(4),))
+    table, _ = human_baseline(runs, partial)
+    assert np.isnan(table.set_index("emotion").loc["happy", "other_models_accuracy"])
+    assert table.set_index("emotion").drop("happy")["other_models_accuracy"].between(0, 1).all()
 
 
 def test_models_are_set_beside_one_observer_and_the_observers_plurality():
@@ -309,6 +323,11 @@ def test_models_are_set_beside_one_observer_and_the_observers_plurality():
     assert "the models name the posed emotion for 66.7%; a single observer does for 48.3% on average, " \
            "the observers' plurality choice 66.7%." in sentence
     assert "single observer" not in human_paragraph([{"culture": "T", "rho": 0.5, "p_value": 1e-3, "n_images": 3}])
+    transfer = human_paragraph([{"culture": "T", "rho": 0.5, "p_value": 1e-3, "n_images": 3, **scores,
+                                 "other_culture": "O", "other_model_accuracy": 0.2, "other_rho": 0.09,
+                                 "other_p_value": 0.2}])
+    assert transfer.endswith(" The O models, trained on the other culture, name it for 20.0%; the data do not show "
+                             "that they find clearer the faces the observers agree on (rho = 0.09, p = 0.2).")
     underflowed = human_paragraph([{"culture": "T", "rho": 0.9, "p_value": 0.0, "n_images": 5000}])
     assert "images people find clear are also the ones the models are sure of" in underflowed
 

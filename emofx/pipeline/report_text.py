@@ -255,5 +255,13 @@ def _observer_sentence(h: Mapping[str, Any]) -> str:
         return ""
     plurality = (f", the observers' plurality choice {_pct(h['plurality_accuracy'])}"
                  if _pct(h.get("plurality_accuracy")) != "n/a" else "")
+    other = ""
+    if _pct(h.get("other_model_accuracy")) != "n/a":
+        clear = ("they too find clearer the faces the observers agree on" if (h.get("other_rho") or 0) > 0
+                 and significant(h.get("other_p_value")) else "the data do not show that they find clearer the "
+                 "faces the observers agree on")
+        other = (f" The {h['other_culture']} models, trained on the other culture, name it for "
+                 f"{_pct(h['other_model_accuracy'])}; {clear} (rho = {_num(h.get('other_rho'))}, "
+                 f"p = {format_p(h.get('other_p_value'))}).")
     return (f" On those images the models name the posed emotion for {_pct(h['model_accuracy'])}; a single "
-            f"observer does for {_pct(h['observer_accuracy'])} on average{plurality}.")
+            f"observer does for {_pct(h['observer_accuracy'])} on average{plurality}.{other}")

@@ -124,12 +124,16 @@ def against_observers(dataset: FaceDataset, correct: np.ndarray) -> dict[str, An
             "observer_accuracy": float(np.asarray(agreement, float)[rated].mean()), "plurality_accuracy": plurality}
 
 
-def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """Observers' agreement beside the models, or None when the dataset has no agreement ratings.
 
     Returns the per-class table (observer agreement on the tested images, the models' accuracy
     mean and std over trials) and the image-level Spearman correlation between observer agreement
     and the models' probability of the posed class (mean over the trials that tested the image).
+    With ``other`` (the other culture's runs), every tested image is also scored by each of its models:
+    ``other_models_accuracy`` per class and, on the rated images, ``other_model_accuracy`` and the Spearman
+    correlation of their mean probability of the posed class with the agreement (``other_rho``): whether
+    models of another culture find the faces clear that this culture's observers do.
     """
     agreement = runs.dataset.extras.get(AGREEMENT)
     if agreement is None:
@@ -162,13 +166,40 @@ def human_baseline(runs: CultureRuns) -> tuple[pd.DataFrame, dict[str, Any]] | N
     }).rename_axis("emotion").reset_index()
     table.insert(0, "culture", runs.name)
     keep = np.isfinite(rated)
+    others = _other_models(other, runs.dataset.subset(tested)) if other is not None else None
+    if others is not None:
+        right, probability = others
+        table["other_models_accuracy"] = table["emotion"].map(pd.Series(right, index=emotions).groupby(level=0).mean())
     correlation: dict[str, Any] = {"culture": runs.name, "n_images": int(keep.sum()), "method": "Spearman",
                                    "what": "image's observer agreement vs the models' probability of the posed class",
                                    **against_observers(runs.dataset.subset(np.concatenate(pooled_indices)),
                                                        np.concatenate(pooled_correct))}
-    if keep.sum() >= 3 and np.ptp(rated[keep]) > 0 and np.ptp(mean_confidence[keep]) > 0:
-        result = scipy_stats.spearmanr(rated[keep], mean_confidence[keep])
-        correlation.update(rho=float(result.statistic), p_value=float(result.pvalue))
-    else:
-        correlation.update(rho=float("nan"), p_value=float("nan"))
+    correlation.update(_spearman(rated[keep], mean_confidence[keep]))
+    if others is not None:
+        known = keep & np.isfinite(right)
+        correlation.update(other_culture=other.name, other_model_accuracy=float(right[known].mean()) if known.any()
+                           else float("nan"), **_spearman(rated[known], probability[known], "other_"))
     return table, correlation
+
+
+def _other_models(other: CultureRuns, images: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per image of ``images``: the share of ``other``'s models that name its posed emotion and their mean
+    probability of it (NaN where the models do not know the emotion)."""
+    right, probability = [], []
+    for model in other.models:
+        probabilities = model.predict_proba(images.images, flip_average=model.flip_average)
+        known = np.array([name in model.classes for name in images.label_names])
+        columns = np.array([model.classes.index(n) if n in model.classes else 0 for n in images.label_names])
+        posed = probabilities[np.arange(len(images)), columns]
+        right.append(np.where(known, probabilities.argmax(axis=1) == columns, np.nan))
+        probability.append(np.where(known, posed, np.nan))
+    return np.mean(right, axis=0), np.mean(probability, axis=0)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Spearman's rho and p of ``x`` and ``y`` as ``{prefix}rho``, ``{prefix}p_value``; NaN where either is
+    constant or fewer than 3 pairs."""
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        result = scipy_stats.spearmanr(x, y)
+        return {f"{prefix}rho": float(result.statistic), f"{prefix}p_value": float(result.pvalue)}
+    return {f"{prefix}rho": float("nan"), f"{prefix}p_value": float("nan")}

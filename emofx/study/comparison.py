@@ -206,7 +206,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     steps.update()
     steps.close()
 
-    humans = [h for h in (human_baseline(c) for c in (a, b)) if h is not None]
+    humans = [h for h in (human_baseline(a, b), human_baseline(b, a)) if h is not None]
     tests["human"] = [h[1] for h in humans]
     notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})", *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
