@@ -227,6 +227,12 @@ def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tm
     by_culture = {row["culture"]: row for row in result["by_culture"]}
     assert by_culture["A"]["n"] == own["n"] and by_culture["A"]["accuracy"] == pytest.approx(own["accuracy"])
     assert by_culture["B"]["n"] == 8 and result["n"] == own["n"] + 8  # B's neutral faces: a class the run lacks
+    # The per-image predictions name each scored image (the unseen A images, B's but its neutral ones).
+    _evaluate_json(capsys, str(run_dir), "--data", str(pooled), "--predictions", str(tmp_path / "pooled.csv"))
+    rows = pd.read_csv(tmp_path / "pooled.csv", keep_default_na=False)
+    expected = both.subset(np.r_[run.split.test, 48 + np.flatnonzero(both.label_names[48:] != "neutral")])
+    assert rows["path"].tolist() == list(expected.path) and rows["culture"].tolist() == list(expected.culture)
+    assert rows["true"].tolist() == list(expected.label_names)
     # Only the test images of its own file: refused with what to do instead.
     assert main(["evaluate", str(run_dir), "--data",
                  str(FaceDataset.load(data_files["train"]).subset(np.r_[run.split.train, run.split.val])

@@ -5,7 +5,8 @@ cross-culture transfer is measured); the classes dropped on either side are name
 trained or validated on (the same pixels, e.g. the run's own file, or its culture in a file of
 several) are left out and counted, unless --include-seen; a dataset of several cultures is also
 scored culture by culture. Without --data, the run's own test images are scored again from the
-dataset recorded in the run.
+dataset recorded in the run. --predictions writes one row per scored image: its path, subject and
+culture, the true and predicted emotion and the probabilities.
 
 Several run directories are scored as one ensemble: each image's probabilities are averaged over
 the models. Without --data they must share their test images (the same dataset and split, e.g. one
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from emofx.data.dataset import FaceDataset
+    from emofx.study.evaluation import Evaluation
     from emofx.study.runs import Run
     from emofx.study.stats import PairedAccuracy
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         target = Path(args.predictions)
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
-        evaluation.predictions_frame().to_csv(target)
+        _with_provenance(evaluation.predictions_frame(), images, evaluation).to_csv(target)
     by_culture = _by_culture(members, images, args.flip_average)
     summary = {"run": _named(names), "data": source, **evaluation.summary(), "left_out_seen": left_out,
                "notes": notes}
@@ -125,6 +127,15 @@ def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["Face
         notes.append(f"left out {found.n_seen} of the {len(dataset)} images of {path}: the same pixels as images the "
                      f"run trained or validated on (--include-seen scores them too); scoring the other {len(unseen)}")
     return unseen, notes
+
+
+def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame":
+    """The per-image predictions with each scored image's path, subject and culture in front, so that they join
+    with the data (the images of classes the model lacks, and seen ones, were left out before scoring)."""
+    scored = images.restrict_classes(evaluation.classes) if evaluation.dropped_data_classes else images
+    for column in ("culture", "subject", "path"):
+        frame.insert(0, column, getattr(scored, column))
+    return frame
 
 
 def _by_culture(runs: list["Run"], images: "FaceDataset", flip_average: bool | None) -> "pd.DataFrame | None":
