@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         _with_provenance(evaluation.predictions_frame(), images, evaluation).to_csv(target)
-    by_culture = _by_culture(members, images, args.flip_average)
+    by_culture = _by_culture(images, evaluation)
     summary = {"run": _named(names), "data": source, **evaluation.summary(), "left_out_seen": left_out,
                "notes": notes}
     if by_culture is not None:
@@ -129,34 +129,34 @@ def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["Face
     return unseen, notes
 
 
+def _scored_images(images: "FaceDataset", evaluation: "Evaluation") -> "FaceDataset":
+    """The images ``evaluation`` scored, in its order: those of the classes the model knows."""
+    return images.restrict_classes(evaluation.classes) if evaluation.dropped_data_classes else images
+
+
 def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame":
     """The per-image predictions with each scored image's path, subject and culture in front, so that they join
     with the data (the images of classes the model lacks, and seen ones, were left out before scoring)."""
-    scored = images.restrict_classes(evaluation.classes) if evaluation.dropped_data_classes else images
+    scored = _scored_images(images, evaluation)
     for column in ("culture", "subject", "path"):
         frame.insert(0, column, getattr(scored, column))
     return frame
 
 
-def _by_culture(runs: list["Run"], images: "FaceDataset", flip_average: bool | None) -> "pd.DataFrame | None":
-    """Accuracy per culture where ``images`` hold several (None otherwise); cultures without a class the model
-    knows are left out."""
+def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame | None":
+    """Accuracy and balanced accuracy per culture of the scored images where they hold several (None otherwise)."""
     import pandas as pd
 
-    from emofx.study.evaluation import EvaluationError
-    from emofx.study.runs import evaluate_runs
+    from emofx.study.evaluation import Evaluation
 
-    cultures = sorted(set(images.culture))
-    if len(cultures) < 2:
+    culture = _scored_images(images, evaluation).culture
+    if len(set(culture)) < 2:
         return None
     rows = {}
-    for culture in cultures:
-        try:
-            scored = evaluate_runs(runs, images.subset(images.culture == culture), flip_average=flip_average)
-        except EvaluationError:
-            continue
-        rows[culture or "(none)"] = {"accuracy": scored.accuracy, "balanced_accuracy": scored.balanced_accuracy,
-                                     "n": scored.n}
+    for name in sorted(set(culture)):
+        part = culture == name
+        one = Evaluation(evaluation.classes, evaluation.labels[part], evaluation.probabilities[part])
+        rows[name or "(none)"] = {"accuracy": one.accuracy, "balanced_accuracy": one.balanced_accuracy, "n": one.n}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
 
 
