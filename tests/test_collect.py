@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from emofx.cli import main
+from emofx.cli.collect import report_lines
 from emofx.data import dedup
 from emofx.data.collect import CollectConfig, collect, sharpness
 from emofx.data.collection_files import write_collection
@@ -141,6 +142,9 @@ def test_aligned_faces_are_compared_by_correlation_within_and_against(tmp_path, 
     config = CollectConfig(faces="cropped", min_face=0, landmarks="eyes", near_threshold=12)
     result = collect(root, config)
     assert result.summary["config"]["landmarks"] == "eyes" and result.kept["aligned"].all()
+    assert result.summary["aligned_faces"] == len(faces) + 1
+    assert "  near duplicates: 9 faces aligned on their eyes (eyes) compared by correlation, any others by hash" in (
+        report_lines(result.summary))
     assert result.dropped[["source", "reason", "detail"]].values.tolist() == [
         [str(root / "copy.jpg"), "near duplicate", f"of {root / '0.png'}"]]
     assert len(result.kept) == len(faces)
@@ -204,7 +208,8 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     assert "    exact         PrivateTest+Training" in printed  # the kind column fits "against-exact"
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == 8
-    assert report["config"]["landmarks"] == "none"  # auto: cropped faces are not aligned
+    assert report["config"]["landmarks"] == "none" and report["aligned_faces"] == 0  # auto: crops are not aligned
+    assert "aligned on their eyes" not in printed
     assert report["config"]["aligned_threshold"] == CollectConfig().aligned_threshold
     exclude = pd.read_csv(out / "exclude.csv")
     assert len(exclude) == 4

@@ -73,6 +73,10 @@ def report_lines(summary: dict) -> list[str]:
         lines.append(f"  animated images (first frame kept): {summary['animated_first_frame']}")
     if summary.get("not_in_query_table"):
         lines.append(f"  kept images missing from the query table: {summary['not_in_query_table']}")
+    method = summary.get("config", {}).get("landmarks", "none")
+    if method != "none":
+        lines.append(f"  near duplicates: {summary.get('aligned_faces', 0)} faces aligned on their eyes ({method}) "
+                     "compared by correlation, any others by hash")
     if summary["duplicate_groups"]:
         lines.append("  duplicate groups (kind, splits spanned: groups / images / removed):")
         lines += [f"    {g['kind']:13s} {g['splits']:35s} {g['groups']:6d} / {g['images']:6d} / {g['removed']:6d}"

@@ -406,7 +406,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
         "source": str(root.absolute()), "files": len(files), "kept": int(keep.sum()),
         "dropped": {str(k): int(v) for k, v in dropped_frame["reason"].value_counts().items()},
         "animated_first_frame": int(kept.loc[keep, "animated"].sum()) if len(kept) else 0,
-        "config": asdict(config), "heif_support": heif,
+        "config": asdict(config), "heif_support": heif, "aligned_faces": int(kept["aligned"].sum()),
         "duplicate_groups": _group_summary(duplicates),
     }
     if others is not None:
