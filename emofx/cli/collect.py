@@ -12,8 +12,7 @@ detects and crops the faces, filters by face size, blur (variance of the Laplaci
 optionally the eyes, and removes exact and near duplicates within the collection and against other
 datasets (--against): faces aligned on their eyes (dlib's landmarks, where installed) by the correlation
 of their thumbnails (--aligned-threshold), other faces by perceptual hash (--near-threshold bits of 64).
-queries.csv has
-columns file, query, emotion, language, culture (which search found each file). OUT/ receives
+queries.csv has columns file, query, emotion, language, culture (which search found each file). OUT/ receives
 manifest.csv (for `emofx prepare --format manifest` and notebook 06), faces/, dropped.csv (every
 dropped file and why), duplicates.csv (the groups), exclude.csv (the duplicates removed, for
 `emofx prepare --exclude`) and report.json. OUT is written completely or not at all.
