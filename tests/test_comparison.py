@@ -8,7 +8,7 @@ import pytest
 
 from emofx.data.splits import make_split
 from emofx.data.synthetic import make_synthetic
-from emofx.study import accuracy, comparison, cultures, features
+from emofx.study import accuracy, comparison, cultures, features, stats
 
 QUICK = cultures.CompareConfig(n_permutations=499, n_boot=200, cka_images=20, filter_top_k=5, progress=False)
 
@@ -120,10 +120,41 @@ def test_accuracy_test_states_units_and_finds_a_difference():
     assert result["diff"] == pytest.approx(0.4)
     assert result["p_value"] == pytest.approx(2 / 252)
     assert result["ci_low"] < 0.4 < result["ci_high"] and result["ci_low"] > 0.25
-    assert "trials" in result["p_unit"] and "test images" in result["ci_unit"]
+    assert "trials" in result["p_unit"] and "trials" in result["ci_unit"]
+    # the trials' interval inverts the test: its ends are where the shifted trials' p crosses 5%
+    trials_a, trials_b = (accuracy.trial_metrics(p)["accuracy"].to_numpy() for p in (a, b))
+    for end, inside in ((result["ci_low"], 1e-6), (result["ci_high"], -1e-6)):
+        assert stats.permutation_test(trials_a - end - inside, trials_b).p_value > 0.05
+        assert stats.permutation_test(trials_a - end + inside, trials_b).p_value <= 0.05
+    assert result["measured_ci_low"] < 0.4 < result["measured_ci_high"]
+    assert "test images" in result["measured_ci_unit"]  # no subjects in these rows
     same = accuracy.accuracy_test(a, a.assign(train_culture="B", test_culture="B"), QUICK)
     assert same["p_value"] == pytest.approx(1.0) and same["ci_low"] <= 0 <= same["ci_high"]
     assert result["smallest_p"] == pytest.approx(2 / 252)  # reached: the cultures' trials do not overlap
+
+
+def test_measured_interval_redraws_people_with_all_of_their_images():
+    """Images of one person are right or wrong together: redrawing people must see 4 units a trial, not 20."""
+    rng = np.random.default_rng(3)
+
+    def clustered(culture: str, accuracy_of_people: float) -> pd.DataFrame:
+        frames = []
+        for trial in range(5):
+            frame = _predictions(culture, [1.0], n=20).assign(trial=trial)
+            frame["subject"] = [f"{trial}-{image // 5}" for image in frame["image"]]
+            person_right = rng.random(4) < accuracy_of_people
+            frame["correct"] = person_right[frame["image"] // 5].astype(float)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    a, b = clustered("A", 0.6), clustered("B", 0.4)
+    by_people = accuracy.accuracy_test(a, b, QUICK)
+    by_images = accuracy.accuracy_test(a.assign(subject=""), b.assign(subject=""), QUICK)
+    assert "test people" in by_people["measured_ci_unit"] and "test images" in by_images["measured_ci_unit"]
+    width = {name: r["measured_ci_high"] - r["measured_ci_low"] for name, r in (("people", by_people),
+                                                                              ("images", by_images))}
+    assert width["people"] > 1.5 * width["images"]  # 5 images a person: about sqrt(5) = 2.2x wider
+    assert by_people["ci_low"] == by_images["ci_low"]  # the trials' interval does not depend on people
 
 
 @pytest.mark.parametrize("accuracies_a, accuracies_b, smallest", [
@@ -136,6 +167,10 @@ def test_smallest_p_is_what_the_permutation_test_gives_groups_far_apart(accuraci
     assert result["p_value"] == pytest.approx(smallest) and result["smallest_p"] == pytest.approx(smallest)
     notes = comparison.too_few_trials(len(accuracies_a), len(accuracies_b), QUICK)
     assert bool(notes) == (smallest >= 0.05)
+    # a test that cannot reject at 5% rejects no shift: the trials' interval is unbounded, and 0 lies outside it
+    # exactly when p <= 0.05
+    assert np.isinf([result["ci_low"], result["ci_high"]]).all() == (smallest >= 0.05)
+    assert (result["ci_low"] > 0) == (result["p_value"] <= 0.05)
     if notes:
         assert notes[0].startswith("too few trials: with 2 and 2 trials") and "below 0.33" in notes[0]
 
@@ -171,13 +206,14 @@ def test_gap_change_uses_only_the_trials_both_experiments_ran():
         accuracy.gap_change(first, second[(second["culture"] == "A") | (second["trial"] == 0)], "A", "B")
 
 
-def test_balanced_accuracy_weights_reproduce_the_metric():
+def test_balanced_accuracy_redraws_images_within_their_class():
     frame = _predictions("A", [0.7, 0.6])
-    weighted = accuracy.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")
-    per_trial = accuracy.trial_metrics(frame)["balanced_accuracy"].mean()
-    assert weighted["culture_a"] == pytest.approx(per_trial)
-    values = frame["correct"].to_numpy() * accuracy._metric_weights(frame, "balanced_accuracy")
-    assert values.mean() == pytest.approx(per_trial)
+    tested = accuracy.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")
+    assert tested["culture_a"] == pytest.approx(accuracy.trial_metrics(frame)["balanced_accuracy"].mean())
+    # every happy image right, every sad one wrong: redrawn within their class, the balanced accuracy stays 0.5
+    half = frame.assign(correct=(frame["emotion"] == "happy").astype(float))
+    tested = accuracy.accuracy_test(half, frame.assign(correct=1.0), QUICK, metric="balanced_accuracy")
+    assert tested["measured_ci_low"] == tested["measured_ci_high"] == pytest.approx(-0.5)
 
 
 def test_matched_training_equalises_per_class_counts():

@@ -126,3 +126,16 @@ def test_the_confound_follows_where_the_cultures_faces_come_from():
     synthetic_text = h1_paragraph({"collected": summary("eyes", "mouth", 0.1, 0.01)}, sources={"eyes": "synthetic",
                                                                                             "mouth": "synthetic"})
     assert "do not support" not in synthetic_text and "synthetic face generator" in synthetic_text
+
+
+def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():
+    new = summary("A", "B", 0.17, 0.008)
+    new["accuracy"].update(ci_low=0.080, ci_high=0.255, measured_ci_low=0.099, measured_ci_high=0.238,
+                           measured_ci_unit="test people, redrawn within each trial with all of their images")
+    text = h1_paragraph({"collected": new})
+    assert ("95% interval +8.0 to +25.5 over trials (the shifts the permutation test does not reject); +9.9 to "
+            "+23.8 over test people with these models fixed") in text
+    new["accuracy"].update(ci_low=None, ci_high=None)  # summary.json's null: too few trials to bound it
+    assert "no 95% interval over trials (too few trials" in h1_paragraph({"collected": new})
+    # a summary written before the trials' interval existed held only the bootstrap over test images
+    assert "95% bootstrap interval +12.0 to +22.0 over test images" in h1_paragraph({"collected": summary("A", "B", 0.17, 0.008)})

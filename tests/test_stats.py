@@ -115,22 +115,49 @@ def test_distribution_test():
     assert p > 0.05
 
 
-def test_bootstrap_interval_covers_the_truth():
+def test_permutation_interval_is_the_set_of_shifts_the_test_does_not_reject():
     rng = np.random.default_rng(7)
-    covered = 0
-    for seed in range(40):
-        a, b = rng.normal(1.0, 1, 80), rng.normal(0.0, 1, 60)
-        ci = stats.bootstrap_difference(a, b, n_boot=500, seed=seed)
-        covered += ci.low <= 1.0 <= ci.high
-        assert ci.low < ci.estimate < ci.high
-    assert covered >= 34  # nominal 95% of 40 = 38
+    for _ in range(20):
+        a, b = rng.normal(0.7, 0.05, 5), rng.normal(0.6, 0.05, 5)
+        ci = stats.permutation_interval(a, b)
+        assert ci.exact and ci.n_permutations == 252 and ci.low < ci.estimate < ci.high
+        assert ci.estimate == pytest.approx(a.mean() - b.mean())
+        for end, inward in ((ci.low, 1e-6), (ci.high, -1e-6)):  # the ends are where p crosses 5%
+            assert stats.permutation_test(a - end - inward, b).p_value > 0.05
+            assert stats.permutation_test(a - end + inward, b).p_value <= 0.05
+        assert (ci.low > 0 or ci.high < 0) == (stats.permutation_test(a, b).p_value <= 0.05)
+        shifted = stats.permutation_interval(a + 0.25, b)  # shifting a group shifts the interval
+        assert (shifted.low, shifted.high) == pytest.approx((ci.low + 0.25, ci.high + 0.25))
 
 
-def test_stratified_bootstrap_keeps_strata_fixed():
-    a = np.array([0.0] * 10 + [1.0] * 10)
-    strata = np.array([0] * 10 + [1] * 10)
-    ci = stats.bootstrap_difference(a, np.zeros(5), strata_a=strata, n_boot=200)
-    assert ci.low == ci.high == pytest.approx(0.5)  # each stratum is constant
+def test_permutation_interval_covers_a_known_difference():
+    rng = np.random.default_rng(8)
+    covered = [ci.low <= 1.0 <= ci.high for ci in (
+        stats.permutation_interval(rng.normal(1.0, 1, 5), rng.normal(0.0, 1, 5)) for _ in range(300))]
+    assert 0.91 <= np.mean(covered) <= 0.99  # nominal 0.95; 300 draws: standard error 0.013
+
+
+def test_permutation_interval_is_unbounded_where_the_test_cannot_reject():
+    ci = stats.permutation_interval(np.array([0.9, 0.95]), np.array([0.1, 0.15]))  # 2 vs 2: p >= 1/3
+    assert ci.low == -np.inf and ci.high == np.inf
+    monte_carlo = stats.permutation_interval(np.arange(9.0) + 3, np.arange(9.0), n_permutations=999, seed=1)
+    assert not monte_carlo.exact and monte_carlo.low < 3 < monte_carlo.high
+    with pytest.raises(stats.StatsInputError, match="one value per unit"):
+        stats.permutation_interval(np.ones((5, 2)), np.ones((5, 2)))
+
+
+def test_cluster_bootstrap_redraws_whole_clusters_within_blocks():
+    rng = np.random.default_rng(9)
+    totals = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 20.0]])
+    resampled = stats.resampled_cluster_totals(totals, np.array([0, 0, 1]), 500, rng)
+    # block 1 holds one cluster, redrawn once every time; block 0's two clusters are redrawn twice in all
+    first = resampled - totals[2]
+    assert set(map(tuple, first)) <= {(2.0, 4.0), (4.0, 6.0), (6.0, 8.0)}
+    assert len(set(map(tuple, first))) == 3
+    with pytest.raises(stats.StatsInputError, match="one block per cluster"):
+        stats.resampled_cluster_totals(totals, np.array([0, 1]), 10, rng)
+    interval = stats.percentile_interval(0.5, np.linspace(0, 1, 1001))
+    assert (interval.low, interval.high, interval.n_boot) == pytest.approx((0.025, 0.975, 1001))
 
 
 def test_linear_cka_known_cases():

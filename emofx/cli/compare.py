@@ -4,7 +4,8 @@ proximity, pixel-wise maps, filters (H2) and representations (CKA), with calibra
 RUNS_A and RUNS_B are directories holding each culture's trial runs (made by `emofx train`);
 --data-a/--data-b are the datasets those runs were trained on. OUT receives summary.json,
 one CSV per table and the figures. Accuracy is tested with trials as the unit (permutation)
-and given a confidence interval over test images (bootstrap); see `emofx.study.comparison`.
+and given the confidence interval that inverts that test (and one over test people with the models fixed:
+a bootstrap); see `emofx.study.comparison`.
 Region tests have one row per (emotion, region) plus region-level rows pooled over emotions
 (emotion "all"), all in one corrected family. The trials are exchangeable draws of a
 culture's people only when each trial used its own people (split kind "independent" in
@@ -29,7 +30,7 @@ from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
 from emofx.explain.saliency import METHODS as SALIENCY_METHODS
 from emofx.plotting.comparison import save_comparison_figures
-from emofx.study.comparison import compare
+from emofx.study.comparison import compare, json_ready
 from emofx.study.cultures import CORRECTIONS, UNITS, CompareConfig, CultureRuns
 
 
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correction", default="maxT", choices=list(CORRECTIONS),
                         help="multiple-comparison correction (maxT needs --unit trials)")
     parser.add_argument("--permutations", type=int, default=9999, help="Monte-Carlo permutations when not exact")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the accuracy CI")
+    parser.add_argument("--bootstrap", type=int, default=2000,
+                        help="bootstrap resamples of the test people for the accuracy interval with the models fixed")
     parser.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstrap and probe images")
     parser.add_argument("--chance-alpha", type=float, default=0.01,
                         help="flag trials whose balanced accuracy is not above chance at this level (0.01)")
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"emofx compare: {note}", file=sys.stderr)
     print(json.dumps({
         "cultures": [a.name, b.name],
-        "accuracy": {k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high")},
+        "accuracy": json_ready({k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high",
+                                                          "measured_ci_low", "measured_ci_high")}),
         "significant_confusion_tests": int((result.tables["confusion_tests"]["p_adjusted"] < 0.05).sum()),
         "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
         "trials_not_above_chance": result.summary()["chance"]["flagged"],

@@ -138,8 +138,7 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
                    "this does not show a difference: trials of one culture vary about as much as the cultures differ")
         parts.append(
             f"**{heading(label)}.** {a} models reached {_pct(acc['culture_a'])} test accuracy and {b} models "
-            f"{_pct(acc['culture_b'])} (difference {100 * acc['diff']:+.1f} points, 95% bootstrap interval "
-            f"{100 * acc['ci_low']:+.1f} to {100 * acc['ci_high']:+.1f} over test images; permutation p = "
+            f"{_pct(acc['culture_b'])} (difference {100 * acc['diff']:+.1f} points, {_interval(acc)}; permutation p = "
             f"{format_p(acc['p_value'])} over {acc['p_unit']}{holm_text}; Hedges' g = {_num(acc['effect_size'])}): "
             f"{verdict}.")
         if summary.get("confusion_tests"):
@@ -160,6 +159,23 @@ def h1_paragraph(summaries: Mapping[str, Mapping[str, Any]], protocols: Mapping[
     parts.append(unsupported(f"that a face's culture ({', '.join(_cultures(summaries))}) makes expressions easier or "
                              "harder to recognise.", sources or {}))
     return "\n\n".join(parts)
+
+
+def _interval(acc: Mapping[str, Any]) -> str:
+    """The accuracy difference's interval in words: over trials (the permutation test inverted; unbounded, JSON
+    null, when too few trials), with the one over test people beside it; a summary written before emofx had the
+    trials' interval holds only the bootstrap over test images."""
+    def points(low: Any, high: Any) -> str:
+        return f"{100 * low:+.1f} to {100 * high:+.1f}"
+
+    if "measured_ci_low" not in acc:
+        return f"95% bootstrap interval {points(acc['ci_low'], acc['ci_high'])} over test images"
+    trials = ("no 95% interval over trials (too few trials: the permutation test rejects no shift)"
+              if acc["ci_low"] is None or acc["ci_high"] is None else
+              f"95% interval {points(acc['ci_low'], acc['ci_high'])} over trials (the shifts the permutation test "
+              "does not reject)")
+    redrawn = "test people" if "people" in acc.get("measured_ci_unit", "") else "test images"
+    return f"{trials}; {points(acc['measured_ci_low'], acc['measured_ci_high'])} over {redrawn} with these models fixed"
 
 
 def _too_few(summary: Mapping[str, Any]) -> bool:

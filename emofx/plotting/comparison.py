@@ -46,11 +46,13 @@ def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metri
     sns.pointplot(data=own, x="train_culture", y=metric, ax=left, errorbar=None, color="C3", markers="_",
                   markersize=30, linestyle="none")
     left.set(xlabel="culture", ylabel=metric.replace("_", " "), title="per trial (dots) and mean (bar)")
-    right.errorbar([0], [test["diff"]], yerr=[[test["diff"] - test["ci_low"]], [test["ci_high"] - test["diff"]]],
-                   fmt="o", color="C0", capsize=6)
+    bounded = all(test.get(k) is not None and np.isfinite(test[k]) for k in ("ci_low", "ci_high"))
+    errors = [[test["diff"] - test["ci_low"]], [test["ci_high"] - test["diff"]]] if bounded else None
+    right.errorbar([0], [test["diff"]], yerr=errors, fmt="o", color="C0", capsize=6)
     right.axhline(0, color="0.5", lw=0.8, ls="--")
     right.set(xticks=[0], xticklabels=["a - b"], xlim=(-1, 1), ylabel="difference",
-              title=f"p = {test['p_value']:.3g} (trials)\nCI: test images")
+              title=f"p = {test['p_value']:.3g} (trials)\n" + ("95% interval: trials" if bounded else
+                                                               "interval unbounded: too few trials"))
     fig.tight_layout()
     return fig
 

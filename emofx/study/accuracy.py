@@ -1,5 +1,5 @@
-"""H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with a bootstrap
-interval over test images, per-class errors, which emotions the cultures' models confuse, the
+"""H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with the interval
+that inverts it (and a bootstrap over test people: how precisely the given models are measured), per-class errors, which emotions the cultures' models confuse, the
 train-culture x test-culture transfer matrix, whether the gap between two cultures changes between
 two experiments (another training), and each trial's two models of two experiments compared image
 by image."""
@@ -22,7 +22,7 @@ from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_imag
 
 def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
                       classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per (trial, test image): label, prediction and correctness.
+    """One row per (trial, test image): label, prediction, correctness and the image's subject ("" if unknown).
 
     ``on`` (default ``runs`` itself) gives the images: its own trials' test images when it is
     ``runs``, else every image of the other culture. ``classes`` restricts images and predictions
@@ -42,7 +42,7 @@ def predictions_frame(runs: CultureRuns, on: CultureRuns | None = None,
         predicted = np.asarray(classes)[probabilities[:, model_columns].argmax(axis=1)]
         rows.append(pd.DataFrame({
             "train_culture": runs.name, "test_culture": target.name, "trial": trial, "image": indices,
-            "emotion": data.label_names, "predicted": predicted,
+            "emotion": data.label_names, "predicted": predicted, "subject": data.subject,
         }))
     frame = pd.concat(rows, ignore_index=True)
     frame["correct"] = (frame["emotion"] == frame["predicted"]).astype(float)
@@ -67,27 +67,47 @@ def class_errors(predictions: pd.DataFrame) -> pd.DataFrame:
     return errors.rename("error").reset_index().rename(columns={"train_culture": "culture"})
 
 
-def _metric_weights(predictions: pd.DataFrame, metric: str) -> np.ndarray:
-    """Per-image weights whose weighted mean of correctness is the mean over trials of ``metric``."""
+def _trial_metric(totals_right: np.ndarray, totals: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` from per-class totals (..., classes) of right answers and images; classes without
+    images are left out of the balanced accuracy."""
     if metric == "accuracy":
-        sizes = predictions.groupby("trial")["correct"].transform("size")
-    else:
-        n_classes = predictions.groupby("trial")["emotion"].transform("nunique")
-        sizes = predictions.groupby(["trial", "emotion"])["correct"].transform("size") * n_classes
-    return (len(predictions) / (sizes * predictions["trial"].nunique())).to_numpy()
+        return totals_right.sum(axis=-1) / totals.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmean(np.where(totals > 0, totals_right / totals, np.nan), axis=-1)
+
+
+def _measured_metric(predictions: pd.DataFrame, metric: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The mean over trials of ``metric`` for ``n_boot`` resamples of the test set, the models fixed: each
+    trial's test people redrawn with all of their images (images of each class redrawn where people are unknown)."""
+    by_person = "subject" in predictions and bool((predictions["subject"].astype(str) != "").all())
+    per_trial = []
+    for _, trial in predictions.groupby("trial"):
+        clusters = trial["subject"].astype(str) if by_person else trial.index.to_series().astype(str)
+        right = pd.crosstab(clusters, trial["emotion"], values=trial["correct"], aggfunc="sum").fillna(0.0)
+        images = pd.crosstab(clusters, trial["emotion"]).reindex_like(right)
+        blocks = np.zeros(len(images), dtype=int) if by_person else images.to_numpy().argmax(axis=1)
+        resampled = stats.resampled_cluster_totals(np.hstack([right.to_numpy(), images.to_numpy()]), blocks, n_boot,
+                                                   rng)
+        per_trial.append(_trial_metric(*np.split(resampled, 2, axis=1), metric))
+    return np.mean(per_trial, axis=0)
 
 
 def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, config: CompareConfig,
                   metric: str = "accuracy") -> dict[str, Any]:
-    """Difference in ``metric`` (a minus b): permutation over trials, bootstrap CI over test images."""
+    """Difference in ``metric`` (a minus b): permutation test over trials and the interval that inverts it,
+    and how precisely the given models' difference is measured (a bootstrap over test people)."""
     if metric not in METRICS:
         raise ComparisonError(f"metric must be one of {METRICS}; got {metric!r}")
     per_trial = [trial_metrics(p)[metric].to_numpy() for p in (predictions_a, predictions_b)]
     test = stats.permutation_test(per_trial[0], per_trial[1], n_permutations=config.n_permutations, seed=config.seed)
-    values = [p["correct"].to_numpy() * _metric_weights(p, metric) for p in (predictions_a, predictions_b)]
-    strata = [(p["trial"].astype(str) + "/" + p["emotion"]).to_numpy() for p in (predictions_a, predictions_b)]
-    interval = stats.bootstrap_difference(values[0], values[1], strata_a=strata[0], strata_b=strata[1],
-                                          n_boot=config.n_boot, seed=config.seed)
+    interval = stats.permutation_interval(per_trial[0], per_trial[1], n_permutations=config.n_permutations,
+                                          seed=config.seed)
+    rng = np.random.default_rng([config.seed, 1])
+    measured = stats.percentile_interval(
+        interval.estimate, _measured_metric(predictions_a, metric, config.n_boot, rng)
+        - _measured_metric(predictions_b, metric, config.n_boot, rng))
+    units = _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1]))
+    people = all("subject" in p and (p["subject"].astype(str) != "").all() for p in (predictions_a, predictions_b))
     return {
         "metric": metric,
         "culture_a": float(per_trial[0].mean()),
@@ -96,12 +116,16 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         "effect_size": float(stats.hedges_g(per_trial[0], per_trial[1])) if len(per_trial[0]) + len(per_trial[1]) > 2
         else float("nan"),
         "p_value": float(test.p_value),
-        "p_unit": _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1])),
+        "p_unit": units,
         "smallest_p": stats.smallest_p(len(per_trial[0]), len(per_trial[1]), config.n_permutations),
         "ci_low": interval.low,
         "ci_high": interval.high,
-        "ci_unit": f"test images, stratified by trial and class ({config.n_boot} resamples, "
-                   f"{interval.confidence:.0%} percentile interval)",
+        "ci_unit": f"{units}: the shifts the permutation test does not reject ({interval.confidence:.0%} interval)",
+        "measured_ci_low": measured.low,
+        "measured_ci_high": measured.high,
+        "measured_ci_unit": ("test people, redrawn within each trial with all of their images" if people else
+                             "test images, redrawn within each trial and class") +
+                            f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile interval)",
     }
 
 

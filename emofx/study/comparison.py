@@ -4,8 +4,12 @@ The unit of every test is stated in its output:
 
 - Accuracy (H1): the permutation test reassigns whole *trials* (each trial is a fresh split,
   initialisation and training, so trials are exchangeable under the null; 5 vs 5 trials is an
-  exact test over 252 splits). The confidence interval resamples *test images*, stratified by
-  trial and class, so it shows how precisely the given models' accuracies are measured.
+  exact test over 252 splits). Its confidence interval inverts that test (the shifts of one
+  culture's trials it does not reject), so it has the same unit and agrees with the p-value. A
+  second interval, the models fixed, redraws each trial's *test people* with all of their images
+  (images per class where people are unknown): how precisely the given models are measured. It is
+  narrower and answers a narrower question: under simulated nulls it excludes 0 far more often
+  than 5% (benchmarks/calibration.py), since it leaves out how models vary between trainings.
 - Which trials: the permutation over trials is exact only when every trial of both cultures
   is an exchangeable draw under the null. Trials that re-split one sample of people share
   those people (and models trained on them), so a sample's own people shift all its trials;
