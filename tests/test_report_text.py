@@ -133,9 +133,9 @@ def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():
     new["accuracy"].update(ci_low=0.080, ci_high=0.255, measured_ci_low=0.099, measured_ci_high=0.238,
                            measured_ci_unit="test people, redrawn within each trial with all of their images")
     text = h1_paragraph({"collected": new})
-    assert ("95% interval +8.0 to +25.5 over trials (the shifts the permutation test does not reject); +9.9 to "
+    assert ("95% interval +8.0 to +25.5 over trials, the shifts the permutation test does not reject; +9.9 to "
             "+23.8 over test people with these models fixed") in text
     new["accuracy"].update(ci_low=None, ci_high=None)  # summary.json's null: too few trials to bound it
-    assert "no 95% interval over trials (too few trials" in h1_paragraph({"collected": new})
+    assert "no 95% interval over trials, too few trials for the permutation" in h1_paragraph({"collected": new})
     # a summary written before the trials' interval existed held only the bootstrap over test images
     assert "95% bootstrap interval +12.0 to +22.0 over test images" in h1_paragraph({"collected": summary("A", "B", 0.17, 0.008)})

@@ -170,10 +170,10 @@ def _interval(acc: Mapping[str, Any]) -> str:
 
     if "measured_ci_low" not in acc:
         return f"95% bootstrap interval {points(acc['ci_low'], acc['ci_high'])} over test images"
-    trials = ("no 95% interval over trials (too few trials: the permutation test rejects no shift)"
+    trials = ("no 95% interval over trials, too few trials for the permutation test to reject any shift"
               if acc["ci_low"] is None or acc["ci_high"] is None else
-              f"95% interval {points(acc['ci_low'], acc['ci_high'])} over trials (the shifts the permutation test "
-              "does not reject)")
+              f"95% interval {points(acc['ci_low'], acc['ci_high'])} over trials, the shifts the permutation test "
+              "does not reject")
     redrawn = "test people" if "people" in acc.get("measured_ci_unit", "") else "test images"
     return f"{trials}; {points(acc['measured_ci_low'], acc['measured_ci_high'])} over {redrawn} with these models fixed"
 

@@ -261,8 +261,9 @@ def permutation_interval(
     assignments) does not reject at ``1 - confidence`` (test inversion; Ernst 2004).
 
     It has the test's unit and exactness (5 vs 5 trials: exact over 252 splits) and agrees with its
-    p-value: 0 lies outside exactly when p <= 1 - confidence. Where the group sizes cannot give a p that
-    small (2 vs 2 trials, :func:`smallest_p`) the interval is unbounded (-inf, inf).
+    p-value: 0 lies outside only when p <= 1 - confidence, and whenever it is unless the p-value rises again
+    further out (the interval is the hull of the shifts not rejected). Where the group sizes cannot give a
+    p that small (2 vs 2 trials, :func:`smallest_p`) the interval is unbounded (-inf, inf).
     """
     if not 0 < confidence < 1:
         raise StatsInputError(f"confidence must lie in (0, 1); got {confidence}")
