@@ -21,6 +21,7 @@ from emofx.study.evaluation import (
     evaluate_probabilities,
     metrics_table,
     misclassification_table,
+    people_of,
 )
 
 CLASSES = ("angry", "happy", "sad")
@@ -88,6 +89,22 @@ def test_evaluations_of_other_images_with_the_same_labels_are_not_compared():
         average_evaluations([mine, elsewhere])
     labels_only = evaluate_probabilities(mine.labels, elsewhere.probabilities, CLASSES)  # no pixels to tell by
     assert labels_only.images_digest is None and compare_evaluations(mine, labels_only).n == 5
+
+
+def test_images_of_several_people_are_compared_person_by_person():
+    config = ModelConfig(num_classes=2, widths=(4, 8, 8), dense_units=8)
+    model = TrainedModel(config=config, params=init_params(config, 0), classes=("happy", "sad"))
+    rng = np.random.default_rng(1)
+    names = ["happy", "sad", "angry", "happy", "sad", "angry"]  # angry: not scored by a two-class model
+    images = rng.integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    people = FaceDataset.from_label_names(images, names, subject=["p1", "p1", "p1", "p2", "p2", "p2"])
+    evaluation = evaluate(model, people)
+    assert evaluation.dropped_data_classes == {"angry": 2}
+    np.testing.assert_array_equal(people_of(people, evaluation), ["p1", "p1", "p2", "p2"])
+    assert compare_evaluations(evaluation, evaluation, people=people_of(people, evaluation)).clusters == 2
+    one_person = FaceDataset.from_label_names(images, names, subject=["p1"] * 6)
+    unnamed = FaceDataset.from_label_names(images, names)
+    assert people_of(one_person, evaluation) is None and people_of(unnamed, evaluation) is None  # image by image
 
 
 def test_aggregation_over_trials_gives_mean_and_std():

@@ -229,3 +229,25 @@ def test_mcnemar_known_answers():
         stats.mcnemar_test(np.linspace(0, 1, 10), np.linspace(1, 0, 10))
     with pytest.raises(stats.StatsInputError, match="n_permutations must be at least 1"):
         stats.permutation_test(a[:5], b[:5], n_permutations=0)
+
+
+def test_clustered_mcnemar_counts_a_person_once():
+    """Durkalski's test: with one image per person it is McNemar's chi-square; with each person's images
+    copied five times the evidence must not grow five-fold."""
+    rng = np.random.default_rng(4)
+    a = rng.random(60) < 0.75
+    b = np.where(rng.random(60) < 0.7, a, ~a)
+    people = np.arange(60)
+    single = stats.mcnemar_test(a, b, clusters=people)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    chi_square = (only_a - only_b) ** 2 / (only_a + only_b)
+    assert single.p_value == pytest.approx(scipy_stats.chi2.sf(chi_square, 1))
+    assert single.clusters == 60 and "Durkalski" in single.test
+    unclustered = stats.mcnemar_test(np.repeat(a, 5), np.repeat(b, 5))
+    clustered = stats.mcnemar_test(np.repeat(a, 5), np.repeat(b, 5), clusters=np.repeat(people, 5))
+    assert clustered.clusters == 60 and clustered.difference == pytest.approx(single.difference)
+    assert clustered.p_value == pytest.approx(single.p_value)  # copies add no evidence
+    assert unclustered.p_value < clustered.p_value
+    assert clustered.high - clustered.low > 2 * (unclustered.high - unclustered.low)  # sqrt(5) = 2.24x
+    with pytest.raises(stats.StatsInputError, match="one cluster label per image"):
+        stats.mcnemar_test(a, b, clusters=people[:-1])

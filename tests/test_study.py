@@ -403,6 +403,9 @@ def test_trial_pairs_compare_the_same_trials_runs_image_by_image(studies):
             metrics = json.loads((Path(run) / "metrics.json").read_text())
             assert row[f"accuracy_{side}"] == pytest.approx(metrics["test_accuracy"]) and row["n"] == metrics["n_test"]
     assert (table["p_holm"] >= table["p_value"]).all() and (table["p_value"] <= 1).all()
+    # These tiny trials test one person each: no clusters to count, so image by image (`people` empty); with
+    # several, the test counts people (test_evaluation.py)
+    assert table["people"].isna().all()
     # Trials 0 and 1 split other subjects: such a pair is not compared, and says why.
     crossed = trial_pairs(pretrained.assign(trial=1 - pretrained["trial"]), scratch)
     assert crossed["p_value"].isna().all() and crossed["note"].str.contains("tested on other images").all()

@@ -14,7 +14,8 @@ trial fine-tuned from different pre-trained models).
 
 --against scores a second run (or ensemble) on the same images and compares the two image by image:
 the accuracy difference with its 95% interval, the images only one of them gets right, and McNemar's
-exact p (e.g. two recipes on one test split: `emofx evaluate runs/strong --against runs/paper`).
+exact p (e.g. two recipes on one test split: `emofx evaluate runs/strong --against runs/paper`); where the
+images name their people, McNemar's test clustered by person (Durkalski), a person's images one unit.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from emofx.data.dataset import FaceDataset
-    from emofx.study.evaluation import compare_evaluations
+    from emofx.study.evaluation import compare_evaluations, people_of
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
     if args.include_seen and not args.data:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         summary["by_culture"] = by_culture.reset_index().to_dict(orient="records")
     if rivals:
         rival = evaluate_runs(rivals, images, flip_average=args.flip_average)
-        comparison = compare_evaluations(evaluation, rival)
+        comparison = compare_evaluations(evaluation, rival, people=people_of(images, evaluation))
         summary.update(against={"run": _named([str(r.directory) for r in rivals]), **rival.summary()},
                        comparison=asdict(comparison))
     if args.json:
@@ -129,15 +130,12 @@ def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["Face
     return unseen, notes
 
 
-def _scored_images(images: "FaceDataset", evaluation: "Evaluation") -> "FaceDataset":
-    """The images ``evaluation`` scored, in its order: those of the classes the model knows."""
-    return images.restrict_classes(evaluation.classes) if evaluation.dropped_data_classes else images
-
-
 def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame":
     """The per-image predictions with each scored image's path, subject and culture in front, so that they join
     with the data (the images of classes the model lacks, and seen ones, were left out before scoring)."""
-    scored = _scored_images(images, evaluation)
+    from emofx.study.evaluation import scored_images
+
+    scored = scored_images(images, evaluation)
     for column in ("culture", "subject", "path"):
         frame.insert(0, column, getattr(scored, column))
     return frame
@@ -147,9 +145,9 @@ def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFram
     """Accuracy and balanced accuracy per culture of the scored images where they hold several (None otherwise)."""
     import pandas as pd
 
-    from emofx.study.evaluation import Evaluation
+    from emofx.study.evaluation import Evaluation, scored_images
 
-    culture = _scored_images(images, evaluation).culture
+    culture = scored_images(images, evaluation).culture
     if len(set(culture)) < 2:
         return None
     rows = {}
@@ -171,4 +169,8 @@ def _scored(names: list[str]) -> str:
 def _comparison_line(c: "PairedAccuracy") -> str:
     return (f"accuracy {c.accuracy_a:.4f} vs {c.accuracy_b:.4f}, difference {100 * c.difference:+.1f} points "
             f"({100 * c.confidence:.0f}% interval {100 * c.low:+.1f} to {100 * c.high:+.1f}); right only here "
-            f"{c.only_a}, only there {c.only_b} of {c.n} images; McNemar exact p = {c.p_value:.3g}")
+            f"{c.only_a}, only there {c.only_b} of {c.n} images; {_test_name(c)} p = {c.p_value:.3g}")
+
+
+def _test_name(c: "PairedAccuracy") -> str:
+    return c.test if c.clusters == c.n else f"McNemar's test clustered by person ({c.clusters} people; Durkalski)"

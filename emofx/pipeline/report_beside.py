@@ -46,8 +46,9 @@ def beside_section(exp: Experiment, other: Experiment) -> str:
     pairs = _trial_pairs(exp, other)
     if not pairs.empty:
         parts.append("Each trial's model here against the same trial's there, image by image on the trial's test "
-                     "images (McNemar's exact test; `only` counts the images one of the two gets right; Holm over the "
-                     "table):\n\n" + markdown_table(pairs.dropna(axis=1, how="all"), floatfmt=".4g"))
+                     "images (McNemar's test, clustered by person where the images name their `people`: a person's "
+                     "images count as one unit of evidence; `only` counts the images one of the two gets right; Holm "
+                     "over the table):\n\n" + markdown_table(pairs.dropna(axis=1, how="all"), floatfmt=".4g"))
     return "\n\n".join(parts)
 
 

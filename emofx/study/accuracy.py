@@ -16,7 +16,7 @@ import pandas as pd
 from emofx.data.emotions import shared_classes
 from emofx.study import stats
 from emofx.study.cultures import METRICS, CompareConfig, ComparisonError, CultureRuns
-from emofx.study.evaluation import compare_evaluations
+from emofx.study.evaluation import compare_evaluations, people_of
 from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_images
 
 
@@ -237,9 +237,10 @@ def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] =
 
     ``first`` and ``second`` have one row per run (``keys`` and ``run``, its directory); rows with equal keys
     pair up. Both runs of a pair are scored on the trial's test images, which they must share (the same data and
-    split, as two studies with the same seeds have), and compared by McNemar's exact test
-    (:func:`emofx.study.evaluation.compare_evaluations`): far more sensitive within a trial than the trial-level
-    test of :func:`gap_change`, but each trial says only what its own ~100 test images can. ``p_holm`` corrects
+    split, as two studies with the same seeds have), and compared by McNemar's test
+    (:func:`emofx.study.evaluation.compare_evaluations`; clustered by person where the images name theirs, as a
+    trial's test images are a few people's, ``people`` of them): more sensitive within a trial than the
+    trial-level test of :func:`gap_change`, but each trial says only what its own ~100 test images can. ``p_holm`` corrects
     over the table; a pair whose runs saw other images says why in ``note``.
     """
     rows = []
@@ -251,11 +252,13 @@ def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] =
         except RunError as err:
             rows.append({**row, "note": str(err)})
             continue
-        result = compare_evaluations(*(evaluate_runs(runs, images) for runs in members))
-        rows.append({**row, "n": result.n, "accuracy_first": result.accuracy_a, "accuracy_second": result.accuracy_b,
+        first_run, second_run = (evaluate_runs(runs, images) for runs in members)
+        result = compare_evaluations(first_run, second_run, people=people_of(images, first_run))
+        rows.append({**row, "n": result.n, "people": result.clusters if result.clusters < result.n else None,
+                     "accuracy_first": result.accuracy_a, "accuracy_second": result.accuracy_b,
                      "only_first": result.only_a, "only_second": result.only_b, "p_value": result.p_value})
-    columns = [*keys, "n", "accuracy_first", "accuracy_second", "only_first", "only_second", "p_value", "p_holm",
-               "note"]
+    columns = [*keys, "n", "people", "accuracy_first", "accuracy_second", "only_first", "only_second", "p_value",
+               "p_holm", "note"]
     table = pd.DataFrame(rows).reindex(columns=columns)
     tested = table["p_value"].notna()
     table.loc[tested, "p_holm"] = stats.holm(table.loc[tested, "p_value"].to_numpy(float))

@@ -158,11 +158,26 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
                       dropped_model_classes, first.dropped_data_classes, first.images_digest)
 
 
-def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95) -> PairedAccuracy:
+def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95,
+                        people: np.ndarray | None = None) -> PairedAccuracy:
     """Whether ``a`` is more accurate than ``b`` on the images both scored (McNemar's test, image by image;
-    :func:`emofx.study.stats.mcnemar_test`), e.g. two recipes, or a model and an ensemble, on one test split."""
+    :func:`emofx.study.stats.mcnemar_test`), e.g. two recipes, or a model and an ensemble, on one test split.
+    ``people`` (each scored image's subject, :func:`people_of`) makes the test and interval count a person's
+    images as one unit of evidence, not as many."""
     _require_same_images(a, b, "the second evaluation", "the first")
-    return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence)
+    return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence, clusters=people)
+
+
+def scored_images(dataset: FaceDataset, evaluation: Evaluation) -> FaceDataset:
+    """The images of ``dataset`` that ``evaluation`` scored, in its order: those of the classes the model knows."""
+    return dataset.restrict_classes(evaluation.classes) if evaluation.dropped_data_classes else dataset
+
+
+def people_of(dataset: FaceDataset, evaluation: Evaluation) -> np.ndarray | None:
+    """Each scored image's subject, where every one is known and there are at least two people (else None:
+    compare image by image)."""
+    subjects = scored_images(dataset, evaluation).subject
+    return subjects if len(subjects) and (subjects != "").all() and len(set(subjects)) > 1 else None
 
 
 def _require_same_images(first: Evaluation, other: Evaluation, other_name: str, first_name: str) -> None:

@@ -17,7 +17,7 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, chi2
 
 Alternative = Literal["two-sided", "greater", "less"]
 Statistic = Literal["mean_diff", "welch_t"]
@@ -83,9 +83,13 @@ class PairedAccuracy:
         n: images scored by both.
         accuracy_a, accuracy_b: each classifier's accuracy.
         difference: ``accuracy_a - accuracy_b``, with its ``low`` - ``high`` interval at ``confidence``
-            (normal approximation to the mean of the per-image differences, each -1, 0 or +1).
+            (normal approximation to the mean of the per-image differences, each -1, 0 or +1; with clusters,
+            their variance from the clusters' sums).
         only_a, only_b: images only ``a`` / only ``b`` classifies right (the discordant pairs).
-        p_value: McNemar's exact two-sided p: under "equally accurate" each discordant image is a fair coin.
+        p_value: McNemar's exact two-sided p: under "equally accurate" each discordant image is a fair coin;
+            with clusters, Durkalski's clustered McNemar test (chi-square, 1 degree of freedom).
+        clusters: how many clusters (people) the images came from; ``n`` when each image is its own.
+        test: which test gave ``p_value``.
     """
 
     n: int
@@ -98,6 +102,8 @@ class PairedAccuracy:
     only_a: int
     only_b: int
     p_value: float
+    clusters: int
+    test: str
 
 
 # ---------------------------------------------------------------- permutation machinery
@@ -415,12 +421,18 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(y.T @ x) ** 2 / (norm_x * norm_y))
 
 
-def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95) -> PairedAccuracy:
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95,
+                 clusters: np.ndarray | None = None) -> PairedAccuracy:
     """Compare two classifiers scored on the same images from whether each got each image right.
 
     Images both get right or both get wrong say nothing about which is better; McNemar's exact test
     asks whether the discordant ones split unevenly (a two-sided binomial test at 1/2). On paired
     predictions it is far more sensitive than comparing the two accuracies as independent proportions.
+    ``clusters`` (one label per image, e.g. its person) says which images are not independent: a
+    person's images tend to be right or wrong together, so the test becomes Durkalski et al.'s (2003)
+    clustered McNemar test, sum over people of (only a - only b), squared, over the sum of its squares, and
+    the interval takes its variance from the people's sums (both reduce to the per-image forms when every
+    image is its own cluster).
     """
     a, b = np.asarray(correct_a), np.asarray(correct_b)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
@@ -432,9 +444,24 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
     a, b, n = a.astype(bool), b.astype(bool), a.size
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
-    p_value = float(binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0  # exact, two-sided
     difference = (only_a - only_b) / n
-    spread = sqrt(max(discordant / n - difference ** 2, 0.0) / n)  # std error of the mean per-image difference
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    if clusters is None:
+        p_value = float(binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0  # exact, two-sided
+        spread = sqrt(max(discordant / n - difference ** 2, 0.0) / n)  # std error of the mean per-image difference
+        n_clusters, test = n, "McNemar exact"
+    else:
+        clusters = np.asarray(clusters)
+        if clusters.shape != a.shape:
+            raise StatsInputError(f"need one cluster label per image ({n}); got shape {clusters.shape}")
+        _, members = np.unique(clusters, return_inverse=True)
+        n_clusters = int(members.max()) + 1
+        sums = np.bincount(members, weights=a.astype(float) - b.astype(float), minlength=n_clusters)
+        sizes = np.bincount(members, minlength=n_clusters)
+        squares = float(np.sum(sums ** 2))
+        p_value = float(chi2.sf(sums.sum() ** 2 / squares, 1)) if squares else 1.0
+        spread = (sqrt(n_clusters / (n_clusters - 1) * np.sum((sums - sizes * difference) ** 2)) / n
+                  if n_clusters > 1 else float("inf"))
+        test = f"clustered McNemar (Durkalski), {n_clusters} clusters"
     return PairedAccuracy(n, float(a.mean()), float(b.mean()), difference, difference - z * spread,
-                          difference + z * spread, confidence, only_a, only_b, p_value)
+                          difference + z * spread, confidence, only_a, only_b, p_value, n_clusters, test)
