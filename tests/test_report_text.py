@@ -138,4 +138,5 @@ def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():
     new["accuracy"].update(ci_low=None, ci_high=None)  # summary.json's null: too few trials to bound it
     assert "no 95% interval over trials, too few trials for the permutation" in h1_paragraph({"collected": new})
     # a summary written before the trials' interval existed held only the bootstrap over test images
-    assert "95% bootstrap interval +12.0 to +22.0 over test images" in h1_paragraph({"collected": summary("A", "B", 0.17, 0.008)})
+    old = h1_paragraph({"collected": summary("A", "B", 0.17, 0.008)})
+    assert "95% bootstrap interval +12.0 to +22.0 over test images" in old

@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"emofx compare: {note}", file=sys.stderr)
     print(json.dumps({
         "cultures": [a.name, b.name],
-        "accuracy": json_ready({k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high",
-                                                          "measured_ci_low", "measured_ci_high")}),
+        "accuracy": json_ready({k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low",
+                                                          "ci_high", "measured_ci_low", "measured_ci_high")}),
         "significant_confusion_tests": int((result.tables["confusion_tests"]["p_adjusted"] < 0.05).sum()),
         "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
         "trials_not_above_chance": result.summary()["chance"]["flagged"],

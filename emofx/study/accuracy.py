@@ -1,8 +1,8 @@
 """H1: does accuracy depend on culture? Per-trial metrics, the trial permutation test with the interval
-that inverts it (and a bootstrap over test people: how precisely the given models are measured), per-class errors, which emotions the cultures' models confuse, the
-train-culture x test-culture transfer matrix, whether the gap between two cultures changes between
-two experiments (another training), and each trial's two models of two experiments compared image
-by image."""
+that inverts it (and a bootstrap over test people: how precisely the given models are measured),
+per-class errors, which emotions the cultures' models confuse, the train-culture x test-culture
+transfer matrix, whether the gap between two cultures changes between two experiments (another
+training), and each trial's two models of two experiments compared image by image."""
 
 from __future__ import annotations
 
@@ -76,10 +76,14 @@ def _trial_metric(totals_right: np.ndarray, totals: np.ndarray, metric: str) -> 
         return np.nanmean(np.where(totals > 0, totals_right / totals, np.nan), axis=-1)
 
 
-def _measured_metric(predictions: pd.DataFrame, metric: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def _names_people(predictions: pd.DataFrame) -> bool:
+    return "subject" in predictions and bool((predictions["subject"].astype(str) != "").all())
+
+
+def _measured_metric(predictions: pd.DataFrame, metric: str, by_person: bool, n_boot: int,
+                     rng: np.random.Generator) -> np.ndarray:
     """The mean over trials of ``metric`` for ``n_boot`` resamples of the test set, the models fixed: each
-    trial's test people redrawn with all of their images (images of each class redrawn where people are unknown)."""
-    by_person = "subject" in predictions and bool((predictions["subject"].astype(str) != "").all())
+    trial's test people redrawn with all of their images (``by_person``), else the images of each class."""
     per_trial = []
     for _, trial in predictions.groupby("trial"):
         clusters = trial["subject"].astype(str) if by_person else trial.index.to_series().astype(str)
@@ -103,11 +107,11 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
     interval = stats.permutation_interval(per_trial[0], per_trial[1], n_permutations=config.n_permutations,
                                           seed=config.seed)
     rng = np.random.default_rng([config.seed, 1])
+    people = _names_people(predictions_a) and _names_people(predictions_b)
     measured = stats.percentile_interval(
-        interval.estimate, _measured_metric(predictions_a, metric, config.n_boot, rng)
-        - _measured_metric(predictions_b, metric, config.n_boot, rng))
+        interval.estimate, _measured_metric(predictions_a, metric, people, config.n_boot, rng)
+        - _measured_metric(predictions_b, metric, people, config.n_boot, rng))
     units = _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1]))
-    people = all("subject" in p and (p["subject"].astype(str) != "").all() for p in (predictions_a, predictions_b))
     return {
         "metric": metric,
         "culture_a": float(per_trial[0].mean()),
@@ -124,8 +128,8 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         "measured_ci_low": measured.low,
         "measured_ci_high": measured.high,
         "measured_ci_unit": ("test people, redrawn within each trial with all of their images" if people else
-                             "test images, redrawn within each trial and class") +
-                            f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile interval)",
+                             "test images, redrawn within each trial and class")
+        + f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile interval)",
     }
 
 
@@ -240,8 +244,8 @@ def trial_pairs(first: pd.DataFrame, second: pd.DataFrame, keys: Sequence[str] =
     split, as two studies with the same seeds have), and compared by McNemar's test
     (:func:`emofx.study.evaluation.compare_evaluations`; clustered by person where the images name theirs, as a
     trial's test images are a few people's, ``people`` of them): more sensitive within a trial than the
-    trial-level test of :func:`gap_change`, but each trial says only what its own ~100 test images can. ``p_holm`` corrects
-    over the table; a pair whose runs saw other images says why in ``note``.
+    trial-level test of :func:`gap_change`, but each trial says only what its own ~100 test images can.
+    ``p_holm`` corrects over the table; a pair whose runs saw other images says why in ``note``.
     """
     rows = []
     for _, pair in first.merge(second, on=list(keys), suffixes=("_first", "_second")).iterrows():

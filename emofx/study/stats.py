@@ -287,10 +287,11 @@ def permutation_interval(
     def p_values(deltas: np.ndarray) -> np.ndarray:
         threshold = np.abs(observed - deltas)
         threshold = threshold - _TOLERANCE * np.maximum(1.0, threshold)
-        return np.concatenate([
-            (np.abs(shifted_statistics[None, :] - part[:, None] * slope[None, :]) >= threshold[start:start + _CHUNK, None])
-            .mean(axis=1) for start, part in ((s, deltas[s:s + _CHUNK]) for s in range(0, len(deltas), _CHUNK))
-        ])
+        chunks = []
+        for start in range(0, len(deltas), _CHUNK):
+            moved = np.abs(shifted_statistics[None, :] - deltas[start:start + _CHUNK, None] * slope[None, :])
+            chunks.append((moved >= threshold[start:start + _CHUNK, None]).mean(axis=1))
+        return np.concatenate(chunks)
 
     # p changes only where a permuted statistic's size crosses the observed one's: |S_m - d c_m| = |D - d|
     with np.errstate(divide="ignore", invalid="ignore"):
