@@ -251,3 +251,15 @@ def test_clustered_mcnemar_counts_a_person_once():
     assert clustered.high - clustered.low > 2 * (unclustered.high - unclustered.low)  # sqrt(5) = 2.24x
     with pytest.raises(stats.StatsInputError, match="one cluster label per image"):
         stats.mcnemar_test(a, b, clusters=people[:-1])
+
+
+def test_cluster_resamples_take_whole_clusters():
+    clusters = np.array(["a", "a", "b", "c", "c", "c"])
+    for indices in stats.cluster_resamples(clusters, 50, np.random.default_rng(0)):
+        drawn = clusters[indices]
+        counts = {c: int(np.sum(drawn == c)) for c in set(drawn)}
+        sizes = {"a": 2, "b": 1, "c": 3}
+        assert all(n % sizes[c] == 0 for c, n in counts.items())  # a cluster comes with all of its units
+        assert sum(n // sizes[c] for c, n in counts.items()) == 3  # as many clusters as there are
+    with pytest.raises(stats.StatsInputError, match="at least one unit"):
+        stats.cluster_resamples(np.array([]), 5, np.random.default_rng(0))

@@ -300,6 +300,32 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert table.set_index("emotion").drop("happy")["other_models_accuracy"].between(0, 1).all()
 
 
+def test_the_human_baseline_counts_people_not_images(make_tiny_model):
+    """rho's interval redraws people with all of their images; with 5 copies of each image the p-value (images
+    as independent) shrinks, the interval over people does not."""
+    data = make_synthetic("universal", n_per_class=10, seed=0, size=16, images_per_subject_class=1)
+    rng = np.random.default_rng(0)
+    agreement = rng.uniform(0.2, 0.9, len(data)).astype(np.float32)
+    agreement[data.labels == data.classes.index("neutral")] = np.nan
+    data = replace(data, extras={**data.extras, "agreement": agreement})
+    model = make_tiny_model(data.classes, 0)
+    _, once = human_baseline(CultureRuns("T", data, (model,), (np.arange(len(data)),)))
+    assert once["people"] == 10 and once["rho_low"] <= once["rho"] <= once["rho_high"]
+    copies = np.repeat(np.arange(len(data)), 5)
+    repeated = replace(data.subset(copies), subject=np.repeat(data.subject, 5))
+    _, five = human_baseline(CultureRuns("T", repeated, (model,), (np.arange(len(repeated)),)))
+    assert five["rho"] == pytest.approx(once["rho"], abs=0.02) and five["people"] == 10
+    assert five["p_value"] < once["p_value"]  # as if five times the evidence
+    assert five["rho_high"] - five["rho_low"] == pytest.approx(once["rho_high"] - once["rho_low"], abs=0.1)
+    sentence = human_paragraph([five])
+    assert f"over 10 people, each redrawn with their images, {five['n_images']} rated test images" in sentence
+    assert "p = " not in sentence.split("On those images")[0]
+    verdict = {True: "images people find clear are also the ones the models are sure of",
+               False: "the data do not show that people and models find the same images clear"}
+    for low, clear in ((0.05, True), (-0.05, False)):  # the interval decides, not the images' p
+        assert verdict[clear] in human_paragraph([{**five, "rho": 0.3, "rho_low": low, "rho_high": 0.5}])
+
+
 def test_models_are_set_beside_one_observer_and_the_observers_plurality():
     data = make_synthetic("universal", n_per_class=1, seed=0, size=16, classes=("happy", "sad", "angry", "neutral"))
     names = ["happy", "sad", "angry"]  # what the observers could choose (no neutral)

@@ -258,11 +258,22 @@ def human_paragraph(human: list[Mapping[str, Any]]) -> str:
         return "No dataset of this experiment carries observer ratings, so there is no human baseline."
     return " ".join(
         f"On {h['culture']} images the models' probability of the posed class and the share of observers who chose "
-        f"the posed emotion correlate with Spearman rho = {_num(h['rho'])} (p = {format_p(h['p_value'])}, {h['n_images']} rated "
-        "test images; neutral has no rating): " + ("images people find clear are also the ones the models are sure of."
-                                                   if (h.get("rho") or 0) > 0 and significant(h.get("p_value"))
-                                                   else "the data do not show that people and models find the same "
-                                                        "images clear.") + _observer_sentence(h) for h in human)
+        f"the posed emotion correlate with Spearman rho = {_num(h['rho'])} ({_rho_evidence(h)[0]}, {h['n_images']} "
+        "rated test images; neutral has no rating): " + ("images people find clear are also the ones the models are "
+                                                         "sure of." if _rho_evidence(h)[1] else
+                                                         "the data do not show that people and models find the same "
+                                                         "images clear.") + _observer_sentence(h) for h in human)
+
+
+def _rho_evidence(h: Mapping[str, Any], prefix: str = "") -> tuple[str, bool]:
+    """How sure a positive rho is, in words, and whether it is: its interval over people where the images name
+    theirs (a person's images are not independent), else its p (summaries written before the interval)."""
+    low, high = h.get(f"{prefix}rho_low"), h.get(f"{prefix}rho_high")
+    if low is not None and high is not None and np.isfinite([low, high]).all():
+        return (f"95% interval {_num(low)} to {_num(high)} over {h[f'{prefix}people']} people, each redrawn with "
+                "their images", low > 0)
+    p_value = h.get(f"{prefix}p_value")
+    return f"p = {format_p(p_value)}", (h.get(f"{prefix}rho") or 0) > 0 and significant(p_value)
 
 
 def _observer_sentence(h: Mapping[str, Any]) -> str:
@@ -273,11 +284,10 @@ def _observer_sentence(h: Mapping[str, Any]) -> str:
                  if _pct(h.get("plurality_accuracy")) != "n/a" else "")
     other = ""
     if _pct(h.get("other_model_accuracy")) != "n/a":
-        clear = ("they too find clearer the faces the observers agree on" if (h.get("other_rho") or 0) > 0
-                 and significant(h.get("other_p_value")) else "the data do not show that they find clearer the "
-                 "faces the observers agree on")
+        evidence, positive = _rho_evidence(h, "other_")
+        clear = ("they too find clearer the faces the observers agree on" if positive else "the data do not show "
+                 "that they find clearer the faces the observers agree on")
         other = (f" The {h['other_culture']} models, trained on the other culture, name it for "
-                 f"{_pct(h['other_model_accuracy'])}; {clear} (rho = {_num(h.get('other_rho'))}, "
-                 f"p = {format_p(h.get('other_p_value'))}).")
+                 f"{_pct(h['other_model_accuracy'])}; {clear} (rho = {_num(h.get('other_rho'))}, {evidence}).")
     return (f" On those images the models name the posed emotion for {_pct(h['model_accuracy'])}; a single "
             f"observer does for {_pct(h['observer_accuracy'])} on average{plurality}.{other}")

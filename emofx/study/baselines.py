@@ -13,7 +13,9 @@ representations (H2, CKA) describe no learned emotion features.
 **Human observers.** When a dataset carries observers' agreement with the posed label
 (``extras["agreement"]``, the Taiwanese set's Image_info.xls), the models' per-class accuracy is
 set beside the observers' agreement, and each test image's observer agreement is correlated
-(Spearman) with the models' probability of the posed class. On the rated images the models'
+(Spearman) with the models' probability of the posed class; a person's images are not independent, so
+where the images name their people rho gets an interval over people, each redrawn with all of their
+images (its p treats every image as independent and overstates the evidence). On the rated images the models'
 accuracy is set beside two human references (:func:`against_observers`): one observer (the mean
 share choosing the posed emotion: how often a single person, drawn at random, names it) and the
 observers' plurality (how often their most chosen emotion is the posed one), the two ceilings a
@@ -22,6 +24,7 @@ model that learns what people see can be held to.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,11 +32,13 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from emofx.data.dataset import FaceDataset
+from emofx.study import stats
 from emofx.study.cultures import CultureRuns
 
 CHANCE_ALPHA = 0.01
 AGREEMENT = "agreement"
 RATINGS = "ratings"
+MIN_PEOPLE = 5  # fewer people than this: a bootstrap over them says little, and rho gets no interval
 
 
 def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permutations: int = 1999,
@@ -174,12 +179,19 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
                                    "what": "image's observer agreement vs the models' probability of the posed class",
                                    **against_observers(runs.dataset.subset(np.concatenate(pooled_indices)),
                                                        np.concatenate(pooled_correct))}
-    correlation.update(_spearman(rated[keep], mean_confidence[keep]))
+    subjects = runs.dataset.subject[tested]
+    people = subjects if (subjects != "").all() else None
+    correlation.update(_spearman(rated[keep], mean_confidence[keep], people=_part(people, keep)))
     if others is not None:
         known = keep & np.isfinite(right)
         correlation.update(other_culture=other.name, other_model_accuracy=float(right[known].mean()) if known.any()
-                           else float("nan"), **_spearman(rated[known], probability[known], "other_"))
+                           else float("nan"), **_spearman(rated[known], probability[known], "other_",
+                                                          people=_part(people, known)))
     return table, correlation
+
+
+def _part(people: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    return None if people is None else people[keep]
 
 
 def _other_models(other: CultureRuns, images: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
@@ -196,10 +208,22 @@ def _other_models(other: CultureRuns, images: FaceDataset) -> tuple[np.ndarray, 
     return np.mean(right, axis=0), np.mean(probability, axis=0)
 
 
-def _spearman(x: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """Spearman's rho and p of ``x`` and ``y`` as ``{prefix}rho``, ``{prefix}p_value``; NaN where either is
-    constant or fewer than 3 pairs."""
-    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-        result = scipy_stats.spearmanr(x, y)
-        return {f"{prefix}rho": float(result.statistic), f"{prefix}p_value": float(result.pvalue)}
-    return {f"{prefix}rho": float("nan"), f"{prefix}p_value": float("nan")}
+def _spearman(x: np.ndarray, y: np.ndarray, prefix: str = "", people: np.ndarray | None = None,
+              n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Spearman's rho and p of ``x`` and ``y`` as ``{prefix}rho``, ``{prefix}p_value`` (p as if every image were
+    independent); NaN where either is constant or fewer than 3 pairs. With ``people`` (each image's person, at
+    least :data:`MIN_PEOPLE` of them) also the 95% percentile interval of rho over people redrawn with all of
+    their images (``{prefix}rho_low``, ``{prefix}rho_high``): a person's images are not independent evidence."""
+    if not (len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0):
+        return {f"{prefix}rho": float("nan"), f"{prefix}p_value": float("nan")}
+    result = scipy_stats.spearmanr(x, y)
+    found = {f"{prefix}rho": float(result.statistic), f"{prefix}p_value": float(result.pvalue)}
+    if people is not None and len(set(people)) >= MIN_PEOPLE:
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy_stats.ConstantInputWarning)  # a draw of one person's equal ratings
+            rhos = [scipy_stats.spearmanr(x[i], y[i]).statistic
+                    for i in stats.cluster_resamples(people, n_boot, np.random.default_rng(seed))]
+        interval = stats.percentile_interval(found[f"{prefix}rho"], np.asarray(rhos, float))
+        found.update({f"{prefix}rho_low": interval.low, f"{prefix}rho_high": interval.high,
+                      f"{prefix}people": int(len(set(people)))})
+    return found

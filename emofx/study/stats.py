@@ -329,6 +329,17 @@ def resampled_cluster_totals(totals: np.ndarray, blocks: np.ndarray, n_boot: int
     return resampled
 
 
+def cluster_resamples(clusters: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n_boot`` bootstrap resamples of clustered units, as indices: each redraws as many clusters as there are,
+    with replacement, and takes every unit of each cluster drawn (a person with all of their images)."""
+    _, members = np.unique(np.asarray(clusters), return_inverse=True)
+    if not len(members):
+        raise StatsInputError("need at least one unit to resample")
+    units = [np.flatnonzero(members == c) for c in range(members.max() + 1)]
+    drawn = rng.integers(0, len(units), size=(n_boot, len(units)))
+    return [np.concatenate([units[c] for c in row]) for row in drawn]
+
+
 def percentile_interval(estimate: float, resampled: np.ndarray, confidence: float = 0.95) -> BootstrapInterval:
     """The percentile bootstrap interval of ``estimate`` from its resampled values (NaNs left out)."""
     if not 0 < confidence < 1:
