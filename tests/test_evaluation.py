@@ -20,6 +20,7 @@ from emofx.study.evaluation import (
     evaluate,
     evaluate_probabilities,
     metrics_table,
+    accuracy_interval,
     misclassification_table,
     people_of,
 )
@@ -105,6 +106,20 @@ def test_images_of_several_people_are_compared_person_by_person():
     one_person = FaceDataset.from_label_names(images, names, subject=["p1"] * 6)
     unnamed = FaceDataset.from_label_names(images, names)
     assert people_of(one_person, evaluation) is None and people_of(unnamed, evaluation) is None  # image by image
+
+
+def test_accuracy_interval_redraws_people_or_the_images_of_each_class():
+    onehot = np.eye(3)
+    labels = np.tile([0, 1, 2], 8)
+    right_on_angry = evaluate_probabilities(labels, onehot[np.where(labels == 0, 0, 1)], CLASSES)  # angry, happy
+    images = accuracy_interval(right_on_angry)  # each class all right or all wrong: redrawn within it, no spread
+    assert images.low == images.high == pytest.approx(right_on_angry.accuracy)
+    people = np.repeat(np.arange(6), 4)  # person k's 4 images: all right or all wrong when everything is
+    everything = evaluate_probabilities(labels, onehot[np.where(people < 4, labels, (labels + 1) % 3)], CLASSES)
+    by_people = accuracy_interval(everything, people)
+    assert by_people.low < everything.accuracy < by_people.high  # 4 of 6 people right, redrawn
+    assert accuracy_interval(everything).high - accuracy_interval(everything).low < by_people.high - by_people.low
+    assert accuracy_interval(everything, people) == by_people  # the same seed, the same numbers
 
 
 def test_aggregation_over_trials_gives_mean_and_std():

@@ -12,6 +12,9 @@ Several run directories are scored as one ensemble: each image's probabilities a
 the models. Without --data they must share their test images (the same dataset and split, e.g. one
 trial fine-tuned from different pre-trained models).
 
+The accuracy comes with a 95% interval over the images' people, each redrawn with all of their
+images (the model fixed), or over the images of each class where people are unknown.
+
 --against scores a second run (or ensemble) on the same images and compares the two image by image:
 the accuracy difference with its 95% interval, the images only one of them gets right, and McNemar's
 exact p (e.g. two recipes on one test split: `emofx evaluate runs/strong --against runs/paper`); where the
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from emofx.data.dataset import FaceDataset
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from emofx.data.dataset import FaceDataset
-    from emofx.study.evaluation import compare_evaluations, people_of
+    from emofx.study.evaluation import accuracy_interval, compare_evaluations, people_of
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
     if args.include_seen and not args.data:
@@ -82,13 +86,16 @@ def run(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
         _with_provenance(evaluation.predictions_frame(), images, evaluation).to_csv(target)
     by_culture = _by_culture(images, evaluation)
-    summary = {"run": _named(names), "data": source, **evaluation.summary(), "left_out_seen": left_out,
-               "notes": notes}
+    people = people_of(images, evaluation)
+    interval = accuracy_interval(evaluation, people)
+    summary = {"run": _named(names), "data": source, **evaluation.summary(), "accuracy_low": interval.low,
+               "accuracy_high": interval.high, "accuracy_interval_unit": _interval_unit(people),
+               "left_out_seen": left_out, "notes": notes}
     if by_culture is not None:
         summary["by_culture"] = by_culture.reset_index().to_dict(orient="records")
     if rivals:
         rival = evaluate_runs(rivals, images, flip_average=args.flip_average)
-        comparison = compare_evaluations(evaluation, rival, people=people_of(images, evaluation))
+        comparison = compare_evaluations(evaluation, rival, people=people)
         summary.update(against={"run": _named([str(r.directory) for r in rivals]), **rival.summary()},
                        comparison=asdict(comparison))
     if args.json:
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"accuracy {evaluation.accuracy:.4f}  balanced accuracy {evaluation.balanced_accuracy:.4f}  "
           f"macro F1 {evaluation.macro_f1:.4f}  ({evaluation.n} images)")
+    print(f"accuracy 95% interval {interval.low:.4f} to {interval.high:.4f}, {_interval_unit(people)}")
     if by_culture is not None:
         print("by culture:\n" + by_culture.round(4).to_string())
     if rivals:
@@ -170,6 +178,11 @@ def _comparison_line(c: "PairedAccuracy") -> str:
     return (f"accuracy {c.accuracy_a:.4f} vs {c.accuracy_b:.4f}, difference {100 * c.difference:+.1f} points "
             f"({100 * c.confidence:.0f}% interval {100 * c.low:+.1f} to {100 * c.high:+.1f}); right only here "
             f"{c.only_a}, only there {c.only_b} of {c.n} images; {_test_name(c)} p = {c.p_value:.3g}")
+
+
+def _interval_unit(people: "np.ndarray | None") -> str:
+    return (f"over the {len(set(people))} people, each redrawn with their images (the model fixed)" if people is not None
+            else "over the images of each class, redrawn (the model fixed)")
 
 
 def _test_name(c: "PairedAccuracy") -> str:

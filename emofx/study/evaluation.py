@@ -20,7 +20,8 @@ from emofx.data.dataset import FaceDataset
 from emofx.data.dedup import content_digest
 from emofx.data.emotions import shared_classes
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
-from emofx.study.stats import PairedAccuracy, mcnemar_test
+from emofx.study.stats import (BootstrapInterval, PairedAccuracy, mcnemar_test, percentile_interval,
+                               resampled_cluster_totals)
 
 TOTAL = "total"
 
@@ -166,6 +167,22 @@ def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95,
     images as one unit of evidence, not as many."""
     _require_same_images(a, b, "the second evaluation", "the first")
     return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence, clusters=people)
+
+
+def accuracy_interval(evaluation: Evaluation, people: np.ndarray | None = None, n_boot: int = 2000,
+                      seed: int = 0) -> BootstrapInterval:
+    """How precisely ``evaluation``'s accuracy is measured, the model fixed: the 95% percentile interval over
+    its images' people redrawn with all of their images (``people``, :func:`people_of`), else over the images
+    of each class redrawn (their counts kept)."""
+    if not evaluation.n:
+        raise EvaluationError("no image was scored: an accuracy needs at least one")
+    right = (evaluation.predictions == evaluation.labels).astype(float)
+    clusters = np.arange(evaluation.n) if people is None else np.unique(people, return_inverse=True)[1]
+    totals = np.zeros((clusters.max() + 1, 2))
+    np.add.at(totals, clusters, np.stack([right, np.ones_like(right)], axis=1))
+    blocks = (np.zeros(len(totals), int) if people is not None else evaluation.labels)
+    resampled = resampled_cluster_totals(totals, blocks, n_boot, np.random.default_rng(seed))
+    return percentile_interval(evaluation.accuracy, resampled[:, 0] / resampled[:, 1])
 
 
 def scored_images(dataset: FaceDataset, evaluation: Evaluation) -> FaceDataset:
