@@ -206,6 +206,17 @@ def test_gap_change_uses_only_the_trials_both_experiments_ran():
         accuracy.gap_change(first, second[(second["culture"] == "A") | (second["trial"] == 0)], "A", "B")
 
 
+def test_person_accuracy_pools_a_persons_images_over_the_trials_that_tested_them():
+    frame = _predictions("A", [0.5, 0.75], n=4)  # trial 0: images 0-1 right; trial 1: images 0-2 right
+    frame["subject"] = np.where(frame["image"] < 2, "p1", "p2")
+    other = frame.assign(test_culture="B")  # another culture's images: not this culture's people
+    people = accuracy.person_accuracy(pd.concat([frame, other], ignore_index=True))
+    assert people.to_dict(orient="records") == [
+        {"culture": "A", "subject": "p1", "images": 4, "trials": 2, "accuracy": 1.0},
+        {"culture": "A", "subject": "p2", "images": 4, "trials": 2, "accuracy": 0.25}]
+    assert accuracy.person_accuracy(frame.assign(subject="")).empty  # people unknown: no rows
+
+
 def test_balanced_accuracy_redraws_images_within_their_class():
     frame = _predictions("A", [0.7, 0.6])
     tested = accuracy.accuracy_test(frame, frame.assign(train_culture="B"), QUICK, metric="balanced_accuracy")

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from emofx.pipeline.figures import comparison_labels
-from emofx.pipeline.report_text import confound, h1_paragraph, h2_paragraph, holm_over_pairs, smallest_p
+from emofx.pipeline.report_text import (confound, h1_paragraph, h2_paragraph, holm_over_pairs, people_sentence,
+                                        smallest_p)
 
 
 def summary(a: str, b: str, diff: float, p_value: float) -> dict:
@@ -126,6 +127,14 @@ def test_the_confound_follows_where_the_cultures_faces_come_from():
     synthetic_text = h1_paragraph({"collected": summary("eyes", "mouth", 0.1, 0.01)}, sources={"eyes": "synthetic",
                                                                                             "mouth": "synthetic"})
     assert "do not support" not in synthetic_text and "synthetic face generator" in synthetic_text
+
+
+def test_people_sentence_gives_each_cultures_median_and_range():
+    people = pd.DataFrame({"culture": ["S", "S", "S", "T", "T"], "subject": list("abcde"), "images": [14] * 5,
+                           "trials": [1] * 5, "accuracy": [0.5, 0.75, 1.0, 0.4, 0.6]})
+    assert people_sentence(people).startswith("Accuracy per test person, on their images pooled over the trials "
+                                              "that tested them, median and range: S 75.0% (from 50.0% to 100.0%, "
+                                              "3 people, 42 images); T 50.0% (from 40.0% to 60.0%, 2 people, 28 images).")
 
 
 def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():

@@ -128,6 +128,11 @@ def test_report_answers_both_protocols_and_flags_chance(studies, reports):
         at = text.index(f"(figures/fig_h1_confusions_{protocol}.png)")  # which emotions the models confuse
         assert text.rindex("### ", 0, at) == text.rindex(f"### {protocol.capitalize()}", 0, at)
         assert (reports["kdef_vs_taiwanese"] / "figures" / f"table_h1_confusion_tests_{protocol}.csv").is_file()
+        at = text.index(f"(figures/fig_h1_people_{protocol}.png)")  # accuracy per test person (synthetic people)
+        assert text.rindex("### ", 0, at) == text.rindex(f"### {protocol.capitalize()}", 0, at)
+        people = pd.read_csv(reports["kdef_vs_taiwanese"] / "figures" / f"table_h1_people_{protocol}.csv")
+        assert set(people["culture"]) == {"Swedish", "Taiwanese"} and people["accuracy"].between(0, 1).all()
+    assert text.count("Accuracy per test person, on their images pooled over the trials") == 2
     assert text.count("Which emotions the models confuse (the paper's comparison of confusion matrices") == 2
     assert "Confusions (the share of the true emotion's test images given the predicted label" in text
     wall = text.split("## Wall time per stage")[1]

@@ -49,6 +49,7 @@ FORMATS = ("png", "pdf")
 MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
 OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")
 COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "confusion_differences": "fig_h1_confusions",
+                      "accuracy_by_person": "fig_h1_people",
                       "region_differences": "fig_h2_regions",
                       "pixel_difference": "fig_h2_pixel_difference", "transfer_matrix": "fig_transfer_matrix",
                       "cka": "fig_cka"}  # the comparison's figures (emofx.plotting.comparison) by their names here
@@ -367,8 +368,8 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     for (_, suffix), run_dir in zip(comparison_labels(runs), runs["run_dir"]):
         record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
         summary = json.loads((record / "summary.json").read_text())
-        names = ("trial_metrics", "region_tests", "transfer", "cka") + (
-            ("confusion_tests",) if (record / "confusion_tests.csv").is_file() else ())  # none in older records
+        names = ("trial_metrics", "region_tests", "transfer", "cka") + tuple(  # the last two: none in older records
+            name for name in ("confusion_tests", "person_accuracy") if (record / f"{name}.csv").is_file())
         tables = {name: pd.read_csv(record / f"{name}.csv") for name in names}
         with np.load(record / "pixel_difference.npz") as data:
             pixel = {key: data[key] for key in data.files}
@@ -381,6 +382,8 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
         written += write_table(h1, out / f"table_h1_accuracy{suffix}")
         if "confusion_tests" in tables:
             written += write_table(tables["confusion_tests"], out / f"table_h1_confusion_tests{suffix}")
+        if len(tables.get("person_accuracy", ())):
+            written += write_table(tables["person_accuracy"], out / f"table_h1_people{suffix}")
         written += write_table(tables["region_tests"], out / f"table_h2_region_tests{suffix}")
         written += write_table(tables["transfer"], out / f"table_transfer{suffix}")
         written += write_table(tables["cka"], out / f"table_cka{suffix}")

@@ -209,10 +209,14 @@ def _h1(exp: Experiment, out: Path) -> str:
             text += (f"\n\nConfusions (the share of the true emotion's test images given the predicted label, a minus "
                      f"b; permutation over trials, corrected over the {len(confusions)} pairs ever confused), the "
                      f"{len(largest)} largest differences (every pair in `confusion_tests.csv`):\n\n" + _md(largest))
+        people = record["tables"].get("person_accuracy")
+        if people is not None and len(people):
+            text += "\n\n" + report_text.people_sentence(people)
         return text
 
     return _per_protocol(exp, body, out, (("fig_h1_accuracy", "Accuracy per trial and culture"),
-                                          ("fig_h1_confusions", "Which emotions each culture's models confuse")))
+                                          ("fig_h1_confusions", "Which emotions each culture's models confuse"),
+                                          ("fig_h1_people", "Accuracy per test person")))
 
 
 def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import re
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from emofx.pipeline.figures import COLLECTED, MATCHED
 from emofx.study import stats
@@ -176,6 +177,18 @@ def _interval(acc: Mapping[str, Any]) -> str:
               "does not reject")
     redrawn = "test people" if "people" in acc.get("measured_ci_unit", "") else "test images"
     return f"{trials}; {points(acc['measured_ci_low'], acc['measured_ci_high'])} over {redrawn} with these models fixed"
+
+
+def people_sentence(people: pd.DataFrame) -> str:
+    """Per culture, how accuracy spreads over its test people (``person_accuracy`` rows)."""
+    parts = []
+    for culture, group in people.groupby("culture", sort=False):
+        accuracy = group["accuracy"]
+        parts.append(f"{culture} {_pct(accuracy.median())} (from {_pct(accuracy.min())} to {_pct(accuracy.max())}, "
+                     f"{len(group)} people, {int(group['images'].sum())} images)")
+    return ("Accuracy per test person, on their images pooled over the trials that tested them, median and range: "
+            + "; ".join(parts) + ". A gap carried by a few people shows as a few low dots; a gap spread over the people "
+            "as the whole cloud shifted.")
 
 
 def _too_few(summary: Mapping[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""Culture-comparison figures: accuracy by culture, confusion differences, region-share differences,
+"""Culture-comparison figures: accuracy by culture and by test person, confusion differences, region-share differences,
 the pixel-wise difference map, the transfer matrix and CKA.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display
@@ -53,6 +53,21 @@ def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metri
     right.set(xticks=[0], xticklabels=["a - b"], xlim=(-1, 1), ylabel="difference",
               title=f"p = {test['p_value']:.3g} (trials)\n" + ("95% interval: trials" if bounded else
                                                                "interval unbounded: too few trials"))
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
+    """Accuracy of each test person (pooled over the trials that tested them), per culture, with the median:
+    whether a culture's accuracy is carried by most of its people or by a few."""
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
+    _stripplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, size=6, jitter=0.15, color="0.3")
+    sns.pointplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, estimator="median", errorbar=None,
+                  color="C3", markers="_", markersize=30, linestyle="none")
+    counts = person_accuracy.groupby("culture", sort=False).size()
+    ax.set(xlabel="culture", ylabel="accuracy on the person's test images",
+           title="per test person (dots) and median (bar): " + ", ".join(f"{n} {c}" for c, n in counts.items()))
     fig.tight_layout()
     return fig
 
@@ -152,11 +167,13 @@ def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
 def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
                        names: tuple[str, str]) -> dict[str, Figure]:
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
-    ``transfer``, ``cka``; ``confusion_tests`` where the comparison has it), its accuracy test, its pixel-wise maps
+    ``transfer``, ``cka``; ``confusion_tests`` and ``person_accuracy`` where the comparison has them), its accuracy test, its pixel-wise maps
     and the two cultures' names."""
     figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy)}
     if "confusion_tests" in tables:  # comparisons recorded before emofx tested confusions have no such table
         figures["confusion_differences"] = confusion_difference_heatmap(tables["confusion_tests"], names)
+    if len(tables.get("person_accuracy", ())):  # none where the images do not name their people, or recorded before
+        figures["accuracy_by_person"] = accuracy_by_person(tables["person_accuracy"])
     return {
         **figures,
         "region_differences": region_difference_heatmap(tables["region_tests"]),

@@ -76,6 +76,19 @@ def _trial_metric(totals_right: np.ndarray, totals: np.ndarray, metric: str) -> 
         return np.nanmean(np.where(totals > 0, totals_right / totals, np.nan), axis=-1)
 
 
+def person_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per test person on their culture's own test images, pooled over the trials that tested them
+    (a subject split tests each person in some trials): whether a culture's accuracy is carried by most of its
+    people or by a few. Rows: culture, subject, images, trials, accuracy; none where people are unknown."""
+    own = predictions[predictions["train_culture"] == predictions["test_culture"]]
+    if not len(own) or not _names_people(own):
+        return pd.DataFrame(columns=["culture", "subject", "images", "trials", "accuracy"])
+    grouped = own.groupby(["train_culture", "subject"])
+    return pd.DataFrame({"images": grouped.size(), "trials": grouped["trial"].nunique(),
+                         "accuracy": grouped["correct"].mean()}).reset_index().rename(
+        columns={"train_culture": "culture"})
+
+
 def _names_people(predictions: pd.DataFrame) -> bool:
     return "subject" in predictions and bool((predictions["subject"].astype(str) != "").all())
 

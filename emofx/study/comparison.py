@@ -52,6 +52,7 @@ from emofx.study.accuracy import (
     class_error_tests,
     class_errors,
     confusion_tests,
+    person_accuracy,
     predictions_frame,
     transfer_matrix,
     trial_metrics,
@@ -222,6 +223,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     tables = {
         "trial_metrics": recorded(pd.concat([trial_metrics(p) for p in predictions], ignore_index=True), "train_culture"),
         "class_errors": recorded(errors),
+        "person_accuracy": pd.concat([person_accuracy(p) for p in predictions], ignore_index=True),
         "class_error_tests": class_error_tests(errors, a.name, b.name, config),
         "confusion_tests": confusion_tests(*predictions, classes, config),
         "transfer": recorded(transfer, "train_culture"),
