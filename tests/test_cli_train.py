@@ -104,7 +104,8 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     assert (ensemble["true"] == first["true"]).all()
     assert result["accuracy"] == pytest.approx(np.mean(ensemble["true"] == ensemble["predicted"]))
     assert result["accuracy_low"] <= result["accuracy"] <= result["accuracy_high"]
-    assert result["accuracy_interval_unit"].startswith("over the 3 people, each redrawn")  # the synthetic faces name theirs
+    # the synthetic faces name their people
+    assert result["accuracy_interval_unit"].startswith("over the 3 people, each redrawn")
     # Runs tested on other images (another trial's split) cannot form an ensemble without --data.
     moved = tmp_path / "trial1"
     assert main(["train", str(data_files["train"]), "--out", str(moved), *TINY, "--trial", "1"]) == 0

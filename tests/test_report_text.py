@@ -132,9 +132,9 @@ def test_the_confound_follows_where_the_cultures_faces_come_from():
 def test_people_sentence_gives_each_cultures_median_and_range():
     people = pd.DataFrame({"culture": ["S", "S", "S", "T", "T"], "subject": list("abcde"), "images": [14] * 5,
                            "trials": [1] * 5, "accuracy": [0.5, 0.75, 1.0, 0.4, 0.6]})
-    assert people_sentence(people).startswith("Accuracy per test person, on their images pooled over the trials "
-                                              "that tested them, median and range: S 75.0% (from 50.0% to 100.0%, "
-                                              "3 people, 42 images); T 50.0% (from 40.0% to 60.0%, 2 people, 28 images).")
+    assert people_sentence(people).startswith(
+        "Accuracy per test person, on their images pooled over the trials that tested them, median and range: S 75.0% "
+        "(from 50.0% to 100.0%, 3 people, 42 images); T 50.0% (from 40.0% to 60.0%, 2 people, 28 images).")
 
 
 def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():

@@ -181,8 +181,9 @@ def _comparison_line(c: "PairedAccuracy") -> str:
 
 
 def _interval_unit(people: "np.ndarray | None") -> str:
-    return (f"over the {len(set(people))} people, each redrawn with their images (the model fixed)" if people is not None
-            else "over the images of each class, redrawn (the model fixed)")
+    if people is None:
+        return "over the images of each class, redrawn (the model fixed)"
+    return f"over the {len(set(people))} people, each redrawn with their images (the model fixed)"
 
 
 def _test_name(c: "PairedAccuracy") -> str:

@@ -187,8 +187,8 @@ def people_sentence(people: pd.DataFrame) -> str:
         parts.append(f"{culture} {_pct(accuracy.median())} (from {_pct(accuracy.min())} to {_pct(accuracy.max())}, "
                      f"{len(group)} people, {int(group['images'].sum())} images)")
     return ("Accuracy per test person, on their images pooled over the trials that tested them, median and range: "
-            + "; ".join(parts) + ". A gap carried by a few people shows as a few low dots; a gap spread over the people "
-            "as the whole cloud shifted.")
+            + "; ".join(parts) + ". A gap carried by a few people shows as a few low dots; a gap spread over the "
+            "people as the whole cloud shifted.")
 
 
 def _too_few(summary: Mapping[str, Any]) -> bool:

@@ -167,8 +167,8 @@ def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
 def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
                        names: tuple[str, str]) -> dict[str, Figure]:
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
-    ``transfer``, ``cka``; ``confusion_tests`` and ``person_accuracy`` where the comparison has them), its accuracy test, its pixel-wise maps
-    and the two cultures' names."""
+    ``transfer``, ``cka``; ``confusion_tests`` and ``person_accuracy`` where the comparison has them), its
+    accuracy test, its pixel-wise maps and the two cultures' names."""
     figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy)}
     if "confusion_tests" in tables:  # comparisons recorded before emofx tested confusions have no such table
         figures["confusion_differences"] = confusion_difference_heatmap(tables["confusion_tests"], names)
