@@ -60,14 +60,14 @@ def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metri
 def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
     """Accuracy of each test person (pooled over the trials that tested them), per culture, with the median:
     whether a culture's accuracy is carried by most of its people or by a few."""
-    fig = Figure(figsize=(5.5, 3.5))
+    fig = Figure(figsize=(6, 3.8))
     ax = fig.subplots()
     _stripplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, size=6, jitter=0.15, color="0.3")
     sns.pointplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, estimator="median", errorbar=None,
                   color="C3", markers="_", markersize=30, linestyle="none")
     counts = person_accuracy.groupby("culture", sort=False).size()
-    ax.set(xlabel="culture", ylabel="accuracy on the person's test images",
-           title="per test person (dots) and median (bar): " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+    ax.set(xlabel="culture", ylabel="accuracy on the person's images",
+           title="per test person, and the median: " + ", ".join(f"{n} {c}" for c, n in counts.items()))
     fig.tight_layout()
     return fig
 
