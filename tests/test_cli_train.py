@@ -229,6 +229,9 @@ def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tm
     assert result["left_out_seen"] == own["left_out_seen"]
     by_culture = {row["culture"]: row for row in result["by_culture"]}
     assert by_culture["A"]["n"] == own["n"] and by_culture["A"]["accuracy"] == pytest.approx(own["accuracy"])
+    assert (by_culture["A"]["accuracy_low"], by_culture["A"]["accuracy_high"]) == pytest.approx(
+        (own["accuracy_low"], own["accuracy_high"]))  # the same images, people and seed: the same interval
+    assert by_culture["B"]["accuracy_low"] <= by_culture["B"]["accuracy"] <= by_culture["B"]["accuracy_high"]
     assert by_culture["B"]["n"] == 8 and result["n"] == own["n"] + 8  # B's neutral faces: a class the run lacks
     # The per-image predictions name each scored image (the unseen A images, B's but its neutral ones).
     _evaluate_json(capsys, str(run_dir), "--data", str(pooled), "--predictions", str(tmp_path / "pooled.csv"))

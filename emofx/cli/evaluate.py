@@ -150,19 +150,22 @@ def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", evaluation: "
 
 
 def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame | None":
-    """Accuracy and balanced accuracy per culture of the scored images where they hold several (None otherwise)."""
+    """Accuracy (with its interval, as for the whole) and balanced accuracy per culture of the scored images where
+    they hold several (None otherwise)."""
     import pandas as pd
 
-    from emofx.study.evaluation import Evaluation, scored_images
+    from emofx.study.evaluation import Evaluation, accuracy_interval, people_of, scored_images
 
-    culture = scored_images(images, evaluation).culture
-    if len(set(culture)) < 2:
+    scored = scored_images(images, evaluation)
+    if len(set(scored.culture)) < 2:
         return None
     rows = {}
-    for name in sorted(set(culture)):
-        part = culture == name
+    for name in sorted(set(scored.culture)):
+        part = scored.culture == name
         one = Evaluation(evaluation.classes, evaluation.labels[part], evaluation.probabilities[part])
-        rows[name or "(none)"] = {"accuracy": one.accuracy, "balanced_accuracy": one.balanced_accuracy, "n": one.n}
+        interval = accuracy_interval(one, people_of(scored.subset(part), one))
+        rows[name or "(none)"] = {"accuracy": one.accuracy, "accuracy_low": interval.low, "accuracy_high": interval.high,
+                                  "balanced_accuracy": one.balanced_accuracy, "n": one.n}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
 
 
