@@ -164,8 +164,9 @@ def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFram
         part = scored.culture == name
         one = Evaluation(evaluation.classes, evaluation.labels[part], evaluation.probabilities[part])
         interval = accuracy_interval(one, people_of(scored.subset(part), one))
-        rows[name or "(none)"] = {"accuracy": one.accuracy, "accuracy_low": interval.low, "accuracy_high": interval.high,
-                                  "balanced_accuracy": one.balanced_accuracy, "n": one.n}
+        rows[name or "(none)"] = {"accuracy": one.accuracy, "accuracy_low": interval.low,
+                                  "accuracy_high": interval.high, "balanced_accuracy": one.balanced_accuracy,
+                                  "n": one.n}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
 
 
