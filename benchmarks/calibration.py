@@ -228,8 +228,11 @@ def analyse_pair(a: cultures.CultureRuns, b: cultures.CultureRuns, config: cultu
 
 
 def _accuracy_row(test: dict) -> dict:
+    """The accuracy test, its interval over trials and (the models fixed) over test people, where recorded."""
     return {"accuracy_p": test["p_value"], "accuracy_diff": test["diff"], "accuracy_a": test["culture_a"],
-            "accuracy_b": test["culture_b"], "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"]}
+            "accuracy_b": test["culture_b"], "accuracy_ci_low": test["ci_low"], "accuracy_ci_high": test["ci_high"],
+            "accuracy_measured_ci_low": test.get("measured_ci_low"),
+            "accuracy_measured_ci_high": test.get("measured_ci_high")}
 
 
 def _saliency_row(measures: pd.DataFrame, pixel: dict, name_a: str, name_b: str, regions: list[str],
@@ -426,6 +429,10 @@ def null_summary(frame: pd.DataFrame, alpha: float = 0.05) -> dict:
         "any_region_or_accuracy": float(((frame["region_min_p_adjusted"] < alpha) | (frame["accuracy_p"] < alpha)).mean()),
         "any_family": float((frame[["region_min_p_adjusted", "proximity_min_p_adjusted", "pixel_min_p_fwer",
                                     "accuracy_p"]] < alpha).any(axis=1).mean()),
+        "accuracy_interval_excludes_0": {  # under the null a 95% interval should for about 5% of the pairs
+            name: float(((frame[f"{prefix}_low"] > 0) | (frame[f"{prefix}_high"] < 0)).mean())
+            for name, prefix in (("trials", "accuracy_ci"), ("test_people_models_fixed", "accuracy_measured_ci"))
+            if f"{prefix}_low" in frame},
         "accuracy_p_values": sorted(frame["accuracy_p"].round(4).tolist()),
         "accuracy_p_quantiles": frame["accuracy_p"].quantile([0.1, 0.25, 0.5, 0.75, 0.9]).round(3).to_dict(),
     }
