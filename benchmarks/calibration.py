@@ -250,19 +250,20 @@ def _saliency_row(measures: pd.DataFrame, pixel: dict, name_a: str, name_b: str,
 def null_rows(samples: dict[str, cultures.CultureRuns], pairs: list[tuple[str, str]], config: cultures.CompareConfig
               ) -> pd.DataFrame:
     """H1 and saliency tests of every null pair; each sample's predictions and maps are computed once."""
-    measured = {}
+    measured, region_names = {}, []
     for name, runs in tqdm(samples.items(), desc="saliency of null samples"):
-        measures, maps = features.saliency_measures(runs, face_regions(runs.dataset), config)
+        regions = face_regions(runs.dataset)
+        measures, maps = features.saliency_measures(runs, regions, config)
         measured[name] = (accuracy.predictions_frame(runs), measures, maps)
+        region_names = list(regions.region_names)
     rows = []
     for name_a, name_b in pairs:
         (pred_a, meas_a, maps_a), (pred_b, meas_b, maps_b) = measured[name_a], measured[name_b]
         measures = pd.concat([meas_a, meas_b], ignore_index=True)
         pixel = features.pixel_difference(measures, np.concatenate([maps_a, maps_b]), name_a, name_b, config)
-        regions = [c for c in meas_a.columns if c not in ("culture", "trial", "image", "emotion", "landmark_distance")]
         rows.append({"pair": f"{name_a}-{name_b}", **_accuracy_row(accuracy.accuracy_test(pred_a, pred_b, config)),
                      "balanced_accuracy_p": accuracy.accuracy_test(pred_a, pred_b, config, "balanced_accuracy")["p_value"],
-                     **_saliency_row(measures, pixel, name_a, name_b, regions, config)})
+                     **_saliency_row(measures, pixel, name_a, name_b, region_names, config)})
     return pd.DataFrame(rows)
 
 
