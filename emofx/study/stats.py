@@ -53,7 +53,7 @@ class PermutationTest:
 
 @dataclass(frozen=True)
 class BootstrapInterval:
-    """A percentile bootstrap interval for a difference of means (group a minus group b)."""
+    """A percentile bootstrap interval of an estimate (an accuracy, a difference of two, a correlation)."""
 
     estimate: float
     low: float
