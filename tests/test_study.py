@@ -149,6 +149,9 @@ def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
     assert sum("strong recipe, fine-tuned from pretrained" in row for row in rows) == 2
     assert sum("paper recipe, from scratch" in row for row in rows) == 4
     assert all(" ± " in row for row in rows)
+    # H1 of both: each interval says what it is over (records older than the trials' interval: test images)
+    h1 = section.split("H1 and CKA of both experiments side by side:")[1].split("Does the gap")[0]
+    assert sum("| trials" in line for line in h1.splitlines()) == 3  # pre-trained collected; paper both
     # whether the gap between the cultures changed with the training: the protocol both experiments ran
     gap, pairs = section.split("Does the gap between the cultures change")[1].split("Each trial's model here")
     change = [line for line in gap.splitlines() if line.startswith("| collected")]

@@ -29,8 +29,9 @@ def beside_section(exp: Experiment, other: Experiment) -> str:
         for protocol, record in e.comparisons.items():
             acc = record["summary"]["accuracy"]
             frames.append({"experiment": name, "protocol": protocol, "a": acc["culture_a"], "b": acc["culture_b"],
-                           "diff": acc["diff"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"], "p_value": acc["p_value"],
-                           "cka_between": record["summary"]["cka"]["between"]})
+                           "diff": acc["diff"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
+                           "ci_over": "trials" if "measured_ci_low" in acc else "test images (older record)",
+                           "p_value": acc["p_value"], "cka_between": record["summary"]["cka"]["between"]})
     columns = ["experiment", "training", "protocol", "culture", "test_accuracy", "balanced_accuracy", "trials"]
     parts = []
     if accuracy:
