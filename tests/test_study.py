@@ -275,6 +275,23 @@ def test_chance_test_flags_a_constant_predictor_and_passes_a_good_one():
     assert confusion_p_value(confusion, n_permutations=199) == pytest.approx((value, p))
 
 
+def test_chance_test_shuffles_labels_within_people_where_they_are_named():
+    """Four performers who pose mostly one emotion each: a model that recognises the performer and names their
+    usual emotion is far above chance across people, and at chance within them."""
+    people = np.repeat(["p0", "p1", "p2", "p3"], 20)
+    usual = np.repeat(["happy", "sad", "angry", "afraid"], 20)
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random(80) < 0.7, usual, rng.choice(["happy", "sad", "angry", "afraid"], 80))
+    by_identity = usual  # names each performer's usual emotion whatever the face shows
+    _, across = balanced_accuracy_p_value(labels, by_identity, n_permutations=199)
+    _, within = balanced_accuracy_p_value(labels, by_identity, n_permutations=199, people=people)
+    assert across == pytest.approx(1 / 200) and within > 0.5
+    frame = pd.DataFrame({"train_culture": "x", "test_culture": "x", "trial": 0, "emotion": labels,
+                          "predicted": by_identity, "subject": people})
+    assert chance_flags(frame, n_permutations=199)["flagged"].tolist() == [True]
+    assert chance_flags(frame.assign(subject=""), n_permutations=199)["flagged"].tolist() == [False]
+
+
 def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     data = make_synthetic("universal", n_per_class=6, seed=0, size=16)
     agreement = np.linspace(0.2, 0.9, len(data)).astype(np.float32)

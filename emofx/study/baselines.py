@@ -3,8 +3,9 @@
 **Clearly above chance.** A trial is *above chance* when its balanced accuracy on its test images
 is higher than every model whose predictions ignore the face could reach, at level ``alpha``:
 the one-sided permutation test shuffles the true labels among the trial's test images (keeping
-the predictions and the class sizes) and counts how often the shuffled balanced accuracy reaches
-the observed one; p = (1 + count) / (1 + permutations). Under that null the expected balanced
+the predictions and the class sizes; among each person's images where the images name their people,
+so that telling people apart does not count as telling their expressions apart) and counts how often
+the shuffled balanced accuracy reaches the observed one; p = (1 + count) / (1 + permutations). Under that null the expected balanced
 accuracy is exactly 1/K whatever the class balance, and a model that predicts one class for
 everything gets p = 1. Trials with p >= alpha are *flagged*: an accuracy difference (H1) built on
 them measures failed training rather than culture, and their saliency maps, filters and
@@ -42,8 +43,12 @@ MIN_PEOPLE = 5  # fewer people than this: a bootstrap over them says little, and
 
 
 def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permutations: int = 1999,
-                              seed: int = 0) -> tuple[float, float]:
-    """Balanced accuracy of ``predicted`` and its one-sided permutation p-value against chance."""
+                              seed: int = 0, people: np.ndarray | None = None) -> tuple[float, float]:
+    """Balanced accuracy of ``predicted`` and its one-sided permutation p-value against chance.
+
+    With ``people`` (each image's person) the labels are shuffled among each person's images only: a model
+    that tells people apart but not their expressions (naming the emotion a performer posed most) stays at
+    chance, which shuffling across people would credit."""
     classes, y = np.unique(labels, return_inverse=True)
     p = np.array([np.flatnonzero(classes == v)[0] if v in classes else -1 for v in predicted])
     sizes = np.bincount(y, minlength=len(classes))
@@ -53,7 +58,14 @@ def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permu
         return np.stack([(hits & (truth == c)).sum(axis=-1) / sizes[c] for c in range(len(classes))]).mean(axis=0)
 
     observed = float(balanced(y[None])[0])
-    shuffled = np.random.default_rng([int(seed), 52711]).permuted(np.tile(y, (n_permutations, 1)), axis=1)
+    rng = np.random.default_rng([int(seed), 52711])
+    if people is None:
+        shuffled = rng.permuted(np.tile(y, (n_permutations, 1)), axis=1)
+    else:
+        shuffled = np.empty((n_permutations, len(y)), dtype=y.dtype)
+        for person in np.unique(people):
+            mine = np.flatnonzero(np.asarray(people) == person)
+            shuffled[:, mine] = rng.permuted(np.tile(y[mine], (n_permutations, 1)), axis=1)
     reached = int((balanced(shuffled) >= observed - 1e-12).sum())
     return observed, (1 + reached) / (1 + n_permutations)
 
@@ -70,13 +82,16 @@ def chance_flags(predictions: pd.DataFrame, alpha: float = CHANCE_ALPHA, n_permu
                  seed: int = 0) -> pd.DataFrame:
     """Per (culture, trial) on its own test images: balanced accuracy, chance level, p-value, ``flagged``.
 
-    ``predictions``: :func:`emofx.study.accuracy.predictions_frame` rows (one culture or several).
+    ``predictions``: :func:`emofx.study.accuracy.predictions_frame` rows (one culture or several); where they name
+    the images' people, labels are shuffled within each person (:func:`balanced_accuracy_p_value`).
     """
     own = predictions[predictions["train_culture"] == predictions["test_culture"]]
     rows = []
     for (culture, trial), group in own.groupby(["train_culture", "trial"], sort=True):
+        named = "subject" in group and bool((group["subject"].astype(str) != "").all())
         value, p_value = balanced_accuracy_p_value(group["emotion"].to_numpy(), group["predicted"].to_numpy(),
-                                                   n_permutations, seed + int(trial))
+                                                   n_permutations, seed + int(trial),
+                                                   group["subject"].to_numpy() if named else None)
         rows.append({"culture": culture, "trial": int(trial), "balanced_accuracy": value,
                      "chance": 1.0 / group["emotion"].nunique(), "n_images": len(group), "p_value": p_value,
                      "flagged": bool(p_value >= alpha)})
