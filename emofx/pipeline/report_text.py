@@ -176,7 +176,8 @@ def _interval(acc: Mapping[str, Any]) -> str:
               f"95% interval {points(acc['ci_low'], acc['ci_high'])} over trials, the shifts the permutation test "
               "does not reject")
     redrawn = "test people" if "people" in acc.get("measured_ci_unit", "") else "test images"
-    return f"{trials}; {points(acc['measured_ci_low'], acc['measured_ci_high'])} over {redrawn} with these models fixed"
+    measured = points(acc["measured_ci_low"], acc["measured_ci_high"])
+    return f"{trials}; {measured} over {redrawn} with these models fixed"
 
 
 def people_sentence(people: pd.DataFrame) -> str:

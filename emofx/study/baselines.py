@@ -5,11 +5,11 @@ is higher than every model whose predictions ignore the face could reach, at lev
 the one-sided permutation test shuffles the true labels among the trial's test images (keeping
 the predictions and the class sizes; among each person's images where the images name their people,
 so that telling people apart does not count as telling their expressions apart) and counts how often
-the shuffled balanced accuracy reaches the observed one; p = (1 + count) / (1 + permutations). Under that null the expected balanced
-accuracy is exactly 1/K whatever the class balance, and a model that predicts one class for
-everything gets p = 1. Trials with p >= alpha are *flagged*: an accuracy difference (H1) built on
-them measures failed training rather than culture, and their saliency maps, filters and
-representations (H2, CKA) describe no learned emotion features.
+the shuffled balanced accuracy reaches the observed one; p = (1 + count) / (1 + permutations). Under
+that null the expected balanced accuracy is exactly 1/K whatever the class balance, and a model that
+predicts one class for everything gets p = 1. Trials with p >= alpha are *flagged*: an accuracy
+difference (H1) built on them measures failed training rather than culture, and their saliency maps,
+filters and representations (H2, CKA) describe no learned emotion features.
 
 **Human observers.** When a dataset carries observers' agreement with the posed label
 (``extras["agreement"]``, the Taiwanese set's Image_info.xls), the models' per-class accuracy is
