@@ -166,9 +166,9 @@ def _chance(exp: Experiment) -> str:
             "(`CompareConfig.chance_alpha`, given per protocol below). Flagged trials undermine H1 (the difference "
             "then measures failed training) and H2 and CKA (their maps and features describe no emotion); "
             "`exclude_chance` in notebook 05 leaves them out.\n\n" + listed + "As the comparison (05) saw them (labels "
-            "shuffled among each person's images where the images name their people, so that telling people apart does not count "
-            "as recognising their expressions; the table above, read from each run's confusion matrix, shuffles them "
-            "among all of the trial's images):\n\n" + _per_protocol(exp, body))
+            "shuffled among each person's images where the images name their people, so that telling people apart "
+            "does not count as recognising their expressions; the table above, read from each run's confusion "
+            "matrix, shuffles them among all of the trial's images):\n\n" + _per_protocol(exp, body))
 
 
 def _saliency(exp: Experiment, out: Path, faces: bool) -> str:
