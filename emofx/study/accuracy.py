@@ -16,7 +16,7 @@ import pandas as pd
 from emofx.data.emotions import shared_classes
 from emofx.study import stats
 from emofx.study.cultures import METRICS, CompareConfig, ComparisonError, CultureRuns
-from emofx.study.evaluation import compare_evaluations, people_of
+from emofx.study.evaluation import compare_evaluations, people_of, resampled_class_totals
 from emofx.study.runs import RunError, evaluate_runs, load_run, shared_test_images
 
 
@@ -81,7 +81,7 @@ def person_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
     (a subject split tests each person in some trials): whether a culture's accuracy is carried by most of its
     people or by a few. Rows: culture, subject, images, trials, accuracy; none where people are unknown."""
     own = predictions[predictions["train_culture"] == predictions["test_culture"]]
-    if not len(own) or not _names_people(own):
+    if not len(own) or not names_people(own):
         return pd.DataFrame(columns=["culture", "subject", "images", "trials", "accuracy"])
     grouped = own.groupby(["train_culture", "subject"])
     return pd.DataFrame({"images": grouped.size(), "trials": grouped["trial"].nunique(),
@@ -89,7 +89,8 @@ def person_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
         columns={"train_culture": "culture"})
 
 
-def _names_people(predictions: pd.DataFrame) -> bool:
+def names_people(predictions: pd.DataFrame) -> bool:
+    """Whether every row of ``predictions`` names its image's person (``subject``)."""
     return "subject" in predictions and bool((predictions["subject"].astype(str) != "").all())
 
 
@@ -99,13 +100,10 @@ def _measured_metric(predictions: pd.DataFrame, metric: str, by_person: bool, n_
     trial's test people redrawn with all of their images (``by_person``), else the images of each class."""
     per_trial = []
     for _, trial in predictions.groupby("trial"):
-        clusters = trial["subject"].astype(str) if by_person else trial.index.to_series().astype(str)
-        right = pd.crosstab(clusters, trial["emotion"], values=trial["correct"], aggfunc="sum").fillna(0.0)
-        images = pd.crosstab(clusters, trial["emotion"]).reindex_like(right)
-        blocks = np.zeros(len(images), dtype=int) if by_person else images.to_numpy().argmax(axis=1)
-        resampled = stats.resampled_cluster_totals(np.hstack([right.to_numpy(), images.to_numpy()]), blocks, n_boot,
-                                                   rng)
-        per_trial.append(_trial_metric(*np.split(resampled, 2, axis=1), metric))
+        labels, classes = pd.factorize(trial["emotion"], sort=True)
+        people = trial["subject"].astype(str).to_numpy() if by_person else None
+        totals = resampled_class_totals(trial["correct"].to_numpy(), labels, len(classes), people, n_boot, rng)
+        per_trial.append(_trial_metric(*totals, metric))
     return np.mean(per_trial, axis=0)
 
 
@@ -120,7 +118,7 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
     interval = stats.permutation_interval(per_trial[0], per_trial[1], n_permutations=config.n_permutations,
                                           seed=config.seed)
     rng = np.random.default_rng([config.seed, 1])
-    people = _names_people(predictions_a) and _names_people(predictions_b)
+    people = names_people(predictions_a) and names_people(predictions_b)
     measured = stats.percentile_interval(
         interval.estimate, _measured_metric(predictions_a, metric, people, config.n_boot, rng)
         - _measured_metric(predictions_b, metric, people, config.n_boot, rng))

@@ -34,6 +34,7 @@ from scipy import stats as scipy_stats
 
 from emofx.data.dataset import FaceDataset
 from emofx.study import stats
+from emofx.study.accuracy import names_people
 from emofx.study.cultures import CultureRuns
 
 CHANCE_ALPHA = 0.01
@@ -88,7 +89,7 @@ def chance_flags(predictions: pd.DataFrame, alpha: float = CHANCE_ALPHA, n_permu
     own = predictions[predictions["train_culture"] == predictions["test_culture"]]
     rows = []
     for (culture, trial), group in own.groupby(["train_culture", "trial"], sort=True):
-        named = "subject" in group and bool((group["subject"].astype(str) != "").all())
+        named = names_people(group)
         value, p_value = balanced_accuracy_p_value(group["emotion"].to_numpy(), group["predicted"].to_numpy(),
                                                    n_permutations, seed + int(trial),
                                                    group["subject"].to_numpy() if named else None)

@@ -176,13 +176,23 @@ def accuracy_interval(evaluation: Evaluation, people: np.ndarray | None = None, 
     of each class redrawn (their counts kept)."""
     if not evaluation.n:
         raise EvaluationError("no image was scored: an accuracy needs at least one")
-    right = (evaluation.predictions == evaluation.labels).astype(float)
-    clusters = np.arange(evaluation.n) if people is None else np.unique(people, return_inverse=True)[1]
-    totals = np.zeros((clusters.max() + 1, 2))
-    np.add.at(totals, clusters, np.stack([right, np.ones_like(right)], axis=1))
-    blocks = (np.zeros(len(totals), int) if people is not None else evaluation.labels)
-    resampled = resampled_cluster_totals(totals, blocks, n_boot, np.random.default_rng(seed))
-    return percentile_interval(evaluation.accuracy, resampled[:, 0] / resampled[:, 1])
+    right, images = resampled_class_totals(evaluation.predictions == evaluation.labels, evaluation.labels,
+                                           len(evaluation.classes), people, n_boot, np.random.default_rng(seed))
+    return percentile_interval(evaluation.accuracy, right.sum(axis=1) / images.sum(axis=1))
+
+
+def resampled_class_totals(correct: np.ndarray, labels: np.ndarray, n_classes: int, people: np.ndarray | None,
+                           n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Right answers and images per class, (n_boot, n_classes) each, of ``n_boot`` resamples of the scored images:
+    their people redrawn with all of their images (``people``), else the images of each class (counts kept)."""
+    labels = np.asarray(labels)
+    clusters = np.arange(len(labels)) if people is None else np.unique(people, return_inverse=True)[1]
+    cells = np.zeros((clusters.max() + 1, 2 * n_classes))
+    np.add.at(cells, (clusters, labels), np.asarray(correct, dtype=np.float64))
+    np.add.at(cells, (clusters, n_classes + labels), 1.0)
+    blocks = labels if people is None else np.zeros(len(cells), dtype=int)
+    resampled = resampled_cluster_totals(cells, blocks, n_boot, rng)
+    return resampled[:, :n_classes], resampled[:, n_classes:]
 
 
 def scored_images(dataset: FaceDataset, evaluation: Evaluation) -> FaceDataset:
