@@ -121,6 +121,7 @@ def test_report_answers_both_protocols_and_flags_chance(studies, reports):
     chance = pd.concat([pd.read_csv(t) for t in tables])
     assert len(tables) == 2 and set(chance.columns) >= {"culture", "trial", "balanced_accuracy", "p_value", "flagged"}
     assert ("trial(s) of this comparison are not clearly above chance" in text) == bool(chance["flagged"].any())
+    assert "Every training run is tested in a comparison, below." in text  # no second, people-blind table
     for protocol in ("collected", "matched"):  # each comparison's figures, under its own heading
         at = text.index(f"(figures/fig_h1_accuracy_{protocol}.png)")
         assert text.rindex("### ", 0, at) == text.rindex(f"### {protocol.capitalize()}", 0, at)
@@ -255,6 +256,26 @@ def test_prepare_culture_matched_uses_the_same_splits_from_either_culture():
     assert split is None and len(data) == 105
     with pytest.raises(ValueError, match="protocol"):
         prepare_culture(sources, "A", "paired", prepare=prepare)
+
+
+def test_report_tests_runs_no_comparison_covers_from_their_confusion_matrices(studies):
+    """Training runs outside every comparison keep a chance test of their own, read from their confusion matrix
+    and labelled as shuffling across people; runs a comparison tested are not listed twice."""
+    from emofx.pipeline.report_records import Experiment
+
+    exp = Experiment(studies["kdef_vs_taiwanese"])
+    matched = next(label for label, record in exp.comparisons.items() if record["protocol"] == "matched")
+    del exp.comparisons[matched]
+    text = report._chance(exp)
+    assert "The training runs no comparison tested" in text and "not which person each image shows" in text
+    listed = re.findall(r"^\| (\w+) +\| (\w+) +\| +(\d) \|", text, flags=re.MULTILINE)
+    assert sorted(listed) == [("matched", culture, str(trial)) for culture in ("Swedish", "Taiwanese")
+                              for trial in (0, 1)]
+    for culture, trial in (("Swedish", 0), ("Taiwanese", 1)):  # the p-value of the run's own confusion matrix
+        row = exp.training.query("protocol == 'matched' and culture == @culture and trial == @trial").iloc[0]
+        metrics = json.loads((Path(row["run_dir"]) / "results" / "run" / "metrics.json").read_text())
+        value, p_value = confusion_p_value(np.asarray(metrics["confusion"]), seed=trial)
+        assert re.search(rf"\| matched +\| {culture} +\| +{trial} \| +{value:.3f} \|.*\| +{p_value:.3f} \|", text)
 
 
 def test_chance_test_flags_a_constant_predictor_and_passes_a_good_one():

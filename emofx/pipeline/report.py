@@ -147,28 +147,42 @@ def _chance(exp: Experiment) -> str:
         return (f"alpha = {chance.get('alpha')}, flagged trials excluded: {chance.get('excluded')}\n\n" + _md(table) +
                 "\n\n" + "\n".join(f"- {n}" for n in notes))
 
+    own = _uncompared_runs_chance(exp)
+    if len(exp.training) == 0:
+        listed = ""
+    elif own.empty:
+        listed = "Every training run is tested in a comparison, below.\n\n"
+    else:
+        listed = ("The training runs no comparison tested, on their own test images (alpha = "
+                  f"{CHANCE_ALPHA}; labels shuffled among all of a run's test images: a run's record holds its "
+                  "confusion matrix, not which person each image shows):\n\n" + _md(own) + "\n\n")
+        if own["flagged"].any():
+            listed += f"**{int(own['flagged'].sum())} of {len(own)} of these runs are NOT clearly above chance.**\n\n"
+    return ("A trial is clearly above chance when its balanced accuracy beats every predictor that ignores the face: "
+            "one-sided permutation test shuffling the true labels among each person's test images where the images "
+            "name their people (so that telling people apart does not count as recognising their expressions), "
+            "else among all of the trial's test images, p < alpha (`CompareConfig.chance_alpha`, given per protocol "
+            "below). Flagged trials undermine H1 (the difference then measures failed training) and H2 and CKA (their "
+            "maps and features describe no emotion); `exclude_chance` in notebook 05 leaves them out.\n\n" + listed
+            + _per_protocol(exp, body))
+
+
+def _uncompared_runs_chance(exp: Experiment) -> pd.DataFrame:
+    """The chance test of each training run that no comparison's chance table covers, from its confusion matrix."""
+    covered = {(record["protocol"], str(row.culture), int(row.trial)) for record in exp.comparisons.values()
+               for row in record["tables"].get("chance", pd.DataFrame(columns=["culture", "trial"])).itertuples()}
     rows = []
     training = exp.training.sort_values(["protocol", "culture", "trial"]) if len(exp.training) else exp.training
     for _, row in training.iterrows():
+        if (row["protocol"], str(row["culture"]), int(row["trial"])) in covered:
+            continue
         confusion = read_json(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR / "metrics.json").get("confusion")
         if confusion:
             value, p_value = confusion_p_value(np.asarray(confusion), seed=int(row["trial"]))
             rows.append({"protocol": row["protocol"], "culture": row["culture"], "trial": int(row["trial"]),
                          "balanced_accuracy": value, "chance": 1 / len(confusion), "n_images": int(np.sum(confusion)),
                          "p_value": p_value, "flagged": p_value >= CHANCE_ALPHA})
-    own = pd.DataFrame(rows)
-    listed = ("Every training run, tested on its own test images (alpha = "
-              f"{CHANCE_ALPHA}):\n\n" + _md(own) + "\n\n") if len(own) else ""
-    if len(own) and own["flagged"].any():
-        listed += f"**{int(own['flagged'].sum())} of {len(own)} runs are NOT clearly above chance.**\n\n"
-    return ("A trial is clearly above chance when its balanced accuracy beats every predictor that ignores the face: "
-            "one-sided permutation test shuffling the true labels among the trial's test images, p < alpha "
-            "(`CompareConfig.chance_alpha`, given per protocol below). Flagged trials undermine H1 (the difference "
-            "then measures failed training) and H2 and CKA (their maps and features describe no emotion); "
-            "`exclude_chance` in notebook 05 leaves them out.\n\n" + listed + "As the comparison (05) saw them (labels "
-            "shuffled among each person's images where the images name their people, so that telling people apart "
-            "does not count as recognising their expressions; the table above, read from each run's confusion "
-            "matrix, shuffles them among all of the trial's images):\n\n" + _per_protocol(exp, body))
+    return pd.DataFrame(rows)
 
 
 def _saliency(exp: Experiment, out: Path, faces: bool) -> str:
