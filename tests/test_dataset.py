@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -141,6 +143,16 @@ def test_a_damaged_dataset_file_is_one_clear_error(tmp_path):
     (tmp_path / "bad_member.npz").write_bytes(whole.replace(b"\x93NUMPY", b"\x93NUMPZ", 1))
     with pytest.raises(DatasetError, match="not a readable emofx dataset"):
         FaceDataset.load(tmp_path / "bad_member.npz")
+    damaged = bytearray(whole)  # a compressed member whose deflate stream breaks before its checksum is reached
+    with zipfile.ZipFile(tmp_path / "whole.npz") as archive:
+        member = archive.getinfo("labels.npy")
+    assert member.compress_type == zipfile.ZIP_DEFLATED
+    name_length, extra_length = struct.unpack("<HH", damaged[member.header_offset + 26:member.header_offset + 30])
+    start = member.header_offset + 30 + name_length + extra_length
+    damaged[start:start + 2] = bytes(b ^ 0xFF for b in damaged[start:start + 2])
+    (tmp_path / "bad_stream.npz").write_bytes(bytes(damaged))
+    with pytest.raises(DatasetError, match="not a readable emofx dataset.*decompressing"):
+        FaceDataset.load(tmp_path / "bad_stream.npz")
 
 
 def test_bad_construction_is_an_error():

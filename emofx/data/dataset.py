@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -289,7 +290,7 @@ class FaceDataset:
                     )
                 header = json.loads(str(data["__emofx__"]))
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # zlib: a damaged array
             if isinstance(err, DatasetError):
                 raise
             raise DatasetError(f"{path} is not a readable emofx dataset ({err}); create one with `emofx prepare`") from err
