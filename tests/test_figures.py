@@ -16,9 +16,11 @@ from emofx.cli import main
 from emofx.data.splits import Split
 from emofx.data.synthetic import make_synthetic
 from emofx.explain.modification import ModificationResult
-from emofx.pipeline import figures
+from emofx.pipeline import figure_output, figures
 from emofx.pipeline.experiments import parameter_hash, parameter_set_name
+from emofx.data.paths import RecordError
 from emofx.pipeline.results import RESULTS_DIR, STATUS_FILE
+from emofx.study.runs import RunError, load_run
 
 CLASSES = ["angry", "happy", "sad"]
 # Two trials per culture with known test confusions (rows true, columns predicted).
@@ -140,9 +142,9 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
 def test_figures_of_another_experiment_are_replaced_only_when_asked(experiment, tmp_path, capsys):
     out = tmp_path / "figures"
     figures.regenerate(experiment, out)
-    manifest = json.loads((out / figures.MANIFEST).read_text())
+    manifest = json.loads((out / figure_output.MANIFEST).read_text())
     assert manifest["experiment"] == "exp" and "table2_confusion_eyes.csv" in manifest["files"]
-    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != figures.MANIFEST)
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != figure_output.MANIFEST)
     (out / "notes.txt").write_text("mine")
 
     other = tmp_path / "papermill_runs" / "other"
@@ -159,7 +161,7 @@ def test_figures_of_another_experiment_are_replaced_only_when_asked(experiment, 
     names = {p.name for p in out.iterdir()}
     assert "table2_confusion_lips.csv" in names and "table2_confusion_eyes.csv" not in names  # no figure of exp stays
     assert (out / "notes.txt").read_text() == "mine"  # a file that is not ours is left alone
-    assert json.loads((out / figures.MANIFEST).read_text())["experiment"] == "other"
+    assert json.loads((out / figure_output.MANIFEST).read_text())["experiment"] == "other"
 
     unknown = tmp_path / "unknown"  # figures without a manifest (drawn by hand, or by an older emofx)
     unknown.mkdir()
@@ -169,9 +171,61 @@ def test_figures_of_another_experiment_are_replaced_only_when_asked(experiment, 
     figures.regenerate(experiment, unknown, overwrite=True)  # written over by name only: not known to be ours
     assert (unknown / "table_h1_accuracy.csv").read_text() == "metric\n"
     assert (unknown / "table2_confusion_eyes.csv").exists()
-    (out / figures.MANIFEST).write_text("{not json")
-    with pytest.raises(figures.FiguresError, match="figures.json is not the JSON emofx figures writes"):
+    (out / figure_output.MANIFEST).write_text("{not json")
+    with pytest.raises(RecordError, match="figures.json is not readable JSON.*not the manifest emofx figures writes"):
         figures.regenerate(other, out)
+    (out / figure_output.MANIFEST).write_text("[]")  # JSON, but not the manifest's object
+    with pytest.raises(RecordError, match="figures.json holds an array"):
+        figures.regenerate(other, out)
+
+
+def test_an_experiment_of_the_same_name_elsewhere_is_another_experiment(experiment, tmp_path):
+    """The manifest names the experiment's folder as seen from the figures' folder: an experiment of the same name
+    in another place does not pass for it (it would otherwise remove the figures it does not draw), while the
+    folder itself, however it is named on the command line, still does."""
+    out = tmp_path / "figures"
+    figures.regenerate(experiment, out)
+    assert json.loads((out / figure_output.MANIFEST).read_text())["from"] == "../papermill_runs/exp"
+    namesake = tmp_path / "elsewhere" / experiment.name
+    record_training(record_run(namesake, figures.TRAINING, {"culture": "lips", "trial": 0}), CONFUSIONS["eyes", 0], 0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match="figures drawn from experiment 'exp' at ../papermill_runs/exp"):
+        figures.regenerate(namesake, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    figures.regenerate(tmp_path / "papermill_runs" / ".." / "papermill_runs" / "exp", out)  # the same folder
+    manifest = {"experiment": "exp", "files": json.loads((out / figure_output.MANIFEST).read_text())["files"]}
+    (out / figure_output.MANIFEST).write_text(json.dumps(manifest))  # written by an emofx that kept the name only
+    figures.regenerate(experiment, out)
+    assert json.loads((out / figure_output.MANIFEST).read_text())["from"] == "../papermill_runs/exp"
+
+
+def test_damaged_records_are_named_and_a_run_left_out_is_said(experiment, tmp_path, capsys):
+    """A damaged status.json leaves its run out with a warning, never silently (the averages would change
+    unannounced; the report's own line: tests/test_study.py); results.json or metrics.json holding JSON that is
+    not an object is an error naming the file, not an AttributeError."""
+    from emofx.pipeline.results import UNREADABLE, read_runs
+
+    damaged = experiment / figures.TRAINING / parameter_set_name({"culture": "eyes", "trial": 1})
+    (damaged / STATUS_FILE).write_text("{")
+    with pytest.warns(UserWarning, match=r"status.json is not readable JSON.*02_train_culture/culture=eyes__trial=1"):
+        runs = read_runs(experiment)
+    assert runs.set_index("run").loc[damaged.name, "status"] == UNREADABLE
+    assert main(["figures", str(experiment), "--out", str(tmp_path / "figures")]) == 0
+    assert "culture=eyes__trial=1 is left out" in capsys.readouterr().err
+    (damaged / STATUS_FILE).write_text(json.dumps({"status": "ok", "parameters": {"culture": "eyes", "trial": 1}}))
+
+    results_file = experiment / figures.TRAINING / parameter_set_name({"culture": "eyes", "trial": 0}) / RESULTS_DIR
+    (results_file / "results.json").write_text("[]")
+    with pytest.raises(RecordError, match=r"eyes__trial=0/results/results.json holds an array.*emofx batch"):
+        read_runs(experiment)
+    (results_file / "results.json").unlink()
+    metrics = damaged / RESULTS_DIR / figures.RUN_DIR / "metrics.json"
+    for record, problem in (([], "holds an array"), ({"classes": CLASSES, "data": "x"}, "data is not a JSON object")):
+        metrics.write_text(json.dumps(record))
+        with pytest.raises(RunError, match=rf"corrupt run file \(.*metrics.json:? {problem}"):
+            load_run(metrics.parent)
+        drawn = figures.regenerate(experiment, tmp_path / f"figures_{len(problem)}")  # that group fails, named
+        assert drawn.query("status == 'failed'")["files"].str.contains(f"RunError: .*metrics.json:? {problem}").any()
 
 
 def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):

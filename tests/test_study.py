@@ -278,6 +278,28 @@ def test_report_tests_runs_no_comparison_covers_from_their_confusion_matrices(st
         assert re.search(rf"\| matched +\| {culture} +\| +{trial} \| +{value:.3f} \|.*\| +{p_value:.3f} \|", text)
 
 
+def test_report_says_which_runs_it_leaves_out(studies, reports, tmp_path, capsys):
+    """A run whose status.json is damaged is left out of the tables with a warning and a line under the title; a
+    damaged comparison record stops the report with its path."""
+    import shutil
+
+    copy = tmp_path / "kdef_vs_taiwanese"
+    shutil.copytree(studies["kdef_vs_taiwanese"], copy)
+    damaged = sorted((copy / "02_train_culture").iterdir())[0]
+    (damaged / "status.json").write_text('{"status": "ok"')
+    with pytest.warns(UserWarning, match=f"{damaged.name} is left out"):
+        report.write_report(copy, tmp_path / "report", faces=False)
+    text = (tmp_path / "report" / report.REPORT_MD).read_text()
+    total = len(list(copy.glob("*/*/status.json")))
+    assert f"**1 of {total} recorded runs are left out of every table and figure:** 02_train_culture/{damaged.name} " \
+           "(unreadable)." in text
+    assert "left out of every table" not in (reports["kdef_vs_taiwanese"] / report.REPORT_MD).read_text()
+    summary = sorted(copy.glob("05_compare_cultures/*/results/comparison/summary.json"))[0]
+    summary.write_text("{")  # a damaged record is an error that names it
+    assert main(["report", str(copy), "--out", str(tmp_path / "again")]) == 2
+    assert f"{summary} is not readable JSON" in capsys.readouterr().err
+
+
 def test_chance_test_flags_a_constant_predictor_and_passes_a_good_one():
     labels = np.repeat(np.arange(7), 10).astype(str)
     constant = np.full(70, "3")

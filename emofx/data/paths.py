@@ -1,11 +1,13 @@
-"""Where emofx finds the shared real datasets and keeps its caches, and how it writes a file whole."""
+"""Where emofx finds the shared real datasets and keeps its caches, how it writes a file whole, and how it reads a
+JSON record back."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 DATA_ENV = "EMOFX_DATA"
 CACHE_ENV = "EMOFX_CACHE"
@@ -49,6 +51,28 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class RecordError(ValueError):
+    """A JSON record that emofx wrote (metrics.json, status.json, ...) cannot be read back as one."""
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def read_json_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; a :class:`RecordError` naming the file where it is not readable JSON or holds
+    something other than an object (a damaged or hand-edited record), so that no reader fails later on a
+    missing ``.get``."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise RecordError(f"{path} holds {_JSON_KINDS.get(type(value), type(value).__name__)}, not the JSON object "
+                          "emofx writes there")
+    return value
 
 
 def given_twice(paths: Sequence[str | os.PathLike]) -> Path | None:

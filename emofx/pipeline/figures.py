@@ -19,7 +19,6 @@ PDF) and table (CSV and Markdown) whose records exist, under stable names:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -29,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.paths import read_json_record
 from emofx.explain.modification import ModificationResult
+from emofx.pipeline.figure_output import check_output, record_output
 from emofx.pipeline.results import RESULTS_DIR, completed_runs, read_runs
 from emofx.study.runs import Run, load_run
 
@@ -46,8 +47,6 @@ MODIFICATION_FILE = "modification.npz"
 COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.comparison's tables
 COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched
 FORMATS = ("png", "pdf")
-MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
-OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")
 COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "confusion_differences": "fig_h1_confusions",
                       "accuracy_by_person": "fig_h1_people",
                       "region_differences": "fig_h2_regions",
@@ -367,7 +366,7 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     written = []
     for (_, suffix), run_dir in zip(comparison_labels(runs), runs["run_dir"]):
         record = Path(run_dir) / RESULTS_DIR / COMPARISON_DIR
-        summary = json.loads((record / "summary.json").read_text())
+        summary = read_json_record(record / "summary.json")
         names = ("trial_metrics", "region_tests", "transfer", "cka") + tuple(  # the last two: none in older records
             name for name in ("confusion_tests", "person_accuracy") if (record / f"{name}.csv").is_file())
         tables = {name: pd.read_csv(record / f"{name}.csv") for name in names}
@@ -397,7 +396,7 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
     ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
     ``out`` may hold figures drawn from the same experiment before (they are regenerated, and those no longer
     drawn are removed); figures from another experiment, or of unknown origin (no manifest: written over by
-    name only, never removed), are replaced only with ``overwrite`` (:func:`check_output`). ``out/figures.json``
+    name only, never removed), are replaced only with ``overwrite`` (:func:`emofx.pipeline.figure_output.check_output`). ``out/figures.json``
     records the experiment and the files.
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
@@ -440,47 +439,5 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
         rows.append({"figure": figure, "source": source, "status": "written",
                      "files": ", ".join(sorted({p.stem for p in files}))})
     report = pd.DataFrame(rows)
-    _replace_earlier(out, experiment_dir, earlier, written, complete=not (report["status"] == "failed").any())
+    record_output(out, experiment_dir, earlier, written, complete=not (report["status"] == "failed").any())
     return report
-
-
-def check_output(out: Path, experiment_dir: Path, overwrite: bool) -> set[str]:
-    """The earlier figures and tables in ``out`` that a regeneration replaces: those its manifest lists (files
-    without one are only written over where a new file takes their name). Raises ``FileExistsError`` (before
-    any work) when ``out`` holds figures not drawn from ``experiment_dir`` (by its folder name), or files
-    named as ours without a manifest, and ``overwrite`` is not set."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
-    manifest = _read_manifest(out / MANIFEST)
-    listed = set(manifest.get("files", []))
-    existing = listed or {p.name for pattern in OUTPUT_PATTERNS for p in out.glob(pattern) if p.is_file()}
-    if not existing or overwrite or manifest.get("experiment") == experiment_name(experiment_dir):
-        return listed
-    origin = f"figures drawn from experiment {manifest['experiment']!r}" if manifest else "figures of unknown origin"
-    shown = ", ".join(sorted(existing)[:3]) + (", ..." if len(existing) > 3 else "")
-    raise FileExistsError(f"{out} already holds {origin} ({shown}); choose another --out, or pass --overwrite "
-                          f"to replace them with those of {experiment_name(experiment_dir)!r}")
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as err:
-        raise FiguresError(f"{path} is not the JSON emofx figures writes ({err}); remove it, or choose another --out")
-
-
-def experiment_name(experiment_dir: Path) -> str:
-    """An experiment's name, as its manifest records it: its folder's name (``papermill_runs/<name>``)."""
-    return experiment_dir.resolve().name
-
-
-def _replace_earlier(out: Path, experiment_dir: Path, earlier: set[str], written: set[str], complete: bool) -> None:
-    """Remove the earlier figures that were not drawn again (only when every group could be drawn: a failed
-    group's earlier figures stay, and stay listed) and record what ``out`` now holds in its manifest."""
-    stale = earlier - written
-    if complete:
-        for name in stale:
-            (out / name).unlink(missing_ok=True)
-    files = sorted(written if complete else written | stale)
-    manifest = {"experiment": experiment_name(experiment_dir), "files": files}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

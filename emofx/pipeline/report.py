@@ -398,7 +398,7 @@ def _write_report(exp: Experiment, other: Experiment | None, out: Path, faces: b
               _versions(exp)]
     title = (f"# {experiment_dir.name}: report\n\nFrom the recorded runs in `{experiment_dir}` "
              f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nothing retrained). What else differs between "
-             "the cultures than culture: see *What the numbers say*.")
+             "the cultures than culture: see *What the numbers say*." + _left_out(exp))
     sections = [f"## {heading}\n\n{body.strip() or '_(nothing recorded)_'}" for heading, body in zip(SECTIONS, bodies)]
     if other is not None:
         sections.append(f"## Beside {other.directory.name}\n\n{beside_section(exp, other)}")
@@ -407,6 +407,16 @@ def _write_report(exp: Experiment, other: Experiment | None, out: Path, faces: b
     (out / REPORT_MD).write_text(text)
     (out / REPORT_HTML).write_text(markdown_to_html(text, out, title=f"{experiment_dir.name}: report"))
     return [out / REPORT_MD, out / REPORT_HTML]
+
+
+def _left_out(exp: Experiment) -> str:
+    """A warning under the title where runs are missing from every table and figure (failed, or unreadable)."""
+    missing = exp.runs[exp.runs["status"] != "ok"]
+    if missing.empty:
+        return ""
+    named = ", ".join(f"{row.notebook}/{row.run} ({row.status})" for row in missing.itertuples())
+    return (f"\n\n**{len(missing)} of {len(exp.runs)} recorded runs are left out of every table and figure:** "
+            f"{named}. `emofx batch` with the experiment's configuration runs them again.")
 
 
 def results_exist(out: Path) -> bool:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from emofx.data.paths import atomic_write
+from emofx.data.paths import RecordError, atomic_write, read_json_record
 
 STATUS_FILE = "status.json"
 RESULTS_DIR = "results"
 RESULTS_FILE = "results.json"
+UNREADABLE = "unreadable"  # the status of a run whose status.json is damaged
 
 
 # ----------------------------------------------------------------------------- state of a run
@@ -32,13 +34,12 @@ def run_state(run_dir: Path, expected_hash: str, expected_inputs: str = "") -> s
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """The run's completion marker, or None when there is none (never run or interrupted)."""
+    """The run's completion marker, or None when there is none (never run or interrupted) or it is damaged (a
+    batch then runs it again; :func:`read_runs` reports it)."""
     path = Path(run_dir) / STATUS_FILE
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return read_json_record(path) if path.is_file() else None
+    except RecordError:
         return None
 
 
@@ -87,26 +88,33 @@ def save_dataset(output_dir: str | os.PathLike, dataset: Any, **values: Any) -> 
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON record, or ``{}`` when the file is missing (a run that did not write it)."""
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A JSON record, or ``{}`` when the file is missing (a run that did not write it); a damaged one is a
+    :class:`~emofx.data.paths.RecordError` that names it."""
+    return read_json_record(path) if path.is_file() else {}
 
 
 def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) -> pd.DataFrame:
     """All recorded runs of an experiment: one row per run with its notebook, run name,
     status, seconds, error, run_dir, then its parameters, then the scalars of its results.json.
 
-    Runs without a completion marker (running or interrupted) are left out. Result keys that
-    clash with a column are prefixed ``result.``.
+    Runs without a completion marker (running or interrupted) are left out; a run whose marker is damaged is
+    a row of status ``unreadable`` (with a warning: readers of ``ok`` runs leave it out, and ``emofx batch``
+    runs it again). Result keys that clash with a column are prefixed ``result.``.
     """
     root = Path(experiment_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"experiment directory {root} not found; run `emofx batch` first")
     rows = []
     for status_path in sorted(root.glob(f"{notebook or '*'}/*/{STATUS_FILE}")):
-        status = read_status(status_path.parent)
-        if status is None:
-            continue
         run_dir = status_path.parent
+        try:
+            status = read_json_record(status_path)
+        except RecordError as err:
+            warnings.warn(f"{err}: run {run_dir.parent.name}/{run_dir.name} is left out (`emofx batch` runs it "
+                          "again)", stacklevel=2)
+            rows.append({"notebook": run_dir.parent.name, "run": run_dir.name, "status": UNREADABLE,
+                         "seconds": None, "error": str(err), "run_dir": str(run_dir)})
+            continue
         row: dict[str, Any] = {
             "notebook": run_dir.parent.name,
             "run": run_dir.name,
@@ -119,10 +127,10 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
         results_path = run_dir / RESULTS_DIR / RESULTS_FILE
         if status.get("status") == "ok" and results_path.is_file():
             try:
-                recorded = json.loads(results_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ValueError(f"{results_path} is not readable JSON ({err}); run that notebook again "
-                                 "(`emofx batch ... --force`) or remove the run folder") from err
+                recorded = read_json_record(results_path)
+            except RecordError as err:
+                raise RecordError(f"{err}; run that notebook again (`emofx batch ... --force`) or remove the run "
+                                  "folder") from None
             for key, value in recorded.items():
                 row[f"result.{key}" if key in row else key] = value
         rows.append(row)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.sources import culture_part
-from emofx.data.paths import atomic_write, given_twice
+from emofx.data.paths import RecordError, atomic_write, given_twice, read_json_record
 from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
                                    library_versions)
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
@@ -47,6 +47,8 @@ from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.json"
+# the parts of metrics.json that readers take apart as objects (a damaged record is refused on reading)
+RECORDS_IN_METRICS = ("data", "config", "identity", "per_class_error", "versions")
 RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR, STATE_FILE)
 FINISHED = ("completed", "early_stopping", "nan_loss")  # no state kept: resuming a diverged run diverges again
 
@@ -166,8 +168,8 @@ def _check_resumable(directory: Path, identity: dict[str, Any]) -> Path:
 
 def _recorded_identity(directory: Path) -> Any:
     try:
-        return json.loads((directory / METRICS_FILE).read_text()).get("identity")
-    except (json.JSONDecodeError, OSError):
+        return read_json_record(directory / METRICS_FILE).get("identity")
+    except (RecordError, OSError):
         return None
 
 
@@ -410,10 +412,13 @@ def load_run(directory: str | os.PathLike) -> Run:
         raise RunError(f"{directory} is not a complete emofx run (missing {', '.join(missing)}); "
                        "create one with `emofx train`")
     try:
-        metrics = json.loads((directory / METRICS_FILE).read_text())
-        split = Split.from_dict(json.loads((directory / SPLIT_FILE).read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise RunError(f"{directory} holds a corrupt run file ({err})") from err
+        metrics = read_json_record(directory / METRICS_FILE)
+        split = Split.from_dict(read_json_record(directory / SPLIT_FILE))
+        misshapen = [key for key in RECORDS_IN_METRICS if not isinstance(metrics.get(key, {}), dict)]
+        if misshapen:
+            raise RecordError(f"{directory / METRICS_FILE}: {', '.join(misshapen)} is not a JSON object")
+    except (RecordError, KeyError, TypeError) as err:
+        raise RunError(f"{directory} holds a corrupt run file ({err}); train the run again") from err
     return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
 
 
