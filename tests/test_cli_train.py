@@ -158,6 +158,8 @@ def test_refuses_bad_inputs_with_one_line_messages(run_dir, data_files, tmp_path
     assert "--freeze-conv keeps pre-trained convolutional layers fixed: give --init-from" in capsys.readouterr().err
     assert main(["quickstart", "--seed", "-1", "--out", str(tmp_path / "q")]) == 2
     assert "--seed" in capsys.readouterr().err
+    assert main(["quickstart", "--n-per-class", "2", "--trials", "1", "--out", str(tmp_path / "q")]) == 2
+    assert "--n-per-class 2 makes 1 synthetic people per culture" in capsys.readouterr().err  # its own option named
     assert not (tmp_path / "r").exists() and not (tmp_path / "q").exists()
 
 

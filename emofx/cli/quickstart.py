@@ -84,6 +84,7 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
     import pandas as pd
     from emofx.data.progress import tqdm
 
+    from emofx.data.splits import SplitError
     from emofx.data.synthetic import make_synthetic
     from emofx.nets.model import ModelConfig
     from emofx.nets.training import TrainConfig
@@ -106,8 +107,15 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
     models = {name: ModelConfig(num_classes=len(dataset.classes), widths=config.widths, dense_units=config.dense_units)
               for name, dataset in datasets.items()}
     for name, dataset in datasets.items():  # refuse (e.g. an earlier quickstart's other runs) before writing anything
-        check_plans([RunPlan(dataset, out / "runs" / name / f"trial-{trial}", trial, "subject")
-                     for trial in range(config.trials)], train_config, models[name], overwrite)
+        try:
+            check_plans([RunPlan(dataset, out / "runs" / name / f"trial-{trial}", trial, "subject")
+                         for trial in range(config.trials)], train_config, models[name], overwrite)
+        except SplitError as err:
+            people = len(set(dataset.subject))
+            raise SplitError(f"--n-per-class {config.n_per_class} makes {people} synthetic people per culture, too "
+                             "few for a subject split, whose training, validation and test parts each need people "
+                             f"of every emotion; use a larger --n-per-class (the default is "
+                             f"{QuickstartConfig.n_per_class})") from err
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"status": "running", "config": {**asdict(config), "widths": list(config.widths)}}))
     data_paths = {name: ds.save(out / "data" / f"{name}.npz", overwrite=True) for name, ds in datasets.items()}
