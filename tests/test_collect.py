@@ -225,6 +225,9 @@ def test_cli_collect_then_prepare_without_the_duplicates(web_folder, tmp_path, c
     assert "aligned_threshold (1 - correlation) must lie in [0, 1)" in capsys.readouterr().err
     clean = tmp_path / "clean.npz"
     assert main(["prepare", str(web_folder), "--format", "folder", "--faces", "cropped", "--out", str(clean),
+                 "--exclude", str(out), "--no-progress"]) == 2
+    assert f"--exclude {out} is a folder; give the CSV file" in capsys.readouterr().err
+    assert main(["prepare", str(web_folder), "--format", "folder", "--faces", "cropped", "--out", str(clean),
                  "--exclude", str(out / "exclude.csv"), "--no-progress"]) == 0
     assert "left out 4 images" in capsys.readouterr().out
     kept = FaceDataset.load(clean)

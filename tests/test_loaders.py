@@ -305,9 +305,11 @@ def test_manifest_round_trip(tmp_path, fer_files):
         rows.append({"path": f"imgs/{i}.png", "emotion": cls, "culture": "Korean" if i % 2 else "",
                      "subject": f"p{i % 3}", "split": "train" if i < 5 else "test"})
     rows.append({"path": "imgs/missing.png", "emotion": "happy", "culture": "", "subject": "", "split": ""})
+    rows.append({"path": "imgs", "emotion": "sad", "culture": "", "subject": "", "split": ""})  # a folder
     pd.DataFrame(rows).to_csv(tmp_path / "faces.csv", index=False)
     data = load_manifest(tmp_path / "faces.csv", culture="American")
     assert len(data) == 7
+    assert "a folder, not an image file (manifest row 8)" in data.skipped[1]["reason"]
     assert list(data.culture[:3]) == ["American", "Korean", "American"]
     assert list(data.subject[:4]) == ["p0", "p1", "p2", "p0"] and list(data.split[-2:]) == ["test", "test"]
     np.testing.assert_array_equal(data.images[0], np.asarray(Image.open(fer_files["angry"][0])))

@@ -210,7 +210,8 @@ def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.source, args.overwrite)
     if args.exclude is not None and not args.exclude.is_file():
-        raise FileNotFoundError(f"--exclude {args.exclude} does not exist")
+        raise FileNotFoundError(f"--exclude {args.exclude} " + ("is a folder; give the CSV file that lists the images "
+                                "to leave out" if args.exclude.is_dir() else "does not exist"))
     dataset = load(args.source, args.format, **loader_kwargs(args))
     if args.exclude is not None:
         dataset, excluded = exclude_listed(dataset, args.exclude, sample=args.limit is not None)

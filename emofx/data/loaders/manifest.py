@@ -55,7 +55,8 @@ def load_manifest(
         image = Path(name).expanduser()
         image = image if image.is_absolute() else base / image
         if not image.is_file():
-            inputs.skip(image, f"file not found (manifest row {row})")
+            inputs.skip(image, f"{'a folder, not an image file' if image.is_dir() else 'file not found'} "
+                               f"(manifest row {row})")
             continue
         inputs.add(
             image, emotion,
