@@ -160,8 +160,12 @@ def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):
     assert "nope.npz" in capsys.readouterr().err
     same = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["a"][0]), "--data-a", str(tiny_runs["a"][1]),
             "--data-b", str(tiny_runs["a"][1]), "--out", str(tmp_path / "o2")]
-    assert main(same) == 2
-    assert "--name-a" in capsys.readouterr().err
+    assert main([*same, "--name-a", "x", "--name-b", "y"]) == 2  # one culture's runs twice, however named
+    assert "are the same folder of runs" in capsys.readouterr().err
+    named_alike = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+                   "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o2"), "--name-a", "x", "--name-b", "x"]
+    assert main(named_alike) == 2
+    assert "both cultures are named 'x'; name them with --name-a/--name-b" in capsys.readouterr().err
     images_max_t = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
                     "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o3"), "--unit", "images"]
     assert main(images_max_t) == 2

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from emofx.cli.saliency import at_least_one, refuse_to_overwrite
 from emofx.data.dataset import FaceDataset
+from emofx.data.paths import given_twice
 from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
 from emofx.explain.saliency import METHODS as SALIENCY_METHODS
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     refuse_to_overwrite(args.out, ("summary.json",), args.overwrite)
+    if given_twice([args.runs_a, args.runs_b]) is not None:
+        raise ValueError(f"{args.runs_a} and {args.runs_b} are the same folder of runs: a comparison sets two "
+                         "cultures' runs side by side; give each culture's own")
     for flag, value in (("--permutations", args.permutations), ("--bootstrap", args.bootstrap)):
         at_least_one(value, flag)
     config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,
