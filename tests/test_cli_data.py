@@ -88,6 +88,9 @@ def test_prepare_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
                  "--margin", "0.2"]) == 2
     assert "--margin does not apply to --format synthetic" in capsys.readouterr().err
+    assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
+                 "--culture", " "]) == 2
+    assert "--culture is empty" in capsys.readouterr().err and not (tmp_path / "s.npz").exists()
 
 
 def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):

@@ -206,6 +206,10 @@ def test_report_refuses_bad_input(studies, reports, tmp_path, capsys):
     before = (out / report.REPORT_MD).read_text()
     assert main(["report", str(studies["kdef_vs_taiwanese_pretrained"]), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and (out / report.REPORT_MD).read_text() == before
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["report", str(studies["kdef_vs_taiwanese"]), "--out", str(taken), "--overwrite"]) == 2
+    assert f"--out {taken} is a file" in capsys.readouterr().err and taken.read_text() == "mine"
 
 
 def test_modification_runs_record_both_methods(studies):

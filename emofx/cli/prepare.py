@@ -89,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The loader options the command line gives: shared ones where the format takes them, the rest as given."""
     accepted = set(loader_options(args.format))
+    if args.culture is not None and not args.culture.strip():
+        raise ValueError("--culture is empty; name the images' culture, or leave the option out for the format's "
+                         "default")
     common = {
         "culture": args.culture,
         "size": args.size,

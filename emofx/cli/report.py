@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.experiment.is_dir():
         raise FileNotFoundError(f"experiment folder {args.experiment} not found; run `emofx batch` first")
+    if args.out.exists() and not args.out.is_dir():
+        raise FileExistsError(f"--out {args.out} is a file; the report is a folder (report.md, report.html, "
+                              "figures/): choose another --out")
     if results_exist(args.out) and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds a report; pass --overwrite to replace it")
     for path in write_report(args.experiment, args.out, faces=args.faces, beside=args.beside):
