@@ -82,9 +82,18 @@ def test_subset_and_restrict_classes():
     assert len(data.subset(data.split == "train")) == 3
     with pytest.raises(DatasetError, match="not in this dataset"):
         data.restrict_classes(["angry"])
+    with pytest.raises(DatasetError, match="at least one class"):
+        data.restrict_classes([])
     assert len(data.subset([])) == 0
     with pytest.raises(DatasetError, match="a boolean mask of \\(5,\\) for 6 images"):
         data.subset(np.ones(5, bool))
+    with pytest.raises(DatasetError, match="all 0 or 1 .* look like a mask: give a boolean mask"):
+        data.subset((data.split == "train").astype(int))  # e.g. a 0/1 column of a table: not images 0 and 1
+    assert data.subset([1, 0, -1]).path.tolist() == [data.path[1], data.path[0], data.path[5]]
+    for wrong, problem in (([6], "index 6 is outside this dataset of 6 images"), ([-7], "index -7 is outside"),
+                           (["happy"], "a boolean mask or a list of integer indices; got <U5")):
+        with pytest.raises(DatasetError, match=problem):
+            data.subset(wrong)
 
 
 def test_labels_and_classes_mean_one_thing():

@@ -32,10 +32,15 @@ def test_parameter_count_matches_reference_architecture():
     assert _count(_shapes(ModelConfig(num_classes=7, input_size=96))) == 3_793_255 + (12 * 12 - 6 * 6) * 256 * 300
 
 
-def test_a_model_without_units_is_refused():
+def test_a_model_without_units_or_with_an_impossible_kernel_or_dropout_is_refused():
     for fields in ({"widths": (0, 8, 8)}, {"widths": ()}, {"dense_units": 0}):
         with pytest.raises(ValueError, match="every layer needs at least one unit"):
             ModelConfig(**{"num_classes": 3, **fields})
+    with pytest.raises(ValueError, match="kernel_size must be at least 1; got 0"):
+        ModelConfig(num_classes=3, kernel_size=0)
+    for dropout in (1.0, 1.5, -0.1, float("nan")):  # 1 would drop every dense unit: training stays at chance
+        with pytest.raises(ValueError, match=r"dropout .* must lie in \[0, 1\)"):
+            ModelConfig(num_classes=3, dropout=dropout)
 
 
 def test_layer_shapes_and_output_shape():

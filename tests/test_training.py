@@ -170,6 +170,11 @@ def test_untrainable_data_is_refused_with_a_clear_message(parts):
         check_trainable(train, val.subset(np.zeros(0, int)))
     with pytest.raises(TrainingError, match="learning_rate"):
         TrainConfig(learning_rate=0.0)
+    for field, value, problem in (("epochs", 1.5, "a whole number; got 1.5"), ("patience", -1, "at least 0; got -1"),
+                                  ("batch_size", True, "a whole number; got True"), ("epochs", "30", "a whole number")):
+        with pytest.raises(TrainingError, match=f"{field} must be {problem}"):
+            TrainConfig(**{field: value})
+    assert TrainConfig(epochs=30.0).epochs == 30 and isinstance(TrainConfig(epochs=np.int64(3)).epochs, int)
 
 
 def test_init_from_another_class_set_keeps_the_output_units_of_shared_classes():

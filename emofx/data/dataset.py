@@ -194,6 +194,15 @@ class FaceDataset:
             idx = np.flatnonzero(idx)
         elif idx.size == 0:
             idx = idx.astype(np.int64)  # an empty list: no image (numpy would read it as float indices)
+        elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+            raise DatasetError(f"subset takes a boolean mask or a list of integer indices; got {idx.dtype} values "
+                               f"of shape {idx.shape}")
+        elif idx.min() < -len(self) or idx.max() >= len(self):
+            raise DatasetError(f"index {idx.max() if idx.max() >= len(self) else idx.min()} is outside this dataset "
+                               f"of {len(self)} images")
+        elif len(self) > 2 and idx.shape == (len(self),) and set(np.unique(idx)) <= {0, 1}:
+            raise DatasetError(f"{len(self)} integer indices that are all 0 or 1 (images 0 and 1, over and over) look "
+                               "like a mask: give a boolean mask (e.g. mask.astype(bool)) or the indices themselves")
         return replace(
             self,
             images=self.images[idx],
@@ -208,6 +217,8 @@ class FaceDataset:
     def restrict_classes(self, classes: Sequence[str]) -> "FaceDataset":
         """Keep only images of ``classes`` and relabel so that ``classes`` is the class list."""
         wanted = ordered_classes(classes)
+        if not wanted:
+            raise DatasetError("restrict_classes needs at least one class to keep")
         missing = [c for c in wanted if c not in self.classes]
         if missing:
             raise DatasetError(f"classes {missing} are not in this dataset (it has {list(self.classes)})")

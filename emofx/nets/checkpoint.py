@@ -113,8 +113,11 @@ class TrainedModel:
         """Logits for images in [0, 1] (B, H, W) (eval mode); uint8 images are scaled by 1/255.
 
         One compiled call: scaling and standardisation run inside it, and the variables and
-        pixel statistics stay on the device between calls.
+        pixel statistics stay on the device between calls. The shape and type are checked
+        (:func:`check_images`), the pixel values not: that would cost a device round trip per call,
+        so float images must already lie in [0, 1] (:meth:`predict_proba` checks them).
         """
+        check_images(images, self.config.input_size, values=False)
         return _logits(self._pixel_free_config, self._device_variables, jnp.asarray(images), self._stats)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 512, flip_average: bool | None = None) -> np.ndarray:
@@ -248,10 +251,11 @@ def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:
     )
 
 
-def check_images(images: jax.Array | np.ndarray, size: int) -> None:
+def check_images(images: jax.Array | np.ndarray, size: int, values: bool = True) -> None:
     """Refuse, saying what to do, images a model of input ``size`` would misread: not (N, size, size) (a trailing
-    channel of 1 is allowed), integers other than uint8, or floats outside [0, 1] (0-255 pixels as floats would
-    otherwise pass through :func:`as_unit_float` unscaled, and every prediction and map would be silently wrong)."""
+    channel of 1 is allowed), integers other than uint8, or (``values``) floats outside [0, 1] (0-255 pixels as floats
+    would otherwise pass through :func:`as_unit_float` unscaled, and every prediction and map would be silently
+    wrong)."""
     shape = tuple(np.shape(images))
     if len(shape) not in (3, 4) or shape[1:3] != (size, size) or shape[3:] not in ((), (1,)):
         raise ValueError(f"images of shape {shape}: the model takes (N, {size}, {size}) grayscale faces "
@@ -261,6 +265,8 @@ def check_images(images: jax.Array | np.ndarray, size: int) -> None:
         return
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"images of type {dtype}: give uint8 pixels (0-255) or floats in [0, 1]")
+    if not values:
+        return
     xp = jnp if isinstance(images, jax.Array) else np  # host arrays are looked at on the host: no transfer
     low, high = float(xp.min(images)), float(xp.max(images))
     if not (-1e-4 <= low and high <= 1 + 1e-4):  # NaN fails too

@@ -74,6 +74,11 @@ class ModelConfig:
         if not self.widths or min(self.widths) < 1 or self.dense_units < 1:
             raise ValueError(f"every layer needs at least one unit; got widths {list(self.widths)} and "
                              f"{self.dense_units} dense units")
+        if self.kernel_size < 1:
+            raise ValueError(f"kernel_size must be at least 1; got {self.kernel_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout is the share of dense units dropped in training and must lie in [0, 1); "
+                             f"got {self.dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "widths": list(self.widths)}

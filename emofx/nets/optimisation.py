@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from emofx.nets.augment import AugmentConfig
@@ -90,20 +91,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision is not None:
             object.__setattr__(self, "precision", resolve_precision(self.precision))  # a clear error if unknown
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "unroll_steps": self.unroll_steps}
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise TrainingError(f"{name} must be at least 1; got {value}")
+        counts = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "unroll_steps": 1, "eval_every": 0,
+                  "patience": 0}  # whole numbers, with their least value
+        for name, least in counts.items():
+            value = getattr(self, name)
+            whole = isinstance(value, (int, float, np.number)) and float(value).is_integer()
+            if isinstance(value, bool) or not whole:
+                raise TrainingError(f"{name} must be a whole number; got {value!r}")
+            if value < least:
+                raise TrainingError(f"{name} must be at least {least}; got {value}")
+            object.__setattr__(self, name, int(value))
         if not 0 < self.learning_rate < math.inf:
             raise TrainingError(f"learning_rate must be positive and finite; got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
             raise TrainingError(f"lr_decay must lie in (0, 1]; got {self.lr_decay}")
-        if self.eval_every < 0 or self.patience < 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise TrainingError(
-                "eval_every, patience and weight_decay must be >= 0 and momentum in [0, 1); "
-                f"got {self.eval_every}, {self.patience}, {self.weight_decay}, {self.momentum}"
-            )
+        if not self.weight_decay >= 0 or not 0 <= self.momentum < 1:
+            raise TrainingError(f"weight_decay must be >= 0 and momentum in [0, 1); got {self.weight_decay} and "
+                                f"{self.momentum}")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"unknown learning-rate schedule {self.schedule!r}; "
                                 f"choose one of {', '.join(SCHEDULES)}")
