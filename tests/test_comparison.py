@@ -23,6 +23,13 @@ def test_region_shares_and_normalisation():
     np.testing.assert_allclose(shares[0], [1.0, 0.0])
     np.testing.assert_allclose(shares[1], [0.5, 0.5])  # an empty map is spread uniformly
     np.testing.assert_allclose(features.normalised_saliency(maps).sum(axis=(1, 2)), 1.0)
+    broken = maps.copy()
+    broken[1, 2, 2] = np.nan  # NaN would otherwise pass for an empty map: the regions' areas, unannounced
+    with pytest.raises(ValueError, match="1 of 2 saliency maps hold NaN or infinite values \\(first: image 1\\)"):
+        features.region_shares(broken, masks)
+    for wrong in (maps[:1], np.zeros((2, 8, 8))):  # maps of other images than the regions'
+        with pytest.raises(ValueError, match="do not fit region masks of shape \\(2, 2, 4, 4\\)"):
+            features.region_shares(wrong, masks)
 
 
 def test_landmark_distance():
@@ -97,6 +104,10 @@ def test_config_rejects_max_t_with_images():
         cultures.CompareConfig(unit="images")
     with pytest.raises(cultures.ComparisonError, match="unit"):
         cultures.CompareConfig(unit="pixels")
+    for wrong, problem in ((dict(cka_images=0), "cka_images must be at least 1; got 1000, 2000, 0"),
+                           (dict(saliency_method="Guided"), "unknown saliency method 'Guided'; choose one of")):
+        with pytest.raises(cultures.ComparisonError, match=problem):  # before any work, not at its end
+            cultures.CompareConfig(n_permutations=1000, n_boot=2000, **wrong)
 
 
 def _predictions(culture: str, accuracy_by_trial: list[float], n: int = 20) -> pd.DataFrame:

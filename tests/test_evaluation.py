@@ -120,6 +120,20 @@ def test_accuracy_interval_redraws_people_or_the_images_of_each_class():
     assert by_people.low < everything.accuracy < by_people.high  # 4 of 6 people right, redrawn
     assert accuracy_interval(everything).high - accuracy_interval(everything).low < by_people.high - by_people.low
     assert accuracy_interval(everything, people) == by_people  # the same seed, the same numbers
+    for wrong, problem in ((dict(people=people[:3]), "one person per scored image \\(24"),
+                           (dict(n_boot=0), "n_boot must be at least 1")):
+        with pytest.raises(EvaluationError, match=problem):
+            accuracy_interval(everything, **wrong)
+
+
+def test_scores_that_cannot_be_read_as_meant_are_refused():
+    uniform = np.full((2, 3), 1 / 3)
+    for labels, probabilities, problem in (
+            ([0, 5], uniform, r"labels must lie in \[0, 3\) .*got 0..5"),
+            (["angry", "happy"], uniform, "labels must be class indices into classes"),
+            ([0, 1], [[np.nan] * 3, [1 / 3] * 3], "1 of 2 images have probabilities that are not finite")):
+        with pytest.raises(EvaluationError, match=problem):  # NaN would be argmax 0: accuracy 0.5, unannounced
+            evaluate_probabilities(np.asarray(labels), np.asarray(probabilities), CLASSES)
 
 
 def test_aggregation_over_trials_gives_mean_and_std():
@@ -175,3 +189,7 @@ def test_figures_are_written(tmp_path):
     assert b"CreationDate" not in again[0][1].read_bytes()
     with pytest.raises(ValueError, match="no columns"):
         learning_curves(history, columns=("loss",))
+    with pytest.raises(TypeError, match="takes confusion tables \\(DataFrames with class names"):
+        confusion_heatmap(mean.to_numpy())
+    with pytest.raises(ValueError, match="a std table of shape \\(2, 2\\) for a confusion table of shape \\(3, 3\\)"):
+        confusion_heatmap(mean, std.iloc[:2, :2])

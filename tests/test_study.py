@@ -233,6 +233,8 @@ def test_a_run_is_evaluated_and_recorded_at_its_own_precision(tmp_path, monkeypa
             run, _ = train_run(faces, tmp_path / name, train_config=config, model_config=model, progress=False)
             seen.append(run.metrics["precision"])
     assert seen == ["high", "high", "default", "default"]
+    with pytest.raises(runs.RunError, match="does not record its dataset's path .* FaceDataset.load"):
+        run.dataset()  # trained without data_path=: say so, not a TypeError from pathlib
 
 
 def test_matched_splits_equalise_people_and_per_class_training_counts():

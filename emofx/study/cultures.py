@@ -17,6 +17,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import shared_classes
 from emofx.data.progress import tqdm
 from emofx.data.splits import Split, balanced_subsample, make_split
+from emofx.explain.saliency import METHODS as SALIENCY_METHODS
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.model import ModelConfig
 from emofx.nets.training import TrainConfig, fit
@@ -89,9 +90,12 @@ class CompareConfig:
             raise ComparisonError(f"top_fraction must lie in (0, 1]; got {self.top_fraction}")
         if self.filter_top_k < 1:
             raise ComparisonError(f"filter_top_k must be at least 1; got {self.filter_top_k}")
-        if self.n_permutations < 1 or self.n_boot < 1:
-            raise ComparisonError(f"n_permutations and n_boot must be at least 1; got {self.n_permutations}, "
-                                  f"{self.n_boot}")
+        if self.n_permutations < 1 or self.n_boot < 1 or self.cka_images < 1:
+            raise ComparisonError(f"n_permutations, n_boot and cka_images must be at least 1; got "
+                                  f"{self.n_permutations}, {self.n_boot}, {self.cka_images}")
+        if self.saliency_method not in SALIENCY_METHODS:  # before any work, not after the accuracy tests
+            raise ComparisonError(f"unknown saliency method {self.saliency_method!r}; choose one of "
+                                  f"{', '.join(SALIENCY_METHODS)}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -137,10 +137,19 @@ def with_totals(frame: pd.DataFrame) -> pd.DataFrame:
 
 def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> Evaluation:
     """An :class:`Evaluation` from true labels and predicted probabilities over ``classes``."""
-    labels, probabilities = np.asarray(labels, int), np.asarray(probabilities, np.float64)
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
+    if labels.size and labels.dtype.kind not in "iu":
+        raise EvaluationError(f"labels must be class indices into classes (integers); got {labels.dtype} values (class "
+                              "names: FaceDataset.labels holds the indices)")
     if probabilities.shape != (len(labels), len(classes)):
         raise EvaluationError(f"probabilities have shape {probabilities.shape}; expected {(len(labels), len(classes))}")
-    return Evaluation(tuple(classes), labels, probabilities)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise EvaluationError(f"labels must lie in [0, {len(classes)}) (one per class given); got "
+                              f"{labels.min()}..{labels.max()}")
+    if not np.isfinite(probabilities).all():
+        raise EvaluationError(f"{int((~np.isfinite(probabilities)).any(axis=1).sum())} of {len(labels)} images have "
+                              "probabilities that are not finite (NaN or infinite: a model that diverged?)")
+    return Evaluation(tuple(classes), labels.astype(int), probabilities)
 
 
 def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
@@ -176,6 +185,11 @@ def accuracy_interval(evaluation: Evaluation, people: np.ndarray | None = None, 
     of each class redrawn (their counts kept)."""
     if not evaluation.n:
         raise EvaluationError("no image was scored: an accuracy needs at least one")
+    if people is not None and np.shape(people) != (evaluation.n,):
+        raise EvaluationError(f"people of shape {np.shape(people)}: give one person per scored image "
+                              f"({evaluation.n}; evaluation.people_of)")
+    if n_boot < 1:
+        raise EvaluationError(f"n_boot must be at least 1; got {n_boot}")
     right, images = resampled_class_totals(evaluation.predictions == evaluation.labels, evaluation.labels,
                                            len(evaluation.classes), people, n_boot, np.random.default_rng(seed))
     return percentile_interval(evaluation.accuracy, right.sum(axis=1) / images.sum(axis=1))

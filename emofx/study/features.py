@@ -28,7 +28,15 @@ def normalised_saliency(maps: np.ndarray) -> np.ndarray:
 
 def region_shares(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Share of each image's saliency mass (N, H, W) inside each region mask (N, R, H, W): (N, R)."""
-    return np.einsum("nhw,nrhw->nr", normalised_saliency(maps), np.asarray(masks, dtype=np.float64))
+    maps, masks = np.asarray(maps, dtype=np.float64), np.asarray(masks, dtype=np.float64)
+    if maps.ndim != 3 or masks.ndim != 4 or maps.shape != (masks.shape[0], *masks.shape[2:]):
+        raise ValueError(f"saliency maps of shape {maps.shape} do not fit region masks of shape {masks.shape}: one "
+                         "(H, W) map per image of the regions' images (N, R, H, W)")
+    broken = ~np.isfinite(maps).all(axis=(1, 2))
+    if broken.any():
+        raise ValueError(f"{int(broken.sum())} of {len(maps)} saliency maps hold NaN or infinite values (first: image "
+                         f"{int(np.flatnonzero(broken)[0])}); they have no share to give")
+    return np.einsum("nhw,nrhw->nr", normalised_saliency(maps), masks)
 
 
 def landmark_distance(maps: np.ndarray, landmarks: np.ndarray, top_fraction: float) -> np.ndarray:

@@ -96,7 +96,11 @@ class Run:
     def dataset(self) -> FaceDataset:
         """The dataset the run was trained on (from the path recorded in metrics.json; of a file of several
         cultures, the culture's part the run was trained on)."""
-        return self.own_part(FaceDataset.load(self.metrics["data"]["path"]), self.metrics["data"]["path"])
+        path = self.metrics.get("data", {}).get("path")
+        if not path:
+            raise RunError(f"{self.directory} does not record its dataset's path (trained without data_path=): load "
+                           "the dataset yourself, with FaceDataset.load")
+        return self.own_part(FaceDataset.load(path), path)
 
     def own_part(self, dataset: FaceDataset, source: str) -> FaceDataset:
         """``dataset`` (read from ``source``) as the run saw it: where the run was trained on one culture of a file
