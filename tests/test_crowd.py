@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofx.crowd.aggregate import AggregationError, accuracy_against, aggregate, apply_aggregation, plurality
+from emofx.crowd.aggregate import (AggregationError, accuracy_against, aggregate, aggregate_votes, apply_aggregation,
+                                   plurality)
 from emofx.crowd.answers import (AnswersError, answers_from_frame, answers_of, attach_answers,
                                  attach_observer_votes, read_answers)
 from emofx.crowd.simulate import BIASED_SPAMMER, GOOD, UNIFORM_SPAMMER, CrowdConfig, simulate_crowd
@@ -114,6 +115,13 @@ def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
     assert len(relabelled) == 2 and dropped["no_label"] == 1
     with pytest.raises(AggregationError, match="without worker identities"):
         aggregate(dataset, "ds")
+    names = (*SEVEN, "unknown")
+    for wrong, problem in ((votes[:, :7], r"votes of shape \(3, 7\): need \(images, 8\)"),
+                           (votes[0], r"votes of shape \(8,\)"),
+                           (np.where(votes == 1, np.nan, votes), "finite, non-negative counts"),
+                           (-votes, "finite, non-negative counts")):  # NaN once gave n_answers of -2**63
+        with pytest.raises(AggregationError, match=problem):
+            aggregate_votes(wrong, names, None, "mv")
 
 
 def test_dawid_skene_beats_majority_vote_by_five_points_on_a_mixed_crowd():

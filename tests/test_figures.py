@@ -277,7 +277,7 @@ def test_comparison_figures_with_jitter_are_the_same_for_the_same_numbers(tmp_pa
 def test_figures_name_what_they_show_and_keep_errors_in_range():
     from emofx.plotting.comparison import cka_bars
     from emofx.plotting.curves import learning_curves
-    from emofx.plotting.saliency import saliency_grid
+    from emofx.plotting.saliency import modification_panel, saliency_grid
 
     cka = pd.DataFrame({"kind": ["within_a", "within_b", "between", "between"], "cka": [0.9, 0.8, 0.5, 0.6]})
     labels = [tick.get_text() for tick in cka_bars(cka, ("eyes", "mouth")).axes[0].get_xticklabels()]
@@ -288,6 +288,18 @@ def test_figures_name_what_they_show_and_keep_errors_in_range():
                          culture="eyes", method="integrated-gradients", per_class=2)
     title = "Salient features in eyes faces: integrated gradients from each image's class node"
     assert grid._suptitle.get_text() == title
+    for maps, labels, problem in ((np.ones((2, 8, 8)), np.array([0, 0, 1, 1]), "4 images, 2 maps and 4 labels"),
+                                  (np.ones((4, 8, 8)), np.array(["happy"] * 4), "labels must be class indices")):
+        with pytest.raises(ValueError, match=problem):
+            saliency_grid(images, maps, labels, ["happy", "sad"])
+    steps = np.zeros((3, 2, 8, 8), np.float32)  # two images, two steps
+    result = ModificationResult(images=steps, probabilities=np.full((3, 2, 2), 0.5, np.float32),
+                                targets=np.array([0, 1]), classes=("happy", "sad"))
+    assert len(modification_panel(result, source_names=["sad", "happy"]).axes) == 2 * 3
+    for wrong, problem in ((dict(source_names=["sad"]), "1 source names for the result's 2 images"),
+                           (dict(images=[5]), r"images \[5\]: the result holds images 0 to 1")):
+        with pytest.raises(ValueError, match=problem):
+            modification_panel(result, **wrong)
 
     # two folds whose errors differ a lot: mean ± std would reach past 1 and below 0
     histories = [pd.DataFrame({"step": [1, 2], "train_error": [1.0, 0.0], "val_error": [0.95, 0.05]}),

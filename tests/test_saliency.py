@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emofx.explain import saliency
+from emofx.explain.metrics import deletion_insertion_curves
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.precision import use_precision
 
@@ -141,6 +142,22 @@ def test_bad_requests_are_clear_errors(model, images):
         saliency.attribute(model, images, np.zeros(5, np.int32), "gradient", score="odds")
     with pytest.raises(ValueError, match="one target per image"):
         saliency.attribute(model, images, np.zeros(3, np.int32), "gradient")
+    targets = np.zeros(5, np.int32)
+    for noise_level in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="noise_level .* must be >= 0 and finite"):
+            saliency.attribute(model, images, targets, "smoothgrad", noise_level=noise_level)
+    for batch_size in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"batch_size must be a whole number of at least 1; got {batch_size}"):
+            saliency.attribute(model, images, targets, "gradient", batch_size=batch_size)
+    for baseline in (np.zeros((48, 48)), np.zeros((3, 16, 16))):  # another size; neither one nor one per image
+        with pytest.raises(ValueError, match=f"a baseline of shape \\({baseline.shape[0]}, .*one image \\(16, 16\\)"):
+            saliency.attribute(model, images, targets, "integrated-gradients", baseline=baseline)
+    maps = saliency.attribute(model, images, targets, "gradient")
+    for wrong in (maps[:, :8, :8], maps[:4]):  # maps of another size or of other images
+        with pytest.raises(ValueError, match="need one map per image, of the images' size \\(5, 16, 16\\)"):
+            saliency.completeness(model, images, targets, wrong)
+        with pytest.raises(ValueError, match="need one map per image"):
+            deletion_insertion_curves(model, images, targets, wrong)
 
 
 def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images):
@@ -158,6 +175,11 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
             call(pixels.astype(np.int64))
         with pytest.raises(ValueError, match="the model takes \\(N, 16, 16\\)"):
             call(np.zeros((5, 12, 12), np.float32))
+    for wrong in (np.zeros((5, 12, 12), np.float32), images[0]):  # the fast path checks shape and type, not values
+        with pytest.raises(ValueError, match="the model takes \\(N, 16, 16\\)"):
+            model.logits(wrong)
+    with pytest.raises(ValueError, match="images of type int64"):
+        model.logits(pixels.astype(np.int64))
     np.testing.assert_allclose(model.predict_proba(pixels.astype(np.uint8)), model.predict_proba(pixels / 255),
                                atol=1e-6)  # uint8 and [0, 1] floats are the same images
     for bad, message in ((np.full(5, len(CLASSES)), "target indices must lie in \\[0, 4\\)"),
@@ -171,10 +193,9 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
     for call in (saliency.guided_backprop, lambda *args: modify(*args, ModificationConfig(steps=1))):
         with pytest.raises(TypeError, match="expected a TrainedModel \\(a run's .model"):
             call("runs/some-run", images, targets)
+    with pytest.raises(TypeError, match="config must be a ModificationConfig \\(e.g. .*\\); got dict"):
+        modify(model, images, targets, {"steps": 2})
     with pytest.raises(ValueError, match="baseline must be uint8 pixels or floats in \\[0, 1\\]"):
         saliency.integrated_gradients(model, images, targets, baseline=128.0)
     with pytest.raises(ValueError, match="occlusion fill must lie in \\[0, 1\\]"):
         saliency.occlusion(model, images, targets, fill=128)
-    maps = saliency.attribute(model, images, targets, "integrated-gradients", steps=4)
-    with pytest.raises(ValueError, match="need one map per image \\(5\\); got 4"):
-        saliency.completeness(model, images, targets, maps[:4])

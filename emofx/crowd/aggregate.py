@@ -136,6 +136,12 @@ def aggregate_votes(votes: np.ndarray, vote_names: tuple[str, ...], answers: pd.
     if method not in METHODS:
         raise AggregationError(f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}")
     votes = np.asarray(votes)
+    if votes.ndim != 2 or votes.shape[1] != len(vote_names):
+        raise AggregationError(f"votes of shape {votes.shape}: need (images, {len(vote_names)}) counts, one column per "
+                               f"vote name ({', '.join(vote_names)})")
+    if not np.issubdtype(votes.dtype, np.number) or not np.isfinite(votes).all() or (votes < 0).any():
+        raise AggregationError("votes must be finite, non-negative counts (a NaN or negative count: a damaged votes "
+                               "table?)")
     n = len(votes)
     n_answers = votes.sum(axis=1).astype(np.int64)
     if method in ("mv", "ferplus"):

@@ -24,7 +24,7 @@ from scipy import integrate, ndimage, stats
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.progress import tqdm
-from emofx.explain.saliency import attribute, class_scores
+from emofx.explain.saliency import attribute, check_maps, class_scores
 from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_model_inputs
 from emofx.nets.model import init_variables
 
@@ -126,6 +126,7 @@ def deletion_insertion_curves(
     targets = check_model_inputs(model, images, targets)
     x = np.asarray(as_unit_float(images))
     n, h, w = x.shape
+    check_maps(maps, x.shape)
     order = np.argsort(-np.abs(np.asarray(maps)).reshape(n, -1), axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(h * w)[None].repeat(n, 0), axis=1)

@@ -140,6 +140,9 @@ def modify(
     config: ModificationConfig = ModificationConfig(), batch_size: int = 64, progress: bool = False,
 ) -> ModificationResult:
     """Walk uint8 or [0, 1] ``images`` (N, H, W) toward class indices ``targets`` (N,)."""
+    if not isinstance(config, ModificationConfig):
+        raise TypeError(f"config must be a ModificationConfig (e.g. ModificationConfig(steps=2)); got "
+                        f"{type(config).__name__}")
     targets = check_model_inputs(model, images, targets)
     if np.ndim(images) != 3:
         raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")

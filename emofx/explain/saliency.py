@@ -18,6 +18,7 @@ the paper's Figures 5-6), ``smoothgrad``, ``integrated-gradients``, ``gradcam`` 
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -205,9 +206,18 @@ def _inputs(model: TrainedModel, images: np.ndarray, targets: np.ndarray) -> tup
     return as_unit_float(images), jnp.asarray(targets)
 
 
+def check_maps(maps: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Refuse maps that are not one (H, W) map per image of ``shape`` (N, H, W): maps of other images or size."""
+    if np.shape(maps) != tuple(shape):
+        raise ValueError(f"maps of shape {np.shape(maps)}: need one map per image, of the images' size {tuple(shape)}")
+
+
 def _baseline(baseline: float | np.ndarray, shape: tuple[int, ...]) -> jax.Array:
     """An integrated-gradients baseline (a value, or one or N images) as [0, 1] floats of ``shape``."""
     value = np.asarray(baseline)
+    if value.shape not in ((), tuple(shape[1:]), tuple(shape)):
+        raise ValueError(f"a baseline of shape {value.shape}: give one value, one image {tuple(shape[1:])} or one "
+                         f"per image {tuple(shape)}")
     if value.dtype != np.uint8 and value.size and not (0 <= value.min() and value.max() <= 1):
         raise ValueError(f"the baseline must be uint8 pixels or floats in [0, 1] (0.5 is mid-grey); got values "
                          f"{value.min():.4g}..{value.max():.4g}")
@@ -242,6 +252,9 @@ def smoothgrad(
         raise ValueError(f"smoothgrad base must be 'gradient' or 'guided'; got {base!r}")
     if n_samples < 1:
         raise ValueError(f"smoothgrad needs n_samples >= 1; got {n_samples}")
+    if not 0 <= noise_level < math.inf:
+        raise ValueError(f"smoothgrad's noise_level (the noise's std as a share of the value range) must be >= 0 and "
+                         f"finite; got {noise_level}")
     images, targets = _inputs(model, images, targets)
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), first_index + jnp.arange(len(images)))
     activation = "guided" if base == "guided" else "relu"
@@ -328,6 +341,8 @@ def attribute(
     n = len(images)
     if n == 0:
         return np.zeros(images.shape, np.float32)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
     size = min(batch_size, n)
     per_image = {name: np.asarray(value) for name, value in options.items()
                  if np.ndim(value) == images.ndim and len(value) == n}
@@ -351,8 +366,7 @@ def completeness(
     """Integrated Gradients' completeness per image: ``attribution_sum`` against
     ``score_difference`` = score(image) - score(baseline), and their ``relative_error``."""
     images, targets = _inputs(model, images, targets)
-    if len(maps) != len(images):
-        raise ValueError(f"need one map per image ({len(images)}); got {len(maps)}")
+    check_maps(maps, images.shape)
     base = _baseline(baseline, images.shape)
     at_image = np.asarray(class_scores(model.config, model.variables, images, targets, score=score))
     at_baseline = np.asarray(class_scores(model.config, model.variables, base, targets, score=score))

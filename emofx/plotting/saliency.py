@@ -61,8 +61,13 @@ def saliency_grid(
     emotion, each showing its map (or the map over the face with ``overlay``); the title names the
     culture, the method (a name of :data:`emofx.explain.saliency.METHODS`, written out) and what the maps explain
     (``explained``, e.g. "the happy class")."""
-    examples = [(c, idx) for c, idx in enumerate(pick_examples(np.asarray(labels), len(classes), per_class, seed))
-                if len(idx)]
+    labels = np.asarray(labels)
+    if not len(images) == len(maps) == len(labels):
+        raise ValueError(f"{len(images)} images, {len(maps)} maps and {len(labels)} labels: give one map and one label "
+                         "per image")
+    if labels.size and labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be class indices into classes (integers); got {labels.dtype} values")
+    examples = [(c, idx) for c, idx in enumerate(pick_examples(labels, len(classes), per_class, seed)) if len(idx)]
     if not examples:
         raise ValueError("no images to show in the saliency grid")
     cols = max(len(idx) for _, idx in examples)
@@ -113,9 +118,14 @@ def modification_panel(
     ``result``, e.g. the original emotions) label the rows; ``method`` (the gradient that made the
     steps) titles the panel."""
     n_steps = len(result.images) - 1
-    rows = list(range(result.images.shape[1])) if images is None else list(images)
+    count = result.images.shape[1]
+    rows = list(range(count)) if images is None else list(images)
     if not rows:
         raise ValueError("no images to show in the modification panel")
+    if not all(0 <= r < count for r in rows):
+        raise ValueError(f"images {rows}: the result holds images 0 to {count - 1}")
+    if source_names is not None and len(source_names) != count:
+        raise ValueError(f"{len(source_names)} source names for the result's {count} images: give one per image")
     columns = sorted({0, n_steps, *np.linspace(0, n_steps, n_intermediate + 2).round().astype(int)})
     target_probability = result.target_probability()
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.5 * len(columns), 1.7 * len(rows) + 0.4),

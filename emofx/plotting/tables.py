@@ -30,8 +30,13 @@ def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, ti
 
     Row totals are appended to the row labels; the colour encodes the share of each true class.
     """
+    if not isinstance(mean, pd.DataFrame) or not (std is None or isinstance(std, pd.DataFrame)):
+        raise TypeError("confusion_heatmap takes confusion tables (DataFrames with class names, e.g. "
+                        "Evaluation.confusion() or emofx.study.evaluation.aggregate_confusions), not bare arrays")
     counts = _without_totals(mean)
     spread = _without_totals(std) if std is not None else None
+    if spread is not None and spread.shape != counts.shape:
+        raise ValueError(f"a std table of shape {spread.shape} for a confusion table of shape {counts.shape}")
     shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.0 + 0.9 * len(counts.columns),
                                                                             0.8 + 0.75 * len(counts)))
