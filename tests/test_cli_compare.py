@@ -108,6 +108,9 @@ def test_culture_runs_reject_another_dataset(tiny_runs):
     partial = face_regions(own.subset(np.arange(10)))  # regions of another (smaller) set of images
     with pytest.raises(cultures.ComparisonError, match="cover 10 images but its dataset has"):
         comparison.compare(runs, replace(runs, name="b"), partial, partial, QUICK)
+    theirs = face_regions(swapped)  # as many images, but the other culture's: the regions swapped
+    with pytest.raises(cultures.ComparisonError, match="regions given for a were found on other images"):
+        comparison.compare(runs, replace(runs, name="b"), theirs, face_regions(own), QUICK)
     from emofx.study.evaluation import evaluate
 
     with pytest.raises(TypeError, match="evaluate takes a TrainedModel \\(a run's .model\\) and a FaceDataset"):

@@ -24,7 +24,7 @@ Landmarks are (x, y) in pixel-index coordinates (pixel (row i, column j) has cen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.dedup import content_digest
 from emofx.data.landmarks import ALIGNED_MARGIN, LEFT_EYE, RIGHT_EYE, aligned_eyes, detect_eyes
 from emofx.data.progress import tqdm
 
@@ -80,6 +81,8 @@ class RegionMaps:
         method: the method asked for, ``auto`` resolved (``truth``, ``landmarks``, ``eyes`` or ``template``).
         image_method: str (N,), what each image got (``landmarks`` may fall back to ``eyes``, and
             ``eyes`` to ``template``).
+        images_digest: :func:`emofx.data.dedup.content_digest` of the images the regions were found on (None:
+            unknown), so that regions are not used for another dataset of as many images.
     """
 
     masks: np.ndarray
@@ -88,6 +91,7 @@ class RegionMaps:
     landmark_names: tuple[str, ...]
     method: str
     image_method: np.ndarray
+    images_digest: int | None = None
 
     def region(self, name: str) -> np.ndarray:
         """The (N, H, W) mask of one region."""
@@ -114,6 +118,16 @@ class RegionMaps:
 
 def face_regions(dataset: FaceDataset, method: str = "auto", *, progress: bool = False) -> RegionMaps:
     """Region masks and landmarks of every face in ``dataset`` (aligned crops) by ``method``."""
+    regions = _found_regions(dataset, method, progress)
+    return replace(regions, images_digest=images_digest(dataset))
+
+
+def images_digest(dataset: FaceDataset) -> int:
+    """What :attr:`RegionMaps.images_digest` holds of regions found on ``dataset``."""
+    return content_digest(np.ascontiguousarray(dataset.images))
+
+
+def _found_regions(dataset: FaceDataset, method: str, progress: bool) -> RegionMaps:
     if method not in METHODS:
         raise RegionError(f"unknown region method {method!r}; choose one of {', '.join(METHODS)}")
     points = dataset.extras.get("landmarks")

@@ -46,7 +46,7 @@ import pandas as pd
 
 from emofx.data.emotions import shared_classes
 from emofx.data.progress import tqdm
-from emofx.data.regions import RegionMaps
+from emofx.data.regions import RegionMaps, images_digest
 from emofx.study.accuracy import (
     accuracy_test,
     class_error_tests,
@@ -158,6 +158,10 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
         if len(regions.masks) != len(runs.dataset):
             raise ComparisonError(f"the regions given for {runs.name} cover {len(regions.masks)} images but its "
                                   f"dataset has {len(runs.dataset)}; pass face_regions() of the culture's dataset")
+        if regions.images_digest not in (None, images_digest(runs.dataset)):
+            raise ComparisonError(f"the regions given for {runs.name} were found on other images than its dataset's "
+                                  "(as many, but not these: the cultures' regions swapped?); pass face_regions() of "
+                                  "the culture's dataset")
     if tuple(regions_a.region_names) != tuple(regions_b.region_names):
         raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs {list(regions_b.region_names)}")
     if a.dataset.image_shape != b.dataset.image_shape:
