@@ -94,6 +94,8 @@ def test_tables_name_trials_by_their_ids_and_h2_sees_only_the_shared_classes(tin
     assert not set(odd) & set(measures.query("culture == 'b'")["image"]) and "afraid" not in set(measures["emotion"])
     with pytest.raises(cultures.ComparisonError, match="must be distinct"):
         replace(a, trial_ids=(1, 1))
+    with pytest.raises(cultures.ComparisonError, match=r"trial 7: test indices must be image indices in \[0, 24\)"):
+        replace(a, test_indices=(a.test_indices[0], a.test_indices[1] + 100))
 
 
 def test_culture_runs_reject_another_dataset(tiny_runs):

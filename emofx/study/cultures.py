@@ -122,6 +122,12 @@ class CultureRuns:
         if len(self.models) != len(self.test_indices):
             raise ComparisonError(f"culture {self.name!r}: {len(self.models)} models but "
                                   f"{len(self.test_indices)} test index sets")
+        for trial, test in zip(self.trial_ids, self.test_indices):
+            test = np.asarray(test)
+            if test.size and (test.dtype.kind not in "iu" or test.min() < 0 or test.max() >= len(self.dataset)):
+                raise ComparisonError(f"culture {self.name!r}, trial {trial}: test indices must be image indices in "
+                                      f"[0, {len(self.dataset)}) of its dataset; pass the dataset the runs were "
+                                      "trained on")
         for model in self.models:
             if model.config.input_size != self.dataset.image_shape[0]:
                 raise ComparisonError(
