@@ -420,7 +420,8 @@ def load_run(directory: str | os.PathLike) -> Run:
         split = Split.from_dict(read_json_record(directory / SPLIT_FILE))
         misshapen = [key for key in RECORDS_IN_METRICS if not isinstance(metrics.get(key, {}), dict)]
         if misshapen:
-            raise RecordError(f"{directory / METRICS_FILE}: {', '.join(misshapen)} is not a JSON object")
+            raise RecordError(f"{directory / METRICS_FILE}: {', '.join(misshapen)} "
+                              f"{'is not a JSON object' if len(misshapen) == 1 else 'are not JSON objects'}")
     except (RecordError, KeyError, TypeError) as err:
         raise RunError(f"{directory} holds a corrupt run file ({err}); train the run again") from err
     return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
