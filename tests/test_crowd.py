@@ -242,7 +242,12 @@ def test_ferplus_votes_join_fer2013_paths(shared_dataset):
     votes = pd.read_csv(folder / "fer2013new.csv", nrows=2).iloc[:, 2:].fillna(0).to_numpy(int)
     assert attached.extras["votes"].tolist() == [*votes.tolist(), [0] * 10]
     assert attached.meta["vote_names"][:2] == ["neutral", "happy"]
-    assert report.summary() == f"{votes.sum()} answers attached to 2 of 3 images"
+    assert report.summary() == (f"{votes.sum()} answers attached to 2 of 3 images; the other 1: FER+ left them out "
+                                "(not a face, or unusable): aggregating drops them")
+    relabelled, dropped = apply_aggregation(attached, aggregate(attached, "ferplus"))  # FER+ rated every image:
+    assert "/data/elsewhere/x.jpg" not in relabelled.path and dropped["unanswered"] == 1  # no row = left out
+    kept, _ = apply_aggregation(attached, aggregate(attached, "ferplus"), keep_unanswered=True)  # when asked
+    assert "/data/elsewhere/x.jpg" in kept.path
 
 
 def test_observers_cannot_relabel_a_neutral_face():

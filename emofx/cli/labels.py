@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     agg.add_argument("--workers", type=Path, metavar="CSV", help="write per-worker answers, agreement, quality")
     agg.add_argument("--agreement", type=Path, metavar="CSV", help="write Krippendorff's alpha / Fleiss' kappa "
                                                                   "per class")
-    agg.add_argument("--drop-unanswered", action="store_true", help="leave out images nobody answered "
-                                                                    "(default: they keep their label)")
+    agg.add_argument("--drop-unanswered", action="store_true", default=None,
+                     help="leave out images nobody answered (default: they keep their label; under FER+ votes they "
+                          "are dropped, FER+ having left them out)")
     agg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -121,7 +122,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
                          "worker table: leave out --workers, or attach named answers with `emofx labels import "
                          "--answers`")
     result = aggregate(dataset, args.method, seed=args.seed)
-    relabelled, dropped = apply_aggregation(dataset, result, keep_unanswered=not args.drop_unanswered)
+    relabelled, dropped = apply_aggregation(dataset, result, keep_unanswered=False if args.drop_unanswered else None)
     votes = np.asarray(dataset.extras["votes"])
     try:
         agreement = agreement_table(votes, result.vote_names)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emofx.crowd.answers import NON_EMOTIONS, answers_of, vote_matrix
+from emofx.crowd.answers import FERPLUS_LAYOUT, NON_EMOTIONS, answers_of, vote_matrix
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import EMOTIONS
 from emofx.data.loaders import ferplus_majority
@@ -203,16 +203,20 @@ def _worker_table(answers: pd.DataFrame, labels: np.ndarray, vote_names: tuple[s
 
 
 # ---------------------------------------------------------------------------- relabelling
-def apply_aggregation(dataset: FaceDataset, result: Aggregation, *, keep_unanswered: bool = True
+def apply_aggregation(dataset: FaceDataset, result: Aggregation, *, keep_unanswered: bool | None = None
                       ) -> tuple[FaceDataset, dict[str, int]]:
     """The dataset relabelled by ``result``, with per-image agreement, entropy and distribution as extras.
 
     Images whose aggregated label is not an emotion (``unknown``, ``not_face``) or that have no
     label (no majority) are dropped; unanswered images keep their label unless
-    ``keep_unanswered`` is False. Returns the dataset and the counts dropped by reason.
+    ``keep_unanswered`` is False. By default (None) they keep it, except under FER+ votes: FER+ rated every
+    FER2013 image, so one without a FER+ row is one FER+ left out (not a face), not one nobody got to.
+    Returns the dataset and the counts dropped by reason.
     """
     if len(result.labels) != len(dataset):
         raise AggregationError(f"aggregation of {len(result.labels)} images applied to a dataset of {len(dataset)}")
+    if keep_unanswered is None:
+        keep_unanswered = dataset.meta.get("answers", {}).get("layout") != FERPLUS_LAYOUT
     names = result.label_names()
     answered = result.n_answers > 0
     new_names = np.where(answered, names, dataset.label_names)

@@ -33,6 +33,7 @@ from emofx.data.emotions import ALIASES, EMOTIONS
 from emofx.data.loaders.fer2013 import FERPLUS_VOTE_COLUMNS, read_ferplus_votes
 
 NON_EMOTIONS: tuple[str, ...] = ("unknown", "not_face")
+FERPLUS_LAYOUT = "ferplus-votes"  # answers.layout of FER+ vote counts: FER+ rated every FER2013 image
 _NON_EMOTION_ALIASES: dict[str, str] = {
     "unknown": "unknown", "uncertain": "unknown", "unsure": "unknown", "none": "unknown",
     "not_face": "not_face", "nf": "not_face", "not a face": "not_face", "notface": "not_face", "no face": "not_face",
@@ -261,9 +262,12 @@ class AttachReport:
     not_in_dataset_examples: tuple[str, ...]
     images_answered: int
     images: int
+    unanswered_note: str = ""  # what the images without answers are, where the source says
 
     def summary(self) -> str:
         text = (f"{self.used} answers attached to {self.images_answered} of {self.images} images")
+        if self.unanswered_note and self.images_answered < self.images:
+            text += f"; the other {self.images - self.images_answered}: {self.unanswered_note}"
         if self.not_in_dataset:
             text += (f"; {self.not_in_dataset} answers name images not in the dataset "
                      f"(e.g. {', '.join(self.not_in_dataset_examples)})")
@@ -337,10 +341,11 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
     vote_names = [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS]
     attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes, "ferplus_row": rows},
                        meta={**_without_answers(dataset.meta), "vote_names": vote_names,
-                             "answers": {"source": str(votes_csv), "layout": "ferplus-votes"}})
+                             "answers": {"source": str(votes_csv), "layout": FERPLUS_LAYOUT}})
     # FER+ rates every FER2013 image; those outside the dataset (a subset) are not answers left out.
     report = AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
-                          images_answered=int((rows >= 0).sum()), images=len(dataset))
+                          images_answered=int((rows >= 0).sum()), images=len(dataset),
+                          unanswered_note="FER+ left them out (not a face, or unusable): aggregating drops them")
     return attached, report
 
 
