@@ -100,6 +100,9 @@ def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):
     assert "7 images 48x48" in capsys.readouterr().out
     info = info_json(out, capsys)
     assert info["n"] == 7 and info["cultures"] == {"Swedish": 7} and info["subjects"] >= 2
+    blank = ["prepare", str(shared_dataset("kdef/frontal")), "--format", "kdef", "--out", str(tmp_path / "b.npz")]
+    assert main([*blank, "--angles", ""]) == 2  # an unset shell variable: refused, not the default angles
+    assert "no KDEF angle given" in capsys.readouterr().err and not (tmp_path / "b.npz").exists()
 
 
 def test_prepare_synthetic_is_reproducible(tmp_path, capsys):

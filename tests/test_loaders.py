@@ -228,6 +228,25 @@ def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
     assert len(load_kdef(folder, angles=("S", "HL"))) == 2
     with pytest.raises(ValueError, match="unknown KDEF angle"):
         load_kdef(folder, angles=("XX",))
+    with pytest.raises(ValueError, match="no KDEF angle given"):
+        load_kdef(folder, angles=())
+
+
+def test_a_folder_of_another_sets_photos_names_the_format_it_looks_like(tmp_path, shared_dataset):
+    kdef, taiwanese = shared_dataset("kdef") / "frontal", shared_dataset("taiwanese")
+    folder = tmp_path / "mixed_up"
+    folder.mkdir()
+    for name in ("0111b02.jpg", "0121c01.jpg"):
+        (folder / name).symlink_to(taiwanese / "faces_256x256" / name)
+    (folder / "AM05HAHL.JPG").symlink_to(kdef / "AM05HAS.JPG")  # a KDEF name, of an angle not asked for
+    with pytest.raises(SourceError, match=r"no KDEF photos with angle\(s\) \['S'\] under .*mixed_up; found 1 photos of "
+                                          r"other angles \(--angles\) and 2 other files .*: --format taiwanese\?"):
+        load_kdef(folder)
+    with pytest.raises(SourceError, match=r"no Taiwanese face images .*Image_info.xls is one file, neither"):
+        load_taiwanese(taiwanese / "Image_info.xls")
+    for views, problem in (((4,), r"unknown Taiwanese view\(s\) \[4\]"), ((), "no Taiwanese view given")):
+        with pytest.raises(ValueError, match=problem):
+            load_taiwanese(folder, views=views)
 
 
 def test_taiwanese_codes_ratings_and_no_face(tmp_path, shared_dataset):

@@ -108,8 +108,8 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     specific = {
         "images": args.images,
         "mapping": args.mapping,
-        "angles": split_list(args.angles) if args.angles else None,
-        "views": _views(args.views) if args.views else None,
+        "angles": split_list(args.angles) if args.angles is not None else None,  # "" is refused, not the default
+        "views": _views(args.views) if args.views is not None else None,
         "ratings": args.ratings,
         "label_names": split_list(args.label_names) if args.label_names else None,
         "label_base": args.label_base,

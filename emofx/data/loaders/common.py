@@ -59,6 +59,32 @@ def _existing(source: str | os.PathLike, what: str) -> Path:
     return path
 
 
+def no_images_error(wanted: str, root: Path, inputs: _Inputs, others: str = "") -> SourceError:
+    """The error of a loader that found none of its images (``wanted``) under ``root``: what it found instead
+    (``others``, e.g. photos of other angles, and the files it skipped) and which format their names follow."""
+    found = [others] if others else []
+    if inputs.skipped:
+        first = inputs.skipped[0]
+        found.append(f"{len(inputs.skipped)} other files (e.g. {Path(first['path']).name}: {first['reason']})")
+    if root.is_file() and not found:
+        return SourceError(f"no {wanted}: {root} is one file, neither such an image nor a folder of them")
+    text = f"no {wanted} under {root}"
+    text += f"; found {' and '.join(found)}" if found else "; it holds no files"
+    named = [Path(s["path"]).stem for s in inputs.skipped[:2000]]
+    for fmt, pattern in _file_name_codes().items():
+        if sum(bool(pattern.match(name)) for name in named) > len(named) / 2:
+            return SourceError(f"{text}; most are named as the {fmt} set's photos: --format {fmt}?")
+    return SourceError(text)
+
+
+def _file_name_codes() -> dict[str, Any]:
+    """The formats whose photos carry their labels in a file-name code, with that code's pattern."""
+    from emofx.data.loaders.kdef import _KDEF_NAME
+    from emofx.data.loaders.taiwanese import _TAIWANESE_NAME
+
+    return {"kdef": _KDEF_NAME, "taiwanese": _TAIWANESE_NAME}
+
+
 def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> list[int]:
     """At most ``limit`` indices evenly spread over ``range(n)`` (all of them without a limit).
 

@@ -10,13 +10,13 @@ from typing import Sequence
 from emofx.data.dataset import FaceDataset
 from emofx.data.faces import FaceOptions
 from emofx.data.loaders.common import (
-    SourceError,
     _build,
     _existing,
     _image_files,
     _Inputs,
     _is_image_name,
     _spread,
+    no_images_error,
     photo_options,
 )
 
@@ -59,8 +59,9 @@ def kdef_inputs(root: Path, culture: str = "Swedish", angles: Sequence[str] = ("
     alone, no image read), and how many photos of other angles were left out."""
     wanted = {a.upper() for a in angles}
     bad = sorted(wanted - set(KDEF_ANGLES))
-    if bad:
-        raise ValueError(f"unknown KDEF angle(s) {bad}; choose from {list(KDEF_ANGLES)}")
+    if bad or not wanted:
+        raise ValueError(f"{f'unknown KDEF angle(s) {bad}' if bad else 'no KDEF angle given'}; choose from "
+                         f"{list(KDEF_ANGLES)}")
     inputs, other_angles = _Inputs(), 0
     for path in _image_files(root):
         match = _KDEF_NAME.match(path.stem) if _is_image_name(path) else None
@@ -74,5 +75,6 @@ def kdef_inputs(root: Path, culture: str = "Swedish", angles: Sequence[str] = ("
             continue
         inputs.add(path, KDEF_EXPRESSIONS[expression], culture=culture, subject=f"{sex}{actor}")
     if not inputs.files:
-        raise SourceError(f"no KDEF images with angle(s) {sorted(wanted)} under {root}")
+        raise no_images_error(f"KDEF photos with angle(s) {sorted(wanted)}", root, inputs,
+                              f"{other_angles} photos of other angles (--angles)" if other_angles else "")
     return inputs, other_angles

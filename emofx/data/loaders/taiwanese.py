@@ -20,12 +20,14 @@ from emofx.data.loaders.common import (
     _Inputs,
     _is_image_name,
     _spread,
+    no_images_error,
     photo_options,
 )
 
 TAIWANESE_EXPRESSIONS: dict[str, str] = {
     "a": "neutral", "b": "happy", "c": "sad", "d": "angry", "e": "disgusted", "f": "afraid", "g": "surprised",
 }
+TAIWANESE_VIEWS: tuple[int, ...] = (1, 2, 3)  # front, three-quarter, profile
 TAIWANESE_RATING_NAMES: tuple[str, ...] = ("happy", "sad", "angry", "disgusted", "afraid", "surprised")
 _TAIWANESE_NAME = re.compile(r"^(\d{2})(\d)(\d)([a-g]?)(\d{2,3})$", re.IGNORECASE)
 
@@ -88,6 +90,10 @@ def load_taiwanese(
     """
     root = _existing(source, "Taiwanese face folder")
     wanted = {int(v) for v in views}
+    if not wanted or not wanted <= set(TAIWANESE_VIEWS):
+        unknown = sorted(wanted - set(TAIWANESE_VIEWS))
+        raise ValueError(f"{f'unknown Taiwanese view(s) {unknown}' if unknown else 'no Taiwanese view given'}; "
+                         f"choose from {list(TAIWANESE_VIEWS)} (1 front, 2 three-quarter, 3 profile)")
     inputs, keys, other_views = _Inputs(), [], 0
     for path in _image_files(root):
         if path.name.lower() in ("image_info.xls", "voting.xls", "readme.txt"):
@@ -107,7 +113,8 @@ def load_taiwanese(
         inputs.add(path, TAIWANESE_EXPRESSIONS[(letter or "a").lower()], culture=culture, subject=performer)
         keys.append(_taiwanese_key(performer, kind, view, letter.lower(), serial))
     if not inputs.files:
-        raise SourceError(f"no Taiwanese face images with view(s) {sorted(wanted)} under {root}")
+        raise no_images_error(f"Taiwanese face images with view(s) {sorted(wanted)}", root, inputs,
+                              f"{other_views} photos of other views (--views)" if other_views else "")
     chosen = _spread(len(inputs.files), limit, inputs.labels)
     inputs, keys = inputs.take(chosen), [keys[i] for i in chosen]
     extras, meta = {}, {"views": sorted(wanted), "other_views_ignored": other_views}
