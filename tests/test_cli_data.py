@@ -56,6 +56,11 @@ def test_info_on_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, 
     assert "holds no emofx run (neither metrics.json nor training_state.msgpack at or below it)" in err
     assert err.count("\n") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "face.JPG").write_bytes(b"")  # a folder of images: says how to make a dataset of it
+    assert main(["info", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a folder of images, not a dataset or a run: make a dataset of it with `emofx prepare" \
+        in capsys.readouterr().err
 
 
 def test_info_on_a_path_that_does_not_exist_names_what_it_accepts(tmp_path, capsys):
