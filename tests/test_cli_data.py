@@ -102,7 +102,8 @@ def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):
     out = tmp_path / "kdef.npz"
     assert main(["prepare", str(shared_dataset("kdef/frontal")), "--format", "kdef", "--out", str(out),
                  "--limit", "7", "--no-progress"]) == 0
-    assert "7 images 48x48" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "7 images 48x48" in printed and "\n  landmarks: " in printed and "aligned" in printed
     info = info_json(out, capsys)
     assert info["n"] == 7 and info["cultures"] == {"Swedish": 7} and info["subjects"] >= 2
     blank = ["prepare", str(shared_dataset("kdef/frontal")), "--format", "kdef", "--out", str(tmp_path / "b.npz")]

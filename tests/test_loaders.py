@@ -232,6 +232,16 @@ def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
         load_kdef(folder, angles=())
 
 
+def test_landmarks_are_described_with_the_faces_left_unaligned():
+    from emofx.data.loaders import describe_landmarks
+
+    partly = {"method": "eyes", "quality": {"missing": 6, "ok": 15}, "aligned": 15, "faces": 21}
+    assert describe_landmarks(partly) == "eyes (missing 6, ok 15); aligned 15 of 21 faces: 6 kept unaligned (no eyes " \
+                                         "found)"
+    assert describe_landmarks({**partly, "aligned": 21}).endswith("aligned 21 of 21 faces")
+    assert describe_landmarks({"method": "none"}) == "none"
+
+
 def test_a_folder_of_another_sets_photos_names_the_format_it_looks_like(tmp_path, shared_dataset):
     kdef, taiwanese = shared_dataset("kdef") / "frontal", shared_dataset("taiwanese")
     folder = tmp_path / "mixed_up"

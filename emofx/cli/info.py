@@ -18,6 +18,7 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.faces import IMAGE_SUFFIXES
+from emofx.data.loaders import describe_landmarks
 from emofx.nets.train_state import STATE_FILE
 from emofx.study.run_status import holds_run, run_status, runs_status
 from emofx.study.runs import METRICS_FILE
@@ -44,6 +45,8 @@ def table(dataset: FaceDataset) -> str:
         ("extras", ", ".join(info["extras"]) or "none"),
         ("skipped", str(len(info["skipped"]))),
     ]
+    if isinstance(dataset.meta.get("landmarks"), dict):
+        facts.append(("landmarks", describe_landmarks(dataset.meta["landmarks"])))
     if dataset.meta.get("dropped"):
         facts.append(("dropped", ", ".join(f"{k} {v}" for k, v in dataset.meta["dropped"].items())))
     if dataset.meta.get("duplicates", {}).get("files"):

@@ -26,7 +26,7 @@ from typing import Any
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.landmarks import LANDMARK_METHODS
-from emofx.data.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, load, loader_options
+from emofx.data.loaders import FACE_MODES, FORMATS, KDEF_ANGLES, describe_landmarks, load, loader_options
 from emofx.data.paths import check_new_file
 
 # Options every file loader shares: passed only to the loaders that take them.
@@ -158,6 +158,8 @@ def summary(dataset: FaceDataset, out: Path) -> str:
     ]
     if "splits" in info:
         lines.append("  splits: " + ", ".join(f"{s or '(none)'} {k}" for s, k in info["splits"].items()))
+    if isinstance(dataset.meta.get("landmarks"), dict):
+        lines.append(f"  landmarks: {describe_landmarks(dataset.meta['landmarks'])}")
     dropped = dataset.meta.get("dropped")
     if dropped:
         lines.append(f"  dropped by the FER+ majority rule: {dropped['total']} "

@@ -26,7 +26,7 @@ import os
 from typing import Any, Callable
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.loaders.common import FACE_MODES, SourceError
+from emofx.data.loaders.common import FACE_MODES, SourceError, describe_landmarks
 from emofx.data.loaders.fer2013 import (
     FER2013_CODES,
     FER2013_SPLITS,
@@ -45,10 +45,10 @@ from emofx.data.loaders.synthetic import load_synthetic
 from emofx.data.loaders.taiwanese import TAIWANESE_EXPRESSIONS, TAIWANESE_RATING_NAMES, load_taiwanese
 
 __all__ = [
-    "FACE_MODES", "FER2013_CODES", "FER2013_SPLITS", "FERPLUS_VOTE_COLUMNS", "FERPLUS_VOTE_NAMES", "FORMATS", "KDEF_ANGLES",
-    "KDEF_EXPRESSIONS", "NO_MAJORITY", "TAIWANESE_EXPRESSIONS", "TAIWANESE_RATING_NAMES", "SourceError", "ferplus_majority", "load",
-    "load_fer2013_csv", "load_ferplus", "load_folder", "load_kdef", "load_manifest", "load_mat", "load_synthetic", "load_taiwanese",
-    "loader_options",
+    "FACE_MODES", "FER2013_CODES", "FER2013_SPLITS", "FERPLUS_VOTE_COLUMNS", "FERPLUS_VOTE_NAMES", "FORMATS",
+    "KDEF_ANGLES", "KDEF_EXPRESSIONS", "NO_MAJORITY", "TAIWANESE_EXPRESSIONS", "TAIWANESE_RATING_NAMES",
+    "SourceError", "describe_landmarks", "ferplus_majority", "load", "load_fer2013_csv", "load_ferplus",
+    "load_folder", "load_kdef", "load_manifest", "load_mat", "load_synthetic", "load_taiwanese", "loader_options",
 ]
 
 FORMATS: dict[str, Callable[..., FaceDataset]] = {

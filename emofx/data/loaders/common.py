@@ -260,6 +260,17 @@ def _landmark_summary(batch: FaceBatch, options: FaceOptions) -> dict[str, Any]:
             "aligned": int(batch.aligned.sum()), "faces": int(len(batch.kept))}
 
 
+def describe_landmarks(summary: dict[str, Any]) -> str:
+    """One line on a dataset's landmarks (its ``meta["landmarks"]``): method, quality counts, and how many faces were
+    aligned, naming those left unaligned (no eyes found), which a study mixing aligned and unaligned faces needs."""
+    if summary.get("method", "none") == "none":
+        return "none"
+    quality = ", ".join(f"{name} {count}" for name, count in summary.get("quality", {}).items())
+    text = f"{summary['method']} ({quality}); aligned {summary.get('aligned', 0)} of {summary.get('faces', 0)} faces"
+    unaligned = summary.get("faces", 0) - summary.get("aligned", 0)
+    return text + (f": {unaligned} kept unaligned (no eyes found)" if 0 < unaligned < summary.get("faces", 0) else "")
+
+
 def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
