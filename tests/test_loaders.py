@@ -191,6 +191,21 @@ def test_ferplus_joined_through_the_mapping(tmp_path, shared_dataset):
     assert set(data.split) <= {"Training", "PublicTest", "PrivateTest"}
     with pytest.raises(FileNotFoundError, match="mapping"):
         load_ferplus(tmp_path, images=shared_dataset("fer2013"), mapping=tmp_path / "none.csv")
+    with pytest.raises(SourceError, match=r"fer2013/train does not hold the FER2013 layout the FER\+ mapping names, "
+                                          r"train/<class>/<file> .*did you mean .*fer2013\?"):
+        load_ferplus(tmp_path, images=shared_dataset("fer2013") / "train")  # one level too deep
+    tests = mapping[mapping.usage == "PublicTest"].head(20)  # one labelled test image more, as FER+ row 40
+    full = pd.read_csv(shared / "fer2013new.csv", nrows=int(tests.row.max()) + 1)
+    winner = ferplus_majority(full[list(FERPLUS_VOTE_COLUMNS)].to_numpy()[tests.row.to_numpy(int)])
+    labelled = (winner >= 0) & (winner < 8)
+    test_row = tests[labelled].iloc[0]
+    pd.concat([votes, full.iloc[[int(test_row.row)]]]).to_csv(tmp_path / "fer2013new.csv", index=False)
+    pd.concat([mapping[mapping.row < 40], test_row.to_frame().T.assign(row=40)]).to_csv(
+        tmp_path / "ferplus_to_fer2013.csv", index=False)
+    (tmp_path / "train_only").mkdir()
+    (tmp_path / "train_only" / "train").symlink_to(shared_dataset("fer2013") / "train")
+    with pytest.warns(UserWarning, match="train_only has no test folder: the 1 FER\\+ rows of its images are skipped"):
+        assert len(load_ferplus(tmp_path, images=tmp_path / "train_only")) == len(kept)
 
 
 def test_limit_shares_out_over_classes_even_when_the_listing_cycles_through_them():

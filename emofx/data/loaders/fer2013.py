@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
@@ -208,6 +209,23 @@ def _ferplus_from_csv(
     )
 
 
+def _check_layout(root: Path, files: Sequence[str]) -> None:
+    """Refuse an image folder without the top folders the mapping's paths start with (``train/``, ``test/``),
+    saying which folder to give; warn where one of them is missing (its images' rows are skipped)."""
+    tops = pd.Series([PurePosixPath(f).parts[0] for f in files if f], dtype=object).value_counts()
+    missing = [top for top in tops.index if not (root / top).is_dir()]
+    if not missing:
+        return
+    if len(missing) == len(tops):
+        above = f"; did you mean {root.parent}?" if root.name in tops.index else ""
+        layout = " and ".join(f"{top}/<class>/<file>" for top in tops.index)
+        raise SourceError(f"{root} does not hold the FER2013 layout the FER+ mapping names, {layout} (e.g. "
+                          f"{files[0]}): give the folder holding {' and '.join(tops.index)} (images=, CLI --images)"
+                          f"{above}")
+    warnings.warn(f"{root} has no {' or '.join(missing)} folder: the {int(tops[missing].sum())} FER+ rows of its "
+                  "images are skipped", stacklevel=3)
+
+
 def _ferplus_from_folder(
     root: Path, mapping_csv: Path, votes_csv: Path, labels: dict[int, str], split: dict[int, str],
     culture: str, size: int, strict: bool, progress: bool,
@@ -218,6 +236,7 @@ def _ferplus_from_folder(
                                 "fer2013.csv as images= (CLI: --images) to join by row order")
     table = _read_csv(mapping_csv, ("row", "fer2013_file"), "columns row and fer2013_file")
     file_of = dict(zip(table["row"].astype(int), table["fer2013_file"]))
+    _check_layout(root, [file_of[row] for row in labels if row in file_of])
     inputs, joined = _Inputs(), []
     for row in sorted(labels):
         if row not in file_of:
