@@ -96,6 +96,9 @@ def test_prepare_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
                  "--culture", " "]) == 2
     assert "--culture is empty" in capsys.readouterr().err and not (tmp_path / "s.npz").exists()
+    assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
+                 "--views", "1"]) == 2  # named as on the command line, not as the loader's keyword
+    assert "--views does not apply to --format synthetic" in capsys.readouterr().err
 
 
 def test_prepare_kdef_slice(tmp_path, shared_dataset, capsys):

@@ -123,8 +123,11 @@ def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     ignored = sorted(k for k, v in common.items() if v is not None and k not in accepted and k != "progress")
     if ignored:
         raise ValueError(f"--{ignored[0].replace('_', '-')} does not apply to --format {args.format}")
-    kwargs.update({k: v for k, v in specific.items() if v is not None})  # load() rejects options of other formats
-    return kwargs
+    given = {k: v for k, v in specific.items() if v is not None}
+    foreign = sorted(k for k in given if k not in accepted)
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} does not apply to --format {args.format}")
+    return {**kwargs, **given}
 
 
 def _views(text: str) -> list[int]:
