@@ -46,7 +46,7 @@ def test_prepare_then_info(tmp_path, fer_folder, capsys):
     assert info["cultures"] == {"web": 6} and info["splits"] == {"Training": 6} and info["format"] == "folder"
     assert main(["info", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "images    6 of 48x48 pixels" in table and "surprised" in table
+    assert "images     6 of 48x48 pixels" in table and "surprised" in table and "landmarks  none" in table
 
 
 def test_info_on_a_directory_that_holds_no_run_is_one_line_and_exit_2(tmp_path, capsys):

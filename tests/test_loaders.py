@@ -247,6 +247,14 @@ def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
         load_kdef(folder, angles=())
 
 
+def test_duplicates_tell_a_file_listed_twice_from_two_files_with_the_same_bytes():
+    from emofx.data.loaders.common import count_duplicates
+
+    paths = np.array(["a.jpg", "a.jpg", "b.jpg", "c.jpg", "d.jpg"])  # a listed twice; c and d the same bytes
+    counted = count_duplicates(paths, np.array([1, 1, 2, 3, 3]))
+    assert counted == {"files": 2, "groups": 2, "same_file": 1, "examples": [["c.jpg", "d.jpg"], ["a.jpg", "a.jpg"]]}
+
+
 def test_landmarks_are_described_with_the_faces_left_unaligned():
     from emofx.data.loaders import describe_landmarks
 
@@ -361,7 +369,8 @@ def test_manifest_round_trip(tmp_path, fer_files):
     assert data.meta["duplicates"]["files"] == 0
     pd.DataFrame(rows[:2] + rows[:1]).to_csv(tmp_path / "twice.csv", index=False)  # one file listed twice
     twice = load_manifest(tmp_path / "twice.csv")
-    assert twice.meta["duplicates"] == {"files": 1, "groups": 1, "examples": [[twice.path[0], twice.path[0]]]}
+    assert twice.meta["duplicates"] == {"files": 1, "groups": 1, "same_file": 1,
+                                        "examples": [[twice.path[0], twice.path[0]]]}
     from emofx.cli.prepare import remaining_duplicates
 
     assert remaining_duplicates(twice) == twice.meta["duplicates"]  # counted alike before and after --exclude

@@ -170,8 +170,10 @@ def summary(dataset: FaceDataset, out: Path) -> str:
                      f"not a face {dropped['not_face']})")
     duplicates = dataset.meta.get("duplicates", {})
     if duplicates.get("files"):
-        lines.append(f"  duplicates: {duplicates['files']} files repeat the bytes of another "
-                     f"({duplicates['groups']} groups, e.g. {' = '.join(duplicates['examples'][0])})")
+        same = duplicates.get("same_file", 0)
+        lines.append(f"  duplicates: {duplicates['files']} images repeat the bytes of another "
+                     f"({duplicates['groups']} groups{f'; {same} of them the same file listed again' if same else ''}"
+                     f", e.g. {' = '.join(duplicates['examples'][0])})")
     lines.append(f"  skipped: {len(dataset.skipped)}")
     lines.extend(f"    {s['path']}: {s['reason']}" for s in dataset.skipped[:10])
     if len(dataset.skipped) > 10:

@@ -180,7 +180,8 @@ def _check_strict(skipped: Sequence[dict[str, str]], source: Path, strict: bool)
 
 def count_duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
     """Images with identical bytes (``hashes``, 0: unknown): how many repeat another, in how many groups,
-    a few examples. One file used twice (FER+ maps some rows to one FER2013 file) counts as a repeat."""
+    a few examples (different files first). One file used twice (FER+ maps some rows to one FER2013 file) counts
+    as a repeat, and also in ``same_file``."""
     groups: dict[int, list[str]] = defaultdict(list)
     for path, digest in zip(paths, hashes):
         if digest:
@@ -189,7 +190,8 @@ def count_duplicates(paths: np.ndarray, hashes: np.ndarray) -> dict[str, Any]:
     return {
         "files": int(sum(len(g) - 1 for g in repeated)),
         "groups": len(repeated),
-        "examples": repeated[:5],
+        "same_file": int(sum(len(g) - len(set(g)) for g in repeated)),
+        "examples": sorted(repeated, key=lambda g: len(set(g)) == 1)[:5],
     }
 
 
