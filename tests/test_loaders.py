@@ -92,6 +92,20 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
         load_folder(root, strict=True)
 
 
+def test_folder_follows_linked_class_folders_once(tmp_path, fer_files):
+    """A collection of links into the data (class folders that are symbolic links) is read; a link back up the
+    tree is not followed round and round."""
+    store = tmp_path / "store" / "happy"
+    store.mkdir(parents=True)
+    for k, image in enumerate(fer_files["happy"][:3]):
+        shutil.copy(image, store / f"h{k}.jpg")
+    (tmp_path / "linked" / "train").mkdir(parents=True)
+    (tmp_path / "linked" / "train" / "happy").symlink_to(store)
+    (tmp_path / "linked" / "train" / "happy_again").symlink_to(tmp_path / "linked")  # a loop
+    data = load_folder(tmp_path / "linked")
+    assert len(data) == 3 and set(data.label_names) == {"happy"}
+
+
 def test_folder_errors_name_the_problem(tmp_path, fer_files):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_folder(tmp_path / "nowhere")

@@ -111,9 +111,16 @@ def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> l
 
 
 def _folder_files(root: Path) -> dict[Path, list[Path]]:
-    """Every non-hidden folder under ``root`` (itself included) with its non-hidden files, sorted."""
+    """Every non-hidden folder under ``root`` (itself included) with its non-hidden files, sorted. Folders that
+    are symbolic links are followed (a collection of links into the data), each real folder once (no loops)."""
     found: dict[Path, list[Path]] = {}
-    for folder, dirs, files in os.walk(root):
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found[Path(folder)] = [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
     return found
