@@ -34,10 +34,11 @@ COMMANDS: dict[str, str] = {
     "report": "one report (Markdown, HTML) on an experiment's recorded runs",
 }
 
-# Environment variables every command reads (the modules named own them; spelled out here so that
+# Environment variables the commands read (the modules named own them; spelled out here so that
 # `emofx --help` imports nothing heavy).
 ENVIRONMENT: dict[str, str] = {
-    "EMOFX_DATA": "folder of the real datasets (default ../shared/data beside the project)",
+    "EMOFX_DATA": "folder of the real datasets behind the notebooks' named sources (kdef, fer2013, ...; default "
+                  "../shared/data beside the project); prepare takes paths",
     "EMOFX_CACHE": "folder of prepared faces (default ~/.cache/emofx)",
     "EMOFX_PRECISION": "matmul/convolution precision: default, high or highest (emofx.nets.precision)",
     "EMOFX_COMPILATION_CACHE": "folder of compiled programs, or off (emofx.nets.compilation)",
