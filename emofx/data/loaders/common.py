@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,14 @@ from emofx.data.landmarks import resolve_method
 
 FACE_MODES: tuple[str, ...] = ("auto", "detect", "cropped")
 _CROPPED_MAX_SIDE = 128  # "auto" treats square images up to this side as already-cropped faces
+
+
+# The formats whose photos carry their labels in a file-name code (kdef: AF01ANS.JPG, session, sex, actor,
+# expression, angle; taiwanese: 0111b02.jpg, performer, performance type, view, expression, serial), by format.
+FILE_NAME_CODES: dict[str, re.Pattern[str]] = {
+    "kdef": re.compile(r"^([AB])([FM])(\d{2})(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)$", re.IGNORECASE),
+    "taiwanese": re.compile(r"^(\d{2})(\d)(\d)([a-g]?)(\d{2,3})$", re.IGNORECASE),
+}
 
 
 class SourceError(ValueError):
@@ -71,18 +80,10 @@ def no_images_error(wanted: str, root: Path, inputs: _Inputs, others: str = "") 
     text = f"no {wanted} under {root}"
     text += f"; found {' and '.join(found)}" if found else "; it holds no files"
     named = [Path(s["path"]).stem for s in inputs.skipped[:2000]]
-    for fmt, pattern in _file_name_codes().items():
+    for fmt, pattern in FILE_NAME_CODES.items():
         if sum(bool(pattern.match(name)) for name in named) > len(named) / 2:
             return SourceError(f"{text}; most are named as the {fmt} set's photos: --format {fmt}?")
     return SourceError(text)
-
-
-def _file_name_codes() -> dict[str, Any]:
-    """The formats whose photos carry their labels in a file-name code, with that code's pattern."""
-    from emofx.data.loaders.kdef import _KDEF_NAME
-    from emofx.data.loaders.taiwanese import _TAIWANESE_NAME
-
-    return {"kdef": _KDEF_NAME, "taiwanese": _TAIWANESE_NAME}
 
 
 def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> list[int]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.faces import FaceOptions
 from emofx.data.loaders.common import (
+    FILE_NAME_CODES,
     _build,
     _existing,
     _image_files,
@@ -24,7 +24,7 @@ KDEF_EXPRESSIONS: dict[str, str] = {
     "AF": "afraid", "AN": "angry", "DI": "disgusted", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprised",
 }
 KDEF_ANGLES: tuple[str, ...] = ("S", "HL", "HR", "FL", "FR")
-_KDEF_NAME = re.compile(r"^([AB])([FM])(\d{2})(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)$", re.IGNORECASE)
+_KDEF_NAME = FILE_NAME_CODES["kdef"]
 
 
 def load_kdef(

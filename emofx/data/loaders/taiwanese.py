@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +12,7 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.faces import FaceOptions
 from emofx.data.loaders.common import (
+    FILE_NAME_CODES,
     SourceError,
     _build,
     _existing,
@@ -29,7 +29,7 @@ TAIWANESE_EXPRESSIONS: dict[str, str] = {
 }
 TAIWANESE_VIEWS: tuple[int, ...] = (1, 2, 3)  # front, three-quarter, profile
 TAIWANESE_RATING_NAMES: tuple[str, ...] = ("happy", "sad", "angry", "disgusted", "afraid", "surprised")
-_TAIWANESE_NAME = re.compile(r"^(\d{2})(\d)(\d)([a-g]?)(\d{2,3})$", re.IGNORECASE)
+_TAIWANESE_NAME = FILE_NAME_CODES["taiwanese"]
 
 
 def _taiwanese_key(performer: str, kind: str, view: str, letter: str, serial: str) -> str:
