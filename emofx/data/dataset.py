@@ -186,7 +186,8 @@ class FaceDataset:
 
     # ------------------------------------------------------------------ views
     def subset(self, indices: np.ndarray | Sequence[int]) -> "FaceDataset":
-        """The images at ``indices`` (a boolean mask or integer indices); classes unchanged."""
+        """The images at ``indices`` (a boolean mask or integer indices); classes unchanged. Integer indices that
+        are one 0 or 1 per image (of more than two) are refused as a likely mask given as integers."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
