@@ -195,6 +195,8 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
             call("runs/some-run", images, targets)
     with pytest.raises(TypeError, match="config must be a ModificationConfig \\(e.g. .*\\); got dict"):
         modify(model, images, targets, {"steps": 2})
+    with pytest.raises(ValueError, match="no images to modify"):  # not an all-NaN summary
+        modify(model, images[:0], targets[:0], ModificationConfig(steps=1))
     with pytest.raises(ValueError, match="baseline must be uint8 pixels or floats in \\[0, 1\\]"):
         saliency.integrated_gradients(model, images, targets, baseline=128.0)
     with pytest.raises(ValueError, match="occlusion fill must lie in \\[0, 1\\]"):

@@ -146,6 +146,8 @@ def modify(
     targets = check_model_inputs(model, images, targets)
     if np.ndim(images) != 3:
         raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")
+    if not len(images):
+        raise ValueError("no images to modify (an empty selection?); give at least one")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     x = np.asarray(as_unit_float(images))
