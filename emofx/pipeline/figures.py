@@ -396,8 +396,8 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
     ``faces=False`` draws no figure that shows faces (saliency grids, modification panels).
     ``out`` may hold figures drawn from the same experiment before (they are regenerated, and those no longer
     drawn are removed); figures from another experiment, or of unknown origin (no manifest: written over by
-    name only, never removed), are replaced only with ``overwrite`` (:func:`emofx.pipeline.figure_output.check_output`). ``out/figures.json``
-    records the experiment and the files.
+    name only, never removed), are replaced only with ``overwrite``
+    (:func:`emofx.pipeline.figure_output.check_output`). ``out/figures.json`` records the experiment and the files.
 
     Returns one row per group (``figure``, ``source``, ``status`` written/skipped, ``files``
     or the reason it was skipped); nothing is retrained.
