@@ -19,9 +19,8 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.faces import IMAGE_SUFFIXES
 from emofx.data.loaders import describe_landmarks
-from emofx.nets.train_state import STATE_FILE
 from emofx.study.run_status import holds_run, run_status, runs_status
-from emofx.study.runs import METRICS_FILE
+from emofx.study.runs import RunError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,12 +106,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status) if args.json else run_table(status))
         return 0
     if args.path.is_dir():  # a folder of runs: one row each
-        if not any(args.path.rglob(METRICS_FILE)) and not any(args.path.rglob(STATE_FILE)) and any(
-                p.suffix.lower() in IMAGE_SUFFIXES for p in args.path.rglob("*")):
+        try:
+            frame = runs_status(args.path)
+        except RunError:  # no run at or below it: a folder of images is said to be one
+            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in args.path.rglob("*")):
+                raise
             raise FileNotFoundError(f"{args.path} is a folder of images, not a dataset or a run: make a dataset of it "
                                     f"with `emofx prepare {args.path} --format FORMAT --out data.npz` (`emofx prepare "
-                                    "--help` lists the formats)")
-        frame = runs_status(args.path)
+                                    "--help` lists the formats)") from None
         print(json.dumps({"runs": json.loads(frame.to_json(orient="records"))}) if args.json
               else frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         return 0
