@@ -75,6 +75,7 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
         shutil.copy(fer_files["happy"][0], root / split / "happy" / "x.jpg")  # same bytes twice
     shutil.copy(fer_files["sad"][0], root / "a" / "happy" / "y.jpg")
     (root / "a" / "happy" / "notes.txt").write_text("not an image")
+    (root / "a" / "happy" / "more.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     (root / "a" / "happy" / "cut.jpg").write_bytes(fer_files["sad"][1].read_bytes()[:300])
     (root / "a" / "sad").mkdir()  # class folder without images
     shutil.copy(fer_files["sad"][2], root / "stray.jpg")
@@ -82,7 +83,8 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
     data = load_folder(root)
     assert len(data) == 3 and set(data.split) == {"a", "b"}
     reasons = {s["path"].split("/")[-1]: s["reason"] for s in data.skipped}
-    assert reasons["notes.txt"].startswith("not an image file")
+    assert reasons["notes.txt"] == "not an image file (suffix '.txt')"
+    assert reasons["more.zip"] == "not an image file (suffix '.zip'); an archive: unpack it and give the unpacked folder"
     assert "truncated" in reasons["cut.jpg"]
     assert reasons["sad"] == "class folder has no images"
     assert "not inside a class folder" in reasons["stray.jpg"] and "not inside a class folder" in reasons["loose.jpg"]
@@ -233,6 +235,9 @@ def test_limit_shares_out_over_classes_even_when_the_listing_cycles_through_them
     assert len({i // 7 for i in _spread(70, 7, cycling)}) == 7  # one per class, from 7 different rounds (people)
     small = ["a"] * 2 + ["b"] * 20  # a class smaller than its share gives the rest to the others
     assert [small[i] for i in _spread(22, 10, small)].count("a") == 2
+    with pytest.warns(UserWarning, match=r"limit \(--limit\) 3 is below the source's 7 classes: the sample has no "
+                                         r"image of d, e, f, g; give a limit of at least 7"):
+        assert sorted(cycling[i] for i in _spread(70, 3, cycling)) == ["a", "b", "c"]
 
 
 # ---------------------------------------------------------------------------- KDEF and Taiwanese
@@ -291,6 +296,9 @@ def test_a_folder_of_another_sets_photos_names_the_format_it_looks_like(tmp_path
         load_kdef(folder)
     with pytest.raises(SourceError, match=r"no Taiwanese face images .*Image_info.xls is one file, neither"):
         load_taiwanese(taiwanese / "Image_info.xls")
+    (tmp_path / "kdef.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    with pytest.raises(SourceError, match=r"no KDEF photos .*kdef.zip is an archive; unpack it and give the unpacked"):
+        load_kdef(tmp_path / "kdef.zip")
     for views, problem in (((4,), r"unknown Taiwanese view\(s\) \[4\]"), ((), "no Taiwanese view given")):
         with pytest.raises(ValueError, match=problem):
             load_taiwanese(folder, views=views)

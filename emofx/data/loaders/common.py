@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from emofx.data.landmarks import resolve_method
 
 FACE_MODES: tuple[str, ...] = ("auto", "detect", "cropped")
 _CROPPED_MAX_SIDE = 128  # "auto" treats square images up to this side as already-cropped faces
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".rar")  # told to unpack, not skipped bare
 
 
 # The formats whose photos carry their labels in a file-name code (kdef: AF01ANS.JPG, session, sex, actor,
@@ -75,6 +77,8 @@ def no_images_error(wanted: str, root: Path, inputs: _Inputs, others: str = "") 
     if inputs.skipped:
         first = inputs.skipped[0]
         found.append(f"{len(inputs.skipped)} other files (e.g. {Path(first['path']).name}: {first['reason']})")
+    if root.is_file() and root.suffix.lower() in _ARCHIVE_SUFFIXES:
+        return SourceError(f"no {wanted}: {root} is an archive; unpack it and give the unpacked folder")
     if root.is_file() and not found:
         return SourceError(f"no {wanted}: {root} is one file, neither such an image nor a folder of them")
     text = f"no {wanted} under {root}"
@@ -102,6 +106,11 @@ def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> l
         return [int(i) for i in np.linspace(0, n - 1, limit).round().astype(int)]
     names = np.asarray(labels)
     groups = [np.flatnonzero(names == label) for label in dict.fromkeys(labels)]
+    if limit < len(groups):
+        left_out = list(dict.fromkeys(labels))[limit:]
+        warnings.warn(f"limit (--limit) {limit} is below the source's {len(groups)} classes: the sample has no "
+                      f"image of {', '.join(map(str, left_out))}; give a limit of at least {len(groups)} for every "
+                      "class", stacklevel=2)
     quota, left = [0] * len(groups), limit
     while left:  # one more image for every class that still has one, in turn
         for k, members in enumerate(groups):
@@ -136,6 +145,14 @@ def _image_files(root: Path) -> list[Path]:
 
 def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def not_image_reason(path: Path) -> str:
+    """Why a file under a source is skipped as no image: its suffix, and for an archive what to do."""
+    reason = f"not an image file (suffix {path.suffix or 'none'!r})"
+    if path.suffix.lower() in _ARCHIVE_SUFFIXES:
+        reason += "; an archive: unpack it and give the unpacked folder"
+    return reason
 
 
 def _looks_cropped(files: Sequence[Path]) -> bool:

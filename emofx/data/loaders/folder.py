@@ -16,6 +16,7 @@ from emofx.data.loaders.common import (
     _Inputs,
     _is_image_name,
     _spread,
+    not_image_reason,
 )
 from emofx.data.loaders.fer2013 import FER2013_SPLITS
 
@@ -69,7 +70,7 @@ def load_folder(
             inputs.skip(folder, "class folder has no images")
         for path in files:
             if not _is_image_name(path):
-                inputs.skip(path, f"not an image file (suffix {path.suffix or 'none'!r})")
+                inputs.skip(path, not_image_reason(path))
         split_folder = folder.parent.relative_to(root).as_posix()
         for path in images:
             prefix = path.name.split("_", 1)[0]

@@ -17,6 +17,7 @@ from emofx.data.loaders.common import (
     _is_image_name,
     _spread,
     no_images_error,
+    not_image_reason,
     photo_options,
 )
 
@@ -67,7 +68,7 @@ def kdef_inputs(root: Path, culture: str = "Swedish", angles: Sequence[str] = ("
         match = _KDEF_NAME.match(path.stem) if _is_image_name(path) else None
         if match is None:
             inputs.skip(path, "file name does not follow the KDEF code (e.g. AF01ANS.JPG)"
-                        if _is_image_name(path) else f"not an image file (suffix {path.suffix or 'none'!r})")
+                        if _is_image_name(path) else not_image_reason(path))
             continue
         _session, sex, actor, expression, angle = (g.upper() for g in match.groups())
         if angle not in wanted:

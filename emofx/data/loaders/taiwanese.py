@@ -21,6 +21,7 @@ from emofx.data.loaders.common import (
     _is_image_name,
     _spread,
     no_images_error,
+    not_image_reason,
     photo_options,
 )
 
@@ -101,7 +102,7 @@ def load_taiwanese(
         match = _TAIWANESE_NAME.match(path.stem) if _is_image_name(path) else None
         if match is None:
             inputs.skip(path, "file name does not follow the Taiwanese code PPTVxNN (e.g. 0111b02.jpg)"
-                        if _is_image_name(path) else f"not an image file (suffix {path.suffix or 'none'!r})")
+                        if _is_image_name(path) else not_image_reason(path))
             continue
         performer, kind, view, letter, serial = match.groups()
         if int(view) not in wanted:
