@@ -308,3 +308,15 @@ def test_figures_name_what_they_show_and_keep_errors_in_range():
     bands = np.concatenate([np.concatenate([path.vertices for path in band.get_paths()]) for band in ax.collections])
     assert bands[:, 1].min() >= 0.0 and bands[:, 1].max() <= 1.0
     assert bands[:, 1].max() == pytest.approx(1.0)  # cut at 1, not shrunk
+
+
+def test_markdown_tables_keep_three_significant_digits_of_p_values():
+    from emofx.pipeline.figures import markdown_table
+
+    frame = pd.DataFrame({"emotion": ["happy", "sad"], "diff": [0.00049, 0.1234], "p_value": [0.0005, 0.01234],
+                          "p_adjusted": [0.0005, float("nan")], "smallest_p": [0.00794, 0.00794]})
+    lines = markdown_table(frame).splitlines()
+    # the smallest p of 1999 permutations is 1/2000: not rounded up to 0.001 as the other numbers' .3f would
+    assert lines[2].split("|")[2:6] == ["  0.000 ", " 0.0005    ", " 0.0005       ", " 0.00794      "]
+    assert lines[3].split("|")[2:6] == ["  0.123 ", " 0.0123    ", "              ", " 0.00794      "]
+    assert "0.0005" in markdown_table(frame.set_index("emotion"), index=True)

@@ -95,6 +95,27 @@ def test_h2_and_the_confusions_say_when_the_trials_were_too_few_for_any_test():
     assert "no test over trials could reach" not in h1_paragraph({"x": enough})
 
 
+def test_h2_says_where_the_salient_pixels_lie_nearer_the_landmarks():
+    record = summary("Swedish", "Taiwanese", 0.01, 0.6)
+    record.update(region_tests=[], config={"saliency_method": "guided"},
+                  filters={"total_variation": 0.1, "p_value": 0.5},
+                  cka={"between": 0.5, "within_a": 0.6, "within_b": 0.7})
+
+    def distance(emotion, mean_a, mean_b, p_adjusted):
+        return {"emotion": emotion, "mean_a": mean_a, "mean_b": mean_b, "p_adjusted": p_adjusted}
+
+    record["proximity_tests"] = [distance("happy", 3.85, 5.86, 0.0159), distance("sad", 5.6, 5.8, 0.88),
+                                 distance("all", 4.51, 5.50, 0.0476)]
+    assert ("mean distance to the nearest landmark (Swedish vs Taiwanese) differs for 2 of 3 emotions after "
+            "correction: happy (3.9 vs 5.9 input pixels, corrected p = 0.0159); all emotions (4.5 vs 5.5 input "
+            "pixels, corrected p = 0.0476).") in h2_paragraph({"matched": record})
+    record["proximity_tests"] = [distance("sad", 5.6, 5.8, 0.88), distance("happy", 3.9, 4.0, 0.36)]
+    assert ("distance to the nearest landmark differs for none of the 2 emotions after correction (smallest "
+            "corrected p = 0.36)") in h2_paragraph({"matched": record})
+    del record["proximity_tests"]  # a summary written before the proximity tests: no sentence
+    assert "nearest landmark" not in h2_paragraph({"matched": record})
+
+
 def test_h1_names_the_confusions_that_differ_or_the_largest_when_none_does():
     def confusion(true, predicted, rate_a, rate_b, p_adjusted):
         return {"true": true, "predicted": predicted, "rate_a": rate_a, "rate_b": rate_b, "diff": rate_a - rate_b,

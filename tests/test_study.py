@@ -138,6 +138,12 @@ def test_report_answers_both_protocols_and_flags_chance(studies, reports):
     assert "Confusions (the share of the true emotion's test images given the predicted label" in text
     wall = text.split("## Wall time per stage")[1]
     assert "02_train_culture" in wall and "05_compare_cultures" in wall
+    # how many people each part of a trial holds, beside its images (a protocol may use fewer than its dataset has)
+    sizes = text.split("Training, validation and test images and people per trial")[1].split("\n\n")[1]
+    assert re.search(r"\| +n_test \| +people_train \| +people_val \| +people_test \|", sizes)
+    assert len(re.findall(r"\| (collected|matched) +\| (Swedish|Taiwanese) +\|( +\d+\.\d \|){6}", sizes)) == 4
+    # the saliency table says which model it describes (notebook 03 explains one trial's model)
+    assert "mean over the test images of the one model each saliency run explains (Swedish: protocol=" in text
 
 
 def test_report_sets_pretrained_and_scratch_accuracy_side_by_side(reports):
@@ -281,7 +287,7 @@ def test_report_tests_runs_no_comparison_covers_from_their_confusion_matrices(st
         row = exp.training.query("protocol == 'matched' and culture == @culture and trial == @trial").iloc[0]
         metrics = json.loads((Path(row["run_dir"]) / "results" / "run" / "metrics.json").read_text())
         value, p_value = confusion_p_value(np.asarray(metrics["confusion"]), seed=trial)
-        assert re.search(rf"\| matched +\| {culture} +\| +{trial} \| +{value:.3f} \|.*\| +{p_value:.3f} \|", text)
+        assert re.search(rf"\| matched +\| {culture} +\| +{trial} \| +{value:.3f} \|.*\| {p_value:.3g} +\|", text)
 
 
 def test_report_says_which_runs_it_leaves_out(studies, reports, tmp_path, capsys):
@@ -357,6 +363,18 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert correlation["rated_images"] == 36
     assert correlation["observer_accuracy"] == pytest.approx(np.nanmean(agreement))
     assert np.isnan(correlation["plurality_accuracy"])  # agreement only, no per-emotion ratings
+    # Test sets that overlap (a person tested by two trials): every image counts once, scored by the share of the
+    # trials that tested it that got it right, so the models and the observers are measured on the same images.
+    other_model = make_tiny_model(data.classes, 1)
+    overlapping = CultureRuns("T", data, (model, other_model), (np.arange(0, 30), np.arange(20, 42)))
+    _, overlap = human_baseline(overlapping)
+    right = [m.predict(data.images) == data.labels for m in (model, other_model)]
+    share = np.where(np.arange(42) < 20, right[0], np.where(np.arange(42) < 30, (right[0] + 0.0 + right[1]) / 2,
+                                                           right[1]))
+    rated = np.isfinite(agreement)
+    assert overlap["rated_images"] == overlap["n_images"] == 36
+    assert overlap["model_accuracy"] == pytest.approx(share[rated].mean())
+    assert overlap["observer_accuracy"] == pytest.approx(np.nanmean(agreement))
     assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
     # The other culture's models on the same images: here the same model, so the same numbers; a model that does
     # not know an emotion leaves its images out.

@@ -235,10 +235,24 @@ def mean_std_text(mean: pd.DataFrame, std: pd.DataFrame, fmt: str = ".1f") -> pd
 
 def markdown_table(frame: pd.DataFrame, index: bool = False, floatfmt: str = ".3f", numbers: bool = True) -> str:
     """``frame`` as a Markdown table (``_(empty)_`` for no rows); ``numbers=False`` leaves numeric-looking text
-    as written (a run's settings: 30, not 30.000)."""
+    as written (a run's settings: 30, not 30.000). p-value columns (``p_value``, ``p_adjusted``, ...) keep three
+    significant digits: a permutation test's smallest p (1/2000 = 0.0005) is not rounded up to 0.001."""
     if not len(frame):
         return "_(empty)_"
-    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=not numbers)
+    p_columns = [k for k, column in enumerate(frame.columns) if _is_p_column(frame[column])]
+    if p_columns:
+        frame = frame.assign(**{str(frame.columns[k]): frame.iloc[:, k].map(_p_text) for k in p_columns})
+    as_written = [k + (frame.index.nlevels if index else 0) for k in p_columns]
+    return frame.to_markdown(index=index, floatfmt=floatfmt, disable_numparse=as_written if numbers else True)
+
+
+def _is_p_column(column: pd.Series) -> bool:
+    return bool(re.fullmatch(r"p|p_(value|adjusted|fwer|raw)|.*_p", str(column.name))) and \
+        pd.api.types.is_float_dtype(column)
+
+
+def _p_text(value: float) -> str:
+    return "" if value != value else f"{value:.3g}"
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, markdown: pd.DataFrame | None = None) -> list[Path]:
@@ -248,7 +262,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, markdown: pd.DataF
     csv, md = path.with_suffix(".csv"), path.with_suffix(".md")
     keep_index = not isinstance(frame.index, pd.RangeIndex)
     frame.to_csv(csv, index=keep_index)
-    md.write_text((markdown if markdown is not None else frame).to_markdown(index=keep_index, floatfmt=".3f") + "\n")
+    md.write_text(markdown_table(markdown if markdown is not None else frame, index=keep_index) + "\n")
     return [csv, md]
 
 

@@ -82,14 +82,23 @@ def _datasets(exp: Experiment) -> str:
         })
     sizes = (exp.training.groupby(["protocol", "culture"])[["n_train", "n_val", "n_test"]].mean().round(1)
              .reset_index())
+    people = exp.people_per_part()
+    if len(people):
+        sizes = sizes.merge(people, on=["protocol", "culture"], how="left")
     regions = exp.notebook(SALIENCY)
     region_text = ""
     if not regions.empty and "region_method" in regions:
         region_text = "\n\nFacial regions for the saliency statistics: " + ", ".join(
             f"{r['culture']}: {r['region_method']}" for _, r in regions.iterrows()) + "."
-    return (_md(pd.DataFrame(rows)) + "\n\nTraining, validation and test images per trial (mean over trials); the "
-            "matched protocol keeps the same number of people per culture and downsamples every training part "
-            "to one per-class count:\n\n" + _md(sizes) + region_text)
+    rated = any("unrated" in info for info in exp.datasets.values())
+    unrated = ("\n\nunrated (observers): images the ratings file lists without observers; images whose posed emotion "
+               "was not among the observers' choices (the Taiwanese set's neutral) have no agreement score either and "
+               "are left out of the human baseline." if rated else "")
+    return (_md(pd.DataFrame(rows)) + unrated + "\n\nTraining, validation and test images and people per trial (mean "
+            "over trials; a protocol may use fewer of a dataset's people); the matched protocol keeps the same number "
+            "of people per culture and downsamples every training part to one per-class count:\n\n"
+            + _md(sizes, floatfmt=".1f")
+            + region_text)
 
 
 def _models(exp: Experiment) -> str:
@@ -194,8 +203,21 @@ def _saliency(exp: Experiment, out: Path, faces: bool) -> str:
     text = "\n\n".join(grids) if faces else (
         "Saliency grids show faces and are not included here (the datasets' terms); `emofx report` without "
         "`--no-faces` draws them locally.")
-    return text + "\n\nShare of saliency mass per facial region, mean over test images:\n\n" + _table_file(
-        out, "table5_saliency_regions")
+    return text + f"\n\nShare of saliency mass per facial region, mean over the test images of the one model each " \
+        f"saliency run explains ({_explained_models(runs)}; the H2 tests below use every trial's models):\n\n" + \
+        _table_file(out, "table5_saliency_regions")
+
+
+def _explained_models(runs: pd.DataFrame) -> str:
+    """Which training run each saliency run explained, on how many images (from its results.json)."""
+    explained = []
+    for _, row in runs.iterrows():
+        model = row.get("result.run")
+        trained = Path(model).parent.parent.name if isinstance(model, str) else "its model"
+        images = row.get("n_images")
+        count = f", {int(images)} images" if isinstance(images, (int, float)) and images == images else ""
+        explained.append(f"{row['culture']}: {trained}{count}")
+    return "; ".join(explained)
 
 
 def _modification(exp: Experiment, out: Path, faces: bool) -> str:
@@ -225,7 +247,8 @@ def _h1(exp: Experiment, out: Path) -> str:
             largest = confusions.reindex(order).head(CONFUSIONS_SHOWN)
             text += (f"\n\nConfusions (the share of the true emotion's test images given the predicted label, a minus "
                      f"b; permutation over trials, corrected over the {len(confusions)} pairs ever confused), the "
-                     f"{len(largest)} largest differences (every pair in `confusion_tests.csv`):\n\n" + _md(largest))
+                     f"{len(largest)} largest differences (every pair in "
+                     f"`figures/table_h1_confusion_tests{record['suffix']}.csv`):\n\n" + _md(largest))
         people = record["tables"].get("person_accuracy")
         if people is not None and len(people):
             text += "\n\n" + report_text.people_sentence(people)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from emofx.pipeline.figures import COLLECTED, COMPARISON, COMPARISON_DIR, TRAINING, comparison_labels
-from emofx.pipeline.results import DATASET_FILE, RESULTS_DIR, read_json, read_runs
+from emofx.data.dataset import FaceDataset
+from emofx.data.paths import read_json_record
+from emofx.data.splits import Split
+from emofx.pipeline.figures import COLLECTED, COMPARISON, COMPARISON_DIR, RUN_DIR, TRAINING, comparison_labels
+from emofx.pipeline.results import DATASET_FILE, DATASET_KEPT, RESULTS_DIR, read_json, read_runs
+from emofx.study.runs import SPLIT_FILE
 
 
 class ReportError(ValueError):
@@ -50,3 +55,23 @@ class Experiment:
 
     def notebook(self, name: str) -> pd.DataFrame:
         return self.ok[self.ok["notebook"] == name]
+
+    def people_per_part(self) -> pd.DataFrame:
+        """How many people each training run's train, validation and test parts hold, mean over trials by protocol
+        and culture (a protocol may use fewer people than its dataset has); from each run's split.json and the
+        dataset it kept, leaving out runs that kept none or whose images name no people."""
+        rows = []
+        for _, run in self.training.iterrows():
+            results = Path(run["run_dir"]) / RESULTS_DIR
+            if not (results / DATASET_KEPT).is_file() or not (results / RUN_DIR / SPLIT_FILE).is_file():
+                continue
+            subjects = FaceDataset.load(results / DATASET_KEPT).subject
+            split = Split.from_dict(read_json_record(results / RUN_DIR / SPLIT_FILE))
+            if (subjects == "").any() or len(subjects) != split.n_images:
+                continue
+            rows.append({"protocol": run["protocol"], "culture": run["culture"],
+                         **{f"people_{part}": len(np.unique(subjects[indices]))
+                            for part, indices in split.parts().items()}})
+        columns = ["protocol", "culture", "people_train", "people_val", "people_test"]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.groupby(["protocol", "culture"], as_index=False)[columns[2:]].mean().round(1)

@@ -239,7 +239,8 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
             f"**{heading(label)}.** Where the models look ({summary['config']['saliency_method']} saliency, share "
-            f"of the map in each landmark region, {a} minus {b}): {regions}. The filters' preferred regions differ by "
+            f"of the map in each landmark region, {a} minus {b}): {regions}.{_proximity_sentence(summary)} "
+            "The filters' preferred regions differ by "
             f"a total variation of {_num(filters['total_variation'], '.3f')} (permutation p = {format_p(filters['p_value'])} over "
             f"models). Representations: linear CKA between the cultures' models {_num(cka['between'], '.3f')}, within "
             f"{a} {_num(cka['within_a'], '.3f')} and within {b} {_num(cka['within_b'], '.3f')}"
@@ -251,6 +252,24 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
                              "the trained models use, which follows the images as well as the faces: alignment, "
                              "lighting, hair and background framing differ between the sets.", sources or {}))
     return "\n\n".join(parts)
+
+
+def _proximity_sentence(summary: Mapping[str, Any]) -> str:
+    """Which emotions' most salient pixels lie nearer the landmarks in one culture (the paper's proximity measure)."""
+    tests = summary.get("proximity_tests") or []
+    if not tests:
+        return ""
+    a, b = summary["cultures"]["a"], summary["cultures"]["b"]
+    differing = sorted((t for t in tests if significant(t.get("p_adjusted"))), key=lambda t: t["p_adjusted"])
+    if not differing:
+        corrected = [t["p_adjusted"] for t in tests if t.get("p_adjusted") is not None]
+        return (f" The most salient pixels' distance to the nearest landmark differs for none of the {len(tests)} "
+                f"emotions after correction (smallest corrected p = {format_p(min(corrected, default=None))}).")
+    listed = "; ".join(f"{'all emotions' if t['emotion'] == 'all' else t['emotion']} ({_num(t['mean_a'], '.1f')} vs "
+                       f"{_num(t['mean_b'], '.1f')} input pixels, corrected p = {format_p(t['p_adjusted'])})"
+                       for t in differing[:MAX_LISTED])
+    return (f" The most salient pixels' mean distance to the nearest landmark ({a} vs {b}) differs for "
+            f"{len(differing)} of {len(tests)} emotions after correction: {listed}.")
 
 
 def transfer_paragraph(transfer: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> str:

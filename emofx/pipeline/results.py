@@ -68,6 +68,7 @@ def save_results(output_dir: str | os.PathLike, **values: Any) -> Path:
 
 
 DATASET_FILE = "dataset.json"
+DATASET_KEPT = "dataset.npz"  # the dataset notebook 02 keeps beside its run, the one its split.json indexes
 
 
 def save_dataset(output_dir: str | os.PathLike, dataset: Any, **values: Any) -> Path:

@@ -117,7 +117,8 @@ def chance_notes(flags: pd.DataFrame, alpha: float = CHANCE_ALPHA, excluded: boo
 def against_observers(dataset: FaceDataset, correct: np.ndarray) -> dict[str, Any] | None:
     """The models' and the observers' accuracy on the posed labels of ``dataset``'s rated images.
 
-    ``correct``: whether the model got each image of ``dataset`` right. Returns ``rated_images``,
+    ``correct``: whether the model got each image of ``dataset`` right (or the share of several models, e.g. the
+    trials that tested the image, that did). Returns ``rated_images``,
     ``model_accuracy`` (on those images), ``observer_accuracy`` (the mean share of observers choosing
     the posed emotion) and ``plurality_accuracy`` (share of images whose posed emotion the observers
     chose most often, ties included; NaN without per-emotion ``ratings`` and ``meta["rating_names"]``),
@@ -127,7 +128,7 @@ def against_observers(dataset: FaceDataset, correct: np.ndarray) -> dict[str, An
     agreement = dataset.extras.get(AGREEMENT)
     if agreement is None:
         return None
-    correct = np.asarray(correct, bool)
+    correct = np.asarray(correct, float)
     if correct.shape != (len(dataset),):
         raise ValueError(f"correct holds {correct.shape} values for {len(dataset)} images; give one per image")
     rated = np.isfinite(np.asarray(agreement, float))
@@ -150,7 +151,9 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
 
     Returns the per-class table (observer agreement on the tested images, the models' accuracy
     mean and std over trials) and the image-level Spearman correlation between observer agreement
-    and the models' probability of the posed class (mean over the trials that tested the image).
+    and the models' probability of the posed class (mean over the trials that tested the image), with the
+    models' and the observers' accuracy on the rated images (:func:`against_observers`), each image counted once
+    (the models' score on an image tested by several trials: the share of them that got it right).
     With ``other`` (the other culture's runs), every tested image is also scored by each of its models:
     ``other_models_accuracy`` per class and, on the rated images, ``other_model_accuracy`` and the Spearman
     correlation of their mean probability of the posed class with the agreement (``other_rho``): whether
@@ -160,7 +163,8 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
     if agreement is None:
         return None
     confidence: dict[int, list[float]] = {}
-    accuracy_rows, pooled_indices, pooled_correct = [], [], []
+    right: dict[int, list[bool]] = {}
+    accuracy_rows = []
     for trial, model in enumerate(runs.models):
         indices = runs.test_indices[trial]
         data = runs.dataset.subset(indices)
@@ -171,10 +175,11 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
             confidence.setdefault(int(index), []).append(float(value))
         correct = probabilities.argmax(axis=1) == np.asarray(columns)
         accuracy_rows += [{"trial": trial, "emotion": e, "correct": c} for e, c in zip(data.label_names, correct)]
-        pooled_indices.append(indices)
-        pooled_correct.append(correct)
+        for index, value in zip(indices, correct):
+            right.setdefault(int(index), []).append(bool(value))
     tested = np.array(sorted(confidence))
     mean_confidence = np.array([np.mean(confidence[i]) for i in tested])
+    share_right = np.array([np.mean(right[i]) for i in tested])  # an image tested by several trials counts once
     rated = np.asarray(agreement, float)[tested]
     emotions = runs.dataset.label_names[tested]
     per_trial = pd.DataFrame(accuracy_rows).groupby(["emotion", "trial"])["correct"].mean().groupby("emotion")
@@ -193,8 +198,7 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
         table["other_models_accuracy"] = table["emotion"].map(pd.Series(right, index=emotions).groupby(level=0).mean())
     correlation: dict[str, Any] = {"culture": runs.name, "n_images": int(keep.sum()), "method": "Spearman",
                                    "what": "image's observer agreement vs the models' probability of the posed class",
-                                   **against_observers(runs.dataset.subset(np.concatenate(pooled_indices)),
-                                                       np.concatenate(pooled_correct))}
+                                   **against_observers(runs.dataset.subset(tested), share_right)}
     subjects = runs.dataset.subject[tested]
     people = subjects if (subjects != "").all() else None
     correlation.update(_spearman(rated[keep], mean_confidence[keep], people=_part(people, keep)))
