@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import replace
 
 import cv2
@@ -247,6 +249,10 @@ def test_write_collection_writes_faces_and_a_manifest_that_prepare_reads(web_fol
     assert main(["prepare", str(out / "manifest.csv"), "--format", "manifest", "--faces", "cropped",
                  "--out", str(tmp_path / "col.npz"), "--no-progress"]) == 0
     assert len(FaceDataset.load(tmp_path / "col.npz")) == len(manifest)
+    assert main(["prepare", str(out), "--format", "manifest", "--faces", "cropped",  # the folder stands for it
+                 "--out", str(tmp_path / "folder.npz"), "--no-progress"]) == 0
+    np.testing.assert_array_equal(FaceDataset.load(tmp_path / "folder.npz").images,
+                                  FaceDataset.load(tmp_path / "col.npz").images)
 
 
 def test_collect_rejects_bad_input(tmp_path, capsys):
@@ -406,3 +412,100 @@ def test_near_duplicate_benchmark_counts_copies_caught_and_photos_kept(shared_da
     assert (aligned["photos"], aligned["dropped_as_near_duplicates"], aligned["groups"]) == (7, 0, 0)
     assert hashed["dropped_as_near_duplicates"] >= 1 and hashed["groups_across_expressions"] == hashed["groups"] >= 1
     assert hashed["groups_across_people"] == 0
+
+
+def test_faces_are_named_by_content_so_answers_survive_a_new_collection(web_folder, tmp_path, capsys):
+    """Faces named by their source's content keep their names when the collection is made again from more
+    downloads (a numbered name would pass a face's crowd answers to another face); --overwrite refuses when the
+    faces folder holds files of the user's."""
+    args = ["collect", str(web_folder), "--faces", "cropped", "--min-face", "0", "--quiet", "--out"]
+    assert main([*args, str(tmp_path / "col")]) == 0
+    first = pd.read_csv(tmp_path / "col" / "manifest.csv", dtype=str)
+    assert (first["path"] == "faces/" + first["content_hash"] + ".png").all()
+    new = make_synthetic(n_per_class=1, seed=9, classes=("happy",), images_per_subject_class=1)
+    Image.fromarray(new.images[0]).save(web_folder / "test" / "happy" / "AAA_new.png")  # sorts first
+    assert main([*args, str(tmp_path / "col"), "--overwrite"]) == 0
+    second = pd.read_csv(tmp_path / "col" / "manifest.csv", dtype=str)
+    assert len(second) == len(first) + 1
+    assert dict(zip(first["source"], first["path"])).items() <= dict(zip(second["source"], second["path"])).items()
+    face = second.set_index("source").loc[first["source"].iloc[0], "path"]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "col" / face)),
+                                  np.asarray(Image.open(first["source"].iloc[0])))
+    (tmp_path / "col" / "faces" / "mine.png").write_bytes(b"drawn by hand")
+    assert main([*args, str(tmp_path / "col"), "--overwrite"]) == 2
+    assert "faces holds 1 files the earlier collection did not write (e.g. mine.png)" in capsys.readouterr().err
+    assert (tmp_path / "col" / "faces" / "mine.png").read_bytes() == b"drawn by hand"
+    (tmp_path / "answers.csv").write_text("x\n")
+    assert main([*args, str(tmp_path / "answers.csv")]) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "answers.csv").read_text() == "x\n"
+
+
+def test_collect_follows_linked_folders_and_drops_links_and_names_it_cannot_read(web_folder, tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "happy").symlink_to(web_folder / "train" / "happy", target_is_directory=True)
+    (source / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    latin1 = os.fsdecode(bytes(source) + b"/caf\xe9.png")  # a Latin-1 name, not UTF-8
+    shutil.copy(web_folder / "test" / "sad" / "PrivateTest_004.png", latin1)
+    result = collect(source, CollectConfig(faces="cropped", min_face=0, near_threshold=-1))
+    linked = sorted(p.name for p in (web_folder / "train" / "happy").iterdir())
+    assert result.summary["files"] == len(linked) + 2
+    reasons = dict(zip(result.dropped["source"].str.rsplit("/", n=1).str[-1], result.dropped["reason"]))
+    assert reasons["gone.png"] == "unreadable file" and reasons["caf\\xe9.png"] == "file name not UTF-8"
+    assert "rename it" in result.dropped.set_index("reason").loc["file name not UTF-8", "detail"]
+    write_collection(result, tmp_path / "col")  # the tables can be written
+    assert "caf\\xe9.png" in (tmp_path / "col" / "dropped.csv").read_text()
+    folder = tmp_path / "byemotion" / "sad"  # prepare skips the name too, with the reason, and info reads the dataset
+    folder.mkdir(parents=True)
+    shutil.copy(latin1, os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
+    shutil.copy(latin1, folder / "ok.png")
+    assert main(["prepare", str(folder.parent), "--format", "folder", "--faces", "cropped", "--no-progress",
+                 "--out", str(tmp_path / "d.npz")]) == 0
+    assert "caf\\xe9.png: file name is not valid UTF-8" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "d.npz")]) == 0 and len(FaceDataset.load(tmp_path / "d.npz")) == 1
+
+
+def test_an_exclusion_list_leaves_out_a_link_or_its_target_not_both(tmp_path):
+    from emofx.cli.prepare import exclude_listed
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "x.png").write_bytes(b"x")
+    (real / "link.png").symlink_to(real / "x.png")  # collect keeps one of the two, lists the other
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    dataset = FaceDataset.from_label_names(np.zeros((3, 4, 4), np.uint8), ["happy", "sad", "sad"],
+                                           path=[str(real / "link.png"), str(real / "x.png"),
+                                                 str(tmp_path / "linked" / "other.png")])
+    listing = tmp_path / "exclude.csv"
+    for listed, left in ((real / "x.png", 1), (real / "link.png", 0), ("real/x.png", 1),
+                         (real / "other.png", 2)):  # the last: the dataset read the folder through a link
+        pd.DataFrame({"path": [str(listed)]}).to_csv(listing, index=False)
+        kept, excluded = exclude_listed(dataset, listing)
+        assert excluded == 1 and dataset.path[left] not in kept.path.tolist(), listed
+
+
+def test_a_query_table_must_name_files_under_the_source_and_copies_across_emotions_are_told(web_folder, tmp_path):
+    from emofx.data.collect_queries import QueryTableError
+
+    files = sorted(p.relative_to(web_folder).as_posix() for p in web_folder.rglob("*.png"))
+    pd.DataFrame({"file": [f"web/{f}" for f in files], "query": "q"}).to_csv(tmp_path / "prefixed.csv", index=False)
+    config = CollectConfig(faces="cropped", min_face=0)
+    with pytest.raises(QueryTableError, match=rf"none of the {len(files)} files of the query table .* is under "
+                                              rf"{web_folder} \(its first row names {web_folder / 'web' / files[0]}\)"):
+        collect(web_folder, config, queries=tmp_path / "prefixed.csv")
+    pd.DataFrame({"file": [*files, "gone.jpg"], "query": "q"}).to_csv(tmp_path / "queries.csv", index=False)
+    shutil.copy(web_folder / "test" / "happy" / "PrivateTest_000.png", web_folder / "test" / "sad" / "copy.png")
+    result = collect(web_folder, config, queries=tmp_path / "queries.csv")
+    assert result.summary["query_rows_without_file"] == 1
+    exact = result.duplicates[result.duplicates["kind"] == "exact"]
+    copy_group = exact.loc[exact["source"].str.endswith("copy.png"), "group"].iloc[0]
+    emotions = exact.loc[exact["group"] == copy_group, "emotion"]
+    assert set(emotions) == {"happy", "sad"} and result.summary["groups_across_emotions"] == 1
+    assert "1 duplicate groups join images found for different emotions" in "\n".join(report_lines(result.summary))
+
+
+def test_an_image_too_large_to_decode_safely_is_dropped_as_such(web_folder, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # 48-px faces pass twice the limit, as a 180 Mpx photo would
+    result = collect(web_folder / "test", CollectConfig(faces="cropped", min_face=0))
+    assert len(result.kept) == 0 and set(result.dropped["reason"]) == {"image too large"}
+    assert "shrink it if it is a real photo" in result.dropped["detail"].iloc[0]

@@ -72,6 +72,11 @@ def report_lines(summary: dict) -> list[str]:
         lines.append(f"  animated images (first frame kept): {summary['animated_first_frame']}")
     if summary.get("not_in_query_table"):
         lines.append(f"  kept images missing from the query table: {summary['not_in_query_table']}")
+    if summary.get("query_rows_without_file"):
+        lines.append(f"  files of the query table not under the source: {summary['query_rows_without_file']}")
+    if summary.get("groups_across_emotions"):
+        lines.append(f"  note: {summary['groups_across_emotions']} duplicate groups join images found for different "
+                     "emotions (one copy kept, with its emotion): duplicates.csv has each copy's emotion")
     method = summary.get("config", {}).get("landmarks", "none")
     if method != "none":
         lines.append(f"  near duplicates: {summary.get('aligned_faces', 0)} faces aligned on their eyes ({method}) "
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from emofx.data.collect import collect
     from emofx.data.collection_files import write_collection
 
+    if args.out.is_file():
+        raise FileExistsError(f"--out {args.out} is a file; a collection is a folder: choose another --out")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
     if args.near_threshold >= 0 or args.against:

@@ -18,6 +18,7 @@ The source is only read; the output must lie outside it.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,28 +185,45 @@ def summary(dataset: FaceDataset, out: Path) -> str:
 def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) -> tuple[FaceDataset, int]:
     """The dataset without the images listed in ``listing``'s ``path`` column.
 
-    Absolute paths match the image's resolved path; relative ones match its trailing path
-    components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the data. A list
+    Absolute paths match the image's path (where none does, its path with symbolic links resolved); relative
+    ones match its trailing path components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the
+    data. A list
     naming none of the images is an error (its paths likely have another form), unless the dataset
     is a ``sample`` (``--limit``), which may simply hold none of them.
     """
     from emofx.data.loaders.common import _read_csv
 
     table = _read_csv(listing, ["path"], "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
-    entries = [Path(p.strip()) for p in table["path"] if p.strip()]
-    absolute = {str(p.resolve()) for p in entries if p.is_absolute()}
-    relative = {p.as_posix() for p in entries if not p.is_absolute()}
-    depths = {len(Path(p).parts) for p in relative}
-
-    def listed(path: str) -> bool:
-        resolved = Path(path).resolve()
-        return str(resolved) in absolute or any("/".join(resolved.parts[-d:]) in relative for d in depths)
-
-    drop = np.array([listed(p) for p in dataset.path], dtype=bool)
-    if entries and not drop.any() and not sample:
+    entries = given = [Path(p.strip()) for p in table["path"] if p.strip()]
+    drop = np.zeros(len(dataset), dtype=bool)
+    # Each entry names the image at that path; only an entry that names none as written is matched once symbolic
+    # links are resolved (a dataset read through a linked folder), so a link and its target, both in the dataset
+    # (one dropped by emofx collect as a copy of the other), are not both left out.
+    for paths in ([Path(os.path.abspath(p)) for p in dataset.path], [Path(p).resolve() for p in dataset.path]):
+        where = _path_keys(paths)
+        matched = [where.get(_entry_key(e), []) for e in entries]
+        for indices in matched:
+            drop[indices] = True
+        entries = [e for e, indices in zip(entries, matched) if not indices]
+    if given and not drop.any() and not sample:
         raise ValueError(f"no image of the dataset is listed in --exclude {listing} "
-                         f"(listed paths look like {entries[0]})")
+                         f"(listed paths look like {given[0]})")
     return dataset.subset(~drop), int(drop.sum())
+
+
+def _path_keys(paths: list[Path]) -> dict[str, list[int]]:
+    """Each path's absolute form and every trailing run of its components (``train/angry/x.jpg``, ...), to the
+    indices of the paths that end so."""
+    keys: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        keys.setdefault(str(path), []).append(i)
+        for depth in range(1, len(path.parts)):
+            keys.setdefault("/".join(path.parts[-depth:]), []).append(i)
+    return keys
+
+
+def _entry_key(entry: Path) -> str:
+    return str(Path(os.path.abspath(entry)) if entry.is_absolute() else entry.as_posix())
 
 
 def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:

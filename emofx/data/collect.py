@@ -39,11 +39,13 @@ import pandas as pd
 from PIL import Image
 
 from emofx.data import dedup
+from emofx.data.collect_queries import read_queries, rows_without_file
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
-from emofx.data.faces import (FaceOptions, ImageReadError, center_square, crop_square, decode_gray, eye_alignment,
-                              face_landmarks, find_face, square_around, warp_face)
+from emofx.data.faces import (FaceOptions, ImageReadError, ImageTooLargeError, center_square, crop_square, decode_gray,
+                              eye_alignment, face_landmarks, find_face, square_around, warp_face)
 from emofx.data.landmarks import LANDMARK_METHODS, detect_eyes, dlib_available, resolve_method
+from emofx.data.paths import folder_files, shown_path, unencodable_name
 from emofx.data.progress import tqdm
 from emofx.data.splits import PREDEFINED_NAMES
 
@@ -174,7 +176,10 @@ def _frame_count(data: bytes) -> int:
 
 def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
     """Everything the collection needs to know about one file (never raises for bad files)."""
-    record: dict[str, Any] = {"source": str(path)}
+    record: dict[str, Any] = {"source": shown_path(path)}
+    problem = unencodable_name(path)
+    if problem:
+        return {**record, "reason": "file name not UTF-8", "detail": problem}
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -187,7 +192,8 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
     try:
         gray = decode_gray(data)
     except ImageReadError as err:
-        return {**record, "reason": "not an image", "detail": str(err)}
+        too_large = isinstance(err, ImageTooLargeError)
+        return {**record, "reason": "image too large" if too_large else "not an image", "detail": str(err)}
     record["animated"] = _frame_count(data) > 1  # GIF/WebP/PNG animations: the first frame is used
     detected = config.faces == "detect"
     if detected:
@@ -222,43 +228,9 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
 
 
 def _source_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower() not in SKIP_NAMES)
-
-
-def read_queries(path: str | os.PathLike, root: Path) -> pd.DataFrame:
-    """The query table, indexed by resolved file path: ``query``, ``emotion``, ``language``, ``culture``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"query table {path} does not exist")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise CollectError(f"{path} is not a readable CSV ({err})") from None
-    name = next((c for c in ("file", "path", "image") if c in table.columns), None)
-    if name is None or "query" not in table.columns:
-        raise CollectError(f"{path}: expected columns file, query and optionally emotion, language, culture; "
-                           f"found {list(table.columns)}")
-    for column in ("emotion", "language", "culture"):
-        if column not in table.columns:
-            table[column] = ""
-    bad = sorted({e for e in table["emotion"] if e.strip() and e.strip().lower() not in ALIASES})
-    if bad:
-        raise CollectError(f"{path}: emotion values {bad[:8]} are not emotion names")
-    table["emotion"] = [ALIASES.get(e.strip().lower(), "") for e in table["emotion"]]
-    table.index = [str((root / f).resolve()) if not Path(f).is_absolute() else str(Path(f).resolve())
-                   for f in table[name]]
-    table = table[["query", "emotion", "language", "culture"]]
-    if not table.index.has_duplicates:
-        return table
-    # One image found by several searches: its rows are joined ("a; b"), if they agree on the emotion.
-    emotions = table.groupby(level=0)["emotion"].agg(lambda e: sorted(set(e) - {""}))
-    conflicting = emotions[emotions.map(len) > 1]
-    if len(conflicting):
-        raise CollectError(f"{path}: {len(conflicting)} files are listed with different emotions, e.g. "
-                           f"{conflicting.index[0]} as {conflicting.iloc[0]}; give each file one emotion")
-    joined = table.groupby(level=0, sort=False).agg(lambda values: "; ".join(dict.fromkeys(v for v in values if v)))
-    return joined
+    """Every non-hidden file under ``root``, sorted, following folders that are symbolic links (each real folder
+    once) as ``emofx prepare`` does; broken links are listed (and dropped as unreadable)."""
+    return sorted(p for files in folder_files(root).values() for p in files if p.name.lower() not in SKIP_NAMES)
 
 
 def _provenance(path: Path, root: Path) -> tuple[str, str]:
@@ -367,6 +339,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     if not files:
         raise CollectError(f"no files under {root}")
     query_table = read_queries(queries, root) if queries is not None else None
+    unlisted = rows_without_file(query_table, files, queries, root) if query_table is not None else 0
     config = replace(config, landmarks=config.alignment)  # resolved once: what the report records
     heif = register_heif()
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
@@ -415,6 +388,9 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
                               "aligned_faces": len(others.thumbs)}
     if query_table is not None:
         summary["not_in_query_table"] = int((~kept.loc[keep, "in_query_table"]).sum())
+        summary["query_rows_without_file"] = unlisted
+    own = duplicates[duplicates["kind"].isin(["exact", "near"]) & (duplicates["emotion"] != "")]
+    summary["groups_across_emotions"] = int((own.groupby(["kind", "group"])["emotion"].nunique() > 1).sum())
     kept_frame = kept[keep].reset_index(drop=True)
     kept_frame["phash"] = [f"{int(h):016x}" for h in kept_frame["phash"]]
     kept_frame["content_hash"] = [f"{int(h):016x}" for h in kept_frame["content_hash"]]
@@ -431,6 +407,7 @@ def _deduplicate(kept: pd.DataFrame, thumbs: np.ndarray, config: CollectConfig, 
     split = kept["split"].to_numpy(dtype=str) if n else np.zeros(0, str)
     priority = _priority(split)
     source = kept["source"].to_numpy(dtype=str) if n else np.zeros(0, str)
+    emotion = kept["emotion"].to_numpy(dtype=str) if n else np.zeros(0, str)
     keep = np.ones(n, dtype=bool)
     parts = []
     kinds = [("exact", "exact duplicate")] + ([("near", "near duplicate")] if config.near_threshold >= 0 else [])
@@ -447,7 +424,8 @@ def _deduplicate(kept: pd.DataFrame, thumbs: np.ndarray, config: CollectConfig, 
         members = np.flatnonzero(groups != dedup.NO_GROUP)
         parts.append(pd.DataFrame({
             "kind": kind, "group": groups[members], "index": members, "source": source[members],
-            "split": split[members], "kept": survivors[members] & keep[members], "reason": reason,
+            "split": split[members], "emotion": emotion[members], "kept": survivors[members] & keep[members],
+            "reason": reason,
             "detail": [f"of {kept_of[g]}" for g in groups[members]],
         }))
         keep &= survivors
@@ -463,11 +441,11 @@ def _deduplicate(kept: pd.DataFrame, thumbs: np.ndarray, config: CollectConfig, 
             members = np.asarray(sorted(matches), dtype=np.int64)
             parts.append(pd.DataFrame({
                 "kind": kind, "group": [matches[i] for i in members], "index": members, "source": source[members],
-                "split": split[members], "kept": False, "reason": reason,
+                "split": split[members], "emotion": emotion[members], "kept": False, "reason": reason,
                 "detail": [f"of {names[matches[i]]}" for i in members],
             }))
             keep[members] = False
-    columns = ["kind", "group", "index", "source", "split", "kept", "reason", "detail"]
+    columns = ["kind", "group", "index", "source", "split", "emotion", "kept", "reason", "detail"]
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), keep
 
 

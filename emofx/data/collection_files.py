@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
 
 from emofx.data.collect import Collection, CollectError
@@ -20,10 +21,15 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     """Write the manifest, faces, drop report, duplicate groups, exclusion list and summary into ``out``.
 
     Everything is written into a temporary folder first and moved into place at the end, so
-    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it. With
-    ``write_faces`` the manifest's ``path`` is the face PNG (``faces/00001.png``); otherwise the source file.
+    ``out`` is either complete or absent; replacing an earlier collection keeps any other file in it (and refuses
+    when its ``faces/`` holds files that collection did not write). With ``write_faces`` the manifest's ``path``
+    is the face PNG, named by its source file's content (``faces/<content_hash>.png``: a face keeps its name when
+    the collection is made again from more downloads, so answers given for it still attach to it); otherwise the
+    source file.
     """
     out = Path(out).expanduser()
+    if out.is_file():
+        raise CollectError(f"--out {out} is a file; a collection is a folder: choose another --out")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     source = Path(collection.summary["source"])
@@ -34,12 +40,17 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     if out.exists() and not (out / "report.json").is_file():
         raise CollectError(f"--out {out} exists and is not a collection (no report.json); --overwrite only "
                            "replaces an earlier collection: choose another --out")
+    if out.exists():
+        _check_no_faces_of_yours(out)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / "faces").mkdir(parents=True)
+    try:
+        (partial / "faces").mkdir(parents=True)
+    except OSError as err:
+        raise CollectError(f"cannot write --out {out}: {err.strerror or err} in {out.parent.absolute()}") from None
     manifest = collection.kept.copy()
     if write_faces:
-        names = [f"faces/{i:06d}.png" for i in range(len(manifest))]
+        names = [f"faces/{digest}.png" for digest in manifest["content_hash"]]
         for name, face in zip(names, collection.faces):
             Image.fromarray(face).save(partial / name)
         manifest.insert(0, "path", names)
@@ -58,3 +69,18 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
         shutil.rmtree(out)
     partial.rename(out)
     return out
+
+
+def _check_no_faces_of_yours(out: Path) -> None:
+    """Refuse to replace a collection whose ``faces/`` holds files its manifest does not name (the user's)."""
+    faces = out / "faces"
+    if not faces.is_dir():
+        return
+    try:
+        written = set(pd.read_csv(out / "manifest.csv", usecols=["path"], dtype=str)["path"])
+    except (OSError, ValueError, pd.errors.ParserError):
+        written = set()
+    yours = sorted(p.name for p in faces.iterdir() if f"faces/{p.name}" not in written)
+    if yours:
+        raise CollectError(f"{faces} holds {len(yours)} files the earlier collection did not write (e.g. {yours[0]}); "
+                           "--overwrite replaces that folder: move them out first")

@@ -59,6 +59,10 @@ class ImageReadError(ValueError):
     """An image file could not be decoded; the message says why."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image with more pixels than Pillow decodes safely (a possible decompression bomb)."""
+
+
 @dataclass(frozen=True)
 class FaceOptions:
     """How an image file becomes a face (every field is part of the cache key).
@@ -152,7 +156,9 @@ def decode_gray(data: bytes) -> np.ndarray:
             return _to_gray(image)
     except UnidentifiedImageError:
         raise ImageReadError("not an image (unknown or unsupported file format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(f"image too large to decode safely ({err}); shrink it if it is a real photo") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"unreadable or truncated image ({err})") from None
 
 

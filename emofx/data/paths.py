@@ -96,3 +96,34 @@ def check_new_file(path: str | os.PathLike, overwrite: bool, option: str = "--ou
         raise IsADirectoryError(f"{path} is a folder{given}; give the name of a file to write")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def folder_files(root: Path) -> dict[Path, list[Path]]:
+    """Every non-hidden folder under ``root`` (itself included) with its non-hidden files, sorted. Folders that
+    are symbolic links are followed (a collection of links into the data), each real folder once (no loops)."""
+    found: dict[Path, list[Path]] = {}
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found[Path(folder)] = [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def unencodable_name(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be recorded in a dataset or table (a name that is not valid UTF-8, e.g. Latin-1 from an
+    old archive), or None."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8 (an old archive's encoding?); rename it, e.g. convmv -f latin1 -t utf8"
+    return None
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as text that can be written anywhere: the bytes of a name that is not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

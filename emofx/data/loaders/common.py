@@ -17,6 +17,7 @@ from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import UnknownEmotionError, canonicalize_all
 from emofx.data.faces import IMAGE_SUFFIXES, FaceBatch, FaceOptions, extract_faces
 from emofx.data.landmarks import resolve_method
+from emofx.data.paths import folder_files, shown_path, unencodable_name
 
 FACE_MODES: tuple[str, ...] = ("auto", "detect", "cropped")
 _CROPPED_MAX_SIDE = 128  # "auto" treats square images up to this side as already-cropped faces
@@ -54,7 +55,18 @@ class _Inputs:
         self.split.append(split)
 
     def skip(self, path: Path | str, reason: str) -> None:
-        self.skipped.append({"path": str(path), "reason": reason})
+        self.skipped.append({"path": shown_path(path), "reason": reason})
+
+    def recordable(self, paths: Sequence[Path]) -> list[Path]:
+        """``paths`` without those whose names cannot be recorded (not UTF-8), which are skipped with the reason."""
+        kept = []
+        for path in paths:
+            problem = unencodable_name(path)
+            if problem:
+                self.skip(path, problem)
+            else:
+                kept.append(path)
+        return kept
 
     def take(self, indices: Sequence[int]) -> "_Inputs":
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
@@ -120,27 +132,11 @@ def _spread(n: int, limit: int | None, labels: Sequence[str] | None = None) -> l
                   for i in ((np.arange(q) + (k + 0.5) / len(groups)) * len(members) / q).astype(int))
 
 
-def _folder_files(root: Path) -> dict[Path, list[Path]]:
-    """Every non-hidden folder under ``root`` (itself included) with its non-hidden files, sorted. Folders that
-    are symbolic links are followed (a collection of links into the data), each real folder once (no loops)."""
-    found: dict[Path, list[Path]] = {}
-    seen: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found[Path(folder)] = [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
-    return found
-
-
 def _image_files(root: Path) -> list[Path]:
     """Every non-hidden file under ``root`` (or ``root`` itself when it is a file), sorted."""
     if root.is_file():
         return [root]
-    return [f for files in _folder_files(root).values() for f in files]
+    return [f for files in folder_files(root).values() for f in files]
 
 
 def _is_image_name(path: Path) -> bool:

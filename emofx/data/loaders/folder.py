@@ -12,13 +12,13 @@ from emofx.data.loaders.common import (
     _build,
     _existing,
     _face_options,
-    _folder_files,
     _Inputs,
     _is_image_name,
     _spread,
     not_image_reason,
 )
 from emofx.data.loaders.fer2013 import FER2013_SPLITS
+from emofx.data.paths import folder_files
 
 
 def load_folder(
@@ -45,7 +45,7 @@ def load_folder(
     if not root.is_dir():
         raise SourceError(f"{root} is not a folder; the folder format expects ROOT/<emotion>/<image>")
     inputs = _Inputs()
-    listing = _folder_files(root)
+    listing = {folder: inputs.recordable(files) for folder, files in folder_files(root).items()}
     stray = listing.pop(root)
     folders = {f: files for f, files in listing.items()
                if any(map(_is_image_name, files)) or f.name.strip().lower() in ALIASES}

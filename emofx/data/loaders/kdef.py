@@ -64,7 +64,7 @@ def kdef_inputs(root: Path, culture: str = "Swedish", angles: Sequence[str] = ("
         raise ValueError(f"{f'unknown KDEF angle(s) {bad}' if bad else 'no KDEF angle given'}; choose from "
                          f"{list(KDEF_ANGLES)}")
     inputs, other_angles = _Inputs(), 0
-    for path in _image_files(root):
+    for path in inputs.recordable(_image_files(root)):
         match = _KDEF_NAME.match(path.stem) if _is_image_name(path) else None
         if match is None:
             inputs.skip(path, "file name does not follow the KDEF code (e.g. AF01ANS.JPG)"

@@ -39,9 +39,15 @@ def load_manifest(
 
     Relative paths are resolved against ``root`` (default: the CSV's folder); a row's culture
     overrides ``culture``. ``faces`` as for :func:`load_folder`. This is how users bring their
-    own collections, e.g. a web-collected set like the paper's NFW.
+    own collections, e.g. a web-collected set like the paper's NFW. A folder holding a ``manifest.csv`` (an
+    ``emofx collect`` collection) stands for that file.
     """
     csv_path = _existing(source, "manifest")
+    if csv_path.is_dir():
+        if not (csv_path / "manifest.csv").is_file():
+            raise SourceError(f"{csv_path} is a folder without a manifest.csv; the manifest format reads a CSV of "
+                              "path and emotion columns (an emofx collect folder holds one)")
+        csv_path = csv_path / "manifest.csv"
     frame = _read_csv(csv_path, ("path", "emotion"), "columns path and emotion (optional culture, subject, split)")
     base = Path(root).expanduser() if root is not None else csv_path.parent
     inputs = _Inputs()

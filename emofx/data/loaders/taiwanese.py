@@ -96,7 +96,7 @@ def load_taiwanese(
         raise ValueError(f"{f'unknown Taiwanese view(s) {unknown}' if unknown else 'no Taiwanese view given'}; "
                          f"choose from {list(TAIWANESE_VIEWS)} (1 front, 2 three-quarter, 3 profile)")
     inputs, keys, other_views = _Inputs(), [], 0
-    for path in _image_files(root):
+    for path in inputs.recordable(_image_files(root)):
         if path.name.lower() in ("image_info.xls", "voting.xls", "readme.txt"):
             continue
         match = _TAIWANESE_NAME.match(path.stem) if _is_image_name(path) else None
