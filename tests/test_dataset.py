@@ -169,3 +169,14 @@ def test_bad_construction_is_an_error():
         FaceDataset.from_label_names(np.zeros((2, 4)), ["happy", "sad"])
     with pytest.raises(DatasetError, match="extra 'votes'"):
         FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"], extras={"votes": np.zeros(3)})
+
+
+def test_a_save_that_cannot_write_names_the_file_asked_for(tmp_path, monkeypatch):
+    def refused(path, arrays, stored):
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr("emofx.data.dataset._write_npz", refused)
+    data = FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"])
+    with pytest.raises(OSError, match=rf"^cannot write {tmp_path / 'd.npz'}: Operation not permitted$"):
+        data.save(tmp_path / "d.npz")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left beside it

@@ -281,6 +281,8 @@ class FaceDataset:
         try:
             _write_npz(tmp, {"__emofx__": np.array(json.dumps(header)), **arrays}, stored=("images",))
             os.replace(tmp, path)
+        except OSError as err:  # named by the file asked for, not the temporary one beside it
+            raise OSError(f"cannot write {path}: {err.strerror or err}") from None
         finally:
             tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
         return path
