@@ -43,7 +43,7 @@ from emofx.data.paths import cache_root
 from emofx.data.progress import tqdm
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _CACHE_VERSION = 3  # 3: aligned crops follow the margin (cached aligned crops of another margin are stale)
