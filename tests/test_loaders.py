@@ -404,7 +404,8 @@ def test_manifest_round_trip(tmp_path, fer_files):
     pd.DataFrame({"path": ["imgs/0.png", "imgs/1.png"], "emotion": ["", ""]}).to_csv(tmp_path / "unlabelled.csv",
                                                                                    index=False)
     # the error says why every row was left out
-    with pytest.raises(SourceError, match=r"no usable rows in .*unlabelled.csv \(2 skipped: .*#0: row 0: empty"):
+    with pytest.raises(SourceError, match=r"no usable rows in .*unlabelled.csv \(2 skipped: .*#0: row 0: empty.*\); "
+                                          r"every image needs an emotion, e.g. the one its search asked for"):
         load_manifest(tmp_path / "unlabelled.csv")
     pd.DataFrame({"file": ["imgs/0.png"]}).to_csv(tmp_path / "nocols.csv", index=False)
     with pytest.raises(SourceError, match=r"lacks column"):

@@ -72,8 +72,12 @@ def load_manifest(
         )
     if not inputs.files:
         _check_strict(inputs.skipped, csv_path, strict)
+        unlabelled = all(s["reason"].endswith("empty emotion") for s in inputs.skipped)
         raise SourceError(f"no usable rows in {csv_path} ({len(inputs.skipped)} skipped: "
-                          f"{skipped_listing(inputs.skipped, 5)})")
+                          f"{skipped_listing(inputs.skipped, 5)})" + (
+                              "; every image needs an emotion, e.g. the one its search asked for: give emofx collect "
+                              "a --queries table with an emotion column, or fill the manifest's emotion column (crowd "
+                              "answers then relabel the dataset: emofx labels)" if unlabelled else ""))
     inputs = inputs.take(_spread(len(inputs.files), limit, inputs.labels))
     options = _face_options(faces, inputs.files, size, margin, center_crop_fallback, landmarks, align)
     return _build(inputs, options, source=csv_path, fmt="manifest", strict=strict, progress=progress)
