@@ -269,3 +269,66 @@ def test_a_notebook_that_names_no_kernel_runs_as_python_and_its_experiment_has_a
     assert results.read_runs(tmp_path / "runs" / "exp")["y"].tolist() == [20]
     assert main(["report", str(tmp_path / "runs" / "exp"), "--out", str(tmp_path / "report")]) == 0
     assert "No completed 02_train_culture runs" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_an_experiment_file_defines_its_runs_and_readers_leave_out_the_rest(notebook, tmp_path, capsys):
+    """Runs an earlier configuration of the same experiment file left in its folder are not read as if the file
+    still made them (a comparison would mix them with the current runs)."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [1, 2]}\n")
+    assert main(["batch", "--config", str(config), "--no-progress"]) == 0
+    config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [1, 3]}\n")
+    assert main(["batch", "--config", str(config), "--no-progress"]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "runs" / "cfg"
+    with pytest.warns(UserWarning, match=r"1 completed runs under .*cfg are not made by its experiment file's current "
+                                         r"configuration \(e.g. tiny/x=2: an earlier configuration's"):
+        runs = results.read_runs(folder).set_index("run")["status"]
+    assert runs.to_dict() == {"x=1": "ok", "x=2": results.NOT_PLANNED, "x=3": "ok"}
+    with pytest.warns(UserWarning):
+        assert results.completed_runs(folder, "tiny")["run"].tolist() == ["x=1", "x=3"]
+    reader = tmp_path / "nb" / "reader.ipynb"  # a notebook the file no longer runs: its runs are left out too
+    reader.write_bytes(notebook.read_bytes())
+    assert main(["batch", str(reader), "--experiment", "cfg", "--runs-dir", str(tmp_path / "runs"),
+                 "--no-progress"]) == 0
+    with pytest.warns(UserWarning, match="1 completed runs"):
+        assert results.read_runs(folder, "reader")["status"].tolist() == [results.NOT_PLANNED]
+    # runs added one command at a time (no experiment file) are all read
+    args = ["batch", str(notebook), "--experiment", "cli", "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main([*args, "-p", "x", "4"]) == 0 and main([*args, "-p", "x", "5"]) == 0
+    assert results.completed_runs(tmp_path / "runs" / "cli", "tiny")["run"].tolist() == ["x=4", "x=5"]
+
+
+def test_the_same_run_twice_and_values_of_the_wrong_kind_are_refused_before_any_run(notebook, tmp_path):
+    for values, shown in (([0, 0.0], "0.0"), ([1, True], "True")):  # one model each, under two names
+        with pytest.raises(experiments.BatchError, match=f"parameter 'x' of tiny.ipynb repeats the value {shown}"):
+            experiments.Sweep(notebook, {"x": values})
+    swapped = (experiments.Sweep(notebook, {"x": [1], "label": ["b"]}),
+               experiments.Sweep(notebook, {"label": ["b"], "x": [1]}))
+    with pytest.raises(experiments.BatchError, match="makes the runs tiny/x=1__label=b and tiny/label=b__x=1 with "
+                                                     "the same parameters"):
+        experiments.Experiment("exp", swapped, tmp_path / "runs")
+    for value, kind in (("1", r"a whole number \(without quotes\)"), (1.5, "a whole number"), ([1], "a whole number"),
+                        (None, "a whole number")):
+        with pytest.raises(experiments.BatchError, match=f"parameter 'x' of tiny.ipynb takes {kind}, as its default "
+                                                         f"1 is; got {re.escape(repr(value))}"):
+            batch.run_experiment(sweep_of(notebook, tmp_path, x=[value]), progress=False)
+    assert batch.check_parameters(experiments.Sweep(notebook, {"x": [2.0]}, {"label": ["any", "kind"]}))
+    # an experiment file's sweeps are all checked before the first runs
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [1]}\n"
+                      "  - notebook: nb/tiny.ipynb\n    grid: {x: ['2']}\n")
+    with pytest.raises(experiments.BatchError, match="takes a whole number"):
+        batch.run_experiment(experiments.load_experiment(config), progress=False)
+    assert not (tmp_path / "runs" / "cfg" / "tiny").exists()
+
+
+def test_a_run_whose_training_was_interrupted_is_not_complete(tmp_path, write_notebook):
+    stopped = write_notebook(tmp_path / "nb" / "stopped.ipynb", "output_dir = None",
+                             "from emofx.pipeline.results import save_results\n"
+                             "save_results(output_dir, stop_reason='interrupted', test_accuracy=0.3)")
+    summary = batch.run_experiment(sweep_of(stopped, tmp_path), progress=False)[0]
+    assert summary.count("failed") == 1
+    assert "Interrupted: the notebook's training was interrupted (its kernel got SIGINT)" in summary.describe()
+    again = batch.run_experiment(sweep_of(stopped, tmp_path), progress=False)[0]
+    assert again.count("skipped") == 0  # done again, not taken as complete

@@ -53,12 +53,15 @@ from emofx.pipeline.experiments import (
 )
 from emofx.pipeline.results import (
     RESULTS_DIR,
+    RESULTS_FILE,
     STATUS_FILE,
     _atomic_write_json,
     completed_runs,
+    read_json,
     read_runs,
     read_status,
     run_state,
+    write_plan,
 )
 from emofx.pipeline.locking import run_claim
 
@@ -135,6 +138,25 @@ def plan_runs(experiment: Experiment, sweep: Sweep, *, kernel_name: str = DEFAUL
               cell_timeout: float | None = None) -> list[RunSpec]:
     """One :class:`RunSpec` per parameter set, after checking the notebook declares every parameter."""
     notebook = sweep.notebook.resolve()
+    declared = check_parameters(sweep)
+    experiment_dir = experiment.directory.resolve()
+    inputs = upstream_fingerprint(experiment, sweep) if EXPERIMENT_PARAMETER in declared else ""
+    specs = []
+    for values in sweep.parameter_sets():
+        name = parameter_set_name(values)
+        run_dir = experiment_dir / sweep.stem / name
+        injected = {OUTPUT_PARAMETER: str(run_dir / RESULTS_DIR)}
+        if EXPERIMENT_PARAMETER in declared:
+            injected[EXPERIMENT_PARAMETER] = str(experiment_dir)
+        specs.append(RunSpec(notebook, run_dir, name, {**sweep.fixed, **values}, injected,
+                             kernel_name, cell_timeout, inputs))
+    return specs
+
+
+def check_parameters(sweep: Sweep) -> dict[str, str]:
+    """The notebook's declared parameters, after checking that ``sweep`` sets only those, and not the ones emofx
+    batch sets itself."""
+    notebook = sweep.notebook.resolve()
     declared = notebook_parameters(notebook)
     if OUTPUT_PARAMETER not in declared:
         raise BatchError(
@@ -148,18 +170,31 @@ def plan_runs(experiment: Experiment, sweep: Sweep, *, kernel_name: str = DEFAUL
             raise BatchError(
                 f"{notebook.name} has no parameter {key!r}; its parameters are: {', '.join(sorted(declared))}"
             )
-    experiment_dir = experiment.directory.resolve()
-    inputs = upstream_fingerprint(experiment, sweep) if EXPERIMENT_PARAMETER in declared else ""
-    specs = []
-    for values in sweep.parameter_sets():
-        name = parameter_set_name(values)
-        run_dir = experiment_dir / sweep.stem / name
-        injected = {OUTPUT_PARAMETER: str(run_dir / RESULTS_DIR)}
-        if EXPERIMENT_PARAMETER in declared:
-            injected[EXPERIMENT_PARAMETER] = str(experiment_dir)
-        specs.append(RunSpec(notebook, run_dir, name, {**sweep.fixed, **values}, injected,
-                             kernel_name, cell_timeout, inputs))
-    return specs
+    for key, values in [*sweep.grid.items(), *((k, (v,)) for k, v in sweep.fixed.items())]:
+        for value in values:
+            _check_kind(notebook.name, key, declared[key], value)
+    return declared
+
+
+def _check_kind(notebook: str, key: str, default_text: str, value: Any) -> None:
+    """Refuse a value of another kind than the parameter's default where the default is a number, a truth value or
+    a list (the notebook would fail on it with a bare TypeError, or silently truncate it); others are left to the
+    notebook, whose parameters take several kinds (a dataset name or a mapping of them)."""
+    import ast
+
+    try:
+        default = ast.literal_eval(default_text)
+    except (ValueError, SyntaxError):
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    wanted = {bool: ("true or false", isinstance(value, bool)),
+              int: ("a whole number", number and float(value).is_integer()),
+              float: ("a number", number),
+              list: ("a list", isinstance(value, (list, tuple)))}.get(type(default))
+    if wanted is not None and not wanted[1]:
+        quoted = " (without quotes)" if isinstance(value, str) and wanted[0] != "a list" else ""
+        raise BatchError(f"parameter {key!r} of {notebook} takes {wanted[0]}{quoted}, as its default "
+                         f"{default_text} is; got {value!r}")
 
 
 def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
@@ -229,6 +264,9 @@ def execute_run(spec: RunSpec) -> RunOutcome:
         error = {"type": type(err).__name__, "message": _first_line(str(err)),
                  "traceback": traceback.format_exc()}
     seconds = time.time() - started
+    if error is None and _interrupted(run_dir):
+        error = {"type": "Interrupted", "message": "the notebook's training was interrupted (its kernel got SIGINT) "
+                 "and it went on with the model so far; the run is done again next batch"}
     _atomic_write_json(run_dir / STATUS_FILE, {
         "status": "failed" if error else "ok",
         "notebook": spec.notebook.name,
@@ -242,6 +280,15 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     })
     message = f"{error['type']}: {error['message']}" if error else ""
     return RunOutcome(spec.name, run_dir, "failed" if error else "ok", seconds, message)
+
+
+def _interrupted(run_dir: Path) -> bool:
+    """Whether the notebook recorded that its training was interrupted (``stop_reason`` in its results.json): a
+    kernel that gets SIGINT stops training and finishes the notebook, which must not count as a complete run."""
+    try:
+        return read_json(run_dir / RESULTS_DIR / RESULTS_FILE).get("stop_reason") == "interrupted"
+    except ValueError:  # a damaged results.json: readers name it
+        return False
 
 
 def claim_and_execute(spec: RunSpec, force: bool = False, *,
@@ -387,7 +434,21 @@ def summarise(experiment: Experiment, sweep: Sweep, specs: list[RunSpec],
 
 def run_experiment(experiment: Experiment, *, only: Iterable[str] = (), **options: Any) -> list[BatchSummary]:
     """Run the experiment's sweeps in order (``only``: notebook stems to run); see :func:`run_sweep`."""
-    return [run_sweep(experiment, sweep, **options) for sweep in selected_sweeps(experiment, only)]
+    sweeps = selected_sweeps(experiment, only)
+    record_plan(experiment)
+    return [run_sweep(experiment, sweep, **options) for sweep in sweeps]
+
+
+def record_plan(experiment: Experiment) -> None:
+    """For an experiment read from a file (which defines all of its runs), check every sweep's parameters before
+    any run, and record the runs it makes (:func:`emofx.pipeline.results.write_plan`)."""
+    if experiment.source is None:
+        return  # `emofx batch NOTEBOOK -p ...` adds runs to an experiment one call at a time
+    runs: dict[str, list[str]] = {}
+    for sweep in experiment.sweeps:
+        check_parameters(sweep)
+        runs.setdefault(sweep.stem, []).extend(parameter_set_name(values) for values in sweep.parameter_sets())
+    write_plan(experiment.directory, runs)
 
 
 def selected_sweeps(experiment: Experiment, only: Iterable[str] = ()) -> list[Sweep]:

@@ -36,6 +36,7 @@ from emofx.pipeline.batch import (
     ensure_kernel,
     plan_runs,
     progress_bar,
+    record_plan,
     selected_sweeps,
     split_complete,
     summarise,
@@ -195,8 +196,10 @@ def run_experiment_on_dask(experiment: Experiment, connect: Callable[[], Abstrac
     from distributed import as_completed
 
     experiment = _absolute(experiment)
+    sweeps = selected_sweeps(experiment, only)
+    record_plan(experiment)
     plans: list[_SweepPlan] = []
-    for sweep in selected_sweeps(experiment, only):
+    for sweep in sweeps:
         specs = plan_runs(experiment, sweep, kernel_name=kernel_name, cell_timeout=cell_timeout)
         # Runs that build on earlier runs still to be executed wait for them in the graph and decide on the worker.
         waits = EXPERIMENT_PARAMETER in notebook_parameters(sweep.notebook) and any(plan.todo for plan in plans)
@@ -297,7 +300,7 @@ def _outcome(future: Any, spec: RunSpec) -> RunOutcome:
 def _absolute(experiment: Experiment) -> Experiment:
     """The experiment with absolute paths (workers run elsewhere, in other folders)."""
     sweeps = tuple(replace(sweep, notebook=sweep.notebook.resolve()) for sweep in experiment.sweeps)
-    return Experiment(experiment.name, sweeps, experiment.runs_dir.resolve())
+    return replace(experiment, sweeps=sweeps, runs_dir=experiment.runs_dir.resolve())
 
 
 def _import_dask(module: str):

@@ -49,7 +49,7 @@ class Sweep:
         if empty:
             raise BatchError(f"parameter {empty[0]!r} of {self.notebook.name} has no values to sweep")
         for key, values in grid.items():
-            texts = [json.dumps(value, sort_keys=True, default=str) for value in values]
+            texts = [_same_run_key(value) for value in values]
             repeat = next((i for i, text in enumerate(texts) if text in texts[:i]), None)
             if repeat is not None:
                 raise BatchError(f"parameter {key!r} of {self.notebook.name} repeats the value {values[repeat]!r}; "
@@ -77,6 +77,7 @@ class Experiment:
     name: str
     sweeps: tuple[Sweep, ...]
     runs_dir: Path = Path("papermill_runs")
+    source: Path | None = None  # the experiment file, which then defines every run of the experiment
 
     def __post_init__(self) -> None:
         if not self.name or _SAFE_CHARS.search(self.name):
@@ -86,12 +87,17 @@ class Experiment:
         object.__setattr__(self, "sweeps", tuple(self.sweeps))
         object.__setattr__(self, "runs_dir", Path(self.runs_dir))
         writer: dict[tuple[str, str], int] = {}
+        made: dict[tuple[str, str], str] = {}  # the same parameters, whatever their order, make the same model
         for number, sweep in enumerate(self.sweeps, start=1):
             for values in sweep.parameter_sets():
                 run = (sweep.stem, parameter_set_name(values))
                 if writer.setdefault(run, number) != number:
                     raise BatchError(f"sweeps {writer[run]} and {number} of {self.name} both write the run "
                                      f"{run[0]}/{run[1]}; sweep a parameter that tells them apart")
+                same = (sweep.stem, _same_run_key({**sweep.fixed, **values}))
+                if made.setdefault(same, run[1]) != run[1]:
+                    raise BatchError(f"{self.name} makes the runs {run[0]}/{made[same]} and {run[0]}/{run[1]} with "
+                                     "the same parameters (in another order); give each combination once")
 
     @property
     def directory(self) -> Path:
@@ -100,6 +106,21 @@ class Experiment:
 
 
 # ----------------------------------------------------------------------------- naming
+
+
+def _same_run_key(value: Any) -> str:
+    """Text that two values share when a notebook would make the same run of them: mappings in any key order,
+    and numbers equal as Python compares them (0, 0.0 and False; 1 and True)."""
+    def plain(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [plain(v) for v in item]
+        if isinstance(item, (bool, int, float)) and float(item).is_integer():
+            return int(item)
+        return item
+
+    return json.dumps(plain(value), sort_keys=True, default=str)
 
 
 def parameter_hash(parameters: Mapping[str, Any]) -> str:
@@ -185,7 +206,7 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         raise BatchError(f"{path}: 'name' and 'runs_dir' must be text (a name, a folder path)")
     chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
         os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
-    return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir)
+    return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir, path)
 
 
 def missing_language(notebook: Path) -> str | None:

@@ -27,7 +27,7 @@ from emofx.pipeline.figures import MODIFICATION, RUN_DIR, SALIENCY, mean_std_tex
 from emofx.pipeline.figures import markdown_table as _md
 from emofx.pipeline.report_beside import beside_section
 from emofx.pipeline.report_records import Experiment, protocol_of
-from emofx.pipeline.results import RESULTS_DIR, read_json
+from emofx.pipeline.results import NOT_PLANNED, RESULTS_DIR, read_json
 from emofx.study.baselines import CHANCE_ALPHA, confusion_p_value
 
 REPORT_MD, REPORT_HTML, FIGURES_DIR = "report.md", "report.html", "figures"
@@ -433,13 +433,18 @@ def _write_report(exp: Experiment, other: Experiment | None, out: Path, faces: b
 
 
 def _left_out(exp: Experiment) -> str:
-    """A warning under the title where runs are missing from every table and figure (failed, or unreadable)."""
+    """A warning under the title where runs are missing from every table and figure (failed, unreadable, or no
+    longer made by the experiment file)."""
     missing = exp.runs[exp.runs["status"] != "ok"]
     if missing.empty:
         return ""
     named = ", ".join(f"{row.notebook}/{row.run} ({row.status})" for row in missing.itertuples())
+    again = ("" if (missing["status"] == NOT_PLANNED).all() else
+             " `emofx batch` with the experiment's configuration runs the failed or unreadable ones again.")
+    unplanned = (" Runs not in plan are not made by the experiment file's current configuration." if
+                 (missing["status"] == NOT_PLANNED).any() else "")
     return (f"\n\n**{len(missing)} of {len(exp.runs)} recorded runs are left out of every table and figure:** "
-            f"{named}. `emofx batch` with the experiment's configuration runs them again.")
+            f"{named}.{again}{unplanned}")
 
 
 def results_exist(out: Path) -> bool:

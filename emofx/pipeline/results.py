@@ -18,6 +18,8 @@ STATUS_FILE = "status.json"
 RESULTS_DIR = "results"
 RESULTS_FILE = "results.json"
 UNREADABLE = "unreadable"  # the status of a run whose status.json is damaged
+PLAN_FILE = "plan.json"  # the runs of each notebook that the experiment file's configuration makes (emofx batch)
+NOT_PLANNED = "not in plan"  # the status of a completed run that the experiment file no longer makes
 
 
 # ----------------------------------------------------------------------------- state of a run
@@ -100,7 +102,8 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
 
     Runs without a completion marker (running or interrupted) are left out; a run whose marker is damaged is
     a row of status ``unreadable`` (with a warning: readers of ``ok`` runs leave it out, and ``emofx batch``
-    runs it again). Result keys that clash with a column are prefixed ``result.``.
+    runs it again), and so is, as ``not in plan``, a completed run that the experiment file no longer makes
+    (:func:`write_plan`). Result keys that clash with a column are prefixed ``result.``.
     """
     root = Path(experiment_dir)
     if not root.is_dir():
@@ -135,8 +138,38 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
             for key, value in recorded.items():
                 row[f"result.{key}" if key in row else key] = value
         rows.append(row)
+    _mark_unplanned(root, rows)
     _fill_defaults(rows)
     return pd.DataFrame(rows, columns=None if rows else ["notebook", "run", "status", "seconds", "error", "run_dir"])
+
+
+def write_plan(experiment_dir: str | os.PathLike, runs: dict[str, list[str]]) -> None:
+    """Record which runs of each notebook the experiment file makes (``{notebook stem: [run names]}``), so that
+    readers leave out runs an earlier configuration left in the folder (:func:`read_runs`)."""
+    root = Path(experiment_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(root / PLAN_FILE, {"runs": runs})
+
+
+def _mark_unplanned(root: Path, rows: list[dict[str, Any]]) -> None:
+    """Give completed runs that the experiment's plan does not list (of its notebooks, or of notebooks it no longer
+    runs) the status :data:`NOT_PLANNED` (in place), with one warning: a comparison or report would otherwise mix
+    them with the runs of the configuration."""
+    if not (root / PLAN_FILE).is_file():
+        return  # an experiment run before plans were recorded, or by notebook and -p options (no file)
+    try:
+        plan = read_json_record(root / PLAN_FILE).get("runs", {})
+    except RecordError as err:
+        warnings.warn(f"{err}: every run is read (run `emofx batch --config ...` again to rewrite it)", stacklevel=3)
+        return
+    stray = [row for row in rows if row["run"] not in plan.get(row["notebook"], ()) and row["status"] == "ok"]
+    for row in stray:
+        row["status"] = NOT_PLANNED
+    if stray:
+        warnings.warn(f"{len(stray)} completed runs under {root} are not made by its experiment file's current "
+                      f"configuration (e.g. {stray[0]['notebook']}/{stray[0]['run']}: an earlier configuration's, or "
+                      "added by `emofx batch NOTEBOOK`): they are left out; delete their folders, or put their values "
+                      "in the experiment file", stacklevel=3)
 
 
 def _fill_defaults(rows: list[dict[str, Any]]) -> None:
