@@ -402,3 +402,25 @@ def test_one_culture_of_a_file_of_several_is_trained_and_found_again_by_every_co
     assert main(["train", single, "--out", str(tmp_path / "bad"), "--culture", "eyes", *TINY]) == 2
     assert "holds one culture (eyes); train on the whole file without --culture" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_info_on_a_batch_experiment_says_which_notebook_runs_did_not_succeed(run_dir, tmp_path, capsys):
+    """A training run inside a batch notebook run that failed later, or never finished, is not simply
+    'completed' or 'continue it with --resume': emofx batch does the notebook run again."""
+    import json as _json
+
+    experiment = tmp_path / "exp" / "02_train_culture"
+    for name, status in (("culture=a", {"status": "ok"}), ("culture=b", {"status": "failed", "error": {
+            "type": "ValueError", "message": "no saliency"}}), ("culture=c", None)):
+        (experiment / name / "results").mkdir(parents=True)
+        shutil.copytree(run_dir, experiment / name / "results" / "run")
+        (experiment / name / "02_train_culture.ipynb").write_text("{}")
+        if status is not None:
+            (experiment / name / "status.json").write_text(_json.dumps(status))
+    assert main(["info", str(tmp_path / "exp"), "--json"]) == 0
+    rows = {r["run"].split("/")[1]: r["status"] for r in _json.loads(capsys.readouterr().out)["runs"]}
+    assert rows == {"culture=a": "completed",
+                    "culture=b": "completed; its notebook run failed: ValueError no saliency (emofx batch does it "
+                                 "again)",
+                    "culture=c": "completed; its notebook run has not finished (running now, or stopped: emofx "
+                                 "batch does it again)"}

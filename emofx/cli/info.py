@@ -97,6 +97,30 @@ def run_table(status: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in facts)
 
 
+def with_batch_status(frame: pd.DataFrame, parent: Path) -> pd.DataFrame:
+    """``frame`` (:func:`runs_status`) with what ``emofx batch`` recorded of the notebook run that holds each
+    training run, where that is not ``ok``: a notebook that failed after training, or a batch run stopped mid-way
+    (which the next batch does again from the start, not with --resume)."""
+    from emofx.pipeline.results import RESULTS_DIR, read_status
+
+    frame = frame.copy()
+    for index, row in frame.iterrows():
+        run_dir = parent / row["run"]
+        notebook_run = run_dir.parent.parent if run_dir.parent.name == RESULTS_DIR else None
+        if notebook_run is None or not (notebook_run / f"{notebook_run.parent.name}.ipynb").is_file():
+            continue  # not a run made by a batch notebook
+        recorded = read_status(notebook_run)
+        if recorded is None:
+            frame.at[index, "status"] = (f"{row['status']}; its notebook run has not finished (running now, or "
+                                         "stopped: emofx batch does it again)")
+        elif recorded.get("status") != "ok":
+            error = recorded.get("error") or {}
+            frame.at[index, "status"] = (f"{row['status']}; its notebook run {recorded.get('status')}: "
+                                         f"{error.get('type', '')} {error.get('message', '')}".rstrip()
+                                         + " (emofx batch does it again)")
+    return frame
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise FileNotFoundError(f"nothing at {args.path}: give a dataset file (emofx prepare), a run directory "
@@ -114,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{args.path} is a folder of images, not a dataset or a run: make a dataset of it "
                                     f"with `emofx prepare {args.path} --format FORMAT --out data.npz` (`emofx prepare "
                                     "--help` lists the formats)") from None
+        frame = with_batch_status(frame, args.path)
         print(json.dumps({"runs": json.loads(frame.to_json(orient="records"))}) if args.json
               else frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         return 0
