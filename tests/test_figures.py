@@ -237,6 +237,14 @@ def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):
     runs = figures.training_runs(experiment)
     with pytest.raises(figures.FiguresError, match="no completed training runs of culture 'klingon'"):
         figures.culture_runs(runs, "klingon")
+    # notebooks 03 and 04 explain one culture's run, by number
+    assert figures.chosen_run(runs, "eyes", 1) is runs["eyes"][1]
+    with pytest.raises(figures.FiguresError, match="no completed training runs of culture 'klingon'"):
+        figures.chosen_run(runs, "klingon", 0)
+    for index in (len(runs["eyes"]), -1, "0", 1.0, True):
+        with pytest.raises(figures.FiguresError, match=rf"trial_index must be a whole number from 0 to "
+                                                       rf"{len(runs['eyes']) - 1} \(eyes has"):
+            figures.chosen_run(runs, "eyes", index)
     # notebook 05 compares two cultures, checked before any work; more go a pair at a time
     assert figures.compared_pair(["eyes", "mouth"], runs) == ("eyes", "mouth")
     for cultures in (["eyes", "mouth", "universal"], ["eyes"], ["eyes", "eyes"], "eyes"):

@@ -166,6 +166,17 @@ def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) 
     return by_culture
 
 
+def chosen_run(runs_by_culture: dict[str, list[Run]], culture: str, trial_index: int) -> Run:
+    """Notebooks 03 and 04's run to explain: ``culture``'s trained run number ``trial_index`` (in run-name order),
+    with an error naming what there is when either is not."""
+    _require_runs(runs_by_culture, culture)
+    trials = runs_by_culture[culture]
+    if isinstance(trial_index, bool) or not isinstance(trial_index, int) or not 0 <= trial_index < len(trials):
+        raise FiguresError(f"trial_index must be a whole number from 0 to {len(trials) - 1} ({culture} has "
+                           f"{len(trials)} trained runs); got {trial_index!r}")
+    return trials[trial_index]
+
+
 def compared_pair(cultures: Sequence[str], runs_by_culture: dict[str, list[Run]]) -> tuple[str, str]:
     """Notebook 05's ``cultures``, checked before any work: two different cultures, each with training runs.
     More cultures are compared a pair at a time (one notebook run per pair)."""
