@@ -191,6 +191,12 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
         experiments.load_experiment(bad)
     with pytest.raises(FileNotFoundError, match="is a folder; give the YAML file"):
         experiments.load_experiment(tmp_path)
+    bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    fixed: {a: 1}\n    fixed: {a: 2}\n")
+    with pytest.raises(experiments.BatchError, match="not valid YAML: the key 'fixed' is given twice"):
+        experiments.load_experiment(bad)  # YAML itself would keep the last
+    bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: {culture: }\n")
+    with pytest.raises(experiments.BatchError, match="sweep 1's grid gives 'culture' no value"):
+        experiments.load_experiment(bad)  # YAML reads it as null: one run of culture None
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: [1, 2]\n")
     with pytest.raises(experiments.BatchError, match="'grid' must map parameter names to values"):
         experiments.load_experiment(bad)

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK",
                         help="with --config: run only these notebooks' sweeps (stems, e.g. 02_train_culture)")
     parser.add_argument("--runs-dir", type=Path, default=None,
-                        help="where experiments live (default papermill_runs, or the config's runs_dir)")
+                        help="where experiments live (default: a config's runs_dir, else ../papermill_runs beside "
+                             "the config; papermill_runs for a notebook and -p)")
     parser.add_argument("--workers", type=int, default=1,
                         help="runs executed in parallel (process pool, or the workers of --cluster local)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",

@@ -181,7 +181,7 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         raise FileNotFoundError(f"experiment file {path} " + ("is a folder; give the YAML file (e.g. experiments/"
                                 "synthetic_cultures.yaml)" if path.is_dir() else "not found"))
     try:
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise BatchError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("sweeps"), list) or not spec["sweeps"]:
@@ -201,12 +201,30 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
             if not isinstance(entry.get(key) or {}, dict):
                 raise BatchError(f"{path}: sweep {i + 1}'s {key!r} must map parameter names to values")
         grid = {k: v if isinstance(v, list) else [v] for k, v in (entry.get("grid") or {}).items()}
+        blank = [k for k, v in (entry.get("grid") or {}).items() if v is None]
+        if blank:
+            raise BatchError(f"{path}: sweep {i + 1}'s grid gives {blank[0]!r} no value (write {blank[0]}: [a, b]; "
+                             "null as a value: [null])")
         sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
     if not isinstance(spec.get("runs_dir", ""), str) or not isinstance(spec.get("name", ""), str):
         raise BatchError(f"{path}: 'name' and 'runs_dir' must be text (a name, a folder path)")
     chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
         os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
     return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir, path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives one key twice (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def missing_language(notebook: Path) -> str | None:
