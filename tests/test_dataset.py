@@ -180,3 +180,11 @@ def test_a_save_that_cannot_write_names_the_file_asked_for(tmp_path, monkeypatch
     with pytest.raises(OSError, match=rf"^cannot write {tmp_path / 'd.npz'}: Operation not permitted$"):
         data.save(tmp_path / "d.npz")
     assert list(tmp_path.iterdir()) == []  # nothing half-written left beside it
+
+
+def test_a_missing_dataset_given_by_a_relative_path_names_the_folder_it_was_looked_for_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"dataset file data/x.npz \(relative to {tmp_path}\) does not exist"):
+        FaceDataset.load("data/x.npz")
+    with pytest.raises(FileNotFoundError, match=rf"dataset file {tmp_path / 'x.npz'} does not exist"):
+        FaceDataset.load(tmp_path / "x.npz")

@@ -292,7 +292,8 @@ class FaceDataset:
         """Read a dataset written by :meth:`save`, with a clear error for anything else."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"dataset file {path} does not exist; create one with `emofx prepare`")
+            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+            raise FileNotFoundError(f"dataset file {path}{where} does not exist; create one with `emofx prepare`")
         if path.is_file() and not zipfile.is_zipfile(path):
             raise DatasetError(f"{path} is not a readable .npz file (damaged, or another kind of file), so not an "
                                "emofx dataset; create one with `emofx prepare`")

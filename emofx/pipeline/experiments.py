@@ -178,8 +178,9 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
     """
     path = Path(path)
     if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise FileNotFoundError(f"experiment file {path} " + ("is a folder; give the YAML file (e.g. experiments/"
-                                "synthetic_cultures.yaml)" if path.is_dir() else "not found"))
+                                "synthetic_cultures.yaml)" if path.is_dir() else f"not found{where}"))
     try:
         spec = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
