@@ -161,6 +161,8 @@ def test_notebooks_in_git_carry_no_outputs_and_one_parameters_cell(path):
     assert "output_dir" in declared
     assigned = {t.id for node in ast.parse(tagged[0].source).body for t in node.targets}
     assert assigned == set(declared)
+    undocumented = [line for line in tagged[0].source.splitlines() if "=" in line and "#" not in line]
+    assert not undocumented, f"{path.name}: parameters without a comment saying what they do: {undocumented}"
 
 
 def test_notebook_list_is_complete():
