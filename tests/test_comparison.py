@@ -326,3 +326,28 @@ def test_confusion_tests_find_the_confusion_one_culture_makes_more():
     never = accuracy.confusion_tests(a.assign(predicted=a["emotion"]), b.assign(predicted=b["emotion"]), classes,
                                      QUICK)
     assert never.empty and "p_adjusted" in never.columns  # no model confused anything: nothing to test
+
+
+def test_an_emotion_some_trial_has_no_test_image_of_is_left_untested_not_read_as_no_error():
+    """A trial without test images of an emotion has no rate for it: reading 0 there made a culture that simply
+    lacked sad test images look as if its models never took sad faces for anything (p = 0.008 for no difference)."""
+    classes = ("afraid", "surprised", "sad")
+    a = _confusing("A", [0.40, 0.45, 0.35, 0.40, 0.50], seed=1)
+    b = _confusing("B", [0.40, 0.45, 0.35, 0.40, 0.50], seed=2)
+    a = a[(a["emotion"] != "sad") | (a["trial"] != 2)]  # trial 2 of A has no sad test image
+    rates = accuracy.confusion_rates(a, classes)
+    assert np.isnan(rates[2, 2]).all() and not np.isnan(np.delete(rates, 2, axis=0)).any()
+    table = accuracy.confusion_tests(a, b, classes, QUICK).set_index(["true", "predicted"])
+    sad = table.loc["sad"]
+    assert (sad["unit"] == accuracy.UNTESTED).all() and sad["p_value"].isna().all() and sad["p_adjusted"].isna().all()
+    kept = [t for t in range(5) if t != 2]
+    assert sad.loc["afraid", "rate_a"] == pytest.approx(rates[kept, 2, 0].mean())  # over the trials that have it
+    others = table[table.index.get_level_values("true") != "sad"]
+    assert (others["unit"] == "trials").all() and others["p_value"].notna().all()
+    errors = pd.concat([accuracy.class_errors(p) for p in (a, b)], ignore_index=True)
+    by_class = accuracy.class_error_tests(errors, "A", "B", QUICK).set_index("emotion")
+    assert list(by_class.index) == ["afraid", "surprised", "sad"]  # sad listed, as untested
+    assert by_class.loc["sad", "unit"] == accuracy.UNTESTED and np.isnan(by_class.loc["sad", "p_value"])
+    assert by_class.loc["sad", "error_a"] == pytest.approx(1 - a[a["emotion"] == "sad"].groupby("trial")[
+        "correct"].mean().mean())
+    assert by_class.drop(index="sad")["p_value"].notna().all()

@@ -28,6 +28,7 @@ from emofx.pipeline.report_text import human_paragraph
 from emofx.study.baselines import (against_observers, balanced_accuracy_p_value, chance_flags, confusion_p_value,
                                   human_baseline)
 from emofx.study.cultures import ComparisonError, CultureRuns, matched_splits, prepare_culture
+from emofx.study.stats import StatsInputError
 from emofx.study import runs
 from emofx.study.evaluation import evaluate
 from emofx.study.runs import train_run
@@ -341,6 +342,12 @@ def test_chance_test_shuffles_labels_within_people_where_they_are_named():
     _, across = balanced_accuracy_p_value(labels, by_identity, n_permutations=199)
     _, within = balanced_accuracy_p_value(labels, by_identity, n_permutations=199, people=people)
     assert across == pytest.approx(1 / 200) and within > 0.5
+    # people that cannot be used are refused (missing ones left shuffled labels uninitialised: p = 0.001 for a copy)
+    for bad, problem in ((np.full(80, np.nan), "people holds missing values"), (people[:2], r"people holds \(2,\)")):
+        with pytest.raises(StatsInputError, match=problem):
+            balanced_accuracy_p_value(labels, labels, n_permutations=99, people=bad)
+    with pytest.raises(StatsInputError, match="labels holds missing values"):
+        balanced_accuracy_p_value(np.r_[np.nan, np.ones(3)], np.ones(4), n_permutations=99)
     frame = pd.DataFrame({"train_culture": "x", "test_culture": "x", "trial": 0, "emotion": labels,
                           "predicted": by_identity, "subject": people})
     assert chance_flags(frame, n_permutations=199)["flagged"].tolist() == [True]

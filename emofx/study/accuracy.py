@@ -182,27 +182,42 @@ def _permuted_units(units: str, test: stats.PermutationTest, n_a: int, n_b: int)
     return f"{units} ({n_a} vs {n_b}; {'exact over' if test.exact else 'Monte-Carlo,'} {test.n_permutations} splits)"
 
 
+UNTESTED = "untested: some trials have no test image of the emotion"  # the unit of a class the tests leave out
+
+
 def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, config: CompareConfig) -> pd.DataFrame:
-    """Per-class error difference (a minus b) with a permutation test over trials, corrected over classes."""
-    wide = errors.pivot_table(index=["culture", "trial"], columns="emotion", values="error")
-    emotions = [e for e in wide.columns if wide[e].notna().all()]
-    a, b = wide.loc[culture_a, emotions].to_numpy(), wide.loc[culture_b, emotions].to_numpy()
+    """Per-class error difference (a minus b) with a permutation test over trials, corrected over classes. An
+    emotion that some trial of either culture has no test image of is not tested (its row says so, the error
+    rates the mean over the trials that have it): its missing rates are not errors of 0."""
+    wide = errors.pivot_table(index=["culture", "trial"], columns="emotion", values="error", dropna=False)
+    a_all, b_all = wide.loc[culture_a], wide.loc[culture_b]
+    tested = [e for e in wide.columns if a_all[e].notna().all() and b_all[e].notna().all()]
+    a, b = a_all[tested].to_numpy(), b_all[tested].to_numpy()
     test = stats.permutation_test(a, b, statistic="welch_t", n_permutations=config.n_permutations, seed=config.seed)
     adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
-    return pd.DataFrame({
-        "emotion": emotions, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0), "diff": a.mean(axis=0) - b.mean(axis=0),
+    frame = pd.DataFrame({
+        "emotion": tested, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0), "diff": a.mean(axis=0) - b.mean(axis=0),
         "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
     })
+    untested = [e for e in wide.columns if e not in tested]
+    if not untested:
+        return frame
+    left = pd.DataFrame({"emotion": untested, "error_a": a_all[untested].mean().to_numpy(),
+                         "error_b": b_all[untested].mean().to_numpy(), "p_value": np.nan, "p_adjusted": np.nan,
+                         "correction": config.correction, "unit": UNTESTED}).assign(diff=lambda f: f.error_a - f.error_b)
+    return pd.concat([frame, left[frame.columns]], ignore_index=True)
 
 
 def confusion_rates(predictions: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     """Each trial's confusion matrix on its own culture's test images, rows normalised: (trials, C, C), entry
-    [t, i, j] the share of emotion ``classes[i]``'s images that trial t's model labelled ``classes[j]``."""
+    [t, i, j] the share of emotion ``classes[i]``'s images that trial t's model labelled ``classes[j]`` (NaN where
+    the trial has no test image of ``classes[i]``)."""
     own = predictions[predictions["train_culture"] == predictions["test_culture"]]
     matrices = []
     for _, trial in own.groupby("trial", sort=True):
         counts = pd.crosstab(trial["emotion"], trial["predicted"]).reindex(index=classes, columns=classes, fill_value=0)
-        matrices.append(counts.to_numpy(float) / np.maximum(counts.to_numpy().sum(axis=1, keepdims=True), 1))
+        totals = counts.to_numpy(float).sum(axis=1, keepdims=True)
+        matrices.append(np.where(totals > 0, counts.to_numpy(float) / np.maximum(totals, 1), np.nan))
     return np.stack(matrices)
 
 
@@ -213,25 +228,36 @@ def confusion_tests(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, cl
     For each pair of distinct emotions of ``classes`` (true, predicted), the share of the true emotion's test
     images that a trial's model gave the other label, a minus b, with a permutation test over trials (Welch t)
     corrected over the pairs (maxT, Holm or BH as ``config.correction``). Pairs that no model of either
-    culture ever confused are left out. A culture recognised less accurately has more confusions overall:
+    culture ever confused are left out; a pair whose true emotion some trial has no test image of is not tested
+    (its row says so). A culture recognised less accurately has more confusions overall:
     read a pair beside its emotion's error difference (:func:`class_error_tests`)."""
     a, b = confusion_rates(predictions_a, classes), confusion_rates(predictions_b, classes)
     true, predicted = np.nonzero(~np.eye(len(classes), dtype=bool))
-    confused = (a[:, true, predicted].max(axis=0) > 0) | (b[:, true, predicted].max(axis=0) > 0)
+    confused = np.nan_to_num(np.r_[a, b][:, true, predicted]).max(axis=0) > 0
     true, predicted = true[confused], predicted[confused]
     columns = ["true", "predicted", "rate_a", "rate_b", "diff", "p_value", "p_adjusted", "correction", "unit"]
     if not len(true):
         return pd.DataFrame(columns=columns)
     cells_a, cells_b = a[:, true, predicted], b[:, true, predicted]
-    test = stats.permutation_test(cells_a, cells_b, statistic="welch_t", n_permutations=config.n_permutations,
-                                  seed=config.seed)
-    adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
+    tested = ~(np.isnan(cells_a).any(axis=0) | np.isnan(cells_b).any(axis=0))  # a trial without the true emotion
+    p_value, adjusted = np.full(len(true), np.nan), np.full(len(true), np.nan)
+    if tested.any():
+        test = stats.permutation_test(cells_a[:, tested], cells_b[:, tested], statistic="welch_t",
+                                      n_permutations=config.n_permutations, seed=config.seed)
+        p_value[tested] = test.p_value
+        adjusted[tested] = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
+    rate_a, rate_b = _mean_of_present(cells_a), _mean_of_present(cells_b)
     return pd.DataFrame({
         "true": np.asarray(classes)[true], "predicted": np.asarray(classes)[predicted],
-        "rate_a": cells_a.mean(axis=0), "rate_b": cells_b.mean(axis=0),
-        "diff": cells_a.mean(axis=0) - cells_b.mean(axis=0),
-        "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
+        "rate_a": rate_a, "rate_b": rate_b, "diff": rate_a - rate_b, "p_value": p_value, "p_adjusted": adjusted,
+        "correction": config.correction, "unit": np.where(tested, "trials", UNTESTED),
     }, columns=columns)
+
+
+def _mean_of_present(values: np.ndarray) -> np.ndarray:
+    """Column means over the rows that are not NaN (NaN for a column with none), without NumPy's warning."""
+    present = (~np.isnan(values)).sum(axis=0)
+    return np.where(present > 0, np.nansum(values, axis=0) / np.maximum(present, 1), np.nan)
 
 
 def transfer_matrix(cultures: Sequence[CultureRuns]) -> pd.DataFrame:

@@ -50,6 +50,15 @@ def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permu
     With ``people`` (each image's person) the labels are shuffled among each person's images only: a model
     that tells people apart but not their expressions (naming the emotion a performer posed most) stays at
     chance, which shuffling across people would credit."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    people = None if people is None else np.asarray(people)
+    for name, values in (("predicted", predicted), ("people", people)):
+        if values is not None and values.shape != labels.shape:
+            raise stats.StatsInputError(f"{name} holds {values.shape} values for {labels.shape} labels; give one per "
+                                        "image")
+    for name, each, values in (("labels", "label", labels), ("people", "person (or people=None)", people)):
+        if values is not None and pd.isna(values).any():
+            raise stats.StatsInputError(f"{name} holds missing values; give every image its {each}")
     classes, y = np.unique(labels, return_inverse=True)
     p = np.array([np.flatnonzero(classes == v)[0] if v in classes else -1 for v in predicted])
     sizes = np.bincount(y, minlength=len(classes))
