@@ -196,15 +196,15 @@ def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, conf
     test = stats.permutation_test(a, b, statistic="welch_t", n_permutations=config.n_permutations, seed=config.seed)
     adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
     frame = pd.DataFrame({
-        "emotion": tested, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0), "diff": a.mean(axis=0) - b.mean(axis=0),
-        "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
+        "emotion": tested, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0),
+        "diff": a.mean(axis=0) - b.mean(axis=0), "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
     })
     untested = [e for e in wide.columns if e not in tested]
     if not untested:
         return frame
-    left = pd.DataFrame({"emotion": untested, "error_a": a_all[untested].mean().to_numpy(),
-                         "error_b": b_all[untested].mean().to_numpy(), "p_value": np.nan, "p_adjusted": np.nan,
-                         "correction": config.correction, "unit": UNTESTED}).assign(diff=lambda f: f.error_a - f.error_b)
+    error_a, error_b = a_all[untested].mean().to_numpy(), b_all[untested].mean().to_numpy()
+    left = pd.DataFrame({"emotion": untested, "error_a": error_a, "error_b": error_b, "diff": error_a - error_b,
+                         "p_value": np.nan, "p_adjusted": np.nan, "correction": config.correction, "unit": UNTESTED})
     return pd.concat([frame, left[frame.columns]], ignore_index=True)
 
 
