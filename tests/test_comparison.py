@@ -168,6 +168,22 @@ def test_measured_interval_redraws_people_with_all_of_their_images():
     assert by_people["ci_low"] == by_images["ci_low"]  # the trials' interval does not depend on people
 
 
+def test_measured_interval_draws_people_once_for_every_trial_that_tests_them():
+    """A subject split tests a person in several trials: one draw of the culture's people serves every trial, so
+    five trials of the very same people are no more precise than one (redrawing each trial's people apart made
+    them look five times the evidence: a 95% interval covered 86% in simulation)."""
+    one = _predictions("A", [1.0], n=40).assign(trial=0)
+    one["subject"] = [f"p{image // 4}" for image in one["image"]]  # 10 people, 4 images each
+    one["correct"] = (np.random.default_rng(5).random(10) < 0.6)[one["image"] // 4].astype(float)
+    five = pd.concat([one.assign(trial=t) for t in range(5)], ignore_index=True)
+    spread = {len(set(f["trial"])): accuracy._measured_metric(f, "accuracy", True, 2000, np.random.default_rng(1)
+                                                               ).std() for f in (one, five)}
+    assert spread[5] == pytest.approx(spread[1], rel=0.1)  # apart, it would be about spread[1] / sqrt(5)
+    assert "one draw for every trial" in accuracy.accuracy_test(five, one.assign(train_culture="B",
+                                                                                 test_culture="B"), QUICK)[
+        "measured_ci_unit"]
+
+
 @pytest.mark.parametrize("accuracies_a, accuracies_b, smallest", [
     ([0.9, 0.95], [0.5, 0.55], 2 / 6),  # 2 vs 2: however far apart, p = 1/3
     ([0.9, 0.95, 0.9, 0.85], [0.5, 0.55, 0.5, 0.45], 2 / 70),

@@ -6,6 +6,7 @@ training), and each trial's two models of two experiments compared image by imag
 
 from __future__ import annotations
 
+import warnings
 from functools import reduce
 from itertools import product
 from typing import Any, Sequence
@@ -96,15 +97,33 @@ def names_people(predictions: pd.DataFrame) -> bool:
 
 def _measured_metric(predictions: pd.DataFrame, metric: str, by_person: bool, n_boot: int,
                      rng: np.random.Generator) -> np.ndarray:
-    """The mean over trials of ``metric`` for ``n_boot`` resamples of the test set, the models fixed: each
-    trial's test people redrawn with all of their images (``by_person``), else the images of each class."""
+    """The mean over trials of ``metric`` for ``n_boot`` resamples of the test set, the models fixed: the
+    culture's test people redrawn with all of their images (``by_person``), one draw for every trial (a subject
+    split tests a person in several trials, and redrawing each trial's people apart took those trials as
+    independent: 86% coverage for a 95% interval), else each trial's images of each class."""
+    if not by_person:
+        per_trial = []
+        for _, trial in predictions.groupby("trial"):
+            labels, classes = pd.factorize(trial["emotion"], sort=True)
+            totals = resampled_class_totals(trial["correct"].to_numpy(), labels, len(classes), None, n_boot, rng)
+            per_trial.append(_trial_metric(*totals, metric))
+        return np.mean(per_trial, axis=0)
+    people, person = np.unique(predictions["subject"].astype(str).to_numpy(), return_inverse=True)
+    labels, classes = pd.factorize(predictions["emotion"], sort=True)
+    draws = rng.multinomial(len(people), np.full(len(people), 1 / len(people)), size=n_boot)  # (n_boot, people)
     per_trial = []
-    for _, trial in predictions.groupby("trial"):
-        labels, classes = pd.factorize(trial["emotion"], sort=True)
-        people = trial["subject"].astype(str).to_numpy() if by_person else None
-        totals = resampled_class_totals(trial["correct"].to_numpy(), labels, len(classes), people, n_boot, rng)
-        per_trial.append(_trial_metric(*totals, metric))
-    return np.mean(per_trial, axis=0)
+    for trial in np.unique(predictions["trial"].to_numpy()):
+        rows = np.flatnonzero(predictions["trial"].to_numpy() == trial)
+        cells = np.zeros((len(people), 2 * len(classes)))
+        np.add.at(cells, (person[rows], labels[rows]), predictions["correct"].to_numpy(float)[rows])
+        np.add.at(cells, (person[rows], len(classes) + labels[rows]), 1.0)
+        totals = draws @ cells  # a trial none of whose test people was drawn has no images: NaN, left out
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a class-less draw: NaN, as meant
+            per_trial.append(_trial_metric(totals[:, :len(classes)], totals[:, len(classes):], metric))
+    per_trial = np.asarray(per_trial)
+    counted = np.isfinite(per_trial).sum(axis=0)
+    return np.where(counted > 0, np.nansum(per_trial, axis=0) / np.maximum(counted, 1), np.nan)
 
 
 def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, config: CompareConfig,
@@ -138,7 +157,7 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         "ci_unit": f"{units}: the shifts the permutation test does not reject ({interval.confidence:.0%} interval)",
         "measured_ci_low": measured.low,
         "measured_ci_high": measured.high,
-        "measured_ci_unit": ("test people, redrawn within each trial with all of their images" if people else
+        "measured_ci_unit": ("test people, redrawn with all of their images (one draw for every trial)" if people else
                              "test images, redrawn within each trial and class")
         + f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile interval)",
     }
