@@ -193,12 +193,14 @@ def test_smallest_p_is_what_the_permutation_test_gives_groups_far_apart(accuraci
     result = accuracy.accuracy_test(_predictions("A", accuracies_a), _predictions("B", accuracies_b), QUICK)
     assert result["p_value"] == pytest.approx(smallest) and result["smallest_p"] == pytest.approx(smallest)
     notes = comparison.too_few_trials(len(accuracies_a), len(accuracies_b), QUICK)
-    assert bool(notes) == (smallest >= 0.05)
+    unequal = len(accuracies_a) != len(accuracies_b)
+    assert bool(notes) == (smallest >= 0.05 or unequal)
+    assert any(n.startswith("unequal trials (3 and 5)") for n in notes) == unequal  # they reject too often
     # a test that cannot reject at 5% rejects no shift: the trials' interval is unbounded, and 0 lies outside it
     # exactly when p <= 0.05
     assert np.isinf([result["ci_low"], result["ci_high"]]).all() == (smallest >= 0.05)
     assert (result["ci_low"] > 0) == (result["p_value"] <= 0.05)
-    if notes:
+    if smallest >= 0.05:
         assert notes[0].startswith("too few trials: with 2 and 2 trials") and "below 0.33" in notes[0]
 
 
