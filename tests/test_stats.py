@@ -263,3 +263,22 @@ def test_cluster_resamples_take_whole_clusters():
         assert sum(n // sizes[c] for c, n in counts.items()) == 3  # as many clusters as there are
     with pytest.raises(stats.StatsInputError, match="at least one unit"):
         stats.cluster_resamples(np.array([]), 5, np.random.default_rng(0))
+
+
+def test_clustered_mcnemar_is_exact_over_few_people():
+    """With a handful of people the chi-square of Durkalski's test is loose (1 or 2 people give a fixed p whatever
+    the data); up to 12 people the p is exact over the signs of the people's differences."""
+    a = np.ones(9, bool)
+    b = np.zeros(9, bool)  # every image right only with a
+    three = stats.mcnemar_test(a, b, clusters=np.repeat(["p", "q", "r"], 3))
+    assert three.p_value == pytest.approx(2 / 8) and "exact over the signs of 3 clusters" in three.test
+    assert stats.mcnemar_test(a, b, clusters=np.repeat(["p", "q"], [4, 5])).p_value == pytest.approx(2 / 4)
+    assert stats.mcnemar_test(a, b, clusters=np.zeros(9)).p_value == 1.0  # one person is no evidence
+    rng = np.random.default_rng(2)
+    people = np.repeat(np.arange(12), 4)
+    x, y = rng.random(48) < 0.7, rng.random(48) < 0.5
+    sums = np.bincount(people, weights=x.astype(float) - y.astype(float))
+    flips = np.array([[1 - 2 * ((k >> j) & 1) for j in range(12)] for k in range(2 ** 12)])
+    assert stats.mcnemar_test(x, y, clusters=people).p_value == pytest.approx(
+        np.mean(np.abs(flips @ sums) >= abs(sums.sum()) - 1e-9))
+    assert "Durkalski" in stats.mcnemar_test(x, y, clusters=np.arange(48) % 13).test

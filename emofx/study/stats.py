@@ -433,6 +433,18 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(y.T @ x) ** 2 / (norm_x * norm_y))
 
 
+EXACT_SIGN_FLIP_CLUSTERS = 12  # up to this many clusters the clustered McNemar p is exact (2**12 sign patterns)
+
+
+def _sign_flip_p(sums: np.ndarray) -> float:
+    """Two-sided p of a sum of per-cluster differences over every flip of their signs (each cluster's
+    difference is symmetric about 0 when neither classifier is better): exact, where Durkalski's chi-square
+    gives a fixed p whatever the data with 1 or 2 clusters (0.317, 0.157) and is loose below about 10."""
+    signs = 1 - 2 * ((np.arange(2 ** len(sums))[:, None] >> np.arange(len(sums))) & 1)
+    totals = np.abs(signs @ sums)
+    return float(np.mean(totals >= abs(sums.sum()) - 1e-9))
+
+
 def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95,
                  clusters: np.ndarray | None = None) -> PairedAccuracy:
     """Compare two classifiers scored on the same images from whether each got each image right.
@@ -442,9 +454,10 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
     predictions it is far more sensitive than comparing the two accuracies as independent proportions.
     ``clusters`` (one label per image, e.g. its person) says which images are not independent: a
     person's images tend to be right or wrong together, so the test becomes Durkalski et al.'s (2003)
-    clustered McNemar test, sum over people of (only a - only b), squared, over the sum of its squares, and
-    the interval takes its variance from the people's sums (both reduce to the per-image forms when every
-    image is its own cluster).
+    clustered McNemar test, sum over people of (only a - only b), squared, over the sum of its squares (with at most
+    :data:`EXACT_SIGN_FLIP_CLUSTERS` people its exact sign-flip form: a test set of 3 performers cannot give p below
+    0.25), and the interval takes its variance from the people's sums (both reduce to the per-image forms when
+    every image is its own cluster).
     """
     a, b = np.asarray(correct_a), np.asarray(correct_b)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
@@ -471,9 +484,12 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
         sums = np.bincount(members, weights=a.astype(float) - b.astype(float), minlength=n_clusters)
         sizes = np.bincount(members, minlength=n_clusters)
         squares = float(np.sum(sums ** 2))
-        p_value = float(chi2.sf(sums.sum() ** 2 / squares, 1)) if squares else 1.0
+        if n_clusters <= EXACT_SIGN_FLIP_CLUSTERS:
+            p_value, test = _sign_flip_p(sums), f"clustered McNemar, exact over the signs of {n_clusters} clusters"
+        else:
+            p_value = float(chi2.sf(sums.sum() ** 2 / squares, 1)) if squares else 1.0
+            test = f"clustered McNemar (Durkalski), {n_clusters} clusters"
         spread = (sqrt(n_clusters / (n_clusters - 1) * np.sum((sums - sizes * difference) ** 2)) / n
                   if n_clusters > 1 else float("inf"))
-        test = f"clustered McNemar (Durkalski), {n_clusters} clusters"
     return PairedAccuracy(n, float(a.mean()), float(b.mean()), difference, difference - z * spread,
                           difference + z * spread, confidence, only_a, only_b, p_value, n_clusters, test)
