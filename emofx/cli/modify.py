@@ -8,7 +8,7 @@ run's test images when --data is the run's own dataset), optionally only those o
 Writes OUT/images.npz (every step), OUT/images/*.png (original and result),
 OUT/probabilities.csv (image, step, class, probability), OUT/summary.csv (per step),
 OUT/summary.json and OUT/panel.png.
-Example: emofx modify runs/mouth --data mouth.npz --from happy --to afraid --steps 20 --out modify/happy-afraid
+Example: emofx modify runs/mouth/trial-0 --data mouth.npz --from happy --to afraid --steps 20 --out modify/happy-afraid
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ integrated-gradients, completeness; the share of saliency mass in each facial re
 in OUT/region_shares.csv and per emotion in scores.json and OUT/region_shares.png). --sanity adds
 the cascading randomisation check (randomisation.csv, randomisation.png) and deletion/insertion
 curves (deletion_insertion.csv).
-Example: emofx saliency runs/mouth --data mouth.npz --method guided --out saliency/mouth
+Example: emofx saliency runs/mouth/trial-0 --data mouth.npz --method guided --out saliency/mouth
 """
 
 from __future__ import annotations
