@@ -338,3 +338,16 @@ def test_a_run_whose_training_was_interrupted_is_not_complete(tmp_path, write_no
     assert "Interrupted: the notebook's training was interrupted (its kernel got SIGINT)" in summary.describe()
     again = batch.run_experiment(sweep_of(stopped, tmp_path), progress=False)[0]
     assert again.count("skipped") == 0  # done again, not taken as complete
+
+
+def test_a_stage_without_completed_runs_says_why_and_how_to_run_it(notebook, tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [-1, -2]}\n")
+    batch.run_experiment(experiments.load_experiment(config), progress=False)
+    with pytest.raises(FileNotFoundError, match=r"no completed runs of tiny under .*cfg: its 2 runs failed \(first, "
+                                                r"x=-1: ValueError: x must be >= 0; got -1\); fix that, then run it "
+                                                rf"with `emofx batch --config {re.escape(str(config))}`"):
+        results.completed_runs(tmp_path / "runs" / "cfg", "tiny")
+    (tmp_path / "runs" / "bare" / "tiny").mkdir(parents=True)  # no plan: the notebook's own command
+    with pytest.raises(FileNotFoundError, match=r"run it with `emofx batch notebooks/tiny.ipynb --experiment bare"):
+        results.completed_runs(tmp_path / "runs" / "bare", "tiny")

@@ -448,7 +448,7 @@ def record_plan(experiment: Experiment) -> None:
     for sweep in experiment.sweeps:
         check_parameters(sweep)
         runs.setdefault(sweep.stem, []).extend(parameter_set_name(values) for values in sweep.parameter_sets())
-    write_plan(experiment.directory, runs)
+    write_plan(experiment.directory, runs, experiment.source)
 
 
 def selected_sweeps(experiment: Experiment, only: Iterable[str] = ()) -> list[Sweep]:

@@ -143,12 +143,12 @@ def read_runs(experiment_dir: str | os.PathLike, notebook: str | None = None) ->
     return pd.DataFrame(rows, columns=None if rows else ["notebook", "run", "status", "seconds", "error", "run_dir"])
 
 
-def write_plan(experiment_dir: str | os.PathLike, runs: dict[str, list[str]]) -> None:
-    """Record which runs of each notebook the experiment file makes (``{notebook stem: [run names]}``), so that
-    readers leave out runs an earlier configuration left in the folder (:func:`read_runs`)."""
+def write_plan(experiment_dir: str | os.PathLike, runs: dict[str, list[str]], source: str | os.PathLike) -> None:
+    """Record which runs of each notebook the experiment file ``source`` makes (``{notebook stem: [run names]}``),
+    so that readers leave out runs an earlier configuration left in the folder (:func:`read_runs`)."""
     root = Path(experiment_dir)
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(root / PLAN_FILE, {"runs": runs})
+    _atomic_write_json(root / PLAN_FILE, {"runs": runs, "source": str(Path(source).absolute())})
 
 
 def _mark_unplanned(root: Path, rows: list[dict[str, Any]]) -> None:
@@ -202,12 +202,16 @@ def completed_runs(experiment_dir: str | os.PathLike, notebook: str) -> pd.DataF
     """The ``ok`` runs of one notebook (see :func:`read_runs`); a clear error when there are none."""
     runs = read_runs(experiment_dir, notebook)
     ok = runs[runs["status"] == "ok"].reset_index(drop=True)
-    if ok.empty:
-        raise FileNotFoundError(
-            f"no completed runs of {notebook} under {experiment_dir}; run it first, e.g. "
-            f"`emofx batch notebooks/{notebook}.ipynb --experiment {Path(experiment_dir).name} -p culture eyes mouth`"
-        )
-    return ok
+    if not ok.empty:
+        return ok
+    failed = runs[runs["status"] == "failed"]
+    found = (f"its {len(failed)} runs failed (first, {failed['run'].iloc[0]}: {failed['error'].iloc[0]}); fix that, "
+             "then " if len(failed) else "")
+    plan = Path(experiment_dir) / PLAN_FILE
+    source = read_json_record(plan).get("source") if plan.is_file() else None
+    again = (f"`emofx batch --config {source}`" if source else f"`emofx batch notebooks/{notebook}.ipynb "
+             f"--experiment {Path(experiment_dir).name} -p ...` (or the experiment file's `emofx batch --config`)")
+    raise FileNotFoundError(f"no completed runs of {notebook} under {experiment_dir}: {found}run it with {again}")
 
 
 def read_table(experiment_dir: str | os.PathLike, notebook: str, filename: str) -> pd.DataFrame:
