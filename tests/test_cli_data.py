@@ -221,3 +221,14 @@ def test_output_read_by_a_program_that_stops_early_ends_quietly(tmp_path):
     finally:
         os.close(writer)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_usage_error_is_one_line_with_where_to_look(capsys):
+    for argv, said in ((["train", "data.npz"], "emofx train: error: the following arguments are required: --out"),
+                       (["labels", "import"], "emofx labels import: error: the following arguments are required"),
+                       (["nope"], "emofx: error: argument COMMAND: invalid choice: 'nope'")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith(said) and len(err.strip().splitlines()) == 1, err
+        assert "--help` lists the options" in err and "usage:" not in err

@@ -13,7 +13,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from emofx.nets.allocator import restart_with_tuned_malloc
 
@@ -63,9 +63,17 @@ def _command_module(name: str):
     return importlib.import_module(f"emofx.cli.{name}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, as every other error of emofx (argparse prints the whole
+    usage block first); the subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     width = max(map(len, ENVIRONMENT))
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="emofx",
         description="Facial emotion representations across cultures (Yousefi et al.), in JAX.",
         epilog="environment variables (every command):\n" + "\n".join(
