@@ -369,3 +369,20 @@ def test_an_emotion_some_trial_has_no_test_image_of_is_left_untested_not_read_as
     assert by_class.loc["sad", "error_a"] == pytest.approx(1 - a[a["emotion"] == "sad"].groupby("trial")[
         "correct"].mean().mean())
     assert by_class.drop(index="sad")["p_value"].notna().all()
+
+
+def test_too_few_test_people_give_no_interval_over_people():
+    """A subject split of synthetic data may test one person a trial: redrawing 3 people says nothing (the
+    interval collapsed to the estimate), so none is given."""
+    def one_person_a_trial(culture: str, accuracies: list[float]) -> pd.DataFrame:
+        frame = _predictions(culture, accuracies, n=20)
+        return frame.assign(subject=[f"{culture}{t % 3}" for t in frame["trial"]])
+
+    result = accuracy.accuracy_test(one_person_a_trial("A", [0.8, 0.7, 0.9]), one_person_a_trial("B", [0.5] * 3),
+                                    QUICK)
+    assert np.isnan(result["measured_ci_low"]) and np.isnan(result["measured_ci_high"])
+    assert result["measured_ci_unit"] == "not measured: 3 test people, too few to redraw"
+    from emofx.pipeline.report_text import _interval
+    assert _interval(result).endswith("; no interval over test people with these models fixed (not measured: 3 "
+                                      "test people, too few to redraw)")
+    assert "over trials" in _interval(result)

@@ -175,6 +175,8 @@ def _interval(acc: Mapping[str, Any]) -> str:
               if acc["ci_low"] is None or acc["ci_high"] is None else
               f"95% interval {points(acc['ci_low'], acc['ci_high'])} over trials, the shifts the permutation test "
               "does not reject")
+    if acc["measured_ci_low"] is None or not np.isfinite(acc["measured_ci_low"]):
+        return f"{trials}; no interval over test people with these models fixed ({acc.get('measured_ci_unit')})"
     redrawn = "test people" if "people" in acc.get("measured_ci_unit", "") else "test images"
     measured = points(acc["measured_ci_low"], acc["measured_ci_high"])
     return f"{trials}; {measured} over {redrawn} with these models fixed"

@@ -138,9 +138,13 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
                                           seed=config.seed)
     rng = np.random.default_rng([config.seed, 1])
     people = names_people(predictions_a) and names_people(predictions_b)
-    measured = stats.percentile_interval(
-        interval.estimate, _measured_metric(predictions_a, metric, people, config.n_boot, rng)
-        - _measured_metric(predictions_b, metric, people, config.n_boot, rng))
+    fewest = min(p["subject"].nunique() for p in (predictions_a, predictions_b)) if people else None
+    if people and fewest < stats.MIN_PEOPLE:  # e.g. a subject split that tests one synthetic person a trial
+        measured = stats.BootstrapInterval(interval.estimate, float("nan"), float("nan"), 0.95, 0)
+    else:
+        measured = stats.percentile_interval(
+            interval.estimate, _measured_metric(predictions_a, metric, people, config.n_boot, rng)
+            - _measured_metric(predictions_b, metric, people, config.n_boot, rng))
     units = _permuted_units("trials", test, len(per_trial[0]), len(per_trial[1]))
     return {
         "metric": metric,
@@ -157,9 +161,11 @@ def accuracy_test(predictions_a: pd.DataFrame, predictions_b: pd.DataFrame, conf
         "ci_unit": f"{units}: the shifts the permutation test does not reject ({interval.confidence:.0%} interval)",
         "measured_ci_low": measured.low,
         "measured_ci_high": measured.high,
-        "measured_ci_unit": ("test people, redrawn with all of their images (one draw for every trial)" if people else
-                             "test images, redrawn within each trial and class")
-        + f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile interval)",
+        "measured_ci_unit": (f"not measured: {fewest} test people, too few to redraw" if measured.n_boot == 0 else
+                             ("test people, redrawn with all of their images (one draw for every trial)" if people
+                              else "test images, redrawn within each trial and class")
+                             + f", the models fixed ({config.n_boot} resamples, {measured.confidence:.0%} percentile "
+                             "interval)"),
     }
 
 

@@ -40,7 +40,6 @@ from emofx.study.cultures import CultureRuns
 CHANCE_ALPHA = 0.01
 AGREEMENT = "agreement"
 RATINGS = "ratings"
-MIN_PEOPLE = 5  # fewer people than this: a bootstrap over them says little, and rho gets no interval
 
 
 def balanced_accuracy_p_value(labels: np.ndarray, predicted: np.ndarray, n_permutations: int = 1999,
@@ -241,13 +240,13 @@ def _spearman(x: np.ndarray, y: np.ndarray, prefix: str = "", people: np.ndarray
               n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """Spearman's rho and p of ``x`` and ``y`` as ``{prefix}rho``, ``{prefix}p_value`` (p as if every image were
     independent); NaN where either is constant or fewer than 3 pairs. With ``people`` (each image's person, at
-    least :data:`MIN_PEOPLE` of them) also the 95% percentile interval of rho over people redrawn with all of
+    least :data:`emofx.study.stats.MIN_PEOPLE` of them) also the 95% percentile interval of rho over people redrawn with all of
     their images (``{prefix}rho_low``, ``{prefix}rho_high``): a person's images are not independent evidence."""
     if not (len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0):
         return {f"{prefix}rho": float("nan"), f"{prefix}p_value": float("nan")}
     result = scipy_stats.spearmanr(x, y)
     found = {f"{prefix}rho": float(result.statistic), f"{prefix}p_value": float(result.pvalue)}
-    if people is not None and len(set(people)) >= MIN_PEOPLE:
+    if people is not None and len(set(people)) >= stats.MIN_PEOPLE:
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy_stats.ConstantInputWarning)  # a draw of one person's equal ratings
             rhos = [scipy_stats.spearmanr(x[i], y[i]).statistic

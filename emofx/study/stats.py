@@ -26,6 +26,9 @@ _CHUNK = 256  # permutations per matrix product: bounds memory for pixel-wise te
 _TOLERANCE = 1e-9  # relative: permuted statistics this close to the observed one count as "as extreme"
 
 
+MIN_PEOPLE = 5  # fewer people than this: a bootstrap over them says little (no interval is given)
+
+
 class StatsInputError(ValueError):
     """Inputs to a statistical function are unusable (too few units, mismatched shapes)."""
 
