@@ -240,8 +240,9 @@ def _spearman(x: np.ndarray, y: np.ndarray, prefix: str = "", people: np.ndarray
               n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """Spearman's rho and p of ``x`` and ``y`` as ``{prefix}rho``, ``{prefix}p_value`` (p as if every image were
     independent); NaN where either is constant or fewer than 3 pairs. With ``people`` (each image's person, at
-    least :data:`emofx.study.stats.MIN_PEOPLE` of them) also the 95% percentile interval of rho over people redrawn with all of
-    their images (``{prefix}rho_low``, ``{prefix}rho_high``): a person's images are not independent evidence."""
+    least :data:`emofx.study.stats.MIN_PEOPLE` of them) also the 95% percentile interval of rho over people
+    redrawn with all of their images (``{prefix}rho_low``, ``{prefix}rho_high``): a person's images are not
+    independent evidence."""
     if not (len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0):
         return {f"{prefix}rho": float("nan"), f"{prefix}p_value": float("nan")}
     result = scipy_stats.spearmanr(x, y)
