@@ -12,6 +12,7 @@ the other culture's, and writes to DIR:
   tables/transfer.csv                       accuracy of each culture's models on each culture
   tables/runs.csv                           one row of metrics per run
   figures/*.png                             heatmaps of the above and learning curves
+  quickstart.json                           settings, seconds, test accuracy and transfer, for machines
 
 The five emotions are those of the paper's pilot data (Tables 2-4). It uses a compact version
 of the paper's CNN, batch 32 and learning rate 0.02 so that it finishes in a few minutes on a CPU.
