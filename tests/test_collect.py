@@ -509,3 +509,19 @@ def test_an_image_too_large_to_decode_safely_is_dropped_as_such(web_folder, monk
     result = collect(web_folder / "test", CollectConfig(faces="cropped", min_face=0))
     assert len(result.kept) == 0 and set(result.dropped["reason"]) == {"image too large"}
     assert "shrink it if it is a real photo" in result.dropped["detail"].iloc[0]
+
+
+def test_a_photo_of_several_faces_keeps_the_largest_and_says_so(shared_dataset, tmp_path):
+    photos = sorted((shared_dataset("kdef") / "frontal").glob("A*01HAS.JPG"))[:2]
+    pair = [np.asarray(Image.open(p).convert("L")) for p in photos]
+    downloads = tmp_path / "downloads" / "happy"
+    downloads.mkdir(parents=True)
+    side_by_side = np.concatenate(pair, axis=1)  # two actors, side by side
+    Image.fromarray(side_by_side).save(downloads / "two.png")
+    Image.fromarray(pair[0]).save(downloads / "one.png")
+    result = collect(downloads.parent, CollectConfig(near_threshold=-1, landmarks="none"))
+    found = dict(zip(result.kept["source"].str.rsplit("/", n=1).str[-1], result.kept["faces_found"]))
+    assert found == {"one.png": 1, "two.png": 2} and result.summary["several_faces"] == 1
+    assert "images with several faces found (the largest kept" in "\n".join(report_lines(result.summary))
+    cropped = collect(downloads.parent, CollectConfig(faces="cropped", near_threshold=-1, landmarks="none"))
+    assert (cropped.kept["faces_found"] == 1).all() and cropped.summary["several_faces"] == 0

@@ -70,6 +70,9 @@ def report_lines(summary: dict) -> list[str]:
     lines += [f"  dropped {count}: {reason}" for reason, count in summary["dropped"].items()]
     if summary.get("animated_first_frame"):
         lines.append(f"  animated images (first frame kept): {summary['animated_first_frame']}")
+    if summary.get("several_faces"):
+        lines.append(f"  images with several faces found (the largest kept; manifest column faces_found): "
+                     f"{summary['several_faces']}")
     if summary.get("not_in_query_table"):
         lines.append(f"  kept images missing from the query table: {summary['not_in_query_table']}")
     if summary.get("query_rows_without_file"):

@@ -43,7 +43,7 @@ from emofx.data.collect_queries import read_queries, rows_without_file
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
 from emofx.data.faces import (FaceOptions, ImageReadError, ImageTooLargeError, center_square, crop_square, decode_gray,
-                              eye_alignment, face_landmarks, find_face, square_around, warp_face)
+                              eye_alignment, face_landmarks, find_faces, square_around, warp_face)
 from emofx.data.landmarks import LANDMARK_METHODS, detect_eyes, dlib_available, resolve_method
 from emofx.data.paths import folder_files, shown_path, unencodable_name
 from emofx.data.progress import tqdm
@@ -197,13 +197,14 @@ def _one_file(path: Path, config: CollectConfig, heif: bool) -> dict[str, Any]:
     record["animated"] = _frame_count(data) > 1  # GIF/WebP/PNG animations: the first frame is used
     detected = config.faces == "detect"
     if detected:
-        box = find_face(gray, FaceOptions(size=config.size, margin=config.margin))
-        if box is None:
+        boxes = find_faces(gray, FaceOptions(size=config.size, margin=config.margin))
+        if not boxes:
             return {**record, "reason": "no face", "detail": f"{gray.shape[1]}x{gray.shape[0]} image"}
+        box, record["faces_found"] = boxes[0], len(boxes)  # the largest is kept
         square = square_around(box, config.margin)
     else:
         square = center_square(gray)
-        box = (square[0], square[1], square[2], square[2])
+        box, record["faces_found"] = (square[0], square[1], square[2], square[2]), 1
     crop = crop_square(gray, square)
     side = int(min(box[2], box[3]))
     record.update(face_x=box[0], face_y=box[1], face_side=side)
@@ -350,7 +351,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
     faces = np.stack([r.pop("face") for r in good]) if good else np.zeros((0, config.size, config.size), np.uint8)
     aligned_faces = [r.pop("aligned_face", None) for r in good]
     kept = pd.DataFrame(good, columns=["source", "content_hash", "animated", "face_x", "face_y", "face_side",
-                                       "sharpness"])
+                                       "faces_found", "sharpness"])
     provenance = [_provenance(Path(s), root) for s in kept["source"]]
     kept["emotion"] = [e for e, _ in provenance]
     kept["split"] = [s for _, s in provenance]
@@ -379,6 +380,7 @@ def collect(source: str | os.PathLike, config: CollectConfig = CollectConfig(), 
         "source": str(root.absolute()), "files": len(files), "kept": int(keep.sum()),
         "dropped": {str(k): int(v) for k, v in dropped_frame["reason"].value_counts().items()},
         "animated_first_frame": int(kept.loc[keep, "animated"].sum()) if len(kept) else 0,
+        "several_faces": int((kept.loc[keep, "faces_found"].fillna(1) > 1).sum()) if len(kept) else 0,
         "config": asdict(config), "heif_support": heif, "aligned_faces": int(kept["aligned"].sum()),
         "duplicate_groups": _group_summary(duplicates),
     }

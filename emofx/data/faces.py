@@ -195,18 +195,22 @@ def _detector() -> cv2.CascadeClassifier:
     return detector
 
 
-def find_face(gray: np.ndarray, options: FaceOptions) -> tuple[int, int, int, int] | None:
-    """The largest face as (x, y, w, h) in ``gray``'s pixel coordinates, or None."""
+def find_faces(gray: np.ndarray, options: FaceOptions) -> list[tuple[int, int, int, int]]:
+    """Every face the cascade finds as (x, y, w, h) in ``gray``'s pixel coordinates, the largest first."""
     scale = min(1.0, options.detect_max_side / min(gray.shape))
     small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     side = max(20, int(options.min_face_fraction * min(small.shape)))
     boxes = _detector().detectMultiScale(
         small, scaleFactor=options.scale_factor, minNeighbors=options.min_neighbors, minSize=(side, side)
     )
-    if len(boxes) == 0:
-        return None
-    x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
-    return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
+    ordered = sorted(boxes, key=lambda b: -int(b[2]) * int(b[3]))
+    return [tuple(int(round(v / scale)) for v in box) for box in ordered]  # type: ignore[misc]
+
+
+def find_face(gray: np.ndarray, options: FaceOptions) -> tuple[int, int, int, int] | None:
+    """The largest face as (x, y, w, h) in ``gray``'s pixel coordinates, or None."""
+    boxes = find_faces(gray, options)
+    return boxes[0] if boxes else None
 
 
 def square_around(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int]:
