@@ -85,7 +85,8 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
     assert len(data) == 4 and set(data.split) == {"a", "b"} and any(p.endswith("web.jfif") for p in data.path)
     reasons = {s["path"].split("/")[-1]: s["reason"] for s in data.skipped}
     assert reasons["notes.txt"] == "not an image file (suffix '.txt')"
-    assert reasons["more.zip"] == "not an image file (suffix '.zip'); an archive: unpack it and give the unpacked folder"
+    assert reasons["more.zip"] == ("not an image file (suffix '.zip'); an archive: unpack it and give the unpacked "
+                                   "folder")
     assert "truncated" in reasons["cut.jpg"]
     assert reasons["sad"] == "class folder has no images"
     assert "not inside a class folder" in reasons["stray.jpg"] and "not inside a class folder" in reasons["loose.jpg"]

@@ -248,7 +248,8 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
             f"{a} {_num(cka['within_a'], '.3f')} and within {b} {_num(cka['within_b'], '.3f')}"
             + (" (between is below within: the two cultures' models represent faces less alike than two trials of "
                "one culture do; no test stands behind this, and it is expected of any two datasets, as each "
-               "culture's trials all learn from its one dataset, so it says nothing of culture by itself)." if cka["between"] is not None and cka["within_a"] is not None and
+               "culture's trials all learn from its one dataset, so it says nothing of culture by itself)."
+               if cka["between"] is not None and cka["within_a"] is not None and
                cka["within_b"] is not None and cka["between"] < min(cka["within_a"], cka["within_b"]) else
                " (between is not below both within values)."))
     parts.append(unsupported("that the cultures express emotions with different facial regions. Saliency shows what "

@@ -222,7 +222,8 @@ def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, conf
     adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
     frame = pd.DataFrame({
         "emotion": tested, "error_a": a.mean(axis=0), "error_b": b.mean(axis=0),
-        "diff": a.mean(axis=0) - b.mean(axis=0), "p_value": test.p_value, "p_adjusted": adjusted, "correction": config.correction, "unit": "trials",
+        "diff": a.mean(axis=0) - b.mean(axis=0), "p_value": test.p_value, "p_adjusted": adjusted,
+        "correction": config.correction, "unit": "trials",
     })
     untested = [e for e in wide.columns if e not in tested]
     if not untested:
