@@ -315,11 +315,12 @@ def test_the_same_run_twice_and_values_of_the_wrong_kind_are_refused_before_any_
                                                      "the same parameters"):
         experiments.Experiment("exp", swapped, tmp_path / "runs")
     for value, kind in (("1", r"a whole number \(without quotes\)"), (1.5, "a whole number"), ([1], "a whole number"),
-                        (None, "a whole number")):
+                        (True, "a whole number")):
         with pytest.raises(experiments.BatchError, match=f"parameter 'x' of tiny.ipynb takes {kind}, as its default "
                                                          f"1 is; got {re.escape(repr(value))}"):
             batch.run_experiment(sweep_of(notebook, tmp_path, x=[value]), progress=False)
     assert batch.check_parameters(experiments.Sweep(notebook, {"x": [2.0]}, {"label": ["any", "kind"]}))
+    assert batch.check_parameters(experiments.Sweep(notebook, {"x": [None]}))  # a notebook's "all" or "default"
     # an experiment file's sweeps are all checked before the first runs
     config = tmp_path / "exp.yaml"
     config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [1]}\n"

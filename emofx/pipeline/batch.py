@@ -178,8 +178,9 @@ def check_parameters(sweep: Sweep) -> dict[str, str]:
 
 def _check_kind(notebook: str, key: str, default_text: str, value: Any) -> None:
     """Refuse a value of another kind than the parameter's default where the default is a number, a truth value or
-    a list (the notebook would fail on it with a bare TypeError, or silently truncate it); others are left to the
-    notebook, whose parameters take several kinds (a dataset name or a mapping of them)."""
+    a list (the notebook would fail on it with a bare TypeError, or silently truncate it); None is left to the
+    notebook (``limit = None`` takes every image), as are parameters whose default is text (a dataset name, or a
+    mapping of them)."""
     import ast
 
     try:
@@ -191,7 +192,7 @@ def _check_kind(notebook: str, key: str, default_text: str, value: Any) -> None:
               int: ("a whole number", number and float(value).is_integer()),
               float: ("a number", number),
               list: ("a list", isinstance(value, (list, tuple)))}.get(type(default))
-    if wanted is not None and not wanted[1]:
+    if wanted is not None and not wanted[1] and value is not None:  # None: the notebook's "all" or "default"
         quoted = " (without quotes)" if isinstance(value, str) and wanted[0] != "a list" else ""
         raise BatchError(f"parameter {key!r} of {notebook} takes {wanted[0]}{quoted}, as its default "
                          f"{default_text} is; got {value!r}")
