@@ -194,6 +194,14 @@ def test_bad_experiments_are_clear_errors(notebook, tmp_path):
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    fixed: {a: 1}\n    fixed: {a: 2}\n")
     with pytest.raises(experiments.BatchError, match="not valid YAML: the key 'fixed' is given twice"):
         experiments.load_experiment(bad)  # YAML itself would keep the last
+    merged = tmp_path / "merged.yaml"  # YAML's merge keys are not keys given twice
+    merged.write_text("name: e\ndefaults: &d {epochs: 5, seed: 1}\nsweeps:\n  - notebook: x.ipynb\n"
+                      "    fixed: {<<: *d, seed: 2}\n")
+    with pytest.raises(experiments.BatchError, match="unknown key 'defaults'"):  # read past the merge
+        experiments.load_experiment(merged)
+    merged.write_text("name: e\nsweeps:\n  - &s\n    notebook: x.ipynb\n    fixed: {epochs: 5}\n"
+                      "  - <<: *s\n    grid: {seed: [1, 2]}\n")
+    assert experiments.load_experiment(merged).sweeps[1].fixed == {"epochs": 5}
     bad.write_text("name: e\nsweeps:\n  - notebook: x.ipynb\n    grid: {culture: }\n")
     with pytest.raises(experiments.BatchError, match="sweep 1's grid gives 'culture' no value"):
         experiments.load_experiment(bad)  # YAML reads it as null: one run of culture None
@@ -319,7 +327,9 @@ def test_the_same_run_twice_and_values_of_the_wrong_kind_are_refused_before_any_
         with pytest.raises(experiments.BatchError, match=f"parameter 'x' of tiny.ipynb takes {kind}, as its default "
                                                          f"1 is; got {re.escape(repr(value))}"):
             batch.run_experiment(sweep_of(notebook, tmp_path, x=[value]), progress=False)
-    assert batch.check_parameters(experiments.Sweep(notebook, {"x": [2.0]}, {"label": ["any", "kind"]}))
+    with pytest.raises(experiments.BatchError, match="takes a whole number, as its default 1 is; got 2.0"):
+        batch.check_parameters(experiments.Sweep(notebook, {"x": [2.0]}))  # range(2.0) fails in the notebook
+    assert batch.check_parameters(experiments.Sweep(notebook, {"x": [2]}, {"label": ["any", "kind"]}))
     assert batch.check_parameters(experiments.Sweep(notebook, {"x": [None]}))  # a notebook's "all" or "default"
     # an experiment file's sweeps are all checked before the first runs
     config = tmp_path / "exp.yaml"

@@ -404,7 +404,8 @@ def test_one_culture_of_a_file_of_several_is_trained_and_found_again_by_every_co
     assert not (tmp_path / "bad").exists()
 
 
-def test_info_on_a_batch_experiment_says_which_notebook_runs_did_not_succeed(run_dir, tmp_path, capsys):
+def test_info_on_a_batch_experiment_says_which_notebook_runs_did_not_succeed(run_dir, tmp_path, capsys,
+                                                                              monkeypatch):
     """A training run inside a batch notebook run that failed later, or never finished, is not simply
     'completed' or 'continue it with --resume': emofx batch does the notebook run again."""
     import json as _json
@@ -417,10 +418,18 @@ def test_info_on_a_batch_experiment_says_which_notebook_runs_did_not_succeed(run
         (experiment / name / "02_train_culture.ipynb").write_text("{}")
         if status is not None:
             (experiment / name / "status.json").write_text(_json.dumps(status))
+    (experiment / "culture=d" / "results").mkdir(parents=True)
+    shutil.copytree(run_dir, experiment / "culture=d" / "results" / "run")
+    (experiment / "culture=d" / "02_train_culture.ipynb").write_text("{}")
+    (experiment / "culture=d" / "status.json").write_text('{"status": ')
+    expected = {"culture=a": "completed",
+                "culture=b": "completed; its notebook run failed: ValueError no saliency (emofx batch does it again)",
+                "culture=c": "completed; its notebook run has not finished (running now, or stopped: emofx batch "
+                             "does it again)",
+                "culture=d": "completed; its notebook run's status.json is damaged (emofx batch does it again)"}
     assert main(["info", str(tmp_path / "exp"), "--json"]) == 0
     rows = {r["run"].split("/")[1]: r["status"] for r in _json.loads(capsys.readouterr().out)["runs"]}
-    assert rows == {"culture=a": "completed",
-                    "culture=b": "completed; its notebook run failed: ValueError no saliency (emofx batch does it "
-                                 "again)",
-                    "culture=c": "completed; its notebook run has not finished (running now, or stopped: emofx "
-                                 "batch does it again)"}
+    assert rows == expected
+    monkeypatch.chdir(experiment)  # the same from inside the sweep's folder
+    assert main(["info", ".", "--json"]) == 0
+    assert {r["run"].split("/")[0]: r["status"] for r in _json.loads(capsys.readouterr().out)["runs"]} == expected

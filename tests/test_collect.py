@@ -478,7 +478,8 @@ def test_an_exclusion_list_leaves_out_a_link_or_its_target_not_both(tmp_path):
                                                  str(tmp_path / "linked" / "other.png")])
     listing = tmp_path / "exclude.csv"
     for listed, left in ((real / "x.png", 1), (real / "link.png", 0), ("real/x.png", 1),
-                         (real / "other.png", 2)):  # the last: the dataset read the folder through a link
+                         (real / "other.png", 2),  # the dataset read the folder through a link
+                         (tmp_path / "linked" / "x.png", 1)):  # the list names it through one
         pd.DataFrame({"path": [str(listed)]}).to_csv(listing, index=False)
         kept, excluded = exclude_listed(dataset, listing)
         assert excluded == 1 and dataset.path[left] not in kept.path.tolist(), listed

@@ -386,3 +386,15 @@ def test_too_few_test_people_give_no_interval_over_people():
     assert _interval(result).endswith("; no interval over test people with these models fixed (not measured: 3 "
                                       "test people, too few to redraw)")
     assert "over trials" in _interval(result)
+
+
+def test_class_error_tests_compare_cultures_of_unequal_numbers_of_trials():
+    """Trials are numbered within each culture: 5 against 3 (after exclude_chance, say) tests every emotion, as
+    5 against 5 does, instead of reading the smaller culture's missing trial numbers as missing emotions."""
+    a = _confusing("A", [0.40, 0.45, 0.35, 0.40, 0.50], seed=1)
+    b = _confusing("B", [0.05, 0.00, 0.10], seed=2)
+    errors = pd.concat([accuracy.class_errors(p) for p in (a, b)], ignore_index=True)
+    table = accuracy.class_error_tests(errors, "A", "B", QUICK).set_index("emotion")
+    assert (table["unit"] == "trials").all() and table["p_value"].notna().all()
+    assert table.loc["afraid", "error_a"] == pytest.approx(1 - a[a["emotion"] == "afraid"].groupby("trial")[
+        "correct"].mean().mean())

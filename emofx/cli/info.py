@@ -101,16 +101,19 @@ def with_batch_status(frame: pd.DataFrame, parent: Path) -> pd.DataFrame:
     """``frame`` (:func:`runs_status`) with what ``emofx batch`` recorded of the notebook run that holds each
     training run, where that is not ``ok``: a notebook that failed after training, or a batch run stopped mid-way
     (which the next batch does again from the start, not with --resume)."""
-    from emofx.pipeline.results import RESULTS_DIR, read_status
+    from emofx.pipeline.results import RESULTS_DIR, STATUS_FILE, read_status
 
     frame = frame.copy()
     for index, row in frame.iterrows():
-        run_dir = parent / row["run"]
+        run_dir = (parent / row["run"]).absolute()
         notebook_run = run_dir.parent.parent if run_dir.parent.name == RESULTS_DIR else None
         if notebook_run is None or not (notebook_run / f"{notebook_run.parent.name}.ipynb").is_file():
             continue  # not a run made by a batch notebook
         recorded = read_status(notebook_run)
-        if recorded is None:
+        if recorded is None and (notebook_run / STATUS_FILE).is_file():
+            frame.at[index, "status"] = f"{row['status']}; its notebook run's {STATUS_FILE} is damaged (emofx batch " \
+                                        "does it again)"
+        elif recorded is None:
             frame.at[index, "status"] = (f"{row['status']}; its notebook run has not finished (running now, or "
                                          "stopped: emofx batch does it again)")
         elif recorded.get("status") != "ok":

@@ -199,9 +199,13 @@ def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) ->
     # Each entry names the image at that path; only an entry that names none as written is matched once symbolic
     # links are resolved (a dataset read through a linked folder), so a link and its target, both in the dataset
     # (one dropped by emofx collect as a copy of the other), are not both left out.
-    for paths in ([Path(os.path.abspath(p)) for p in dataset.path], [Path(p).resolve() for p in dataset.path]):
-        where = _path_keys(paths)
-        matched = [where.get(_entry_key(e), []) for e in entries]
+    given = [Path(os.path.abspath(p)) for p in dataset.path]
+    real = [Path(p).resolve() for p in dataset.path]
+    for resolve in (False, True):
+        where = _path_keys(real if resolve else given)
+        matched = [where.get(_entry_key(e, resolve), []) for e in entries]
+        if resolve:  # several images that are one file (a link and its target): the file itself, not the link
+            matched = [[i for i in found if given[i] == real[i]] or found for found in matched]
         for indices in matched:
             drop[indices] = True
         entries = [e for e, indices in zip(entries, matched) if not indices]
@@ -222,8 +226,10 @@ def _path_keys(paths: list[Path]) -> dict[str, list[int]]:
     return keys
 
 
-def _entry_key(entry: Path) -> str:
-    return str(Path(os.path.abspath(entry)) if entry.is_absolute() else entry.as_posix())
+def _entry_key(entry: Path, resolve: bool) -> str:
+    if not entry.is_absolute():
+        return entry.as_posix()
+    return str(entry.resolve() if resolve else Path(os.path.abspath(entry)))
 
 
 def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def _check_no_faces_of_yours(out: Path) -> None:
         written = set(pd.read_csv(out / "manifest.csv", usecols=["path"], dtype=str)["path"])
     except (OSError, ValueError, pd.errors.ParserError):
         written = set()
-    yours = sorted(p.name for p in faces.iterdir() if f"faces/{p.name}" not in written)
+    yours = sorted(p.name for p in faces.iterdir() if f"faces/{p.name}" not in written and not p.name.startswith("."))
     if yours:
         raise CollectError(f"{faces} holds {len(yours)} files the earlier collection did not write (e.g. {yours[0]}); "
                            "--overwrite replaces that folder: move them out first")

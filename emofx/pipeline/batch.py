@@ -189,7 +189,7 @@ def _check_kind(notebook: str, key: str, default_text: str, value: Any) -> None:
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     wanted = {bool: ("true or false", isinstance(value, bool)),
-              int: ("a whole number", number and float(value).is_integer()),
+              int: ("a whole number", number and isinstance(value, int)),
               float: ("a number", number),
               list: ("a list", isinstance(value, (list, tuple)))}.get(type(default))
     if wanted is not None and not wanted[1] and value is not None:  # None: the notebook's "all" or "default"

@@ -214,9 +214,10 @@ def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, conf
     """Per-class error difference (a minus b) with a permutation test over trials, corrected over classes. An
     emotion that some trial of either culture has no test image of is not tested (its row says so, the error
     rates the mean over the trials that have it): its missing rates are not errors of 0."""
-    wide = errors.pivot_table(index=["culture", "trial"], columns="emotion", values="error", dropna=False)
-    a_all, b_all = wide.loc[culture_a], wide.loc[culture_b]
-    tested = [e for e in wide.columns if a_all[e].notna().all() and b_all[e].notna().all()]
+    emotions = sorted(set(errors["emotion"]))
+    a_all, b_all = (errors[errors["culture"] == c].pivot_table(index="trial", columns="emotion", values="error")
+                    .reindex(columns=emotions) for c in (culture_a, culture_b))  # each culture's own trials
+    tested = [e for e in emotions if a_all[e].notna().all() and b_all[e].notna().all()]
     a, b = a_all[tested].to_numpy(), b_all[tested].to_numpy()
     test = stats.permutation_test(a, b, statistic="welch_t", n_permutations=config.n_permutations, seed=config.seed)
     adjusted = test.p_fwer if config.correction == "maxT" else stats.adjust(test.p_value, config.correction)
@@ -225,7 +226,7 @@ def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, conf
         "diff": a.mean(axis=0) - b.mean(axis=0), "p_value": test.p_value, "p_adjusted": adjusted,
         "correction": config.correction, "unit": "trials",
     })
-    untested = [e for e in wide.columns if e not in tested]
+    untested = [e for e in emotions if e not in tested]
     if not untested:
         return frame
     error_a, error_b = a_all[untested].mean().to_numpy(), b_all[untested].mean().to_numpy()
