@@ -80,12 +80,80 @@ def test_plain_answers_count_bad_rows_instead_of_failing(tmp_path):
     ("", "is empty"),
     ("a,b\n1,2\n", "no column for"),
     ("image,worker,label\nimg0.png,w,bored\n", "no usable answers"),
+    ("image,worker,label\n", r"has a header \(image, worker, label\) but no answer rows"),
+    ("image,emotion,worker,answer\nimg0.png,angry,w1,happy\n",
+     r"the columns \['emotion', 'answer'\] could each be the answers' label; rename or drop all but one"),
 ])
 def test_unusable_answer_files_are_one_clear_error(tmp_path, text, message):
     path = tmp_path / "answers.csv"
     path.write_text(text)
     with pytest.raises(AnswersError, match=message):
         read_answers(path)
+
+
+def test_answer_files_in_other_separators_are_read_and_other_encodings_named_by_line(tmp_path):
+    for separator in ("\t", ";"):
+        path = tmp_path / "answers.txt"
+        path.write_text(separator.join(["image", "worker", "label"]) + "\n"
+                        + separator.join(["img0.png", "w1", "angry"]) + "\n")
+        answers = read_answers(path)
+        assert answers.frame[["image", "worker", "label"]].values.tolist() == [["img0.png", "w1", "angry"]]
+        assert "image from 'image', worker from 'worker', label from 'label'" in answers.summary()
+    path.write_bytes("image,worker,label\nimg0.png,w1,angry\nimg1.png,J\u00fcrgen,sad\n".encode("latin-1"))
+    with pytest.raises(AnswersError, match=r"line 3 is not UTF-8 text \(byte 0xfc\); save the file as UTF-8"):
+        read_answers(path)
+
+
+def test_one_workers_answers_to_an_image_under_two_names_count_once(tmp_path, capsys):
+    """A path, a URL and a bare file name of one image are one image: the worker's first answer counts, the
+    others are reported as repeated (and --strict refuses them); R's NA worker is a missing value."""
+    dataset = blank_dataset(np.array([0, 1]))
+    frame = pd.DataFrame({"image": ["img0.png", "/data/faces/img0.png", "https://x.org/a/img0.png?sig=1",
+                                    "img0.png", "img0.png", "img1.png", "img1.png"],
+                          "worker": ["w1", "w1", "w1", "w2", "w3", "NA", "NA"],
+                          "label": ["angry", "angry", "angry", "happy", "happy", "sad", "sad"]})
+    answers = answers_from_frame(frame)
+    assert answers.dropped["empty"] == 2
+    attached, report = attach_answers(dataset, answers)
+    names = attached.meta["vote_names"]
+    assert attached.extras["votes"][0, names.index("angry")] == 1 and attached.extras["votes"][0].sum() == 3
+    assert report.repeated == 2 and attached.meta["answers"]["dropped"]["repeated"] == 2
+    assert "2 answers left out as a worker's second answer to an image named another way" in report.summary()
+    from emofx.cli import main
+
+    dataset.save(tmp_path / "data.npz")
+    frame.iloc[:5].to_csv(tmp_path / "answers.csv", index=False)
+    assert main(["labels", "import", str(tmp_path / "data.npz"), "--answers", str(tmp_path / "answers.csv"),
+                 "--strict", "--out", str(tmp_path / "answered.npz")]) != 0
+    assert "2 answers were left out (strict mode); nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "answered.npz").exists()
+
+
+def test_a_file_name_two_images_share_is_reported_as_such():
+    dataset = FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"],
+                                           path=["/a/happy/same.jpg", "/a/sad/same.jpg"])
+    answers = answers_from_frame(pd.DataFrame({"image": ["same.jpg", "/a/sad/same.jpg"], "worker": ["w", "w"],
+                                               "label": ["sad", "sad"]}))
+    _, report = attach_answers(dataset, answers)
+    assert report.not_in_dataset == 1 and report.ambiguous == 1
+    assert "1 of them by a file name several dataset images share (give the image's path" in report.summary()
+
+
+def test_importing_answers_again_replaces_the_earlier_answers_and_their_aggregation():
+    dataset = blank_dataset(np.array([0, 1]))
+    first = answers_from_frame(pd.DataFrame({"image": ["img0.png"] * 2, "worker": ["w1", "w2"],
+                                             "label": ["angry", "angry"]}))
+    attached, _ = attach_answers(dataset, first)
+    aggregated, _ = apply_aggregation(attached, aggregate(attached, "mv"), keep_unanswered=True)
+    assert "agreement" in aggregated.extras and "aggregation" in aggregated.meta
+    second = answers_from_frame(pd.DataFrame({"image": ["img0.png"] * 2, "worker": ["w8", "w9"],
+                                              "label": ["happy", "happy"]}))
+    again, report = attach_answers(aggregated, second)
+    assert report.summary().endswith("replaces the 2 answers attached before and their aggregation (mv; the labels "
+                                     "stay as it set them until you aggregate again)")
+    assert not {"agreement", "label_proba", "n_answers", "label_entropy"} & set(again.extras)
+    assert "aggregation" not in again.meta and again.meta["workers"] == ["w8", "w9"]
+    assert again.extras["votes"][0, again.meta["vote_names"].index("happy")] == 2
 
 
 def test_answers_about_other_images_are_an_error():
@@ -242,12 +310,34 @@ def test_ferplus_votes_join_fer2013_paths(shared_dataset):
     votes = pd.read_csv(folder / "fer2013new.csv", nrows=2).iloc[:, 2:].fillna(0).to_numpy(int)
     assert attached.extras["votes"].tolist() == [*votes.tolist(), [0] * 10]
     assert attached.meta["vote_names"][:2] == ["neutral", "happy"]
-    assert report.summary() == (f"{votes.sum()} answers attached to 2 of 3 images; the other 1: FER+ left them out "
-                                "(not a face, or unusable): aggregating drops them")
+    assert report.summary() == (f"{votes.sum()} answers attached to 2 of 3 images; the other 1: no FER+ row names "
+                                "them (FER+ left out images that are not faces): aggregating drops them")
     relabelled, dropped = apply_aggregation(attached, aggregate(attached, "ferplus"))  # FER+ rated every image:
     assert "/data/elsewhere/x.jpg" not in relabelled.path and dropped["unanswered"] == 1  # no row = left out
     kept, _ = apply_aggregation(attached, aggregate(attached, "ferplus"), keep_unanswered=True)  # when asked
     assert "/data/elsewhere/x.jpg" in kept.path
+
+
+def test_ferplus_votes_reach_every_copy_of_an_image_fer2013_holds_several_times(shared_dataset):
+    """ferplus_to_fer2013.csv joins four FER+ rows to Training_39394836.jpg; its byte-identical copies (among them
+    Training_57904554.jpg, which no row names) each get one of the four rows, and a folder name in another
+    letter case still matches."""
+    from emofx.crowd.answers import attach_ferplus_votes
+
+    folder, root = shared_dataset("ferplus"), shared_dataset("fer2013")
+    original = (root / "train/angry/Training_39394836.jpg").read_bytes()
+    copies = sorted(str(p) for p in root.glob("*/*/*.jpg") if p.stat().st_size == len(original)
+                    and p.read_bytes() == original)
+    assert len(copies) == 4 and str(root / "train/angry/Training_57904554.jpg") in copies
+    shouting = str(root / "train/angry/Training_57904554.jpg").replace("/angry/", "/ANGRY/")  # as prepared elsewhere
+    dataset = FaceDataset.from_label_names(np.zeros((5, 4, 4), np.uint8), ["angry"] * 5, path=[*copies, shouting])
+    attached, report = attach_ferplus_votes(dataset, folder)
+    rows = attached.extras["ferplus_row"]
+    assert sorted(rows[:4]) == [850, 22213, 23445, 25783] and rows[4] == rows[copies.index(shouting.replace(
+        "/ANGRY/", "/angry/"))]
+    every = pd.read_csv(folder / "fer2013new.csv").iloc[:, 2:].fillna(0).to_numpy(int)
+    assert attached.extras["votes"].tolist() == every[rows].tolist()
+    assert report.images_answered == 5
 
 
 def test_observers_cannot_relabel_a_neutral_face():
@@ -297,3 +387,18 @@ def test_agreement_weights_scale_the_loss():
     per_image = -np.log(np.exp(np.diag(logits)) / np.exp(logits).sum(axis=1))
     weighted = float(cross_entropy(logits, targets * weights[:, None]))
     assert weighted == pytest.approx(float(np.mean(per_image * weights)), rel=1e-5)
+
+
+def test_aggregating_a_ferplus_prepared_dataset_says_what_prepare_dropped(tmp_path, capsys):
+    from emofx.cli import main
+
+    dataset = blank_dataset(np.array([0, 1]))
+    votes = np.array([[8, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 9, 0, 0, 0, 0, 0, 0, 0, 0]], np.int16)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes},
+                             "meta": {"format": "ferplus", "vote_names": [*SEVEN, "contempt", "unknown", "not_face"],
+                                      "dropped": {"no_majority": 39, "unknown": 2, "not_face": 1, "total": 42}}})
+    dataset.save(tmp_path / "fp.npz")
+    assert main(["labels", "aggregate", str(tmp_path / "fp.npz"), "--method", "mv",
+                 "--out", str(tmp_path / "mv.npz")]) == 0
+    assert ("note: `emofx prepare --format ferplus` kept only the images with a FER+ majority (it dropped 42: no "
+            "majority 39, unknown 2, not a face 1)") in capsys.readouterr().out

@@ -194,6 +194,28 @@ def test_ferplus_joined_by_row_order_to_a_fer2013_csv(tmp_path, fer_csv, shared_
     assert data.meta["vote_names"][:2] == ["neutral", "happy"]
 
 
+def test_ferplus_mapping_moves_the_rows_of_a_repeated_image_to_its_copies(tmp_path):
+    """Rows the mapping joins to one file go to its byte-identical copies that no row names, each to one of its own
+    split first; a file with other bytes stays unnamed, and rows beyond the copies stay on the shared file."""
+    from emofx.data.loaders.fer2013 import read_ferplus_mapping
+
+    files = {"train/angry/Training_1.jpg": b"same", "train/sad/Training_2.jpg": b"same",
+             "test/angry/PrivateTest_3.jpg": b"same", "train/angry/Training_4.jpg": b"other"}
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    mapping = pd.DataFrame({"row": [0, 1, 2, 3, 4], "usage": ["Training", "PrivateTest", "Training", "Training",
+                                                             "PublicTest"],
+                            "fer2013_file": ["train/angry/Training_1.jpg"] * 4 + ["train/angry/Training_4.jpg"]})
+    mapping.to_csv(tmp_path / "mapping.csv", index=False)
+    moved = read_ferplus_mapping(tmp_path / "mapping.csv", tmp_path)
+    assert moved["fer2013_file"].tolist() == ["train/angry/Training_1.jpg", "test/angry/PrivateTest_3.jpg",
+                                             "train/sad/Training_2.jpg", "train/angry/Training_1.jpg",
+                                             "train/angry/Training_4.jpg"]
+    as_given = read_ferplus_mapping(tmp_path / "mapping.csv", None)  # no image folder: the file as it is
+    assert as_given["fer2013_file"].tolist() == mapping["fer2013_file"].tolist()
+
+
 def test_ferplus_joined_through_the_mapping(tmp_path, shared_dataset):
     shared = shared_dataset("ferplus")
     votes = pd.read_csv(shared / "fer2013new.csv", nrows=40)

@@ -11,8 +11,9 @@ Examples:
 
 `import` writes the answers into the dataset as vote counts (and, when workers are named, who
 answered what). `aggregate` relabels the images (mv, ferplus, ds, glad, mace, wawa), stores
-per-image agreement, answer entropy and the label distribution (for `emofx train
---weight-by-agreement` and `--soft-targets`), and reports inter-annotator agreement (Krippendorff's
+per-image agreement (for `emofx train --weight-by-agreement`), answer entropy and the label
+distribution; `emofx train --soft-targets` learns from the shares of the answers themselves, whichever
+method set the labels. It reports inter-annotator agreement (Krippendorff's
 alpha, Fleiss' kappa) and per-worker quality. ds/glad/mace/wawa need named workers and crowd-kit
 (pip install "emofx[crowd]").
 """
@@ -95,7 +96,8 @@ def run_import(args: argparse.Namespace) -> int:
         print(answers.summary())
         attached, report = attach_answers(dataset, answers)
         # answers the requester rejected (MTurk) are left out by choice, not a problem with the file
-        left_out = sum(v for k, v in answers.dropped.items() if k != "rejected") + report.not_in_dataset
+        left_out = (sum(v for k, v in answers.dropped.items() if k != "rejected") + report.not_in_dataset
+                    + report.repeated)
     elif args.ferplus:
         attached, report = attach_ferplus_votes(dataset, args.ferplus)
         left_out = 0
@@ -135,6 +137,12 @@ def run_aggregate(args: argparse.Namespace) -> int:
     print(f"{args.method}: {int(answered.sum())} answered images, {changed} labels differ from the dataset's; "
           f"mean agreement {np.nanmean(result.agreement):.3f}, mean answer entropy {np.nanmean(result.entropy):.3f} bits")
     print("left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    earlier = dataset.meta.get("dropped", {}) if dataset.meta.get("format") == "ferplus" else {}
+    if earlier.get("total"):
+        print(f"note: `emofx prepare --format ferplus` kept only the images with a FER+ majority (it dropped "
+              f"{earlier['total']}: no majority {earlier.get('no_majority', 0)}, unknown {earlier.get('unknown', 0)}, "
+              "not a face {nf}); for labels of every FER2013 image, prepare the image folder (--format folder) and "
+              "attach the votes with `emofx labels import --ferplus`".format(nf=earlier.get("not_face", 0)))
     if agreement is not None:
         overall = agreement.loc["all"]
         print(f"Krippendorff's alpha {overall['krippendorff_alpha']:.3f} ({int(overall['alpha_images'])} images), "

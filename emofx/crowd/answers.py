@@ -19,6 +19,7 @@ proportions (the Taiwanese set) become ``extras["votes"]`` only.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -30,7 +31,8 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES, EMOTIONS
-from emofx.data.loaders.fer2013 import FERPLUS_VOTE_COLUMNS, read_ferplus_votes
+from emofx.data.loaders.common import SourceError
+from emofx.data.loaders.fer2013 import FERPLUS_VOTE_COLUMNS, read_ferplus_mapping, read_ferplus_votes
 
 NON_EMOTIONS: tuple[str, ...] = ("unknown", "not_face")
 FERPLUS_LAYOUT = "ferplus-votes"  # answers.layout of FER+ vote counts: FER+ rated every FER2013 image
@@ -75,11 +77,15 @@ class Answers:
     source: str = ""
     dropped: dict[str, int] = field(default_factory=dict)
     unknown_labels: dict[str, int] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # the file's column read for each role
 
     def summary(self) -> str:
-        """One line: what was read and what was left out."""
+        """One line: what was read (from which columns) and what was left out."""
         text = (f"{len(self.frame)} answers from {self.frame['worker'].nunique()} workers on "
-                f"{self.frame['image'].nunique()} images ({self.layout} layout)")
+                f"{self.frame['image'].nunique()} images ({self.layout} layout")
+        if self.columns:
+            text += "; " + ", ".join(f"{role} from {col!r}" for role, col in self.columns.items())
+        text += ")"
         left = {k: v for k, v in self.dropped.items() if v}
         if left:
             text += "; left out: " + ", ".join(f"{k} {v}" for k, v in left.items())
@@ -88,9 +94,34 @@ class Answers:
         return text
 
 
-def _plain_column(columns: Sequence[str], role: str) -> str | None:
+def _plain_column(columns: Sequence[str], role: str, path: Path) -> str | None:
+    """The one column of a plain CSV that holds ``role`` (None when none does); two candidates are refused, as
+    reading the wrong one (a manifest's ``emotion`` beside the worker's ``answer``) would be silent."""
     lowered = {c.strip().lower(): c for c in columns}
-    return next((lowered[n] for n in _PLAIN_NAMES[role] if n in lowered), None)
+    found = [lowered[n] for n in _PLAIN_NAMES[role] if n in lowered]
+    if len(found) > 1:
+        raise AnswersError(f"{path}: the columns {found} could each be the answers' {role}; rename or drop all "
+                           f"but one (or name the one to use {role!r})")
+    return found[0] if found else None
+
+
+def _csv_text(path: Path) -> str:
+    """The file's text, refused with the line of the first byte that is not UTF-8 (a BOM is dropped)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise AnswersError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}); save the file "
+                           "as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+
+
+def _separator(text: str) -> str:
+    """Commas, or the tab or semicolon a header without commas is split by (spreadsheets in some locales)."""
+    header = text.split("\n", 1)[0]
+    if "," in header:
+        return ","
+    return next((sep for sep in ("\t", ";") if sep in header), ",")
 
 
 def _one_prefixed(columns: Sequence[str], prefix: str, preferred: Sequence[str], path: Path) -> str:
@@ -110,13 +141,17 @@ def read_answers(path: str | os.PathLike) -> Answers:
     if not path.is_file():
         raise FileNotFoundError(f"answers file {path} " + ("is a folder; give the CSV file in it" if path.is_dir()
                                                            else "does not exist"))
+    text = _csv_text(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        raw = pd.read_csv(io.StringIO(text), sep=_separator(text), dtype=str, keep_default_na=False,
+                          skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise AnswersError(f"{path} is empty; expected a CSV with columns image, worker, label[, time] "
                            "or a Mechanical Turk batch-results file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except pd.errors.ParserError as err:
         raise AnswersError(f"{path} is not a readable CSV ({err})") from None
+    if raw.empty:
+        raise AnswersError(f"{path} has a header ({', '.join(map(str, raw.columns))}) but no answer rows")
     columns = list(raw.columns)
     rejected = 0
     if "WorkerId" in columns:
@@ -131,14 +166,15 @@ def read_answers(path: str | os.PathLike) -> Answers:
                    "time": "WorkTimeInSeconds" if "WorkTimeInSeconds" in columns else None}
     else:
         layout = "plain"
-        mapping = {role: _plain_column(columns, role) for role in _PLAIN_NAMES}
+        mapping = {role: _plain_column(columns, role, path) for role in _PLAIN_NAMES}
         missing = [role for role in ("image", "worker", "label") if mapping[role] is None]
         if missing:
             raise AnswersError(f"{path}: no column for {missing}; expected image, worker, label[, time] "
                                f"or a Mechanical Turk batch-results file (columns found: {columns})")
     frame = pd.DataFrame({role: (raw[col] if col else np.nan) for role, col in mapping.items()})
     answers = answers_from_frame(frame, layout=layout, source=str(path))
-    return replace(answers, dropped={**answers.dropped, "rejected": rejected})
+    return replace(answers, dropped={**answers.dropped, "rejected": rejected},
+                   columns={role: col for role, col in mapping.items() if col})
 
 
 def answers_from_frame(frame: pd.DataFrame, *, layout: str = "frame", source: str = "") -> Answers:
@@ -152,7 +188,8 @@ def answers_from_frame(frame: pd.DataFrame, *, layout: str = "frame", source: st
     if missing:
         raise AnswersError(f"{where}answers need columns image, worker, label; missing {missing}")
     fields = ["image", "worker", "label"]
-    missing_value = frame[fields].isna().any(axis=1).to_numpy()  # NaN/None cells, not the text "None" or "nan"
+    # NaN/None cells, not the text "None" (an answer: unknown) or "nan"; a worker "NA" is R's write.csv's missing value
+    missing_value = (frame[fields].isna().any(axis=1) | (frame["worker"].astype(str).str.strip() == "NA")).to_numpy()
     frame = pd.DataFrame({
         "image": frame["image"].astype(str).str.strip(),
         "worker": frame["worker"].astype(str).str.strip(),
@@ -255,7 +292,8 @@ def tabulate_answers(frame: pd.DataFrame, rows: np.ndarray, n_images: int, class
 
 @dataclass(frozen=True)
 class AttachReport:
-    """What attaching answers did: answers used, answers naming images not in the dataset, coverage."""
+    """What attaching answers did: answers used, answers left out (naming no image of the dataset, or a
+    worker's second answer to an image named another way), coverage, and what the new answers replace."""
 
     used: int
     not_in_dataset: int
@@ -263,6 +301,9 @@ class AttachReport:
     images_answered: int
     images: int
     unanswered_note: str = ""  # what the images without answers are, where the source says
+    repeated: int = 0  # a worker's further answers to one image under another name (path, URL, file name)
+    ambiguous: int = 0  # of not_in_dataset: answers naming a file name that several dataset images share
+    replaced: str = ""  # the answers and aggregation an earlier import left on the dataset, now replaced
 
     def summary(self) -> str:
         text = (f"{self.used} answers attached to {self.images_answered} of {self.images} images")
@@ -271,11 +312,30 @@ class AttachReport:
         if self.not_in_dataset:
             text += (f"; {self.not_in_dataset} answers name images not in the dataset "
                      f"(e.g. {', '.join(self.not_in_dataset_examples)})")
+        if self.ambiguous:
+            text += (f", {self.ambiguous} of them by a file name several dataset images share (give the image's "
+                     "path as the dataset lists it)")
+        if self.repeated:
+            text += (f"; {self.repeated} answers left out as a worker's second answer to an image named another "
+                     "way (path, URL or file name)")
+        if self.replaced:
+            text += f"; replaces {self.replaced}"
         return text
 
 
+def _ambiguous_names(dataset: FaceDataset, references: Sequence[str]) -> np.ndarray:
+    """Whether each reference is a bare file name that several dataset images share (so it matches none)."""
+    names = pd.Series([_image_key(p) for p in dataset.path])
+    shared = set(names[names.duplicated(keep=False)])
+    exact = set(dataset.path)
+    return np.array([r not in exact and _image_key(r) in shared for r in references], dtype=bool)
+
+
 def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset, AttachReport]:
-    """The dataset with the answers as votes and worker/label matrices (see the module docstring)."""
+    """The dataset with the answers as votes and worker/label matrices (see the module docstring).
+
+    Answers are matched to images first, so a worker's answers to one image under two names (a path and
+    a URL) count once; answers an earlier import attached, and their aggregation, are replaced."""
     frame = answers.frame
     index = match_images(dataset, frame["image"].tolist())
     outside = index < 0
@@ -284,19 +344,25 @@ def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset,
                            f"(e.g. {_example(frame['image'].iloc[0])}; dataset paths look like "
                            f"{_example(dataset.path[0])}); "
                            "answers match a dataset path exactly or by file name")
-    used, rows = frame[~outside], index[~outside]
-    table = tabulate_answers(used, rows, len(dataset), dataset.classes)
+    used = frame[~outside].assign(row=index[~outside])
+    again = used.duplicated(["row", "worker"], keep="first").to_numpy()
+    used = used[~again]
+    table = tabulate_answers(used, used["row"].to_numpy(), len(dataset), dataset.classes)
     attached = replace(
         dataset,
-        extras={**dataset.extras, "votes": table.votes, "answer_worker": table.answer_worker,
+        extras={**_without_answers(dataset.extras), "votes": table.votes, "answer_worker": table.answer_worker,
                 "answer_label": table.answer_label},
-        meta={**dataset.meta, "vote_names": list(table.vote_names), "workers": list(table.workers),
-              "answers": {"source": answers.source, "layout": answers.layout, "dropped": answers.dropped}},
+        meta={**_without_answers(dataset.meta), "vote_names": list(table.vote_names), "workers": list(table.workers),
+              "answers": {"source": answers.source, "layout": answers.layout,
+                          "dropped": {**answers.dropped, "repeated": answers.dropped.get("repeated", 0)
+                                      + int(again.sum())}}},
     )
     report = AttachReport(
         used=int(len(used)), not_in_dataset=int(outside.sum()),
         not_in_dataset_examples=tuple(frame.loc[outside, "image"].drop_duplicates().head(3)),
-        images_answered=int(np.unique(rows).size), images=len(dataset),
+        images_answered=int(used["row"].nunique()), images=len(dataset), repeated=int(again.sum()),
+        ambiguous=int(_ambiguous_names(dataset, frame.loc[outside, "image"].tolist()).sum()),
+        replaced=_earlier_answers(dataset),
     )
     return attached, report
 
@@ -313,12 +379,20 @@ def answers_of(dataset: FaceDataset) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- vote counts
 
 
+def _fer2013_root(paths: Sequence[str]) -> Path | None:
+    """The FER2013 image folder most of ``paths`` (``<root>/train/angry/Training_1426440.jpg``) lie in."""
+    roots = pd.Series([str(Path(p).parents[2]) for p in paths if len(Path(p).parents) > 2], dtype=object)
+    return Path(roots.mode().iloc[0]) if len(roots) else None
+
+
 def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tuple[FaceDataset, AttachReport]:
     """FER+ vote counts joined to a FER2013 image-folder dataset through ``ferplus_to_fer2013.csv``.
 
-    ``ferplus`` is the FER+ folder (``fer2013new.csv`` and ``ferplus_to_fer2013.csv``). The
-    dataset's paths must end in the FER2013 layout (``train/angry/Training_1426440.jpg``).
-    A FER2013 file that two FER+ rows map to (FER2013 repeats some images) gets the first row's votes.
+    ``ferplus`` is the FER+ folder (``fer2013new.csv`` and ``ferplus_to_fer2013.csv``). A dataset path
+    matches a FER2013 file by its last three parts (``train/angry/Training_1426440.jpg``, in any letter
+    case: a ``train/Happy/`` folder matches ``train/happy/``). The two FER+ rows of an image FER2013 holds twice go to its two
+    files (:func:`~emofx.data.loaders.fer2013.read_ferplus_mapping`); a file that still shares a row with
+    another (its copy's row was not found) gets that row's votes too.
     """
     folder = Path(ferplus).expanduser()
     votes_csv, mapping_csv = folder / "fer2013new.csv", folder / "ferplus_to_fer2013.csv"
@@ -327,13 +401,14 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
             raise FileNotFoundError(f"{needed} not found; pass the FER+ folder holding fer2013new.csv and "
                                     "ferplus_to_fer2013.csv")
     _, counts = read_ferplus_votes(votes_csv)
-    mapping = pd.read_csv(mapping_csv, dtype=str, keep_default_na=False)
-    if not {"row", "fer2013_file"} <= set(mapping.columns):
-        raise AnswersError(f"{mapping_csv}: expected the columns row and fer2013_file; found {list(mapping.columns)}")
+    try:
+        mapping = read_ferplus_mapping(mapping_csv, _fer2013_root(dataset.path))
+    except SourceError as err:
+        raise AnswersError(str(err)) from None
     mapping = mapping.drop_duplicates("fer2013_file", keep="first")
-    file_row = dict(zip(mapping["fer2013_file"], mapping["row"].astype(int)))
-    tail = ["/".join(PurePosixPath(p.replace("\\", "/")).parts[-3:]) for p in dataset.path]
-    rows = np.array([file_row.get(t, -1) for t in tail], dtype=np.int64)
+    file_row = dict(zip(mapping["fer2013_file"].str.lower(), mapping["row"]))
+    tails = ["/".join(PurePosixPath(p.replace("\\", "/")).parts[-3:]).lower() for p in dataset.path]
+    rows = np.array([file_row.get(t, -1) for t in tails], dtype=np.int64)
     if (rows < 0).all():
         raise AnswersError(f"no dataset path matches a FER2013 file of {mapping_csv.name} (dataset paths look "
                            f"like {_example(dataset.path[0])}; expected .../train/angry/Training_1426440.jpg)")
@@ -345,7 +420,8 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
     # FER+ rates every FER2013 image; those outside the dataset (a subset) are not answers left out.
     report = AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
                           images_answered=int((rows >= 0).sum()), images=len(dataset),
-                          unanswered_note="FER+ left them out (not a face, or unusable): aggregating drops them")
+                          unanswered_note="no FER+ row names them (FER+ left out images that are not faces): "
+                                          "aggregating drops them", replaced=_earlier_answers(dataset))
     return attached, report
 
 
@@ -366,13 +442,28 @@ def attach_observer_votes(dataset: FaceDataset) -> tuple[FaceDataset, AttachRepo
                              "answers": {"source": dataset.meta.get("ratings_file", ""), "layout": "observer-proportions"}})
     answered = int((votes.sum(axis=1) > 0).sum())
     return attached, AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
-                                  images_answered=answered, images=len(dataset))
+                                  images_answered=answered, images=len(dataset), replaced=_earlier_answers(dataset))
+
+
+_ANSWER_FIELDS = ("votes", "vote_names", "answer_worker", "answer_label", "workers", "answers",
+                  "agreement", "label_entropy", "label_proba", "n_answers", "aggregation")
 
 
 def _without_answers(fields: dict) -> dict:
-    """``fields`` (a dataset's extras or meta) without an earlier import's worker answers: vote counts
-    attached now replace them, and their label indices would be read against the new vote names."""
-    return {k: v for k, v in fields.items() if k not in ("answer_worker", "answer_label", "workers")}
+    """``fields`` (a dataset's extras or meta) without an earlier import's answers and their aggregation: answers
+    attached now replace them, and the aggregation's agreement and distribution would describe the old ones."""
+    return {k: v for k, v in fields.items() if k not in _ANSWER_FIELDS}
+
+
+def _earlier_answers(dataset: FaceDataset) -> str:
+    """What attaching answers replaces on ``dataset`` ("" when it carries none), for the report."""
+    if "votes" not in dataset.extras:
+        return ""
+    text = f"the {int(np.asarray(dataset.extras['votes']).sum())} answers attached before"
+    if "aggregation" in dataset.meta:
+        text += (f" and their aggregation ({dataset.meta['aggregation'].get('method', '?')}; the labels stay as "
+                 "it set them until you aggregate again)")
+    return text
 
 
 def vote_matrix(dataset: FaceDataset) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset, resize_dataset
+from emofx.data.dedup import content_digest
 from emofx.data.emotions import UnknownEmotionError, canonicalize_all
 from emofx.data.faces import FaceOptions
 from emofx.data.loaders.common import (
@@ -226,6 +227,40 @@ def _check_layout(root: Path, files: Sequence[str]) -> None:
                   "images are skipped", stacklevel=3)
 
 
+def read_ferplus_mapping(mapping_csv: Path, root: Path | None) -> pd.DataFrame:
+    """``ferplus_to_fer2013.csv`` (``row``, ``fer2013_file``, optional ``usage``), each FER+ row on a file of its own
+    where ``root``, the FER2013 image folder, holds one.
+
+    The mapping joins rows to files by pixels, so both rows of an image FER2013 holds twice name the same file and
+    its byte-identical copy gets none (1,269 files of the public set). A row after the first of a shared file moves
+    to such a copy that no row names, one of its own split first (``Training_*`` for ``Training``); a copy then
+    gets its image's own FER+ votes instead of being read as an image FER+ left out.
+    """
+    table = _read_csv(mapping_csv, ("row", "fer2013_file"), "columns row and fer2013_file")
+    table = table.assign(row=table["row"].astype(int)).sort_values("row", kind="stable")
+    shared = table[table.duplicated("fer2013_file", keep=False)]
+    if root is None or shared.empty or not root.is_dir():
+        return table
+    named = set(table["fer2013_file"])
+    copies: dict[int, list[str]] = {}
+    for file in sorted(root.glob("*/*/*")):
+        name = file.relative_to(root).as_posix()
+        if name not in named and file.is_file():
+            copies.setdefault(content_digest(file.read_bytes()), []).append(name)
+    usage = table["usage"] if "usage" in table.columns else pd.Series("", index=table.index)
+    for name, rows in shared.groupby("fer2013_file", sort=False).groups.items():
+        path = root / str(name)
+        free = copies.get(content_digest(path.read_bytes()), []) if path.is_file() else []
+        files = [str(name), *free]
+        for index in rows:
+            if not files:
+                break
+            own = [f for f in files if PurePosixPath(f).name.startswith(f"{usage[index]}_")]
+            table.at[index, "fer2013_file"] = chosen = (own or files)[0]
+            files.remove(chosen)
+    return table
+
+
 def _ferplus_from_folder(
     root: Path, mapping_csv: Path, votes_csv: Path, labels: dict[int, str], split: dict[int, str],
     culture: str, size: int, strict: bool, progress: bool,
@@ -234,8 +269,8 @@ def _ferplus_from_folder(
     if not mapping_csv.exists():
         raise FileNotFoundError(f"FER+ mapping {mapping_csv} not found; pass mapping= (CLI: --mapping), or a "
                                 "fer2013.csv as images= (CLI: --images) to join by row order")
-    table = _read_csv(mapping_csv, ("row", "fer2013_file"), "columns row and fer2013_file")
-    file_of = dict(zip(table["row"].astype(int), table["fer2013_file"]))
+    table = read_ferplus_mapping(mapping_csv, root)
+    file_of = dict(zip(table["row"], table["fer2013_file"]))
     _check_layout(root, [file_of[row] for row in labels if row in file_of])
     inputs, joined = _Inputs(), []
     for row in sorted(labels):
