@@ -107,21 +107,55 @@ def test_overwrite_leaves_no_output_of_the_earlier_run(tiny_run, tmp_path):
     base = ["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--steps", "2", "--out", str(out),
             "--quiet"]
     assert main([*base, "--n", "6"]) == 0
+    (out / "images" / "notes.txt").write_text("mine")  # the user's files beside ours stay
     assert main([*base, "--n", "3", "--from", "sad", "--overwrite"]) == 0
     with np.load(out / "images.npz") as saved:
         indices = saved["indices"]
     assert sorted(p.name for p in (out / "images").glob("*.png")) == sorted(
         f"{i:05d}-{kind}.png" for i in indices for kind in ("original", "result"))
+    assert (out / "images" / "notes.txt").read_text() == "mine"
     stale = tmp_path / "saliency"
     stale.mkdir()
-    (stale / "grid-Klingon.png").write_bytes(b"old")
+    (stale / "grid-Klingon.png").write_bytes(b"old")  # a grid an earlier run listed in its scores.json
+    (stale / "grid-my-figure.png").write_bytes(b"mine")  # a figure of the user's, listed nowhere
+    (stale / "scores.json").write_text(json.dumps({"grids": ["grid-Klingon.png", "../elsewhere.png"]}))
     (stale / "randomisation.csv").write_text("old")
-    assert main(["saliency", str(run_dir), "--data", str(data_path), "--method", "gradient", "--n", "6",
+    assert main(["saliency", str(run_dir), "--data", str(data_path), "--method", "gradcam", "--n", "6",
                  "--per-class", "1", "--target", "happy", "--regions", "none", "--out", str(stale), "--overwrite",
                  "--quiet"]) == 0
-    assert sorted(p.name for p in stale.iterdir()) == ["grid.png", "maps.npz", "region_scores.csv", "scores.json"]
+    assert sorted(p.name for p in stale.iterdir()) == ["grid-my-figure.png", "grid.png", "maps.npz",
+                                                       "region_scores.csv", "scores.json"]
     scores = json.loads((stale / "scores.json").read_text(), parse_constant=lambda name: pytest.fail(name))
-    assert scores["target"] == "happy"
+    assert scores["target"] == "happy" and scores["grids"] == []
+    assert scores["score"] == "logit" and scores["options"] == {}  # Grad-CAM's default, recorded
+    assert scores["n_images"] == 6 and scores["n_scored_maps"] + scores["n_empty_maps"] == 6
+
+
+def test_images_the_run_learned_from_are_left_out_of_another_file(tiny_run, tmp_path, capsys):
+    """A file holding the run's training images among others (a pooled or merged file): maps and modifications are
+    made of the others only, as `emofx evaluate` scores them, and the count left out is said."""
+    from emofx.data.dataset import FaceDataset, merge
+
+    run_dir, data_path = tiny_run
+    own = FaceDataset.load(data_path)
+    split = json.loads((run_dir / "split.json").read_text())
+    strangers = make_synthetic("mouth", n_per_class=4, seed=9, size=24, classes=CLASSES)
+    pooled = merge([own, strangers]).save(tmp_path / "pooled.npz")
+    seen = len(split["train"]) + len(split["val"])
+    assert main(["saliency", str(run_dir), "--data", str(pooled), "--method", "gradient", "--regions", "none",
+                 "--out", str(tmp_path / "maps"), "--quiet"]) == 0
+    with np.load(tmp_path / "maps" / "maps.npz") as saved:
+        indices = saved["indices"]
+    assert len(indices) == len(own) + len(strangers) - seen and set(indices) >= set(range(len(own), len(own) + 12))
+    assert set(indices[indices < len(own)]) == set(split["test"])
+    scores = json.loads((tmp_path / "maps" / "scores.json").read_text())
+    assert scores["images"] == (f"the images it did not train or validate on ({seen} of {len(own) + 12} left out: "
+                                "the same pixels as its training or validation images)")
+    assert f"{seen} of {len(own) + 12} left out" in capsys.readouterr().out
+    training_only = own.subset(np.asarray(split["train"])).save(tmp_path / "train.npz")
+    assert main(["modify", str(run_dir), "--data", str(training_only), "--to", "happy",
+                 "--out", str(tmp_path / "walk")]) == 2
+    assert "is one" in capsys.readouterr().err and not (tmp_path / "walk").exists()
 
 
 def test_predictions_follow_the_recipe_unless_told(make_tiny_model):

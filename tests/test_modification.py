@@ -67,3 +67,10 @@ def test_bad_configuration_is_a_clear_error():
         ModificationConfig(method="deepdream")
     with pytest.raises(ValueError, match="steps >= 1"):
         ModificationConfig(steps=0)
+
+
+def test_a_walk_too_long_to_keep_is_refused_before_any_work(model, images):
+    """Every step's images are kept: 10^9 steps of 16x16 images would need terabytes (a C++ abort before)."""
+    with pytest.raises(ValueError, match=r"keeping every step's images needs \d+\.\d GiB \(1000000001 steps x "
+                                         r"\d+ images of 16x16 float32\), over half of this machine's memory"):
+        modify(model, images, np.zeros(len(images), np.int32), ModificationConfig(steps=10**9))

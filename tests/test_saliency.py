@@ -79,9 +79,16 @@ def test_integrated_gradients_completeness(model, images):
         maps = saliency.attribute(model, images, targets, "integrated-gradients", steps=steps, baseline=0.0)
         report = saliency.completeness(model, images, targets, maps, baseline=0.0)
         errors[steps] = report["relative_error"]
-    assert list(report.columns) == ["attribution_sum", "score_difference", "relative_error"]
+    assert list(report.columns) == ["score", "baseline_score", "attribution_sum", "score_difference",
+                                    "absolute_error", "relative_error"]
     assert errors[1024].max() < 0.05
     assert errors[1024].mean() < errors[16].mean()  # the Riemann sum converges to the integral
+    # no attribution at all: the error is the whole difference, relative to the larger of it and the two scores
+    empty = saliency.completeness(model, images, targets, np.zeros_like(maps), baseline=0.0)
+    np.testing.assert_allclose(empty["absolute_error"], empty["score_difference"].abs(), rtol=1e-12)
+    scale = empty[["score", "baseline_score", "score_difference"]].abs().max(axis=1)
+    np.testing.assert_allclose(empty["relative_error"], empty["absolute_error"] / scale, rtol=1e-12)
+    assert (empty["relative_error"] <= 1).all()
 
 
 def test_gradcam_is_non_negative(model, images):

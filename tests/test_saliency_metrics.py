@@ -121,7 +121,7 @@ def test_region_scores_hand_computed():
     summary = metrics.summarise_region_scores(scores)
     assert summary["pointing_game"] == 0.5  # only correctly classified images count
     assert summary["mass_ratio"] == pytest.approx((4 + 4 / 3 + 1) / 3)
-    assert summary["n_correct"] == 2 and summary["n_images"] == 3
+    assert summary["n_correct"] == 2 and summary["n_scored_maps"] == 3
     # a map without saliency has no maximum: it is left out, not counted as a hit at pixel (0, 0)
     empty = metrics.region_scores(np.concatenate([maps, np.zeros((1, 4, 4))]), np.concatenate([masks, masks[:1]]),
                                   correct=[True, True, False, True])

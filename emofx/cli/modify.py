@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "it often vanishes toward a class absent from the image)")
     parser.add_argument("--l2", type=float, default=defaults.l2_penalty,
                         help="weight of the pull toward the original image (default 0)")
-    parser.add_argument("--n", type=int, default=16, help="about N images spread over the classes (default 16)")
+    parser.add_argument("--n", type=int, default=16,
+                        help="about N images spread over the classes, at least one of each (default 16)")
     parser.add_argument("--show", type=int, default=6, help="images in the panel (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image choice")
     parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     result = modify(model, data.images, targets, config, progress=not args.quiet)
 
     out.mkdir(parents=True, exist_ok=True)
-    clear_outputs(out, OUTPUTS)
+    clear_outputs(out, [name for name in OUTPUTS if name != "images"], ("images/*-original.png", "images/*-result.png"))
     np.savez_compressed(out / "images.npz", images=result.images, probabilities=result.probabilities,
                         indices=indices, labels=labels, targets=targets, classes=np.asarray(model.classes))
     (out / "images").mkdir(exist_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -42,13 +41,16 @@ class HeldOutImages:
     indices: np.ndarray  # their positions in the data file
     labels: np.ndarray  # their classes as indices into model.classes
     description: str
+    trained_on: str  # what the model learned from (its culture, else its data file's name), for titles
 
 
 def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
-    """The run's model and the images of ``data_path`` it has not trained on (the run's test
-    part when the data is the run's own, all images of the model's classes otherwise)."""
+    """The run's model and the images of ``data_path`` of its classes it has not learned from: the run's test part
+    when the data is the run's own, otherwise every image not equal, pixel for pixel, to one it trained or
+    validated on (a pooled file, a subset or a collection may hold them; :mod:`emofx.study.held_out`)."""
     from emofx.data.dataset import FaceDataset
     from emofx.data.emotions import shared_classes
+    from emofx.study.held_out import seen_images
     from emofx.study.runs import dataset_fingerprint, load_run
 
     recorded = load_run(run_dir)
@@ -59,24 +61,37 @@ def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
                          f"{model.config.input_size}x{model.config.input_size}; prepare the data with "
                          f"--size {model.config.input_size}")
     own = recorded.metrics.get("data", {}).get("fingerprint") == dataset_fingerprint(dataset)
-    indices = np.asarray(recorded.split.test, np.int64) if own else np.arange(len(dataset))
-    description = "the run's test images" if own else "all images (not the run's training data)"
+    if own:
+        indices, description = np.asarray(recorded.split.test, np.int64), "the run's test images"
+    else:
+        found = seen_images([recorded], dataset)
+        indices = np.flatnonzero(~found.seen)
+        if not len(indices):
+            raise ValueError(f"every image of {data_path} ({len(dataset)}) is one {run_dir} trained or validated "
+                             "on; give --data the run's own dataset (its test images are used) or unseen faces")
+        description = "the images it did not train or validate on" + (
+            f" ({found.n_seen} of {len(dataset)} left out: the same pixels as its training or validation images)"
+            if found.n_seen else "") + "".join(f"; not checked for its training images: {why}"
+                                               for why in found.unchecked)
     known = shared_classes(model.classes, dataset.classes)
     if not known:
         raise ValueError(f"{data_path} has classes {list(dataset.classes)}, none of which the model knows "
                          f"({list(model.classes)})")
-    indices = indices[np.isin(dataset.label_names[indices], known)]
+    candidates, indices = len(indices), indices[np.isin(dataset.label_names[indices], known)]
     if not len(indices):
-        pool = "the run's test images" if own else f"its {len(dataset)} images"
+        pool = "the run's test images" if own else f"its {candidates} images the run did not learn from"
         raise ValueError(f"{data_path}: none of {pool} shows a class the model knows ({', '.join(known)}); give "
                          "--data a dataset with faces of those emotions")
     subset = dataset.subset(indices)
     labels = np.array([model.classes.index(name) for name in subset.label_names], np.int32)
-    return HeldOutImages(model, subset, indices, labels, description)
+    data = recorded.metrics.get("data", {})
+    trained_on = data.get("culture") or Path(data.get("path") or run_dir).stem
+    return HeldOutImages(model, subset, indices, labels, description, trained_on)
 
 
 def spread_over_classes(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """Positions of about ``n`` images spread evenly over the classes (all when ``n`` is None)."""
+    """Positions of about ``n`` images spread evenly over the classes, at least one of each (all when ``n`` is
+    None)."""
     if n is None:
         return np.arange(len(labels))
     at_least_one(n, "--n")
@@ -106,13 +121,21 @@ def _explained(target: str, score: str | None, classes: Sequence[str]) -> str:
 
 
 def clear_outputs(out: Path, names: Sequence[str], patterns: Sequence[str] = ()) -> None:
-    """Remove our outputs (files or folders ``names``, files matching ``patterns``) from an earlier run in
-    ``out``, once the new results are computed, so none of them outlives an --overwrite."""
+    """Remove the files an earlier run of ours wrote in ``out`` (``names``, and those matching ``patterns``), once
+    the new results are computed, so none of them outlives an --overwrite; folders and other files stay."""
     for path in [out / name for name in names] + [p for pattern in patterns for p in out.glob(pattern)]:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
+        if path.is_file() or path.is_symlink():
             path.unlink()
+
+
+def _earlier_grids(out: Path) -> list[str]:
+    """The per-culture grids an earlier run wrote in ``out``, as its scores.json lists them (none when unreadable:
+    a ``grid-*.png`` it does not list may be the user's)."""
+    try:
+        listed = json.loads((out / "scores.json").read_text()).get("grids", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in listed if isinstance(name, str) and name == Path(name).name and name.startswith("grid-")]
 
 
 def at_least_one(value: int | None, option: str) -> None:
@@ -133,7 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class to explain: label (each image's own, the paper's), predicted, or an emotion")
     parser.add_argument("--score", choices=SCORES, default=None,
                         help="what the map explains (default: probability; logit for gradcam)")
-    parser.add_argument("--n", type=int, default=None, help="about N images spread over the classes (default all)")
+    parser.add_argument("--n", type=int, default=None,
+                        help="about N images spread over the classes, at least one of each (default all)")
     parser.add_argument("--per-class", type=int, default=6, help="faces per emotion in the grid (default 6)")
     parser.add_argument("--overlay", action="store_true", help="draw the maps over the faces in the grid")
     parser.add_argument("--steps", type=int, default=IG_STEPS,
@@ -212,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from emofx.explain.metrics import region_scores, signal_region_masks, signal_regions, summarise_region_scores
     from emofx.data.regions import face_regions
-    from emofx.explain.saliency import attribute, completeness, resolve_targets
+    from emofx.explain.saliency import attribute, completeness, explained_score, resolve_targets
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import saliency_grid
     from emofx.study.comparison import json_ready
@@ -226,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
     model = held.model
     targets = resolve_targets(model, data.images, args.target, labels)
     options = method_options(args)
+    score = explained_score(args.method, options)
     signal, skipped_regions = None, ""
     if "region_masks" in data.extras:  # known before any work, so nothing is left half-written
         try:
@@ -237,21 +262,23 @@ def run(args: argparse.Namespace) -> int:
     predictions = model.predict(data.images)
 
     out.mkdir(parents=True, exist_ok=True)
-    clear_outputs(out, OUTPUTS, ("grid-*.png",))
+    clear_outputs(out, [*OUTPUTS, *_earlier_grids(out)])
     np.savez_compressed(out / "maps.npz", maps=maps, indices=indices, labels=labels, targets=targets,
                         predictions=predictions, classes=np.asarray(model.classes), method=np.asarray(args.method))
     cultures = sorted(set(data.culture)) or [""]
     grid = {"method": args.method, "per_class": args.per_class, "seed": args.seed, "overlay": args.overlay,
-            "explained": _explained(args.target, options.get("score"), model.classes)}
+            "explained": _explained(args.target, None if score == "probability" else score, model.classes)
+            + f" of the {held.trained_on} model"}
     save_figure(saliency_grid(data.images, maps, labels, model.classes, culture=" + ".join(c for c in cultures if c),
                               **grid), out / "grid.png")
-    if len(cultures) > 1:
-        for culture in cultures:
-            mine = data.culture == culture
-            save_figure(saliency_grid(data.images[mine], maps[mine], labels[mine], model.classes, culture=culture,
-                                      **grid), out / f"grid-{culture or 'unknown'}.png")
+    grids = [f"grid-{culture or 'unknown'}.png" for culture in cultures] if len(cultures) > 1 else []
+    for culture, name in zip(cultures, grids):
+        mine = data.culture == culture
+        save_figure(saliency_grid(data.images[mine], maps[mine], labels[mine], model.classes, culture=culture,
+                                  **grid), out / name)
 
-    scores: dict = {"method": args.method, "target": args.target, "options": options, "images": held.description,
+    scores: dict = {"method": args.method, "target": args.target, "score": score, "options": options, "grids": grids,
+                    "images": held.description,
                     "n_images": int(len(data)), "accuracy": float(np.mean(predictions == labels))}
     if signal is not None:
         per_image = region_scores(maps, signal_region_masks(data), predictions == labels)
@@ -261,11 +288,12 @@ def run(args: argparse.Namespace) -> int:
     if regions is not None:
         scores.update(region_share_summary(maps, regions, data, indices, model.classes, args.method, out))
     if args.method == "integrated-gradients":
-        check = completeness(model, data.images, targets, maps, score=options.get("score", "probability"))
+        check = completeness(model, data.images, targets, maps, score=score)
         error = check["relative_error"]
         scores["completeness"] = {"median_relative_error": float(error.median()),
                                   "mean_relative_error": float(error.mean()),
                                   "max_relative_error": float(error.max()),
+                                  "max_absolute_error": float(check["absolute_error"].max()),
                                   "share_within_5_percent": float((error <= 0.05).mean())}
     if args.sanity:
         scores.update(sanity_checks(model, data.images, targets, maps, args, options, out))

@@ -209,7 +209,7 @@ def region_scores(maps: np.ndarray, masks: np.ndarray, correct: np.ndarray) -> p
 def summarise_region_scores(scores: pd.DataFrame) -> dict[str, float]:
     """``pointing_game``: hit rate over correctly classified images; ``mass_ratio``: mean
     per-image mass ratio over all images (and over the correct ones). Maps without saliency are
-    left out of every mean and counted in ``n_empty_maps``."""
+    left out of every mean and counted in ``n_empty_maps``; ``n_scored_maps`` counts the others."""
     empty = scores["hit"].isna()
     n_empty = int(empty.sum())
     scores = scores[~empty]
@@ -220,7 +220,7 @@ def summarise_region_scores(scores: pd.DataFrame) -> dict[str, float]:
         "mass_ratio_correct": float(correct["mass_ratio"].mean()) if len(correct) else float("nan"),
         "mass_share": float(scores["mass_share"].mean()),
         "area_share": float(scores["area_share"].mean()),
-        "n_images": int(len(scores)),
+        "n_scored_maps": int(len(scores)),
         "n_correct": int(len(correct)),
         "n_empty_maps": n_empty,
     }

@@ -5,7 +5,9 @@ standard deviation over the image (0.01 x gradient / std, 10 steps, as the refer
 through the log-probability, whose gradient normalised per image is the same but does not underflow),
 optionally minus an L2 pull toward the original, and clips pixels to [0, 1]. The normalisation is per
 image, so every image moves alike: the reference code divides the gradient of its batch's mean
-probability by one std over the whole batch, so that confident images move less. With the
+probability by one std over the whole batch, so that confident images move less, and does not clip. The
+probabilities ascended and recorded are the network's on the image alone, also for a model whose recipe
+scores the mean over the image and its mirror image (``strong``). With the
 target equal to the image's class this intensifies the emotion; otherwise it converts it
 (the paper's Figure 7: happy to afraid, happy to sad, neutral to happy).
 """
@@ -13,6 +15,7 @@ target equal to the image's class this intensifies the emotion; otherwise it con
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import partial
 
@@ -135,6 +138,19 @@ def _ascend(config: ModelConfig, variables, stats, images, targets, step_size, l
     return path, logits
 
 
+def _check_memory(steps: int, shape: tuple[int, ...]) -> None:
+    """Refuse a walk whose every step's images (kept, float32) would not fit in half of this machine's memory."""
+    need = (steps + 1) * math.prod(shape) * 4
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume a modest machine
+        memory = 16 * 2**30
+    if need > memory // 2:
+        raise ValueError(f"keeping every step's images needs {need / 2**30:.1f} GiB ({steps + 1} steps x "
+                         f"{shape[0]} images of {shape[1]}x{shape[2]} float32), over half of this machine's memory "
+                         f"({memory / 2**30:.0f} GiB); use fewer steps or images")
+
+
 def modify(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray,
     config: ModificationConfig = ModificationConfig(), batch_size: int = 64, progress: bool = False,
@@ -150,6 +166,7 @@ def modify(
         raise ValueError("no images to modify (an empty selection?); give at least one")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    _check_memory(config.steps, np.shape(images))
     x = np.asarray(as_unit_float(images))
     activation = "guided" if config.method == "guided" else "relu"
     paths, probabilities = [], []

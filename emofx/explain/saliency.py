@@ -18,6 +18,7 @@ the paper's Figures 5-6), ``smoothgrad``, ``integrated-gradients``, ``gradcam`` 
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import partial
 from typing import Any, Callable, Sequence
@@ -79,7 +80,11 @@ def resolve_targets(
 ) -> np.ndarray:
     """Class indices (N,) for ``target``: ``"label"`` (each image's own class, the paper's
     choice; needs ``labels`` in the model's class order), ``"predicted"``, an emotion name
-    (any alias) or class index for all images, or an explicit index per image."""
+    (any alias) or class index for all images, or an explicit index per image.
+
+    Maps explain the network on the image alone, so ``"predicted"`` is that function's top class, also for a
+    model whose recipe scores the mean of an image's and its mirror image's probabilities (``strong``): its
+    averaged prediction may differ on a few images."""
     n = len(images)
     num_classes = len(model.classes)
     if isinstance(target, str):
@@ -88,7 +93,7 @@ def resolve_targets(
                 raise ValueError("target 'label' needs the images' labels; pass labels= or choose 'predicted'")
             indices = np.asarray(labels, dtype=np.int32)
         elif target == "predicted":
-            indices = model.predict(images).astype(np.int32)
+            indices = model.predict(images, flip_average=False).astype(np.int32)
         else:
             indices = np.full(n, class_index(model.classes, target, f"neither {' nor '.join(TARGET_KINDS)} nor"), np.int32)
     else:
@@ -321,6 +326,13 @@ METHODS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+def explained_score(method: str, options: dict[str, Any]) -> str:
+    """The score ``method``'s maps explain given ``options``: the one asked for, else the method's default
+    (the probability, as in the paper; the logit for Grad-CAM)."""
+    parameter = inspect.signature(METHODS[method]).parameters.get("score")
+    return options.get("score") or (parameter.default if parameter is not None else "probability")
+
+
 # ---------------------------------------------------------------------------- front door
 def attribute(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray, method: str = "guided",
@@ -363,8 +375,10 @@ def completeness(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray, maps: np.ndarray,
     baseline: float | np.ndarray = 0.0, score: str = "probability",
 ) -> pd.DataFrame:
-    """Integrated Gradients' completeness per image: ``attribution_sum`` against
-    ``score_difference`` = score(image) - score(baseline), and their ``relative_error``."""
+    """Integrated Gradients' completeness per image: ``attribution_sum`` against ``score_difference`` =
+    ``score`` (of the image) - ``baseline_score``, their ``absolute_error``, and the ``relative_error``: the
+    absolute error over the largest of the difference and the two scores, so that an image whose score barely
+    moves from the baseline's (a difference of 2e-4) does not turn a rounding-sized error into 140%."""
     images, targets = _inputs(model, images, targets)
     check_maps(maps, images.shape)
     base = _baseline(baseline, images.shape)
@@ -372,10 +386,14 @@ def completeness(
     at_baseline = np.asarray(class_scores(model.config, model.variables, base, targets, score=score))
     difference = at_image - at_baseline
     total = np.asarray(maps, np.float64).reshape(len(difference), -1).sum(axis=1)
+    error = np.abs(total - difference)
+    scale = np.max(np.abs([difference, at_image, at_baseline]), axis=0)
     frame = pd.DataFrame({
+        "score": at_image, "baseline_score": at_baseline,
         "attribution_sum": total,
         "score_difference": difference,
-        "relative_error": np.abs(total - difference) / np.maximum(np.abs(difference), 1e-12),
+        "absolute_error": error,
+        "relative_error": error / np.maximum(scale, 1e-12),
     })
     frame.index.name = "image"
     return frame
