@@ -108,12 +108,15 @@ def test_images_of_several_people_are_compared_person_by_person():
     assert people_of(one_person, evaluation) is None and people_of(unnamed, evaluation) is None  # image by image
 
 
-def test_accuracy_interval_redraws_people_or_the_images_of_each_class():
+def test_accuracy_interval_redraws_people_or_takes_the_images_as_independent():
     onehot = np.eye(3)
     labels = np.tile([0, 1, 2], 8)
     right_on_angry = evaluate_probabilities(labels, onehot[np.where(labels == 0, 0, 1)], CLASSES)  # angry, happy
-    images = accuracy_interval(right_on_angry)  # each class all right or all wrong: redrawn within it, no spread
-    assert images.low == images.high == pytest.approx(right_on_angry.accuracy)
+    images = accuracy_interval(right_on_angry)  # each class all right or all wrong: a bootstrap had no width
+    # Wilson's score interval for 16 of 24 (by hand: centre 0.6437, half-width 0.1766) and for 24 of 24
+    assert (images.low, images.high) == pytest.approx((0.4671, 0.8203), abs=1e-4)
+    assert accuracy_interval(evaluate_probabilities(labels, onehot[labels], CLASSES)).low == pytest.approx(0.8620,
+                                                                                                        abs=1e-4)
     people = np.repeat(np.arange(6), 4)  # person k's 4 images: all right or all wrong when everything is
     everything = evaluate_probabilities(labels, onehot[np.where(people < 4, labels, (labels + 1) % 3)], CLASSES)
     by_people = accuracy_interval(everything, people)

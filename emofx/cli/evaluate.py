@@ -186,7 +186,7 @@ def _comparison_line(c: "PairedAccuracy") -> str:
 
 def _interval_unit(people: "np.ndarray | None") -> str:
     if people is None:
-        return "over the images of each class, redrawn (the model fixed)"
+        return "Wilson's score interval over the images, taken as independent (the model fixed)"
     return f"over the {len(set(people))} people, each redrawn with their images (the model fixed)"
 
 

@@ -178,11 +178,34 @@ def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95,
     return mcnemar_test(a.predictions == a.labels, b.predictions == b.labels, confidence, clusters=people)
 
 
+@dataclass(frozen=True)
+class ScoreInterval:
+    """Wilson's score interval of a proportion of independent trials (an accuracy over images)."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+
+
+def wilson_interval(right: int, n: int, confidence: float = 0.95) -> ScoreInterval:
+    """Wilson's score interval for ``right`` of ``n``: never of zero width, and near its nominal coverage also
+    where the share is close to 0 or 1 (a model naming one class is all right on it and all wrong elsewhere)."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    share = right / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return ScoreInterval(float(share), float(max(centre - half, 0.0)), float(min(centre + half, 1.0)), confidence)
+
+
 def accuracy_interval(evaluation: Evaluation, people: np.ndarray | None = None, n_boot: int = 2000,
-                      seed: int = 0) -> BootstrapInterval:
+                      seed: int = 0) -> BootstrapInterval | ScoreInterval:
     """How precisely ``evaluation``'s accuracy is measured, the model fixed: the 95% percentile interval over
-    its images' people redrawn with all of their images (``people``, :func:`people_of`), else over the images
-    of each class redrawn (their counts kept)."""
+    its images' people redrawn with all of their images (``people``, :func:`people_of`), else Wilson's score
+    interval over the images taken as independent (a percentile bootstrap has no width where each class is all
+    right or all wrong)."""
     if not evaluation.n:
         raise EvaluationError("no image was scored: an accuracy needs at least one")
     if people is not None and np.shape(people) != (evaluation.n,):
@@ -190,8 +213,11 @@ def accuracy_interval(evaluation: Evaluation, people: np.ndarray | None = None, 
                               f"({evaluation.n}; evaluation.people_of)")
     if n_boot < 1:
         raise EvaluationError(f"n_boot must be at least 1; got {n_boot}")
-    right, images = resampled_class_totals(evaluation.predictions == evaluation.labels, evaluation.labels,
-                                           len(evaluation.classes), people, n_boot, np.random.default_rng(seed))
+    correct = evaluation.predictions == evaluation.labels
+    if people is None:
+        return wilson_interval(int(correct.sum()), evaluation.n)
+    right, images = resampled_class_totals(correct, evaluation.labels, len(evaluation.classes), people, n_boot,
+                                           np.random.default_rng(seed))
     return percentile_interval(evaluation.accuracy, right.sum(axis=1) / images.sum(axis=1))
 
 
