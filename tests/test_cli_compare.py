@@ -122,6 +122,37 @@ def test_culture_runs_reject_another_dataset(tiny_runs):
         evaluate(str(tiny_runs["a"][0]), own)
 
 
+def test_culture_runs_must_be_the_trials_of_one_experiment(tiny_runs, tmp_path, capsys):
+    """A trial twice (its test images would count twice), a run stopped by Ctrl-C, and runs of other settings in
+    one culture's folder are refused, naming the runs."""
+    import shutil
+
+    own = FaceDataset.load(tiny_runs["a"][1])
+
+    def folder(name: str, edit=None) -> str:
+        target = tmp_path / name
+        shutil.copytree(tiny_runs["a"][0], target)
+        if edit:
+            metrics = json.loads((target / "trial1" / "metrics.json").read_text())
+            edit(metrics)
+            (target / "trial1" / "metrics.json").write_text(json.dumps(metrics))
+        return str(target)
+
+    twice = folder("twice")
+    shutil.copytree(tiny_runs["a"][0] / "trial0", tmp_path / "twice" / "again")
+    with pytest.raises(cultures.ComparisonError, match=r"again and .*trial0 are the same trial \(seed 0, trial 0\)"):
+        cultures.CultureRuns.load(twice, own)
+    stopped = folder("stopped", lambda m: m.update(stop_reason="interrupted"))
+    with pytest.raises(cultures.ComparisonError, match=r"trial1 stopped before finishing \(interrupted\); finish it"):
+        cultures.CultureRuns.load(stopped, own)
+    assert main(["evaluate", f"{stopped}/trial1"]) == 0  # scored, with a note
+    assert "trial1 stopped before finishing (interrupted): its model is the best one saved so far" in (
+        capsys.readouterr().out)
+    longer = folder("longer", lambda m: m["identity"]["train_config"].update(epochs=12))
+    with pytest.raises(cultures.ComparisonError, match=r"trained with other settings \(train_config.epochs 2 vs 12\)"):
+        cultures.CultureRuns.load(longer, own)
+
+
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),

@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         images = shared_test_images(members + rivals)
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
+    notes += [f"{run.directory} stopped before finishing (interrupted): its model is the best one saved so far; "
+              "finish it with its `emofx train` command and --resume" for run in members + rivals
+              if run.metrics.get("stop_reason") == "interrupted"]
     evaluation = evaluate_runs(members, images, flip_average=args.flip_average)
     if args.predictions:
         target = Path(args.predictions)

@@ -192,10 +192,51 @@ class CultureRuns:
                     f"against {fingerprint}; the run trained on {run.metrics['data'].get('path', '?')}); pass the "
                     "dataset the runs were trained on"
                 )
+        _check_trials(name, runs)
         recorded_trials = tuple(int(run.split.trial) for run in runs)
         ids = recorded_trials if len(set(recorded_trials)) == len(runs) else ()  # else positions (one trial, seeds)
         return cls(name, dataset, tuple(run.model for run in runs),
                    tuple(np.asarray(run.split.test, dtype=int) for run in runs), ids)
+
+
+def _flat(record: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested record as ``{"train_config.epochs": 4, ...}``, for naming what differs."""
+    if not isinstance(record, dict):
+        return {prefix: record}
+    return {k: v for key, value in record.items()
+            for k, v in _flat(value, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
+def _check_trials(name: str, runs: Sequence["Run"]) -> None:
+    """Refuse runs that are not the trials of one experiment: one stopped before it finished, two of one seed and
+    split (their test images would count twice), or settings other than the seed and split that differ (a trial
+    test takes the trials as draws of one configuration). Runs recorded without an identity are not checked."""
+    stopped = [str(run.directory) for run in runs if run.metrics.get("stop_reason") == "interrupted"]
+    if stopped:
+        raise ComparisonError(f"culture {name!r}: {', '.join(stopped)} stopped before finishing (interrupted); finish "
+                              "it with its `emofx train` command and --resume, or move it out of the runs' folder")
+    trials: dict[tuple, Path] = {}
+    settings: dict[Path, dict[str, Any]] = {}
+    for run in runs:
+        identity = run.metrics.get("identity")
+        if not isinstance(identity, dict):
+            continue
+        key = (identity.get("seed"), identity.get("trial"), identity.get("split_indices"))
+        if key in trials:
+            raise ComparisonError(f"culture {name!r}: {trials[key]} and {run.directory} are the same trial (seed "
+                                  f"{key[0]}, trial {key[1]}): their test images would count twice; keep one")
+        trials[key] = run.directory
+        settings[run.directory] = {k: v for k, v in _flat(identity).items()
+                                   if k not in ("seed", "trial", "split_indices", "train_config.seed")}
+    if settings:
+        (first, mine), *others = settings.items()
+        for directory, theirs in others:
+            differ = [f"{k} {mine.get(k)} vs {theirs.get(k)}" for k in sorted(set(mine) | set(theirs))
+                      if mine.get(k) != theirs.get(k)]
+            if differ:
+                raise ComparisonError(f"culture {name!r}: {first} and {directory} were trained with other settings "
+                                      f"({'; '.join(differ[:3])}); a comparison's trials may differ only in seed "
+                                      "and split: give the runs of one configuration")
 
 
 def _culture_name(dataset: FaceDataset, fallback: str | os.PathLike) -> str:
