@@ -156,6 +156,10 @@ def test_merge_two_cultures_and_resize(tmp_path, fer_folder, capsys):
     assert "left out per-image extras that not every dataset has (or has in another shape): agreement" in \
         capsys.readouterr().out
     assert "agreement" not in FaceDataset.load(tmp_path / "m.npz").extras
+    (tmp_path / "copy.npz").write_bytes(first.read_bytes())  # the same images under another file name
+    assert main(["merge", str(first), str(tmp_path / "copy.npz"), "--out", str(tmp_path / "twice.npz")]) == 0
+    assert "note: 6 images repeat another image's pixels; a split may put copies in both training and test" in \
+        capsys.readouterr().out
 
 
 def test_help_lists_the_environment_variables_every_command_reads(capsys):

@@ -55,6 +55,7 @@ def test_train_writes_a_complete_run(run_dir, data_files, capsys):
     assert np.sum(metrics["confusion"]) == metrics["n_test"]
     assert np.trace(metrics["confusion"]) / metrics["n_test"] == pytest.approx(metrics["test_accuracy"])
     assert metrics["config"]["model"]["widths"] == [8, 16, 16] and metrics["config"]["train"]["epochs"] == 2
+    assert metrics["test_copies_of_training"] == 0 and metrics["notes"] == []
     # The first step came after this test process started (pytest's imports) and before training ended.
     assert 0 < metrics["compile_seconds"] < metrics["ready_seconds"]
     run = load_run(run_dir)
@@ -67,6 +68,21 @@ def test_train_writes_a_complete_run(run_dir, data_files, capsys):
     facts = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
     assert facts["data"] == (f"{data_files['train'].resolve()} (universal; random split: {metrics['n_train']} train, "
                              f"{metrics['n_val']} validation, {metrics['n_test']} test)")
+
+
+def test_test_images_that_copy_training_images_are_counted_and_said(data_files, tmp_path, capsys):
+    """A file holding every image twice: a random split tests copies of the images it trained on, which inflates
+    the test accuracy; the run counts them and says so."""
+    once = FaceDataset.load(data_files["train"])
+    twice = merge([once, replace(once, path=np.array([f"{p}#copy" for p in once.path]))]).save(tmp_path / "twice.npz")
+    assert main(["train", str(twice), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    run = load_run(tmp_path / "run")
+    learned = {image.tobytes() for image in FaceDataset.load(twice).images[np.r_[run.split.train, run.split.val]]}
+    expected = sum(FaceDataset.load(twice).images[i].tobytes() in learned for i in run.split.test)
+    assert metrics["test_copies_of_training"] == expected > 0
+    assert (f"note: {expected} of the {metrics['n_test']} test images are pixel copies of training or validation "
+            "images") in capsys.readouterr().out
 
 
 def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_split(run_dir, data_files, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.splits import Split, SplitError, balanced_subsample, make_split
+from emofx.data.splits import Split, SplitError, balanced_subsample, count_test_copies, make_split
 from emofx.data.synthetic import make_synthetic
 
 
@@ -193,3 +193,14 @@ def test_kdef_subject_split_keeps_actors_apart(shared_dataset):
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     assert [len(p) for p in parts] == [56, 7, 7]
     assert np.all(np.bincount(ds.labels[split.test], minlength=7) == 14)
+
+
+def test_test_images_that_copy_a_training_image_are_counted():
+    faces = make_synthetic("mouth", n_per_class=6, seed=0, size=16, classes=("happy", "sad"))
+    split = Split(train=np.arange(0, 6), val=np.arange(6, 8), test=np.arange(8, 12), kind="random", seed=0, trial=0,
+                  fractions=(0.5, 0.17, 0.33), n_images=12)
+    assert count_test_copies(faces, split) == 0
+    images = faces.images.copy()
+    images[8], images[9] = images[0], images[7]  # a test image equal to a training one, another to a validation one
+    copied = FaceDataset.from_label_names(images, faces.label_names)
+    assert count_test_copies(copied, split) == 2

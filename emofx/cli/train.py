@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     for number, (run_, result) in enumerate(trained):
         m = run_.metrics
-        for note in result.notes:
+        for note in m.get("notes", []):
             print(f"note: {note}")
         print(result.stop_message)
         print(f"recipe {m['recipe']}, norm {m['norm']}: test accuracy {m['test_accuracy']:.4f} "

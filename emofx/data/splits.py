@@ -165,6 +165,16 @@ def make_split(
     return split
 
 
+def count_test_copies(dataset: FaceDataset, split: Split) -> int:
+    """How many test images equal, pixel for pixel, an image of the training or validation part: a model scored on
+    them is scored on images it learned from (FER2013 repeats 288 of its PrivateTest images in Training)."""
+    from emofx.data.dedup import content_digest
+
+    digest = lambda rows: {content_digest(np.ascontiguousarray(dataset.images[i])) for i in rows}  # noqa: E731
+    learned = digest(np.concatenate([split.train, split.val]))
+    return sum(content_digest(np.ascontiguousarray(dataset.images[i])) in learned for i in split.test)
+
+
 def defines_split(dataset: FaceDataset) -> bool:
     """Whether the source split the images itself: every image names a known part, some the test part."""
     names = np.char.lower(dataset.split.astype(str))

@@ -40,7 +40,7 @@ from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
 from emofx.nets.precision import precision_for, use_precision
 from emofx.nets.train_state import STATE_FILE, read_tag
-from emofx.data.splits import Split, make_split
+from emofx.data.splits import Split, make_split, count_test_copies
 from emofx.nets.lanes import Lane, fit_lanes, lanes_pay_off
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 
@@ -337,6 +337,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
     precision = precision_for(train_config.precision)
     with use_precision(precision):  # the run's own, as in its training and validation
         evaluation = evaluate(result.model, dataset.subset(split.test), flip_average=train_config.flip_average)
+    copies = count_test_copies(dataset, split)
     metrics = {
         "test_accuracy": evaluation.accuracy,
         "balanced_accuracy": evaluation.balanced_accuracy,
@@ -352,7 +353,8 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "steps": result.steps,
         "stop_reason": result.stop_reason,
         "stop_message": result.stop_message,
-        "notes": list(result.notes),
+        "notes": [*result.notes, *_copies_note(copies, len(split.test))],
+        "test_copies_of_training": copies,
         "seconds": result.seconds,
         "train_step_seconds": result.step_seconds,
         "compile_seconds": result.compile_seconds,
@@ -379,6 +381,12 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
     if result.stop_reason in FINISHED:
         (prepared.directory / STATE_FILE).unlink(missing_ok=True)
     return run
+
+
+def _copies_note(copies: int, n_test: int) -> list[str]:
+    return [f"{copies} of the {n_test} test images are pixel copies of training or validation images: the test "
+            "accuracy counts images the model learned from (remove the copies before training: README, "
+            "'deduplicated benchmark')"] if copies else []
 
 
 def _cultures(dataset: FaceDataset) -> str:
