@@ -167,7 +167,8 @@ def make_split(
 
 def count_test_copies(dataset: FaceDataset, split: Split) -> int:
     """How many test images equal, pixel for pixel, an image of the training or validation part: a model scored on
-    them is scored on images it learned from (314 of FER2013's 3,589 PrivateTest images repeat a Training or PublicTest one)."""
+    them is scored on images it learned from (314 of FER2013's 3,589 PrivateTest images repeat a Training or
+    PublicTest one)."""
     from emofx.data.dedup import content_digest
 
     digest = lambda rows: {content_digest(np.ascontiguousarray(dataset.images[i])) for i in rows}  # noqa: E731
