@@ -418,6 +418,15 @@ def test_one_culture_of_a_file_of_several_is_trained_and_found_again_by_every_co
     assert main(["train", single, "--out", str(tmp_path / "bad"), "--culture", "eyes", *TINY]) == 2
     assert "holds one culture (eyes); train on the whole file without --culture" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    fewer = make_synthetic("mouth", n_per_class=8, classes=("happy", "sad"), culture="two", seed=5)
+    uneven = str(merge([parts[0], fewer]).save(tmp_path / "uneven.npz"))  # culture two has no surprised faces
+    assert main(["train", uneven, "--out", str(tmp_path / "two"), "--culture", "two", *TINY]) == 0
+    capsys.readouterr()
+    run = load_run(tmp_path / "two")
+    assert run.model.classes == ("happy", "sad") and run.metrics["n_train"] + run.metrics["n_val"] + run.metrics[
+        "n_test"] == 16
+    assert main(["evaluate", str(tmp_path / "two"), "--json"]) == 0  # its part of the file found again
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
 
 
 def test_info_on_a_batch_experiment_says_which_notebook_runs_did_not_succeed(run_dir, tmp_path, capsys,

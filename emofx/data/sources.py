@@ -52,15 +52,18 @@ def is_real(source: str) -> bool:
 
 
 def culture_part(dataset: FaceDataset, culture: str, source: str) -> FaceDataset:
-    """The images of ``culture`` where ``dataset`` holds several cultures (a merged or culture-labelled collection);
-    a dataset of one culture whole, whatever that culture is called (a file standing in for a culture)."""
+    """The images of ``culture`` where ``dataset`` holds several cultures (a merged or culture-labelled collection),
+    over the classes it has images of (a culture whose collection lacks some emotions the others have is trained on
+    its own); a dataset of one culture whole, whatever that culture is called (a file standing in for a culture)."""
     cultures = sorted(set(dataset.culture) - {""})
     if len(cultures) < 2:
         return dataset
     if culture not in cultures:
         raise SourceNameError(f"{source} holds the cultures {', '.join(cultures)}, not {culture!r}: name one of "
                               "them, or give this culture a file of its own")
-    return dataset.subset(dataset.culture == culture)
+    part = dataset.subset(dataset.culture == culture)
+    present = [c for c in part.classes if (part.label_names == c).any()]
+    return part if len(present) == len(part.classes) else part.restrict_classes(present)
 
 
 def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "auto", align: bool | None = None,
