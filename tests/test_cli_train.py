@@ -297,6 +297,13 @@ def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
         assert (out / "figures" / name).stat().st_size > 1000, name
     assert json.loads((out / "quickstart.json").read_text())["status"] == "done"
     assert len(load_runs(out / "runs")) == 2
+    transfer = pd.read_csv(out / "tables" / "transfer.csv", index_col=0)
+    for trained, tested in (("eyes", "eyes"), ("eyes", "mouth")):  # own test images; every image of the other
+        run = load_run(out / "runs" / trained / "trial-0")
+        images = FaceDataset.load(out / "data" / f"{tested}.npz")
+        images = images.subset(run.split.test) if trained == tested else images
+        right = run.model.predict(images.images) == images.labels
+        assert transfer.loc[trained, tested] == pytest.approx(right.mean(), abs=1e-9)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["quickstart", "--out", str(out), "--trials", "1", "--n-per-class", "15", "--epochs", "2",
                  "--quiet"]) == 2  # other settings: refused before anything is rewritten

@@ -133,8 +133,11 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
             bar.update()
     bar.close()
 
+    # a culture's models on its own trials' test images, and on every image of another culture (none of which
+    # they learned from; as `emofx compare`'s transfer matrix)
     evaluations = {
-        (trained, tested): [evaluate(run.model, datasets[tested].subset(run.split.test)) for run in runs[trained]]
+        (trained, tested): [evaluate(run.model, datasets[tested].subset(run.split.test) if tested == trained
+                                     else datasets[tested]) for run in runs[trained]]
         for trained in datasets for tested in datasets
     }
     tables, figures = out / "tables", out / "figures"
