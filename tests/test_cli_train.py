@@ -113,8 +113,9 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     for name, runs in (("first", [run_dir]), ("other", [other]), ("ensemble", [run_dir, other])):
         result = _evaluate_json(capsys, *map(str, runs), "--predictions", str(tmp_path / f"{name}.csv"))
     assert result["run"] == [str(run_dir), str(other)] and result["n"] == load_run(run_dir).metrics["n_test"]
-    first, second, ensemble = (pd.read_csv(tmp_path / f"{name}.csv", index_col="image")
+    first, second, ensemble = (pd.read_csv(tmp_path / f"{name}.csv", index_col="row")
                                for name in ("first", "other", "ensemble"))
+    assert ensemble["data_index"].tolist() == load_run(run_dir).split.test.tolist()  # places in the run's dataset
     columns = [c for c in ensemble.columns if c.startswith("p_")]
     np.testing.assert_allclose(ensemble[columns], (first[columns] + second[columns]) / 2, rtol=1e-6)
     assert (ensemble["true"] == first["true"]).all()
@@ -256,6 +257,7 @@ def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tm
     rows = pd.read_csv(tmp_path / "pooled.csv", keep_default_na=False)
     expected = both.subset(np.r_[run.split.test, 48 + np.flatnonzero(both.label_names[48:] != "neutral")])
     assert rows["path"].tolist() == list(expected.path) and rows["culture"].tolist() == list(expected.culture)
+    assert rows["data_index"].tolist() == [*run.split.test, *(48 + np.flatnonzero(both.label_names[48:] != "neutral"))]
     assert rows["true"].tolist() == list(expected.label_names)
     # Only the test images of its own file: refused with what to do instead.
     assert main(["evaluate", str(run_dir), "--data",

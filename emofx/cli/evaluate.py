@@ -5,8 +5,8 @@ cross-culture transfer is measured); the classes dropped on either side are name
 trained or validated on (the same pixels, e.g. the run's own file, or its culture in a file of
 several) are left out and counted, unless --include-seen; a dataset of several cultures is also
 scored culture by culture. Without --data, the run's own test images are scored again from the
-dataset recorded in the run. --predictions writes one row per scored image: its path, subject and
-culture, the true and predicted emotion and the probabilities.
+dataset recorded in the run. --predictions writes one row per scored image: its place in the data
+(data_index), path, subject and culture, the true and predicted emotion and the probabilities.
 
 Several run directories are scored as one ensemble: each image's probabilities are averaged over
 the models. Without --data they must share their test images (the same dataset and split, e.g. one
@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    import numpy as np
+
     from emofx.data.dataset import FaceDataset
     from emofx.study.evaluation import accuracy_interval, compare_evaluations, people_of
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
@@ -71,12 +73,13 @@ def run(args: argparse.Namespace) -> int:
     left_out = 0
     if args.data:
         images, source = FaceDataset.load(args.data), str(Path(args.data).resolve())
+        positions = np.arange(len(images))  # each image's place in the data file, for --predictions
         if not args.include_seen:
             given = len(images)
-            images, notes = _unseen(members + rivals, images, args.data)
+            images, positions, notes = _unseen(members + rivals, images, args.data)
             left_out = given - len(images)
     else:
-        images = shared_test_images(members + rivals)
+        images, positions = shared_test_images(members + rivals), members[0].split.test
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
     notes += [f"{run.directory} stopped before finishing (interrupted): its model is the best one saved so far; "
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         target = Path(args.predictions)
         if target.exists():
             raise FileExistsError(f"{target} already exists; choose another --predictions file")
-        _with_provenance(evaluation.predictions_frame(), images, evaluation).to_csv(target)
+        _with_provenance(evaluation.predictions_frame(), images, positions, evaluation).to_csv(target)
     by_culture = _by_culture(images, evaluation)
     people = people_of(images, evaluation)
     interval = accuracy_interval(evaluation, people)
@@ -126,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["FaceDataset", list[str]]:
-    """``dataset`` without the images a run trained or validated on, and notes saying what was left out."""
+def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["FaceDataset", "np.ndarray", list[str]]:
+    """``dataset`` without the images a run trained or validated on, the positions of those kept, and notes saying
+    what was left out."""
+    import numpy as np
+
     from emofx.study.held_out import unseen_part
 
     unseen, found = unseen_part(runs, dataset)
@@ -138,17 +144,25 @@ def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["Face
     if found.n_seen:
         notes.append(f"left out {found.n_seen} of the {len(dataset)} images of {path}: the same pixels as images the "
                      f"run trained or validated on (--include-seen scores them too); scoring the other {len(unseen)}")
-    return unseen, notes
+    return unseen, np.flatnonzero(~found.seen), notes
 
 
-def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame":
-    """The per-image predictions with each scored image's path, subject and culture in front, so that they join
-    with the data (the images of classes the model lacks, and seen ones, were left out before scoring)."""
+def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", positions: "np.ndarray",
+                     evaluation: "Evaluation") -> "pd.DataFrame":
+    """The per-image predictions with each scored image's place in the data (``data_index``; without --data, in
+    the run's dataset), path, subject and culture in front, so that they join with the data (the images of classes
+    the model lacks, and seen ones, were left out before scoring); rows numbered ``row``."""
+    import numpy as np
+
     from emofx.study.evaluation import scored_images
 
     scored = scored_images(images, evaluation)
+    if evaluation.dropped_data_classes:
+        positions = np.asarray(positions)[np.isin(images.label_names, evaluation.classes)]
     for column in ("culture", "subject", "path"):
         frame.insert(0, column, getattr(scored, column))
+    frame.insert(0, "data_index", np.asarray(positions))
+    frame.index.name = "row"
     return frame
 
 
