@@ -228,6 +228,29 @@ def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_mo
     assert "model.json is not a readable emofx model" in err and "future_field" in err and err.count("\n") == 1
 
 
+def test_a_damaged_run_is_named_as_such_by_every_command(run_dir, data_files, tmp_path, capsys):
+    """A run whose checkpoint, metrics.json or history.csv was lost or cut short is not reported complete, resumed
+    as complete or taken for another run: each command says which file is damaged and what to do."""
+    def damaged(name: str, file: str, keep: int) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(run_dir, copy)
+        (copy / file).write_bytes((copy / file).read_bytes()[:keep])
+        return copy
+
+    no_weights = damaged("weights", "checkpoint/params.msgpack", 100)
+    assert main(["info", str(no_weights)]) == 0
+    assert "damaged checkpoint" in capsys.readouterr().out
+    assert main(["train", str(data_files["train"]), "--out", str(no_weights), *TINY, "--resume"]) == 2
+    assert "holds a damaged run" in capsys.readouterr().err
+    cut_metrics = damaged("metrics", "metrics.json", 200)
+    assert main(["train", str(data_files["train"]), "--out", str(cut_metrics), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "holds a damaged run" in err and "metrics.json is not readable JSON" in err and "--overwrite" in err
+    empty_history = damaged("history", "history.csv", 0)
+    assert main(["evaluate", str(empty_history)]) == 2
+    assert "holds a corrupt run file (history.csv: No columns to parse from file)" in capsys.readouterr().err
+
+
 def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tmp_path, capsys):
     run = load_run(run_dir)
     own = _evaluate_json(capsys, str(run_dir), "--data", str(data_files["train"]))

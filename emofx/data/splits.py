@@ -176,6 +176,13 @@ def count_test_copies(dataset: FaceDataset, split: Split) -> int:
     return sum(content_digest(np.ascontiguousarray(dataset.images[i])) in learned for i in split.test)
 
 
+def copies_note(copies: int, n_test: int) -> list[str]:
+    """The note a run records when ``copies`` of its ``n_test`` test images copy a training or validation image."""
+    return [f"{copies} of the {n_test} test images are pixel copies of training or validation images: the test "
+            "accuracy counts images the model learned from (remove the copies before training: README, "
+            "'deduplicated benchmark')"] if copies else []
+
+
 def defines_split(dataset: FaceDataset) -> bool:
     """Whether the source split the images itself: every image names a known part, some the test part."""
     names = np.char.lower(dataset.split.astype(str))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from emofx.nets.checkpoint import CheckpointError, TrainedModel
 from emofx.nets.train_state import STATE_FILE, read_progress
 from emofx.study.run_tables import SCALAR_METRICS
 from emofx.study.runs import METRICS_FILE, RunError, load_run
@@ -26,8 +27,8 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     ``status``: ``unfinished`` (a training state and no metrics: training now, or killed; continue
     with the same command plus ``--resume``), ``interrupted`` (stopped early, state kept: resumable
     too), or the recorded ``stop_reason`` of a finished run (``completed``, ``early_stopping``,
-    ``nan_loss``). Saved progress (step, epoch of the planned ``epochs``, best validation, seconds,
-    ``saved_at``) comes from the training state; a finished run adds its test metrics and the ``data`` file it
+    ``nan_loss``), or ``damaged checkpoint ...`` when its model cannot be read. Saved progress (step, epoch of
+    the planned ``epochs``, best validation, seconds, ``saved_at``) comes from the training state; a finished run adds its test metrics and the ``data`` file it
     was trained on.
     """
     directory = Path(directory)
@@ -47,6 +48,10 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
                       step=run.metrics.get("steps"),
                       epoch=float(run.history["epoch"].iloc[-1]) if len(run.history) else None)
         status.setdefault("epochs", run.metrics.get("config", {}).get("train", {}).get("epochs"))
+        try:  # read from disk, as a later command would (nothing goes to a device)
+            TrainedModel.load(directory)
+        except CheckpointError as err:
+            status["status"] = f"damaged checkpoint ({err}); train it again with --overwrite"
     return status
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.sources import culture_part
 from emofx.data.paths import RecordError, atomic_write, given_twice, read_json_record
-from emofx.nets.checkpoint import (CHECKPOINT_DIR, TrainedModel, device_description,
+from emofx.nets.checkpoint import (CHECKPOINT_DIR, CheckpointError, TrainedModel, device_description,
                                    library_versions)
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
@@ -40,7 +40,7 @@ from emofx.nets.allocator import allocator_setting
 from emofx.nets.model import ModelConfig
 from emofx.nets.precision import precision_for, use_precision
 from emofx.nets.train_state import STATE_FILE, read_tag
-from emofx.data.splits import Split, make_split, count_test_copies
+from emofx.data.splits import Split, copies_note, count_test_copies, make_split
 from emofx.nets.lanes import Lane, fit_lanes, lanes_pay_off
 from emofx.nets.training import TrainConfig, TrainResult, TrainingError, fit
 
@@ -171,10 +171,12 @@ def _check_resumable(directory: Path, identity: dict[str, Any]) -> Path:
 
 
 def _recorded_identity(directory: Path) -> Any:
+    """The identity a finished run recorded; a run whose metrics.json or checkpoint cannot be read is refused."""
     try:
+        TrainedModel.load(directory)
         return read_json_record(directory / METRICS_FILE).get("identity")
-    except (RecordError, OSError):
-        return None
+    except (RecordError, CheckpointError, OSError) as err:
+        raise RunError(f"{directory} holds a damaged run ({err}); pass --overwrite to train it again") from None
 
 
 # ---------------------------------------------------------------------------- training a run
@@ -353,7 +355,7 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
         "steps": result.steps,
         "stop_reason": result.stop_reason,
         "stop_message": result.stop_message,
-        "notes": [*result.notes, *_copies_note(copies, len(split.test))],
+        "notes": [*result.notes, *copies_note(copies, len(split.test))],
         "test_copies_of_training": copies,
         "seconds": result.seconds,
         "train_step_seconds": result.step_seconds,
@@ -381,12 +383,6 @@ def _record(prepared: _Prepared, result: TrainResult, init_path: str | None, sta
     if result.stop_reason in FINISHED:
         (prepared.directory / STATE_FILE).unlink(missing_ok=True)
     return run
-
-
-def _copies_note(copies: int, n_test: int) -> list[str]:
-    return [f"{copies} of the {n_test} test images are pixel copies of training or validation images: the test "
-            "accuracy counts images the model learned from (remove the copies before training: README, "
-            "'deduplicated benchmark')"] if copies else []
 
 
 def _cultures(dataset: FaceDataset) -> str:
@@ -426,13 +422,15 @@ def load_run(directory: str | os.PathLike) -> Run:
     try:
         metrics = read_json_record(directory / METRICS_FILE)
         split = Split.from_dict(read_json_record(directory / SPLIT_FILE))
+        history = pd.read_csv(directory / HISTORY_FILE)
         misshapen = [key for key in RECORDS_IN_METRICS if not isinstance(metrics.get(key, {}), dict)]
         if misshapen:
             raise RecordError(f"{directory / METRICS_FILE}: {', '.join(misshapen)} "
                               f"{'is not a JSON object' if len(misshapen) == 1 else 'are not JSON objects'}")
-    except (RecordError, KeyError, TypeError) as err:
-        raise RunError(f"{directory} holds a corrupt run file ({err}); train the run again") from err
-    return Run(directory=directory, metrics=metrics, history=pd.read_csv(directory / HISTORY_FILE), split=split)
+    except (RecordError, KeyError, TypeError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        where = f"{HISTORY_FILE}: " if isinstance(err, pd.errors.ParserError | pd.errors.EmptyDataError) else ""
+        raise RunError(f"{directory} holds a corrupt run file ({where}{err}); train the run again") from err
+    return Run(directory=directory, metrics=metrics, history=history, split=split)
 
 
 def shared_test_images(runs: Sequence[Run]) -> FaceDataset:
