@@ -204,3 +204,10 @@ def test_test_images_that_copy_a_training_image_are_counted():
     images[8], images[9] = images[0], images[7]  # a test image equal to a training one, another to a validation one
     copied = FaceDataset.from_label_names(images, faces.label_names)
     assert count_test_copies(copied, split) == 2
+
+
+def test_a_predefined_split_without_test_images_says_so():
+    dataset = _labels_only(np.tile(["happy", "sad"], 10), split=np.array(["Training"] * 16 + ["PublicTest"] * 4))
+    with pytest.raises(SplitError, match=r"a predefined split needs test images, and the dataset's split column names "
+                                         r"none \(it holds PublicTest \(4\), Training \(16\)\)"):
+        make_split(dataset, "predefined")

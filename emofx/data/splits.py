@@ -324,6 +324,12 @@ def _predefined(dataset: FaceDataset, groups: np.ndarray | None, seed: int, tria
                          "images have none (this source defines no split: use kind 'random', 'subject' or 'kfold')")
     part = np.array([PREDEFINED_NAMES[s] for s in names])
     train, val, test = (np.flatnonzero(part == p) for p in PARTS)
+    empty = [p for p, idx in (("train", train), ("test", test)) if not len(idx)]
+    if empty:
+        present = ", ".join(f"{name} ({count})" for name, count in zip(*np.unique(dataset.split.astype(str),
+                                                                                 return_counts=True)))
+        raise SplitError(f"a predefined split needs {' and '.join(empty)} images, and the dataset's split column "
+                         f"names none (it holds {present}); use kind 'random' or 'subject', or a dataset with them")
     if len(val) == 0:
         train, val = _carve(dataset.labels, groups, train, fractions, np.random.default_rng([int(seed), int(trial)]))
     return Split(train, val, test, kind="predefined", seed=int(seed), trial=int(trial), fractions=fractions,
