@@ -249,6 +249,12 @@ def test_a_damaged_run_is_named_as_such_by_every_command(run_dir, data_files, tm
     empty_history = damaged("history", "history.csv", 0)
     assert main(["evaluate", str(empty_history)]) == 2
     assert "holds a corrupt run file (history.csv: No columns to parse from file)" in capsys.readouterr().err
+    moved = damaged("moved", "history.csv", 10**9)  # intact; its dataset file then moved away
+    metrics = json.loads((moved / "metrics.json").read_text())
+    metrics["data"]["path"] = str(tmp_path / "gone.npz")
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["evaluate", str(moved)]) == 2
+    assert f"was trained on {tmp_path / 'gone.npz'}, which is not there (moved or deleted)" in capsys.readouterr().err
 
 
 def test_evaluate_leaves_out_the_images_a_run_trained_on(run_dir, data_files, tmp_path, capsys):

@@ -100,6 +100,9 @@ class Run:
         if not path:
             raise RunError(f"{self.directory} does not record its dataset's path (trained without data_path=): load "
                            "the dataset yourself, with FaceDataset.load")
+        if not Path(path).is_file():
+            raise RunError(f"{self.directory} was trained on {path}, which is not there (moved or deleted): put the "
+                           "file back, or give the dataset explicitly (emofx evaluate --data)")
         return self.own_part(FaceDataset.load(path), path)
 
     def own_part(self, dataset: FaceDataset, source: str) -> FaceDataset:
