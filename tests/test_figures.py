@@ -328,3 +328,21 @@ def test_markdown_tables_keep_three_significant_digits_of_p_values():
     assert lines[2].split("|")[2:6] == ["  0.000 ", " 0.0005    ", " 0.0005       ", " 0.00794      "]
     assert lines[3].split("|")[2:6] == ["  0.123 ", " 0.0123    ", "              ", " 0.00794      "]
     assert "0.0005" in markdown_table(frame.set_index("emotion"), index=True)
+
+
+def test_a_comparison_of_other_trials_than_the_completed_training_runs_is_said(experiment, tmp_path):
+    """A comparison made when a culture had three trials, drawn beside training tables of the two completed now:
+    the figures warn that they describe other models, and say how to redo the comparison."""
+    import warnings
+
+    def trials(eyes: list[int]) -> pd.DataFrame:
+        rows = [("eyes", t) for t in eyes] + [("mouth", t) for t in (0, 1)] + [("eyes", 9)]  # and a transfer row
+        return pd.DataFrame({"train_culture": [c for c, _ in rows], "trial": [t for _, t in rows],
+                             "test_culture": [c for c, _ in rows[:-1]] + ["mouth"]})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures._warn_if_stale(experiment, tmp_path / "cmp", trials([0, 1]), ("eyes", "mouth"))  # as compared
+    with pytest.warns(UserWarning, match=r"cmp compared eyes's trials \[0, 1, 2\], but its completed 02_train_culture "
+                                         r"runs \(collected\) are now trials \[0, 1\].*--only 05_compare_cultures"):
+        figures._warn_if_stale(experiment, tmp_path / "cmp", trials([0, 1, 2]), ("eyes", "mouth"))

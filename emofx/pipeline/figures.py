@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -384,6 +385,28 @@ def comparison_labels(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return [(label, "" if len(labels) == 1 else "_" + re.sub(r"[^A-Za-z0-9._+-]+", "-", label)) for label in labels]
 
 
+def _warn_if_stale(experiment_dir: Path, run_dir: Path, trial_metrics: pd.DataFrame, cultures: tuple[str, str]
+                   ) -> None:
+    """Warn when a comparison's trials are no longer the completed training runs it stands for (a run failed,
+    was removed or added since), so its tables would not describe the training tables drawn beside them."""
+    record = Path(run_dir) / RESULTS_DIR / "results.json"
+    protocol = read_json_record(record).get("protocol", COLLECTED) if record.is_file() else COLLECTED
+    try:
+        current = training_runs(experiment_dir, protocol)
+    except FileNotFoundError:
+        current = {}
+    own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
+    for culture in cultures:
+        compared = sorted(int(t) for t in own.loc[own["train_culture"] == culture, "trial"])
+        recorded = [int(run.split.trial) for run in current.get(culture, [])]
+        now = sorted(recorded) if len(set(recorded)) == len(recorded) else list(range(len(recorded)))  # as compared
+        if compared != now:
+            warnings.warn(f"{run_dir.name} compared {culture}'s trials {compared}, but its completed {TRAINING} runs "
+                          f"({protocol}) are now trials {now}: its tables and figures describe other models than "
+                          f"the training tables; rerun it (`emofx batch --config ... --only {COMPARISON} --force`)",
+                          stacklevel=2)
+
+
 def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
     from emofx.plotting.comparison import comparison_figures
 
@@ -398,6 +421,7 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
         with np.load(record / "pixel_difference.npz") as data:
             pixel = {key: data[key] for key in data.files}
         names = (summary["cultures"]["a"], summary["cultures"]["b"])
+        _warn_if_stale(experiment_dir, Path(run_dir), tables["trial_metrics"], names)
         for name, fig in comparison_figures(tables, summary["accuracy"], pixel, names).items():
             written += _save(fig, out / f"{COMPARISON_FIGURES[name]}{suffix}")
         h1 = pd.DataFrame([{"metric": metric, **{k: v for k, v in summary[metric].items()
