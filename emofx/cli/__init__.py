@@ -143,13 +143,17 @@ def _with_gib(words: str) -> str:
 
 def _one_line_warnings(command: str, show_otherwise):
     """``warnings.showwarning`` for a command: emofx's own warnings (written for the user) as one line
-    ``emofx COMMAND: warning: ...``, without the source line; other libraries' warnings as ``show_otherwise`` does."""
+    ``emofx COMMAND: warning: ...``, without the source line, each once (a record several steps read warns once);
+    other libraries' warnings as ``show_otherwise`` does."""
     package = os.path.join(Path(__file__).resolve().parent.parent, "")  # emofx's folder, ending in a separator
+    shown: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not str(filename).startswith(package):
             return show_otherwise(message, category, filename, lineno, file, line)
-        print(f"emofx {command}: warning: {message}", file=file or sys.stderr)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"emofx {command}: warning: {message}", file=file or sys.stderr)
 
     return show
 
