@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.culture is not None:
         dataset = culture_part(dataset, args.culture, args.data)
     elif len(cultures) > 1:
-        counts = ", ".join(f"{c} {n}" for c, n in cultures.items())
+        counts = ", ".join(f"{c or '(none)'} {n}" for c, n in cultures.items())
         print(f"note: {args.data} holds {len(cultures)} cultures ({counts}): one model learns them pooled; for one "
               "culture's model, add --culture NAME")
     model = model_template(args.widths, args.dense_units, len(dataset.classes), args.norm)
@@ -209,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
               f"(balanced {m['balanced_accuracy']:.4f}, macro F1 "
               f"{m['macro_f1']:.4f}) on {m['n_test']} test images of {'/'.join(m['classes'])}; "
               f"{m['n_train']} train, {m['n_val']} val ({m['split']} split); {m['seconds']:.1f} s "
-              f"({m['compile_seconds']:.1f} s compiling{_ready(m) if number == 0 else ''}) -> {run_.directory}")
+              f"({m['compile_seconds']:.1f} s compiling, summed over programs compiled side by side"
+              f"{_ready(m) if number == 0 else ''}) -> {run_.directory}")
     reasons = {result.stop_reason for _, result in trained}
     if "nan_loss" in reasons:
         for _, result in trained:

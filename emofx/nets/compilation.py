@@ -108,7 +108,8 @@ def enable_compilation_cache(setting: str | os.PathLike | None = None) -> Path |
 
 
 def compile_seconds() -> float:
-    """Seconds this process has spent tracing, lowering and compiling JAX programs (or loading them)."""
+    """Seconds this process has spent tracing, lowering and compiling JAX programs (or loading them), summed over
+    the programs: those compiled side by side in background threads count each, so it can exceed the wall time."""
     _listen()
     with _lock:
         return _compile_total[0]
