@@ -109,6 +109,10 @@ def test_a_run_killed_mid_training_resumes_to_the_numbers_of_an_uninterrupted_on
     listed = {row["run"]: row["status"] for row in _info(tmp_path, capsys)["runs"]}
     assert listed["killed"] == "completed" and listed["damaged"].startswith("unreadable: ")
     assert "corrupt run file" in listed["damaged"]
+    assert main(["info", str(tmp_path)]) == 0  # as text: the long reason below the table, marked in its row
+    table, _, reason = capsys.readouterr().out.partition("\n[1] ")
+    assert "unreadable [1]" in table and "corrupt run file" not in table
+    assert reason.startswith("unreadable: ") and "corrupt run file" in reason
 
 
 def test_trials_killed_midway_continue_where_they_stand(data_file, uninterrupted, tmp_path, capsys):

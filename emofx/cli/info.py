@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -124,6 +125,22 @@ def with_batch_status(frame: pd.DataFrame, parent: Path) -> pd.DataFrame:
     return frame
 
 
+def _with_footnotes(frame: pd.DataFrame, width: int = 40) -> str:
+    """The runs' table as text, a status longer than ``width`` (why a run cannot be read) cut to its first words
+    and given in full below the table, so that the other columns stay readable."""
+    notes: list[str] = []
+
+    def short(status: str) -> str:
+        if len(status) <= width:
+            return status
+        notes.append(status)
+        return f"{re.split(r'[:(]', status, maxsplit=1)[0].strip()} [{len(notes)}]"
+
+    shown = frame.assign(status=frame["status"].astype(str).map(short))
+    return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}") + "".join(
+        f"\n[{k}] {note}" for k, note in enumerate(notes, 1))
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise FileNotFoundError(f"nothing at {args.path}: give a dataset file (emofx prepare), a run directory "
@@ -143,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                                     "--help` lists the formats)") from None
         frame = with_batch_status(frame, args.path)
         print(json.dumps({"runs": json.loads(frame.to_json(orient="records"))}) if args.json
-              else frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+              else _with_footnotes(frame))
         return 0
     dataset = FaceDataset.load(args.path)
     print(json.dumps(dataset.info()) if args.json else table(dataset))
