@@ -166,6 +166,9 @@ def test_evaluating_on_another_class_set_uses_shared_classes_and_names_the_dropp
     summary = e.summary()
     assert summary["dropped_data_classes"] == {"surprised": 2, "neutral": 1}
     assert summary["classes"] == ["happy", "sad"]
+    # each row names its image's place in the data, so the predictions join the dataset's own table
+    rows = data.to_frame().join(e.predictions_frame(), how="inner")
+    assert rows.index.tolist() == [0, 1, 4, 6] and (rows["emotion"] == rows["true"]).all()
     strangers = FaceDataset.from_label_names(data.images[:2], ["surprised", "neutral"])
     with pytest.raises(EvaluationError, match="share no class"):
         evaluate(model, strangers)

@@ -157,13 +157,10 @@ def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", positions: "n
     from emofx.study.evaluation import scored_images
 
     scored = scored_images(images, evaluation)
-    if evaluation.dropped_data_classes:
-        positions = np.asarray(positions)[np.isin(images.label_names, evaluation.classes)]
     for column in ("culture", "subject", "path"):
         frame.insert(0, column, getattr(scored, column))
-    frame.insert(0, "data_index", np.asarray(positions))
-    frame.index.name = "row"
-    return frame
+    frame.insert(0, "data_index", np.asarray(positions)[evaluation.positions])
+    return frame.set_axis(np.arange(len(frame)), axis=0).rename_axis("row")
 
 
 def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame | None":

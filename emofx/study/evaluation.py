@@ -42,6 +42,8 @@ class Evaluation:
         dropped_data_classes: data classes the model does not know -> number of images left out.
         images_digest: a 64-bit digest of the scored images' pixels (None where only labels were given), so
             that two evaluations compared image by image are known to have scored the same images.
+        positions: each scored image's place in the dataset given to :func:`evaluate` (images of classes the
+            model lacks are not scored; default 0..N-1), the index of :meth:`predictions_frame`.
     """
 
     classes: tuple[str, ...]
@@ -50,6 +52,11 @@ class Evaluation:
     dropped_model_classes: tuple[str, ...] = ()
     dropped_data_classes: Mapping[str, int] = field(default_factory=dict)
     images_digest: int | None = None
+    positions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.positions is None:
+            object.__setattr__(self, "positions", np.arange(len(self.labels)))
 
     @property
     def predictions(self) -> np.ndarray:
@@ -95,12 +102,13 @@ class Evaluation:
                          name="misclassified_percent")
 
     def predictions_frame(self) -> pd.DataFrame:
-        """One row per image: true and predicted emotion, then the probability of each class."""
+        """One row per scored image, indexed by its place in the dataset (``image``, as
+        :meth:`FaceDataset.to_frame`, so the two join): true and predicted emotion, then each class's probability."""
         names = np.asarray(self.classes)
-        frame = pd.DataFrame({"true": names[self.labels], "predicted": names[self.predictions]})
+        frame = pd.DataFrame({"true": names[self.labels], "predicted": names[self.predictions]},
+                             index=pd.Index(self.positions, name="image"))
         for j, c in enumerate(self.classes):
-            frame[f"p_{c}"] = self.probabilities[:, j]
-        frame.index.name = "image"
+            frame[f"p_{c}"] = self.probabilities[:, j].astype(np.float64)
         return frame
 
     def summary(self) -> dict[str, Any]:
@@ -165,7 +173,7 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
         _require_same_images(first, other, f"ensemble member {k}", "member 0")
     dropped_model_classes = tuple(dict.fromkeys(c for e in evaluations for c in e.dropped_model_classes))
     return Evaluation(first.classes, first.labels, np.mean([e.probabilities for e in evaluations], axis=0),
-                      dropped_model_classes, first.dropped_data_classes, first.images_digest)
+                      dropped_model_classes, first.dropped_data_classes, first.images_digest, first.positions)
 
 
 def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95,
@@ -292,6 +300,7 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
         dropped_model_classes=tuple(c for c in model.classes if c not in scored),
         dropped_data_classes=dropped_data,
         images_digest=content_digest(np.ascontiguousarray(data.images)),
+        positions=np.flatnonzero(np.isin(dataset.label_names, scored)),
     )
 
 

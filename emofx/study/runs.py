@@ -9,11 +9,10 @@ A run directory holds::
     training_state.msgpack   while training: the full state, saved at validations at least a minute apart
                              (removed once the run is complete; kept when it was interrupted)
 
-A directory that already holds a *different* run is never overwritten unless asked;
-re-running the very same run (same data, split, seed, trial and configs) is allowed, and an
-interrupted one (killed, Ctrl-C) continues with ``resume=True`` to the numbers it would have
-reached uninterrupted.
-:func:`load_run` and :func:`load_runs` read runs back for comparisons, notebooks and figures.
+A directory that already holds a *different* run is never overwritten unless asked; re-running the very same run
+(same data, split, seed, trial and configs) is allowed, and an interrupted one (killed, Ctrl-C) continues with
+``resume=True`` to the numbers it would have reached uninterrupted. :func:`load_run` and :func:`load_runs` read
+runs back for comparisons, notebooks and figures.
 """
 
 from __future__ import annotations
@@ -475,9 +474,10 @@ def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
                   flip_average: bool | None = None) -> Evaluation:
     """Score one run, or several as an ensemble (each image's probabilities averaged over the models).
 
-    On ``dataset``, or by default on the runs' shared test images. Each model scores as its recipe
-    says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average`` is given.
-    A run given twice is refused: its model would count twice in the ensemble."""
+    On ``dataset`` whole (images a run learned from inflate the score: :func:`emofx.study.held_out.unseen_part`
+    leaves them out, as `emofx evaluate --data` does), or by default on the runs' shared test images. Each model
+    scores as its recipe says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average``
+    is given. A run given twice is refused: its model would count twice in the ensemble."""
     twice = given_twice([run.directory for run in runs])
     if twice is not None:
         raise ValueError(f"run {twice} is given twice; its model would count twice in the ensemble")
