@@ -191,7 +191,8 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
                                atol=1e-6)  # uint8 and [0, 1] floats are the same images
     for bad, message in ((np.full(5, len(CLASSES)), "target indices must lie in \\[0, 4\\)"),
                          (np.full(5, -1), "target indices must lie in \\[0, 4\\)"),
-                         (np.array(["happy"] * 5), "targets must be class indices.*resolve_targets"),
+                         (np.array(["happy", "sad", "surprised", "sad", "bored"]),
+                          r"targets \['bored', 'surprised'\] are not classes of this model \(angry, afraid, happy"),
                          (np.full(5, 1.5), "targets must be class indices")):
         with pytest.raises(ValueError, match=message):
             saliency.attribute(model, images, bad, "gradcam")
@@ -208,3 +209,16 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
         saliency.integrated_gradients(model, images, targets, baseline=128.0)
     with pytest.raises(ValueError, match="occlusion fill must lie in \\[0, 1\\]"):
         saliency.occlusion(model, images, targets, fill=128)
+
+
+def test_targets_may_be_emotion_names_a_dataset_of_other_classes_cannot_mislead(model, images):
+    """A dataset's labels index its own classes: happy, sad faces of a 2-class file are labels 0, 1, which name
+    angry and afraid in this model. Its label names are taken as the model's classes they name."""
+    from emofx.explain.modification import ModificationConfig, modify
+
+    names = np.array(["happy", "sad", "happy", "Sadness", "happy"])  # aliases too
+    indices = np.array([CLASSES.index("happy"), CLASSES.index("sad")] * 2 + [CLASSES.index("happy")])
+    np.testing.assert_array_equal(saliency.attribute(model, images, names, "gradient"),
+                                  saliency.attribute(model, images, indices, "gradient"))
+    walked = modify(model, images, names, ModificationConfig(steps=1))
+    np.testing.assert_array_equal(walked.targets, indices)

@@ -338,7 +338,9 @@ def attribute(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray, method: str = "guided",
     batch_size: int = 64, progress: bool = False, **options: Any,
 ) -> np.ndarray:
-    """Maps (N, H, W) float32 of ``method`` for uint8 or [0, 1] images and class indices ``targets``.
+    """Maps (N, H, W) float32 of ``method`` for uint8 or [0, 1] images and ``targets``: per image an index into
+    ``model.classes`` or an emotion name (``dataset.label_names``; a dataset's ``labels`` index its own classes,
+    which name other emotions wherever its classes are not the model's).
 
     Images go through in batches of ``batch_size`` (the last one padded, so every batch
     reuses one compilation); ``options`` are the method's keyword arguments, and an option that

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from emofx.data.emotions import UnknownEmotionError, canonical_emotion
 from emofx.data.paths import atomic_write
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.model import (EmotionCNN, ModelConfig, model_variables, pixel_free, pixel_stats, variable_shapes,
@@ -279,8 +280,8 @@ def check_targets(targets: np.ndarray | Sequence[int], n_images: int, n_classes:
     past the model's classes would give all-zero maps or a walk toward nothing, with no error from the device."""
     array = np.asarray(targets)
     if array.size and array.dtype.kind not in "iu":
-        raise ValueError(f"targets must be class indices (integers); got {array.dtype} values (class names, 'label' or "
-                         "'predicted': emofx.explain.saliency.resolve_targets turns them into indices)")
+        raise ValueError(f"targets must be class indices (integers) or emotion names; got {array.dtype} values ('label' "
+                         "or 'predicted': emofx.explain.saliency.resolve_targets turns them into indices)")
     if array.shape != (n_images,):
         raise ValueError(f"need one target per image ({n_images}); got shape {array.shape}")
     if n_images and (array.min() < 0 or array.max() >= n_classes):
@@ -292,13 +293,29 @@ def check_targets(targets: np.ndarray | Sequence[int], n_images: int, n_classes:
 def check_model_inputs(model: TrainedModel, images: jax.Array | np.ndarray,
                        targets: np.ndarray | Sequence[int]) -> np.ndarray:
     """What every method that explains or changes images takes, checked before any work: a :class:`TrainedModel`,
-    images it reads as meant (:func:`check_images`) and one class index per image (:func:`check_targets`, whose
-    int32 targets it returns)."""
+    images it reads as meant (:func:`check_images`) and one target per image (:func:`check_targets`, whose int32
+    targets it returns): an index into ``model.classes``, or an emotion name (``dataset.label_names``, safe where a
+    dataset's ``labels``, indices into its own classes, would name other emotions than the model's)."""
     if not isinstance(model, TrainedModel):
         raise TypeError(f"expected a TrainedModel (a run's .model, or TrainedModel.load(directory)); got "
                         f"{type(model).__name__}")
     check_images(images, model.config.input_size)
+    names = np.asarray(targets)
+    if names.dtype.kind in "UO" and names.size:
+        index = {c: j for j, c in enumerate(model.classes)}
+        canonical = [_canonical_or_none(n) for n in names.ravel()]
+        unknown = sorted({str(n) for n, c in zip(names.ravel(), canonical) if c not in index})
+        if unknown:
+            raise ValueError(f"targets {unknown[:5]} are not classes of this model ({', '.join(model.classes)})")
+        targets = np.array([index[c] for c in canonical], np.int32).reshape(names.shape)
     return check_targets(targets, len(images), len(model.classes))
+
+
+def _canonical_or_none(name: object) -> str | None:
+    try:
+        return canonical_emotion(str(name))
+    except UnknownEmotionError:
+        return None
 
 
 def as_unit_float(images: jax.Array | np.ndarray) -> jax.Array:
