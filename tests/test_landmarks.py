@@ -197,3 +197,15 @@ def test_prepare_kdef_records_landmarks_and_alignment(shared_dataset, tmp_path, 
     assert json.loads(json.dumps(data.meta["landmarks"]))["faces"] == 6
     maps = face_regions(data)
     assert maps.method == "landmarks" and set(maps.image_method) == {"landmarks"}
+
+
+def test_the_eye_cascade_finds_the_same_eyes_on_one_thread_or_several(shared_dataset):
+    """Faces are prepared on several threads; one eye cascade shared by them found other eyes from run to run (on
+    17-27 of these 120 KDEF photos)."""
+    from emofx.data.faces import FaceOptions, extract_faces
+
+    files = sorted(shared_dataset("kdef/frontal").glob("*.JPG"))[:120]
+    options = FaceOptions(landmarks="eyes", align=False)
+    alone, threaded = (extract_faces(files, options, workers=workers, use_cache=False) for workers in (1, 2))
+    assert np.isfinite(alone.eyes[:, 0, 0]).sum() > 60
+    np.testing.assert_array_equal(alone.eyes, threaded.eyes)

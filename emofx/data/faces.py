@@ -37,6 +37,7 @@ from emofx.data.landmarks import (
     alignment_matrix,
     crop_matrix,
     find_landmarks,
+    thread_cascade,
     warp_face,
 )
 from emofx.data.paths import cache_root
@@ -178,29 +179,12 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-_local = threading.local()
-
-
-def _detector() -> cv2.CascadeClassifier:
-    """One cascade per thread (OpenCV classifiers are not safe to share across threads)."""
-    detector = getattr(_local, "detector", None)
-    if detector is None:
-        path = os.path.join(cv2.data.haarcascades, CASCADE_FILE)
-        detector = cv2.CascadeClassifier(path)
-        if detector.empty():
-            raise RuntimeError(
-                f"OpenCV's face cascade {path} is missing; install opencv-python-headless<5 (its wheel ships it)"
-            )
-        _local.detector = detector
-    return detector
-
-
 def find_faces(gray: np.ndarray, options: FaceOptions) -> list[tuple[int, int, int, int]]:
     """Every face the cascade finds as (x, y, w, h) in ``gray``'s pixel coordinates, the largest first."""
     scale = min(1.0, options.detect_max_side / min(gray.shape))
     small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     side = max(20, int(options.min_face_fraction * min(small.shape)))
-    boxes = _detector().detectMultiScale(
+    boxes = thread_cascade(CASCADE_FILE).detectMultiScale(
         small, scaleFactor=options.scale_factor, minNeighbors=options.min_neighbors, minSize=(side, side)
     )
     ordered = sorted(boxes, key=lambda b: -int(b[2]) * int(b[3]))

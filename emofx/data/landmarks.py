@@ -155,17 +155,18 @@ def _inside(points: np.ndarray, shape: tuple[int, ...], slack: float = 0.1) -> b
 
 
 # ---------------------------------------------------------------------------- eye cascade
-_EYE_DETECTOR: list[cv2.CascadeClassifier] = []
-
-
-def _eye_detector() -> cv2.CascadeClassifier:
-    if not _EYE_DETECTOR:
-        path = os.path.join(cv2.data.haarcascades, EYE_CASCADE)
-        detector = cv2.CascadeClassifier(path)
-        if detector.empty():
-            raise RuntimeError(f"OpenCV's eye cascade {path} is missing; install opencv-python-headless<5")
-        _EYE_DETECTOR.append(detector)
-    return _EYE_DETECTOR[0]
+def thread_cascade(file: str) -> cv2.CascadeClassifier:
+    """OpenCV's Haar cascade ``file``, one per thread: a classifier shared by threads (faces are prepared on
+    several) gives other detections from run to run."""
+    cascades = getattr(_local, "cascades", None) or {}
+    if file not in cascades:
+        path = os.path.join(cv2.data.haarcascades, file)
+        cascades[file] = cv2.CascadeClassifier(path)
+        if cascades[file].empty():
+            raise RuntimeError(f"OpenCV's cascade {path} is missing; install opencv-python-headless<5 (its wheel "
+                               "ships it)")
+        _local.cascades = cascades
+    return cascades[file]
 
 
 def detect_eyes(face: np.ndarray, *, upscale_to: int = 144) -> np.ndarray | None:
@@ -180,7 +181,7 @@ def detect_eyes(face: np.ndarray, *, upscale_to: int = 144) -> np.ndarray | None
     interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     big = cv2.equalizeHist(cv2.resize(face, None, fx=scale, fy=scale, interpolation=interpolation))
     side = big.shape[1]
-    boxes = _eye_detector().detectMultiScale(big[: int(0.6 * big.shape[0])], scaleFactor=1.1, minNeighbors=3,
+    boxes = thread_cascade(EYE_CASCADE).detectMultiScale(big[: int(0.6 * big.shape[0])], scaleFactor=1.1, minNeighbors=3,
                                              minSize=(side // 8, side // 8), maxSize=(side // 3, side // 3))
     centres = [((x + w / 2) / scale - 0.5, (y + h / 2) / scale - 0.5, w / scale) for x, y, w, h in boxes]
     left = [c for c in centres if c[0] < width / 2]
