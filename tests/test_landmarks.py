@@ -183,6 +183,18 @@ def test_dlib68_on_kdef_photos_aligns_the_eyes(shared_dataset):
 
 
 @needs_dlib
+def test_a_centre_crop_kept_without_a_face_gets_no_made_up_landmarks():
+    """--center-crop-fallback keeps an image where no face was found; dlib placed its 68 points in the centre
+    square anyway (quality 'box') and the image was aligned on those invented eyes."""
+    gray = np.full((120, 120), 128, np.uint8)
+    gray[40:80] = np.linspace(0, 255, 120, dtype=np.uint8)  # a flat field with a band: no face
+    options = FaceOptions(size=48, landmarks="dlib68", align=True, center_crop_fallback=True)
+    face = extract_face(cv2.imencode(".png", gray)[1].tobytes(), options)
+    assert face.method == "center_crop" and face.landmarks.quality == "missing" and not face.aligned
+    assert np.isnan(face.landmarks.points).all()
+
+
+@needs_dlib
 def test_prepare_kdef_records_landmarks_and_alignment(shared_dataset, tmp_path, monkeypatch):
     from emofx.cli import main
     from emofx.data.dataset import FaceDataset

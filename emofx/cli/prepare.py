@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--center-crop-fallback", action="store_true",
                        help="keep images without a detected face as a centre crop instead of skipping them")
     faces.add_argument("--landmarks", choices=("auto",) + LANDMARK_METHODS,
-                       help="facial landmarks, found on the original photo: 'dlib68' (68 points; needs the landmarks "
-                            "extra), 'eyes' (eye cascade, eye centres only), 'none'; 'auto' (default): dlib68 on "
-                            "photos, none on already-cropped faces")
+                       help="facial landmarks: 'dlib68' (68 points found on the original photo; needs the landmarks "
+                            "extra), 'eyes' (eye cascade on the face crop, eye centres only), 'none'; 'auto' "
+                            "(default): dlib68 on photos, none on already-cropped faces")
     faces.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
                        help="rotate and scale each face so the eye centres land on fixed positions "
                             "(default: on for photos with landmarks)")

@@ -47,7 +47,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-_CACHE_VERSION = 3  # 3: aligned crops follow the margin (cached aligned crops of another margin are stale)
+_CACHE_VERSION = 4  # 4: no landmarks made up in a centre crop without a face; 3: aligned crops follow the margin
 _LANDMARK_UPSCALE = 192  # already-cropped faces are enlarged to this side for dlib
 _CHUNK = 64
 
@@ -271,8 +271,10 @@ def extract_face(data: bytes, options: FaceOptions) -> Face | str:
 def face_landmarks(gray: np.ndarray, square: tuple[int, int, int], box: tuple[int, int, int, int] | None,
                    crop: np.ndarray, options: FaceOptions) -> Landmarks:
     """Landmarks (photo coordinates, by ``options.landmarks``) of the face cropped from ``gray`` as the square
-    ``square`` (``crop``, at ``options.size``), the detector's ``box`` where there was one."""
-    hint = box if box is not None else (square[0], square[1], square[2], square[2])
+    ``square`` (``crop``, at ``options.size``). Where dlib's own detector finds no face, its points are placed in
+    the face detector's ``box``, or in the whole crop of a ready-cropped face (``options.detect`` off); never in a
+    centre crop kept without a face found (``box`` None there), where they would be made up."""
+    hint = box if box is not None or options.detect else (square[0], square[1], square[2], square[2])
     return find_landmarks(gray, options.landmarks, box=hint, crop=(crop, crop_matrix(*square, options.size)),
                           upscale_to=0 if options.detect else _LANDMARK_UPSCALE)
 
