@@ -133,3 +133,31 @@ def test_bad_requests(synthetic):
         face_regions(plain, "truth")
     with pytest.raises(RegionError, match="unknown region"):
         face_regions(synthetic).region("ears")
+
+
+def test_regions_found_differently_for_two_cultures_are_said():
+    from emofx.data.regions import RegionMaps
+    from emofx.study.comparison import regions_notes
+
+    def maps(*ways: str) -> RegionMaps:
+        n = len(ways)
+        return RegionMaps(np.zeros((n, 5, 4, 4), bool), ("eyes", "brows", "nose", "mouth", "rest"),
+                          np.zeros((n, 1, 2), np.float32), ("x",), "landmarks", np.array(ways))
+
+    alike = regions_notes({"A": maps("landmarks", "landmarks"), "B": maps("landmarks", "landmarks", "landmarks")})
+    assert alike == ["regions: landmarks (A: landmarks 2), landmarks (B: landmarks 3)"]
+    unlike = regions_notes({"A": maps("landmarks", "landmarks"), "B": maps("eyes", "eyes", "template")})
+    assert unlike[0] == "regions: landmarks (A: landmarks 2), landmarks (B: eyes 2, template 1)"
+    assert unlike[1].startswith("the cultures' facial regions were found in different ways")
+
+
+def test_a_dataset_prepared_with_eye_centres_only_has_no_68_point_regions():
+    """--landmarks eyes stores an all-NaN (N, 68, 2) array: regions by landmarks are refused as for a dataset without
+    landmarks, and 'auto' finds them from the eyes instead of calling them 'landmarks'."""
+    from dataclasses import replace
+
+    faces = make_synthetic("mouth", n_per_class=2, seed=0, size=48, classes=("happy", "sad"))
+    eyes_only = replace(faces, extras={"landmarks": np.full((len(faces), 68, 2), np.nan, np.float32)})
+    with pytest.raises(RegionError, match="has no 68-point landmarks"):
+        face_regions(eyes_only, "landmarks")
+    assert face_regions(eyes_only, "auto").method == "eyes"

@@ -131,7 +131,9 @@ def _found_regions(dataset: FaceDataset, method: str, progress: bool) -> RegionM
     if method not in METHODS:
         raise RegionError(f"unknown region method {method!r}; choose one of {', '.join(METHODS)}")
     points = dataset.extras.get("landmarks")
-    has_points = points is not None and points.ndim == 3 and points.shape[1] == 68
+    # some image with all 68 points (a dataset prepared with --landmarks eyes stores an all-NaN array)
+    has_points = (points is not None and points.ndim == 3 and points.shape[1] == 68
+                  and bool(np.all(np.isfinite(points), axis=(1, 2)).any()))
     if method == "auto":
         method = "truth" if "region_masks" in dataset.extras else "landmarks" if has_points else "eyes"
     n, (height, width) = len(dataset), dataset.image_shape
@@ -251,7 +253,8 @@ def _truth_regions(dataset: FaceDataset) -> RegionMaps:
     """Ground-truth masks reordered to :data:`REGION_NAMES`; landmarks from the masks."""
     if "region_masks" not in dataset.extras:
         raise RegionError("this dataset has no ground-truth region masks (only synthetic data has them); "
-                          "use method 'eyes' or 'template'")
+                          "use method 'landmarks' (where it was prepared with --landmarks dlib68), 'eyes' or "
+                          "'template'")
     names = list(dataset.region_names)
     missing = [r for r in FEATURE_REGIONS if r not in names]
     if missing:

@@ -151,6 +151,23 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.0
             f"4 trials per culture (smallest p {stats.smallest_p(4, 4):.2g}; 5 each: {stats.smallest_p(5, 5):.2g})"]
 
 
+def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]:
+    """How each culture's facial regions were found (per image), and a warning where the cultures' mixes differ by
+    more than ``gap`` for some way: regions drawn from 68 points and from eye centres cover other pixels (brows
+    0.062 against 0.033 of the face), so region shares would differ by how they were drawn."""
+    mixes = {name: pd.Series(r.image_method).value_counts(normalize=True) for name, r in regions.items()}
+    notes = ["regions: " + ", ".join(
+        f"{r.method} ({name}: " + ", ".join(f"{way} {int(round(share * len(r.image_method)))}"
+                                           for way, share in mixes[name].items()) + ")"
+        for name, r in regions.items())]
+    table = pd.DataFrame(mixes).fillna(0.0)
+    if len(table.columns) == 2 and (table.iloc[:, 0] - table.iloc[:, 1]).abs().max() > gap:
+        notes.append("the cultures' facial regions were found in different ways (above): region shares and the tests "
+                     "on them then differ by how the regions were drawn as well as by where the models look; "
+                     "prepare both datasets with the same --landmarks (dlib68)")
+    return notes
+
+
 def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
             config: CompareConfig = CompareConfig()) -> Comparison:
     """Compare two cultures' trial runs: H1 accuracy and confusions, transfer, H2 regions/proximity/pixels/filters,
@@ -220,7 +237,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
 
     humans = [h for h in (human_baseline(a, b), human_baseline(b, a)) if h is not None]
     tests["human"] = [h[1] for h in humans]
-    notes = (f"regions: {regions_a.method} ({a.name}), {regions_b.method} ({b.name})", *proximity_notes,
+    notes = (*regions_notes({a.name: regions_a, b.name: regions_b}), *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
              *too_few_trials(a.n_trials, b.n_trials, config))
 
