@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -128,6 +129,12 @@ def test_merge_unites_classes_and_needs_one_size():
         merge([a, big])
     assert merge([a, big], resize=12).image_shape == (12, 12)
     assert resize_dataset(big, 8).images.shape == (6, 8, 8)
+    # the crops' framing is kept where every part was cut alike (regions placed without landmarks need the margin)
+    framed = [replace(d, meta={**d.meta, "face_options": {"size": d.image_shape[0], "detect": True, "margin": 0.3}})
+              for d in (a, big)]
+    assert merge(framed, resize=12).meta["face_options"] == {"size": 12, "detect": True, "margin": 0.3}
+    other = replace(framed[1], meta={**framed[1].meta, "face_options": {"size": 16, "detect": True, "margin": 0.1}})
+    assert "face_options" not in merge([framed[0], other], resize=12).meta
 
 
 def test_resizing_moves_landmarks_with_the_pixels_and_rejects_bad_sizes():

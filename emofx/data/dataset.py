@@ -362,10 +362,14 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
         raise DatasetError(f"cannot merge images of different sizes {sorted(shapes)}; pass resize (CLI: --size)")
     names = np.concatenate([d.label_names for d in datasets])
     meta: dict[str, Any] = {"merged_from": [d.meta.get("source", "") for d in datasets]}
-    for key in ("vote_names", "region_names", "dialect", "signal_regions"):  # kept where every input agrees
-        values = {json.dumps(d.meta.get(key)) for d in datasets}
+    # kept where every input agrees (face_options but their size: the crops' margin places regions where landmarks
+    # are missing)
+    for key in ("vote_names", "region_names", "dialect", "signal_regions", "face_options", "aligned"):
+        values = {json.dumps(_but_size(d.meta.get(key)), sort_keys=True) for d in datasets}
         if len(values) == 1 and datasets[0].meta.get(key) is not None:
             meta[key] = datasets[0].meta[key]
+    if isinstance(meta.get("face_options"), dict):
+        meta["face_options"] = {**meta["face_options"], "size": datasets[0].image_shape[0]}
     common = set.intersection(*(set(d.extras) for d in datasets)) - set(_ANSWER_EXTRAS)
     extras = {}
     for key in sorted(common):
@@ -388,6 +392,10 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
         meta=meta,
         skipped=[s for d in datasets for s in d.skipped],
     )
+
+
+def _but_size(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k != "size"} if isinstance(value, dict) else value
 
 
 def _merge_answers(datasets: Sequence[FaceDataset]) -> tuple[dict[str, np.ndarray], list[str] | None]:
