@@ -10,7 +10,8 @@ Two ways to find landmarks, one calling convention (:func:`find_landmarks`):
 
 Points are (x, y) in pixel-index coordinates (pixel (row i, column j) has centre (j, i)); "left"
 means the image's left. Alignment maps the eye centres onto fixed positions of the output crop
-(:data:`ALIGNED_EYES`, the mean-face positions of the unaligned crops, so region templates fit both;
+(:data:`ALIGNED_EYES`, near the mean-face positions of unaligned crops (measured on 420 KDEF and Taiwanese
+crops: x 0.343 and 0.665, y 0.420), so region templates fit both;
 another face margin scales them about the centre, :func:`aligned_eyes`)
 with a similarity transform (rotation, uniform scale, shift).
 """
