@@ -121,3 +121,9 @@ def test_source_revision_names_the_commit_and_whether_the_package_changed(tmp_pa
     (package / "__init__.py").write_text("x = 2\n")
     assert source_revision(package) == commit + "+dirty"
     assert source_revision(tmp_path) == ""  # not a git checkout at all
+
+
+def test_a_numpy_integer_seed_initialises_as_the_same_python_integer():
+    config = ModelConfig(num_classes=2, widths=(4, 8, 8), dense_units=8)
+    for mine, theirs in zip(jax.tree.leaves(init_params(config, np.int64(3))), jax.tree.leaves(init_params(config, 3))):
+        np.testing.assert_array_equal(mine, theirs)

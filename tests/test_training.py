@@ -171,10 +171,15 @@ def test_untrainable_data_is_refused_with_a_clear_message(parts):
     with pytest.raises(TrainingError, match="learning_rate"):
         TrainConfig(learning_rate=0.0)
     for field, value, problem in (("epochs", 1.5, "a whole number; got 1.5"), ("patience", -1, "at least 0; got -1"),
-                                  ("batch_size", True, "a whole number; got True"), ("epochs", "30", "a whole number")):
+                                  ("batch_size", True, "a whole number; got True"), ("epochs", "30", "a whole number"),
+                                  # JAX keeps 32 bits of a seed: 2**32 trained the model of seed 0
+                                  ("seed", 2**32, r"a whole number in \[0, 2\*\*32\)"), ("seed", 1.5, "a whole number"),
+                                  ("seed", None, "a whole number"), ("flip", "no", "True or False; got 'no'"),
+                                  ("learning_rate", "0.05", "a number; got '0.05'")):
         with pytest.raises(TrainingError, match=f"{field} must be {problem}"):
             TrainConfig(**{field: value})
     assert TrainConfig(epochs=30.0).epochs == 30 and isinstance(TrainConfig(epochs=np.int64(3)).epochs, int)
+    assert type(TrainConfig(seed=np.uint32(7)).seed) is int and type(TrainConfig(flip=np.bool_(0)).flip) is bool
 
 
 def test_init_from_another_class_set_keeps_the_output_units_of_shared_classes():

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from emofx.nets import ops
 from emofx.nets.compilation import enable_compilation_cache
@@ -226,7 +227,7 @@ def init_params(config: ModelConfig, seed: int | jax.Array) -> Any:
 
 def init_variables(config: ModelConfig, seed: int | jax.Array) -> dict[str, Any]:
     """Initial ``params`` and (with batch normalisation) ``batch_stats`` for ``config``."""
-    key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    key = jax.random.PRNGKey(int(seed)) if isinstance(seed, (int, np.integer)) else seed
     # Initial values do not depend on the input standardisation: compile once per architecture.
     return dict(_init_variables(_init_config(config), key))
 

@@ -11,7 +11,7 @@ the ``paper`` recipe's other departures from that code are listed in :mod:`emofx
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 import jax
@@ -101,6 +101,18 @@ class TrainConfig:
             if value < least:
                 raise TrainingError(f"{name} must be at least {least}; got {value}")
             object.__setattr__(self, name, int(value))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**32:
+            raise TrainingError(f"seed must be a whole number in [0, 2**32) (JAX keeps 32 bits of it); got "
+                                f"{self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+        for field_ in fields(self):
+            value = getattr(self, field_.name)
+            if field_.type == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise TrainingError(f"{field_.name} must be True or False; got {value!r}")
+                object.__setattr__(self, field_.name, bool(value))
+            if field_.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+                raise TrainingError(f"{field_.name} must be a number; got {value!r}")
         if not 0 < self.learning_rate < math.inf:
             raise TrainingError(f"learning_rate must be positive and finite; got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
