@@ -222,3 +222,16 @@ def test_targets_may_be_emotion_names_a_dataset_of_other_classes_cannot_mislead(
                                   saliency.attribute(model, images, indices, "gradient"))
     walked = modify(model, images, names, ModificationConfig(steps=1))
     np.testing.assert_array_equal(walked.targets, indices)
+
+
+@pytest.mark.parametrize("method", list(saliency.METHODS))
+def test_images_with_one_channel_give_the_maps_of_the_same_images(model, images, method):
+    """(N, H, W, 1) images, which predictions accept, give (N, H, W) maps equal to those of (N, H, W) images (Grad-CAM
+    and occlusion failed inside JAX; the others returned (N, H, W, 1) maps)."""
+    targets = np.array([0, 1, 2, 3, 0])
+    options = {"steps": 8} if method == "integrated-gradients" else {"n_samples": 4} if method == "smoothgrad" else {}
+    flat = saliency.METHODS[method](model, images, targets, **options)
+    for maps in (saliency.METHODS[method](model, images[..., None], targets, **options),
+                 saliency.attribute(model, images[..., None], targets, method, **options)):
+        assert maps.shape == images.shape
+        np.testing.assert_allclose(maps, flat, rtol=1e-5, atol=1e-7)

@@ -160,6 +160,8 @@ def modify(
         raise TypeError(f"config must be a ModificationConfig (e.g. ModificationConfig(steps=2)); got "
                         f"{type(config).__name__}")
     targets = check_model_inputs(model, images, targets)
+    if np.ndim(images) == 4:  # one grayscale channel, as check_images allows
+        images = np.asarray(images)[..., 0]
     if np.ndim(images) != 3:
         raise ValueError(f"need images (N, H, W); got shape {np.shape(images)}")
     if not len(images):

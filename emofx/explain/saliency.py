@@ -208,6 +208,8 @@ def _check_score(score: str) -> None:
 def _inputs(model: TrainedModel, images: np.ndarray, targets: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """What every method takes, checked: the images as float32 in [0, 1] and the targets as class indices."""
     targets = check_model_inputs(model, images, targets)
+    if np.ndim(images) == 4:  # (N, H, W, 1), as check_images allows: maps are (N, H, W) whatever the input
+        images = images[..., 0]
     return as_unit_float(images), jnp.asarray(targets)
 
 
@@ -349,6 +351,8 @@ def attribute(
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
     images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:  # one grayscale channel: the maps are (N, H, W)
+        images = images[..., 0]
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W); got {images.shape}")
     targets = check_model_inputs(model, images, targets)  # a mistake stops before any batch
