@@ -195,3 +195,16 @@ def test_a_missing_dataset_given_by_a_relative_path_names_the_folder_it_was_look
         FaceDataset.load("data/x.npz")
     with pytest.raises(FileNotFoundError, match=rf"dataset file {tmp_path / 'x.npz'} does not exist"):
         FaceDataset.load(tmp_path / "x.npz")
+
+
+def test_images_and_names_given_in_another_form_are_refused_or_read_as_meant():
+    with pytest.raises(DatasetError, match=r"\(2, 4, 4, 1\); one channel: images\[\.\.\., 0\]"):
+        FaceDataset.from_label_names(np.zeros((2, 4, 4, 1), np.uint8), ["happy", "sad"])
+    with pytest.raises(DatasetError, match=r"\(2, 4, 4, 3\); colour: convert to grayscale first"):
+        FaceDataset.from_label_names(np.zeros((2, 4, 4, 3), np.uint8), ["happy", "sad"])
+    with pytest.raises(DatasetError, match=r"values 200.0..200.0 \(images.round\(\).clip\(0, 255\)"):  # no * 255
+        FaceDataset.from_label_names(np.full((2, 4, 4), 200.0), ["happy", "sad"])
+    data = FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"], extras={"weight": [1, 2]})
+    assert data.subset([1]).extras["weight"].tolist() == [2]  # a list of per-image values is an array
+    assert data.restrict_classes("happy").classes == ("happy",)  # one name, not its letters
+    assert FaceDataset(np.zeros((1, 4, 4), np.uint8), [0], "happy", None, None, None, None).classes == ("happy",)

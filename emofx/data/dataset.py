@@ -61,9 +61,11 @@ class FaceDataset:
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise DatasetError(
-                f"images must be uint8 of shape (N, H, W); got {images.dtype} {images.shape}"
-            )
+            channels = images.shape[-1] if images.ndim == 4 else None
+            hint = {1: "; one channel: images[..., 0]", 3: "; colour: convert to grayscale first (e.g. "
+                    "cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) per image)"}.get(channels, "")
+            raise DatasetError(f"images must be uint8 grayscale of shape (N, H, W); got {images.dtype} {images.shape}"
+                               f"{hint}")
         n = len(images)
         raw_labels = np.asarray(self.labels)
         if raw_labels.size and raw_labels.dtype.kind not in "iu":
@@ -72,7 +74,7 @@ class FaceDataset:
         labels = raw_labels.astype(np.int32).reshape(-1)
         if len(labels) != n:
             raise DatasetError(f"{len(labels)} labels for {n} images")
-        classes = tuple(self.classes)
+        classes = (self.classes,) if isinstance(self.classes, str) else tuple(self.classes)  # one class, not letters
         unknown = [c for c in classes if c not in EMOTIONS]
         if unknown:
             raise DatasetError(f"classes {unknown} are not canonical emotions {EMOTIONS}")
@@ -90,9 +92,11 @@ class FaceDataset:
             if arr.shape != (n,):
                 raise DatasetError(f"{name} must have one entry per image ({n}); got shape {arr.shape}")
             object.__setattr__(self, name, np.array([str(v) for v in arr], dtype=str) if n else np.zeros(0, dtype=str))
-        for key, value in self.extras.items():
-            if len(value) != n:
-                raise DatasetError(f"extra {key!r} has {len(value)} rows for {n} images")
+        extras = {key: np.asarray(value) for key, value in self.extras.items()}  # lists too, as subset indexes them
+        for key, value in extras.items():
+            if value.ndim == 0 or len(value) != n:
+                raise DatasetError(f"extra {key!r} has {len(value) if value.ndim else 'no'} rows for {n} images")
+        object.__setattr__(self, "extras", extras)
         object.__setattr__(self, "skipped", tuple(dict(s) for s in self.skipped))
 
     # ------------------------------------------------------------------ construction
@@ -120,8 +124,9 @@ class FaceDataset:
             raise DatasetError(f"{len(pixels)} images for {n} label names")
         if pixels.dtype != np.uint8 and pixels.size and (pixels.dtype.kind not in "iu" or pixels.min() < 0
                                                          or pixels.max() > 255):
+            scale = "images.round()" if pixels.max() > 1 else "(images * 255).round()"  # 0-255 floats: no scaling
             raise DatasetError(f"images must be uint8 pixels (0-255); got {pixels.dtype} values {pixels.min()}.."
-                               f"{pixels.max()} (floats in [0, 1]: (images * 255).round().astype(np.uint8))")
+                               f"{pixels.max()} ({scale}.clip(0, 255).astype(np.uint8) makes them so)")
         if isinstance(culture, str):
             culture = [culture] * n
         return cls(
@@ -217,7 +222,7 @@ class FaceDataset:
 
     def restrict_classes(self, classes: Sequence[str]) -> "FaceDataset":
         """Keep only images of ``classes`` and relabel so that ``classes`` is the class list."""
-        wanted = ordered_classes(classes)
+        wanted = ordered_classes([classes] if isinstance(classes, str) else classes)  # one name, not its letters
         if not wanted:
             raise DatasetError("restrict_classes needs at least one class to keep")
         missing = [c for c in wanted if c not in self.classes]
