@@ -182,9 +182,12 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
             call(pixels.astype(np.int64))
         with pytest.raises(ValueError, match="the model takes \\(N, 16, 16\\)"):
             call(np.zeros((5, 12, 12), np.float32))
-    for wrong in (np.zeros((5, 12, 12), np.float32), images[0]):  # the fast path checks shape and type, not values
+    for wrong in (np.zeros((5, 12, 12), np.float32), images[0]):  # the fast path checks shape and type
         with pytest.raises(ValueError, match="the model takes \\(N, 16, 16\\)"):
             model.logits(wrong)
+    with pytest.raises(ValueError, match="float images must lie in \\[0, 1\\]"):  # and the values of host arrays
+        model.logits(pixels)
+    model.logits(jnp.asarray(pixels))  # not those of a device array: a round trip per call
     with pytest.raises(ValueError, match="images of type int64"):
         model.logits(pixels.astype(np.int64))
     np.testing.assert_allclose(model.predict_proba(pixels.astype(np.uint8)), model.predict_proba(pixels / 255),

@@ -115,10 +115,10 @@ class TrainedModel:
 
         One compiled call: scaling and standardisation run inside it, and the variables and
         pixel statistics stay on the device between calls. The shape and type are checked
-        (:func:`check_images`), the pixel values not: that would cost a device round trip per call,
-        so float images must already lie in [0, 1] (:meth:`predict_proba` checks them).
+        (:func:`check_images`), and the pixel values of host arrays; those of a device array not: that would
+        cost a device round trip per call, so they must already lie in [0, 1] (:meth:`predict_proba` checks them).
         """
-        check_images(images, self.config.input_size, values=False)
+        check_images(images, self.config.input_size, values=not isinstance(images, jax.Array))
         return _logits(self._pixel_free_config, self._device_variables, jnp.asarray(images), self._stats)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 512, flip_average: bool | None = None) -> np.ndarray:
