@@ -148,6 +148,9 @@ def test_aggregation_over_trials_gives_mean_and_std():
     assert list(miss_mean.columns) == [*CLASSES, "total"]
     assert miss_mean.loc["A", "angry"] == 25.0 and miss_mean.loc["B", "total"] == 0.0
     assert miss_std.loc["A", "sad"] == pytest.approx(np.std([50, 0], ddof=1))
+    other = evaluate_probabilities(np.array([0, 1]), np.eye(2), ("afraid", "surprised"))  # classes between theirs
+    assert list(misclassification_table({"A": trials, "C": [other]})[0].columns) == [
+        "angry", "afraid", "happy", "sad", "surprised", "total"]  # canonical order, not first seen or alphabetical
     table = metrics_table({"A": trials})
     assert table["accuracy"].tolist() == pytest.approx([4 / 6, 1.0])
 

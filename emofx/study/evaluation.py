@@ -18,7 +18,7 @@ import pandas as pd
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.dedup import content_digest
-from emofx.data.emotions import shared_classes
+from emofx.data.emotions import ordered_classes, shared_classes
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.study.stats import (BootstrapInterval, PairedAccuracy, mcnemar_test, percentile_interval,
                                resampled_cluster_totals)
@@ -340,7 +340,7 @@ def aggregate_confusions(confusions: Sequence[pd.DataFrame]) -> tuple[pd.DataFra
 def misclassification_table(groups: Mapping[str, Sequence[Evaluation]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-class and total misclassification % per group (e.g. culture): mean and std over trials.
 
-    Rows are the groups, columns the classes (union, canonical order as first seen) plus ``total``.
+    Rows are the groups, columns the classes (their union, in canonical order) plus ``total``.
     The paper's Table 4 is the same per-class error taken from its trial-averaged confusion matrix
     (a ratio of averages, which its Tables 2-3 give with the true class in columns: e.g. Korean afraid
     1 - 0.6 / 1.8 = 66.7%); here each trial's rate is averaged, so that a std over trials comes with it.
@@ -351,13 +351,14 @@ def misclassification_table(groups: Mapping[str, Sequence[Evaluation]]) -> tuple
         means[name] = table.mean(axis=0)
         stds[name] = table.std(axis=0, ddof=1) if len(table) > 1 else table.iloc[0] * 0.0
     mean, std = pd.DataFrame(means).T, pd.DataFrame(stds).T
-    columns = [c for c in mean.columns if c != TOTAL] + [TOTAL]
+    columns = list(ordered_classes([c for c in mean.columns if c != TOTAL])) + [TOTAL]
     mean.index.name = std.index.name = "group"
     return mean[columns], std[columns]
 
 
 def metrics_table(groups: Mapping[str, Sequence[Evaluation]]) -> pd.DataFrame:
-    """Tidy metrics: one row per (group, trial) with accuracy, balanced accuracy, macro F1 and n."""
+    """Tidy metrics: one row per (group, trial: the position in the group's list) with accuracy, balanced accuracy,
+    macro F1 and n."""
     rows = [
         {"group": name, "trial": trial, "accuracy": e.accuracy, "balanced_accuracy": e.balanced_accuracy,
          "macro_f1": e.macro_f1, "n": e.n}
