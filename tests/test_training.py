@@ -12,7 +12,7 @@ import pytest
 
 import emofx.nets.training as training
 from emofx.nets.checkpoint import CheckpointError, TrainedModel
-from emofx.data.dataset import FaceDataset
+from emofx.data.dataset import FaceDataset, resize_dataset
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.study.evaluation import evaluate
 from emofx.nets.model import ModelConfig, init_params, init_variables, pixel_free, pixel_stats
@@ -319,3 +319,14 @@ def test_how_steps_are_grouped_into_chunks_changes_no_training(parts, assert_clo
     assert grouped[0]["step"].iloc[-1] == grouped[1]["step"].iloc[-1] == 4
     assert_close_to_scale(grouped[1]["val_loss"].iloc[-1], grouped[0]["val_loss"].iloc[-1], float32_tolerance,
                           "validation loss after 4 steps")
+
+
+def test_fit_says_what_it_takes(parts):
+    train, val = parts
+    with pytest.raises(TypeError, match="fit takes two FaceDatasets and a TrainConfig; got a ndarray for a Face"):
+        fit(train.images, val)
+    with pytest.raises(TypeError, match="got a dict for a TrainConfig"):
+        fit(train, val, {"epochs": 1})
+    small = resize_dataset(train, 20)
+    with pytest.raises(ValueError, match=r"input_size 20 \(the images' side\) must be divisible by 8 .*--size 48"):
+        fit(small, resize_dataset(val, 20), TrainConfig(epochs=1, batch_size=8), progress=False)

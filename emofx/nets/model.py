@@ -65,8 +65,9 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.input_size % (2 ** len(self.widths)):
             raise ValueError(
-                f"input_size {self.input_size} must be divisible by {2 ** len(self.widths)} "
-                f"({len(self.widths)} 2x2 poolings)"
+                f"input_size {self.input_size} (the images' side) must be divisible by {2 ** len(self.widths)} "
+                f"({len(self.widths)} 2x2 poolings): resize the images, e.g. to 48 (emofx prepare --size 48, or "
+                "emofx.data.dataset.resize_dataset)"
             )
         if self.norm not in NORMS:
             raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")

@@ -79,8 +79,6 @@ def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1,
 
 
 # ---------------------------------------------------------------------------- compiled step
-
-
 def _train_step(model_config: ModelConfig, step_config: StepConfig, state: TrainState, images: jax.Array,
                 targets: jax.Array, key: jax.Array, stats: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on a batch: augment, standardise, forward with dropout (and batch statistics),
@@ -250,8 +248,6 @@ def make_evaluator(model_config: ModelConfig, batch_size: int = 256, flip_averag
 
 
 # ---------------------------------------------------------------------------- data preparation
-
-
 def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the [0, 1] pixel values (the model's standardisation)."""
     x = np.asarray(images, np.float64) / 255.0
@@ -266,10 +262,8 @@ def check_trainable(train_set: FaceDataset, val_set: FaceDataset) -> None:
     counts = train_set.counts()
     scarce = {c: k for c, k in counts.items() if k < 2}
     if scarce:
-        raise TrainingError(
-            f"the training part has fewer than 2 images of classes {scarce}; use more data, another split, "
-            "or drop those classes"
-        )
+        raise TrainingError(f"the training part has fewer than 2 images of classes {scarce}; use more data, another "
+                            "split, or drop those classes")
     if len(val_set) == 0:
         raise TrainingError("the validation part is empty; the best checkpoint is chosen on validation data")
     if val_set.classes != train_set.classes:
@@ -278,8 +272,6 @@ def check_trainable(train_set: FaceDataset, val_set: FaceDataset) -> None:
 
 
 # ---------------------------------------------------------------------------- the loop
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """A finished training: the best-validation model and how training went.
@@ -335,6 +327,10 @@ def fit(
     data sizes, settings, trial or ``tag``).
     """
     started, compiled_before = time.perf_counter(), compile_seconds()
+    for value, kind in ((train_set, FaceDataset), (val_set, FaceDataset), (config, TrainConfig)):
+        if not isinstance(value, kind):
+            raise TypeError(f"fit takes two FaceDatasets and a TrainConfig; got a {type(value).__name__} for a "
+                            f"{kind.__name__}")
     check_trainable(train_set, val_set)
     if config.batch_size > len(train_set):
         warnings.warn(f"the batch ({config.batch_size}) is larger than the {len(train_set)} training images: every "
@@ -477,7 +473,8 @@ def weighted_targets(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
 def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:
     """One sentence on how a training ended and which checkpoint it kept."""
     kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
-    return {"completed": f"trained {step} steps ({config.epochs} epochs); {kept}",
+    plural = lambda n, noun: f"{n} {noun}{'s' * (n != 1)}"  # noqa: E731
+    return {"completed": f"trained {plural(step, 'step')} ({plural(config.epochs, 'epoch')}); {kept}",
             "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; "
                               f"{kept}",
             "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate "
