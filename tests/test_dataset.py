@@ -208,3 +208,11 @@ def test_images_and_names_given_in_another_form_are_refused_or_read_as_meant():
     assert data.subset([1]).extras["weight"].tolist() == [2]  # a list of per-image values is an array
     assert data.restrict_classes("happy").classes == ("happy",)  # one name, not its letters
     assert FaceDataset(np.zeros((1, 4, 4), np.uint8), [0], "happy", None, None, None, None).classes == ("happy",)
+
+
+def test_merge_says_what_it_takes():
+    one = tiny()
+    with pytest.raises(TypeError, match=r"merge takes a list of FaceDatasets \(merge\(\[a, b\]\)\); got FaceDataset"):
+        merge(one)
+    with pytest.raises(TypeError, match="got FaceDataset, ndarray"):
+        merge([one, one.images])

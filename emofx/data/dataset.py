@@ -358,6 +358,10 @@ def merge(datasets: Sequence[FaceDataset], *, resize: int | None = None) -> Face
     Images of different sizes are an error unless ``resize`` gives the common side length.
     Extras are kept only when every dataset has them with matching trailing shapes.
     """
+    if isinstance(datasets, FaceDataset) or not all(isinstance(d, FaceDataset) for d in datasets):
+        raise TypeError("merge takes a list of FaceDatasets (merge([a, b])); got "
+                        + (type(datasets).__name__ if isinstance(datasets, FaceDataset) else
+                           ", ".join(sorted({type(d).__name__ for d in datasets}))))
     if not datasets:
         raise DatasetError("merge needs at least one dataset")
     if resize is not None:
