@@ -44,7 +44,7 @@ class TrainConfig:
     rate to 0 over the run instead of x``lr_decay`` per epoch, after ``warmup_epochs`` (at most the run) of
     linear warm-up from 0; ``decay_all_layers`` puts the weight decay on every layer's kernel
     (the reference: dense layers only); ``shift``, ``scale``, ``brightness``, ``contrast`` and
-    ``erasing`` are augmentations (:class:`emofx.augment.AugmentConfig`); ``label_smoothing``
+    ``erasing`` are augmentations (:class:`emofx.nets.augment.AugmentConfig`); ``label_smoothing``
     mixes that share of the uniform distribution into the targets; ``flip_average`` evaluates
     (validation and test) on the mean of each image's and its mirror image's probabilities;
     ``conv_lr_scale`` multiplies the convolutional layers' updates (fine-tuning: 0 freezes

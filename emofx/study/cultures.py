@@ -59,7 +59,7 @@ class CompareConfig:
         chance_alpha: a trial is flagged when its balanced accuracy is not above chance at this level
             (one-sided permutation test on its test images, :mod:`emofx.study.baselines`).
         exclude_chance: leave flagged trials out of every test (otherwise they are kept and flagged).
-        seed: every random choice (permutations, bootstrap, probe images) flows from it.
+        seed: every random choice (permutations, bootstrap, probe images, smoothgrad noise) flows from it.
     """
 
     saliency_method: str = "guided"
