@@ -444,6 +444,14 @@ def test_one_culture_of_a_file_of_several_is_trained_and_found_again_by_every_co
     assert set(run.dataset().culture) == {"eyes"} and len(run.dataset()) == 24
     assert main(["evaluate", str(tmp_path / "eyes" / "trial-0"), "--json"]) == 0  # its own test images, found again
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(m["test_accuracy"])
+    mouth = load_run(tmp_path / "mouth" / "trial-0")  # the second culture's: its places in the pooled file
+    assert main(["evaluate", str(mouth.directory), "--predictions", str(tmp_path / "mouth.csv"), "--json"]) == 0
+    capsys.readouterr()
+    rows = pd.read_csv(tmp_path / "mouth.csv", keep_default_na=False)
+    file = FaceDataset.load(pooled)
+    assert rows["data_index"].tolist() == (24 + np.asarray(mouth.split.test)).tolist()
+    assert rows["path"].tolist() == list(file.path[rows["data_index"]]) and set(file.culture[rows["data_index"]]) == {
+        "mouth"}
     assert main(["saliency", str(tmp_path / "eyes" / "trial-0"), "--data", pooled, "--out", str(tmp_path / "sal"),
                  "--method", "gradient", "--quiet"]) == 0
     assert "(the run's test images)" in capsys.readouterr().out  # the pooled file is recognised as the run's data

@@ -340,6 +340,18 @@ def test_ferplus_votes_reach_every_copy_of_an_image_fer2013_holds_several_times(
     assert report.images_answered == 5
 
 
+def test_observer_votes_keep_the_observers_own_agreement():
+    """The Taiwanese loader's agreement (the share of observers naming the posed emotion) is no earlier aggregation's:
+    attaching the observers' votes keeps it (the human baseline and --weight-by-agreement read it)."""
+    dataset = blank_dataset(np.array([SEVEN.index("happy")]))
+    agreement = np.array([0.8], np.float32)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"ratings": np.array([[0.8, 0.2, 0, 0, 0, 0]]),
+                                                            "observers": np.array([10.0]), "agreement": agreement},
+                             "meta": {"rating_names": ["happy", "sad", "angry", "disgusted", "afraid", "surprised"]}})
+    attached, report = attach_observer_votes(dataset)
+    assert attached.extras["agreement"].tolist() == agreement.tolist() and report.replaced == ""
+
+
 def test_observers_cannot_relabel_a_neutral_face():
     neutral = SEVEN.index("neutral")
     dataset = blank_dataset(np.array([SEVEN.index("happy"), neutral]))

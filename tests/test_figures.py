@@ -340,9 +340,21 @@ def test_a_comparison_of_other_trials_than_the_completed_training_runs_is_said(e
         return pd.DataFrame({"train_culture": [c for c, _ in rows], "trial": [t for _, t in rows],
                              "test_culture": [c for c, _ in rows[:-1]] + ["mouth"]})
 
+    record = tmp_path / "cmp" / RESULTS_DIR / figures.COMPARISON_DIR
+    record.mkdir(parents=True)
+
+    def compared(eyes: list[int], exclude_chance: bool = False) -> None:
+        (record / "summary.json").write_text(json.dumps({"config": {"exclude_chance": exclude_chance}}))
+        figures._warn_if_stale(experiment, tmp_path / "cmp", trials(eyes), ("eyes", "mouth"))
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        figures._warn_if_stale(experiment, tmp_path / "cmp", trials([0, 1]), ("eyes", "mouth"))  # as compared
+        compared([0, 1])  # as compared
+        compared([1], exclude_chance=True)  # the comparison left trial 0 out as at chance: not stale
     with pytest.warns(UserWarning, match=r"cmp compared eyes's trials \[0, 1, 2\], but its completed 02_train_culture "
                                          r"runs \(collected\) are now trials \[0, 1\].*--only 05_compare_cultures"):
+        compared([0, 1, 2])
+    (record / "summary.json").write_text("{")  # unreadable: that group's own error, no warning from here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         figures._warn_if_stale(experiment, tmp_path / "cmp", trials([0, 1, 2]), ("eyes", "mouth"))

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             images, positions, notes = _unseen(members + rivals, images, args.data)
             left_out = given - len(images)
     else:
-        images, positions = shared_test_images(members + rivals), members[0].split.test
+        images, positions = shared_test_images(members + rivals), _file_positions(members[0])
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
     notes += [f"{run.directory} stopped before finishing (interrupted): its model is the best one saved so far; "
@@ -127,6 +127,20 @@ def run(args: argparse.Namespace) -> int:
     print("\n% misclassified:")
     print(evaluation.per_class_error().round(1).to_string())
     return 0
+
+
+def _file_positions(run: "Run") -> "np.ndarray":
+    """The places in the run's data file of its test images: its split indexes the culture's part of a file of
+    several cultures (`emofx train --culture`), which keeps that culture's images in the file's order."""
+    import numpy as np
+
+    from emofx.data.dataset import FaceDataset
+
+    culture, test = run.metrics.get("data", {}).get("culture"), np.asarray(run.split.test)
+    if not culture:
+        return test
+    whole = FaceDataset.load(run.metrics["data"]["path"])
+    return np.flatnonzero(whole.culture == culture)[test] if len(set(whole.culture) - {""}) > 1 else test
 
 
 def _unseen(runs: list["Run"], dataset: "FaceDataset", path: str) -> tuple["FaceDataset", "np.ndarray", list[str]]:

@@ -348,11 +348,12 @@ def attach_answers(dataset: FaceDataset, answers: Answers) -> tuple[FaceDataset,
     again = used.duplicated(["row", "worker"], keep="first").to_numpy()
     used = used[~again]
     table = tabulate_answers(used, used["row"].to_numpy(), len(dataset), dataset.classes)
+    extras, meta = _without_answers(dataset)
     attached = replace(
         dataset,
-        extras={**_without_answers(dataset.extras), "votes": table.votes, "answer_worker": table.answer_worker,
+        extras={**extras, "votes": table.votes, "answer_worker": table.answer_worker,
                 "answer_label": table.answer_label},
-        meta={**_without_answers(dataset.meta), "vote_names": list(table.vote_names), "workers": list(table.workers),
+        meta={**meta, "vote_names": list(table.vote_names), "workers": list(table.workers),
               "answers": {"source": answers.source, "layout": answers.layout,
                           "dropped": {**answers.dropped, "repeated": answers.dropped.get("repeated", 0)
                                       + int(again.sum())}}},
@@ -414,9 +415,10 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
                            f"like {_example(dataset.path[0])}; expected .../train/angry/Training_1426440.jpg)")
     votes = np.where(rows[:, None] >= 0, counts[np.maximum(rows, 0)], 0).astype(np.int16)
     vote_names = [canonical_answer(c) for c in FERPLUS_VOTE_COLUMNS]
-    attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes, "ferplus_row": rows},
-                       meta={**_without_answers(dataset.meta), "vote_names": vote_names,
-                             "answers": {"source": str(votes_csv), "layout": FERPLUS_LAYOUT}})
+    extras, meta = _without_answers(dataset)
+    attached = replace(dataset, extras={**extras, "votes": votes, "ferplus_row": rows},
+                       meta={**meta, "vote_names": vote_names, "answers": {"source": str(votes_csv),
+                                                                          "layout": FERPLUS_LAYOUT}})
     # FER+ rates every FER2013 image; those outside the dataset (a subset) are not answers left out.
     report = AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
                           images_answered=int((rows >= 0).sum()), images=len(dataset),
@@ -437,22 +439,26 @@ def attach_observer_votes(dataset: FaceDataset) -> tuple[FaceDataset, AttachRepo
     observers = np.nan_to_num(np.asarray(dataset.extras["observers"], np.float64))
     votes = np.rint(ratings * observers[:, None]).astype(np.int16)
     votes[~np.isin(dataset.label_names, list(dataset.meta["rating_names"]))] = 0
-    attached = replace(dataset, extras={**_without_answers(dataset.extras), "votes": votes},
-                       meta={**_without_answers(dataset.meta), "vote_names": list(dataset.meta["rating_names"]),
+    extras, meta = _without_answers(dataset)
+    attached = replace(dataset, extras={**extras, "votes": votes},
+                       meta={**meta, "vote_names": list(dataset.meta["rating_names"]),
                              "answers": {"source": dataset.meta.get("ratings_file", ""), "layout": "observer-proportions"}})
     answered = int((votes.sum(axis=1) > 0).sum())
     return attached, AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
                                   images_answered=answered, images=len(dataset), replaced=_earlier_answers(dataset))
 
 
-_ANSWER_FIELDS = ("votes", "vote_names", "answer_worker", "answer_label", "workers", "answers",
-                  "agreement", "label_entropy", "label_proba", "n_answers", "aggregation")
+_ANSWER_FIELDS = ("votes", "vote_names", "answer_worker", "answer_label", "workers", "answers", "aggregation")
+_AGGREGATED = ("agreement", "label_entropy", "label_proba", "n_answers")  # per image, where an aggregation made them
 
 
-def _without_answers(fields: dict) -> dict:
-    """``fields`` (a dataset's extras or meta) without an earlier import's answers and their aggregation: answers
-    attached now replace them, and the aggregation's agreement and distribution would describe the old ones."""
-    return {k: v for k, v in fields.items() if k not in _ANSWER_FIELDS}
+def _without_answers(dataset: FaceDataset) -> tuple[dict, dict]:
+    """The dataset's extras and meta without an earlier import's answers and their aggregation: answers attached now
+    replace them, and the aggregation's agreement and distribution would describe the old ones. An agreement no
+    aggregation made (the Taiwanese set's, from its observers' ratings) stays."""
+    dropped = _ANSWER_FIELDS + (_AGGREGATED if "aggregation" in dataset.meta else ())
+    return ({k: v for k, v in dataset.extras.items() if k not in dropped},
+            {k: v for k, v in dataset.meta.items() if k not in dropped})
 
 
 def _earlier_answers(dataset: FaceDataset) -> str:

@@ -389,18 +389,20 @@ def _warn_if_stale(experiment_dir: Path, run_dir: Path, trial_metrics: pd.DataFr
                    ) -> None:
     """Warn when a comparison's trials are no longer the completed training runs it stands for (a run failed,
     was removed or added since), so its tables would not describe the training tables drawn beside them."""
-    record = Path(run_dir) / RESULTS_DIR / "results.json"
-    protocol = read_json_record(record).get("protocol", COLLECTED) if record.is_file() else COLLECTED
-    try:
+    try:  # advice only: a record it cannot read is another group's error to report
+        record = Path(run_dir) / RESULTS_DIR / "results.json"
+        protocol = read_json_record(record).get("protocol", COLLECTED) if record.is_file() else COLLECTED
+        summary = read_json_record(Path(run_dir) / RESULTS_DIR / COMPARISON_DIR / "summary.json")
         current = training_runs(experiment_dir, protocol)
-    except FileNotFoundError:
-        current = {}
+    except (OSError, ValueError):
+        return
+    excluded = bool(summary.get("config", {}).get("exclude_chance"))  # trials at chance left out by the comparison
     own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
     for culture in cultures:
         compared = sorted(int(t) for t in own.loc[own["train_culture"] == culture, "trial"])
         recorded = [int(run.split.trial) for run in current.get(culture, [])]
         now = sorted(recorded) if len(set(recorded)) == len(recorded) else list(range(len(recorded)))  # as compared
-        if compared != now:
+        if not set(compared) <= set(now) if excluded else compared != now:
             warnings.warn(f"{run_dir.name} compared {culture}'s trials {compared}, but its completed {TRAINING} runs "
                           f"({protocol}) are now trials {now}: its tables and figures describe other models than "
                           f"the training tables; rerun it (`emofx batch --config ... --only {COMPARISON} --force`)",
