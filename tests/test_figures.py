@@ -317,6 +317,15 @@ def test_figures_name_what_they_show_and_keep_errors_in_range():
     assert bands[:, 1].min() >= 0.0 and bands[:, 1].max() <= 1.0
     assert bands[:, 1].max() == pytest.approx(1.0)  # cut at 1, not shrunk
 
+    # a fold that stopped early: the mean covers the steps every fold reached, then each fold goes on alone
+    stopped = [pd.DataFrame({"step": [1, 2, 3, 4], "train_error": [0.6, 0.5, 0.4, 0.3], "val_error": [0.7] * 4}),
+               pd.DataFrame({"step": [1, 2], "train_error": [0.8, 0.9], "val_error": [0.9, 0.9]})]
+    ax = learning_curves(stopped, columns=("train_error",)).axes[0]
+    mean, alone = ax.lines[0], ax.lines[1]
+    assert mean.get_xdata().tolist() == [1, 2] and mean.get_ydata().tolist() == pytest.approx([0.7, 0.7])
+    assert alone.get_xdata().tolist() == [2, 3, 4] and alone.get_ydata().tolist() == pytest.approx([0.5, 0.4, 0.3])
+    assert "a run stopped at step 2" in ax.get_legend_handles_labels()[1][-1]
+
 
 def test_markdown_tables_keep_three_significant_digits_of_p_values():
     from emofx.pipeline.figures import markdown_table
