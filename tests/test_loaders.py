@@ -452,3 +452,19 @@ def test_synthetic_through_the_registry():
     np.testing.assert_array_equal(again.images, data.images)
     with pytest.raises(ValueError, match="source 'synthetic'"):
         load("faces/", "synthetic")
+
+
+def test_a_named_real_source_keeps_its_culture_when_given_a_synthetic_dialect(tmp_path, monkeypatch):
+    """Notebook 02's default culture is 'eyes' (a synthetic dialect): run on KDEF without changing it, the photos
+    were labelled 'eyes'; they are Swedish, with a warning, and a culture of the user's own is kept."""
+    from emofx.data import loaders, sources
+
+    (tmp_path / "kdef" / "frontal").mkdir(parents=True)
+    monkeypatch.setenv("EMOFX_DATA", str(tmp_path))
+    asked = []
+    monkeypatch.setattr(loaders, "load", lambda folder, fmt, culture, **_: asked.append(culture))
+    with pytest.warns(UserWarning, match="culture 'eyes' is a synthetic dialect; the kdef photos are labelled Swedish"):
+        sources.load_source("kdef", "eyes")
+    sources.load_source("kdef", "Scandinavian")
+    sources.load_source("kdef", "")
+    assert asked == ["Swedish", "Scandinavian", "Swedish"]

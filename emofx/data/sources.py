@@ -17,6 +17,8 @@ results cached under ``$EMOFX_CACHE``), so the second run of a notebook prepares
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +89,14 @@ def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "
         if not folder.is_dir():
             raise FileNotFoundError(f"the {source} dataset is not at {folder}; put the shared data there or set "
                                     f"{DATA_ENV} to the folder that holds {shared.folder}")
-        return load(folder, shared.format, culture=culture or shared.culture, size=size, landmarks=landmarks,
-                    align=align, progress=progress)
+        from emofx.data.synthetic import DIALECTS
+
+        if culture in DIALECTS:  # a notebook's synthetic default left in place: the photos are of their own culture
+            warnings.warn(f"culture {culture!r} is a synthetic dialect; the {source} photos are labelled "
+                          f"{shared.culture} (set culture to name them otherwise)", stacklevel=2)
+        named = shared.culture if not culture or culture in DIALECTS else culture
+        return load(folder, shared.format, culture=named, size=size, landmarks=landmarks, align=align,
+                    progress=progress)
     if source.endswith(".npz"):
         return culture_part(FaceDataset.load(Path(source)), culture, source)
     raise SourceNameError(f"unknown dataset {source!r}: give {', '.join(sorted(SHARED_SOURCES))}, {SYNTHETIC}, "
