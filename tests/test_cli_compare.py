@@ -231,3 +231,16 @@ def test_cli_compare_flags_trials_not_above_chance(tiny_runs, tmp_path, capsys):
     assert "NOT clearly above chance" in captured.err and "H1" in captured.err
     assert main(argv + ["--exclude-chance", "--overwrite"]) == 2
     assert "at least 2 per culture" in capsys.readouterr().err
+
+
+def test_a_comparison_of_real_datasets_says_culture_is_confounded_with_dataset():
+    from types import SimpleNamespace
+
+    def culture(name: str, **meta) -> SimpleNamespace:
+        return SimpleNamespace(name=name, dataset=SimpleNamespace(meta=meta))
+
+    apart = comparison.confound_note(culture("Swedish", source="/d/kdef"), culture("Taiwanese", source="/d/tw"))
+    assert apart[0].startswith("culture is confounded with dataset here: Swedish's and Taiwanese's faces")
+    one = comparison.confound_note(culture("A", source="/d/web"), culture("B", source="/d/web"))
+    assert one[0].startswith("A and B come from one collection (/d/web)")
+    assert comparison.confound_note(culture("eyes", format="synthetic"), culture("mouth", format="synthetic")) == []

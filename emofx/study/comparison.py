@@ -151,6 +151,20 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.0
             f"4 trials per culture (smallest p {stats.smallest_p(4, 4):.2g}; 5 each: {stats.smallest_p(5, 5):.2g})"]
 
 
+def confound_note(a: CultureRuns, b: CultureRuns) -> list[str]:
+    """What else differs between two cultures of real faces than culture (none for synthetic dialects, which
+    differ by construction): their datasets' studios and instructions, or the parts of one collection."""
+    sources = [str(c.dataset.meta.get("source") or "") for c in (a, b)]
+    if any(c.dataset.meta.get("format") == "synthetic" for c in (a, b)):
+        return []
+    if sources[0] != sources[1] or not sources[0]:
+        return [f"culture is confounded with dataset here: {a.name}'s and {b.name}'s faces were photographed "
+                "apart (studio, camera, lighting, framing, posing instructions), so any difference is between these "
+                "datasets, not only between cultures"]
+    return [f"{a.name} and {b.name} come from one collection ({sources[0]}): who photographed each part, and how, "
+            "may differ as well as culture"]
+
+
 def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]:
     """How each culture's facial regions were found (per image), and a warning where the cultures' mixes differ by
     more than ``gap`` for some way: regions drawn from 68 points and from eye centres cover other pixels (brows
@@ -237,7 +251,7 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
 
     humans = [h for h in (human_baseline(a, b), human_baseline(b, a)) if h is not None]
     tests["human"] = [h[1] for h in humans]
-    notes = (*regions_notes({a.name: regions_a, b.name: regions_b}), *proximity_notes,
+    notes = (*confound_note(a, b), *regions_notes({a.name: regions_a, b.name: regions_b}), *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
              *too_few_trials(a.n_trials, b.n_trials, config))
 
