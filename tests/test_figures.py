@@ -367,3 +367,13 @@ def test_a_comparison_of_other_trials_than_the_completed_training_runs_is_said(e
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         figures._warn_if_stale(experiment, tmp_path / "cmp", trials([0, 1, 2]), ("eyes", "mouth"))
+
+
+def test_training_runs_come_in_trial_order_not_run_name_order(tmp_path):
+    root = tmp_path / "exp"
+    for trial in (10, 2, 1):  # run names sort trial=10 before trial=2
+        record_training(record_run(root, figures.TRAINING, {"culture": "eyes", "trial": trial}),
+                        CONFUSIONS[("eyes", 0)], trial)
+    runs = figures.training_runs(root)["eyes"]
+    assert [run.split.trial for run in runs] == [1, 2, 10]
+    assert figures.chosen_run({"eyes": runs}, "eyes", 1).split.trial == 2

@@ -155,7 +155,7 @@ def load_modification(path: str | os.PathLike) -> tuple[ModificationResult, list
 
 def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) -> dict[str, list[Run]]:
     """The completed 02_train_culture runs of an experiment under one ``protocol`` (``collected`` or
-    ``matched``; runs that do not say are ``collected``), by culture (in run-name order)."""
+    ``matched``; runs that do not say are ``collected``), by culture (in trial order)."""
     runs = completed_runs(experiment_dir, TRAINING)
     recorded = runs["protocol"].fillna(COLLECTED) if "protocol" in runs else pd.Series(COLLECTED, index=runs.index)
     runs = runs[recorded == protocol]
@@ -164,11 +164,13 @@ def training_runs(experiment_dir: str | os.PathLike, protocol: str = COLLECTED) 
     by_culture: dict[str, list[Run]] = {}
     for _, row in runs.iterrows():
         by_culture.setdefault(str(row["culture"]), []).append(load_run(Path(row["run_dir"]) / RESULTS_DIR / RUN_DIR))
-    return by_culture
+    # in trial order (the run names sort trial=10 before trial=2), stable where trials repeat (other seeds)
+    return {culture: sorted(culture_runs, key=lambda run: int(run.split.trial))
+            for culture, culture_runs in by_culture.items()}
 
 
 def chosen_run(runs_by_culture: dict[str, list[Run]], culture: str, trial_index: int) -> Run:
-    """Notebooks 03 and 04's run to explain: ``culture``'s trained run number ``trial_index`` (in run-name order),
+    """Notebooks 03 and 04's run to explain: ``culture``'s trained run number ``trial_index`` (in trial order),
     with an error naming what there is when either is not."""
     _require_runs(runs_by_culture, culture)
     trials = runs_by_culture[culture]
