@@ -211,3 +211,10 @@ def test_a_predefined_split_without_test_images_says_so():
     with pytest.raises(SplitError, match=r"a predefined split needs test images, and the dataset's split column names "
                                          r"none \(it holds PublicTest \(4\), Training \(16\)\)"):
         make_split(dataset, "predefined")
+
+
+def test_a_subject_split_of_too_few_people_says_how_many_and_what_to_change():
+    faces = make_synthetic("eyes", n_per_class=10, seed=0, size=16)  # 5 images a person: 2 people
+    with pytest.raises(SplitError, match=r"2 people are too few to keep each in one part; use more people "
+                                         r"\(synthetic faces: n_per_class of at least 11"):
+        make_split(faces, "subject", seed=0, trial=0)

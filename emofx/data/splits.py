@@ -349,7 +349,9 @@ def _check_classes(dataset: FaceDataset, split: Split) -> None:
         problems += [f"class {c!r} has {k} images in the {name} part (needs >= {need})"
                      for c, k in zip(dataset.classes, counts) if k < need]
     if problems:
-        hint = ("too few subjects of these classes to keep subjects apart; use kind 'random' or adjust fractions"
-                if split.grouped else "the class has too few images; adjust fractions or drop the class")
+        hint = (f"{len(set(dataset.subject))} people are too few to keep each in one part; use more people "
+                "(synthetic faces: n_per_class of at least 11, 5 images a person), kind 'random', or other fractions"
+                if split.grouped else "the class has too few images; use more images (limit), other fractions, or "
+                "drop the class")
         raise SplitError(f"{split.kind} split (seed {split.seed}, trial {split.trial}) is unusable: "
                          f"{'; '.join(problems)} ({hint})")
