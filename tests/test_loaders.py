@@ -468,3 +468,12 @@ def test_a_named_real_source_keeps_its_culture_when_given_a_synthetic_dialect(tm
     sources.load_source("kdef", "Scandinavian")
     sources.load_source("kdef", "")
     assert asked == ["Swedish", "Scandinavian", "Swedish"]
+
+
+def test_a_prepared_file_of_another_size_than_asked_says_so(tmp_path):
+    from emofx.data import sources
+    from emofx.data.synthetic import make_synthetic
+
+    path = str(make_synthetic("eyes", n_per_class=2, size=48).save(tmp_path / "faces.npz"))
+    with pytest.warns(UserWarning, match=r"holds 48x48 faces, not the 64x64 asked for: .*--size 64"):
+        assert sources.load_source(path, "", size=64).image_shape == (48, 48)

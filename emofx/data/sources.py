@@ -98,6 +98,12 @@ def load_source(source: str, culture: str, *, size: int = 48, landmarks: str = "
         return load(folder, shared.format, culture=named, size=size, landmarks=landmarks, align=align,
                     progress=progress)
     if source.endswith(".npz"):
-        return culture_part(FaceDataset.load(Path(source)), culture, source)
+        dataset = culture_part(FaceDataset.load(Path(source)), culture, source)
+        if dataset.image_shape != (size, size):  # a prepared file is taken as it is
+            height, width = dataset.image_shape
+            warnings.warn(f"{source} holds {height}x{width} faces, not the {size}x{size} asked for: size applies to "
+                          f"photos prepared from a named source; prepare the file with --size {size} to train at "
+                          "that size", stacklevel=2)
+        return dataset
     raise SourceNameError(f"unknown dataset {source!r}: give {', '.join(sorted(SHARED_SOURCES))}, {SYNTHETIC}, "
                           f"{SYNTHETIC}:<dialect> or a .npz file from `emofx prepare`")
