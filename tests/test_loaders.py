@@ -477,3 +477,5 @@ def test_a_prepared_file_of_another_size_than_asked_says_so(tmp_path):
     path = str(make_synthetic("eyes", n_per_class=2, size=48).save(tmp_path / "faces.npz"))
     with pytest.warns(UserWarning, match=r"holds 48x48 faces, not the 64x64 asked for: .*--size 64"):
         assert sources.load_source(path, "", size=64).image_shape == (48, 48)
+    # synthetic faces saved to a file are still synthetic (notebook 02 trains its small model on them)
+    assert sources.is_real(path) and not sources.is_real(path, sources.load_source(path, ""))

@@ -47,10 +47,13 @@ class SourceNameError(ValueError):
     """A dataset source that is neither a known name nor a dataset file."""
 
 
-def is_real(source: str) -> bool:
-    """Whether ``source`` names real faces (a shared dataset or a prepared file), not synthetic ones."""
+def is_real(source: str, dataset: FaceDataset | None = None) -> bool:
+    """Whether ``source`` names real faces (a shared dataset or a prepared file), not synthetic ones; given the
+    ``dataset`` it names, by its contents (synthetic faces carry their true region masks, also saved to a file)."""
+    if dataset is not None:
+        return "region_masks" not in dataset.extras
     source = str(source)
-    return not (source == SYNTHETIC or source.startswith(SYNTHETIC + ":"))  # e.g. synthetic_faces.npz is a file
+    return not (source == SYNTHETIC or source.startswith(SYNTHETIC + ":"))
 
 
 def culture_part(dataset: FaceDataset, culture: str, source: str) -> FaceDataset:
