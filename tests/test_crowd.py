@@ -414,3 +414,14 @@ def test_aggregating_a_ferplus_prepared_dataset_says_what_prepare_dropped(tmp_pa
                  "--out", str(tmp_path / "mv.npz")]) == 0
     assert ("note: `emofx prepare --format ferplus` kept only the images with a FER+ majority (it dropped 42: no "
             "majority 39, unknown 2, not a face 1)") in capsys.readouterr().out
+
+
+def test_worker_models_need_answers_of_several_workers():
+    dataset = blank_dataset(np.array([0, 1]))
+    one = answers_from_frame(pd.DataFrame({"image": ["img0.png", "img1.png"], "worker": ["w1", "w1"],
+                                           "label": ["angry", "happy"]}))
+    attached, _ = attach_answers(dataset, one)
+    for method in ("ds", "glad", "mace", "wawa"):
+        with pytest.raises(AggregationError, match=f"method '{method}' models each worker .* from 1 worker: use mv"):
+            aggregate(attached, method)
+    assert aggregate(attached, "mv").label_names().tolist() == ["angry", "happy"]

@@ -154,6 +154,9 @@ def aggregate_votes(votes: np.ndarray, vote_names: tuple[str, ...], answers: pd.
                 f"method {method!r} models each worker, but this dataset has vote counts without worker "
                 "identities (e.g. FER+); use --method mv (plurality) or ferplus (the FER+ majority rule), "
                 "and the vote distribution (--soft-targets) for soft labels")
+        if answers["worker"].nunique() < 2:
+            raise AggregationError(f"method {method!r} models each worker by how their answers agree with the others', "
+                                   f"and these answers come from {answers['worker'].nunique()} worker: use mv")
         proba_frame, quality = _fit_crowdkit(method, answers, seed)
         proba = np.zeros((n, len(vote_names)), np.float32)
         rows = proba_frame.index.to_numpy(np.int64)
