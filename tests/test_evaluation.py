@@ -202,3 +202,6 @@ def test_figures_are_written(tmp_path):
         confusion_heatmap(mean.to_numpy())
     with pytest.raises(ValueError, match="a std table of shape \\(2, 2\\) for a confusion table of shape \\(3, 3\\)"):
         confusion_heatmap(mean, std.iloc[:2, :2])
+    one_run = confusion_heatmap(trials[0].confusion()).axes[0]  # one run's counts are whole numbers
+    assert [t.get_text() for t in one_run.get_yticklabels()] == ["angry (2)", "happy (2)", "sad (2)"]
+    assert "1.5\n±0.7" in [t.get_text() for t in confusion_heatmap(mean, std).axes[0].texts]

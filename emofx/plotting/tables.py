@@ -25,10 +25,11 @@ def _without_totals(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, title: str = "",
-                      fmt: str = ".1f", ax: plt.Axes | None = None) -> plt.Figure:
+                      fmt: str | None = None, ax: plt.Axes | None = None) -> plt.Figure:
     """Heatmap of (mean) confusion counts, rows true and columns predicted, annotated mean ± std.
 
-    Row totals are appended to the row labels; the colour encodes the share of each true class.
+    Row totals are appended to the row labels; the colour encodes the share of each true class. ``fmt``: of the
+    numbers (default: whole numbers for one run's counts, one decimal for means over runs).
     """
     if not isinstance(mean, pd.DataFrame) or not (std is None or isinstance(std, pd.DataFrame)):
         raise TypeError("confusion_heatmap takes confusion tables (DataFrames with class names, e.g. "
@@ -37,6 +38,8 @@ def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, ti
     spread = _without_totals(std) if std is not None else None
     if spread is not None and spread.shape != counts.shape:
         raise ValueError(f"a std table of shape {spread.shape} for a confusion table of shape {counts.shape}")
+    whole = spread is None and bool(np.all(np.asarray(counts, float) == np.round(np.asarray(counts, float))))
+    fmt = fmt or (".0f" if whole else ".1f")
     shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.0 + 0.9 * len(counts.columns),
                                                                             0.8 + 0.75 * len(counts)))
