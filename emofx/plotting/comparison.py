@@ -37,8 +37,10 @@ def _stripplot(**kwargs: Any) -> None:
         np.random.set_state(state)
 
 
-def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy") -> Figure:
-    """Per-trial accuracy of each culture on its own test images, and the difference with its CI."""
+def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy",
+                        names: tuple[str, str] = ("a", "b")) -> Figure:
+    """Per-trial accuracy of each culture on its own test images, and the difference (``names``: a minus b) with its
+    CI."""
     own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
     fig = Figure(figsize=(7.5, 3.5))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
@@ -50,7 +52,7 @@ def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metri
     errors = [[test["diff"] - test["ci_low"]], [test["ci_high"] - test["diff"]]] if bounded else None
     right.errorbar([0], [test["diff"]], yerr=errors, fmt="o", color="C0", capsize=6)
     right.axhline(0, color="0.5", lw=0.8, ls="--")
-    right.set(xticks=[0], xticklabels=["a - b"], xlim=(-1, 1), ylabel="difference",
+    right.set(xticks=[0], xticklabels=[f"{names[0]} - {names[1]}"], xlim=(-1, 1), ylabel="difference",
               title=f"p = {test['p_value']:.3g} (trials)\n" + ("95% interval: trials" if bounded else
                                                                "interval unbounded: too few trials"))
     fig.tight_layout()
@@ -72,8 +74,8 @@ def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
     return fig
 
 
-def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
-    """Emotion x region heatmap of the saliency-share difference (a minus b); * p_adj < .05, ** < .01."""
+def region_difference_heatmap(region_tests: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
+    """Emotion x region heatmap of the saliency-share difference (``names``: a minus b); * p_adj < .05, ** < .01."""
     diff = region_tests.pivot(index="emotion", columns="region", values="diff")
     marks = region_tests.assign(mark=region_tests["p_adjusted"].map(_significance_mark)).pivot(
         index="emotion", columns="region", values="mark")
@@ -85,9 +87,10 @@ def region_difference_heatmap(region_tests: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(1.3 * len(regions) + 2, 0.5 * len(diff) + 1.5))
     ax = fig.subplots()
     sns.heatmap(diff, annot=labels, fmt="", cmap="RdBu_r", vmin=-limit, vmax=limit, ax=ax,
-                cbar_kws={"label": "share difference (a - b)"})
+                cbar_kws={"label": f"share difference ({names[0]} - {names[1]})"})
     correction = region_tests["correction"].iloc[0] if "correction" in region_tests else ""
-    ax.set_title(f"saliency mass share, a - b ({region_tests['unit'].iloc[0]} as unit; {correction}: * < .05, ** < .01)")
+    ax.set_title(f"saliency mass share, {names[0]} - {names[1]} ({region_tests['unit'].iloc[0]} as unit; {correction}: "
+                 "* < .05, ** < .01)")
     fig.tight_layout()
     return fig
 
@@ -169,14 +172,14 @@ def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any]
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
     ``transfer``, ``cka``; ``confusion_tests`` and ``person_accuracy`` where the comparison has them), its
     accuracy test, its pixel-wise maps and the two cultures' names."""
-    figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy)}
+    figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy, names=names)}
     if "confusion_tests" in tables:  # comparisons recorded before emofx tested confusions have no such table
         figures["confusion_differences"] = confusion_difference_heatmap(tables["confusion_tests"], names)
     if len(tables.get("person_accuracy", ())):  # none where the images do not name their people, or recorded before
         figures["accuracy_by_person"] = accuracy_by_person(tables["person_accuracy"])
     return {
         **figures,
-        "region_differences": region_difference_heatmap(tables["region_tests"]),
+        "region_differences": region_difference_heatmap(tables["region_tests"], names),
         "pixel_difference": pixel_difference_map(pixel, names),
         "transfer_matrix": transfer_heatmap(tables["transfer"]),
         "cka": cka_bars(tables["cka"], names),
