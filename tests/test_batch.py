@@ -362,3 +362,23 @@ def test_a_stage_without_completed_runs_says_why_and_how_to_run_it(notebook, tmp
     (tmp_path / "runs" / "bare" / "tiny").mkdir(parents=True)  # no plan: the notebook's own command
     with pytest.raises(FileNotFoundError, match=r"run it with `emofx batch notebooks/tiny.ipynb --experiment bare"):
         results.completed_runs(tmp_path / "runs" / "bare", "tiny")
+
+
+def test_a_run_this_batch_already_executed_is_not_executed_again(tmp_path, monkeypatch):
+    """Dask redoes a finished task whose worker died (it held the result): the run's status.json names this batch,
+    so the task returns what was recorded instead of executing the notebook again (--force had it retrain and, the
+    batch ending first, leave no marker)."""
+    from dataclasses import replace
+
+    spec = batch.RunSpec(notebook=tmp_path / "nb.ipynb", run_dir=tmp_path / "x=1", name="x=1", parameters={"x": 1},
+                         injected={})
+    (spec.run_dir / results.RESULTS_DIR).mkdir(parents=True)
+    (spec.run_dir / results.STATUS_FILE).write_text(json.dumps({
+        "status": "ok", "parameter_hash": spec.parameter_hash, "inputs": "", "batch": "b1", "seconds": 2.5}))
+    executed = []
+    monkeypatch.setattr(batch, "execute_run", lambda s: executed.append(s.batch) or batch.RunOutcome(
+        s.name, s.run_dir, "ok"))
+    again = batch.claim_and_execute(replace(spec, batch="b1"), force=True)
+    assert (again.status, again.seconds, executed) == ("ok", 2.5, [])
+    batch.claim_and_execute(replace(spec, batch="b2"), force=True)  # another batch's --force executes it
+    assert executed == ["b2"]

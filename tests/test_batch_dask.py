@@ -83,7 +83,7 @@ def comparable_status(run_dir: Path) -> dict:
     """status.json without what differs between two executions (time, the execution log's path)."""
     status = json.loads((run_dir / results.STATUS_FILE).read_text())
     status["parameters"].pop("log", None)
-    return {k: v for k, v in status.items() if k not in ("started", "seconds", "inputs", "parameter_hash")}
+    return {k: v for k, v in status.items() if k not in ("started", "seconds", "inputs", "parameter_hash", "batch")}
 
 
 def run_and_kill_the_held_run(experiment, client, pid_file: Path) -> list:
@@ -266,6 +266,10 @@ def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
     for extra, message in ((["--scheduler", "tcp://x:1"], "--scheduler goes with --executor dask"),
                            (["--executor", "dask", "--cluster", "slurm"], "--cluster slurm needs --cluster-config"),
                            (["--executor", "dask", "--scheduler", "tcp://x:1", "--retries", "1"],
-                            "--scheduler connects to a running scheduler")):
+                            "--scheduler connects to a running scheduler"),
+                           (["--executor", "dask", "--scheduler", "tcp://x:1", "--workers", "8"],
+                            "--workers sets the processes of the local cluster"),
+                           (["--executor", "dask", "--scheduler", "127.0.0.1:8799x"],
+                            "--scheduler 127.0.0.1:8799x: cannot connect (invalid literal")):
         assert main(base + extra) == 2
         assert message in capsys.readouterr().err

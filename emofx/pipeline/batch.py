@@ -80,6 +80,7 @@ class RunSpec:
     kernel_name: str = DEFAULT_KERNEL
     cell_timeout: float | None = None
     inputs: str = ""  # fingerprint of the earlier sweeps' runs this run reads ("" when it reads none)
+    batch: str = ""  # the Dask batch executing it, recorded in status.json: its task redone elsewhere runs it no more
 
     @property
     def parameter_hash(self) -> str:
@@ -275,6 +276,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
         "parameters": dict(spec.parameters),
         "parameter_hash": spec.parameter_hash,
         "inputs": spec.inputs,
+        "batch": spec.batch,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
         "seconds": round(seconds, 3),
         "error": error,
@@ -301,6 +303,12 @@ def claim_and_execute(spec: RunSpec, force: bool = False, *,
         state = run_state(Path(spec.run_dir), spec.parameter_hash, spec.inputs)
         if state == "complete" and not force:
             return RunOutcome(spec.name, Path(spec.run_dir), "skipped", previous=state)
+        recorded = read_status(Path(spec.run_dir)) or {}
+        if spec.batch and recorded.get("batch") == spec.batch:  # Dask redid a finished task (its worker died)
+            error = recorded.get("error") or {}
+            return RunOutcome(spec.name, Path(spec.run_dir), recorded.get("status", "failed"),
+                              float(recorded.get("seconds", 0.0)), f"{error.get('type')}: {error.get('message')}"
+                              if error else "", previous=state)
         return replace(execute_run(spec), previous=state)
 
 

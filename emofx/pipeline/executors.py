@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 CLUSTERS = ("local", "slurm", "pbs")
 DEFAULT_RETRIES = 2
-INSTALL_HINT = "pip install 'emofx[dask]'"
+INSTALL_HINT = "pip install -e \".[dask]\" (in the repository; pip install 'emofx[dask]' elsewhere)"
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,14 @@ def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers
         raise BatchError(f"--workers must be at least 1; got {workers}")
     if retries is not None and retries < 0:
         raise BatchError(f"--retries must be 0 or more; got {retries}")
+    if workers != 1 and (scheduler is not None or cluster != "local"):
+        raise BatchError("--workers sets the processes of the local cluster; a running scheduler has its own workers "
+                         "and --cluster slurm|pbs takes them from --cluster-config (processes, jobs)")
     if scheduler is not None:
         if cluster != "local" or cluster_config is not None or retries is not None:
             raise BatchError("--scheduler connects to a running scheduler: --cluster, --cluster-config and --retries "
                              "belong to the scheduler (retries: its distributed.scheduler.allowed-failures)")
-        return _connected(lambda: distributed.Client(scheduler))
+        return _connected(lambda: _scheduler_client(distributed, scheduler))
     retries = DEFAULT_RETRIES if retries is None else retries
     if cluster == "local":
         if cluster_config is not None:
@@ -167,6 +170,15 @@ def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers
         return started
 
     return _connected(submit_jobs)
+
+
+def _scheduler_client(distributed: Any, address: str) -> "Client":
+    """A client of the scheduler at ``address``; an address it cannot reach is one line naming the option."""
+    try:
+        return distributed.Client(address, timeout="20s")
+    except (OSError, ValueError, TypeError) as err:  # a timeout is an OSError; a malformed port a ValueError
+        raise BatchError(f"--scheduler {address}: cannot connect ({err}); is a dask scheduler running there "
+                         "(`dask scheduler` prints its tcp://HOST:PORT)?") from None
 
 
 @contextmanager
@@ -213,9 +225,10 @@ def run_experiment_on_dask(experiment: Experiment, connect: Callable[[], Abstrac
                     for index, plan in enumerate(plans)]
             try:
                 for future in as_completed(list(futures)):
-                    index, spec = futures[future]
+                    index, spec = futures.pop(future)
                     done = outcomes[index]
                     done.append(_outcome(future, spec))
+                    future.release()  # a result held here is a task Dask would redo when its worker dies
                     bars[index].update()
                     bars[index].set_postfix(ok=sum(o.status == "ok" for o in done),
                                             failed=sum(o.status in ("failed", "lost") for o in done))
@@ -246,7 +259,7 @@ def _submit(client: "Client", experiment: Experiment, plans: list[_SweepPlan],
             gate = client.submit(_after, *futures, key=f"{plan.sweep.stem}/after-earlier-sweeps-{batch_id}")
             upstream = (experiment, plan.sweep, gate)
         for spec in plan.todo:
-            future = client.submit(run_on_worker, spec, force, *upstream, pure=False,
+            future = client.submit(run_on_worker, replace(spec, batch=batch_id), force, *upstream, pure=False,
                                    key=f"{plan.sweep.stem}/{spec.name}-{batch_id}")
             futures[future] = (index, spec)
     return futures
@@ -283,6 +296,9 @@ def _outcome(future: Any, spec: RunSpec) -> RunOutcome:
     """The run's outcome; a task whose worker (or whose earlier sweeps' worker) died is ``lost``."""
     from distributed import KilledWorker
 
+    if future.cancelled():  # the scheduler went away (or the batch cancelled it): no result will come
+        return RunOutcome(spec.name, Path(spec.run_dir), "lost", error="cancelled: the connection to the Dask "
+                          "scheduler was lost (redone next batch)")
     error = future.exception()
     if error is None:
         return future.result()
