@@ -246,8 +246,9 @@ def test_slurm_and_pbs_job_scripts_from_the_example_config(tmp_path):
     assert "--nworkers 2" in script and script.rstrip().endswith("--nthreads 1")
 
 
-def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
+def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys, monkeypatch):
     source, _ = notebooks
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here, whatever the machine has
     bad = tmp_path / "bad.yaml"
     bad.write_text("cores: 4\nqueues: gpu\n")
     with pytest.raises(experiments.BatchError, match="unknown key 'queues'"):
@@ -270,6 +271,9 @@ def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys):
                            (["--executor", "dask", "--scheduler", "tcp://x:1", "--workers", "8"],
                             "--workers sets the processes of the local cluster"),
                            (["--executor", "dask", "--scheduler", "127.0.0.1:8799x"],
-                            "--scheduler 127.0.0.1:8799x: cannot connect (invalid literal")):
+                            "--scheduler 127.0.0.1:8799x: cannot connect (invalid literal"),
+                           (["--executor", "dask", "--cluster", "slurm", "--cluster-config",
+                             str(Path(__file__).parent.parent / "experiments" / "slurm_cluster.yaml")],
+                            "--cluster slurm submits its jobs with sbatch, which is not on this machine's PATH")):
         assert main(base + extra) == 2
         assert message in capsys.readouterr().err

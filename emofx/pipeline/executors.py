@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import uuid
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -163,6 +164,10 @@ def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers
         raise BatchError(f"--cluster {cluster} needs --cluster-config FILE (cores, memory, walltime, queue, jobs)")
     config = load_job_config(cluster_config)
     _import_dask("dask_jobqueue")
+    submit = {"slurm": "sbatch", "pbs": "qsub"}[cluster]
+    if shutil.which(submit) is None:  # dask-jobqueue would log each failed submission and wait for workers forever
+        raise BatchError(f"--cluster {cluster} submits its jobs with {submit}, which is not on this machine's PATH: "
+                         "run emofx batch where jobs can be submitted (a login node)")
 
     def submit_jobs():
         started = jobqueue_cluster(cluster, config, retries)
