@@ -236,11 +236,12 @@ def test_cli_compare_flags_trials_not_above_chance(tiny_runs, tmp_path, capsys):
 def test_a_comparison_of_real_datasets_says_culture_is_confounded_with_dataset():
     from types import SimpleNamespace
 
-    def culture(name: str, **meta) -> SimpleNamespace:
-        return SimpleNamespace(name=name, dataset=SimpleNamespace(meta=meta))
+    def culture(name: str, extras: tuple = (), **meta) -> SimpleNamespace:
+        return SimpleNamespace(name=name, dataset=SimpleNamespace(meta=meta, extras=dict.fromkeys(extras)))
 
     apart = comparison.confound_note(culture("Swedish", source="/d/kdef"), culture("Taiwanese", source="/d/tw"))
     assert apart[0].startswith("culture is confounded with dataset here: Swedish's and Taiwanese's faces")
     one = comparison.confound_note(culture("A", source="/d/web"), culture("B", source="/d/web"))
     assert one[0].startswith("A and B come from one collection (/d/web)")
-    assert comparison.confound_note(culture("eyes", format="synthetic"), culture("mouth", format="synthetic")) == []
+    synthetic = ("region_masks",)  # also merged into one file, whose meta names no source or format
+    assert comparison.confound_note(culture("eyes", synthetic), culture("mouth", synthetic, merged_from=["x"])) == []

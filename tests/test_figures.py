@@ -326,6 +326,18 @@ def test_figures_name_what_they_show_and_keep_errors_in_range():
     assert alone.get_xdata().tolist() == [2, 3, 4] and alone.get_ydata().tolist() == pytest.approx([0.5, 0.4, 0.3])
     assert "a run stopped at step 2" in ax.get_legend_handles_labels()[1][-1]
 
+    # two complete runs of other training sizes validate at other steps: each is interpolated between its own
+    # validations, none is said to have stopped, and the longer one's last point is drawn
+    apart = [pd.DataFrame({"step": [0, 10, 20, 30], "epoch": [0.0, 1, 2, 3], "train_error": [0.9, 0.6, 0.4, 0.3]}),
+             pd.DataFrame({"step": [0, 11, 22, 33], "epoch": [0.0, 1, 2, 3], "train_error": [0.9, 0.5, 0.3, 0.2]})]
+    ax = learning_curves(apart, columns=("train_error",)).axes[0]
+    mean, alone = ax.lines[0], ax.lines[1:]
+    assert mean.get_xdata().tolist() == [0, 10, 11, 20, 22, 30]
+    second_at_10 = 0.9 + (0.5 - 0.9) * 10 / 11
+    assert mean.get_ydata()[1] == pytest.approx((0.6 + second_at_10) / 2)
+    assert [line.get_xdata().tolist() for line in alone] == [[22, 33]]
+    assert not any("stopped" in label for label in ax.get_legend_handles_labels()[1])
+
 
 def test_markdown_tables_keep_three_significant_digits_of_p_values():
     from emofx.pipeline.figures import markdown_table

@@ -1,9 +1,9 @@
 """Learning curves: training and validation error against steps (the paper's Figure 4).
 
 Several histories (trials or folds) are drawn as their mean with a band of one standard
-deviation, the way the paper shows its four cross-validation folds, up to the last step every one of them reached;
-past it (a run stopped early), each run goes on as a thin line of its own, so that the mean never silently changes
-which runs it averages.
+deviation, the way the paper shows its four cross-validation folds, up to the last step every one of them reached
+(each run interpolated between its own validations: runs of other training sizes validate at other steps); past
+it, each run goes on as a thin line of its own, so that the mean never silently changes which runs it averages.
 """
 
 from __future__ import annotations
@@ -11,9 +11,23 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 CURVES = {"train_error": "training error", "val_error": "validation error"}
+
+
+def _on_shared_steps(histories: Sequence[pd.DataFrame], column: str, until: float) -> tuple[pd.Series, pd.Series]:
+    """Mean and std over runs of ``column`` at every step any run validated at up to ``until``, each run
+    interpolated linearly between its own validations (trials of other training sizes validate at other steps)."""
+    grid = np.unique(np.concatenate([h.loc[h["step"] <= until, "step"].to_numpy(float) for h in histories]))
+    curves = []
+    for history in histories:
+        known = history.dropna(subset=[column])
+        inside = grid[(grid >= known["step"].min()) & (grid <= known["step"].max())] if len(known) else grid[:0]
+        curves.append(pd.Series(np.interp(inside, known["step"], known[column]), index=inside))
+    table = pd.concat(curves, axis=1)
+    return table.mean(axis=1), table.std(axis=1).fillna(0.0)
 
 
 def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns: Sequence[str] = tuple(CURVES),
@@ -26,20 +40,20 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     missing = [c for c in columns if c not in histories[0].columns]
     if missing:
         raise ValueError(f"histories have no columns {missing}; they have {list(histories[0].columns)}")
-    long = pd.concat([h.assign(trial=i) for i, h in enumerate(histories)], ignore_index=True)
     shared_until = min(h["step"].max() for h in histories)  # the last step every run reached
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
     for column in columns:
-        stats = long[long["step"] <= shared_until].groupby("step")[column].agg(["mean", "std"]).dropna(subset=["mean"])
-        spread = stats["std"].fillna(0.0)
-        line, = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=CURVES.get(column, column))
-        ax.fill_between(stats.index, (stats["mean"] - spread).clip(lower=0.0), (stats["mean"] + spread).clip(upper=1.0),
+        mean, spread = _on_shared_steps(histories, column, shared_until)
+        line, = ax.plot(mean.index, mean, marker="o", markersize=3, label=CURVES.get(column, column))
+        ax.fill_between(mean.index, (mean - spread).clip(lower=0.0), (mean + spread).clip(upper=1.0),
                         color=line.get_color(), alpha=0.2)
-        for history in histories:  # past the shortest run: each run alone
-            alone = history[history["step"] >= shared_until].dropna(subset=[column])
+        for history in histories:  # past the shortest run: each run alone, from its last point within the mean
+            known = history.dropna(subset=[column])
+            alone = known[known["step"] >= known.loc[known["step"] <= shared_until, "step"].max()]
             if len(alone) > 1:
                 ax.plot(alone["step"], alone[column], color=line.get_color(), linewidth=0.8, alpha=0.6)
-    if long["step"].max() > shared_until:
+    ends = [h["epoch"].max() if "epoch" in h else h["step"].max() for h in histories]
+    if max(ends) > min(ends) + 1e-9:  # one stopped early (runs of other sizes validate at other steps)
         ax.axvline(shared_until, color="grey", linestyle=":", linewidth=1,
                    label=f"a run stopped at step {shared_until:g}: each run alone past it")
     ax.set_xlabel("training step")

@@ -155,7 +155,7 @@ def confound_note(a: CultureRuns, b: CultureRuns) -> list[str]:
     """What else differs between two cultures of real faces than culture (none for synthetic dialects, which
     differ by construction): their datasets' studios and instructions, or the parts of one collection."""
     sources = [str(c.dataset.meta.get("source") or "") for c in (a, b)]
-    if any(c.dataset.meta.get("format") == "synthetic" for c in (a, b)):
+    if any("region_masks" in c.dataset.extras for c in (a, b)):  # synthetic faces, a merged file of them too
         return []
     if sources[0] != sources[1] or not sources[0]:
         return [f"culture is confounded with dataset here: {a.name}'s and {b.name}'s faces were photographed "
