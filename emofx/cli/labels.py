@@ -139,10 +139,11 @@ def run_aggregate(args: argparse.Namespace) -> int:
     print("left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     earlier = dataset.meta.get("dropped", {}) if dataset.meta.get("format") == "ferplus" else {}
     if earlier.get("total"):
+        kinds = ", ".join(f"{label} {earlier.get(key, 0)}" for key, label in
+                          (("no_majority", "no majority"), ("unknown", "unknown"), ("not_face", "not a face")))
         print(f"note: `emofx prepare --format ferplus` kept only the images with a FER+ majority (it dropped "
-              f"{earlier['total']}: no majority {earlier.get('no_majority', 0)}, unknown {earlier.get('unknown', 0)}, "
-              "not a face {nf}); for labels of every FER2013 image, prepare the image folder (--format folder) and "
-              "attach the votes with `emofx labels import --ferplus`".format(nf=earlier.get("not_face", 0)))
+              f"{earlier['total']}: {kinds}); for labels of every FER2013 image, prepare the image folder (--format "
+              "folder) and attach the votes with `emofx labels import --ferplus`")
     if agreement is not None:
         overall = agreement.loc["all"]
         print(f"Krippendorff's alpha {overall['krippendorff_alpha']:.3f} ({int(overall['alpha_images'])} images), "

@@ -18,7 +18,7 @@ import numpy as np
 
 from emofx.cli.prepare import summary
 from emofx.data.dataset import FaceDataset, merge
-from emofx.data.dedup import content_digest
+from emofx.data.dedup import image_digests
 from emofx.data.paths import check_new_file, given_twice
 
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(summary(merged, args.out))
     if dropped:
         print(f"left out per-image extras that not every dataset has (or has in another shape): {', '.join(dropped)}")
-    digests = [content_digest(np.ascontiguousarray(image)) for image in merged.images]
+    digests = image_digests(merged.images)
     if len(set(digests)) < len(digests):
         print(f"note: {len(digests) - len(set(digests))} images repeat another image's pixels; a split may put copies "
               "in both training and test (`emofx train` counts them in metrics.json, test_copies_of_training)")

@@ -392,8 +392,8 @@ def attach_ferplus_votes(dataset: FaceDataset, ferplus: str | os.PathLike) -> tu
     ``ferplus`` is the FER+ folder (``fer2013new.csv`` and ``ferplus_to_fer2013.csv``). A dataset path
     matches a FER2013 file by its last three parts (``train/angry/Training_1426440.jpg``, in any letter
     case: a ``train/Happy/`` folder matches ``train/happy/``). The two FER+ rows of an image FER2013 holds
-    twice go to its two files (:func:`~emofx.data.loaders.fer2013.read_ferplus_mapping`); a file that still shares a row with
-    another (its copy's row was not found) gets that row's votes too.
+    twice go to its two files (:func:`~emofx.data.loaders.fer2013.read_ferplus_mapping`); a file that still
+    shares a row with another (its copy's row was not found) gets that row's votes too.
     """
     folder = Path(ferplus).expanduser()
     votes_csv, mapping_csv = folder / "fer2013new.csv", folder / "ferplus_to_fer2013.csv"

@@ -36,6 +36,12 @@ def content_digest(data: bytes | np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+def image_digests(images: np.ndarray) -> np.ndarray:
+    """A 64-bit :func:`content_digest` per image (N,), uint64: equal pixels, equal digest."""
+    return np.fromiter((content_digest(np.ascontiguousarray(image)) for image in images), dtype=np.uint64,
+                       count=len(images))
+
+
 def perceptual_hash(gray: np.ndarray, method: str = "phash") -> int:
     """The 64-bit perceptual hash of a grayscale image (``imagehash``, 8x8 bits)."""
     try:

@@ -182,8 +182,9 @@ def detect_eyes(face: np.ndarray, *, upscale_to: int = 144) -> np.ndarray | None
     interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     big = cv2.equalizeHist(cv2.resize(face, None, fx=scale, fy=scale, interpolation=interpolation))
     side = big.shape[1]
-    boxes = thread_cascade(EYE_CASCADE).detectMultiScale(big[: int(0.6 * big.shape[0])], scaleFactor=1.1, minNeighbors=3,
-                                             minSize=(side // 8, side // 8), maxSize=(side // 3, side // 3))
+    boxes = thread_cascade(EYE_CASCADE).detectMultiScale(big[: int(0.6 * big.shape[0])], scaleFactor=1.1,
+                                                         minNeighbors=3, minSize=(side // 8, side // 8),
+                                                         maxSize=(side // 3, side // 3))
     centres = [((x + w / 2) / scale - 0.5, (y + h / 2) / scale - 0.5, w / scale) for x, y, w, h in boxes]
     left = [c for c in centres if c[0] < width / 2]
     right = [c for c in centres if c[0] >= width / 2]

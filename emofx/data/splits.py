@@ -169,11 +169,10 @@ def count_test_copies(dataset: FaceDataset, split: Split) -> int:
     """How many test images equal, pixel for pixel, an image of the training or validation part: a model scored on
     them is scored on images it learned from (314 of FER2013's 3,589 PrivateTest images repeat a Training or
     PublicTest one)."""
-    from emofx.data.dedup import content_digest
+    from emofx.data.dedup import image_digests
 
-    digest = lambda rows: {content_digest(np.ascontiguousarray(dataset.images[i])) for i in rows}  # noqa: E731
-    learned = digest(np.concatenate([split.train, split.val]))
-    return sum(content_digest(np.ascontiguousarray(dataset.images[i])) in learned for i in split.test)
+    learned = image_digests(dataset.images[np.concatenate([split.train, split.val])])
+    return int(np.isin(image_digests(dataset.images[split.test]), learned).sum())
 
 
 def copies_note(copies: int, n_test: int) -> list[str]:

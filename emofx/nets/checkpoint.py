@@ -280,8 +280,8 @@ def check_targets(targets: np.ndarray | Sequence[int], n_images: int, n_classes:
     past the model's classes would give all-zero maps or a walk toward nothing, with no error from the device."""
     array = np.asarray(targets)
     if array.size and array.dtype.kind not in "iu":
-        raise ValueError(f"targets must be class indices (integers) or emotion names; got {array.dtype} values ('label' "
-                         "or 'predicted': emofx.explain.saliency.resolve_targets turns them into indices)")
+        raise ValueError(f"targets must be class indices (integers) or emotion names; got {array.dtype} values "
+                         "('label' or 'predicted': emofx.explain.saliency.resolve_targets turns them into indices)")
     if array.shape != (n_images,):
         raise ValueError(f"need one target per image ({n_images}); got shape {array.shape}")
     if n_images and (array.min() < 0 or array.max() >= n_classes):

@@ -169,12 +169,10 @@ def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]
     """How each culture's facial regions were found (per image), and a warning where the cultures' mixes differ by
     more than ``gap`` for some way: regions drawn from 68 points and from eye centres cover other pixels (brows
     0.062 against 0.033 of the face), so region shares would differ by how they were drawn."""
-    mixes = {name: pd.Series(r.image_method).value_counts(normalize=True) for name, r in regions.items()}
-    notes = ["regions: " + ", ".join(
-        f"{r.method} ({name}: " + ", ".join(f"{way} {int(round(share * len(r.image_method)))}"
-                                           for way, share in mixes[name].items()) + ")"
-        for name, r in regions.items())]
-    table = pd.DataFrame(mixes).fillna(0.0)
+    counts = {name: pd.Series(r.image_method).value_counts() for name, r in regions.items()}
+    ways = {name: ", ".join(f"{way} {n}" for way, n in count.items()) for name, count in counts.items()}
+    notes = ["regions: " + ", ".join(f"{r.method} ({name}: {ways[name]})" for name, r in regions.items())]
+    table = pd.DataFrame({name: c / c.sum() for name, c in counts.items()}).fillna(0.0)
     if len(table.columns) == 2 and (table.iloc[:, 0] - table.iloc[:, 1]).abs().max() > gap:
         notes.append("the cultures' facial regions were found in different ways (above): region shares and the tests "
                      "on them then differ by how the regions were drawn as well as by where the models look; "

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.dedup import content_digest
+from emofx.data.dedup import image_digests
 from emofx.study.runs import Run, dataset_fingerprint
 
 
@@ -36,12 +36,6 @@ class SeenImages:
     @property
     def n_seen(self) -> int:
         return int(self.seen.sum())
-
-
-def image_digests(dataset: FaceDataset) -> np.ndarray:
-    """A 64-bit content digest per image (equal pixels, equal digest)."""
-    return np.fromiter((content_digest(np.ascontiguousarray(image)) for image in dataset.images),
-                       dtype=np.uint64, count=len(dataset))
 
 
 def seen_images(runs: Sequence[Run], dataset: FaceDataset) -> SeenImages:
@@ -67,10 +61,10 @@ def seen_images(runs: Sequence[Run], dataset: FaceDataset) -> SeenImages:
         if data.get("fingerprint") and data["fingerprint"] != dataset_fingerprint(own):
             unchecked.append(f"{run.directory}: its dataset {path} has changed since the run was trained on it")
             continue
-        trained.append(image_digests(own.subset(np.concatenate([run.split.train, run.split.val]))))
+        trained.append(image_digests(own.images[np.concatenate([run.split.train, run.split.val])]))
     seen = np.zeros(len(dataset), dtype=bool)
     if trained and len(dataset):
-        seen = np.isin(image_digests(dataset), np.concatenate(trained))
+        seen = np.isin(image_digests(dataset.images), np.concatenate(trained))
     return SeenImages(seen=seen, unchecked=tuple(unchecked))
 
 

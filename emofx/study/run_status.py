@@ -27,9 +27,9 @@ def run_status(directory: str | os.PathLike) -> dict[str, Any]:
     ``status``: ``unfinished`` (a training state and no metrics: training now, or killed; continue
     with the same command plus ``--resume``), ``interrupted`` (stopped early, state kept: resumable
     too), or the recorded ``stop_reason`` of a finished run (``completed``, ``early_stopping``,
-    ``nan_loss``), or ``damaged checkpoint ...`` when its model cannot be read. Saved progress (step, epoch of
-    the planned ``epochs``, best validation, seconds, ``saved_at``) comes from the training state; a finished run adds its test metrics and the ``data`` file it
-    was trained on.
+    ``nan_loss``), or ``damaged checkpoint ...`` when its model cannot be read. Saved progress (step, epoch
+    of the planned ``epochs``, best validation, seconds, ``saved_at``) comes from the training state; a finished
+    run adds its test metrics and the ``data`` file it was trained on.
     """
     directory = Path(directory)
     state, metrics_file = directory / STATE_FILE, directory / METRICS_FILE
