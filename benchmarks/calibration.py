@@ -185,7 +185,7 @@ def trained_culture(cache: Path, spec: tuple, design: Design) -> cultures.Cultur
 
 def _save_culture(folder: Path, runs: cultures.CultureRuns) -> None:
     for trial, (model, test) in enumerate(zip(runs.models, runs.test_indices)):
-        model.save(folder / f"trial{trial}")
+        model.save(folder / f"trial{trial}", overwrite=True)  # an unfinished cache folder is trained again
         np.save(folder / f"trial{trial}" / "test.npy", test)
 
 

@@ -69,6 +69,23 @@ def test_checkpoint_round_trip_predicts_identically(tiny_model, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(images), tiny_model.predict_proba(images))
 
 
+def test_saving_over_a_checkpoint_needs_overwrite(tiny_model, tmp_path):
+    """A saved model is never replaced by accident; replacing it drops a batch-statistics file it no longer has."""
+    from emofx.nets.checkpoint import BATCH_STATS_FILE, PARAMS_FILE
+
+    folder = tiny_model.save(tmp_path / "ckpt")
+    before = (folder / PARAMS_FILE).read_bytes()
+    other = TrainedModel(config=TINY, params=init_params(TINY, 4), classes=tiny_model.classes)
+    with pytest.raises(FileExistsError, match="already holds an emofx checkpoint"):
+        other.save(folder)
+    assert (folder / PARAMS_FILE).read_bytes() == before
+    (folder / BATCH_STATS_FILE).write_bytes(b"stale")
+    other.save(folder, overwrite=True)
+    assert (folder / PARAMS_FILE).read_bytes() != before and not (folder / BATCH_STATS_FILE).exists()
+    images = np.random.default_rng(1).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    np.testing.assert_array_equal(TrainedModel.load(folder).predict_proba(images), other.predict_proba(images))
+
+
 def test_checkpoint_refuses_other_architecture_or_classes(tiny_model, tmp_path):
     tiny_model.save(tmp_path)
     with pytest.raises(CheckpointError, match="architecture"):

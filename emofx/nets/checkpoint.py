@@ -160,9 +160,17 @@ class TrainedModel:
     def _pixel_free_config(self) -> ModelConfig:
         return pixel_free(self.config)
 
-    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """Write the checkpoint into ``directory`` (created); returns it."""
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None, *,
+             overwrite: bool = False) -> Path:
+        """Write the checkpoint into ``directory`` (created); returns it.
+
+        A folder that already holds a checkpoint is refused unless ``overwrite``, which also removes
+        a stale batch-statistics file the new model does not have."""
         directory = Path(directory)
+        if (directory / MODEL_FILE).exists() or (directory / PARAMS_FILE).exists():
+            if not overwrite:
+                raise FileExistsError(f"{directory} already holds an emofx checkpoint; save to another folder, "
+                                      "or pass overwrite=True to replace it")
         directory.mkdir(parents=True, exist_ok=True)
         payload = {
             "model_config": self.config.to_dict(),
@@ -180,6 +188,8 @@ class TrainedModel:
         atomic_write(directory / PARAMS_FILE, flax.serialization.to_bytes(jax.device_get(self.params)))
         if self.batch_stats:
             atomic_write(directory / BATCH_STATS_FILE, flax.serialization.to_bytes(jax.device_get(self.batch_stats)))
+        else:
+            (directory / BATCH_STATS_FILE).unlink(missing_ok=True)
         atomic_write(directory / MODEL_FILE, json.dumps(payload, indent=2, default=_json_default).encode())
         return directory
 

@@ -397,7 +397,7 @@ def write_run(directory: str | os.PathLike, model: TrainedModel, metrics: dict[s
     """Write the four parts of a run directory (each file atomically); returns the :class:`Run`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / CHECKPOINT_DIR, extra={"split": split.to_dict()})
+    model.save(directory / CHECKPOINT_DIR, extra={"split": split.to_dict()}, overwrite=True)  # checked by the caller
     atomic_write(directory / SPLIT_FILE, json.dumps(split.to_dict()).encode())
     atomic_write(directory / HISTORY_FILE, history.to_csv(index=False).encode())
     atomic_write(directory / METRICS_FILE, json.dumps(metrics, indent=2).encode())
