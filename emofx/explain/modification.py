@@ -1,15 +1,19 @@
 """Emotion modification: gradient ascent on the image toward a target class (paper section 4.3).
 
-Each step adds ``step_size`` x the gradient of the target's probability divided by its
-standard deviation over the image (0.01 x gradient / std, 10 steps, as the reference code; computed
-through the log-probability, whose gradient normalised per image is the same but does not underflow),
-optionally minus an L2 pull toward the original, and clips pixels to [0, 1]. The normalisation is per
-image, so every image moves alike: the reference code divides the gradient of its batch's mean
-probability by one std over the whole batch, so that confident images move less, and does not clip. The
+Each step adds ``step_size`` x the gradient of the target's log-probability divided by its standard
+deviation over the image (optionally minus an L2 pull toward the original) and clips pixels to [0, 1].
+The step is the reference code's (0.01 x gradient / std, pixels on a scale of width 1); the rest is
+emofx's: the reference takes one step, on the gradient of the batch's mean logit of the class normalised
+by one std over the whole batch, without clipping, whereas the paper's text ascends "gradients from
+Softmax nodes". emofx takes 10 steps by default on the log-probability (the probability's gradient
+divided by p > 0: after the normalisation the same step, without underflow when p is tiny), normalised
+per image so that every image moves alike. A step that would lower an image's objective is not taken and
+that image's step is halved (backtracking): a fixed normalised step overshoots once the target is near
+certain, so without it intensifying an already-confident face could lower its probability. The
 probabilities ascended and recorded are the network's on the image alone, also for a model whose recipe
-scores the mean over the image and its mirror image (``strong``). With the
-target equal to the image's class this intensifies the emotion; otherwise it converts it
-(the paper's Figure 7: happy to afraid, happy to sad, neutral to happy).
+scores the mean over the image and its mirror image (``strong``). With the target equal to the image's
+class this intensifies the emotion; otherwise it converts it (the paper's Figure 7: happy to afraid,
+happy to sad, neutral to happy).
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ class ModificationConfig:
 
     Attributes:
         steps: number of gradient steps.
-        step_size: pixel change per unit of normalised gradient.
-        method: ``gradient`` (vanilla) or ``guided`` (guided backprop, as in the reference code).
+        step_size: pixel change per unit of normalised gradient (halved for an image each time a step would
+            lower its objective).
+        method: ``gradient`` (vanilla) or ``guided`` (guided backprop; the reference code defines a guided
+            ReLU gradient for its ascent).
             Guided gradients pass only through units that are already active, so toward a class
-            with no evidence in the image they often vanish (the image then stays unchanged);
-            vanilla gradients convert reliably, hence the default.
+            with no evidence in the image they often vanish or point downhill (the image then stays
+            unchanged); vanilla gradients convert reliably, hence the default.
         l2_penalty: weight of ||x - original||^2 subtracted from the target's log-probability.
     """
 
@@ -90,7 +96,8 @@ class ModificationResult:
         return float(np.abs(self.images[-1] - self.images[0]).mean())
 
     def unchanged(self) -> np.ndarray:
-        """(N,) bool: images the ascent did not move at all (their gradient vanished)."""
+        """(N,) bool: images the ascent did not move at all (their gradient vanished, or every step would have
+        lowered the objective)."""
         return np.all(self.images[-1] == self.images[0], axis=(1, 2))
 
     def to_frame(self) -> pd.DataFrame:
@@ -119,20 +126,28 @@ def _ascend(config: ModelConfig, variables, stats, images, targets, step_size, l
     """All ``steps`` of the ascent in one compiled scan; returns images (steps+1, B, H, W) and logits."""
     original = images
 
-    def objective(x):
-        # log p has the gradient of p divided by p > 0 (for guided backprop too: the scale does
-        # not change any sign), so after the std normalisation the step is the paper's, without
-        # the underflow of d p / d x when the target's probability is tiny.
+    def objectives(x):
         fit = class_scores(config, variables, standardise(x, stats), targets, activation, "log-probability")
-        return (fit - l2_penalty * ((x - original) ** 2).sum(axis=(1, 2))).sum()
+        values = fit - l2_penalty * ((x - original) ** 2).sum(axis=(1, 2))
+        return values.sum(), values
 
-    def step(x, _):
-        grad = jax.grad(objective)(x)
+    def evaluated(x):
+        (_, values), grad = jax.value_and_grad(objectives, has_aux=True)(x)
+        return values, grad
+
+    def step(carry, _):
+        x, value, grad, size = carry
         scale = grad.std(axis=(1, 2), keepdims=True)
-        x = jnp.clip(x + step_size * grad / jnp.maximum(scale, 1e-20), 0.0, 1.0)
-        return x, x
+        proposal = jnp.clip(x + size[:, None, None] * grad / jnp.maximum(scale, 1e-20), 0.0, 1.0)
+        new_value, new_grad = evaluated(proposal)
+        better = new_value >= value  # backtracking: a step that lowers the objective is not taken
+        x = jnp.where(better[:, None, None], proposal, x)
+        carry = (x, jnp.where(better, new_value, value), jnp.where(better[:, None, None], new_grad, grad),
+                 jnp.where(better, size, size / 2))
+        return carry, x
 
-    _, path = jax.lax.scan(step, images, None, length=steps)
+    start = (images, *evaluated(images), jnp.full(images.shape[:1], step_size, jnp.float32))
+    _, path = jax.lax.scan(step, start, None, length=steps)
     path = jnp.concatenate([images[None], path])
     logits = jax.vmap(lambda x: EmotionCNN(config).apply(variables, standardise(x, stats)))(path)
     return path, logits

@@ -106,7 +106,7 @@ def region_share_heatmap(shares: pd.DataFrame, area: pd.Series, *, culture: str 
     return fig
 
 
-_METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps, as in the reference code"}
+_METHOD_WORDS = {"gradient": "vanilla gradient steps", "guided": "guided-backprop steps"}
 
 
 def modification_panel(
