@@ -76,13 +76,12 @@ def test_a_walk_too_long_to_keep_is_refused_before_any_work(model, images):
         modify(model, images, np.zeros(len(images), np.int32), ModificationConfig(steps=10**9))
 
 
-@pytest.mark.parametrize("method", ["guided", "gradient"])
-def test_the_target_probability_never_falls_along_the_path(model, images, method):
-    """Backtracking: a step that would lower the objective is not taken, so intensifying a face the model is
-    already sure of (the normalised step keeps its size at the optimum and overshoots) cannot lower it."""
+def test_the_target_probability_never_falls_along_a_vanilla_path(model, images):
+    """Backtracking: a gradient step that would lower the objective is not taken, so intensifying a face the
+    model is already sure of (the normalised step keeps its size at the optimum and overshoots) cannot lower it."""
     sure = model.predict_proba(images).argmax(axis=1)
     for targets in (sure, model.predict_proba(images).argmin(axis=1)):
-        result = modify(model, images, targets, ModificationConfig(steps=10, step_size=0.3, method=method))
+        result = modify(model, images, targets, ModificationConfig(steps=10, step_size=0.3, method="gradient"))
         p = result.target_probability()
         assert np.all(np.diff(p, axis=0) >= -1e-4)  # float rounding of a step the objective took (TF32 too)
         moved = np.any(result.images[1:] != result.images[:-1], axis=(2, 3))

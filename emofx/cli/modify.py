@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", metavar="CLASS", help="only modify images of this emotion")
     parser.add_argument("--steps", type=int, default=defaults.steps, help=f"gradient steps (default {defaults.steps})")
     parser.add_argument("--step-size", type=float, default=defaults.step_size,
-                        help=f"pixel change per unit of normalised gradient, halved for an image whenever a step "
-                             f"would lower its target probability (default {defaults.step_size})")
+                        help=f"pixel change per unit of normalised gradient (--method gradient: halved for an image "
+                             f"whenever a step would lower its target probability; default {defaults.step_size})")
     parser.add_argument("--method", choices=["gradient", "guided"], default=defaults.method,
-                        help="vanilla gradient (default) or guided backpropagation (it often vanishes or points "
-                             "downhill toward a class absent from the image)")
+                        help="vanilla gradient (default) or guided backpropagation (toward a class absent from the "
+                             "image it often vanishes or lowers the target probability)")
     parser.add_argument("--l2", type=float, default=defaults.l2_penalty,
                         help="weight of the pull toward the original image (default 0)")
     parser.add_argument("--n", type=int, default=16,

@@ -7,9 +7,10 @@ emofx's: the reference takes one step, on the gradient of the batch's mean logit
 by one std over the whole batch, without clipping, whereas the paper's text ascends "gradients from
 Softmax nodes". emofx takes 10 steps by default on the log-probability (the probability's gradient
 divided by p > 0: after the normalisation the same step, without underflow when p is tiny), normalised
-per image so that every image moves alike. A step that would lower an image's objective is not taken and
-that image's step is halved (backtracking): a fixed normalised step overshoots once the target is near
-certain, so without it intensifying an already-confident face could lower its probability. The
+per image so that every image moves alike. A vanilla-gradient step that would lower an image's objective is
+not taken and that image's step is halved (backtracking): a fixed normalised step overshoots once the target
+is near certain, so without it intensifying an already-confident face could lower its probability. Guided
+steps, not the objective's gradient, are taken as they come (they may go downhill and climb again). The
 probabilities ascended and recorded are the network's on the image alone, also for a model whose recipe
 scores the mean over the image and its mirror image (``strong``). With the target equal to the image's
 class this intensifies the emotion; otherwise it converts it (the paper's Figure 7: happy to afraid,
@@ -42,13 +43,13 @@ class ModificationConfig:
 
     Attributes:
         steps: number of gradient steps.
-        step_size: pixel change per unit of normalised gradient (halved for an image each time a step would
-            lower its objective).
+        step_size: pixel change per unit of normalised gradient (``gradient``: halved for an image each time
+            a step would lower its objective).
         method: ``gradient`` (vanilla) or ``guided`` (guided backprop; the reference code defines a guided
             ReLU gradient for its ascent).
             Guided gradients pass only through units that are already active, so toward a class
-            with no evidence in the image they often vanish or point downhill (the image then stays
-            unchanged); vanilla gradients convert reliably, hence the default.
+            with no evidence in the image they often vanish (the image then stays unchanged) or lower
+            the target probability; vanilla gradients convert reliably, hence the default.
         l2_penalty: weight of ||x - original||^2 subtracted from the target's log-probability.
     """
 
@@ -96,8 +97,8 @@ class ModificationResult:
         return float(np.abs(self.images[-1] - self.images[0]).mean())
 
     def unchanged(self) -> np.ndarray:
-        """(N,) bool: images the ascent did not move at all (their gradient vanished, or every step would have
-        lowered the objective)."""
+        """(N,) bool: images the ascent did not move at all (their gradient vanished, or every vanilla step
+        would have lowered the objective)."""
         return np.all(self.images[-1] == self.images[0], axis=(1, 2))
 
     def to_frame(self) -> pd.DataFrame:
@@ -140,7 +141,9 @@ def _ascend(config: ModelConfig, variables, stats, images, targets, step_size, l
         scale = grad.std(axis=(1, 2), keepdims=True)
         proposal = jnp.clip(x + size[:, None, None] * grad / jnp.maximum(scale, 1e-20), 0.0, 1.0)
         new_value, new_grad = evaluated(proposal)
-        better = new_value >= value  # backtracking: a step that lowers the objective is not taken
+        # backtracking: a gradient step that lowers the objective is not taken; a guided step, not the
+        # objective's gradient, is taken as it is (it may go downhill and climb again)
+        better = (new_value >= value) | (activation == "guided")
         x = jnp.where(better[:, None, None], proposal, x)
         carry = (x, jnp.where(better, new_value, value), jnp.where(better[:, None, None], new_grad, grad),
                  jnp.where(better, size, size / 2))

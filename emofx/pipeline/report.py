@@ -230,8 +230,8 @@ def _modification(exp: Experiment, out: Path, faces: bool) -> str:
         (out / FIGURES_DIR).glob("fig7_modification*.png"))) if faces else (
         "The panels show faces and are not included here (the datasets' terms).")
     return ("Gradient ascent on the image toward a target class. The default steps follow the vanilla gradient of "
-            "the target probability (the method that raises it); guided-backprop steps are shown beside them. A step "
-            "that would lower an image's target probability is not taken (its step is halved). Mean target "
+            "the target probability (the method that raises it); guided-backprop steps are shown beside them. A vanilla "
+            "step that would lower an image's target probability is not taken (its step is halved). Mean target "
             "probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
 
 
