@@ -97,6 +97,19 @@ def test_regenerate_writes_stable_names_and_skips_what_was_not_recorded(experime
     assert table4.loc["mouth", "total"] == pytest.approx(31.25)
 
 
+def test_learning_curves_name_the_model_the_runs_trained(experiment):
+    """Figure 4 says which model made it: a shrunken one is never shown as the paper's."""
+    for culture, widths in (("eyes", [64, 128, 256]), ("mouth", [32, 64, 128])):
+        for path in (experiment / figures.TRAINING).glob(f"culture={culture}__*/results/run/metrics.json"):
+            metrics = json.loads(path.read_text())
+            path.write_text(json.dumps({**metrics, "config": {"model": {"widths": widths, "dense_units": 300}}}))
+    fig = figures._learning_curve_figure(figures.training_runs(experiment), "trials")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["eyes: mean ± std over 2 trials\nthe paper's model (conv widths 64/128/256, 300 dense units)",
+                      "mouth: mean ± std over 2 trials\na SHRUNKEN model, not the paper's (conv widths 32/64/128, "
+                      "300 dense units)"]
+
+
 def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(experiment, tmp_path):
     faces = make_synthetic("eyes", n_per_class=3, seed=0, classes=["angry", "happy", "sad"])
     maps = np.random.default_rng(0).normal(size=faces.images.shape).astype(np.float32)
@@ -123,7 +136,7 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
     assert report.loc[figures.SALIENCY, "status"] == "written" and report.loc[figures.MODIFICATION, "status"] == "written"
     for stem in ("fig5_saliency_eyes", "fig7_modification"):
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
-    regions = pd.read_csv(out / "table5_saliency_regions.csv")
+    regions = pd.read_csv(out / "table_saliency_regions.csv")
     assert list(regions.columns) == ["culture", "method", "run", "emotion", "eyes", "mouth", "rest"]
     assert len(regions) == 3 and set(regions["method"]) == {"guided"}
 
@@ -135,7 +148,7 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
     grids = sorted(p.name for p in out.glob("fig5_saliency_*.png"))
     assert grids == ["fig5_saliency_eyes_culture=eyes.png", "fig5_saliency_eyes_culture=eyes__method=gradient.png"]
     assert not (out / "fig5_saliency_eyes.pdf").exists()
-    regions = pd.read_csv(out / "table5_saliency_regions.csv")
+    regions = pd.read_csv(out / "table_saliency_regions.csv")
     assert regions.groupby("method")["eyes"].mean().to_dict() == {"gradient": 0.9, "guided": 0.5}
 
 

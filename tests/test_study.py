@@ -187,7 +187,7 @@ def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
     assert not (out / ".figures.previous").exists()
     figures = {p.name for p in (out / "figures").iterdir()}
     assert not any(n.startswith(("fig5_saliency", "fig7_modification")) for n in figures)
-    assert "table5_saliency_regions.csv" in figures and "table2_confusion_Swedish.csv" in figures
+    assert "table_saliency_regions.csv" in figures and "table2_confusion_Swedish.csv" in figures
     assert "not included here" in (out / report.REPORT_MD).read_text()
 
 

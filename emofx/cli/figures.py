@@ -4,7 +4,7 @@
 
 Reads the notebook runs that `emofx batch` recorded under the experiment folder (nothing is
 retrained) and writes, with stable names: fig4_learning_curves, table2_confusion_<culture>,
-table4_misclassification, fig5_saliency_<culture>, table5_saliency_regions, fig7_modification,
+table4_misclassification, fig5_saliency_<culture>, table_saliency_regions, fig7_modification,
 and the culture comparison (fig_h1_accuracy, fig_h2_regions, fig_h2_pixel_difference,
 fig_transfer_matrix, fig_cka, table_h1_accuracy, table_h2_region_tests, table_transfer,
 table_cka). Groups whose notebook has no completed run are skipped and listed.

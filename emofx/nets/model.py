@@ -23,7 +23,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -110,11 +110,17 @@ def chosen_model(num_classes: int, real_faces: bool, widths: Any = None, dense_u
     default_widths, default_dense = (paper.widths, paper.dense_units) if real_faces else (SMALL_WIDTHS, SMALL_DENSE_UNITS)
     config = replace(paper, widths=tuple(widths if widths is not None else default_widths),
                      dense_units=int(dense_units if dense_units is not None else default_dense))
-    shape = f"conv widths {'/'.join(map(str, config.widths))}, {config.dense_units} dense units"
-    if (config.widths, config.dense_units) == (paper.widths, paper.dense_units):
-        return config, f"the paper's model ({shape})"
     why = "asked for explicitly" if widths is not None or dense_units is not None else "the synthetic default"
-    return config, f"a SHRUNKEN model, not the paper's ({shape}; {why})"
+    return config, model_sentence(config.widths, config.dense_units, why)
+
+
+def model_sentence(widths: Sequence[int], dense_units: int, why: str = "") -> str:
+    """``the paper's model (...)`` or ``a SHRUNKEN model, not the paper's (...; why)``: how outputs name a model."""
+    paper = ModelConfig(num_classes=2)
+    shape = f"conv widths {'/'.join(map(str, widths))}, {dense_units} dense units"
+    if (tuple(widths), int(dense_units)) == (paper.widths, paper.dense_units):
+        return f"the paper's model ({shape})"
+    return f"a SHRUNKEN model, not the paper's ({shape}{'; ' + why if why else ''})"
 
 
 class Conv(nn.Module):

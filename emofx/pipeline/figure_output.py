@@ -15,7 +15,7 @@ from typing import Any
 from emofx.data.paths import RecordError, read_json_record
 
 MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
-OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")
+OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")  # table5_: an earlier name
 
 
 def check_output(out: Path, experiment_dir: Path, overwrite: bool) -> set[str]:

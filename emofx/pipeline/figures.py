@@ -11,7 +11,7 @@ PDF) and table (CSV and Markdown) whose records exist, under stable names:
 | ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3; rows true, columns predicted: the paper's tables are the transpose) |
 | ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4; mean of the trials' rates) |
 | ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6); ``_<run>`` added where a culture has several runs |
-| ``table5_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and emotion |
+| ``table_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and emotion |
 | ``fig7_modification`` | 04_emotion_modification | intensification and conversion panels (Figure 7) |
 | ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | 05_compare_cultures | the culture comparison (``_<protocol>`` added where there are several: :func:`comparison_labels`) |
 | ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | its tables (named as its figures) |
@@ -49,8 +49,7 @@ COMPARISON_DIR = "comparison"  # where 05_compare_cultures saves emofx.study.com
 COLLECTED, MATCHED = "collected", "matched"  # 02_train_culture's protocols: the data as collected, or matched
 FORMATS = ("png", "pdf")
 COMPARISON_FIGURES = {"accuracy_by_culture": "fig_h1_accuracy", "confusion_differences": "fig_h1_confusions",
-                      "accuracy_by_person": "fig_h1_people",
-                      "region_differences": "fig_h2_regions",
+                      "accuracy_by_person": "fig_h1_people", "region_differences": "fig_h2_regions",
                       "pixel_difference": "fig_h2_pixel_difference", "transfer_matrix": "fig_transfer_matrix",
                       "cka": "fig_cka"}  # the comparison's figures (emofx.plotting.comparison) by their names here
 
@@ -229,10 +228,10 @@ def culture_tables(runs_by_culture: dict[str, list[Run]]) -> dict[str, pd.DataFr
     return tables
 
 
-def benchmark_histories(experiment_dir: str | os.PathLike) -> dict[str, list[pd.DataFrame]]:
-    """Learning histories of every 01_benchmark run's folds, by run name."""
+def benchmark_folds(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
+    """Every 01_benchmark run's fold runs, by run name."""
     runs = completed_runs(experiment_dir, BENCHMARK)
-    return {row["run"]: [load_run(Path(p).parent).history
+    return {row["run"]: [load_run(Path(p).parent)
                          for p in sorted((Path(row["run_dir"]) / RESULTS_DIR / FOLDS_DIR).rglob("metrics.json"))]
             for _, row in runs.iterrows()}
 
@@ -286,14 +285,19 @@ def _save(fig, path: Path) -> list[Path]:
     return save_figure(fig, path, formats=FORMATS)
 
 
-def _learning_curve_figure(groups: dict[str, list[pd.DataFrame]], what: str):
+def _learning_curve_figure(groups: dict[str, list[Run]], what: str):
+    """One panel per group, titled with the model its runs trained (a shrunken one said so)."""
     import matplotlib.pyplot as plt
 
+    from emofx.nets.model import model_sentence
     from emofx.plotting.curves import learning_curves
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 3.8), squeeze=False)
-    for ax, (name, histories) in zip(axes[0], groups.items()):
-        learning_curves(histories, ax=ax, title=f"{name}: mean ± std over {len(histories)} {what}")
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.1), squeeze=False)
+    for ax, (name, runs) in zip(axes[0], groups.items()):
+        shapes = sorted({(tuple(model["widths"]), model["dense_units"]) for run in runs
+                         if (model := run.metrics.get("config", {}).get("model"))})
+        words = "".join(f"\n{model_sentence(*shape)}" for shape in shapes)  # none recorded: no line
+        learning_curves([run.history for run in runs], ax=ax, title=f"{name}: mean ± std over {len(runs)} {what}{words}")
     fig.tight_layout()
     return fig
 
@@ -323,10 +327,10 @@ def _training_figures(experiment_dir: Path, out: Path) -> list[Path]:
 
 def _learning_curves(experiment_dir: Path, out: Path, notebooks: set[str]) -> list[Path]:
     if BENCHMARK in notebooks:
-        groups, what = benchmark_histories(experiment_dir), "folds"
+        groups, what = benchmark_folds(experiment_dir), "folds"
     else:
-        groups, what = {c: [r.history for r in rs] for c, rs in training_runs(experiment_dir).items()}, "trials"
-    groups = {name: histories for name, histories in groups.items() if histories}
+        groups, what = training_runs(experiment_dir), "trials"
+    groups = {name: runs for name, runs in groups.items() if runs}
     if not groups:
         raise FiguresError("no learning histories recorded")
     return _save(_learning_curve_figure(groups, what), out / "fig4_learning_curves")
@@ -353,7 +357,7 @@ def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> li
         table = pd.concat(summaries, ignore_index=True)
         first = ["culture", "method", "run"]
         written += write_table(table[[*first, *[c for c in table.columns if c not in first]]],
-                               out / "table5_saliency_regions")
+                               out / "table_saliency_regions")
     return written
 
 
@@ -470,7 +474,7 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
          lambda: _learning_curves(experiment_dir, out, notebooks)),
         ("table2_confusion_*, table4_misclassification", TRAINING, TRAINING in notebooks,
          lambda: _training_figures(experiment_dir, out)),
-        ("fig5_saliency_*, table5_saliency_regions", SALIENCY, SALIENCY in notebooks,
+        ("fig5_saliency_*, table_saliency_regions", SALIENCY, SALIENCY in notebooks,
          lambda: _saliency_figures(experiment_dir, out, faces)),
         ("fig7_modification", MODIFICATION, MODIFICATION in notebooks and faces,
          lambda: _modification_figures(experiment_dir, out)),

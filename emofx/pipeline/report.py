@@ -205,7 +205,7 @@ def _saliency(exp: Experiment, out: Path, faces: bool) -> str:
         "`--no-faces` draws them locally.")
     return text + f"\n\nShare of saliency mass per facial region, mean over the test images of the one model each " \
         f"saliency run explains ({_explained_models(runs)}; the H2 tests below use every trial's models):\n\n" + \
-        _table_file(out, "table5_saliency_regions")
+        _table_file(out, "table_saliency_regions")
 
 
 def _explained_models(runs: pd.DataFrame) -> str:
