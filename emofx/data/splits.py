@@ -1,8 +1,8 @@
 """Train/validation/test splits of a :class:`FaceDataset`, each reproducible from a seed.
 
 Kinds:
-- ``random``: the paper's protocol, K random class-stratified allocations (80/10/10 in the
-  reference code); trial k is allocation k.
+- ``random``: the paper's protocol, K random allocations (80/10/10 in the reference code, which
+  shuffles all images; emofx stratifies by class); trial k is allocation k.
 - ``subject``: subject-independent, no subject in two parts, stratified as far as the
   subjects allow (the default for ``auto`` whenever every image has a subject id and the
   source defines no split of its own).
