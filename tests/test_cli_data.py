@@ -236,3 +236,15 @@ def test_a_usage_error_is_one_line_with_where_to_look(capsys):
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.startswith(said) and len(err.strip().splitlines()) == 1, err
         assert "--help` lists the options" in err and "usage:" not in err
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line(monkeypatch, capsys):
+    """The command's modules are imported before it runs (seconds): a Ctrl-C then is not a traceback."""
+    import emofx.cli as cli
+
+    def slow_import(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_command_module", slow_import)
+    assert main(["info", "x.npz"]) == 130
+    assert capsys.readouterr().err == "emofx: interrupted\n"

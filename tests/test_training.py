@@ -330,3 +330,28 @@ def test_fit_says_what_it_takes(parts):
     small = resize_dataset(train, 20)
     with pytest.raises(ValueError, match=r"input_size 20 \(the images' side\) must be divisible by 8 .*--size 48"):
         fit(small, resize_dataset(val, 20), TrainConfig(epochs=1, batch_size=8), progress=False)
+
+
+def test_ctrl_c_saves_the_last_validation_and_resuming_ends_as_an_uninterrupted_run(result, parts, tmp_path,
+                                                                                     monkeypatch):
+    """The state written every ``state_every`` seconds may be older than the run's checkpoint: Ctrl-C writes the
+    last validation's state, so a resumed run goes on from there (not from further back, to a worse model)."""
+    from emofx.nets.train_state import read_progress
+
+    calls, real_chunk = [], training.make_train_chunk
+
+    def interrupted_in_the_third_epoch(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_chunk(*args)
+
+    monkeypatch.setattr(training, "make_train_chunk", interrupted_in_the_third_epoch)
+    path = tmp_path / "state.msgpack"
+    stopped = fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=float("inf"))
+    assert stopped.stop_reason == "interrupted" and list(stopped.history["step"]) == [0, 2, 4]
+    assert read_progress(path)["step"] == 4  # saved on schedule at step 2 only; Ctrl-C wrote step 4
+    monkeypatch.setattr(training, "make_train_chunk", real_chunk)
+    resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=float("inf"))
+    pd.testing.assert_frame_equal(resumed.history, result.history)
+    assert resumed.best_step == result.best_step and resumed.best_val_error == result.best_val_error

@@ -95,8 +95,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser(argv)  # imports the command's modules: seconds in which Ctrl-C may come
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("emofx: interrupted", file=sys.stderr)
+        return 130
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv else 2

@@ -41,12 +41,13 @@ from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.compilation import compile_seconds, process_seconds
 from emofx.nets.model import ModelConfig, model_variables, pixel_free, pixel_stats
 from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, learning_rate_schedule
+from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import training_targets
 from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
                                  chunk_lengths, describe_stop, evaluator_function, init_state, model_for,
-                                 snapshot, training_key, weighted_targets)
-from emofx.nets.train_state import history_row, improves
+                                 training_key, weighted_targets)
+from emofx.nets.train_state import history_row, improves, snapshot
 from emofx.nets.transfer import initial_variables
 
 
@@ -156,42 +157,44 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
     bar = tqdm(total=int(totals.sum()), desc=f"train {len(lanes)} lanes", unit="step", disable=not progress,
                leave=False)
     try:
-        while True:
-            running = np.array([r == "completed" for r in reasons]) & (steps < totals)
-            if not running.any():
-                break
-            limit = np.where(running, np.minimum(steps + intervals, totals), steps).astype(np.int32)
-            ticks = int((limit - steps).max())
-            tick = time.perf_counter()
-            pieces = []
-            for length in chunk_lengths(ticks, config.unroll_steps):
-                chunk = _lanes_chunk(shared, step_config, config.batch_size, length)
-                state, metrics = chunk(state, images, targets, data_keys, stats, n_train, spe, limit)
-                if np.isnan(ready_seconds):
-                    ready_seconds = process_seconds()
-                pieces.append((metrics["loss"], metrics["error"], metrics["active"]))
-            lane_losses, lane_errors, active = (np.concatenate(m, axis=1) for m in zip(*jax.device_get(pieces)))
-            step_seconds += time.perf_counter() - tick
-            bar.update(int((limit - steps).sum()))
-            errors, losses = validate(state)
-            for k in np.flatnonzero(running):
-                done = active[k]
-                train_losses, train_errors = lane_losses[k][done], lane_errors[k][done]
-                if not np.all(np.isfinite(train_losses)) or not np.isfinite(losses[k]):
-                    bad = np.flatnonzero(~np.isfinite(train_losses))
-                    reasons[k], steps[k] = "nan_loss", steps[k] + (bad[0] + 1 if len(bad) else len(train_losses))
-                    continue
-                steps[k] = limit[k]
-                rows[k].append(history_row(steps[k], spe[k], learning_rates[k][steps[k] - 1], train_losses,
-                                           train_errors, errors[k], losses[k]))
-                if improves(float(errors[k]), float(losses[k]), best[k]):
-                    best[k], since_best[k] = snapshot(_lane(state, k), int(steps[k]), float(errors[k]),
-                                                      float(losses[k])), 0
-                else:
-                    since_best[k] += 1
-                if config.patience and since_best[k] >= config.patience:
-                    reasons[k] = "early_stopping"
-            bar.set_postfix(val_err=f"{np.mean(errors):.3f}", refresh=False)  # drawn at the next update
+        with caught_interrupts() as stop_if_interrupted:
+            while True:
+                running = np.array([r == "completed" for r in reasons]) & (steps < totals)
+                if not running.any():
+                    break
+                limit = np.where(running, np.minimum(steps + intervals, totals), steps).astype(np.int32)
+                ticks = int((limit - steps).max())
+                tick = time.perf_counter()
+                pieces = []
+                for length in chunk_lengths(ticks, config.unroll_steps):
+                    stop_if_interrupted()  # a Ctrl-C that Python swallowed (in a callback) stops here
+                    chunk = _lanes_chunk(shared, step_config, config.batch_size, length)
+                    state, metrics = chunk(state, images, targets, data_keys, stats, n_train, spe, limit)
+                    if np.isnan(ready_seconds):
+                        ready_seconds = process_seconds()
+                    pieces.append((metrics["loss"], metrics["error"], metrics["active"]))
+                lane_losses, lane_errors, active = (np.concatenate(m, axis=1) for m in zip(*jax.device_get(pieces)))
+                step_seconds += time.perf_counter() - tick
+                bar.update(int((limit - steps).sum()))
+                errors, losses = validate(state)
+                for k in np.flatnonzero(running):
+                    done = active[k]
+                    train_losses, train_errors = lane_losses[k][done], lane_errors[k][done]
+                    if not np.all(np.isfinite(train_losses)) or not np.isfinite(losses[k]):
+                        bad = np.flatnonzero(~np.isfinite(train_losses))
+                        reasons[k], steps[k] = "nan_loss", steps[k] + (bad[0] + 1 if len(bad) else len(train_losses))
+                        continue
+                    steps[k] = limit[k]
+                    rows[k].append(history_row(steps[k], spe[k], learning_rates[k][steps[k] - 1], train_losses,
+                                               train_errors, errors[k], losses[k]))
+                    if improves(float(errors[k]), float(losses[k]), best[k]):
+                        best[k], since_best[k] = snapshot(_lane(state, k), int(steps[k]), float(errors[k]),
+                                                          float(losses[k])), 0
+                    else:
+                        since_best[k] += 1
+                    if config.patience and since_best[k] >= config.patience:
+                        reasons[k] = "early_stopping"
+                bar.set_postfix(val_err=f"{np.mean(errors):.3f}", refresh=False)  # drawn at the next update
     except KeyboardInterrupt:
         reasons = ["interrupted" if r == "completed" and s < t else r for r, s, t in zip(reasons, steps, totals)]
     finally:

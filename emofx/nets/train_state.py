@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from emofx.data.paths import atomic_write
@@ -58,6 +59,12 @@ def history_row(step: int, steps_per_epoch: int, lr: float, train_losses: np.nda
 def improves(val_error: float, val_loss: float, best: Mapping[str, Any]) -> bool:
     """Whether a validation beats the ``best`` so far: a lower error, ties broken by a lower loss."""
     return (val_error, val_loss) < (best["error"], best["loss"])
+
+
+def snapshot(state: Any, step: int, error: float, loss: float) -> dict[str, Any]:
+    """A copy of the state's parameters and running statistics with their validation scores."""
+    return dict(params=jax.tree.map(jnp.copy, state.params), batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
+                step=step, error=error, loss=loss)
 
 
 def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, key: jax.Array,
@@ -148,3 +155,4 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot record {type(value).__name__} in a training state")
+

@@ -15,7 +15,8 @@ the first validation and then at the first validation after every ``state_every`
 resumes from it: a resumed run ends with the numbers of an uninterrupted one
 (:mod:`emofx.nets.train_state`). Writing it is not free (0.16 s for the paper CNN on a 2-core
 CPU: 3 s of a 20-epoch KDEF run of 90 s), so short epochs do not each pay for it; a killed run
-loses at most about ``state_every`` seconds of training.
+loses at most about ``state_every`` seconds of training, an interrupted one (Ctrl-C) the steps since its
+last validation.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainC
                                      cross_entropy, learning_rate_schedule, make_optimizer)
 from emofx.nets.precision import at_precision, precision_for
 from emofx.nets.targets import agreement_weights, training_targets
-from emofx.nets.train_state import LoopProgress, history_row, improves, load_training_state, save_training_state
+from emofx.nets.interrupts import caught_interrupts
+from emofx.nets.train_state import (LoopProgress, history_row, improves, load_training_state, save_training_state,
+                                     snapshot)
 from emofx.nets.transfer import initial_variables
 
 __all__ = ["DENSE_LAYERS", "SCHEDULES", "StepConfig", "TrainConfig", "TrainingError", "cross_entropy",
@@ -374,48 +377,54 @@ def fit(
         bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
         ready_seconds, last_save = float("nan"), -math.inf
     first_chunk.join()
+    unsaved = None  # the state at the last validation while not written: Ctrl-C writes it (resumed from there)
     try:
-        while stop_reason == "completed" and loop.step < total_steps:
-            n_steps = min(eval_every, total_steps - loop.step)
-            tick = time.perf_counter()
-            pieces = []
-            for length in chunk_lengths(n_steps, config.unroll_steps):
-                chunk = make_train_chunk(model_config, config, spe, length)
-                state, metrics = chunk(state, images, targets, data_key, stats, n_train)
-                if np.isnan(ready_seconds):  # the first chunk is compiled and dispatched (it runs asynchronously)
-                    ready_seconds = process_seconds()
-                pieces.append((metrics["loss"], metrics["error"]))
-                if len(pieces) > 1:  # the bar follows finished chunks while the next one is queued
-                    bar.update(len(jax.block_until_ready(pieces[-2][0])))
-            losses, errors = (np.concatenate(m) for m in zip(*jax.device_get(pieces)))
-            step_seconds += time.perf_counter() - tick
-            bar.update(len(pieces[-1][0]))
-            if not np.all(np.isfinite(losses)):
-                first_bad = int(np.argmin(np.isfinite(losses)))
-                stop_reason, loop.step = "nan_loss", loop.step + first_bad + 1
-                break
-            loop.step += n_steps
-            val_error, val_loss = validate(state)
-            if not np.isfinite(val_loss):  # parameters so large that the logits overflow
-                stop_reason = "nan_loss"
-                break
-            loop.rows.append(history_row(loop.step, spe, learning_rates[loop.step - 1], losses, errors, val_error,
-                                         val_loss))
-            bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}", refresh=False)
-            if improves(val_error, val_loss, loop.best):
-                loop.best, loop.since_best = snapshot(state, loop.step, val_error, val_loss), 0
-            else:
-                loop.since_best += 1
-            if state_path is not None and time.perf_counter() - last_save >= state_every:
-                last_save = time.perf_counter()
-                loop.seconds = earlier_seconds + last_save - started
-                loop.step_seconds = step_seconds
-                loop.compile_seconds = loop_compile_seconds + compile_seconds() - compiled_before
-                save_training_state(state_path, state_tag, state, data_key, loop)
-            if config.patience and loop.since_best >= config.patience:
-                stop_reason = "early_stopping"
+        with caught_interrupts() as stop_if_interrupted:
+            while stop_reason == "completed" and loop.step < total_steps:
+                n_steps = min(eval_every, total_steps - loop.step)
+                tick = time.perf_counter()
+                pieces = []
+                for length in chunk_lengths(n_steps, config.unroll_steps):
+                    stop_if_interrupted()  # a Ctrl-C that Python swallowed (in a callback) stops here
+                    chunk = make_train_chunk(model_config, config, spe, length)
+                    state, metrics = chunk(state, images, targets, data_key, stats, n_train)
+                    if np.isnan(ready_seconds):  # the first chunk is compiled and dispatched (it runs asynchronously)
+                        ready_seconds = process_seconds()
+                    pieces.append((metrics["loss"], metrics["error"]))
+                    if len(pieces) > 1:  # the bar follows finished chunks while the next one is queued
+                        bar.update(len(jax.block_until_ready(pieces[-2][0])))
+                losses, errors = (np.concatenate(m) for m in zip(*jax.device_get(pieces)))
+                step_seconds += time.perf_counter() - tick
+                bar.update(len(pieces[-1][0]))
+                if not np.all(np.isfinite(losses)):
+                    first_bad = int(np.argmin(np.isfinite(losses)))
+                    stop_reason, loop.step = "nan_loss", loop.step + first_bad + 1
+                    break
+                loop.step += n_steps
+                val_error, val_loss = validate(state)
+                if not np.isfinite(val_loss):  # parameters so large that the logits overflow
+                    stop_reason = "nan_loss"
+                    break
+                loop.rows.append(history_row(loop.step, spe, learning_rates[loop.step - 1], losses, errors, val_error,
+                                             val_loss))
+                bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}", refresh=False)
+                if improves(val_error, val_loss, loop.best):
+                    loop.best, loop.since_best = snapshot(state, loop.step, val_error, val_loss), 0
+                else:
+                    loop.since_best += 1
+                if state_path is not None:
+                    loop.seconds, loop.step_seconds = earlier_seconds + time.perf_counter() - started, step_seconds
+                    loop.compile_seconds = loop_compile_seconds + compile_seconds() - compiled_before
+                    unsaved = (jax.tree.map(jnp.copy, state), replace(loop, rows=list(loop.rows)))
+                    if time.perf_counter() - last_save >= state_every:
+                        last_save, unsaved = time.perf_counter(), None
+                        save_training_state(state_path, state_tag, state, data_key, loop)
+                if config.patience and loop.since_best >= config.patience:
+                    stop_reason = "early_stopping"
     except KeyboardInterrupt:
         stop_reason = "interrupted"
+        if unsaved is not None:
+            save_training_state(state_path, state_tag, unsaved[0], data_key, unsaved[1])
     finally:
         bar.close()
 
@@ -489,9 +498,3 @@ def best_model(model_config: ModelConfig, best: Mapping[str, Any], classes: tupl
                         info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
                               "best_step": best["step"]},
                         batch_stats=jax.device_get(best["batch_stats"]))
-
-
-def snapshot(state: TrainState, step: int, error: float, loss: float) -> dict[str, Any]:
-    """A copy of the state's parameters and running statistics with their validation scores."""
-    return dict(params=jax.tree.map(jnp.copy, state.params), batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
-                step=step, error=error, loss=loss)
