@@ -191,6 +191,26 @@ def test_report_without_faces_draws_no_face_figure(studies, tmp_path):
     assert "not included here" in (out / report.REPORT_MD).read_text()
 
 
+def test_a_report_never_deletes_files_it_did_not_draw(studies, tmp_path, capsys):
+    """A report replaces its figures/ folder whole: a folder holding the user's own files is refused, with or without
+    --overwrite, and nothing in it is touched; the report's own figures are replaced as before."""
+    out = tmp_path / "results"
+    mine = out / "figures" / "my_figure.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["report", str(studies["kdef_vs_taiwanese"]), "--out", str(out), "--no-faces", *overwrite]) == 2
+        assert "holds files no emofx report drew (my_figure.png)" in capsys.readouterr().err
+        assert mine.read_bytes() == b"mine" and not (out / report.REPORT_MD).exists()
+    mine.unlink()
+    report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
+    (out / "figures" / "notes" / "to_self.txt").parent.mkdir()
+    (out / "figures" / "notes" / "to_self.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match=r"notes/to_self.txt"):
+        report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
+    assert (out / "figures" / "notes" / "to_self.txt").read_text() == "keep"
+
+
 def test_report_regenerates_byte_for_byte(studies, tmp_path):
     """Two reports from the same runs are the same files (figures included) but for the date in the title."""
     first, second = tmp_path / "first", tmp_path / "second"

@@ -75,3 +75,12 @@ def record_output(out: Path, experiment_dir: Path, earlier: set[str], written: s
     manifest = {"experiment": experiment_name(experiment_dir), "from": _relative_source(experiment_dir, out),
                 "files": files}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def foreign_files(out: Path) -> list[str]:
+    """The files under ``out`` (relative paths) that its manifest does not list as drawn: all of them without one."""
+    if not out.is_dir():
+        return []
+    drawn = set(_read_manifest(out / MANIFEST).get("files", [])) | {MANIFEST}
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if not p.is_dir() and p.relative_to(out).as_posix() not in drawn)

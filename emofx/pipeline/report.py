@@ -25,6 +25,7 @@ from emofx.pipeline import report_text
 from emofx.pipeline.html import markdown_to_html
 from emofx.pipeline.figures import MODIFICATION, RUN_DIR, SALIENCY, mean_std_text, regenerate
 from emofx.pipeline.figures import markdown_table as _md
+from emofx.pipeline.figure_output import foreign_files
 from emofx.pipeline.report_beside import beside_section
 from emofx.pipeline.report_records import Experiment, protocol_of
 from emofx.pipeline.results import NOT_PLANNED, RESULTS_DIR, read_json
@@ -392,11 +393,19 @@ def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, f
 
     An earlier report's ``figures/`` is replaced whole (kept aside until the new report is written,
     and put back if writing fails), so no figure of it stays behind: with ``faces=False`` no face
-    figure of an earlier run with faces survives into a folder that gets published."""
+    figure of an earlier run with faces survives into a folder that gets published. A ``figures/``
+    holding files no report drew (by its manifest) is refused: they would be lost with it."""
     experiment_dir, out = Path(experiment_dir), Path(out)
     exp = Experiment(experiment_dir)
     other = Experiment(Path(beside)) if beside is not None else None
     figures, previous = out / FIGURES_DIR, out / f".{FIGURES_DIR}.previous"
+    if figures.exists() and not figures.is_dir():
+        raise FileExistsError(f"{figures} exists and is not a folder: the report writes its figures there; move it "
+                              "or choose another --out")
+    if foreign := foreign_files(figures):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise FileExistsError(f"{figures} holds files no emofx report drew ({shown}); a report replaces that folder "
+                              "whole, so move them elsewhere or choose another --out")
     shutil.rmtree(previous, ignore_errors=True)
     if figures.exists():
         figures.rename(previous)
