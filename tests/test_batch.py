@@ -80,12 +80,15 @@ def test_sweep_runs_every_combination_then_skips_and_redoes_only_what_is_missing
     shutil.rmtree(run_dir)
     interrupted = experiment.directory / "tiny" / "x=1__label=a"
     (interrupted / "status.json").unlink()
+    (interrupted / "my_notes.txt").write_text("mine")  # a user's file beside the run: redoing it keeps it
+    (interrupted / "results" / "stale.csv").write_text("old")  # results/ is the notebook's: replaced whole
     assert len(results.read_runs(experiment.directory)) == 2
     redo = batch.run_experiment(experiment, progress=False)[0]
     redone = {o.name: o.previous for o in redo.outcomes if o.status == "ok"}
     assert redone == {"x=2__label=b": "new", "x=1__label=a": "interrupted"}
     assert redo.count("skipped") == 2
     assert len(results.read_runs(experiment.directory)) == 4
+    assert (interrupted / "my_notes.txt").read_text() == "mine" and not (interrupted / "results" / "stale.csv").exists()
 
 
 def test_kernels_talk_over_encrypted_sockets_without_warning(notebook, tmp_path, capfd):

@@ -10,7 +10,7 @@ or every sweep of an experiment file, in order:
 
 Each run goes to RUNS_DIR/EXPERIMENT/NOTEBOOK/PARAMETER-SET/ (the executed notebook, its
 results/ and status.json). Completed runs with the same parameters are skipped; interrupted,
-failed or changed ones are redone. Exit status 1 when any run failed or lost its worker.
+failed or changed ones are redone (those three replaced; other files in the folder stay). Exit status 1 when any run failed or lost its worker.
 
 With --executor dask every run is a Dask task: on a local cluster (--workers processes), on a
 running scheduler (--scheduler ADDRESS), or on SLURM/PBS jobs (--cluster slurm --cluster-config

@@ -219,7 +219,8 @@ def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
 
 
 def execute_run(spec: RunSpec) -> RunOutcome:
-    """Execute one run from scratch; always ends by writing its status (unless killed).
+    """Execute one run from scratch (its earlier results/ and executed notebook replaced, other files in its
+    folder kept); always ends by writing its status (unless killed).
 
     The old marker is removed first, so a crash at any later point leaves no marker and
     the run is redone next time. Errors in the notebook are recorded, not raised.
@@ -239,8 +240,11 @@ def execute_run(spec: RunSpec) -> RunOutcome:
         os.environ[COMPILATION_CACHE_ENV] = str(Path(cache_setting).expanduser().resolve())
     run_dir = Path(spec.run_dir)
     (run_dir / STATUS_FILE).unlink(missing_ok=True)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    # what an earlier execution wrote goes (results/ is the notebook's); files of the user's beside them stay
+    (run_dir / spec.notebook.name).unlink(missing_ok=True)
+    if (run_dir / RESULTS_DIR).is_dir() and not (run_dir / RESULTS_DIR).is_symlink():
+        shutil.rmtree(run_dir / RESULTS_DIR)
+    (run_dir / RESULTS_DIR).unlink(missing_ok=True)  # a file or link of that name
     (run_dir / RESULTS_DIR).mkdir(parents=True)
     started = time.time()
     error: dict[str, Any] | None = None
