@@ -101,6 +101,24 @@ def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_sp
     assert len(load_runs(tmp_path)) == 1
 
 
+def test_overwrite_refuses_to_leave_earlier_runs_beside_the_new_ones(data_files, tmp_path, capsys):
+    """`--trials 1 --overwrite` over three trials, or one run over a folder of trials, would leave runs that compare
+    and info read with the new ones: refused, nothing touched."""
+    out = tmp_path / "runs"
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--epochs", "1"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for fewer in (["--trials", "1"], ["--trial", "1", "--trials", "1"]):
+        assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, *fewer, "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert "holds 2 earlier run(s) that this training would not replace (trial-0, trial-1)" in err
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trial", "1", "--trials", "3",
+                 "--overwrite", "--epochs", "1"]) == 2
+    assert "(trial-0)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--epochs", "1",
+                 "--overwrite"]) == 0  # the same runs again: replaced
+
+
 def _evaluate_json(capsys, *arguments: str) -> dict:
     capsys.readouterr()
     assert main(["evaluate", *arguments, "--json"]) == 0

@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
                          culture=args.culture) for trial in range(args.trial, args.trial + args.trials)]
     else:
         plans = []
+    if args.overwrite:
+        _refuse_runs_left_beside(Path(args.out), [plan.directory for plan in plans] or [Path(args.out)])
     if plans:
         side_by_side = False if args.resume else {"auto": None, "yes": True, "no": False}[args.side_by_side]
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
@@ -218,6 +220,20 @@ def run(args: argparse.Namespace) -> int:
                 print(f"emofx train: {result.stop_message}", file=sys.stderr)
         return EXIT_NAN
     return EXIT_INTERRUPTED if "interrupted" in reasons else 0
+
+
+def _refuse_runs_left_beside(out: Path, replaced: list[Path]) -> None:
+    """--overwrite replaces the runs it trains; earlier runs under --out that it would not replace (more trials,
+    other seeds, or runs inside a single run's folder) would be read with the new ones by compare and info."""
+    from emofx.study.runs import RunError, find_runs
+
+    kept = {Path(p).resolve() for p in replaced}
+    left = [p for p in (find_runs(out) if out.is_dir() else []) if p.resolve() not in kept]
+    if left:
+        names = ", ".join(str(p.relative_to(out)) for p in left[:3]) + (" ..." if len(left) > 3 else "")
+        raise RunError(f"{out} holds {len(left)} earlier run(s) that this training would not replace ({names}); "
+                       "`emofx compare` and `emofx info` would read them with the new ones: remove them, or choose "
+                       "another --out")
 
 
 def _ready(metrics: dict) -> str:
