@@ -190,6 +190,10 @@ def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, caps
     at = argv.index("--out") + 1
     assert main([*argv[:at], str(taken), *argv[at + 1:]]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err and taken.read_text() == "mine"
+    (out / "my_notes.txt").write_text("mine")  # --overwrite without figures: none of the earlier ones stays
+    assert main([*argv, "--overwrite", "--no-figures", "--permutations", "9", "--bootstrap", "9"]) == 0
+    assert not list(out.glob("*.png")) and (out / "my_notes.txt").read_text() == "mine"
+    assert json.loads((out / "summary.json").read_text())["config"]["n_boot"] == 9  # the new comparison
 
 
 def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):

@@ -24,13 +24,13 @@ import json
 import sys
 from pathlib import Path
 
-from emofx.cli.saliency import at_least_one, refuse_to_overwrite
+from emofx.cli.saliency import at_least_one, clear_outputs, refuse_to_overwrite
 from emofx.data.dataset import FaceDataset
 from emofx.data.paths import given_twice
 from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
 from emofx.explain.saliency import METHODS as SALIENCY_METHODS
-from emofx.plotting.comparison import save_comparison_figures
+from emofx.plotting.comparison import FIGURE_NAMES, save_comparison_figures
 from emofx.study.comparison import compare, json_ready
 from emofx.study.cultures import CORRECTIONS, UNITS, CompareConfig, CultureRuns
 
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if a.name == b.name:
         raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")
     result = compare(a, b, regions_a, regions_b, config)
+    clear_outputs(Path(args.out), [*(f"{name}.png" for name in FIGURE_NAMES), *(f"{name}.csv" for name in result.tables),
+                                   "pixel_difference.npz", "summary.json"])  # an earlier comparison's, figures too
     result.save(args.out)
     if not args.no_figures:
         save_comparison_figures(result, args.out)

@@ -167,6 +167,10 @@ def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
     return fig
 
 
+FIGURE_NAMES = ("accuracy_by_culture", "confusion_differences", "accuracy_by_person", "region_differences",
+                "pixel_difference", "transfer_matrix", "cka")  # every figure comparison_figures may draw
+
+
 def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
                        names: tuple[str, str]) -> dict[str, Figure]:
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
