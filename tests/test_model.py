@@ -144,3 +144,21 @@ def test_a_numpy_integer_seed_initialises_as_the_same_python_integer():
     config = ModelConfig(num_classes=2, widths=(4, 8, 8), dense_units=8)
     for mine, theirs in zip(jax.tree.leaves(init_params(config, np.int64(3))), jax.tree.leaves(init_params(config, 3))):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_the_device_names_the_cores_this_process_may_use():
+    """CPU training's last digits depend on the cores XLA may use: a run restricted by taskset says so."""
+    import os
+    import re
+
+    from emofx.nets.checkpoint import device_description
+
+    cores = os.sched_getaffinity(0)
+    assert re.fullmatch(rf".+ \({len(cores)}( of {os.cpu_count()})? cores\)", device_description())
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {min(cores)})
+        try:
+            assert device_description().endswith(f"(1 of {os.cpu_count()} cores)")
+        finally:
+            os.sched_setaffinity(0, cores)
+

@@ -41,11 +41,13 @@ class CheckpointError(ValueError):
 
 
 def device_description() -> str:
-    """The device computations run on and the CPU count, e.g. ``cpu (2 cores)`` or ``NVIDIA H200 (16 cores)``:
-    recorded with every run so that its times can be read."""
+    """The device computations run on and the cores this process may use, e.g. ``cpu (2 cores)``, ``cpu (1 of 2
+    cores)`` (``taskset``) or ``NVIDIA H200 (16 cores)``: recorded with every run so that its times can be read,
+    and because CPU training's last digits depend on the cores XLA spreads its sums over."""
     device = jax.devices()[0]
     name = device.platform if device.platform == "cpu" else device.device_kind
-    return f"{name} ({os.cpu_count()} cores)"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({usable} cores)" if usable == os.cpu_count() else f"{name} ({usable} of {os.cpu_count()} cores)"
 
 
 def source_revision(package: Path | None = None) -> str:
