@@ -119,6 +119,22 @@ def test_smoothgrad_noise_follows_the_seed(model, images):
     assert not np.allclose(a, c)
 
 
+def test_smoothgrad_noise_follows_the_image_not_its_place_among_those_explained(model, images, float32_tolerance,
+                                                                               assert_close_to_scale):
+    """With ``image_ids`` (e.g. indices into a dataset) an image gets the same noise whichever others come with it."""
+    targets = np.zeros(len(images), np.int32)
+    ids = np.arange(10, 10 + len(images))
+    every = saliency.attribute(model, images, targets, "smoothgrad", n_samples=2, seed=1, image_ids=ids)
+    some = saliency.attribute(model, images[3:], targets[3:], "smoothgrad", n_samples=2, seed=1, image_ids=ids[3:],
+                              batch_size=1)
+    scale = float(np.abs(every).max())
+    assert_close_to_scale(some / scale, every[3:] / scale, float32_tolerance, "smoothgrad")
+    by_place = saliency.attribute(model, images[3:], targets[3:], "smoothgrad", n_samples=2, seed=1)
+    assert not np.allclose(by_place, every[3:])  # without ids the noise follows the position
+    with pytest.raises(ValueError, match="one image id per image"):
+        saliency.smoothgrad(model, images, targets, n_samples=2, image_ids=ids[:2])
+
+
 def test_occlusion_patches_cover_every_pixel():
     patches = saliency.occlusion_patches(16, patch=6, stride=4)
     assert patches.shape[1:] == (16, 16)

@@ -250,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
     model = held.model
     targets = resolve_targets(model, data.images, args.target, labels)
     options = method_options(args)
+    # SmoothGrad: an image's noise follows the image (its index in --data), not its place among those chosen
+    ids = {"image_ids": indices} if args.method == "smoothgrad" else {}
     score = explained_score(args.method, options)
     signal, skipped_regions = None, ""
     if "region_masks" in data.extras:  # known before any work, so nothing is left half-written
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             skipped_regions = f"region scores skipped: {err}"
     regions = None if args.regions == "none" else face_regions(data, args.regions, progress=not args.quiet)
-    maps = attribute(model, data.images, targets, args.method, progress=not args.quiet, **options)
+    maps = attribute(model, data.images, targets, args.method, progress=not args.quiet, **options, **ids)
     predictions = model.predict(data.images)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
                                   "max_absolute_error": float(check["absolute_error"].max()),
                                   "share_within_5_percent": float((error <= 0.05).mean())}
     if args.sanity:
-        scores.update(sanity_checks(model, data.images, targets, maps, args, options, out))
+        scores.update(sanity_checks(model, data.images, targets, maps, args, {**options, **ids}, out))
     (out / "scores.json").write_text(json.dumps(json_ready(scores), indent=2))  # NaN (e.g. no image right) -> null
     summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
     print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))

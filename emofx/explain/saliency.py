@@ -250,11 +250,12 @@ def guided_backprop(model: TrainedModel, images: np.ndarray, targets: np.ndarray
 
 def smoothgrad(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray, score: str = "probability", base: str = "gradient",
-    n_samples: int = 25, noise_level: float = 0.15, seed: int = 0, first_index: int = 0,
+    n_samples: int = 25, noise_level: float = 0.15, seed: int = 0, image_ids: np.ndarray | None = None,
 ) -> jax.Array:
     """Mean gradient over ``n_samples`` noisy copies (Smilkov et al. 2017); noise std is
-    ``noise_level`` x the image's value range. ``base`` is ``gradient`` or ``guided``. The
-    noise of image i depends only on (``seed``, ``first_index + i``), not on batching."""
+    ``noise_level`` x the image's value range. ``base`` is ``gradient`` or ``guided``. The noise of
+    an image depends only on ``seed`` and its id in ``image_ids`` (e.g. its index in its dataset;
+    default: its position), not on batching or on which other images are explained."""
     _check_score(score)
     if base not in ("gradient", "guided"):
         raise ValueError(f"smoothgrad base must be 'gradient' or 'guided'; got {base!r}")
@@ -264,7 +265,10 @@ def smoothgrad(
         raise ValueError(f"smoothgrad's noise_level (the noise's std as a share of the value range) must be >= 0 and "
                          f"finite; got {noise_level}")
     images, targets = _inputs(model, images, targets)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), first_index + jnp.arange(len(images)))
+    ids = jnp.arange(len(images)) if image_ids is None else jnp.asarray(image_ids, jnp.uint32)
+    if ids.shape != (len(images),):
+        raise ValueError(f"smoothgrad needs one image id per image ({len(images)}); got shape {ids.shape}")
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), ids)
     activation = "guided" if base == "guided" else "relu"
     return _smoothgrad_core(*_compiled(model), images, targets, keys,
                             jnp.float32(noise_level), activation, score, int(n_samples))
@@ -347,7 +351,8 @@ def attribute(
 
     Images go through in batches of ``batch_size`` (the last one padded, so every batch
     reuses one compilation); ``options`` are the method's keyword arguments, and an option that
-    holds one image per input image (an (N, H, W) integrated-gradients baseline) is batched with them.
+    holds one image per input image (an (N, H, W) integrated-gradients baseline, SmoothGrad's ``image_ids``) is
+    batched with them.
     """
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
@@ -363,8 +368,10 @@ def attribute(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
     size = min(batch_size, n)
+    if method == "smoothgrad":  # each image's noise from its id (default: its position), whatever the batch
+        options = {**options, "image_ids": np.asarray(options.get("image_ids", np.arange(n)))}
     per_image = {name: np.asarray(value) for name, value in options.items()
-                 if np.ndim(value) == images.ndim and len(value) == n}
+                 if (name == "image_ids" or np.ndim(value) == images.ndim) and np.ndim(value) and len(value) == n}
     out = []
     for start in tqdm(range(0, n, size), desc=f"saliency ({method})", disable=not progress, leave=False):
         def rows(array: np.ndarray) -> np.ndarray:  # this batch's rows, the last repeated to a full batch
@@ -372,8 +379,7 @@ def attribute(
             return np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
 
         batch_options = {**options, **{name: rows(value) for name, value in per_image.items()}}
-        extra = {"first_index": start} if method == "smoothgrad" else {}
-        maps = METHODS[method](model, rows(images), rows(targets), **batch_options, **extra)
+        maps = METHODS[method](model, rows(images), rows(targets), **batch_options)
         out.append(np.asarray(maps, np.float32)[: min(size, n - start)])
     return np.concatenate(out)
 

@@ -72,7 +72,8 @@ def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareCon
         data = runs.dataset.subset(indices)
         model = runs.models[trial]
         targets = np.array([model.classes.index(name) for name in data.label_names], np.int32)  # the model's order
-        noise = {"seed": config.seed + trial} if config.saliency_method == "smoothgrad" else {}  # from the seed too
+        # SmoothGrad's noise from the seed and each image's index: an image tested by two trials gets the same noise
+        noise = {"seed": config.seed, "image_ids": indices} if config.saliency_method == "smoothgrad" else {}
         maps = attribute(model, data.images, targets, method=config.saliency_method, **noise)
         shares = region_shares(maps, regions.masks[indices])
         frame = pd.DataFrame(shares, columns=list(regions.region_names))
