@@ -183,6 +183,13 @@ def test_refuses_bad_inputs_with_one_line_messages(run_dir, data_files, tmp_path
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing-here")]) == 2
     assert "nothing-here: no such run directory" in capsys.readouterr().err
+    assert main(["evaluate", str(data_files["train"])]) == 2  # a dataset where a run is expected
+    assert "a.npz: a file, not a run directory" in capsys.readouterr().err
+    foreign = tmp_path / "foreign_history"
+    shutil.copytree(run_dir, foreign)
+    (foreign / "history.csv").write_text("a;b\n1;2\n")
+    assert main(["evaluate", str(foreign)]) == 2
+    assert "corrupt run file (history.csv: no column step, epoch, train_error" in capsys.readouterr().err
     assert main(["evaluate", str(occupied)]) == 2
     assert "not a complete emofx run (missing metrics.json" in capsys.readouterr().err
     assert main(["evaluate", str(run_dir), str(run_dir.parent / ".." / run_dir.parent.name / run_dir.name)]) == 2

@@ -51,7 +51,7 @@ def record_training(results: Path, confusion: list[list[int]], trial: int) -> No
     errors = {c: 100 * (1 - counts[i, i] / counts[i].sum()) for i, c in enumerate(CLASSES)}
     errors["total"] = 100 * (1 - np.trace(counts) / counts.sum())
     (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "confusion": confusion, "per_class_error": errors}))
-    pd.DataFrame({"step": [0, 10, 20], "train_error": [np.nan, 0.5 - 0.1 * trial, 0.3],
+    pd.DataFrame({"step": [0, 10, 20], "epoch": [0, 1, 2], "train_error": [np.nan, 0.5 - 0.1 * trial, 0.3],
                   "val_error": [0.8, 0.6, 0.4 + 0.1 * trial]}).to_csv(run / "history.csv", index=False)
     split = Split(train=np.arange(5), val=np.arange(5, 7), test=np.arange(7, 10), kind="random", seed=0, trial=trial,
                   fractions=(0.5, 0.2, 0.3), n_images=10)
@@ -212,7 +212,7 @@ def test_an_experiment_of_the_same_name_elsewhere_is_another_experiment(experime
     assert json.loads((out / figure_output.MANIFEST).read_text())["from"] == "../papermill_runs/exp"
 
 
-def test_damaged_records_are_named_and_a_run_left_out_is_said(experiment, tmp_path, capsys):
+def test_damaged_records_are_named_and_a_run_left_out_is_said(experiment, tmp_path, capsys, monkeypatch):
     """A damaged status.json leaves its run out with a warning, never silently (the averages would change
     unannounced; the report's own line: tests/test_study.py); results.json or metrics.json holding JSON that is
     not an object is an error naming the file, not an AttributeError."""
@@ -239,6 +239,15 @@ def test_damaged_records_are_named_and_a_run_left_out_is_said(experiment, tmp_pa
             load_run(metrics.parent)
         drawn = figures.regenerate(experiment, tmp_path / f"figures_{len(problem)}")  # that group fails, named
         assert drawn.query("status == 'failed'")["files"].str.contains(f"RunError: .*metrics.json:? {problem}").any()
+    from emofx.data.paths import read_json_record
+    from emofx.pipeline import report
+
+    metrics.write_text('{"classes": ["an')  # a record cut short: the report says which run to do again, and how
+    monkeypatch.setattr(report, "write_report", lambda *args, **kwargs: read_json_record(metrics))  # as it reads
+    capsys.readouterr()
+    assert main(["report", str(experiment), "--out", str(tmp_path / "report"), "--no-faces"]) == 2
+    assert ("metrics.json is not readable JSON" in (err := capsys.readouterr().err) and "the run that wrote it is "
+            "damaged: run it again (delete the run's status.json" in err)
 
 
 def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):

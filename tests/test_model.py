@@ -84,6 +84,9 @@ def test_saving_over_a_checkpoint_needs_overwrite(tiny_model, tmp_path):
     assert (folder / PARAMS_FILE).read_bytes() != before and not (folder / BATCH_STATS_FILE).exists()
     images = np.random.default_rng(1).integers(0, 256, (4, 48, 48), dtype=np.uint8)
     np.testing.assert_array_equal(TrainedModel.load(folder).predict_proba(images), other.predict_proba(images))
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)  # a run folder: its model lives in checkpoint/
+    with pytest.raises(FileExistsError, match="is a run folder"):
+        other.save(tmp_path / "run", overwrite=True)
 
 
 def test_checkpoint_refuses_other_architecture_or_classes(tiny_model, tmp_path):

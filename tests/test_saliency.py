@@ -222,6 +222,14 @@ def test_inputs_a_model_would_misread_are_refused_with_what_to_do(model, images)
             call("runs/some-run", images, targets)
     with pytest.raises(TypeError, match="config must be a ModificationConfig \\(e.g. .*\\); got dict"):
         modify(model, images, targets, {"steps": 2})
+    from emofx.data.synthetic import make_synthetic
+
+    faces = make_synthetic("eyes", n_per_class=2, size=16, classes=CLASSES)
+    for call in (lambda: saliency.attribute(model, faces, faces.label_names), lambda: model.predict_proba(faces),
+                 lambda: modify(model, faces, faces.label_names, ModificationConfig(steps=1))):
+        with pytest.raises(TypeError, match="give a dataset's images \\(dataset.images\\) and, as targets, its "
+                                            "dataset.label_names; got the FaceDataset itself"):
+            call()
     with pytest.raises(ValueError, match="no images to modify"):  # not an all-NaN summary
         modify(model, images[:0], targets[:0], ModificationConfig(steps=1))
     with pytest.raises(ValueError, match="baseline must be uint8 pixels or floats in \\[0, 1\\]"):

@@ -134,6 +134,15 @@ def test_empty_class_in_a_part_is_an_error_naming_class_and_part():
         make_split(_labels_only(["happy"] * 50 + ["afraid"] * 5, subjects), "subject")
 
 
+def test_many_empty_classes_are_summed_up_after_three():
+    """Two people for seven classes: 14 class-part pairs empty, three named and the rest counted (one line to read)."""
+    faces = make_synthetic("eyes", n_per_class=6, seed=0)
+    with pytest.raises(SplitError) as error:
+        make_split(faces, "subject")
+    message = str(error.value)
+    assert message.count(" images in the ") == 3 and "; and 4 more such (2 people are too few" in message
+
+
 def test_a_negative_seed_is_named():
     ds = _labels_only(["happy"] * 20 + ["sad"] * 20)
     with pytest.raises(SplitError, match="seed and trial of a split must be >= 0; got seed -1"):

@@ -355,3 +355,12 @@ def test_ctrl_c_saves_the_last_validation_and_resuming_ends_as_an_uninterrupted_
     resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=float("inf"))
     pd.testing.assert_frame_equal(resumed.history, result.history)
     assert resumed.best_step == result.best_step and resumed.best_val_error == result.best_val_error
+
+
+def test_a_damaged_training_state_says_how_to_start_afresh(tmp_path):
+    from emofx.nets.train_state import TrainStateError, load_training_state
+
+    path = tmp_path / "training_state.msgpack"
+    path.write_bytes(b"\xc1 half a file")
+    with pytest.raises(TrainStateError, match=r"is corrupt \(.*\); train the run afresh \(emofx train --overwrite\)"):
+        load_training_state(path, {}, None, None)

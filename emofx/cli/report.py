@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emofx.data.paths import RecordError
     from emofx.pipeline.report import results_exist, write_report
 
     if not args.experiment.is_dir():
@@ -37,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
                               "figures/): choose another --out")
     if results_exist(args.out) and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds a report; pass --overwrite to replace it")
-    for path in write_report(args.experiment, args.out, faces=args.faces, beside=args.beside):
+    try:
+        written = write_report(args.experiment, args.out, faces=args.faces, beside=args.beside)
+    except RecordError as err:  # a run's record damaged after its status said ok
+        raise RecordError(f"{err}; the run that wrote it is damaged: run it again (delete the run's status.json, then "
+                          "`emofx batch` with the experiment's configuration)") from None
+    for path in written:
         print(f"wrote {path}")
     return 0

@@ -352,5 +352,5 @@ def _check_classes(dataset: FaceDataset, split: Split) -> None:
                 "(synthetic faces: n_per_class of at least 11, 5 images a person), kind 'random', or other fractions"
                 if split.grouped else "the class has too few images; use more images (limit), other fractions, or "
                 "drop the class")
-        raise SplitError(f"{split.kind} split (seed {split.seed}, trial {split.trial}) is unusable: "
-                         f"{'; '.join(problems)} ({hint})")
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more such" if len(problems) > 3 else "")
+        raise SplitError(f"{split.kind} split (seed {split.seed}, trial {split.trial}) is unusable: {shown} ({hint})")

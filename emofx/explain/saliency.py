@@ -356,12 +356,10 @@ def attribute(
     """
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+    targets = check_model_inputs(model, images, targets)  # shapes, pixels, targets: a mistake stops before any batch
     images = np.asarray(images)
-    if images.ndim == 4 and images.shape[-1] == 1:  # one grayscale channel: the maps are (N, H, W)
+    if images.ndim == 4:  # one grayscale channel (check_images allows no other): the maps are (N, H, W)
         images = images[..., 0]
-    if images.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W); got {images.shape}")
-    targets = check_model_inputs(model, images, targets)  # a mistake stops before any batch
     n = len(images)
     if n == 0:
         return np.zeros(images.shape, np.float32)

@@ -169,6 +169,9 @@ class TrainedModel:
         A folder that already holds a checkpoint is refused unless ``overwrite``, which also removes
         a stale batch-statistics file the new model does not have."""
         directory = Path(directory)
+        if (directory / CHECKPOINT_DIR).is_dir():  # a second model beside it: which one is the run's?
+            raise FileExistsError(f"{directory} is a run folder (its model is in {CHECKPOINT_DIR}/); save to another "
+                                  "folder")
         if (directory / MODEL_FILE).exists() or (directory / PARAMS_FILE).exists():
             if not overwrite:
                 raise FileExistsError(f"{directory} already holds an emofx checkpoint; save to another folder, "
@@ -269,6 +272,9 @@ def check_images(images: jax.Array | np.ndarray, size: int, values: bool = True)
     channel of 1 is allowed), integers other than uint8, or (``values``) floats outside [0, 1] (0-255 pixels as floats
     would otherwise pass through :func:`as_unit_float` unscaled, and every prediction and map would be silently
     wrong)."""
+    if hasattr(images, "images") and hasattr(images, "label_names"):  # a FaceDataset itself
+        raise TypeError("give a dataset's images (dataset.images) and, as targets, its dataset.label_names; got the "
+                        f"{type(images).__name__} itself")
     shape = tuple(np.shape(images))
     if len(shape) not in (3, 4) or shape[1:3] != (size, size) or shape[3:] not in ((), (1,)):
         raise ValueError(f"images of shape {shape}: the model takes (N, {size}, {size}) grayscale faces "

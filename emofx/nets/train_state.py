@@ -120,7 +120,8 @@ def load_training_state(path: str | Path, tag: Mapping[str, Any], state_template
     meta = _meta(raw, path)
     if meta["tag"] != json.loads(json.dumps(tag, default=_json_number)):
         raise TrainStateError(f"the training state in {path.parent} belongs to another run (different data, split, "
-                              "seed, trial or settings); resume it with its own settings or start afresh")
+                              "seed, trial or settings); resume it with its own settings, or start afresh "
+                              "(emofx train --overwrite)")
     try:
         state = flax.serialization.from_state_dict(state_template, raw["state"])
         best_params = flax.serialization.from_state_dict(params_template, raw["best_params"])
@@ -140,8 +141,8 @@ def _read(path: Path) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise TrainStateError(f"no saved training state in {path.parent} to resume") from err
     except Exception as err:  # msgpack raises several unrelated types for a damaged file
-        raise TrainStateError(f"the training state {path} is corrupt ({type(err).__name__}); "
-                              "start afresh") from err
+        raise TrainStateError(f"the training state {path} is corrupt ({type(err).__name__}: not a whole msgpack file "
+                              "of emofx); train the run afresh (emofx train --overwrite)") from err
 
 
 def _meta(raw: Any, path: Path) -> dict[str, Any]:

@@ -411,7 +411,8 @@ def load_run(directory: str | os.PathLike) -> Run:
     """Read one run directory (metrics.json, history.csv, split.json; the model on demand)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise RunError(f"{directory}: no such run directory; give a directory `emofx train` wrote")
+        what = "a file, not a run directory" if directory.exists() else "no such run directory"
+        raise RunError(f"{directory}: {what}; give a directory `emofx train` wrote")
     missing = [name for name in (METRICS_FILE, HISTORY_FILE, SPLIT_FILE) if not (directory / name).exists()]
     below = find_runs(directory) if missing else []
     if below:  # e.g. the --out of `emofx train --trials N`, which holds trial-0 .. trial-(N-1)
@@ -419,14 +420,14 @@ def load_run(directory: str | os.PathLike) -> Run:
         raise RunError(f"{directory} holds {len(below)} runs ({names}), not one run; give one of them, e.g. "
                        f"{below[0]}")
     if missing:
-        raise RunError(f"{directory} is not a complete emofx run (missing {', '.join(missing)}); "
-                       "create one with `emofx train`")
+        raise RunError(f"{directory} is not a complete emofx run (missing {', '.join(missing)}); train it: emofx train")
     try:
         metrics = read_json_record(directory / METRICS_FILE)
         split = Split.from_dict(read_json_record(directory / SPLIT_FILE))
         history = pd.read_csv(directory / HISTORY_FILE)
-        misshapen = [key for key in RECORDS_IN_METRICS if not isinstance(metrics.get(key, {}), dict)]
-        if misshapen:
+        if lacking := [c for c in ("step", "epoch", "train_error", "val_error") if c not in history]:  # those read
+            raise pd.errors.ParserError(f"no column {', '.join(lacking)}")
+        if misshapen := [key for key in RECORDS_IN_METRICS if not isinstance(metrics.get(key, {}), dict)]:
             raise RecordError(f"{directory / METRICS_FILE}: {', '.join(misshapen)} "
                               f"{'is not a JSON object' if len(misshapen) == 1 else 'are not JSON objects'}")
     except (RecordError, KeyError, TypeError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
@@ -478,8 +479,7 @@ def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
     leaves them out, as `emofx evaluate --data` does), or by default on the runs' shared test images. Each model
     scores as its recipe says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average``
     is given. A run given twice is refused: its model would count twice in the ensemble."""
-    twice = given_twice([run.directory for run in runs])
-    if twice is not None:
+    if (twice := given_twice([run.directory for run in runs])) is not None:
         raise ValueError(f"run {twice} is given twice; its model would count twice in the ensemble")
     images = shared_test_images(runs) if dataset is None else dataset
     return average_evaluations([
