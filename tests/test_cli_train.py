@@ -129,9 +129,9 @@ def test_evaluate_several_runs_scores_their_ensemble(run_dir, data_files, tmp_pa
     other = tmp_path / "other"
     assert main(["train", str(data_files["train"]), "--out", str(other), *TINY, "--lr", "0.05"]) == 0
     for name, runs in (("first", [run_dir]), ("other", [other]), ("ensemble", [run_dir, other])):
-        result = _evaluate_json(capsys, *map(str, runs), "--predictions", str(tmp_path / f"{name}.csv"))
+        result = _evaluate_json(capsys, *map(str, runs), "--predictions", str(tmp_path / "new" / f"{name}.csv"))
     assert result["run"] == [str(run_dir), str(other)] and result["n"] == load_run(run_dir).metrics["n_test"]
-    first, second, ensemble = (pd.read_csv(tmp_path / f"{name}.csv", index_col="row")
+    first, second, ensemble = (pd.read_csv(tmp_path / "new" / f"{name}.csv", index_col="row")  # the folder made
                                for name in ("first", "other", "ensemble"))
     assert ensemble["data_index"].tolist() == load_run(run_dir).split.test.tolist()  # places in the run's dataset
     columns = [c for c in ensemble.columns if c.startswith("p_")]

@@ -61,11 +61,15 @@ def run(args: argparse.Namespace) -> int:
 
     from emofx.data.dataset import FaceDataset
     from emofx.study.evaluation import accuracy_interval, compare_evaluations, people_of
+    from emofx.study.run_status import interrupted_note
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
     if args.include_seen and not args.data:
         raise ValueError("--include-seen applies to a dataset given with --data (the run's own test images hold "
                          "no image it trained on)")
+    target = Path(args.predictions) if args.predictions else None
+    if target is not None and target.exists():  # refused before the work, as a folder it lacks is made
+        raise FileExistsError(f"{target} already exists; choose another --predictions file")
     members = [load_run(directory) for directory in args.runs]
     rivals = [load_run(directory) for directory in args.against or []]
     names = [str(member.directory) for member in members]
@@ -82,14 +86,10 @@ def run(args: argparse.Namespace) -> int:
         images, positions = shared_test_images(members + rivals), _file_positions(members[0])
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
-    notes += [f"{run.directory} stopped before finishing (interrupted): its model is the best one saved so far; "
-              "finish it with its `emofx train` command and --resume" for run in members + rivals
-              if run.metrics.get("stop_reason") == "interrupted"]
+    notes += [note for note in map(interrupted_note, members + rivals) if note]
     evaluation = evaluate_runs(members, images, flip_average=args.flip_average)
-    if args.predictions:
-        target = Path(args.predictions)
-        if target.exists():
-            raise FileExistsError(f"{target} already exists; choose another --predictions file")
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
         _with_provenance(evaluation.predictions_frame(), images, positions, evaluation).to_csv(target)
     by_culture = _by_culture(images, evaluation)
     people = people_of(images, evaluation)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -51,9 +52,12 @@ def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
     from emofx.data.dataset import FaceDataset
     from emofx.data.emotions import shared_classes
     from emofx.study.held_out import seen_images
+    from emofx.study.run_status import interrupted_note
     from emofx.study.runs import dataset_fingerprint, load_run
 
     recorded = load_run(run_dir)
+    if note := interrupted_note(recorded):
+        warnings.warn(note, stacklevel=2)
     model = recorded.model
     dataset = recorded.own_part(FaceDataset.load(data_path), data_path)  # a run of one culture of a pooled file
     if dataset.image_shape != (model.config.input_size,) * 2:

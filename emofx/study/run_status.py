@@ -13,12 +13,20 @@ import pandas as pd
 from emofx.nets.checkpoint import CheckpointError, TrainedModel
 from emofx.nets.train_state import STATE_FILE, read_progress
 from emofx.study.run_tables import SCALAR_METRICS
-from emofx.study.runs import METRICS_FILE, RunError, load_run
+from emofx.study.runs import METRICS_FILE, Run, RunError, load_run
 
 
 def holds_run(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` is a run directory, finished or not (it holds metrics.json or a training state)."""
     return any((Path(directory) / name).is_file() for name in (METRICS_FILE, STATE_FILE))
+
+
+def interrupted_note(run: Run) -> str | None:
+    """What a command using a run's model says when its training was interrupted (the model is not the last one)."""
+    if run.metrics.get("stop_reason") != "interrupted":
+        return None
+    return (f"{run.directory} stopped before finishing (interrupted): its model is the best one saved so far; "
+            "finish it with its `emofx train` command and --resume")
 
 
 def run_status(directory: str | os.PathLike) -> dict[str, Any]:
