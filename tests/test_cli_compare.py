@@ -151,7 +151,8 @@ def test_culture_runs_must_be_the_trials_of_one_experiment(tiny_runs, tmp_path, 
     for command, more in (("saliency", []), ("modify", ["--to", own.classes[0], "--steps", "1"])):  # the same note
         assert main([command, f"{stopped}/trial1", "--data", str(tiny_runs["a"][1]), "--out", str(tmp_path / command),
                      "--n", "2", "--quiet", *more]) == 0
-        assert "warning: " in (err := capsys.readouterr().err) and "trial1 stopped before finishing (interrupted)" in err
+        err = capsys.readouterr().err
+        assert "warning: " in err and "trial1 stopped before finishing (interrupted)" in err
     longer = folder("longer", lambda m: m["identity"]["train_config"].update(epochs=12))
     with pytest.raises(cultures.ComparisonError, match=r"trained with other settings \(train_config.epochs 2 vs 12\)"):
         cultures.CultureRuns.load(longer, own)
