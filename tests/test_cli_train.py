@@ -365,6 +365,12 @@ def test_quickstart_writes_tables_and_figures(tmp_path, capsys):
                  "--quiet"]) == 2  # other settings: refused before anything is rewritten
     assert "already holds a different run" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    shutil.copytree(out / "runs" / "eyes" / "trial-0", out / "runs" / "eyes" / "trial-1")  # of a run with 2 trials
+    same = ["quickstart", "--out", str(out), "--trials", "1", "--n-per-class", "15", "--epochs", "1", "--quiet"]
+    assert main(same) == 2
+    assert "holds trials of an earlier quickstart that this one would not replace (runs/eyes/trial-1)" in (
+        capsys.readouterr().err)
+    assert main([*same, "--overwrite"]) == 0 and len(load_runs(out / "runs")) == 2  # removed: compare reads 1 each
 
 
 def test_trials_on_a_cpu_are_the_separate_trainings_one_after_another(run_dir, data_files, tmp_path, capsys):

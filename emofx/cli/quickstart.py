@@ -76,6 +76,21 @@ def _check_output(out: Path, overwrite: bool) -> None:
                               "or pass --overwrite")
 
 
+def _clear_other_trials(out: Path, cultures: list[str], trials: int, overwrite: bool) -> None:
+    """An earlier quickstart's trials beyond ``trials`` would be read with the new ones (``emofx compare`` of its
+    runs): refused, or with ``overwrite`` removed."""
+    import shutil
+
+    kept = {f"trial-{trial}" for trial in range(trials)}
+    other = [p for name in cultures for p in sorted((out / "runs" / name).glob("trial-*")) if p.name not in kept]
+    if other and not overwrite:
+        names = ", ".join(str(p.relative_to(out)) for p in other[:3]) + (" ..." if len(other) > 3 else "")
+        raise FileExistsError(f"{out} holds trials of an earlier quickstart that this one would not replace "
+                              f"({names}); pass --overwrite to remove them, or choose another --out")
+    for path in other:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool = False,
                progress: bool = True) -> dict[str, Any]:
     """Run the quickstart into ``out``; returns a JSON-ready summary (with a printable ``text``)."""
@@ -117,6 +132,7 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
                              "few for a subject split, whose training, validation and test parts each need people "
                              f"of every emotion; use a larger --n-per-class (the default is "
                              f"{QuickstartConfig.n_per_class})") from err
+    _clear_other_trials(out, list(datasets), config.trials, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"status": "running", "config": {**asdict(config), "widths": list(config.widths)}}))
     data_paths = {name: ds.save(out / "data" / f"{name}.npz", overwrite=True) for name, ds in datasets.items()}
