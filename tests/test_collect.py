@@ -253,6 +253,19 @@ def test_write_collection_writes_faces_and_a_manifest_that_prepare_reads(web_fol
                  "--out", str(tmp_path / "folder.npz"), "--no-progress"]) == 0
     np.testing.assert_array_equal(FaceDataset.load(tmp_path / "folder.npz").images,
                                   FaceDataset.load(tmp_path / "col.npz").images)
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    from PIL import Image
+
+    with pytest.MonkeyPatch.context() as patch:  # Ctrl-C while the faces are written: nothing half-written stays
+        patch.setattr(Image.Image, "save", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            write_collection(result, tmp_path / "col", overwrite=True)
+    assert not (tmp_path / ".col.partial").exists()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
 
 
 def test_collect_rejects_bad_input(tmp_path, capsys):

@@ -48,6 +48,22 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
         (partial / "faces").mkdir(parents=True)
     except OSError as err:
         raise CollectError(f"cannot write --out {out}: {err.strerror or err} in {out.parent.absolute()}") from None
+    try:  # written aside; an error or Ctrl-C here leaves no half collection behind
+        _write_parts(partial, collection, write_faces)
+        for item in out.iterdir() if out.exists() else ():  # files the user put beside an earlier collection stay
+            if item.name not in COLLECTION_FILES:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, partial / item.name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
+
+
+def _write_parts(partial: Path, collection: Collection, write_faces: bool) -> None:
+    """The collection's files (faces, manifest, tables, report) into the folder ``partial``."""
     manifest = collection.kept.copy()
     if write_faces:
         names = [f"faces/{digest}.png" for digest in manifest["content_hash"]]
@@ -62,13 +78,6 @@ def write_collection(collection: Collection, out: str | os.PathLike, *, write_fa
     collection.duplicates.to_csv(partial / "duplicates.csv", index=False)
     collection.exclusion_list().to_csv(partial / "exclude.csv", index=False)
     (partial / "report.json").write_text(json.dumps(collection.summary, indent=2, default=str) + "\n")
-    if out.exists():
-        for item in out.iterdir():  # files the user put beside an earlier collection stay
-            if item.name not in COLLECTION_FILES:
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, partial / item.name)
-        shutil.rmtree(out)
-    partial.rename(out)
-    return out
 
 
 def _check_no_faces_of_yours(out: Path) -> None:

@@ -440,3 +440,6 @@ def _write_cache(key: str, batch: FaceBatch) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         warnings.warn(f"could not write the face cache {path} ({err}); results are not cached", stacklevel=2)
+    except BaseException:  # Ctrl-C while writing: no half-written file left in the cache
+        tmp.unlink(missing_ok=True)
+        raise
