@@ -150,3 +150,23 @@ def test_a_damaged_cache_entry_is_recomputed(files):
     entry.write_bytes(b"garbage")
     again = extract_faces(files, FaceOptions(detect=False))
     np.testing.assert_array_equal(again.images, first.images)
+
+
+def test_ctrl_c_while_a_cache_entry_is_written_leaves_no_partial_file(private_cache, monkeypatch):
+    batch = faces.FaceBatch(images=np.zeros((0, 8, 8), np.uint8), kept=np.zeros(0, int), method=np.zeros(0, str),
+                            content_hash=np.zeros(0, np.uint64), skipped=(), landmarks=np.zeros((0, 68, 2)),
+                            eyes=np.zeros((0, 2, 2)), landmark_method=np.zeros(0, str),
+                            landmark_quality=np.zeros(0, str), aligned=np.zeros(0, bool))
+    real_savez = np.savez
+
+    def cut_short(path, **arrays):
+        real_savez(path, **arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        faces._write_cache("entry", batch)
+    assert not list(private_cache.rglob("*.npz"))
+    monkeypatch.setattr(np, "savez", real_savez)
+    faces._write_cache("entry", batch)
+    assert [p.name for p in private_cache.rglob("*.npz")] == ["entry.npz"]
