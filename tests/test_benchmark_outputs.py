@@ -143,7 +143,7 @@ def test_alignment_keeps_only_a_finished_run_with_the_asked_settings(tmp_path):
     model = ModelConfig(num_classes=len(dataset.classes))
     identity = run_identity(dataset, "subject", recorded.seed, 0, recorded, model, None)
     (directory / "metrics.json").write_text(json.dumps({"identity": identity, "seconds": 12.5, "test_accuracy": 0.5}))
-    (directory / "history.csv").write_text("step,val_error\n1,0.5\n")
+    (directory / "history.csv").write_text("step,epoch,train_error,val_error\n1,1,0.6,0.5\n")
     (directory / "split.json").write_text(json.dumps(make_split(dataset, "subject", seed=0, trial=0).to_dict()))
 
     assert alignment.kept_run(tmp_path / "nothing", dataset, 0, recorded) is None
