@@ -55,6 +55,10 @@ def test_an_ensemble_averages_probabilities_and_can_beat_its_members():
     np.testing.assert_allclose(ensemble.probabilities[1], [0.1, 0.5, 0.4])
     assert first.accuracy == second.accuracy == pytest.approx(2 / 3) and ensemble.accuracy == 1.0
     assert average_evaluations([first]).probabilities.tolist() == first.probabilities.tolist()
+    members = [evaluate_probabilities(labels, np.random.default_rng(k).dirichlet(np.ones(3), 3), CLASSES)
+               for k in range(5)]
+    orders = [average_evaluations(members[k:] + members[:k]).probabilities.tolist() for k in range(5)]
+    assert all(order == orders[0] for order in orders)  # the last bit too: `emofx evaluate a b c` = `c a b`
     with pytest.raises(EvaluationError, match="member 1 scored other images"):
         average_evaluations([first, evaluate_probabilities(labels[::-1], second.probabilities, CLASSES)])
 

@@ -172,8 +172,10 @@ def average_evaluations(evaluations: Sequence[Evaluation]) -> Evaluation:
     for k, other in enumerate(evaluations[1:], start=1):
         _require_same_images(first, other, f"ensemble member {k}", "member 0")
     dropped_model_classes = tuple(dict.fromkeys(c for e in evaluations for c in e.dropped_model_classes))
-    return Evaluation(first.classes, first.labels, np.mean([e.probabilities for e in evaluations], axis=0),
-                      dropped_model_classes, first.dropped_data_classes, first.images_digest, first.positions)
+    members = np.stack([e.probabilities for e in evaluations])
+    mean = np.sort(members, axis=0).mean(axis=0)  # each image's values summed in sorted order: any member order
+    return Evaluation(first.classes, first.labels, mean, dropped_model_classes, first.dropped_data_classes,
+                      first.images_digest, first.positions)
 
 
 def compare_evaluations(a: Evaluation, b: Evaluation, confidence: float = 0.95,
