@@ -101,22 +101,26 @@ def test_same_seed_and_trial_give_identical_numbers_and_another_trial_another_sp
     assert len(load_runs(tmp_path)) == 1
 
 
-def test_overwrite_refuses_to_leave_earlier_runs_beside_the_new_ones(data_files, tmp_path, capsys):
-    """`--trials 1 --overwrite` over three trials, or one run over a folder of trials, would leave runs that compare
-    and info read with the new ones: refused, nothing touched."""
+def test_overwrite_refuses_to_leave_earlier_runs_of_other_settings_beside_the_new_ones(data_files, tmp_path,
+                                                                                         capsys):
+    """Trials of the same settings may be redone batch by batch; runs of other settings that --overwrite would leave
+    beside the new ones (compare and info would read them too), or runs inside a single run's folder, are refused,
+    nothing touched."""
     out = tmp_path / "runs"
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--epochs", "1"]) == 0
+    once = ["train", str(data_files["train"]), "--out", str(out), *TINY, "--epochs", "1"]
+    assert main([*once, "--trials", "2"]) == 0
+    assert main([*once, "--trial", "2", "--trials", "2"]) == 0  # a second batch of trials beside the first
+    assert main([*once, "--trial", "2", "--trials", "2", "--overwrite"]) == 0  # redone: the first batch stays
+    assert len(load_runs(out)) == 4
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    for fewer in (["--trials", "1"], ["--trial", "1", "--trials", "1"]):
-        assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, *fewer, "--overwrite"]) == 2
-        err = capsys.readouterr().err
-        assert "holds 2 earlier run(s) that this training would not replace (trial-0, trial-1)" in err
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trial", "1", "--trials", "3",
-                 "--overwrite", "--epochs", "1"]) == 2
-    assert "(trial-0)" in capsys.readouterr().err
+    assert main([*once, "--trial", "2", "--trials", "2", "--overwrite", "--lr", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 earlier run(s) trained with other settings that this training would not replace (trial-0, " \
+        "trial-1)" in err
+    assert main([*once, "--overwrite"]) == 2  # one run into the folder of four
+    assert "holds 4 earlier run(s) that this training would not replace (trial-0, trial-1, trial-2 ...)" in (
+        capsys.readouterr().err)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert main(["train", str(data_files["train"]), "--out", str(out), *TINY, "--trials", "2", "--epochs", "1",
-                 "--overwrite"]) == 0  # the same runs again: replaced
 
 
 def _evaluate_json(capsys, *arguments: str) -> dict:

@@ -386,7 +386,8 @@ def test_merged_answers_keep_their_workers(tmp_path):
 
 
 def test_agreement_weights_scale_the_loss():
-    from emofx.nets.training import TrainingError, agreement_weights, cross_entropy
+    from emofx.nets.targets import agreement_weights
+    from emofx.nets.training import TrainingError, cross_entropy
 
     dataset = blank_dataset(np.array([0, 1, 2]))
     with pytest.raises(TrainingError, match="labels aggregate"):

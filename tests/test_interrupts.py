@@ -46,3 +46,16 @@ def test_an_ignored_sigint_stays_ignored():
             stop_if_interrupted()  # nothing to raise
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_nested_uses_share_what_they_caught(default_sigint):
+    with caught_interrupts() as outer:
+        with caught_interrupts() as inner:
+            _SwallowsInterrupts()
+            with pytest.raises(KeyboardInterrupt):
+                inner()
+        with pytest.raises(KeyboardInterrupt):
+            outer()
+    with caught_interrupts() as later:
+        later()  # a new training starts with nothing remembered

@@ -364,3 +364,21 @@ def test_a_damaged_training_state_says_how_to_start_afresh(tmp_path):
     path.write_bytes(b"\xc1 half a file")
     with pytest.raises(TrainStateError, match=r"is corrupt \(.*\); train the run afresh \(emofx train --overwrite\)"):
         load_training_state(path, {}, None, None)
+
+
+def test_ctrl_c_during_a_scheduled_save_writes_that_state_again(parts, tmp_path, monkeypatch):
+    """The save cut short keeps the older file (atomic write): the interrupt writes the state it was writing."""
+    from emofx.nets.train_state import read_progress
+
+    real_save, calls = training.save_training_state, []
+
+    def cut_short_at_step_4(path, tag, state, key, loop):
+        calls.append(loop.step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_save(path, tag, state, key, loop)
+
+    monkeypatch.setattr(training, "save_training_state", cut_short_at_step_4)
+    path = tmp_path / "state.msgpack"
+    stopped = fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=0)
+    assert stopped.stop_reason == "interrupted" and calls == [2, 4, 4] and read_progress(path)["step"] == 4

@@ -14,6 +14,7 @@ early and still records the best model so far.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from emofx.nets.compilation import enable_compilation_cache
     from emofx.nets.precision import set_precision
     from emofx.data.sources import culture_part
-    from emofx.study.runs import RunComplete, RunPlan, train_run, train_runs
+    from emofx.study.runs import RunComplete, RunPlan, run_identity, train_run, train_runs
 
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in RUN_DIR and --overwrite replaces it: give one of them")
@@ -182,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         plans = []
     if args.overwrite:
-        _refuse_runs_left_beside(Path(args.out), [plan.directory for plan in plans] or [Path(args.out)])
+        init_path = str(Path(args.init_from).resolve()) if args.init_from else None
+        settings = run_identity(dataset, args.split, config.seed, args.trial, config, model, init_path)
+        _refuse_runs_left_beside(Path(args.out), [plan.directory for plan in plans], settings)
     if plans:
         side_by_side = False if args.resume else {"auto": None, "yes": True, "no": False}[args.side_by_side]
         trained = train_runs(plans, train_config=config, model_config=model, init_from=args.init_from,
@@ -222,18 +225,33 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if "interrupted" in reasons else 0
 
 
-def _refuse_runs_left_beside(out: Path, replaced: list[Path]) -> None:
-    """--overwrite replaces the runs it trains; earlier runs under --out that it would not replace (more trials,
-    other seeds, or runs inside a single run's folder) would be read with the new ones by compare and info."""
-    from emofx.study.runs import RunError, find_runs
+def _refuse_runs_left_beside(out: Path, replaced: list[Path], identity: dict) -> None:
+    """--overwrite replaces the runs it trains (``replaced``; none: one run into ``out`` itself); earlier runs under
+    --out that it would not replace are refused where they were trained otherwise than these (compare and info would
+    read them with the new ones; trials of the same settings, e.g. the first of two batches of trials, stay), and
+    so is any run inside a single run's folder."""
+    from emofx.study.cultures import trial_settings
+    from emofx.study.runs import RunError, find_runs, load_run
 
-    kept = {Path(p).resolve() for p in replaced}
-    left = [p for p in (find_runs(out) if out.is_dir() else []) if p.resolve() not in kept]
+    kept = {Path(p).resolve() for p in replaced or [out]}
+    as_recorded = json.loads(json.dumps(identity))  # tuples as lists, as metrics.json holds it
+
+    def other(directory: Path) -> bool:
+        if not replaced:  # runs inside a run's own folder
+            return True
+        try:
+            recorded = load_run(directory).metrics.get("identity")
+        except RunError:
+            return True
+        return not isinstance(recorded, dict) or trial_settings(recorded) != trial_settings(as_recorded)
+
+    left = [p for p in (find_runs(out) if out.is_dir() else []) if p.resolve() not in kept and other(p)]
     if left:
-        names = ", ".join(str(p.relative_to(out)) for p in left[:3]) + (" ..." if len(left) > 3 else "")
-        raise RunError(f"{out} holds {len(left)} earlier run(s) that this training would not replace ({names}); "
-                       "`emofx compare` and `emofx info` would read them with the new ones: remove them, or choose "
-                       "another --out")
+        names = ", ".join(p.relative_to(out).as_posix() if p != out else f"{out} itself" for p in left[:3])
+        more = " ..." if len(left) > 3 else ""
+        raise RunError(f"{out} holds {len(left)} earlier run(s){' trained with other settings' if replaced else ''} "
+                       f"that this training would not replace ({names}{more}); `emofx compare` and `emofx info` "
+                       "would read them with the new ones: remove them, or choose another --out")
 
 
 def _ready(metrics: dict) -> str:

@@ -14,27 +14,35 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 
+_SEEN = threading.Event()  # a SIGINT came while training; one for the process, as the handler is
+
+
+def _remember(signum: int, frame: object) -> None:
+    _SEEN.set()
+    raise KeyboardInterrupt
+
+
+def _stop_if_interrupted() -> None:
+    if _SEEN.is_set():
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def caught_interrupts() -> Iterator[Callable[[], None]]:
     """Within: SIGINT raises ``KeyboardInterrupt`` as usual and is remembered; the function yielded raises it
-    again wherever it was swallowed. Off the main thread, or where SIGINT is ignored or has a handler of its
-    own, SIGINT is left alone."""
-    seen = threading.Event()
-
-    def stop_if_interrupted() -> None:
-        if seen.is_set():
-            raise KeyboardInterrupt
-
-    def remember(signum: int, frame: object) -> None:
-        seen.set()
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield stop_if_interrupted
+    again wherever it was swallowed. Nested uses share the outermost one's memory. Off the main thread, or where
+    SIGINT is ignored or has a handler of its own, SIGINT is left alone."""
+    current = signal.getsignal(signal.SIGINT)
+    if current is _remember:  # inside another caught_interrupts
+        yield _stop_if_interrupted
         return
-    previous = signal.signal(signal.SIGINT, remember)
+    if threading.current_thread() is not threading.main_thread() or current is not signal.default_int_handler:
+        yield lambda: None
+        return
+    _SEEN.clear()
+    signal.signal(signal.SIGINT, _remember)
     try:
-        yield stop_if_interrupted
+        yield _stop_if_interrupted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, current)
+        _SEEN.clear()

@@ -39,14 +39,14 @@ from emofx.data.progress import tqdm
 from emofx.nets.buckets import bucket_size, pad_rows
 from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.compilation import compile_seconds, process_seconds
+from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.model import ModelConfig, model_variables, pixel_free, pixel_stats
 from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, learning_rate_schedule
-from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.precision import at_precision
-from emofx.nets.targets import training_targets
+from emofx.nets.targets import training_targets, weighted_targets
 from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
                                  chunk_lengths, describe_stop, evaluator_function, init_state, model_for,
-                                 training_key, weighted_targets)
+                                 training_key)
 from emofx.nets.train_state import history_row, improves, snapshot
 from emofx.nets.transfer import initial_variables
 

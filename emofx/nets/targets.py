@@ -6,7 +6,7 @@ import numpy as np
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import ALIASES
-from emofx.nets.optimisation import TrainingError
+from emofx.nets.optimisation import TrainConfig, TrainingError
 
 
 def training_targets(dataset: FaceDataset, soft: bool = False) -> np.ndarray:
@@ -45,3 +45,9 @@ def agreement_weights(dataset: FaceDataset) -> np.ndarray:
     agreement = np.asarray(agreement, np.float64)
     weights = agreement / np.nanmean(agreement)
     return np.where(np.isfinite(weights), weights, 1.0).astype(np.float32)
+
+
+def weighted_targets(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
+    """The training targets (N, C): one-hot or vote distributions, weighted by agreement when asked."""
+    targets = training_targets(train_set, config.soft_targets)
+    return targets * agreement_weights(train_set)[:, None] if config.weight_by_agreement else targets

@@ -156,4 +156,3 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot record {type(value).__name__} in a training state")
-

@@ -43,13 +43,13 @@ from emofx.nets.buckets import pad_to_bucket
 from emofx.nets.checkpoint import TrainedModel, as_unit_float
 from emofx.nets.compilation import (compile_in_background, compile_seconds, joined_on_error, process_seconds,
                                     release_after_first_run)
+from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, chunk_lengths,
                                      cross_entropy, learning_rate_schedule, make_optimizer)
 from emofx.nets.precision import at_precision, precision_for
-from emofx.nets.targets import agreement_weights, training_targets
-from emofx.nets.interrupts import caught_interrupts
+from emofx.nets.targets import training_targets, weighted_targets
 from emofx.nets.train_state import (LoopProgress, history_row, improves, load_training_state, save_training_state,
                                      snapshot)
 from emofx.nets.transfer import initial_variables
@@ -415,16 +415,21 @@ def fit(
                 if state_path is not None:
                     loop.seconds, loop.step_seconds = earlier_seconds + time.perf_counter() - started, step_seconds
                     loop.compile_seconds = loop_compile_seconds + compile_seconds() - compiled_before
-                    unsaved = (jax.tree.map(jnp.copy, state), replace(loop, rows=list(loop.rows)))
                     if time.perf_counter() - last_save >= state_every:
-                        last_save, unsaved = time.perf_counter(), None
+                        unsaved = (state, loop)  # written again by Ctrl-C should it cut this write short
                         save_training_state(state_path, state_tag, state, data_key, loop)
+                        last_save = time.perf_counter()
+                    else:
+                        unsaved = (jax.tree.map(jnp.copy, state), replace(loop, rows=list(loop.rows)))
                 if config.patience and loop.since_best >= config.patience:
                     stop_reason = "early_stopping"
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         if unsaved is not None:
-            save_training_state(state_path, state_tag, unsaved[0], data_key, unsaved[1])
+            try:
+                save_training_state(state_path, state_tag, unsaved[0], data_key, unsaved[1])
+            except KeyboardInterrupt:  # a second Ctrl-C: the state stays as last written, the run is still recorded
+                pass
     finally:
         bar.close()
 
@@ -471,12 +476,6 @@ def model_for(train_set: FaceDataset, model: ModelConfig | None) -> ModelConfig:
 def training_key(seed: int, trial: int) -> jax.Array:
     """The key every random choice of a training flows from (split off into initialisation and data keys)."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), trial)
-
-
-def weighted_targets(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
-    """The training targets (N, C): one-hot or vote distributions, weighted by agreement when asked."""
-    targets = training_targets(train_set, config.soft_targets)
-    return targets * agreement_weights(train_set)[:, None] if config.weight_by_agreement else targets
 
 
 def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:

@@ -207,6 +207,18 @@ def _flat(record: Any, prefix: str = "") -> dict[str, Any]:
             for k, v in _flat(value, f"{prefix}.{key}" if prefix else str(key)).items()}
 
 
+def trial_settings(identity: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded identity less what may differ between trials of one configuration (seed and split)."""
+    return {k: v for k, v in _flat(identity).items()
+            if k not in ("seed", "trial", "split_indices", "train_config.seed")}
+
+
+def _other_settings(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """What differs between two :func:`trial_settings`, as ``key mine vs theirs``."""
+    return [f"{k} {mine.get(k)} vs {theirs.get(k)}" for k in sorted(set(mine) | set(theirs))
+            if mine.get(k) != theirs.get(k)]
+
+
 def _check_trials(name: str, runs: Sequence["Run"]) -> None:
     """Refuse runs that are not the trials of one experiment: one stopped before it finished, two of one seed and
     split (their test images would count twice), or settings other than the seed and split that differ (a trial
@@ -226,14 +238,11 @@ def _check_trials(name: str, runs: Sequence["Run"]) -> None:
             raise ComparisonError(f"culture {name!r}: {trials[key]} and {run.directory} are the same trial (seed "
                                   f"{key[0]}, trial {key[1]}): their test images would count twice; keep one")
         trials[key] = run.directory
-        settings[run.directory] = {k: v for k, v in _flat(identity).items()
-                                   if k not in ("seed", "trial", "split_indices", "train_config.seed")}
+        settings[run.directory] = trial_settings(identity)
     if settings:
         (first, mine), *others = settings.items()
         for directory, theirs in others:
-            differ = [f"{k} {mine.get(k)} vs {theirs.get(k)}" for k in sorted(set(mine) | set(theirs))
-                      if mine.get(k) != theirs.get(k)]
-            if differ:
+            if differ := _other_settings(mine, theirs):
                 raise ComparisonError(f"culture {name!r}: {first} and {directory} were trained with other settings "
                                       f"({'; '.join(differ[:3])}); a comparison's trials may differ only in seed "
                                       "and split: give the runs of one configuration")
