@@ -248,6 +248,12 @@ def test_damaged_records_are_named_and_a_run_left_out_is_said(experiment, tmp_pa
     assert main(["report", str(experiment), "--out", str(tmp_path / "report"), "--no-faces"]) == 2
     assert ("metrics.json is not readable JSON" in (err := capsys.readouterr().err) and "the run that wrote it is "
             "damaged: run it again (delete the run's status.json" in err)
+    manifest = tmp_path / "report" / "figures" / "figures.json"  # a damaged file of the report's own: no such advice
+    monkeypatch.setattr(report, "write_report", lambda *args, **kwargs: read_json_record(manifest))
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{")
+    assert main(["report", str(experiment), "--out", str(tmp_path / "report"), "--no-faces"]) == 2
+    assert "figures.json is not readable JSON" in (err := capsys.readouterr().err) and "run it again" not in err
 
 
 def test_bad_requests_are_clear_errors(tmp_path, experiment, capsys):
@@ -411,3 +417,10 @@ def test_training_runs_come_in_trial_order_not_run_name_order(tmp_path):
     runs = figures.training_runs(root)["eyes"]
     assert [run.split.trial for run in runs] == [1, 2, 10]
     assert figures.chosen_run({"eyes": runs}, "eyes", 1).split.trial == 2
+
+
+def test_every_comparison_figure_has_one_name_everywhere():
+    """The figures `emofx compare` may draw (and clears with --overwrite) are those `emofx figures` renames."""
+    from emofx.plotting.comparison import FIGURE_NAMES
+
+    assert set(FIGURE_NAMES) == set(figures.COMPARISON_FIGURES)

@@ -204,6 +204,8 @@ def test_a_report_never_deletes_files_it_did_not_draw(studies, tmp_path, capsys)
         assert mine.read_bytes() == b"mine" and not (out / report.REPORT_MD).exists()
     mine.unlink()
     report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
+    (out / "figures" / ".DS_Store").write_bytes(b"finder")  # the desktop's own files do not stop a new report
+    report.write_report(studies["kdef_vs_taiwanese"], out, faces=False)
     (out / "figures" / "notes" / "to_self.txt").parent.mkdir()
     (out / "figures" / "notes" / "to_self.txt").write_text("keep")
     with pytest.raises(FileExistsError, match=r"notes/to_self.txt"):

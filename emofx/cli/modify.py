@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=defaults.steps, help=f"gradient steps (default {defaults.steps})")
     parser.add_argument("--step-size", type=float, default=defaults.step_size,
                         help=f"pixel change per unit of normalised gradient (--method gradient: halved for an image "
-                             f"whenever a step would lower its target probability; default {defaults.step_size})")
+                             f"whenever a step would lower its objective, the target's log-probability less the --l2 "
+                             f"pull; default {defaults.step_size})")
     parser.add_argument("--method", choices=["gradient", "guided"], default=defaults.method,
                         help="vanilla gradient (default) or guided backpropagation (toward a class absent from the "
                              "image it often vanishes or lowers the target probability)")

@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"synthetic faces per emotion and culture (default {defaults.n_per_class})")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
-    parser.add_argument("--overwrite", action="store_true", help="write into a DIR that holds other files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a DIR that holds other files, replacing an earlier quickstart there (its "
+                             "trials beyond --trials removed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} already holds a report; pass --overwrite to replace it")
     try:
         written = write_report(args.experiment, args.out, faces=args.faces, beside=args.beside)
-    except RecordError as err:  # a run's record damaged after its status said ok
+    except RecordError as err:
+        if str(Path(args.experiment).resolve()) not in str(err) and str(args.experiment) not in str(err):
+            raise
         raise RecordError(f"{err}; the run that wrote it is damaged: run it again (delete the run's status.json, then "
-                          "`emofx batch` with the experiment's configuration)") from None
+                          "`emofx batch` with the experiment's configuration)") from None  # a record of a run
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -88,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the interrupted run in RUN_DIR (same command otherwise; a finished one is "
                              "kept); with --trials or --seeds, continue where they stand: complete runs kept, the "
                              "interrupted one resumed, the rest trained")
-    parser.add_argument("--overwrite", action="store_true", help="replace a different run already in RUN_DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a different run already in RUN_DIR (earlier runs there of other settings that "
+                             "this training would not replace are still refused)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="matmul/convolution precision: the backend's fast default (TF32 on recent GPUs), "

@@ -15,7 +15,8 @@ from typing import Any
 from emofx.data.paths import RecordError, read_json_record
 
 MANIFEST = "figures.json"  # which experiment the figures in a folder were drawn from, and their files
-OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*", "table_*")  # table5_: an earlier name
+OUTPUT_PATTERNS = ("fig4_*", "fig5_*", "fig7_*", "fig_*", "table2_*", "table4_*", "table5_*",  # table5_: earlier name
+                   "table_*")
 
 
 def check_output(out: Path, experiment_dir: Path, overwrite: bool) -> set[str]:
@@ -78,9 +79,13 @@ def record_output(out: Path, experiment_dir: Path, earlier: set[str], written: s
 
 
 def foreign_files(out: Path) -> list[str]:
-    """The files under ``out`` (relative paths) that its manifest does not list as drawn: all of them without one."""
+    """The files under ``out`` (relative paths) that its manifest does not list as drawn (without one: not named as
+    figures are), hidden files and the desktop's thumbnail caches aside."""
     if not out.is_dir():
         return []
-    drawn = set(_read_manifest(out / MANIFEST).get("files", [])) | {MANIFEST}
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if not p.is_dir() and p.relative_to(out).as_posix() not in drawn)
+    manifest = _read_manifest(out / MANIFEST)
+    drawn = set(manifest.get("files", [])) if manifest else {p.name for pattern in OUTPUT_PATTERNS
+                                                              for p in out.glob(pattern)}
+    system = {"Thumbs.db", "desktop.ini"}  # with hidden files (.DS_Store): the desktop's, not the user's work
+    return sorted(name for p in out.rglob("*") if not p.is_dir() and (name := p.relative_to(out).as_posix())
+                  not in drawn | {MANIFEST} and not p.name.startswith(".") and p.name not in system)

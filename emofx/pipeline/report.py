@@ -232,7 +232,8 @@ def _modification(exp: Experiment, out: Path, faces: bool) -> str:
         "The panels show faces and are not included here (the datasets' terms).")
     return ("Gradient ascent on the image toward a target class. The default steps follow the vanilla gradient of "
             "the target probability (the method that raises it); guided-backprop steps are shown beside them. A vanilla "
-            "step that would lower an image's target probability is not taken (its step is halved). Mean target "
+            "step that would lower an image's objective (its target log-probability, less any L2 pull) is not taken "
+            "(its step is halved). Mean target "
             "probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
 
 
