@@ -49,6 +49,24 @@ def test_parameter_set_names_are_readable_stable_and_safe():
     assert experiments.parameter_hash({"a": 1, "b": 2}) == experiments.parameter_hash({"b": 2, "a": 1})
 
 
+def test_paths_in_an_experiment_file_are_read_from_its_folder(tmp_path):
+    """A file named beside the experiment file reaches the notebook's kernel (which runs in the notebook's folder)
+    as a path from there; source names, cultures and numbers stay as written."""
+    study, notebooks = tmp_path / "my_study", tmp_path / "tools" / "notebooks"
+    (study / "data").mkdir(parents=True)
+    notebooks.mkdir(parents=True)
+    (study / "data" / "mine.npz").write_bytes(b"")
+    config = study / "exp.yaml"
+    config.write_text("name: e\nsweeps:\n  - notebook: ../tools/notebooks/nb.ipynb\n"
+                      "    grid: {culture: [A, B]}\n"
+                      "    fixed: {dataset: data/mine.npz, sources: {A: data/mine.npz, B: kdef}, epochs: 3}\n")
+    sweep = experiments.load_experiment(config).sweeps[0]
+    from_notebooks = os.path.join("..", "..", "my_study", "data", "mine.npz")
+    assert sweep.fixed == {"dataset": from_notebooks, "sources": {"A": from_notebooks, "B": "kdef"}, "epochs": 3}
+    assert (notebooks / sweep.fixed["dataset"]).resolve() == (study / "data" / "mine.npz").resolve()
+    assert dict(sweep.grid) == {"culture": ("A", "B")}
+
+
 def test_parse_value_reads_yaml_scalars():
     assert experiments.parse_value("3") == 3 and experiments.parse_value("0.5") == 0.5
     assert experiments.parse_value("true") is True and experiments.parse_value("eyes") == "eyes"

@@ -165,7 +165,8 @@ def parse_value(text: str) -> Any:
 
 
 def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Experiment:
-    """Read an experiment YAML file; relative paths in it are relative to the file.
+    """Read an experiment YAML file; relative paths in it (notebooks, runs_dir, and parameter values naming files
+    or folders beside it, e.g. ``dataset: ../mine.npz``) are relative to the file.
 
     Format::
 
@@ -206,12 +207,28 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
         if blank:
             raise BatchError(f"{path}: sweep {i + 1}'s grid gives {blank[0]!r} no value (write {blank[0]}: [a, b]; "
                              "null as a value: [null])")
-        sweeps.append(Sweep(Path(os.path.normpath(base / entry["notebook"])), grid, entry.get("fixed") or {}))
+        notebook = Path(os.path.normpath(base / entry["notebook"]))
+        sweeps.append(Sweep(notebook, _from_notebook(grid, base, notebook.parent),
+                            _from_notebook(entry.get("fixed") or {}, base, notebook.parent)))
     if not isinstance(spec.get("runs_dir", ""), str) or not isinstance(spec.get("name", ""), str):
         raise BatchError(f"{path}: 'name' and 'runs_dir' must be text (a name, a folder path)")
     chosen_runs_dir = Path(runs_dir) if runs_dir is not None else Path(
         os.path.normpath(base / spec.get("runs_dir", "../papermill_runs")))
     return Experiment(str(spec.get("name") or path.stem), tuple(sweeps), chosen_runs_dir, path)
+
+
+def _from_notebook(value: Any, base: Path, notebook_dir: Path) -> Any:
+    """``value`` with every relative path in it that names something beside the experiment file (``base``) made
+    relative to the notebook's folder, where its kernel runs (the same text when the two folders are siblings, as
+    experiments/ and notebooks/ are); other text (source names, cultures) stays as written."""
+    if isinstance(value, dict):
+        return {k: _from_notebook(v, base, notebook_dir) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_notebook(v, base, notebook_dir) for v in value)
+    if not isinstance(value, str) or not value or os.path.isabs(value) or not (base / value).exists() \
+            or ("/" not in value and "." not in value):
+        return value
+    return os.path.relpath(os.path.normpath(base / value), notebook_dir)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
