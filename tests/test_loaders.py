@@ -435,6 +435,35 @@ def test_manifest_round_trip(tmp_path, fer_files):
         load_manifest(tmp_path / "nocols.csv")
 
 
+def test_a_researchers_own_manifest_as_a_spreadsheet_writes_it(tmp_path, fer_files, monkeypatch):
+    """Semicolons and a BOM (a spreadsheet's export), a person column called person, paths relative to the current
+    folder (said, with --root), and each culture's part counting its own faces and skipped inputs."""
+    from emofx.data.sources import culture_part
+
+    rows = []
+    for i, cls in enumerate(FER_CLASSES):
+        target = tmp_path / "photos" / f"IMG_{i}.png"
+        target.parent.mkdir(exist_ok=True)
+        Image.open(fer_files[cls][0]).save(target)
+        rows.append(f"photos/IMG_{i}.png;{cls};{'Swedish' if i < 4 else 'Taiwanese'};p{i % 2}")
+    rows.append("photos/gone.png;happy;Taiwanese;p9")
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "labels.csv").write_bytes(("\ufeffpath;emotion;culture;person\n" + "\n".join(rows) + "\n").encode())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match=r"some name files relative to the current folder .*: pass --root \."):
+        load_manifest(meta / "labels.csv")  # the paths are written from the folder above
+    data = load_manifest(meta / "labels.csv", root=tmp_path)
+    assert len(data) == len(FER_CLASSES) and sorted(set(data.subject)) == ["p0", "p1"]
+    swedish, taiwanese = (culture_part(data, name, "labels.csv") for name in ("Swedish", "Taiwanese"))
+    assert swedish.skipped == () and [s["reason"] for s in taiwanese.skipped] == ["file not found (manifest row 7)"]
+    assert sum(swedish.meta["faces"].values()) == 4 and sum(taiwanese.meta["faces"].values()) == len(data) - 4
+    (meta / "other.csv").write_text("path,emotion,Participant No\n" + "\n".join(
+        f"{r.split(';')[0]},{r.split(';')[1]},{r.split(';')[3]}" for r in rows[:2]) + "\n")
+    with pytest.warns(UserWarning, match=r"names no person \(subject, person, .*column\(s\) Participant No not read"):
+        assert set(load_manifest(meta / "other.csv", root=tmp_path).subject) == {""}
+
+
 # ---------------------------------------------------------------------------- registry and synthetic
 def test_registry_and_option_checks(tmp_path):
     assert set(FORMATS) == {"folder", "fer2013-csv", "ferplus", "kdef", "taiwanese", "mat", "manifest", "synthetic"}

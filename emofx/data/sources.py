@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import warnings
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.loaders.common import part_summary
 from emofx.data.paths import DATA_ENV, shared_data_root
 
 SYNTHETIC = "synthetic"
@@ -67,6 +68,7 @@ def culture_part(dataset: FaceDataset, culture: str, source: str) -> FaceDataset
         raise SourceNameError(f"{source} holds the cultures {', '.join(cultures)}, not {culture!r}: name one of "
                               "them, or give this culture a file of its own")
     part = dataset.subset(dataset.culture == culture)
+    part = replace(part, meta=part_summary(part), skipped=tuple(s for s in part.skipped if s.get("culture") == culture))
     present = [c for c in part.classes if (part.label_names == c).any()]
     return part if len(present) == len(part.classes) else part.restrict_classes(present)
 

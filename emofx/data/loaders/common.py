@@ -54,8 +54,8 @@ class _Inputs:
         self.subject.append(subject)
         self.split.append(split)
 
-    def skip(self, path: Path | str, reason: str) -> None:
-        self.skipped.append({"path": shown_path(path), "reason": reason})
+    def skip(self, path: Path | str, reason: str, culture: str = "") -> None:
+        self.skipped.append({"path": shown_path(path), "reason": reason, **({"culture": culture} if culture else {})})
 
     def recordable(self, paths: Sequence[Path]) -> list[Path]:
         """``paths`` without those whose names cannot be recorded (not UTF-8), which are skipped with the reason."""
@@ -233,7 +233,9 @@ def _build(
     except UnknownEmotionError as err:
         raise UnknownEmotionError(f"{source}: {err}") from None
     batch = extract_faces(inputs.files, options, progress=progress, desc=f"{fmt} faces")
-    skipped = inputs.skipped + list(batch.skipped)
+    culture_of = {str(path): culture for path, culture in zip(inputs.files, inputs.culture) if culture}
+    skipped = inputs.skipped + [{**entry, "culture": culture_of[entry["path"]]} if entry["path"] in culture_of
+                                else entry for entry in batch.skipped]  # a culture's part keeps its own skipped
     _check_strict(skipped, source, strict)
     if not len(batch.kept):
         raise SourceError(f"no faces could be prepared from {source} ({len(skipped)} inputs skipped: "
@@ -249,7 +251,8 @@ def _build(
         subject=take(inputs.subject),
         path=paths,
         split=take(inputs.split),
-        extras={"content_hash": batch.content_hash[kept], **_landmark_extras(batch, options),
+        extras={"content_hash": batch.content_hash[kept], "face_method": batch.method,
+                **_landmark_extras(batch, options),
                 **{k: v[kept] for k, v in (extras or {}).items()}},
         meta={
             "source": str(source.absolute()),
@@ -264,6 +267,25 @@ def _build(
         },
         skipped=skipped,
     )
+
+
+def part_summary(part: FaceDataset) -> dict[str, Any]:
+    """The whole-file facts of ``meta`` (face boxes, landmarks, duplicates) counted again over the images of ``part``
+    (e.g. one culture of a file), from its per-image arrays; a fact it has no arrays for is left out."""
+    meta = {k: v for k, v in part.meta.items() if k not in ("faces", "duplicates")}
+    if "face_method" in part.extras:
+        methods, counts = np.unique(part.extras["face_method"], return_counts=True)
+        meta["faces"] = {str(m): int(c) for m, c in zip(methods, counts)}
+    if "content_hash" in part.extras:
+        meta["duplicates"] = count_duplicates(part.path, part.extras["content_hash"])
+    landmarks = part.meta.get("landmarks")
+    if isinstance(landmarks, dict) and "landmark_quality" in part.extras and "aligned" in part.extras:
+        qualities, counts = np.unique(part.extras["landmark_quality"], return_counts=True)
+        meta["landmarks"] = {**landmarks, "quality": {str(q): int(c) for q, c in zip(qualities, counts)},
+                             "aligned": int(np.sum(part.extras["aligned"])), "faces": len(part)}
+    elif isinstance(landmarks, dict) and landmarks.get("method", "none") != "none":
+        meta.pop("landmarks")
+    return meta
 
 
 def _landmark_extras(batch: FaceBatch, options: FaceOptions) -> dict[str, np.ndarray]:
@@ -295,8 +317,13 @@ def describe_landmarks(summary: dict[str, Any]) -> str:
 
 
 def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    """A table of text cells, comma-, semicolon- or tab-separated (a spreadsheet's export), with a BOM or not."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            header = handle.readline()
+        sep = next((s for s in (";", "\t") if s in header and "," not in header), ",")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep,
+                            encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SourceError(f"{path} is not a readable CSV file ({err}); expected {what}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
