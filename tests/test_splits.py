@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,16 @@ def test_a_subject_split_of_too_few_people_says_how_many_and_what_to_change():
     with pytest.raises(SplitError, match=r"2 people are too few to keep each in one part; use more people "
                                          r"\(synthetic faces: n_per_class of at least 11"):
         make_split(faces, "subject", seed=0, trial=0)
+
+
+def test_auto_refuses_a_random_split_of_images_of_which_only_some_name_their_person():
+    """Three rows without a person in a collection of named people: at random, the named people's images would
+    land in training and test; auto says so instead of quietly splitting at random."""
+    faces = make_synthetic("eyes", n_per_class=12, seed=0)
+    subject = faces.subject.copy()
+    subject[[3, 10, 11]] = ""
+    partly = replace(faces, subject=subject)
+    with pytest.raises(SplitError, match=r"3 of 84 images have no subject id .*--split random"):
+        make_split(partly, "auto")
+    assert make_split(partly, "random").kind == "random"  # asked for: as asked
+    assert make_split(replace(faces, subject=np.full(len(faces), "")), "auto").kind == "random"  # nobody named

@@ -145,6 +145,12 @@ def make_split(
         raise SplitError("cannot split an empty dataset")
     if kind == "auto":
         kind = "predefined" if defines_split(dataset) else "subject" if dataset.has_subjects else "random"
+        unnamed = np.flatnonzero(dataset.subject == "")
+        if kind == "random" and len(unnamed) < len(dataset):  # some people named: at random, theirs would mix
+            first = dataset.path[unnamed[0]] or f"image {unnamed[0]}"
+            raise SplitError(f"{len(unnamed)} of {len(dataset)} images have no subject id (e.g. {first}): give every "
+                             "image its person for a split by person, or ask for kind 'random' (--split random), "
+                             "which may put one person's images in training and test")
     if kind == "subject" and not dataset.has_subjects:
         unknown = int(np.sum(dataset.subject == ""))
         raise SplitError(f"a subject split needs a subject id for every image; {unknown} images have none "

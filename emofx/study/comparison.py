@@ -165,6 +165,18 @@ def confound_note(a: CultureRuns, b: CultureRuns) -> list[str]:
             "may differ as well as culture"]
 
 
+def split_note(a: CultureRuns, b: CultureRuns) -> list[str]:
+    """Where trials split images at random (a person's images may then be in training and test, and accuracy counts
+    recognising people seen in training), or the two cultures were split in different ways, from each model's split."""
+    kinds = {c.name: sorted({str(m.info.get("split", {}).get("kind", "unrecorded")) for m in c.models}) for c in (a, b)}
+    if not any("random" in k for k in kinds.values()) and kinds[a.name] == kinds[b.name]:
+        return []
+    said = "; ".join(f"{name} {'/'.join(k)}" for name, k in kinds.items())
+    return [f"the trials were split by kind ({said}): a random split may put a person's images in training and test, "
+            "so its accuracy includes recognising people seen in training, and cultures split in different ways are "
+            "not measured alike; give every image its person and split by subject"]
+
+
 def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]:
     """How each culture's facial regions were found (per image), and a warning where the cultures' mixes differ by
     more than ``gap`` for some way: regions drawn from 68 points and from eye centres cover other pixels (brows
@@ -249,7 +261,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
 
     humans = [h for h in (human_baseline(a, b), human_baseline(b, a)) if h is not None]
     tests["human"] = [h[1] for h in humans]
-    notes = (*confound_note(a, b), *regions_notes({a.name: regions_a, b.name: regions_b}), *proximity_notes,
+    notes = (*confound_note(a, b), *split_note(a, b), *regions_notes({a.name: regions_a, b.name: regions_b}),
+             *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
              *too_few_trials(a.n_trials, b.n_trials, config))
 
