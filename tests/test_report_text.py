@@ -170,3 +170,18 @@ def test_h1_states_the_interval_over_trials_and_the_one_over_test_people():
     # a summary written before the trials' interval existed held only the bootstrap over test images
     old = h1_paragraph({"collected": summary("A", "B", 0.17, 0.008)})
     assert "95% bootstrap interval +12.0 to +22.0 over test images" in old
+
+
+def test_h1_says_when_it_scores_only_the_emotions_both_cultures_have():
+    """A culture without disgusted faces: the comparison's accuracies are on six emotions, not its tables' seven."""
+    from types import SimpleNamespace
+
+    from emofx.pipeline.report import _scored_on
+
+    seven = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
+    exp = SimpleNamespace(datasets={("collected", "Swedish"): {"classes": seven},
+                                    ("collected", "Taiwanese"): {"classes": [c for c in seven if c != "disgusted"]}})
+    summary = {"cultures": {"a": "Swedish", "b": "Taiwanese"}, "shared_classes": [c for c in seven if c != "disgusted"]}
+    assert _scored_on(exp, summary) == (", on the 6 emotions both have (afraid, angry, happy, neutral, sad, surprised; "
+                                        "left out: Swedish's disgusted)")
+    assert _scored_on(exp, {**summary, "shared_classes": seven}) == ""

@@ -231,10 +231,21 @@ def _modification(exp: Experiment, out: Path, faces: bool) -> str:
         (out / FIGURES_DIR).glob("fig7_modification*.png"))) if faces else (
         "The panels show faces and are not included here (the datasets' terms).")
     return ("Gradient ascent on the image toward a target class. The default steps follow the vanilla gradient of "
-            "the target probability (the method that raises it); guided-backprop steps are shown beside them. A vanilla "
-            "step that would lower an image's objective (its target log-probability, less any L2 pull) is not taken "
-            "(its step is halved). Mean target "
-            "probability before and after the steps:\n\n" + _md(table) + "\n\n" + panels)
+            "the target probability (the method that raises it); guided-backprop steps are shown beside them. A "
+            "vanilla step that would lower an image's objective (its target log-probability, less any L2 pull) is not "
+            "taken (its step is halved). Mean target probability before and after the steps:\n\n" + _md(table)
+            + "\n\n" + panels)
+
+
+def _scored_on(exp: Experiment, summary: dict[str, Any]) -> str:
+    """Where a culture has emotions the other lacks: the comparison scores both on the shared ones only (so its
+    accuracies differ from the culture's own tables), said with what is left out."""
+    shared = set(summary.get("shared_classes", []))
+    names = (summary["cultures"]["a"], summary["cultures"]["b"])
+    own = {name: set(info.get("classes", [])) for (_, name), info in exp.datasets.items() if name in names}
+    left = {name: sorted(classes - shared) for name, classes in own.items() if shared and classes - shared}
+    return (f", on the {len(shared)} emotions both have ({', '.join(sorted(shared))}; left out: " + "; ".join(
+        f"{name}'s {', '.join(classes)}" for name, classes in left.items()) + ")") if left else ""
 
 
 def _h1(exp: Experiment, out: Path) -> str:
@@ -242,7 +253,7 @@ def _h1(exp: Experiment, out: Path) -> str:
         s = record["summary"]
         rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
         errors = record["tables"].get("class_error_tests", pd.DataFrame())
-        text = (f"{s['cultures']['a']} minus {s['cultures']['b']}:\n\n" + _md(pd.DataFrame(rows)) +
+        text = (f"{s['cultures']['a']} minus {s['cultures']['b']}{_scored_on(exp, s)}:\n\n" + _md(pd.DataFrame(rows)) +
                 "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
         confusions = record["tables"].get("confusion_tests")
         if confusions is not None and len(confusions):
