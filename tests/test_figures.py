@@ -424,3 +424,10 @@ def test_every_comparison_figure_has_one_name_everywhere():
     from emofx.plotting.comparison import FIGURE_NAMES
 
     assert set(FIGURE_NAMES) == set(figures.COMPARISON_FIGURES)
+
+
+def test_a_class_a_culture_lacks_is_a_dash_not_nan_in_the_tables():
+    mean = pd.DataFrame({"happy": [10.0, 20.0], "disgusted": [5.0, np.nan]}, index=["Swedish", "Taiwanese"])
+    text = figures.mean_std_text(mean, mean / 10)
+    assert text.loc["Taiwanese", "disgusted"] == "—" and text.loc["Swedish", "disgusted"] == "5.0 ± 0.5"
+

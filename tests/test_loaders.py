@@ -462,6 +462,10 @@ def test_a_researchers_own_manifest_as_a_spreadsheet_writes_it(tmp_path, fer_fil
         f"{r.split(';')[0]},{r.split(';')[1]},{r.split(';')[3]}" for r in rows[:2]) + "\n")
     with pytest.warns(UserWarning, match=r"names no person \(subject, person, .*column\(s\) Participant No not read"):
         assert set(load_manifest(meta / "other.csv", root=tmp_path).subject) == {""}
+    (meta / "cased.csv").write_text("path,emotion,culture,subject\n" + "\n".join(
+        f"{r.split(';')[0]},{r.split(';')[1]},{'swedish' if k else 'Swedish'},p{k}" for k, r in enumerate(rows[:2])))
+    with pytest.warns(UserWarning, match=r"culture names 'Swedish' and 'swedish' differ only in letter case"):
+        load_manifest(meta / "cased.csv", root=tmp_path)
 
 
 # ---------------------------------------------------------------------------- registry and synthetic

@@ -99,8 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the persistent compilation cache, or off (default $EMOFX_COMPILATION_CACHE "
                              "or ~/.cache/emofx/jax/<machine>)")
     # Smaller networks for tests and quick experiments (not the paper's architecture).
-    parser.add_argument("--widths", type=int_tuple, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--dense-units", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--widths", type=int_tuple, default=None, metavar="W1,W2,W3",
+                        help="convolution widths of another model than the paper's, e.g. 16,32,64 for a quick "
+                             "look (default: the paper's 64,128,256)")
+    parser.add_argument("--dense-units", type=int, default=None, help="units of the dense layer (default: the "
+                        "paper's 300)")
 
 
 def int_tuple(text: str) -> tuple[int, ...]:

@@ -241,7 +241,7 @@ def benchmark_folds(experiment_dir: str | os.PathLike) -> dict[str, list[Run]]:
 
 def mean_std_text(mean: pd.DataFrame, std: pd.DataFrame, fmt: str = ".1f") -> pd.DataFrame:
     """Cells formatted ``mean ± std`` (for Markdown tables)."""
-    cells = [[f"{m:{fmt}} ± {s:{fmt}}" for m, s in zip(means, stds)]
+    cells = [[f"{m:{fmt}} ± {s:{fmt}}" if m == m else "—" for m, s in zip(means, stds)]  # NaN: a class it lacks
              for means, stds in zip(mean.to_numpy(float), std.to_numpy(float))]
     return pd.DataFrame(cells, index=mean.index, columns=mean.columns)
 

@@ -232,6 +232,7 @@ def _build(
         canonicalize_all(inputs.labels)  # unknown names fail before any image is decoded
     except UnknownEmotionError as err:
         raise UnknownEmotionError(f"{source}: {err}") from None
+    _warn_culture_spellings(inputs.culture, source)
     batch = extract_faces(inputs.files, options, progress=progress, desc=f"{fmt} faces")
     culture_of = {str(path): culture for path, culture in zip(inputs.files, inputs.culture) if culture}
     skipped = inputs.skipped + [{**entry, "culture": culture_of[entry["path"]]} if entry["path"] in culture_of
@@ -267,6 +268,18 @@ def _build(
         },
         skipped=skipped,
     )
+
+
+def _warn_culture_spellings(cultures: Sequence[str], source: Path) -> None:
+    """Culture names that differ only in letter case or spaces (``swedish``, ``Swedish``) make cultures of their own."""
+    spellings: dict[str, set[str]] = defaultdict(set)
+    for name in set(cultures):
+        spellings[" ".join(name.casefold().split())].add(name)
+    alike = [sorted(names) for names in spellings.values() if len(names) > 1]
+    if alike:
+        warnings.warn(f"{source}: culture names {'; '.join(' and '.join(map(repr, names)) for names in alike)} differ "
+                      "only in letter case or spaces, and each makes a culture of its own; write them alike",
+                      stacklevel=4)
 
 
 def part_summary(part: FaceDataset) -> dict[str, Any]:
