@@ -61,10 +61,13 @@ def test_paths_in_an_experiment_file_are_read_from_its_folder(tmp_path):
                       "    grid: {culture: [A, B]}\n"
                       "    fixed: {dataset: data/mine.npz, sources: {A: data/mine.npz, B: kdef}, epochs: 3}\n")
     sweep = experiments.load_experiment(config).sweeps[0]
-    from_notebooks = os.path.join("..", "..", "my_study", "data", "mine.npz")
-    assert sweep.fixed == {"dataset": from_notebooks, "sources": {"A": from_notebooks, "B": "kdef"}, "epochs": 3}
-    assert (notebooks / sweep.fixed["dataset"]).resolve() == (study / "data" / "mine.npz").resolve()
+    mine = str((study / "data" / "mine.npz").resolve())  # outside the notebooks' parent: absolute
+    assert sweep.fixed == {"dataset": mine, "sources": {"A": mine, "B": "kdef"}, "epochs": 3}
     assert dict(sweep.grid) == {"culture": ("A", "B")}
+    (tmp_path / "tools" / "data.npz").write_bytes(b"")  # beside the notebooks, reached through a linked folder
+    os.symlink(tmp_path / "tools", study / "tools")
+    config.write_text("name: e\nsweeps:\n  - notebook: tools/notebooks/nb.ipynb\n    fixed: {dataset: tools/data.npz}\n")
+    assert experiments.load_experiment(config).sweeps[0].fixed == {"dataset": os.path.join("..", "data.npz")}
 
 
 def test_parse_value_reads_yaml_scalars():

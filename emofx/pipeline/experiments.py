@@ -220,7 +220,8 @@ def load_experiment(path: str | os.PathLike, runs_dir: str | os.PathLike | None 
 def _from_notebook(value: Any, base: Path, notebook_dir: Path) -> Any:
     """``value`` with every relative path in it that names something beside the experiment file (``base``) made
     relative to the notebook's folder, where its kernel runs (the same text when the two folders are siblings, as
-    experiments/ and notebooks/ are); other text (source names, cultures) stays as written."""
+    experiments/ and notebooks/ are), or absolute where it lies outside the notebooks' parent folder (a study kept
+    apart from the repository); other text (source names, cultures) stays as written."""
     if isinstance(value, dict):
         return {k: _from_notebook(v, base, notebook_dir) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -228,7 +229,8 @@ def _from_notebook(value: Any, base: Path, notebook_dir: Path) -> Any:
     if not isinstance(value, str) or not value or os.path.isabs(value) or not (base / value).exists() \
             or ("/" not in value and "." not in value):
         return value
-    return os.path.relpath(os.path.normpath(base / value), notebook_dir)
+    target, kernel_dir = (base / value).resolve(), notebook_dir.resolve()  # the kernel's folder, links followed
+    return os.path.relpath(target, kernel_dir) if target.is_relative_to(kernel_dir.parent) else str(target)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
