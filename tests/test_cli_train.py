@@ -118,7 +118,7 @@ def test_overwrite_refuses_to_leave_earlier_runs_of_other_settings_beside_the_ne
     assert "holds 2 earlier run(s) trained with other settings that this training would not replace (trial-0, " \
         "trial-1)" in err
     assert main([*once, "--overwrite"]) == 2  # one run into the folder of four
-    assert "holds 4 earlier run(s) that this training would not replace (trial-0, trial-1, trial-2 ...)" in (
+    assert "holds 4 earlier run(s) that this training would not replace (trial-0, trial-1, trial-2 and 1 more)" in (
         capsys.readouterr().err)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 

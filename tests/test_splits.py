@@ -142,7 +142,7 @@ def test_many_empty_classes_are_summed_up_after_three():
     with pytest.raises(SplitError) as error:
         make_split(faces, "subject")
     message = str(error.value)
-    assert message.count(" images in the ") == 3 and "; and 4 more such (2 people are too few" in message
+    assert message.count(" images in the ") == 3 and " and 4 more (2 people are too few" in message
 
 
 def test_a_negative_seed_is_named():

@@ -83,10 +83,12 @@ def _clear_other_trials(out: Path, cultures: list[str], trials: int, overwrite: 
     runs): refused, or with ``overwrite`` removed."""
     import shutil
 
+    from emofx.data.paths import first_few
+
     kept = {f"trial-{trial}" for trial in range(trials)}
     other = [p for name in cultures for p in sorted((out / "runs" / name).glob("trial-*")) if p.name not in kept]
     if other and not overwrite:
-        names = ", ".join(str(p.relative_to(out)) for p in other[:3]) + (" ..." if len(other) > 3 else "")
+        names = first_few([str(p.relative_to(out)) for p in other])
         raise FileExistsError(f"{out} holds trials of an earlier quickstart that this one would not replace "
                               f"({names}); pass --overwrite to remove them, or choose another --out")
     for path in other:

@@ -235,6 +235,7 @@ def _refuse_runs_left_beside(out: Path, replaced: list[Path], identity: dict) ->
     --out that it would not replace are refused where they were trained otherwise than these (compare and info would
     read them with the new ones; trials of the same settings, e.g. the first of two batches of trials, stay), and
     so is any run inside a single run's folder."""
+    from emofx.data.paths import first_few
     from emofx.study.cultures import trial_settings
     from emofx.study.runs import RunError, find_runs, load_run
 
@@ -252,10 +253,9 @@ def _refuse_runs_left_beside(out: Path, replaced: list[Path], identity: dict) ->
 
     left = [p for p in (find_runs(out) if out.is_dir() else []) if p.resolve() not in kept and other(p)]
     if left:
-        names = ", ".join(p.relative_to(out).as_posix() if p != out else f"{out} itself" for p in left[:3])
-        more = " ..." if len(left) > 3 else ""
+        names = first_few([p.relative_to(out).as_posix() if p != out else f"{out} itself" for p in left])
         raise RunError(f"{out} holds {len(left)} earlier run(s){' trained with other settings' if replaced else ''} "
-                       f"that this training would not replace ({names}{more}); `emofx compare` and `emofx info` "
+                       f"that this training would not replace ({names}); `emofx compare` and `emofx info` "
                        "would read them with the new ones: remove them, or choose another --out")
 
 

@@ -127,3 +127,10 @@ def unencodable_name(path: str | os.PathLike) -> str | None:
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as text that can be written anywhere: the bytes of a name that is not UTF-8 shown as ``\\xNN``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def first_few(items: Sequence[Any], first: int = 3, sep: str = ", ") -> str:
+    """The ``first`` items as text and how many more (``a, b, c and 4 more``), for messages naming what was found."""
+    shown = sep.join(str(item) for item in items[:first])
+    return shown + (f" and {len(items) - first} more" if len(items) > first else "")
+

@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from emofx.data.paths import first_few
 from emofx.data.dataset import FaceDataset
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
@@ -358,5 +359,5 @@ def _check_classes(dataset: FaceDataset, split: Split) -> None:
                 "(synthetic faces: n_per_class of at least 11, 5 images a person), kind 'random', or other fractions"
                 if split.grouped else "the class has too few images; use more images (limit), other fractions, or "
                 "drop the class")
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more such" if len(problems) > 3 else "")
+        shown = first_few(problems, sep="; ")
         raise SplitError(f"{split.kind} split (seed {split.seed}, trial {split.trial}) is unusable: {shown} ({hint})")

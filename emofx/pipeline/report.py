@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emofx.data.paths import first_few
 from emofx.nets.checkpoint import source_revision
 from emofx.pipeline import report_text
 from emofx.pipeline.html import markdown_to_html
@@ -415,7 +416,7 @@ def write_report(experiment_dir: str | os.PathLike, out: str | os.PathLike, *, f
         raise FileExistsError(f"{figures} exists and is not a folder: the report writes its figures there; move it "
                               "or choose another --out")
     if foreign := foreign_files(figures):
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        shown = first_few(foreign)
         raise FileExistsError(f"{figures} holds files no emofx report drew ({shown}); a report replaces that folder "
                               "whole, so move them elsewhere or choose another --out")
     shutil.rmtree(previous, ignore_errors=True)
