@@ -68,6 +68,14 @@ def test_paths_in_an_experiment_file_are_read_from_its_folder(tmp_path):
     os.symlink(tmp_path / "tools", study / "tools")
     config.write_text("name: e\nsweeps:\n  - notebook: tools/notebooks/nb.ipynb\n    fixed: {dataset: tools/data.npz}\n")
     assert experiments.load_experiment(config).sweeps[0].fixed == {"dataset": os.path.join("..", "data.npz")}
+    shared = tmp_path / "shared" / "kdef.npz"  # named alike from the experiment's folder and the notebooks': kept
+    shared.parent.mkdir()
+    shared.write_bytes(b"")
+    (tmp_path / "tools" / "experiments").mkdir()
+    sibling = tmp_path / "tools" / "experiments" / "exp.yaml"
+    sibling.write_text("name: e\nsweeps:\n  - notebook: ../notebooks/nb.ipynb\n"
+                       "    fixed: {dataset: ../../shared/kdef.npz}\n")
+    assert experiments.load_experiment(sibling).sweeps[0].fixed == {"dataset": "../../shared/kdef.npz"}
 
 
 def test_parse_value_reads_yaml_scalars():

@@ -185,3 +185,8 @@ def test_h1_says_when_it_scores_only_the_emotions_both_cultures_have():
     assert _scored_on(exp, summary) == (", on the 6 emotions both have (afraid, angry, happy, neutral, sad, surprised; "
                                         "left out: Swedish's disgusted)")
     assert _scored_on(exp, {**summary, "shared_classes": seven}) == ""
+    six = [c for c in seven if c != "disgusted"]  # matched datasets hold the shared emotions: the protocol decides
+    both = SimpleNamespace(datasets={**exp.datasets, ("matched", "Swedish"): {"classes": six},
+                                     ("matched", "Taiwanese"): {"classes": six}})
+    assert _scored_on(both, summary, "collected") == _scored_on(exp, summary)
+    assert not _scored_on(both, summary, "matched")

@@ -229,6 +229,8 @@ def _from_notebook(value: Any, base: Path, notebook_dir: Path) -> Any:
     if not isinstance(value, str) or not value or os.path.isabs(value) or not (base / value).exists() \
             or ("/" not in value and "." not in value):
         return value
+    if (notebook_dir / value).exists() and os.path.samefile(notebook_dir / value, base / value):
+        return value  # the same file from either folder (siblings): as written, so run names and hashes stay
     target, kernel_dir = (base / value).resolve(), notebook_dir.resolve()  # the kernel's folder, links followed
     return os.path.relpath(target, kernel_dir) if target.is_relative_to(kernel_dir.parent) else str(target)
 

@@ -238,12 +238,13 @@ def _modification(exp: Experiment, out: Path, faces: bool) -> str:
             + "\n\n" + panels)
 
 
-def _scored_on(exp: Experiment, summary: dict[str, Any]) -> str:
+def _scored_on(exp: Experiment, summary: dict[str, Any], protocol: str | None = None) -> str:
     """Where a culture has emotions the other lacks: the comparison scores both on the shared ones only (so its
     accuracies differ from the culture's own tables), said with what is left out."""
     shared = set(summary.get("shared_classes", []))
     names = (summary["cultures"]["a"], summary["cultures"]["b"])
-    own = {name: set(info.get("classes", [])) for (_, name), info in exp.datasets.items() if name in names}
+    own = {name: set(info.get("classes", [])) for (of, name), info in exp.datasets.items()
+           if name in names and protocol in (None, of)}  # matched datasets hold the shared emotions only
     left = {name: sorted(classes - shared) for name, classes in own.items() if shared and classes - shared}
     return (f", on the {len(shared)} emotions both have ({', '.join(sorted(shared))}; left out: " + "; ".join(
         f"{name}'s {', '.join(classes)}" for name, classes in left.items()) + ")") if left else ""
@@ -254,7 +255,8 @@ def _h1(exp: Experiment, out: Path) -> str:
         s = record["summary"]
         rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
         errors = record["tables"].get("class_error_tests", pd.DataFrame())
-        text = (f"{s['cultures']['a']} minus {s['cultures']['b']}{_scored_on(exp, s)}:\n\n" + _md(pd.DataFrame(rows)) +
+        scored = _scored_on(exp, s, record.get("protocol"))
+        text = (f"{s['cultures']['a']} minus {s['cultures']['b']}{scored}:\n\n" + _md(pd.DataFrame(rows)) +
                 "\n\nPer-class error (a minus b), permutation over trials, corrected over classes:\n\n" + _md(errors))
         confusions = record["tables"].get("confusion_tests")
         if confusions is not None and len(confusions):
