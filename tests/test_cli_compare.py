@@ -259,11 +259,14 @@ def test_a_comparison_of_real_datasets_says_culture_is_confounded_with_dataset()
 def test_a_comparison_says_where_trials_split_images_at_random_or_the_cultures_differently():
     from types import SimpleNamespace
 
-    def culture(name: str, *kinds: str) -> SimpleNamespace:
-        return SimpleNamespace(name=name, models=[SimpleNamespace(info={"split": {"kind": k}}) for k in kinds])
+    def culture(name: str, *kinds: str, grouped: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(name=name, models=[SimpleNamespace(info={"split": {
+            "kind": k, "grouped": grouped and k != "random"}}) for k in kinds])
 
     assert comparison.split_note(culture("A", "subject", "subject"), culture("B", "subject")) == []
     mixed = comparison.split_note(culture("A", "subject"), culture("B", "random", "random"))
-    assert mixed[0].startswith("the trials were split by kind (A subject; B random): a random split may put")
+    assert mixed[0].startswith("the trials were split by kind (A subject; B random): a split that does not keep")
     assert comparison.split_note(culture("A", "random"), culture("B", "random"))  # alike, but random: said
     assert comparison.split_note(culture("A", "subject"), culture("B", "kfold"))  # measured otherwise: said
+    assert comparison.split_note(culture("A", "kfold", grouped=False), culture("B", "kfold", grouped=False))
+    assert comparison.split_note(culture("A", "kfold"), culture("B", "kfold")) == []  # folds of people

@@ -95,6 +95,17 @@ def test_folder_split_folders_bad_files_and_duplicates(tmp_path, fer_files):
     assert len(copies) == 2 and data.extras["content_hash"][copies[0]] == data.extras["content_hash"][copies[1]]
     with pytest.raises(SourceError, match="strict"):
         load_folder(root, strict=True)
+    from emofx.data.dataset import merge
+    from emofx.data.sources import culture_part
+
+    other = tmp_path / "theirs" / "sad"  # another culture's folder, with a file of its own to skip
+    other.mkdir(parents=True)
+    shutil.copy(fer_files["sad"][0], other / "z.jpg")
+    (other / "readme.md").write_text("hi")
+    both = merge([load_folder(root, culture="A"), load_folder(tmp_path / "theirs", culture="B")])
+    parts = {name: culture_part(both, name, "both") for name in ("A", "B")}
+    assert len(parts["A"].skipped) == len(data.skipped)
+    assert [s["path"][-9:] for s in parts["B"].skipped] == ["readme.md"]
 
 
 def test_folder_follows_linked_class_folders_once(tmp_path, fer_files):
@@ -458,6 +469,12 @@ def test_a_researchers_own_manifest_as_a_spreadsheet_writes_it(tmp_path, fer_fil
     swedish, taiwanese = (culture_part(data, name, "labels.csv") for name in ("Swedish", "Taiwanese"))
     assert swedish.skipped == () and [s["reason"] for s in taiwanese.skipped] == ["file not found (manifest row 7)"]
     assert sum(swedish.meta["faces"].values()) == 4 and sum(taiwanese.meta["faces"].values()) == len(data) - 4
+    (meta / "commas.csv").write_text("path;emotion;culture;Subject, as written\n" + "\n".join(rows[:2]) + "\n")
+    with pytest.warns(UserWarning, match=r"column\(s\) Subject, as written not read"):  # split on ;, not on ,
+        assert len(load_manifest(meta / "commas.csv", root=tmp_path)) == 2
+    (meta / "Person.csv").write_text("\npath,emotion,Person\n" + "\n".join(  # a blank first line, a capital P
+        f"{r.split(';')[0]},{r.split(';')[1]},{r.split(';')[3]}" for r in rows[:2]) + "\n")
+    assert list(load_manifest(meta / "Person.csv", root=tmp_path).subject) == ["p0", "p1"]
     (meta / "other.csv").write_text("path,emotion,Participant No\n" + "\n".join(
         f"{r.split(';')[0]},{r.split(';')[1]},{r.split(';')[3]}" for r in rows[:2]) + "\n")
     with pytest.warns(UserWarning, match=r"names no person \(subject, person, .*column\(s\) Participant No not read"):

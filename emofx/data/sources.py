@@ -68,7 +68,9 @@ def culture_part(dataset: FaceDataset, culture: str, source: str) -> FaceDataset
         raise SourceNameError(f"{source} holds the cultures {', '.join(cultures)}, not {culture!r}: name one of "
                               "them, or give this culture a file of its own")
     part = dataset.subset(dataset.culture == culture)
-    part = replace(part, meta=part_summary(part), skipped=tuple(s for s in part.skipped if s.get("culture") == culture))
+    known = any("culture" in entry for entry in part.skipped)  # an older file's skips name no culture: all kept
+    part = replace(part, meta=part_summary(part), skipped=tuple(
+        s for s in part.skipped if not known or s.get("culture") == culture))
     present = [c for c in part.classes if (part.label_names == c).any()]
     return part if len(present) == len(part.classes) else part.restrict_classes(present)
 

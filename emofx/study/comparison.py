@@ -168,13 +168,16 @@ def confound_note(a: CultureRuns, b: CultureRuns) -> list[str]:
 def split_note(a: CultureRuns, b: CultureRuns) -> list[str]:
     """Where trials split images at random (a person's images may then be in training and test, and accuracy counts
     recognising people seen in training), or the two cultures were split in different ways, from each model's split."""
-    kinds = {c.name: sorted({str(m.info.get("split", {}).get("kind", "unrecorded")) for m in c.models}) for c in (a, b)}
-    if not any("random" in k for k in kinds.values()) and kinds[a.name] == kinds[b.name]:
+    splits = {c.name: [m.info.get("split", {}) for m in c.models] for c in (a, b)}
+    kinds = {name: sorted({str(s.get("kind", "unrecorded")) for s in those}) for name, those in splits.items()}
+    mixed = any(s.get("grouped") is False for those in splits.values() for s in those)  # not kept apart by person
+    if not mixed and kinds[a.name] == kinds[b.name]:
         return []
     said = "; ".join(f"{name} {'/'.join(k)}" for name, k in kinds.items())
-    return [f"the trials were split by kind ({said}): a random split may put a person's images in training and test, "
-            "so its accuracy includes recognising people seen in training, and cultures split in different ways are "
-            "not measured alike; give every image its person and split by subject"]
+    return [f"the trials were split by kind ({said}): a split that does not keep each person in one part (random, or "
+            "kfold/predefined without people) may put a person's images in training and test, so its accuracy "
+            "includes recognising people seen in training, and cultures split in different ways are not measured "
+            "alike; give every image its person and split by subject"]
 
 
 def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]:

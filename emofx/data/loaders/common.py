@@ -235,8 +235,9 @@ def _build(
     _warn_culture_spellings(inputs.culture, source)
     batch = extract_faces(inputs.files, options, progress=progress, desc=f"{fmt} faces")
     culture_of = {str(path): culture for path, culture in zip(inputs.files, inputs.culture) if culture}
-    skipped = inputs.skipped + [{**entry, "culture": culture_of[entry["path"]]} if entry["path"] in culture_of
-                                else entry for entry in batch.skipped]  # a culture's part keeps its own skipped
+    only = next(iter(set(inputs.culture))) if len(set(inputs.culture)) == 1 else ""  # one culture: all skips its
+    skipped = [{**entry, "culture": culture_of.get(entry["path"], only)} if "culture" not in entry and (
+        entry["path"] in culture_of or only) else entry for entry in inputs.skipped + list(batch.skipped)]
     _check_strict(skipped, source, strict)
     if not len(batch.kept):
         raise SourceError(f"no faces could be prepared from {source} ({len(skipped)} inputs skipped: "
@@ -333,10 +334,11 @@ def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     """A table of text cells, comma-, semicolon- or tab-separated (a spreadsheet's export), with a BOM or not."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as handle:
-            header = handle.readline()
-        sep = next((s for s in (";", "\t") if s in header and "," not in header), ",")
+            header = next((line for line in handle if line.strip()), "")
+        names = lambda sep: {c.strip().strip('"') for c in header.rstrip("\r\n").split(sep)}  # noqa: E731
+        sep = next((s for s in (",", "\t", ";") if set(required) <= names(s)), ",")  # the one naming what is needed
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep,
-                            encoding="utf-8-sig")
+                            encoding="utf-8-sig", skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SourceError(f"{path} is not a readable CSV file ({err}); expected {what}") from None
     frame.columns = [str(c).strip() for c in frame.columns]

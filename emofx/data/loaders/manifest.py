@@ -95,7 +95,8 @@ def _person_column(frame: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
     """The table with its person column (the first of :data:`PERSON_COLUMNS`) named ``subject``. Without one, the
     columns it does not read are said (an emofx collection's aside), so that a person column of another name does
     not silently leave the images without people, and every split random."""
-    person = next((c for c in PERSON_COLUMNS if c in frame.columns), None)
+    by_name = {str(c).casefold().replace(" ", "_"): c for c in frame.columns}  # Person, Subject ID ...
+    person = next((by_name[c] for c in PERSON_COLUMNS if c in by_name), None)
     if person is not None:
         return frame.rename(columns={person: "subject"})
     unread = [c for c in frame.columns if c not in READ_COLUMNS]
