@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -181,6 +182,7 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
     result = {}
     for name, extra in (("one_at_a_time", []), ("lanes", ["--lanes"])):
         runs = args.out / f"protocol-runs-{name}"
+        shutil.rmtree(runs, ignore_errors=True)  # this check's own scratch runs, of an earlier check: timed anew
         command = [sys.executable, "-m", "benchmarks.protocol", *map(str, data), *plan, *extra, "--out", str(runs)]
         summary = last_json(run_command(command, args.timeout, args.out / f"protocol-{name}.log"))
         result[name] = {"command": shlex.join(command), **{k: v for k, v in summary.items() if k != "per_run"}}
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    start, no_gpu = time.perf_counter(), ""
     summary: dict[str, Any] = {"mode": "quick" if args.quick else "full",
                                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                "steps": {}}
@@ -252,12 +254,23 @@ def main(argv: list[str] | None = None) -> int:
             summary["steps"][name] = {"status": "not run", "seconds": 0.0, "message": "not in --only",
                                       "result": None}
             continue
+        if no_gpu:
+            summary["steps"][name] = {"status": "not run", "seconds": 0.0, "message": no_gpu, "result": None}
+            continue
         print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
         summary["steps"][name] = step = run_step(name, args)
+        if name == "environment" and not args.quick and step["status"] == "passed" and \
+                step["result"].get("backend") != "gpu":  # the full check is sized for a GPU: hours on a CPU
+            no_gpu = (f"no GPU: JAX's backend is {step['result'].get('backend')}; the full check is sized for a GPU "
+                      "(on a CPU, run it with --quick)")
+            step.update(status="failed", message=no_gpu)
         print(f"gpu_check: {name} {step['status']} in {step['seconds']} s {step['message']}", file=sys.stderr,
               flush=True)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["ok"] = all(s["status"] in ("passed", "skipped", "not run") for s in summary["steps"].values())
+    summary["complete"] = all(s["status"] == "passed" for name, s in summary["steps"].items() if name in args.steps)
+    if summary["ok"] and not summary["complete"]:
+        print("gpu_check: some steps were skipped (see their messages): the check is not complete", file=sys.stderr)
     (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0 if summary["ok"] else 1

@@ -287,8 +287,10 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        # The workers' time counts as other processes' here; steal is what other virtual machines took.
         "cpu_shares": cpu_shares(started),
+        "cpu_shares_note": "the machine's CPU time while this ran: this_process is the coordinator only, the "
+                           "framework workers that do the timed work count in other_processes; steal is what other "
+                           "virtual machines took, and idle what was left",
         "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed repeats of the task, after warm-up",
         "faults_note": "minor page faults per call of the task in each framework's worker during the timed repeats",
     })

@@ -97,11 +97,18 @@ def test_an_unexpected_error_in_a_step_is_recorded_and_the_summary_still_written
                                             "message": "", "result": {"fine": True}}
 
 
-def test_the_environment_step_runs_in_its_own_process(tmp_path):
-    assert gpu_check.main(["--only", "environment", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]["environment"]["result"]
+def test_the_environment_step_runs_in_its_own_process_and_the_full_check_needs_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu_check.RUNNERS, "benchmark", lambda args: {"fine": True})
+    code = gpu_check.main(["--only", "environment,benchmark", "--out", str(tmp_path)])
+    steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+    result = steps["environment"]["result"]
     assert result["backend"] in ("cpu", "gpu", "tpu") and result["jax"] and result["devices"]
     assert "environment_info" in result["command"] and (tmp_path / "environment.log").read_text().startswith("$ ")
+    if result["backend"] == "gpu":
+        assert code == 0 and steps["benchmark"]["status"] == "passed"
+    else:  # sized for a GPU, the full check would take hours here: it says so and stops
+        assert code == 1 and steps["environment"]["message"].startswith(f"no GPU: JAX's backend is {result['backend']}")
+        assert steps["benchmark"]["status"] == "not run" and "--quick" in steps["benchmark"]["message"]
 
 
 def test_steps_needing_missing_real_data_are_skipped_with_the_reason(tmp_path, monkeypatch):
@@ -132,3 +139,12 @@ def test_device_check_refuses_to_run_without_the_carried_files(tmp_path):
                              env={**os.environ, "CARRY": str(tmp_path / "carry")})
     assert missing.returncode == 2 and "fer2013.npz is missing: run" in missing.stderr
     assert not (tmp_path / "results").exists()
+    quick = subprocess.run(["bash", script, "run", "--quick"], capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "CARRY": str(tmp_path / "carry")})  # an option, not a folder
+    assert quick.returncode == 2 and not (gpu_check.ROOT / "--quick").exists()
+    (tmp_path / "carry").mkdir()
+    (tmp_path / "carry" / "kdef.npz").write_bytes(b"packed before")
+    again = subprocess.run(["bash", script, "pack"], capture_output=True, text=True,
+                           env={**os.environ, "CARRY": str(tmp_path / "carry")})
+    assert again.returncode == 2 and "kdef.npz exists: remove" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "carry").iterdir()) == ["kdef.npz"]  # nothing written
