@@ -382,3 +382,31 @@ def test_ctrl_c_during_a_scheduled_save_writes_that_state_again(parts, tmp_path,
     path = tmp_path / "state.msgpack"
     stopped = fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=0)
     assert stopped.stop_reason == "interrupted" and calls == [2, 4, 4] and read_progress(path)["step"] == 4
+
+
+def test_ctrl_c_after_a_scheduled_save_keeps_that_save(result, parts, tmp_path, monkeypatch):
+    """Saved at every validation: Ctrl-C in the next epoch leaves the last write as it is (the state it wrote has
+    since been given to the next chunk, whose buffers it reuses)."""
+    from emofx.nets.train_state import read_progress
+
+    calls, real_chunk = [], training.make_train_chunk
+
+    def interrupted_once_the_third_epoch_ran(*args):
+        calls.append(1)
+        chunk = real_chunk(*args)
+        if len(calls) < 3:
+            return chunk
+
+        def run_then_stop(*inputs):
+            chunk(*inputs)  # the state saved at step 4 is given to this chunk (its buffers donated)
+            raise KeyboardInterrupt
+
+        return run_then_stop
+
+    monkeypatch.setattr(training, "make_train_chunk", interrupted_once_the_third_epoch_ran)
+    path = tmp_path / "state.msgpack"
+    stopped = fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=0)
+    assert stopped.stop_reason == "interrupted" and read_progress(path)["step"] == 4
+    monkeypatch.setattr(training, "make_train_chunk", real_chunk)
+    resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=0)
+    pd.testing.assert_frame_equal(resumed.history, result.history)

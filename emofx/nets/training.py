@@ -418,7 +418,7 @@ def fit(
                     if time.perf_counter() - last_save >= state_every:
                         unsaved = (state, loop)  # written again by Ctrl-C should it cut this write short
                         save_training_state(state_path, state_tag, state, data_key, loop)
-                        last_save = time.perf_counter()
+                        unsaved, last_save = None, time.perf_counter()  # written: the next chunk takes its buffers
                     else:
                         unsaved = (jax.tree.map(jnp.copy, state), replace(loop, rows=list(loop.rows)))
                 if config.patience and loop.since_best >= config.patience:
