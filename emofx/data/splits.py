@@ -134,7 +134,8 @@ def make_split(
     """Split ``dataset`` into train/val/test, reproducibly from ``(seed, trial)``.
 
     ``auto`` is ``predefined`` when the source defines a split (:func:`defines_split`), else
-    ``subject`` when every image has a subject id, else ``random``. Raises
+    ``subject`` when every image has a subject id, else ``random`` when none has (some but not all: refused,
+    as a random split would put the named people's images in several parts). Raises
     :class:`SplitError` for an unknown kind, bad fractions, or a class left empty in a part.
     """
     if kind not in SPLIT_KINDS:
