@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how to split: subject-independent, random, the dataset's predefined split, "
                              "or k-fold with --trial as the test fold (default auto: the source's own split when "
                              "every image has one, e.g. FER2013/FER+ Training/PublicTest/PrivateTest; else subject "
-                             "when subjects are known; else random)")
+                             "when every image names its person; else random when none does; images naming some "
+                             "people but not all are refused)")
     parser.add_argument("--recipe", default="paper", metavar="NAME",
                         help=f"training recipe: {', '.join(RECIPES)} (default paper, the reference implementation); "
                              "the options below override its settings")
