@@ -383,6 +383,32 @@ def test_a_run_whose_training_was_interrupted_is_not_complete(tmp_path, write_no
     assert again.count("skipped") == 0  # done again, not taken as complete
 
 
+def test_a_kernel_that_dies_while_starting_is_started_once_more(notebook, tmp_path, monkeypatch):
+    """On a loaded machine a kernel may die before it answers (no cell has run): the run starts it again, once."""
+    import papermill
+
+    real, calls = papermill.execute_notebook, []
+
+    def dies_at_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies_at_first)
+    summary = batch.run_experiment(sweep_of(notebook, tmp_path, x=[1]), progress=False)[0]
+    assert summary.count("ok") == 1 and len(calls) == 2
+
+    def always_dies(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", always_dies)
+    calls.clear()
+    again = batch.run_experiment(sweep_of(notebook, tmp_path, x=[2]), progress=False)[0]
+    assert again.count("failed") == 1 and len(calls) == 2 and "Kernel died" in again.describe()
+
+
 def test_a_stage_without_completed_runs_says_why_and_how_to_run_it(notebook, tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text("name: cfg\nruns_dir: runs\nsweeps:\n  - notebook: nb/tiny.ipynb\n    grid: {x: [-1, -2]}\n")

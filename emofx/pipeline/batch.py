@@ -247,28 +247,32 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     (run_dir / RESULTS_DIR).unlink(missing_ok=True)  # a file or link of that name
     (run_dir / RESULTS_DIR).mkdir(parents=True)
     started = time.time()
-    error: dict[str, Any] | None = None
-    try:
-        with text_progress_for_saved_notebooks():
-            papermill.execute_notebook(
-                str(spec.notebook),
-                str(run_dir / spec.notebook.name),
-                parameters={**spec.parameters, **spec.injected},
-                kernel_name=spec.kernel_name,
-                language=missing_language(spec.notebook),
-                progress_bar=False,
-                # the kernel starts in the notebook's folder (its relative paths); papermill's `cwd` would chdir
-                # this whole process instead, which runs on threads of one process race on
-                resources={"metadata": {"path": str(spec.notebook.parent)}},
-                execution_timeout=spec.cell_timeout,
-                **kernel_settings(),
-            )
-    except PapermillExecutionError as err:
-        error = {"type": err.ename, "message": _first_line(err.evalue), "cell": err.cell_index,
-                 "traceback": _plain("\n".join(err.traceback))}
-    except Exception as err:  # a dead kernel, a timeout: recorded so that the other runs go on
-        error = {"type": type(err).__name__, "message": _first_line(str(err)),
-                 "traceback": traceback.format_exc()}
+    for attempt in range(2):  # a kernel that died while it started (a machine under load) gets a second start
+        error: dict[str, Any] | None = None
+        try:
+            with text_progress_for_saved_notebooks():
+                papermill.execute_notebook(
+                    str(spec.notebook),
+                    str(run_dir / spec.notebook.name),
+                    parameters={**spec.parameters, **spec.injected},
+                    kernel_name=spec.kernel_name,
+                    language=missing_language(spec.notebook),
+                    progress_bar=False,
+                    # the kernel starts in the notebook's folder (its relative paths); papermill's `cwd` would
+                    # chdir this whole process instead, which runs on threads of one process race on
+                    resources={"metadata": {"path": str(spec.notebook.parent)}},
+                    execution_timeout=spec.cell_timeout,
+                    **kernel_settings(),
+                )
+        except PapermillExecutionError as err:
+            error = {"type": err.ename, "message": _first_line(err.evalue), "cell": err.cell_index,
+                     "traceback": _plain("\n".join(err.traceback))}
+        except Exception as err:  # a dead kernel, a timeout: recorded so that the other runs go on
+            error = {"type": type(err).__name__, "message": _first_line(str(err)),
+                     "traceback": traceback.format_exc()}
+            if attempt == 0 and "before replying to kernel_info" in str(err):  # no cell ran: start it again
+                continue
+        break
     seconds = time.time() - started
     if error is None and _interrupted(run_dir):
         error = {"type": "Interrupted", "message": "the notebook's training was interrupted (its kernel got SIGINT) "
