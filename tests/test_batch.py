@@ -185,6 +185,41 @@ def test_runs_that_read_the_experiment_are_redone_when_what_they_build_on_is_red
     assert again[1].outcomes[0].previous == "changed"
 
 
+def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_nothing(notebook, tmp_path, capsys):
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
+    source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
+    nbformat.write(source, notebook.with_name("source.ipynb"))
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: dry\nruns_dir: runs\nsweeps:\n  - notebook: nb/source.ipynb\n    grid: {x: [1, 2, 3]}\n"
+                      "  - notebook: nb/tiny.ipynb\n    grid: {x: [7]}\n")
+    dry = ["batch", "--config", str(config), "--dry-run"]
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert "dry/source: 3 runs: 3 to execute (3 new), 0 complete (skipped)" in out
+    assert "dry/tiny: 1 run, decided once the earlier sweeps' runs are done" in out and "now: 1 new" in out
+    assert [line.split() for line in out.splitlines() if line.startswith("  ")] == [
+        ["new", "x=1"], ["new", "x=2"], ["new", "x=3"], ["new", "x=7"]]
+    assert not (tmp_path / "runs").exists()  # no plan.json, no run folder
+    assert main(["batch", "--config", str(config), "--no-progress"]) == 0
+    capsys.readouterr()
+    runs = tmp_path / "runs" / "dry"
+    (runs / "source" / "x=2" / "status.json").unlink()  # cut short
+    status = json.loads((runs / "source" / "x=3" / "status.json").read_text())
+    (runs / "source" / "x=3" / "status.json").write_text(json.dumps({**status, "status": "failed"}))
+    config.write_text(config.read_text().replace("{x: [7]}", "{x: [7, 8]}"))
+    before = sorted((path, path.stat().st_mtime_ns) for path in runs.rglob("*"))
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert "dry/source: 3 runs: 2 to execute (1 interrupted, 1 failed), 1 complete (skipped)" in out
+    assert "dry/tiny: 2 runs, decided once" in out and "now: 1 changed, 1 new" in out
+    assert sorted((path, path.stat().st_mtime_ns) for path in runs.rglob("*")) == before
+    assert main([*dry, "--only", "source", "--force"]) == 0
+    assert "dry/source: 3 runs: 3 to execute (--force; now: 1 complete, 1 interrupted, 1 failed)" in capsys.readouterr().out
+    assert main([*dry, "--cluster", "slurm"]) == 2
+    assert "--cluster goes with --executor dask" in capsys.readouterr().err
+
+
 def test_failing_run_is_recorded_and_others_go_on_in_parallel(notebook, tmp_path):
     experiment = sweep_of(notebook, tmp_path, x=[-1, 3])
     summary = batch.run_experiment(experiment, workers=2, progress=False)[0]

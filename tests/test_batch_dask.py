@@ -246,6 +246,26 @@ def test_slurm_and_pbs_job_scripts_from_the_example_config(tmp_path):
     assert "--nworkers 2" in script and script.rstrip().endswith("--nthreads 1")
 
 
+def test_a_dry_run_prints_the_job_script_without_sbatch_and_checks_the_options(notebooks, tmp_path, capsys,
+                                                                               monkeypatch):
+    source, _ = notebooks
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here: a dry run needs none
+    config = REPO / "experiments" / "slurm_cluster.yaml"
+    base = ["batch", str(source), "--experiment", "e", "--runs-dir", str(tmp_path / "runs"), "-p", "x", "1", "2",
+            "--dry-run", "--executor", "dask"]
+    assert main([*base, "--cluster", "slurm", "--cluster-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "e/source: 2 runs: 2 to execute (2 new), 0 complete (skipped)" in out
+    assert "each of the 8 jobs sbatch would submit" in out
+    script = out.split("this dry run's):\n", 1)[1].splitlines()
+    assert script[0] == "#!/usr/bin/env bash" and "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script
+    assert not (tmp_path / "runs").exists()
+    for extra, message in ((["--cluster", "slurm"], "--cluster slurm needs --cluster-config"),
+                           (["--scheduler", "tcp://x:1", "--retries", "1"], "--scheduler connects to a running")):
+        assert main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_bad_dask_options_are_one_line_errors(notebooks, tmp_path, capsys, monkeypatch):
     source, _ = notebooks
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here, whatever the machine has

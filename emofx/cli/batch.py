@@ -15,7 +15,8 @@ failed or changed ones are redone (those three replaced; other files in the fold
 With --executor dask every run is a Dask task: on a local cluster (--workers processes), on a
 running scheduler (--scheduler ADDRESS), or on SLURM/PBS jobs (--cluster slurm --cluster-config
 FILE); the run folders must be on a filesystem that the workers share. Needs emofx[dask].
-Two batch processes on one experiment never execute the same run twice (runs are claimed).
+Two batch processes on one experiment never execute the same run twice (runs are claimed). --dry-run lists the
+runs a batch would execute and why, and the job script a SLURM/PBS cluster would submit, doing nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from emofx.pipeline import executors
 from emofx.pipeline.batch import run_experiment
 from emofx.pipeline.experiments import BatchError, Experiment, Sweep, load_experiment, parse_value
+from emofx.pipeline.plans import describe_plans, plan_sweeps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel to execute with (default python3)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs a batch would execute and why (new, interrupted, failed, changed), and "
+                             "with --cluster slurm|pbs print the job script; execute, submit and write nothing")
 
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
@@ -86,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         raise BatchError(f"--timeout must be a positive number of seconds per cell; got {args.timeout}")
     experiment = experiment_from_args(args)
+    if args.executor != "dask":
+        dask_only = {"--scheduler": args.scheduler, "--cluster": args.cluster, "--cluster-config": args.cluster_config,
+                     "--retries": args.retries}
+        given = [flag for flag, value in dask_only.items() if value is not None]
+        if given:
+            raise BatchError(f"{given[0]} goes with --executor dask")
+    if args.dry_run:
+        return dry_run(args, experiment)
     options = dict(only=args.only, force=args.force, kernel_name=args.kernel, cell_timeout=args.timeout,
                    progress=not args.no_progress)
     if args.executor == "dask":
@@ -94,13 +107,27 @@ def run(args: argparse.Namespace) -> int:
                                            retries=args.retries)
         summaries = executors.run_experiment_on_dask(experiment, lambda: connection, **options)
     else:
-        dask_only = {"--scheduler": args.scheduler, "--cluster": args.cluster, "--cluster-config": args.cluster_config,
-                     "--retries": args.retries}
-        given = [flag for flag, value in dask_only.items() if value is not None]
-        if given:
-            raise BatchError(f"{given[0]} goes with --executor dask")
         summaries = run_experiment(experiment, workers=args.workers, **options)
     for summary in summaries:
         print(summary.describe())
     print(f"runs in {experiment.directory}")
     return 1 if any(summary.failed or summary.lost for summary in summaries) else 0
+
+
+def dry_run(args: argparse.Namespace, experiment: Experiment) -> int:
+    """Print what ``run`` would do (:func:`emofx.pipeline.plans.describe_plans`), and the job script of a SLURM/PBS
+    cluster; nothing is executed, submitted or written."""
+    if args.executor == "dask":
+        executors.check_dask_options(scheduler=args.scheduler, cluster=args.cluster or "local", workers=args.workers,
+                                     cluster_config=args.cluster_config, retries=args.retries)
+    plans = plan_sweeps(experiment, args.only, force=args.force, kernel_name=args.kernel, cell_timeout=args.timeout)
+    print("dry run: nothing is executed, submitted or written")
+    print(describe_plans(experiment, plans, force=args.force))
+    print(f"runs in {experiment.directory}")
+    if args.cluster in ("slurm", "pbs"):
+        script = executors.job_script(args.cluster, args.cluster_config)
+        jobs = executors.load_job_config(args.cluster_config).jobs
+        submit = {"slurm": "sbatch", "pbs": "qsub"}[args.cluster]
+        print(f"\neach of the {jobs} job{'s' if jobs != 1 else ''} {submit} would submit (when a run is to be "
+              f"executed) runs (the scheduler's address is this dry run's):\n{script}")
+    return 0

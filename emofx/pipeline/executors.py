@@ -35,22 +35,18 @@ from emofx.pipeline.batch import (
     RunSpec,
     claim_and_execute,
     ensure_kernel,
-    plan_runs,
     progress_bar,
     record_plan,
-    selected_sweeps,
-    split_complete,
     summarise,
     upstream_fingerprint,
 )
 from emofx.pipeline.experiments import (
     DEFAULT_KERNEL,
-    EXPERIMENT_PARAMETER,
     BatchError,
     Experiment,
     Sweep,
-    notebook_parameters,
 )
+from emofx.pipeline.plans import SweepPlan, plan_sweeps
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -133,13 +129,22 @@ def jobqueue_cluster(kind: str, config: JobConfig, retries: int = DEFAULT_RETRIE
     return classes[kind](**config.jobqueue_options(), scheduler_options={"allowed_failures": retries})
 
 
-def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers: int = 1,
-                cluster_config: str | os.PathLike | None = None,
-                retries: int | None = None) -> AbstractContextManager["Client"]:
-    """A Dask client, checked now and connected when entered: to ``scheduler`` when given, else to
-    a cluster started then (``local``: ``workers`` processes of one thread; ``slurm``/``pbs``: the
-    jobs of ``cluster_config``). Prints the dashboard link; a started cluster is closed on exit."""
-    distributed = _import_dask("distributed")
+def job_script(cluster: str, cluster_config: str | os.PathLike) -> str:
+    """The script each of ``cluster_config``'s jobs would run (``emofx batch --dry-run``): the cluster is made and
+    closed again, and nothing is submitted, so it can be read where ``sbatch``/``qsub`` is not installed."""
+    if cluster not in ("slurm", "pbs"):
+        raise BatchError(f"only --cluster slurm or pbs submits job scripts; got {cluster!r}")
+    config = load_job_config(cluster_config)
+    started = jobqueue_cluster(cluster, config)
+    try:
+        return started.job_script()
+    finally:
+        started.close()
+
+
+def check_dask_options(*, scheduler: str | None = None, cluster: str = "local", workers: int = 1,
+                       cluster_config: str | os.PathLike | None = None, retries: int | None = None) -> None:
+    """Refuse options of :func:`dask_client` that do not go together, before anything starts (also ``--dry-run``)."""
     if cluster not in CLUSTERS:
         raise BatchError(f"--cluster must be one of {', '.join(CLUSTERS)}; got {cluster!r}")
     if workers < 1:
@@ -153,15 +158,27 @@ def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers
         if cluster != "local" or cluster_config is not None or retries is not None:
             raise BatchError("--scheduler connects to a running scheduler: --cluster, --cluster-config and --retries "
                              "belong to the scheduler (retries: its distributed.scheduler.allowed-failures)")
+    elif cluster == "local" and cluster_config is not None:
+        raise BatchError("--cluster-config goes with --cluster slurm or pbs")
+    elif cluster != "local" and cluster_config is None:
+        raise BatchError(f"--cluster {cluster} needs --cluster-config FILE (cores, memory, walltime, queue, jobs)")
+
+
+def dask_client(*, scheduler: str | None = None, cluster: str = "local", workers: int = 1,
+                cluster_config: str | os.PathLike | None = None,
+                retries: int | None = None) -> AbstractContextManager["Client"]:
+    """A Dask client, checked now and connected when entered: to ``scheduler`` when given, else to
+    a cluster started then (``local``: ``workers`` processes of one thread; ``slurm``/``pbs``: the
+    jobs of ``cluster_config``). Prints the dashboard link; a started cluster is closed on exit."""
+    distributed = _import_dask("distributed")
+    check_dask_options(scheduler=scheduler, cluster=cluster, workers=workers, cluster_config=cluster_config,
+                       retries=retries)
+    if scheduler is not None:
         return _connected(lambda: _scheduler_client(distributed, scheduler))
     retries = DEFAULT_RETRIES if retries is None else retries
     if cluster == "local":
-        if cluster_config is not None:
-            raise BatchError("--cluster-config goes with --cluster slurm or pbs")
         return _connected(lambda: distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, scheduler_kwargs={"allowed_failures": retries}))
-    if cluster_config is None:
-        raise BatchError(f"--cluster {cluster} needs --cluster-config FILE (cores, memory, walltime, queue, jobs)")
     config = load_job_config(cluster_config)
     _import_dask("dask_jobqueue")
     submit = {"slurm": "sbatch", "pbs": "qsub"}[cluster]
@@ -213,15 +230,9 @@ def run_experiment_on_dask(experiment: Experiment, connect: Callable[[], Abstrac
     from distributed import as_completed
 
     experiment = _absolute(experiment)
-    sweeps = selected_sweeps(experiment, only)
+    # Runs that build on earlier runs still to be executed wait for them in the graph and decide on the worker.
+    plans = plan_sweeps(experiment, only, force=force, kernel_name=kernel_name, cell_timeout=cell_timeout)
     record_plan(experiment)
-    plans: list[_SweepPlan] = []
-    for sweep in sweeps:
-        specs = plan_runs(experiment, sweep, kernel_name=kernel_name, cell_timeout=cell_timeout)
-        # Runs that build on earlier runs still to be executed wait for them in the graph and decide on the worker.
-        waits = EXPERIMENT_PARAMETER in notebook_parameters(sweep.notebook) and any(plan.todo for plan in plans)
-        skipped, todo = ([], specs) if waits else split_complete(specs, force)
-        plans.append(_SweepPlan(sweep, specs, skipped, todo, waits))
     outcomes: list[list[RunOutcome]] = [[] for _ in plans]
     if any(plan.todo for plan in plans):
         with connect() as client:
@@ -244,16 +255,7 @@ def run_experiment_on_dask(experiment: Experiment, connect: Callable[[], Abstrac
             for plan, done in zip(plans, outcomes)]
 
 
-@dataclass(frozen=True)
-class _SweepPlan:
-    sweep: Sweep
-    specs: list[RunSpec]
-    skipped: list[RunOutcome]  # complete, known before anything runs
-    todo: list[RunSpec]
-    waits: bool  # on the runs of earlier sweeps (then complete runs are skipped on the worker)
-
-
-def _submit(client: "Client", experiment: Experiment, plans: list[_SweepPlan],
+def _submit(client: "Client", experiment: Experiment, plans: list[SweepPlan],
             force: bool) -> dict[Any, tuple[int, RunSpec]]:
     """One task per run to execute; a waiting sweep's tasks depend on a gate over all earlier tasks."""
     futures: dict[Any, tuple[int, RunSpec]] = {}
