@@ -72,6 +72,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The `emofx` parser. Only the command named in ``argv`` gets its options (and imports its module),
+    so that `emofx --help` stays fast."""
     width = max(map(len, ENVIRONMENT))
     parser = _Parser(
         prog="emofx",
@@ -94,6 +96,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names; returns the exit status (130 on Ctrl-C, one line on running out of memory)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)  # imports the command's modules: seconds in which Ctrl-C may come

@@ -32,6 +32,7 @@ from emofx.pipeline.plans import describe_plans, plan_sweeps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx batch` to ``parser`` (the module docstring is its help)."""
     parser.add_argument("notebook", nargs="?", type=Path, help="the notebook to run (omit with --config)")
     parser.add_argument("--config", type=Path, help="an experiment YAML file (see experiments/)")
     parser.add_argument("--experiment", help="experiment name: the folder under --runs-dir")
@@ -88,6 +89,7 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx batch` with the parsed ``args``; returns the exit status."""
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         raise BatchError(f"--timeout must be a positive number of seconds per cell; got {args.timeout}")
     experiment = experiment_from_args(args)

@@ -29,6 +29,7 @@ from emofx.data.landmarks import LANDMARK_METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx collect` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = CollectConfig()
     parser.add_argument("source", help="folder of downloaded images (read only)")
@@ -97,6 +98,7 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx collect` with the parsed ``args``; returns the exit status."""
     from emofx.data.collect import collect
     from emofx.data.collection_files import write_collection
 

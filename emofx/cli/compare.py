@@ -36,6 +36,7 @@ from emofx.study.cultures import CORRECTIONS, UNITS, CompareConfig, CultureRuns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx compare` to ``parser`` (the module docstring is its help)."""
     parser.add_argument("runs_a", type=Path, help="directory of culture A's trial runs")
     parser.add_argument("runs_b", type=Path, help="directory of culture B's trial runs")
     parser.add_argument("--data-a", type=Path, required=True, help="dataset (.npz) culture A's runs were trained on")
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx compare` with the parsed ``args``; returns the exit status."""
     refuse_to_overwrite(args.out, ("summary.json",), args.overwrite)
     if given_twice([args.runs_a, args.runs_b]) is not None:
         raise ValueError(f"{args.runs_a} and {args.runs_b} are the same folder of runs: a comparison sets two "

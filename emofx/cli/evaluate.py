@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx evaluate` to ``parser`` (the module docstring is its help)."""
     parser.add_argument("runs", metavar="RUN_DIR", nargs="+",
                         help="a run directory (from `emofx train`); several are scored as one ensemble")
     parser.add_argument("--against", metavar="RUN_DIR", nargs="+",
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx evaluate` with the parsed ``args``; returns the exit status."""
     from dataclasses import asdict
 
     import numpy as np

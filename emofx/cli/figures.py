@@ -20,12 +20,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx figures` to ``parser`` (the module docstring is its help)."""
     parser.add_argument("experiment", type=Path, help="an experiment folder, e.g. papermill_runs/synthetic_cultures")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
     parser.add_argument("--overwrite", action="store_true", help="replace figures drawn from another experiment")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx figures` with the parsed ``args``; returns the exit status."""
     from emofx.pipeline.figures import regenerate
 
     report = regenerate(args.experiment, args.out, overwrite=args.overwrite)

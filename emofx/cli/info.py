@@ -25,6 +25,7 @@ from emofx.study.runs import RunError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx info` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("path", type=Path, help="a dataset file written by emofx prepare or merge, a run "
                         "directory written by emofx train, or a folder of runs")
@@ -142,6 +143,7 @@ def _with_footnotes(frame: pd.DataFrame, width: int = 40) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx info` with the parsed ``args``; returns the exit status."""
     if not args.path.exists():
         raise FileNotFoundError(f"nothing at {args.path}: give a dataset file (emofx prepare), a run directory "
                                 "(emofx train; a new run's appears when its first epoch is saved) or a folder of runs")

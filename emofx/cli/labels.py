@@ -31,6 +31,7 @@ from emofx.data.paths import check_new_file, given_twice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx labels` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     imp = sub.add_parser("import", help="attach crowd answers or votes to a dataset")
@@ -86,6 +87,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    """`emofx labels import`: attach crowd answers, FER+ votes or observer ratings to a dataset."""
     from emofx.crowd.answers import attach_answers, attach_ferplus_votes, attach_observer_votes, read_answers
     from emofx.data.dataset import FaceDataset
 
@@ -113,6 +115,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
+    """`emofx labels aggregate`: one label per image from the attached answers, with the agreement table."""
     from emofx.crowd.aggregate import aggregate, apply_aggregation
     from emofx.crowd.agreement import agreement_table
     from emofx.data.dataset import FaceDataset
@@ -166,4 +169,5 @@ def run_aggregate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx labels import` or `emofx labels aggregate`, as ``args.action`` says."""
     return run_import(args) if args.action == "import" else run_aggregate(args)

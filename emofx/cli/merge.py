@@ -23,6 +23,7 @@ from emofx.data.paths import check_new_file, given_twice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx merge` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("datasets", nargs="+", type=Path, help="dataset files (.npz) to combine")
     parser.add_argument("--out", required=True, type=Path, help="the merged dataset file (.npz)")
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx merge` with the parsed ``args``; returns the exit status."""
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out} must end in .npz")
     check_new_file(args.out, args.overwrite)

@@ -23,6 +23,7 @@ OUTPUTS = ("images.npz", "images", "probabilities.csv", "summary.csv", "summary.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx modify` to ``parser`` (the module docstring is its help)."""
     defaults = _defaults()
     parser.add_argument("run", metavar="RUN_DIR", help="a run directory (from `emofx train`)")
     parser.add_argument("--data", required=True, metavar="DATA.npz", help="images to modify (an emofx dataset)")
@@ -54,6 +55,7 @@ def _defaults():
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx modify` with the parsed ``args``; returns the exit status."""
     import cv2
     import matplotlib
 

@@ -36,6 +36,7 @@ _COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx prepare` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("source", help="folder, file, or the word 'synthetic'")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="source format")
@@ -242,6 +243,7 @@ def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx prepare` with the parsed ``args``; returns the exit status."""
     out = _check_out(args.out, args.source, args.overwrite)
     if args.exclude is not None and not args.exclude.is_file():
         raise FileNotFoundError(f"--exclude {args.exclude} " + ("is a folder; give the CSV file that lists the images "

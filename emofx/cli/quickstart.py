@@ -51,6 +51,7 @@ class QuickstartConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx quickstart` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the file list's layout
     defaults = QuickstartConfig()
     parser.add_argument("--out", default="quickstart_out", metavar="DIR", help="output directory (default ./quickstart_out)")
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx quickstart` with the parsed ``args``; returns the exit status."""
     config = QuickstartConfig(trials=args.trials, n_per_class=args.n_per_class, epochs=args.epochs, seed=args.seed)
     summary = quickstart(Path(args.out), config, overwrite=args.overwrite, progress=not args.quiet)
     print(summary["text"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx report` to ``parser`` (the module docstring is its help)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("experiment", type=Path, help="an experiment folder, e.g. papermill_runs/kdef_vs_taiwanese")
     parser.add_argument("--out", type=Path, required=True, help="the report folder (report.md, report.html, figures/)")
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx report` with the parsed ``args``; returns the exit status."""
     from emofx.data.paths import RecordError
     from emofx.pipeline.report import results_exist, write_report
 

@@ -21,12 +21,13 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
     from emofx.data.dataset import FaceDataset
+    from emofx.data.regions import RegionMaps
     from emofx.nets.checkpoint import TrainedModel
 
 OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "region_shares.csv", "region_shares.png",
@@ -149,6 +150,7 @@ def at_least_one(value: int | None, option: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx saliency` to ``parser`` (the module docstring is its help)."""
     from emofx.data.regions import METHODS as REGION_METHODS
     from emofx.explain.saliency import IG_STEPS, METHODS, SCORES
 
@@ -191,7 +193,8 @@ def method_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def sanity_checks(model, images, targets, maps, args, options, out: Path) -> dict:
+def sanity_checks(model: TrainedModel, images: np.ndarray, targets: np.ndarray, maps: np.ndarray,
+                  args: argparse.Namespace, options: dict[str, Any], out: Path) -> dict[str, Any]:
     """Cascading randomisation and deletion/insertion curves, written to ``out``; their summary."""
     from emofx.explain.metrics import cascading_randomisation, curve_auc, deletion_insertion_curves
     from emofx.plotting import save_figure
@@ -212,8 +215,8 @@ def sanity_checks(model, images, targets, maps, args, options, out: Path) -> dic
     }
 
 
-def region_share_summary(maps: np.ndarray, regions, data: FaceDataset, indices: np.ndarray, classes: Sequence[str],
-                         method: str, out: Path) -> dict:
+def region_share_summary(maps: np.ndarray, regions: RegionMaps, data: FaceDataset, indices: np.ndarray,
+                         classes: Sequence[str], method: str, out: Path) -> dict:
     """Each image's share of saliency mass per facial region (OUT/region_shares.csv), their means per emotion
     (OUT/region_shares.png) and the summary for scores.json: the means, overall and per emotion, beside each
     region's share of the pixels (what a map spread evenly over the face would give)."""
@@ -235,6 +238,7 @@ def region_share_summary(maps: np.ndarray, regions, data: FaceDataset, indices: 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx saliency` with the parsed ``args``; returns the exit status."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,17 +17,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emofx.data.splits import SPLIT_KINDS
 from emofx.nets.model import NORMS
 from emofx.nets.precision import PRECISIONS
 from emofx.nets.recipes import RECIPES
 
+if TYPE_CHECKING:
+    from emofx.nets.model import ModelConfig
+    from emofx.nets.training import TrainConfig
+
 EXIT_NAN = 1
 EXIT_INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `emofx train` to ``parser`` (the module docstring is its help)."""
     defaults = RECIPES["paper"]
     parser.add_argument("data", metavar="DATA.npz", help="an emofx dataset (from `emofx prepare`)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="directory for the run")
@@ -115,7 +121,8 @@ def int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 64,128,256; got {text!r}")
 
 
-def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int, norm: str = "none"):
+def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_classes: int,
+                   norm: str = "none") -> ModelConfig:
     """The architecture to train: the paper's (with ``norm``), unless widths or dense units are given."""
     from emofx.nets.model import ModelConfig
 
@@ -123,7 +130,7 @@ def model_template(widths: tuple[int, ...] | None, dense_units: int | None, num_
     return ModelConfig(num_classes=num_classes, norm=norm, **overrides)
 
 
-def train_config(args: argparse.Namespace, precision: str | None = None):
+def train_config(args: argparse.Namespace, precision: str | None = None) -> TrainConfig:
     """The recipe's configuration with the options given on the command line (and ``precision``)."""
     from emofx.nets.augment import NO_AUGMENTATION
     from emofx.nets.recipes import recipe_config
@@ -146,6 +153,7 @@ def train_config(args: argparse.Namespace, precision: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `emofx train` with the parsed ``args``; returns the exit status."""
     from emofx.data.dataset import FaceDataset
     from emofx.nets.compilation import enable_compilation_cache
     from emofx.nets.precision import set_precision

@@ -33,7 +33,6 @@ from emofx.data.emotions import EMOTIONS
 from emofx.data.loaders import ferplus_majority
 
 METHODS: tuple[str, ...] = ("mv", "ferplus", "ds", "glad", "mace", "wawa")
-WORKER_METHODS: tuple[str, ...] = ("ds", "glad", "mace", "wawa")
 QUALITY_MEANING: dict[str, str] = {
     "mv": "share of the worker's answers equal to the majority",
     "ferplus": "share of the worker's answers equal to the FER+ majority",

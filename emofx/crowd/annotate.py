@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from filelock import FileLock
 from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
 from emofx.data.emotions import EMOTIONS
 from emofx.data.paths import atomic_write
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
 
 LOG_COLUMNS: tuple[str, ...] = ("image", "worker", "label", "time")
 DEFAULT_LABELS: tuple[str, ...] = EMOTIONS[:7] + NON_EMOTIONS
@@ -177,7 +180,7 @@ def manifest_images(manifest: str | os.PathLike) -> list[str]:
     return [str(p if Path(p).is_absolute() else manifest.parent / p) for p in frame["path"] if p.strip()]
 
 
-def annotation_widget(session: AnnotationSession, *, image_width: int = 240):
+def annotation_widget(session: AnnotationSession, *, image_width: int = 240) -> widgets.VBox:
     """An ipywidgets box: the current image, one button per label, a shortcut box and the progress."""
     try:
         import ipywidgets as widgets

@@ -40,7 +40,6 @@ _NON_EMOTION_ALIASES: dict[str, str] = {
     "unknown": "unknown", "uncertain": "unknown", "unsure": "unknown", "none": "unknown",
     "not_face": "not_face", "nf": "not_face", "not a face": "not_face", "notface": "not_face", "no face": "not_face",
 }
-ANSWER_COLUMNS: tuple[str, ...] = ("image", "worker", "label", "time")
 _PLAIN_NAMES: dict[str, tuple[str, ...]] = {
     "image": ("image", "task", "item", "path"),
     "worker": ("worker", "annotator", "rater"),
@@ -306,6 +305,7 @@ class AttachReport:
     replaced: str = ""  # the answers and aggregation an earlier import left on the dataset, now replaced
 
     def summary(self) -> str:
+        """One line saying how many answers were attached, and what was left out or replaced."""
         text = (f"{self.used} answers attached to {self.images_answered} of {self.images} images")
         if self.unanswered_note and self.images_answered < self.images:
             text += f"; the other {self.images - self.images_answered}: {self.unanswered_note}"

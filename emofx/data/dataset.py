@@ -148,6 +148,7 @@ class FaceDataset:
 
     @property
     def image_shape(self) -> tuple[int, int]:
+        """(height, width) of every image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @property
@@ -157,10 +158,12 @@ class FaceDataset:
 
     @property
     def has_subjects(self) -> bool:
+        """Whether every image names its person (a subject split needs it)."""
         return bool(len(self)) and bool(np.all(self.subject != ""))
 
     @property
     def region_names(self) -> tuple[str, ...]:
+        """The names of the facial regions the dataset's masks mark (none when it has no masks)."""
         return tuple(self.meta.get("region_names", ()))
 
     def counts(self) -> dict[str, int]:

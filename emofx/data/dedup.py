@@ -20,7 +20,6 @@ import hashlib
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -169,20 +168,3 @@ def keep_one_per_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
     _, first = np.unique(np.asarray(groups)[grouped], return_index=True)
     keep[grouped[first]] = True
     return keep
-
-
-def group_table(groups: np.ndarray, split: np.ndarray, kind: str) -> pd.DataFrame:
-    """One row per group: its size and which splits it spans (e.g. ``PrivateTest+Training``)."""
-    grouped = np.asarray(groups) != NO_GROUP
-    frame = pd.DataFrame({"group": np.asarray(groups)[grouped], "split": np.asarray(split)[grouped]})
-    table = frame.groupby("group").agg(size=("split", "size"),
-                                       splits=("split", lambda s: "+".join(sorted(set(s))) or "(none)"))
-    return table.assign(kind=kind)
-
-
-def split_summary(groups: np.ndarray, split: np.ndarray, kind: str) -> pd.DataFrame:
-    """Groups and images per combination of splits a group spans."""
-    table = group_table(groups, split, kind)
-    summary = table.groupby("splits").agg(groups=("size", "size"), images=("size", "sum"))
-    summary["extra_copies"] = summary["images"] - summary["groups"]
-    return summary.assign(kind=kind).reset_index()[["kind", "splits", "groups", "images", "extra_copies"]]

@@ -56,6 +56,7 @@ class Landmarks:
 
     @property
     def found(self) -> bool:
+        """Whether points were found: on the face dlib detected, or fitted within the given face box."""
         return self.quality in (OK, BOX)
 
     def transformed(self, matrix: np.ndarray) -> "Landmarks":

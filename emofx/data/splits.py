@@ -111,6 +111,7 @@ class Split:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Split":
+        """The split :meth:`to_dict` recorded; a clear error when a part is missing."""
         missing = [k for k in (*PARTS, "kind", "seed", "trial", "n_images") if k not in data]
         if missing:
             raise SplitError(f"split record lacks {missing}; it was not written by Split.to_dict")

@@ -77,6 +77,7 @@ class Dialect:
     gains: Mapping[str, Mapping[str, float]]
 
     def gain(self, emotion: str, region: str) -> float:
+        """How strongly ``region`` moves for ``emotion`` in this dialect (1.0: as in the universal face)."""
         return float(self.gains.get(emotion, {}).get(region, 1.0))
 
 

@@ -86,6 +86,7 @@ class ModificationResult:
 
     @property
     def final_images(self) -> np.ndarray:
+        """The images after the last step."""
         return self.images[-1]
 
     def target_probability(self) -> np.ndarray:

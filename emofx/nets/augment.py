@@ -50,6 +50,7 @@ class AugmentConfig:
 
     @property
     def photometric(self) -> bool:
+        """Whether brightness or contrast is changed."""
         return self.brightness > 0 or self.contrast > 0
 
 

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax
 import flax.serialization
@@ -108,7 +108,7 @@ class TrainedModel:
         recorded in the checkpoint; scoring it so gives the numbers of its run's metrics.json."""
         return bool(self.info.get("train_config", {}).get("flip_average", False))
 
-    def module(self, activation=None) -> EmotionCNN:
+    def module(self, activation: Callable[[jax.Array], jax.Array] | None = None) -> EmotionCNN:
         """The Flax module, optionally with another activation (e.g. a guided ReLU)."""
         return EmotionCNN(self.config) if activation is None else EmotionCNN(self.config, activation=activation)
 

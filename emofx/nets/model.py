@@ -83,10 +83,12 @@ class ModelConfig:
                              f"got {self.dropout}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready values (for checkpoints and run records)."""
         return {**asdict(self), "widths": list(self.widths)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The configuration :meth:`to_dict` recorded."""
         return cls(**{**data, "widths": tuple(data["widths"])})
 
     def architecture(self) -> dict[str, Any]:
@@ -162,6 +164,7 @@ class EmotionCNN(nn.Module):
     activation: Callable[[jax.Array], jax.Array] = nn.relu
 
     def setup(self) -> None:
+        """The layers: one :class:`Conv` per width, the dense layer (with its normalisation) and the output layer."""
         cfg = self.config
         self.convs = [
             Conv(w, cfg.kernel_size, cfg.conv_bias, cfg.conv_impl, cfg.norm == "batch", name=f"conv{i + 1}")
@@ -195,6 +198,8 @@ class EmotionCNN(nn.Module):
         return self.output(self.dropout(self.penultimate_from_features(features, train), deterministic=not train))
 
     def penultimate_from_features(self, features: jax.Array, train: bool = False) -> jax.Array:
+        """The dense layer's activations from the last convolution's output: the representation compared across
+        cultures."""
         x = ops.max_pool_2x2(features)
         x = self.dense(x.reshape(x.shape[0], -1))
         if self.dense_norm is not None:
@@ -265,4 +270,5 @@ def model_variables(params: Any, batch_stats: Any = None) -> dict[str, Any]:
 
 
 def count_params(params: Any) -> int:
+    """How many numbers the parameter tree holds."""
     return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))

@@ -137,11 +137,13 @@ class TrainConfig:
 
     @property
     def augmentation(self) -> AugmentConfig:
+        """The augmentation these settings ask for."""
         return AugmentConfig(flip=self.flip, rotation_degrees=self.rotation_degrees, shift=self.shift,
                              scale=self.scale, brightness=self.brightness, contrast=self.contrast,
                              erasing=self.erasing)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict (for run records)."""
         return asdict(self)
 
 
@@ -170,6 +172,7 @@ class StepConfig:
 
     @classmethod
     def of(cls, config: TrainConfig, steps_per_epoch: int) -> "StepConfig":
+        """The step settings of ``config`` for epochs of ``steps_per_epoch`` steps."""
         return cls(config.learning_rate, config.momentum, config.lr_decay, config.weight_decay,
                    config.augmentation, int(steps_per_epoch), precision_for(config.precision), config.schedule,
                    float(min(config.warmup_epochs, config.epochs)),

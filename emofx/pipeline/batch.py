@@ -13,9 +13,8 @@ parameter hash is skipped; a run without a marker (interrupted) or with another 
 cleared and redone; a failed run is redone on the next batch. A notebook that reads the
 experiment (it declares ``experiment_dir``) also records a fingerprint of the runs it builds on
 (earlier sweeps of notebooks that do not read the experiment), so redoing one of those redoes
-the runs built on it. Readers only look at runs
-with a marker, so a half-written run is never read. Runs are independent tasks submitted
-to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
+the runs built on it. Readers only look at runs with a marker, so a half-written run is never read. Runs are
+independent tasks submitted to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
 :mod:`emofx.pipeline.executors`). Whoever executes a run holds its claim
 (:mod:`emofx.pipeline.locking`) and re-reads its state under it, so two batch processes on
 one experiment never execute the same run twice. Kernels share emofx's persistent compilation cache
@@ -84,6 +83,7 @@ class RunSpec:
 
     @property
     def parameter_hash(self) -> str:
+        """The hash naming this run's parameter set (:func:`emofx.pipeline.experiments.parameter_hash`)."""
         return parameter_hash(self.parameters)
 
 
@@ -109,14 +109,17 @@ class BatchSummary:
     outcomes: tuple[RunOutcome, ...]
 
     def count(self, status: str) -> int:
+        """How many runs ended with ``status``."""
         return sum(o.status == status for o in self.outcomes)
 
     @property
     def failed(self) -> tuple[RunOutcome, ...]:
+        """The runs that ended in an error."""
         return tuple(o for o in self.outcomes if o.status == "failed")
 
     @property
     def lost(self) -> tuple[RunOutcome, ...]:
+        """The runs whose worker died before they finished."""
         return tuple(o for o in self.outcomes if o.status == "lost")
 
     def describe(self) -> str:

@@ -49,6 +49,7 @@ from emofx.pipeline.experiments import (
 from emofx.pipeline.plans import SweepPlan, plan_sweeps
 
 if TYPE_CHECKING:
+    from dask_jobqueue import JobQueueCluster
     from distributed import Client
 
 CLUSTERS = ("local", "slurm", "pbs")
@@ -120,7 +121,7 @@ def load_job_config(path: str | os.PathLike) -> JobConfig:
     return JobConfig(**spec)
 
 
-def jobqueue_cluster(kind: str, config: JobConfig, retries: int = DEFAULT_RETRIES):
+def jobqueue_cluster(kind: str, config: JobConfig, retries: int = DEFAULT_RETRIES) -> JobQueueCluster:
     """A dask-jobqueue cluster (not yet scaled: no job is submitted) whose scheduler runs here."""
     jobqueue = _import_dask("dask_jobqueue")
     classes = {"slurm": jobqueue.SLURMCluster, "pbs": jobqueue.PBSCluster}

@@ -62,6 +62,7 @@ class Sweep:
 
     @property
     def stem(self) -> str:
+        """The notebook's name without its folder and suffix."""
         return self.notebook.stem
 
     def parameter_sets(self) -> list[dict[str, Any]]:
@@ -101,6 +102,7 @@ class Experiment:
 
     @property
     def directory(self) -> Path:
+        """The folder of the experiment's runs: ``runs_dir/name``."""
         return self.runs_dir / self.name
 
 

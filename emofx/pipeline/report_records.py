@@ -54,6 +54,7 @@ class Experiment:
         return {culture: info.get("source", "") for (_, culture), info in self.datasets.items()}
 
     def notebook(self, name: str) -> pd.DataFrame:
+        """The completed runs of notebook ``name``."""
         return self.ok[self.ok["notebook"] == name]
 
     def people_per_part(self) -> pd.DataFrame:

@@ -84,10 +84,12 @@ class Comparison:
 
     @property
     def accuracy(self) -> dict[str, Any]:
+        """H1's test: the accuracy difference between the cultures, its p-value and intervals."""
         return self.tests["accuracy"]
 
     @property
     def region_tests(self) -> pd.DataFrame:
+        """H2's tests: one row per (emotion, region) and per region pooled over emotions."""
         return self.tables["region_tests"]
 
     def significant(self, alpha: float = 0.05) -> pd.DataFrame:

@@ -137,6 +137,7 @@ class CultureRuns:
 
     @property
     def n_trials(self) -> int:
+        """How many trained models (trials) the culture has."""
         return len(self.models)
 
     def trials(self, keep: Sequence[int]) -> "CultureRuns":
@@ -157,6 +158,7 @@ class CultureRuns:
         return table.assign(**{trial: np.where(mine, ids[np.where(mine, table[trial], 0).astype(int)], table[trial])})
 
     def test_set(self, trial: int) -> FaceDataset:
+        """The test images of trial ``trial``."""
         return self.dataset.subset(self.test_indices[trial])
 
     @classmethod

@@ -60,14 +60,17 @@ class Evaluation:
 
     @property
     def predictions(self) -> np.ndarray:
+        """The most probable class of each image."""
         return self.probabilities.argmax(axis=1) if len(self.labels) else np.zeros(0, int)
 
     @property
     def n(self) -> int:
+        """How many images were scored."""
         return int(len(self.labels))
 
     @property
     def accuracy(self) -> float:
+        """The share of images predicted right (NaN for none)."""
         return float(np.mean(self.predictions == self.labels)) if self.n else float("nan")
 
     @property

@@ -35,6 +35,7 @@ class SeenImages:
 
     @property
     def n_seen(self) -> int:
+        """How many images equal one the runs trained or validated on."""
         return int(self.seen.sum())
 
 

@@ -31,8 +31,7 @@ import pandas as pd
 from emofx.data.dataset import FaceDataset
 from emofx.data.sources import culture_part
 from emofx.data.paths import RecordError, atomic_write, given_twice, read_json_record
-from emofx.nets.checkpoint import (CHECKPOINT_DIR, CheckpointError, TrainedModel, device_description,
-                                   library_versions)
+from emofx.nets.checkpoint import CHECKPOINT_DIR, CheckpointError, TrainedModel, device_description, library_versions
 from emofx.study.evaluation import Evaluation, average_evaluations, evaluate, with_totals
 from emofx.study.machine import CpuTimes, cpu_shares, cpu_times
 from emofx.nets.allocator import allocator_setting
@@ -48,7 +47,6 @@ HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.json"
 # the parts of metrics.json that readers take apart as objects (a damaged record is refused on reading)
 RECORDS_IN_METRICS = ("data", "config", "identity", "per_class_error", "versions")
-RUN_FILES = (METRICS_FILE, HISTORY_FILE, SPLIT_FILE, CHECKPOINT_DIR, STATE_FILE)
 FINISHED = ("completed", "early_stopping", "nan_loss")  # no state kept: resuming a diverged run diverges again
 
 
@@ -71,10 +69,12 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The run's folder name."""
         return self.directory.name
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The classes the run's model predicts, in its output order."""
         return tuple(self.metrics["classes"])
 
     @cached_property
