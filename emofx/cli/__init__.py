@@ -20,7 +20,7 @@ from emofx.nets.allocator import restart_with_tuned_malloc
 COMMANDS: dict[str, str] = {
     "prepare": "turn a face collection into an emofx dataset (.npz)",
     "merge": "combine several datasets into one",
-    "info": "summarise a dataset",
+    "info": "summarise a dataset, a run or a folder of runs",
     "train": "train the paper's CNN on a dataset",
     "evaluate": "evaluate a trained run on any dataset (shared classes)",
     "quickstart": "the main job on synthetic cultures: train, evaluate, tables",

@@ -9,7 +9,7 @@ a bootstrap); see `emofx.study.comparison`.
 Region tests have one row per (emotion, region) plus region-level rows pooled over emotions
 (emotion "all"), all in one corrected family. The trials are exchangeable draws of a
 culture's people only when each trial used its own people (split kind "independent" in
-`emofx.study.comparison.culture_splits`); trials that re-split one sample answer for that sample.
+`emofx.study.cultures.culture_splits`); trials that re-split one sample answer for that sample.
 Every trial whose balanced accuracy is not clearly above chance (one-sided permutation test on its
 test images, p >= --chance-alpha) is flagged on stderr with the hypotheses it undermines;
 --exclude-chance leaves such trials out of every test. Which emotions the models take for which is
@@ -94,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "cultures": [a.name, b.name],
         "accuracy": json_ready({k: accuracy[k] for k in ("culture_a", "culture_b", "diff", "p_value", "ci_low",
                                                           "ci_high", "measured_ci_low", "measured_ci_high")}),
-        "significant_confusion_tests": int((result.tables["confusion_tests"]["p_adjusted"] < 0.05).sum()),
-        "significant_region_tests": int((result.region_tests["p_adjusted"] < 0.05).sum()),
+        **{f"significant_{name}": count for name, count in result.significant_counts().items()},
         "trials_not_above_chance": result.summary()["chance"]["flagged"],
         "out": str(args.out),
     }, indent=2))

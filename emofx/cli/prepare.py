@@ -188,14 +188,13 @@ def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) ->
 
     Absolute paths match the image's path (where none does, its path with symbolic links resolved); relative
     ones match its trailing path components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the
-    data. A list
-    naming none of the images is an error (its paths likely have another form), unless the dataset
+    data. A list naming none of the images is an error (its paths likely have another form), unless the dataset
     is a ``sample`` (``--limit``), which may simply hold none of them.
     """
     from emofx.data.loaders.common import _read_csv
 
     table = _read_csv(listing, ["path"], "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
-    entries = given = [Path(p.strip()) for p in table["path"] if p.strip()]
+    entries = [Path(p.strip()) for p in table["path"] if p.strip()]
     drop = np.zeros(len(dataset), dtype=bool)
     # Each entry names the image at that path; only an entry that names none as written is matched once symbolic
     # links are resolved (a dataset read through a linked folder), so a link and its target, both in the dataset

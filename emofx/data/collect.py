@@ -5,7 +5,7 @@ animation), TIFF, BMP, and HEIC/HEIF when ``pillow-heif`` is installed), then dr
 reason:
 
 1. files that are empty, not images, truncated, or HEIC without ``pillow-heif``;
-2. images without a detected face (Haar cascade of :mod:`emofx.faces`; ``faces="cropped"``
+2. images without a detected face (Haar cascade of :mod:`emofx.data.faces`; ``faces="cropped"``
    takes each image as a face), faces smaller than ``min_face`` source pixels, blurred faces
    (variance of the Laplacian of the output face below ``min_sharpness``) and, with
    ``require_eyes``, faces whose two eyes are not found (the landmark-quality check);

@@ -131,11 +131,11 @@ def class_scores(
 
 def _input_gradient(config, variables, stats, images, targets, activation, score) -> jax.Array:
     # Images do not interact in the model, so the gradient of the batch sum is per-image.
-    # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _compiled).
+    # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _core_arguments).
     return jax.grad(lambda x: class_scores(config, variables, standardise(x, stats), targets, activation, score).sum())(images)
 
 
-def _compiled(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:
+def _core_arguments(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:
     """(pixel-free config, variables, pixel stats): models that differ only in their training set's
     pixel statistics share one compilation of every core below. The variables are parameters
     and, with batch normalisation, running statistics (eval mode)."""
@@ -237,7 +237,7 @@ def vanilla_gradient(model: TrainedModel, images: np.ndarray, targets: np.ndarra
     """d score / d image: the paper's map (section 2.2) with ``score="probability"``."""
     _check_score(score)
     images, targets = _inputs(model, images, targets)
-    return _gradient_core(*_compiled(model), images, targets, "relu", score)
+    return _gradient_core(*_core_arguments(model), images, targets, "relu", score)
 
 
 def guided_backprop(model: TrainedModel, images: np.ndarray, targets: np.ndarray,
@@ -245,7 +245,7 @@ def guided_backprop(model: TrainedModel, images: np.ndarray, targets: np.ndarray
     """The gradient through guided ReLUs (the paper's Figures 5-6: from the class's softmax node)."""
     _check_score(score)
     images, targets = _inputs(model, images, targets)
-    return _gradient_core(*_compiled(model), images, targets, "guided", score)
+    return _gradient_core(*_core_arguments(model), images, targets, "guided", score)
 
 
 def smoothgrad(
@@ -270,7 +270,7 @@ def smoothgrad(
         raise ValueError(f"smoothgrad needs one image id per image ({len(images)}); got shape {ids.shape}")
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), ids)
     activation = "guided" if base == "guided" else "relu"
-    return _smoothgrad_core(*_compiled(model), images, targets, keys,
+    return _smoothgrad_core(*_core_arguments(model), images, targets, keys,
                             jnp.float32(noise_level), activation, score, int(n_samples))
 
 
@@ -286,7 +286,7 @@ def integrated_gradients(
         raise ValueError(f"integrated gradients needs steps >= 1; got {steps}")
     images, targets = _inputs(model, images, targets)
     base = _baseline(baseline, images.shape)
-    return _integrated_gradients_core(*_compiled(model), images, targets, base,
+    return _integrated_gradients_core(*_core_arguments(model), images, targets, base,
                                       "relu", score, int(steps))
 
 
@@ -294,7 +294,7 @@ def gradcam(model: TrainedModel, images: np.ndarray, targets: np.ndarray, score:
     """Grad-CAM (Selvaraju et al. 2017) on the last convolution, upsampled bilinearly to the image."""
     _check_score(score)
     images, targets = _inputs(model, images, targets)
-    return _gradcam_core(*_compiled(model), images, targets, score)
+    return _gradcam_core(*_core_arguments(model), images, targets, score)
 
 
 def occlusion_patches(size: int, patch: int, stride: int) -> np.ndarray:
@@ -319,7 +319,7 @@ def occlusion(
         raise ValueError(f"occlusion fill must lie in [0, 1] (0.5 is mid-grey); got {fill}")
     images, targets = _inputs(model, images, targets)
     patches = jnp.asarray(occlusion_patches(images.shape[1], patch, stride))
-    return _occlusion_core(*_compiled(model), images, targets, patches,
+    return _occlusion_core(*_core_arguments(model), images, targets, patches,
                            jnp.float32(fill), score)
 
 

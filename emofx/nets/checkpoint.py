@@ -247,11 +247,14 @@ def _read_tree(path: Path, template: Any) -> Any:
                                                      jax.tree.leaves(template), strict=True)
                  if np.shape(value) != np.shape(expected)]
     except FileNotFoundError as err:
-        raise CheckpointError(f"{path} is missing; its model.json asks for it") from err
+        raise CheckpointError(f"{path} is missing; its model.json asks for it: the run is damaged (train it "
+                              "again, e.g. emofx train --overwrite)") from err
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} does not fit its model.json ({err})") from err
+        raise CheckpointError(f"{path} does not fit its model.json ({err}): the run is damaged (train it again, "
+                              "e.g. emofx train --overwrite)") from err
     if wrong:
-        raise CheckpointError(f"{path} does not fit its model.json: {wrong[0]}")
+        raise CheckpointError(f"{path} does not fit its model.json: {wrong[0]}; the run is damaged (train it "
+                              "again, e.g. emofx train --overwrite)")
     return tree
 
 

@@ -67,7 +67,7 @@ def recipe_config(name: str, **overrides: Any) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TrainingError(f"unknown training settings {unknown}")
+        raise TrainingError(f"unknown training settings {unknown}; known: {', '.join(sorted(known))}")
     return replace(RECIPES[name], **overrides)
 
 

@@ -149,7 +149,8 @@ def _meta(raw: Any, path: Path) -> dict[str, Any]:
     try:
         return json.loads(raw["meta"])
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise TrainStateError(f"{path} is not an emofx training state") from err
+        raise TrainStateError(f"{path} is not an emofx training state; train the run afresh (emofx train --overwrite)"
+                              ) from err
 
 
 def _json_number(value: Any) -> Any:

@@ -15,9 +15,8 @@ import pandas as pd
 
 from emofx.pipeline.figures import COLLECTED, MATCHED
 from emofx.study import stats
-from emofx.study.stats import holm
+from emofx.study.stats import ALPHA, holm
 
-ALPHA = 0.05
 TOO_FEW = "; with these trials no test over trials could reach p < 0.05"
 MAX_LISTED = 6  # region differences named in the text; the table lists every test
 SYNTHETIC = "synthetic"  # the source of emofx's generated faces, also as "synthetic:<dialect>"

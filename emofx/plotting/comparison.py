@@ -16,13 +16,14 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from emofx.plotting import save_figure
+from emofx.study.stats import ALPHA
 
 if TYPE_CHECKING:
     from emofx.study.comparison import Comparison
 
 
 def _significance_mark(p: float) -> str:
-    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+    return "**" if p < 0.01 else "*" if p < ALPHA else ""
 
 
 def _stripplot(**kwargs: Any) -> None:
@@ -120,7 +121,7 @@ def confusion_difference_heatmap(confusion_tests: pd.DataFrame, names: tuple[str
 
 
 def pixel_difference_map(pixel: dict[str, np.ndarray], names: tuple[str, str] = ("a", "b"),
-                         alpha: float = 0.05) -> Figure:
+                         alpha: float = ALPHA) -> Figure:
     """Mean saliency of each culture and their difference, outlining pixels with FWER p < ``alpha``."""
     fig = Figure(figsize=(10, 3.4))
     axes = fig.subplots(1, 3)

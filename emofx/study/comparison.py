@@ -92,9 +92,14 @@ class Comparison:
         """H2's tests: one row per (emotion, region) and per region pooled over emotions."""
         return self.tables["region_tests"]
 
-    def significant(self, alpha: float = 0.05) -> pd.DataFrame:
+    def significant(self, alpha: float = stats.ALPHA) -> pd.DataFrame:
         """Region tests whose corrected p-value is below ``alpha``."""
         return self.region_tests[self.region_tests["p_adjusted"] < alpha]
+
+    def significant_counts(self, alpha: float = stats.ALPHA) -> dict[str, int]:
+        """How many confusion tests and region tests have a corrected p-value below ``alpha``."""
+        return {name: int((self.tables[name]["p_adjusted"] < alpha).sum())
+                for name in ("confusion_tests", "region_tests")}
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``emofx compare`` writes to summary.json)."""
@@ -112,7 +117,7 @@ class Comparison:
             "confusion_tests": self.tables["confusion_tests"].to_dict(orient="records"),
             "pixelwise": {"unit": self.config.unit, "correction": "max-statistic (Welch t) permutation, FWER",
                           "min_p_fwer": float(self.pixel["p_fwer"].min()),
-                          "pixels_p_fwer_below_0.05": int((self.pixel["p_fwer"] < 0.05).sum())},
+                          f"pixels_p_fwer_below_{stats.ALPHA}": int((self.pixel["p_fwer"] < stats.ALPHA).sum())},
             "filters": self.tests["filters"],
             "cka": {"between": cka.get("between"), "within_a": cka.get("within_a"), "within_b": cka.get("within_b")},
             "chance": {"alpha": self.config.chance_alpha, "excluded": self.config.exclude_chance,
@@ -138,7 +143,7 @@ class Comparison:
         return written
 
 
-def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = 0.05) -> list[str]:
+def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = stats.ALPHA) -> list[str]:
     """A warning where the tests over trials cannot reach ``alpha`` whatever the models do (2 vs 2: p >= 0.33)."""
     smallest = stats.smallest_p(n_a, n_b, config.n_permutations)
     if smallest < alpha:

@@ -26,6 +26,7 @@ _CHUNK = 256  # permutations per matrix product: bounds memory for pixel-wise te
 _TOLERANCE = 1e-9  # relative: permuted statistics this close to the observed one count as "as extreme"
 
 
+ALPHA = 0.05  # the significance level the comparisons' tests are read at (counts, stars, the report's wording)
 MIN_PEOPLE = 5  # fewer people than this: a bootstrap over them says little (no interval is given)
 
 
