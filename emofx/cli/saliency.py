@@ -220,7 +220,7 @@ def region_share_summary(maps: np.ndarray, regions: RegionMaps, data: FaceDatase
     """Each image's share of saliency mass per facial region (OUT/region_shares.csv), their means per emotion
     (OUT/region_shares.png) and the summary for scores.json: the means, overall and per emotion, beside each
     region's share of the pixels (what a map spread evenly over the face would give)."""
-    from emofx.pipeline.figures import region_share_means, saliency_region_shares
+    from emofx.study.features import region_share_means, saliency_region_shares
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import region_share_heatmap
 

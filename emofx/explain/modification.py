@@ -23,12 +23,14 @@ import math
 import os
 from dataclasses import dataclass
 from functools import partial
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from emofx.data.dataset import FaceDataset
 from emofx.data.progress import tqdm
 from emofx.explain.saliency import class_scores
 from emofx.nets.checkpoint import TrainedModel, as_unit_float, check_model_inputs
@@ -206,3 +208,26 @@ def modify(
         targets=targets,
         classes=tuple(model.classes),
     )
+
+
+def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]], per_change: int = 1,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images to modify for Figure 7: for each ``[source, target]`` class pair (``source == target``
+    intensifies), ``per_change`` random images of ``source``; returns images, target indices, row names."""
+    rng = np.random.default_rng(seed)
+    picked, targets, names = [], [], []
+    for change in changes:
+        if len(change) != 2:
+            raise ValueError(f"each change is [source, target]; got {change!r}")
+        source, target = change
+        missing = [c for c in (source, target) if c not in dataset.classes]
+        if missing:
+            raise ValueError(f"class {missing[0]!r} is not in the dataset's classes {list(dataset.classes)}")
+        pool = np.flatnonzero(dataset.labels == dataset.classes.index(source))
+        if len(pool) == 0:
+            raise ValueError(f"the dataset has no {source!r} image to modify")
+        chosen = rng.choice(pool, size=min(per_change, len(pool)), replace=False)
+        picked.extend(chosen)
+        targets += [dataset.classes.index(target)] * len(chosen)
+        names += [source] * len(chosen)
+    return dataset.images[np.asarray(picked, int)], np.asarray(targets, np.int32), names

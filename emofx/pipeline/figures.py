@@ -28,7 +28,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.data.dataset import FaceDataset
 from emofx.data.paths import read_json_record
 from emofx.explain.modification import ModificationResult
 from emofx.pipeline.figure_output import check_output, record_output
@@ -78,49 +77,6 @@ def load_saliency(path: str | os.PathLike) -> dict[str, Any]:
         return {"images": data["images"], "maps": data["maps"], "labels": data["labels"],
                 "classes": tuple(str(c) for c in data["classes"]), "culture": str(data["culture"]),
                 "method": str(data["method"])}
-
-
-def saliency_region_shares(maps: np.ndarray, regions: Any, dataset: FaceDataset) -> pd.DataFrame:
-    """One row per image: its emotion and the share of its saliency mass in each facial region
-    (``regions``: :class:`emofx.data.regions.RegionMaps` of ``dataset``)."""
-    from emofx.study.features import region_shares
-
-    shares = pd.DataFrame(region_shares(maps, regions.masks), columns=list(regions.region_names))
-    shares.insert(0, "emotion", dataset.label_names)
-    shares["region_method"] = regions.image_method  # landmarks, eyes, template or truth: how each image's regions were found
-    return shares
-
-
-def region_share_means(shares: pd.DataFrame, regions: Any, classes: Sequence[str]) -> tuple[pd.DataFrame, pd.Series]:
-    """The mean of :func:`saliency_region_shares` per emotion (rows in ``classes`` order, those present) and
-    region, and each region's share of the pixels: what a map spread evenly over the face would give."""
-    names = list(regions.region_names)
-    by_emotion = shares.groupby("emotion")[names].mean()
-    area = pd.Series(regions.masks.mean(axis=(0, 2, 3)), index=names)
-    return by_emotion.reindex([c for c in classes if c in by_emotion.index]), area
-
-
-def modification_examples(dataset: FaceDataset, changes: Sequence[Sequence[str]], per_change: int = 1,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images to modify for Figure 7: for each ``[source, target]`` class pair (``source == target``
-    intensifies), ``per_change`` random images of ``source``; returns images, target indices, row names."""
-    rng = np.random.default_rng(seed)
-    picked, targets, names = [], [], []
-    for change in changes:
-        if len(change) != 2:
-            raise FiguresError(f"each change is [source, target]; got {change!r}")
-        source, target = change
-        missing = [c for c in (source, target) if c not in dataset.classes]
-        if missing:
-            raise FiguresError(f"class {missing[0]!r} is not in the dataset's classes {list(dataset.classes)}")
-        pool = np.flatnonzero(dataset.labels == dataset.classes.index(source))
-        if len(pool) == 0:
-            raise FiguresError(f"the dataset has no {source!r} image to modify")
-        chosen = rng.choice(pool, size=min(per_change, len(pool)), replace=False)
-        picked.extend(chosen)
-        targets += [dataset.classes.index(target)] * len(chosen)
-        names += [source] * len(chosen)
-    return dataset.images[np.asarray(picked, int)], np.asarray(targets, np.int32), names
 
 
 def save_modification(output_dir: str | os.PathLike, result: ModificationResult, source_names: Sequence[str],

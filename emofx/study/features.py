@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from emofx.data.dataset import FaceDataset
 from emofx.data.progress import tqdm
 from emofx.data.regions import RegionMaps
 from emofx.explain.saliency import attribute
@@ -37,6 +38,25 @@ def region_shares(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
         raise ValueError(f"{int(broken.sum())} of {len(maps)} saliency maps hold NaN or infinite values (first: image "
                          f"{int(np.flatnonzero(broken)[0])}); they have no share to give")
     return np.einsum("nhw,nrhw->nr", normalised_saliency(maps), masks)
+
+
+def saliency_region_shares(maps: np.ndarray, regions: RegionMaps, dataset: FaceDataset) -> pd.DataFrame:
+    """One row per image: its emotion and the share of its saliency mass in each facial region
+    (``regions``: :class:`emofx.data.regions.RegionMaps` of ``dataset``)."""
+    shares = pd.DataFrame(region_shares(maps, regions.masks), columns=list(regions.region_names))
+    shares.insert(0, "emotion", dataset.label_names)
+    shares["region_method"] = regions.image_method  # how each image's regions were found: landmarks, eyes, ...
+    return shares
+
+
+def region_share_means(shares: pd.DataFrame, regions: RegionMaps,
+                       classes: Sequence[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """The mean of :func:`saliency_region_shares` per emotion (rows in ``classes`` order, those present) and
+    region, and each region's share of the pixels: what a map spread evenly over the face would give."""
+    names = list(regions.region_names)
+    by_emotion = shares.groupby("emotion")[names].mean()
+    area = pd.Series(regions.masks.mean(axis=(0, 2, 3)), index=names)
+    return by_emotion.reindex([c for c in classes if c in by_emotion.index]), area
 
 
 def landmark_distance(maps: np.ndarray, landmarks: np.ndarray, top_fraction: float) -> np.ndarray:
