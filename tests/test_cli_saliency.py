@@ -99,6 +99,10 @@ def test_saliency_command_rejects_bad_requests(tiny_run, tmp_path, capsys):
     assert main(["modify", str(run_dir), "--data", str(data_path), "--to", "happy", "--show", "0",
                  "--out", str(tmp_path / "m")]) == 2
     assert "--show must be at least 1" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    for command in (["saliency"], ["modify", "--to", "happy"]):  # --n is refused before the data are read
+        assert main([command[0], str(run_dir), "--data", str(tmp_path / "none.npz"), *command[1:], "--n", "0",
+                     "--out", str(tmp_path / "n")]) == 2
+        assert "--n must be at least 1; got 0" in capsys.readouterr().err and not (tmp_path / "n").exists()
 
 
 def test_overwrite_leaves_no_output_of_the_earlier_run(tiny_run, tmp_path):

@@ -60,15 +60,17 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from emofx.cli.saliency import at_least_one, clear_outputs, held_out_images, refuse_to_overwrite, spread_over_classes
+    from emofx.cli.saliency import at_least_one, clear_outputs, refuse_to_overwrite
     from emofx.explain.modification import ModificationConfig, modify
     from emofx.explain.saliency import class_index
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import modification_panel
+    from emofx.study.held_out import held_out_images, spread_over_classes
 
     config = ModificationConfig(steps=args.steps, step_size=args.step_size, method=args.method, l2_penalty=args.l2)
     out = Path(args.out)
     at_least_one(args.show, "--show")
+    at_least_one(args.n, "--n")
     refuse_to_overwrite(out, OUTPUTS, args.overwrite)
     held = held_out_images(args.run, args.data)
     model = held.model

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -32,79 +29,6 @@ if TYPE_CHECKING:
 
 OUTPUTS = ("maps.npz", "grid.png", "scores.json", "region_scores.csv", "region_shares.csv", "region_shares.png",
            "randomisation.csv", "randomisation.png", "deletion_insertion.csv")
-
-
-@dataclass(frozen=True)
-class HeldOutImages:
-    """Images a run did not train on, labelled in the model's class order."""
-
-    model: TrainedModel
-    dataset: FaceDataset  # only the held-out images
-    indices: np.ndarray  # their positions in the data file
-    labels: np.ndarray  # their classes as indices into model.classes
-    description: str
-    trained_on: str  # what the model learned from (its culture, else its data file's name), for titles
-
-
-def held_out_images(run_dir: str, data_path: str) -> HeldOutImages:
-    """The run's model and the images of ``data_path`` of its classes it has not learned from: the run's test part
-    when the data is the run's own, otherwise every image not equal, pixel for pixel, to one it trained or
-    validated on (a pooled file, a subset or a collection may hold them; :mod:`emofx.study.held_out`)."""
-    from emofx.data.dataset import FaceDataset
-    from emofx.data.emotions import shared_classes
-    from emofx.study.held_out import seen_images
-    from emofx.study.run_status import interrupted_note
-    from emofx.study.runs import dataset_fingerprint, load_run
-
-    recorded = load_run(run_dir)
-    if note := interrupted_note(recorded):
-        warnings.warn(note, stacklevel=2)
-    model = recorded.model
-    dataset = recorded.own_part(FaceDataset.load(data_path), data_path)  # a run of one culture of a pooled file
-    if dataset.image_shape != (model.config.input_size,) * 2:
-        raise ValueError(f"{data_path} holds {dataset.image_shape} images but the model of {run_dir} takes "
-                         f"{model.config.input_size}x{model.config.input_size}; prepare the data with "
-                         f"--size {model.config.input_size}")
-    own = recorded.metrics.get("data", {}).get("fingerprint") == dataset_fingerprint(dataset)
-    if own:
-        indices, description = np.asarray(recorded.split.test, np.int64), "the run's test images"
-    else:
-        found = seen_images([recorded], dataset)
-        indices = np.flatnonzero(~found.seen)
-        if not len(indices):
-            raise ValueError(f"every image of {data_path} ({len(dataset)}) is one {run_dir} trained or validated "
-                             "on; give --data the run's own dataset (its test images are used) or unseen faces")
-        description = "the images it did not train or validate on" + (
-            f" ({found.n_seen} of {len(dataset)} left out: the same pixels as its training or validation images)"
-            if found.n_seen else "") + "".join(f"; not checked for its training images: {why}"
-                                               for why in found.unchecked)
-    known = shared_classes(model.classes, dataset.classes)
-    if not known:
-        raise ValueError(f"{data_path} has classes {list(dataset.classes)}, none of which the model knows "
-                         f"({list(model.classes)})")
-    candidates, indices = len(indices), indices[np.isin(dataset.label_names[indices], known)]
-    if not len(indices):
-        pool = "the run's test images" if own else f"its {candidates} images the run did not learn from"
-        raise ValueError(f"{data_path}: none of {pool} shows a class the model knows ({', '.join(known)}); give "
-                         "--data a dataset with faces of those emotions")
-    subset = dataset.subset(indices)
-    labels = np.array([model.classes.index(name) for name in subset.label_names], np.int32)
-    data = recorded.metrics.get("data", {})
-    trained_on = data.get("culture") or Path(data.get("path") or run_dir).stem
-    return HeldOutImages(model, subset, indices, labels, description, trained_on)
-
-
-def spread_over_classes(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """Positions of about ``n`` images spread evenly over the classes, at least one of each (all when ``n`` is
-    None)."""
-    if n is None:
-        return np.arange(len(labels))
-    at_least_one(n, "--n")
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class = math.ceil(n / len(classes))
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
-    return np.sort(np.concatenate(chosen))
 
 
 def refuse_to_overwrite(out: Path, names: Sequence[str], overwrite: bool) -> None:
@@ -248,10 +172,12 @@ def run(args: argparse.Namespace) -> int:
     from emofx.plotting import save_figure
     from emofx.plotting.saliency import saliency_grid
     from emofx.study.comparison import json_ready
+    from emofx.study.held_out import held_out_images, spread_over_classes
 
     out = Path(args.out)
     at_least_one(args.per_class, "--per-class")
     refuse_to_overwrite(out, OUTPUTS, args.overwrite)
+    at_least_one(args.n, "--n")
     held = held_out_images(args.run, args.data)
     chosen = spread_over_classes(held.labels, args.n, args.seed)
     data, labels, indices = held.dataset.subset(chosen), held.labels[chosen], held.indices[chosen]
