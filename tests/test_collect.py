@@ -294,7 +294,7 @@ def test_query_table_sets_emotion_and_provenance(web_folder, tmp_path):
 
 
 def test_exclusion_lists_with_relative_paths_travel_with_the_data(web_folder, tmp_path):
-    from emofx.cli.prepare import exclude_listed
+    from emofx.data.collection_files import exclude_listed
 
     dataset = FaceDataset.from_label_names(
         np.zeros((2, 4, 4), np.uint8), ["happy", "sad"],
@@ -479,7 +479,7 @@ def test_collect_follows_linked_folders_and_drops_links_and_names_it_cannot_read
 
 
 def test_an_exclusion_list_leaves_out_a_link_or_its_target_not_both(tmp_path):
-    from emofx.cli.prepare import exclude_listed
+    from emofx.data.collection_files import exclude_listed
 
     real = tmp_path / "real"
     real.mkdir()

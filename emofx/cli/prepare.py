@@ -18,11 +18,8 @@ The source is only read; the output must lie outside it.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 from typing import Any
 
 from emofx.data.dataset import FaceDataset
@@ -183,55 +180,6 @@ def summary(dataset: FaceDataset, out: Path) -> str:
     return "\n".join(lines)
 
 
-def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) -> tuple[FaceDataset, int]:
-    """The dataset without the images listed in ``listing``'s ``path`` column.
-
-    Absolute paths match the image's path (where none does, its path with symbolic links resolved); relative
-    ones match its trailing path components (``fer2013/train/angry/Training_1.jpg``), so a list travels with the
-    data. A list naming none of the images is an error (its paths likely have another form), unless the dataset
-    is a ``sample`` (``--limit``), which may simply hold none of them.
-    """
-    from emofx.data.loaders.common import _read_csv
-
-    table = _read_csv(listing, ["path"], "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
-    entries = [Path(p.strip()) for p in table["path"] if p.strip()]
-    drop = np.zeros(len(dataset), dtype=bool)
-    # Each entry names the image at that path; only an entry that names none as written is matched once symbolic
-    # links are resolved (a dataset read through a linked folder), so a link and its target, both in the dataset
-    # (one dropped by emofx collect as a copy of the other), are not both left out.
-    given = [Path(os.path.abspath(p)) for p in dataset.path]
-    real = [Path(p).resolve() for p in dataset.path]
-    for resolve in (False, True):
-        where = _path_keys(real if resolve else given)
-        matched = [where.get(_entry_key(e, resolve), []) for e in entries]
-        if resolve:  # several images that are one file (a link and its target): the file itself, not the link
-            matched = [[i for i in found if given[i] == real[i]] or found for found in matched]
-        for indices in matched:
-            drop[indices] = True
-        entries = [e for e, indices in zip(entries, matched) if not indices]
-    if given and not drop.any() and not sample:
-        raise ValueError(f"no image of the dataset is listed in --exclude {listing} "
-                         f"(listed paths look like {given[0]})")
-    return dataset.subset(~drop), int(drop.sum())
-
-
-def _path_keys(paths: list[Path]) -> dict[str, list[int]]:
-    """Each path's absolute form and every trailing run of its components (``train/angry/x.jpg``, ...), to the
-    indices of the paths that end so."""
-    keys: dict[str, list[int]] = {}
-    for i, path in enumerate(paths):
-        keys.setdefault(str(path), []).append(i)
-        for depth in range(1, len(path.parts)):
-            keys.setdefault("/".join(path.parts[-depth:]), []).append(i)
-    return keys
-
-
-def _entry_key(entry: Path, resolve: bool) -> str:
-    if not entry.is_absolute():
-        return entry.as_posix()
-    return str(entry.resolve() if resolve else Path(os.path.abspath(entry)))
-
-
 def remaining_duplicates(dataset: FaceDataset) -> dict[str, Any]:
     """Identical images still in the dataset (by ``extras["content_hash"]``), counted as the loaders count them."""
     from emofx.data.loaders.common import count_duplicates
@@ -249,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
                                 "to leave out" if args.exclude.is_dir() else "does not exist"))
     dataset = load(args.source, args.format, **loader_kwargs(args))
     if args.exclude is not None:
+        from emofx.data.collection_files import exclude_listed
+
         dataset, excluded = exclude_listed(dataset, args.exclude, sample=args.limit is not None)
         dataset = replace(dataset, meta={**dataset.meta, "duplicates": remaining_duplicates(dataset),
                                          "excluded": {"list": str(args.exclude.absolute()), "images": excluded}})

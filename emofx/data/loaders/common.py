@@ -330,7 +330,7 @@ def describe_landmarks(summary: dict[str, Any]) -> str:
     return text + (f": {unaligned} kept unaligned (no eyes found)" if 0 < unaligned < summary.get("faces", 0) else "")
 
 
-def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+def read_text_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     """A table of text cells, comma-, semicolon- or tab-separated (a spreadsheet's export), with a BOM or not."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as handle:

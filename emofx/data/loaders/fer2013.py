@@ -21,7 +21,7 @@ from emofx.data.loaders.common import (
     _check_strict,
     _existing,
     _Inputs,
-    _read_csv,
+    read_text_table,
     _spread,
     skipped_listing,
 )
@@ -73,7 +73,7 @@ def _fer2013_rows(
 
 
 def _read_fer2013_csv(path: Path) -> pd.DataFrame:
-    return _read_csv(_existing(path, "FER2013 CSV file"), ("emotion", "pixels"),
+    return read_text_table(_existing(path, "FER2013 CSV file"), ("emotion", "pixels"),
                      "the FER2013 columns emotion, pixels and Usage")
 
 
@@ -129,7 +129,7 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
 def read_ferplus_votes(votes_csv: Path, *also: str) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows of a FER+ ``fer2013new.csv`` (as text) and their (N, 10) vote counts in
     :data:`FERPLUS_VOTE_COLUMNS` order; ``also`` names further columns the file must have."""
-    frame = _read_csv(votes_csv, (*also, *FERPLUS_VOTE_COLUMNS),
+    frame = read_text_table(votes_csv, (*also, *FERPLUS_VOTE_COLUMNS),
                       f"the FER+ columns {', '.join((*also, *FERPLUS_VOTE_COLUMNS))}")
     try:
         votes = frame[list(FERPLUS_VOTE_COLUMNS)].replace("", "0").astype(int).to_numpy()
@@ -236,7 +236,7 @@ def read_ferplus_mapping(mapping_csv: Path, root: Path | None) -> pd.DataFrame:
     to such a copy that no row names, one of its own split first (``Training_*`` for ``Training``); a copy then
     gets its image's own FER+ votes instead of being read as an image FER+ left out.
     """
-    table = _read_csv(mapping_csv, ("row", "fer2013_file"), "columns row and fer2013_file")
+    table = read_text_table(mapping_csv, ("row", "fer2013_file"), "columns row and fer2013_file")
     table = table.assign(row=table["row"].astype(int)).sort_values("row", kind="stable")
     shared = table[table.duplicated("fer2013_file", keep=False)]
     if root is None or shared.empty or not root.is_dir():

@@ -17,7 +17,7 @@ from emofx.data.loaders.common import (
     _existing,
     _face_options,
     _Inputs,
-    _read_csv,
+    read_text_table,
     _spread,
     skipped_listing,
 )
@@ -51,7 +51,7 @@ def load_manifest(
             raise SourceError(f"{csv_path} is a folder without a manifest.csv; the manifest format reads a CSV of "
                               "path and emotion columns (an emofx collect folder holds one)")
         csv_path = csv_path / "manifest.csv"
-    frame = _read_csv(csv_path, ("path", "emotion"), "columns path and emotion (optional culture, subject, split)")
+    frame = read_text_table(csv_path, ("path", "emotion"), "columns path and emotion (optional culture, subject, split)")
     frame = _person_column(frame, csv_path)
     base = Path(root).expanduser() if root is not None else csv_path.parent
     inputs = _Inputs()
