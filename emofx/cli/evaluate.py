@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from emofx.data.dataset import FaceDataset
-    from emofx.study.evaluation import accuracy_interval, compare_evaluations, people_of
+    from emofx.study.evaluation import accuracy_interval, compare_evaluations, people_of, per_culture_accuracy
     from emofx.study.run_status import interrupted_note
     from emofx.study.runs import evaluate_runs, load_run, shared_test_images
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         _with_provenance(evaluation.predictions_frame(), images, positions, evaluation).to_csv(target)
-    by_culture = _by_culture(images, evaluation)
+    by_culture = per_culture_accuracy(images, evaluation)
     people = people_of(images, evaluation)
     interval = accuracy_interval(evaluation, people)
     summary = {"run": _named(names), "data": source, **evaluation.summary(), "accuracy_low": interval.low,
@@ -177,27 +177,6 @@ def _with_provenance(frame: "pd.DataFrame", images: "FaceDataset", positions: "n
         frame.insert(0, column, getattr(scored, column))
     frame.insert(0, "data_index", np.asarray(positions)[evaluation.positions])
     return frame.set_axis(np.arange(len(frame)), axis=0).rename_axis("row")
-
-
-def _by_culture(images: "FaceDataset", evaluation: "Evaluation") -> "pd.DataFrame | None":
-    """Accuracy (with its interval, as for the whole) and balanced accuracy per culture of the scored images where
-    they hold several (None otherwise)."""
-    import pandas as pd
-
-    from emofx.study.evaluation import Evaluation, accuracy_interval, people_of, scored_images
-
-    scored = scored_images(images, evaluation)
-    if len(set(scored.culture)) < 2:
-        return None
-    rows = {}
-    for name in sorted(set(scored.culture)):
-        part = scored.culture == name
-        one = Evaluation(evaluation.classes, evaluation.labels[part], evaluation.probabilities[part])
-        interval = accuracy_interval(one, people_of(scored.subset(part), one))
-        rows[name or "(none)"] = {"accuracy": one.accuracy, "accuracy_low": interval.low,
-                                  "accuracy_high": interval.high, "balanced_accuracy": one.balanced_accuracy,
-                                  "n": one.n}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
 
 
 def _named(names: list[str]) -> str | list[str]:

@@ -374,3 +374,20 @@ def metrics_table(groups: Mapping[str, Sequence[Evaluation]]) -> pd.DataFrame:
 
 def _json_float(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
+
+
+def per_culture_accuracy(images: FaceDataset, evaluation: Evaluation) -> pd.DataFrame | None:
+    """Accuracy (with its interval, as for the whole) and balanced accuracy per culture of the scored images where
+    they hold several (None otherwise)."""
+    scored = scored_images(images, evaluation)
+    if len(set(scored.culture)) < 2:
+        return None
+    rows = {}
+    for name in sorted(set(scored.culture)):
+        part = scored.culture == name
+        one = Evaluation(evaluation.classes, evaluation.labels[part], evaluation.probabilities[part])
+        interval = accuracy_interval(one, people_of(scored.subset(part), one))
+        rows[name or "(none)"] = {"accuracy": one.accuracy, "accuracy_low": interval.low,
+                                  "accuracy_high": interval.high, "balanced_accuracy": one.balanced_accuracy,
+                                  "n": one.n}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("culture")
