@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from emofx.explain.modification import ModificationResult
 from emofx.pipeline.figure_output import check_output, record_output
 from emofx.pipeline.results import RESULTS_DIR, completed_runs, read_runs
 from emofx.study.runs import Run, load_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BENCHMARK = "01_benchmark"
 TRAINING = "02_train_culture"
@@ -241,21 +244,18 @@ def _save(fig, path: Path) -> list[Path]:
     return save_figure(fig, path, formats=FORMATS)
 
 
-def _learning_curve_figure(groups: dict[str, list[Run]], what: str):
+def _learning_curve_figure(groups: dict[str, list[Run]], what: str) -> Figure:
     """One panel per group, titled with the model its runs trained (a shrunken one said so)."""
-    import matplotlib.pyplot as plt
-
     from emofx.nets.model import model_sentence
-    from emofx.plotting.curves import learning_curves
+    from emofx.plotting.curves import learning_curve_panels
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.1), squeeze=False)
-    for ax, (name, runs) in zip(axes[0], groups.items()):
+    panels = {}
+    for name, runs in groups.items():
         shapes = sorted({(tuple(model["widths"]), model["dense_units"]) for run in runs
                          if (model := run.metrics.get("config", {}).get("model"))})
         words = "".join(f"\n{model_sentence(*shape)}" for shape in shapes)  # none recorded: no line
-        learning_curves([run.history for run in runs], ax=ax, title=f"{name}: mean ± std over {len(runs)} {what}{words}")
-    fig.tight_layout()
-    return fig
+        panels[f"{name}: mean ± std over {len(runs)} {what}{words}"] = [run.history for run in runs]
+    return learning_curve_panels(panels)
 
 
 def _training_figures(experiment_dir: Path, out: Path) -> list[Path]:

@@ -8,11 +8,12 @@ it, each run goes on as a thin line of its own, so that the mean never silently 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 CURVES = {"train_error": "training error", "val_error": "validation error"}
 
@@ -61,5 +62,14 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.set_title(title or (f"mean ± std over {len(histories)} runs" if len(histories) > 1 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve_panels(panels: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
+    """Figure 4 with a panel per group of runs: :func:`learning_curves` of each title's histories, side by side."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.1), squeeze=False)
+    for ax, (title, histories) in zip(axes[0], panels.items()):
+        learning_curves(list(histories), ax=ax, title=title)
     fig.tight_layout()
     return fig
