@@ -133,6 +133,11 @@ def test_smoothgrad_noise_follows_the_image_not_its_place_among_those_explained(
     assert not np.allclose(by_place, every[3:])  # without ids the noise follows the position
     with pytest.raises(ValueError, match="one image id per image"):
         saliency.smoothgrad(model, images, targets, n_samples=2, image_ids=ids[:2])
+    with pytest.raises(ValueError, match=rf"image_ids must hold one id per image \({len(images)}\); got shape \(2,\)"):
+        saliency.attribute(model, images, targets, "guided", image_ids=ids[:2])
+    # a method without noise takes the ids (callers pass them whatever the method) and its maps do not change
+    np.testing.assert_array_equal(saliency.attribute(model, images, targets, "guided", image_ids=ids),
+                                  saliency.attribute(model, images, targets, "guided"))
 
 
 def test_occlusion_patches_cover_every_pixel():

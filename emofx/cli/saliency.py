@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     targets = resolve_targets(model, data.images, args.target, labels)
     options = method_options(args)
     # SmoothGrad: an image's noise follows the image (its index in --data), not its place among those chosen
-    ids = {"image_ids": indices} if args.method == "smoothgrad" else {}
+    ids = {"image_ids": indices}
     score = explained_score(args.method, options)
     signal, skipped_regions = None, ""
     if "region_masks" in data.extras:  # known before any work, so nothing is left half-written

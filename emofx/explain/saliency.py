@@ -343,7 +343,7 @@ def explained_score(method: str, options: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- front door
 def attribute(
     model: TrainedModel, images: np.ndarray, targets: np.ndarray, method: str = "guided",
-    batch_size: int = 64, progress: bool = False, **options: Any,
+    batch_size: int = 64, progress: bool = False, image_ids: np.ndarray | None = None, **options: Any,
 ) -> np.ndarray:
     """Maps (N, H, W) float32 of ``method`` for uint8 or [0, 1] images and ``targets``: per image an index into
     ``model.classes`` or an emotion name (``dataset.label_names``; a dataset's ``labels`` index its own classes,
@@ -351,8 +351,9 @@ def attribute(
 
     Images go through in batches of ``batch_size`` (the last one padded, so every batch
     reuses one compilation); ``options`` are the method's keyword arguments, and an option that
-    holds one image per input image (an (N, H, W) integrated-gradients baseline, SmoothGrad's ``image_ids``) is
-    batched with them.
+    holds one image per input image (an (N, H, W) integrated-gradients baseline) is batched with them.
+    ``image_ids`` names each image (e.g. its index in its dataset): SmoothGrad draws an image's noise from it, so an
+    image gets the same map whichever images come with it (default: its position); other methods need none.
     """
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
@@ -366,8 +367,10 @@ def attribute(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of at least 1; got {batch_size!r}")
     size = min(batch_size, n)
-    if method == "smoothgrad":  # each image's noise from its id (default: its position), whatever the batch
-        options = {**options, "image_ids": np.asarray(options.get("image_ids", np.arange(n)))}
+    if image_ids is not None and np.shape(image_ids) != (n,):
+        raise ValueError(f"image_ids must hold one id per image ({n}); got shape {np.shape(image_ids)}")
+    if method == "smoothgrad":  # each image's noise from its id, whatever the batch
+        options = {**options, "image_ids": np.arange(n) if image_ids is None else np.asarray(image_ids)}
     per_image = {name: np.asarray(value) for name, value in options.items()
                  if (name == "image_ids" or np.ndim(value) == images.ndim) and np.ndim(value) and len(value) == n}
     out = []

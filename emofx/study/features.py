@@ -93,8 +93,8 @@ def saliency_measures(runs: CultureRuns, regions: RegionMaps, config: CompareCon
         model = runs.models[trial]
         targets = np.array([model.classes.index(name) for name in data.label_names], np.int32)  # the model's order
         # SmoothGrad's noise from the seed and each image's index: an image tested by two trials gets the same noise
-        noise = {"seed": config.seed, "image_ids": indices} if config.saliency_method == "smoothgrad" else {}
-        maps = attribute(model, data.images, targets, method=config.saliency_method, **noise)
+        noise = {"seed": config.seed} if config.saliency_method == "smoothgrad" else {}
+        maps = attribute(model, data.images, targets, method=config.saliency_method, image_ids=indices, **noise)
         shares = region_shares(maps, regions.masks[indices])
         frame = pd.DataFrame(shares, columns=list(regions.region_names))
         frame.insert(0, "emotion", data.label_names)
