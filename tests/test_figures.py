@@ -431,3 +431,20 @@ def test_a_class_a_culture_lacks_is_a_dash_not_nan_in_the_tables():
     text = figures.mean_std_text(mean, mean / 10)
     assert text.loc["Taiwanese", "disgusted"] == "—" and text.loc["Swedish", "disgusted"] == "5.0 ± 0.5"
 
+
+
+def test_class_examples_show_each_class_its_own_faces_at_their_true_brightness():
+    from emofx.plotting.faces import class_examples
+
+    faces = make_synthetic("eyes", n_per_class=2, seed=0, classes=["angry", "happy", "sad"])
+    fig = class_examples(faces)
+    assert [ax.get_title() for ax in fig.axes] == ["angry", "happy", "sad"]
+    for ax, name in zip(fig.axes, faces.classes):
+        shown = ax.get_images()[0]
+        first = np.flatnonzero(faces.label_names == name)[0]
+        assert np.array_equal(shown.get_array(), faces.images[first]) and shown.get_clim() == (0, 255)
+    two = class_examples(faces.subset(np.array([0, 1, 2, 3, 4])), per_class=2, seed=3)  # sad has one face here
+    counts = [len(ax.get_images()) for ax in two.axes]
+    assert len(two.axes) == 6 and sum(counts) == 5
+    with pytest.raises(ValueError, match="per_class must be at least 1; got 0"):
+        class_examples(faces, per_class=0)

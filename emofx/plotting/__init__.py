@@ -1,5 +1,6 @@
 """Figures for people: one module per family of figures.
 
+- :mod:`emofx.plotting.faces`: a dataset's faces, one column per emotion.
 - :mod:`emofx.plotting.tables`: confusion-matrix heatmaps and misclassification bars.
 - :mod:`emofx.plotting.curves`: learning curves (the paper's Figure 4).
 - :mod:`emofx.plotting.saliency`: saliency maps for viewing, overlays, Figure 5-6 grids, Figure 7 panels.
