@@ -99,3 +99,15 @@ def test_strong_augmentation_is_a_function_of_the_key(images):
     reference = AugmentConfig(flip=True, rotation_degrees=5.0)
     np.testing.assert_array_equal(augment(KEY, images, reference), augment(KEY, images, replace(config, shift=0.0,
                                   scale=0.0, brightness=0.0, contrast=0.0, erasing=0.0, rotation_degrees=5.0)))
+
+
+def test_contrast_scales_each_image_about_its_own_mean():
+    # mid-grey images (0.4-0.6) are never clipped: the contrast factor in [0.8, 1.2] keeps each image's mean and
+    # scales its deviations from that mean by one factor
+    grey = 0.4 + 0.2 * np.random.default_rng(1).random((16, 12, 12)).astype(np.float32)
+    out = np.asarray(random_photometric(KEY, grey, brightness=0.0, contrast=0.2), np.float64)
+    means = grey.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+    np.testing.assert_allclose(out.mean(axis=(1, 2), keepdims=True), means, atol=1e-5)
+    factor = np.sum((out - means) * (grey - means), axis=(1, 2)) / np.sum((grey - means) ** 2, axis=(1, 2))
+    assert factor.min() >= 0.8 - 1e-4 and factor.max() <= 1.2 + 1e-4 and np.ptp(factor) > 0.05
+    np.testing.assert_allclose(out - means, factor[:, None, None] * (grey - means), atol=1e-5)

@@ -398,3 +398,91 @@ def test_class_error_tests_compare_cultures_of_unequal_numbers_of_trials():
     assert (table["unit"] == "trials").all() and table["p_value"].notna().all()
     assert table.loc["afraid", "error_a"] == pytest.approx(1 - a[a["emotion"] == "afraid"].groupby("trial")[
         "correct"].mean().mean())
+
+
+def test_a_filter_firing_below_the_centre_line_votes_for_the_region_below():
+    """Rows and columns of the feature grid map to image rows and columns: a filter firing in the bottom-left cell
+    (row 1, column 0) is centred at pixel (row 6, column 2) of an 8x8 image, in the bottom-left quadrant."""
+    activations = np.zeros((1, 2, 2, 1), np.float32)
+    activations[0, 1, 0, 0] = 5.0
+    masks = np.zeros((1, 2, 8, 8), bool)
+    masks[:, 0, 4:, :4] = True  # region 0: the bottom-left quadrant
+    masks[:, 1] = ~masks[:, 0]
+    found = features.filter_regions(_FixedFeatures(activations), np.zeros((1, 8, 8), np.uint8), masks, top_k=1)
+    assert found.tolist() == [0]
+
+
+def test_filter_shares_count_live_filters_only():
+    # A: 2 of its 3 live filters on the eyes, 1 on the mouth (a dead one left out); B: 1 eyes, 3 mouth
+    regions = {("A", 0): ["eyes", "eyes", "dead", "mouth"], ("A", 1): ["eyes", "eyes", "mouth", "dead"],
+               ("B", 0): ["eyes", "mouth", "mouth", "mouth"], ("B", 1): ["eyes", "mouth", "mouth", "mouth"]}
+    filters = pd.DataFrame([{"culture": c, "trial": t, "filter": f, "region": r}
+                            for (c, t), names in regions.items() for f, r in enumerate(names)])
+    result = features.filter_test(filters, "A", "B", ["eyes", "mouth"], QUICK)
+    assert result["share_a"] == pytest.approx({"eyes": 2 / 3, "mouth": 1 / 3})
+    assert result["share_b"] == pytest.approx({"eyes": 0.25, "mouth": 0.75})
+    assert result["total_variation"] == pytest.approx(2 / 3 - 0.25)  # 0.5 * (|2/3 - 1/4| + |1/3 - 3/4|)
+    assert result["unit"] == "models (trials)"
+
+
+def test_trial_metrics_balanced_accuracy_is_the_mean_of_the_per_class_accuracies():
+    # 6 happy faces all right, 2 sad ones half right: accuracy 7/8, balanced accuracy (1 + 1/2) / 2 = 3/4
+    frame = pd.DataFrame({"train_culture": "A", "test_culture": "A", "trial": 0, "image": range(8),
+                          "emotion": ["happy"] * 6 + ["sad"] * 2, "predicted": ["happy"] * 7 + ["sad"]})
+    frame["correct"] = (frame["emotion"] == frame["predicted"]).astype(float)
+    row = accuracy.trial_metrics(frame).iloc[0]
+    assert (row["accuracy"], row["balanced_accuracy"], row["n_images"]) == pytest.approx((7 / 8, 0.75, 8))
+    # from class totals: a class without images (a resample that drew none) is left out, not scored 0
+    right, images = np.array([[3.0, 0.0, 1.0]]), np.array([[4.0, 0.0, 2.0]])
+    assert accuracy._trial_metric(right, images, "balanced_accuracy") == pytest.approx([(0.75 + 0.5) / 2])
+    assert accuracy._trial_metric(right, images, "accuracy") == pytest.approx([4 / 6])
+
+
+def test_class_errors_count_only_the_cultures_own_test_images():
+    own = _predictions("A", [0.75], n=4)  # images 0-2 right: happy (1, 3) half wrong, sad (0, 2) right
+    transfer = own.assign(test_culture="B", predicted="angry", correct=0.0)  # on another culture: all wrong
+    errors = accuracy.class_errors(pd.concat([own, transfer], ignore_index=True))
+    assert errors.to_dict(orient="records") == [{"culture": "A", "trial": 0, "emotion": "happy", "error": 0.5},
+                                                {"culture": "A", "trial": 0, "emotion": "sad", "error": 0.0}]
+
+
+def test_a_resample_that_draws_none_of_a_trials_people_leaves_that_trial_out():
+    # every image right, two trials of two people each: whatever people are drawn, the mean accuracy is 1
+    frame = pd.concat([_predictions("A", [1.0], n=8).assign(trial=t) for t in range(2)], ignore_index=True)
+    frame["subject"] = [f"{trial}-{image // 4}" for trial, image in zip(frame["trial"], frame["image"])]
+    resampled = accuracy._measured_metric(frame, "accuracy", True, 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(resampled, 1.0)  # about 1 in 16 draws misses a trial's people
+
+
+class _FixedPenultimate(_FixedFeatures):
+    """A stand-in model whose penultimate activations on the probe images are given (for cka_table)."""
+
+    def apply(self, variables, images, method):
+        assert method == "penultimate"
+        return self.features[:len(images)]
+
+
+def test_cka_pairs_are_named_between_or_within_the_culture_they_come_from():
+    from types import SimpleNamespace
+
+    data = make_synthetic("universal", n_per_class=2, seed=0, size=16, classes=("happy", "sad"))  # 4 probes each
+    x, y = np.random.default_rng(4).normal(size=(2, 8, 5))
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(5, 5)))
+    a = SimpleNamespace(name="A", dataset=data, models=[_FixedPenultimate(x), _FixedPenultimate(3 * x)])
+    b = SimpleNamespace(name="B", dataset=data, models=[_FixedPenultimate(y), _FixedPenultimate(y @ q + 1)])
+    table = features.cka_table(a, b, QUICK)
+    kinds = {(r.culture_1, r.trial_1, r.culture_2, r.trial_2): r.kind for r in table.itertuples()}
+    assert kinds == {("A", 0, "A", 1): "within_a", ("B", 0, "B", 1): "within_b", **{
+        ("A", i, "B", j): "between" for i in (0, 1) for j in (0, 1)}}
+    np.testing.assert_allclose(table.loc[table["kind"] != "between", "cka"], 1.0)  # scaled, rotated, shifted copies
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    by_hand = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    np.testing.assert_allclose(table.loc[table["kind"] == "between", "cka"], by_hand, rtol=1e-9)
+
+
+def test_independent_splits_deal_the_people_from_the_seed():
+    dataset = make_synthetic("universal", n_per_class=15, seed=2, size=24, images_per_subject_class=1)
+    people = {seed: [frozenset(dataset.subject[np.concatenate([s.train, s.val, s.test])]) for s in
+                     cultures.culture_splits(dataset, 3, "independent", seed=seed, fractions=(0.6, 0.2, 0.2))]
+              for seed in (0, 1)}
+    assert set(people[0]) != set(people[1])  # another seed deals other groups of people

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emofx.data.dataset import DatasetError, FaceDataset, merge, resize_dataset
-from emofx.data.emotions import UnknownEmotionError, canonical_emotion, ordered_classes
+from emofx.data.emotions import UnknownEmotionError, canonical_emotion, ordered_classes, shared_classes
 
 
 def tiny(n: int = 6, size: int = 8, culture: str = "A", names=("happy", "sad", "NE")) -> FaceDataset:
@@ -216,3 +216,15 @@ def test_merge_says_what_it_takes():
         merge(one)
     with pytest.raises(TypeError, match="got FaceDataset, ndarray"):
         merge([one, one.images])
+
+
+def test_restricting_to_later_classes_relabels_the_images():
+    data = tiny()  # happy, sad, neutral: dropping happy moves sad to label 0 and neutral to label 1
+    kept = data.restrict_classes(["neutral", "sad"])
+    assert kept.classes == ("sad", "neutral") and kept.labels.tolist() == [0, 1, 0, 1]
+    assert list(kept.label_names) == ["sad", "neutral", "sad", "neutral"]
+
+
+def test_shared_classes_are_those_both_lists_have_in_canonical_order():
+    assert shared_classes(("sad", "happy", "angry"), ("surprised", "happy", "sad")) == ("happy", "sad")
+    assert shared_classes(("angry",), ("happy",)) == ()

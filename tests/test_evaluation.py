@@ -209,3 +209,13 @@ def test_figures_are_written(tmp_path):
     one_run = confusion_heatmap(trials[0].confusion()).axes[0]  # one run's counts are whole numbers
     assert [t.get_text() for t in one_run.get_yticklabels()] == ["angry (2)", "happy (2)", "sad (2)"]
     assert "1.5\n±0.7" in [t.get_text() for t in confusion_heatmap(mean, std).axes[0].texts]
+
+
+def test_resampling_images_without_people_keeps_each_class_count():
+    from emofx.study.evaluation import resampled_class_totals
+
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    correct = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    right, images = resampled_class_totals(correct, labels, 3, None, 300, np.random.default_rng(0))
+    np.testing.assert_array_equal(images, np.tile([3.0, 2.0, 1.0], (300, 1)))  # images redrawn within their class
+    assert right[:, 2].tolist() == [1.0] * 300 and set(right[:, 0]) <= {0.0, 1.0, 2.0, 3.0} and right[:, 0].std() > 0

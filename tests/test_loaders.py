@@ -188,8 +188,9 @@ def test_ferplus_majority_rule():
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
         [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # only single votes: no majority
         [0, 0, 0, 0, 0, 0, 0, 3, 1, 0],  # contempt
+        [0, 2, 1, 1, 0, 0, 0, 0, 0, 0],  # 2 of 4 is no majority, but the single votes are dropped: 2 of 2
     ])
-    assert list(ferplus_majority(votes)) == [NO_MAJORITY, 0, 9, NO_MAJORITY, 7]
+    assert list(ferplus_majority(votes)) == [NO_MAJORITY, 0, 9, NO_MAJORITY, 7, 1]
 
 
 def test_ferplus_joined_by_row_order_to_a_fer2013_csv(tmp_path, fer_csv, shared_dataset):

@@ -85,3 +85,25 @@ def test_the_target_probability_never_falls_along_a_vanilla_path(model, images):
         p = result.target_probability()
         assert np.all(np.diff(p, axis=0) >= -1e-4)  # float rounding of a step the objective took (TF32 too)
         assert not result.unchanged().all()  # it did walk: steps were taken, not all refused
+
+
+@pytest.mark.parametrize("l2_penalty", [0.0, 5.0])
+def test_each_image_walks_as_it_would_alone(model, images, l2_penalty):
+    """The step is normalised per image (its gradient over its own standard deviation), halved per image and
+    penalised by the image's own distance from its original: walking the images together or one at a time gives
+    the same paths."""
+    targets = model.predict_proba(images).argmin(axis=1)
+    config = ModificationConfig(steps=4, step_size=0.05, method="gradient", l2_penalty=l2_penalty)
+    together = modify(model, images, targets, config, batch_size=len(images))
+    alone = modify(model, images, targets, config, batch_size=1)
+    np.testing.assert_allclose(together.images, alone.images, rtol=1e-4, atol=1e-4)
+
+
+def test_a_refused_step_is_retried_at_half_the_size(model, images):
+    """Backtracking halves a refused step rather than refusing the same step for ever: an image whose step was
+    refused moves again at a later step."""
+    sure = model.predict_proba(images).argmax(axis=1)  # near the optimum a fixed-size step overshoots
+    result = modify(model, images, sure, ModificationConfig(steps=10, step_size=0.3, method="gradient"))
+    moved = np.any(np.diff(result.images, axis=0) != 0, axis=(2, 3)).T  # (images, steps)
+    refused_then_moved = [bool(m[np.argmin(m):].any()) for m in moved if not m.all()]
+    assert any(refused_then_moved)

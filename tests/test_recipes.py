@@ -84,6 +84,15 @@ def test_warmup_then_cosine_decay_and_decay_on_every_layer():
     assert not np.any(updates["conv1"]["bias"])
 
 
+def test_warmup_hands_over_to_the_staircase_at_the_first_step_after_it():
+    # 1 epoch of 4 steps of warm-up from 0 to 0.1, then 0.1 x 0.5 ** epoch: step 4 is already the staircase's
+    config = StepConfig.of(TrainConfig(learning_rate=0.1, lr_decay=0.5, warmup_epochs=1, schedule="exponential"),
+                           steps_per_epoch=4)
+    schedule = learning_rate_schedule(config)
+    np.testing.assert_allclose([schedule(step) for step in range(9)],
+                               [0.0, 0.025, 0.05, 0.075, 0.05, 0.05, 0.05, 0.05, 0.025], rtol=1e-6)
+
+
 def test_label_smoothing_mixes_in_the_uniform_distribution():
     logits = jnp.array([[2.0, 0.0, -1.0]])
     log_p = jax.nn.log_softmax(logits)[0]

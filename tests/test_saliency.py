@@ -267,3 +267,58 @@ def test_images_with_one_channel_give_the_maps_of_the_same_images(model, images,
                  saliency.attribute(model, images[..., None], targets, method, **options)):
         assert maps.shape == images.shape
         np.testing.assert_allclose(maps, flat, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_sample_the_path_at_midpoints(model, images, assert_close_to_scale, float32_tolerance):
+    # one step of the midpoint rule: (x - baseline) times the gradient halfway along the path
+    targets = np.array([0, 1, 2, 3, 0])
+    for baseline in (0.0, 0.2):
+        ig = np.asarray(saliency.integrated_gradients(model, images, targets, steps=1, baseline=baseline))
+        halfway = np.asarray(saliency.vanilla_gradient(model, baseline + 0.5 * (images - baseline), targets))
+        expected = (images - baseline) * halfway
+        scale = float(np.abs(expected).max())
+        assert scale > 0
+        assert_close_to_scale(ig / scale, expected / scale, float32_tolerance, f"baseline {baseline}")
+
+
+def test_gradcam_weighs_each_images_channels_by_its_own_gradients(model, images, assert_close_to_scale,
+                                                                  float32_tolerance):
+    targets = np.array([0, 1, 2, 3, 0])
+    together = np.asarray(saliency.gradcam(model, images, targets))
+    alone = np.concatenate([np.asarray(saliency.gradcam(model, images[i:i + 1], targets[i:i + 1]))
+                            for i in range(len(images))])
+    scale = float(np.abs(alone).max())
+    assert scale > 0
+    assert_close_to_scale(together / scale, alone / scale, float32_tolerance)
+
+
+def test_smoothgrad_noise_scales_with_the_images_value_range(model, assert_close_to_scale, float32_tolerance):
+    # a flat image has no value range: no noise, so SmoothGrad is the plain gradient
+    flat = np.full((2, 16, 16), 0.8, np.float32)
+    targets = np.array([1, 2])
+    smooth = np.asarray(saliency.smoothgrad(model, flat, targets, n_samples=3, noise_level=0.15))
+    plain = np.asarray(saliency.vanilla_gradient(model, flat, targets))
+    scale = float(np.abs(plain).max())
+    assert scale > 0
+    assert_close_to_scale(smooth / scale, plain / scale, float32_tolerance)
+
+
+def test_occlusion_averages_the_drops_of_the_patches_covering_each_pixel(model, images, assert_close_to_scale,
+                                                                        float32_tolerance):
+    # 8x8 patches every 4 pixels: 9 patches, a corner pixel under 1 of them, the centre under 4; the drops by hand
+    targets = np.array([0, 1, 2, 3, 0])
+    maps = np.asarray(saliency.occlusion(model, images, targets, patch=8, stride=4, fill=0.5), np.float64)
+    rows = np.arange(len(images))
+    reference = model.predict_proba(images).astype(np.float64)[rows, targets]
+    total, coverage = np.zeros(images.shape), np.zeros(images.shape[1:])
+    for r in (0, 4, 8):
+        for c in (0, 4, 8):
+            occluded = images.copy()
+            occluded[:, r:r + 8, c:c + 8] = 0.5
+            drop = reference - model.predict_proba(occluded).astype(np.float64)[rows, targets]
+            total[:, r:r + 8, c:c + 8] += drop[:, None, None]
+            coverage[r:r + 8, c:c + 8] += 1
+    expected = total / coverage
+    assert np.abs(expected).max() > 0 and coverage.min() == 1 and coverage.max() == 4
+    # drops are differences of probabilities: their rounding is that of the probabilities (scale 1), not the drops'
+    assert_close_to_scale(maps, expected, float32_tolerance, "occlusion")

@@ -150,3 +150,20 @@ def test_signal_regions_follow_the_dialect():
     assert metrics.signal_regions(explicit) == ("mouth",)
     with pytest.raises(ValueError, match="cannot tell which regions"):
         metrics.signal_regions(_masked_dataset({}))
+
+
+def test_deletion_removes_the_most_salient_pixels_first(model, images):
+    # |map| grows down the rows: a quarter of the pixels deleted are the bottom 4 rows, set to the baseline 0;
+    # inserted, the top 12 rows are blurred and the bottom 4 kept
+    maps = -np.arange(16 * 16, dtype=np.float64).reshape(16, 16)[None].repeat(len(images), 0)
+    targets = np.array([0, 1, 2, 0])
+    curves = metrics.deletion_insertion_curves(model, images, targets, maps, steps=4)
+    quarter = curves[curves["fraction"] == 0.25].set_index(["curve", "image"])["score"]
+    deleted = images.copy()
+    deleted[:, 12:] = 0.0
+    inserted = metrics.baseline_images(images, "blur")
+    inserted[:, 12:] = images[:, 12:]
+    rows = np.arange(len(images))
+    for curve, perturbed in (("deletion", deleted), ("insertion", inserted)):
+        expected = model.predict_proba(perturbed)[rows, targets]
+        np.testing.assert_allclose(quarter[curve].to_numpy(), expected, rtol=1e-4, atol=1e-6)

@@ -282,3 +282,43 @@ def test_clustered_mcnemar_is_exact_over_few_people():
     assert stats.mcnemar_test(x, y, clusters=people).p_value == pytest.approx(
         np.mean(np.abs(flips @ sums) >= abs(sums.sum()) - 1e-9))
     assert "Durkalski" in stats.mcnemar_test(x, y, clusters=np.arange(48) % 13).test
+
+
+def test_bh_takes_the_running_minimum_from_the_largest_p_down():
+    # sorted 0.01, 0.02, 0.04, 0.045 times 4 / rank: 0.04, 0.04, 0.0533, 0.045; the running minimum from the top
+    # lowers the third to the fourth's 0.045 (a larger p never gets a smaller adjusted p)
+    p = np.array([0.045, 0.01, 0.04, 0.02])
+    np.testing.assert_allclose(stats.benjamini_hochberg(p), [0.045, 0.04, 0.045, 0.04])
+
+
+def test_clustered_mcnemar_interval_centres_each_persons_sum_on_the_mean_difference():
+    """The interval's variance is the cluster-robust one: G / (G - 1) * sum over people of (their sum of
+    differences - their images x the mean difference) squared, over n squared (by hand, with numpy)."""
+    rng = np.random.default_rng(11)
+    people = np.repeat(np.arange(15), rng.integers(2, 7, 15))
+    a = rng.random(len(people)) < 0.8
+    b = rng.random(len(people)) < 0.5  # a clearly better: the mean difference is far from 0
+    d = a.astype(float) - b.astype(float)
+    n, mean = len(d), d.mean()
+    centred = [d[people == g].sum() - np.sum(people == g) * mean for g in range(15)]
+    half = 1.959964 * np.sqrt(15 / 14 * np.sum(np.square(centred))) / n
+    result = stats.mcnemar_test(a, b, clusters=people)
+    assert result.clusters == 15 and result.difference == pytest.approx(mean)
+    assert (result.low, result.high) == pytest.approx((mean - half, mean + half), abs=1e-6)
+
+
+def test_distribution_test_counts_the_observed_split_among_the_splits():
+    # 3 vs 3 one-hot rows: 20 splits, enumerated; only the observed split and its mirror image separate the
+    # categories completely (distance 1), so p = 2/20; 15 vs 15 by Monte Carlo (1.6e8 splits, 999 drawn): 1 / (1 + 999)
+    distance, p = stats.distribution_test(np.eye(2)[[0, 0, 0]], np.eye(2)[[1, 1, 1]])
+    assert distance == pytest.approx(1.0) and p == pytest.approx(2 / 20)
+    _, p = stats.distribution_test(np.eye(3)[[0] * 15], np.eye(3)[[2] * 15], n_permutations=999)
+    assert p == pytest.approx(1 / 1000)
+
+
+def test_permutation_interval_rejects_a_shift_whose_p_equals_one_minus_the_confidence():
+    # 1 vs 3: four splits, only the observed one as extreme, p = 1/4; at 75% confidence p <= 0.25 rejects 0
+    a, b = np.array([10.0]), np.array([0.0, 1.0, 2.0])
+    assert stats.permutation_test(a, b).p_value == pytest.approx(0.25)
+    ci = stats.permutation_interval(a, b, confidence=0.75)
+    assert ci.exact and ci.n_permutations == 4 and 0 < ci.low < ci.estimate == pytest.approx(9.0)

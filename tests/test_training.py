@@ -161,6 +161,26 @@ def test_soft_targets_normalise_the_votes_of_the_dataset_classes():
         training_targets(FaceDataset.from_label_names(np.zeros((2, 48, 48), np.uint8), ["happy", "sad"]), soft=True)
 
 
+def test_weighting_by_agreement_scales_each_training_images_target_row():
+    from emofx.nets.targets import weighted_targets
+
+    data = FaceDataset.from_label_names(np.zeros((3, 48, 48), np.uint8), ["happy", "sad", "happy"],
+                                        extras={"agreement": np.array([0.5, 1.0, np.nan], np.float32)})
+    # agreement over its mean (0.75): 2/3 and 4/3; an image without agreement weighs 1
+    weighted = weighted_targets(data, TrainConfig(weight_by_agreement=True))
+    np.testing.assert_allclose(weighted, [[2 / 3, 0.0], [0.0, 4 / 3], [1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_array_equal(weighted_targets(data, TrainConfig()), [[1, 0], [0, 1], [1, 0]])
+
+
+def test_a_validation_improves_on_a_lower_error_or_an_equal_error_and_lower_loss():
+    from emofx.nets.train_state import improves
+
+    best = {"error": 0.25, "loss": 0.6}
+    assert improves(0.2, 0.9, best)  # lower error, whatever the loss
+    assert improves(0.25, 0.5, best)  # a tie on error broken by the loss
+    assert not improves(0.25, 0.6, best) and not improves(0.25, 0.7, best) and not improves(0.3, 0.1, best)
+
+
 def test_untrainable_data_is_refused_with_a_clear_message(parts):
     train, val = parts
     lonely = train.subset(np.r_[np.flatnonzero(train.labels != 2), np.flatnonzero(train.labels == 2)[:1]])
@@ -227,6 +247,29 @@ def test_padding_a_training_set_to_a_bucket_changes_no_result(parts, assert_clos
         assert_close_to_scale(got, want, float32_tolerance, jax.tree_util.keystr(path))
 
 
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_validation_scores_only_the_real_rows_and_averages_the_probabilities_of_both_views(parts, flip_average):
+    """By hand from the network's logits: the error and mean loss over the first n rows only (the padding rows,
+    copies labelled with a class the model does not predict, would all be errors), and with flip averaging the loss
+    of the mean probability of an image and its mirror image."""
+    from emofx.nets.model import EmotionCNN
+
+    val = parts[1].subset(np.arange(12))
+    config = training.model_for(parts[0], TINY)
+    variables = init_variables(config, 0)
+    x = val.images.astype(np.float32) / 255.0
+    views = (x, x[:, :, ::-1]) if flip_average else (x,)
+    p = np.mean([jax.nn.softmax(np.asarray(EmotionCNN(config).apply(variables, v), np.float64)) for v in views], axis=0)
+    predicted = p.argmax(axis=1)
+    targets = np.eye(3, dtype=np.float32)[np.r_[predicted[:9], (predicted[9:] + 1) % 3]]  # 3 of 12 wrong
+    junk = np.eye(3, dtype=np.float32)[(predicted + 1) % 3]
+    evaluate = training.make_evaluator(pixel_free(config), batch_size=8, flip_average=flip_average)
+    error, loss = evaluate(variables, np.concatenate([val.images, val.images]), np.concatenate([targets, junk]),
+                           pixel_stats(config), n=12)
+    assert float(error) == pytest.approx(3 / 12)
+    assert float(loss) == pytest.approx(-np.mean(np.log(np.sum(p * targets, axis=1))), rel=1e-4)
+
+
 def test_training_sets_of_similar_size_share_one_compiled_chunk(parts):
     config = replace(CONFIG, epochs=1, learning_rate=0.0123)  # a chunk no other test compiles
     for n in (29, 31):  # both padded to 32 rows, 2 steps per epoch of 16
@@ -234,6 +277,14 @@ def test_training_sets_of_similar_size_share_one_compiled_chunk(parts):
     compiled = training._compiled_chunk(pixel_free(TINY), StepConfig.of(config, 1), 16, 2)
     assert compiled._cache_size() == 1
     assert bucket_size(29) == bucket_size(31) == 32 and bucket_size(958) == bucket_size(980) == 1024
+
+
+def test_buckets_pad_by_less_than_a_quarter():
+    # 4 buckets per octave: 512, 640, 768, 896, 1024, ...; small sets are not padded at all
+    assert [bucket_size(n) for n in (1, 3, 5, 7, 513, 600, 641, 1025)] == [1, 3, 5, 7, 640, 640, 768, 1280]
+    for n in range(1, 3000):
+        padded = bucket_size(n)
+        assert padded >= n and (padded == n or 4 * (padded - n) < n), n
 
 
 def test_every_training_call_names_its_program_and_data_shapes_for_the_first_run_trim(parts, monkeypatch):
