@@ -1,7 +1,7 @@
 """Modify emotions by gradient ascent on the image (the paper's section 4.3 and Figure 7).
 
 Each step moves the image along the vanilla gradient (or, with --method guided, the guided
-backpropagation gradient) of the --to class's probability, normalised by its standard deviation
+backpropagation gradient) of the --to class's log-probability, normalised by its standard deviation
 (step size 0.01 by default, as in the reference), keeping pixels in [0, 1]. --to equal to the
 image's class intensifies the emotion; another class converts it. Images are held out (the
 run's test images when --data is the run's own dataset), optionally only those of class --from.

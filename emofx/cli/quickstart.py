@@ -11,7 +11,7 @@ the other culture's, and writes to DIR:
   tables/misclassified_{mean,std}.csv       % misclassified per class and culture (Table 4)
   tables/transfer.csv                       accuracy of each culture's models on each culture
   tables/runs.csv                           one row of metrics per run
-  figures/*.png                             heatmaps of the above and learning curves
+  figures/*.png                             the confusion and misclassification heatmaps, learning curves
   quickstart.json                           settings, seconds, test accuracy and transfer, for machines
 
 The five emotions are those of the paper's pilot data (Tables 2-4). It uses a compact version

@@ -6,7 +6,7 @@ defines one, else subject-independent when subjects are known), trains with a re
 decay on every layer, stronger augmentation, label smoothing, test-time flip averaging),
 keeps the parameters with the best validation error, evaluates them on the test part, and
 writes RUN_DIR/metrics.json, history.csv, split.json and checkpoint/. The training state is
-saved after the first epoch and then at the end of an epoch about once a minute: a killed
+saved at the first validation and then at the first validation after every minute: a killed
 run continues with --resume to the numbers of an uninterrupted one. Ctrl-C stops training
 early and still records the best model so far.
 """
