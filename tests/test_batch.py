@@ -218,6 +218,26 @@ def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_noth
     assert "dry/source: 3 runs: 3 to execute (--force; now: 1 complete, 1 interrupted, 1 failed)" in capsys.readouterr().out
     assert main([*dry, "--cluster", "slurm"]) == 2
     assert "--cluster goes with --executor dask" in capsys.readouterr().err
+    for extra, message in ((["--workers", "0"], "--workers must be at least 1"), (["--kernel", "nosuch"],
+                                                                                 "no Jupyter kernel named 'nosuch'")):
+        assert main([*dry, *extra]) == 2 and message in capsys.readouterr().err  # refused as by a real batch
+
+
+def test_a_run_left_out_of_the_file_redoes_the_runs_built_on_it_and_the_dry_run_says_so(notebook, tmp_path, capsys):
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
+    source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
+    nbformat.write(source, notebook.with_name("source.ipynb"))
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: drop\nruns_dir: runs\nsweeps:\n  - notebook: nb/source.ipynb\n    grid: {x: [1, 2, 3]}\n"
+                      "  - notebook: nb/tiny.ipynb\n    grid: {x: [7]}\n")
+    assert main(["batch", "--config", str(config), "--no-progress"]) == 0
+    config.write_text(config.read_text().replace("[1, 2, 3]", "[1, 2]"))  # x=3 no longer made: tiny built on it
+    capsys.readouterr()
+    assert main(["batch", "--config", str(config), "--dry-run"]) == 0
+    assert "drop/tiny: 1 run: 1 to execute (1 changed), 0 complete (skipped)" in capsys.readouterr().out
+    assert main(["batch", "--config", str(config), "--no-progress"]) == 0
+    assert "drop/tiny: 1 ok, 0 failed, 0 skipped (already complete); 1 redone" in capsys.readouterr().out
 
 
 def test_failing_run_is_recorded_and_others_go_on_in_parallel(notebook, tmp_path):

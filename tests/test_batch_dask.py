@@ -246,6 +246,22 @@ def test_slurm_and_pbs_job_scripts_from_the_example_config(tmp_path):
     assert "--nworkers 2" in script and script.rstrip().endswith("--nthreads 1")
 
 
+def test_a_run_left_out_of_the_file_redoes_the_runs_built_on_it_in_the_first_dask_batch(notebooks, client,
+                                                                                         tmp_path):
+    source, reader = notebooks
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"name: drop\nruns_dir: runs\nsweeps:\n  - notebook: {source}\n    grid: {{x: [1, 2, 3]}}\n"
+                      f"  - notebook: {reader}\n    grid: {{x: [1]}}\n")
+    experiment = experiments.load_experiment(config)
+    first = executors.run_experiment_on_dask(experiment, connect(client), progress=False)
+    assert [s.count("ok") for s in first] == [3, 1]
+    config.write_text(config.read_text().replace("[1, 2, 3]", "[1, 2]"))
+    again = executors.run_experiment_on_dask(experiments.load_experiment(config), connect(client), progress=False)
+    assert [(s.count("ok"), s.count("skipped")) for s in again] == [(0, 2), (1, 0)]
+    reader_run = results.read_runs(experiment.directory).set_index("notebook").loc["reader"]
+    assert reader_run["sources"] == 2 and reader_run["total"] == 30  # x=3's run no longer read
+
+
 def test_a_dry_run_prints_the_job_script_without_sbatch_and_checks_the_options(notebooks, tmp_path, capsys,
                                                                                monkeypatch):
     source, _ = notebooks
@@ -257,9 +273,15 @@ def test_a_dry_run_prints_the_job_script_without_sbatch_and_checks_the_options(n
     out = capsys.readouterr().out
     assert "e/source: 2 runs: 2 to execute (2 new), 0 complete (skipped)" in out
     assert "each of the 8 jobs sbatch would submit" in out
-    script = out.split("this dry run's):\n", 1)[1].splitlines()
+    script = out.split("emofx batch starts):\n", 1)[1].splitlines()
     assert script[0] == "#!/usr/bin/env bash" and "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script
+    assert "tcp://SCHEDULER:8786" in next(line for line in script if "dask_worker" in line) and not any("-e " in line or "-o " in line for line in script)
     assert not (tmp_path / "runs").exists()
+    logged = tmp_path / "logged.yaml"  # a log folder is named in the script, and not made by a dry run
+    logged.write_text(config.read_text() + f"log_directory: {tmp_path / 'dask-logs'}\n")
+    assert main([*base, "--cluster", "slurm", "--cluster-config", str(logged)]) == 0
+    assert f"#SBATCH -e {tmp_path / 'dask-logs'}/dask-worker-%J.err" in capsys.readouterr().out
+    assert not (tmp_path / "dask-logs").exists() and not (tmp_path / "runs").exists()
     for extra, message in ((["--cluster", "slurm"], "--cluster slurm needs --cluster-config"),
                            (["--scheduler", "tcp://x:1", "--retries", "1"], "--scheduler connects to a running")):
         assert main([*base, *extra]) == 2

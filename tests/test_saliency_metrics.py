@@ -152,7 +152,7 @@ def test_signal_regions_follow_the_dialect():
         metrics.signal_regions(_masked_dataset({}))
 
 
-def test_deletion_removes_the_most_salient_pixels_first(model, images):
+def test_deletion_removes_the_most_salient_pixels_first(model, images, float32_tolerance):
     # |map| grows down the rows: a quarter of the pixels deleted are the bottom 4 rows, set to the baseline 0;
     # inserted, the top 12 rows are blurred and the bottom 4 kept
     maps = -np.arange(16 * 16, dtype=np.float64).reshape(16, 16)[None].repeat(len(images), 0)
@@ -166,4 +166,4 @@ def test_deletion_removes_the_most_salient_pixels_first(model, images):
     rows = np.arange(len(images))
     for curve, perturbed in (("deletion", deleted), ("insertion", inserted)):
         expected = model.predict_proba(perturbed)[rows, targets]
-        np.testing.assert_allclose(quarter[curve].to_numpy(), expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(quarter[curve].to_numpy(), expected, rtol=float32_tolerance, atol=float32_tolerance)

@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 
 from emofx.pipeline import executors
-from emofx.pipeline.batch import run_experiment
-from emofx.pipeline.experiments import BatchError, Experiment, Sweep, load_experiment, parse_value
+from emofx.pipeline.batch import ensure_kernel, run_experiment
+from emofx.pipeline.experiments import DEFAULT_KERNEL, BatchError, Experiment, Sweep, load_experiment, parse_value
 from emofx.pipeline.plans import describe_plans, plan_sweeps
 
 
@@ -122,6 +122,10 @@ def dry_run(args: argparse.Namespace, experiment: Experiment) -> int:
     if args.executor == "dask":
         executors.check_dask_options(scheduler=args.scheduler, cluster=args.cluster or "local", workers=args.workers,
                                      cluster_config=args.cluster_config, retries=args.retries)
+    elif args.workers < 1:
+        raise BatchError(f"--workers must be at least 1; got {args.workers}")
+    if args.kernel != DEFAULT_KERNEL:  # a missing python3 kernel a batch installs; another it refuses
+        ensure_kernel(args.kernel)
     plans = plan_sweeps(experiment, args.only, force=args.force, kernel_name=args.kernel, cell_timeout=args.timeout)
     print("dry run: nothing is executed, submitted or written")
     print(describe_plans(experiment, plans, force=args.force))
@@ -131,5 +135,5 @@ def dry_run(args: argparse.Namespace, experiment: Experiment) -> int:
         jobs = executors.load_job_config(args.cluster_config).jobs
         submit = {"slurm": "sbatch", "pbs": "qsub"}[args.cluster]
         print(f"\neach of the {jobs} job{'s' if jobs != 1 else ''} {submit} would submit (when a run is to be "
-              f"executed) runs (the scheduler's address is this dry run's):\n{script}")
+              f"executed) runs (SCHEDULER: the address of the scheduler emofx batch starts):\n{script}")
     return 0

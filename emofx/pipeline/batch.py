@@ -8,17 +8,16 @@ named list of sweeps run in order (later notebooks read the runs of earlier ones
         results/                the notebook's machine-readable results (its ``output_dir``)
         status.json             written last, atomically: status, parameters, their hash, error
 
-``status.json`` is the completion marker: a run whose marker says ``ok`` with the same
-parameter hash is skipped; a run without a marker (interrupted) or with another hash is
-cleared and redone; a failed run is redone on the next batch. A notebook that reads the
-experiment (it declares ``experiment_dir``) also records a fingerprint of the runs it builds on
-(earlier sweeps of notebooks that do not read the experiment), so redoing one of those redoes
-the runs built on it. Readers only look at runs with a marker, so a half-written run is never read. Runs are
-independent tasks submitted to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
-:mod:`emofx.pipeline.executors`). Whoever executes a run holds its claim
-(:mod:`emofx.pipeline.locking`) and re-reads its state under it, so two batch processes on
-one experiment never execute the same run twice. Kernels share emofx's persistent compilation cache
-(:func:`emofx.nets.compilation.compilation_cache_dir`), so runs after the first skip most compilation.
+``status.json`` is the completion marker: a run whose marker says ``ok`` with the same parameter hash is skipped;
+a run without a marker (interrupted) or with another hash is cleared and redone; a failed run is redone on the next
+batch. A notebook that reads the experiment (it declares ``experiment_dir``) also records a fingerprint of the runs
+it builds on (earlier sweeps of notebooks that do not read the experiment), so redoing one of those redoes the runs
+built on it. Readers only look at runs with a marker, so a half-written run is never read. Runs are independent
+tasks submitted to a :class:`concurrent.futures.Executor` (a process pool by default; Dask in
+:mod:`emofx.pipeline.executors`). Whoever executes a run holds its claim (:mod:`emofx.pipeline.locking`) and
+re-reads its state under it, so two batch processes on one experiment never execute the same run twice. Kernels
+share emofx's persistent compilation cache (:func:`emofx.nets.compilation.compilation_cache_dir`), so runs after
+the first skip most compilation.
 """
 
 from __future__ import annotations
@@ -50,18 +49,8 @@ from emofx.pipeline.experiments import (
     parameter_hash,
     parameter_set_name,
 )
-from emofx.pipeline.results import (
-    RESULTS_DIR,
-    RESULTS_FILE,
-    STATUS_FILE,
-    _atomic_write_json,
-    completed_runs,
-    read_json,
-    read_runs,
-    read_status,
-    run_state,
-    write_plan,
-)
+from emofx.pipeline.results import (NOT_PLANNED, RESULTS_DIR, RESULTS_FILE, STATUS_FILE, _atomic_write_json,
+                                    completed_runs, read_json, read_runs, read_status, run_state, write_plan)
 from emofx.pipeline.locking import run_claim
 
 KERNEL_LOG_LEVEL = "CRITICAL"  # the kernel process's own log in batch runs (kernel_settings)
@@ -205,16 +194,18 @@ def _check_kind(notebook: str, key: str, default_text: str, value: Any) -> None:
 def upstream_fingerprint(experiment: Experiment, sweep: Sweep) -> str:
     """A hash of the completed runs that a notebook reading ``experiment_dir`` builds on: those of
     the earlier sweeps whose notebooks do not read the experiment themselves (e.g. the training
-    runs under a saliency notebook). When one of them is redone, the runs built on it are redone too."""
+    runs under a saliency notebook). When one of them is redone, the runs built on it are redone too. An experiment
+    file's runs are those it makes now (not its last batch's plan.json: a dry run reads what the batch will)."""
     earlier = {s.stem for s in experiment.sweeps[:experiment.sweeps.index(sweep)]
                if EXPERIMENT_PARAMETER not in notebook_parameters(s.notebook.resolve())}
     if not earlier or not experiment.directory.is_dir():
         return ""
-    runs = read_runs(experiment.directory)
-    marks = sorted(
-        (row.notebook, row.run, (read_status(Path(row.run_dir)) or {}).get("started", ""))
-        for row in runs.itertuples() if row.notebook in earlier and row.status == "ok"
-    )
+    made = None if experiment.source is None else {(s.stem, parameter_set_name(v)) for s in experiment.sweeps
+                                                   for v in s.parameter_sets()}  # its plan.json is to be rewritten
+    marks = sorted((row.notebook, row.run, (read_status(Path(row.run_dir)) or {}).get("started", ""))
+                   for row in read_runs(experiment.directory).itertuples() if row.notebook in earlier and (
+                       row.status == "ok" if made is None else row.status in ("ok", NOT_PLANNED)
+                       and (row.notebook, row.run) in made))
     return parameter_hash({"upstream": marks})
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import tempfile
 import uuid
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -37,6 +38,7 @@ from emofx.pipeline.batch import (
     ensure_kernel,
     progress_bar,
     record_plan,
+    selected_sweeps,
     summarise,
     upstream_fingerprint,
 )
@@ -131,16 +133,21 @@ def jobqueue_cluster(kind: str, config: JobConfig, retries: int = DEFAULT_RETRIE
 
 
 def job_script(cluster: str, cluster_config: str | os.PathLike) -> str:
-    """The script each of ``cluster_config``'s jobs would run (``emofx batch --dry-run``): the cluster is made and
-    closed again, and nothing is submitted, so it can be read where ``sbatch``/``qsub`` is not installed."""
-    if cluster not in ("slurm", "pbs"):
+    """The script each of ``cluster_config``'s jobs would run (``emofx batch --dry-run``), its scheduler's address
+    ``tcp://SCHEDULER:8786``: made as dask-jobqueue makes it, with no scheduler started, no job submitted and no
+    folder made (its log directory is a temporary one, named as configured in the script), so it can be read where
+    ``sbatch``/``qsub`` is not installed."""
+    jobqueue = _import_dask("dask_jobqueue")
+    classes = {"slurm": jobqueue.SLURMCluster, "pbs": jobqueue.PBSCluster}
+    if cluster not in classes:
         raise BatchError(f"only --cluster slurm or pbs submits job scripts; got {cluster!r}")
-    config = load_job_config(cluster_config)
-    started = jobqueue_cluster(cluster, config)
-    try:
-        return started.job_script()
-    finally:
-        started.close()
+    options = load_job_config(cluster_config).jobqueue_options()
+    logs = options.pop("log_directory", None)
+    with tempfile.TemporaryDirectory() as scratch:
+        script = classes[cluster].job_cls("tcp://SCHEDULER:8786", name="dry-run", log_directory=scratch,
+                                          **options).job_script()
+    return script.replace(scratch, logs) if logs else "\n".join(
+        line for line in script.splitlines() if scratch not in line) + "\n"
 
 
 def check_dask_options(*, scheduler: str | None = None, cluster: str = "local", workers: int = 1,
@@ -231,9 +238,10 @@ def run_experiment_on_dask(experiment: Experiment, connect: Callable[[], Abstrac
     from distributed import as_completed
 
     experiment = _absolute(experiment)
+    selected_sweeps(experiment, only)  # a wrong --only is refused before the plan is recorded
+    record_plan(experiment)
     # Runs that build on earlier runs still to be executed wait for them in the graph and decide on the worker.
     plans = plan_sweeps(experiment, only, force=force, kernel_name=kernel_name, cell_timeout=cell_timeout)
-    record_plan(experiment)
     outcomes: list[list[RunOutcome]] = [[] for _ in plans]
     if any(plan.todo for plan in plans):
         with connect() as client:

@@ -56,8 +56,8 @@ def describe_plans(experiment: Experiment, plans: list[SweepPlan], *, force: boo
         counts = {state: states.count(state) for state in dict.fromkeys(states)}
         why = ", ".join(f"{n} {state}" for state, n in counts.items())
         if plan.waits:
-            lines.append(f"{head}, decided once the earlier sweeps' runs are done (a run is redone when one it builds "
-                         f"on is executed{', and all of them with --force' if force else ''}); now: {why}")
+            lines.append(f"{head}, decided once the earlier sweeps' runs are done (a run is redone when the completed "
+                         f"runs it builds on change{', and all of them with --force' if force else ''}); now: {why}")
         elif force:
             lines.append(f"{head}: {len(plan.todo)} to execute (--force; now: {why})")
         else:
