@@ -215,7 +215,8 @@ def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_noth
     assert "dry/tiny: 2 runs, decided once" in out and "now: 1 changed, 1 new" in out
     assert sorted((path, path.stat().st_mtime_ns) for path in runs.rglob("*")) == before
     assert main([*dry, "--only", "source", "--force"]) == 0
-    assert "dry/source: 3 runs: 3 to execute (--force; now: 1 complete, 1 interrupted, 1 failed)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dry/source: 3 runs: 3 to execute (--force; now: 1 complete, 1 interrupted, 1 failed)" in out
     assert main([*dry, "--cluster", "slurm"]) == 2
     assert "--cluster goes with --executor dask" in capsys.readouterr().err
     for extra, message in ((["--workers", "0"], "--workers must be at least 1"), (["--kernel", "nosuch"],

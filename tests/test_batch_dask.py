@@ -275,7 +275,8 @@ def test_a_dry_run_prints_the_job_script_without_sbatch_and_checks_the_options(n
     assert "each of the 8 jobs sbatch would submit" in out
     script = out.split("emofx batch starts):\n", 1)[1].splitlines()
     assert script[0] == "#!/usr/bin/env bash" and "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script
-    assert "tcp://SCHEDULER:8786" in next(line for line in script if "dask_worker" in line) and not any("-e " in line or "-o " in line for line in script)
+    assert "tcp://SCHEDULER:8786" in next(line for line in script if "dask_worker" in line)
+    assert not any("-e " in line or "-o " in line for line in script)  # no log folder configured: none named
     assert not (tmp_path / "runs").exists()
     logged = tmp_path / "logged.yaml"  # a log folder is named in the script, and not made by a dry run
     logged.write_text(config.read_text() + f"log_directory: {tmp_path / 'dask-logs'}\n")

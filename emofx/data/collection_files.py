@@ -107,7 +107,8 @@ def exclude_listed(dataset: FaceDataset, listing: Path, sample: bool = False) ->
     data. A list naming none of the images is an error (its paths likely have another form), unless the dataset
     is a ``sample`` (``--limit``), which may simply hold none of them.
     """
-    table = read_text_table(listing, ["path"], "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
+    table = read_text_table(listing, ["path"],
+                            "for --exclude a CSV with a path column, e.g. emofx collect's exclude.csv")
     entries = [Path(p.strip()) for p in table["path"] if p.strip()]
     drop = np.zeros(len(dataset), dtype=bool)
     # Each entry names the image at that path; only an entry that names none as written is matched once symbolic

@@ -51,7 +51,8 @@ def load_manifest(
             raise SourceError(f"{csv_path} is a folder without a manifest.csv; the manifest format reads a CSV of "
                               "path and emotion columns (an emofx collect folder holds one)")
         csv_path = csv_path / "manifest.csv"
-    frame = read_text_table(csv_path, ("path", "emotion"), "columns path and emotion (optional culture, subject, split)")
+    frame = read_text_table(csv_path, ("path", "emotion"),
+                            "columns path and emotion (optional culture, subject, split)")
     frame = _person_column(frame, csv_path)
     base = Path(root).expanduser() if root is not None else csv_path.parent
     inputs = _Inputs()
