@@ -185,14 +185,22 @@ def test_runs_that_read_the_experiment_are_redone_when_what_they_build_on_is_red
     assert again[1].outcomes[0].previous == "changed"
 
 
-def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_nothing(notebook, tmp_path, capsys):
+def two_stage_experiment(notebook: Path, tmp_path: Path, name: str) -> Path:
+    """An experiment file: a source notebook over x in 1, 2, 3, then the tiny notebook (which reads the experiment,
+    so its run builds on the source runs) for x = 7."""
     source = nbformat.read(notebook, as_version=4)
     source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
     source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
     nbformat.write(source, notebook.with_name("source.ipynb"))
     config = tmp_path / "exp.yaml"
-    config.write_text("name: dry\nruns_dir: runs\nsweeps:\n  - notebook: nb/source.ipynb\n    grid: {x: [1, 2, 3]}\n"
+    config.write_text(f"name: {name}\nruns_dir: runs\nsweeps:\n"
+                      "  - notebook: nb/source.ipynb\n    grid: {x: [1, 2, 3]}\n"
                       "  - notebook: nb/tiny.ipynb\n    grid: {x: [7]}\n")
+    return config
+
+
+def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_nothing(notebook, tmp_path, capsys):
+    config = two_stage_experiment(notebook, tmp_path, "dry")
     dry = ["batch", "--config", str(config), "--dry-run"]
     assert main(dry) == 0
     out = capsys.readouterr().out
@@ -225,13 +233,7 @@ def test_a_dry_run_names_the_runs_a_batch_would_execute_and_why_and_touches_noth
 
 
 def test_a_run_left_out_of_the_file_redoes_the_runs_built_on_it_and_the_dry_run_says_so(notebook, tmp_path, capsys):
-    source = nbformat.read(notebook, as_version=4)
-    source.cells[0].source = "x = 1\nlabel = 'a'\noutput_dir = None"
-    source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
-    nbformat.write(source, notebook.with_name("source.ipynb"))
-    config = tmp_path / "exp.yaml"
-    config.write_text("name: drop\nruns_dir: runs\nsweeps:\n  - notebook: nb/source.ipynb\n    grid: {x: [1, 2, 3]}\n"
-                      "  - notebook: nb/tiny.ipynb\n    grid: {x: [7]}\n")
+    config = two_stage_experiment(notebook, tmp_path, "drop")
     assert main(["batch", "--config", str(config), "--no-progress"]) == 0
     config.write_text(config.read_text().replace("[1, 2, 3]", "[1, 2]"))  # x=3 no longer made: tiny built on it
     capsys.readouterr()
