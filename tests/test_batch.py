@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from emofx.cli import main
@@ -498,3 +499,89 @@ def test_a_run_this_batch_already_executed_is_not_executed_again(tmp_path, monke
     assert (again.status, again.seconds, executed) == ("ok", 2.5, [])
     batch.claim_and_execute(replace(spec, batch="b2"), force=True)  # another batch's --force executes it
     assert executed == ["b2"]
+
+
+def _recorded_run(experiment_dir, name, status, results=None, **fields):
+    run_dir = experiment_dir / "tiny" / name
+    (run_dir / "results").mkdir(parents=True)
+    record = {"status": status, "parameters": {"x": int(name.split("=")[1])}, "parameter_hash": "h", **fields}
+    (run_dir / "status.json").write_text(json.dumps(record))
+    if results is not None:
+        (run_dir / "results" / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_the_results_of_a_failed_run_are_not_read_and_only_completed_runs_leave_the_plan(tmp_path):
+    """A notebook that saved its results and then failed in a later cell: its row says failed, without the numbers;
+    a run the plan no longer makes is left out when it completed, and still reported when it failed."""
+    root = tmp_path / "exp"
+    _recorded_run(root, "x=1", "failed", {"y": 10}, error={"type": "ValueError", "message": "late"})
+    _recorded_run(root, "x=2", "ok", {"y": 20})
+    _recorded_run(root, "x=3", "ok", {"y": 30})
+    _recorded_run(root, "x=4", "failed", None, error={"type": "ValueError", "message": "early"})
+    runs = results.read_runs(root).set_index("run")
+    assert np.isnan(runs.loc["x=1", "y"]) and runs.loc["x=2", "y"] == 20
+    assert runs.loc["x=1", "error"] == "ValueError: late"
+    results.write_plan(root, {"tiny": ["x=1", "x=2"]}, tmp_path / "exp.yaml")
+    with pytest.warns(UserWarning, match="1 completed runs under .* are not made by its experiment file"):
+        planned = results.read_runs(root).set_index("run")["status"].to_dict()
+    assert planned == {"x=1": "failed", "x=2": "ok", "x=3": results.NOT_PLANNED, "x=4": "failed"}
+
+
+def test_a_runs_state_follows_its_marker_its_parameters_and_its_inputs(tmp_path):
+    root = tmp_path / "exp"
+    done = _recorded_run(root, "x=1", "ok", inputs="abc")
+    assert results.run_state(done, "h", "abc") == "complete"
+    assert results.run_state(done, "other", "abc") == "changed"
+    assert results.run_state(done, "h", "xyz") == "changed"  # what it builds on was redone
+    assert results.run_state(done, "h") == "changed"
+    failed = _recorded_run(root, "x=2", "failed", inputs="")
+    assert results.run_state(failed, "h") == "failed"
+    (failed / "status.json").unlink()
+    assert results.run_state(failed, "h") == "interrupted" and results.run_state(root / "tiny" / "x=9", "h") == "new"
+
+
+def test_parse_value_keeps_empty_text_as_text():
+    assert experiments.parse_value("") == "" and experiments.parse_value("  ") == "  "
+    assert experiments.parse_value("[1, 2") == "[1, 2"  # not YAML: the text as given
+
+
+def test_a_run_reading_the_experiment_builds_only_on_completed_runs_of_earlier_sweeps(notebook, tmp_path):
+    """The fingerprint of what a run reads: the completed runs of the sweeps before it that do not read the
+    experiment; a failed run (retried or not) and the runs of later sweeps change nothing."""
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[0].source = "x = 1\noutput_dir = None"
+    source_path = notebook.with_name("source.ipynb")
+    nbformat.write(source, source_path)
+    reader, maker = experiments.Sweep(notebook, {"x": [7]}), experiments.Sweep(source_path, {"x": [1, 2]})
+    before = experiments.Experiment("exp", (maker, reader), tmp_path / "runs")
+    root = before.directory
+    for name, status in (("x=1", "ok"), ("x=2", "failed")):
+        (root / "source" / name).mkdir(parents=True)
+        (root / "source" / name / "status.json").write_text(json.dumps(
+            {"status": status, "parameters": {"x": int(name[-1])}, "started": "2026-01-01T00:00:00"}))
+    first = batch.upstream_fingerprint(before, reader)
+    assert first == experiments.parameter_hash({"upstream": [["source", "x=1", "2026-01-01T00:00:00"]]})
+    failed = root / "source" / "x=2" / "status.json"
+    failed.write_text(failed.read_text().replace("2026-01-01", "2026-02-02"))  # retried, failed again
+    assert batch.upstream_fingerprint(before, reader) == first
+    after = experiments.Experiment("exp", (reader, maker), tmp_path / "runs")  # the runs it reads come later
+    assert batch.upstream_fingerprint(after, reader) == ""
+
+
+def test_a_sweep_reading_the_experiment_waits_only_while_an_earlier_sweep_has_runs_to_do(notebook, tmp_path):
+    from emofx.pipeline.plans import plan_sweeps
+
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[0].source = "x = 1\noutput_dir = None"
+    source_path = notebook.with_name("source.ipynb")
+    nbformat.write(source, source_path)
+    experiment = experiments.Experiment("exp", (experiments.Sweep(source_path, {"x": [1]}),
+                                                experiments.Sweep(notebook, {"x": [7]})), tmp_path / "runs")
+    assert [plan.waits for plan in plan_sweeps(experiment)] == [False, True]  # source's run is still to do
+    done = experiment.directory / "source" / "x=1"
+    done.mkdir(parents=True)
+    (done / "status.json").write_text(json.dumps({"status": "ok", "parameters": {"x": 1},
+                                                  "parameter_hash": experiments.parameter_hash({"x": 1})}))
+    plans = plan_sweeps(experiment)
+    assert [plan.waits for plan in plans] == [False, False] and [len(plan.todo) for plan in plans] == [0, 1]

@@ -158,6 +158,23 @@ def test_culture_runs_must_be_the_trials_of_one_experiment(tiny_runs, tmp_path, 
         cultures.CultureRuns.load(longer, own)
 
 
+def test_trials_may_differ_in_their_training_seed_and_in_the_split_they_were_given(tiny_runs, tmp_path):
+    """What tells trials apart is their seed, trial and given split (the matched protocol's): runs that differ in
+    any of them, or in the training seed alone, are trials of one configuration."""
+    import shutil
+
+    own = FaceDataset.load(tiny_runs["a"][1])
+    for name, edit in (("reseeded", lambda identity: identity["train_config"].update(seed=99)),
+                       ("given_split", lambda identity: identity.update(trial=0, split_indices="0123456789abcdef"))):
+        target = tmp_path / name
+        shutil.copytree(tiny_runs["a"][0], target)
+        metrics = json.loads((target / "trial1" / "metrics.json").read_text())
+        assert "seed" in metrics["identity"]["train_config"] and metrics["identity"]["trial"] == 1
+        edit(metrics["identity"])
+        (target / "trial1" / "metrics.json").write_text(json.dumps(metrics))
+        assert cultures.CultureRuns.load(target, own).n_trials == TRIALS, name
+
+
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),

@@ -118,6 +118,45 @@ def test_aligned_faces_pair_by_the_correlation_of_their_thumbnails_not_by_hash()
         dedup.correlated_pairs(thumbs, 1.0)
 
 
+def test_near_pairs_list_each_pair_once_and_an_exact_correlation_is_within_threshold_zero():
+    hashes = np.array([0b0, 0b111, 0b1, 0xFFFF << 40], dtype=np.uint64)
+    rows, cols = dedup.near_pairs(hashes, 1)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 2)]  # i < j: no image paired with itself
+    thumbs = np.eye(4, dtype=np.float32)[[0, 0, 1]]  # two identical unit vectors: correlation exactly 1
+    rows, cols = dedup.correlated_pairs(thumbs, 0.0)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 1)]
+
+
+def test_the_hash_method_asked_for_is_the_one_computed():
+    """dhash of a 9 x 8 image (imagehash's own size, so no resizing) is 'pixel brighter than its left neighbour', row
+    by row, most significant bit first."""
+    gray = np.random.default_rng(0).integers(0, 256, (8, 9)).astype(np.uint8)
+    bits = (gray[:, 1:] > gray[:, :-1]).reshape(-1)
+    assert dedup.perceptual_hash(gray, "dhash") == int("".join("1" if b else "0" for b in bits), 2)
+    assert dedup.perceptual_hash(gray, "phash") != dedup.perceptual_hash(gray, "dhash")
+
+
+def test_thumbnails_are_area_averages_less_their_mean_at_unit_norm():
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(40, 216, (16, 16))  # each 2 x 2 block: a + d and a - d side by side, mean a exactly
+    spread = rng.integers(1, 40, (16, 16))
+    face = np.stack([blocks + spread, blocks - spread], axis=-1).reshape(16, 32).repeat(2, axis=0).astype(np.uint8)
+    blocks = blocks.reshape(-1).astype(np.float64)
+    expected = (blocks - blocks.mean()) / np.linalg.norm(blocks - blocks.mean())
+    np.testing.assert_allclose(dedup.thumbnails([face])[0], expected, atol=1e-6)
+
+
+def test_aligned_items_pair_by_their_own_thumbnails_whatever_their_place_among_unaligned_ones():
+    """An unaligned item first, whose thumbnail equals an aligned one's: it pairs by hash only (none here), and the
+    aligned items, all different, stay alone."""
+    thumbs = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]]
+    hashes = np.array([0, 0xFF, 0xFF00, 0xFF0000], dtype=np.uint64)  # 8 bits apart or more
+    aligned = np.array([False, True, True, True])
+    assert dedup.near_groups(hashes, 2, aligned, thumbs, 0.005).tolist() == [-1, -1, -1, -1]
+    thumbs[3] = thumbs[2]  # two aligned copies
+    assert dedup.near_groups(hashes, 2, aligned, thumbs, 0.005).tolist() == [-1, -1, 0, 0]
+
+
 def test_aligned_faces_are_compared_by_correlation_within_and_against(tmp_path, monkeypatch):
     """The aligned path, with the landmarks stubbed (dlib's points on synthetic drawings move between copies;
     real photos: the KDEF test below): a brighter copy is a near duplicate, within the collection and of a

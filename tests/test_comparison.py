@@ -486,3 +486,13 @@ def test_independent_splits_deal_the_people_from_the_seed():
                      cultures.culture_splits(dataset, 3, "independent", seed=seed, fractions=(0.6, 0.2, 0.2))]
               for seed in (0, 1)}
     assert set(people[0]) != set(people[1])  # another seed deals other groups of people
+
+
+def test_matched_splits_of_the_culture_with_the_fewest_people_differ_from_trial_to_trial():
+    """The culture with the fewest people keeps all of them in every trial; its trials must still split them
+    differently (by the trial number), or every trial would test the same person."""
+    many = make_synthetic("eyes", n_per_class=20, seed=0, images_per_subject_class=2)  # 10 people
+    few = make_synthetic("mouth", n_per_class=12, seed=0, images_per_subject_class=2)  # 6 people
+    tested = {frozenset(few.subject[cultures.matched_splits([many, few], "subject", seed=0, trial=t)[1].test])
+              for t in range(4)}
+    assert len(tested) > 1

@@ -76,6 +76,23 @@ def test_plain_answers_count_bad_rows_instead_of_failing(tmp_path):
     assert "answer_worker" in dataset.extras and dataset.meta["workers"] == ["ann", "bob"]
 
 
+def test_a_workers_first_answer_is_kept_and_column_names_are_read_in_any_letter_case(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("Image,Worker,Label\nimg0.png,ann,happy\nimg0.png,ann,sad\nimg1.png,ann,sad\n")
+    answers = read_answers(path)
+    assert answers.frame[["image", "label"]].values.tolist() == [["img0.png", "happy"], ["img1.png", "sad"]]
+    assert answers.columns == {"image": "Image", "worker": "Worker", "label": "Label"}
+
+
+def test_an_image_url_matches_the_file_its_escaped_name_names():
+    from emofx.crowd.answers import match_images
+
+    dataset = FaceDataset.from_label_names(np.zeros((2, 4, 4), np.uint8), ["happy", "sad"],
+                                           path=["/data/faces/my face.png", "/data/faces/b.png"])
+    found = match_images(dataset, ["https://example.org/hits/my%20face.png", "b.png", "/data/faces/b.png", "c.png"])
+    assert found.tolist() == [0, 1, 1, -1]
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "is empty"),
     ("a,b\n1,2\n", "no column for"),
@@ -192,6 +209,23 @@ def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
             aggregate_votes(wrong, names, None, "mv")
 
 
+def test_an_image_without_a_majority_has_no_agreement_and_an_unanswered_one_is_kept_not_counted_as_unlabelled():
+    dataset = blank_dataset(np.array([0, 1, 2]))
+    votes = np.array([[8, 1, 1, 0, 0, 0, 0, 0], [3, 3, 2, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], np.int16)
+    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes},
+                             "meta": {"vote_names": [*SEVEN, "unknown"]}})
+    result = aggregate(dataset, "ferplus")
+    assert result.labels.tolist() == [0, -1, -1]
+    assert result.agreement[0] == pytest.approx(0.8) and np.isnan(result.agreement[1:]).all()
+    shares = np.array([0.3, 0.3, 0.2, 0.1, 0.1])  # row 1's answers: no label, but an entropy
+    assert result.entropy[1] == pytest.approx(-(shares * np.log2(shares)).sum(), abs=1e-5)
+    assert np.isnan(result.entropy[2])
+    relabelled, dropped = apply_aggregation(dataset, result)
+    assert relabelled.path.tolist() == ["/data/faces/img0.png", "/data/faces/img2.png"]  # unanswered: keeps its label
+    assert list(relabelled.label_names) == [SEVEN[0], SEVEN[2]]
+    assert dropped["no_label"] == 1 and dropped["unanswered"] == 0
+
+
 def test_dawid_skene_beats_majority_vote_by_five_points_on_a_mixed_crowd():
     """7 classes, 5 answers per image, 30% low-quality workers (the issue's acceptance test)."""
     dataset, truth, crowd = simulated(1000, seed=0)
@@ -261,6 +295,22 @@ def test_agreement_coefficients():
     assert mixed["krippendorff_alpha"] == pytest.approx(8 / 15) and mixed["fleiss_kappa"] == pytest.approx(7 / 15)
 
 
+def test_agreement_uses_images_of_two_answers_or_more_and_fleiss_the_most_common_count():
+    """By hand: images (a a), (a b), (b b), (b b), (a), (a a a). Alpha pairs every image of two or more answers:
+    coincidences o_aa = 2 + 3 (the three-answer image's 3 x 2 / 2), o_ab = o_ba = 1, o_bb = 4; n = 11 values, 6 a and
+    5 b, so alpha = 1 - (2 / 11) / (2 * 6 * 5 / (11 * 10)) = 2/3. Fleiss' kappa needs equal counts: the four images of
+    two answers (the most common count), 7/15 as in the worked case above. A class nobody chose has no row."""
+    from emofx.crowd.agreement import agreement_table
+
+    votes = np.array([[2, 0, 0], [1, 1, 0], [0, 2, 0], [0, 2, 0], [1, 0, 0], [3, 0, 0]])
+    table = agreement_table(votes, ("a", "b", "c"))
+    assert list(table.index) == ["all", "a", "b"]
+    overall = table.loc["all"]
+    assert overall["krippendorff_alpha"] == pytest.approx(2 / 3) and overall["alpha_images"] == 5
+    assert overall["fleiss_kappa"] == pytest.approx(7 / 15) and overall["fleiss_images"] == 4
+    assert overall["answers"] == 12
+
+
 def test_answers_keep_the_text_none_apart_from_missing_cells_and_crowds_are_validated():
     frame = pd.DataFrame({"image": ["a", "b", "c", None], "worker": ["w", "nan", "w", "w"],
                           "label": ["happy", "sad", "None", "happy"]})
@@ -290,7 +340,7 @@ def test_importing_votes_drops_an_earlier_imports_worker_answers():
 # ---------------------------------------------------------------------------- observers, training weights
 def test_observer_proportions_become_votes():
     dataset = blank_dataset(np.array([3, 4]))
-    ratings = np.array([[0.8, 0.2, 0, 0, 0, 0], [np.nan] * 6], np.float32)
+    ratings = np.array([[0.79, 0.21, 0, 0, 0, 0], [np.nan] * 6], np.float32)  # shares of 10: rounded, not cut
     dataset = FaceDataset(**{**dataset.__dict__, "extras": {"ratings": ratings,
                                                             "observers": np.array([10, np.nan], np.float32)},
                              "meta": {"rating_names": ["happy", "sad", "angry", "disgusted", "afraid", "surprised"]}})

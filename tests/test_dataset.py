@@ -228,3 +228,29 @@ def test_restricting_to_later_classes_relabels_the_images():
 def test_shared_classes_are_those_both_lists_have_in_canonical_order():
     assert shared_classes(("sad", "happy", "angry"), ("surprised", "happy", "sad")) == ("happy", "sad")
     assert shared_classes(("angry",), ("happy",)) == ()
+
+
+def test_merge_keeps_only_the_extras_every_part_has_with_one_shape():
+    a = replace(tiny(culture="A"), extras={"agreement": np.full(6, 0.5), "landmarks": np.zeros((6, 68, 2)),
+                                           "only_a": np.arange(6)})
+    b = replace(tiny(culture="B"), extras={"agreement": np.full(6, 0.25), "landmarks": np.zeros((6, 5, 2))})
+    merged = merge([a, b])
+    assert sorted(merged.extras) == ["agreement"]  # landmarks of two layouts, and only_a, are left out
+    assert merged.extras["agreement"].tolist() == [0.5] * 6 + [0.25] * 6
+
+
+def test_resizing_a_portrait_image_scales_x_by_the_width_and_y_by_the_height():
+    points = np.array([[[1.5, 3.5]]], np.float32)  # x of a 4-wide image, y of an 8-high one
+    data = FaceDataset.from_label_names(np.zeros((1, 8, 4), np.uint8), ["happy"], extras={"landmarks": points})
+    moved = resize_dataset(data, 16).extras["landmarks"][0, 0]
+    assert moved.tolist() == [(1.5 + 0.5) * 4 - 0.5, (3.5 + 0.5) * 2 - 0.5]
+
+
+def test_info_counts_only_the_people_images_name():
+    data = replace(tiny(), subject=np.array(["p1", "p1", "p2", "", "", ""]))
+    assert data.info()["subjects"] == 2 and not data.has_subjects
+
+
+def test_a_label_equal_to_the_number_of_classes_is_refused():
+    with pytest.raises(DatasetError, match=r"labels must lie in \[0, 3\); got 0..3"):
+        replace(tiny(), labels=np.array([0, 1, 2, 3, 0, 1]))

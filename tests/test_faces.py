@@ -47,6 +47,12 @@ def test_16_bit_images_are_rescaled_not_clipped():
     np.testing.assert_array_equal(gray, [[0, 128], [255, 10]])
 
 
+def test_32_bit_images_are_stretched_from_their_own_minimum_to_their_maximum():
+    values = np.array([[100.0, 150.0], [175.0, 200.0]], np.float32)  # F mode, not 0-based
+    gray = decode_gray(encode(Image.fromarray(values, mode="F"), "TIFF"))
+    assert gray.tolist() == [[0, 128], [191, 255]]  # (v - 100) / 100 * 255, rounded
+
+
 def test_palette_rgba_and_cmyk_images_become_gray():
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[..., 0] = 255  # pure red: luma 0.299 * 255 = 76
@@ -77,6 +83,38 @@ def test_crop_square_pads_past_the_border_and_keeps_the_box_centre():
     np.testing.assert_array_equal(crop[2:, 2:], gray[:6, :6])
     np.testing.assert_array_equal(crop[0, 2:], gray[0, :6])  # replicated edge
     assert center_square(np.zeros((30, 20))) == (0, 5, 20)
+
+
+def test_a_box_grows_to_the_square_of_its_longer_side_and_a_crop_pads_the_side_it_crosses():
+    assert square_around((10, 20, 40, 20), margin=0.25) == (0, 0, 60)  # centre (30, 30), half side 40 * 0.75
+    gray = np.arange(600, dtype=np.int64).reshape(30, 20).astype(np.uint8)  # 30 rows, 20 columns
+    crop = crop_square(gray, (10, 0, 15))  # 5 columns past the right border, none past the bottom
+    assert crop.shape == (15, 15)
+    np.testing.assert_array_equal(crop[:, :10], gray[:15, 10:])
+    np.testing.assert_array_equal(crop[:, 10:], np.repeat(gray[:15, 19:], 5, axis=1))  # replicated last column
+
+
+def test_several_faces_are_listed_largest_first(kdef_photo):
+    import cv2
+
+    photo = decode_gray(kdef_photo)
+    small = cv2.resize(photo, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    canvas = np.full((photo.shape[0], small.shape[1] + photo.shape[1]), 128, np.uint8)
+    canvas[:small.shape[0], :small.shape[1]] = small  # the smaller face on the left
+    canvas[:, small.shape[1]:] = photo
+    boxes = faces.find_faces(canvas, FaceOptions())
+    assert len(boxes) == 2
+    assert boxes[0][2] * boxes[0][3] > boxes[1][2] * boxes[1][3] and boxes[0][0] >= small.shape[1]
+    assert faces.find_face(canvas, FaceOptions()) == boxes[0]
+
+
+def test_landmarks_are_outside_the_crop_only_where_a_known_point_is():
+    unknown = np.full((68, 2), np.nan)
+    assert faces._within(unknown, 48)  # the eyes method knows no other point: none of them is outside
+    unknown[0] = (-7.0, 10.0)  # within 15% of 48 (7.2 px) past the border
+    assert faces._within(unknown, 48)
+    unknown[0] = (-8.0, 10.0)
+    assert not faces._within(unknown, 48)
 
 
 def test_a_real_photo_gives_a_detected_face(kdef_photo):

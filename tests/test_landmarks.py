@@ -221,3 +221,39 @@ def test_the_eye_cascade_finds_the_same_eyes_on_one_thread_or_several(shared_dat
     alone, threaded = (extract_faces(files, options, workers=workers, use_cache=False) for workers in (1, 2))
     assert np.isfinite(alone.eyes[:, 0, 0]).sum() > 60
     np.testing.assert_array_equal(alone.eyes, threaded.eyes)
+
+
+def test_a_brow_is_a_band_below_its_five_points():
+    """Point 19 (the left brow's top, (15, 13)) with eyes 16.32 px apart: the band reaches 0.12 eye distances down
+    from the brow, and the region is grown by 0.08 of them (1.31 px), so nothing above y = 11.69 is brow."""
+    masks, _ = regions_from_landmarks(_face_points()[None], 48, 48)
+    brows = masks[0, FEATURE_REGIONS.index("brows")]
+    assert not brows[:12, 15].any()
+    assert brows[12:16, 15].all()  # from the grown top edge down through the band
+
+
+def test_named_landmarks_are_the_68_points_they_stand_for():
+    points = _face_points()[None]
+    _, named = regions_from_landmarks(points, 48, 48)
+    expected = [points[0, 36:42].mean(axis=0), points[0, 42:48].mean(axis=0), points[0, 30],
+                points[0, 48:60].mean(axis=0), points[0, 48], points[0, 54]]
+    np.testing.assert_allclose(named[0], expected, atol=1e-5)
+
+
+def test_points_past_the_border_are_measured_against_the_side_they_cross():
+    """A portrait photo, 562 wide and 762 high, allowing 10% of each side beyond the border."""
+    assert not lm._inside(np.array([[700.0, 10.0]]), (762, 562))  # 700 > 1.1 * 562 across
+    assert lm._inside(np.array([[10.0, 800.0]]), (762, 562))  # 800 < 1.1 * 762 down
+    assert not lm._inside(np.array([[10.0, 850.0]]), (762, 562))
+
+
+def test_the_eye_cascade_keeps_the_left_right_pair_most_alike_in_height_and_size(monkeypatch):
+    """Candidates (x, y, w, h) on the crop enlarged to 144 px (3 x): two on the left, one on the right; the pair of
+    equal size and height wins over the pair 7.7 px apart in height."""
+    class Cascade:
+        def detectMultiScale(self, image, **options):  # noqa: N802 - OpenCV's name
+            return [(20, 40, 30, 30), (20, 20, 24, 24), (90, 40, 30, 30)]
+
+    monkeypatch.setattr(lm, "thread_cascade", lambda file: Cascade())
+    eyes = lm.detect_eyes(np.zeros((48, 48), np.uint8))
+    np.testing.assert_allclose(eyes, [[35 / 3 - 0.5, 55 / 3 - 0.5], [105 / 3 - 0.5, 55 / 3 - 0.5]], atol=1e-5)

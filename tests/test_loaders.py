@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,6 +207,32 @@ def test_ferplus_joined_by_row_order_to_a_fer2013_csv(tmp_path, fer_csv, shared_
     assert data.meta["vote_names"][:2] == ["neutral", "happy"]
 
 
+def test_fer2013_csv_refuses_a_code_past_six_and_shares_a_limit_over_the_classes(tmp_path):
+    flat = " ".join(["128"] * 2304)
+    frame = pd.DataFrame({"emotion": ["3"] * 18 + ["4"] * 2, "pixels": [flat] * 20, "Usage": ["Training"] * 20})
+    frame.to_csv(tmp_path / "fer2013.csv", index=False)
+    # 4 rows of 18 happy then 2 sad: evenly over the rows would take 3 happy and 1 sad
+    assert load_fer2013_csv(tmp_path / "fer2013.csv", limit=4).counts() == {"happy": 2, "sad": 2}
+    frame.loc[0, "emotion"] = "7"  # FER2013 has codes 0-6
+    frame.to_csv(tmp_path / "fer2013.csv", index=False)
+    with pytest.raises(UnknownEmotionError, match=r"'7'.*or FER2013 codes 0-6"):
+        load_fer2013_csv(tmp_path / "fer2013.csv")
+
+
+def test_ferplus_drops_rows_whose_majority_is_unknown_or_not_a_face(tmp_path, fer_csv):
+    path, _ = fer_csv
+    votes = np.zeros((8, 10), int)
+    votes[:, 1] = 10  # happy
+    votes[0] = [0, 1, 0, 0, 0, 0, 0, 0, 9, 0]  # unknown
+    votes[1] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]  # not a face
+    frame = pd.DataFrame(votes, columns=list(FERPLUS_VOTE_COLUMNS)).assign(Usage="Training")
+    frame.to_csv(tmp_path / "fer2013new.csv", index=False)
+    data = load_ferplus(tmp_path, images=path)
+    assert list(data.extras["ferplus_row"]) == [2, 3, 4, 5, 6]  # row 7 of the csv has bad pixels
+    assert set(data.label_names) == {"happy"}
+    assert data.meta["dropped"] == {"no_majority": 0, "unknown": 1, "not_face": 1, "total": 2}
+
+
 def test_ferplus_mapping_moves_the_rows_of_a_repeated_image_to_its_copies(tmp_path):
     """Rows the mapping joins to one file go to its byte-identical copies that no row names, each to one of its own
     split first; a file with other bytes stays unnamed, and rows beyond the copies stay on the shared file."""
@@ -301,6 +328,42 @@ def test_kdef_codes_subjects_and_angles(tmp_path, shared_dataset):
         load_kdef(folder, angles=("XX",))
     with pytest.raises(ValueError, match="no KDEF angle given"):
         load_kdef(folder, angles=())
+
+
+def test_file_name_codes_are_read_in_any_letter_case(tmp_path, shared_dataset):
+    from emofx.data.loaders.kdef import kdef_inputs
+
+    folder = tmp_path / "kdef"
+    folder.mkdir()
+    (folder / "am05has.jpg").write_bytes(b"")  # names only: no image is read
+    (folder / "BF12SAHL.JPG").write_bytes(b"")
+    inputs, other_angles = kdef_inputs(folder)
+    assert inputs.subject == ["M05"] and inputs.labels == ["happy"] and other_angles == 1
+    tw = tmp_path / "tw"
+    tw.mkdir()
+    (tw / "0111B02.JPG").symlink_to(shared_dataset("taiwanese") / "faces_256x256" / "0111b02.jpg")
+    (tw / "Image_info.xls").symlink_to(shared_dataset("taiwanese") / "Image_info.xls")
+    data = load_taiwanese(tw, landmarks="none")
+    assert list(data.label_names) == ["happy"] and list(data.subject) == ["01"]
+    assert data.meta["unrated"] == 0 and data.extras["agreement"][0] == data.extras["ratings"][0, 0]
+
+
+def test_a_person_column_is_found_whatever_its_spelling():
+    from emofx.data.loaders.manifest import _person_column
+
+    for column in ("Subject ID", "person id", "Participant", "ACTOR"):
+        frame = pd.DataFrame({"path": ["a.png"], "emotion": ["happy"], column: ["p1"]})
+        assert _person_column(frame, Path("m.csv"))["subject"].tolist() == ["p1"], column
+
+
+def test_only_small_square_images_are_taken_for_cropped_faces(tmp_path):
+    from emofx.data.loaders.common import _looks_cropped
+
+    for name, size in (("square.png", (64, 64)), ("wide.png", (100, 64)), ("large.png", (200, 200))):
+        Image.fromarray(np.zeros(size[::-1], np.uint8)).save(tmp_path / name)
+    assert _looks_cropped([tmp_path / "square.png"])
+    assert not _looks_cropped([tmp_path / "square.png", tmp_path / "wide.png"])  # small, but not square
+    assert not _looks_cropped([tmp_path / "large.png"])
 
 
 def test_duplicates_tell_a_file_listed_twice_from_two_files_with_the_same_bytes():

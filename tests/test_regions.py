@@ -161,3 +161,31 @@ def test_a_dataset_prepared_with_eye_centres_only_has_no_68_point_regions():
     with pytest.raises(RegionError, match="has no 68-point landmarks"):
         face_regions(eyes_only, "landmarks")
     assert face_regions(eyes_only, "auto").method == "eyes"
+
+
+def test_overlapping_true_masks_go_to_the_region_first_in_priority():
+    """Ground-truth masks that overlap are made disjoint as the template is: eyes, brows, mouth, then nose."""
+    masks = np.zeros((1, 4, 16, 16), bool)  # eyes, brows, nose, mouth
+    masks[0, 0, 4, [3, 4, 11, 12]] = True
+    masks[0, 1, 3:5, 2:14] = True  # brows overlap the eyes on row 4
+    masks[0, 2, 6:12, 7:9] = True  # nose down to row 11
+    masks[0, 3, 11:13, 5:11] = True  # mouth from row 11: overlaps the nose's last row
+    data = FaceDataset.from_label_names(np.zeros((1, 16, 16), np.uint8), ["happy"],
+                                        extras={"region_masks": masks},
+                                        meta={"region_names": ["eyes", "brows", "nose", "mouth"]})
+    maps = face_regions(data, "truth")
+    assert np.array_equal(maps.region("eyes")[0], masks[0, 0])
+    assert np.array_equal(maps.region("brows")[0], masks[0, 1] & ~masks[0, 0])
+    assert np.array_equal(maps.region("mouth")[0], masks[0, 3])
+    assert np.array_equal(maps.region("nose")[0], masks[0, 2] & ~masks[0, 3])
+    assert maps.region("nose")[0].sum() == 10 and maps.region("mouth")[0].sum() == 12
+
+
+def test_template_follows_the_margin_of_aligned_crops_too(synthetic):
+    from dataclasses import replace
+
+    from emofx.data.landmarks import aligned_eyes
+
+    aligned = replace(synthetic, meta={**synthetic.meta, "face_options": {"detect": False, "align": True,
+                                                                          "margin": 0.3}})
+    assert np.allclose(face_regions(aligned, "template").landmarks[0, :2], aligned_eyes(0.3) * 48 - 0.5, atol=1e-5)

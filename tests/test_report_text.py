@@ -190,3 +190,80 @@ def test_h1_says_when_it_scores_only_the_emotions_both_cultures_have():
                                      ("matched", "Taiwanese"): {"classes": six}})
     assert _scored_on(both, summary, "collected") == _scored_on(exp, summary)
     assert not _scored_on(both, summary, "matched")
+
+
+def test_significant_means_strictly_below_alpha():
+    from emofx.pipeline.report_text import significant
+
+    assert significant(0.0499) and significant(0.0)
+    assert not significant(0.05) and not significant(None) and not significant(float("nan"))
+
+
+def test_the_protocols_sentence_turns_on_whether_half_of_the_difference_remains():
+    def text(before: float, after: float) -> str:
+        return h1_paragraph({"collected": summary("A", "B", before, 0.01), "matched": summary("A", "B", after, 0.01)})
+
+    assert "so most of it is not explained by how many images" in text(0.10, 0.06)  # 6 >= 5 points remain
+    assert "so much of the as-collected difference comes from" in text(0.10, 0.04)
+    assert "so most of it is not explained" in text(-0.10, 0.05)  # sizes, not signs
+
+
+def test_cka_between_is_called_below_within_only_when_it_is_below_both():
+    record = summary("A", "B", 0.01, 0.6)
+    record.update(region_tests=[], config={"saliency_method": "guided"},
+                  filters={"total_variation": 0.1, "p_value": 0.5})
+    record["cka"] = {"between": 0.65, "within_a": 0.6, "within_b": 0.7}
+    assert "(between is not below both within values)" in h2_paragraph({"x": record})
+    record["cka"] = {"between": 0.55, "within_a": 0.6, "within_b": 0.7}
+    assert "(between is below within:" in h2_paragraph({"x": record})
+
+
+def test_image_level_region_tests_are_not_said_to_be_limited_by_the_trials():
+    record = summary("A", "B", 0.1, 1 / 3)
+    record["accuracy"]["smallest_p"] = 1 / 3  # 2 vs 2 trials
+    record.update(region_tests=[{"emotion": "happy", "region": "mouth", "diff": 0.2, "effect_size": 2.0,
+                                 "p_value": 0.2, "p_adjusted": 0.4, "unit": "images"}],
+                  config={"saliency_method": "guided"}, filters={"total_variation": 0.1, "p_value": 1 / 3},
+                  cka={"between": 0.5, "within_a": 0.6, "within_b": 0.7})
+    text = h2_paragraph({"x": record})
+    assert "none of the 1 emotion x region tests differs after correction (smallest corrected p = 0.4)" in text
+    assert "no test over trials could reach" not in text
+
+
+def test_a_rho_interval_that_reaches_zero_is_not_evidence():
+    from emofx.pipeline.report_text import human_paragraph
+
+    row = {"culture": "T", "rho": 0.3, "rho_low": 0.0, "rho_high": 0.5, "people": 10, "n_images": 40}
+    assert "the data do not show that people and models find the same images clear" in human_paragraph([row])
+    assert "images people find clear are also the ones" in human_paragraph([{**row, "rho_low": 0.01}])
+
+
+def test_people_per_part_counts_each_trials_distinct_people_and_reads_a_missing_protocol_as_collected(tmp_path):
+    """Two trials of one culture, recorded as 02_train_culture leaves them (status.json, the kept dataset and the
+    run's split.json), the second of a run written before protocols existed: 3 people of 2 images each, split
+    2 / 1 / 0 and 1 / 1 / 1 people, so 1.5, 1 and 0.5 people per part on average."""
+    import json
+
+    import numpy as np
+
+    from emofx.data.splits import Split
+    from emofx.data.synthetic import make_synthetic
+    from emofx.pipeline.report_records import Experiment
+
+    data = make_synthetic("eyes", n_per_class=3, seed=0, size=16, classes=("happy", "sad"), images_per_subject_class=1)
+    assert sorted(set(data.subject)) == ["eyes-s000", "eyes-s001", "eyes-s002"] and len(data) == 6
+    by_person = {p: np.flatnonzero(data.subject == p) for p in sorted(set(data.subject))}
+    people = list(by_person)
+    parts = {"trial=0": ([people[0], people[1]], [people[2]], []), "trial=1": ([people[0]], [people[1]], [people[2]])}
+    for run, (train, val, test) in parts.items():
+        results = tmp_path / "exp" / "02_train_culture" / run / "results"
+        (results / "run").mkdir(parents=True)
+        data.save(results / "dataset.npz")
+        indices = [np.concatenate([by_person[p] for p in part] or [np.zeros(0, int)]) for part in (train, val, test)]
+        split = Split(*indices, kind="subject", seed=0, trial=int(run[-1]), fractions=(0.6, 0.2, 0.2), n_images=6)
+        (results / "run" / "split.json").write_text(json.dumps(split.to_dict()))
+        parameters = {"culture": "eyes", **({"protocol": "collected"} if run == "trial=0" else {})}
+        (results.parent / "status.json").write_text(json.dumps({"status": "ok", "parameters": parameters}))
+    table = Experiment(tmp_path / "exp").people_per_part()
+    assert table.to_dict("records") == [{"protocol": "collected", "culture": "eyes", "people_train": 1.5,
+                                         "people_val": 1.0, "people_test": 0.5}]

@@ -242,3 +242,48 @@ def test_auto_refuses_a_random_split_of_images_of_which_only_some_name_their_per
         make_split(partly, "auto")
     assert make_split(partly, "random").kind == "random"  # asked for: as asked
     assert make_split(replace(faces, subject=np.full(len(faces), "")), "auto").kind == "random"  # nobody named
+
+
+def test_a_part_with_fraction_zero_stays_empty_and_the_others_get_largest_remainder_counts():
+    """fractions (0.9, 0, 0.1): no validation image is asked for, so none is drawn (nor demanded per class); 20 images
+    of a class split 18 / 0 / 2."""
+    ds = _labels_only(["happy"] * 20 + ["sad"] * 20)
+    split = make_split(ds, "random", seed=3, fractions=(0.9, 0.0, 0.1))
+    assert len(split.val) == 0
+    assert np.bincount(ds.labels[split.train]).tolist() == [18, 18]
+    assert np.bincount(ds.labels[split.test]).tolist() == [2, 2]
+
+
+def test_kfold_groups_by_subject_only_with_more_subjects_than_folds():
+    """Four people for four folds would leave one person per test fold: image folds instead; five people: grouped."""
+    for people, grouped in ((4, False), (5, True)):
+        labels = ["happy", "sad"] * (6 * people)
+        subjects = [f"p{i % people}" for i in range(len(labels))]
+        split = make_split(_labels_only(labels, subjects), "kfold", seed=0, trial=0, n_folds=4)
+        assert split.grouped is grouped, people
+
+
+def test_auto_is_predefined_only_for_a_split_column_with_test_images_in_any_letter_case():
+    labels = ["happy", "sad"] * 20
+    fer = _labels_only(labels, split=["TRAINING"] * 30 + ["PublicTest"] * 4 + ["privatetest"] * 6)
+    split = make_split(fer, "auto")
+    assert split.kind == "predefined"
+    assert (len(split.train), len(split.val), len(split.test)) == (30, 4, 6)
+    no_test = _labels_only(labels, split=["train"] * 32 + ["val"] * 8)  # names parts, but none of them the test part
+    assert make_split(no_test, "auto").kind == "random"
+
+
+def test_a_split_index_equal_to_the_number_of_images_is_refused():
+    with pytest.raises(SplitError, match=r"must lie in \[0, 3\); got 0..3"):
+        Split(train=np.array([0, 3]), val=np.array([1]), test=np.array([2]), kind="random", seed=0, trial=0,
+              fractions=(0.5, 0.25, 0.25), n_images=3)
+
+
+def test_balanced_subsample_draws_distinct_images_from_its_seed_and_may_take_a_whole_class(faces):
+    split = make_split(faces, "random")
+    small = balanced_subsample(faces, split.train, 10, seed=0)
+    assert len(np.unique(small)) == len(small) == 70  # without replacement: no image twice
+    assert not np.array_equal(small, balanced_subsample(faces, split.train, 10, seed=1))  # the seed is used
+    everything = balanced_subsample(faces, split.train, {"happy": 48}, seed=0)  # exactly as many as the part has
+    happy = faces.classes.index("happy")
+    assert np.array_equal(everything, np.sort(split.train[faces.labels[split.train] == happy]))

@@ -376,6 +376,36 @@ def test_chance_test_shuffles_labels_within_people_where_they_are_named():
     assert chance_flags(frame.assign(subject=""), n_permutations=199)["flagged"].tolist() == [False]
 
 
+def test_chance_flags_a_trial_whose_p_equals_alpha_and_counts_only_its_own_cultures_images():
+    labels = np.repeat(np.arange(4), 5).astype(str)
+    predicted = labels.copy()
+    predicted[::2] = "0"  # partly right
+    _, p = balanced_accuracy_p_value(labels, predicted, n_permutations=99, seed=0)
+    own = pd.DataFrame({"train_culture": "x", "test_culture": "x", "trial": 0, "emotion": labels,
+                        "predicted": predicted})
+    assert chance_flags(own, alpha=p, n_permutations=99)["flagged"].tolist() == [True]  # p >= alpha: flagged
+    assert chance_flags(own, alpha=p + 1e-9, n_permutations=99)["flagged"].tolist() == [False]
+    # the same models scored on the other culture's images (all right there) leave the trial's test as it was
+    other = own.assign(test_culture="y", predicted=labels)
+    flags = chance_flags(pd.concat([own, other]), alpha=p, n_permutations=99)
+    assert flags[["culture", "trial", "n_images", "flagged"]].values.tolist() == [["x", 0, 20, True]]
+    assert flags["p_value"].iloc[0] == p
+
+
+def test_the_human_baseline_spreads_accuracy_over_trials_as_a_sample_standard_deviation(make_tiny_model):
+    data = make_synthetic("universal", n_per_class=6, seed=0, size=16)
+    data = replace(data, extras={**data.extras, "agreement": np.linspace(0.2, 0.9, len(data)).astype(np.float32)})
+    models = (make_tiny_model(data.classes, 0), make_tiny_model(data.classes, 1))
+    tests = (np.arange(0, 42, 2), np.arange(1, 42, 2))
+    table, _ = human_baseline(CultureRuns("T", data, models, tests))
+    table = table.set_index("emotion")
+    for emotion in data.classes:
+        per_trial = [np.mean((m.predict(data.images[t]) == data.labels[t])[data.label_names[t] == emotion])
+                     for m, t in zip(models, tests)]
+        assert table.loc[emotion, "model_accuracy"] == pytest.approx(np.mean(per_trial))
+        assert table.loc[emotion, "model_accuracy_std"] == pytest.approx(abs(per_trial[0] - per_trial[1]) / np.sqrt(2))
+
+
 def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     data = make_synthetic("universal", n_per_class=6, seed=0, size=16)
     agreement = np.linspace(0.2, 0.9, len(data)).astype(np.float32)
