@@ -187,11 +187,15 @@ def test_plurality_breaks_ties_from_the_seed_and_marks_unanswered():
     assert plurality(votes, 0)[1] == -1 and plurality(votes, 0)[2] == 2
 
 
+def voted(votes: np.ndarray) -> FaceDataset:
+    """Blank faces labelled angry, disgusted, afraid, ... with FER+-style vote counts (seven emotions, unknown)."""
+    dataset = blank_dataset(np.arange(len(votes)))
+    return FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes}, "meta": {"vote_names": [*SEVEN, "unknown"]}})
+
+
 def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
-    dataset = blank_dataset(np.array([0, 1, 2]))
     votes = np.array([[8, 1, 1, 0, 0, 0, 0, 0], [3, 3, 2, 1, 1, 0, 0, 0], [0, 0, 9, 0, 0, 0, 0, 1]], np.int16)
-    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes},
-                             "meta": {"vote_names": [*SEVEN, "unknown"]}})
+    dataset = voted(votes)
     result = aggregate(dataset, "ferplus")
     assert result.labels.tolist() == [0, -1, 2]  # the FER+ rule: row 1 has no majority
     assert result.agreement[0] == pytest.approx(0.8)
@@ -210,10 +214,7 @@ def test_vote_counts_without_workers_allow_mv_but_not_worker_models():
 
 
 def test_an_image_without_a_majority_has_no_agreement_and_an_unanswered_one_is_kept_not_counted_as_unlabelled():
-    dataset = blank_dataset(np.array([0, 1, 2]))
-    votes = np.array([[8, 1, 1, 0, 0, 0, 0, 0], [3, 3, 2, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], np.int16)
-    dataset = FaceDataset(**{**dataset.__dict__, "extras": {"votes": votes},
-                             "meta": {"vote_names": [*SEVEN, "unknown"]}})
+    dataset = voted(np.array([[8, 1, 1, 0, 0, 0, 0, 0], [3, 3, 2, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], np.int16))
     result = aggregate(dataset, "ferplus")
     assert result.labels.tolist() == [0, -1, -1]
     assert result.agreement[0] == pytest.approx(0.8) and np.isnan(result.agreement[1:]).all()
