@@ -477,6 +477,8 @@ def test_cka_pairs_are_named_between_or_within_the_culture_they_come_from():
     np.testing.assert_allclose(table.loc[table["kind"] != "between", "cka"], 1.0)  # scaled, rotated, shifted copies
     xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
     by_hand = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    # float64 end to end (the stand-in models return float64 NumPy activations, stats.linear_cka works in float64;
+    # no float32 or JAX on the path), so 1e-9 holds on any CPU or GPU
     np.testing.assert_allclose(table.loc[table["kind"] == "between", "cka"], by_hand, rtol=1e-9)
 
 
