@@ -13,8 +13,9 @@ seed, steps, stop reason, test accuracy, balanced accuracy, macro F1, best valid
 device, wall seconds, the share of the CPU that other processes and virtual machines took meanwhile),
 ``summary.csv`` and ``summary.md`` (mean ± std over the seeds of each
 configuration, with the commands), ``history/<run>.csv`` and ``curves.png`` (training and
-validation error per configuration). Nothing of the images is written. Runs recorded before
-metrics.json named its device get ``--device`` (say where they ran), else ``unknown``.
+validation error per configuration, three panels to a row on one error axis; ``--redraw`` draws it again from
+``--out``'s ``runs.csv`` and ``history/`` alone, when the run directories are gone). Nothing of the images is
+written. Runs recorded before metrics.json named its device get ``--device`` (say where they ran), else ``unknown``.
 
 Seeds of one table are often trained in different sessions or on different machines, and run
 directories do not last as the committed tables do: rows already in ``--out/runs.csv`` (with their
@@ -35,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from emofx.plotting.curves import learning_curves  # noqa: E402
+from emofx.plotting.curves import learning_curve_panels  # noqa: E402
 from emofx.study.runs import RunError, load_run  # noqa: E402
 
 CONFIGURATION = ("recipe", "norm", "targets", "lr", "epochs", "init_from")
@@ -160,14 +161,48 @@ def markdown(summary: pd.DataFrame, title: str, commands: list[str]) -> str:
     return f"# {title}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\nMade with:\n\n{made_with}\n"
 
 
+def curves_figure(table: pd.DataFrame, histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Training and validation error of each configuration (mean ± std over its seeds), a panel each, three to a
+    row on one shared error axis (``learning_curve_panels``), titled with the configuration and its seeds."""
+    panels = {}
+    for rows in table.groupby(list(CONFIGURATION), sort=False, dropna=False).indices.values():
+        first = table.iloc[rows[0]]
+        after = f", after {first['init_from']}" if isinstance(first["init_from"], str) and first["init_from"] else ""
+        runs = [histories[name] for name in table["run"].iloc[rows] if name in histories]
+        if runs:
+            panels[f"{first['recipe']}, norm {first['norm']}, {first['targets']}, {first['epochs']} ep, "
+                   f"lr {first['lr']:g}{after} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"] = runs
+    return learning_curve_panels(panels)
+
+
+def save_curves(table: pd.DataFrame, out: Path) -> Path:
+    """``out/curves.png`` from the runs of ``table`` whose histories ``out/history/`` holds."""
+    histories = {name: pd.read_csv(path) for name in table["run"] if (path := out / "history" / f"{name}.csv").exists()}
+    fig = curves_figure(table, histories)
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+    return out / "curves.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories (from `emofx train`)")
+    parser.add_argument("runs", nargs="*", help="run directories (from `emofx train`)")
     parser.add_argument("--out", required=True, help="folder for the tables, histories and curves")
     parser.add_argument("--title", default="Results on the benchmark's own split")
     parser.add_argument("--device", default="unknown",
                         help="device of runs whose metrics.json does not name it (runs from before it did)")
+    parser.add_argument("--redraw", action="store_true",
+                        help="only draw curves.png again from --out's runs.csv and history/ (no run directories)")
     args = parser.parse_args(argv)
+    if args.redraw:
+        if args.runs:
+            parser.error("--redraw draws from --out alone: give no run directories with it")
+        if not (Path(args.out) / "runs.csv").is_file():
+            parser.error(f"--redraw needs {Path(args.out) / 'runs.csv'}, written by an earlier call with runs")
+        print(f"wrote {save_curves(pd.read_csv(Path(args.out) / 'runs.csv'), Path(args.out))}")
+        return 0
+    if not args.runs:
+        parser.error("give run directories (from `emofx train`), or --redraw to draw curves.png from --out alone")
 
     runs = []
     for directory in args.runs:
@@ -194,17 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.write(command + "\n")
     (out / "summary.md").write_text(markdown(summary, args.title, (out / "command.txt").read_text().splitlines()))
 
-    histories = {name: pd.read_csv(path) for name in table["run"] if (path := out / "history" / f"{name}.csv").exists()}
-    groups = list(table.groupby(list(CONFIGURATION), sort=False).indices.values())
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
-    for ax, rows in zip(axes[0], groups):
-        first = table.iloc[rows[0]]
-        learning_curves([histories[table["run"].iloc[i]] for i in rows if table["run"].iloc[i] in histories], ax=ax,
-                        title=f"{first['recipe']}, norm {first['norm']}, {first['targets']}, {first['epochs']} ep, "
-                              f"lr {first['lr']:g}{', after ' + first['init_from'] if first['init_from'] else ''} "
-                              f"({len(rows)} seed{'s' if len(rows) > 1 else ''})")
-    fig.savefig(out / "curves.png", dpi=120)
-    plt.close(fig)
+    save_curves(table, out)
     print(summary.to_string(index=False))
     print(f"wrote runs.csv, summary.csv, summary.md, history/ and curves.png to {out}")
     return 0

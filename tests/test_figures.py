@@ -104,9 +104,9 @@ def test_learning_curves_name_the_model_the_runs_trained(experiment):
             metrics = json.loads(path.read_text())
             path.write_text(json.dumps({**metrics, "config": {"model": {"widths": widths, "dense_units": 300}}}))
     fig = figures._learning_curve_figure(figures.training_runs(experiment), "trials")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["eyes: mean ± std over 2 trials\nthe paper's model (conv widths 64/128/256, 300 dense units)",
-                      "mouth: mean ± std over 2 trials\na SHRUNKEN model, not the paper's (conv widths 32/64/128, "
+    titles = [" ".join(ax.get_title().split()) for ax in fig.axes if ax.get_title()]  # wrapped to the panel
+    assert titles == ["eyes: mean ± std over 2 trials the paper's model (conv widths 64/128/256, 300 dense units)",
+                      "mouth: mean ± std over 2 trials a SHRUNKEN model, not the paper's (conv widths 32/64/128, "
                       "300 dense units)"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -99,3 +100,26 @@ def test_an_older_table_without_a_configuration_column_is_a_clear_error(runs, tm
     with pytest.raises(SystemExit, match="has no column lr"):
         standard_splits.main([str(runs / "paper" / "seed-1"), "--out", str(out)])
     assert (out / "runs.csv").read_bytes() == before
+
+
+def test_curves_are_a_grid_on_one_error_axis_and_redraw_from_the_committed_files_alone(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    directories = [str(runs / r / f"seed-{s}") for r, s in (("paper", 0), ("paper", 1), ("strong", 0))]
+    assert standard_splits.main([*directories, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "runs.csv")  # as committed: a run trained from scratch has no init_from (NaN)
+    histories = {name: pd.read_csv(out / "history" / f"{name}.csv") for name in table["run"]}
+    fig = standard_splits.curves_figure(table, histories)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["paper, norm none, hard, 1 ep, lr 0.05 (2 seeds)",
+                                                "strong, norm none, hard, 1 ep, lr 0.05 (1 seed)"]
+    assert shown[0].get_ylim() == shown[1].get_ylim()  # the panels' heights compare
+    (out / "curves.png").unlink()
+    commands = (out / "command.txt").read_text()
+    assert standard_splits.main(["--redraw", "--out", str(out)]) == 0  # the run directories may be gone
+    assert (out / "curves.png").stat().st_size > 10_000 and (out / "command.txt").read_text() == commands
+    for wrong, problem in ((["--redraw", directories[0], "--out", str(out)], "give no run directories"),
+                           (["--redraw", "--out", str(tmp_path / "none")], "needs .*runs.csv"),
+                           (["--out", str(out)], "give run directories")):
+        with pytest.raises(SystemExit):
+            standard_splits.main(wrong)
+        assert re.search(problem, capsys.readouterr().err)

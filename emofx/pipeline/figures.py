@@ -258,6 +258,14 @@ def _learning_curve_figure(groups: dict[str, list[Run]], what: str) -> Figure:
     return learning_curve_panels(panels)
 
 
+def trials_phrase(counts: dict[str, int]) -> str:
+    """How many trials a figure of several cultures averages: ``5 trials``, or per culture where they differ
+    (``trials (Swedish 5, Taiwanese 4)``)."""
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} trials"
+    return "trials (" + ", ".join(f"{culture} {n}" for culture, n in counts.items()) + ")"
+
+
 def _training_figures(experiment_dir: Path, out: Path) -> list[Path]:
     from emofx.plotting.tables import confusion_heatmap, misclassification_heatmap
 
@@ -276,7 +284,8 @@ def _training_figures(experiment_dir: Path, out: Path) -> list[Path]:
     written += write_table(mean, out / "table4_misclassification", mean_std_text(mean, std))
     std.to_csv(out / "table4_misclassification_std.csv")
     written.append(out / "table4_misclassification_std.csv")
-    written += _save(misclassification_heatmap(mean, std, title="% misclassified, mean ± std over trials"),
+    over = trials_phrase({culture: len(trials) for culture, trials in runs.items()})
+    written += _save(misclassification_heatmap(mean, std, title=f"% misclassified, mean ± std over {over}"),
                      out / "table4_misclassification")
     return written
 

@@ -7,6 +7,8 @@ backend needed), so they can be saved from scripts and the CLI as well as shown 
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from emofx.data.emotions import EMOTIONS
 from emofx.plotting import save_figure
+from emofx.study.cultures import ALL_EMOTIONS
 from emofx.study.stats import ALPHA
 
 if TYPE_CHECKING:
@@ -38,34 +42,49 @@ def _stripplot(**kwargs: Any) -> None:
         np.random.set_state(state)
 
 
+def _unit_words(unit: Any) -> str:
+    """What a recorded ``p_unit``/``ci_unit`` resampled, without its details: ``trials (5 vs 5; ...): ...`` ->
+    ``trials``; "trials" for a record that does not say."""
+    return re.split(r" \(|:", str(unit))[0].strip() if isinstance(unit, str) and unit.strip() else "trials"
+
+
 def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy",
                         names: tuple[str, str] = ("a", "b")) -> Figure:
-    """Per-trial accuracy of each culture on its own test images, and the difference (``names``: a minus b) with its
-    CI."""
+    """Per-trial accuracy of each culture on its own test images (every trial a dot, none hidden behind another),
+    and the difference (``names``: a minus b) with its interval, each named by what the record says it resampled
+    (``p_unit``, ``ci_unit``: a summary of older code bootstrapped test images, not trials)."""
     own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
-    fig = Figure(figsize=(7.5, 3.5))
+    fig = Figure(figsize=(7.5, 3.6))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    _stripplot(data=own, x="train_culture", y=metric, ax=left, size=7, jitter=0.08, color="0.3")
+    sns.swarmplot(data=own, x="train_culture", y=metric, ax=left, size=7, color="0.3")
     sns.pointplot(data=own, x="train_culture", y=metric, ax=left, errorbar=None, color="C3", markers="_",
                   markersize=30, linestyle="none")
-    left.set(xlabel="culture", ylabel=metric.replace("_", " "), title="per trial (dots) and mean (bar)")
+    counts = own.groupby("train_culture", sort=False).size()
+    words = metric.replace("_", " ")
+    left.set(xlabel="culture (test images of its own)", ylabel=words,
+             title="per trial (dots: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ") and mean (bar)")
     bounded = all(test.get(k) is not None and np.isfinite(test[k]) for k in ("ci_low", "ci_high"))
     errors = [[test["diff"] - test["ci_low"]], [test["ci_high"] - test["diff"]]] if bounded else None
     right.errorbar([0], [test["diff"]], yerr=errors, fmt="o", color="C0", capsize=6)
     right.axhline(0, color="0.5", lw=0.8, ls="--")
-    right.set(xticks=[0], xticklabels=[f"{names[0]} - {names[1]}"], xlim=(-1, 1), ylabel="difference",
-              title=f"p = {test['p_value']:.3g} (trials)\n" + ("95% interval: trials" if bounded else
-                                                               "interval unbounded: too few trials"))
+    level = re.search(r"(\d+)% ", str(test.get("ci_unit", "")))
+    interval = (f"{level.group(1) if level else 95}% interval over {_unit_words(test.get('ci_unit'))}" if bounded
+                else "interval unbounded: too few trials")
+    right.set(xticks=[0], xticklabels=[f"{names[0]} - {names[1]}"], xlim=(-1, 1), ylabel=f"{words} difference",
+              title=textwrap.fill(f"p = {test['p_value']:.3g} over {_unit_words(test.get('p_unit'))}", 32) + "\n"
+              + textwrap.fill(interval, 32))
+    right.title.set_fontsize(10)
     fig.tight_layout()
     return fig
 
 
 def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
     """Accuracy of each test person (pooled over the trials that tested them), per culture, with the median:
-    whether a culture's accuracy is carried by most of its people or by a few."""
+    whether a culture's accuracy is carried by most of its people or by a few. People of equal accuracy are laid
+    side by side (a swarm), so that every person is seen."""
     fig = Figure(figsize=(6, 3.8))
     ax = fig.subplots()
-    _stripplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, size=6, jitter=0.15, color="0.3")
+    sns.swarmplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, size=5, color="0.3")
     sns.pointplot(data=person_accuracy, x="culture", y="accuracy", ax=ax, estimator="median", errorbar=None,
                   color="C3", markers="_", markersize=30, linestyle="none")
     counts = person_accuracy.groupby("culture", sort=False).size()
@@ -75,13 +94,21 @@ def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
     return fig
 
 
+def in_emotion_order(names: Any) -> list[str]:
+    """The distinct ``names`` in the vocabulary's order (:data:`emofx.data.emotions.EMOTIONS`, that of every
+    confusion matrix), names outside it after them as given, the pooled ``all`` last."""
+    distinct = list(dict.fromkeys(names))
+    rank = {name: k for k, name in enumerate(EMOTIONS)}
+    return sorted(distinct, key=lambda name: (name == ALL_EMOTIONS, rank.get(name, len(rank)), distinct.index(name)))
+
+
 def region_difference_heatmap(region_tests: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
     """Emotion x region heatmap of the saliency-share difference (``names``: a minus b); * p_adj < .05, ** < .01."""
     diff = region_tests.pivot(index="emotion", columns="region", values="diff")
     marks = region_tests.assign(mark=region_tests["p_adjusted"].map(_significance_mark)).pivot(
         index="emotion", columns="region", values="mark")
     regions = list(dict.fromkeys(region_tests["region"]))
-    emotions = list(dict.fromkeys(region_tests["emotion"]))  # the table's order: pooled "all" last
+    emotions = in_emotion_order(region_tests["emotion"])
     diff, marks = diff.loc[emotions, regions], marks.loc[emotions, regions]
     labels = np.array([[f"{v:+.3f}{m}" for v, m in zip(dr, mr)] for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
     limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
@@ -110,52 +137,60 @@ def confusion_difference_heatmap(confusion_tests: pd.DataFrame, names: tuple[str
     fig = Figure(figsize=(0.8 * len(classes) + 2.5, 0.6 * len(classes) + 1.5))
     ax = fig.subplots()
     sns.heatmap(100 * diff.astype(float), annot=labels, fmt="", cmap="RdBu_r", vmin=-100 * (limit or 1),
-                vmax=100 * (limit or 1), ax=ax, cbar_kws={"label": f"points, {names[0]} - {names[1]}"},
+                vmax=100 * (limit or 1), ax=ax, cbar_kws={"label": f"percentage points, {names[0]} - {names[1]}"},
                 annot_kws={"fontsize": 8})
-    ax.set(xlabel="predicted", ylabel="true")
+    ax.set(xlabel="predicted emotion", ylabel="true emotion")
+    ax.tick_params(axis="y", labelrotation=0)
     correction = confusion_tests["correction"].iloc[0] if len(confusion_tests) else ""
     ax.set_title(f"confusions: share of the true emotion's images, {names[0]} - {names[1]}\n(trials as unit; "
-                 f"{correction}: * < .05, ** < .01)", fontsize=10)
+                 f"{correction}: * < .05, ** < .01; blank: the diagonal, and pairs never confused)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def pixel_difference_map(pixel: dict[str, np.ndarray], names: tuple[str, str] = ("a", "b"),
                          alpha: float = ALPHA) -> Figure:
-    """Mean saliency of each culture and their difference, outlining pixels with FWER p < ``alpha``."""
-    fig = Figure(figsize=(10, 3.4))
+    """Mean saliency of each culture, on one colour scale so that the two compare, and their difference,
+    outlining pixels with FWER p < ``alpha``. Each map is |saliency| scaled to unit mass before the means
+    (:func:`emofx.study.features.normalised_saliency`): a pixel's value is its share of a map's mass."""
+    fig = Figure(figsize=(10.5, 3.4), layout="constrained")  # one colour bar spans two panels: tight_layout cannot
     axes = fig.subplots(1, 3)
+    top = float(max(np.max(pixel["mean_a"]), np.max(pixel["mean_b"]))) or 1.0
     for ax, key, name in zip(axes[:2], ("mean_a", "mean_b"), names):
-        image = ax.imshow(pixel[key], cmap="magma")
-        ax.set_title(f"mean saliency: {name}")
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        image = ax.imshow(pixel[key], cmap="magma", vmin=0, vmax=top)
+        ax.set_title(f"mean saliency: {name}", fontsize=10)
+    fig.colorbar(image, ax=list(axes[:2]), shrink=0.9, label="share of a map's mass per pixel")
     limit = float(np.abs(pixel["difference"]).max()) or 1.0
     image = axes[2].imshow(pixel["difference"], cmap="RdBu_r", vmin=-limit, vmax=limit)
     significant = pixel["p_fwer"] < alpha
     if significant.any():
         axes[2].contour(significant.astype(float), levels=[0.5], colors="k", linewidths=1)
-    axes[2].set_title(f"{names[0]} - {names[1]} (outline: FWER p < {alpha})")
-    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    axes[2].set_title(f"{names[0]} - {names[1]}\n(outline: FWER p < {alpha})", fontsize=10)
+    fig.colorbar(image, ax=axes[2], shrink=0.9, label="difference in share per pixel")
     for ax in axes:
         ax.set_axis_off()
-    fig.tight_layout()
     return fig
 
 
 def transfer_heatmap(transfer: pd.DataFrame, metric: str = "accuracy") -> Figure:
-    """Train culture x test culture mean accuracy over trials (the in-group advantage)."""
+    """Train culture x test culture mean accuracy over trials (the in-group advantage); the title says over how
+    many trials."""
     matrix = transfer.pivot_table(index="train_culture", columns="test_culture", values=metric, aggfunc="mean")
+    trials = transfer.groupby(["train_culture", "test_culture"]).size().unique() if "trial" in transfer else []
+    over = f"mean over {trials[0]} trials" if len(trials) == 1 else "mean over trials"
     fig = Figure(figsize=(1.6 * len(matrix.columns) + 2, 1.2 * len(matrix) + 1.2))
     ax = fig.subplots()
-    sns.heatmap(matrix, annot=True, fmt=".3f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"label": metric})
-    ax.set(xlabel="test culture", ylabel="train culture", title="cross-culture transfer (shared classes)")
+    sns.heatmap(matrix, annot=True, fmt=".3f", cmap="viridis", vmin=0, vmax=1, ax=ax,
+                cbar_kws={"label": metric.replace("_", " ")})
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set(xlabel="test culture", ylabel="train culture", title=f"cross-culture transfer (shared classes), {over}")
     fig.tight_layout()
     return fig
 
 
 def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
-    """Mean linear CKA between cultures and within each culture (between trials), with every pair; ``names`` (the
-    two cultures) label the bars."""
+    """Mean linear CKA between cultures and within each culture (between trials), with every pair of models;
+    ``names`` (the two cultures) label the bars."""
     words = {"within_a": f"within {names[0]}", "within_b": f"within {names[1]}", "between": "between"}
     order = [words[k] for k in words if k in set(cka["kind"])]
     cka = cka.assign(kind=cka["kind"].map(words))
@@ -163,7 +198,8 @@ def cka_bars(cka: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
     ax = fig.subplots()
     sns.barplot(data=cka, x="kind", y="cka", order=order, ax=ax, errorbar=None, color="C0", alpha=0.6)
     _stripplot(data=cka, x="kind", y="cka", order=order, ax=ax, color="0.2", size=4)
-    ax.set(ylim=(0, 1), xlabel="", ylabel="linear CKA (penultimate layer)", title="representational similarity")
+    ax.set(ylim=(0, 1), xlabel="", ylabel="linear CKA (penultimate layer)",
+           title="representational similarity\n(bar: mean; dot: one pair of trials' models)")
     fig.tight_layout()
     return fig
 

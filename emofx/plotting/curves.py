@@ -8,6 +8,7 @@ it, each run goes on as a thin line of its own, so that the mean never silently 
 
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 CURVES = {"train_error": "training error", "val_error": "validation error"}
+TITLE_WIDTH = 60  # characters of a panel's title line: longer lines are wrapped, not run into the next panel's
 
 
 def _on_shared_steps(histories: Sequence[pd.DataFrame], column: str, until: float) -> tuple[pd.Series, pd.Series]:
@@ -58,7 +60,7 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
         ax.axvline(shared_until, color="grey", linestyle=":", linewidth=1,
                    label=f"a run stopped at step {shared_until:g}: each run alone past it")
     ax.set_xlabel("training step")
-    ax.set_ylabel("error")
+    ax.set_ylabel("error (share of images misclassified)")
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.set_title(title or (f"mean ± std over {len(histories)} runs" if len(histories) > 1 else ""))
@@ -66,10 +68,27 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     return fig
 
 
-def learning_curve_panels(panels: Mapping[str, Sequence[pd.DataFrame]]) -> Figure:
-    """Figure 4 with a panel per group of runs: :func:`learning_curves` of each title's histories, side by side."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.1), squeeze=False)
-    for ax, (title, histories) in zip(axes[0], panels.items()):
-        learning_curves(list(histories), ax=ax, title=title)
+def wrapped(title: str, width: int = TITLE_WIDTH) -> str:
+    """``title`` with each of its lines wrapped at ``width`` characters (a panel's title must not reach into the
+    next panel's)."""
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
+def learning_curve_panels(panels: Mapping[str, Sequence[pd.DataFrame]], columns: int = 3) -> Figure:
+    """Figure 4 with a panel per group of runs: :func:`learning_curves` of each title's histories, up to
+    ``columns`` side by side. The panels share their error axis, so that their heights compare; titles are wrapped."""
+    if not panels:
+        raise ValueError("no panels to draw: give at least one group of histories")
+    width = min(columns, len(panels))
+    rows = -(-len(panels) // width)
+    fig, axes = plt.subplots(rows, width, figsize=(6 * width, 4.1 * rows), squeeze=False, sharey=True)
+    for ax, (title, histories) in zip(axes.flat, panels.items()):
+        learning_curves(list(histories), ax=ax, title=wrapped(title))
+        ax.yaxis.set_tick_params(labelleft=True)  # one scale, but every panel keeps its numbers and label
+    drawn = axes.flat[:len(panels)]
+    # learning_curves fixed the shared top at the first panel's data: the highest panel's must fit as well
+    axes.flat[0].set_ylim(0, 1.05 * max(ax.dataLim.y1 for ax in drawn))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig

@@ -7,6 +7,8 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from emofx.explain.modification import ModificationResult
 
@@ -27,17 +29,24 @@ def viewable_maps(maps: np.ndarray, mode: str = "abs", percentile: float = 99.0)
     return np.clip(np.abs(scaled), 0, 1) if mode == "abs" else np.clip(scaled, -1, 1)
 
 
+def map_colours(mode: str = "abs", overlay: bool = False) -> tuple[str, float]:
+    """The colour map and lower limit (the upper is 1) that :func:`show_map` draws a ``mode`` map with."""
+    if mode == "signed":
+        return "RdBu_r", -1.0
+    return ("inferno" if overlay else "gray"), 0.0
+
+
 def show_map(ax: plt.Axes, saliency: np.ndarray, image: np.ndarray | None = None, mode: str = "abs",
              percentile: float = 99.0, alpha: float = 0.6) -> None:
     """Draw one map on ``ax``, over the grayscale ``image`` when given (an overlay)."""
     view = viewable_maps(saliency[None], mode, percentile)[0]
+    cmap, low = map_colours(mode, overlay=image is not None)
     if image is not None:
         ax.imshow(image, cmap="gray")
         # Transparent where the map is weak, so the face shows through.
-        ax.imshow(view, cmap="inferno" if mode == "abs" else "RdBu_r", vmin=0 if mode == "abs" else -1, vmax=1,
-                  alpha=alpha * np.abs(view))
+        ax.imshow(view, cmap=cmap, vmin=low, vmax=1, alpha=alpha * np.abs(view))
     else:
-        ax.imshow(view, cmap="gray" if mode == "abs" else "RdBu_r", vmin=0 if mode == "abs" else -1, vmax=1)
+        ax.imshow(view, cmap=cmap, vmin=low, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -60,7 +69,8 @@ def saliency_grid(
     """Figures 5-6: rows = emotions (the images' labels), columns = random example faces of that
     emotion, each showing its map (or the map over the face with ``overlay``); the title names the
     culture, the method (a name of :data:`emofx.explain.saliency.METHODS`, written out) and what the maps explain
-    (``explained``, e.g. "the happy class")."""
+    (``explained``, e.g. "the happy class"); the colour bar says how each map was scaled (to its own 99th
+    percentile: brightness compares within a map, not between maps)."""
     labels = np.asarray(labels)
     if not len(images) == len(maps) == len(labels):
         raise ValueError(f"{len(images)} images, {len(maps)} maps and {len(labels)} labels: give one map and one label "
@@ -71,8 +81,8 @@ def saliency_grid(
     if not examples:
         raise ValueError("no images to show in the saliency grid")
     cols = max(len(idx) for _, idx in examples)
-    fig, axes = plt.subplots(len(examples), cols, figsize=(1.3 * cols + 0.8, 1.3 * len(examples) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(examples), cols, figsize=(1.3 * cols + 1.6, 1.3 * len(examples) + 0.6),
+                             squeeze=False, layout="constrained")  # a colour bar beside the grid: tight_layout cannot
     for row, (c, idx) in enumerate(examples):
         for col in range(cols):
             ax = axes[row, col]
@@ -81,9 +91,12 @@ def saliency_grid(
             else:
                 ax.axis("off")
         axes[row, 0].set_ylabel(classes[c])
+    cmap, low = map_colours(mode, overlay)
+    scale = ScalarMappable(Normalize(low, 1.0), cmap)
+    fig.colorbar(scale, ax=axes, shrink=min(1.0, 4 / len(examples) + 0.2),
+                 label=("|saliency|" if mode == "abs" else "saliency") + ", each map / its 99th percentile of |values|")
     who = f"{culture} faces" if culture else "faces"
     fig.suptitle(f"Salient features in {who}: {_SALIENCY_WORDS.get(method, method)} from {explained}")
-    fig.tight_layout()
     return fig
 
 

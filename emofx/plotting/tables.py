@@ -46,8 +46,8 @@ def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, ti
     sns.heatmap(shares, annot=_annotations(counts, spread, fmt), fmt="", cmap="Blues", vmin=0, vmax=1,
                 cbar_kws={"label": "share of true class"}, ax=ax, annot_kws={"fontsize": 8})
     ax.set_yticklabels([f"{c} ({n:{fmt}})" for c, n in zip(counts.index, counts.sum(axis=1))], rotation=0)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true (images)")
+    ax.set_xlabel("predicted emotion")
+    ax.set_ylabel("true emotion (test images" + (" per trial, mean)" if spread is not None else ")"))
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -55,13 +55,15 @@ def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, ti
 
 def misclassification_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *,
                               title: str = "% misclassified", ax: plt.Axes | None = None) -> plt.Figure:
-    """Heatmap of per-class misclassification % (rows: groups such as cultures; last column: total)."""
+    """Heatmap of per-class misclassification % (rows: groups such as cultures, their names upright so that
+    neighbours do not overlap; last column: total)."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.5 + 0.9 * len(mean.columns),
                                                                             1.0 + 0.6 * len(mean)))
     sns.heatmap(mean.astype(float), annot=_annotations(mean.astype(float), None if std is None else std.astype(float), ".1f"),
                 fmt="", cmap="Reds", vmin=0, vmax=100, cbar_kws={"label": "% misclassified"}, ax=ax,
                 annot_kws={"fontsize": 8})
-    ax.set_xlabel("class")
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set_xlabel("true emotion")
     ax.set_ylabel("")
     ax.set_title(title)
     fig.tight_layout()
