@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The extras installed with emofx (pyproject.toml). Where a platform has no wheel of one (dlib-bin: none for Intel
+# macOS), leave it out: make quickstart EXTRAS=test,dask,crowd,heic
+EXTRAS ?= test,landmarks,dask,crowd,heic
 
 .PHONY: quickstart test venv figures lab
 
@@ -11,7 +14,7 @@ venv: $(BIN)/emofx
 $(BIN)/emofx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test,landmarks,dask,crowd,heic]"
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	touch $@
 
 quickstart: $(BIN)/emofx
@@ -38,6 +41,8 @@ figures: $(BIN)/emofx
 	$(BIN)/emofx figures papermill_runs/synthetic_cultures --out figures/
 
 # JupyterLab on the notebooks; its kernels start with the C allocator settings the emofx command runs with
-# (emofx/nets/allocator.py; EMOFX_TUNED_MALLOC=0 leaves them out).
+# (emofx/nets/allocator.py; EMOFX_TUNED_MALLOC=0 leaves them out). LAB_ARGS go to jupyter lab, e.g. on a remote
+# machine or in a container as root: make lab LAB_ARGS="--no-browser --port 8899 --allow-root"
+LAB_ARGS ?=
 lab: $(BIN)/emofx
-	GLIBC_TUNABLES="$$($(BIN)/python -m emofx.nets.allocator)" $(BIN)/jupyter lab notebooks/
+	GLIBC_TUNABLES="$$($(BIN)/python -m emofx.nets.allocator)" $(BIN)/jupyter lab notebooks/ $(LAB_ARGS)

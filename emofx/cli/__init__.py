@@ -1,7 +1,8 @@
 """The ``emofx`` command line: one module per command under :mod:`emofx.cli`.
 
-Each command module has a docstring (its --help description), ``add_arguments(parser)``
-and ``run(args) -> int``; its one-line help lives in :data:`COMMANDS`. Commands are imported lazily so ``emofx --help`` stays fast.
+Each command module has a docstring (its --help description, printed with its line breaks), ``add_arguments(parser)``
+and ``run(args) -> int``; its one-line help lives in :data:`COMMANDS`. Commands are imported lazily so
+``emofx --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name in COMMANDS:
         if wanted == name:
             module = _command_module(name)
-            cmd = sub.add_parser(name, help=COMMANDS[name], description=module.__doc__)
+            # The docstring's own layout is kept (paragraphs, indented examples): argparse would run them together.
+            cmd = sub.add_parser(name, help=COMMANDS[name], description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
             module.add_arguments(cmd)
             cmd.set_defaults(_run=module.run)
         else:

@@ -10,13 +10,15 @@ or every sweep of an experiment file, in order:
 
 Each run goes to RUNS_DIR/EXPERIMENT/NOTEBOOK/PARAMETER-SET/ (the executed notebook, its
 results/ and status.json). Completed runs with the same parameters are skipped; interrupted,
-failed or changed ones are redone (those three replaced; other files in the folder stay). Exit status 1 when any run failed or lost its worker.
+failed or changed ones are redone (those three replaced; other files in the folder stay).
+Exit status 1 when any run failed or lost its worker.
 
 With --executor dask every run is a Dask task: on a local cluster (--workers processes), on a
 running scheduler (--scheduler ADDRESS), or on SLURM/PBS jobs (--cluster slurm --cluster-config
 FILE); the run folders must be on a filesystem that the workers share. Needs emofx[dask].
-Two batch processes on one experiment never execute the same run twice (runs are claimed). --dry-run lists the
-runs a batch would execute and why, and the job script a SLURM/PBS cluster would submit, doing nothing.
+Two batch processes on one experiment never execute the same run twice (runs are claimed).
+--dry-run lists the runs a batch would execute and why, and the job script a SLURM/PBS cluster
+would submit, doing nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where experiments live (default: a config's runs_dir, else ../papermill_runs beside "
                              "the config; papermill_runs for a notebook and -p)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="runs executed in parallel (process pool, or the workers of --cluster local)")
+                        help="runs executed in parallel (process pool, or the workers of --cluster local; default 1)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="local process pool (default) or Dask (needs emofx[dask])")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -60,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {executors.DEFAULT_RETRIES})")
     parser.add_argument("--force", action="store_true", help="redo completed runs too")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel to execute with (default python3)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds allowed per notebook cell (default: no limit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the runs a batch would execute and why (new, interrupted, failed, changed), and "

@@ -30,7 +30,6 @@ from emofx.data.landmarks import LANDMARK_METHODS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx collect` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = CollectConfig()
     parser.add_argument("source", help="folder of downloaded images (read only)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write (must not exist unless --overwrite)")
@@ -51,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--near-threshold", type=int, default=defaults.near_threshold,
                         help=f"near duplicates differ in at most this many hash bits of 64 "
                              f"(default {defaults.near_threshold}; -1 no near-duplicate search)")
-    parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method, help="perceptual hash")
+    parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method,
+                        help=f"perceptual hash (default {defaults.hash_method})")
     parser.add_argument("--landmarks", choices=("auto", *LANDMARK_METHODS), default=defaults.landmarks,
                         help="align faces on their eyes for the near-duplicate search (auto: dlib's 68 points where "
                              "faces are detected and dlib is installed; none: compare crops by hash alone)")

@@ -44,19 +44,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory (summary.json, CSVs, PNGs)")
     parser.add_argument("--name-a", help="culture A's name (default: the dataset's culture)")
     parser.add_argument("--name-b", help="culture B's name (default: the dataset's culture)")
-    parser.add_argument("--saliency", default="guided", choices=list(SALIENCY_METHODS), help="attribution method")
+    parser.add_argument("--saliency", default="guided", choices=list(SALIENCY_METHODS),
+                        help="attribution method (default guided)")
     parser.add_argument("--regions", default="auto", choices=list(REGION_METHODS),
                         help="facial regions (default auto: ground truth on synthetic data, else the 68 "
                              "landmarks where the data has them, else the eye cascade)")
-    parser.add_argument("--unit", default="trials", choices=list(UNITS), help="unit of the saliency tests")
+    parser.add_argument("--unit", default="trials", choices=list(UNITS),
+                        help="unit of the saliency tests (default trials)")
     parser.add_argument("--correction", default="maxT", choices=list(CORRECTIONS),
-                        help="multiple-comparison correction (maxT needs --unit trials)")
-    parser.add_argument("--permutations", type=int, default=9999, help="Monte-Carlo permutations when not exact")
+                        help="multiple-comparison correction (default maxT, which needs --unit trials)")
+    parser.add_argument("--permutations", type=int, default=9999,
+                        help="Monte-Carlo permutations when not exact (default 9999)")
     parser.add_argument("--bootstrap", type=int, default=2000,
-                        help="bootstrap resamples of the test people for the accuracy interval with the models fixed")
-    parser.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstrap and probe images")
+                        help="bootstrap resamples of the test people for the accuracy interval with the models fixed "
+                             "(default 2000)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of permutations, bootstrap and probe images (default 0)")
     parser.add_argument("--chance-alpha", type=float, default=0.01,
-                        help="flag trials whose balanced accuracy is not above chance at this level (0.01)")
+                        help="flag trials whose balanced accuracy is not above chance at this level (default 0.01)")
     parser.add_argument("--exclude-chance", action="store_true", help="leave flagged trials out of every test")
     parser.add_argument("--no-figures", action="store_true", help="write tables and summary only")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing comparison in --out")

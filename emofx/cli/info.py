@@ -26,7 +26,6 @@ from emofx.study.runs import RunError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx info` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("path", type=Path, help="a dataset file written by emofx prepare or merge, a run "
                         "directory written by emofx train, or a folder of runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

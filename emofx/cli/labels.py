@@ -15,7 +15,7 @@ per-image agreement (for `emofx train --weight-by-agreement`), answer entropy an
 distribution; `emofx train --soft-targets` learns from the shares of the answers themselves, whichever
 method set the labels. It reports inter-annotator agreement (Krippendorff's
 alpha, Fleiss' kappa) and per-worker quality. ds/glad/mace/wawa need named workers and crowd-kit
-(pip install "emofx[crowd]").
+(the `crowd` extra, part of `make quickstart`'s install).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from emofx.data.paths import check_new_file, given_twice
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx labels` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    imp = sub.add_parser("import", help="attach crowd answers or votes to a dataset")
+    imp = sub.add_parser("import", help="attach crowd answers or votes to a dataset",
+                         description="Attach crowd answers (an MTurk batch or a long-format CSV), FER+ votes or the "
+                                     "Taiwanese set's observer ratings to a dataset as vote counts, written to a new "
+                                     "dataset file. Examples: `emofx labels --help`.")
     imp.add_argument("data", metavar="DATA.npz", help="the dataset the answers are about")
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--answers", metavar="CSV", help="long-format answers: Mechanical Turk batch results "
@@ -43,16 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "for a FER2013 folder dataset")
     source.add_argument("--observers", action="store_true",
                         help="the Taiwanese set's observer proportions (attached by `emofx prepare --format taiwanese`)")
-    imp.add_argument("--out", required=True, type=Path, metavar="OUT.npz")
+    imp.add_argument("--out", required=True, type=Path, metavar="OUT.npz",
+                     help="the dataset with the answers attached (DATA.npz is left as it is)")
     imp.add_argument("--strict", action="store_true",
                      help="stop when any answer is left out (empty row, unknown label, repeated, image not in the "
                           "dataset; rejected MTurk assignments are always left out and never stop it)")
     imp.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
 
-    agg = sub.add_parser("aggregate", help="aggregate the attached answers into labels")
+    agg = sub.add_parser("aggregate", help="aggregate the attached answers into labels",
+                         description="Relabel a dataset's images from its attached answers, storing per-image "
+                                     "agreement, answer entropy and the label distribution, and report inter-annotator "
+                                     "agreement and per-worker quality. Examples: `emofx labels --help`.")
     agg.add_argument("data", metavar="DATA.npz", help="a dataset with answers (from `emofx labels import`)")
     agg.add_argument("--method", choices=METHODS, default="mv",
-                     help="mv (plurality), ferplus (FER+ majority rule), ds (Dawid-Skene), glad, mace, wawa")
+                     help="mv (plurality, the default), ferplus (FER+ majority rule), ds (Dawid-Skene), glad, "
+                          "mace, wawa")
     agg.add_argument("--out", required=True, type=Path, metavar="OUT.npz", help="the relabelled dataset")
     agg.add_argument("--seed", type=int, default=0, help="seed of tie-breaking and MACE's restarts (default 0)")
     agg.add_argument("--table", type=Path, metavar="CSV", help="write per-image labels, agreement, entropy, "

@@ -24,7 +24,6 @@ from emofx.data.paths import check_new_file, given_twice
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx merge` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("datasets", nargs="+", type=Path, help="dataset files (.npz) to combine")
     parser.add_argument("--out", required=True, type=Path, help="the merged dataset file (.npz)")
     parser.add_argument("--size", type=int, help="resize every image to SIZE x SIZE first")

@@ -8,7 +8,10 @@ run's test images when --data is the run's own dataset), optionally only those o
 Writes OUT/images.npz (every step), OUT/images/*.png (original and result),
 OUT/probabilities.csv (image, step, class, probability), OUT/summary.csv (per step),
 OUT/summary.json and OUT/panel.png.
-Example: emofx modify runs/mouth/trial-0 --data mouth.npz --from happy --to afraid --steps 20 --out modify/happy-afraid
+
+Example:
+
+    emofx modify runs/mouth/trial-0 --data mouth.npz --from happy --to afraid --steps 20 --out modify/happy-afraid
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=16,
                         help="about N images spread over the classes, at least one of each (default 16)")
     parser.add_argument("--show", type=int, default=6, help="images in the panel (default 6)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the image choice")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image choice (default 0)")
     parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -34,7 +34,6 @@ _COMMON = ("culture", "size", "strict", "limit", "progress", "faces", "margin", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx prepare` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' layout
     parser.add_argument("source", help="folder, file, or the word 'synthetic'")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="source format")
     parser.add_argument("--out", required=True, type=Path, help="the dataset file to write (.npz)")
@@ -66,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="rotate and scale each face so the eye centres land on fixed positions "
                             "(default: on for photos with landmarks)")
     specific = parser.add_argument_group("format options")
-    specific.add_argument("--images", help="ferplus: FER2013 image folder or fer2013.csv (default ../fer2013)")
+    specific.add_argument("--images", help="ferplus: FER2013 image folder or fer2013.csv "
+                                           "(default: the folder fer2013 beside the FER+ folder)")
     specific.add_argument("--mapping", help="ferplus: the FER+ to FER2013 file table "
                                             "(default ferplus_to_fer2013.csv beside the votes)")
     specific.add_argument("--angles", help=f"kdef: comma-separated views among {','.join(KDEF_ANGLES)} (default S)")

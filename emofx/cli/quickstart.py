@@ -52,7 +52,6 @@ class QuickstartConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx quickstart` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the file list's layout
     defaults = QuickstartConfig()
     parser.add_argument("--out", default="quickstart_out", metavar="DIR", help="output directory (default ./quickstart_out)")
     parser.add_argument("--trials", type=int, default=defaults.trials, help=f"models per culture (default {defaults.trials})")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx report` to ``parser`` (the module docstring is its help)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("experiment", type=Path, help="an experiment folder, e.g. papermill_runs/kdef_vs_taiwanese")
     parser.add_argument("--out", type=Path, required=True, help="the report folder (report.md, report.html, figures/)")
     parser.add_argument("--no-faces", dest="faces", action="store_false", help="draw no figure that shows a face")

@@ -10,7 +10,10 @@ integrated-gradients, completeness; the share of saliency mass in each facial re
 in OUT/region_shares.csv and per emotion in scores.json and OUT/region_shares.png). --sanity adds
 the cascading randomisation check (randomisation.csv, randomisation.png) and deletion/insertion
 curves (deletion_insertion.csv).
-Example: emofx saliency runs/mouth/trial-0 --data mouth.npz --method guided --out saliency/mouth
+
+Example:
+
+    emofx saliency runs/mouth/trial-0 --data mouth.npz --method guided --out saliency/mouth
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run the sanity checks: cascading randomisation (randomisation.csv/.png) and "
                              "deletion/insertion curves (deletion_insertion.csv), summarised in scores.json")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the image choice, smoothgrad noise and re-initialised layers")
+                        help="seed of the image choice, smoothgrad noise and re-initialised layers (default 0)")
     parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -31,6 +31,7 @@ from emofx.crowd.answers import FERPLUS_LAYOUT, NON_EMOTIONS, answers_of, vote_m
 from emofx.data.dataset import FaceDataset
 from emofx.data.emotions import EMOTIONS
 from emofx.data.loaders import ferplus_majority
+from emofx.data.paths import install_command
 
 METHODS: tuple[str, ...] = ("mv", "ferplus", "ds", "glad", "mace", "wawa")
 QUALITY_MEANING: dict[str, str] = {
@@ -42,7 +43,7 @@ QUALITY_MEANING: dict[str, str] = {
     "wawa": "share of the worker's answers equal to the majority (its weight)",
 }
 NO_LABEL = -1
-CROWD_EXTRA = 'pip install "emofx[crowd]"'
+CROWD_EXTRA = install_command("crowd")
 
 
 class AggregationError(ValueError):

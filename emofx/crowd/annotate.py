@@ -27,7 +27,7 @@ from filelock import FileLock
 
 from emofx.crowd.answers import NON_EMOTIONS, Answers, canonical_answer, tabulate_answers
 from emofx.data.emotions import EMOTIONS
-from emofx.data.paths import atomic_write
+from emofx.data.paths import atomic_write, install_command
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -185,7 +185,7 @@ def annotation_widget(session: AnnotationSession, *, image_width: int = 240) -> 
     try:
         import ipywidgets as widgets
     except ImportError:
-        raise ImportError('the annotation widget needs ipywidgets: pip install "emofx[crowd]"') from None
+        raise ImportError(f"the annotation widget needs ipywidgets: {install_command('crowd')}") from None
     keys = {label: key for key, label in shortcut_keys(session.log.labels).items()}
     picture = widgets.Image(format="png", width=image_width)
     status = widgets.HTML()

@@ -45,7 +45,7 @@ from emofx.data.emotions import ALIASES
 from emofx.data.faces import (FaceOptions, ImageReadError, ImageTooLargeError, center_square, crop_square, decode_gray,
                               eye_alignment, face_landmarks, find_faces, square_around, warp_face)
 from emofx.data.landmarks import LANDMARK_METHODS, detect_eyes, dlib_available, resolve_method
-from emofx.data.paths import folder_files, shown_path, unencodable_name
+from emofx.data.paths import folder_files, install_command, shown_path, unencodable_name
 from emofx.data.progress import tqdm
 from emofx.data.splits import PREDEFINED_NAMES
 
@@ -53,7 +53,7 @@ HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 SKIP_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 SPLIT_PRIORITY = {"test": 2, "val": 1, "train": 0}
 FACE_MODES = ("detect", "cropped")
-HEIC_EXTRA = 'pip install "emofx[heic]"'
+HEIC_EXTRA = install_command("heic")
 
 
 class CollectError(ValueError):

@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emofx.data.paths import install_command
+
 LANDMARK_METHODS: tuple[str, ...] = ("dlib68", "eyes", "none")
 N_POINTS = 68
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # the image's left and right eye in the 68-point layout
@@ -35,7 +37,7 @@ ALIGNED_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.41), (
 ALIGNED_MARGIN = 0.1  # the face margin of the unaligned crops whose mean face gave ALIGNED_EYES
 EYE_CASCADE = "haarcascade_eye.xml"
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-INSTALL_HINT = 'pip install "emofx[landmarks]"  (dlib-bin and face-recognition-models)'
+INSTALL_HINT = f"{install_command('landmarks')}  (dlib-bin and face-recognition-models)"
 
 # Per-image quality of the landmarks.
 OK, BOX, MISSING, OUTSIDE = "ok", "box", "missing", "outside"

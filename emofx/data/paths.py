@@ -1,10 +1,13 @@
-"""Where emofx finds the shared real datasets and keeps its caches, how it writes a file whole, and how it reads a
-JSON record back."""
+"""Where emofx finds the shared real datasets and keeps its caches, how it writes a file whole, how it reads a
+JSON record back, and the command that installs one of its optional extras where it runs."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import shlex
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +32,18 @@ def absolutize_path_env() -> None:
     for name in (DATA_ENV, CACHE_ENV):
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+
+
+def install_command(extra: str) -> str:
+    """The command that installs emofx's optional ``extra`` into the environment running this process: pip run by
+    this Python (a bare ``pip`` may be another environment's, and emofx is not on PyPI, so there ``pip install
+    "emofx[extra]"`` finds nothing); from a source tree not installed, the tree itself, editable."""
+    python = shlex.quote(sys.executable)
+    try:
+        importlib.metadata.distribution("emofx")
+    except importlib.metadata.PackageNotFoundError:
+        return f"{python} -m pip install -e {shlex.quote(f'{Path(__file__).resolve().parents[2]}[{extra}]')}"
+    return f'{python} -m pip install "emofx[{extra}]"'
 
 
 def cache_root() -> Path:

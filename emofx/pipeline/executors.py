@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import yaml
 
+from emofx.data.paths import install_command
 from emofx.pipeline.batch import (
     BatchSummary,
     RunOutcome,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 CLUSTERS = ("local", "slurm", "pbs")
 DEFAULT_RETRIES = 2
-INSTALL_HINT = "pip install -e \".[dask]\" (in the repository; pip install 'emofx[dask]' elsewhere)"
+INSTALL_HINT = install_command("dask")
 
 
 @dataclass(frozen=True)
