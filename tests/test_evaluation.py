@@ -211,6 +211,29 @@ def test_figures_are_written(tmp_path):
     assert "1.5\n±0.7" in [t.get_text() for t in confusion_heatmap(mean, std).axes[0].texts]
 
 
+
+def test_figures_drawn_into_a_subfigure_return_the_whole_figure(tmp_path):
+    """A caller's axes inside ``fig.subfigures`` (a subfigure has no tight layout): each figure function draws
+    there and returns the whole figure, which saves; the old code raised AttributeError on the subfigure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    trials = [_evaluation([0, 1, 1, 1, 2, 0]), _evaluation([0, 0, 1, 1, 2, 2])]
+    mean, std = aggregate_confusions([t.confusion() for t in trials])
+    miss_mean, miss_std = misclassification_table({"A": trials})
+    history = pd.DataFrame({"step": [0, 2, 4], "train_error": [np.nan, 0.5, 0.3], "val_error": [0.7, 0.5, 0.4]})
+    fig = plt.figure(figsize=(12, 4), layout="constrained")
+    axes = [part.subplots() for part in fig.subfigures(1, 3)]
+    drawn = [confusion_heatmap(mean, std, title="t", ax=axes[0]),
+             misclassification_heatmap(miss_mean, miss_std, ax=axes[1]),
+             learning_curves(history, ax=axes[2], title="curves")]
+    assert all(d is fig for d in drawn)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["angry (2.0)", "happy (2.0)", "sad (2.0)"]
+    assert axes[2].get_title() == "curves" and len(axes[2].get_lines()) == 2
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)  # the caller's layout stays
+    written = save_figure(fig, tmp_path / "parts")
+    assert written[0].stat().st_size > 1000
+
 def test_resampling_images_without_people_keeps_each_class_count():
     from emofx.study.evaluation import resampled_class_totals
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from emofx.data.splits import SPLIT_KINDS
 from emofx.nets.model import NORMS
@@ -239,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if "interrupted" in reasons else 0
 
 
-def _refuse_runs_left_beside(out: Path, replaced: list[Path], identity: dict) -> None:
+def _refuse_runs_left_beside(out: Path, replaced: Sequence[str | os.PathLike], identity: dict) -> None:
     """--overwrite replaces the runs it trains (``replaced``; none: one run into ``out`` itself); earlier runs under
     --out that it would not replace are refused where they were trained otherwise than these (compare and info would
     read them with the new ones; trials of the same settings, e.g. the first of two batches of trials, stay), and

@@ -380,7 +380,7 @@ def answers_of(dataset: FaceDataset) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- vote counts
 
 
-def _fer2013_root(paths: Sequence[str]) -> Path | None:
+def _fer2013_root(paths: Sequence[str] | np.ndarray) -> Path | None:
     """The FER2013 image folder most of ``paths`` (``<root>/train/angry/Training_1426440.jpg``) lie in."""
     roots = pd.Series([str(Path(p).parents[2]) for p in paths if len(Path(p).parents) > 2], dtype=object)
     return Path(roots.mode().iloc[0]) if len(roots) else None

@@ -55,8 +55,8 @@ def perceptual_hash(gray: np.ndarray, method: str = "phash") -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def perceptual_hashes(images: Sequence[np.ndarray], method: str = "phash") -> np.ndarray:
-    """uint64 (N,) perceptual hashes of grayscale images."""
+def perceptual_hashes(images: Sequence[np.ndarray] | np.ndarray, method: str = "phash") -> np.ndarray:
+    """uint64 (N,) perceptual hashes of grayscale images (a sequence of them or one (N, H, W) array)."""
     return np.array([perceptual_hash(image, method) for image in images], dtype=np.uint64)
 
 

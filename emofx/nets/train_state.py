@@ -47,10 +47,11 @@ class LoopProgress:
     compile_seconds: float = 0.0
 
 
-def history_row(step: int, steps_per_epoch: int, lr: float, train_losses: np.ndarray, train_errors: np.ndarray,
-                val_error: float, val_loss: float) -> dict[str, float]:
+def history_row(step: int, steps_per_epoch: int, lr: float, train_losses: np.ndarray | float,
+                train_errors: np.ndarray | float, val_error: float, val_loss: float) -> dict[str, float]:
     """One row of a training history (``HISTORY_COLUMNS`` of :mod:`emofx.nets.training`): a validation
-    after ``step`` steps, with the mean training loss and error of the steps since the previous one."""
+    after ``step`` steps, with the mean training loss and error of the steps since the previous one (NaN before
+    the first step)."""
     return dict(step=int(step), epoch=float(step / steps_per_epoch), lr=float(lr),
                 train_loss=float(np.mean(train_losses)), train_error=float(np.mean(train_errors)),
                 val_error=float(val_error), val_loss=float(val_loss))

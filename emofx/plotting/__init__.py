@@ -15,10 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
 _UNDATED = {"pdf": {"CreationDate": None}}
+
+
+def laid_out_figure(ax: Axes) -> Figure:
+    """The whole figure ``ax`` is drawn in (what :func:`save_figure` saves), laid out tightly where ``ax`` is the
+    figure's own; an ``ax`` of a subfigure (``fig.subfigures``) is left to the layout of the figure it is part of,
+    since a subfigure has no tight layout of its own."""
+    from matplotlib.figure import SubFigure
+
+    figure = ax.figure
+    if isinstance(figure, SubFigure):
+        return figure.figure
+    figure.tight_layout()
+    return figure
 
 
 def save_figure(fig: Figure, path: str | Path, formats: Iterable[str] = ("png",), dpi: int = 150) -> list[Path]:

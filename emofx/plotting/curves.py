@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emofx.plotting import laid_out_figure
+
 CURVES = {"train_error": "training error", "val_error": "validation error"}
 TITLE_WIDTH = 60  # characters of a panel's title line: longer lines are wrapped, not run into the next panel's
 
@@ -44,7 +46,7 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     if missing:
         raise ValueError(f"histories have no columns {missing}; they have {list(histories[0].columns)}")
     shared_until = min(h["step"].max() for h in histories)  # the last step every run reached
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    ax = ax if ax is not None else plt.subplots(figsize=(6, 3.5))[1]
     for column in columns:
         mean, spread = _on_shared_steps(histories, column, shared_until)
         line, = ax.plot(mean.index, mean, marker="o", markersize=3, label=CURVES.get(column, column))
@@ -64,8 +66,7 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.set_title(title or (f"mean ± std over {len(histories)} runs" if len(histories) > 1 else ""))
-    fig.tight_layout()
-    return fig
+    return laid_out_figure(ax)
 
 
 def wrapped(title: str, width: int = TITLE_WIDTH) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from emofx.plotting import laid_out_figure
 from emofx.study.evaluation import TOTAL
 
 
@@ -41,24 +42,21 @@ def confusion_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *, ti
     whole = spread is None and bool(np.all(np.asarray(counts, float) == np.round(np.asarray(counts, float))))
     fmt = fmt or (".0f" if whole else ".1f")
     shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.0 + 0.9 * len(counts.columns),
-                                                                            0.8 + 0.75 * len(counts)))
+    ax = ax if ax is not None else plt.subplots(figsize=(1.0 + 0.9 * len(counts.columns), 0.8 + 0.75 * len(counts)))[1]
     sns.heatmap(shares, annot=_annotations(counts, spread, fmt), fmt="", cmap="Blues", vmin=0, vmax=1,
                 cbar_kws={"label": "share of true class"}, ax=ax, annot_kws={"fontsize": 8})
     ax.set_yticklabels([f"{c} ({n:{fmt}})" for c, n in zip(counts.index, counts.sum(axis=1))], rotation=0)
     ax.set_xlabel("predicted emotion")
     ax.set_ylabel("true emotion (test images" + (" per trial, mean)" if spread is not None else ")"))
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return laid_out_figure(ax)
 
 
 def misclassification_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, *,
                               title: str = "% misclassified", ax: plt.Axes | None = None) -> plt.Figure:
     """Heatmap of per-class misclassification % (rows: groups such as cultures, their names upright so that
     neighbours do not overlap; last column: total)."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1.5 + 0.9 * len(mean.columns),
-                                                                            1.0 + 0.6 * len(mean)))
+    ax = ax if ax is not None else plt.subplots(figsize=(1.5 + 0.9 * len(mean.columns), 1.0 + 0.6 * len(mean)))[1]
     sns.heatmap(mean.astype(float), annot=_annotations(mean.astype(float), None if std is None else std.astype(float), ".1f"),
                 fmt="", cmap="Reds", vmin=0, vmax=100, cbar_kws={"label": "% misclassified"}, ax=ax,
                 annot_kws={"fontsize": 8})
@@ -66,5 +64,4 @@ def misclassification_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = Non
     ax.set_xlabel("true emotion")
     ax.set_ylabel("")
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return laid_out_figure(ax)
