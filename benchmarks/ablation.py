@@ -78,7 +78,8 @@ def variants(epochs: int, seed: int, batch_size: int, unroll_steps: int = TrainC
         rows.append(Variant(f"strong-{change}", f"strong - {LABELS[change]}", config, rescore_of=rescore))
     rows.append(Variant("strong-early_stopping", f"strong - {LABELS['early_stopping']}",
                         replace(strong, patience=0, recipe="strong-early_stopping"), rescore_of="strong"))
-    rows.append(Variant("strong+norm", f"strong + {LABELS['norm']}", replace(strong, recipe="strong+norm"), norm="batch"))
+    rows.append(Variant("strong+norm", f"strong + {LABELS['norm']}", replace(strong, recipe="strong+norm"),
+                        norm="batch"))
     rows.append(Variant("paper+norm", f"paper + {LABELS['norm']}", replace(paper, recipe="paper+norm"), norm="batch"))
     return sorted(rows, key=lambda v: PRIORITY.index(v.name) if v.name in PRIORITY else len(PRIORITY))
 
@@ -87,8 +88,10 @@ def subset(dataset: FaceDataset, n_train: int | None, n_val: int | None, n_test:
     """The dataset restricted to random images of each part of its own split (all of a part when None)."""
     split = make_split(dataset, "predefined", seed=seed)
     rng = np.random.default_rng(seed)
-    pick = lambda part, n: part if n is None or n >= len(part) else np.sort(rng.choice(part, n, replace=False))  # noqa: E731
-    return dataset.subset(np.concatenate([pick(split.train, n_train), pick(split.val, n_val), pick(split.test, n_test)]))
+    pick = lambda part, n: (part if n is None or n >= len(part)  # noqa: E731
+                            else np.sort(rng.choice(part, n, replace=False)))
+    return dataset.subset(np.concatenate([pick(split.train, n_train), pick(split.val, n_val),
+                                          pick(split.test, n_test)]))
 
 
 def earlier_rows(out: Path, rerun: set[str]) -> pd.DataFrame:
@@ -116,8 +119,9 @@ def write_tables(out: Path, done: list[Variant], results: dict[str, dict], earli
     counts = {part: len(getattr(split, part)) for part in ("train", "val", "test")}
     network = f"widths {args.widths or '64,128,256'}, dense {args.dense_units or 300}"
     header = (f"{Path(args.data).name}: {counts['train']} training, {counts['val']} validation (model selection), "
-              f"{counts['test']} test images; {network}; {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}; "
-              f"{len(done)} variants in {seconds:.0f} s" + (f" (+ {len(earlier)} kept from an earlier run)" if len(earlier) else "")
+              f"{counts['test']} test images; {network}; {args.epochs} epochs, batch {args.batch_size}, "
+              f"seed {args.seed}; {len(done)} variants in {seconds:.0f} s"
+              + (f" (+ {len(earlier)} kept from an earlier run)" if len(earlier) else "")
               + "\n\n")
     shown = frame.reindex(columns=["variant", "description", "test_accuracy", "balanced_accuracy", "vs_paper",
                                    "vs_strong", "best_val_error", "best_step", "stop_reason", "dead_dense_units",
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{out} holds an ablation made with other settings ({recorded.read_text().strip()}); "
                      "re-run with those settings or choose another --out")
     recorded.write_text(json.dumps(settings) + "\n")
-    command = "python -m benchmarks.ablation " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.ablation " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     earlier = earlier_rows(out, {v.name for v in table}) if args.only else pd.DataFrame()
     with open(out / "command.txt", "a" if len(earlier) else "w") as commands:  # every command behind the kept rows
         commands.write(command + "\n")

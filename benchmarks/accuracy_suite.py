@@ -25,8 +25,8 @@ Steps, each a separate process whose output goes to ``OUT/logs/``:
    step 2's first ``strong`` configuration, or ``--init-from``, convolutional layers at 0.1x the learning
    rate, its whole cosine schedule of ``--finetune-epochs`` without early stopping), into
    ``OUT/runs/cultures/<dataset>/<training>/trial-K``; the trials of one training run as one
-   vmapped program on a GPU (a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv): mean ± std
-   test accuracy per culture and training, side by side;
+   vmapped program on a GPU (a group stopped midway is trained again). ``OUT/results/cultures.md`` (and .csv):
+   mean ± std test accuracy per culture and training, side by side;
 5. ``python -m benchmarks.crowd_ferplus`` on all Training images with the ``strong`` recipe,
    ``--ferplus-arms`` (default: FER+ majority labels and vote distributions), ``--ferplus-epochs``
    (0 skips it), into ``OUT/results/ferplus``; skipped when ``DATA/ferplus`` is missing;
@@ -182,8 +182,8 @@ class Suite:
         if message:
             entry["message"] = message
         self.steps.append(entry)
-        print(f"[{len(self.steps)}] {name}: {status} in {entry['seconds']:.0f} s" + (f" ({message})" if message else ""),
-              flush=True)
+        print(f"[{len(self.steps)}] {name}: {status} in {entry['seconds']:.0f} s"
+              + (f" ({message})" if message else ""), flush=True)
         self.save()
         return status == "passed"
 
@@ -222,7 +222,8 @@ def ferplus_stage(suite: Suite, args: argparse.Namespace, net: list[str]) -> Non
     missing = "" if ferplus.is_dir() else f"{ferplus} not found"
     common = [sys.executable, "-m", "benchmarks.crowd_ferplus", "--data", str(args.data), "--limit",
               str(args.limit or 0), "--val-limit", "0", "--recipe", "strong", "--arms", *args.ferplus_arms, *net]
-    suite.step("ferplus", [*common, "--epochs", str(args.ferplus_epochs), "--out", str(args.out / "results" / "ferplus")],
+    suite.step("ferplus", [*common, "--epochs", str(args.ferplus_epochs), "--out",
+                           str(args.out / "results" / "ferplus")],
                skip="--ferplus-epochs 0" if not args.ferplus_epochs else missing)
     init_from = args.init_from or pretrained_run(args)
     suite.step("ferplus-from-fer2013",
@@ -346,7 +347,8 @@ def culture_table(root: Path) -> pd.DataFrame:
             continue
         m = json.loads(metrics_path.read_text())
         rows.append({"dataset": metrics_path.parents[2].name, "culture": m.get("culture", ""),
-                     "training": metrics_path.parents[1].name, "trial": m["trial"], "epochs": m["config"]["train"]["epochs"],
+                     "training": metrics_path.parents[1].name, "trial": m["trial"],
+                     "epochs": m["config"]["train"]["epochs"],
                      "test_accuracy": m["test_accuracy"], "balanced_accuracy": m["balanced_accuracy"],
                      "seconds": m["seconds"], "device": m.get("device") or "unknown"})
     if not rows:
@@ -354,7 +356,8 @@ def culture_table(root: Path) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     grouped = runs.groupby(["dataset", "culture", "training", "epochs"], sort=False)
     table = grouped.agg(trials=("trial", "count"), test_accuracy_mean=("test_accuracy", "mean"),
-                        test_accuracy_std=("test_accuracy", "std"), balanced_accuracy_mean=("balanced_accuracy", "mean"),
+                        test_accuracy_std=("test_accuracy", "std"),
+                        balanced_accuracy_mean=("balanced_accuracy", "mean"),
                         balanced_accuracy_std=("balanced_accuracy", "std"), seconds_mean=("seconds", "mean"),
                         device=("device", lambda d: "; ".join(sorted(set(d)))))
     return table.reset_index()
@@ -416,9 +419,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if missing:
         raise SuiteError(f"culture datasets not found: {', '.join(missing)} (prepare them with emofx prepare)")
     if (min(args.epochs, args.culture_epochs, args.finetune_epochs, args.culture_trials) < 1
-            or min(*args.seeds, args.ferplus_epochs, args.ferplus_finetune_epochs) < 0 or not args.ferplus_finetune_lr > 0):
-        raise SuiteError("--epochs, --culture-epochs, --finetune-epochs, --culture-trials and --ferplus-finetune-lr must be "
-                         "positive, --seeds, --ferplus-epochs and --ferplus-finetune-epochs non-negative")
+            or min(*args.seeds, args.ferplus_epochs, args.ferplus_finetune_epochs) < 0
+            or not args.ferplus_finetune_lr > 0):
+        raise SuiteError("--epochs, --culture-epochs, --finetune-epochs, --culture-trials and --ferplus-finetune-lr "
+                         "must be positive, --seeds, --ferplus-epochs and --ferplus-finetune-epochs non-negative")
     return args
 
 

@@ -30,7 +30,8 @@ cultures differ?" (see emofx.study.comparison.independent_splits).
 Options: ``--experiments`` (comma list of planted, imbalance, null, simulated), ``--stage train|analyse|all``
 (``analyse`` only reads trained models and refuses missing ones), ``--size`` (px),
 ``--epochs``, ``--no-augment``, ``--split-kind``, ``--images-per-person``, ``--planted-per-class``,
-``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--widths``, ``--dense-units``, ``--quick`` (tiny smoke test),
+``--null-per-class``, ``--null-samples``, ``--imbalance-pairs``, ``--widths``, ``--dense-units``, \
+``--quick`` (tiny smoke test),
 ``--out`` (required: results, JSON/CSV; result files that exist already are refused before any
 training unless ``--overwrite``) and ``--cache`` (trained models, resumable). Design defaults: 48 px,
 widths (8, 16, 16), dense 32, 30 epochs, batch 32, flips and 5 degree rotations, 60/20/20 splits.
@@ -90,8 +91,8 @@ class Design:
 
     @classmethod
     def quick(cls) -> "Design":
-        return cls(trials=5, null_pairs=2, null_samples=4, null_per_class=10, planted_per_class=12, imbalance_per_class=10,
-                   imbalance_pairs=1, size=24, epochs=8)
+        return cls(trials=5, null_pairs=2, null_samples=4, null_per_class=10, planted_per_class=12,
+                   imbalance_per_class=10, imbalance_pairs=1, size=24, epochs=8)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=32, flip=self.augment,
@@ -176,8 +177,8 @@ def trained_culture(cache: Path, spec: tuple, design: Design) -> cultures.Cultur
     if (folder / "done").exists():
         return _load_culture(folder, dataset, name)
     splits = cultures.culture_splits(dataset, design.trials, design.split_kind, seed, design.fractions)
-    runs = cultures.train_culture(dataset, name, splits, replace(design.train_config(), seed=seed), design.model_config(),
-                             progress=False)
+    runs = cultures.train_culture(dataset, name, splits, replace(design.train_config(), seed=seed),
+                                  design.model_config(), progress=False)
     _save_culture(folder, runs)
     (folder / "done").write_text("")
     return runs
@@ -211,7 +212,8 @@ def _load_culture(folder: Path, dataset, name: str) -> cultures.CultureRuns:
                            tuple(np.load(t / "test.npy") for t in trials))
 
 
-def analyse_pair(a: cultures.CultureRuns, b: cultures.CultureRuns, config: cultures.CompareConfig) -> tuple[dict, pd.DataFrame]:
+def analyse_pair(a: cultures.CultureRuns, b: cultures.CultureRuns,
+                 config: cultures.CompareConfig) -> tuple[dict, pd.DataFrame]:
     """The full comparison of one pair, and the smallest adjusted p of each family."""
     result = comparison.compare(a, b, face_regions(a.dataset), face_regions(b.dataset), config)
     row = {
@@ -239,7 +241,8 @@ def _saliency_row(measures: pd.DataFrame, pixel: dict, name_a: str, name_b: str,
                   config: cultures.CompareConfig) -> dict:
     """Smallest adjusted p of the region tests (trials, max-T; and images, Holm), proximity and pixels."""
     trials = features.measure_tests(measures, name_a, name_b, regions, config)
-    images = features.measure_tests(measures, name_a, name_b, regions, replace(config, unit="images", correction="holm"))
+    images = features.measure_tests(measures, name_a, name_b, regions,
+                                    replace(config, unit="images", correction="holm"))
     proximity = features.measure_tests(measures, name_a, name_b, ["landmark_distance"], config)
     return {"region_min_p_adjusted": float(trials["p_adjusted"].min()),
             "region_min_p_adjusted_images_unit": float(images["p_adjusted"].min()),
@@ -262,7 +265,8 @@ def null_rows(samples: dict[str, cultures.CultureRuns], pairs: list[tuple[str, s
         measures = pd.concat([meas_a, meas_b], ignore_index=True)
         pixel = features.pixel_difference(measures, np.concatenate([maps_a, maps_b]), name_a, name_b, config)
         rows.append({"pair": f"{name_a}-{name_b}", **_accuracy_row(accuracy.accuracy_test(pred_a, pred_b, config)),
-                     "balanced_accuracy_p": accuracy.accuracy_test(pred_a, pred_b, config, "balanced_accuracy")["p_value"],
+                     "balanced_accuracy_p":
+                         accuracy.accuracy_test(pred_a, pred_b, config, "balanced_accuracy")["p_value"],
                      **_saliency_row(measures, pixel, name_a, name_b, region_names, config)})
     return pd.DataFrame(rows)
 
@@ -270,8 +274,8 @@ def null_rows(samples: dict[str, cultures.CultureRuns], pairs: list[tuple[str, s
 def accuracy_only(a: cultures.CultureRuns, b: cultures.CultureRuns, config: cultures.CompareConfig) -> dict:
     """H1 alone: the accuracy test of one pair."""
     classes = shared_classes(a.dataset.classes, b.dataset.classes)
-    return accuracy.accuracy_test(accuracy.predictions_frame(a, classes=classes), accuracy.predictions_frame(b, classes=classes),
-                             config)
+    return accuracy.accuracy_test(accuracy.predictions_frame(a, classes=classes),
+                                  accuracy.predictions_frame(b, classes=classes), config)
 
 
 def simulated_null(pairs: int, trials: int, images: int, model_spread: float, seed: int,
@@ -383,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         table, report = result_files(design, "imbalance")
         frame.to_csv(args.out / table, index=False)
         _write_report(args.out / report, {**header, "imbalance": frame[
-            ["pair", "matched", "culture_a", "culture_b", "diff", "p_value", "ci_low", "ci_high"]].to_dict(orient="records")})
+            ["pair", "matched", "culture_a", "culture_b", "diff", "p_value",
+             "ci_low", "ci_high"]].to_dict(orient="records")})
     if "null" in wanted:
         null = [runs for k, runs in trained.items() if k[0] == "null"]
         samples = {c.name: c for pair in null for c in pair}
@@ -427,7 +432,8 @@ def null_summary(frame: pd.DataFrame, alpha: float = 0.05) -> dict:
     return {
         "pairs": len(frame),
         "false_positive_rate": {f: float((frame[f] < alpha).mean()) for f in families},
-        "any_region_or_accuracy": float(((frame["region_min_p_adjusted"] < alpha) | (frame["accuracy_p"] < alpha)).mean()),
+        "any_region_or_accuracy": float(((frame["region_min_p_adjusted"] < alpha)
+                                         | (frame["accuracy_p"] < alpha)).mean()),
         "any_family": float((frame[["region_min_p_adjusted", "proximity_min_p_adjusted", "pixel_min_p_fwer",
                                     "accuracy_p"]] < alpha).any(axis=1).mean()),
         "accuracy_interval_excludes_0": {  # under the null a 95% interval should for about 5% of the pairs

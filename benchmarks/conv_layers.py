@@ -108,7 +108,8 @@ def layer_breakdown(model_config: ModelConfig, batch_size: int = 64, repeats: in
     side, channels, k, rows = model_config.input_size, 1, model_config.kernel_size, []
     for index, width in enumerate(model_config.widths):
         x, kernel, grad = (jnp.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in
-                           ((batch_size, side, side, channels), (k, k, channels, width), (batch_size, side, side, width)))
+                           ((batch_size, side, side, channels), (k, k, channels, width),
+                            (batch_size, side, side, width)))
         kernel /= np.sqrt(k * k * channels)
         table = time_interleaved(layer_pieces(x, kernel, grad), repeats)
         table["layer"], table["gflop"] = f"conv{index + 1} {side}x{side} {channels}->{width}", \

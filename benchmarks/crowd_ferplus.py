@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="conv widths, e.g. 16,32,64 (default: the paper's 64,128,256)")
     parser.add_argument("--dense-units", type=int, default=None, help="dense units (default: the paper's 300)")
     parser.add_argument("--init-from", type=Path, metavar="RUN_DIR",
-                        help="start every arm from this run's weights (same layers; output units matched by class name)")
+                        help="start every arm from this run's weights (same layers; output units matched by "
+                             "class name)")
     parser.add_argument("--lr", type=float, help="initial (peak) learning rate (default: the recipe's)")
     parser.add_argument("--conv-lr-scale", type=float, metavar="X",
                         help="the convolutional layers' learning rate times X (fine-tuning; default 1)")

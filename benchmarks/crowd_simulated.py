@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     refuse_existing(parser, [args.out.with_suffix(".csv"), args.out.with_suffix(".md")], "--out", args.overwrite)
     started = time.perf_counter()
     runs = pd.DataFrame([row for seed in args.seeds for row in measure(args.images, seed, args.methods, CrowdConfig())])
-    summary = runs.groupby("method", sort=False).agg(accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
+    summary = runs.groupby("method", sort=False).agg(accuracy_mean=("accuracy", "mean"),
+                                                     accuracy_sd=("accuracy", "std"),
                                                      accuracy_min=("accuracy", "min"), seconds_mean=("seconds", "mean"))
     mv = runs[runs["method"] == "mv"].set_index("seed")["accuracy"]
     summary["gain_over_mv_min"] = [float((runs[runs["method"] == m].set_index("seed")["accuracy"] - mv).min())

@@ -229,7 +229,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a small version of every step (runs on a CPU)")
     parser.add_argument("--out", type=Path, default=Path("gpu_check_out"),
                         help="folder for the logs, prepared data, runs and gpu_check.json (default gpu_check_out)")
-    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps (default all: {','.join(STEPS)})")
+    parser.add_argument("--only", default=",".join(STEPS),
+                        help=f"comma-separated steps (default all: {','.join(STEPS)})")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command (default 600)")
     args = parser.parse_args(argv)
     if not args.timeout > 0:

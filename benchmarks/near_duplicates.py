@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = {"series": pd.DataFrame(series), "copies": pd.DataFrame(copies)}
     for name, table in tables.items():
         table.to_csv(args.out / f"near_duplicates_{name}.csv", index=False)
-    (args.out / "near_duplicates.md").write_text("\n\n".join(t.to_markdown(index=False) for t in tables.values()) + "\n")
+    (args.out / "near_duplicates.md").write_text("\n\n".join(t.to_markdown(index=False) for t in tables.values())
+                                                 + "\n")
     (args.out / "near_duplicates.json").write_text(json.dumps({k: t.to_dict(orient="records")
                                                                for k, t in tables.items()}, indent=2) + "\n")
     print("\n\n".join(t.to_string(index=False) for t in tables.values()))

@@ -235,7 +235,8 @@ def profile_task(task: str, config: BenchConfig, hlo_dump: Path, calls: int = 5,
     rows = Counter()
     for key, time_us in totals.items():
         rows[(names[key], kinds[key])] += time_us
-    table = pd.DataFrame([{by: name, "kind": kind, "ms_per_call": 1e-3 * t / calls} for (name, kind), t in rows.items()])
+    table = pd.DataFrame([{by: name, "kind": kind, "ms_per_call": 1e-3 * t / calls}
+                          for (name, kind), t in rows.items()])
     table["share"] = table["ms_per_call"] / table["ms_per_call"].sum()
     table = table.sort_values("ms_per_call", ascending=False, ignore_index=True)
     by_kind = table.groupby("kind")["ms_per_call"].sum()
@@ -265,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by", choices=GROUPINGS, default="op",
                         help="group by XLA operation name (op, the default) or by the JAX operation each came from "
                              "(source: layer, forward or backward, and what in it)")
-    parser.add_argument("--json", type=Path, help="also write the summary and every operation's row here (must not exist)")
+    parser.add_argument("--json", type=Path,
+                        help="also write the summary and every operation's row here (must not exist)")
     args = parser.parse_args(argv)
     if "jax" in sys.modules:
         parser.error("JAX is already imported in this process; run `python -m benchmarks.op_profile` in a new one")
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 160):
         shown = table.head(args.top).round({"ms_per_call": 2, "share": 3})
         width = int(shown[args.by].str.len().max())  # names left-aligned, header included
-        shown = shown.assign(**{args.by: shown[args.by].str.ljust(width)}).rename(columns={args.by: args.by.ljust(width)})
+        shown = shown.assign(**{args.by: shown[args.by].str.ljust(width)}).rename(
+            columns={args.by: args.by.ljust(width)})
         print(shown.to_string(index=False))
     print(f"\n{args.task}: {summary['wall_ms_per_call']:.1f} ms per call of {summary['images_per_call']} images on "
           f"{summary['cores']} core(s); operations {summary['op_ms_per_call']:.1f} ms, of which "

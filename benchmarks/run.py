@@ -282,7 +282,8 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
     table = pd.DataFrame(rows)
     summary.update(_summarise(table, config, summary["matmul_gflops"], frameworks))
     summary.update({
-        "torch_compile": torch_compile, "batch_size": config.batch_size, "image_size": config.image_size, "repeats": config.repeats,
+        "torch_compile": torch_compile, "batch_size": config.batch_size, "image_size": config.image_size,
+        "repeats": config.repeats,
         "train_steps_per_call": config.train_steps,
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
@@ -291,7 +292,8 @@ def run_benchmark(config: BenchConfig, include_torch: bool = True, log=print,
         "cpu_shares_note": "the machine's CPU time while this ran: this_process is the coordinator only, the "
                            "framework workers that do the timed work count in other_processes; steal is what other "
                            "virtual machines took, and idle what was left",
-        "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed repeats of the task, after warm-up",
+        "peak_rss_note": "peak resident set size (MiB) of each framework's worker process during the timed "
+                         "repeats of the task, after warm-up",
         "faults_note": "minor page faults per call of the task in each framework's worker during the timed repeats",
     })
     if not include_torch:

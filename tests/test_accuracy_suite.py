@@ -185,7 +185,8 @@ def test_suite_trains_every_configuration_on_carried_data_and_bundles_the_result
 
     # Called again, one run at a time: finished runs are kept; the runs removed are trained alone.
     shutil.rmtree(out / "runs" / "cultures" / "eyes" / "paper-scratch" / "trial-1")
-    assert accuracy_suite.main([*common, "--lanes", "off", "--ferplus-epochs", "0", "--ferplus-finetune-epochs", "0"]) == 0
+    assert accuracy_suite.main([*common, "--lanes", "off", "--ferplus-epochs", "0",
+                                "--ferplus-finetune-epochs", "0"]) == 0
     again = json.loads((out / "suite.json").read_text())["steps"]
     assert [(s["step"], s["status"], s.get("message", "")) for s in again] == [
         ("train-strong-e1-seed-0", "skipped", "finished earlier"),

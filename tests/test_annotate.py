@@ -146,7 +146,8 @@ def test_labels_import_and_aggregate_end_to_end(answered_dataset, capsys):
     assert workers["quality"].idxmin() == "spammer"
     assert set(pd.read_csv(folder / "agreement.csv")["class"]) == {"all", "happy", "sad", "angry"}
     assert main(["train", str(folder / "ds.npz"), "--out", str(folder / "run"), "--epochs", "1", "--split", "random",
-                 "--weight-by-agreement", "--widths", "4,8", "--dense-units", "8", "--quiet", "--batch-size", "16"]) == 0
+                 "--weight-by-agreement", "--widths", "4,8", "--dense-units", "8", "--quiet",
+                 "--batch-size", "16"]) == 0
 
 
 def test_labels_bad_input_is_one_line(answered_dataset, capsys, monkeypatch):
@@ -158,7 +159,8 @@ def test_labels_bad_input_is_one_line(answered_dataset, capsys, monkeypatch):
     assert main(["labels", "import", str(folder / "data.npz"), "--answers", str(folder / "answers.csv"),
                  "--out", str(folder / "x.npz"), "--strict"]) == 2
     assert "strict mode" in capsys.readouterr().err and not (folder / "x.npz").exists()
-    assert main(["labels", "aggregate", str(folder / "data.npz"), "--method", "ds", "--out", str(folder / "x.npz")]) == 2
+    assert main(["labels", "aggregate", str(folder / "data.npz"), "--method", "ds",
+                 "--out", str(folder / "x.npz")]) == 2
     assert "no crowd answers or votes" in capsys.readouterr().err
     assert main(["labels", "import", str(folder / "data.npz"), "--answers", str(folder / "answers.csv"),
                  "--out", str(folder / "a.npz")]) == 0
@@ -183,7 +185,8 @@ def test_the_notebooks_aggregation_cell_summarises_a_log(tmp_path):
     images = manifest_images(demo_manifest(tmp_path / "demo", 6))
     assert len(images) == 6 and all(Path(p).is_file() for p in images)
     log = AnswerLog(tmp_path / "answers.csv")
-    for worker, labels in {"ann": ["happy"] * 6, "bob": ["happy"] * 5 + ["sad"], "cy": ["happy"] * 4 + ["sad"] * 2}.items():
+    for worker, labels in {"ann": ["happy"] * 6, "bob": ["happy"] * 5 + ["sad"],
+                           "cy": ["happy"] * 4 + ["sad"] * 2}.items():
         for image, label in zip(images, labels):
             log.record(image, worker, label)
     summary = summarise_answers(read_answers(log.path), "mv")

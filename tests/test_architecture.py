@@ -1,4 +1,4 @@
-"""The package layout is the architecture: layers import only downwards, no circles, short modules."""
+"""The package layout is the architecture: layers import only downwards, no circles, short modules and lines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "emofx"
 MAX_LINES = 500
+MAX_WIDTH = 120  # characters, not bytes: "±" is one
+SOURCES = ("emofx", "benchmarks", "tests")  # every Python file of the repository is under one of these
 # Each layer may import the layers listed for it (and itself); ``emofx`` itself is the package root.
 ALLOWED = {
     "data": {"data"},
@@ -59,7 +61,8 @@ def test_imports_only_lower_layers(module):
 
 def test_no_import_circle():
     # Package __init__ modules importing their own submodules are not circles of the layout.
-    edges = {m: {d for d in deps if not m == d.rsplit(".", 1)[0] and not d.startswith(m + ".")} for m, deps in GRAPH.items()}
+    edges = {m: {d for d in deps if not m == d.rsplit(".", 1)[0] and not d.startswith(m + ".")}
+             for m, deps in GRAPH.items()}
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
@@ -81,3 +84,13 @@ def test_no_import_circle():
 def test_module_is_short(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module]} has {lines} lines (limit {MAX_LINES}): split it by job"
+
+
+def test_lines_are_short():
+    """No line of the package, the benchmarks or the tests is longer than the project's 120 characters."""
+    root = PACKAGE.parent
+    long = [f"{path.relative_to(root)}:{number} ({len(line)} characters)"
+            for path in sorted(p for folder in SOURCES for p in (root / folder).rglob("*.py"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if len(line) > MAX_WIDTH]
+    assert not long, (f"{len(long)} lines longer than {MAX_WIDTH} characters: split argument lists, strings "
+                      "(implicitly concatenated) or comments (onto their own lines)\n" + "\n".join(long))

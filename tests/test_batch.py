@@ -67,7 +67,8 @@ def test_paths_in_an_experiment_file_are_read_from_its_folder(tmp_path):
     assert dict(sweep.grid) == {"culture": ("A", "B")}
     (tmp_path / "tools" / "data.npz").write_bytes(b"")  # beside the notebooks, reached through a linked folder
     os.symlink(tmp_path / "tools", study / "tools")
-    config.write_text("name: e\nsweeps:\n  - notebook: tools/notebooks/nb.ipynb\n    fixed: {dataset: tools/data.npz}\n")
+    config.write_text("name: e\nsweeps:\n  - notebook: tools/notebooks/nb.ipynb\n"
+                      "    fixed: {dataset: tools/data.npz}\n")
     assert experiments.load_experiment(config).sweeps[0].fixed == {"dataset": os.path.join("..", "data.npz")}
     shared = tmp_path / "shared" / "kdef.npz"  # named alike from the experiment's folder and the notebooks': kept
     shared.parent.mkdir()
@@ -150,7 +151,8 @@ def test_the_kernels_own_log_stays_off_the_batchs_terminal(tmp_path, write_noteb
 
 def test_changed_parameters_rerun_and_any_executor_can_run_the_batch(notebook, tmp_path, monkeypatch):
     def experiment(label):
-        return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),), tmp_path / "runs")
+        return experiments.Experiment("exp", (experiments.Sweep(notebook, {"x": [4, 5]}, {"label": label}),),
+                                      tmp_path / "runs")
 
     # runs on threads of this process: none may change the process's working folder (two papermill runs that
     # each chdir and restore left the pytest worker in a notebook folder, and later tests' `python -m` failed)
@@ -174,8 +176,9 @@ def test_runs_that_read_the_experiment_are_redone_when_what_they_build_on_is_red
     source.cells[1].source = "from emofx.pipeline.results import save_results\nsave_results(output_dir, y=x)"
     source_path = notebook.with_name("source.ipynb")
     nbformat.write(source, source_path)
-    experiment = experiments.Experiment("exp", (experiments.Sweep(source_path, {"x": [1, 2]}), experiments.Sweep(notebook, {"x": [7]})),
-                                  tmp_path / "runs")
+    experiment = experiments.Experiment("exp", (experiments.Sweep(source_path, {"x": [1, 2]}),
+                                                experiments.Sweep(notebook, {"x": [7]})),
+                                        tmp_path / "runs")
     first = batch.run_experiment(experiment, progress=False)
     assert [s.count("ok") for s in first] == [2, 1]
     import shutil

@@ -89,7 +89,8 @@ def test_prepare_refuses_to_overwrite_or_write_into_the_source(tmp_path, fer_fol
 def test_prepare_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "nowhere"), "--format", "kdef", "--out", str(tmp_path / "k.npz")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("emofx prepare: error: KDEF folder") and "does not exist" in err and len(err.splitlines()) == 1
+    assert (err.startswith("emofx prepare: error: KDEF folder") and "does not exist" in err
+            and len(err.splitlines()) == 1)
     assert main(["prepare", "synthetic", "--format", "synthetic", "--out", str(tmp_path / "s.npz"),
                  "--margin", "0.2"]) == 2
     assert "--margin does not apply to --format synthetic" in capsys.readouterr().err

@@ -34,7 +34,8 @@ def tiny_run(tmp_path_factory):
 def test_saliency_command(tiny_run, tmp_path, capsys, method):
     run_dir, data_path = tiny_run
     out = tmp_path / method
-    args = [str(run_dir), "--data", str(data_path), "--method", method, "--out", str(out), "--per-class", "2", "--quiet"]
+    args = [str(run_dir), "--data", str(data_path), "--method", method, "--out", str(out), "--per-class", "2",
+            "--quiet"]
     extra = ["--sanity"] if method == "guided" else ["--steps", "16"]
     assert main(["saliency", *args, *extra]) == 0
     assert "test images" in capsys.readouterr().out
@@ -72,8 +73,10 @@ def test_saliency_command(tiny_run, tmp_path, capsys, method):
         assert scores["completeness"]["median_relative_error"] < 0.1
     else:
         randomised = pd.read_csv(out / "randomisation.csv")
-        assert list(randomised.drop_duplicates("step")["layer"]) == ["none", "output", "dense", "conv3", "conv2", "conv1"]
-        assert [row["layer"] for row in scores["randomisation"]] == ["none", "output", "dense", "conv3", "conv2", "conv1"]
+        assert list(randomised.drop_duplicates("step")["layer"]) == [
+            "none", "output", "dense", "conv3", "conv2", "conv1"]
+        assert [row["layer"] for row in scores["randomisation"]] == [
+            "none", "output", "dense", "conv3", "conv2", "conv1"]
         assert scores["randomisation"][0]["spearman"] == pytest.approx(1.0)
         assert 0 <= scores["deletion_auc"] <= 1 and 0 <= scores["insertion_auc"] <= 1
         assert (out / "randomisation.png").stat().st_size > 0

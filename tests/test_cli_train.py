@@ -28,8 +28,10 @@ TIMING = ("seconds", "train_step_seconds", "compile_seconds", "ready_seconds", "
 def data_files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("data")
     return {
-        "train": make_synthetic("universal", n_per_class=16, classes=("happy", "sad", "surprised")).save(folder / "a.npz"),
-        "other": make_synthetic("mouth", n_per_class=4, classes=("happy", "surprised", "neutral")).save(folder / "b.npz"),
+        "train": make_synthetic("universal", n_per_class=16,
+                                classes=("happy", "sad", "surprised")).save(folder / "a.npz"),
+        "other": make_synthetic("mouth", n_per_class=4,
+                                classes=("happy", "surprised", "neutral")).save(folder / "b.npz"),
         "strangers": make_synthetic("mouth", n_per_class=2, classes=("angry", "neutral")).save(folder / "c.npz"),
     }
 
@@ -246,7 +248,8 @@ def test_evaluate_refuses_a_dataset_file_changed_since_training_and_a_damaged_mo
     (copy / "metrics.json").write_text(json.dumps({**metrics, "data": {**metrics["data"], "path": str(data)}}))
     assert main(["evaluate", str(copy), "--json"]) == 0  # the same file, moved: fine
     capsys.readouterr()
-    make_synthetic("universal", n_per_class=16, seed=9, classes=("happy", "sad", "surprised")).save(data, overwrite=True)
+    make_synthetic("universal", n_per_class=16, seed=9,
+                   classes=("happy", "sad", "surprised")).save(data, overwrite=True)
     assert main(["evaluate", str(copy)]) == 2
     err = capsys.readouterr().err
     assert "has changed since" in err and "--data" in err and err.count("\n") == 1

@@ -199,8 +199,8 @@ def test_aligned_faces_are_compared_by_correlation_within_and_against(tmp_path, 
 
 def test_a_posed_series_keeps_each_photo_and_loses_its_copies(shared_dataset, tmp_path):
     """KDEF: one actor's seven expressions are seven images (a 64-bit hash of the crops puts his surprised face
-    within 4 bits of another), while brightened, re-encoded and reframed copies of one are near duplicates, within the collection and
-    against a dataset prepared, aligned, from the photos."""
+    within 4 bits of another), while brightened, re-encoded and reframed copies of one are near duplicates, within
+    the collection and against a dataset prepared, aligned, from the photos."""
     pytest.importorskip("dlib")
     photos = sorted((shared_dataset("kdef") / "frontal").glob("AM01*S.JPG"))
     assert len(photos) == 7

@@ -50,7 +50,8 @@ def record_training(results: Path, confusion: list[list[int]], trial: int) -> No
     counts = np.asarray(confusion)
     errors = {c: 100 * (1 - counts[i, i] / counts[i].sum()) for i, c in enumerate(CLASSES)}
     errors["total"] = 100 * (1 - np.trace(counts) / counts.sum())
-    (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "confusion": confusion, "per_class_error": errors}))
+    (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "confusion": confusion,
+                                                  "per_class_error": errors}))
     pd.DataFrame({"step": [0, 10, 20], "epoch": [0, 1, 2], "train_error": [np.nan, 0.5 - 0.1 * trial, 0.3],
                   "val_error": [0.8, 0.6, 0.4 + 0.1 * trial]}).to_csv(run / "history.csv", index=False)
     split = Split(train=np.arange(5), val=np.arange(5, 7), test=np.arange(7, 10), kind="random", seed=0, trial=trial,
@@ -133,7 +134,8 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
 
     out = tmp_path / "figures"
     report = figures.regenerate(experiment, out).set_index("source")
-    assert report.loc[figures.SALIENCY, "status"] == "written" and report.loc[figures.MODIFICATION, "status"] == "written"
+    assert (report.loc[figures.SALIENCY, "status"] == "written"
+            and report.loc[figures.MODIFICATION, "status"] == "written")
     for stem in ("fig5_saliency_eyes", "fig7_modification"):
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
     regions = pd.read_csv(out / "table_saliency_regions.csv")

@@ -46,7 +46,8 @@ def test_vanilla_gradient_ascent_raises_the_target_probability(model, images):
 def test_l2_penalty_keeps_the_result_closer(model, images):
     targets = np.zeros(len(images), np.int32)
     free = modify(model, images, targets, ModificationConfig(steps=6, step_size=0.05, method="gradient"))
-    held = modify(model, images, targets, ModificationConfig(steps=6, step_size=0.05, method="gradient", l2_penalty=50.0))
+    held = modify(model, images, targets,
+                  ModificationConfig(steps=6, step_size=0.05, method="gradient", l2_penalty=50.0))
     assert held.mean_abs_change() < free.mean_abs_change()
 
 

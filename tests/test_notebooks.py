@@ -61,7 +61,8 @@ def test_every_notebook_ran_to_the_end(executed):
         assert summary.count("ok") == len(summary.outcomes), summary.describe()
     runs = results.read_runs(experiment_dir)
     assert len(runs) == 9 and set(runs["status"]) == {"ok"}
-    executed_02 = nbformat.read(experiment_dir / "02_train_culture" / "culture=eyes__trial=0" / "02_train_culture.ipynb", 4)
+    executed_02 = nbformat.read(
+        experiment_dir / "02_train_culture" / "culture=eyes__trial=0" / "02_train_culture.ipynb", 4)
     outputs = [o for cell in executed_02.cells if cell.cell_type == "code" for o in cell.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the confusion matrix is shown
     # Progress bars as text (emofx batch's kernels: emofx.data.progress): the saved notebook keeps the last frame.
@@ -126,7 +127,8 @@ def test_quickstart_and_benchmark_results(executed):
     errors = [1 - json.loads((bench / figures.FOLDS_DIR / f"fold-{k}" / "metrics.json").read_text())["test_accuracy"]
               for k in range(2)]
     assert folds["folds"] == 2 and folds["test_error_mean"] == pytest.approx(np.mean(errors))
-    assert folds["model"] == "a SHRUNKEN model, not the paper's (conv widths 8/16/16, 32 dense units; asked for explicitly)"
+    assert folds["model"] == ("a SHRUNKEN model, not the paper's (conv widths 8/16/16, 32 dense units; "
+                              "asked for explicitly)")
     assert folds["test_error_std"] == pytest.approx(np.std(errors, ddof=1))  # as every table of emofx
     one_fold = error_summary([SimpleNamespace(metrics={"test_accuracy": 0.75})])
     assert one_fold == {"test_error_mean": pytest.approx(0.25), "test_error_std": None}  # no spread from one fold
@@ -137,11 +139,12 @@ def test_figures_regenerates_every_figure_and_table_from_the_runs(executed, tmp_
     out = tmp_path / "figures"
     assert main(["figures", str(experiment_dir), "--out", str(out)]) == 0
     assert "failed" not in capsys.readouterr().out
-    figure_names = ["fig4_learning_curves", "table2_confusion_eyes", "table2_confusion_mouth", "table4_misclassification",
-                    "fig5_saliency_eyes", "fig7_modification", "fig_h1_accuracy", "fig_h2_regions",
-                    "fig_h2_pixel_difference", "fig_transfer_matrix", "fig_cka"]
+    figure_names = ["fig4_learning_curves", "table2_confusion_eyes", "table2_confusion_mouth",
+                    "table4_misclassification", "fig5_saliency_eyes", "fig7_modification", "fig_h1_accuracy",
+                    "fig_h2_regions", "fig_h2_pixel_difference", "fig_transfer_matrix", "fig_cka"]
     table_names = ["table2_confusion_eyes", "table2_confusion_mouth", "table4_misclassification",
-                   "table_saliency_regions", "table_h1_accuracy", "table_h2_region_tests", "table_transfer", "table_cka"]
+                   "table_saliency_regions", "table_h1_accuracy", "table_h2_region_tests", "table_transfer",
+                   "table_cka"]
     missing = [f"{n}.{s}" for n in figure_names for s in ("png", "pdf") if not (out / f"{n}.{s}").is_file()]
     missing += [f"{n}.{s}" for n in table_names for s in ("csv", "md") if not (out / f"{n}.{s}").is_file()]
     assert missing == []

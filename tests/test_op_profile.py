@@ -61,7 +61,9 @@ HLO = """HloModule jit_step, entry_computation_layout={(f32[8,8]{1,0})->f32[8,8]
 
 ENTRY %main (x.1: f32[8,8]) -> f32[8,8] {
   %x.1 = f32[8,8]{1,0} parameter(0)
-  %ynn_fusion.1 = f32[1,8,8,4]{3,2,1,0} fusion(%x.1, %x.1), kind=kCustom, calls=%conv_computation, metadata={op_name="jit(step)/transpose(jvp(EmotionCNN))/conv2/conv_general_dilated" source_file="/x/ops.py" source_line=7}
+  %ynn_fusion.1 = f32[1,8,8,4]{3,2,1,0} fusion(%x.1, %x.1), kind=kCustom, calls=%conv_computation, \
+metadata={op_name="jit(step)/transpose(jvp(EmotionCNN))/conv2/conv_general_dilated" source_file="/x/ops.py" \
+source_line=7}
   %ynn_fusion.2 = f32[1,4,4,4]{3,2,1,0} fusion(%ynn_fusion.1), kind=kCustom, calls=%pool_computation
   %call.6 = (s32[], f32[8,8]{1,0}, /*index=2*/u32[]) call(%x.1), to_apply=%body
   ROOT %while.7 = (s32[], f32[8,8]{1,0}) while(%call.6), condition=%max_of, body=%body

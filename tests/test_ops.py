@@ -180,7 +180,8 @@ def test_input_gradient_of_a_one_hot_kernel_is_a_shift():
 
 def test_max_pool_matches_reduce_window_and_routes_gradient_to_the_maximum():
     x, cotangent = normal_arrays(1, (2, 6, 8, 3), (2, 3, 4, 3))
-    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),  # noqa: E731
+                                             "VALID")
     np.testing.assert_array_equal(ops.max_pool_2x2(x), window(x))
     ours = jax.vjp(ops.max_pool_2x2, x)[1](cotangent)[0]
     theirs = jax.vjp(window, x)[1](cotangent)[0]
@@ -193,7 +194,8 @@ def test_max_pool_gradient_goes_to_the_first_maximum_on_ties_like_reduce_window(
     corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 4, indexing="ij")).reshape(4, -1).T  # (16, 4): each window
     x = jnp.asarray(corners.reshape(1, 16, 2, 2).transpose(0, 2, 1, 3).reshape(1, 2, 32, 1))
     cotangent = jnp.arange(1.0, 17.0).reshape(1, 1, 16, 1)
-    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),  # noqa: E731
+                                             "VALID")
     np.testing.assert_array_equal(ops.max_pool_2x2(x), window(x))
     ours = jax.jit(jax.vjp(ops.max_pool_2x2, x)[1])(cotangent)[0]
     np.testing.assert_array_equal(ours, jax.vjp(window, x)[1](cotangent)[0])

@@ -40,7 +40,8 @@ def bn_model(batch_norm_result):
     best checkpoint of so short a training may be the initial one)."""
     model = batch_norm_result.model
     rng = np.random.default_rng(7)
-    moved = jax.tree.map(lambda a: np.asarray(a + 0.5 * rng.uniform(size=a.shape).astype(np.float32)), model.batch_stats)
+    moved = jax.tree.map(lambda a: np.asarray(a + 0.5 * rng.uniform(size=a.shape).astype(np.float32)),
+                         model.batch_stats)
     return replace(model, batch_stats=moved)
 
 
@@ -133,7 +134,8 @@ def test_batch_norm_model_predicts_in_eval_mode_and_round_trips(batch_norm_resul
     assert 1 - evaluate(batch_norm_result.model, parts[1], flip_average=True).accuracy == pytest.approx(
         batch_norm_result.best_val_error, abs=1e-6)
     model = bn_model
-    assert set(model.params["conv2"]) == {"kernel", "bias", "norm"} and set(model.params["dense_norm"]) == {"scale", "bias"}
+    assert (set(model.params["conv2"]) == {"kernel", "bias", "norm"}
+            and set(model.params["dense_norm"]) == {"scale", "bias"})
     # Eval mode: an image's prediction does not depend on the rest of the batch.
     images = parts[1].images
     np.testing.assert_allclose(model.predict_proba(images[:1]), model.predict_proba(images)[:1], atol=1e-6)

@@ -51,7 +51,8 @@ def test_randomising_a_layer_resets_its_batch_normalisation(make_tiny_model):
     for name in ("dense", "dense_norm"):
         for a, b in zip(jax.tree.leaves(changed.params[name]), jax.tree.leaves(fresh["params"][name])):
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(changed.batch_stats["dense_norm"]), jax.tree.leaves(fresh["batch_stats"]["dense_norm"])):
+    for a, b in zip(jax.tree.leaves(changed.batch_stats["dense_norm"]),
+                    jax.tree.leaves(fresh["batch_stats"]["dense_norm"])):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(changed.batch_stats["conv1"]), jax.tree.leaves(shifted["batch_stats"]["conv1"])):
         np.testing.assert_array_equal(a, b)  # layers not randomised keep theirs

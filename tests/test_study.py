@@ -242,7 +242,8 @@ def test_report_refuses_bad_input(studies, reports, tmp_path, capsys):
 
 
 def test_modification_runs_record_both_methods(studies):
-    results = json.loads(next(studies["kdef_vs_taiwanese"].glob("04_emotion_modification/*/results/results.json")).read_text())
+    results = json.loads(next(studies["kdef_vs_taiwanese"].glob(
+        "04_emotion_modification/*/results/results.json")).read_text())
     assert results["method"] == "gradient" and "guided_final_target_probability" in results
 
 
@@ -434,7 +435,8 @@ def test_human_baseline_sets_observers_beside_the_models(make_tiny_model):
     assert overlap["rated_images"] == overlap["n_images"] == 36
     assert overlap["model_accuracy"] == pytest.approx(share[rated].mean())
     assert overlap["observer_accuracy"] == pytest.approx(np.nanmean(agreement))
-    assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,), (np.arange(4),))) is None
+    assert human_baseline(CultureRuns("S", make_synthetic("eyes", n_per_class=2, size=16), (model,),
+                                      (np.arange(4),))) is None
     # The other culture's models on the same images: here the same model, so the same numbers; a model that does
     # not know an emotion leaves its images out.
     same = CultureRuns("O", data, (model,), (np.arange(4),))

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "collection aligns its faces too, with the same --margin); repeatable")
     parser.add_argument("--faces", choices=FACE_MODES, default=defaults.faces,
                         help="detect faces, or take images as cropped faces (default detect)")
-    parser.add_argument("--size", type=int, default=defaults.size, help=f"face side in pixels (default {defaults.size})")
+    parser.add_argument("--size", type=int, default=defaults.size,
+                        help=f"face side in pixels (default {defaults.size})")
     parser.add_argument("--margin", type=float, default=defaults.margin, help=f"default {defaults.margin}")
     parser.add_argument("--min-face", type=int, default=defaults.min_face,
                         help=f"smallest face side in source pixels (default {defaults.min_face})")

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if a.name == b.name:
         raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")
     result = compare(a, b, regions_a, regions_b, config)
-    clear_outputs(Path(args.out), [*(f"{name}.png" for name in FIGURE_NAMES), *(f"{name}.csv" for name in result.tables),
+    clear_outputs(Path(args.out), [*(f"{name}.png" for name in FIGURE_NAMES),
+                                   *(f"{name}.csv" for name in result.tables),
                                    "pixel_difference.npz", "summary.json"])  # an earlier comparison's, figures too
     result.save(args.out)
     if not args.no_figures:

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--ferplus", metavar="DIR", help="FER+ folder (fer2013new.csv, ferplus_to_fer2013.csv) "
                                                          "for a FER2013 folder dataset")
     source.add_argument("--observers", action="store_true",
-                        help="the Taiwanese set's observer proportions (attached by `emofx prepare --format taiwanese`)")
+                        help="the Taiwanese set's observer proportions (attached by "
+                             "`emofx prepare --format taiwanese`)")
     imp.add_argument("--out", required=True, type=Path, metavar="OUT.npz",
                      help="the dataset with the answers attached (DATA.npz is left as it is)")
     imp.add_argument("--strict", action="store_true",
@@ -145,7 +146,8 @@ def run_aggregate(args: argparse.Namespace) -> int:
     previous = dataset.label_names[answered]
     changed = int(np.sum(result.label_names()[answered] != previous))
     print(f"{args.method}: {int(answered.sum())} answered images, {changed} labels differ from the dataset's; "
-          f"mean agreement {np.nanmean(result.agreement):.3f}, mean answer entropy {np.nanmean(result.entropy):.3f} bits")
+          f"mean agreement {np.nanmean(result.agreement):.3f}, "
+          f"mean answer entropy {np.nanmean(result.entropy):.3f} bits")
     print("left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     earlier = dataset.meta.get("dropped", {}) if dataset.meta.get("format") == "ferplus" else {}
     if earlier.get("total"):

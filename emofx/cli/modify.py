@@ -114,11 +114,11 @@ def run(args: argparse.Namespace) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     shown = list(range(min(args.show, len(indices))))
-    save_figure(modification_panel(result, shown, source_names=[model.classes[c] for c in labels], method=config.method),
-                out / "panel.png")
+    save_figure(modification_panel(result, shown, source_names=[model.classes[c] for c in labels],
+                                   method=config.method), out / "panel.png")
     if summary["unchanged_images"]:
-        print(f"note: the {config.method} gradient vanished for {summary['unchanged_images']} of {len(indices)} images, "
-              "which stayed unchanged" + ("; try --method gradient" if config.method == "guided" else ""))
+        print(f"note: the {config.method} gradient vanished for {summary['unchanged_images']} of {len(indices)} "
+              "images, which stayed unchanged" + ("; try --method gradient" if config.method == "guided" else ""))
     print(f"{len(indices)} images ({held.description}) -> {summary['to']}: mean P({summary['to']}) "
           f"{summary['target_probability_before']:.3f} -> {summary['target_probability_after']:.3f}, "
           f"mean |change| per pixel {summary['mean_abs_change']:.4f}; wrote {out}")

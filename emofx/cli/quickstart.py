@@ -53,8 +53,10 @@ class QuickstartConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `emofx quickstart` to ``parser`` (the module docstring is its help)."""
     defaults = QuickstartConfig()
-    parser.add_argument("--out", default="quickstart_out", metavar="DIR", help="output directory (default ./quickstart_out)")
-    parser.add_argument("--trials", type=int, default=defaults.trials, help=f"models per culture (default {defaults.trials})")
+    parser.add_argument("--out", default="quickstart_out", metavar="DIR",
+                        help="output directory (default ./quickstart_out)")
+    parser.add_argument("--trials", type=int, default=defaults.trials,
+                        help=f"models per culture (default {defaults.trials})")
     parser.add_argument("--n-per-class", type=int, default=defaults.n_per_class,
                         help=f"synthetic faces per emotion and culture (default {defaults.n_per_class})")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
@@ -139,7 +141,8 @@ def quickstart(out: Path, config: QuickstartConfig = QuickstartConfig(), *, over
                              f"{QuickstartConfig.n_per_class})") from err
     _clear_other_trials(out, list(datasets), config.trials, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(json.dumps({"status": "running", "config": {**asdict(config), "widths": list(config.widths)}}))
+    (out / MARKER).write_text(json.dumps({"status": "running",
+                                          "config": {**asdict(config), "widths": list(config.widths)}}))
     data_paths = {name: ds.save(out / "data" / f"{name}.npz", overwrite=True) for name, ds in datasets.items()}
 
     runs: dict[str, list] = {name: [] for name in datasets}

@@ -238,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
         scores.update(sanity_checks(model, data.images, targets, maps, args, {**options, **ids}, out))
     (out / "scores.json").write_text(json.dumps(json_ready(scores), indent=2))  # NaN (e.g. no image right) -> null
     summary = ", ".join(f"{k} {scores[k]:.3f}" for k in ("pointing_game", "mass_ratio") if k in scores)
-    print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}" + (f"; {summary}" if summary else ""))
+    print(f"{args.method} maps of {len(data)} images ({held.description}) -> {out}"
+          + (f"; {summary}" if summary else ""))
     if regions is not None:
         overall = scores["region_shares"]["all"]
         print(f"share of saliency per region ({regions.method}): "

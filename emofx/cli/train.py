@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"training recipe: {', '.join(RECIPES)} (default paper, the reference implementation); "
                              "the options below override its settings")
     parser.add_argument("--norm", default="none", metavar="NORM",
-                        help=f"normalisation after each convolution and the dense layer: {', '.join(NORMS)} (default none, the paper's)")
+                        help=f"normalisation after each convolution and the dense layer: {', '.join(NORMS)} "
+                             "(default none, the paper's)")
     parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--lr", type=float, help=f"initial (peak) learning rate (default {defaults.learning_rate})")
@@ -86,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-by-agreement", action="store_true",
                         help="weigh each image's loss by its annotators' agreement (from `emofx labels aggregate`)")
     parser.add_argument("--init-from", metavar="RUN", help="start from another run's weights "
-                        "(when the class sets differ, the output units of shared classes are kept, the others start fresh)")
+                        "(when the class sets differ, the output units of shared classes are kept, the others "
+                        "start fresh)")
     tuning = parser.add_mutually_exclusive_group()
     tuning.add_argument("--freeze-conv", action="store_true",
                         help="keep the convolutional layers fixed (fine-tuning with --init-from)")

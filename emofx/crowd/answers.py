@@ -89,7 +89,8 @@ class Answers:
         if left:
             text += "; left out: " + ", ".join(f"{k} {v}" for k, v in left.items())
         if self.unknown_labels:
-            text += " (unknown labels: " + ", ".join(f"{k!r} x{v}" for k, v in list(self.unknown_labels.items())[:8]) + ")"
+            text += (" (unknown labels: "
+                     + ", ".join(f"{k!r} x{v}" for k, v in list(self.unknown_labels.items())[:8]) + ")")
         return text
 
 
@@ -442,7 +443,8 @@ def attach_observer_votes(dataset: FaceDataset) -> tuple[FaceDataset, AttachRepo
     extras, meta = _without_answers(dataset)
     attached = replace(dataset, extras={**extras, "votes": votes},
                        meta={**meta, "vote_names": list(dataset.meta["rating_names"]),
-                             "answers": {"source": dataset.meta.get("ratings_file", ""), "layout": "observer-proportions"}})
+                             "answers": {"source": dataset.meta.get("ratings_file", ""),
+                                         "layout": "observer-proportions"}})
     answered = int((votes.sum(axis=1) > 0).sum())
     return attached, AttachReport(used=int(votes.sum()), not_in_dataset=0, not_in_dataset_examples=(),
                                   images_answered=answered, images=len(dataset), replaced=_earlier_answers(dataset))

@@ -1,1 +1,2 @@
-"""Data: the dataset container, emotion vocabulary, loaders per source format, faces, landmarks, regions, splits, synthetic faces."""
+"""Data: the dataset container, emotion vocabulary, loaders per source format, faces, landmarks, regions, splits,
+synthetic faces."""

@@ -316,7 +316,8 @@ class FaceDataset:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # zlib: a damaged array
             if isinstance(err, DatasetError):
                 raise
-            raise DatasetError(f"{path} is not a readable emofx dataset ({err}); create one with `emofx prepare`") from err
+            raise DatasetError(f"{path} is not a readable emofx dataset ({err}); "
+                               "create one with `emofx prepare`") from err
         if header.get("format") != FORMAT_TAG:
             raise DatasetError(f"{path} is not an emofx dataset (format {header.get('format')!r})")
         if not isinstance(header.get("version"), int) or header["version"] > FORMAT_VERSION:

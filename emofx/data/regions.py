@@ -281,7 +281,8 @@ def _landmarks_from_masks(masks: np.ndarray) -> np.ndarray:
     centre = lambda p: p.mean(axis=0) if len(p) else np.full(2, np.nan)  # noqa: E731 - local shorthand
     midline = centre(points["nose"])[0] if len(points["nose"]) else masks.shape[2] / 2 - 0.5
     eye_points = points["eyes"]
-    left_eye, right_eye = centre(eye_points[eye_points[:, 0] < midline]), centre(eye_points[eye_points[:, 0] >= midline])
+    left_eye, right_eye = (centre(eye_points[eye_points[:, 0] < midline]),
+                           centre(eye_points[eye_points[:, 0] >= midline]))
     along = right_eye - left_eye
     along = along / np.linalg.norm(along) if np.all(np.isfinite(along)) and np.any(along) else np.array([1.0, 0.0])
     down = np.array([-along[1], along[0]])

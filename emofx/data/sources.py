@@ -9,7 +9,8 @@ notebook runs on real faces and on synthetic stand-ins:
 | ``taiwanese`` | the Taiwanese performers' front views with observer ratings (``taiwanese``), culture Taiwanese |
 | ``synthetic`` | the synthetic dialect named by the culture (``eyes``, ``mouth``, ``universal``) |
 | ``synthetic:<dialect>`` | that synthetic dialect, recorded under the requested culture name (a stand-in) |
-| a path ending in ``.npz`` | a dataset file written by ``emofx prepare`` or ``emofx merge``: where it holds several cultures, the requested culture's images (:func:`culture_part`) |
+| a path ending in ``.npz`` | a dataset file written by ``emofx prepare`` or ``emofx merge``: where it holds \
+several cultures, the requested culture's images (:func:`culture_part`) |
 
 Real photos are prepared as ``emofx prepare`` does (faces found, 68 landmarks, aligned by the eyes,
 results cached under ``$EMOFX_CACHE``), so the second run of a notebook prepares nothing again.

@@ -80,7 +80,8 @@ class Split:
         if len(np.unique(everything)) != len(everything):
             raise SplitError("split parts overlap: an image index appears in two parts (or twice in one)")
         if len(everything) and (everything.min() < 0 or everything.max() >= self.n_images):
-            raise SplitError(f"split indices must lie in [0, {self.n_images}); got {everything.min()}..{everything.max()}")
+            raise SplitError(f"split indices must lie in [0, {self.n_images}); "
+                             f"got {everything.min()}..{everything.max()}")
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
 
     @property
@@ -276,7 +277,8 @@ def _allocate(labels: np.ndarray, groups: np.ndarray | None, fractions: tuple[fl
 
 
 def _part_counts(n: int, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Split ``n`` items by ``fractions`` (largest remainder, random tie order); every positive part gets >= 1 if n allows."""
+    """Split ``n`` items by ``fractions`` (largest remainder, random tie order); every positive part gets >= 1 if
+    n allows."""
     raw = fractions * n
     counts = np.floor(raw).astype(int)
     order = np.lexsort((rng.random(len(fractions)), -(raw - counts)))

@@ -93,7 +93,8 @@ def cascading_randomisation(
         reference = attribute(model, images, targets, method, batch_size=batch_size, **options)
         bar = tqdm(steps, desc=f"randomisation ({method})", disable=not progress, leave=False)
         for step, (layer, randomised) in enumerate(bar):
-            maps = reference if step == 0 else attribute(randomised, images, targets, method, batch_size=batch_size, **options)
+            maps = (reference if step == 0
+                    else attribute(randomised, images, targets, method, batch_size=batch_size, **options))
             rows.append(pd.DataFrame({
                 "method": method,
                 "step": step,

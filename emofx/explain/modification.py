@@ -195,7 +195,8 @@ def modify(
     paths, probabilities = [], []
     for start in tqdm(range(0, len(x), batch_size), desc="modification", disable=not progress, leave=False):
         path, logits = _ascend(
-            pixel_free(model.config), model.variables, pixel_stats(model.config), jnp.asarray(x[start:start + batch_size]),
+            pixel_free(model.config), model.variables, pixel_stats(model.config),
+            jnp.asarray(x[start:start + batch_size]),
             jnp.asarray(targets[start:start + batch_size]), jnp.float32(config.step_size),
             jnp.float32(config.l2_penalty), activation, config.steps,
         )

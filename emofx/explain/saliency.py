@@ -96,7 +96,8 @@ def resolve_targets(
         elif target == "predicted":
             indices = model.predict(images, flip_average=False).astype(np.int32)
         else:
-            indices = np.full(n, class_index(model.classes, target, f"neither {' nor '.join(TARGET_KINDS)} nor"), np.int32)
+            indices = np.full(n, class_index(model.classes, target, f"neither {' nor '.join(TARGET_KINDS)} nor"),
+                              np.int32)
     else:
         indices = np.broadcast_to(np.asarray(target, dtype=np.int32), (n,)).copy()
     if indices.shape != (n,):
@@ -132,7 +133,8 @@ def class_scores(
 def _input_gradient(config, variables, stats, images, targets, activation, score) -> jax.Array:
     # Images do not interact in the model, so the gradient of the batch sum is per-image.
     # ``config`` is pixel-free and ``stats`` standardises inside the graph (see _core_arguments).
-    return jax.grad(lambda x: class_scores(config, variables, standardise(x, stats), targets, activation, score).sum())(images)
+    return jax.grad(
+        lambda x: class_scores(config, variables, standardise(x, stats), targets, activation, score).sum())(images)
 
 
 def _core_arguments(model: TrainedModel) -> tuple[ModelConfig, Any, jax.Array]:

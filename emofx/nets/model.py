@@ -109,7 +109,8 @@ def chosen_model(num_classes: int, real_faces: bool, widths: Any = None, dense_u
     called shrunken in the sentence, so outputs never change the paper's model silently.
     """
     paper = ModelConfig(num_classes=num_classes, input_size=input_size)
-    default_widths, default_dense = (paper.widths, paper.dense_units) if real_faces else (SMALL_WIDTHS, SMALL_DENSE_UNITS)
+    default_widths, default_dense = ((paper.widths, paper.dense_units) if real_faces
+                                     else (SMALL_WIDTHS, SMALL_DENSE_UNITS))
     config = replace(paper, widths=tuple(widths if widths is not None else default_widths),
                      dense_units=int(dense_units if dense_units is not None else default_dense))
     why = "asked for explicitly" if widths is not None or dense_units is not None else "the synthetic default"

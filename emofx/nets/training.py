@@ -116,8 +116,8 @@ def make_train_step(model_config: ModelConfig, train_config: TrainConfig, steps_
     distributions (B, C). The state's buffers are donated. Build the state with :func:`init_state`.
     """
     step_config, stats = StepConfig.of(train_config, steps_per_epoch), pixel_stats(model_config)
-    step = lambda state, images, labels, key: _train_step(model_config, step_config, state, images, labels,  # noqa: E731
-                                                          key, stats)
+    step = lambda state, images, labels, key: _train_step(  # noqa: E731
+        model_config, step_config, state, images, labels, key, stats)
     return jax.jit(at_precision(step, step_config.precision), donate_argnums=0)
 
 
@@ -356,7 +356,8 @@ def fit(
         schedule = learning_rate_schedule(StepConfig.of(config, spe))
         learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
         images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
-        evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # no padding of small sets
+        # no padding of small sets
+        evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),
                                   config.flip_average, precision_for(config.precision))
         validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
                                                               val_images, val_targets, stats, n_val))

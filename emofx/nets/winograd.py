@@ -88,7 +88,8 @@ def transforms(tile: int, taps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     points = POINTS[:alpha - 1]
     output = [[p ** q for p in points] + [int(q == tile - 1)] for q in range(tile)]
     scale = [np.prod([p - other for other in points if other != p]) for p in points]
-    kernel = [[p ** j / s for j in range(taps)] for p, s in zip(points, scale)] + [[int(j == taps - 1) for j in range(taps)]]
+    kernel = ([[p ** j / s for j in range(taps)] for p, s in zip(points, scale)]
+              + [[int(j == taps - 1) for j in range(taps)]])
     inputs = [_poly_without(points, skip) + [Fraction(0)] for skip in range(alpha - 1)] + [_poly_without(points, None)]
     return tuple(np.array([[float(v) for v in row] for row in matrix]) for matrix in (output, kernel, inputs))
 

@@ -468,7 +468,8 @@ def selected_sweeps(experiment: Experiment, only: Iterable[str] = ()) -> list[Sw
     stems = {sweep.stem for sweep in experiment.sweeps}
     missing = sorted(wanted - stems)
     if missing:
-        raise BatchError(f"experiment {experiment.name!r} has no sweep of {missing[0]!r}; it has: {', '.join(sorted(stems))}")
+        raise BatchError(f"experiment {experiment.name!r} has no sweep of {missing[0]!r}; "
+                         f"it has: {', '.join(sorted(stems))}")
     return [sweep for sweep in experiment.sweeps if not wanted or sweep.stem in wanted]
 
 

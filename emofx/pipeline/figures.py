@@ -8,13 +8,20 @@ PDF) and table (CSV and Markdown) whose records exist, under stable names:
 | name | from | what |
 |---|---|---|
 | ``fig4_learning_curves`` | 01_benchmark folds (else 02_train_culture trials) | training/validation error, mean ± std |
-| ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3; rows true, columns predicted: the paper's tables are the transpose) |
-| ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4; mean of the trials' rates) |
-| ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6); ``_<run>`` added where a culture has several runs |
-| ``table_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and emotion |
+| ``table2_confusion_<culture>`` | 02_train_culture | test confusion averaged over trials, with totals (Tables 2-3; \
+rows true, columns predicted: the paper's tables are the transpose) |
+| ``table4_misclassification`` | 02_train_culture | % misclassified per class and culture (Table 4; mean of the \
+trials' rates) |
+| ``fig5_saliency_<culture>`` | 03_saliency | rows = emotions, guided backprop maps (Figures 5-6); ``_<run>`` added \
+where a culture has several runs |
+| ``table_saliency_regions`` | 03_saliency | share of saliency mass per facial region, culture, method, run and \
+emotion |
 | ``fig7_modification`` | 04_emotion_modification | intensification and conversion panels (Figure 7) |
-| ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | 05_compare_cultures | the culture comparison (``_<protocol>`` added where there are several: :func:`comparison_labels`) |
-| ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | its tables (named as its figures) |
+| ``fig_h1_accuracy``, ``fig_h2_regions``, ``fig_h2_pixel_difference``, ``fig_transfer_matrix``, ``fig_cka`` | \
+05_compare_cultures | the culture comparison (``_<protocol>`` added where there are several: \
+:func:`comparison_labels`) |
+| ``table_h1_accuracy``, ``table_h2_region_tests``, ``table_transfer``, ``table_cka`` | 05_compare_cultures | \
+its tables (named as its figures) |
 """
 
 from __future__ import annotations
@@ -336,7 +343,8 @@ def _modification_figures(experiment_dir: Path, out: Path) -> list[Path]:
         for record in records:
             result, sources = load_modification(record)
             method = modification_method(record)
-            name = "fig7_modification" + ("" if len(runs) == 1 else f"_{row['run']}") + record.stem[len("modification"):]
+            name = ("fig7_modification" + ("" if len(runs) == 1 else f"_{row['run']}")
+                    + record.stem[len("modification"):])
             written += _save(modification_panel(result, source_names=sources, method=method), out / name)
     return written
 
@@ -455,7 +463,8 @@ def regenerate(experiment_dir: str | os.PathLike, out: str | os.PathLike, faces:
         try:
             files = draw()
         except (FileNotFoundError, KeyError, ValueError) as err:
-            rows.append({"figure": figure, "source": source, "status": "failed", "files": f"{type(err).__name__}: {err}"})
+            rows.append({"figure": figure, "source": source, "status": "failed",
+                         "files": f"{type(err).__name__}: {err}"})
             continue
         written |= {p.name for p in files}
         rows.append({"figure": figure, "source": source, "status": "written",

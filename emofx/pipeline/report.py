@@ -253,7 +253,8 @@ def _scored_on(exp: Experiment, summary: dict[str, Any], protocol: str | None = 
 def _h1(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         s = record["summary"]
-        rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))} for m in ("accuracy", "balanced_accuracy")]
+        rows = [{k: v for k, v in s[m].items() if not isinstance(v, (dict, list))}
+                for m in ("accuracy", "balanced_accuracy")]
         errors = record["tables"].get("class_error_tests", pd.DataFrame())
         scored = _scored_on(exp, s, record.get("protocol"))
         text = (f"{s['cultures']['a']} minus {s['cultures']['b']}{scored}:\n\n" + _md(pd.DataFrame(rows)) +
@@ -281,7 +282,8 @@ def _transfer_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for culture, group in table.groupby("train_culture"):
         own = group[group["test_culture"] == culture]["accuracy"].mean()
-        rows.append({"train_culture": culture, "own": own, "other": group[group["test_culture"] != culture]["accuracy"].mean()})
+        rows.append({"train_culture": culture, "own": own,
+                     "other": group[group["test_culture"] != culture]["accuracy"].mean()})
     return rows
 
 
@@ -302,7 +304,8 @@ def _h2(exp: Experiment, out: Path) -> str:
     def body(record: dict[str, Any]) -> str:
         s, tables = record["summary"], record["tables"]
         regions = tables.get("region_tests", pd.DataFrame())
-        columns = [c for c in ("emotion", "region", "diff", "effect_size", "p_value", "p_adjusted", "unit") if c in regions]
+        columns = [c for c in ("emotion", "region", "diff", "effect_size", "p_value", "p_adjusted", "unit")
+                   if c in regions]
         top = regions.sort_values("p_adjusted")[columns].head(12) if len(regions) else regions
         pixel = s.get("pixelwise", {})
         return (f"Share of saliency mass per emotion and region, {s['cultures']['a']} minus {s['cultures']['b']}, "
@@ -323,7 +326,8 @@ def _filters(exp: Experiment) -> str:
     def body(record: dict[str, Any]) -> str:
         s = record["summary"]
         f = s["filters"]
-        shares = pd.DataFrame({s["cultures"]["a"]: f["share_a"], s["cultures"]["b"]: f["share_b"]}).rename_axis("region")
+        shares = pd.DataFrame({s["cultures"]["a"]: f["share_a"],
+                               s["cultures"]["b"]: f["share_b"]}).rename_axis("region")
         return ("Share of last-layer filters whose strongest responses fall in each region (mean over models): \n\n" +
                 _md(shares.reset_index()) + f"\n\nTotal variation {f['total_variation']:.3f}, permutation p = "
                 f"{f['p_value']:.3g} ({f['unit']}).")

@@ -154,7 +154,8 @@ def modification_panel(
             ax.set_title(f"{name}\nP({target})={target_probability[step, image]:.2f}", fontsize=8)
         source = f"{source_names[image]} -> " if source_names is not None else "-> "
         axes[r, 0].set_ylabel(f"{source}{target}", fontsize=8)
-    fig.suptitle("Emotion modification by gradient ascent" + (f" ({_METHOD_WORDS.get(method, method)})" if method else ""))
+    fig.suptitle("Emotion modification by gradient ascent"
+                 + (f" ({_METHOD_WORDS.get(method, method)})" if method else ""))
     fig.tight_layout()
     return fig
 

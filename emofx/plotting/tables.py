@@ -57,7 +57,8 @@ def misclassification_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = Non
     """Heatmap of per-class misclassification % (rows: groups such as cultures, their names upright so that
     neighbours do not overlap; last column: total)."""
     ax = ax if ax is not None else plt.subplots(figsize=(1.5 + 0.9 * len(mean.columns), 1.0 + 0.6 * len(mean)))[1]
-    sns.heatmap(mean.astype(float), annot=_annotations(mean.astype(float), None if std is None else std.astype(float), ".1f"),
+    sns.heatmap(mean.astype(float),
+                annot=_annotations(mean.astype(float), None if std is None else std.astype(float), ".1f"),
                 fmt="", cmap="Reds", vmin=0, vmax=100, cbar_kws={"label": "% misclassified"}, ax=ax,
                 annot_kws={"fontsize": 8})
     ax.tick_params(axis="y", labelrotation=0)

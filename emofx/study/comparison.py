@@ -121,7 +121,8 @@ class Comparison:
             "filters": self.tests["filters"],
             "cka": {"between": cka.get("between"), "within_a": cka.get("within_a"), "within_b": cka.get("within_b")},
             "chance": {"alpha": self.config.chance_alpha, "excluded": self.config.exclude_chance,
-                       "flagged": self.tables["chance"].query("flagged")[["culture", "trial"]].to_dict(orient="records")},
+                       "flagged":
+                           self.tables["chance"].query("flagged")[["culture", "trial"]].to_dict(orient="records")},
             "human": list(self.tests.get("human", [])),
             "notes": list(self.notes),
         })
@@ -217,7 +218,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
                                   "(as many, but not these: the cultures' regions swapped?); pass face_regions() of "
                                   "the culture's dataset")
     if tuple(regions_a.region_names) != tuple(regions_b.region_names):
-        raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs {list(regions_b.region_names)}")
+        raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs "
+                              f"{list(regions_b.region_names)}")
     if a.dataset.image_shape != b.dataset.image_shape:
         raise ComparisonError(f"the cultures' images differ in size ({a.dataset.image_shape} vs "
                               f"{b.dataset.image_shape}); prepare both datasets with the same --size")
@@ -280,7 +282,8 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
         return b.relabel_trials(a.relabel_trials(table, culture, trial), culture, trial)
 
     tables = {
-        "trial_metrics": recorded(pd.concat([trial_metrics(p) for p in predictions], ignore_index=True), "train_culture"),
+        "trial_metrics": recorded(pd.concat([trial_metrics(p) for p in predictions], ignore_index=True),
+                                  "train_culture"),
         "class_errors": recorded(errors),
         "person_accuracy": pd.concat([person_accuracy(p) for p in predictions], ignore_index=True),
         "class_error_tests": class_error_tests(errors, a.name, b.name, config),

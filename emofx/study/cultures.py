@@ -344,9 +344,9 @@ def prepare_culture(sources: Mapping[str, str], culture: str, protocol: str = "c
     """One culture's dataset for a trial, and under the ``matched`` protocol the trial's matched split.
 
     ``sources`` maps every culture of the study to its :func:`emofx.data.sources.load_source` name;
-    ``prepare`` holds that function's options (face size, landmarks, synthetic count and seed). ``collected`` returns the data as they are (the split
-    is then made by the trainer); ``matched`` loads every culture, keeps the shared classes and
-    returns this culture's part of :func:`matched_splits`.
+    ``prepare`` holds that function's options (face size, landmarks, synthetic count and seed).
+    ``collected`` returns the data as they are (the split is then made by the trainer); ``matched`` loads
+    every culture, keeps the shared classes and returns this culture's part of :func:`matched_splits`.
     """
     from emofx.data.sources import load_source
 

@@ -39,7 +39,8 @@ def cpu_times(stat_path: Path = PROC_STAT) -> CpuTimes:
     return CpuTimes(times.user + times.system, ticks)
 
 
-def cpu_shares(since: CpuTimes, now: CpuTimes | None = None, ticks_per_second: int | None = None) -> dict[str, float] | None:
+def cpu_shares(since: CpuTimes, now: CpuTimes | None = None,
+               ticks_per_second: int | None = None) -> dict[str, float] | None:
     """Shares (summing to 1) of the machine's CPU time between ``since`` and ``now`` (default: now):
     ``this_process``, ``other_processes``, ``idle`` (with I/O wait) and ``steal``. None without the
     machine's counters or when no tick passed."""

@@ -7,7 +7,8 @@
 | ``ferplus`` | ``fer2013new.csv`` votes joined to the FER2013 images | cropped |
 | ``kdef`` | KDEF photos, codes in the file names (``AF01ANS.JPG``) | detected |
 | ``taiwanese`` | Taiwanese performers' photos (``0111b02.jpg``) and ``Image_info.xls`` ratings | detected |
-| ``mat`` | MATLAB file with ``images`` (N x H x W or H x W x N: ``layout``) and ``labels`` (from ``label_base``) | as stored |
+| ``mat`` | MATLAB file with ``images`` (N x H x W or H x W x N: ``layout``) and ``labels`` (from ``label_base``) | \
+as stored |
 | ``manifest`` | CSV with ``path``, ``emotion`` and optional ``culture``, ``subject``, ``split`` | cropped or detected |
 | ``synthetic`` | the word ``synthetic``: procedural faces from :mod:`emofx.data.synthetic` | generated |
 

@@ -1,4 +1,5 @@
-"""Steps shared by every loader: input gathering, face extraction options, strictness, duplicates, building the dataset."""
+"""Steps shared by every loader: input gathering, face extraction options, strictness, duplicates, building the
+dataset."""
 
 from __future__ import annotations
 

@@ -92,8 +92,8 @@ def load_fer2013_csv(
     """
     path = Path(source).expanduser()
     frame = _read_fer2013_csv(path)
-    rows, images, skipped = _fer2013_rows(path, frame, _spread(len(frame), limit, frame["emotion"].str.strip().tolist()),
-                                          progress)
+    rows, images, skipped = _fer2013_rows(path, frame,
+                                          _spread(len(frame), limit, frame["emotion"].str.strip().tolist()), progress)
     _check_strict(skipped, path, strict)
     if not rows:
         raise SourceError(f"no usable rows in {path} ({len(skipped)} rows skipped: {skipped_listing(skipped, 5)})")
