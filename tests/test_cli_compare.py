@@ -243,6 +243,22 @@ def test_cli_compare_reports_bad_input(tiny_runs, tmp_path, capsys):
     assert not (tmp_path / "o4").exists()
 
 
+def test_runs_that_cannot_be_compared_are_refused_before_the_regions_of_every_face_are_searched(tiny_runs, tmp_path,
+                                                                                                 capsys, monkeypatch):
+    # On FER2013 the eye cascade runs over 35,887 faces a culture (minutes) before a single trial was refused.
+    import emofx.cli.compare as command
+
+    monkeypatch.setattr(command, "face_regions", lambda *a, **k: pytest.fail("regions searched first"))
+    single = ["compare", str(tiny_runs["a"][0] / "trial0"), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+              "--data-b", str(tiny_runs["b"][1]), "--out", str(tmp_path / "o")]
+    assert main(single) == 2
+    assert "a has 1 trial(s) and b 2" in capsys.readouterr().err
+    a = cultures.CultureRuns.load(tiny_runs["a"][0], FaceDataset.load(tiny_runs["a"][1]), "a")
+    assert comparison.check_comparable(a, replace(a, name="b")) == tuple(a.dataset.classes)
+    with pytest.raises(comparison.ComparisonError, match="both cultures are named 'a'"):
+        comparison.check_comparable(a, a)
+
+
 def test_cli_compare_flags_trials_not_above_chance(tiny_runs, tmp_path, capsys):
     out = tmp_path / "flags"
     argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),

@@ -165,3 +165,24 @@ def test_the_device_names_the_cores_this_process_may_use():
         finally:
             os.sched_setaffinity(0, cores)
 
+
+
+def test_a_large_set_is_predicted_in_pieces_with_a_bar_and_the_numbers_of_one_call(make_tiny_model, monkeypatch,
+                                                                                   capsys):
+    from emofx.nets import checkpoint
+
+    model = make_tiny_model(("angry", "happy", "sad"), 3)
+    images = np.random.default_rng(1).integers(0, 256, (300, 16, 16), dtype=np.uint8)
+    whole = model.predict_proba(images)  # 300 rows: a bucket of 320, one call in batches of 64
+    shapes = []
+    program = checkpoint._probabilities
+    monkeypatch.setattr(checkpoint, "_probabilities", lambda *a: (
+        lambda variables, part, stats: shapes.append(part.shape[0]) or program(*a)(variables, part, stats)))
+    monkeypatch.setattr(checkpoint, "PIECE_ROWS", 64)
+    monkeypatch.setenv("EMOFX_PROGRESS", "text")
+    pieces = model.predict_proba(images, progress=True)
+    assert shapes == [64] * 5  # the bucket's last 20 rows of padding alone are not run
+    np.testing.assert_array_equal(pieces, whole)  # the same batches of 64: the same numbers
+    assert "predict" in capsys.readouterr().err
+    assert model.predict(images[:10], progress=True).tolist() == whole[:10].argmax(axis=1).tolist()
+    assert shapes[-1] == 10 and "predict" not in capsys.readouterr().err  # a small set: one call, no bar

@@ -31,7 +31,7 @@ from emofx.data.regions import METHODS as REGION_METHODS
 from emofx.data.regions import face_regions
 from emofx.explain.saliency import METHODS as SALIENCY_METHODS
 from emofx.plotting.comparison import FIGURE_NAMES, save_comparison_figures
-from emofx.study.comparison import compare, json_ready
+from emofx.study.comparison import check_comparable, compare, json_ready
 from emofx.study.cultures import CORRECTIONS, UNITS, CompareConfig, CultureRuns
 
 
@@ -78,14 +78,13 @@ def run(args: argparse.Namespace) -> int:
     config = CompareConfig(saliency_method=args.saliency, unit=args.unit, correction=args.correction,
                            n_permutations=args.permutations, n_boot=args.bootstrap, seed=args.seed,
                            chance_alpha=args.chance_alpha, exclude_chance=args.exclude_chance)
-    cultures = []
-    for runs_dir, data_path, name in ((args.runs_a, args.data_a, args.name_a), (args.runs_b, args.data_b, args.name_b)):
-        dataset = FaceDataset.load(data_path)
-        runs = CultureRuns.load(runs_dir, dataset, name)  # of a file of several cultures: the runs' culture's part
-        cultures.append((runs, face_regions(runs.dataset, args.regions, progress=True)))
-    (a, regions_a), (b, regions_b) = cultures
+    a, b = (CultureRuns.load(runs_dir, FaceDataset.load(data_path), name)  # of several cultures: the runs' own part
+            for runs_dir, data_path, name in ((args.runs_a, args.data_a, args.name_a),
+                                              (args.runs_b, args.data_b, args.name_b)))
     if a.name == b.name:
         raise ValueError(f"both cultures are named {a.name!r}; name them with --name-a/--name-b")
+    check_comparable(a, b)  # before the regions of every face are searched (minutes on FER2013)
+    regions_a, regions_b = (face_regions(runs.dataset, args.regions, progress=True) for runs in (a, b))
     result = compare(a, b, regions_a, regions_b, config)
     clear_outputs(Path(args.out), [*(f"{name}.png" for name in FIGURE_NAMES),
                                    *(f"{name}.csv" for name in result.tables),

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         whose = "the run's" if len(members + rivals) == 1 else "the runs'"
         source = f"{members[0].metrics['data']['path']} ({whose} test images)"
     notes += [note for note in map(interrupted_note, members + rivals) if note]
-    evaluation = evaluate_runs(members, images, flip_average=args.flip_average)
+    evaluation = evaluate_runs(members, images, flip_average=args.flip_average, progress=True)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         _with_provenance(evaluation.predictions_frame(), images, positions, evaluation).to_csv(target)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if by_culture is not None:
         summary["by_culture"] = by_culture.reset_index().to_dict(orient="records")
     if rivals:
-        rival = evaluate_runs(rivals, images, flip_average=args.flip_average)
+        rival = evaluate_runs(rivals, images, flip_average=args.flip_average, progress=True)
         comparison = compare_evaluations(evaluation, rival, people=people)
         summary.update(against={"run": _named([str(r.directory) for r in rivals]), **rival.summary()},
                        comparison=asdict(comparison))

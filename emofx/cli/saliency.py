@@ -131,7 +131,7 @@ def sanity_checks(model: TrainedModel, images: np.ndarray, targets: np.ndarray, 
                                          method_options={args.method: options}, progress=not args.quiet)
     randomised.to_csv(out / "randomisation.csv", index=False)
     save_figure(randomisation_curves(randomised), out / "randomisation.png")
-    curves = deletion_insertion_curves(model, images, targets, maps)
+    curves = deletion_insertion_curves(model, images, targets, maps, progress=not args.quiet)
     curves.to_csv(out / "deletion_insertion.csv", index=False)
     by_step = randomised.groupby(["step", "layer"], sort=True)[["spearman_abs", "spearman"]].mean().reset_index()
     auc = curve_auc(curves).groupby("curve")["auc"].mean()

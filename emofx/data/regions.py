@@ -179,9 +179,21 @@ def crop_margin(dataset: FaceDataset) -> float:
     return ALIGNED_MARGIN
 
 
-def regions_from_eyes(eyes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks (N, 5, H, W) and landmarks (N, 6, 2) placed by face proportions from eye centres (N, 2, 2)."""
+def regions_from_eyes(eyes: np.ndarray, height: int, width: int,
+                      chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (N, 5, H, W) and landmarks (N, 6, 2) placed by face proportions from eye centres (N, 2, 2), ``chunk``
+    faces at a time (each face's coordinate grids are float64 arrays of its size: FER2013's all at once took GBs)."""
     eyes = np.asarray(eyes, dtype=np.float64)
+    masks = np.zeros((len(eyes), len(REGION_NAMES), height, width), dtype=bool)
+    landmarks = np.zeros((len(eyes), len(LANDMARK_NAMES), 2), dtype=np.float32)
+    for start in range(0, len(eyes), chunk):
+        part = slice(start, start + chunk)
+        masks[part], landmarks[part] = _eye_regions(eyes[part], height, width)
+    return masks, landmarks
+
+
+def _eye_regions(eyes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`regions_from_eyes` of a few faces at once."""
     mid = eyes.mean(axis=1)  # (N, 2)
     axis = eyes[:, 1] - eyes[:, 0]
     distance = np.linalg.norm(axis, axis=1)

@@ -203,12 +203,29 @@ def regions_notes(regions: dict[str, RegionMaps], gap: float = 0.1) -> list[str]
     return notes
 
 
+def check_comparable(a: CultureRuns, b: CultureRuns) -> tuple[str, ...]:
+    """The classes two cultures' runs share; an error when they cannot be compared (one name, other image sizes,
+    fewer than 2 shared classes or 2 trials a culture), told before any region of their faces is searched."""
+    if a.name == b.name:
+        raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
+    if a.dataset.image_shape != b.dataset.image_shape:
+        raise ComparisonError(f"the cultures' images differ in size ({a.dataset.image_shape} vs "
+                              f"{b.dataset.image_shape}); prepare both datasets with the same --size")
+    classes = shared_classes(a.dataset.classes, b.dataset.classes)
+    if len(classes) < 2:
+        raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to compare")
+    if min(a.n_trials, b.n_trials) < 2:
+        raise ComparisonError(f"{a.name} has {a.n_trials} trial(s) and {b.name} {b.n_trials}: the tests over "
+                              "trials need at least 2 per culture, and 4 to be able to reach p < 0.05 (emofx train "
+                              "--trials 4)")
+    return classes
+
+
 def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: RegionMaps,
             config: CompareConfig = CompareConfig()) -> Comparison:
     """Compare two cultures' trial runs: H1 accuracy and confusions, transfer, H2 regions/proximity/pixels/filters,
     CKA."""
-    if a.name == b.name:
-        raise ComparisonError(f"both cultures are named {a.name!r}; give them distinct names")
+    classes = check_comparable(a, b)
     for runs, regions in ((a, regions_a), (b, regions_b)):
         if len(regions.masks) != len(runs.dataset):
             raise ComparisonError(f"the regions given for {runs.name} cover {len(regions.masks)} images but its "
@@ -220,16 +237,6 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     if tuple(regions_a.region_names) != tuple(regions_b.region_names):
         raise ComparisonError(f"the cultures' region sets differ: {list(regions_a.region_names)} vs "
                               f"{list(regions_b.region_names)}")
-    if a.dataset.image_shape != b.dataset.image_shape:
-        raise ComparisonError(f"the cultures' images differ in size ({a.dataset.image_shape} vs "
-                              f"{b.dataset.image_shape}); prepare both datasets with the same --size")
-    classes = shared_classes(a.dataset.classes, b.dataset.classes)
-    if len(classes) < 2:
-        raise ComparisonError(f"the cultures share fewer than 2 classes ({list(classes)}); nothing to compare")
-    if min(a.n_trials, b.n_trials) < 2:
-        raise ComparisonError(f"{a.name} has {a.n_trials} trial(s) and {b.name} {b.n_trials}: the tests over "
-                              "trials need at least 2 per culture, and 4 to be able to reach p < 0.05 (emofx train "
-                              "--trials 4)")
     steps = tqdm(total=5, desc="compare", disable=not config.progress)
 
     predictions = [predictions_frame(c, classes=classes) for c in (a, b)]

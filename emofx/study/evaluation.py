@@ -271,11 +271,12 @@ def _require_same_images(first: Evaluation, other: Evaluation, other_name: str, 
 
 
 def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
-             flip_average: bool | None = None) -> Evaluation:
+             flip_average: bool | None = None, progress: bool = False) -> Evaluation:
     """Evaluate ``model`` on ``dataset``, on the classes both have, naming the ones dropped.
 
     ``flip_average``: average each image's probabilities with its mirror image's (test-time
-    augmentation, part of the ``strong`` recipe); ``None``: as the model's recipe evaluates."""
+    augmentation, part of the ``strong`` recipe); ``None``: as the model's recipe evaluates.
+    ``progress``: a bar while a large set is scored (:meth:`TrainedModel.predict_proba`)."""
     if not isinstance(model, TrainedModel) or not isinstance(dataset, FaceDataset):
         raise TypeError(f"evaluate takes a TrainedModel (a run's .model) and a FaceDataset (FaceDataset.load(path)); "
                         f"got {type(model).__name__} and {type(dataset).__name__}")
@@ -294,7 +295,7 @@ def evaluate(model: TrainedModel, dataset: FaceDataset, batch_size: int = 512,
     if not len(data):
         raise EvaluationError(f"no image of the dataset ({len(dataset)} images) shows a class the model knows "
                               f"({', '.join(scored)}): nothing to evaluate")
-    probabilities = model.predict_proba(data.images, batch_size, flip_average=flip_average)
+    probabilities = model.predict_proba(data.images, batch_size, flip_average=flip_average, progress=progress)
     columns = [model.classes.index(c) for c in scored]
     kept = probabilities[:, columns]
     kept = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-30)

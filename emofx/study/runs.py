@@ -472,19 +472,19 @@ def _same_data(recorded: dict[str, Any], other: dict[str, Any]) -> bool:
 
 
 def evaluate_runs(runs: Sequence[Run], dataset: FaceDataset | None = None,
-                  flip_average: bool | None = None) -> Evaluation:
+                  flip_average: bool | None = None, progress: bool = False) -> Evaluation:
     """Score one run, or several as an ensemble (each image's probabilities averaged over the models).
 
     On ``dataset`` whole (images a run learned from inflate the score: :func:`emofx.study.held_out.unseen_part`
     leaves them out, as `emofx evaluate --data` does), or by default on the runs' shared test images. Each model
     scores as its recipe says (flip averaging under ``strong``), as its metrics.json does, unless ``flip_average``
-    is given. A run given twice is refused: its model would count twice in the ensemble."""
+    is given; ``progress``: a bar per model on a large set. A run given twice is refused (it would count twice)."""
     if (twice := given_twice([run.directory for run in runs])) is not None:
         raise ValueError(f"run {twice} is given twice; its model would count twice in the ensemble")
     images = shared_test_images(runs) if dataset is None else dataset
     return average_evaluations([
-        evaluate(run.model, images, flip_average=run.model.flip_average if flip_average is None else flip_average)
-        for run in runs])
+        evaluate(run.model, images, flip_average=run.model.flip_average if flip_average is None else flip_average,
+                 progress=progress) for run in runs])
 
 
 def find_runs(parent: str | os.PathLike) -> list[Path]:
