@@ -41,13 +41,14 @@ def test_landmark_distance():
     assert np.isnan(features.landmark_distance(maps[:1], np.full((1, 2, 2), np.nan), 0.01)[0])
 
 
-def _measures(shift: float, n_trials: int = 5, images: int = 6, seed: int = 3) -> pd.DataFrame:
+def _measures(shift: float, n_trials: int = 5, images: int = 6, seed: int = 3,
+              emotions: tuple[str, ...] = ("happy", "sad")) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for culture, offset in (("A", shift), ("B", 0.0)):
         for trial in range(n_trials):
             for image in range(images):
-                for emotion in ("happy", "sad"):
+                for emotion in emotions:
                     eyes = 0.3 + (offset if emotion == "happy" else 0.0) + rng.normal(0, 0.02)
                     rows.append({"culture": culture, "trial": trial, "image": image + (100 if culture == "B" else 0),
                                  "emotion": emotion, "eyes": eyes, "mouth": 0.4 + rng.normal(0, 0.02)})
@@ -66,6 +67,15 @@ def test_measure_tests_find_a_planted_region_with_trials_as_unit():
     assert list(table["emotion"]) == ["happy", "happy", "sad", "sad", "all", "all"]
     others = table.drop([planted.name, pooled.name])
     assert (others["p_adjusted"] > 0.05).all()
+
+
+@pytest.mark.parametrize("unit", ["trials", "images"])
+def test_measure_tests_list_emotions_in_the_vocabularys_order_as_the_figures_do(unit):
+    config = cultures.CompareConfig(unit=unit, correction="maxT" if unit == "trials" else "holm", n_permutations=99,
+                                    progress=False)
+    measures = _measures(0.0, n_trials=3, images=3, emotions=("neutral", "angry", "sad"))
+    table = features.measure_tests(measures, "A", "B", ["eyes"], config)
+    assert list(table["emotion"]) == ["angry", "sad", "neutral", "all"]  # not alphabetical: the heatmap's rows
 
 
 def test_unit_values_pool_emotions_with_equal_weight():
@@ -498,3 +508,16 @@ def test_matched_splits_of_the_culture_with_the_fewest_people_differ_from_trial_
     tested = {frozenset(few.subject[cultures.matched_splits([many, few], "subject", seed=0, trial=t)[1].test])
               for t in range(4)}
     assert len(tested) > 1
+
+
+def test_accuracy_table_reads_as_a_table_of_rounded_numbers():
+    """Notebook 05 showed H1's record raw: a dict of 16-digit floats, twice."""
+    record = {"metric": "accuracy", "culture_a": 0.7571428571428571, "diff": -0.07857142857142851, "p_value": 0.5428,
+              "ci_unit": "trials (4 vs 4; exact over 70 splits)", "measured_ci_low": np.nan, "n": 4}
+    result = comparison.Comparison("eyes", "mouth", QUICK, {}, {"accuracy": record})
+    table = result.accuracy_table()
+    assert list(table.columns) == ["eyes vs mouth"] and list(table.index) == list(record)
+    column = table["eyes vs mouth"]
+    assert column["culture_a"] == 0.757 and column["diff"] == -0.079 and column["n"] == 4
+    assert column["ci_unit"] == record["ci_unit"] and np.isnan(column["measured_ci_low"])
+    assert result.accuracy["culture_a"] == 0.7571428571428571  # the record itself keeps every digit

@@ -254,3 +254,19 @@ def test_info_counts_only_the_people_images_name():
 def test_a_label_equal_to_the_number_of_classes_is_refused():
     with pytest.raises(DatasetError, match=r"labels must lie in \[0, 3\); got 0..3"):
         replace(tiny(), labels=np.array([0, 1, 2, 3, 0, 1]))
+
+
+def test_dataset_table_states_the_facts_in_a_few_lines_without_the_records_file_lists():
+    """What notebooks 00-02 show of their data: info() printed as JSON ran to 45 lines, paths of duplicates included."""
+    from emofx.data.overview import dataset_table
+    from emofx.data.synthetic import make_synthetic
+
+    data = make_synthetic("eyes", n_per_class=4, seed=0, size=24)
+    examples = [["/data/fer2013/test/disgust/PrivateTest_1.jpg", "/data/fer2013/train/disgust/Training_2.jpg"]]
+    data = replace(data, meta={**data.meta, "duplicates": {"files": 8, "groups": 8, "examples": examples}})
+    lines = dataset_table(data).splitlines()
+    assert lines[:3] == ["images      28 of 24x24 pixels",
+                         "classes     7: angry, disgusted, afraid, happy, sad, surprised, neutral", "subjects    1"]
+    assert "duplicates  8 files repeat another's bytes" in lines and not any("PrivateTest_1" in s for s in lines)
+    assert [s.split()[0] for s in lines[-7:]] == list(data.classes)  # per emotion, in the vocabulary's order
+    assert len(lines) < len(json.dumps(data.info(), indent=1).splitlines()) / 2

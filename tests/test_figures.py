@@ -112,7 +112,7 @@ def test_learning_curves_name_the_model_the_runs_trained(experiment):
 
 
 def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(experiment, tmp_path):
-    faces = make_synthetic("eyes", n_per_class=3, seed=0, classes=["angry", "happy", "sad"])
+    faces = make_synthetic("eyes", n_per_class=3, seed=0, classes=["angry", "happy", "sad", "neutral"])
     maps = np.random.default_rng(0).normal(size=faces.images.shape).astype(np.float32)
     saliency = record_run(experiment, figures.SALIENCY, {"culture": "eyes"})
     path = figures.save_saliency(saliency, faces.images, maps, faces.labels, faces.classes, "eyes", "guided")
@@ -125,7 +125,7 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
     assert sources == ["happy", "angry"] and list(targets) == [faces.classes.index("happy"), faces.classes.index("sad")]
     assert faces.classes[faces.labels[np.flatnonzero((faces.images == images[1]).all(axis=(1, 2)))[0]]] == "angry"
     steps = np.linspace(0, 1, 4, dtype=np.float32)[:, None, None, None] * np.ones((4, 2, 48, 48), np.float32)
-    probabilities = np.full((4, 2, 3), 1 / 3, np.float32)
+    probabilities = np.full((4, 2, 4), 1 / 4, np.float32)
     result = ModificationResult(images=steps, probabilities=probabilities, targets=targets, classes=faces.classes)
     modification = record_run(experiment, figures.MODIFICATION, {"culture": "eyes"})
     loaded, names = figures.load_modification(figures.save_modification(modification, result, sources))
@@ -140,7 +140,8 @@ def test_saliency_and_modification_records_round_trip_into_figures_5_and_7(exper
         assert (out / f"{stem}.png").is_file() and (out / f"{stem}.pdf").is_file()
     regions = pd.read_csv(out / "table_saliency_regions.csv")
     assert list(regions.columns) == ["culture", "method", "run", "emotion", "eyes", "mouth", "rest"]
-    assert len(regions) == 3 and set(regions["method"]) == {"guided"}
+    assert len(regions) == 4 and set(regions["method"]) == {"guided"}
+    assert list(regions["emotion"]) == ["angry", "happy", "sad", "neutral"]  # the vocabulary's order, not alphabetical
 
     # a second saliency run of the same culture (another method) gets its own grid and rows
     other = record_run(experiment, figures.SALIENCY, {"culture": "eyes", "method": "gradient"})

@@ -57,6 +57,23 @@ def test_misclassification_rows_are_upright_and_the_title_counts_the_trials():
     assert trials_phrase({"Swedish": 5, "Taiwanese": 4}) == "trials (Swedish 5, Taiwanese 4)"
 
 
+def test_a_single_learning_curve_keeps_a_long_title_inside_the_figure_and_off_the_axis_label():
+    from emofx.plotting.curves import TITLE_WIDTH, learning_curves
+
+    history = pd.DataFrame({"step": [0, 13, 26, 39], "train_error": [0.9, 0.85, 0.82, 0.79],
+                            "val_error": [0.88, 0.86, 0.81, 0.8]})
+    title = ("fer2013: mean ± std over 2 folds\n"  # notebook 01's title
+             "a SHRUNKEN model, not the paper's (conv widths 32/64/128, 300 dense units; asked for explicitly)")
+    fig = learning_curves([history, history], title=title)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    box = ax.title.get_window_extent()
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1  # not cut off when saved
+    assert not _overlap(box, ax.yaxis.label.get_window_extent())
+    assert all(len(line) <= TITLE_WIDTH for line in ax.get_title().split("\n"))
+    assert " ".join(ax.get_title().split()) == " ".join(title.split())  # wrapped, every word kept
+
+
 def test_learning_curve_panels_share_their_error_axis_and_titles_do_not_run_into_each_other():
     from emofx.plotting.curves import learning_curve_panels
 

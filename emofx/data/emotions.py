@@ -64,3 +64,9 @@ def ordered_classes(names: Iterable[str]) -> tuple[str, ...]:
 def shared_classes(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
     """Classes present in both class lists, in canonical order."""
     return tuple(e for e in EMOTIONS if e in set(a) and e in set(b))
+
+
+def emotion_rank(name: str) -> int:
+    """Where ``name`` stands in the vocabulary's order (:data:`EMOTIONS`, that of every confusion matrix); names
+    outside it rank after every emotion, so that tables sorted by it list emotions as the figures do."""
+    return EMOTIONS.index(name) if name in EMOTIONS else len(EMOTIONS)

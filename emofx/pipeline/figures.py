@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from emofx.data.emotions import emotion_rank
 from emofx.data.paths import read_json_record
 from emofx.explain.modification import ModificationResult
 from emofx.pipeline.figure_output import check_output, record_output
@@ -323,7 +324,8 @@ def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> li
             written += _save(fig, out / name)
         shares = Path(run_dir) / RESULTS_DIR / REGION_SHARES_FILE
         if shares.is_file():
-            summaries.append(pd.read_csv(shares).groupby("emotion").mean(numeric_only=True).reset_index()
+            means = pd.read_csv(shares).groupby("emotion").mean(numeric_only=True)  # in the vocabulary's order:
+            summaries.append(means.loc[sorted(means.index, key=emotion_rank)].reset_index()  # as figures list them
                              .assign(culture=culture, method=str(record["method"]), run=run))
     if summaries:
         table = pd.concat(summaries, ignore_index=True)

@@ -38,7 +38,7 @@ def _on_shared_steps(histories: Sequence[pd.DataFrame], column: str, until: floa
 def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns: Sequence[str] = tuple(CURVES),
                     title: str = "", ax: plt.Axes | None = None) -> plt.Figure:
     """Mean (markers) and ± std band (shaded) over histories of each column, by step; the band is cut to [0, 1],
-    the range an error can take."""
+    the range an error can take. The title is wrapped (:func:`wrapped`): a long one ran off the figure."""
     histories = [histories] if isinstance(histories, pd.DataFrame) else list(histories)
     if not histories:
         raise ValueError("no histories to plot")
@@ -65,7 +65,7 @@ def learning_curves(histories: Sequence[pd.DataFrame] | pd.DataFrame, *, columns
     ax.set_ylabel("error (share of images misclassified)")
     ax.set_ylim(bottom=0)
     ax.legend()
-    ax.set_title(title or (f"mean ± std over {len(histories)} runs" if len(histories) > 1 else ""))
+    ax.set_title(wrapped(title) or (f"mean ± std over {len(histories)} runs" if len(histories) > 1 else ""))
     return laid_out_figure(ax)
 
 

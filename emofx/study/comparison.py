@@ -87,6 +87,13 @@ class Comparison:
         """H1's test: the accuracy difference between the cultures, its p-value and intervals."""
         return self.tests["accuracy"]
 
+    def accuracy_table(self, digits: int = 3) -> pd.DataFrame:
+        """H1's test (:attr:`accuracy`) for reading in a notebook: one row per entry, numbers rounded to ``digits``
+        decimals (the record keeps every digit; shown raw, each had 16), the units' sentences as they are."""
+        rounded = {key: round(value, digits) if isinstance(value, float) else value
+                   for key, value in self.accuracy.items()}
+        return pd.Series(rounded, dtype=object).to_frame(f"{self.culture_a} vs {self.culture_b}")
+
     @property
     def region_tests(self) -> pd.DataFrame:
         """H2's tests: one row per (emotion, region) and per region pooled over emotions."""
