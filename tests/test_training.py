@@ -462,3 +462,19 @@ def test_ctrl_c_after_a_scheduled_save_keeps_that_save(result, parts, tmp_path, 
     monkeypatch.setattr(training, "make_train_chunk", real_chunk)
     resumed = fit(*parts, CONFIG, TINY, progress=False, state_path=path, resume=True, state_every=0)
     pd.testing.assert_frame_equal(resumed.history, result.history)
+
+
+def test_the_bar_shows_from_the_start_saying_compiling_until_the_first_step(parts, result, tmp_path, monkeypatch,
+                                                                             capfd):
+    """On FER2013 the first step came 30-60 s after `emofx train` started, with nothing on the screen before it."""
+    monkeypatch.setenv("EMOFX_PROGRESS", "text")  # frames written as lines: the first one at the bar's creation
+    trained = fit(*parts, CONFIG, TINY, progress=True)
+    frames = [f for f in capfd.readouterr().err.replace("\r", "\n").splitlines() if f.startswith("train:")]
+    assert "0/6" in frames[0] and "compiling" in frames[0]
+    assert "6/6" in frames[-1] and "val_err=" in frames[-1] and "compiling" not in frames[-1]
+    pd.testing.assert_frame_equal(trained.history, result.history)  # a bar changes no number
+    path = tmp_path / "state.msgpack"
+    fit(*parts, CONFIG, TINY, progress=False, state_path=path, state_every=float("inf"))  # saved at step 2
+    fit(*parts, CONFIG, TINY, progress=True, state_path=path, resume=True)
+    frames = [f for f in capfd.readouterr().err.replace("\r", "\n").splitlines() if f.startswith("train:")]
+    assert "0/6" in frames[0] and "6/6" in frames[-1]  # the resumed run's bar counts its 2 earlier steps once

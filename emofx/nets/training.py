@@ -321,13 +321,12 @@ def fit(
 ) -> TrainResult:
     """Train on ``train_set``, validating on ``val_set``; returns the best-validation model.
 
-    ``model`` gives the architecture (widths, dense units, normalisation, ...); the class count,
-    input size and pixel statistics are taken from ``train_set``. Randomness flows from
-    ``(config.seed, trial)``. Ctrl-C stops training and still returns the best model.
-    With ``state_path`` the full training state is saved there at the first validation and then
-    at the first validation after every ``state_every`` seconds (0: at every one), and
-    ``resume`` continues from it (refused when it was saved by another training: other
-    data sizes, settings, trial or ``tag``).
+    ``model`` gives the architecture (widths, dense units, normalisation, ...); the class count, input size and pixel
+    statistics are taken from ``train_set``. Randomness flows from ``(config.seed, trial)``. Ctrl-C stops training
+    and still returns the best model. With ``state_path`` the full training state is saved there at the first
+    validation and then at the first validation after every ``state_every`` seconds (0: at every one), and ``resume``
+    continues from it (refused when it was saved by another training: other data sizes, settings, trial or ``tag``).
+    The progress bar shows from the start, "compiling" until the first step runs (up to a minute the first time).
     """
     started, compiled_before = time.perf_counter(), compile_seconds()
     for value, kind in ((train_set, FaceDataset), (val_set, FaceDataset), (config, TrainConfig)):
@@ -350,14 +349,14 @@ def fit(
     first_chunk = _prepare_first_chunk(model_config, config, spe,
                                        chunk_lengths(min(eval_every, total_steps), config.unroll_steps)[0],
                                        images, targets, data_key, stats)
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, leave=False, postfix="compiling")
     with joined_on_error(first_chunk):  # e.g. an --init-from model of another shape
         variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
         state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
         schedule = learning_rate_schedule(StepConfig.of(config, spe))
         learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
         images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
-        # no padding of small sets
-        evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),
+        evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # small sets unpadded
                                   config.flip_average, precision_for(config.precision))
         validate = lambda s: tuple(float(v) for v in evaluate(model_variables(s.params, s.batch_stats),  # noqa: E731
                                                               val_images, val_targets, stats, n_val))
@@ -375,9 +374,10 @@ def fit(
                 best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
         earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
         stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
-        bar = tqdm(total=total_steps, initial=loop.step, desc="train", unit="step", disable=not progress, leave=False)
+        bar.update(loop.step)  # a resumed training's steps
         ready_seconds, last_save = float("nan"), -math.inf
     first_chunk.join()
+    bar.set_postfix_str("", refresh=False)  # compiled: the first validation's numbers replace it
     unsaved = None  # the state at the last validation while not written: Ctrl-C writes it (resumed from there)
     try:
         with caught_interrupts() as stop_if_interrupted:
