@@ -50,7 +50,8 @@ def test_every_option_with_a_default_names_it():
         for prog, action in _options(_command_parser(name), f"emofx {name}"):
             if isinstance(action, SILENT_ACTIONS) or action.default in (None, [], argparse.SUPPRESS):
                 continue
-            if "default" not in (action.help or "").lower() and str(action.default) not in (action.help or ""):
+            # The word itself: a default's value alone matched by chance (--target's "label", --landmarks' "auto").
+            if "default" not in (action.help or "").lower():
                 unnamed.append(f"{prog} {action.option_strings[-1]} (default {action.default!r})")
     assert not unnamed, "options whose --help does not say their default:\n" + "\n".join(unnamed)
 

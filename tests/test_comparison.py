@@ -381,6 +381,26 @@ def test_an_emotion_some_trial_has_no_test_image_of_is_left_untested_not_read_as
     assert by_class.drop(index="sad")["p_value"].notna().all()
 
 
+def test_class_error_tests_list_emotions_in_the_vocabularys_order_with_the_numbers_of_any_order():
+    """As the confusion matrices and the region tests (notebook 05 shows them together), not alphabetically; the
+    columns' order changes no p-value (one permutation of the trials serves every column)."""
+    rng = np.random.default_rng(4)
+    emotions = ["neutral", "angry", "sad", "afraid"]
+    errors = pd.DataFrame([{"culture": culture, "trial": trial, "emotion": emotion,
+                            "error": rng.uniform(0.1, 0.5) + (0.2 if culture == "A" and emotion == "sad" else 0)}
+                           for culture in ("A", "B") for trial in range(4) for emotion in emotions])
+    table = accuracy.class_error_tests(errors, "A", "B", QUICK)
+    assert list(table["emotion"]) == ["angry", "afraid", "sad", "neutral"]
+    alphabetical = sorted(emotions)
+    a, b = (errors[errors["culture"] == c].pivot_table(index="trial", columns="emotion", values="error")
+            [alphabetical].to_numpy() for c in ("A", "B"))
+    test = stats.permutation_test(a, b, statistic="welch_t", n_permutations=QUICK.n_permutations, seed=QUICK.seed)
+    by_emotion = table.set_index("emotion").loc[alphabetical]
+    np.testing.assert_array_equal(by_emotion["p_value"], test.p_value)
+    np.testing.assert_array_equal(by_emotion["p_adjusted"], test.p_fwer)
+    np.testing.assert_array_equal(by_emotion["diff"], a.mean(axis=0) - b.mean(axis=0))
+
+
 def test_too_few_test_people_give_no_interval_over_people():
     """A subject split of synthetic data may test one person a trial: redrawing 3 people says nothing (the
     interval collapsed to the estimate), so none is given."""

@@ -270,3 +270,12 @@ def test_dataset_table_states_the_facts_in_a_few_lines_without_the_records_file_
     assert "duplicates  8 files repeat another's bytes" in lines and not any("PrivateTest_1" in s for s in lines)
     assert [s.split()[0] for s in lines[-7:]] == list(data.classes)  # per emotion, in the vocabulary's order
     assert len(lines) < len(json.dumps(data.info(), indent=1).splitlines()) / 2
+
+
+def test_emotion_order_lists_emotions_as_the_confusion_matrices_do_with_others_after_and_a_pooled_row_last():
+    from emofx.data.emotions import emotion_order
+
+    names = ["sad", "all", "zebra", "angry", "contempt", "neutral", "apple"]
+    assert sorted(names, key=emotion_order) == ["angry", "sad", "neutral", "contempt", "all", "apple", "zebra"]
+    assert sorted(names, key=lambda name: emotion_order(name, "all")) == [
+        "angry", "sad", "neutral", "contempt", "apple", "zebra", "all"]

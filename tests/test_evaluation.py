@@ -211,7 +211,6 @@ def test_figures_are_written(tmp_path):
     assert "1.5\n±0.7" in [t.get_text() for t in confusion_heatmap(mean, std).axes[0].texts]
 
 
-
 def test_figures_drawn_into_a_subfigure_return_the_whole_figure(tmp_path):
     """A caller's axes inside ``fig.subfigures`` (a subfigure has no tight layout): each figure function draws
     there and returns the whole figure, which saves; the old code raised AttributeError on the subfigure."""
@@ -233,6 +232,7 @@ def test_figures_drawn_into_a_subfigure_return_the_whole_figure(tmp_path):
     assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)  # the caller's layout stays
     written = save_figure(fig, tmp_path / "parts")
     assert written[0].stat().st_size > 1000
+
 
 def test_resampling_images_without_people_keeps_each_class_count():
     from emofx.study.evaluation import resampled_class_totals

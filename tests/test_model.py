@@ -166,7 +166,6 @@ def test_the_device_names_the_cores_this_process_may_use():
             os.sched_setaffinity(0, cores)
 
 
-
 def test_a_large_set_is_predicted_in_pieces_with_a_bar_and_the_numbers_of_one_call(make_tiny_model, monkeypatch,
                                                                                    capsys):
     from emofx.nets import checkpoint

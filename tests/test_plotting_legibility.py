@@ -55,6 +55,7 @@ def test_misclassification_rows_are_upright_and_the_title_counts_the_trials():
 
     assert trials_phrase({"Swedish": 5, "Taiwanese": 5}) == "5 trials"
     assert trials_phrase({"Swedish": 5, "Taiwanese": 4}) == "trials (Swedish 5, Taiwanese 4)"
+    assert trials_phrase({"Swedish": 1, "Taiwanese": 1}) == "1 trial"  # an experiment of one trial: not "1 trials"
 
 
 def test_a_single_learning_curve_keeps_a_long_title_inside_the_figure_and_off_the_axis_label():

@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hash", choices=HASH_METHODS, default=defaults.hash_method,
                         help=f"perceptual hash (default {defaults.hash_method})")
     parser.add_argument("--landmarks", choices=("auto", *LANDMARK_METHODS), default=defaults.landmarks,
-                        help="align faces on their eyes for the near-duplicate search (auto: dlib's 68 points where "
-                             "faces are detected and dlib is installed; none: compare crops by hash alone)")
+                        help=f"align faces on their eyes for the near-duplicate search (default {defaults.landmarks}; "
+                             "auto: dlib's 68 points where faces are detected and dlib is installed; none: compare "
+                             "crops by hash alone)")
     parser.add_argument("--aligned-threshold", type=float, default=defaults.aligned_threshold,
                         help="two aligned faces are near duplicates when their 16x16 thumbnails correlate within this "
                              f"of 1 (default {defaults.aligned_threshold})")

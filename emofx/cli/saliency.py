@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=list(METHODS), default="guided",
                         help="attribution method (default guided: guided backpropagation, the paper's)")
     parser.add_argument("--target", default="label",
-                        help="class to explain: label (each image's own, the paper's), predicted, or an emotion")
+                        help="class to explain: label (the default: each image's own, the paper's), predicted, "
+                             "or an emotion")
     parser.add_argument("--score", choices=SCORES, default=None,
                         help="what the map explains (default: probability; logit for gradcam)")
     parser.add_argument("--n", type=int, default=None,

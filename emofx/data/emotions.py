@@ -66,7 +66,8 @@ def shared_classes(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
     return tuple(e for e in EMOTIONS if e in set(a) and e in set(b))
 
 
-def emotion_rank(name: str) -> int:
-    """Where ``name`` stands in the vocabulary's order (:data:`EMOTIONS`, that of every confusion matrix); names
-    outside it rank after every emotion, so that tables sorted by it list emotions as the figures do."""
-    return EMOTIONS.index(name) if name in EMOTIONS else len(EMOTIONS)
+def emotion_order(name: str, last: str | None = None) -> tuple[bool, int, str]:
+    """Sort key of the vocabulary's order (:data:`EMOTIONS`, that of every confusion matrix), so that tables and
+    figures list emotions alike: names outside it after every emotion, alphabetically, and ``last`` (a pooled row
+    such as the comparisons' ``all``) at the end."""
+    return name == last, EMOTIONS.index(name) if name in EMOTIONS else len(EMOTIONS), name

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.data.emotions import emotion_rank
+from emofx.data.emotions import emotion_order
 from emofx.data.paths import read_json_record
 from emofx.explain.modification import ModificationResult
 from emofx.pipeline.figure_output import check_output, record_output
@@ -270,7 +270,8 @@ def trials_phrase(counts: dict[str, int]) -> str:
     """How many trials a figure of several cultures averages: ``5 trials``, or per culture where they differ
     (``trials (Swedish 5, Taiwanese 4)``)."""
     if len(set(counts.values())) == 1:
-        return f"{next(iter(counts.values()))} trials"
+        n = next(iter(counts.values()))
+        return f"{n} trial" if n == 1 else f"{n} trials"
     return "trials (" + ", ".join(f"{culture} {n}" for culture, n in counts.items()) + ")"
 
 
@@ -325,7 +326,7 @@ def _saliency_figures(experiment_dir: Path, out: Path, faces: bool = True) -> li
         shares = Path(run_dir) / RESULTS_DIR / REGION_SHARES_FILE
         if shares.is_file():
             means = pd.read_csv(shares).groupby("emotion").mean(numeric_only=True)  # in the vocabulary's order:
-            summaries.append(means.loc[sorted(means.index, key=emotion_rank)].reset_index()  # as figures list them
+            summaries.append(means.loc[sorted(means.index, key=emotion_order)].reset_index()  # as figures list them
                              .assign(culture=culture, method=str(record["method"]), run=run))
     if summaries:
         table = pd.concat(summaries, ignore_index=True)

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from emofx.data.emotions import EMOTIONS
+from emofx.data.emotions import emotion_order
 from emofx.plotting import save_figure
 from emofx.study.cultures import ALL_EMOTIONS
 from emofx.study.stats import ALPHA
@@ -94,21 +94,13 @@ def accuracy_by_person(person_accuracy: pd.DataFrame) -> Figure:
     return fig
 
 
-def in_emotion_order(names: Any) -> list[str]:
-    """The distinct ``names`` in the vocabulary's order (:data:`emofx.data.emotions.EMOTIONS`, that of every
-    confusion matrix), names outside it after them as given, the pooled ``all`` last."""
-    distinct = list(dict.fromkeys(names))
-    rank = {name: k for k, name in enumerate(EMOTIONS)}
-    return sorted(distinct, key=lambda name: (name == ALL_EMOTIONS, rank.get(name, len(rank)), distinct.index(name)))
-
-
 def region_difference_heatmap(region_tests: pd.DataFrame, names: tuple[str, str] = ("a", "b")) -> Figure:
     """Emotion x region heatmap of the saliency-share difference (``names``: a minus b); * p_adj < .05, ** < .01."""
     diff = region_tests.pivot(index="emotion", columns="region", values="diff")
     marks = region_tests.assign(mark=region_tests["p_adjusted"].map(_significance_mark)).pivot(
         index="emotion", columns="region", values="mark")
     regions = list(dict.fromkeys(region_tests["region"]))
-    emotions = in_emotion_order(region_tests["emotion"])
+    emotions = sorted(set(region_tests["emotion"]), key=lambda name: emotion_order(name, ALL_EMOTIONS))
     diff, marks = diff.loc[emotions, regions], marks.loc[emotions, regions]
     labels = np.array([[f"{v:+.3f}{m}" for v, m in zip(dr, mr)] for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
     limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from emofx.data.emotions import shared_classes
+from emofx.data.emotions import emotion_order, shared_classes
 from emofx.study import stats
 from emofx.study.cultures import METRICS, CompareConfig, ComparisonError, CultureRuns
 from emofx.study.evaluation import compare_evaluations, people_of, resampled_class_totals
@@ -213,8 +213,9 @@ UNTESTED = "untested: some trials have no test image of the emotion"  # the unit
 def class_error_tests(errors: pd.DataFrame, culture_a: str, culture_b: str, config: CompareConfig) -> pd.DataFrame:
     """Per-class error difference (a minus b) with a permutation test over trials, corrected over classes. An
     emotion that some trial of either culture has no test image of is not tested (its row says so, the error
-    rates the mean over the trials that have it): its missing rates are not errors of 0."""
-    emotions = sorted(set(errors["emotion"]))
+    rates the mean over the trials that have it): its missing rates are not errors of 0. Emotions in the
+    vocabulary's order, as the confusion matrices and the region tests list them."""
+    emotions = sorted(set(errors["emotion"]), key=emotion_order)
     a_all, b_all = (errors[errors["culture"] == c].pivot_table(index="trial", columns="emotion", values="error")
                     .reindex(columns=emotions) for c in (culture_a, culture_b))  # each culture's own trials
     tested = [e for e in emotions if a_all[e].notna().all() and b_all[e].notna().all()]

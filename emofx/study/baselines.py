@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from emofx.data.dataset import FaceDataset
+from emofx.data.emotions import emotion_order
 from emofx.study import stats
 from emofx.study.accuracy import names_people
 from emofx.study.cultures import CultureRuns
@@ -197,7 +198,8 @@ def human_baseline(runs: CultureRuns, other: CultureRuns | None = None) -> tuple
         "model_accuracy": per_trial.mean(),
         "model_accuracy_std": per_trial.std(ddof=1),
         "model_confidence": pd.Series(mean_confidence, index=emotions).groupby(level=0).mean(),
-    }).rename_axis("emotion").reset_index()
+    }).rename_axis("emotion")
+    table = table.loc[sorted(table.index, key=emotion_order)].reset_index()  # the figures' order
     table.insert(0, "culture", runs.name)
     keep = np.isfinite(rated)
     others = _other_models(other, runs.dataset.subset(tested)) if other is not None else None

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.emotions import emotion_rank
+from emofx.data.emotions import emotion_order
 from emofx.data.progress import tqdm
 from emofx.data.regions import RegionMaps
 from emofx.explain.saliency import attribute
@@ -123,11 +123,6 @@ def unit_values(measures: pd.DataFrame, columns: Sequence[str], unit: str, poole
     return pd.concat([values, overall.assign(emotion=ALL_EMOTIONS)], ignore_index=True)
 
 
-def _emotion_key(emotion: str) -> tuple[bool, int, str]:
-    """Rows in the vocabulary's order (as the figures and confusion matrices), the pooled ``all`` last."""
-    return emotion == ALL_EMOTIONS, emotion_rank(emotion), emotion
-
-
 def measure_tests(measures: pd.DataFrame, culture_a: str, culture_b: str, columns: Sequence[str],
                   config: CompareConfig) -> pd.DataFrame:
     """Per emotion and measure: difference (a minus b), Hedges' g, permutation p and corrected p.
@@ -141,12 +136,13 @@ def measure_tests(measures: pd.DataFrame, culture_a: str, culture_b: str, column
     if config.unit == "trials":
         wide = values.pivot_table(index=["culture", "trial"], columns="emotion", values=list(columns))
         wide = wide.swaplevel(axis=1).dropna(axis=1)
-        wide = wide[sorted(wide.columns, key=lambda c: (*_emotion_key(c[0]), list(columns).index(c[1])))]
+        wide = wide[sorted(wide.columns, key=lambda c: (*emotion_order(c[0], ALL_EMOTIONS), list(columns).index(c[1])))]
         groups = [(wide.columns, wide.loc[culture].to_numpy()) for culture in (culture_a, culture_b)]
         tests = [(groups[0][0], groups[0][1], groups[1][1])]
     else:
         tests = []
-        for emotion, group in sorted(values.groupby("emotion", sort=False), key=lambda item: _emotion_key(item[0])):
+        by_emotion = values.groupby("emotion", sort=False)
+        for emotion, group in sorted(by_emotion, key=lambda item: emotion_order(item[0], ALL_EMOTIONS)):
             group = group.dropna(subset=list(columns))
             a = group.loc[group["culture"] == culture_a, list(columns)].to_numpy()
             b = group.loc[group["culture"] == culture_b, list(columns)].to_numpy()
