@@ -32,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     include_torch = not args.no_torch
     if include_torch and not torch_available():
         print("torch is not installed: skipping the PyTorch reference "
-              "(install it with `pip install -e .[bench]`)", file=sys.stderr)
+              f"(install it with `{shlex.quote(sys.executable)} -m pip install -e '.[bench]'` in the repository)",
+              file=sys.stderr)
         include_torch = False
     try:
         device = torch_device(args.device) if include_torch else "cpu"

@@ -75,3 +75,13 @@ def test_drop_reasons_give_each_dropped_image_its_first_reason():
     assert sorted(why.index) == [2, 4, 7]
     assert why.loc[4].tolist() == ["exact duplicate", "of a"]  # its first row, not the later one
     assert why.loc[2].tolist() == ["near duplicate of another dataset", "of d"]  # the row that keeps it passed over
+
+
+def test_a_missing_imagehash_names_the_command_that_installs_it_here(monkeypatch):
+    import shlex
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imagehash", None)  # an import of it fails
+    with pytest.raises(ImportError, match="needs imagehash") as error:
+        dedup.perceptual_hash(np.zeros((8, 8), np.uint8))
+    assert f"{shlex.quote(sys.executable)} -m pip install imagehash" in str(error.value)  # this Python's pip

@@ -17,6 +17,8 @@ photos of a posed series (KDEF) lie further apart; a 64-bit hash of the crop put
 from __future__ import annotations
 
 import hashlib
+import shlex
+import sys
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -47,7 +49,8 @@ def perceptual_hash(gray: np.ndarray, method: str = "phash") -> int:
     try:
         import imagehash
     except ImportError:
-        raise ImportError('near-duplicate search needs imagehash: pip install imagehash') from None
+        raise ImportError("near-duplicate search needs imagehash, a dependency of emofx: "
+                          f"{shlex.quote(sys.executable)} -m pip install imagehash") from None
     from PIL import Image
 
     if method not in HASH_METHODS:
