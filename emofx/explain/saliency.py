@@ -382,12 +382,9 @@ def attribute(
                  if (name == "image_ids" or np.ndim(value) == images.ndim) and np.ndim(value) and len(value) == n}
     out = []
     for start in tqdm(range(0, n, size), desc=f"saliency ({method})", disable=not progress, leave=False):
-        def rows(array: np.ndarray) -> np.ndarray:  # this batch's rows, the last repeated to a full batch
-            part = array[start:start + size]
-            return np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-
-        batch_options = {**options, **{name: rows(value) for name, value in per_image.items()}}
-        maps = METHODS[method](model, rows(images), rows(targets), **batch_options)
+        batch_options = {**options, **{name: _batch_rows(value, start, size) for name, value in per_image.items()}}
+        maps = METHODS[method](model, _batch_rows(images, start, size), _batch_rows(targets, start, size),
+                               **batch_options)
         out.append(np.asarray(maps, np.float32)[: min(size, n - start)])
     return np.concatenate(out)
 
@@ -402,15 +399,17 @@ def target_scores(model: TrainedModel, images: np.ndarray, targets: np.ndarray, 
     images, targets = np.asarray(images, np.float32), np.asarray(targets, np.int32)
     n = len(images)
     size = max(1, min(batch_size, n))
-    out = []
-    for start in range(0, n, size):
-        part = slice(start, start + size)
-        pad = size - len(images[part])
-        batch = np.concatenate([images[part], np.repeat(images[part][-1:], pad, axis=0)])
-        values = _score_core(config, variables, stats, jnp.asarray(batch),
-                             jnp.asarray(np.concatenate([targets[part], np.repeat(targets[part][-1:], pad)])), score)
-        out.append(np.asarray(values)[:size - pad])
+    out = [np.asarray(_score_core(config, variables, stats, jnp.asarray(_batch_rows(images, start, size)),
+                                  jnp.asarray(_batch_rows(targets, start, size)), score))[:n - start]
+           for start in range(0, n, size)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _batch_rows(array: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Rows ``start`` to ``start + size`` of ``array``, the last repeated to a full batch: every batch has one shape,
+    so one compiled program serves them all (the repeated rows' results are dropped)."""
+    part = array[start:start + size]
+    return np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
 
 
 def completeness(
