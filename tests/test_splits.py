@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from emofx.data.dataset import FaceDataset
-from emofx.data.splits import Split, SplitError, balanced_subsample, count_test_copies, make_split
+from emofx.data.splits import (Split, SplitError, balanced_subsample, count_test_copies, examples_per_class,
+                               make_split)
 from emofx.data.synthetic import make_synthetic
 
 
@@ -187,6 +188,16 @@ def test_balanced_subsample(faces):
         balanced_subsample(faces, split.train, {"happy": 100}, seed=0)
     with pytest.raises(SplitError, match="glee"):
         balanced_subsample(faces, split.train, {"glee": 1}, seed=0)
+
+
+def test_examples_per_class_draws_up_to_the_count_of_each_class_in_its_order():
+    labels = np.array([2, 0, 2, 2, 1, 2, 0, 2])
+    picks = examples_per_class(labels, [2, 0, 3], per_class=3, seed=4)
+    assert [len(p) for p in picks] == [3, 2, 0]  # class 0 has two, class 3 none: fewer, never an error
+    assert set(picks[0]) <= {0, 2, 3, 5, 7} and list(picks[0]) == sorted(picks[0]) and set(picks[1]) == {1, 6}
+    assert all(np.array_equal(a, b) for a, b in zip(picks, examples_per_class(labels, [2, 0, 3], 3, seed=4)))
+    drawn = {tuple(examples_per_class(labels, [2], 3, seed)[0]) for seed in range(40)}
+    assert len(drawn) > 5  # random, not the first three: C(5, 3) = 10 possible
 
 
 def test_kdef_subject_split_keeps_actors_apart(shared_dataset):

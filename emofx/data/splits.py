@@ -22,7 +22,7 @@ images, is a :class:`SplitError` naming the class and the part.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -229,6 +229,13 @@ def balanced_subsample(
         raise SplitError(f"balanced_subsample cannot draw the requested counts: {', '.join(short)}; "
                          "ask for at most the smallest available count")
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def examples_per_class(labels: np.ndarray, classes: Sequence[int], per_class: int, seed: int) -> list[np.ndarray]:
+    """Up to ``per_class`` random positions of each label value in ``classes`` (sorted, one array per class, in
+    its order; fewer where a class has fewer): the faces a figure shows or a command explains."""
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in classes]
 
 
 # ---------------------------------------------------------------------- allocation

@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from emofx.data.dataset import FaceDataset
-from emofx.plotting.saliency import pick_examples
+from emofx.data.splits import examples_per_class
 
 
 def class_examples(dataset: FaceDataset, per_class: int = 1, seed: int | None = None) -> Figure:
@@ -18,7 +18,7 @@ def class_examples(dataset: FaceDataset, per_class: int = 1, seed: int | None = 
     if seed is None:
         chosen = [np.flatnonzero(dataset.labels == c)[:per_class] for c in range(len(dataset.classes))]
     else:
-        chosen = pick_examples(dataset.labels, len(dataset.classes), per_class, seed)
+        chosen = examples_per_class(dataset.labels, range(len(dataset.classes)), per_class, seed)
     columns = len(dataset.classes)
     fig, axes = plt.subplots(per_class, columns, figsize=(1.6 * columns, 1.7 * per_class + 0.3), squeeze=False)
     for column, (name, indices) in enumerate(zip(dataset.classes, chosen)):

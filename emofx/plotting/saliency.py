@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from emofx.data.splits import examples_per_class
 from emofx.explain.modification import ModificationResult
 
 MAP_MODES = ("abs", "signed")
@@ -51,12 +52,6 @@ def show_map(ax: plt.Axes, saliency: np.ndarray, image: np.ndarray | None = None
     ax.set_yticks([])
 
 
-def pick_examples(labels: np.ndarray, n_classes: int, per_class: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``per_class`` random indices of each class (a list indexed by class)."""
-    rng = np.random.default_rng(seed)
-    return [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in range(n_classes)]
-
-
 _SALIENCY_WORDS = {"guided": "guided backpropagation", "gradient": "the vanilla gradient", "smoothgrad": "SmoothGrad",
                    "integrated-gradients": "integrated gradients", "gradcam": "Grad-CAM"}
 
@@ -77,7 +72,8 @@ def saliency_grid(
                          "per image")
     if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be class indices into classes (integers); got {labels.dtype} values")
-    examples = [(c, idx) for c, idx in enumerate(pick_examples(labels, len(classes), per_class, seed)) if len(idx)]
+    examples = [(c, idx) for c, idx in enumerate(examples_per_class(labels, range(len(classes)), per_class, seed))
+                if len(idx)]
     if not examples:
         raise ValueError("no images to show in the saliency grid")
     cols = max(len(idx) for _, idx in examples)

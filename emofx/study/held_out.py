@@ -21,6 +21,7 @@ import numpy as np
 
 from emofx.data.dataset import FaceDataset
 from emofx.data.dedup import image_digests
+from emofx.data.splits import examples_per_class
 from emofx.data.emotions import shared_classes
 from emofx.nets.checkpoint import TrainedModel
 from emofx.study.run_status import interrupted_note
@@ -144,8 +145,5 @@ def spread_over_classes(labels: np.ndarray, n: int | None, seed: int) -> np.ndar
         return np.arange(len(labels))
     if n < 1:
         raise ValueError(f"the number of images must be at least 1; got {n}")
-    rng = np.random.default_rng(seed)
     classes = np.unique(labels)
-    per_class = math.ceil(n / len(classes))
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
-    return np.sort(np.concatenate(chosen))
+    return np.sort(np.concatenate(examples_per_class(labels, classes, math.ceil(n / len(classes)), seed)))
