@@ -73,6 +73,9 @@ def test_a_single_learning_curve_keeps_a_long_title_inside_the_figure_and_off_th
     assert not _overlap(box, ax.yaxis.label.get_window_extent())
     assert all(len(line) <= TITLE_WIDTH for line in ax.get_title().split("\n"))
     assert " ".join(ax.get_title().split()) == " ".join(title.split())  # wrapped, every word kept
+    # the training error is the steps' own, of augmented batches with dropout: a gap is not overfitting alone
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training error (augmented batches, dropout on)",
+                                                                   "validation error"]
 
 
 def test_learning_curve_panels_share_their_error_axis_and_titles_do_not_run_into_each_other():
@@ -131,6 +134,35 @@ def test_the_accuracy_figure_shows_every_trial_and_names_what_its_interval_resam
     assert right.get_title() == "p = 0.00794 over trials\n95% interval over trials"
     bare = {k: current[k] for k in ("diff", "ci_low", "ci_high", "p_value")}  # a record naming neither unit
     assert accuracy_by_culture(trials, bare).axes[1].get_title() == "p = 0.00794 over trials\n95% interval over trials"
+
+
+def test_the_accuracy_figure_draws_chance_where_the_number_of_classes_is_known():
+    from emofx.plotting.comparison import accuracy_by_culture
+
+    trials = _trials([0.75, 0.8], [0.55, 0.6])
+    test = {"diff": 0.2, "ci_low": 0.1, "ci_high": 0.3, "p_value": 0.33}
+    left = accuracy_by_culture(trials, test, n_classes=7).axes[0]
+    chance = [line for line in left.get_lines() if line.get_label().startswith("chance")]
+    assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(1 / 7)
+    assert chance[0].get_label() == "chance (1/7: guessing at random)"
+    assert left.get_ylim()[0] < 1 / 7  # on the axis, not clipped off it
+    assert not [line for line in accuracy_by_culture(trials, test).axes[0].get_lines()
+                if line.get_label().startswith("chance")]  # unknown (an older record): no line
+
+
+def test_difference_labels_carry_no_sign_where_they_round_to_zero():
+    from emofx.plotting.comparison import confusion_difference_heatmap, region_difference_heatmap
+
+    confusions = pd.DataFrame([{"true": "happy", "predicted": "sad", "diff": -0.004, "p_adjusted": 0.9,
+                                "correction": "maxT"},
+                               {"true": "sad", "predicted": "happy", "diff": 0.126, "p_adjusted": 0.004,
+                                "correction": "maxT"}])
+    ax = confusion_difference_heatmap(confusions, ("Swedish", "Taiwanese")).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["+13**", "0"]  # not "-0": the rounding hid the direction
+    regions = pd.DataFrame([{"emotion": "happy", "region": r, "diff": d, "p_adjusted": 0.5, "unit": "trials",
+                             "correction": "maxT"} for r, d in (("eyes", -0.0004), ("mouth", -0.0123))])
+    ax = region_difference_heatmap(regions).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["-0.012", "0.000"]
 
 
 def test_region_differences_list_the_emotions_in_the_confusion_matrices_order():

@@ -213,6 +213,20 @@ def test_a_report_never_deletes_files_it_did_not_draw(studies, tmp_path, capsys)
     assert (out / "figures" / "notes" / "to_self.txt").read_text() == "keep"
 
 
+def test_the_reports_accuracy_figures_draw_chance_for_the_classes_the_cultures_share(studies, tmp_path,
+                                                                                     monkeypatch):
+    from emofx.plotting import comparison as plots
+
+    drawn, draw = [], plots.accuracy_by_culture
+    monkeypatch.setattr(plots, "accuracy_by_culture", lambda *args, **kwargs: drawn.append(kwargs) or draw(*args,
+                                                                                                          **kwargs))
+    report.write_report(studies["kdef_vs_taiwanese"], tmp_path / "out", faces=False)
+    summaries = sorted(studies["kdef_vs_taiwanese"].rglob("summary.json"))
+    assert len(drawn) == len(summaries) == 2  # both protocols
+    assert [d["n_classes"] for d in drawn] == [len(json.loads(p.read_text())["shared_classes"]) for p in summaries]
+    assert drawn[0]["n_classes"] >= 2
+
+
 def test_report_regenerates_byte_for_byte(studies, tmp_path):
     """Two reports from the same runs are the same files (figures included) but for the date in the title."""
     first, second = tmp_path / "first", tmp_path / "second"

@@ -406,7 +406,8 @@ def _comparison_figures(experiment_dir: Path, out: Path) -> list[Path]:
             pixel = {key: data[key] for key in data.files}
         names = (summary["cultures"]["a"], summary["cultures"]["b"])
         _warn_if_stale(experiment_dir, Path(run_dir), tables["trial_metrics"], names)
-        for name, fig in comparison_figures(tables, summary["accuracy"], pixel, names).items():
+        shared = len(summary.get("shared_classes", ())) or None  # older records may not name them
+        for name, fig in comparison_figures(tables, summary["accuracy"], pixel, names, n_classes=shared).items():
             written += _save(fig, out / f"{COMPARISON_FIGURES[name]}{suffix}")
         h1 = pd.DataFrame([{"metric": metric, **{k: v for k, v in summary[metric].items()
                                                  if not isinstance(v, (dict, list))}}

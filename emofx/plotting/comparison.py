@@ -30,6 +30,13 @@ def _significance_mark(p: float) -> str:
     return "**" if p < 0.01 else "*" if p < ALPHA else ""
 
 
+def _signed(value: float, digits: int) -> str:
+    """``value`` with its sign at ``digits`` decimals, and no sign where it rounds to zero: "-0" would read as a
+    difference in one direction that the rounding hid."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def _stripplot(**kwargs: Any) -> None:
     """``sns.stripplot`` with its jitter drawn from a fixed seed, so the same numbers draw the same figure.
 
@@ -49,16 +56,20 @@ def _unit_words(unit: Any) -> str:
 
 
 def accuracy_by_culture(trial_metrics: pd.DataFrame, test: dict[str, Any], metric: str = "accuracy",
-                        names: tuple[str, str] = ("a", "b")) -> Figure:
+                        names: tuple[str, str] = ("a", "b"), n_classes: int | None = None) -> Figure:
     """Per-trial accuracy of each culture on its own test images (every trial a dot, none hidden behind another),
     and the difference (``names``: a minus b) with its interval, each named by what the record says it resampled
-    (``p_unit``, ``ci_unit``: a summary of older code bootstrapped test images, not trials)."""
+    (``p_unit``, ``ci_unit``: a summary of older code bootstrapped test images, not trials). Given ``n_classes``,
+    a line at chance: 1 / ``n_classes``, what guessing at random scores in expectation, accuracy or balanced."""
     own = trial_metrics[trial_metrics["train_culture"] == trial_metrics["test_culture"]]
     fig = Figure(figsize=(7.5, 3.6))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     sns.swarmplot(data=own, x="train_culture", y=metric, ax=left, size=7, color="0.3")
     sns.pointplot(data=own, x="train_culture", y=metric, ax=left, errorbar=None, color="C3", markers="_",
                   markersize=30, linestyle="none")
+    if n_classes:
+        left.axhline(1 / n_classes, color="0.5", lw=0.8, ls=":", label=f"chance (1/{n_classes}: guessing at random)")
+        left.legend(loc="lower right", fontsize=8, frameon=False)
     counts = own.groupby("train_culture", sort=False).size()
     words = metric.replace("_", " ")
     left.set(xlabel="culture (test images of its own)", ylabel=words,
@@ -102,7 +113,8 @@ def region_difference_heatmap(region_tests: pd.DataFrame, names: tuple[str, str]
     regions = list(dict.fromkeys(region_tests["region"]))
     emotions = sorted(set(region_tests["emotion"]), key=lambda name: emotion_order(name, ALL_EMOTIONS))
     diff, marks = diff.loc[emotions, regions], marks.loc[emotions, regions]
-    labels = np.array([[f"{v:+.3f}{m}" for v, m in zip(dr, mr)] for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
+    labels = np.array([[f"{_signed(v, 3)}{m}" for v, m in zip(dr, mr)]
+                       for dr, mr in zip(diff.to_numpy(), marks.to_numpy())])
     limit = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
     fig = Figure(figsize=(1.3 * len(regions) + 2, 0.5 * len(diff) + 1.5))
     ax = fig.subplots()
@@ -123,7 +135,7 @@ def confusion_difference_heatmap(confusion_tests: pd.DataFrame, names: tuple[str
                                                                                           columns=classes)
     marks = confusion_tests.assign(mark=confusion_tests["p_adjusted"].map(_significance_mark)).pivot(
         index="true", columns="predicted", values="mark").reindex(index=classes, columns=classes)
-    labels = np.array([[f"{100 * v:+.0f}{m}" if v == v else "" for v, m in zip(dr, mr)]
+    labels = np.array([[f"{_signed(100 * v, 0)}{m}" if v == v else "" for v, m in zip(dr, mr)]
                        for dr, mr in zip(diff.to_numpy(float), marks.to_numpy())])
     limit = float(np.nanmax(np.abs(diff.to_numpy(float)))) if len(confusion_tests) else 0.0
     fig = Figure(figsize=(0.8 * len(classes) + 2.5, 0.6 * len(classes) + 1.5))
@@ -201,11 +213,13 @@ FIGURE_NAMES = ("accuracy_by_culture", "confusion_differences", "accuracy_by_per
 
 
 def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any], pixel: dict[str, np.ndarray],
-                       names: tuple[str, str]) -> dict[str, Figure]:
+                       names: tuple[str, str], n_classes: int | None = None) -> dict[str, Figure]:
     """Every comparison figure by name, from a comparison's tables (``trial_metrics``, ``region_tests``,
     ``transfer``, ``cka``; ``confusion_tests`` and ``person_accuracy`` where the comparison has them), its
-    accuracy test, its pixel-wise maps and the two cultures' names."""
-    figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy, names=names)}
+    accuracy test, its pixel-wise maps, the two cultures' names and, where known, how many classes they share
+    (the accuracy figure's chance line)."""
+    figures = {"accuracy_by_culture": accuracy_by_culture(tables["trial_metrics"], accuracy, names=names,
+                                                          n_classes=n_classes)}
     if "confusion_tests" in tables:  # comparisons recorded before emofx tested confusions have no such table
         figures["confusion_differences"] = confusion_difference_heatmap(tables["confusion_tests"], names)
     if len(tables.get("person_accuracy", ())):  # none where the images do not name their people, or recorded before
@@ -222,5 +236,6 @@ def comparison_figures(tables: dict[str, pd.DataFrame], accuracy: dict[str, Any]
 def save_comparison_figures(comparison: "Comparison", out: str | Path) -> list[Path]:
     """Every comparison figure as a PNG in ``out``; returns the written paths."""
     figures = comparison_figures(comparison.tables, comparison.accuracy, comparison.pixel,
-                                 (comparison.culture_a, comparison.culture_b))
+                                 (comparison.culture_a, comparison.culture_b),
+                                 n_classes=len(comparison.shared_classes))
     return [path for name, fig in figures.items() for path in save_figure(fig, Path(out) / name)]

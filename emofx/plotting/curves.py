@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 
 from emofx.plotting import laid_out_figure
 
-CURVES = {"train_error": "training error", "val_error": "validation error"}
+# the training error is the steps' own: of augmented batches, with dropout on (the validation error: of the images as
+# they are, with every unit); the legend says so, lest a gap between the two be read as overfitting alone
+CURVES = {"train_error": "training error (augmented batches, dropout on)", "val_error": "validation error"}
 TITLE_WIDTH = 60  # characters of a panel's title line: longer lines are wrapped, not run into the next panel's
 
 

@@ -108,12 +108,17 @@ class Comparison:
         return {name: int((self.tables[name]["p_adjusted"] < alpha).sum())
                 for name in ("confusion_tests", "region_tests")}
 
+    @property
+    def shared_classes(self) -> list[str]:
+        """The emotions both cultures' models were compared on (sorted by name)."""
+        return sorted(self.tables["class_errors"]["emotion"].unique())
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``emofx compare`` writes to summary.json)."""
         cka = self.tables["cka"].groupby("kind")["cka"].mean()
         return json_ready({
             "cultures": {"a": self.culture_a, "b": self.culture_b},
-            "shared_classes": sorted(self.tables["class_errors"]["emotion"].unique()),
+            "shared_classes": self.shared_classes,
             "config": asdict(self.config),
             "accuracy": self.tests["accuracy"],
             "balanced_accuracy": self.tests["balanced_accuracy"],
