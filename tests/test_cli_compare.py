@@ -175,6 +175,29 @@ def test_trials_may_differ_in_their_training_seed_and_in_the_split_they_were_giv
         assert cultures.CultureRuns.load(target, own).n_trials == TRIALS, name
 
 
+def test_compare_asks_about_the_floor_of_its_tests_over_trials_and_says_what_it_hears(tiny_runs, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from emofx.study import comparison
+
+    heard = []
+
+    def floor_note(p_values, p_adjusted, smallest, what="region tests"):
+        heard.append((len(p_values), smallest, what))
+        return [f"a note on the {what}"]
+
+    monkeypatch.setattr(comparison, "floor_note", floor_note)
+    out = tmp_path / "out"
+    assert main(["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),
+                 "--data-b", str(tiny_runs["b"][1]), "--out", str(out), "--permutations", "99", "--bootstrap", "50",
+                 "--no-figures"]) == 0
+    regions = pd.read_csv(out / "region_tests.csv")
+    assert heard == [(len(regions), pytest.approx(1 / 3), "region tests"),  # 2 vs 2 trials
+                     (len(pd.read_csv(out / "proximity_tests.csv")), pytest.approx(1 / 3), "landmark proximity tests")]
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    assert notes[-2:] == ["a note on the region tests", "a note on the landmark proximity tests"]
+    assert "emofx compare: a note on the region tests" in capsys.readouterr().err
+
+
 def test_cli_compare_writes_summary_tables_and_figures(tiny_runs, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", str(tiny_runs["a"][0]), str(tiny_runs["b"][0]), "--data-a", str(tiny_runs["a"][1]),

@@ -194,6 +194,23 @@ def test_measured_interval_draws_people_once_for_every_trial_that_tests_them():
         "measured_ci_unit"]
 
 
+def test_floor_note_warns_where_several_tests_sit_at_the_least_p_the_trials_allow():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    a[:, :3] += 10 * np.array([1.0, 2.0, 4.0])  # three features with the trials perfectly apart, one overlapping
+    test = stats.permutation_test(a, b, statistic="welch_t")
+    smallest = stats.smallest_p(5, 5)
+    assert test.p_value[:3] == pytest.approx([smallest] * 3) and test.p_value[3] > 0.05
+    passed = int((test.p_fwer[:3] < 0.05).sum())
+    note, = comparison.floor_note(test.p_value, test.p_fwer, smallest)
+    assert note.startswith(f"3 of the 4 region tests sit at the smallest p the trials allow (0.0079: the cultures' "
+                           f"trials perfectly apart), and {passed} of them pass the correction")
+    assert comparison.floor_note(test.p_value[2:], test.p_fwer[2:], smallest) == []  # one alone: nothing to tell apart
+    assert comparison.floor_note([1 / 3, 1 / 3], [1 / 3, 1 / 3], 1 / 3) == []  # 2 vs 2: the too-few note says it
+    assert "2 of the 3 proximity tests" in comparison.floor_note([smallest, smallest, None], [0.01, 0.2, None],
+                                                                  smallest, "proximity tests")[0]
+
+
 @pytest.mark.parametrize("accuracies_a, accuracies_b, smallest", [
     ([0.9, 0.95], [0.5, 0.55], 2 / 6),  # 2 vs 2: however far apart, p = 1/3
     ([0.9, 0.95, 0.9, 0.85], [0.5, 0.55, 0.5, 0.45], 2 / 70),

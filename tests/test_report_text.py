@@ -95,6 +95,23 @@ def test_h2_and_the_confusions_say_when_the_trials_were_too_few_for_any_test():
     assert "no test over trials could reach" not in h1_paragraph({"x": enough})
 
 
+def test_h2_says_when_several_region_tests_sit_at_the_least_p_the_trials_allow():
+    record = summary("Swedish", "Taiwanese", 0.17, 2 / 252)
+    record["accuracy"]["p_unit"] = "trials (5 vs 5; exact over 252 splits)"
+    record.update(config={"saliency_method": "guided"}, filters={"total_variation": 0.1, "p_value": 0.5},
+                  cka={"between": 0.5, "within_a": 0.6, "within_b": 0.7})
+
+    def cell(region, p_value, p_adjusted, unit="trials"):
+        return {"emotion": "happy", "region": region, "diff": 0.1, "effect_size": 3.0, "p_value": p_value,
+                "p_adjusted": p_adjusted, "unit": unit}
+
+    record["region_tests"] = [cell("eyes", 2 / 252, 0.0159), cell("mouth", 2 / 252, 0.29), cell("nose", 0.4, 1.0)]
+    assert ("(2 of the 3 emotion x region tests sit at the smallest p the trials allow (0.0079: the cultures' trials "
+            "perfectly apart), and 1 of them passes the correction") in h2_paragraph({"collected": record})
+    record["region_tests"] = [cell(r, 2 / 252, 0.0159, unit="images") for r in ("eyes", "mouth")]  # no such floor
+    assert "sit at the smallest p" not in h2_paragraph({"collected": record})
+
+
 def test_h2_says_where_the_salient_pixels_lie_nearer_the_landmarks():
     record = summary("Swedish", "Taiwanese", 0.01, 0.6)
     record.update(region_tests=[], config={"saliency_method": "guided"},

@@ -15,6 +15,7 @@ import pandas as pd
 
 from emofx.pipeline.figures import COLLECTED, MATCHED
 from emofx.study import stats
+from emofx.study.comparison import floor_note
 from emofx.study.stats import ALPHA, holm
 
 TOO_FEW = "; with these trials no test over trials could reach p < 0.05"
@@ -233,10 +234,15 @@ def h2_paragraph(summaries: Mapping[str, Mapping[str, Any]], sources: Mapping[st
             listed = (f"the {MAX_LISTED} with the smallest corrected p are {listed} (all of them in the region tests' "
                       "table)")
         corrected = [t["p_adjusted"] for t in tests if t["p_adjusted"] is not None]
+        over_trials = bool(tests) and tests[0].get("unit") == "trials"
         regions = (f"{len(differing)} of {len(tests)} emotion x region tests differ after correction: {listed}"
                    if differing else f"none of the {len(tests)} emotion x region tests differs after correction "
                    f"(smallest corrected p = {format_p(min(corrected, default=None))}"
-                   + (TOO_FEW if tests and tests[0].get("unit") == "trials" and _too_few(summary) else "") + ")")
+                   + (TOO_FEW if over_trials and _too_few(summary) else "") + ")")
+        smallest = smallest_p(summary.get("accuracy", {}))
+        if over_trials and smallest is not None:
+            regions += "".join(f" ({note})" for note in floor_note(
+                [t["p_value"] for t in tests], [t["p_adjusted"] for t in tests], smallest, "emotion x region tests"))
         filters, cka = summary["filters"], summary["cka"]
         parts.append(
             f"**{heading(label)}.** Where the models look ({summary['config']['saliency_method']} saliency, share "

@@ -171,6 +171,24 @@ def too_few_trials(n_a: int, n_b: int, config: CompareConfig, alpha: float = sta
             f"4 trials per culture (smallest p {stats.smallest_p(4, 4):.2g}; 5 each: {stats.smallest_p(5, 5):.2g})"]
 
 
+def floor_note(p_values: Any, p_adjusted: Any, smallest: float, what: str = "region tests",
+               alpha: float = stats.ALPHA) -> list[str]:
+    """A warning where several tests over trials sit at ``smallest``, the least p the trials allow (each test's
+    trials of the two cultures perfectly apart): the correction then tells them apart by their t statistics alone,
+    which move from one training run to the next, so which of them pass is fragile (the KDEF/Taiwanese study rerun
+    on a CPU of another vector width passed 1 of the same 6 region cells, its 40 differences correlating at 0.93:
+    results/README.md)."""
+    raw = np.asarray(p_values, dtype=float)
+    at_floor = np.isclose(raw, smallest, rtol=1e-6, atol=0.0)
+    if at_floor.sum() < 2 or not smallest < alpha:
+        return []
+    passed = int((at_floor & (np.asarray(p_adjusted, dtype=float) < alpha)).sum())
+    return [f"{int(at_floor.sum())} of the {len(raw)} {what} sit at the smallest p the trials allow ({smallest:.2g}: "
+            f"the cultures' trials perfectly apart), and {passed} of them pass{'es' if passed == 1 else ''} the "
+            "correction, which tells them apart by their t statistics alone: a rerun whose training rounds otherwise "
+            "can pass others among them (their signs and sizes are steadier); more trials per culture lower the floor"]
+
+
 def confound_note(a: CultureRuns, b: CultureRuns) -> list[str]:
     """What else differs between two cultures of real faces than culture (none for synthetic dialects, which
     differ by construction): their datasets' studios and instructions, or the parts of one collection."""
@@ -290,12 +308,16 @@ def compare(a: CultureRuns, b: CultureRuns, regions_a: RegionMaps, regions_b: Re
     steps.update()
     steps.close()
 
+    smallest = stats.smallest_p(a.n_trials, b.n_trials, config.n_permutations)
+    floors = [] if config.unit != "trials" else [  # tests over images have no such floor
+        *floor_note(region_tests["p_value"], region_tests["p_adjusted"], smallest),
+        *floor_note(proximity_tests["p_value"], proximity_tests["p_adjusted"], smallest, "landmark proximity tests")]
     humans = [h for h in (human_baseline(a, b), human_baseline(b, a)) if h is not None]
     tests["human"] = [h[1] for h in humans]
     notes = (*confound_note(a, b), *split_note(a, b), *regions_notes({a.name: regions_a, b.name: regions_b}),
              *proximity_notes,
              *chance_notes(recorded_flags, config.chance_alpha, config.exclude_chance),
-             *too_few_trials(a.n_trials, b.n_trials, config))
+             *too_few_trials(a.n_trials, b.n_trials, config), *floors)
 
     def recorded(table: pd.DataFrame, culture: str = "culture", trial: str = "trial") -> pd.DataFrame:
         return b.relabel_trials(a.relabel_trials(table, culture, trial), culture, trial)
