@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
-from emofx.nets.checkpoint import source_revision
+from emofx.nets.checkpoint import device_description, source_revision
 from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.data.dataset import merge
 from emofx.data.sources import SourceNameError, is_real, load_source
@@ -111,6 +111,8 @@ def test_report_has_every_section(reports, name, saliency_culture):
     revision = source_revision()  # the code of the training runs and of the report, side by side
     report_code, runs_code = (revision, revision) if revision else ("not a git checkout", "not recorded")
     assert re.search(rf"\| emofx-commit +\| {re.escape(report_code)} +\| {re.escape(runs_code)} +\|", text)
+    # the device the runs trained on, vector width included: another width trains the same seeds otherwise
+    assert f"Training runs' devices: {device_description()} (a CPU of another vector width" in text
 
 
 def test_report_answers_both_protocols_and_flags_chance(studies, reports):

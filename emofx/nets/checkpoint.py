@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
@@ -42,14 +43,36 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit the requested model."""
 
 
+# /proc/cpuinfo's flags, widest first, and what XLA's CPU compiler makes of each
+VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"))
+
+
+def cpu_vector_width(cpuinfo: str | None = None, xla_flags: str | None = None) -> str:
+    """The widest vector instructions XLA compiles for here, e.g. ``AVX-512`` or ``AVX2``, from ``cpuinfo`` (default:
+    /proc/cpuinfo) and a cap in ``xla_flags`` (default: $XLA_FLAGS' ``--xla_cpu_max_isa``); "" where unknown (off
+    Linux). CPUs of other widths sum in other orders: the same seed trains to other numbers on each."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+    width = next((name for flag, name in VECTOR_FLAGS if flag in flags), "")
+    cap = re.search(r"--xla_cpu_max_isa=(\S+)", os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags)
+    return f"{cap.group(1)} as XLA_FLAGS caps it ({width or 'unknown'} CPU)" if cap else width
+
+
 def device_description() -> str:
-    """The device computations run on and the cores this process may use, e.g. ``cpu (2 cores)``, ``cpu (1 of 2
-    cores)`` (``taskset``) or ``NVIDIA H200 (16 cores)``: recorded with every run so that its times can be read,
-    and because CPU training's last digits depend on the cores XLA spreads its sums over."""
+    """The device computations run on and the cores this process may use, e.g. ``cpu (2 cores, AVX-512)``, ``cpu
+    (1 of 2 cores, AVX2)`` (``taskset``) or ``NVIDIA H200 (16 cores)``: recorded with every run so that its times
+    can be read, and because CPU training's last digits depend on the cores XLA spreads its sums over and on the
+    CPU's vector width (:func:`cpu_vector_width`)."""
     device = jax.devices()[0]
     name = device.platform if device.platform == "cpu" else device.device_kind
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name} ({usable} cores)" if usable == os.cpu_count() else f"{name} ({usable} of {os.cpu_count()} cores)"
+    cores = f"{usable} cores" if usable == os.cpu_count() else f"{usable} of {os.cpu_count()} cores"
+    width = cpu_vector_width() if device.platform == "cpu" else ""
+    return f"{name} ({cores}{', ' + width if width else ''})"
 
 
 def source_revision(package: Path | None = None) -> str:

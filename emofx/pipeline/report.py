@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from emofx.data.paths import first_few
-from emofx.nets.checkpoint import source_revision
+from emofx.nets.checkpoint import cpu_vector_width, source_revision
 from emofx.pipeline import report_text
 from emofx.pipeline.html import markdown_to_html
 from emofx.pipeline.figures import MODIFICATION, RUN_DIR, SALIENCY, mean_std_text, regenerate
@@ -392,15 +392,20 @@ def _versions(exp: Experiment) -> str:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    runs = [read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json").get("versions", {})
-            for run in exp.training.get("run_dir", [])]
+    metrics = [read_json(Path(run) / RESULTS_DIR / RUN_DIR / "metrics.json") for run in exp.training.get("run_dir", [])]
+    runs = [m.get("versions", {}) for m in metrics]
     commits = ", ".join(sorted({run.get("emofx-commit") or "not recorded" for run in runs}))
     recorded = {**(runs or [{}])[0], "emofx-commit": commits}
     now = {"emofx-commit": source_revision() or "not a git checkout", "python": platform.python_version(),
            **{name: installed(name) for name in LIBRARIES}}
     rows = [{"library": name, "report": version, "training runs": recorded.get(name, "")}
             for name, version in now.items()]
-    return _md(pd.DataFrame(rows)) + f"\n\nMachine of the report: {platform.platform()}, {os.cpu_count()} CPUs."
+    width = cpu_vector_width()
+    machine = f"Machine of the report: {platform.platform()}, {os.cpu_count()} CPUs{f' ({width})' if width else ''}."
+    if metrics:  # a CPU of another vector width trains the same seeds to other numbers
+        devices = ", ".join(sorted({m.get("device") or "not recorded" for m in metrics}))
+        machine += f" Training runs' devices: {devices} (a CPU of another vector width trains the seeds otherwise)."
+    return _md(pd.DataFrame(rows)) + "\n\n" + machine
 
 
 # ----------------------------------------------------------------------------- writing
