@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from emofx.cli import main
-from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.pipeline import batch, experiments, figures, results
 from emofx.study.run_tables import test_error_summary as error_summary  # (not collected as a test)
 
@@ -31,23 +30,21 @@ CULTURES = ["eyes", "mouth"]
 def executed(tmp_path_factory):
     """All six notebooks run once as one experiment (02 for 2 cultures x 2 trials, then 03-05 on them)."""
     root = tmp_path_factory.mktemp("notebooks")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(COMPILATION_CACHE_ENV, str(root / "jax-cache"))
-        sweeps = (
-            experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]},
-                              {**TINY_TRAINING, "patience": 0}),
-            experiments.Sweep(NOTEBOOKS / "03_saliency.ipynb", {"culture": ["eyes"]}, {"per_class": 2}),
-            experiments.Sweep(NOTEBOOKS / "04_emotion_modification.ipynb", {"culture": ["eyes"]}, {"steps": 3}),
-            experiments.Sweep(NOTEBOOKS / "05_compare_cultures.ipynb", {},
-                        {"cultures": CULTURES, "n_permutations": 99, "n_boot": 50, "cka_images": 20}),
-            experiments.Sweep(NOTEBOOKS / "00_quickstart.ipynb", {}, TINY_TRAINING),
-            experiments.Sweep(NOTEBOOKS / "01_benchmark.ipynb", {},
-                        {"dataset": "synthetic", "n_per_class": 8, "folds": 2, "epochs": 1, **TINY_MODEL}),
-        )
-        experiment = experiments.Experiment("tiny", sweeps, root / "papermill_runs")
-        # One worker: the first run fills the compilation cache, the others reuse it (the process pool
-        # itself is tested in test_batch.py).
-        summaries = batch.run_experiment(experiment, progress=False)
+    sweeps = (
+        experiments.Sweep(NOTEBOOKS / "02_train_culture.ipynb", {"culture": CULTURES, "trial": [0, 1]},
+                          {**TINY_TRAINING, "patience": 0}),
+        experiments.Sweep(NOTEBOOKS / "03_saliency.ipynb", {"culture": ["eyes"]}, {"per_class": 2}),
+        experiments.Sweep(NOTEBOOKS / "04_emotion_modification.ipynb", {"culture": ["eyes"]}, {"steps": 3}),
+        experiments.Sweep(NOTEBOOKS / "05_compare_cultures.ipynb", {},
+                          {"cultures": CULTURES, "n_permutations": 99, "n_boot": 50, "cka_images": 20}),
+        experiments.Sweep(NOTEBOOKS / "00_quickstart.ipynb", {}, TINY_TRAINING),
+        experiments.Sweep(NOTEBOOKS / "01_benchmark.ipynb", {},
+                          {"dataset": "synthetic", "n_per_class": 8, "folds": 2, "epochs": 1, **TINY_MODEL}),
+    )
+    experiment = experiments.Experiment("tiny", sweeps, root / "papermill_runs")
+    # One worker: the first run fills the compilation cache (the suite's, conftest), the others reuse it (the
+    # process pool itself is tested in test_batch.py).
+    summaries = batch.run_experiment(experiment, progress=False)
     return experiment.directory, summaries
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from emofx.cli import main
 from emofx.nets.checkpoint import device_description, source_revision
-from emofx.nets.compilation import COMPILATION_CACHE_ENV
 from emofx.data.dataset import merge
 from emofx.data.sources import SourceNameError, is_real, load_source
 from emofx.data.synthetic import make_synthetic
@@ -67,15 +66,14 @@ def studies(tmp_path_factory):
               model_config=ModelConfig(num_classes=7, widths=tuple(TINY["widths"]), dense_units=TINY["dense_units"]),
               progress=False)
     done = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(COMPILATION_CACHE_ENV, str(root / "jax-cache"))
-        for name, protocols, cultures in (("kdef_vs_taiwanese", ["collected", "matched"], ["Swedish"]),
-                                          ("kdef_vs_taiwanese_pretrained", ["collected"], ["Taiwanese"])):
-            experiment = tiny_experiment(EXPERIMENTS / f"{name}.yaml", root / "runs", protocols, cultures, pretrained)
-            summaries = batch.run_experiment(experiment, progress=False)
-            for summary in summaries:
-                assert summary.count("ok") == len(summary.outcomes), summary.describe()
-            done[name] = experiment.directory
+    # The kernels compile into the suite's compilation cache (conftest), shared with the other tests' runs.
+    for name, protocols, cultures in (("kdef_vs_taiwanese", ["collected", "matched"], ["Swedish"]),
+                                      ("kdef_vs_taiwanese_pretrained", ["collected"], ["Taiwanese"])):
+        experiment = tiny_experiment(EXPERIMENTS / f"{name}.yaml", root / "runs", protocols, cultures, pretrained)
+        summaries = batch.run_experiment(experiment, progress=False)
+        for summary in summaries:
+            assert summary.count("ok") == len(summary.outcomes), summary.describe()
+        done[name] = experiment.directory
     return done
 
 
@@ -613,8 +611,7 @@ def test_trial_pairs_compare_the_same_trials_runs_image_by_image(studies):
     assert crossed["p_value"].isna().all() and crossed["note"].str.contains("tested on other images").all()
 
 
-def test_three_cultures_are_compared_a_pair_at_a_time_and_h1_is_corrected_over_the_pairs(tmp_path, monkeypatch):
-    monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "jax-cache"))
+def test_three_cultures_are_compared_a_pair_at_a_time_and_h1_is_corrected_over_the_pairs(tmp_path):
     experiment = experiments.load_experiment(EXPERIMENTS / "synthetic_three_dialects.yaml", runs_dir=tmp_path / "runs")
     s02, s03, s05 = experiment.sweeps
     sweeps = (experiments.Sweep(s02.notebook, s02.grid, {**s02.fixed, **TINY}),
