@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -588,3 +590,15 @@ def test_a_sweep_reading_the_experiment_waits_only_while_an_earlier_sweep_has_ru
                                                   "parameter_hash": experiments.parameter_hash({"x": 1})}))
     plans = plan_sweeps(experiment)
     assert [plan.waits for plan in plans] == [False, False] and [len(plan.todo) for plan in plans] == [0, 1]
+
+
+def test_notebook_tools_import_without_jsonschemas_iri_grammar_and_leave_it_importable():
+    # In fresh processes (this one imported jsonschema long ago). rfc3987_syntax is there with Jupyter's
+    # jupyter-events; where it is absent, jsonschema never had the iri checks and there is nothing to compare.
+    pytest.importorskip("rfc3987_syntax")
+    tools = "from emofx.pipeline.experiments import notebook_tools; notebook_tools(); "
+    report = ("import jsonschema, rfc3987_syntax; "
+              "print('iri' in jsonschema.FormatChecker.checkers, 'date' in jsonschema.FormatChecker.checkers)")
+    for code, iri in ((tools + report, False), ("import jsonschema; " + tools + report, True)):  # True: kept as was
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert done.stdout.split() == [str(iri), "True"], (code, done.stderr)

@@ -46,6 +46,7 @@ from emofx.pipeline.experiments import (
     load_experiment,
     missing_language,
     notebook_parameters,
+    notebook_tools,
     parameter_hash,
     parameter_set_name,
 )
@@ -219,7 +220,7 @@ def execute_run(spec: RunSpec) -> RunOutcome:
     The old marker is removed first, so a crash at any later point leaves no marker and
     the run is redone next time. Errors in the notebook are recorded, not raised.
     """
-    import papermill
+    _, papermill = notebook_tools()
     from papermill.exceptions import PapermillExecutionError
 
     from emofx.data.paths import absolutize_path_env

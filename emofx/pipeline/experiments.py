@@ -12,9 +12,11 @@ import itertools
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Mapping
 
 import yaml
@@ -253,10 +255,31 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def notebook_tools() -> tuple[ModuleType, ModuleType]:
+    """nbformat and papermill, imported without jsonschema's RFC 3987 grammar.
+
+    nbformat validates notebooks with jsonschema, which on import builds an Earley parser of RFC 3987
+    (``rfc3987_syntax``, installed with Jupyter's jupyter-events) for its optional ``iri`` format checks:
+    1.7 of the 2.3 s that importing papermill took (2-core Zen 3), paid by every `emofx batch` and
+    `emofx report` and by every pool or Dask worker. Notebook schemas use no such format, so while these
+    import, ``rfc3987_syntax`` reads as absent (jsonschema then leaves out those two checks); it is
+    importable again afterwards, and a process that imported jsonschema before keeps it as it was."""
+    hide = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+    if hide:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  (import raises ImportError)
+    try:
+        import nbformat
+        import papermill
+    finally:
+        if hide:
+            del sys.modules["rfc3987_syntax"]
+    return nbformat, papermill
+
+
 def missing_language(notebook: Path) -> str | None:
     """``python`` for a notebook that names no kernel language (papermill then needs one to write its
     parameters), else None (papermill reads the notebook's own)."""
-    import nbformat
+    nbformat, _ = notebook_tools()
 
     metadata = nbformat.read(notebook, as_version=4).metadata
     return None if metadata.get("kernelspec", {}).get("language") or metadata.get("language_info") else "python"
@@ -265,9 +288,7 @@ def missing_language(notebook: Path) -> str | None:
 def _inspect(notebook: Path, nb: Any) -> dict[str, Any]:
     """papermill's reading of the parameters cell. A notebook that names no kernel (written by a script or
     jupytext rather than saved by Jupyter) is read as a Python notebook, as `emofx batch --kernel` runs it."""
-    import nbformat
-    import papermill
-
+    nbformat, papermill = notebook_tools()
     if nb.metadata.get("kernelspec", {}).get("name"):
         return papermill.inspect_notebook(str(notebook))
     nb.metadata["kernelspec"] = {"name": DEFAULT_KERNEL, "language": "python", "display_name": "Python 3"}
@@ -279,8 +300,7 @@ def _inspect(notebook: Path, nb: Any) -> dict[str, Any]:
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The parameters declared in the notebook's cell tagged ``parameters`` (name -> default text)."""
-    import nbformat
-
+    nbformat, _ = notebook_tools()
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {notebook} " + ("is a folder; give an .ipynb file" if notebook.is_dir()
                                                             else "not found"))
