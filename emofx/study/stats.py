@@ -17,7 +17,6 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from scipy.stats import binomtest, chi2
 
 Alternative = Literal["two-sided", "greater", "less"]
 Statistic = Literal["mean_diff", "welch_t"]
@@ -470,6 +469,8 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float
     if not all(v.dtype == bool or np.isin(v, (0, 1)).all() for v in (a, b)):
         raise StatsInputError("need right/wrong per image (booleans, or 0 and 1), e.g. predictions == labels; got "
                               "other values")
+    from scipy.stats import binomtest, chi2  # here, not at the top: every `emofx train` would import scipy.stats
+
     a, b, n = a.astype(bool), b.astype(bool), a.size
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
