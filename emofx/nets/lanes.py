@@ -41,13 +41,12 @@ from emofx.nets.checkpoint import TrainedModel
 from emofx.nets.compilation import compile_seconds, process_seconds
 from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.model import ModelConfig, model_variables, pixel_free, pixel_stats
-from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, learning_rate_schedule
+from emofx.nets.optimisation import StepConfig, TrainConfig, TrainingError, learning_rates
 from emofx.nets.precision import at_precision
 from emofx.nets.targets import training_targets, weighted_targets
-from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, best_model, check_trainable, chunk_function,
-                                 chunk_lengths, describe_stop, evaluator_function, init_state, model_for,
-                                 training_key)
-from emofx.nets.train_state import history_row, improves, snapshot
+from emofx.nets.training import (HISTORY_COLUMNS, TrainResult, check_trainable, chunk_function, chunk_lengths,
+                                 evaluator_function, init_state, model_for, training_keys)
+from emofx.nets.train_state import best_model, describe_stop, history_row, improves, snapshot
 from emofx.nets.transfer import initial_variables
 
 
@@ -115,7 +114,7 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
     _check_lanes(lanes)
     configs = [replace(config, seed=config.seed if lane.seed is None else lane.seed) for lane in lanes]
     model_configs = [model_for(lane.train_set, model) for lane in lanes]
-    keys = [jax.random.split(training_key(c.seed, lane.trial)) for c, lane in zip(configs, lanes)]
+    keys = [training_keys(c.seed, lane.trial) for c, lane in zip(configs, lanes)]
     initial = [initial_variables(m, k[0], lane.init_from, lane.train_set.classes)
                for m, k, lane in zip(model_configs, keys, lanes)]
     spe = np.array([math.ceil(len(lane.train_set) / config.batch_size) for lane in lanes], np.int32)
@@ -123,8 +122,7 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
     intervals = np.full_like(spe, config.eval_every) if config.eval_every else spe
     states = [init_state(v["params"], config, s, v.get("batch_stats")) for (v, _), s in zip(initial, spe)]
     state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-    learning_rates = [np.asarray(jax.vmap(learning_rate_schedule(StepConfig.of(config, s)))(jnp.arange(t + 1)))
-                      for s, t in zip(spe, totals)]
+    rates = [learning_rates(StepConfig.of(config, s), t) for s, t in zip(spe, totals)]
 
     images = _stacked([lane.train_set.images for lane in lanes])
     targets = _stacked([weighted_targets(lane.train_set, c) for lane, c in zip(lanes, configs)])
@@ -148,7 +146,7 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
 
     errors, losses = validate(state)
     rows = [[dict(step=0, epoch=0.0, lr=float(lr[0]), train_loss=np.nan, train_error=np.nan,
-                  val_error=float(e), val_loss=float(v))] for lr, e, v in zip(learning_rates, errors, losses)]
+                  val_error=float(e), val_loss=float(v))] for lr, e, v in zip(rates, errors, losses)]
     best = [snapshot(_lane(state, k), 0, float(errors[k]), float(losses[k])) for k in range(len(lanes))]
     since_best = [0] * len(lanes)
     reasons = ["completed"] * len(lanes)
@@ -185,7 +183,7 @@ def fit_lanes(lanes: Sequence[Lane], config: TrainConfig = TrainConfig(), model:
                         reasons[k], steps[k] = "nan_loss", steps[k] + (bad[0] + 1 if len(bad) else len(train_losses))
                         continue
                     steps[k] = limit[k]
-                    rows[k].append(history_row(steps[k], spe[k], learning_rates[k][steps[k] - 1], train_losses,
+                    rows[k].append(history_row(steps[k], spe[k], rates[k][steps[k] - 1], train_losses,
                                                train_errors, errors[k], losses[k]))
                     if improves(float(errors[k]), float(losses[k]), best[k]):
                         best[k], since_best[k] = snapshot(_lane(state, k), int(steps[k]), float(errors[k]),

@@ -188,6 +188,13 @@ class StepConfig:
 # ---------------------------------------------------------------------------- optimisation
 
 
+def learning_rates(step_config: StepConfig, n_steps: int) -> np.ndarray:
+    """The learning rate at steps 0, 1, ..., ``n_steps`` (a training's history): one compiled program, where op by
+    op a new process would trace and load five."""
+    schedule = jax.jit(jax.vmap(learning_rate_schedule(step_config)))
+    return np.asarray(schedule(np.arange(n_steps + 1, dtype=np.int32)))
+
+
 def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:
     """The reference's per-epoch staircase decay lr * decay ** floor(step / steps_per_epoch), or a
     cosine decay to 0 at the end of the run; either after ``warmup_steps`` of linear warm-up from 0.

@@ -4,7 +4,9 @@ One file, written atomically at validations (:func:`emofx.nets.training.fit` say
 the compiled state (step, parameters, running statistics, optimiser state), the data key, the best parameters so far
 and the loop's bookkeeping (history rows, best step and error, early-stopping counter,
 elapsed time). Its ``tag`` says which training it belongs to; resuming under another tag is
-refused, so a state is never continued with other data or settings.
+refused, so a state is never continued with other data or settings. The loop's bookkeeping in memory is here
+too: the best model so far (:func:`snapshot`, :func:`improves`, :func:`best_model`) and how a training ended
+(:func:`describe_stop`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from emofx.data.paths import atomic_write
+from emofx.nets.checkpoint import TrainedModel
+from emofx.nets.model import ModelConfig
+from emofx.nets.optimisation import TrainConfig
 
 STATE_FILE = "training_state.msgpack"
 
@@ -64,8 +69,14 @@ def improves(val_error: float, val_loss: float, best: Mapping[str, Any]) -> bool
 
 def snapshot(state: Any, step: int, error: float, loss: float) -> dict[str, Any]:
     """A copy of the state's parameters and running statistics with their validation scores."""
-    return dict(params=jax.tree.map(jnp.copy, state.params), batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
-                step=step, error=error, loss=loss)
+    params, batch_stats = _copied((state.params, state.batch_stats))
+    return dict(params=params, batch_stats=batch_stats, step=step, error=error, loss=loss)
+
+
+@jax.jit
+def _copied(tree: Any) -> Any:
+    """A copy of every array of ``tree`` as one program (one per array op by op: a dozen for the paper's model)."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 def save_training_state(path: str | Path, tag: Mapping[str, Any], state: Any, key: jax.Array,
@@ -158,3 +169,24 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot record {type(value).__name__} in a training state")
+
+
+def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:
+    """One sentence on how a training ended and which checkpoint it kept."""
+    kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
+    plural = lambda n, noun: f"{n} {noun}{'s' * (n != 1)}"  # noqa: E731
+    return {"completed": f"trained {plural(step, 'step')} ({plural(config.epochs, 'epoch')}); {kept}",
+            "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; "
+                              f"{kept}",
+            "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate "
+                        f"{config.learning_rate} too high?): stopped; {kept}",
+            "interrupted": f"interrupted at step {step}; {kept}"}[stop_reason]
+
+
+def best_model(model_config: ModelConfig, best: Mapping[str, Any], classes: tuple[str, ...], config: TrainConfig,
+               trial: int) -> TrainedModel:
+    """The kept (best-validation) parameters as a :class:`TrainedModel` on the host."""
+    return TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=classes,
+                        info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
+                              "best_step": best["step"]},
+                        batch_stats=jax.device_get(best["batch_stats"]))

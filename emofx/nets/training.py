@@ -47,11 +47,11 @@ from emofx.nets.interrupts import caught_interrupts
 from emofx.nets.model import (EmotionCNN, ModelConfig, init_variables, model_variables, pixel_free, pixel_stats,
                               standardise)
 from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainConfig, TrainingError, chunk_lengths,
-                                     cross_entropy, learning_rate_schedule, make_optimizer)
+                                     cross_entropy, learning_rate_schedule, learning_rates, make_optimizer)
 from emofx.nets.precision import at_precision, precision_for
 from emofx.nets.targets import training_targets, weighted_targets
-from emofx.nets.train_state import (LoopProgress, history_row, improves, load_training_state, save_training_state,
-                                     snapshot)
+from emofx.nets.train_state import (LoopProgress, best_model, describe_stop, history_row, improves,
+                                     load_training_state, save_training_state, snapshot)
 from emofx.nets.transfer import initial_variables
 
 __all__ = ["DENSE_LAYERS", "SCHEDULES", "StepConfig", "TrainConfig", "TrainingError", "cross_entropy",
@@ -78,7 +78,12 @@ def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1,
     """The state at step 0 for ``params`` and, with batch normalisation, ``batch_stats``
     (see :func:`emofx.nets.model.init_variables`)."""
     optimizer = make_optimizer(StepConfig.of(train_config, steps_per_epoch))
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), batch_stats or None)
+
+    def optimizer_start(params: Any) -> tuple[jax.Array, Any]:  # one program, where op by op: one per parameter
+        return jnp.zeros((), jnp.int32), optimizer.init(params)
+
+    step, optimizer_state = jax.jit(optimizer_start)(params)
+    return TrainState(step, params, optimizer_state, batch_stats or None)
 
 
 # ---------------------------------------------------------------------------- compiled step
@@ -344,7 +349,7 @@ def fit(
     eval_every = config.eval_every or spe
     (images, targets), n_train = pad_to_bucket(train_set.images, weighted_targets(train_set, config))
     (val_images, val_targets), n_val = pad_to_bucket(val_set.images, training_targets(val_set, config.soft_targets))
-    init_key, data_key = jax.random.split(training_key(config.seed, trial))
+    init_key, data_key = training_keys(config.seed, trial)
     stats = pixel_stats(model_config)
     first_chunk = _prepare_first_chunk(model_config, config, spe,
                                        chunk_lengths(min(eval_every, total_steps), config.unroll_steps)[0],
@@ -353,8 +358,7 @@ def fit(
     with joined_on_error(first_chunk):  # e.g. an --init-from model of another shape
         variables, notes = initial_variables(model_config, init_key, init_from, train_set.classes)
         state = init_state(variables["params"], config, spe, variables.get("batch_stats"))
-        schedule = learning_rate_schedule(StepConfig.of(config, spe))
-        learning_rates = np.asarray(jax.vmap(schedule)(jnp.arange(total_steps + 1)))  # one call, not one per validation
+        rates = learning_rates(StepConfig.of(config, spe), total_steps)
         images, targets, val_images, val_targets = jax.device_put((images, targets, val_images, val_targets))
         evaluate = make_evaluator(model_config, min(config.eval_batch_size, len(val_images)),  # small sets unpadded
                                   config.flip_average, precision_for(config.precision))
@@ -370,7 +374,7 @@ def fit(
         else:
             val_error, val_loss = validate(state)
             loop = LoopProgress(
-                rows=[history_row(0, spe, learning_rates[0], np.nan, np.nan, val_error, val_loss)],
+                rows=[history_row(0, spe, rates[0], np.nan, np.nan, val_error, val_loss)],
                 best=snapshot(state, 0, val_error, val_loss), since_best=0, step=0)
         earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
         stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
@@ -406,7 +410,7 @@ def fit(
                 if not np.isfinite(val_loss):  # parameters so large that the logits overflow
                     stop_reason = "nan_loss"
                     break
-                loop.rows.append(history_row(loop.step, spe, learning_rates[loop.step - 1], losses, errors, val_error,
+                loop.rows.append(history_row(loop.step, spe, rates[loop.step - 1], losses, errors, val_error,
                                              val_loss))
                 bar.set_postfix(loss=f"{losses.mean():.3f}", val_err=f"{val_error:.3f}", refresh=False)
                 if improves(val_error, val_loss, loop.best):
@@ -479,22 +483,8 @@ def training_key(seed: int, trial: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), trial)
 
 
-def describe_stop(stop_reason: str, step: int, since_best: int, best: Mapping[str, Any], config: TrainConfig) -> str:
-    """One sentence on how a training ended and which checkpoint it kept."""
-    kept = f"kept the best checkpoint from step {best['step']} (validation error {best['error']:.4f})"
-    plural = lambda n, noun: f"{n} {noun}{'s' * (n != 1)}"  # noqa: E731
-    return {"completed": f"trained {plural(step, 'step')} ({plural(config.epochs, 'epoch')}); {kept}",
-            "early_stopping": f"validation error did not improve for {since_best} validations: stopped at step {step}; "
-                              f"{kept}",
-            "nan_loss": f"the loss became NaN or infinite at step {step} (is the learning rate "
-                        f"{config.learning_rate} too high?): stopped; {kept}",
-            "interrupted": f"interrupted at step {step}; {kept}"}[stop_reason]
-
-
-def best_model(model_config: ModelConfig, best: Mapping[str, Any], classes: tuple[str, ...], config: TrainConfig,
-               trial: int) -> TrainedModel:
-    """The kept (best-validation) parameters as a :class:`TrainedModel` on the host."""
-    return TrainedModel(config=model_config, params=jax.device_get(best["params"]), classes=classes,
-                        info={"recipe": config.recipe, "train_config": config.to_dict(), "trial": trial,
-                              "best_step": best["step"]},
-                        batch_stats=jax.device_get(best["batch_stats"]))
+@jax.jit
+def training_keys(seed: int, trial: int) -> tuple[jax.Array, jax.Array]:
+    """The initialisation and data keys of a training, split off :func:`training_key` in one compiled program."""
+    init_key, data_key = jax.random.split(training_key(seed, trial))
+    return init_key, data_key
