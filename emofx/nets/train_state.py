@@ -69,12 +69,12 @@ def improves(val_error: float, val_loss: float, best: Mapping[str, Any]) -> bool
 
 def snapshot(state: Any, step: int, error: float, loss: float) -> dict[str, Any]:
     """A copy of the state's parameters and running statistics with their validation scores."""
-    params, batch_stats = _copied((state.params, state.batch_stats))
+    params, batch_stats = copied((state.params, state.batch_stats))
     return dict(params=params, batch_stats=batch_stats, step=step, error=error, loss=loss)
 
 
 @jax.jit
-def _copied(tree: Any) -> Any:
+def copied(tree: Any) -> Any:
     """A copy of every array of ``tree`` as one program (one per array op by op: a dozen for the paper's model)."""
     return jax.tree.map(jnp.copy, tree)
 

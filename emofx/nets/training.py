@@ -50,7 +50,7 @@ from emofx.nets.optimisation import (DENSE_LAYERS, SCHEDULES, StepConfig, TrainC
                                      cross_entropy, learning_rate_schedule, learning_rates, make_optimizer)
 from emofx.nets.precision import at_precision, precision_for
 from emofx.nets.targets import training_targets, weighted_targets
-from emofx.nets.train_state import (LoopProgress, best_model, describe_stop, history_row, improves,
+from emofx.nets.train_state import (LoopProgress, best_model, copied, describe_stop, history_row, improves,
                                      load_training_state, save_training_state, snapshot)
 from emofx.nets.transfer import initial_variables
 
@@ -425,7 +425,7 @@ def fit(
                         save_training_state(state_path, state_tag, state, data_key, loop)
                         unsaved, last_save = None, time.perf_counter()  # written: the next chunk takes its buffers
                     else:
-                        unsaved = (jax.tree.map(jnp.copy, state), replace(loop, rows=list(loop.rows)))
+                        unsaved = (copied(state), replace(loop, rows=list(loop.rows)))
                 if config.patience and loop.since_best >= config.patience:
                     stop_reason = "early_stopping"
     except KeyboardInterrupt:
