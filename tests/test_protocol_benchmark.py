@@ -14,7 +14,7 @@ from benchmarks import protocol
 from emofx.data.synthetic import make_synthetic
 from emofx.nets.precision import use_precision
 
-TINY = ["--trials", "2", "--epochs", "2", "--widths", "8,16,16", "--dense-units", "32"]
+TINY = ["--trials", "2", "--epochs", "1", "--widths", "8,16,16", "--dense-units", "32"]
 
 
 @pytest.fixture(scope="module")
