@@ -75,7 +75,7 @@ def snapshot(state: Any, step: int, error: float, loss: float) -> dict[str, Any]
 
 @jax.jit
 def copied(tree: Any) -> Any:
-    """A copy of every array of ``tree`` as one program (one per array op by op: a dozen for the paper's model)."""
+    """A copy of every array of ``tree`` as one program (op by op: one per array, ten for the paper's model)."""
     return jax.tree.map(jnp.copy, tree)
 
 
