@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any, Callable
 
 import jax
@@ -191,8 +192,12 @@ class StepConfig:
 def learning_rates(step_config: StepConfig, n_steps: int) -> np.ndarray:
     """The learning rate at steps 0, 1, ..., ``n_steps`` (a training's history): one compiled program, where op by
     op a new process would trace and load five."""
-    schedule = jax.jit(jax.vmap(learning_rate_schedule(step_config)))
-    return np.asarray(schedule(np.arange(n_steps + 1, dtype=np.int32)))
+    return np.asarray(_compiled_schedule(step_config)(np.arange(n_steps + 1, dtype=np.int32)))
+
+
+@lru_cache(maxsize=16)
+def _compiled_schedule(step_config: StepConfig) -> Callable:
+    return jax.jit(jax.vmap(learning_rate_schedule(step_config)))
 
 
 def learning_rate_schedule(step_config: StepConfig) -> optax.Schedule:

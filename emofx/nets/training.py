@@ -77,13 +77,19 @@ def init_state(params: Any, train_config: TrainConfig, steps_per_epoch: int = 1,
                batch_stats: Any = None) -> TrainState:
     """The state at step 0 for ``params`` and, with batch normalisation, ``batch_stats``
     (see :func:`emofx.nets.model.init_variables`)."""
-    optimizer = make_optimizer(StepConfig.of(train_config, steps_per_epoch))
+    step, optimizer_state = _optimizer_start(StepConfig.of(train_config, steps_per_epoch))(params)
+    return TrainState(step, params, optimizer_state, batch_stats or None)
 
-    def optimizer_start(params: Any) -> tuple[jax.Array, Any]:  # one program, where op by op: one per parameter
+
+@lru_cache(maxsize=16)
+def _optimizer_start(step_config: StepConfig) -> Callable:
+    """The step counter and optimiser state at step 0 as one compiled program (op by op: one per parameter)."""
+    optimizer = make_optimizer(step_config)
+
+    def optimizer_start(params: Any) -> tuple[jax.Array, Any]:
         return jnp.zeros((), jnp.int32), optimizer.init(params)
 
-    step, optimizer_state = jax.jit(optimizer_start)(params)
-    return TrainState(step, params, optimizer_state, batch_stats or None)
+    return jax.jit(optimizer_start)
 
 
 # ---------------------------------------------------------------------------- compiled step
