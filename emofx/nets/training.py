@@ -484,13 +484,9 @@ def model_for(train_set: FaceDataset, model: ModelConfig | None) -> ModelConfig:
                    input_size=train_set.image_shape[0], pixel_mean=mean, pixel_std=std)
 
 
-def training_key(seed: int, trial: int) -> jax.Array:
-    """The key every random choice of a training flows from (split off into initialisation and data keys)."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed), trial)
-
-
 @jax.jit
 def training_keys(seed: int, trial: int) -> tuple[jax.Array, jax.Array]:
-    """The initialisation and data keys of a training, split off :func:`training_key` in one compiled program."""
-    init_key, data_key = jax.random.split(training_key(seed, trial))
+    """The initialisation and data keys every random choice of a training flows from, split off the key of
+    ``(seed, trial)`` in one compiled program."""
+    init_key, data_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), trial))
     return init_key, data_key
