@@ -193,15 +193,20 @@ def make_train_chunk(model_config: ModelConfig, train_config: TrainConfig, steps
     model; ``metrics`` holds per-step arrays. ``n`` (default: all) counts the leading rows that
     are real data, the rest being padding (:func:`emofx.nets.buckets.pad_to_bucket`): one program
     serves every set of the same padded size, whatever its true size, epoch length or statistics.
+    ``dispatched`` is called once the steps are queued, before the wait that follows a program's first run
+    (:func:`emofx.nets.compilation.release_after_first_run`).
     """
     step_config = StepConfig.of(train_config, 1)  # steps_per_epoch is passed as data
     compiled = _compiled_chunk(pixel_free(model_config), step_config, train_config.batch_size, int(n_steps))
     spe = np.int32(steps_per_epoch)
 
     def chunk(state: TrainState, images: jax.Array, targets: jax.Array, key: jax.Array, stats: jax.Array,
-              n: int | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+              n: int | None = None, dispatched: Callable[[], Any] | None = None
+              ) -> tuple[TrainState, dict[str, jax.Array]]:
         result = compiled(state, images, targets, key, stats, np.int32(images.shape[0] if n is None else n), spe,
                           np.int32(np.iinfo(np.int32).max))
+        if dispatched is not None:  # the steps are running: a program's first run is waited for just below
+            dispatched()
         release_after_first_run(compiled, (images.shape, targets.shape), result)
         return result
 
@@ -385,7 +390,7 @@ def fit(
         earlier_seconds, step_seconds, loop_compile_seconds = loop.seconds, loop.step_seconds, loop.compile_seconds
         stop_reason = "early_stopping" if config.patience and loop.since_best >= config.patience else "completed"
         bar.update(loop.step)  # a resumed training's steps
-        ready_seconds, last_save = float("nan"), -math.inf
+        first_step, last_save = [], -math.inf  # when the first step was dispatched (process seconds)
     first_chunk.join()
     bar.set_postfix_str("", refresh=False)  # compiled: the first validation's numbers replace it
     unsaved = None  # the state at the last validation while not written: Ctrl-C writes it (resumed from there)
@@ -398,9 +403,9 @@ def fit(
                 for length in chunk_lengths(n_steps, config.unroll_steps):
                     stop_if_interrupted()  # a Ctrl-C that Python swallowed (in a callback) stops here
                     chunk = make_train_chunk(model_config, config, spe, length)
-                    state, metrics = chunk(state, images, targets, data_key, stats, n_train)
-                    if np.isnan(ready_seconds):  # the first chunk is compiled and dispatched (it runs asynchronously)
-                        ready_seconds = process_seconds()
+                    state, metrics = chunk(state, images, targets, data_key, stats, n_train,
+                                           dispatched=None if first_step else lambda: first_step.append(
+                                               process_seconds()))  # compiled and queued: the first step runs
                     pieces.append((metrics["loss"], metrics["error"]))
                     if len(pieces) > 1:  # the bar follows finished chunks while the next one is queued
                         bar.update(len(jax.block_until_ready(pieces[-2][0])))
@@ -459,7 +464,7 @@ def fit(
         seconds=earlier_seconds + time.perf_counter() - started,
         step_seconds=step_seconds,
         compile_seconds=loop_compile_seconds + compile_seconds() - compiled_before,
-        ready_seconds=ready_seconds,
+        ready_seconds=first_step[0] if first_step else float("nan"),
     )
 
 
