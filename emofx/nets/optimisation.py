@@ -51,11 +51,14 @@ class TrainConfig:
     ``conv_lr_scale`` multiplies the convolutional layers' updates (fine-tuning: 0 freezes
     them). ``recipe`` names the preset the configuration came from (a label).
     ``unroll_steps`` is how many steps one compiled program runs, unrolled: XLA's CPU backend
-    runs convolution gradients inside a compiled loop through a generic path about 100x
-    slower than outside it, so steps are unrolled rather than looped; compile time, and the
-    time a new process spends loading the program from the persistent cache, grow with the
-    count (measured on 2 cores, paper CNN at batch 64, interleaved: 1 step 97 img/s and 0.3 s to
-    load, 4 steps 163 img/s and 1.4 s, 8 steps 160 img/s and 3.3-4 s), so 4 is the default
+    runs ``lax`` and ``split-grad`` convolution gradients inside a compiled loop through a slow
+    generic path (jax 0.10.2, 2 cores, the steps of a chunk as a rolled loop: a model of 8/16/16
+    filters 3.3x slower a step, the paper CNN's first ``lax`` chunk 243 s instead of 26 to compile
+    and run; its Winograd layers alone loop at full speed, 0.97-1.02x), so steps are unrolled
+    rather than looped; compile time, and the time a new process spends loading the program from
+    the persistent cache, grow with the count (measured on 2 cores, paper CNN at batch 64,
+    interleaved: 1 step 97 img/s and 0.3 s to load, 4 steps 163 img/s and 1.4 s, 8 steps 160 img/s
+    and 3.3-4 s), so 4 is the default
     (:func:`chunk_lengths` splits a validation interval into chunks).
     ``precision``: of the steps' matmuls and convolutions (:mod:`emofx.nets.precision`).
     """
