@@ -214,6 +214,18 @@ def test_pooling_before_the_activation_gives_the_values_and_gradients_of_pooling
         np.testing.assert_array_equal(jax.vjp(before, x)[1](cotangent)[0], jax.vjp(after, x)[1](cotangent)[0])
 
 
+def test_the_bias_added_after_pooling_gives_the_values_and_gradients_of_adding_it_before(assert_close):
+    x, bias, cotangent = normal_arrays(5, (2, 6, 8, 3), (3,), (2, 3, 4, 3))
+    before = lambda a, b: jax.nn.relu(ops.max_pool_2x2(a + b))  # noqa: E731
+    after = lambda a, b: jax.nn.relu(ops.max_pool_2x2(a) + b)  # noqa: E731 (the model's order, emofx.nets.model.Conv)
+    (y_before, vjp_before), (y_after, vjp_after) = jax.vjp(before, x, 3 * bias), jax.vjp(after, x, 3 * bias)
+    np.testing.assert_array_equal(y_after, y_before)  # rounding is monotone: max(a + b) is max(a) + b to the bit
+    assert 0 < np.count_nonzero(y_after) < y_after.size  # the activation cuts some values and passes others
+    (dx_before, db_before), (dx_after, db_after) = vjp_before(cotangent), vjp_after(cotangent)
+    np.testing.assert_array_equal(dx_after, dx_before)
+    assert_close(db_after, db_before, "bias gradient")  # the same terms, summed over pooled positions
+
+
 def test_auto_picks_the_fast_path_on_cpu_and_lax_elsewhere():
     assert ops.resolve_conv_impl("auto", "cpu") == "winograd"
     assert ops.resolve_conv_impl("auto", "gpu") == "lax"

@@ -130,8 +130,11 @@ class Conv(nn.Module):
     """A stride-1 'SAME' convolution whose kernel goes through :func:`emofx.nets.ops.conv2d_same`,
     optionally followed by batch normalisation (batch statistics when ``train``, else running ones).
 
-    The layer's activation and pooling come in as ``after`` so that a layer the CPU path runs in
-    chunks of images (:func:`emofx.nets.ops.layer_batch_chunk`) computes them inside each chunk.
+    The layer's activation and pooling come in as ``activation`` and ``pool`` so that a layer the CPU path
+    runs in chunks of images (:func:`emofx.nets.ops.layer_batch_chunk`) computes them inside each chunk.
+    Without batch normalisation the bias is added after the pooling: a per-channel constant commutes with the
+    max (float rounding is monotone, so the values are the same to the bit), and the bias gradient then sums
+    the pooled gradient, a quarter of the positions, which the activation's gradient makes anyway.
     """
 
     features: int
@@ -142,20 +145,19 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False,
-                 after: Callable[[jax.Array], jax.Array] = lambda y: y) -> jax.Array:
-        """The convolution (+ bias, + batch normalisation) with ``after`` (activation, pooling) applied."""
+                 activation: Callable[[jax.Array], jax.Array] = lambda y: y, pool: bool = False) -> jax.Array:
+        """The convolution (+ bias, + batch normalisation), 2x2 max pooling when ``pool``, then ``activation``."""
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+        pooled = ops.max_pool_2x2 if pool else lambda y: y
+        biased = (lambda y: y) if bias is None else lambda y: y + bias
 
-        def convolve(images: jax.Array) -> jax.Array:
-            y = ops.conv2d_same(images, kernel, self.impl)
-            return y if bias is None else y + bias
-
-        if self.batch_norm:  # batch statistics need the whole batch: no chunks
+        if self.batch_norm:  # batch statistics need the whole batch (no chunks), and the bias goes before them
             norm = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, name="norm")
-            return after(norm(convolve(x)))
-        return ops.in_batch_chunks(lambda images: after(convolve(images)), x, ops.layer_batch_chunk(x, self.impl))
+            return activation(pooled(norm(biased(ops.conv2d_same(x, kernel, self.impl)))))
+        layer = lambda images: activation(biased(pooled(ops.conv2d_same(images, kernel, self.impl))))  # noqa: E731
+        return ops.in_batch_chunks(layer, x, ops.layer_batch_chunk(x, self.impl))
 
 
 class EmotionCNN(nn.Module):
@@ -191,7 +193,7 @@ class EmotionCNN(nn.Module):
             # Pooling before the activation: the same values (the activation is non-decreasing, so it
             # commutes with the max) and, where a window's maximum is unique, the same gradients, with
             # the activation on a quarter of the positions.
-            x = conv(x, train, self.activation if last else lambda y: self.activation(ops.max_pool_2x2(y)))
+            x = conv(x, train, self.activation, pool=not last)
         return x
 
     def classify_features(self, features: jax.Array, train: bool = False) -> jax.Array:
